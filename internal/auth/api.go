@@ -1,0 +1,52 @@
+// Package auth is Petrel's one authentication core, shared by SMTP
+// submission, IMAP, POP3 and the web: passlib-compatible password hashes,
+// app tokens, the credential cache, SASL LOGIN, and Mailu's failed-auth
+// limits (limiter.py).
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// Errors Authenticate returns. Protocols map them to their replies
+// (SMTP 535 5.7.8 / 451 4.3.2, IMAP AUTHENTICATIONFAILED / LIMIT, ...).
+// Every other reason (unknown user, disabled, bare local part, token from a
+// foreign IP, AUTH_REQUIRE_TOKENS) is reported to the client as
+// ErrBadCredentials; the log line says the real reason.
+var (
+	ErrBadCredentials = errors.New("authentication failed")
+	ErrRateLimited    = errors.New("temporary authentication failure (rate-limit)")
+)
+
+// Secret is a password or token; it never prints or logs its value.
+type Secret string
+
+// LogValue implements slog.LogValuer.
+func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return "REDACTED" }
+
+// Attempt is one login attempt.
+type Attempt struct {
+	Username string // as the client sent it
+	Password Secret
+	Protocol string // Mailu Auth-Protocol: "smtp", "imap", "pop3", "sieve", "web"
+	Port     int    // the role's port (465, 587, 993, ...)
+	Remote   netip.Addr
+	Log      *slog.Logger // the connection's logger; nil = the Authenticator's
+}
+
+// Result is a successful login.
+type Result struct {
+	User     *store.User
+	ViaToken bool // authenticated with an app token
+}
+
+// AuthenticateFunc is the shape protocol servers depend on.
+type AuthenticateFunc func(ctx context.Context, a Attempt) (*Result, error)

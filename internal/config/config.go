@@ -1,0 +1,95 @@
+// Package config turns the environment (Mailu's setting names) into a typed
+// Config. It imports no other Petrel package.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Rate is a Mailu rate limit such as "5/hour", "200/day" or "10 per minute":
+// at most Count events in any moving window of length Per.
+type Rate struct {
+	Count int
+	Per   time.Duration
+}
+
+// Listener says where one role listens.
+type Listener struct {
+	Port    int    // Mailu's port number naming the role: 25, 465, 587, 993, 143, 995, 110, 4190, 80, 443
+	Enabled bool   // from PORTS (port 25 is always on)
+	Addr    string // host:port to listen on (LISTEN_<port>, else BIND_ADDRESS:port)
+}
+
+// Config is every setting Petrel reads. Field comments give the environment
+// name and Mailu's default.
+type Config struct {
+	// Identity
+	Domain     string   // DOMAIN (required)
+	Hostnames  []string // HOSTNAMES (required), comma list; first = SMTP banner
+	Postmaster string   // POSTMASTER, default "postmaster"
+	SecretKey  string   // SECRET_KEY or the contents of SECRET_KEY_FILE
+	SiteName   string   // SITENAME, default "Mailu"
+
+	// Petrel's own settings (one binary instead of containers)
+	DataDir     string           // DATA_DIR, default "/data" when it exists and is writable, else "./petrel-data"
+	BindAddress string           // BIND_ADDRESS, default "" (all addresses)
+	Listeners   map[int]Listener // from PORTS, TLS, LISTEN_<port>, BIND_ADDRESS
+	LogLevel    string           // LOG_LEVEL, default "INFO" (DEBUG, INFO, WARNING, ERROR, CRITICAL)
+	LogFormat   string           // LOG_FORMAT, "text" (default) or "json"
+
+	// TLS
+	TLSFlavor        string // TLS_FLAVOR: cert (default), notls; letsencrypt/mail/mail-letsencrypt are warned about
+	TLSCertFilename  string // TLS_CERT_FILENAME, default cert.pem (under DataDir/certs)
+	TLSKeyFilename   string // TLS_KEYPAIR_FILENAME, default key.pem
+	TLSPermissive    bool   // TLS_PERMISSIVE, default true: legacy TLS versions on port 25
+	InboundTLSForce  bool   // INBOUND_TLS_ENFORCE, default false
+	Ports            []int  // PORTS, default 25,80,443,465,993,995,4190
+	TLSPorts         []int  // TLS, default = PORTS default list
+
+	// Limits
+	MessageSizeLimit          int64          // MESSAGE_SIZE_LIMIT, default 50000000
+	MessageRateLimit          Rate           // MESSAGE_RATELIMIT, default 200/day
+	MessageRateLimitExemption []string       // MESSAGE_RATELIMIT_EXEMPTION, comma list of user emails
+	AuthRateLimitIP           Rate           // AUTH_RATELIMIT_IP, default 5/hour
+	AuthRateLimitUser         Rate           // AUTH_RATELIMIT_USER, default 50/day
+	AuthRateLimitIPv4Mask     int            // AUTH_RATELIMIT_IP_V4_MASK, default 24
+	AuthRateLimitIPv6Mask     int            // AUTH_RATELIMIT_IP_V6_MASK, default 48
+	AuthRateLimitExemption    []netip.Prefix // AUTH_RATELIMIT_EXEMPTION, comma list of CIDRs
+	AuthRateLimitExemptionLen time.Duration  // AUTH_RATELIMIT_EXEMPTION_LENGTH, seconds, default 86400
+	AuthRequireTokens         bool           // AUTH_REQUIRE_TOKENS, default false
+
+	// Mail flow
+	RelayNets               []netip.Prefix // RELAYNETS, comma list of CIDRs
+	RelayHost               string         // RELAYHOST, e.g. [smtp.example.com]:587
+	RelayUser               string         // RELAYUSER
+	RelayPassword           string         // RELAYPASSWORD (never logged)
+	RecipientDelimiter      string         // RECIPIENT_DELIMITER, a set of characters, default "" (Mailu template: "+")
+	DefaultQuota            int64          // DEFAULT_QUOTA, default 1000000000
+	DefaultSpamThreshold    int            // DEFAULT_SPAM_THRESHOLD, default 80
+	CredentialRounds        int            // CREDENTIAL_ROUNDS, default 12 (bcrypt cost)
+	WildcardSenders         []string       // WILDCARD_SENDERS, comma list of user emails
+	RejectUnlistedRecipient bool           // REJECT_UNLISTED_RECIPIENT, default false
+	DKIMSelector            string         // DKIM_SELECTOR, default "dkim"
+	DKIMPath                string         // DKIM_PATH, default DataDir/dkim/{domain}.{selector}.key
+	ResolverAddress         string         // RESOLVER_ADDRESS, host:port, default system resolver
+
+	// Database
+	DBFlavor string // DB_FLAVOR: sqlite (default) or postgresql
+	DBHost   string // DB_HOST
+	DBPort   int    // DB_PORT, default 5432
+	DBUser   string // DB_USER
+	DBPw     string // DB_PW (never logged)
+	DBName   string // DB_NAME, default "mailu"
+	DBURL    string // SQLALCHEMY_DATABASE_URI when set
+
+	// Bootstrap
+	InitialAdminAccount string // INITIAL_ADMIN_ACCOUNT (local part)
+	InitialAdminDomain  string // INITIAL_ADMIN_DOMAIN
+	InitialAdminPw      string // INITIAL_ADMIN_PW (never logged)
+	InitialAdminMode    string // INITIAL_ADMIN_MODE: ifmissing (default), create, update
+
+	// Web / API (used by later issues; parsed now so config-check knows them)
+	API      bool   // API, default false
+	APIToken string // API_TOKEN (never logged)
+}

@@ -1,0 +1,49 @@
+// Package inbound decides what happens to an accepted message: recipient
+// resolution in Mailu's order, sender ownership for submission, and durable
+// delivery (local mailboxes and the outbound queue) with group commit.
+package inbound
+
+import (
+	"errors"
+	"time"
+)
+
+// Errors Resolve returns; smtpd maps them to replies.
+var (
+	// ErrUnknownRecipient: the domain is local but no user or alias
+	// matches (RFC 5321 550 5.1.1).
+	ErrUnknownRecipient = errors.New("unknown local recipient")
+	// ErrBadAddress: the address is syntactically unusable or uses a
+	// relay trick (RFC 5321 501 5.1.3 / 553 5.1.3).
+	ErrBadAddress = errors.New("bad address")
+)
+
+// RouteKind says how a recipient is handled.
+type RouteKind int
+
+const (
+	// RouteLocal: a local domain or alternative; Mailboxes and Remote say
+	// where copies go after aliases and forwards.
+	RouteLocal RouteKind = iota + 1
+	// RouteRelay: a Relay domain: accepted on port 25 and queued to its transport.
+	RouteRelay
+	// RouteForeign: any other domain; on port 25 only RELAYNETS may use it.
+	RouteForeign
+)
+
+// Route is the resolution of one RCPT TO address.
+type Route struct {
+	Kind      RouteKind
+	Rcpt      string   // the normalised address the client gave
+	Mailboxes []string // local user emails that get a copy (deduplicated)
+	Remote    []string // addresses that go to the outbound queue (forwards, remote alias destinations, relay and foreign recipients)
+}
+
+// Envelope is one message's accepted envelope.
+type Envelope struct {
+	ID         string  // Petrel message id, also logged as msgid
+	Sender     string  // normalised reverse-path; "" is the null sender
+	Routes     []Route // one per accepted RCPT
+	ReceivedAt time.Time
+	AuthUser   string // authenticated user on submission, "" on port 25
+}

@@ -39,13 +39,13 @@ type Config struct {
 	LogFormat   string           // LOG_FORMAT, "text" (default) or "json"
 
 	// TLS
-	TLSFlavor        string // TLS_FLAVOR: cert (default), notls; letsencrypt/mail/mail-letsencrypt are warned about
-	TLSCertFilename  string // TLS_CERT_FILENAME, default cert.pem (under DataDir/certs)
-	TLSKeyFilename   string // TLS_KEYPAIR_FILENAME, default key.pem
-	TLSPermissive    bool   // TLS_PERMISSIVE, default true: legacy TLS versions on port 25
-	InboundTLSForce  bool   // INBOUND_TLS_ENFORCE, default false
-	Ports            []int  // PORTS, default 25,80,443,465,993,995,4190
-	TLSPorts         []int  // TLS, default = PORTS default list
+	TLSFlavor       string // TLS_FLAVOR: cert (default), notls; letsencrypt/mail/mail-letsencrypt are warned about
+	TLSCertFilename string // TLS_CERT_FILENAME, default cert.pem (under DataDir/certs)
+	TLSKeyFilename  string // TLS_KEYPAIR_FILENAME, default key.pem
+	TLSPermissive   bool   // TLS_PERMISSIVE, default true: legacy TLS versions on port 25
+	InboundTLSForce bool   // INBOUND_TLS_ENFORCE, default false
+	Ports           []int  // PORTS, default 25,80,443,465,993,995,4190
+	TLSPorts        []int  // TLS, default = PORTS default list
 
 	// Limits
 	MessageSizeLimit          int64          // MESSAGE_SIZE_LIMIT, default 50000000

@@ -1,0 +1,359 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/blob"
+)
+
+// Deliverer defaults.
+const (
+	DefaultInlineMax = 128 << 10 // bodies up to this size live in the database
+	DefaultMaxBatch  = 64        // messages per group commit
+)
+
+var (
+	// ErrClosed: Deliver after Close (or before Start). smtpd answers 451.
+	ErrClosed = errors.New("inbound: deliverer is not running")
+	// ErrNoRecipients: an envelope whose routes name no mailbox and no
+	// remote address.
+	ErrNoRecipients = errors.New("inbound: message has no recipients")
+)
+
+// MessageStore is what the Deliverer needs from the store.
+type MessageStore interface {
+	// CommitMessages stores msgs in one transaction (one fsync), all or
+	// nothing (store.Mail).
+	CommitMessages(ctx context.Context, msgs []*store.NewMessage) error
+}
+
+// DelivererOptions configures a Deliverer.
+type DelivererOptions struct {
+	Store     MessageStore
+	Blobs     *blob.Dir // where bodies larger than InlineMax go
+	InlineMax int64     // default DefaultInlineMax
+	MaxBatch  int       // default DefaultMaxBatch
+	Logger    *slog.Logger
+	Now       func() time.Time // default time.Now
+}
+
+// Deliverer makes accepted messages durable. One committer goroutine
+// gathers every delivery waiting at that moment into one CommitMessages
+// call (group commit), so concurrent SMTP sessions share one fsync; each
+// Deliver returns when the transaction holding its message has committed.
+type Deliverer struct {
+	store     MessageStore
+	blobs     *blob.Dir
+	inlineMax int64
+	maxBatch  int
+	log       *slog.Logger
+	now       func() time.Time
+
+	mu      sync.Mutex
+	state   int
+	pending []*commitReq
+	wake    chan struct{} // 1-buffered: "pending changed or closing"
+	done    chan struct{} // closed when the committer has drained and exited
+}
+
+const (
+	stateNew = iota
+	stateRunning
+	stateClosing
+)
+
+// commitReq is one message waiting for the committer.
+type commitReq struct {
+	msg    *store.NewMessage
+	env    *Envelope
+	result chan error // 1-buffered, so the committer never blocks on a caller that left
+}
+
+// NewDeliverer returns a Deliverer; call Start before Deliver.
+func NewDeliverer(opts DelivererOptions) *Deliverer {
+	d := &Deliverer{
+		store:     opts.Store,
+		blobs:     opts.Blobs,
+		inlineMax: opts.InlineMax,
+		maxBatch:  opts.MaxBatch,
+		log:       opts.Logger,
+		now:       opts.Now,
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	if d.inlineMax <= 0 {
+		d.inlineMax = DefaultInlineMax
+	}
+	if d.maxBatch <= 0 {
+		d.maxBatch = DefaultMaxBatch
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	return d
+}
+
+// Start runs the committer until Close is called or ctx is done; either
+// way every delivery already handed over is committed before it stops
+// (commits run with ctx's values but without its cancellation, so a
+// shutdown does not lose accepted messages). Start is a no-op after the
+// first call.
+func (d *Deliverer) Start(ctx context.Context) {
+	d.mu.Lock()
+	if d.state != stateNew {
+		d.mu.Unlock()
+		return
+	}
+	d.state = stateRunning
+	d.mu.Unlock()
+	go d.run(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-ctx.Done():
+			d.beginClose()
+		case <-d.done:
+		}
+	}()
+}
+
+// Close stops accepting deliveries, waits until every pending one has been
+// committed (or has failed) and returns. It is safe to call more than once.
+func (d *Deliverer) Close() error {
+	d.mu.Lock()
+	started := d.state != stateNew
+	d.state = stateClosing
+	d.mu.Unlock()
+	if !started {
+		return nil
+	}
+	d.signal()
+	<-d.done
+	return nil
+}
+
+func (d *Deliverer) beginClose() {
+	d.mu.Lock()
+	d.state = stateClosing
+	d.mu.Unlock()
+	d.signal()
+}
+
+func (d *Deliverer) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// NewSpool returns a Spool for one message body.
+func (d *Deliverer) NewSpool() (*Spool, error) {
+	return &Spool{blobs: d.blobs, inlineMax: d.inlineMax}, nil
+}
+
+// Deliver makes the message env/sp durable: every local mailbox of every
+// route gets one copy in INBOX (a mailbox named by several routes gets
+// one), and every remote address of every route, deduplicated, becomes an
+// outbound queue entry. A spilled body's blob is committed (fsynced) first;
+// then the message joins the next group commit and Deliver returns once
+// that transaction has committed, or with its error. A quota failure wraps
+// store.ErrQuotaExceeded (RFC 3463 5.2.2).
+//
+// Deliver consumes sp whatever the outcome.
+//
+// If ctx ends while Deliver waits for the commit, Deliver returns
+// ctx.Err() but the message may still be committed moments later: the
+// client then sees a temporary failure and may send again. A duplicate is
+// better than a lost message.
+func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error {
+	if sp == nil {
+		return errors.New("inbound: Deliver without a spool")
+	}
+	defer sp.Abort()
+	if env == nil {
+		return errors.New("inbound: Deliver without an envelope")
+	}
+	msg := d.newMessage(env)
+	if len(msg.Targets) == 0 && len(msg.Remote) == 0 {
+		return fmt.Errorf("inbound: deliver %s: %w", env.ID, ErrNoRecipients)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !d.running() {
+		return ErrClosed
+	}
+	msg.Size = sp.Size()
+	body, name, err := sp.finish()
+	if err != nil {
+		return fmt.Errorf("inbound: deliver %s: %w", env.ID, err)
+	}
+	msg.Body, msg.BlobName = body, name
+
+	req := &commitReq{msg: msg, env: env, result: make(chan error, 1)}
+	d.mu.Lock()
+	if d.state != stateRunning {
+		d.mu.Unlock()
+		d.removeBlob(msg)
+		return ErrClosed
+	}
+	d.pending = append(d.pending, req)
+	d.mu.Unlock()
+	d.signal()
+
+	select {
+	case err := <-req.result:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("inbound: deliver %s: gave up waiting for commit: %w", env.ID, ctx.Err())
+	}
+}
+
+func (d *Deliverer) running() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state == stateRunning
+}
+
+// newMessage builds the store message from the envelope's routes, without
+// the body.
+func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
+	msg := &store.NewMessage{
+		ID:         env.ID,
+		Sender:     env.Sender,
+		ReceivedAt: env.ReceivedAt,
+	}
+	if msg.ReceivedAt.IsZero() {
+		msg.ReceivedAt = d.now()
+	}
+	seenBox := map[string]bool{}
+	seenRemote := map[string]bool{}
+	for _, rt := range env.Routes {
+		for _, mb := range rt.Mailboxes {
+			if mb != "" && !seenBox[mb] {
+				seenBox[mb] = true
+				msg.Targets = append(msg.Targets, store.MailboxTarget{User: mb, Mailbox: "INBOX"})
+			}
+		}
+		for _, r := range rt.Remote {
+			if r != "" && !seenRemote[r] {
+				seenRemote[r] = true
+				msg.Remote = append(msg.Remote, r)
+			}
+		}
+	}
+	return msg
+}
+
+// run is the committer: it takes whatever is pending (up to maxBatch),
+// commits it as one group, and repeats; while one group commits, the next
+// one gathers.
+func (d *Deliverer) run(ctx context.Context) {
+	defer close(d.done)
+	for {
+		d.mu.Lock()
+		n := min(len(d.pending), d.maxBatch)
+		batch := make([]*commitReq, n)
+		copy(batch, d.pending)
+		if n == len(d.pending) {
+			d.pending = nil
+		} else {
+			d.pending = d.pending[n:]
+		}
+		closing := d.state == stateClosing
+		d.mu.Unlock()
+		if n == 0 {
+			if closing {
+				return
+			}
+			<-d.wake
+			continue
+		}
+		d.commit(ctx, batch)
+	}
+}
+
+// commit stores batch in one transaction; if that fails, each message is
+// retried alone so that one bad message (over quota) does not fail the
+// others.
+func (d *Deliverer) commit(ctx context.Context, batch []*commitReq) {
+	msgs := make([]*store.NewMessage, len(batch))
+	for i, r := range batch {
+		msgs[i] = r.msg
+	}
+	err := d.store.CommitMessages(ctx, msgs)
+	if err == nil || len(batch) == 1 {
+		for _, r := range batch {
+			d.finish(r, err)
+		}
+		return
+	}
+	d.log.Debug("group commit failed, retrying one by one", "messages", len(batch), "err", err)
+	for _, r := range batch {
+		d.finish(r, d.store.CommitMessages(ctx, []*store.NewMessage{r.msg}))
+	}
+}
+
+// finish logs the outcome of one message and hands it to its caller. The
+// log line is written here rather than in Deliver so that a message whose
+// caller stopped waiting is still logged exactly once.
+func (d *Deliverer) finish(r *commitReq, err error) {
+	m := r.msg
+	rcpts := make([]string, len(r.env.Routes))
+	for i, rt := range r.env.Routes {
+		rcpts[i] = rt.Rcpt
+	}
+	mailboxes := make([]string, len(m.Targets))
+	for i, t := range m.Targets {
+		mailboxes[i] = t.User
+	}
+	attrs := []slog.Attr{
+		slog.String("msgid", m.ID),
+		slog.String("from", m.Sender),
+		slog.Int("nrcpt", len(rcpts)),
+		slog.Any("rcpts", rcpts),
+		slog.Any("mailboxes", mailboxes),
+		slog.Any("remote", m.Remote),
+		slog.Int64("size", m.Size),
+	}
+	if r.env.AuthUser != "" {
+		attrs = append(attrs, slog.String("user", r.env.AuthUser))
+	}
+	if err != nil {
+		d.removeBlob(m)
+		result := "error"
+		if errors.Is(err, store.ErrQuotaExceeded) {
+			result = "quota"
+		}
+		attrs = append(attrs, slog.String("result", result), slog.Any("err", err))
+		d.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
+		r.result <- fmt.Errorf("inbound: deliver %s: %w", m.ID, err)
+		return
+	}
+	event := "delivered"
+	if len(m.Targets) == 0 {
+		event = "queued"
+	}
+	attrs = append(attrs, slog.String("result", "ok"))
+	d.log.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)
+	r.result <- nil
+}
+
+// removeBlob deletes the blob of a message that was not stored (the store
+// stored nothing of it, so nothing references the file).
+func (d *Deliverer) removeBlob(m *store.NewMessage) {
+	if m.BlobName == "" || d.blobs == nil {
+		return
+	}
+	if err := d.blobs.Remove(m.BlobName); err != nil {
+		d.log.Warn("cannot remove blob of failed delivery", "msgid", m.ID, "blob", m.BlobName, "err", err)
+	}
+}

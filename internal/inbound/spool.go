@@ -1,0 +1,129 @@
+package inbound
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+
+	"github.com/petrelmail/petrel/internal/store/blob"
+)
+
+// spillBuffer is the write buffer in front of a spilled blob file, so a
+// DATA stream of small writes does not become one syscall each.
+const spillBuffer = 64 << 10
+
+// errSpoolDone is returned for use of a Spool after Deliver or Abort.
+var errSpoolDone = errors.New("inbound: spool already delivered or aborted")
+
+// Spool receives one message body. Up to the Deliverer's InlineMax bytes
+// stay in memory (they are stored inline in the database); a larger body
+// spills to a blob temp file. A Spool is used by one goroutine. It is
+// consumed by Deliver or released by Abort; Abort after Deliver is a no-op,
+// so `defer sp.Abort()` is the usual pattern.
+type Spool struct {
+	blobs     *blob.Dir
+	inlineMax int64
+
+	mem  []byte
+	w    *blob.Writer
+	bw   *bufio.Writer
+	size int64
+	err  error // sticky write error
+	done bool
+}
+
+// Write appends p to the body.
+func (s *Spool) Write(p []byte) (int, error) {
+	if s.done {
+		return 0, errSpoolDone
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.w == nil && s.size+int64(len(p)) <= s.inlineMax {
+		s.mem = append(s.mem, p...)
+		s.size += int64(len(p))
+		return len(p), nil
+	}
+	if s.w == nil {
+		if err := s.spill(); err != nil {
+			s.err = err
+			return 0, err
+		}
+	}
+	n, err := s.bw.Write(p)
+	s.size += int64(n)
+	if err != nil {
+		s.err = fmt.Errorf("inbound: spool write: %w", err)
+		return n, s.err
+	}
+	return n, nil
+}
+
+// spill moves the in-memory part into a new blob file.
+func (s *Spool) spill() error {
+	if s.blobs == nil {
+		return errors.New("inbound: body larger than InlineMax and no blob directory")
+	}
+	w, err := s.blobs.Create()
+	if err != nil {
+		return fmt.Errorf("inbound: spool: %w", err)
+	}
+	s.w = w
+	s.bw = bufio.NewWriterSize(w, spillBuffer)
+	if _, err := s.bw.Write(s.mem); err != nil {
+		return fmt.Errorf("inbound: spool write: %w", err)
+	}
+	s.mem = nil
+	return nil
+}
+
+// Size is the number of body bytes written so far.
+func (s *Spool) Size() int64 { return s.size }
+
+// Spilled reports whether the body went to a blob file.
+func (s *Spool) Spilled() bool { return s.w != nil }
+
+// Abort discards the body. It is safe to call more than once and after
+// Deliver.
+func (s *Spool) Abort() {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.mem = nil
+	if s.w != nil {
+		s.w.Abort()
+	}
+}
+
+// finish makes the body ready for CommitMessages: the inline bytes, or the
+// name of the committed (fsynced) blob. The Spool is consumed either way.
+func (s *Spool) finish() (body []byte, blobName string, err error) {
+	if s.done {
+		return nil, "", errSpoolDone
+	}
+	if s.err != nil {
+		s.Abort()
+		return nil, "", s.err
+	}
+	if s.w == nil {
+		s.done = true
+		body = s.mem
+		if body == nil {
+			body = []byte{}
+		}
+		s.mem = nil
+		return body, "", nil
+	}
+	if err := s.bw.Flush(); err != nil {
+		s.Abort()
+		return nil, "", fmt.Errorf("inbound: spool flush: %w", err)
+	}
+	s.done = true
+	name, err := s.w.Commit()
+	if err != nil {
+		return nil, "", fmt.Errorf("inbound: spool: %w", err)
+	}
+	return nil, name, nil
+}

@@ -1,0 +1,188 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// dialect is what differs between SQLite and PostgreSQL outside the DDL.
+type dialect interface {
+	name() string
+	rebind(query string) string
+	// ts converts a timestamp to a query argument (UTC, microseconds:
+	// PostgreSQL's precision, so both dialects read back the same value).
+	ts(t time.Time) any
+	// forUpdate is the row-lock suffix for a SELECT ("" on SQLite, where
+	// the single write connection already serialises writers).
+	forUpdate() string
+}
+
+// tsText is how SQLite stores timestamps: fixed width, so text order is
+// time order, and UTC.
+const tsText = "2006-01-02 15:04:05.000000"
+
+// dateText is how dates are passed in both dialects.
+const dateText = "2006-01-02"
+
+type sqliteDialect struct{}
+
+func (sqliteDialect) name() string           { return FlavorSQLite }
+func (sqliteDialect) rebind(q string) string { return q }
+func (sqliteDialect) forUpdate() string      { return "" }
+func (sqliteDialect) ts(t time.Time) any     { return roundTS(t).Format(tsText) }
+
+type postgresDialect struct {
+	cache *sync.Map // query text -> rebound text
+}
+
+func newPostgresDialect() postgresDialect { return postgresDialect{cache: new(sync.Map)} }
+
+func (postgresDialect) name() string       { return FlavorPostgreSQL }
+func (postgresDialect) forUpdate() string  { return " FOR UPDATE" }
+func (postgresDialect) ts(t time.Time) any { return roundTS(t) }
+
+// rebind turns `?` placeholders into `$1`, `$2`, ... outside quotes.
+func (d postgresDialect) rebind(q string) string {
+	if v, ok := d.cache.Load(q); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	var quote byte
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '?':
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	out := b.String()
+	d.cache.Store(q, out)
+	return out
+}
+
+// roundTS normalises a timestamp to what both databases keep.
+func roundTS(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// now is the current time as stored.
+func now() time.Time { return roundTS(time.Now()) }
+
+// dateArg converts a date to a query argument ("YYYY-MM-DD").
+func dateArg(t time.Time) string { return t.UTC().Format(dateText) }
+
+// timeScanner reads a timestamp or date column whatever form the driver
+// delivers it in (time.Time, text, NULL).
+type timeScanner struct{ t *time.Time }
+
+var timeLayouts = []string{
+	tsText,
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	time.RFC3339Nano,
+	dateText,
+}
+
+func (s timeScanner) Scan(v any) error {
+	var str string
+	switch x := v.(type) {
+	case nil:
+		*s.t = time.Time{}
+		return nil
+	case time.Time:
+		*s.t = x.UTC()
+		return nil
+	case string:
+		str = x
+	case []byte:
+		str = string(x)
+	default:
+		return fmt.Errorf("sqlstore: cannot scan %T into a time", v)
+	}
+	str = strings.TrimSuffix(str, "Z")
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, str); err == nil {
+			*s.t = t.UTC()
+			return nil
+		}
+	}
+	return fmt.Errorf("sqlstore: unparsable time %q", str)
+}
+
+// scanTime adapts a *time.Time for rows.Scan.
+func scanTime(t *time.Time) timeScanner { return timeScanner{t} }
+
+// nullTS is a timestamp argument that is NULL when t is zero.
+func nullTS(d dialect, t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return d.ts(t)
+}
+
+// mapErr turns driver errors into the store's sentinels, keeping the
+// driver's text: no rows and foreign-key violations (a parent that does
+// not exist) are store.ErrNotFound, unique violations store.ErrExists.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %w", store.ErrExists, err)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+		}
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "23505": // unique_violation
+			return fmt.Errorf("%w: %w", store.ErrExists, err)
+		case "23503": // foreign_key_violation
+			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+		}
+	}
+	return err
+}
+
+// joinList and splitList store Mailu's CommaSeparatedList columns
+// (Mailu: models.py CommaSeparatedList).
+func joinList(l []string) string { return strings.Join(l, ",") }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,386 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/blob"
+)
+
+// pending is one NewMessage checked and ready for the transaction.
+type pending struct {
+	m       *store.NewMessage
+	size    int64
+	data    []byte // inline body, or nil
+	blob    string // blob name, or ""
+	spilled bool   // CommitMessages wrote the blob itself
+}
+
+// mbKey names one mailbox of one user.
+type mbKey struct{ user, name string }
+
+// mailboxName normalises a delivery target: "" and any case of INBOX are
+// INBOX (RFC 3501 5.1: INBOX is case-insensitive).
+func mailboxName(n string) string {
+	if n == "" || strings.EqualFold(n, "INBOX") {
+		return "INBOX"
+	}
+	return n
+}
+
+// CommitMessages stores msgs in one transaction, so one fsync covers the
+// whole group. Per message the body is inserted once; every target user
+// gets DefaultMailboxes and the target mailbox if missing, the next UID
+// and a new modseq in that mailbox, and its quota_bytes_used raised;
+// every Remote recipient gets a queue row due now. If a user's quota
+// (quota_bytes > 0) would be exceeded the whole group fails with
+// store.ErrQuotaExceeded and nothing is stored.
+//
+// Inline bodies larger than InlineMax are written to a blob file first.
+// A BlobName must name a blob already committed to Blobs(); it is not
+// removed when the group fails (the caller owns it, and GC sweeps it).
+//
+// Lock order (PostgreSQL): user rows in email order, then mailbox rows in
+// id order; other writers that touch both must follow it.
+func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ps, err := s.prepare(msgs)
+	if err == nil {
+		err = s.withTx(ctx, func(c conn) error { return commitGroup(ctx, c, ps) })
+	}
+	if err != nil {
+		for _, p := range ps {
+			if p.spilled {
+				s.blobs.Remove(p.blob)
+			}
+		}
+		return fmt.Errorf("sqlstore: commit %d messages: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// prepare validates msgs and moves oversized inline bodies to blob files.
+func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
+	ps := make([]pending, 0, len(msgs))
+	for _, m := range msgs {
+		p := pending{m: m, size: m.Size}
+		if len(m.Targets) == 0 && len(m.Remote) == 0 {
+			return ps, fmt.Errorf("message %s has no recipients", m.ID)
+		}
+		switch {
+		case m.BlobName != "" && m.Body != nil:
+			return ps, fmt.Errorf("message %s has both Body and BlobName", m.ID)
+		case m.BlobName != "":
+			fi, err := s.blobs.Stat(m.BlobName)
+			if err != nil {
+				return ps, fmt.Errorf("message %s: %w", m.ID, err)
+			}
+			p.blob = m.BlobName
+			if p.size <= 0 {
+				p.size = fi.Size()
+			}
+		case int64(len(m.Body)) > s.inline:
+			name, err := s.spill(m.Body)
+			if err != nil {
+				return ps, fmt.Errorf("message %s: %w", m.ID, err)
+			}
+			p.blob, p.spilled = name, true
+			p.size = int64(len(m.Body))
+		default:
+			p.data = m.Body
+			if p.data == nil {
+				p.data = []byte{}
+			}
+			p.size = int64(len(m.Body))
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+func (s *Store) spill(body []byte) (string, error) {
+	w, err := s.blobs.Create()
+	if err != nil {
+		return "", err
+	}
+	defer w.Abort()
+	if _, err := w.Write(body); err != nil {
+		return "", err
+	}
+	return w.Commit()
+}
+
+func commitGroup(ctx context.Context, c conn, ps []pending) error {
+	t := now()
+
+	// Quota first: it takes the user row locks, in a fixed order.
+	need := map[string]int64{}
+	names := map[string]map[string]bool{}
+	for _, p := range ps {
+		for _, tg := range p.m.Targets {
+			need[tg.User] += p.size
+			if names[tg.User] == nil {
+				names[tg.User] = map[string]bool{}
+			}
+			names[tg.User][mailboxName(tg.Mailbox)] = true
+		}
+	}
+	users := sortedKeys(need)
+	for _, u := range users {
+		var quota, used int64
+		err := c.queryRow(ctx, `UPDATE "user" SET quota_bytes_used = quota_bytes_used + ? WHERE email = ?
+RETURNING quota_bytes, quota_bytes_used`, need[u], u).Scan(&quota, &used)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", u, mapErr(err))
+		}
+		if quota > 0 && used > quota {
+			return fmt.Errorf("user %q: %d of %d bytes used, %d more: %w",
+				u, used-need[u], quota, need[u], store.ErrQuotaExceeded)
+		}
+	}
+
+	// Mailboxes: every target user has the defaults and its targets.
+	ids := map[mbKey]int64{}
+	for _, u := range users {
+		specs := append([]store.MailboxSpec(nil), store.DefaultMailboxes...)
+		for _, n := range sortedKeys(names[u]) {
+			if !isDefaultMailbox(n) {
+				specs = append(specs, store.MailboxSpec{Name: n})
+			}
+		}
+		got, err := ensureMailboxes(ctx, c, u, specs, t)
+		if err != nil {
+			return err
+		}
+		for n, id := range got {
+			ids[mbKey{u, n}] = id
+		}
+	}
+
+	// UIDs and modseqs: one UPDATE per mailbox reserves the whole range.
+	copies := map[int64]int64{}
+	for _, p := range ps {
+		for _, tg := range p.m.Targets {
+			copies[ids[mbKey{tg.User, mailboxName(tg.Mailbox)}]]++
+		}
+	}
+	type alloc struct{ uid, modseq int64 }
+	next := map[int64]*alloc{}
+	for _, id := range sortedKeys(copies) {
+		n := copies[id]
+		var uidnext, hms int64
+		err := c.queryRow(ctx, `UPDATE mailbox SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?
+WHERE id = ? RETURNING uidnext, highestmodseq`, n, n, id).Scan(&uidnext, &hms)
+		if err != nil {
+			return fmt.Errorf("allocate UIDs in mailbox %d: %w", id, mapErr(err))
+		}
+		if uidnext-1 > 0xFFFFFFFF {
+			return fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 3501 2.3.1.1: 32 bits
+		}
+		next[id] = &alloc{uid: uidnext - n, modseq: hms - n + 1}
+	}
+
+	for _, p := range ps {
+		var bodyID int64
+		var data, name any
+		if p.blob != "" {
+			name = p.blob
+		} else {
+			data = p.data
+		}
+		err := c.queryRow(ctx, `INSERT INTO body (size, data, blob_name, refs, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id`,
+			p.size, data, name, c.d.ts(t)).Scan(&bodyID)
+		if err != nil {
+			return fmt.Errorf("message %s: store body: %w", p.m.ID, mapErr(err))
+		}
+		date := p.m.ReceivedAt
+		if date.IsZero() {
+			date = t
+		}
+		for _, tg := range p.m.Targets {
+			id := ids[mbKey{tg.User, mailboxName(tg.Mailbox)}]
+			a := next[id]
+			_, err := c.exec(ctx, `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+VALUES (?, ?, ?, ?, ?, ?, ?)`, id, a.uid, a.modseq, strings.Join(tg.Flags, " "), c.d.ts(date), p.size, bodyID)
+			if err != nil {
+				return fmt.Errorf("message %s: deliver to %s: %w", p.m.ID, tg.User, mapErr(err))
+			}
+			a.uid++
+			a.modseq++
+		}
+		for _, rcpt := range p.m.Remote {
+			_, err := c.exec(ctx, `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at)
+VALUES (?, ?, ?, ?, 0, ?, '', ?, ?)`, p.m.ID, p.m.Sender, rcpt, bodyID, c.d.ts(t), false, c.d.ts(t))
+			if err != nil {
+				return fmt.Errorf("message %s: queue for %s: %w", p.m.ID, rcpt, mapErr(err))
+			}
+		}
+	}
+	return nil
+}
+
+func isDefaultMailbox(name string) bool {
+	for _, d := range store.DefaultMailboxes {
+		if d.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[K string | int64, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}
+
+// ensureMailboxes creates the specs user lacks and returns the ids of all
+// of user's mailboxes by name.
+func ensureMailboxes(ctx context.Context, c conn, user string, specs []store.MailboxSpec, t time.Time) (map[string]int64, error) {
+	ids, maxUV, err := mailboxIDs(ctx, c, user)
+	if err != nil {
+		return nil, err
+	}
+	// A new mailbox's UIDVALIDITY is the time, and above every other of
+	// the user's, so a name re-created later never reuses an old value
+	// (RFC 3501 2.3.1.1).
+	uv := max(t.Unix(), maxUV+1)
+	added := false
+	for _, sp := range specs {
+		name := mailboxName(sp.Name)
+		if _, ok := ids[name]; ok {
+			continue
+		}
+		_, err := c.exec(ctx, `INSERT INTO mailbox (user_email, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq, created_at)
+VALUES (?, ?, ?, ?, ?, 1, 1, ?) ON CONFLICT (user_email, name) DO NOTHING`,
+			user, name, sp.SpecialUse, true, uv&0xFFFFFFFF, c.d.ts(t))
+		if err != nil {
+			return nil, fmt.Errorf("create mailbox %q of %q: %w", name, user, mapErr(err))
+		}
+		added = true
+	}
+	if added {
+		if ids, _, err = mailboxIDs(ctx, c, user); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+func mailboxIDs(ctx context.Context, c conn, user string) (map[string]int64, int64, error) {
+	rows, err := c.query(ctx, `SELECT id, name, uidvalidity FROM mailbox WHERE user_email = ?`, user)
+	if err != nil {
+		return nil, 0, fmt.Errorf("mailboxes of %q: %w", user, err)
+	}
+	defer rows.Close()
+	ids := map[string]int64{}
+	var maxUV int64
+	for rows.Next() {
+		var id, uv int64
+		var name string
+		if err := rows.Scan(&id, &name, &uv); err != nil {
+			return nil, 0, fmt.Errorf("mailboxes of %q: %w", user, err)
+		}
+		ids[name] = id
+		maxUV = max(maxUV, uv)
+	}
+	return ids, maxUV, rows.Err()
+}
+
+// EnsureMailboxes creates whichever of specs user does not have yet;
+// store.ErrNotFound if the user does not exist.
+func (s *Store) EnsureMailboxes(ctx context.Context, user string, specs []store.MailboxSpec) error {
+	err := s.withTx(ctx, func(c conn) error {
+		_, err := ensureMailboxes(ctx, c, user, specs, now())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlstore: ensure mailboxes of %q: %w", user, err)
+	}
+	return nil
+}
+
+// ListMailboxes lists user's mailboxes by name, with message counts.
+func (s *Store) ListMailboxes(ctx context.Context, user string) ([]store.Mailbox, error) {
+	return list(ctx, s.readConn(), "list mailboxes", func(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
+		var m store.Mailbox
+		var uv, un int64
+		err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages)
+		m.UIDValidity, m.UIDNext = uint32(uv), uint32(un)
+		return m, err
+	}, `SELECT m.id, m.user_email, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq,
+  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id)
+FROM mailbox m WHERE m.user_email = ? ORDER BY m.name`, user)
+}
+
+// ListMessages lists a mailbox's messages in UID order; store.ErrNotFound
+// if the mailbox does not exist.
+func (s *Store) ListMessages(ctx context.Context, user, mailbox string) ([]store.MessageInfo, error) {
+	c := s.readConn()
+	var id int64
+	err := c.queryRow(ctx, `SELECT id FROM mailbox WHERE user_email = ? AND name = ?`, user, mailboxName(mailbox)).Scan(&id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: mailbox %q of %q: %w", mailbox, user, mapErr(err))
+	}
+	return list(ctx, c, "list messages", func(sc interface{ Scan(...any) error }) (store.MessageInfo, error) {
+		var m store.MessageInfo
+		var uid int64
+		var flags string
+		err := sc.Scan(&m.MailboxID, &uid, &m.ModSeq, &flags, scanTime(&m.InternalDate), &m.Size, &m.BodyID)
+		m.UID = uint32(uid)
+		m.Flags = strings.Fields(flags)
+		return m, err
+	}, `SELECT mailbox_id, uid, modseq, flags, internal_date, size, body_id FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
+}
+
+// inlineBody is an in-database body as a ReadCloser.
+type inlineBody struct{ *bytes.Reader }
+
+func (inlineBody) Close() error { return nil }
+
+// OpenBody returns a stored body; store.ErrNotFound if there is none. The
+// reader also implements io.ReaderAt and io.Seeker, and must be closed.
+func (s *Store) OpenBody(ctx context.Context, bodyID int64) (io.ReadCloser, error) {
+	var data []byte
+	var name sql.NullString
+	err := s.readConn().queryRow(ctx, `SELECT data, blob_name FROM body WHERE id = ?`, bodyID).Scan(&data, &name)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open body %d: %w", bodyID, mapErr(err))
+	}
+	if !name.Valid {
+		return inlineBody{bytes.NewReader(data)}, nil
+	}
+	f, err := s.blobs.Open(name.String)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, blob.ErrBadName) {
+		return nil, fmt.Errorf("sqlstore: open body %d: %w: %w", bodyID, store.ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open body %d: %w", bodyID, err)
+	}
+	return f, nil
+}
+
+// ListQueue lists every outbound queue entry, soonest first.
+func (s *Store) ListQueue(ctx context.Context) ([]store.QueueItem, error) {
+	return list(ctx, s.readConn(), "list queue", func(sc interface{ Scan(...any) error }) (store.QueueItem, error) {
+		var q store.QueueItem
+		err := sc.Scan(&q.ID, &q.MessageID, &q.Sender, &q.Recipient, &q.BodyID, &q.Attempts,
+			scanTime(&q.NextAttempt), &q.LastError, &q.Held, scanTime(&q.CreatedAt))
+		return q, err
+	}, `SELECT id, message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at
+FROM queue ORDER BY next_attempt, id`)
+}

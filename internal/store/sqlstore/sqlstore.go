@@ -1,0 +1,317 @@
+// Package sqlstore implements store.Store on SQLite (embedded default,
+// modernc.org/sqlite) and PostgreSQL (pgx through database/sql). It is the
+// only package that speaks SQL. Both dialects share the query text: `?`
+// placeholders are rebound to `$n` for PostgreSQL, and only the DDL in
+// migrations/<flavor>/ differs.
+//
+// SQLite runs in WAL mode with synchronous=FULL, so every commit is
+// fsynced. All writes go through one connection (a *sql.DB capped at one
+// open connection) and so queue in Go instead of failing with SQLITE_BUSY;
+// reads use a separate query_only pool that WAL lets run beside the
+// writer. On PostgreSQL one pool serves both, and concurrent writers are
+// ordered by row locks (UPDATE ... RETURNING, SELECT ... FOR UPDATE).
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/blob"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+)
+
+// Flavors accepted in Options.Flavor (Mailu's DB_FLAVOR values).
+const (
+	FlavorSQLite     = "sqlite"
+	FlavorPostgreSQL = "postgresql"
+)
+
+// DefaultInlineMax is the largest body kept inside the database when
+// Options.InlineMax is 0.
+const DefaultInlineMax = 128 << 10
+
+// Options configures Open.
+type Options struct {
+	Flavor string // "sqlite" (default) or "postgresql" ("postgres" is accepted too)
+	Path   string // SQLite database file, e.g. DATA_DIR/main.db
+	DSN    string // PostgreSQL connection string (URL or key=value)
+	// BlobDir holds bodies larger than InlineMax. Default for SQLite:
+	// "blobs" beside Path. Required for PostgreSQL; with several nodes it
+	// must be shared storage (or InlineMax raised so all bodies are inline).
+	BlobDir string
+	// InlineMax: bodies up to this size are stored in the database, larger
+	// ones in blob files. 0 means DefaultInlineMax.
+	InlineMax int64
+	// MaxOpenConns caps the read pool (SQLite) or the whole pool
+	// (PostgreSQL). 0 picks a default.
+	MaxOpenConns int
+	Logger       *slog.Logger // nil discards
+}
+
+// Store is a store.Store backed by SQL. It is safe for concurrent use.
+type Store struct {
+	accounts // the Accounts methods, outside any transaction
+
+	d      dialect
+	write  *sql.DB // SQLite: one connection; PostgreSQL: same pool as read
+	read   *sql.DB
+	blobs  *blob.Dir
+	inline int64
+	log    *slog.Logger
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database, applies pending
+// migrations and returns a ready Store.
+func Open(ctx context.Context, opt Options) (*Store, error) {
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{inline: opt.InlineMax, log: log}
+	if s.inline <= 0 {
+		s.inline = DefaultInlineMax
+	}
+	s.accounts = accounts{s: s}
+
+	var err error
+	switch strings.ToLower(opt.Flavor) {
+	case "", FlavorSQLite:
+		err = s.openSQLite(opt)
+	case FlavorPostgreSQL, "postgres":
+		err = s.openPostgres(opt)
+	default:
+		return nil, fmt.Errorf("sqlstore: unknown flavor %q", opt.Flavor)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) openSQLite(opt Options) error {
+	if opt.Path == "" {
+		return errors.New("sqlstore: sqlite needs Options.Path")
+	}
+	path, err := filepath.Abs(opt.Path)
+	if err != nil {
+		return fmt.Errorf("sqlstore: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("sqlstore: %w", err)
+	}
+	blobDir := opt.BlobDir
+	if blobDir == "" {
+		blobDir = filepath.Join(filepath.Dir(path), "blobs")
+	}
+	if s.blobs, err = blob.New(blobDir); err != nil {
+		return fmt.Errorf("sqlstore: %w", err)
+	}
+	s.d = sqliteDialect{}
+
+	// busy_timeout only matters against other processes (the CLI next to
+	// a running server); in-process writers queue on the single connection.
+	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+	u := url.URL{Scheme: "file", Path: path}
+	wdsn := u.String() + "?" + common +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	rdsn := u.String() + "?" + common + "&_pragma=query_only(1)"
+
+	s.write, err = sql.Open("sqlite", wdsn)
+	if err != nil {
+		return fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	s.write.SetMaxOpenConns(1)
+	s.write.SetMaxIdleConns(1)
+	s.write.SetConnMaxLifetime(0)
+	s.write.SetConnMaxIdleTime(0)
+	// Open the writer first: it switches the file to WAL before readers come.
+	if err := s.write.Ping(); err != nil {
+		s.write.Close()
+		return fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	s.read, err = sql.Open("sqlite", rdsn)
+	if err != nil {
+		s.write.Close()
+		return fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	n := opt.MaxOpenConns
+	if n <= 0 {
+		n = max(4, runtime.NumCPU())
+	}
+	s.read.SetMaxOpenConns(n)
+	s.read.SetMaxIdleConns(n)
+	return nil
+}
+
+func (s *Store) openPostgres(opt Options) error {
+	if opt.DSN == "" {
+		return errors.New("sqlstore: postgresql needs Options.DSN")
+	}
+	if opt.BlobDir == "" {
+		return errors.New("sqlstore: postgresql needs Options.BlobDir")
+	}
+	var err error
+	if s.blobs, err = blob.New(opt.BlobDir); err != nil {
+		return fmt.Errorf("sqlstore: %w", err)
+	}
+	s.d = newPostgresDialect()
+	db, err := sql.Open("pgx", opt.DSN)
+	if err != nil {
+		return fmt.Errorf("sqlstore: open postgresql: %w", err)
+	}
+	n := opt.MaxOpenConns
+	if n <= 0 {
+		n = 16
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	s.write, s.read = db, db
+	return nil
+}
+
+// Flavor returns "sqlite" or "postgresql".
+func (s *Store) Flavor() string { return s.d.name() }
+
+// Blobs returns the blob directory bodies larger than InlineMax live in;
+// callers write large bodies there and pass the name in
+// store.NewMessage.BlobName.
+func (s *Store) Blobs() *blob.Dir { return s.blobs }
+
+// InlineMax is the largest body CommitMessages keeps inside the database.
+func (s *Store) InlineMax() int64 { return s.inline }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlstore: ping: %w", err)
+	}
+	if s.read != s.write {
+		if err := s.read.PingContext(ctx); err != nil {
+			return fmt.Errorf("sqlstore: ping: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close checkpoints the SQLite WAL into the main file and closes the
+// database. The Store must not be used afterwards.
+func (s *Store) Close() error {
+	var errs []error
+	if s.read != s.write {
+		// Readers first, so the checkpoint is not held back by them.
+		errs = append(errs, s.read.Close())
+		if _, err := s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			errs = append(errs, fmt.Errorf("sqlstore: checkpoint: %w", err))
+		}
+	}
+	errs = append(errs, s.write.Close())
+	return errors.Join(errs...)
+}
+
+func (s *Store) closeDBs() {
+	if s.read != nil && s.read != s.write {
+		s.read.Close()
+	}
+	if s.write != nil {
+		s.write.Close()
+	}
+}
+
+// InTx runs fn with Accounts bound to one transaction, committing when fn
+// returns nil and rolling back otherwise. On SQLite the transaction holds
+// the single write connection, so fn must not call the Store itself.
+func (s *Store) InTx(ctx context.Context, fn func(store.Accounts) error) error {
+	var trashed bool
+	err := s.withTx(ctx, func(c conn) error {
+		a := &accounts{s: s, tx: &c, trashed: &trashed}
+		return fn(a)
+	})
+	if err == nil && trashed {
+		s.emptyTrash(ctx)
+	}
+	return err
+}
+
+// withTx runs fn in a write transaction.
+func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(conn{q: tx, d: s.d}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: commit: %w", mapErr(err))
+	}
+	return nil
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// conn runs shared SQL text on one querier, rebinding placeholders.
+type conn struct {
+	q querier
+	d dialect
+}
+
+func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return c.q.ExecContext(ctx, c.d.rebind(query), args...)
+}
+
+func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return c.q.QueryContext(ctx, c.d.rebind(query), args...)
+}
+
+func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return c.q.QueryRowContext(ctx, c.d.rebind(query), args...)
+}
+
+// execOne runs a statement that must change exactly one row; zero rows
+// is store.ErrNotFound.
+func (c conn) execOne(ctx context.Context, query string, args ...any) error {
+	res, err := c.exec(ctx, query, args...)
+	if err != nil {
+		return mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// readConn is where reads outside a transaction go.
+func (s *Store) readConn() conn { return conn{q: s.read, d: s.d} }

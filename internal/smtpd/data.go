@@ -1,0 +1,235 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/inbound"
+)
+
+// Errors of the body reader; replyFor maps them.
+var (
+	errBareLF = errors.New("bare LF in message")
+	errBareCR = errors.New("bare CR in message")
+)
+
+// rdnsTimeout bounds the reverse DNS look-up for the Received header.
+const rdnsTimeout = 5 * time.Second
+
+// Data implements smtp.Session for DATA and BDAT: the body goes to a spool
+// behind a Received header, the Deliverer makes it durable, and only then
+// does the client get 250 (RFC 5321 4.1.1.4, 6.1).
+func (ss *session) Data(r io.Reader) error {
+	ss.tc.setBusy(true)
+	defer ss.tc.setBusy(false)
+	o := &ss.srv.opts
+
+	if !ss.mailSeen || len(ss.routes) == 0 {
+		// go-smtp only counts RCPTs it answered 250; Petrel may have
+		// refused them all.
+		return ss.reject("data", replyNeedMail())
+	}
+	sp, err := o.Deliverer.NewSpool()
+	if err != nil {
+		return ss.fail("data", err)
+	}
+	defer sp.Abort() // a no-op after a successful Deliver
+
+	now := o.Now()
+	id := o.NewMsgID()
+	if _, err := io.WriteString(sp, ss.receivedHeader(id, now)); err != nil {
+		return ss.fail("data", err, "msgid", id)
+	}
+	body := &bodyReader{r: r}
+	if err := copyBody(sp, body); err != nil {
+		var ne net.Error
+		if errors.As(body.err, &ne) && ne.Timeout() {
+			// RFC 5321 4.5.3.2.6: the client stalled inside DATA.
+			ss.tc.doom()
+			ss.log.Info("rejected", "stage", "data", "msgid", id, "from", ss.sender, "err", body.err.Error())
+			return replyDataTimeout()
+		}
+		if body.err != nil {
+			// The client's fault (or gone): not a local problem.
+			rr := replyFor(body.err)
+			ss.log.Info("rejected", "stage", "data", "msgid", id, "from", ss.sender,
+				"code", rr.Code, "reply", rr.Message, "err", body.err.Error())
+			return rr
+		}
+		return ss.fail("data", err, "msgid", id)
+	}
+
+	env := &inbound.Envelope{
+		ID:         id,
+		Sender:     ss.sender,
+		Routes:     slices.Clone(ss.routes),
+		ReceivedAt: now,
+	}
+	if ss.user != nil {
+		env.AuthUser = ss.user.Email
+	}
+	if err := o.Deliverer.Deliver(ss.ctx, env, sp); err != nil {
+		return ss.fail("deliver", err, "msgid", id, "from", ss.sender, "rcpts", ss.rcpts())
+	}
+	ss.rateHit()
+	ss.log.Info("received", "msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
+		"size", sp.Size(), "tls", ss.tls, "user", env.AuthUser)
+	return replyQueued(id)
+}
+
+func (ss *session) rcpts() []string {
+	out := make([]string, len(ss.routes))
+	for i, r := range ss.routes {
+		out[i] = r.Rcpt
+	}
+	return out
+}
+
+// copyBody copies the body to the spool; a read error is kept in
+// body.err, so the caller can tell the client's fault from the spool's.
+func copyBody(w io.Writer, body *bodyReader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			body.err = err
+			return err
+		}
+	}
+}
+
+// bodyReader reads a message body from go-smtp. It refuses bare LF and
+// bare CR (RFC 5321 2.3.8; Mailu: Postfix smtpd_forbid_bare_newline = yes),
+// which closes the SMTP smuggling hole for any server Petrel relays to.
+// (go-smtp itself only ends DATA at CRLF.CRLF.)
+type bodyReader struct {
+	r      io.Reader
+	prevCR bool  // the last byte returned was CR
+	err    error // the read error that ended the body, if any
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	for i := range n {
+		switch c := p[i]; {
+		case c == '\n' && !b.prevCR:
+			return 0, errBareLF
+		case c != '\n' && b.prevCR:
+			return 0, errBareCR
+		default:
+			b.prevCR = c == '\r'
+		}
+	}
+	if err == io.EOF && b.prevCR {
+		return 0, errBareCR
+	}
+	return n, err
+}
+
+// receivedHeader is the trace field of RFC 5321 4.4, with the RFC 3848
+// protocol name; "for" only names a single recipient, so a Bcc list is not
+// disclosed.
+func (ss *session) receivedHeader(id string, now time.Time) string {
+	with := "ESMTP"
+	switch {
+	case ss.tls && ss.user != nil:
+		with = "ESMTPSA"
+	case ss.user != nil:
+		with = "ESMTPA"
+	case ss.tls:
+		with = "ESMTPS"
+	}
+	var b strings.Builder
+	helo := headerToken(ss.conn.Hostname()) // the latest EHLO
+	if helo == "" {
+		helo = "unknown"
+	}
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n", helo, ss.tcpInfo())
+	fmt.Fprintf(&b, "\tby %s (Petrel) with %s id %s", headerToken(ss.srv.opts.Hostname), with, id)
+	if len(ss.routes) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerToken(ss.routes[0].Rcpt))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format("Mon, 2 Jan 2006 15:04:05 -0700"))
+	return b.String()
+}
+
+// tcpInfo is RFC 5321's TCP-info: "[ip]" or "name [ip]" when the reverse
+// DNS name resolves back to the address (Postfix's "unknown" is left out).
+func (ss *session) tcpInfo() string {
+	ip := ss.tc.remote.Addr()
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	lit := "[" + ip.String() + "]"
+	if ip.Is6() {
+		lit = "[IPv6:" + ip.String() + "]"
+	}
+	if name := ss.rdns(); name != "" {
+		return name + " " + lit
+	}
+	return lit
+}
+
+// rdns looks the client's name up once per connection; "" when there is
+// no resolver, no PTR, or the name does not resolve back (FCrDNS).
+func (ss *session) rdns() string {
+	res := ss.srv.opts.Resolver
+	if res == nil {
+		return ""
+	}
+	tc := ss.tc
+	tc.rdnsOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(ss.ctx, rdnsTimeout)
+		defer cancel()
+		ip := tc.remote.Addr()
+		names, err := res.LookupAddr(ctx, ip.String())
+		if err != nil {
+			return
+		}
+		for _, n := range names {
+			addrs, err := res.LookupHost(ctx, n)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if pa, err := netip.ParseAddr(a); err == nil && pa.Unmap() == ip {
+					tc.rdns = headerToken(strings.TrimSuffix(n, "."))
+					return
+				}
+			}
+		}
+	})
+	return tc.rdns
+}
+
+// headerToken makes client text safe inside a header: no white space,
+// parentheses, semicolons or control characters, at most 255 bytes.
+func headerToken(s string) string {
+	s = safe(s)
+	s = strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '(', ')', ';', '<', '>', '\\', '"':
+			return '_'
+		}
+		return r
+	}, s)
+	if len(s) > 255 {
+		s = strings.ToValidUTF8(s[:255], "")
+	}
+	return s
+}

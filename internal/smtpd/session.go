@@ -1,0 +1,358 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/mailaddr"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// session is one go-smtp session: from EHLO to QUIT, or to STARTTLS (after
+// which go-smtp starts a fresh one, forgetting AUTH as RFC 3207 4.2 wants).
+type session struct {
+	srv    *Server
+	conn   *smtp.Conn
+	tc     *trackedConn
+	log    *slog.Logger
+	ctx    context.Context // cancelled by Logout
+	cancel context.CancelFunc
+	tls    bool
+
+	user *store.User // authenticated submission user
+
+	// The transaction (RFC 5321 3.3), cleared by Reset.
+	mailSeen bool
+	sender   string // normalised reverse-path, "" for <>
+	routes   []inbound.Route
+	rcptSeen map[string]bool
+}
+
+func (s *Server) newSession(c *smtp.Conn, tc *trackedConn) *session {
+	_, isTLS := c.TLSConnectionState()
+	ctx, cancel := context.WithCancel(tc.ctx)
+	return &session{
+		srv:    s,
+		conn:   c,
+		tc:     tc,
+		log:    tc.log,
+		ctx:    ctx,
+		cancel: cancel,
+		tls:    isTLS,
+	}
+}
+
+// Reset implements smtp.Session: RSET, a new EHLO, or the end of DATA.
+func (ss *session) Reset() {
+	ss.mailSeen = false
+	ss.sender = ""
+	ss.routes = nil
+	ss.rcptSeen = nil
+}
+
+// Logout implements smtp.Session.
+func (ss *session) Logout() error {
+	ss.cancel()
+	return nil
+}
+
+// authOffered reports whether AUTH may be advertised and used now: only on
+// submission, and only over TLS unless TLS_FLAVOR=notls (Mailu: ssl =
+// required, disable_plaintext_auth).
+func (ss *session) authOffered() bool {
+	return ss.srv.opts.Role.submission() && (ss.tls || ss.srv.opts.NoTLS)
+}
+
+// AuthMechanisms implements smtp.AuthSession. Port 25 never lists any
+// (Mailu: nginx smtp_auth none), nor does 587 before STARTTLS.
+func (ss *session) AuthMechanisms() []string {
+	if !ss.authOffered() {
+		return nil
+	}
+	return []string{sasl.Plain, auth.LoginMechanism} // Mailu: auth_mechanisms = plain login
+}
+
+// Auth implements smtp.AuthSession.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	switch {
+	case ss.srv.opts.Role == RoleMX:
+		return ss.port25Auth(mech)
+	case !ss.authOffered():
+		return nil, replyStartTLSFirst()
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return saslReplies{sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				// RFC 4616 authzid: Petrel has no proxy logins.
+				ss.log.Info("auth failed", "mech", "PLAIN", "username", username,
+					"reason", "authorization identity differs from the username")
+				return replyBadCredentials()
+			}
+			return ss.login("PLAIN", username, password)
+		})}, nil
+	case auth.LoginMechanism:
+		return saslReplies{auth.NewLoginServer(func(username, password string) error {
+			return ss.login(auth.LoginMechanism, username, password)
+		})}, nil
+	}
+	return nil, replyUnknownMechanism()
+}
+
+// login checks one AUTH attempt. The password is handed over as an
+// auth.Secret and never logged.
+func (ss *session) login(mech, username, password string) error {
+	res, err := ss.srv.opts.Auth.Authenticate(ss.ctx, auth.Attempt{
+		Username: username,
+		Password: auth.Secret(password),
+		Protocol: "smtp", // Mailu: Auth-Protocol for submission logins
+		Port:     ss.srv.opts.Role.Port(),
+		Remote:   ss.tc.remote.Addr(),
+		Log:      ss.log,
+	})
+	if err != nil {
+		r := replyFor(err)
+		ss.logReply("auth failed", r, err, "mech", mech, "username", username)
+		return r
+	}
+	if res == nil || res.User == nil {
+		ss.log.Error("authenticator returned no user", "username", username)
+		return replyLocalProblem()
+	}
+	ss.user = res.User
+	ss.log = ss.log.With("user", res.User.Email)
+	ss.log.Info("authenticated", "mech", mech, "token", res.ViaToken)
+	return nil
+}
+
+// port25Auth answers AUTH on port 25 with 502 5.5.1 and counts the attempt
+// against the client's IP limit (Mailu: auth.py nginx_authentication,
+// is_port_25 branch). For PLAIN and LOGIN the username is read first, as
+// nginx does before asking admin, so the limiter counts distinct usernames;
+// LOGIN's password is never asked for.
+func (ss *session) port25Auth(mech string) (sasl.Server, error) {
+	refuse := func(username string) error {
+		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.remote.Addr(), username, ss.log)
+		return replyNoAuthOn25()
+	}
+	if ss.srv.opts.Auth == nil {
+		return nil, replyNoAuthOn25()
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return saslFunc(func(resp []byte) ([]byte, bool, error) {
+			if resp == nil {
+				return []byte{}, false, nil // RFC 4954 4: empty challenge, then the response
+			}
+			var username string
+			if parts := bytes.Split(resp, []byte{0}); len(parts) == 3 {
+				username = string(parts[1])
+			}
+			return nil, false, refuse(username)
+		}), nil
+	case auth.LoginMechanism:
+		return saslFunc(func(resp []byte) ([]byte, bool, error) {
+			if resp == nil {
+				return []byte("Username:"), false, nil
+			}
+			return nil, false, refuse(string(resp))
+		}), nil
+	}
+	return nil, refuse("")
+}
+
+// Mail implements smtp.Session.
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	o := &ss.srv.opts
+	switch {
+	case o.Role == RoleMX && o.InboundTLSEnforce && !ss.tls:
+		return ss.reject("mail", replyStartTLSFirst(), "from", from, "reason", "INBOUND_TLS_ENFORCE")
+	case o.Role.submission() && ss.user == nil:
+		if !ss.authOffered() {
+			return ss.reject("mail", replyStartTLSFirst(), "from", from)
+		}
+		return ss.reject("mail", replyAuthRequired(), "from", from)
+	}
+
+	sender, r := parseSender(from)
+	if r != nil {
+		return ss.reject("mail", r, "from", from)
+	}
+	if o.Role == RoleMX && sender != "" && !fqdnSender(sender) {
+		// Mailu: reject_non_fqdn_sender on port 25.
+		return ss.reject("mail", replyNonFQDNSender(sender), "from", from)
+	}
+
+	if ss.user != nil {
+		ok, err := o.Router.SenderAllowed(ss.ctx, ss.user, sender, o.WildcardSenders)
+		if err != nil {
+			return ss.fail("mail", err, "from", from)
+		}
+		if !ok {
+			// Mailu: reject_authenticated_sender_login_mismatch.
+			return ss.reject("mail", replySenderNotOwned(ss.user.Email), "from", from)
+		}
+		if !ss.rateAllowed() {
+			// Mailu: postfix_sender_rate (MESSAGE_RATELIMIT).
+			return ss.reject("mail", replyRateLimited(), "from", from)
+		}
+	}
+
+	ss.mailSeen = true
+	ss.sender = sender
+	ss.routes = nil
+	ss.rcptSeen = nil
+	return nil
+}
+
+// rateAllowed tests MESSAGE_RATELIMIT for the logged-in user; each
+// delivered message is counted in Data.
+func (ss *session) rateAllowed() bool {
+	lim := ss.srv.opts.MessageRate
+	if lim == nil || ss.user == nil || ss.srv.exempt[strings.ToLower(ss.user.Email)] {
+		return true
+	}
+	return lim.Test(strings.ToLower(ss.user.Email))
+}
+
+func (ss *session) rateHit() {
+	lim := ss.srv.opts.MessageRate
+	if lim == nil || ss.user == nil || ss.srv.exempt[strings.ToLower(ss.user.Email)] {
+		return
+	}
+	lim.Hit(strings.ToLower(ss.user.Email))
+}
+
+// parseSender checks a reverse-path. Routing characters are harmless in a
+// sender (nothing is routed to it before a bounce, and a bounce goes
+// through the same checks as any RCPT), so the percent hack and bang paths
+// are only refused in recipients.
+func parseSender(from string) (string, *smtp.SMTPError) {
+	p, err := mailaddr.ParsePath(from)
+	if err == nil {
+		if p.Null {
+			return "", nil
+		}
+		return p.Addr(), nil
+	}
+	if errors.Is(err, mailaddr.ErrPercentHack) || errors.Is(err, mailaddr.ErrBangPath) {
+		if n, nerr := mailaddr.Normalize(from); nerr == nil {
+			return n, nil
+		}
+	}
+	return "", replyBadSender(err)
+}
+
+// fqdnSender reports whether the sender's domain has a dot (Postfix
+// reject_non_fqdn_sender).
+func fqdnSender(addr string) bool {
+	_, d := mailaddr.Split(addr)
+	return strings.Contains(d, ".")
+}
+
+// Rcpt implements smtp.Session.
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	o := &ss.srv.opts
+	if !ss.mailSeen {
+		// go-smtp checks MAIL first; this only guards a failed MAIL.
+		return ss.reject("rcpt", replyNeedMail(), "rcpt", to)
+	}
+	if len(ss.routes) >= o.MaxRecipients {
+		return ss.reject("rcpt", replyTooManyRecipients(), "rcpt", to)
+	}
+	p, err := mailaddr.ParsePath(to)
+	if err != nil {
+		return ss.reject("rcpt", replyBadRecipient(to, err), "rcpt", to, "reason", err.Error())
+	}
+	if p.Null {
+		return ss.reject("rcpt", replyBadRecipient(to, mailaddr.ErrSyntax), "rcpt", to)
+	}
+	route, err := o.Router.Resolve(ss.ctx, p.Addr())
+	if err != nil {
+		if errors.Is(err, inbound.ErrUnknownRecipient) {
+			return ss.reject("rcpt", replyUnknownRecipient(p.Addr()), "rcpt", to)
+		}
+		if errors.Is(err, inbound.ErrBadAddress) {
+			return ss.reject("rcpt", replyBadRecipient(to, err), "rcpt", to, "reason", err.Error())
+		}
+		return ss.fail("rcpt", err, "rcpt", to)
+	}
+	if route.Kind == inbound.RouteForeign && o.Role == RoleMX && !ss.inRelayNets() {
+		// Mailu: permit_mynetworks, reject_unauth_destination.
+		return ss.reject("rcpt", replyRelayDenied(p.Addr()), "rcpt", to)
+	}
+	key := strings.ToLower(route.Rcpt)
+	if ss.rcptSeen[key] {
+		return nil // a duplicate RCPT gets one copy, as Postfix's duplicate filter
+	}
+	if ss.rcptSeen == nil {
+		ss.rcptSeen = make(map[string]bool)
+	}
+	ss.rcptSeen[key] = true
+	ss.routes = append(ss.routes, route)
+	return nil
+}
+
+func (ss *session) inRelayNets() bool {
+	ip := ss.tc.remote.Addr()
+	if !ip.IsValid() {
+		return false
+	}
+	for _, p := range ss.srv.opts.RelayNets {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// reject logs a policy refusal (one INFO "rejected" event) and returns the
+// reply.
+func (ss *session) reject(stage string, r *smtp.SMTPError, args ...any) error {
+	ss.log.Info("rejected", append([]any{"stage", stage, "code", r.Code, "reply", r.Message}, args...)...)
+	return r
+}
+
+// fail maps an unexpected error and logs its detail; the client sees only
+// the short text.
+func (ss *session) fail(stage string, err error, args ...any) error {
+	r := replyFor(err)
+	ss.logReply("failed", r, err, append([]any{"stage", stage}, args...)...)
+	return r
+}
+
+// logReply logs err with its reply: local problems at WARN with the
+// detail, policy outcomes at INFO.
+func (ss *session) logReply(msg string, r *smtp.SMTPError, err error, args ...any) {
+	args = append(args, "code", r.Code, "reply", r.Message, "err", err.Error())
+	if isLocalProblem(r) {
+		ss.log.Warn(msg, args...)
+		return
+	}
+	ss.log.Info(msg, args...)
+}
+
+// saslReplies wraps a SASL server so that every error it returns reaches
+// the client as a Petrel reply, never as go-smtp's raw text.
+type saslReplies struct{ sasl.Server }
+
+func (s saslReplies) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := s.Server.Next(resp)
+	if err != nil {
+		return nil, false, replyForSASL(err)
+	}
+	return ch, done, nil
+}
+
+// saslFunc adapts a function to sasl.Server.
+type saslFunc func([]byte) ([]byte, bool, error)
+
+func (f saslFunc) Next(resp []byte) ([]byte, bool, error) { return f(resp) }

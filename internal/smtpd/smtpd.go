@@ -1,0 +1,590 @@
+// Package smtpd runs Petrel's SMTP listeners on go-smtp with Mailu's port
+// policy: port 25 (MX, no AUTH ever), 465 (implicit TLS submission) and 587
+// (STARTTLS submission). The policy decisions live in session.go (commands),
+// data.go (the message body) and reply.go (the one error-to-reply mapping);
+// this file holds the options, the listener and connection bookkeeping.
+//
+// Every reply a client can get from Petrel's own code is built in reply.go,
+// with a text that says what to do. A few replies come from go-smtp v0.25.1
+// itself and cannot be changed without forking it; they are listed in
+// reply.go.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/obs"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// Role is the job of one listener. Mailu names them by port.
+type Role int
+
+const (
+	// RoleMX is port 25: server-to-server mail, opportunistic STARTTLS,
+	// never AUTH (Mailu: nginx smtp_auth none).
+	RoleMX Role = iota + 1
+	// RoleSubmissions is port 465: TLS from the first byte, AUTH required
+	// (Mailu: dovecot submission-login, ssl = yes).
+	RoleSubmissions
+	// RoleSubmission is port 587: STARTTLS, then AUTH (Mailu: ssl =
+	// required, so no AUTH before TLS); plaintext AUTH with NoTLS.
+	RoleSubmission
+)
+
+// Port is the role's Mailu port number.
+func (r Role) Port() int {
+	switch r {
+	case RoleMX:
+		return 25
+	case RoleSubmissions:
+		return 465
+	case RoleSubmission:
+		return 587
+	}
+	return 0
+}
+
+// String is the name used as proto in log lines.
+func (r Role) String() string {
+	switch r {
+	case RoleMX:
+		return "smtp"
+	case RoleSubmissions:
+		return "submissions"
+	case RoleSubmission:
+		return "submission"
+	}
+	return fmt.Sprintf("Role(%d)", int(r))
+}
+
+func (r Role) submission() bool { return r == RoleSubmissions || r == RoleSubmission }
+
+// Defaults for zero Options fields.
+const (
+	// DefaultMaxRecipients is Postfix's smtpd_recipient_limit.
+	DefaultMaxRecipients = 1000
+	// DefaultMaxConns bounds all connections of one listener.
+	DefaultMaxConns = 2000
+	// DefaultMaxConnsPerIP is Postfix's smtpd_client_connection_count_limit.
+	DefaultMaxConnsPerIP = 50
+	// DefaultTimeout is the server timeout of RFC 5321 4.5.3.2.7 (5 minutes),
+	// used for every read (command or DATA block) and write.
+	DefaultTimeout = 5 * time.Minute
+	// DefaultMaxLineLength is twice RFC 5321's 1000-octet text line
+	// (4.5.3.1.6), as go-smtp; it applies to commands and to DATA lines.
+	DefaultMaxLineLength = 2000
+	// DefaultMaxMessageBytes is Mailu's MESSAGE_SIZE_LIMIT default.
+	DefaultMaxMessageBytes = 50_000_000
+)
+
+// Authenticator checks submission logins. *auth.Authenticator implements it.
+type Authenticator interface {
+	// Authenticate returns auth.ErrBadCredentials or auth.ErrRateLimited
+	// for refused logins; any other error is a local problem.
+	Authenticate(ctx context.Context, a auth.Attempt) (*auth.Result, error)
+	// Port25Auth records an AUTH attempt on port 25 against the client's
+	// IP limit and logs why it was refused (Mailu: auth.py is_port_25).
+	Port25Auth(ctx context.Context, remote netip.Addr, username string, log *slog.Logger)
+}
+
+// Router resolves recipients and checks sender ownership.
+// *inbound.Router implements it.
+type Router interface {
+	Resolve(ctx context.Context, rcpt string) (inbound.Route, error)
+	SenderAllowed(ctx context.Context, user *store.User, sender string, wildcardSenders []string) (bool, error)
+}
+
+// Spool receives one message body. *inbound.Spool implements it.
+type Spool interface {
+	io.Writer
+	Size() int64
+	Abort() // discard; a no-op after Deliver
+}
+
+// Deliverer makes an accepted message durable. *inbound.Deliverer
+// implements it through a small adapter in app (Deliver takes the concrete
+// *inbound.Spool that its NewSpool returned).
+type Deliverer interface {
+	NewSpool() (Spool, error)
+	// Deliver returns nil only once the message is durable; then the
+	// client gets 250. store.ErrQuotaExceeded (wrapped) means a mailbox
+	// is full.
+	Deliver(ctx context.Context, env *inbound.Envelope, sp Spool) error
+}
+
+// RateLimiter is MESSAGE_RATELIMIT, keyed by the login address.
+// *ratelimit.Limiter implements it.
+type RateLimiter interface {
+	Test(key string) bool // would one more message be allowed now
+	Hit(key string) bool  // count one message
+}
+
+// Resolver looks up the client's reverse DNS for the Received header.
+// *net.Resolver implements it.
+type Resolver interface {
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// Options configures a Server. Zero values get the documented defaults.
+type Options struct {
+	Role Role
+	// Hostname is the first HOSTNAMES entry: the banner, EHLO and
+	// Received "by" name.
+	Hostname string
+	// TLSConfig is the certificate to offer; nil means none is loaded (no
+	// STARTTLS on 25/587). RoleSubmissions requires it: Serve wraps the
+	// plain listener it is given in TLS itself.
+	TLSConfig *tls.Config
+	// NoTLS is TLS_FLAVOR=notls: submission on 587 takes AUTH in plaintext,
+	// as Mailu (dovecot disable_plaintext_auth = no).
+	NoTLS bool
+	// MaxMessageBytes is MESSAGE_SIZE_LIMIT, advertised in EHLO SIZE.
+	MaxMessageBytes int64
+	// InboundTLSEnforce is INBOUND_TLS_ENFORCE: on port 25, MAIL needs
+	// STARTTLS first.
+	InboundTLSEnforce bool
+	// RelayNets is RELAYNETS: clients that may relay through port 25
+	// without AUTH.
+	RelayNets []netip.Prefix
+	// WildcardSenders is WILDCARD_SENDERS: logins that may send as anyone.
+	WildcardSenders []string
+	// MessageRate is MESSAGE_RATELIMIT (nil: no limit), and
+	// MessageRateExemption MESSAGE_RATELIMIT_EXEMPTION (login addresses).
+	MessageRate          RateLimiter
+	MessageRateExemption []string
+
+	MaxRecipients int // per message; 0: DefaultMaxRecipients
+	MaxConns      int // per listener; 0: DefaultMaxConns, <0: unlimited
+	MaxConnsPerIP int // per client address; 0: DefaultMaxConnsPerIP, <0: unlimited
+	// ReadTimeout bounds waiting for each command line and each DATA read;
+	// WriteTimeout each reply. 0: DefaultTimeout.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// MaxLineLength bounds command and DATA lines; 0: DefaultMaxLineLength.
+	MaxLineLength int
+
+	Auth      Authenticator // required for submission roles and for AUTH on 25
+	Router    Router        // required
+	Deliverer Deliverer     // required
+	Resolver  Resolver      // optional reverse DNS for Received; nil: [ip] only
+
+	Logger  *slog.Logger // nil: discard
+	ConnIDs *obs.ConnIDs // connection ids; nil: a new generator
+	// NewMsgID names each accepted message (msgid, Received id, "queued
+	// as"); nil: a fresh obs.ConnIDs generator.
+	NewMsgID func() string
+	Now      func() time.Time // nil: time.Now
+}
+
+// Server is one SMTP listener role.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	smtp      *smtp.Server
+	exempt    map[string]bool
+	baseCtx   context.Context
+	cancelAll context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[*trackedConn]struct{}
+	perIP    map[netip.Addr]int
+	draining bool
+	refusing sync.WaitGroup // goroutines writing a 421 to refused connections
+}
+
+// New builds a Server. It does not listen; call Serve.
+func New(opts Options) *Server {
+	if opts.MaxRecipients == 0 {
+		opts.MaxRecipients = DefaultMaxRecipients
+	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxConnsPerIP == 0 {
+		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = DefaultTimeout
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = DefaultTimeout
+	}
+	if opts.MaxLineLength == 0 {
+		opts.MaxLineLength = DefaultMaxLineLength
+	}
+	if opts.MaxMessageBytes == 0 {
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ConnIDs == nil {
+		opts.ConnIDs = obs.NewConnIDs()
+	}
+	if opts.NewMsgID == nil {
+		opts.NewMsgID = obs.NewConnIDs().Next
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		opts:   opts,
+		log:    opts.Logger.With("proto", opts.Role.String()),
+		exempt: make(map[string]bool, len(opts.MessageRateExemption)),
+		conns:  make(map[*trackedConn]struct{}),
+		perIP:  make(map[netip.Addr]int),
+	}
+	for _, e := range opts.MessageRateExemption {
+		s.exempt[strings.ToLower(strings.TrimSpace(e))] = true
+	}
+	s.baseCtx, s.cancelAll = context.WithCancel(context.Background())
+
+	gs := smtp.NewServer(backend{s})
+	gs.Domain = opts.Hostname
+	gs.MaxMessageBytes = opts.MaxMessageBytes
+	gs.MaxLineLength = opts.MaxLineLength
+	gs.ReadTimeout = opts.ReadTimeout
+	gs.WriteTimeout = opts.WriteTimeout
+	// The recipient limit is counted in Session.Rcpt so that the reply is
+	// RFC 5321 4.5.3.1.10's "452 Too many recipients".
+	gs.MaxRecipients = 0
+	gs.EnableSMTPUTF8 = true // RFC 6531; mailaddr handles UTF-8 addresses
+	gs.EnableDSN = true      // RFC 3461, advertised by Mailu (nginx smtp_capabilities)
+	gs.TLSConfig = opts.TLSConfig
+	// go-smtp would answer AUTH on a plaintext connection with its own
+	// "523 5.7.10"; Session.Auth decides instead (502 on 25, 530 on 587).
+	gs.AllowInsecureAuth = true
+	gs.ErrorLog = errorLog{s.log}
+	s.smtp = gs
+	return s
+}
+
+// Serve accepts connections on ln (a plain TCP listener for every role; for
+// RoleSubmissions Serve does the TLS) until Shutdown. It returns nil after
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.opts.Role != RoleMX && s.opts.Role != RoleSubmission && s.opts.Role != RoleSubmissions {
+		return fmt.Errorf("smtpd: unknown role %d", int(s.opts.Role))
+	}
+	if s.opts.Role == RoleSubmissions && s.opts.TLSConfig == nil {
+		return errors.New("smtpd: port 465 needs a TLS certificate (TLSConfig is nil)")
+	}
+	if s.opts.Router == nil || s.opts.Deliverer == nil {
+		return errors.New("smtpd: Router and Deliverer are required")
+	}
+	if s.opts.Role.submission() && s.opts.Auth == nil {
+		return errors.New("smtpd: submission needs an Authenticator")
+	}
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		_ = ln.Close()
+		return nil
+	}
+	s.log.Info("listening", "addr", ln.Addr().String(), "port", s.opts.Role.Port(),
+		"starttls", s.opts.TLSConfig != nil && s.opts.Role != RoleSubmissions)
+	err := s.smtp.Serve(&limitListener{Listener: ln, srv: s})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, asks idle sessions to leave (they get go-smtp's
+// "421 4.4.2" at their next read), lets messages in DATA finish, and waits
+// until every session has ended or ctx is done. At ctx's end it cancels
+// all sessions' contexts, closes the remaining connections and returns
+// ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for c := range s.conns {
+		c.drain()
+	}
+	s.mu.Unlock()
+
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		err = nil
+	}
+	if ctx.Err() != nil {
+		s.cancelAll()
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.Conn.Close() // the raw socket: go-smtp's handler returns and logs out
+		}
+		s.mu.Unlock()
+		err = ctx.Err()
+	}
+	s.refusing.Wait()
+	s.cancelAll()
+	return err
+}
+
+// limitListener enforces MaxConns and MaxConnsPerIP at accept time and wraps
+// each admitted connection for bookkeeping (and TLS on 465).
+type limitListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, refusal := l.srv.admit(c)
+		if tc == nil {
+			l.srv.refuse(c, refusal)
+			continue
+		}
+		if l.srv.opts.Role == RoleSubmissions {
+			// go-smtp runs the handshake under ReadTimeout and sees a
+			// *tls.Conn, so TLSConnectionState works as for STARTTLS.
+			return tls.Server(tc, l.srv.opts.TLSConfig), nil
+		}
+		return tc, nil
+	}
+}
+
+// admit registers c, or returns nil and the reply for a refusal.
+func (s *Server) admit(c net.Conn) (*trackedConn, *smtp.SMTPError) {
+	remote := addrPortOf(c.RemoteAddr())
+	ip := remote.Addr()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns {
+		return nil, replyTooManyConns()
+	}
+	if s.opts.MaxConnsPerIP > 0 && ip.IsValid() && s.perIP[ip] >= s.opts.MaxConnsPerIP {
+		return nil, replyTooManyConnsFromIP()
+	}
+	cid := s.opts.ConnIDs.Next()
+	tc := &trackedConn{
+		Conn:   c,
+		srv:    s,
+		cid:    cid,
+		remote: remote,
+		log:    obs.ConnLogger(s.opts.Logger, cid, s.opts.Role.String(), remote),
+	}
+	tc.ctx, tc.cancel = context.WithCancel(s.baseCtx)
+	s.conns[tc] = struct{}{}
+	if ip.IsValid() {
+		s.perIP[ip]++
+	}
+	if s.draining {
+		tc.draining = true
+	}
+	tc.log.Debug("connect")
+	return tc, nil
+}
+
+// refuse answers a connection over the limits with 421 and closes it, off
+// the accept loop (a TLS handshake on 465 can take a while).
+func (s *Server) refuse(c net.Conn, r *smtp.SMTPError) {
+	remote := addrPortOf(c.RemoteAddr())
+	s.log.Warn("connection refused", "remote", remote.String(), "reason", r.Message)
+	s.refusing.Add(1)
+	go func() {
+		defer s.refusing.Done()
+		defer c.Close()
+		limit := min(s.opts.WriteTimeout, 10*time.Second)
+		_ = c.SetDeadline(time.Now().Add(limit))
+		var w net.Conn = c
+		if s.opts.Role == RoleSubmissions {
+			tc := tls.Server(c, s.opts.TLSConfig)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			w = tc
+		}
+		_, _ = io.WriteString(w, formatReply(r))
+	}()
+}
+
+// release forgets a closed connection.
+func (s *Server) release(tc *trackedConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, tc)
+	if ip := tc.remote.Addr(); ip.IsValid() {
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+	}
+}
+
+// trackedConn is the raw connection under go-smtp (and under TLS). It
+// carries the connection's id, logger and context, and implements the
+// drain on Shutdown by cutting reads short while no message is in DATA.
+type trackedConn struct {
+	net.Conn
+	srv    *Server
+	cid    string
+	remote netip.AddrPort
+	log    *slog.Logger
+	ctx    context.Context // cancelled when the connection closes
+	cancel context.CancelFunc
+
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	busy     bool // a message body is being read or delivered
+	draining bool // Shutdown: leave at the next idle read
+	doomed   bool // the client timed out: every read fails from now on
+
+	rdnsOnce sync.Once
+	rdns     string // verified reverse DNS name, "" if none
+}
+
+// Close implements net.Conn.
+func (c *trackedConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.srv.release(c)
+		c.log.Debug("disconnect")
+	})
+	return c.Conn.Close()
+}
+
+// Read implements net.Conn. While a message body is read, each read gets
+// a fresh ReadTimeout: go-smtp sets the deadline once per command, which
+// would bound the whole DATA transfer instead of each block (RFC 5321
+// 4.5.3.2.6).
+func (c *trackedConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.busy && !c.doomed {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.srv.opts.ReadTimeout))
+	}
+	c.mu.Unlock()
+	return c.Conn.Read(p)
+}
+
+// SetReadDeadline implements net.Conn. While draining, an idle connection's
+// next read times out at once, so go-smtp says 421 and hangs up.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.doomed || (c.draining && !c.busy) {
+		t = time.Unix(1, 0)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline implements net.Conn (tls.Conn's handshake uses it).
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// drain marks the connection for shutdown; called with srv.mu held.
+func (c *trackedConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if !c.busy {
+		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// doom makes every further read time out at once, so go-smtp says 421 and
+// hangs up after the current reply.
+func (c *trackedConn) doom() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.doomed = true
+	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// setBusy marks the span of a message body: a drain must not cut it.
+func (c *trackedConn) setBusy(b bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy = b
+}
+
+// connOf finds Petrel's trackedConn under a go-smtp connection (which may
+// be a *tls.Conn around it, after STARTTLS or on 465).
+func connOf(nc net.Conn) *trackedConn {
+	for {
+		switch c := nc.(type) {
+		case *trackedConn:
+			return c
+		case *tls.Conn:
+			nc = c.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// backend is go-smtp's Backend: one session per EHLO (go-smtp starts a new
+// one after STARTTLS).
+type backend struct{ s *Server }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	tc := connOf(c.Conn())
+	if tc == nil {
+		// Not reachable with Serve; refuse rather than run without policy.
+		return nil, replyLocalProblem()
+	}
+	return b.s.newSession(c, tc), nil
+}
+
+// errorLog bridges go-smtp's printf logger: panics it recovered are
+// errors; connection-level noise (TLS handshakes from scanners, resets) is
+// debug.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.emit(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.emit(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (e errorLog) emit(msg string) {
+	if strings.HasPrefix(msg, "panic") {
+		e.log.Error("go-smtp recovered a panic", "detail", msg)
+		return
+	}
+	e.log.Debug("go-smtp", "detail", msg)
+}
+
+// connCount is the number of open connections.
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -32,6 +32,13 @@ func (Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 // String implements fmt.Stringer.
 func (Secret) String() string { return "REDACTED" }
 
+// GoString implements fmt.GoStringer, for %#v.
+func (Secret) GoString() string { return `"REDACTED"` }
+
+// MarshalText implements encoding.TextMarshaler, so that JSON (and
+// slog's JSON handler, for a struct holding a Secret) never sees the value.
+func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
+
 // Attempt is one login attempt.
 type Attempt struct {
 	Username string // as the client sent it
@@ -40,6 +47,17 @@ type Attempt struct {
 	Port     int    // the role's port (465, 587, 993, ...)
 	Remote   netip.Addr
 	Log      *slog.Logger // the connection's logger; nil = the Authenticator's
+}
+
+// LogValue implements slog.LogValuer: an Attempt logs without its
+// password and logger.
+func (a Attempt) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("user", a.Username),
+		slog.String("protocol", a.Protocol),
+		slog.Int("port", a.Port),
+		slog.String("remote", a.Remote.String()),
+	)
 }
 
 // Result is a successful login.

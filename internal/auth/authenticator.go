@@ -1,0 +1,547 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/petrelmail/petrel/internal/mailaddr"
+	"github.com/petrelmail/petrel/internal/ratelimit"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// Users is what the Authenticator reads and writes; store.Store (and
+// store.Accounts) satisfy it.
+type Users interface {
+	GetUser(ctx context.Context, email string) (*store.User, error)
+	ListTokens(ctx context.Context, email string) ([]store.Token, error)
+	SetPasswordHash(ctx context.Context, email, hash string) error
+}
+
+// tokenUpdater is optional: with it, legacy sha256_crypt tokens are
+// re-hashed on use (Mailu: Token.check_password). store.Accounts has it.
+type tokenUpdater interface {
+	UpdateToken(ctx context.Context, t *store.Token) error
+}
+
+var _ Users = (store.Accounts)(nil)
+
+// Mailu's defaults (configuration.py, docs/configuration.rst).
+var (
+	DefaultIPLimit   = ratelimit.Rate{Count: 5, Per: time.Hour}       // AUTH_RATELIMIT_IP 5/hour
+	DefaultUserLimit = ratelimit.Rate{Count: 50, Per: 24 * time.Hour} // AUTH_RATELIMIT_USER 50/day
+)
+
+const (
+	defaultIPv4Mask        = 24             // AUTH_RATELIMIT_IP_V4_MASK
+	defaultIPv6Mask        = 48             // AUTH_RATELIMIT_IP_V6_MASK
+	defaultExemptionLength = 24 * time.Hour // AUTH_RATELIMIT_EXEMPTION_LENGTH 86400
+)
+
+// Failure reasons, the last word of the fail2ban line and the "reason"
+// attribute.
+const (
+	ReasonBadAuth          = "badauth"
+	ReasonRateLimit        = "ratelimit"
+	ReasonDisabled         = "disabled"
+	ReasonNotFullAddress   = "not-full-address"
+	ReasonTokenIP          = "token-ip"
+	ReasonRequireTokens    = "require-tokens"
+	ReasonUnknownUser      = "unknown-user"
+	ReasonProtocolDisabled = "protocol-disabled"
+	ReasonPort25           = "port25"
+)
+
+// Options configures an Authenticator. Zero values take Mailu's defaults.
+type Options struct {
+	Users Users
+
+	IPLimit         ratelimit.Rate // AUTH_RATELIMIT_IP; zero = 5/hour
+	UserLimit       ratelimit.Rate // AUTH_RATELIMIT_USER; zero = 50/day
+	IPv4Mask        int            // AUTH_RATELIMIT_IP_V4_MASK; 0 = 24
+	IPv6Mask        int            // AUTH_RATELIMIT_IP_V6_MASK; 0 = 48
+	Exemptions      []netip.Prefix // AUTH_RATELIMIT_EXEMPTION: never limited
+	ExemptionLength time.Duration  // AUTH_RATELIMIT_EXEMPTION_LENGTH; 0 = 24h, < 0 = no exemption after login
+	RequireTokens   bool           // AUTH_REQUIRE_TOKENS
+	Rounds          int            // CREDENTIAL_ROUNDS; 0 = 12
+
+	Logger *slog.Logger     // nil = discard
+	Now    func() time.Time // nil = time.Now
+
+	// Shared stores for several nodes; nil = in memory, per process.
+	IPLimiter   Limiter
+	UserLimiter Limiter
+	ExemptStore ExemptionStore
+	// FingerprintKey keys the password fingerprints the user limiter
+	// counts distinct wrong passwords by. Nodes that share UserLimiter
+	// must share it (derive it from SECRET_KEY); nil = random per process.
+	FingerprintKey []byte
+
+	CacheSize int // credential cache entries; 0 = DefaultCacheSize, < 0 = off
+}
+
+// Authenticator is Petrel's one login check, shared by SMTP submission,
+// IMAP, POP3 and the web (Mailu: internal/nginx.py check_credentials plus
+// internal/views/auth.py and limiter.py). It is safe for concurrent use.
+type Authenticator struct {
+	users         Users
+	ipLim         Limiter
+	userLim       Limiter
+	exempt        ExemptionStore
+	v4, v6        int
+	exemptNets    []netip.Prefix
+	exemptLen     time.Duration
+	requireTokens bool
+	rounds        int
+	log           *slog.Logger
+	now           func() time.Time
+	fpKey         []byte
+	cache         *credCache
+
+	// Seams for tests (count bcrypt runs); production uses the real ones.
+	verify func(hash, password string) (bool, error)
+	hash   func(password string, rounds int) (string, error)
+}
+
+// New builds an Authenticator. Options.Users is required. Out-of-range
+// Rounds or masks (config.Validate rejects them first) fall back to the
+// defaults, with an ERROR log line.
+func New(o Options) *Authenticator {
+	if o.Users == nil {
+		panic("auth.New: Options.Users is nil")
+	}
+	a := &Authenticator{
+		users: o.Users, ipLim: o.IPLimiter, userLim: o.UserLimiter, exempt: o.ExemptStore,
+		v4: o.IPv4Mask, v6: o.IPv6Mask, exemptNets: o.Exemptions, exemptLen: o.ExemptionLength,
+		requireTokens: o.RequireTokens, rounds: o.Rounds, log: o.Logger, now: o.Now,
+		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize),
+		verify: verifyPassword, hash: HashPassword,
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.rounds == 0 {
+		a.rounds = DefaultRounds
+	}
+	if a.rounds < minRounds || a.rounds > maxRounds {
+		a.log.Error("CREDENTIAL_ROUNDS out of range, using the default", "rounds", a.rounds, "default", DefaultRounds)
+		a.rounds = DefaultRounds
+	}
+	if a.v4 <= 0 || a.v4 > 32 {
+		a.v4 = defaultIPv4Mask
+	}
+	if a.v6 <= 0 || a.v6 > 128 {
+		a.v6 = defaultIPv6Mask
+	}
+	if o.IPv4Mask != 0 && o.IPv4Mask != a.v4 || o.IPv6Mask != 0 && o.IPv6Mask != a.v6 {
+		a.log.Error("rate-limit mask out of range, using the default", "v4", o.IPv4Mask, "v6", o.IPv6Mask)
+	}
+	if a.exemptLen == 0 {
+		a.exemptLen = defaultExemptionLength
+	}
+	if a.ipLim == nil {
+		r := o.IPLimit
+		if r == (ratelimit.Rate{}) {
+			r = DefaultIPLimit
+		}
+		a.ipLim = MemoryLimiter(ratelimit.New(r, a.now))
+	}
+	if a.userLim == nil {
+		r := o.UserLimit
+		if r == (ratelimit.Rate{}) {
+			r = DefaultUserLimit
+		}
+		a.userLim = MemoryLimiter(ratelimit.New(r, a.now))
+	}
+	if a.exempt == nil {
+		a.exempt = MemoryExemptions(ratelimit.NewExemptions(a.now))
+	}
+	if len(a.fpKey) == 0 {
+		a.fpKey = make([]byte, 32)
+		rand.Read(a.fpKey) // never fails (crypto/rand, Go >= 1.24)
+	}
+	return a
+}
+
+// attempt is one Authenticate call in progress.
+type attempt struct {
+	Attempt
+	ctx      context.Context
+	log      *slog.Logger
+	remote   netip.Addr // unmapped
+	network  string     // the limiter key: remote masked to /24 or /48
+	logUser  string     // what the log line names
+	limitKey string     // the username the IP limiter deduplicates on
+	subject  bool       // subject to rate limits (not exempt)
+}
+
+// Authenticate checks one login in Mailu's order:
+//  1. the IP limiter, unless the IP is exempt or the password looks like
+//     an app token (auth.py nginx_authentication);
+//  2. the username must be a full address (nginx.py handle_authentication);
+//  3. the user must exist; then the user limiter (see below);
+//  4. enabled, enable_imap, enable_pop (check_credentials);
+//  5. app tokens, with their IP allow-list; AUTH_REQUIRE_TOKENS keeps
+//     real passwords to the web;
+//  6. the password hash, through the credential cache; an outdated
+//     scheme is re-hashed.
+//
+// It returns ErrRateLimited or ErrBadCredentials for a refused login, and
+// another error only when a store could not answer. Every refusal logs one
+// WARN line for fail2ban; the password is never logged.
+func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (*Result, error) {
+	t := &attempt{Attempt: at, ctx: ctx, log: at.Log, remote: at.Remote.Unmap()}
+	if t.log == nil {
+		t.log = a.log
+	}
+	t.network = a.network(t.remote)
+	password := string(at.Password)
+	tokenShaped := IsTokenShaped(password)
+
+	email, normErr := mailaddr.Normalize(at.Username)
+	if normErr == nil {
+		t.logUser, t.limitKey = email, email
+	} else {
+		t.logUser, t.limitKey = sanitizeUser(at.Username), strings.ToLower(at.Username)
+	}
+
+	var err error
+	if t.subject, err = a.subjectToLimits(ctx, t.remote); err != nil {
+		return nil, a.internal(t, err)
+	}
+	// Mailu: auth.py checks the IP limiter before the credentials, except
+	// for app tokens, which "are not subject to rate-limiting".
+	if t.subject && !tokenShaped {
+		ok, err := a.ipLim.Test(ctx, t.network)
+		if err != nil {
+			return nil, a.internal(t, err)
+		}
+		if !ok {
+			a.logFailure(t, ReasonRateLimit)
+			return nil, ErrRateLimited
+		}
+	}
+	if !strings.Contains(at.Username, "@") {
+		// Mailu: nginx.py looks up only addresses with an @; there is no
+		// default domain.
+		return nil, a.failUnknown(t, ReasonNotFullAddress)
+	}
+	if normErr != nil {
+		return nil, a.failUnknown(t, ReasonUnknownUser)
+	}
+	user, err := a.users.GetUser(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, a.failUnknown(t, ReasonUnknownUser)
+	}
+	if err != nil {
+		return nil, a.internal(t, err)
+	}
+	// Mailu: auth.py should_rate_limit_user. Once a user is over the
+	// limit even the right password is refused until the window drains,
+	// so a brute-forcer can lock the owner out (Mailu issue #2880); Petrel
+	// keeps that behaviour. Mailu tests after the password (its FIXME);
+	// testing first gives the same answers and spares a bcrypt run.
+	if t.subject && !tokenShaped {
+		ok, err := a.userLim.Test(ctx, email)
+		if err != nil {
+			return nil, a.internal(t, err)
+		}
+		if !ok {
+			a.logFailure(t, ReasonRateLimit)
+			return nil, ErrRateLimited
+		}
+	}
+	res, how, err := a.check(t, user, password, tokenShaped)
+	if err != nil {
+		return nil, a.internal(t, err)
+	}
+	if res == nil {
+		return nil, a.failUser(t, email, password, how)
+	}
+	// Mailu: a successful login exempts the IP from both limiters, but
+	// not a delivery on port 25.
+	if at.Port != 25 && a.exemptLen > 0 && t.remote.IsValid() {
+		if err := a.exempt.Exempt(ctx, t.remote.String(), a.exemptLen); err != nil {
+			t.log.LogAttrs(ctx, slog.LevelError, "rate-limit exemption not stored", slog.String("remote", t.remote.String()), slog.Any("err", err))
+		}
+	}
+	t.log.LogAttrs(ctx, slog.LevelInfo, a.line(t, "success: "+how), a.attrs(t, slog.String("method", how))...)
+	return res, nil
+}
+
+// check runs Mailu's check_credentials for an existing user. It returns a
+// Result on success with how ("password" or "token-<id>"), or nil and the
+// failure reason.
+func (a *Authenticator) check(t *attempt, user *store.User, password string, tokenShaped bool) (*Result, string, error) {
+	switch {
+	case !user.Enabled:
+		return nil, ReasonDisabled, nil
+	case t.Protocol == "imap" && !user.EnableIMAP, t.Protocol == "pop3" && !user.EnablePOP:
+		return nil, ReasonProtocolDisabled, nil
+	}
+	tokenIPRefused := false
+	if tokenShaped {
+		tokens, err := a.users.ListTokens(t.ctx, user.Email)
+		if err != nil {
+			return nil, "", err
+		}
+		for i := range tokens {
+			tok := &tokens[i]
+			ok, legacy := VerifyToken(tok.Password, password)
+			if !ok {
+				continue
+			}
+			if !TokenAllows(tok.IP, t.remote) {
+				tokenIPRefused = true
+				continue
+			}
+			if legacy {
+				a.upgradeToken(t, tok, password)
+			}
+			return &Result{User: user, ViaToken: true}, "token-" + strconv.FormatInt(tok.ID, 10), nil
+		}
+	}
+	if a.requireTokens && t.Protocol != "web" && t.Protocol != "sso" {
+		if tokenIPRefused {
+			return nil, ReasonTokenIP, nil
+		}
+		return nil, ReasonRequireTokens, nil
+	}
+	if a.checkPassword(t, user, password) {
+		return &Result{User: user}, "password", nil
+	}
+	if tokenIPRefused {
+		return nil, ReasonTokenIP, nil
+	}
+	return nil, ReasonBadAuth, nil
+}
+
+// checkPassword verifies password against the user's stored hash, through
+// the credential cache, and re-hashes an outdated hash on success (Mailu:
+// models.py User.check_password, CryptContext verify_and_update).
+func (a *Authenticator) checkPassword(t *attempt, user *store.User, password string) bool {
+	if password == "" {
+		return false
+	}
+	if a.cache.check(user.Email, user.Password, password) {
+		return true
+	}
+	ok, err := a.verify(user.Password, password)
+	if err != nil {
+		// A data problem for the admin, not a client failure: no
+		// fail2ban-style line here (the refusal logs one).
+		t.log.LogAttrs(t.ctx, slog.LevelError, "stored password hash cannot be verified", slog.String("user", user.Email), slog.Any("err", err))
+		return false
+	}
+	if !ok {
+		return false
+	}
+	stored := user.Password
+	if NeedsRehash(stored, a.rounds) {
+		h, err := a.hash(password, a.rounds)
+		if err == nil {
+			err = a.users.SetPasswordHash(t.ctx, user.Email, h)
+		}
+		if err != nil {
+			t.log.LogAttrs(t.ctx, slog.LevelError, "password re-hash failed", slog.String("user", user.Email), slog.Any("err", err))
+			return true // not cached, so the next login tries again
+		}
+		stored = h
+		user.Password = h
+	}
+	a.cache.put(user.Email, stored, password)
+	return true
+}
+
+func (a *Authenticator) upgradeToken(t *attempt, tok *store.Token, token string) {
+	u, ok := a.users.(tokenUpdater)
+	if !ok {
+		return
+	}
+	h, err := HashToken(token)
+	if err == nil {
+		up := *tok
+		up.Password = h
+		err = u.UpdateToken(t.ctx, &up)
+	}
+	if err != nil {
+		t.log.LogAttrs(t.ctx, slog.LevelError, "legacy token re-hash failed", slog.Int64("token", tok.ID), slog.Any("err", err))
+	}
+}
+
+// failUnknown refuses a login that names no existing user and counts the
+// username once per window against the client's network (Mailu:
+// limiter.py rate_limit_ip, "dedup-<net>-<username>").
+func (a *Authenticator) failUnknown(t *attempt, reason string) error {
+	if t.subject {
+		if _, _, err := a.ipLim.HitDistinct(t.ctx, t.network, t.limitKey); err != nil {
+			a.limiterError(t, err)
+		}
+	}
+	a.logFailure(t, reason)
+	return ErrBadCredentials
+}
+
+// failUser refuses a login of an existing user: each distinct wrong
+// password counts once per window against the user, and a new one also
+// against the network (Mailu: limiter.py rate_limit_user,
+// "dedup2-<user>-<pw hash>", which then calls rate_limit_ip).
+func (a *Authenticator) failUser(t *attempt, email, password, reason string) error {
+	if t.subject {
+		_, isNew, err := a.userLim.HitDistinct(t.ctx, email, a.fingerprint(email, password))
+		if err == nil && isNew {
+			_, _, err = a.ipLim.HitDistinct(t.ctx, t.network, email)
+		}
+		if err != nil {
+			a.limiterError(t, err)
+		}
+	}
+	a.logFailure(t, reason)
+	return ErrBadCredentials
+}
+
+// fingerprint is a short keyed hash of a password, enough to tell wrong
+// passwords apart in the limiter without keeping them (Mailu: the last 6
+// hex of HMAC(user, pw); 16 here, under a secret key).
+func (a *Authenticator) fingerprint(email, password string) string {
+	m := hmac.New(sha256.New, a.fpKey)
+	m.Write([]byte(email))
+	m.Write([]byte{0})
+	m.Write([]byte(password))
+	return hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// subjectToLimits: false for AUTH_RATELIMIT_EXEMPTION networks and for IPs
+// with a login exemption (Mailu: limiter.py is_subject_to_rate_limits).
+func (a *Authenticator) subjectToLimits(ctx context.Context, remote netip.Addr) (bool, error) {
+	if !remote.IsValid() {
+		return true, nil
+	}
+	for _, p := range a.exemptNets {
+		if p.Contains(remote) {
+			return false, nil
+		}
+	}
+	exempt, err := a.exempt.IsExempt(ctx, remote.String())
+	return !exempt, err
+}
+
+// network is the IP limiter's key: the client address masked to /24 or
+// /48 (Mailu: utils.extract_network_from_ip).
+func (a *Authenticator) network(remote netip.Addr) string {
+	bits := a.v6
+	if remote.Is4() {
+		bits = a.v4
+	}
+	p, err := remote.Prefix(bits)
+	if err != nil {
+		return "invalid"
+	}
+	return p.String()
+}
+
+// IPRateLimited reports whether remote's network is over the IP limit now
+// (and not exempt), for protocols that want to refuse early. A store
+// error counts as not limited; Authenticate checks again.
+func (a *Authenticator) IPRateLimited(ctx context.Context, remote netip.Addr) bool {
+	remote = remote.Unmap()
+	subject, err := a.subjectToLimits(ctx, remote)
+	if err != nil || !subject {
+		return false
+	}
+	ok, err := a.ipLim.Test(ctx, a.network(remote))
+	return err == nil && !ok
+}
+
+// Port25Message is what Port25Auth logs: port 25 never offers AUTH.
+const Port25Message = "port 25 does not accept AUTH (server-to-server only); mail clients must submit on port 465 (implicit TLS) or 587 (STARTTLS)"
+
+// Port25Auth records an AUTH attempt on port 25: it counts against the IP
+// limiter (Mailu: auth.py, the is_port_25 branch calls rate_limit_ip
+// without a username, so every attempt counts) and logs one WARN line
+// that tells the admin where clients should submit.
+func (a *Authenticator) Port25Auth(ctx context.Context, remote netip.Addr, username string, log *slog.Logger) {
+	t := &attempt{Attempt: Attempt{Username: username, Protocol: "smtp", Port: 25, Remote: remote},
+		ctx: ctx, log: log, remote: remote.Unmap()}
+	if t.log == nil {
+		t.log = a.log
+	}
+	t.network = a.network(t.remote)
+	t.logUser = sanitizeUser(username)
+	if subject, err := a.subjectToLimits(ctx, t.remote); err != nil {
+		a.limiterError(t, err)
+	} else if subject {
+		if _, err := a.ipLim.Hit(ctx, t.network); err != nil {
+			a.limiterError(t, err)
+		}
+	}
+	t.log.LogAttrs(ctx, slog.LevelWarn, a.line(t, "failed: "+Port25Message), a.attrs(t, slog.String("reason", ReasonPort25))...)
+}
+
+// line is Mailu's fail2ban-friendly log message (nginx.py):
+// "Login attempt for: <user>/<proto>/<port> from: <ip>: <outcome>".
+func (a *Authenticator) line(t *attempt, outcome string) string {
+	return "Login attempt for: " + t.logUser + "/" + t.Protocol + "/" + strconv.Itoa(t.Port) + " from: " + remoteString(t.remote) + ": " + outcome
+}
+
+func (a *Authenticator) attrs(t *attempt, extra ...slog.Attr) []slog.Attr {
+	return append([]slog.Attr{
+		slog.String("user", t.logUser),
+		slog.String("protocol", t.Protocol),
+		slog.Int("port", t.Port),
+		slog.String("remote", remoteString(t.remote)),
+	}, extra...)
+}
+
+func (a *Authenticator) logFailure(t *attempt, reason string) {
+	t.log.LogAttrs(t.ctx, slog.LevelWarn, a.line(t, "failed: "+reason), a.attrs(t, slog.String("reason", reason))...)
+}
+
+func (a *Authenticator) limiterError(t *attempt, err error) {
+	t.log.LogAttrs(t.ctx, slog.LevelError, "rate-limit store error", slog.String("remote", remoteString(t.remote)), slog.Any("err", err))
+}
+
+// internal logs a store failure (not a refusal: no fail2ban line) and
+// returns it wrapped; protocols answer with a temporary failure.
+func (a *Authenticator) internal(t *attempt, err error) error {
+	t.log.LogAttrs(t.ctx, slog.LevelError, a.line(t, "error"), a.attrs(t, slog.Any("err", err))...)
+	return fmt.Errorf("auth: %w", err)
+}
+
+func remoteString(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	return ip.String()
+}
+
+// sanitizeUser makes a client-supplied username safe for one log line:
+// at most 320 bytes (RFC 5321 limits), quoted if it holds anything but
+// printable characters.
+func sanitizeUser(s string) string {
+	if len(s) > 320 {
+		s = s[:320]
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) || r == ' ' {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	if s == "" {
+		return `""`
+	}
+	return s
+}

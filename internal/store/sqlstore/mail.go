@@ -16,6 +16,25 @@ import (
 	"github.com/petrelmail/petrel/internal/store/blob"
 )
 
+// The statements of a delivery, prepared once per connection on SQLite
+// (PostgreSQL's driver caches prepared statements itself).
+const (
+	sqlQuotaAdd = `UPDATE "user" SET quota_bytes_used = quota_bytes_used + ? WHERE email = ?
+RETURNING quota_bytes, quota_bytes_used`
+	sqlMailboxIDs = `SELECT id, name, uidvalidity FROM mailbox WHERE user_email = ?`
+	sqlAllocUIDs  = `UPDATE mailbox SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?
+WHERE id = ? RETURNING uidnext, highestmodseq`
+	sqlInsertBody    = `INSERT INTO body (size, data, blob_name, refs, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id`
+	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
+VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertQueue = `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at)
+VALUES (?, ?, ?, ?, 0, ?, '', ?, ?)`
+)
+
+func hotQueries() []string {
+	return []string{sqlQuotaAdd, sqlMailboxIDs, sqlAllocUIDs, sqlInsertBody, sqlInsertMessage, sqlInsertQueue}
+}
+
 // pending is one NewMessage checked and ready for the transaction.
 type pending struct {
 	m       *store.NewMessage
@@ -139,8 +158,7 @@ func commitGroup(ctx context.Context, c conn, ps []pending) error {
 	users := sortedKeys(need)
 	for _, u := range users {
 		var quota, used int64
-		err := c.queryRow(ctx, `UPDATE "user" SET quota_bytes_used = quota_bytes_used + ? WHERE email = ?
-RETURNING quota_bytes, quota_bytes_used`, need[u], u).Scan(&quota, &used)
+		err := c.queryRow(ctx, sqlQuotaAdd, need[u], u).Scan(&quota, &used)
 		if err != nil {
 			return fmt.Errorf("user %q: %w", u, mapErr(err))
 		}
@@ -180,8 +198,7 @@ RETURNING quota_bytes, quota_bytes_used`, need[u], u).Scan(&quota, &used)
 	for _, id := range sortedKeys(copies) {
 		n := copies[id]
 		var uidnext, hms int64
-		err := c.queryRow(ctx, `UPDATE mailbox SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?
-WHERE id = ? RETURNING uidnext, highestmodseq`, n, n, id).Scan(&uidnext, &hms)
+		err := c.queryRow(ctx, sqlAllocUIDs, n, n, id).Scan(&uidnext, &hms)
 		if err != nil {
 			return fmt.Errorf("allocate UIDs in mailbox %d: %w", id, mapErr(err))
 		}
@@ -199,8 +216,7 @@ WHERE id = ? RETURNING uidnext, highestmodseq`, n, n, id).Scan(&uidnext, &hms)
 		} else {
 			data = p.data
 		}
-		err := c.queryRow(ctx, `INSERT INTO body (size, data, blob_name, refs, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id`,
-			p.size, data, name, c.d.ts(t)).Scan(&bodyID)
+		err := c.queryRow(ctx, sqlInsertBody, p.size, data, name, c.d.ts(t)).Scan(&bodyID)
 		if err != nil {
 			return fmt.Errorf("message %s: store body: %w", p.m.ID, mapErr(err))
 		}
@@ -211,8 +227,7 @@ WHERE id = ? RETURNING uidnext, highestmodseq`, n, n, id).Scan(&uidnext, &hms)
 		for _, tg := range p.m.Targets {
 			id := ids[mbKey{tg.User, mailboxName(tg.Mailbox)}]
 			a := next[id]
-			_, err := c.exec(ctx, `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
-VALUES (?, ?, ?, ?, ?, ?, ?)`, id, a.uid, a.modseq, strings.Join(tg.Flags, " "), c.d.ts(date), p.size, bodyID)
+			_, err := c.exec(ctx, sqlInsertMessage, id, a.uid, a.modseq, strings.Join(tg.Flags, " "), c.d.ts(date), p.size, bodyID)
 			if err != nil {
 				return fmt.Errorf("message %s: deliver to %s: %w", p.m.ID, tg.User, mapErr(err))
 			}
@@ -220,8 +235,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?)`, id, a.uid, a.modseq, strings.Join(tg.Flags, " "),
 			a.modseq++
 		}
 		for _, rcpt := range p.m.Remote {
-			_, err := c.exec(ctx, `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at)
-VALUES (?, ?, ?, ?, 0, ?, '', ?, ?)`, p.m.ID, p.m.Sender, rcpt, bodyID, c.d.ts(t), false, c.d.ts(t))
+			_, err := c.exec(ctx, sqlInsertQueue, p.m.ID, p.m.Sender, rcpt, bodyID, c.d.ts(t), false, c.d.ts(t))
 			if err != nil {
 				return fmt.Errorf("message %s: queue for %s: %w", p.m.ID, rcpt, mapErr(err))
 			}
@@ -282,7 +296,7 @@ VALUES (?, ?, ?, ?, ?, 1, 1, ?) ON CONFLICT (user_email, name) DO NOTHING`,
 }
 
 func mailboxIDs(ctx context.Context, c conn, user string) (map[string]int64, int64, error) {
-	rows, err := c.query(ctx, `SELECT id, name, uidvalidity FROM mailbox WHERE user_email = ?`, user)
+	rows, err := c.query(ctx, sqlMailboxIDs, user)
 	if err != nil {
 		return nil, 0, fmt.Errorf("mailboxes of %q: %w", user, err)
 	}

@@ -69,6 +69,10 @@ type Store struct {
 	blobs  *blob.Dir
 	inline int64
 	log    *slog.Logger
+	// hot holds the delivery statements prepared on the SQLite write
+	// connection; transactions reuse them instead of re-parsing. Written
+	// only in Open.
+	hot map[string]*sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -101,6 +105,17 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
+	}
+	if s.d.name() == FlavorSQLite {
+		s.hot = map[string]*sql.Stmt{}
+		for _, q := range hotQueries() {
+			st, err := s.write.PrepareContext(ctx, q)
+			if err != nil {
+				s.closeDBs()
+				return nil, fmt.Errorf("sqlstore: prepare: %w", err)
+			}
+			s.hot[q] = st
+		}
 	}
 	return s, nil
 }
@@ -214,6 +229,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // database. The Store must not be used afterwards.
 func (s *Store) Close() error {
 	var errs []error
+	for _, st := range s.hot {
+		errs = append(errs, st.Close())
+	}
 	if s.read != s.write {
 		// Readers first, so the checkpoint is not held back by them.
 		errs = append(errs, s.read.Close())
@@ -226,6 +244,9 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeDBs() {
+	for _, st := range s.hot {
+		st.Close()
+	}
 	if s.read != nil && s.read != s.write {
 		s.read.Close()
 	}
@@ -261,7 +282,7 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 			panic(p)
 		}
 	}()
-	if err := fn(conn{q: tx, d: s.d}); err != nil {
+	if err := fn(conn{q: tx, tx: tx, d: s.d, hot: s.hot}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -280,19 +301,42 @@ type querier interface {
 
 // conn runs shared SQL text on one querier, rebinding placeholders.
 type conn struct {
-	q querier
-	d dialect
+	q   querier
+	tx  *sql.Tx // set when q is a write transaction
+	d   dialect
+	hot map[string]*sql.Stmt
+}
+
+// stmt returns query as a prepared statement of the transaction when it
+// is a hot one, else nil.
+func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
+	if c.tx == nil {
+		return nil
+	}
+	if st := c.hot[query]; st != nil {
+		return c.tx.StmtContext(ctx, st)
+	}
+	return nil
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return c.q.ExecContext(ctx, c.d.rebind(query), args...)
 }
 
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return c.q.QueryContext(ctx, c.d.rebind(query), args...)
 }
 
 func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return c.q.QueryRowContext(ctx, c.d.rebind(query), args...)
 }
 

@@ -22,10 +22,10 @@ import (
 type opener struct {
 	mu   sync.Mutex
 	opts map[*testing.T]Options
-	mk   func(t *testing.T) Options
+	mk   func(tb testing.TB) Options
 }
 
-func newOpener(mk func(t *testing.T) Options) *opener {
+func newOpener(mk func(tb testing.TB) Options) *opener {
 	return &opener{opts: map[*testing.T]Options{}, mk: mk}
 }
 
@@ -49,7 +49,7 @@ func (o *opener) openStore(t *testing.T) *Store {
 	return s
 }
 
-func sqliteOptions(t *testing.T) Options {
+func sqliteOptions(t testing.TB) Options {
 	dir := t.TempDir()
 	return Options{Flavor: "sqlite", Path: filepath.Join(dir, "main.db"), BlobDir: filepath.Join(dir, "blobs"),
 		InlineMax: 4096}
@@ -61,7 +61,7 @@ func TestSQLiteConformance(t *testing.T) {
 
 // pgOptions gives each test its own schema in the database named by
 // PETREL_TEST_PG_DSN (see testdata/pg-start.sh) and drops it afterwards.
-func pgOptions(t *testing.T) Options {
+func pgOptions(t testing.TB) Options {
 	base := os.Getenv("PETREL_TEST_PG_DSN")
 	var b [6]byte
 	rand.Read(b[:])
@@ -90,7 +90,7 @@ func pgOptions(t *testing.T) Options {
 
 // withSearchPath adds search_path to a URL or key=value DSN; pgx passes
 // unknown settings to the server as run-time parameters.
-func withSearchPath(t *testing.T, dsn, schema string) string {
+func withSearchPath(t testing.TB, dsn, schema string) string {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		u, err := url.Parse(dsn)
 		if err != nil {

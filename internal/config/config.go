@@ -1,5 +1,6 @@
 // Package config turns the environment (Mailu's setting names) into a typed
-// Config. It imports no other Petrel package.
+// Config. Of Petrel's packages it imports only internal/mailaddr (a leaf), so
+// that settings and runtime agree on what a valid domain or address is.
 package config
 
 import (
@@ -12,6 +13,14 @@ import (
 type Rate struct {
 	Count int
 	Per   time.Duration
+}
+
+// RelayTarget is RELAYHOST in Postfix's syntax: "[host]:port" connects to
+// host directly, "host" or "host:port" looks up host's MX records first.
+type RelayTarget struct {
+	Host string // normalised host name or IP address, without brackets
+	Port int    // 25 unless given
+	MX   bool   // look up MX records for Host (no brackets in RELAYHOST)
 }
 
 // Listener says where one role listens.
@@ -30,16 +39,17 @@ type Config struct {
 	Postmaster string   // POSTMASTER, default "postmaster"
 	SecretKey  string   // SECRET_KEY or the contents of SECRET_KEY_FILE
 	SiteName   string   // SITENAME, default "Mailu"
+	Website    string   // WEBSITE, default "https://mailu.io"
 
 	// Petrel's own settings (one binary instead of containers)
-	DataDir     string           // DATA_DIR, default "/data" when it exists and is writable, else "./petrel-data"
+	DataDir     string           // DATA_DIR, default "/var/lib/petrel"
 	BindAddress string           // BIND_ADDRESS, default "" (all addresses)
 	Listeners   map[int]Listener // from PORTS, TLS, LISTEN_<port>, BIND_ADDRESS
-	LogLevel    string           // LOG_LEVEL, default "INFO" (DEBUG, INFO, WARNING, ERROR, CRITICAL)
-	LogFormat   string           // LOG_FORMAT, "text" (default) or "json"
+	LogLevel    string           // LOG_LEVEL, default "INFO" (TRACE, DEBUG, INFO, WARNING, WARN, ERROR, CRITICAL), upper-cased
+	LogFormat   string           // LOG_FORMAT, "text" (default) or "json", lower-cased
 
 	// TLS
-	TLSFlavor       string // TLS_FLAVOR: cert (default), notls; letsencrypt/mail/mail-letsencrypt are warned about
+	TLSFlavor       string // TLS_FLAVOR as configured, lower-cased: cert (default), notls, mail; letsencrypt/mail-letsencrypt are warned about
 	TLSCertFilename string // TLS_CERT_FILENAME, default cert.pem (under DataDir/certs)
 	TLSKeyFilename  string // TLS_KEYPAIR_FILENAME, default key.pem
 	TLSPermissive   bool   // TLS_PERMISSIVE, default true: legacy TLS versions on port 25
@@ -62,6 +72,7 @@ type Config struct {
 	// Mail flow
 	RelayNets               []netip.Prefix // RELAYNETS, comma list of CIDRs
 	RelayHost               string         // RELAYHOST, e.g. [smtp.example.com]:587
+	Relay                   RelayTarget    // RELAYHOST parsed; Host is "" when RELAYHOST is unset
 	RelayUser               string         // RELAYUSER
 	RelayPassword           string         // RELAYPASSWORD (never logged)
 	RecipientDelimiter      string         // RECIPIENT_DELIMITER, a set of characters, default "" (Mailu template: "+")
@@ -76,12 +87,12 @@ type Config struct {
 
 	// Database
 	DBFlavor string // DB_FLAVOR: sqlite (default) or postgresql
-	DBHost   string // DB_HOST
+	DBHost   string // DB_HOST (a ":port" suffix moves to DBPort, as Mailu allows a port there)
 	DBPort   int    // DB_PORT, default 5432
 	DBUser   string // DB_USER
 	DBPw     string // DB_PW (never logged)
 	DBName   string // DB_NAME, default "mailu"
-	DBURL    string // SQLALCHEMY_DATABASE_URI when set
+	DBURL    string // SQLALCHEMY_DATABASE_URI when set and DB_FLAVOR is not (never logged: may hold a password)
 
 	// Bootstrap
 	InitialAdminAccount string // INITIAL_ADMIN_ACCOUNT (local part)

@@ -1,0 +1,113 @@
+package config
+
+// SettingDoc documents one setting for the README table and
+// `petrel config-check --list`.
+type SettingDoc struct {
+	Name        string // environment name; "LISTEN_<port>" stands for LISTEN_25, LISTEN_465, ...
+	Default     string // the default Petrel uses ("" = empty/unset)
+	Meaning     string // what it does
+	Differs     string // how Petrel differs from Mailu; "" = same as Mailu
+	Implemented bool   // false: Mailu setting Petrel only warns about
+	Secret      bool   // its value is never printed
+}
+
+// Known lists every setting Parse reads: Petrel's own and Mailu's, the
+// implemented ones first, then those Petrel only warns about.
+func Known() []SettingDoc {
+	docs := implementedSettings()
+	for _, s := range notImplementedSettings() {
+		def := s.Default
+		docs = append(docs, SettingDoc{
+			Name:    s.Name,
+			Default: def,
+			Meaning: s.Meaning,
+			Differs: "not implemented: " + s.Note,
+			Secret:  isSecret(s.Name),
+		})
+	}
+	for i := range docs {
+		docs[i].Secret = docs[i].Secret || isSecret(docs[i].Name)
+	}
+	return docs
+}
+
+func implementedSettings() []SettingDoc {
+	s := func(name, def, meaning, differs string) SettingDoc {
+		return SettingDoc{Name: name, Default: def, Meaning: meaning, Differs: differs, Implemented: true}
+	}
+	return []SettingDoc{
+		// Identity
+		s("DOMAIN", "", "main mail domain: postmaster, SRS and report addresses", "required (Mailu's code default mailu.io is not used)"),
+		s("HOSTNAMES", "", "comma list of the server's public names; the first is the SMTP banner and MX host", "required"),
+		s("POSTMASTER", "postmaster", "local part of postmaster@DOMAIN", ""),
+		s("SECRET_KEY", "", "master secret; sub-keys for SRS, tokens and log hashes derive from it", "no default: a warning when unset (Mailu: changeMe)"),
+		s("SECRET_KEY_FILE", "", "file holding SECRET_KEY (read when SECRET_KEY is unset)", ""),
+		s("SITENAME", "Mailu", "name shown to users", ""),
+		s("WEBSITE", "https://mailu.io", "link shown to users", ""),
+
+		// Petrel's own
+		s("DATA_DIR", DefaultDataDir, "directory for the SQLite database, messages, certificates and DKIM keys", "Petrel only (Mailu uses container volumes)"),
+		s("BIND_ADDRESS", "", "IP address every listener binds to; empty = all addresses", "Petrel only"),
+		s("LISTEN_<port>", "BIND_ADDRESS:<port>", "host:port for one role, e.g. LISTEN_25=127.0.0.1:2525", "Petrel only"),
+		s("LOG_LEVEL", "INFO", "log threshold: DEBUG, INFO, WARNING, ERROR, CRITICAL", "also TRACE for protocol traces"),
+		s("LOG_FORMAT", "text", "log format: text or json", "Petrel only"),
+		s("RESOLVER_ADDRESS", "", "DNS server (IP[:port]) for MX, SPF, DKIM and DMARC lookups; empty = the system resolver", ""),
+
+		// TLS and ports
+		s("TLS_FLAVOR", "cert", "certificate source: cert, notls, mail, letsencrypt, mail-letsencrypt", "letsencrypt and mail-letsencrypt behave like cert (no ACME yet); a self-signed certificate is made when none exists"),
+		s("TLS_CERT_FILENAME", "cert.pem", "certificate file (full chain) in DATA_DIR/certs", "DATA_DIR/certs instead of /certs"),
+		s("TLS_KEYPAIR_FILENAME", "key.pem", "private key file in DATA_DIR/certs", "DATA_DIR/certs instead of /certs"),
+		s("TLS_PERMISSIVE", "true", "allow legacy TLS versions and ciphers on port 25", ""),
+		s("INBOUND_TLS_ENFORCE", "false", "require STARTTLS on port 25", ""),
+		s("PORTS", DefaultPorts, "enabled ports; add 587,143,110 for the STARTTLS ports. 25 is always on; 465, 993 and 443 follow TLS", ""),
+		s("TLS", DefaultPorts, "ports that get implicit TLS (443, 465, 993, 995); undocumented in Mailu", ""),
+
+		// Limits
+		s("MESSAGE_SIZE_LIMIT", "50000000", "largest message in bytes", ""),
+		s("MESSAGE_RATELIMIT", "200/day", "messages a user may send", "one rate only; further rates after , ; or | are ignored with a warning"),
+		s("MESSAGE_RATELIMIT_EXEMPTION", "", "comma list of users exempt from MESSAGE_RATELIMIT", ""),
+		s("AUTH_RATELIMIT_IP", "5/hour", "distinct failed usernames per client network", "one rate only"),
+		s("AUTH_RATELIMIT_USER", "50/day", "distinct failed passwords per account", "one rate only"),
+		s("AUTH_RATELIMIT_IP_V4_MASK", "24", "IPv4 prefix length that groups clients", ""),
+		s("AUTH_RATELIMIT_IP_V6_MASK", "48", "IPv6 prefix length that groups clients", ""),
+		s("AUTH_RATELIMIT_EXEMPTION", "", "comma list of networks never rate-limited", ""),
+		s("AUTH_RATELIMIT_EXEMPTION_LENGTH", "86400", "seconds an address stays exempt after a successful login", ""),
+		s("AUTH_REQUIRE_TOKENS", "false", "IMAP, POP3, SMTP and sieve accept only app tokens, not passwords", ""),
+
+		// Mail flow
+		s("RELAYNETS", "", "comma list of networks that may relay through port 25 without login", ""),
+		s("RELAYHOST", "", "smarthost for all outbound mail: [host]:port, host:port or host", ""),
+		s("RELAYUSER", "", "login for RELAYHOST", ""),
+		s("RELAYPASSWORD", "", "password for RELAYHOST", ""),
+		s("RECIPIENT_DELIMITER", "", "characters that start a subaddress, e.g. +", "template writes +; the code default is empty, as here"),
+		s("DEFAULT_QUOTA", "1000000000", "quota in bytes for new users", ""),
+		s("DEFAULT_SPAM_THRESHOLD", "80", "spam threshold (%) for new users", ""),
+		s("CREDENTIAL_ROUNDS", "12", "bcrypt cost for new password hashes", ""),
+		s("WILDCARD_SENDERS", "", "comma list of users who may send as any address", ""),
+		s("REJECT_UNLISTED_RECIPIENT", "false", "reject unknown local recipients on submission instead of bouncing", ""),
+		s("DKIM_SELECTOR", "dkim", "DKIM selector", ""),
+		s("DKIM_PATH", "DATA_DIR/dkim/{domain}.{selector}.key", "DKIM key file pattern", "under DATA_DIR instead of /dkim"),
+
+		// Database
+		s("DB_FLAVOR", "sqlite", "database: sqlite or postgresql", "mysql is not supported"),
+		s("DB_HOST", "", "PostgreSQL host (host or host:port)", "required for postgresql (Mailu's default host name 'database' is not assumed)"),
+		s("DB_PORT", "5432", "PostgreSQL port", "Petrel only; Mailu puts the port in DB_HOST, which works too"),
+		s("DB_USER", "", "PostgreSQL user", "required for postgresql"),
+		s("DB_PW", "", "PostgreSQL password", ""),
+		s("DB_NAME", "mailu", "PostgreSQL database", ""),
+		s("SQLALCHEMY_DATABASE_URI", "", "database URL, used when DB_FLAVOR is unset", "sqlite:// URIs must point at DATA_DIR/main.db"),
+
+		// Bootstrap
+		s("INITIAL_ADMIN_ACCOUNT", "", "local part of an admin created at start", ""),
+		s("INITIAL_ADMIN_DOMAIN", "", "domain of that admin", ""),
+		s("INITIAL_ADMIN_PW", "", "password of that admin", ""),
+		s("INITIAL_ADMIN_MODE", "ifmissing", "ifmissing, create or update", ""),
+
+		// API
+		s("API", "false", "enable the REST API", ""),
+		s("API_TOKEN", "", "bearer token for the REST API", "required when API=true"),
+
+		// Ignored on purpose
+		s("COMPOSE_PROJECT_NAME", "mailu", "docker compose project name", "ignored: not read by Petrel"),
+	}
+}

@@ -1,0 +1,420 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/mailaddr"
+)
+
+// Defaults that more than one place needs.
+const (
+	DefaultPorts   = "25,80,443,465,993,995,4190" // Mailu: socrate/system.py clean_env
+	DefaultDataDir = "/var/lib/petrel"
+)
+
+// reader reads settings from env and collects problems. It records every
+// name it reads so tests can check that Known documents all of them.
+type reader struct {
+	env   map[string]string
+	seen  map[string]bool
+	probs []Problem
+}
+
+// get returns the trimmed value of name; ok is false when it is unset or
+// empty (Petrel treats an empty value as unset, so "KEY=" keeps the default).
+func (r *reader) get(name string) (string, bool) {
+	r.seen[name] = true
+	v := strings.TrimSpace(r.env[name])
+	return v, v != ""
+}
+
+// getRaw is get without trimming, for secrets (a password may end in a space).
+func (r *reader) getRaw(name string) (string, bool) {
+	r.seen[name] = true
+	v := r.env[name]
+	return v, strings.TrimSpace(v) != ""
+}
+
+func (r *reader) add(warning bool, name, value, fix, format string, args ...any) {
+	if isSecret(name) {
+		value = ""
+	}
+	r.probs = append(r.probs, Problem{
+		Setting: name,
+		Value:   value,
+		Message: fmt.Sprintf(format, args...),
+		Fix:     fix,
+		Warning: warning,
+	})
+}
+
+func (r *reader) errorf(name, value, fix, format string, args ...any) {
+	r.add(false, name, value, fix, format, args...)
+}
+
+func (r *reader) warnf(name, value, fix, format string, args ...any) {
+	r.add(true, name, value, fix, format, args...)
+}
+
+// str returns the value or def.
+func (r *reader) str(name, def string) string {
+	if v, ok := r.get(name); ok {
+		return v
+	}
+	return def
+}
+
+// boolean reads a Mailu boolean. Mailu (configuration.py __coerce_value)
+// takes true/yes and false/no in any case; 1/0 and on/off are accepted too.
+func (r *reader) boolean(name string, def bool) bool {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	b, ok := parseBool(v)
+	if !ok {
+		r.errorf(name, v, fmt.Sprintf("use true or false (yes/no, 1/0 and on/off work too); the default is %t", def),
+			"%q is not a boolean", v)
+		return def
+	}
+	return b
+}
+
+func parseBool(v string) (value, ok bool) {
+	switch strings.ToLower(v) {
+	case "true", "yes", "1", "on":
+		return true, true
+	case "false", "no", "0", "off":
+		return false, true
+	}
+	return false, false
+}
+
+// integer reads an int64 within [lo, hi].
+func (r *reader) integer(name string, def, lo, hi int64, fix string) int64 {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		r.errorf(name, v, fix, "%q is not a whole number", v)
+		return def
+	}
+	if n < lo || n > hi {
+		r.errorf(name, v, fix, "%d is outside %d..%d", n, lo, hi)
+		return def
+	}
+	return n
+}
+
+// rate reads a limits rate string; only the first of several rates is used.
+func (r *reader) rate(name, def string) Rate {
+	fallback, _ := ParseRate(def)
+	v, ok := r.get(name)
+	if !ok {
+		return fallback
+	}
+	fix := fmt.Sprintf("use a rate such as %s, 10/minute or 1 per 2 hours", def)
+	parts := splitRates(v)
+	if len(parts) == 0 {
+		r.errorf(name, v, fix, "no rate given")
+		return fallback
+	}
+	rt, err := ParseRate(parts[0])
+	if err != nil {
+		r.errorf(name, v, fix, "%v", err)
+		return fallback
+	}
+	if len(parts) > 1 {
+		r.warnf(name, v, "keep one rate", "Petrel applies only the first rate, %s; %d more ignored", rt, len(parts)-1)
+	}
+	return rt
+}
+
+// Parse turns the merged environment into a Config with Mailu's defaults and
+// reports every problem at once. The Config is never nil; settings with
+// errors keep their defaults. Secret values never appear in a Problem.
+func Parse(env map[string]string) (*Config, []Problem) {
+	cfg, r := parse(env)
+	return cfg, r.probs
+}
+
+func parse(env map[string]string) (*Config, *reader) {
+	r := &reader{env: env, seen: make(map[string]bool)}
+	cfg := &Config{}
+	r.identity(cfg)
+	r.petrel(cfg)
+	r.tls(cfg)
+	r.listeners(cfg)
+	r.limits(cfg)
+	r.mailFlow(cfg)
+	r.database(cfg)
+	r.bootstrap(cfg)
+	r.api(cfg)
+	r.unimplemented(cfg)
+	return cfg, r
+}
+
+func (r *reader) identity(cfg *Config) {
+	if v, ok := r.get("DOMAIN"); !ok {
+		r.errorf("DOMAIN", "", "set DOMAIN to your main mail domain, e.g. DOMAIN=example.com", "is required")
+	} else if d, err := mailaddr.NormalizeDomain(v); err != nil {
+		r.errorf("DOMAIN", v, "use a domain name such as example.com", "not a valid domain name: %v", err)
+	} else {
+		cfg.Domain = d
+	}
+
+	if v, ok := r.get("HOSTNAMES"); !ok {
+		r.errorf("HOSTNAMES", "", "set HOSTNAMES to the server's public names, first the one in MX records, e.g. HOSTNAMES=mail.example.com",
+			"is required")
+	} else {
+		seen := make(map[string]bool)
+		items := splitList(v)
+		for _, h := range items {
+			d, err := mailaddr.NormalizeDomain(h)
+			if err != nil {
+				r.errorf("HOSTNAMES", v, "use a comma list of host names such as mail.example.com,imap.example.com",
+					"%q is not a valid host name: %v", h, err)
+				continue
+			}
+			if !seen[d] {
+				seen[d] = true
+				cfg.Hostnames = append(cfg.Hostnames, d)
+			}
+		}
+		if len(items) == 0 {
+			r.errorf("HOSTNAMES", v, "set HOSTNAMES=mail.example.com", "lists no host name")
+		}
+	}
+
+	cfg.Postmaster = strings.ToLower(r.str("POSTMASTER", "postmaster"))
+	if strings.ContainsAny(cfg.Postmaster, "@ \t\"") {
+		r.errorf("POSTMASTER", cfg.Postmaster, "give only the local part, e.g. POSTMASTER=postmaster (the domain is DOMAIN)",
+			"must be a local part without @, spaces or quotes")
+		cfg.Postmaster = "postmaster"
+	}
+
+	r.secretKey(cfg)
+	cfg.SiteName = r.str("SITENAME", "Mailu")
+	cfg.Website = r.str("WEBSITE", "https://mailu.io")
+}
+
+// secretKey reads SECRET_KEY, or SECRET_KEY_FILE when SECRET_KEY is unset
+// (Mailu: socrate/system.py set_env).
+func (r *reader) secretKey(cfg *Config) {
+	const fix = "set SECRET_KEY to 16 or more random characters (pwgen 16 1), or SECRET_KEY_FILE to a file holding them"
+	key, hasKey := r.getRaw("SECRET_KEY")
+	file, hasFile := r.get("SECRET_KEY_FILE")
+	switch {
+	case hasKey:
+		if hasFile {
+			r.warnf("SECRET_KEY_FILE", file, "remove one of them", "ignored because SECRET_KEY is set")
+		}
+		cfg.SecretKey = key
+	case hasFile:
+		b, err := os.ReadFile(file)
+		if err != nil {
+			r.errorf("SECRET_KEY_FILE", file, "point SECRET_KEY_FILE at a readable file holding the key",
+				"cannot read the file: %v", err)
+			return
+		}
+		cfg.SecretKey = strings.TrimSpace(string(b))
+		if cfg.SecretKey == "" {
+			r.errorf("SECRET_KEY_FILE", file, fix, "the file is empty")
+			return
+		}
+	default:
+		r.warnf("SECRET_KEY", "", fix, "is not set: the keys Petrel derives from it (SRS, tokens, log hashes) would be predictable")
+		return
+	}
+	switch {
+	case cfg.SecretKey == "changeMe":
+		r.warnf("SECRET_KEY", "", fix, "is still Mailu's example value")
+	case len(cfg.SecretKey) < 16:
+		r.warnf("SECRET_KEY", "", fix, "is shorter than 16 characters")
+	}
+}
+
+func (r *reader) petrel(cfg *Config) {
+	cfg.DataDir = r.str("DATA_DIR", DefaultDataDir)
+
+	cfg.LogLevel = strings.ToUpper(r.str("LOG_LEVEL", "INFO"))
+	switch cfg.LogLevel {
+	case "TRACE", "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL":
+	default:
+		r.errorf("LOG_LEVEL", cfg.LogLevel, "use DEBUG, INFO, WARNING, ERROR or CRITICAL (TRACE adds protocol traces)",
+			"unknown log level")
+		cfg.LogLevel = "INFO"
+	}
+
+	cfg.LogFormat = strings.ToLower(r.str("LOG_FORMAT", "text"))
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		r.errorf("LOG_FORMAT", cfg.LogFormat, "use text or json", "unknown log format")
+		cfg.LogFormat = "text"
+	}
+}
+
+func (r *reader) tls(cfg *Config) {
+	cfg.TLSFlavor = strings.ToLower(r.str("TLS_FLAVOR", "cert"))
+	switch cfg.TLSFlavor {
+	case "cert", "notls", "mail":
+	case "letsencrypt", "mail-letsencrypt":
+		r.warnf("TLS_FLAVOR", cfg.TLSFlavor, "put a certificate in DATA_DIR/certs (cert.pem, key.pem) and set TLS_FLAVOR=cert",
+			"not implemented yet, Petrel uses TLS_FLAVOR=cert behaviour (self-signed if no cert)")
+	default:
+		r.errorf("TLS_FLAVOR", cfg.TLSFlavor, "use cert, notls, mail, letsencrypt or mail-letsencrypt", "unknown TLS flavor")
+		cfg.TLSFlavor = "cert"
+	}
+	cfg.TLSCertFilename = r.str("TLS_CERT_FILENAME", "cert.pem")
+	cfg.TLSKeyFilename = r.str("TLS_KEYPAIR_FILENAME", "key.pem")
+	cfg.TLSPermissive = r.boolean("TLS_PERMISSIVE", true)
+	cfg.InboundTLSForce = r.boolean("INBOUND_TLS_ENFORCE", false)
+}
+
+func (r *reader) limits(cfg *Config) {
+	cfg.MessageSizeLimit = r.integer("MESSAGE_SIZE_LIMIT", 50000000, 1, 1<<40,
+		"give the limit in bytes as a positive whole number, e.g. 50000000")
+	cfg.MessageRateLimit = r.rate("MESSAGE_RATELIMIT", "200/day")
+	cfg.MessageRateLimitExemption = r.addressList("MESSAGE_RATELIMIT_EXEMPTION")
+	cfg.AuthRateLimitIP = r.rate("AUTH_RATELIMIT_IP", "5/hour")
+	cfg.AuthRateLimitUser = r.rate("AUTH_RATELIMIT_USER", "50/day")
+	cfg.AuthRateLimitIPv4Mask = int(r.integer("AUTH_RATELIMIT_IP_V4_MASK", 24, 0, 32, "use a prefix length from 0 to 32, e.g. 24"))
+	cfg.AuthRateLimitIPv6Mask = int(r.integer("AUTH_RATELIMIT_IP_V6_MASK", 48, 0, 128, "use a prefix length from 0 to 128, e.g. 48"))
+	cfg.AuthRateLimitExemption = r.prefixList("AUTH_RATELIMIT_EXEMPTION")
+	cfg.AuthRateLimitExemptionLen = time.Duration(r.integer("AUTH_RATELIMIT_EXEMPTION_LENGTH", 86400, 0, 100*365*86400,
+		"give seconds as a whole number, e.g. 86400")) * time.Second
+	cfg.AuthRequireTokens = r.boolean("AUTH_REQUIRE_TOKENS", false)
+}
+
+func (r *reader) mailFlow(cfg *Config) {
+	cfg.RelayNets = r.prefixList("RELAYNETS")
+	r.relayHost(cfg)
+
+	cfg.RecipientDelimiter = r.str("RECIPIENT_DELIMITER", "")
+	for _, c := range cfg.RecipientDelimiter {
+		if c <= ' ' || c == 0x7f || c == '@' || c == '"' || c == '\\' || c == ',' {
+			r.errorf("RECIPIENT_DELIMITER", cfg.RecipientDelimiter,
+				"use one or more delimiter characters such as + or +-",
+				"%q cannot be a delimiter", c)
+			cfg.RecipientDelimiter = ""
+			break
+		}
+	}
+
+	cfg.DefaultQuota = r.integer("DEFAULT_QUOTA", 1000000000, 0, 1<<62, "give bytes as a whole number, e.g. 1000000000 (0 = unlimited)")
+	cfg.DefaultSpamThreshold = int(r.integer("DEFAULT_SPAM_THRESHOLD", 80, 0, 100, "give a percentage from 0 to 100, e.g. 80"))
+	cfg.CredentialRounds = int(r.integer("CREDENTIAL_ROUNDS", 12, 4, 31, "use a bcrypt cost from 4 to 31; Mailu's default is 12"))
+	cfg.WildcardSenders = r.addressList("WILDCARD_SENDERS")
+	cfg.RejectUnlistedRecipient = r.boolean("REJECT_UNLISTED_RECIPIENT", false)
+
+	cfg.DKIMSelector = r.str("DKIM_SELECTOR", "dkim")
+	for _, c := range cfg.DKIMSelector {
+		if !(c == '-' || c == '.' || c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			r.errorf("DKIM_SELECTOR", cfg.DKIMSelector, "use letters, digits and hyphens, e.g. dkim", "not a DNS label")
+			cfg.DKIMSelector = "dkim"
+			break
+		}
+	}
+	cfg.DKIMPath = r.str("DKIM_PATH", filepath.Join(cfg.DataDir, "dkim", "{domain}.{selector}.key"))
+	if !strings.Contains(cfg.DKIMPath, "{domain}") {
+		r.warnf("DKIM_PATH", cfg.DKIMPath, "include {domain} (and {selector}) in the path",
+			"has no {domain}: every domain would sign with the same key file")
+	}
+
+	r.resolver(cfg)
+}
+
+func (r *reader) api(cfg *Config) {
+	cfg.API = r.boolean("API", false)
+	token, ok := r.getRaw("API_TOKEN")
+	if ok {
+		cfg.APIToken = token
+	}
+	if cfg.API && !ok {
+		r.errorf("API_TOKEN", "", "set API_TOKEN to a long random string (pwgen 32 1), or API=false",
+			"is required when API=true")
+	}
+}
+
+func (r *reader) bootstrap(cfg *Config) {
+	cfg.InitialAdminMode = strings.ToLower(r.str("INITIAL_ADMIN_MODE", "ifmissing"))
+	switch cfg.InitialAdminMode {
+	case "create", "ifmissing", "update":
+	default:
+		r.errorf("INITIAL_ADMIN_MODE", cfg.InitialAdminMode, "use ifmissing, create or update", "unknown mode")
+		cfg.InitialAdminMode = "ifmissing"
+	}
+	account, hasAccount := r.get("INITIAL_ADMIN_ACCOUNT")
+	domain, hasDomain := r.get("INITIAL_ADMIN_DOMAIN")
+	pw, hasPw := r.getRaw("INITIAL_ADMIN_PW")
+	if !hasAccount && !hasDomain && !hasPw {
+		return
+	}
+	const fix = "set all three of INITIAL_ADMIN_ACCOUNT, INITIAL_ADMIN_DOMAIN and INITIAL_ADMIN_PW, or none"
+	missing := false
+	for _, m := range []struct {
+		name string
+		set  bool
+	}{{"INITIAL_ADMIN_ACCOUNT", hasAccount}, {"INITIAL_ADMIN_DOMAIN", hasDomain}, {"INITIAL_ADMIN_PW", hasPw}} {
+		if !m.set {
+			r.errorf(m.name, "", fix, "is required when any INITIAL_ADMIN_* setting is given")
+			missing = true
+		}
+	}
+	if hasAccount && strings.ContainsAny(account, "@ \t\"") {
+		r.errorf("INITIAL_ADMIN_ACCOUNT", account, "give only the local part, e.g. admin (the domain goes in INITIAL_ADMIN_DOMAIN)",
+			"must be a local part without @, spaces or quotes")
+		missing = true
+	}
+	d := ""
+	if hasDomain {
+		var err error
+		if d, err = mailaddr.NormalizeDomain(domain); err != nil {
+			r.errorf("INITIAL_ADMIN_DOMAIN", domain, "use a domain name such as example.com", "not a valid domain name: %v", err)
+			missing = true
+		}
+	}
+	if missing {
+		return
+	}
+	cfg.InitialAdminAccount = strings.ToLower(account)
+	cfg.InitialAdminDomain = d
+	cfg.InitialAdminPw = pw
+}
+
+// splitList splits a comma list, trimming items and dropping empty ones.
+func splitList(v string) []string {
+	var out []string
+	for p := range strings.SplitSeq(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// addressList reads a comma list of e-mail addresses, normalised
+// (lower-case, IDNA domain) as Mailu compares them.
+func (r *reader) addressList(name string) []string {
+	v, ok := r.get(name)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, a := range splitList(v) {
+		n, err := mailaddr.Normalize(a)
+		if err != nil {
+			r.errorf(name, v, "use a comma list of full addresses such as admin@example.com,ops@example.com",
+				"%q is not an e-mail address: %v", a, err)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}

@@ -33,12 +33,17 @@ type MessageStore interface {
 	CommitMessages(ctx context.Context, msgs []*store.NewMessage) error
 }
 
+var _ MessageStore = store.Mail(nil)
+
 // DelivererOptions configures a Deliverer.
 type DelivererOptions struct {
-	Store     MessageStore
-	Blobs     *blob.Dir // where bodies larger than InlineMax go
-	InlineMax int64     // default DefaultInlineMax
-	MaxBatch  int       // default DefaultMaxBatch
+	Store MessageStore
+	// Blobs receives bodies larger than InlineMax; it must be the store's
+	// blob directory (sqlstore.Store.Blobs), since the store opens the
+	// blob by name. Without it such bodies fail to spool.
+	Blobs     *blob.Dir
+	InlineMax int64 // default DefaultInlineMax
+	MaxBatch  int   // default DefaultMaxBatch
 	Logger    *slog.Logger
 	Now       func() time.Time // default time.Now
 }
@@ -328,10 +333,15 @@ func (d *Deliverer) finish(r *commitReq, err error) {
 		attrs = append(attrs, slog.String("user", r.env.AuthUser))
 	}
 	if err != nil {
-		d.removeBlob(m)
 		result := "error"
 		if errors.Is(err, store.ErrQuotaExceeded) {
+			// A quota refusal is a clean rollback, so nothing references
+			// the blob. After other errors the outcome of COMMIT may be
+			// unknown (a lost PostgreSQL connection); the blob is then
+			// left to the store's garbage sweep rather than risk deleting
+			// the body of a stored message.
 			result = "quota"
+			d.removeBlob(m)
 		}
 		attrs = append(attrs, slog.String("result", result), slog.Any("err", err))
 		d.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
@@ -347,8 +357,7 @@ func (d *Deliverer) finish(r *commitReq, err error) {
 	r.result <- nil
 }
 
-// removeBlob deletes the blob of a message that was not stored (the store
-// stored nothing of it, so nothing references the file).
+// removeBlob deletes the blob of a message known not to be stored.
 func (d *Deliverer) removeBlob(m *store.NewMessage) {
 	if m.BlobName == "" || d.blobs == nil {
 		return

@@ -31,6 +31,8 @@ type Accounts interface {
 	ListWildcardAliases(ctx context.Context, domain string) ([]store.Alias, error)
 }
 
+var _ Accounts = store.Accounts(nil)
+
 // RouterOptions configures a Router.
 type RouterOptions struct {
 	Accounts Accounts

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
@@ -73,6 +74,9 @@ type Store struct {
 	// connection; transactions reuse them instead of re-parsing. Written
 	// only in Open.
 	hot map[string]*sql.Stmt
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -139,6 +143,13 @@ func (s *Store) openSQLite(opt Options) error {
 		return fmt.Errorf("sqlstore: %w", err)
 	}
 	s.d = sqliteDialect{}
+	// The database holds password hashes: create it private. SQLite gives
+	// its -wal and -shm files the main file's mode.
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	} else {
+		return fmt.Errorf("sqlstore: create %s: %w", path, err)
+	}
 
 	// busy_timeout only matters against other processes (the CLI next to
 	// a running server); in-process writers queue on the single connection.
@@ -226,8 +237,14 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close checkpoints the SQLite WAL into the main file and closes the
-// database. The Store must not be used afterwards.
+// database. The Store must not be used afterwards; closing twice is a
+// no-op.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
 	var errs []error
 	for _, st := range s.hot {
 		errs = append(errs, st.Close())

@@ -234,6 +234,17 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("blob dir %s", s.Blobs().Path())
 	}
 	must(t, s.Ping(t.Context()))
+	fi, err := os.Stat(filepath.Join(dir, "sub", "main.db"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database file mode %v (%v), want 0600: it holds password hashes", fi.Mode(), err)
+	}
+	must(t, s.CreateRelay(t.Context(), &store.Relay{Name: "r.example"}))
+	must(t, s.Close())
+	must(t, s.Close()) // idempotent
+	// Close checkpointed the WAL: everything is in the main file.
+	if fi, err := os.Stat(filepath.Join(dir, "sub", "main.db-wal")); err == nil && fi.Size() > 0 {
+		t.Fatalf("WAL still holds %d bytes after Close", fi.Size())
+	}
 }
 
 func TestRebind(t *testing.T) {

@@ -1,0 +1,66 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/config"
+)
+
+// OpenConfig opens the database the configuration names: DATA_DIR/main.db
+// for SQLite (DATA_DIR is created 0700 when missing), Mailu's DB_* settings
+// or SQLALCHEMY_DATABASE_URI for PostgreSQL. Bodies too large to keep in
+// the database go to DATA_DIR/blobs. serve and every CLI command use it, so
+// they always agree on where the data is.
+func OpenConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Store, error) {
+	flavor := strings.ToLower(cfg.DBFlavor)
+	if flavor == "" {
+		flavor = "sqlite"
+	}
+	opt := Options{Flavor: flavor, BlobDir: filepath.Join(cfg.DataDir, "blobs"), Logger: log}
+	switch flavor {
+	case "sqlite":
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create DATA_DIR: %w", err)
+		}
+		opt.Path = filepath.Join(cfg.DataDir, "main.db")
+	default:
+		opt.DSN = postgresDSN(cfg)
+	}
+	st, err := Open(ctx, opt)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return st, nil
+}
+
+// postgresDSN builds a connection URL from Mailu's DB_* settings unless
+// SQLALCHEMY_DATABASE_URI gives one.
+func postgresDSN(cfg *config.Config) string {
+	if cfg.DBURL != "" {
+		// SQLAlchemy's "postgresql+driver://" is a plain URL for pgx.
+		if scheme, rest, ok := strings.Cut(cfg.DBURL, "://"); ok && strings.HasPrefix(scheme, "postgresql+") {
+			return "postgresql://" + rest
+		}
+		return cfg.DBURL
+	}
+	port := cfg.DBPort
+	if port == 0 {
+		port = 5432
+	}
+	u := url.URL{Scheme: "postgresql", Host: cfg.DBHost + ":" + strconv.Itoa(port), Path: "/" + cfg.DBName}
+	if cfg.DBUser != "" {
+		if cfg.DBPw != "" {
+			u.User = url.UserPassword(cfg.DBUser, cfg.DBPw)
+		} else {
+			u.User = url.User(cfg.DBUser)
+		}
+	}
+	return u.String()
+}

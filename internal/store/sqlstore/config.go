@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -54,7 +55,7 @@ func postgresDSN(cfg *config.Config) string {
 	if port == 0 {
 		port = 5432
 	}
-	u := url.URL{Scheme: "postgresql", Host: cfg.DBHost + ":" + strconv.Itoa(port), Path: "/" + cfg.DBName}
+	u := url.URL{Scheme: "postgresql", Host: net.JoinHostPort(cfg.DBHost, strconv.Itoa(port)), Path: "/" + cfg.DBName}
 	if cfg.DBUser != "" {
 		if cfg.DBPw != "" {
 			u.User = url.UserPassword(cfg.DBUser, cfg.DBPw)

@@ -173,6 +173,13 @@ func mapErr(err error) error {
 	return err
 }
 
+// retryable reports a PostgreSQL deadlock or serialization failure: the
+// transaction was rolled back and may simply run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
 // joinList and splitList store Mailu's CommaSeparatedList columns
 // (Mailu: models.py CommaSeparatedList).
 func joinList(l []string) string { return strings.Join(l, ",") }

@@ -75,8 +75,14 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 		return nil
 	}
 	ps, err := s.prepare(msgs)
-	if err == nil {
+	// A PostgreSQL deadlock (say with a DeleteDomain locking users in
+	// another order) rolls the group back whole, so it can just run again.
+	for attempt := 0; err == nil; attempt++ {
 		err = s.withTx(ctx, func(c conn) error { return commitGroup(ctx, c, ps) })
+		if !retryable(err) || attempt == 2 {
+			break
+		}
+		s.log.Debug("delivery transaction retried", "err", err)
 	}
 	if err != nil {
 		for _, p := range ps {

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/storetest"
@@ -309,6 +313,32 @@ func TestTimeScanner(t *testing.T) {
 	}
 	if err := scanTime(&tm).Scan(3.5); err == nil {
 		t.Fatal("Scan accepted a float")
+	}
+}
+
+func TestMapErr(t *testing.T) {
+	for _, tc := range []struct {
+		err       error
+		want      error
+		retryable bool
+	}{
+		{sql.ErrNoRows, store.ErrNotFound, false},
+		{fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: "23505"}), store.ErrExists, false},
+		{&pgconn.PgError{Code: "23503"}, store.ErrNotFound, false},
+		{&pgconn.PgError{Code: "40P01"}, nil, true},
+		{&pgconn.PgError{Code: "40001"}, nil, true},
+		{errors.New("other"), nil, false},
+	} {
+		got := mapErr(tc.err)
+		if tc.want != nil && !errors.Is(got, tc.want) {
+			t.Errorf("mapErr(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+		if !errors.Is(got, tc.err) && tc.err != sql.ErrNoRows {
+			t.Errorf("mapErr(%v) lost the driver error", tc.err)
+		}
+		if retryable(tc.err) != tc.retryable {
+			t.Errorf("retryable(%v) = %v", tc.err, !tc.retryable)
+		}
 	}
 }
 

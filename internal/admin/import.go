@@ -159,7 +159,7 @@ func (im *importer) change(action, table, key, detail string) {
 func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*ImportResult, error) {
 	im := &importer{s: s, opt: opt, res: &ImportResult{DryRun: opt.DryRun}, paths: map[string]string{}, dkim: map[string]string{}}
 	sections := im.parse(data)
-	if len(im.probs) > 0 {
+	if sections == nil {
 		return nil, &ImportError{Problems: im.probs}
 	}
 	var want *state
@@ -381,7 +381,11 @@ func (im *importer) mergeList(cur []string, v any, merge bool, norm func(string)
 // prev is the hash the user or token has now ("" when new).
 func (im *importer) importHash(v any, hashIt bool, prev, path string, token bool) (string, bool) {
 	pw, err := asString(v)
-	if err != nil || pw == "" {
+	if err != nil {
+		im.fail(path, "Not a valid string.")
+		return "", false
+	}
+	if pw == "" {
 		im.fail(path, "Missing data for required field.")
 		return "", false
 	}

@@ -226,9 +226,9 @@ func asString(v any) (string, error) {
 		return "", nil
 	case string:
 		return x, nil
-	case int, int64, float64, bool:
-		return fmt.Sprint(x), nil
 	}
+	// Strict, as marshmallow's String field: an unquoted 0123 would lose
+	// its leading zero.
 	return "", fmt.Errorf("not a valid string")
 }
 

@@ -1,0 +1,158 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/admin"
+	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/obs"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
+)
+
+// quickstartPorts moves every role to an unprivileged loopback port, so a
+// newcomer can try Petrel as any user next to an existing mail server.
+func quickstartPorts() map[int]int {
+	return map[int]int{25: 2525, 465: 4465, 587: 5587, 993: 9993, 143: 1143, 995: 9995, 110: 1110, 4190: 14190, 80: 8080, 443: 8443}
+}
+
+// QuickstartOptions is what `petrel quickstart` needs.
+type QuickstartOptions struct {
+	Env    map[string]string // settings from the environment and --env-file
+	Stdout io.Writer         // where the welcome text goes
+	Stderr io.Writer         // logs
+}
+
+// Quickstart fills in friendly defaults for every setting the newcomer did
+// not give (DATA_DIR=./petrel-data, DOMAIN=example.test, loopback ports),
+// creates admin@DOMAIN with a random password on the first start, writes the
+// settings to DATA_DIR/petrel.env for later CLI calls, prints what to type
+// into a mail client, and serves until ctx ends.
+func Quickstart(ctx context.Context, opt QuickstartOptions) error {
+	env := make(map[string]string, len(opt.Env)+16)
+	for k, v := range opt.Env {
+		env[k] = v
+	}
+	defaults := map[string]string{
+		"DATA_DIR":            "./petrel-data",
+		"DOMAIN":              "example.test",
+		"HOSTNAMES":           "localhost",
+		"POSTMASTER":          "admin",
+		"RECIPIENT_DELIMITER": "+",
+	}
+	for p, q := range quickstartPorts() {
+		defaults["LISTEN_"+strconv.Itoa(p)] = "127.0.0.1:" + strconv.Itoa(q)
+	}
+	for k, v := range defaults {
+		if env[k] == "" {
+			env[k] = v
+		}
+	}
+	dataDir, err := filepath.Abs(env["DATA_DIR"])
+	if err != nil {
+		return err
+	}
+	env["DATA_DIR"] = dataDir
+
+	cfg, problems := config.Parse(env)
+	for _, p := range problems {
+		fmt.Fprintln(opt.Stderr, p.String())
+	}
+	if config.HasErrors(problems) {
+		return fmt.Errorf("the settings have errors (listed above)")
+	}
+	log, err := obs.NewLogger(opt.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	password, err := ensureQuickstartAdmin(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	envFile := filepath.Join(dataDir, "petrel.env")
+	if err := writeEnvFile(envFile, env, defaults); err != nil {
+		return err
+	}
+	printWelcome(opt.Stdout, cfg, password, envFile)
+	return Run(ctx, cfg, log)
+}
+
+// ensureQuickstartAdmin creates admin@DOMAIN on the first start and returns
+// its password; on later starts it returns "".
+func ensureQuickstartAdmin(ctx context.Context, cfg *config.Config, log *slog.Logger) (string, error) {
+	st, err := sqlstore.OpenConfig(ctx, cfg, log.With("part", "store"))
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	svc := admin.New(st, admin.Options{
+		DefaultQuota:         cfg.DefaultQuota,
+		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
+		CredentialRounds:     cfg.CredentialRounds,
+		Logger:               log.With("part", "admin"),
+	})
+	if _, err := st.GetUser(ctx, "admin@"+cfg.Domain); err == nil {
+		return "", nil
+	}
+	password := randomPassword()
+	if _, err := svc.CreateAdmin(ctx, "admin", cfg.Domain, password, admin.ModeIfMissing); err != nil {
+		return "", fmt.Errorf("creating admin@%s: %w", cfg.Domain, err)
+	}
+	return password, nil
+}
+
+// randomPassword returns 16 characters from an alphabet without look-alikes.
+func randomPassword() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// writeEnvFile records the quickstart settings (never secrets) so that
+// `petrel --env-file DATA_DIR/petrel.env user ...` reaches the same data.
+func writeEnvFile(path string, env, defaults map[string]string) error {
+	keys := make([]string, 0, len(defaults))
+	for k := range defaults {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# Written by `petrel quickstart`: the settings it used. Use it with\n# petrel --env-file " + path + " COMMAND ...\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
+	}
+	return writeFileSync(path, []byte(b.String()), 0o600)
+}
+
+func printWelcome(w io.Writer, cfg *config.Config, password, envFile string) {
+	host := cfg.Hostnames[0]
+	port := func(p int) string {
+		_, n, _ := net.SplitHostPort(cfg.Listeners[p].Addr)
+		return n
+	}
+	fmt.Fprintf(w, "\nPetrel quickstart: mail domain %s, data in %s\n\n", cfg.Domain, cfg.DataDir)
+	fmt.Fprintf(w, "  Admin account:  admin@%s\n", cfg.Domain)
+	if password != "" {
+		fmt.Fprintf(w, "  Password:       %s   (shown only now; change it with: petrel --env-file %s password admin %s -)\n", password, envFile, cfg.Domain)
+	} else {
+		fmt.Fprintf(w, "  Password:       as printed at the first start (reset: petrel --env-file %s password admin %s -)\n", envFile, cfg.Domain)
+	}
+	fmt.Fprintf(w, "\n  Mail client, outgoing (SMTP): server %s, port %s, SSL/TLS, normal password,\n", host, port(465))
+	fmt.Fprintf(w, "                                username admin@%s (always the full address)\n", cfg.Domain)
+	fmt.Fprintf(w, "  Servers deliver to you on port %s (the role of port 25: no login, no relaying).\n", port(25))
+	fmt.Fprintf(w, "  The certificate is self-signed: accept it in the client, or install a real one in %s.\n", filepath.Join(cfg.DataDir, "certs"))
+	fmt.Fprintf(w, "\n  More users:     petrel --env-file %s user alice %s -\n", envFile, cfg.Domain)
+	fmt.Fprintf(w, "  Check setup:    petrel --env-file %s diagnose admin@%s\n\n", envFile, cfg.Domain)
+}

@@ -1,0 +1,307 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/admin"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+const passwordHelp = `A PASSWORD of "-" is read from standard input (one line), so that it
+does not show in the process list.`
+
+// commands is the command table (Mailu: manage.py), in help order.
+func commands() []*command {
+	return []*command{
+		{name: "admin", args: "LOCALPART DOMAIN PASSWORD", min: 3, max: 3, store: true,
+			summary: "Create an admin user.",
+			help: passwordHelp + `
+The domain is created when it does not exist.`,
+			opts: []opt{{short: "-m", long: "--mode", metavar: "MODE",
+				help: "create (default): error if the user exists; ifmissing: leave an existing user alone; update: create, or set the password of an existing user."}},
+			run: runAdmin},
+		{name: "user", args: "LOCALPART DOMAIN PASSWORD", min: 3, max: 3, store: true,
+			summary: "Create a user.",
+			help: passwordHelp + `
+The domain is created when it does not exist.`,
+			run: runUser},
+		{name: "password", args: "LOCALPART DOMAIN PASSWORD", min: 3, max: 3, store: true,
+			summary: "Change the password of a user.",
+			help:    passwordHelp,
+			run:     runPassword},
+		{name: "user-import", args: "LOCALPART DOMAIN PASSWORD_HASH", min: 3, max: 3, store: true,
+			summary: "Import a user along with a password hash.",
+			help: `The hash is stored as given, a Dovecot {SCHEME} prefix included
+(bcrypt_sha256, bcrypt, sha512-crypt, sha256-crypt, md5-crypt, pbkdf2).
+A PASSWORD_HASH of "-" is read from standard input.
+The domain is created when it does not exist.`,
+			run: runUserImport},
+		{name: "user-delete", args: "EMAIL", min: 1, max: 1, store: true,
+			summary: "Disable a user (delete it with -r).",
+			opts:    []opt{{short: "-r", long: "--really", help: "Delete the user and its tokens instead of disabling it."}},
+			run:     runUserDelete},
+		{name: "domain", args: "NAME", min: 1, max: 1, store: true,
+			summary: "Create a domain.",
+			help:    "An existing domain is left unchanged (use setlimits).",
+			opts: []opt{
+				{short: "-u", long: "--max-users", metavar: "MAX_USERS", help: "Maximum number of users (-1 = unlimited, the default)."},
+				{short: "-a", long: "--max-aliases", metavar: "MAX_ALIASES", help: "Maximum number of aliases (-1 = unlimited, the default)."},
+				{short: "-q", long: "--max-quota-bytes", metavar: "MAX_QUOTA_BYTES", help: "Largest quota of a user (0 = unlimited, the default)."},
+			},
+			run: runDomain},
+		{name: "setlimits", args: "DOMAIN MAX_USERS MAX_ALIASES MAX_QUOTA_BYTES", min: 4, max: 4, store: true,
+			summary: "Set domain limits.",
+			help:    "-1 means unlimited for MAX_USERS and MAX_ALIASES, 0 for MAX_QUOTA_BYTES.",
+			run:     runSetLimits},
+		{name: "setmanager", args: "DOMAIN USER", min: 2, max: 2, store: true,
+			summary: "Make a user manager of a domain.",
+			help:    "USER is a local part of DOMAIN or a full address.",
+			run:     runSetManager},
+		{name: "alias", args: "LOCALPART DOMAIN DESTINATIONS", min: 3, max: 3, store: true,
+			summary: "Create an alias.",
+			help: `DESTINATIONS is a comma-separated list of addresses.
+With --wildcard the local part is a SQL LIKE pattern (% and _); %@DOMAIN is a catch-all.
+The domain is created when it does not exist.`,
+			opts: []opt{{short: "-w", long: "--wildcard", help: "The local part is a pattern."}},
+			run:  runAlias},
+		{name: "alias-delete", args: "EMAIL", min: 1, max: 1, store: true,
+			summary: "Delete an alias.",
+			run:     runAliasDelete},
+		{name: "config-export", args: "[FILTER]...", min: 0, max: -1, store: true,
+			summary: "Export configuration as YAML or JSON to stdout or file.",
+			help: `Only non-default attributes are exported unless --full. Password and
+token hashes and DKIM keys are shown as <hidden> unless --secrets.
+FILTER limits the export to sections (domain, user, alias, relay) or
+attributes (user.spam_threshold); named attributes are always exported.`,
+			opts: []opt{
+				{short: "-f", long: "--full", help: "Include attributes with default value."},
+				{short: "-s", long: "--secrets", help: "Include secret attributes (dkim-key, passwords)."},
+				{short: "-d", long: "--dns", help: "Include dns records (not supported; ignored)."},
+				{short: "-c", long: "--color", help: "Force colorized output (accepted, no effect)."},
+				{short: "-o", long: "--output-file", metavar: "FILENAME", help: "Save configuration to file (mode 0600)."},
+				{short: "-j", long: "--json", help: "Export configuration in json format."},
+			},
+			run: runConfigExport},
+		{name: "config-import", args: "[FILENAME|-]", min: 0, max: 1, store: true,
+			summary: "Import configuration as YAML or JSON from stdin or file.",
+			help: `By default the input replaces the whole configuration: domains, users,
+aliases and relays it does not list are deleted. --update merges it instead;
+then "- -name: x" deletes an object, "- -email: null" deletes the objects not
+listed, "-key: null" resets an attribute, and list items "-x" and "-prune-"
+remove one or all other items.`,
+			opts: []opt{
+				{short: "-v", long: "--verbose", help: "Increase verbosity (show every change)."},
+				{short: "-s", long: "--secrets", help: "Show secret attributes in messages."},
+				{short: "-d", long: "--debug", help: "Enable debug output (accepted, no effect)."},
+				{short: "-q", long: "--quiet", help: "Quiet mode - only show errors."},
+				{short: "-c", long: "--color", help: "Force colorized output (accepted, no effect)."},
+				{short: "-u", long: "--update", help: "Update mode - merge input with existing config."},
+				{short: "-n", long: "--dry-run", help: "Perform a trial run with no changes made."},
+			},
+			run: runConfigImport},
+		{name: "config-check", args: "", min: 0, max: 0,
+			summary: "Check the configuration and list every problem.",
+			help: `Exits 1 when there is an error; warnings alone do not fail.
+--list prints every setting Petrel reads with its default.`,
+			opts: []opt{{long: "--list", help: "List the settings Petrel knows."}},
+			run:  runConfigCheck},
+	}
+}
+
+// secretArg returns a password argument; "-" reads one line from stdin.
+func (c *call) secretArg(i int) (string, error) {
+	v := c.pos[i]
+	if v != "-" {
+		return v, nil
+	}
+	line, err := bufio.NewReader(c.stdin).ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		if errors.Is(err, io.EOF) {
+			return "", errors.New("no password on standard input")
+		}
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty password on standard input")
+	}
+	return line, nil
+}
+
+func runAdmin(c *call) error {
+	pw, err := c.secretArg(2)
+	if err != nil {
+		return err
+	}
+	mode := c.vals["--mode"]
+	if mode == "" {
+		mode = admin.ModeCreate
+	}
+	if mode != admin.ModeCreate && mode != admin.ModeIfMissing && mode != admin.ModeUpdate {
+		return usagef("invalid mode %q (want create, ifmissing or update)", mode)
+	}
+	res, err := c.svc.CreateAdmin(c.ctx, c.pos[0], c.pos[1], pw, mode)
+	if err != nil {
+		return err
+	}
+	if res == admin.AdminUnchanged {
+		fmt.Fprintf(c.stdout, "user %s@%s exists, not updating\n", c.pos[0], c.pos[1])
+		return nil
+	}
+	fmt.Fprintln(c.stdout, res.String())
+	return nil
+}
+
+func runUser(c *call) error {
+	pw, err := c.secretArg(2)
+	if err != nil {
+		return err
+	}
+	u, err := c.svc.AddUser(c.ctx, c.svc.NewUser(c.pos[0], c.pos[1]), pw, admin.CreateOptions{CreateDomain: true})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "created user %s\n", u.Email)
+	return nil
+}
+
+func runPassword(c *call) error {
+	pw, err := c.secretArg(2)
+	if err != nil {
+		return err
+	}
+	email := c.pos[0] + "@" + c.pos[1]
+	if err := c.svc.SetPassword(c.ctx, email, pw); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "updated password of %s\n", email)
+	return nil
+}
+
+func runUserImport(c *call) error {
+	h, err := c.secretArg(2)
+	if err != nil {
+		return err
+	}
+	u, err := c.svc.ImportUser(c.ctx, c.pos[0], c.pos[1], h)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "imported user %s\n", u.Email)
+	return nil
+}
+
+func runUserDelete(c *call) error {
+	if c.flag("--really") {
+		if err := c.svc.DeleteUser(c.ctx, c.pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "deleted user %s\n", c.pos[0])
+		return nil
+	}
+	if err := c.svc.DisableUser(c.ctx, c.pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "disabled user %s (use -r to delete)\n", c.pos[0])
+	return nil
+}
+
+// intArg parses a numeric argument or option; a bad number is a usage error.
+func intArg(name, v string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return 0, usagef("%s must be an integer, not %q", name, v)
+	}
+	return n, nil
+}
+
+func runDomain(c *call) error {
+	lim := admin.DefaultLimits()
+	if v, ok := c.vals["--max-users"]; ok {
+		n, err := intArg("MAX_USERS", v)
+		if err != nil {
+			return err
+		}
+		lim.MaxUsers = int(n)
+	}
+	if v, ok := c.vals["--max-aliases"]; ok {
+		n, err := intArg("MAX_ALIASES", v)
+		if err != nil {
+			return err
+		}
+		lim.MaxAliases = int(n)
+	}
+	if v, ok := c.vals["--max-quota-bytes"]; ok {
+		n, err := intArg("MAX_QUOTA_BYTES", v)
+		if err != nil {
+			return err
+		}
+		lim.MaxQuotaBytes = n
+	}
+	d, err := c.svc.CreateDomain(c.ctx, c.pos[0], lim)
+	if errors.Is(err, store.ErrExists) {
+		// Mailu: manage.py domain leaves an existing domain alone.
+		fmt.Fprintf(c.stdout, "domain %s exists, not changed (use setlimits)\n", c.pos[0])
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "created domain %s\n", d.Name)
+	return nil
+}
+
+func runSetLimits(c *call) error {
+	u, err := intArg("MAX_USERS", c.pos[1])
+	if err != nil {
+		return err
+	}
+	a, err := intArg("MAX_ALIASES", c.pos[2])
+	if err != nil {
+		return err
+	}
+	q, err := intArg("MAX_QUOTA_BYTES", c.pos[3])
+	if err != nil {
+		return err
+	}
+	if err := c.svc.SetLimits(c.ctx, c.pos[0], admin.Limits{MaxUsers: int(u), MaxAliases: int(a), MaxQuotaBytes: q}); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "set limits of %s: max_users %d, max_aliases %d, max_quota_bytes %d\n", c.pos[0], u, a, q)
+	return nil
+}
+
+func runSetManager(c *call) error {
+	if err := c.svc.SetManager(c.ctx, c.pos[0], c.pos[1]); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%s now manages %s\n", c.pos[1], c.pos[0])
+	return nil
+}
+
+func runAlias(c *call) error {
+	dst, err := admin.ParseDestinations(c.pos[2])
+	if err != nil {
+		return err
+	}
+	a := store.Alias{Localpart: c.pos[0], DomainName: c.pos[1], Destination: dst, Wildcard: c.flag("--wildcard")}
+	created, err := c.svc.AddAlias(c.ctx, a, admin.CreateOptions{CreateDomain: true})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "created alias %s -> %s\n", created.Email, strings.Join(created.Destination, ","))
+	return nil
+}
+
+func runAliasDelete(c *call) error {
+	if err := c.svc.DeleteAlias(c.ctx, c.pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "deleted alias %s\n", c.pos[0])
+	return nil
+}

@@ -34,7 +34,7 @@ func (ss *session) Data(r io.Reader) error {
 	if !ss.mailSeen || len(ss.routes) == 0 {
 		// go-smtp only counts RCPTs it answered 250; Petrel may have
 		// refused them all.
-		return ss.reject("data", replyNeedMail())
+		return ss.reject("data", replyNoValidRecipients())
 	}
 	sp, err := o.Deliverer.NewSpool()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func TestDefaultsApplied(t *testing.T) {
 	o := s.opts
 	if o.MaxRecipients != 1000 || o.MaxConnsPerIP != 50 || o.MaxConns != 2000 ||
 		o.ReadTimeout != 5*time.Minute || o.WriteTimeout != 5*time.Minute ||
-		o.MaxLineLength != 2000 || o.MaxMessageBytes != 50_000_000 {
+		o.MaxLineLength != 32768 || o.MaxMessageBytes != 50_000_000 {
 		t.Errorf("defaults %+v", o)
 	}
 }
@@ -257,5 +258,29 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestErrorLogLevels(t *testing.T) {
+	race := "panic serving 127.0.0.1:59266: runtime error: invalid memory address or nil pointer dereference\n" +
+		"goroutine 63910 [running]:\nruntime/debug.Stack()\n" +
+		"github.com/emersion/go-smtp.(*Conn).handlePanic(0x2047b348ec60, {0x99d160, 0xd51710}, 0x2047a9367dc7?)\n" +
+		"github.com/emersion/go-smtp.(*Conn).handleBdat.func1.1()\npanic({0x99d160?, 0xd51710?})\n" +
+		"github.com/emersion/go-smtp.(*Conn).handleBdat.func1()\n"
+	ours := race + "github.com/petrelmail/petrel/internal/smtpd.(*session).Data(0x1)\n"
+	cases := []struct {
+		msg, level string
+	}{
+		{race, "DEBUG"},
+		{ours, "ERROR"},
+		{"panic serving 1.2.3.4:5: boom", "ERROR"},
+		{"error handling 1.2.3.4:5: tls: first record does not look like a TLS handshake", "DEBUG"},
+	}
+	for _, tc := range cases {
+		var buf logBuffer
+		errorLog{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}.Printf("%s", tc.msg)
+		if !strings.Contains(buf.String(), "level="+tc.level) {
+			t.Errorf("%q logged as %q, want %s", tc.msg[:30], buf.String(), tc.level)
+		}
 	}
 }

@@ -146,6 +146,21 @@ func replyNeedMail() *smtp.SMTPError {
 	return reply(503, 5, 5, 1, "Need MAIL command first")
 }
 
+// Postfix: "Error: nested MAIL command".
+func replyNestedMail() *smtp.SMTPError {
+	return reply(503, 5, 5, 1, "Nested MAIL command; finish the message or send RSET first")
+}
+
+// RFC 5321 3.3: DATA when no recipient was accepted.
+func replyNoValidRecipients() *smtp.SMTPError {
+	return reply(554, 5, 5, 1, "No valid recipients")
+}
+
+// RFC 4954 4.
+func replyAuthInTransaction() *smtp.SMTPError {
+	return reply(503, 5, 5, 1, "AUTH not allowed during a mail transaction; send RSET first")
+}
+
 // RFC 5321 4.5.3.1.10.
 func replyTooManyRecipients() *smtp.SMTPError {
 	return reply(452, 4, 5, 3, "Too many recipients")

@@ -83,6 +83,9 @@ func (ss *session) AuthMechanisms() []string {
 // Auth implements smtp.AuthSession.
 func (ss *session) Auth(mech string) (sasl.Server, error) {
 	switch {
+	case ss.mailSeen:
+		// RFC 4954 4: not during a mail transaction.
+		return nil, replyAuthInTransaction()
 	case ss.srv.opts.Role == RoleMX:
 		return ss.port25Auth(mech)
 	case !ss.authOffered():
@@ -173,6 +176,9 @@ func (ss *session) port25Auth(mech string) (sasl.Server, error) {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	o := &ss.srv.opts
 	switch {
+	case ss.mailSeen:
+		// RFC 5321 4.1.4: one transaction at a time.
+		return ss.reject("mail", replyNestedMail(), "from", from)
 	case o.Role == RoleMX && o.InboundTLSEnforce && !ss.tls:
 		return ss.reject("mail", replyStartTLSFirst(), "from", from, "reason", "INBOUND_TLS_ENFORCE")
 	case o.Role.submission() && ss.user == nil:

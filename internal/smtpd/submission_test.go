@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -42,11 +43,37 @@ func TestSubmissionsRefusesPlaintext(t *testing.T) {
 	conn.expectClosed()
 }
 
-func TestSubmissionsWithoutCertificateFails(t *testing.T) {
-	s := New(Options{Role: RoleSubmissions, Hostname: testHost, Auth: newFakeAuth(), Router: newFakeRouter(), Deliverer: &fakeDeliverer{}})
-	if err := s.Serve(nil); err == nil || !strings.Contains(err.Error(), "465") {
-		t.Fatalf("Serve without TLSConfig = %v", err)
+func TestSubmissionWithoutCertificateFails(t *testing.T) {
+	for _, role := range []Role{RoleSubmissions, RoleSubmission} {
+		s := New(Options{Role: role, Hostname: testHost, Auth: newFakeAuth(), Router: newFakeRouter(), Deliverer: &fakeDeliverer{}})
+		err := s.Serve(nil)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprint(role.Port())) {
+			t.Errorf("%v: Serve without TLSConfig = %v", role, err)
+		}
 	}
+}
+
+func TestTransactionOrder(t *testing.T) {
+	e := startServer(t, RoleSubmissions, nil)
+	c := e.dial()
+	c.ehlo()
+	c.login("alice@example.test", "alice-secret-pw")
+	c.cmd("MAIL FROM:<alice@example.test>", 250, "2.0.0")
+	c.cmd("MAIL FROM:<sales@example.test>", 503, "5.5.1") // RFC 5321 4.1.4
+	c.cmd("RCPT TO:<bob@example.test>", 250, "2.0.0")
+	c.cmd("DATA", 354, "")
+	c.write(simpleBody + ".\r\n")
+	c.expect(250, "2.0.0")
+	if got := e.deliv.delivered(); len(got) != 1 || got[0].env.Sender != "alice@example.test" {
+		t.Fatalf("delivered %+v", got)
+	}
+
+	m := startServer(t, RoleMX, nil).dial()
+	m.ehlo()
+	m.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
+	m.cmd("AUTH PLAIN "+plainIR("alice@example.test", "x"), 503, "5.5.1") // RFC 4954 4
+	m.cmd("RSET", 250, "2.0.0")
+	m.cmd("AUTH PLAIN "+plainIR("alice@example.test", "x"), 502, "5.5.1")
 }
 
 func TestSubmissionSTARTTLSBeforeAUTH(t *testing.T) {

@@ -125,6 +125,9 @@ func (k *Keys) Exists(domain string) bool {
 // dkim.py gen_key does, and writes it atomically with mode 0600. An existing
 // key is replaced (Mailu "Regenerate keys").
 func (k *Keys) Generate(domain string) error {
+	if _, err := k.Path(domain); err != nil {
+		return err // before the costly key generation
+	}
 	key, err := rsa.GenerateKey(rand.Reader, keyBits)
 	if err != nil {
 		return fmt.Errorf("generate dkim key: %w", err)

@@ -132,15 +132,15 @@ func (ss *session) login(mech, username, password string) error {
 	}
 	ss.user = res.User
 	ss.log = ss.log.With("user", res.User.Email)
-	ss.log.Info("authenticated", "mech", mech, "token", res.ViaToken)
+	ss.log.Info("authenticated", "mech", mech, "app_token", res.ViaToken)
 	return nil
 }
 
 // port25Auth answers AUTH on port 25 with 502 5.5.1 and counts the attempt
 // against the client's IP limit (Mailu: auth.py nginx_authentication,
 // is_port_25 branch). For PLAIN and LOGIN the username is read first, as
-// nginx does before asking admin, so the limiter counts distinct usernames;
-// LOGIN's password is never asked for.
+// nginx reads the credentials before asking admin, so the log line can
+// name it; LOGIN's password is never asked for.
 func (ss *session) port25Auth(mech string) (sasl.Server, error) {
 	refuse := func(username string) error {
 		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.remote.Addr(), username, ss.log)

@@ -74,7 +74,7 @@ func (s *Store) CollectGarbage(ctx context.Context) error {
 			args[i] = n
 		}
 		used, err := list(ctx, s.readConn(), "collect garbage", scanString,
-			`SELECT blob_name FROM body WHERE blob_name IN (`+placeholders(len(batch))+`)`, args...)
+			`SELECT blob_name FROM body WHERE blob_name IS NOT NULL AND blob_name IN (`+placeholders(len(batch))+`)`, args...)
 		if err != nil {
 			return err
 		}

@@ -21,11 +21,14 @@ CREATE TABLE body (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     size      INTEGER NOT NULL,
     data      BLOB,
-    blob_name TEXT UNIQUE,
+    blob_name TEXT,
     refs      INTEGER NOT NULL DEFAULT 0,
     created_at TIMESTAMP NOT NULL,
     CHECK ((data IS NULL) <> (blob_name IS NULL))
 );
+
+-- Only blob bodies have a name; inline ones stay out of the index.
+CREATE UNIQUE INDEX body_blob_name ON body(blob_name) WHERE blob_name IS NOT NULL;
 
 CREATE TABLE message (
     mailbox_id    INTEGER NOT NULL REFERENCES mailbox(id) ON DELETE CASCADE,

@@ -302,6 +302,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		// Without STARTTLS nobody could ever AUTH on 587.
 		return errors.New("smtpd: port 587 needs a TLS certificate for STARTTLS, or NoTLS (TLS_FLAVOR=notls)")
 	}
+	if s.opts.Hostname == "" {
+		return errors.New("smtpd: Hostname (the first HOSTNAMES entry) is required for the banner")
+	}
 	if s.opts.Router == nil || s.opts.Deliverer == nil {
 		return errors.New("smtpd: Router and Deliverer are required")
 	}

@@ -212,9 +212,7 @@ func (r *reader) database(cfg *Config) {
 		if cfg.DBUser == "" {
 			r.errorf("DB_USER", "", fix, "is required when DB_FLAVOR=postgresql")
 		}
-		if cfg.DBName == "" {
-			r.errorf("DB_NAME", "", fix, "is required when DB_FLAVOR=postgresql")
-		}
+		// DB_NAME cannot be missing: it defaults to mailu, as in Mailu.
 	case "mysql", "mariadb":
 		r.errorf("DB_FLAVOR", flavor, "use sqlite (default) or postgresql; move the data with 'petrel config-export' from Mailu",
 			"MySQL/MariaDB is not supported by Petrel")

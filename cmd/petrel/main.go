@@ -92,7 +92,8 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 
 	env, err := loadEnv(envFile, environ)
 	if err != nil {
-		fmt.Fprintf(stderr, "petrel: %v\n", err)
+		// ReadEnvFile reports every bad line; keep them on one line.
+		fmt.Fprintf(stderr, "petrel: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return cli.ExitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -163,6 +164,9 @@ func help(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stdout)
 		return cli.ExitOK
+	}
+	if wantsHelp(args[:1]) {
+		args = []string{"help"}
 	}
 	switch args[0] {
 	case "serve":

@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -91,7 +93,10 @@ func domainFields(d *store.Domain, alts []string, dkim string) []efield {
 // userFields are a user row's attributes (manager_of and tokens come from
 // other tables and are added by the caller).
 func userFields(u *store.User) []efield {
-	fwd := strList(u.ForwardDestination)
+	fwd := make([]string, len(u.ForwardDestination))
+	for i, d := range u.ForwardDestination {
+		fwd[i] = displayEmail(d)
+	}
 	f := []efield{
 		{key: "email", val: displayEmail(u.Email)},
 		{key: "allow_spoofing", val: u.AllowSpoofing, def: !u.AllowSpoofing},
@@ -373,27 +378,31 @@ func (s *Service) exportRelays(ctx context.Context, e *emitter) ([]omap, error) 
 	return out, nil
 }
 
-// dkimFile is the DKIM key path of a domain (DKIM_PATH), "" when unset.
-func (s *Service) dkimFile(domain string) string {
-	if s.opt.DKIMPath == "" {
-		return ""
-	}
-	r := strings.NewReplacer("{domain}", domain, "{selector}", s.opt.DKIMSelector)
-	return r.Replace(s.opt.DKIMPath)
-}
-
-// readDKIM returns a domain's DKIM private key (PEM), "" when there is none.
+// readDKIM returns a domain's DKIM private key (PEM) as its file holds it,
+// "" when there is none.
 func (s *Service) readDKIM(domain string) (string, error) {
-	p := s.dkimFile(domain)
-	if p == "" {
+	if s.keys == nil || !s.keys.Exists(domain) {
 		return "", nil
+	}
+	p, err := s.keys.Path(domain)
+	if err != nil {
+		return "", err
 	}
 	b, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+	if err == nil {
+		return string(b), nil
 	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read dkim key: %w", err)
+	}
+	// A key copied from Mailu under the Unicode file name.
+	k, err := s.keys.Load(domain)
 	if err != nil {
 		return "", fmt.Errorf("read dkim key: %w", err)
 	}
-	return string(b), nil
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", fmt.Errorf("read dkim key: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
 }

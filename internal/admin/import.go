@@ -116,7 +116,7 @@ type importer struct {
 	probs []string
 	res   *ImportResult
 	paths map[string]string // "user:x@y" -> "user.3", for cross-reference errors
-	dkim  map[string]string // domain -> new PEM key, "" = remove; written after commit
+	dkim  map[string]dkimOp // per domain; applied after commit
 }
 
 func (im *importer) fail(path, format string, a ...any) {
@@ -157,7 +157,7 @@ func (im *importer) change(action, table, key, detail string) {
 // Domain and user limits are not enforced here (Mailu's import does not
 // either); names must still be unique and references must resolve.
 func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*ImportResult, error) {
-	im := &importer{s: s, opt: opt, res: &ImportResult{DryRun: opt.DryRun}, paths: map[string]string{}, dkim: map[string]string{}}
+	im := &importer{s: s, opt: opt, res: &ImportResult{DryRun: opt.DryRun}, paths: map[string]string{}, dkim: map[string]dkimOp{}}
 	sections := im.parse(data)
 	if sections == nil {
 		return nil, &ImportError{Problems: im.probs}

@@ -2,18 +2,13 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -234,9 +229,15 @@ func hideIf(v any) string {
 	return hidden
 }
 
+// dkimOp is what an import does to a domain's DKIM key file.
+type dkimOp struct {
+	generate bool   // "-generate-": a new key
+	key      string // PEM to store; "" with !generate = remove the key
+}
+
 // setDKIM records a domain's new DKIM key from an imported dkim_key
-// (schemas.py DkimKeyField): a PEM key, "-generate-" for a new one, "" to
-// remove it, or <hidden> to leave it alone.
+// (schemas.py DkimKeyField): a PEM key (or its bare base64 body),
+// "-generate-" for a new one, "" to remove it, or <hidden> to leave it.
 func (im *importer) setDKIM(domain string, v any, path string) {
 	s, err := asString(v)
 	if err != nil {
@@ -247,21 +248,16 @@ func (im *importer) setDKIM(domain string, v any, path string) {
 	if s == hidden {
 		return
 	}
-	if im.s.opt.DKIMPath == "" {
+	if im.s.keys == nil {
 		im.warn("%s: dkim_key ignored (DKIM_PATH is not set)", path)
 		return
 	}
 	switch strings.ToLower(s) {
 	case "":
-		im.dkim[domain] = ""
+		im.dkim[domain] = dkimOp{}
 		return
 	case "-generate-":
-		key, err := GenerateDKIMKey()
-		if err != nil {
-			im.fail(path, "generate dkim key: %v", err)
-			return
-		}
-		im.dkim[domain] = key
+		im.dkim[domain] = dkimOp{generate: true}
 		return
 	}
 	key, err := parseDKIMKey(s)
@@ -273,72 +269,45 @@ func (im *importer) setDKIM(domain string, v any, path string) {
 		im.fail(path, "invalid dkim key %q", short)
 		return
 	}
-	im.dkim[domain] = key
+	im.dkim[domain] = dkimOp{key: key}
 }
 
-// GenerateDKIMKey returns a new RSA-2048 private key in PKCS#8 PEM, the kind
-// Mailu makes (dkim.py gen_key).
-func GenerateDKIMKey() (string, error) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return "", err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return "", err
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
-}
-
-// parseDKIMKey accepts a PEM private key, or its base64 body without the
-// armour as Mailu does, and returns it as PKCS#8 PEM.
+// parseDKIMKey accepts an RSA private key in PEM, or its base64 body
+// without the armour as Mailu does, and returns it as PEM; a bare body is
+// taken as PKCS#8, Mailu's default header.
 func parseDKIMKey(s string) (string, error) {
-	var der []byte
-	if strings.HasPrefix(s, "-----BEGIN ") {
-		b, _ := pem.Decode([]byte(s))
-		if b == nil {
-			return "", errors.New("bad PEM")
-		}
-		der = b.Bytes
-	} else {
-		d, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
+	if !strings.HasPrefix(s, "-----BEGIN ") {
+		der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), ""))
 		if err != nil {
 			return "", err
 		}
-		der = d
+		s = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	} else if !strings.HasSuffix(s, "\n") {
+		s += "\n"
 	}
-	var key any
-	key, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		k1, err1 := x509.ParsePKCS1PrivateKey(der)
-		if err1 != nil {
-			return "", err
-		}
-		key = k1
-	}
-	out, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
+	if _, err := msgauth.ParsePrivateKey([]byte(s)); err != nil {
 		return "", err
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: out})), nil
+	return s, nil
 }
 
-// dkimChanges lists the DKIM key files the import changes, with the new
-// content ("" = remove).
-func (im *importer) dkimChanges(want *state) map[string]string {
-	out := map[string]string{}
+// dkimChanges lists the DKIM operations that change something, by domain.
+func (im *importer) dkimChanges(want *state) map[string]dkimOp {
+	out := map[string]dkimOp{}
 	if want == nil {
 		return out
 	}
-	for d, key := range im.dkim {
+	for d, op := range im.dkim {
 		if want.domains[d] == nil {
 			continue
 		}
-		cur, err := im.s.readDKIM(d)
-		if err == nil && cur == key {
-			continue
+		if !op.generate {
+			cur, err := im.s.readDKIM(d)
+			if err == nil && strings.TrimSpace(cur) == strings.TrimSpace(op.key) {
+				continue
+			}
 		}
-		out[d] = key
+		out[d] = op
 	}
 	return out
 }
@@ -350,51 +319,25 @@ func (im *importer) noteDKIM(want *state) {
 	}
 }
 
-// writeDKIM writes (0600, atomically) or removes the DKIM key files after
-// the transaction committed, as Mailu saves keys after commit.
+// writeDKIM stores, generates or removes key files once the transaction
+// has committed, as Mailu saves keys after commit. msgauth writes them
+// atomically with mode 0600 and re-reads a replaced key.
 func (im *importer) writeDKIM(want *state) error {
 	for _, d := range sortedMapKeys(im.dkimChanges(want)) {
-		key := im.dkim[d]
-		p := im.s.dkimFile(d)
+		op := im.dkim[d]
+		var err error
+		switch {
+		case op.generate:
+			err = im.s.keys.Generate(d)
+		case op.key == "":
+			err = im.s.keys.Remove(d)
+		default:
+			err = im.s.keys.Store(d, []byte(op.key))
+		}
+		if err != nil {
+			return fmt.Errorf("admin: dkim key of %s: %w", d, err)
+		}
 		im.change("Modified", "domain", displayDomain(d), "dkim_key: "+hidden)
-		if key == "" {
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("admin: remove dkim key of %s: %w", d, err)
-			}
-			continue
-		}
-		if err := writeFileAtomic(p, []byte(key)); err != nil {
-			return fmt.Errorf("admin: write dkim key of %s: %w", d, err)
-		}
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".dkim-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -153,7 +153,7 @@ func TestImportMailuSample(t *testing.T) {
 	if r := must(st.GetRelay(ctx, "backup.example.org")); r.SMTP != "mx.example.org" || r.Comment != "secondary MX" {
 		t.Errorf("relay %+v", r)
 	}
-	fi, err := os.Stat(s.dkimFile("example.com"))
+	fi, err := os.Stat(must(s.keys.Path("example.com")))
 	if err != nil {
 		t.Fatalf("dkim key not written: %v", err)
 	}
@@ -285,8 +285,8 @@ user:
 			t.Errorf("unlisted rows kept")
 		}
 	}
-	if _, err := os.Stat(s.dkimFile("example.com")); err != nil {
-		t.Errorf("a domain without dkim_key lost its key: %v", err)
+	if !s.keys.Exists("example.com") {
+		t.Error("a domain without dkim_key lost its key")
 	}
 }
 
@@ -448,37 +448,41 @@ func TestImportDryRun(t *testing.T) {
 	if us := must(st.ListUsers(ctx, "")); len(us) != 0 {
 		t.Errorf("dry run wrote users: %v", us)
 	}
-	if _, err := os.Stat(s.dkimFile("example.com")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("dry run wrote a dkim key: %v", err)
+	if s.keys.Exists("example.com") {
+		t.Error("dry run wrote a dkim key")
 	}
 }
 
 func TestDKIMKeyForms(t *testing.T) {
 	s, _ := newService(t)
-	pem := must(GenerateDKIMKey())
-	body := strings.Join(strings.Split(pem, "\n")[1:len(strings.Split(pem, "\n"))-2], "")
-	for name, in := range map[string]string{"pem": pem, "bare base64": body} {
+	if _, err := s.Import(context.Background(), []byte("domain:\n  - name: gen.example\n    dkim_key: -generate-\n"), ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pemKey := must(s.readDKIM("gen.example"))
+	if !strings.Contains(pemKey, "BEGIN PRIVATE KEY") {
+		t.Fatalf("-generate- wrote %q", pemKey)
+	}
+	lines := strings.Split(strings.TrimSpace(pemKey), "\n")
+	body := strings.Join(lines[1:len(lines)-1], "")
+	for name, in := range map[string]string{"pem": pemKey, "bare base64": body} {
 		out, err := parseDKIMKey(in)
-		if err != nil || out != pem {
+		if err != nil || strings.TrimSpace(out) != strings.TrimSpace(pemKey) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	if _, err := parseDKIMKey("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"); err == nil {
 		t.Error("garbage key accepted")
 	}
-	doc := "domain:\n  - name: gen.example\n    dkim_key: -generate-\n"
-	if _, err := s.Import(context.Background(), []byte(doc), ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if k := must(s.readDKIM("gen.example")); !strings.Contains(k, "BEGIN PRIVATE KEY") {
-		t.Errorf("-generate- wrote %q", k)
-	}
-	doc = "domain:\n  - name: gen.example\n    dkim_key: ''\n"
+	doc := "domain:\n  - name: gen.example\n    dkim_key: ''\n"
 	if _, err := s.Import(context.Background(), []byte(doc), ImportOptions{Update: true}); err != nil {
 		t.Fatal(err)
 	}
-	if k := must(s.readDKIM("gen.example")); k != "" {
+	if s.keys.Exists("gen.example") {
 		t.Error("empty dkim_key did not remove the key")
+	}
+	_, err := s.Import(context.Background(), []byte("domain:\n  - name: gen.example\n    dkim_key: not a key\n"), ImportOptions{Update: true})
+	if err == nil || !strings.Contains(err.Error(), "invalid dkim key") {
+		t.Errorf("bad key: %v", err)
 	}
 }
 
@@ -493,7 +497,7 @@ func FuzzImportParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, upd := range []bool{false, true} {
 			s := New(nil, Options{CredentialRounds: 4})
-			im := &importer{s: s, opt: ImportOptions{Update: upd}, res: &ImportResult{}, paths: map[string]string{}, dkim: map[string]string{}}
+			im := &importer{s: s, opt: ImportOptions{Update: upd}, res: &ImportResult{}, paths: map[string]string{}, dkim: map[string]dkimOp{}}
 			secs := im.parse(data)
 			if secs == nil {
 				if len(im.probs) == 0 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/mailaddr"
+	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -54,9 +55,10 @@ type Options struct {
 // Service runs the admin use cases against a store. It is safe for
 // concurrent use.
 type Service struct {
-	st  store.Store
-	opt Options
-	log *slog.Logger
+	st   store.Store
+	opt  Options
+	log  *slog.Logger
+	keys *msgauth.Keys // DKIM keys at DKIM_PATH; nil when DKIMPath is unset
 }
 
 // New returns a Service over st.
@@ -77,7 +79,11 @@ func New(st store.Store, opt Options) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{st: st, opt: opt, log: log}
+	s := &Service{st: st, opt: opt, log: log}
+	if opt.DKIMPath != "" {
+		s.keys = msgauth.NewKeysPath(opt.DKIMPath, opt.DKIMSelector)
+	}
+	return s
 }
 
 // Mailu's column sizes (models.py).

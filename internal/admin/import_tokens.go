@@ -177,4 +177,3 @@ func (im *importer) tokenFields(t *store.Token, obj map[string]any, prev, path s
 	}
 	return ok
 }
-

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"sort"
+	"strings"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -270,7 +271,7 @@ func capital(s string) string {
 	if s == "" {
 		return s
 	}
-	return string(s[0]-'a'+'A') + s[1:]
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func (im *importer) setAlternatives(want *state, domain string, v any, merge bool, path string) {

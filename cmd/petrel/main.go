@@ -74,13 +74,13 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		}
 		printVersion(stdout)
 		return cli.ExitOK
-	case "serve":
+	case "serve", "quickstart":
 		if wantsHelp(rest) {
-			fmt.Fprint(stdout, serveHelp)
+			fmt.Fprint(stdout, helpFor(name))
 			return cli.ExitOK
 		}
 		if len(rest) > 0 {
-			fmt.Fprintf(stderr, "petrel serve: unexpected argument %q; see 'petrel serve --help'\n", rest[0])
+			fmt.Fprintf(stderr, "petrel %s: unexpected argument %q; see 'petrel %s --help'\n", name, rest[0], name)
 			return cli.ExitUsage
 		}
 	default:
@@ -98,8 +98,16 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if name == "serve" {
+	switch name {
+	case "serve":
 		return serve(ctx, env, stderr)
+	case "quickstart":
+		err := app.Quickstart(ctx, app.QuickstartOptions{Env: env, Stdout: stdout, Stderr: stderr})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "petrel quickstart: %v\n", err)
+			return cli.ExitFailure
+		}
+		return cli.ExitOK
 	}
 	return cli.Run(ctx, args, env, stdin, stdout, stderr)
 }
@@ -151,6 +159,24 @@ func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "petrel %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
+const quickstartHelp = `Usage: petrel [--env-file FILE] quickstart
+
+  Try Petrel without any set-up: serve with friendly defaults for every
+  setting not given (DATA_DIR=./petrel-data, DOMAIN=example.test,
+  HOSTNAMES=localhost, every port on 127.0.0.1 at a high number: 2525 for
+  the role of 25, 4465 for 465, ...). The first start creates
+  admin@DOMAIN with a random password and prints it with the settings to
+  type into a mail client. The settings used are written to
+  DATA_DIR/petrel.env for later commands (petrel --env-file ... user ...).
+`
+
+func helpFor(name string) string {
+	if name == "quickstart" {
+		return quickstartHelp
+	}
+	return serveHelp
+}
+
 const serveHelp = `Usage: petrel [--env-file FILE] serve
 
   Run the mail server until SIGINT or SIGTERM.
@@ -169,8 +195,8 @@ func help(args []string, stdout, stderr io.Writer) int {
 		args = []string{"help"}
 	}
 	switch args[0] {
-	case "serve":
-		fmt.Fprint(stdout, serveHelp)
+	case "serve", "quickstart":
+		fmt.Fprint(stdout, helpFor(args[0]))
 	case "version":
 		fmt.Fprintln(stdout, "Usage: petrel version\n\n  Print the version of Petrel and of Go it was built with.")
 	case "help":
@@ -199,6 +225,7 @@ Commands:
 `)
 	rows := [][2]string{
 		{"serve", "Run the mail server."},
+		{"quickstart", "Run a ready-to-try server with defaults and a first admin."},
 		{"version", "Print the version."},
 		{"help", "Show help for a command."},
 	}

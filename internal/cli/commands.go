@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/petrelmail/petrel/internal/admin"
+	"github.com/petrelmail/petrel/internal/diagnose"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -110,7 +111,34 @@ remove one or all other items.`,
 --list prints every setting Petrel reads with its default.`,
 			opts: []opt{{long: "--list", help: "List the settings Petrel knows."}},
 			run:  runConfigCheck},
+		{name: "diagnose", args: "[LOGIN]", min: 0, max: 1, store: true,
+			summary: "Explain the SMTP ports and how a mail client must log in.",
+			help: `Lists which SMTP ports are on and off and why, connects to each one on
+this machine (serve must be running), and prints the mail client settings.
+With LOGIN (what the user types as username), explains whether that login
+can work: full address, account enabled, app tokens, allowed senders.
+Exits 1 when it finds a problem.`,
+			opts: []opt{{long: "--no-probe", help: "Do not connect to the ports."}},
+			run:  runDiagnose},
 	}
+}
+
+// runDiagnose prints the diagnosis; problems make the command fail.
+func runDiagnose(c *call) error {
+	login := ""
+	if len(c.pos) > 0 {
+		login = c.pos[0]
+	}
+	n := diagnose.Run(c.ctx, c.stdout, diagnose.Options{
+		Config:   c.cfg,
+		Accounts: c.st,
+		Account:  login,
+		Probe:    !c.flag("--no-probe"),
+	})
+	if n > 0 {
+		return fmt.Errorf("%d problem(s) found (see above)", n)
+	}
+	return nil
 }
 
 // secretArg returns a password argument; "-" reads one line from stdin.

@@ -95,9 +95,13 @@ func Run(ctx context.Context, w io.Writer, opt Options) int {
 			}
 		}
 	}
-	fmt.Fprintf(w, "\nMail client settings:\n  outgoing: %s port 465, SSL/TLS, normal password, username = the full email address\n", host)
+	if cfg.Listeners[465].Enabled {
+		fmt.Fprintf(w, "\nMail client settings:\n  outgoing: %s port %s, SSL/TLS, normal password, username = the full email address\n", host, portOf(cfg.Listeners[465].Addr))
+	} else {
+		fmt.Fprintf(w, "\nMail client settings:\n  outgoing: port 465 is off (TLS_FLAVOR=notls); add 587 to PORTS for submission\n")
+	}
 	if cfg.Listeners[587].Enabled {
-		fmt.Fprintf(w, "            or %s port 587, STARTTLS\n", host)
+		fmt.Fprintf(w, "            or %s port %s, STARTTLS\n", host, portOf(cfg.Listeners[587].Addr))
 	}
 	fmt.Fprintf(w, "  never port 25 for sending from a client: it takes no login and does not relay\n")
 
@@ -210,7 +214,7 @@ func probeOpen(ctx context.Context, addr string, implicit bool, timeout time.Dur
 			return "", fmt.Errorf("TLS handshake with %s failed: %w", addr, err)
 		}
 		st := tc.ConnectionState()
-		detail = fmt.Sprintf("TLS %s", tls.VersionName(st.Version))
+		detail = tls.VersionName(st.Version)
 		if len(st.PeerCertificates) > 0 {
 			cert := st.PeerCertificates[0]
 			detail += fmt.Sprintf(", certificate for %s valid until %s", strings.Join(cert.DNSNames, ","), cert.NotAfter.Format("2006-01-02"))
@@ -242,6 +246,15 @@ func probeClosed(ctx context.Context, addr string, timeout time.Duration) string
 		return fmt.Sprintf("something else listens on %s although Petrel keeps this port closed", addr)
 	}
 	return "" // refused or unreachable: closed, as it should be
+}
+
+// portOf returns the port of a listen address.
+func portOf(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return p
 }
 
 // localAddr turns a wildcard listen address into one this machine can dial.

@@ -84,6 +84,8 @@ type Config struct {
 	DKIMSelector            string         // DKIM_SELECTOR, default "dkim"
 	DKIMPath                string         // DKIM_PATH, default DataDir/dkim/{domain}.{selector}.key
 	ResolverAddress         string         // RESOLVER_ADDRESS, host:port, default system resolver
+	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
+	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
 
 	// Database
 	DBFlavor string // DB_FLAVOR: sqlite (default) or postgresql

@@ -51,6 +51,8 @@ func implementedSettings() []SettingDoc {
 		s("LISTEN_<port>", "BIND_ADDRESS:<port>", "host:port for one role, e.g. LISTEN_25=127.0.0.1:2525", "Petrel only"),
 		s("LOG_LEVEL", "INFO", "log threshold: DEBUG, INFO, WARNING, ERROR, CRITICAL", "also TRACE for protocol traces"),
 		s("LOG_FORMAT", "text", "log format: text or json", "Petrel only"),
+		s("QUEUE_LIFETIME", "5d", "how long outbound mail is retried before it bounces (e.g. 5d, 36h)", "Petrel only (Postfix maximal_queue_lifetime)"),
+		s("DELAY_WARNING_TIME", "5m", "when the sender gets a delay notice for mail still queued; 0 = never", "Petrel only (Mailu sets Postfix delay_warning_time=5m)"),
 		s("RESOLVER_ADDRESS", "", "DNS server (IP[:port]) for MX, SPF, DKIM and DMARC lookups; empty = the system resolver", ""),
 
 		// TLS and ports

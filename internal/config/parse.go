@@ -230,7 +230,7 @@ func (r *reader) secretKey(cfg *Config) {
 			return
 		}
 	default:
-		r.warnf("SECRET_KEY", "", fix, "is not set: the keys Petrel derives from it (SRS, tokens, log hashes) would be predictable")
+		r.warnf("SECRET_KEY", "", fix, "is not set: Petrel generates a random key in DATA_DIR/secret.key; set it explicitly when several nodes share one database")
 		return
 	}
 	switch {
@@ -328,6 +328,46 @@ func (r *reader) mailFlow(cfg *Config) {
 	}
 
 	r.resolver(cfg)
+
+	// Postfix defaults that Mailu keeps: maximal_queue_lifetime 5d, and
+	// Mailu's delay_warning_time 5m (main.cf).
+	cfg.QueueLifetime = r.duration("QUEUE_LIFETIME", 5*24*time.Hour, time.Minute, "give a duration such as 5d, 36h or 90m")
+	cfg.DelayWarningTime = r.duration("DELAY_WARNING_TIME", 5*time.Minute, 0, "give a duration such as 5m or 4h (0 = no delay notices)")
+}
+
+// duration reads a Go duration that may also use d for days ("5d", "1d12h").
+func (r *reader) duration(name string, def, lo time.Duration, fix string) time.Duration {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	d, err := parseDuration(v)
+	if err != nil || d < lo {
+		r.errorf(name, v, fix, "not a duration of at least %s", lo)
+		return def
+	}
+	return d
+}
+
+// parseDuration is time.ParseDuration plus a leading whole number of days.
+func parseDuration(v string) (time.Duration, error) {
+	var days time.Duration
+	if i := strings.IndexByte(v, 'd'); i > 0 {
+		n, err := strconv.Atoi(v[:i])
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad day count %q", v[:i])
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		v = v[i+1:]
+		if v == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, err
+	}
+	return days + d, nil
 }
 
 func (r *reader) api(cfg *Config) {

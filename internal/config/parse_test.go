@@ -481,3 +481,33 @@ func TestResolverAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestQueueDurations(t *testing.T) {
+	base := map[string]string{"DOMAIN": "example.com", "HOSTNAMES": "mail.example.com"}
+	cases := []struct {
+		lifetime, delay string
+		wantLife        time.Duration
+		wantDelay       time.Duration
+		wantErr         bool
+	}{
+		{"", "", 5 * 24 * time.Hour, 5 * time.Minute, false},
+		{"2d", "0", 48 * time.Hour, 0, false},
+		{"1d12h", "4h", 36 * time.Hour, 4 * time.Hour, false},
+		{"90m", "30s", 90 * time.Minute, 30 * time.Second, false},
+		{"soon", "", 5 * 24 * time.Hour, 5 * time.Minute, true},
+		{"10s", "", 5 * 24 * time.Hour, 5 * time.Minute, true}, // below one minute
+	}
+	for _, c := range cases {
+		env := map[string]string{"QUEUE_LIFETIME": c.lifetime, "DELAY_WARNING_TIME": c.delay}
+		for k, v := range base {
+			env[k] = v
+		}
+		cfg, probs := Parse(env)
+		if HasErrors(probs) != c.wantErr {
+			t.Errorf("%q/%q: problems %v, want error=%v", c.lifetime, c.delay, probs, c.wantErr)
+		}
+		if cfg.QueueLifetime != c.wantLife || cfg.DelayWarningTime != c.wantDelay {
+			t.Errorf("%q/%q: got %v/%v, want %v/%v", c.lifetime, c.delay, cfg.QueueLifetime, cfg.DelayWarningTime, c.wantLife, c.wantDelay)
+		}
+	}
+}

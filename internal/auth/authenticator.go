@@ -507,7 +507,33 @@ func (a *Authenticator) attrs(t *attempt, extra ...slog.Attr) []slog.Attr {
 }
 
 func (a *Authenticator) logFailure(t *attempt, reason string) {
-	t.log.LogAttrs(t.ctx, slog.LevelWarn, a.line(t, "failed: "+reason), a.attrs(t, slog.String("reason", reason))...)
+	attrs := a.attrs(t, slog.String("reason", reason))
+	if h := reasonHint(reason); h != "" {
+		attrs = append(attrs, slog.String("hint", h))
+	}
+	t.log.LogAttrs(t.ctx, slog.LevelWarn, a.line(t, "failed: "+reason), attrs...)
+}
+
+// reasonHint tells an admin, in the log, what the user must change; the
+// client itself only ever sees the generic failure (no user enumeration).
+func reasonHint(reason string) string {
+	switch reason {
+	case ReasonNotFullAddress:
+		return "the username is not a full email address: the user must log in as user@domain"
+	case ReasonDisabled:
+		return "the account is disabled"
+	case ReasonUnknownUser:
+		return "no such user"
+	case ReasonProtocolDisabled:
+		return "this protocol is switched off for the user (enable_imap / enable_pop)"
+	case ReasonTokenIP:
+		return "the app token is not allowed from this IP address"
+	case ReasonRequireTokens:
+		return "AUTH_REQUIRE_TOKENS is on: mail clients must use an app token, not the password"
+	case ReasonRateLimit:
+		return "too many failed logins from this network or for this user; wait, or add the network to AUTH_RATELIMIT_EXEMPTION"
+	}
+	return ""
 }
 
 func (a *Authenticator) limiterError(t *attempt, err error) {

@@ -322,6 +322,9 @@ func TestReasons(t *testing.T) {
 			if c.reason == ReasonNotFullAddress && w["user"] != "alice" {
 				t.Fatalf("user attr %v", w["user"])
 			}
+			if hint, _ := w["hint"].(string); c.reason == ReasonNotFullAddress && !strings.Contains(hint, "full email address") {
+				t.Fatalf("hint %q does not tell the admin the username must be a full address", hint)
+			}
 		})
 	}
 }

@@ -16,8 +16,17 @@ import (
 const passwordHelp = `A PASSWORD of "-" is read from standard input (one line), so that it
 does not show in the process list.`
 
-// commands is the command table (Mailu: manage.py), in help order.
+// commands is the command table (Mailu: manage.py), in help order; the
+// outbound commands (queue, dns, dkim) live in their own files.
 func commands() []*command {
+	cmds := accountCommands()
+	cmds = append(cmds, queueCommands()...)
+	return append(cmds, dnsCommands()...)
+}
+
+// accountCommands are Mailu's flask mailu commands plus config-check and
+// diagnose.
+func accountCommands() []*command {
 	return []*command{
 		{name: "admin", args: "LOCALPART DOMAIN PASSWORD", min: 3, max: 3, store: true,
 			summary: "Create an admin user.",

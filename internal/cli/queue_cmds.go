@@ -1,0 +1,4 @@
+package cli
+
+// queueCommands are `petrel queue ...` (the outbound issue).
+func queueCommands() []*command { return nil }

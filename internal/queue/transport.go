@@ -1,0 +1,59 @@
+// Package queue is Petrel's durable outbound queue: it picks due entries
+// from the store, hands them to a Transport, retries temporary failures
+// with back-off, and returns permanent failures and expired mail to the
+// sender as DSNs (RFC 3464). It defines the Transport it drives;
+// internal/relay implements it and internal/app injects it.
+package queue
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// Message is one delivery attempt: one sender, the recipients that share a
+// destination (a domain, or the RELAYHOST), and a fresh body reader.
+type Message struct {
+	ID         string   // Petrel message id, for logs and Received/DSN headers
+	Sender     string   // envelope sender; "" is the null sender (bounces)
+	Recipients []string // all for the same destination domain
+	Size       int64
+	// Body returns a new reader over the whole message each time it is
+	// called (a retry on another MX host reads it again).
+	Body func() (io.ReadCloser, error)
+	// UTF8 is set when the envelope needs SMTPUTF8 (non-ASCII addresses).
+	UTF8 bool
+}
+
+// RecipientResult is what the remote side said about one recipient.
+type RecipientResult struct {
+	Recipient string
+	Err       error // nil = accepted (250); otherwise a *DeliveryError
+}
+
+// Transport delivers a Message. It returns one result per recipient, or an
+// error (normally a *DeliveryError) that applies to all of them, such as
+// no MX reachable or a 5xx to MAIL FROM.
+type Transport interface {
+	Deliver(ctx context.Context, m *Message) ([]RecipientResult, error)
+}
+
+// DeliveryError is a failure with the remote (or local) SMTP reply.
+type DeliveryError struct {
+	Permanent bool   // 5xx or a condition that retrying cannot fix
+	Code      int    // SMTP reply code, 0 when there was no reply (DNS, connect, TLS)
+	Enhanced  string // "5.1.1", "" when unknown
+	Message   string // the remote text or what went wrong locally
+	Remote    string // the host that answered (for the DSN's Remote-MTA)
+}
+
+func (e *DeliveryError) Error() string {
+	kind := "temporary"
+	if e.Permanent {
+		kind = "permanent"
+	}
+	if e.Code != 0 {
+		return fmt.Sprintf("%s failure from %s: %d %s %s", kind, e.Remote, e.Code, e.Enhanced, e.Message)
+	}
+	return fmt.Sprintf("%s failure: %s", kind, e.Message)
+}

@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "petrel")
+	// CGO_ENABLED=0: the binary must stay a static, pure-Go build.
 	build := exec.Command("go", "build", "-o", binary, "../cmd/petrel")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building petrel:", err)

@@ -118,8 +118,11 @@ remove one or all other items.`,
 			summary: "Check the configuration and list every problem.",
 			help: `Exits 1 when there is an error; warnings alone do not fail.
 --list prints every setting Petrel reads with its default.`,
-			opts: []opt{{long: "--list", help: "List the settings Petrel knows."}},
-			run:  runConfigCheck},
+			opts: []opt{
+				{long: "--list", help: "List the settings Petrel knows."},
+				{long: "--markdown", help: "With --list: print the README's Markdown table."},
+			},
+			run: runConfigCheck},
 		{name: "diagnose", args: "[LOGIN]", min: 0, max: 1, store: true,
 			summary: "Explain the SMTP ports and how a mail client must log in.",
 			help: `Lists which SMTP ports are on and off and why, connects to each one on

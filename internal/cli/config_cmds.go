@@ -120,6 +120,10 @@ var roleNames = map[int]string{
 // and what Petrel would do. Only errors fail (exit 1).
 func runConfigCheck(c *call) error {
 	if c.flag("--list") {
+		if c.flag("--markdown") {
+			fmt.Fprint(c.stdout, config.MarkdownTable())
+			return nil
+		}
 		writeSettings(c.stdout)
 		return nil
 	}

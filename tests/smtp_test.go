@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -229,4 +230,46 @@ func TestImplicitTLSOn465RefusesOldTLS(t *testing.T) {
 		t.Fatalf("TLS 1.2+ handshake on 465: %v", err)
 	}
 	c.Close()
+}
+
+// TestAuthRateLimitAcrossPorts: AUTH on port 25 and failed logins on 465
+// feed one IP limiter (Mailu limiter.py); once the network has failed with
+// AUTH_RATELIMIT_IP distinct usernames, even the right password gets
+// 451 4.3.2.
+func TestAuthRateLimitAcrossPorts(t *testing.T) {
+	s := withUsers(t, map[string]string{"AUTH_RATELIMIT_IP": "3/hour"})
+	plain := func(user, pw string) string {
+		return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pw))
+	}
+	// One AUTH attempt on port 25 counts.
+	d := dial(t, s.addr[25])
+	d.expect("220")
+	d.send("EHLO mx.example.org", "250")
+	d.send("AUTH PLAIN "+plain("alice@example.test", "Secret-Alice-1"), "502 5.5.1")
+	d.conn.Close()
+	// Two more distinct unknown usernames on 465 reach 3/hour.
+	for _, u := range []string{"nobody1@example.test", "nobody2@example.test"} {
+		c := dialTLS(t, s.addr[465])
+		c.expect("220")
+		c.send("EHLO laptop", "250")
+		c.send("AUTH PLAIN "+plain(u, "whatever"), "535 5.7.8")
+		c.conn.Close()
+	}
+	c := dialTLS(t, s.addr[465])
+	c.expect("220")
+	c.send("EHLO laptop", "250")
+	c.send("AUTH PLAIN "+plain("alice@example.test", "Secret-Alice-1"), "451 4.3.2")
+	if !s.waitLog("ratelimit") {
+		t.Errorf("no rate-limit log line:\n%s", s.logs())
+	}
+}
+
+func dialTLS(t *testing.T, addr string) *dialog {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &dialog{t: t, conn: c, r: bufio.NewReader(c)}
 }

@@ -1,0 +1,136 @@
+// Package dnsres is Petrel's DNS client: a small Resolver interface for the
+// lookups mail needs (MX, A/AAAA, TXT, PTR) and an implementation over the
+// standard library's pure-Go resolver that can be pointed at Mailu's
+// RESOLVER_ADDRESS. It also tells permanent answers (the name or the record
+// type does not exist) from temporary failures (SERVFAIL, timeouts,
+// unreachable servers), which is what decides between a bounce and a retry.
+package dnsres
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Resolver is the DNS the mail code uses. The method set is that of
+// *net.Resolver, so the standard resolver satisfies it as well; Net adds
+// absolute names and RESOLVER_ADDRESS.
+type Resolver interface {
+	// LookupMX returns the MX records of name. A null MX (RFC 7505) comes
+	// back as a record whose Host is ".".
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	// LookupIPAddr returns the A and AAAA addresses of host.
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	// LookupTXT returns the TXT records of name, each one's strings joined.
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	// LookupAddr returns the PTR names of an IP address.
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+}
+
+var (
+	_ Resolver = (*net.Resolver)(nil)
+	_ Resolver = (*Net)(nil)
+)
+
+// Net is a Resolver over net.Resolver with PreferGo set, so that lookups
+// behave the same with and without cgo and can use a given server.
+type Net struct {
+	r *net.Resolver
+}
+
+// New returns a resolver that sends every query to addr (host:port, as
+// RESOLVER_ADDRESS in Mailu, which runs its own resolver), or to the servers
+// in /etc/resolv.conf when addr is "".
+func New(addr string) *Net {
+	r := &net.Resolver{PreferGo: true}
+	if addr != "" {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		r.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			// network is "udp" or "tcp" (after a truncated answer); keep it.
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	return &Net{r: r}
+}
+
+// absolute makes name fully qualified so that resolv.conf's search list is
+// never applied to a mail domain (a relative lookup of "example.com" could
+// otherwise end up at "example.com.corp.local").
+func absolute(name string) string {
+	if name == "" || strings.HasSuffix(name, ".") {
+		return name
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return name // an IP literal, not a name
+	}
+	return name + "."
+}
+
+// trimDot removes the root label from a returned name, keeping "." itself
+// (the null MX target).
+func trimDot(s string) string {
+	if len(s) > 1 {
+		return strings.TrimSuffix(s, ".")
+	}
+	return s
+}
+
+// LookupMX returns name's MX records with host names without the final dot.
+// When some records are malformed, the valid ones come back with an error
+// (as net.Resolver does); callers may use them.
+func (n *Net) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	mxs, err := n.r.LookupMX(ctx, absolute(name))
+	for _, mx := range mxs {
+		mx.Host = trimDot(mx.Host)
+	}
+	return mxs, err
+}
+
+// LookupIPAddr returns host's IPv4 and IPv6 addresses. An IP literal is
+// returned as itself.
+func (n *Net) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	if ip := net.ParseIP(host); ip != nil {
+		return []net.IPAddr{{IP: ip}}, nil
+	}
+	return n.r.LookupIPAddr(ctx, absolute(host))
+}
+
+// LookupTXT returns name's TXT records.
+func (n *Net) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return n.r.LookupTXT(ctx, absolute(name))
+}
+
+// LookupAddr returns the PTR names of addr without the final dot.
+func (n *Net) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	names, err := n.r.LookupAddr(ctx, addr)
+	for i := range names {
+		names[i] = trimDot(names[i])
+	}
+	return names, err
+}
+
+// IsNotFound reports whether err is a DNS answer that the name does not
+// exist (NXDOMAIN) or has no record of the asked type (NODATA). It is a
+// permanent condition: asking again will not change it. (The standard
+// resolver reports both as "no such host", so they are not told apart.)
+func IsNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
+// IsTemporary reports whether err is a lookup failure that may go away:
+// SERVFAIL, REFUSED, a timeout, an unreachable server, a cancelled context.
+// Every error that is not IsNotFound counts as temporary, so that a broken
+// resolver defers mail instead of bouncing it.
+func IsTemporary(err error) bool {
+	return err != nil && !IsNotFound(err)
+}
+
+// IsTimeout reports whether err is a DNS timeout.
+func IsTimeout(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsTimeout
+}

@@ -1,0 +1,153 @@
+package dnsres_test
+
+import (
+	"context"
+	"net"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/petrelmail/petrel/internal/dnsres"
+	"github.com/petrelmail/petrel/internal/dnsres/dnstest"
+)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestLookups(t *testing.T) {
+	srv := dnstest.New(t)
+	srv.Add(t,
+		"example.test. MX 10 mx1.example.test.",
+		"example.test. MX 20 mx2.example.test.",
+		"example.test. TXT \"v=spf1 -all\"",
+		"mx1.example.test. A 127.0.0.1",
+		"mx1.example.test. AAAA ::1",
+		"alias.example.test. CNAME mx1.example.test.",
+		"null.test. MX 0 .",
+		"7.2.0.192.in-addr.arpa. PTR mx1.example.test.",
+	)
+	r := srv.Resolver()
+	c := ctx(t)
+
+	mxs, err := r.LookupMX(c, "example.test")
+	if err != nil {
+		t.Fatalf("LookupMX: %v", err)
+	}
+	var got []string
+	for _, mx := range mxs {
+		got = append(got, mx.Host)
+	}
+	sort.Strings(got)
+	if want := []string{"mx1.example.test", "mx2.example.test"}; !slices.Equal(got, want) {
+		t.Errorf("MX hosts = %v, want %v (no final dot)", got, want)
+	}
+
+	null, err := r.LookupMX(c, "null.test")
+	if err != nil || len(null) != 1 || null[0].Host != "." {
+		t.Errorf("null MX = %v, %v; want one record with host \".\"", null, err)
+	}
+
+	ips, err := r.LookupIPAddr(c, "mx1.example.test")
+	if err != nil || len(ips) != 2 {
+		t.Errorf("LookupIPAddr = %v, %v; want 127.0.0.1 and ::1", ips, err)
+	}
+	ips, err = r.LookupIPAddr(c, "alias.example.test")
+	if err != nil || len(ips) == 0 {
+		t.Errorf("LookupIPAddr through CNAME = %v, %v", ips, err)
+	}
+	ips, err = r.LookupIPAddr(c, "192.0.2.7")
+	if err != nil || len(ips) != 1 || !ips[0].IP.Equal(net.ParseIP("192.0.2.7")) {
+		t.Errorf("IP literal = %v, %v", ips, err)
+	}
+
+	txt, err := r.LookupTXT(c, "example.test")
+	if err != nil || !slices.Equal(txt, []string{"v=spf1 -all"}) {
+		t.Errorf("LookupTXT = %q, %v", txt, err)
+	}
+
+	names, err := r.LookupAddr(c, "192.0.2.7")
+	if err != nil || !slices.Equal(names, []string{"mx1.example.test"}) {
+		t.Errorf("LookupAddr = %q, %v", names, err)
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	srv := dnstest.New(t)
+	srv.Add(t, "nodata.test. A 127.0.0.1")
+	srv.Fail("servfail.test", 0, dns.RcodeServerFailure)
+	srv.Fail("refused.test", dns.TypeMX, dns.RcodeRefused)
+	r := srv.Resolver()
+	c := ctx(t)
+
+	tests := []struct {
+		name     string
+		lookup   func() error
+		notFound bool
+	}{
+		{"NXDOMAIN", func() error { _, err := r.LookupMX(c, "nxdomain.test"); return err }, true},
+		{"NODATA", func() error { _, err := r.LookupMX(c, "nodata.test"); return err }, true},
+		{"NXDOMAIN address", func() error { _, err := r.LookupIPAddr(c, "nxdomain.test"); return err }, true},
+		{"SERVFAIL", func() error { _, err := r.LookupMX(c, "servfail.test"); return err }, false},
+		{"SERVFAIL address", func() error { _, err := r.LookupIPAddr(c, "servfail.test"); return err }, false},
+		{"REFUSED", func() error { _, err := r.LookupMX(c, "refused.test"); return err }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.lookup()
+			if err == nil {
+				t.Fatal("lookup succeeded, want an error")
+			}
+			if got := dnsres.IsNotFound(err); got != tt.notFound {
+				t.Errorf("IsNotFound(%v) = %v, want %v", err, got, tt.notFound)
+			}
+			if got := dnsres.IsTemporary(err); got == tt.notFound {
+				t.Errorf("IsTemporary(%v) = %v, want %v", err, got, !tt.notFound)
+			}
+		})
+	}
+}
+
+// A server that is not there is a temporary failure, never "not found".
+func TestUnreachableServerIsTemporary(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err = dnsres.New(addr).LookupMX(c, "example.test")
+	if err == nil || !dnsres.IsTemporary(err) || dnsres.IsNotFound(err) {
+		t.Errorf("closed port: err = %v, want a temporary error", err)
+	}
+}
+
+func TestLargeTXTOverEDNSOrTCP(t *testing.T) {
+	srv := dnstest.New(t)
+	long := make([]byte, 250)
+	for i := range long {
+		long[i] = 'a' + byte(i%26)
+	}
+	// Three 250-byte strings: more than 512 bytes, so EDNS0 or TCP is needed.
+	srv.Add(t, `big.test. TXT "`+string(long)+`" "`+string(long)+`" "`+string(long)+`"`)
+	txt, err := srv.Resolver().LookupTXT(ctx(t), "big.test")
+	if err != nil || len(txt) != 1 || len(txt[0]) != 750 {
+		t.Errorf("LookupTXT = %d records, %v; want one of 750 bytes", len(txt), err)
+	}
+}
+
+func TestNilErrorsAreNeither(t *testing.T) {
+	if dnsres.IsNotFound(nil) || dnsres.IsTemporary(nil) || dnsres.IsTimeout(nil) {
+		t.Error("nil error classified as a failure")
+	}
+	if !dnsres.IsTimeout(&net.DNSError{IsTimeout: true}) {
+		t.Error("IsTimeout missed a timeout")
+	}
+}

@@ -83,7 +83,67 @@ type QueueItem struct {
 	NextAttempt time.Time
 	LastError   string
 	Held        bool
-	CreatedAt   time.Time
+	CreatedAt   time.Time // first queued: the queue lifetime counts from here
+
+	// Delivery state (filled by QueueStore's methods; ListQueue may leave
+	// it zero).
+	Size          int64     // body size in bytes
+	LeaseUntil    time.Time // zero unless a worker holds the entry
+	LastAttempt   time.Time // zero before the first failed attempt
+	LastCode      int       // SMTP reply code of the last failure, 0 if none
+	LastStatus    string    // its enhanced status ("4.2.2"), "" if unknown
+	LastRemote    string    // the host that gave it, "" if none answered
+	DelayNotified bool      // the sender has had the delay notice
+}
+
+// QueueUpdate is the outcome of one delivery attempt for one queue entry.
+type QueueUpdate struct {
+	ID int64
+	// Delete removes the entry (delivered, bounced or expired); the body
+	// goes with its last reference. Otherwise the entry is deferred:
+	// attempts+1, the fields below are stored and the lease is dropped.
+	Delete      bool
+	NextAttempt time.Time
+	LastAttempt time.Time
+	LastError   string
+	LastCode    int
+	LastStatus  string
+	LastRemote  string
+	// DelayNotified sets the delay-notice flag (it is never cleared).
+	DelayNotified bool
+}
+
+// QueueStore is the outbound queue's side of the store. Workers claim due
+// entries under a lease, so that two workers (or two nodes sharing one
+// database) never send the same entry at once, and record the outcomes;
+// admins list, hold, release, delete and flush. All times are passed in
+// by the caller, so a queue with a fake clock sees a consistent world.
+type QueueStore interface {
+	// ClaimQueue leases to owner, until until, at most limit entries that
+	// are due at now: not held, next_attempt <= now, and not leased or
+	// with an expired lease (a crashed worker's). Soonest first.
+	ClaimQueue(ctx context.Context, owner string, now, until time.Time, limit int) ([]QueueItem, error)
+	// RenewQueueLeases extends every lease owner holds to until.
+	RenewQueueLeases(ctx context.Context, owner string, until time.Time) error
+	// ReleaseQueueLeases drops owner's leases on ids (all of owner's when
+	// ids is empty) without counting an attempt: the entries are due again.
+	ReleaseQueueLeases(ctx context.Context, owner string, ids []int64) error
+	// UpdateQueue records outcomes in one transaction. A deferral applies
+	// only while owner still holds the lease; a delete always applies.
+	UpdateQueue(ctx context.Context, owner string, ups []QueueUpdate) error
+
+	// ListQueueEntries is ListQueue with the delivery state filled in.
+	ListQueueEntries(ctx context.Context) ([]QueueItem, error)
+	// GetQueueItem returns one entry; ErrNotFound if there is none.
+	GetQueueItem(ctx context.Context, id int64) (*QueueItem, error)
+	// DeleteQueueItem removes an entry without a DSN; ErrNotFound if none.
+	DeleteQueueItem(ctx context.Context, id int64) error
+	// SetQueueHeld holds (never claimed) or releases an entry; a released
+	// entry keeps its schedule. ErrNotFound if there is none.
+	SetQueueHeld(ctx context.Context, id int64, held bool) error
+	// FlushQueue makes every entry that is not held due at now and
+	// returns how many there are.
+	FlushQueue(ctx context.Context, now time.Time) (int, error)
 }
 
 // Mail is message storage: mailboxes, messages and the outbound queue.

@@ -161,6 +161,12 @@ type Mail interface {
 	ListMessages(ctx context.Context, user, mailbox string) ([]MessageInfo, error)
 	// OpenBody returns a stored body.
 	OpenBody(ctx context.Context, bodyID int64) (io.ReadCloser, error)
+	// ExpungeMessages deletes the messages with the given UIDs from a
+	// mailbox in one transaction: quota_bytes_used drops by their sizes,
+	// the mailbox gets a new modseq, and a body no other message or queue
+	// entry uses is deleted. UIDs not (or no longer) in the mailbox are
+	// ignored; ErrNotFound if the mailbox does not exist.
+	ExpungeMessages(ctx context.Context, user, mailbox string, uids []uint32) error
 
 	ListQueue(ctx context.Context) ([]QueueItem, error)
 }

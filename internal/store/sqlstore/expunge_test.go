@@ -1,0 +1,327 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// expungeFixture makes a domain with the given users (no quota limit).
+func expungeFixture(t *testing.T, s *Store, users ...string) {
+	t.Helper()
+	ctx := t.Context()
+	must(t, s.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}))
+	for _, u := range users {
+		nu := store.NewUser(u, "example.test", 0, 80)
+		must(t, s.CreateUser(ctx, &nu))
+	}
+}
+
+func deliver(t *testing.T, s *Store, id string, body []byte, users ...string) {
+	t.Helper()
+	m := &store.NewMessage{ID: id, Sender: "s@remote.test", Body: body}
+	for _, u := range users {
+		m.Targets = append(m.Targets, store.MailboxTarget{User: u + "@example.test"})
+	}
+	must(t, s.CommitMessages(t.Context(), []*store.NewMessage{m}))
+}
+
+func usedQuota(t *testing.T, s *Store, email string) int64 {
+	t.Helper()
+	u, err := s.GetUser(t.Context(), email)
+	must(t, err)
+	return u.QuotaBytesUsed
+}
+
+func inbox(t *testing.T, s *Store, email string) store.Mailbox {
+	t.Helper()
+	mbs, err := s.ListMailboxes(t.Context(), email)
+	must(t, err)
+	for _, m := range mbs {
+		if m.Name == "INBOX" {
+			return m
+		}
+	}
+	t.Fatalf("%s has no INBOX", email)
+	return store.Mailbox{}
+}
+
+func uidsOf(l []store.MessageInfo) []uint32 {
+	var out []uint32
+	for _, m := range l {
+		out = append(out, m.UID)
+	}
+	return out
+}
+
+func blobNameOf(t *testing.T, s *Store, bodyID int64) string {
+	t.Helper()
+	var name *string
+	must(t, s.readConn().queryRow(t.Context(), `SELECT blob_name FROM body WHERE id = ?`, bodyID).Scan(&name))
+	if name == nil {
+		t.Fatalf("body %d is inline", bodyID)
+	}
+	return *name
+}
+
+func TestExpungeMessages(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := o.openStore(t)
+		defer s.Close()
+		ctx := t.Context()
+		expungeFixture(t, s, "alice", "bob")
+		const alice = "alice@example.test"
+
+		small := []byte("Subject: one\r\n\r\nsmall\r\n")
+		large := []byte("Subject: two\r\n\r\n" + strings.Repeat("large body line\r\n", 1000)) // > InlineMax: a blob
+		shared := []byte("Subject: three\r\n\r\nfor alice and bob\r\n")
+		deliver(t, s, "m1", small, "alice")
+		deliver(t, s, "m2", large, "alice")
+		deliver(t, s, "m3", shared, "alice", "bob")
+		kept := []byte("Subject: four\r\n\r\nkept\r\n")
+		deliver(t, s, "m4", kept, "alice")
+
+		before, err := s.ListMessages(ctx, alice, "INBOX")
+		must(t, err)
+		if got := uidsOf(before); fmt.Sprint(got) != "[1 2 3 4]" {
+			t.Fatalf("UIDs before: %v", got)
+		}
+		total := int64(len(small) + len(large) + len(shared) + len(kept))
+		if u := usedQuota(t, s, alice); u != sumSize(before) || u != total {
+			t.Fatalf("quota_bytes_used %d, messages %d, want %d", u, sumSize(before), total)
+		}
+		largeBlob := blobNameOf(t, s, before[1].BodyID)
+		mb := inbox(t, s, alice)
+
+		// Unknown and repeated UIDs are ignored; the case of INBOX too.
+		must(t, s.ExpungeMessages(ctx, alice, "inbox", []uint32{3, 2, 99, 2}))
+
+		after, err := s.ListMessages(ctx, alice, "INBOX")
+		must(t, err)
+		if got := uidsOf(after); fmt.Sprint(got) != "[1 4]" {
+			t.Fatalf("UIDs after: %v", got)
+		}
+		if u := usedQuota(t, s, alice); u != sumSize(after) {
+			t.Fatalf("quota_bytes_used %d after expunge, want %d", u, sumSize(after))
+		}
+		mb2 := inbox(t, s, alice)
+		if mb2.HighestModSeq <= mb.HighestModSeq {
+			t.Fatalf("highestmodseq %d -> %d, want it raised", mb.HighestModSeq, mb2.HighestModSeq)
+		}
+		if mb2.UIDNext != mb.UIDNext || mb2.UIDValidity != mb.UIDValidity {
+			t.Fatalf("uidnext/uidvalidity changed: %+v -> %+v", mb, mb2)
+		}
+		// The large body had only this message: row and blob file are gone.
+		if _, err := s.OpenBody(ctx, before[1].BodyID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("OpenBody of the expunged blob body: %v, want ErrNotFound", err)
+		}
+		if _, err := s.Blobs().Stat(largeBlob); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("blob file of an expunged body: %v, want it removed", err)
+		}
+		var trash int
+		must(t, s.readConn().queryRow(ctx, `SELECT COUNT(*) FROM blob_trash`).Scan(&trash))
+		if trash != 0 {
+			t.Fatalf("blob_trash has %d rows after the expunge", trash)
+		}
+		// The shared body stays for bob.
+		bobs, err := s.ListMessages(ctx, "bob@example.test", "INBOX")
+		must(t, err)
+		if len(bobs) != 1 || string(readAll(t, s, bobs[0].BodyID)) != string(shared) {
+			t.Fatalf("bob's copy of the shared message is damaged: %+v", bobs)
+		}
+		if u := usedQuota(t, s, "bob@example.test"); u != int64(len(shared)) {
+			t.Fatalf("bob's quota_bytes_used %d changed", u)
+		}
+
+		// Nothing left to delete: no change, no new modseq.
+		must(t, s.ExpungeMessages(ctx, alice, "INBOX", []uint32{2, 3}))
+		must(t, s.ExpungeMessages(ctx, alice, "INBOX", nil))
+		if mb3 := inbox(t, s, alice); mb3.HighestModSeq != mb2.HighestModSeq {
+			t.Fatalf("highestmodseq moved %d -> %d without an expunge", mb2.HighestModSeq, mb3.HighestModSeq)
+		}
+
+		// A new delivery gets a fresh UID, not a reused one.
+		deliver(t, s, "m5", small, "alice")
+		last, err := s.ListMessages(ctx, alice, "INBOX")
+		must(t, err)
+		if got := uidsOf(last); fmt.Sprint(got) != "[1 4 5]" {
+			t.Fatalf("UIDs after a new delivery: %v", got)
+		}
+		if m := last[2]; m.ModSeq <= mb2.HighestModSeq {
+			t.Fatalf("new message modseq %d not above the expunge's %d", m.ModSeq, mb2.HighestModSeq)
+		}
+	})
+}
+
+func sumSize(l []store.MessageInfo) int64 {
+	var n int64
+	for _, m := range l {
+		n += m.Size
+	}
+	return n
+}
+
+func readAll(t *testing.T, s *Store, id int64) []byte {
+	t.Helper()
+	rc, err := s.OpenBody(t.Context(), id)
+	must(t, err)
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	must(t, err)
+	return b
+}
+
+func TestExpungeNotFound(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := o.openStore(t)
+		defer s.Close()
+		ctx := t.Context()
+		expungeFixture(t, s, "alice")
+		deliver(t, s, "m1", []byte("x\r\n"), "alice")
+		for _, c := range []struct{ user, mailbox string }{
+			{"alice@example.test", "Nope"},
+			{"nobody@example.test", "INBOX"},
+		} {
+			err := s.ExpungeMessages(ctx, c.user, c.mailbox, []uint32{1})
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s %s: %v, want ErrNotFound", c.user, c.mailbox, err)
+			}
+		}
+		if l, err := s.ListMessages(ctx, "alice@example.test", "INBOX"); err != nil || len(l) != 1 {
+			t.Fatalf("alice's message: %v %v", l, err)
+		}
+	})
+}
+
+// TestExpungeQuotaFloor: a used quota that was already too low (an
+// imported account, a manual fix) stops at zero.
+func TestExpungeQuotaFloor(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := o.openStore(t)
+		defer s.Close()
+		ctx := t.Context()
+		expungeFixture(t, s, "alice")
+		deliver(t, s, "m1", []byte("Subject: x\r\n\r\nhello\r\n"), "alice")
+		_, err := s.write.ExecContext(ctx, s.d.rebind(`UPDATE "user" SET quota_bytes_used = 3 WHERE email = ?`), "alice@example.test")
+		must(t, err)
+		must(t, s.ExpungeMessages(ctx, "alice@example.test", "INBOX", []uint32{1}))
+		if u := usedQuota(t, s, "alice@example.test"); u != 0 {
+			t.Fatalf("quota_bytes_used %d, want 0", u)
+		}
+	})
+}
+
+// TestExpungeMany crosses the batch size of one DELETE.
+func TestExpungeMany(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := o.openStore(t)
+		defer s.Close()
+		ctx := t.Context()
+		expungeFixture(t, s, "alice")
+		const n = 2*expungeBatch + 37
+		var msgs []*store.NewMessage
+		for i := range n {
+			msgs = append(msgs, &store.NewMessage{ID: fmt.Sprint(i), Body: fmt.Appendf(nil, "Subject: %d\r\n\r\nbody\r\n", i),
+				Targets: []store.MailboxTarget{{User: "alice@example.test"}}})
+		}
+		must(t, s.CommitMessages(ctx, msgs))
+		var del []uint32
+		for uid := uint32(1); uid <= n; uid++ {
+			if uid%7 != 0 {
+				del = append(del, uid)
+			}
+		}
+		must(t, s.ExpungeMessages(ctx, "alice@example.test", "INBOX", del))
+		left, err := s.ListMessages(ctx, "alice@example.test", "INBOX")
+		must(t, err)
+		if len(left) != n/7 {
+			t.Fatalf("%d messages left, want %d", len(left), n/7)
+		}
+		for _, m := range left {
+			if m.UID%7 != 0 {
+				t.Fatalf("UID %d survived", m.UID)
+			}
+		}
+		if u := usedQuota(t, s, "alice@example.test"); u != sumSize(left) {
+			t.Fatalf("quota_bytes_used %d, want %d", u, sumSize(left))
+		}
+		var bodies int
+		must(t, s.readConn().queryRow(ctx, `SELECT COUNT(*) FROM body`).Scan(&bodies))
+		if bodies != len(left) {
+			t.Fatalf("%d bodies left for %d messages", bodies, len(left))
+		}
+	})
+}
+
+// TestExpungeConcurrentDeliveries runs expunges beside deliveries to the
+// same users (on PostgreSQL they take the same row locks): the used quota
+// always matches what is left.
+func TestExpungeConcurrentDeliveries(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := o.openStore(t)
+		defer s.Close()
+		ctx := context.WithoutCancel(t.Context())
+		expungeFixture(t, s, "alice", "bob")
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					m := &store.NewMessage{ID: fmt.Sprintf("w%d-%d", w, i), Body: fmt.Appendf(nil, "Subject: %d/%d\r\n\r\nx\r\n", w, i),
+						Targets: []store.MailboxTarget{{User: "alice@example.test"}, {User: "bob@example.test"}}}
+					if err := s.CommitMessages(ctx, []*store.NewMessage{m}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		for _, u := range []string{"bob@example.test", "alice@example.test"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 20 {
+					l, err := s.ListMessages(ctx, u, "INBOX")
+					if errors.Is(err, store.ErrNotFound) {
+						continue
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					var del []uint32
+					for i, m := range l {
+						if i%2 == 0 {
+							del = append(del, m.UID)
+						}
+					}
+					if err := s.ExpungeMessages(ctx, u, "INBOX", del); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for _, u := range []string{"alice@example.test", "bob@example.test"} {
+			l, err := s.ListMessages(ctx, u, "INBOX")
+			must(t, err)
+			if got := usedQuota(t, s, u); got != sumSize(l) {
+				t.Fatalf("%s: quota_bytes_used %d, messages %d", u, got, sumSize(l))
+			}
+		}
+	})
+}

@@ -39,7 +39,18 @@ type RouterOptions struct {
 	// Delimiters is RECIPIENT_DELIMITER: a set of characters; the local
 	// part is cut at the first of them ("" disables sub-addressing).
 	Delimiters string
-	Logger     *slog.Logger
+	// SRS reverses SRS0/SRS1 addresses in local domains (Mailu:
+	// recipient_canonical_maps); nil leaves them to the normal look-up.
+	// *srs.Rewriter implements it.
+	SRS    SRSReverser
+	Logger *slog.Logger
+}
+
+// SRSReverser turns a bounce address Petrel's SRS made back into the
+// address the bounce is for. ok is false with a nil error for an address
+// that is not SRS, and with an error for one that does not verify.
+type SRSReverser interface {
+	Reverse(addr string) (orig string, ok bool, err error)
 }
 
 // Router resolves recipients and checks sender ownership against the
@@ -48,6 +59,7 @@ type RouterOptions struct {
 type Router struct {
 	acc    Accounts
 	delims string
+	srs    SRSReverser
 	log    *slog.Logger
 }
 
@@ -57,7 +69,7 @@ func NewRouter(opts RouterOptions) *Router {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Router{acc: opts.Accounts, delims: opts.Delimiters, log: log}
+	return &Router{acc: opts.Accounts, delims: opts.Delimiters, srs: opts.SRS, log: log}
 }
 
 // domainKind is what a domain name is to Petrel.
@@ -123,6 +135,12 @@ func (r *Router) Resolve(ctx context.Context, rcpt string) (Route, error) {
 		return Route{Kind: RouteForeign, Rcpt: addr, Remote: []string{addr}}, nil
 	}
 
+	if r.srs != nil {
+		if route, ok, err := r.reverseSRS(rcpt, addr); ok || err != nil {
+			return route, err
+		}
+	}
+
 	ex := newExpansion(r, addr)
 	found, err := ex.expandLocal(ctx, local+"@"+canon, 0)
 	if err != nil {
@@ -138,6 +156,35 @@ func (r *Router) Resolve(ctx context.Context, rcpt string) (Route, error) {
 		return Route{}, fmt.Errorf("inbound: %s: no usable destination: %w", addr, ErrUnknownRecipient)
 	}
 	return Route{Kind: RouteLocal, Rcpt: addr, Mailboxes: ex.mailboxes, Remote: ex.remote}, nil
+}
+
+// reverseSRS resolves a bounce to an SRS address in a local domain: it
+// goes to the original sender, through the queue (Mailu:
+// recipient_canonical_maps, postfix_recipient_map). The route is local
+// (the RCPT names one of our domains, so port 25 accepts it) with the
+// original address as its only remote destination. An SRS address that
+// does not verify (forged, another key, older than 21 days) is an unknown
+// recipient: accepting it would let anyone relay through the SRS domain.
+// rcpt is the address as the client wrote it, so the original local
+// part keeps its case.
+func (r *Router) reverseSRS(rcpt, addr string) (Route, bool, error) {
+	orig, ok, err := r.srs.Reverse(rcpt)
+	if err != nil {
+		r.log.Info("invalid SRS address", "rcpt", addr, "err", err.Error())
+		return Route{}, false, fmt.Errorf("inbound: %s: %w: %w", addr, ErrUnknownRecipient, err)
+	}
+	if !ok {
+		return Route{}, false, nil
+	}
+	n, err := mailaddr.Normalize(orig)
+	if err != nil {
+		r.log.Warn("SRS address reverses to an unusable address", "rcpt", addr, "orig", orig, "err", err)
+		return Route{}, false, fmt.Errorf("inbound: %s: %w: %w", addr, ErrUnknownRecipient, err)
+	}
+	// Normalize lower-cases the local part; the original keeps its case.
+	local, _ := mailaddr.Split(orig)
+	_, domain := mailaddr.Split(n)
+	return Route{Kind: RouteLocal, Rcpt: addr, Remote: []string{local + "@" + domain}}, true, nil
 }
 
 // localMatch is the result of one local look-up (Mailu:

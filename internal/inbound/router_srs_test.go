@@ -29,7 +29,7 @@ func TestResolveSRS(t *testing.T) {
 		remote string // "" = ErrUnknownRecipient
 	}{
 		{fwd, "Carol.X@remote.test"},
-		{"srs0" + fwd[4:], "Carol.X@remote.test"}, // case smashed on the way back
+		{"srs0" + fwd[4:], "Carol.X@remote.test"},                                  // case smashed on the way back
 		{fwd[:len(fwd)-len("example.com")] + "alt.example", "Carol.X@remote.test"}, // any local domain
 		{srs1, "SRS0=abcd=XY=orig.test=dave@first.test"},
 		{forged, ""},

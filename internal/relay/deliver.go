@@ -1,0 +1,172 @@
+package relay
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/petrelmail/petrel/internal/queue"
+)
+
+// target is one address to connect to.
+type target struct {
+	hop  nexthop
+	host string         // the host name, for TLS, logs and Remote
+	addr netip.AddrPort // where to connect
+}
+
+// implicitTLS: port 465 is TLS from the first byte for a configured next
+// hop (RFC 8314 3.3; Mailu issue #2658 needed a Postfix override for it).
+func (t target) implicitTLS() bool {
+	return t.hop.kind != hopMX && !t.hop.lmtp && t.addr.Port() == 465
+}
+
+// deliverGroup delivers to the recipients of one next hop. It returns a
+// result per recipient, or one error when nothing could be tried.
+//
+// Hosts are tried best first and each host's addresses in turn while the
+// failure is temporary and nothing was sent: connect, greeting, EHLO, TLS,
+// a 4xx to MAIL FROM. Recipients that one server deferred with 4xx are
+// offered to the next one too, up to MaxSessions transactions (Postfix
+// smtp_mx_session_limit). After the final dot nothing is retried elsewhere:
+// a lost reply may hide a delivery.
+func (c *Client) deliverGroup(ctx context.Context, m *queue.Message, g *group) (map[string]error, *queue.DeliveryError) {
+	hosts, de := c.hosts(ctx, g.hop)
+	if de != nil {
+		c.logResult(m, g.hop, target{}, nil, de)
+		return nil, de
+	}
+	port := g.hop.port
+	if port == 0 {
+		port = c.port
+	}
+	results := map[string]error{}
+	pending := dedupe(g.rcpts)
+	var lastErr *queue.DeliveryError
+	tried, sessions := 0, 0
+hosts:
+	for _, h := range hosts {
+		addrs, de := c.addrs(ctx, g.hop, h.name)
+		if de != nil {
+			lastErr = de
+			continue
+		}
+		for _, a := range addrs {
+			if tried >= c.maxAddrs || ctx.Err() != nil {
+				break hosts
+			}
+			tried++
+			t := target{hop: g.hop, host: h.name, addr: netip.AddrPortFrom(a, uint16(port))}
+			res, aerr, transacted := c.attempt(ctx, m, t, pending)
+			if transacted {
+				sessions++
+			}
+			var next []string
+			for _, r := range pending {
+				if err, ok := res[r]; ok {
+					results[r] = err
+					if err != nil && !permanent(err) {
+						next = append(next, r)
+					}
+					continue
+				}
+				// Not decided in this session: its error applies, unless an
+				// earlier server's reply for r says more.
+				if _, had := results[r]; !had || results[r] == nil {
+					results[r] = sessionErr(aerr)
+				}
+				next = append(next, r)
+			}
+			pending = next
+			if aerr != nil {
+				lastErr = aerr.de
+				if aerr.stop {
+					break hosts
+				}
+			}
+			if len(pending) == 0 || sessions >= c.maxSess {
+				break hosts
+			}
+		}
+	}
+	if tried == 0 {
+		if lastErr == nil {
+			lastErr = &queue.DeliveryError{Enhanced: "4.4.4", Message: "no address to deliver to"}
+		}
+		c.logResult(m, g.hop, target{}, nil, lastErr)
+		return nil, lastErr
+	}
+	if sessions == 0 && lastErr != nil {
+		// No server took part in a transaction: one error for all.
+		return nil, lastErr
+	}
+	return results, nil
+}
+
+// attempt runs one session, retrying once without TLS when opportunistic
+// STARTTLS failed in the handshake.
+func (c *Client) attempt(ctx context.Context, m *queue.Message, t target, rcpts []string) (map[string]error, *attemptError, bool) {
+	s := &session{c: c, m: m, t: t}
+	res, aerr := s.run(ctx, rcpts)
+	if aerr != nil && aerr.plainRetry && ctx.Err() == nil {
+		c.log.Debug("relay: retrying without TLS", "msgid", m.ID, "host", t.host, "addr", t.addr.String(), "error", aerr.de.Message)
+		s = &session{c: c, m: m, t: t, noTLS: true}
+		res, aerr = s.run(ctx, rcpts)
+	}
+	c.logResult(m, t.hop, t, s, errOf(aerr))
+	return res, aerr, s.transacted
+}
+
+// sessionErr is the error for recipients a session left undecided.
+func sessionErr(a *attemptError) error {
+	if a == nil {
+		return &queue.DeliveryError{Enhanced: "4.4.2", Message: "session ended without a reply for this recipient"}
+	}
+	return a.de
+}
+
+func errOf(a *attemptError) *queue.DeliveryError {
+	if a == nil {
+		return nil
+	}
+	return a.de
+}
+
+// logResult writes the one INFO line per attempt.
+func (c *Client) logResult(m *queue.Message, hop nexthop, t target, s *session, de *queue.DeliveryError) {
+	attrs := []any{"msgid", m.ID, "nexthop", hop.String()}
+	if t.host != "" {
+		attrs = append(attrs, "host", t.host, "addr", t.addr.String())
+	}
+	if s != nil {
+		attrs = append(attrs, "tls", s.tlsVersion, "accepted", s.accepted, "refused", s.refused)
+		if s.reply != "" {
+			attrs = append(attrs, "reply", s.reply)
+		}
+	}
+	if de != nil {
+		attrs = append(attrs, "error", de.Error(), "permanent", de.Permanent)
+		c.log.Info("relay: attempt failed", attrs...)
+		return
+	}
+	c.log.Info("relay: attempt done", attrs...)
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// remote names the server in errors and the DSN's Remote-MTA.
+func (t target) remote() string {
+	if t.host != "" {
+		return t.host
+	}
+	return t.addr.Addr().String()
+}

@@ -1,0 +1,357 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/petrelmail/petrel/internal/mailaddr"
+	"github.com/petrelmail/petrel/internal/queue"
+)
+
+// quitTimeout bounds the wait for the reply to QUIT.
+const quitTimeout = 10 * time.Second
+
+// session is one connection to one address.
+type session struct {
+	c     *Client
+	m     *queue.Message
+	t     target
+	noTLS bool // retry after a failed opportunistic handshake
+
+	// what happened, for the log line and the caller
+	tlsVersion string
+	transacted bool // MAIL FROM was accepted
+	accepted   int
+	refused    int
+	reply      string // the server's reply to the final dot
+}
+
+func (s *session) debug(msg string, args ...any) {
+	s.c.log.Debug("relay: "+msg, append([]any{"msgid", s.m.ID, "host", s.t.host, "addr", s.t.addr.String()}, args...)...)
+}
+
+// fail builds an attemptError for this server.
+func (s *session) fail(err error, stop bool) *attemptError {
+	return &attemptError{de: fromReply(err, s.t.remote()), stop: stop}
+}
+
+// local builds an attemptError for a condition found on our side.
+func (s *session) local(permanent bool, enhanced, msg string, stop bool) *attemptError {
+	return &attemptError{de: &queue.DeliveryError{Permanent: permanent, Enhanced: enhanced,
+		Message: msg, Remote: s.t.remote()}, stop: stop}
+}
+
+// run connects, greets, secures, authenticates and sends one transaction
+// for rcpts. It returns the recipients it decided and, for the others, the
+// session's error.
+func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *attemptError) {
+	c := s.c
+	to := c.timeouts
+	s.debug("connect", "nexthop", s.t.hop.String())
+	d := net.Dialer{Timeout: to.Connect}
+	if la := c.localAddr; la.IsValid() && la.Is4() == s.t.addr.Addr().Is4() {
+		d.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
+	}
+	raw, err := d.DialContext(ctx, "tcp", s.t.addr.String())
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("connect to %s: %w", s.t.addr, err), false)
+	}
+	// Cancelling ctx (shutdown) interrupts any blocked read or write.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	defer stop()
+	defer raw.Close()
+	conn := net.Conn(&deadlineConn{Conn: raw, write: to.DataBlock})
+
+	if s.t.implicitTLS() {
+		tc, err := handshake(ctx, conn, s.tlsConfig(), to.Connect)
+		if err != nil {
+			return nil, s.fail(fmt.Errorf("implicit TLS to %s: %w", s.t.addr, err), false)
+		}
+		conn = tc
+		s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
+		s.debug("implicit TLS", "tls", s.tlsVersion)
+	}
+
+	sc := s.newClient(conn)
+	if err := sc.Hello(c.hostname); err != nil {
+		return nil, s.fail(err, false)
+	}
+	s.debug("greeted and said EHLO", "lmtp", s.t.hop.lmtp)
+
+	if s.tlsVersion == "" && !s.t.hop.lmtp && !s.noTLS {
+		if ok, _ := sc.Extension("STARTTLS"); ok {
+			tc, err := startTLS(ctx, conn, s.tlsConfig(), to.Command, to.Connect)
+			if err != nil {
+				aerr := s.fail(err, false)
+				// With an unverified peer, a refused STARTTLS or a broken
+				// handshake may be retried in clear on a new connection;
+				// with RELAYHOST (verified) it may not.
+				aerr.plainRetry = !s.verify()
+				return nil, aerr
+			}
+			conn = tc
+			s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
+			s.debug("STARTTLS", "tls", s.tlsVersion)
+			sc = s.newClient(&greetedConn{Conn: tc, pending: []byte("220 TLS established\r\n")})
+			if err := sc.Hello(c.hostname); err != nil {
+				return nil, s.fail(err, false)
+			}
+		}
+	}
+	if aerr := s.authenticate(sc); aerr != nil {
+		return nil, aerr
+	}
+	defer func() {
+		// QUIT is a courtesy: do not wait minutes for its reply.
+		sc.CommandTimeout = quitTimeout
+		_ = sc.Quit()
+	}()
+	return s.transaction(sc, rcpts)
+}
+
+func (s *session) newClient(conn net.Conn) *smtp.Client {
+	var sc *smtp.Client
+	if s.t.hop.lmtp {
+		sc = smtp.NewClientLMTP(conn)
+	} else {
+		sc = smtp.NewClient(conn)
+	}
+	sc.CommandTimeout = s.c.timeouts.Command
+	sc.SubmissionTimeout = s.c.timeouts.DataEnd
+	return sc
+}
+
+// verify: RELAYHOST's certificate is checked; other peers' are not
+// (opportunistic TLS, Postfix "may").
+func (s *session) verify() bool { return s.t.hop.kind == hopRelayHost }
+
+func (s *session) tlsConfig() *tls.Config {
+	cfg := &tls.Config{ServerName: s.t.host}
+	if isIP(s.t.host) {
+		cfg.ServerName = "" // no SNI for an address; verification uses IP SANs
+	}
+	if s.verify() {
+		cfg.RootCAs = s.c.rootCAs
+		cfg.MinVersion = tls.VersionTLS12
+		if isIP(s.t.host) {
+			cfg.ServerName = s.t.host
+		}
+		return cfg
+	}
+	// Opportunistic: any certificate, and old protocol versions rather than
+	// plaintext (Postfix: smtp_tls_protocols = !SSLv2, !SSLv3).
+	cfg.InsecureSkipVerify = true
+	cfg.MinVersion = tls.VersionTLS10
+	return cfg
+}
+
+// authenticate logs in to RELAYHOST when RELAYUSER is set, with PLAIN or
+// else LOGIN (Mailu: smtp_sasl_security_options = noanonymous, and issue
+// #1633 "no mechanism available"). The password only travels over TLS.
+func (s *session) authenticate(sc *smtp.Client) *attemptError {
+	if s.t.hop.kind != hopRelayHost || s.c.user == "" {
+		return nil
+	}
+	if s.tlsVersion == "" {
+		// RFC 3463 X.7.10: encryption needed.
+		return s.local(false, "4.7.10", "RELAYHOST "+s.t.host+" does not offer TLS; not sending RELAYPASSWORD in clear", false)
+	}
+	var mech sasl.Client
+	var mechName string
+	switch {
+	case sc.SupportsAuth(sasl.Plain):
+		mech, mechName = sasl.NewPlainClient("", s.c.user, s.c.pass), sasl.Plain
+	case sc.SupportsAuth(sasl.Login):
+		mech, mechName = &loginClient{user: s.c.user, pass: s.c.pass}, sasl.Login
+	default:
+		_, offered := sc.Extension("AUTH")
+		return s.local(false, "4.7.0", "RELAYHOST "+s.t.host+" offers no AUTH PLAIN or LOGIN (offered: "+quote(offered)+")", false)
+	}
+	s.debug("AUTH", "mechanism", mechName, "user", s.c.user)
+	if err := sc.Auth(mech); err != nil {
+		// Postfix smtp_sasl_auth_soft_bounce (default yes): a rejected
+		// login defers the mail instead of bouncing it, since the cause is
+		// our RELAYPASSWORD, not the message.
+		aerr := s.fail(err, false)
+		aerr.de.Permanent = false
+		aerr.de.Message = "RELAYHOST refused the login of " + s.c.user + ": " + aerr.de.Message
+		return aerr
+	}
+	return nil
+}
+
+// transaction runs MAIL, RCPT and DATA.
+func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error, *attemptError) {
+	m := s.m
+	// RFC 6531 3.4: mail that needs SMTPUTF8 is not sent to a server
+	// without it; 5.6.7 (RFC 6531 3.7.5). Another MX may have it.
+	if m.UTF8 {
+		if ok, _ := sc.Extension("SMTPUTF8"); !ok {
+			return nil, s.local(true, "5.6.7", "the message needs SMTPUTF8, which "+s.t.host+" does not support", false)
+		}
+	}
+	// RFC 1870: a server's SIZE limit is final for this message there.
+	if limit, ok := sc.MaxMessageSize(); ok && limit > 0 && m.Size > int64(limit) {
+		return nil, s.local(true, "5.3.4", "message of "+strconv.FormatInt(m.Size, 10)+" bytes exceeds the limit of "+
+			strconv.Itoa(limit)+" bytes of "+s.t.host, false)
+	}
+	// go-smtp adds BODY=8BITMIME whenever the server offers it, and SIZE
+	// when the server announces SIZE.
+	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
+	if err := sc.Mail(wireAddr(m.Sender, m.UTF8), opts); err != nil {
+		// 4xx: another server may take it; 5xx: final for all recipients.
+		aerr := s.fail(err, false)
+		aerr.stop = aerr.de.Permanent
+		return nil, aerr
+	}
+	s.transacted = true
+	s.debug("MAIL FROM accepted", "from", m.Sender)
+
+	results := make(map[string]error, len(rcpts))
+	var accepted []string
+	for _, r := range rcpts {
+		err := sc.Rcpt(wireAddr(r, m.UTF8), nil)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			accepted = append(accepted, r)
+		case errors.As(err, &se):
+			results[r] = fromReply(err, s.t.remote())
+			s.refused++
+		default:
+			return results, s.fail(err, false)
+		}
+	}
+	s.accepted = len(accepted)
+	s.debug("RCPT done", "accepted", s.accepted, "refused", s.refused)
+	if len(accepted) == 0 {
+		return results, nil
+	}
+
+	body, err := m.Body()
+	if err != nil {
+		// Our spool, not the peer: retrying elsewhere now will not help.
+		return results, s.local(false, "4.3.0", "cannot read the message: "+err.Error(), true)
+	}
+	defer body.Close()
+	w, err := sc.Data()
+	if err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			return results, s.fail(err, false)
+		}
+		for _, r := range accepted {
+			results[r] = fromReply(err, s.t.remote())
+		}
+		return results, nil
+	}
+	br := &readErrReader{r: body}
+	if _, err := io.Copy(w, br); err != nil {
+		if br.err != nil {
+			return results, s.local(false, "4.3.0", "cannot read the message: "+br.err.Error(), true)
+		}
+		// The dot was not sent: nothing was delivered.
+		return results, s.fail(err, false)
+	}
+	s.debug("DATA sent", "bytes", br.n)
+	if s.t.hop.lmtp {
+		return s.lmtpReplies(w, accepted, results)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			// RFC 5321 6.1: the reply is lost; the message may have arrived.
+			// Stop here; the queue retries (and may deliver twice).
+			return results, s.fail(fmt.Errorf("no reply after the message was sent: %w", err), true)
+		}
+		s.reply = oneLine(fmt.Sprintf("%d %s", se.Code, se.Message))
+		for _, r := range accepted {
+			results[r] = fromReply(err, s.t.remote())
+		}
+		return results, nil
+	}
+	s.reply = oneLine("250 " + resp.StatusText)
+	for _, r := range accepted {
+		results[r] = nil
+	}
+	return results, nil
+}
+
+// lmtpReplies reads LMTP's one reply per accepted recipient (RFC 2033 4.2).
+func (s *session) lmtpReplies(w *smtp.DataCommand, accepted []string, results map[string]error) (map[string]error, *attemptError) {
+	resp, err := w.CloseWithLMTPResponse()
+	var perRcpt smtp.LMTPDataError
+	errors.As(err, &perRcpt)
+	var replies []string
+	for _, r := range accepted {
+		w := wireAddr(r, s.m.UTF8)
+		switch {
+		case resp[w] != nil:
+			results[r] = nil
+			replies = append(replies, "250 "+resp[w].StatusText)
+		case perRcpt[w] != nil:
+			results[r] = fromReply(perRcpt[w], s.t.remote())
+			replies = append(replies, strconv.Itoa(perRcpt[w].Code)+" "+perRcpt[w].Message)
+		}
+	}
+	s.reply = oneLine(strings.Join(replies, "; "))
+	for _, r := range accepted {
+		if _, ok := results[r]; !ok {
+			// The connection broke before this recipient's reply.
+			return results, s.fail(fmt.Errorf("no LMTP reply after the message was sent: %w", err), true)
+		}
+	}
+	return results, nil
+}
+
+// wireAddr writes the domain of addr as A-labels when the session is not
+// SMTPUTF8 (RFC 5890: an ASCII-only peer sees the punycode form). The
+// LMTP reply map is keyed by what was sent, so lmtpReplies looks up
+// the same form.
+func wireAddr(addr string, utf8 bool) string {
+	if utf8 || isASCII(addr) {
+		return addr
+	}
+	local, domain := mailaddr.Split(addr)
+	if a, err := mailaddr.NormalizeDomain(domain); err == nil && domain != "" {
+		return local + "@" + a
+	}
+	return addr
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// readErrReader remembers read errors, to tell a broken spool from a broken
+// connection when io.Copy fails.
+type readErrReader struct {
+	r   io.Reader
+	err error
+	n   int64
+}
+
+func (r *readErrReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}

@@ -12,7 +12,8 @@
 #      user1..user20@example.test created before `petrel serve`), timing each from exec to the
 #      220 greeting on its port 25;
 #   2. after $IDLE_SETTLE s, samples idle memory (sum of VmRSS and of Pss from
-#      /proc/P/smaps_rollup over every process of each server);
+#      /proc/P/smaps_rollup over every process of each server), then sends $WARMUP unmeasured
+#      messages to user20 on each so that no case pays for workers being spawned;
 #   3. for every case SESSIONS:MESSAGES:BYTES in $CASES runs smtp-source against both servers one
 #      after the other (which goes first alternates from run to run). Case number i sends to
 #      user<i>@example.test so each case starts with an empty mailbox. Only what reached the
@@ -36,9 +37,10 @@
 # sampled under the same load (user and kernel stacks) into $OUT/perf-*.txt.
 #
 # Settings (environment):
-#   RUNS=3  CASES="1:2000:4096 10:4000:4096 50:5000:4096 1:1000:65536 10:2000:65536 50:2000:65536"
+#   RUNS=3  CASES="1:2000:4096 10:2000:4096 50:4000:4096 1:1000:65536 10:1000:65536 50:2000:65536"
 #   BENCH_DIR=/var/tmp/petrel-bench (must be on a real disk, not tmpfs)   OUT=$BENCH_DIR/results
-#   IDLE_SETTLE=5  STALL=30 (s without delivery progress before a case gives up)
+#   IDLE_SETTLE=5  WARMUP=200 (unmeasured messages to each server before the cases; 0: none)
+#   STALL=30 (s without delivery progress before a case gives up)
 #   MEM_CASE=10:4096 (SESSIONS:BYTES of the case whose peak memory is reported)
 #   PROFILE=1  PROFILE_CASE=10:4000:4096
 #   PETREL_LOG_LEVEL=WARNING   SMTP_SOURCE=/usr/sbin/smtp-source   SRC_OPTS= (e.g. -d)
@@ -50,14 +52,17 @@ REPO=$(cd "$HERE/.." && pwd)
 PD=$HERE/lib/postfix-dovecot.sh
 
 RUNS=${RUNS:-3}
-CASES=${CASES:-"1:2000:4096 10:4000:4096 50:5000:4096 1:1000:65536 10:2000:65536 50:2000:65536"}
+CASES=${CASES:-"1:2000:4096 10:2000:4096 50:4000:4096 1:1000:65536 10:1000:65536 50:2000:65536"}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/petrel-bench}
 OUT=${OUT:-$BENCH_DIR/results}
 IDLE_SETTLE=${IDLE_SETTLE:-5}
+WARMUP=${WARMUP:-200}
 STALL=${STALL:-30}
 MEM_CASE=${MEM_CASE:-10:4096}
 PROFILE=${PROFILE:-1}
 PROFILE_CASE=${PROFILE_CASE:-10:4000:4096}
+# Case numbers name the recipient (user<i>); user20 takes the warm-up.
+[ "$(wc -w <<<"$CASES")" -le 19 ] || die "at most 19 cases"
 PETREL_LOG_LEVEL=${PETREL_LOG_LEVEL:-WARNING}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 SRC_OPTS=${SRC_OPTS:-}
@@ -215,6 +220,21 @@ run_case() {
   return 0
 }
 
+# warm_up: $WARMUP messages (10 sessions, 4 KiB) to user20 on both servers, not measured, so
+# that the first case does not pay for Postfix spawning its smtpd/cleanup/lmtp workers and
+# Dovecot its LMTP processes (or for Petrel's first connections and SQLite page cache).
+warm_up() {
+  [ "$WARMUP" -gt 0 ] || return 0
+  local n _
+  "$SMTP_SOURCE" -s 10 -m "$WARMUP" -l 4096 -f "$SENDER" -t user20@example.test -M "$HELO" 127.0.0.1:$PB_SMTP >/dev/null 2>&1
+  "$SMTP_SOURCE" -s 10 -m "$WARMUP" -l 4096 -f "$SENDER" -t user20@example.test -M "$HELO" 127.0.0.1:$PETREL_SMTP >/dev/null 2>&1
+  for _ in $(seq 1 150); do
+    read -r n _ < <("$PD" count "$REF" user20@example.test)
+    [ "$n" -ge "$WARMUP" ] && break; sleep 0.2
+  done
+  sleep 1
+}
+
 # ---------------------------------------------------------------- runs
 printf 'run\tcase\tserver\tsessions\tmsgs\tbytes\tdelivered\tseconds\tmsgs_per_s\taccept_per_s\tsrc_rc\tload1\tcpu_ms_per_msg\tpeak_rss_mib\tpeak_pss_mib\tmax_procs\n' >"$OUT/raw.tsv"
 printf 'run\tserver\tcold_start_ms\twarm_start_ms\tidle_rss_mib\tidle_pss_mib\tidle_procs\tload1\n' >"$OUT/startmem.tsv"
@@ -230,6 +250,7 @@ for run in $(seq 1 "$RUNS"); do
   read -r _ ref_n ref_rss ref_pss < <("$BT" mem -n 1 $(ref_roots))
   read -r _ pet_n pet_rss pet_pss < <("$BT" mem -n 1 $PETREL_PID)
   log "  start-up: reference ${ref_cold} ms, petrel ${pet_cold} ms; idle Pss: reference $((ref_pss/1024)) MiB in $ref_n processes, petrel $((pet_pss/1024)) MiB"
+  warm_up
   cno=0
   for c in $CASES; do
     cno=$((cno + 1))

@@ -7,8 +7,9 @@
 #         postfix-dovecot.sh status DIR         # print PIDs of both process trees
 #         postfix-dovecot.sh pids   DIR         # one PID per line: every postfix+dovecot process
 #         postfix-dovecot.sh roots  DIR         # the two master PIDs (postfix, dovecot)
-#         postfix-dovecot.sh count  DIR USER    # "N NEWEST_MTIME": Maildir files of USER (new+cur)
-#                                               #   and the mtime (epoch s) of the newest one
+#         postfix-dovecot.sh count  DIR USER    # "N NEWEST_CTIME": Maildir files of USER (new+cur)
+#                                               #   and the ctime (epoch s, set when Dovecot
+#                                               #   renames it out of tmp/) of the newest one
 #
 # Copied from shared/bench/postfix-dovecot.sh; changes: install is idempotent and also installs
 # sqlite3 (the Petrel side counts rows with it), roots/count commands, stop waits for every
@@ -209,7 +210,7 @@ roots)
   ;;
 count)
   u=${3:?usage: $0 count DIR USER}
-  find $MAIL/$u/new $MAIL/$u/cur -maxdepth 1 -type f -printf '%T@\n' 2>/dev/null \
+  find $MAIL/$u/new $MAIL/$u/cur -maxdepth 1 -type f -printf '%C@\n' 2>/dev/null \
     | awk 'BEGIN{n=0;m=0} {n++; if ($1>m) m=$1} END {printf "%d %.3f\n", n, m}'
   ;;
 status)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 
 	"github.com/petrelmail/petrel/internal/queue"
@@ -89,6 +90,9 @@ hosts:
 		}
 	}
 	if tried == 0 {
+		if lastErr == nil && ctx.Err() != nil {
+			lastErr = localError(fmt.Errorf("delivery interrupted: %w", ctx.Err()), "")
+		}
 		if lastErr == nil {
 			lastErr = &queue.DeliveryError{Enhanced: "4.4.4", Message: "no address to deliver to"}
 		}
@@ -105,11 +109,11 @@ hosts:
 // attempt runs one session, retrying once without TLS when opportunistic
 // STARTTLS failed in the handshake.
 func (c *Client) attempt(ctx context.Context, m *queue.Message, t target, rcpts []string) (map[string]error, *attemptError, bool) {
-	s := &session{c: c, m: m, t: t}
+	s := &session{ctx: ctx, c: c, m: m, t: t}
 	res, aerr := s.run(ctx, rcpts)
 	if aerr != nil && aerr.plainRetry && ctx.Err() == nil {
 		c.log.Debug("relay: retrying without TLS", "msgid", m.ID, "host", t.host, "addr", t.addr.String(), "error", aerr.de.Message)
-		s = &session{c: c, m: m, t: t, noTLS: true}
+		s = &session{ctx: ctx, c: c, m: m, t: t, noTLS: true}
 		res, aerr = s.run(ctx, rcpts)
 	}
 	c.logResult(m, t.hop, t, s, errOf(aerr))

@@ -123,12 +123,18 @@ func loopError(host string) *queue.DeliveryError {
 // relay transport): a typo in a setting should defer mail, not bounce it.
 func dnsError(h nexthop, name, rrtype string, err error) *queue.DeliveryError {
 	if dnsres.IsNotFound(err) {
-		if h.kind == hopMX {
+		switch {
+		case h.kind != hopMX:
+			return &queue.DeliveryError{Enhanced: "4.4.4",
+				Message: h.kind.String() + " " + name + " has no " + rrtype + " records"}
+		case name == h.host:
 			return &queue.DeliveryError{Permanent: true, Enhanced: "5.1.2",
-				Message: "no such domain: " + name + " has no MX or " + rrtype + " records"}
+				Message: "no such domain: " + name + " has no MX or A/AAAA records"}
+		default:
+			// RFC 3463 X.4.4: unable to route (the MX host does not exist).
+			return &queue.DeliveryError{Permanent: true, Enhanced: "5.4.4",
+				Message: "MX host " + name + " of " + h.host + " has no " + rrtype + " records"}
 		}
-		return &queue.DeliveryError{Enhanced: "4.4.4",
-			Message: h.kind.String() + " " + name + " has no " + rrtype + " records"}
 	}
 	// RFC 3463 X.4.3: directory (DNS) server failure.
 	return &queue.DeliveryError{Enhanced: "4.4.3",

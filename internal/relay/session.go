@@ -23,6 +23,7 @@ const quitTimeout = 10 * time.Second
 
 // session is one connection to one address.
 type session struct {
+	ctx   context.Context
 	c     *Client
 	m     *queue.Message
 	t     target
@@ -34,14 +35,19 @@ type session struct {
 	accepted   int
 	refused    int
 	reply      string // the server's reply to the final dot
+	dataOpen   bool   // DATA accepted, final dot not yet sent
 }
 
 func (s *session) debug(msg string, args ...any) {
 	s.c.log.Debug("relay: "+msg, append([]any{"msgid", s.m.ID, "host", s.t.host, "addr", s.t.addr.String()}, args...)...)
 }
 
-// fail builds an attemptError for this server.
+// fail builds an attemptError for this server. When the context ended,
+// that is the cause, whatever the broken connection reported.
 func (s *session) fail(err error, stop bool) *attemptError {
+	if cerr := s.ctx.Err(); cerr != nil {
+		return &attemptError{de: localError(fmt.Errorf("delivery interrupted: %w", cerr), s.t.remote()), stop: true}
+	}
 	return &attemptError{de: fromReply(err, s.t.remote()), stop: stop}
 }
 
@@ -112,6 +118,13 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 		return nil, aerr
 	}
 	defer func() {
+		if s.dataOpen {
+			// The body was cut short. QUIT now would make textproto end
+			// the DATA with a dot and deliver a truncated message: drop
+			// the connection instead (RFC 5321 4.1.1.4, the server must
+			// discard an unterminated message).
+			return
+		}
 		// QUIT is a courtesy: do not wait minutes for its reply.
 		sc.CommandTimeout = quitTimeout
 		_ = sc.Quit()
@@ -255,6 +268,7 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 		}
 		return results, nil
 	}
+	s.dataOpen = true
 	br := &readErrReader{r: body}
 	if _, err := io.Copy(w, br); err != nil {
 		if br.err != nil {
@@ -264,6 +278,7 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 		return results, s.fail(err, false)
 	}
 	s.debug("DATA sent", "bytes", br.n)
+	s.dataOpen = false // closing the writer sends the dot
 	if s.t.hop.lmtp {
 		return s.lmtpReplies(w, accepted, results)
 	}

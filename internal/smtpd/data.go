@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/submit"
 )
 
 // Errors of the body reader; replyFor maps them.
@@ -24,8 +25,9 @@ var (
 const rdnsTimeout = 5 * time.Second
 
 // Data implements smtp.Session for DATA and BDAT: the body goes to a spool
-// behind a Received header, the Deliverer makes it durable, and only then
-// does the client get 250 (RFC 5321 4.1.1.4, 6.1).
+// (behind a Received header, or through the submission Preparer), the
+// Deliverer makes it durable, and only then does the client get 250 (RFC
+// 5321 4.1.1.4, 6.1).
 func (ss *session) Data(r io.Reader) error {
 	ss.tc.setBusy(true)
 	defer ss.tc.setBusy(false)
@@ -44,11 +46,8 @@ func (ss *session) Data(r io.Reader) error {
 
 	now := o.Now()
 	id := o.NewMsgID()
-	if _, err := io.WriteString(sp, ss.receivedHeader(id, now)); err != nil {
-		return ss.fail("data", err, "msgid", id)
-	}
 	body := &bodyReader{r: r}
-	if err := copyBody(sp, body); err != nil {
+	if err := ss.spoolBody(sp, body, id, now); err != nil {
 		var ne net.Error
 		if errors.As(body.err, &ne) && ne.Timeout() {
 			// RFC 5321 4.5.3.2.6: the client stalled inside DATA.
@@ -56,11 +55,15 @@ func (ss *session) Data(r io.Reader) error {
 			ss.log.Info("rejected", "stage", "data", "msgid", id, "from", ss.sender, "err", body.err.Error())
 			return replyDataTimeout()
 		}
-		if body.err != nil {
+		if body.err != nil || errors.Is(err, submit.ErrHeaderTooLarge) {
 			// The client's fault (or gone): not a local problem.
-			rr := replyFor(body.err)
+			cause := err
+			if body.err != nil {
+				cause = body.err
+			}
+			rr := replyFor(cause)
 			ss.log.Info("rejected", "stage", "data", "msgid", id, "from", ss.sender,
-				"code", rr.Code, "reply", rr.Message, "err", body.err.Error())
+				"code", rr.Code, "reply", rr.Message, "err", cause.Error())
 			return rr
 		}
 		return ss.fail("data", err, "msgid", id)
@@ -82,6 +85,27 @@ func (ss *session) Data(r io.Reader) error {
 	ss.log.Info("received", "msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
 		"size", sp.Size(), "tls", ss.tls, "user", env.AuthUser)
 	return replyQueued(id)
+}
+
+// spoolBody writes the message to the spool. Port 25 (and submission
+// without a Preparer) gets Petrel's Received header in front of the
+// client's data. A submission goes through the Preparer instead, and gets
+// no Received header: Mailu's outclean removes every Received field of a
+// submitted message, Postfix's own included (Mailu PR #2002), so the
+// client's address appears nowhere.
+func (ss *session) spoolBody(sp Spool, body *bodyReader, id string, now time.Time) error {
+	o := &ss.srv.opts
+	if o.Role.submission() && o.Submission != nil {
+		meta := submit.Meta{Sender: ss.sender, ID: id}
+		if ss.user != nil {
+			meta.User = ss.user.Email
+		}
+		return o.Submission.Prepare(ss.ctx, body, sp, meta)
+	}
+	if _, err := io.WriteString(sp, ss.receivedHeader(id, now)); err != nil {
+		return err
+	}
+	return copyBody(sp, body)
 }
 
 func (ss *session) rcpts() []string {
@@ -124,6 +148,16 @@ type bodyReader struct {
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		// Kept here too, so that a Preparer reading the body does not
+		// hide whose fault an error was.
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *bodyReader) read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	for i := range n {
 		switch c := p[i]; {

@@ -11,6 +11,7 @@ import (
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/mailaddr"
 	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/submit"
 )
 
 // Every reply Petrel's own code sends is built here. Codes follow RFC 5321
@@ -55,6 +56,8 @@ func replyFor(err error) *smtp.SMTPError {
 		return reply(550, 5, 5, 2, "Message rejected: bare <LF> received; lines must end with <CR><LF> (RFC 5321 2.3.8)")
 	case errors.Is(err, errBareCR):
 		return reply(550, 5, 5, 2, "Message rejected: bare <CR> received; lines must end with <CR><LF> (RFC 5321 2.3.8)")
+	case errors.Is(err, submit.ErrHeaderTooLarge):
+		return reply(552, 5, 3, 4, "Message header exceeds the maximum header size")
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return reply(500, 5, 5, 2, "Line too long; message lines must be at most 998 characters (RFC 5322 2.1.1)")
 	case errors.Is(err, auth.ErrBadCredentials):

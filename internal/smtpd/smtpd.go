@@ -29,6 +29,7 @@ import (
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/obs"
 	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/submit"
 )
 
 // Role is the job of one listener. Mailu names them by port.
@@ -138,6 +139,13 @@ type RateLimiter interface {
 	Hit(key string) bool  // count one message
 }
 
+// Preparer rewrites a submitted message on its way to the spool: header
+// scrubbing, Message-ID and Date, DKIM signature. *submit.Preparer
+// implements it.
+type Preparer interface {
+	Prepare(ctx context.Context, src io.Reader, dst io.Writer, meta submit.Meta) error
+}
+
 // Resolver looks up the client's reverse DNS for the Received header.
 // *net.Resolver implements it.
 type Resolver interface {
@@ -187,6 +195,10 @@ type Options struct {
 	Router    Router        // required
 	Deliverer Deliverer     // required
 	Resolver  Resolver      // optional reverse DNS for Received; nil: [ip] only
+	// Submission prepares what is submitted on 465 and 587 (Mailu: the
+	// outclean cleanup service and rspamd's DKIM signing); nil: the body
+	// is spooled as on port 25. Port 25 never uses it.
+	Submission Preparer
 
 	Logger  *slog.Logger // nil: discard
 	ConnIDs *obs.ConnIDs // connection ids; nil: a new generator

@@ -1,0 +1,428 @@
+package pop3d
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
+)
+
+const (
+	testHost   = "mail.example.test"
+	alice      = "alice@example.test"
+	alicePass  = "alice secret pw" // spaces: RFC 1939 PASS takes the rest of the line
+	bob        = "bob@example.test"
+	bobPass    = "bob-pw"
+	testDomain = "example.test"
+)
+
+// ---- TLS ----
+
+type testCert struct {
+	server *tls.Config
+	client *tls.Config
+	caFile string // PEM, for Python
+}
+
+func newTestCert(t testing.TB) testCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: testHost},
+		DNSNames:              []string{testHost},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return testCert{
+		server: &tls.Config{
+			Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
+			MinVersion:   tls.VersionTLS12,
+		},
+		client: &tls.Config{RootCAs: pool, ServerName: testHost, MinVersion: tls.VersionTLS12},
+		caFile: caFile,
+	}
+}
+
+// ---- logs ----
+
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// ---- fake auth ----
+
+// fakeAuth accepts the users it knows with their password and records
+// every attempt; fail overrides the answer.
+type fakeAuth struct {
+	mu       sync.Mutex
+	users    map[string]string
+	fail     error
+	attempts []auth.Attempt
+}
+
+func newFakeAuth() *fakeAuth {
+	return &fakeAuth{users: map[string]string{alice: alicePass, bob: bobPass}}
+}
+
+func (a *fakeAuth) Authenticate(ctx context.Context, at auth.Attempt) (*auth.Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.attempts = append(a.attempts, at)
+	if a.fail != nil {
+		return nil, a.fail
+	}
+	if pw, ok := a.users[at.Username]; ok && pw == string(at.Password) {
+		return &auth.Result{User: &store.User{Email: at.Username}}, nil
+	}
+	return nil, auth.ErrBadCredentials
+}
+
+func (a *fakeAuth) setFail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fail = err
+}
+
+func (a *fakeAuth) last() auth.Attempt {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.attempts[len(a.attempts)-1]
+}
+
+// ---- store ----
+
+func openStore(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), sqlstore.Options{
+		Path: filepath.Join(dir, "main.db"), BlobDir: filepath.Join(dir, "blobs"), InlineMax: 4096,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	if err := st.CreateDomain(ctx, &store.Domain{Name: testDomain, MaxUsers: -1, MaxAliases: -1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"alice", "bob"} {
+		u := store.NewUser(l, testDomain, 0, 80)
+		if err := st.CreateUser(ctx, &u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+func put(t testing.TB, st *sqlstore.Store, user string, bodies ...string) {
+	t.Helper()
+	var msgs []*store.NewMessage
+	for i, b := range bodies {
+		msgs = append(msgs, &store.NewMessage{ID: "t" + string(rune('a'+i)), Sender: "s@remote.test", Body: []byte(b),
+			Targets: []store.MailboxTarget{{User: user}}})
+	}
+	if err := st.CommitMessages(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func inboxOf(t testing.TB, st *sqlstore.Store, user string) []store.MessageInfo {
+	t.Helper()
+	l, err := st.ListMessages(context.Background(), user, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func usedQuota(t testing.TB, st *sqlstore.Store, user string) int64 {
+	t.Helper()
+	u, err := st.GetUser(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.QuotaBytesUsed
+}
+
+// ---- server under test ----
+
+type testEnv struct {
+	t    *testing.T
+	srv  *Server
+	addr string
+	auth *fakeAuth
+	st   *sqlstore.Store
+	logs *logBuffer
+	cert testCert
+	done chan error
+}
+
+// start runs a server on 127.0.0.1 over a fresh store. implicit picks 995
+// or 110; edit adjusts the options.
+func start(t *testing.T, implicit bool, edit func(*Options)) *testEnv {
+	t.Helper()
+	e := &testEnv{t: t, auth: newFakeAuth(), st: openStore(t), logs: &logBuffer{}, cert: newTestCert(t), done: make(chan error, 1)}
+	opts := Options{
+		Implicit:  implicit,
+		TLSConfig: e.cert.server,
+		Hostname:  testHost,
+		Auth:      e.auth,
+		Store:     e.st,
+		Logger:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	e.srv = New(opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	go func() { e.done <- e.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-e.done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return e
+}
+
+// ---- client ----
+
+type client struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dial connects; on 995 with TLS. It reads the greeting.
+func (e *testEnv) dial() *client {
+	e.t.Helper()
+	c := e.dialRaw()
+	if g := c.line(); !strings.HasPrefix(g, "+OK POP3 "+testHost+" ready") {
+		e.t.Fatalf("greeting %q", g)
+	}
+	return c
+}
+
+func (e *testEnv) dialRaw() *client {
+	e.t.Helper()
+	conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if e.srv.opts.Implicit {
+		conn = tls.Client(conn, e.cert.client)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	return &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+func (c *client) send(line string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, line+"\r\n"); err != nil {
+		c.t.Fatalf("send %q: %v", line, err)
+	}
+}
+
+// line reads one line without CRLF; it fails the test on EOF.
+func (c *client) line() string {
+	c.t.Helper()
+	l, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read: %v (got %q)", err, l)
+	}
+	if !strings.HasSuffix(l, "\r\n") {
+		c.t.Fatalf("line without CRLF: %q", l)
+	}
+	return strings.TrimSuffix(l, "\r\n")
+}
+
+// cmd sends a command and returns the status line.
+func (c *client) cmd(line string) string {
+	c.t.Helper()
+	c.send(line)
+	return c.line()
+}
+
+// expect sends a command and checks the status line's prefix.
+func (c *client) expect(line, prefix string) string {
+	c.t.Helper()
+	got := c.cmd(line)
+	if !strings.HasPrefix(got, prefix) {
+		c.t.Fatalf("%s: got %q, want %q...", line, got, prefix)
+	}
+	return got
+}
+
+// multi reads a multi-line body up to ".", undoing byte-stuffing, and
+// returns it with CRLF line ends (the raw wire bytes minus stuffing).
+func (c *client) multi() []byte {
+	c.t.Helper()
+	var b bytes.Buffer
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("multi-line read: %v", err)
+		}
+		if !strings.HasSuffix(l, "\r\n") {
+			c.t.Fatalf("multi-line without CRLF: %q", l)
+		}
+		if l == ".\r\n" {
+			return b.Bytes()
+		}
+		if strings.HasPrefix(l, ".") {
+			if !strings.HasPrefix(l, "..") {
+				c.t.Fatalf("unstuffed line starting with a dot: %q", l)
+			}
+			l = l[1:]
+		}
+		b.WriteString(l)
+	}
+}
+
+// lines reads a multi-line response as lines.
+func (c *client) lines() []string {
+	c.t.Helper()
+	s := strings.TrimSuffix(string(c.multi()), "\r\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\r\n")
+}
+
+// login logs in with USER and PASS.
+func (c *client) login(user, pass string) {
+	c.t.Helper()
+	c.expect("USER "+user, "+OK")
+	c.expect("PASS "+pass, "+OK Logged in.")
+}
+
+// eof checks that the server has closed the connection.
+func (c *client) eof() {
+	c.t.Helper()
+	l, err := c.r.ReadString('\n')
+	if err == nil {
+		c.t.Fatalf("connection still open, got %q", l)
+	}
+	if !errors.Is(err, io.EOF) && !isReset(err) {
+		c.t.Fatalf("want EOF, got %v (%q)", err, l)
+	}
+}
+
+func isReset(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
+}
+
+// starttls upgrades a 110 connection after STLS.
+func (c *client) starttls(cfg *tls.Config) {
+	c.t.Helper()
+	c.expect("STLS", "+OK")
+	tc := tls.Client(c.conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("TLS handshake: %v", err)
+	}
+	c.conn = tc
+	c.r = bufio.NewReader(tc)
+}
+
+// normalize is what RETR must send for a stored body: CRLF line ends and
+// a final CRLF.
+func normalize(b string) string {
+	var out strings.Builder
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\n' && (i == 0 || b[i-1] != '\r') {
+			out.WriteString("\r\n")
+			continue
+		}
+		out.WriteByte(b[i])
+	}
+	s := out.String()
+	switch {
+	case s == "", strings.HasSuffix(s, "\r\n"):
+	case strings.HasSuffix(s, "\r"):
+		s += "\n"
+	default:
+		s += "\r\n"
+	}
+	return s
+}
+
+// eventually polls cond for up to 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var loopback = netip.MustParseAddr("127.0.0.1")

@@ -1,0 +1,508 @@
+// Package pop3d serves POP3 (RFC 1939) with CAPA (RFC 2449), STLS (RFC
+// 2595), AUTH (RFC 5034) and response codes (RFC 2449, RFC 3206), on
+// Mailu's two ports: 995 with implicit TLS (on by default) and 110, where
+// STLS must come before any login unless TLS_FLAVOR=notls.
+//
+// A session shows the user's INBOX as it was at login (RFC 1939 5: new
+// deliveries appear in the next session), sends every message with CRLF
+// line ends and byte-stuffing, and deletes the messages marked with DELE
+// only when the client says QUIT; a dropped connection, a timeout or a
+// shutdown deletes nothing (RFC 1939 6).
+//
+// This file holds the options, the listener and the connection
+// bookkeeping; session.go the AUTHORIZATION state, maildrop.go the
+// TRANSACTION and UPDATE states, wire.go the message encoding.
+package pop3d
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/obs"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// Defaults for zero Options fields.
+const (
+	// DefaultIdleTimeout is RFC 1939 3's autologout timer: "at least 10
+	// minutes".
+	DefaultIdleTimeout = 10 * time.Minute
+	// DefaultWriteTimeout bounds each write to a client that stopped
+	// reading.
+	DefaultWriteTimeout = 5 * time.Minute
+	// DefaultMaxConns bounds all connections of one listener.
+	DefaultMaxConns = 2000
+	// DefaultMaxConnsPerIP bounds the connections of one client address.
+	DefaultMaxConnsPerIP = 50
+	// DefaultMaxConnsPerUserIP is Mailu's Dovecot
+	// mail_max_userip_connections: logged-in sessions per user and address.
+	DefaultMaxConnsPerUserIP = 20
+	// DefaultMaxLineLength bounds one client line. RFC 2449 4 allows
+	// commands of 255 octets; SASL responses (RFC 5034 4) carry base64
+	// credentials, so lines get room for long passwords and tokens.
+	DefaultMaxLineLength = 4096
+)
+
+// Authenticator checks logins. *auth.Authenticator implements it.
+type Authenticator interface {
+	// Authenticate returns auth.ErrBadCredentials or auth.ErrRateLimited
+	// for refused logins; any other error is a local problem. The auth
+	// core refuses users with enable_pop=false for protocol "pop3".
+	Authenticate(ctx context.Context, a auth.Attempt) (*auth.Result, error)
+}
+
+// Store is the mail storage a session reads and expunges.
+// *sqlstore.Store implements it.
+type Store interface {
+	EnsureMailboxes(ctx context.Context, user string, specs []store.MailboxSpec) error
+	ListMailboxes(ctx context.Context, user string) ([]store.Mailbox, error)
+	ListMessages(ctx context.Context, user, mailbox string) ([]store.MessageInfo, error)
+	OpenBody(ctx context.Context, bodyID int64) (io.ReadCloser, error)
+	ExpungeMessages(ctx context.Context, user, mailbox string, uids []uint32) error
+}
+
+// Options configures a Server. Zero values get the documented defaults.
+type Options struct {
+	// Implicit is port 995: TLS from the first byte (Serve does the
+	// handshake). Otherwise the server is port 110 with STLS.
+	Implicit bool
+	// TLSConfig is the certificate; required for 995, and on 110 it makes
+	// STLS available. nil on 110 needs NoTLS.
+	TLSConfig *tls.Config
+	// NoTLS is TLS_FLAVOR=notls: logins in plaintext are allowed on 110,
+	// as Mailu (dovecot disable_plaintext_auth = no).
+	NoTLS bool
+	// Hostname is the first HOSTNAMES entry, shown in the greeting.
+	Hostname string
+
+	Auth  Authenticator // required
+	Store Store         // required
+
+	Logger  *slog.Logger // nil: discard
+	ConnIDs *obs.ConnIDs // nil: a new generator
+
+	MaxConns          int // per listener; 0: DefaultMaxConns, <0: unlimited
+	MaxConnsPerIP     int // per client address; 0: DefaultMaxConnsPerIP, <0: unlimited
+	MaxConnsPerUserIP int // logged-in sessions per user and address; 0: DefaultMaxConnsPerUserIP, <0: unlimited
+	// IdleTimeout is how long the server waits for a client line;
+	// 0: DefaultIdleTimeout. RFC 1939 3 asks for at least 10 minutes;
+	// only tests should set less.
+	IdleTimeout  time.Duration
+	WriteTimeout time.Duration // per write; 0: DefaultWriteTimeout
+	// MaxLineLength bounds a client line; 0: DefaultMaxLineLength.
+	MaxLineLength int
+
+	Now func() time.Time // nil: time.Now
+}
+
+// Server is one POP3 listener (995 or 110).
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	sizes     *sizeCache
+	baseCtx   context.Context
+	cancelAll context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*trackedConn]struct{}
+	perIP     map[netip.Addr]int
+	perUserIP map[userIP]int
+	draining  bool
+	sessions  sync.WaitGroup // one per admitted connection
+	refusing  sync.WaitGroup // goroutines answering refused connections
+	// refuseSlots bounds those goroutines: on 995 each costs a TLS
+	// handshake, which a flood must not be able to multiply.
+	refuseSlots chan struct{}
+}
+
+type userIP struct {
+	user string
+	ip   netip.Addr
+}
+
+// maxRefusing is the number of refused connections answered at once;
+// beyond it they are closed without a reply.
+const maxRefusing = 64
+
+// New builds a Server. It does not listen; call Serve.
+func New(opts Options) *Server {
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxConnsPerIP == 0 {
+		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if opts.MaxConnsPerUserIP == 0 {
+		opts.MaxConnsPerUserIP = DefaultMaxConnsPerUserIP
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.MaxLineLength <= 0 {
+		opts.MaxLineLength = DefaultMaxLineLength
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ConnIDs == nil {
+		opts.ConnIDs = obs.NewConnIDs()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		opts:        opts,
+		sizes:       newSizeCache(defaultSizeCacheEntries),
+		listeners:   make(map[net.Listener]struct{}),
+		conns:       make(map[*trackedConn]struct{}),
+		perIP:       make(map[netip.Addr]int),
+		perUserIP:   make(map[userIP]int),
+		refuseSlots: make(chan struct{}, maxRefusing),
+	}
+	s.log = opts.Logger.With("proto", s.proto())
+	s.baseCtx, s.cancelAll = context.WithCancel(context.Background())
+	return s
+}
+
+// Port is the Mailu role port: 995 or 110.
+func (s *Server) Port() int {
+	if s.opts.Implicit {
+		return 995
+	}
+	return 110
+}
+
+// proto names the role in logs, as internal/app's role table does.
+func (s *Server) proto() string {
+	if s.opts.Implicit {
+		return "pop3s"
+	}
+	return "pop3"
+}
+
+// check reports an Options combination no client could use.
+func (s *Server) check() error {
+	switch {
+	case s.opts.Hostname == "":
+		return errors.New("pop3d: Hostname (the first HOSTNAMES entry) is required for the greeting")
+	case s.opts.Auth == nil || s.opts.Store == nil:
+		return errors.New("pop3d: Auth and Store are required")
+	case s.opts.Implicit && s.opts.TLSConfig == nil:
+		return errors.New("pop3d: port 995 needs a TLS certificate (TLSConfig is nil)")
+	case !s.opts.Implicit && s.opts.TLSConfig == nil && !s.opts.NoTLS:
+		// Without STLS nobody could ever log in on 110.
+		return errors.New("pop3d: port 110 needs a TLS certificate for STLS, or NoTLS (TLS_FLAVOR=notls)")
+	}
+	return nil
+}
+
+// Serve accepts connections on ln (a plain TCP listener; on 995 Serve does
+// the TLS) until Shutdown, and then returns nil.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	s.log.Info("listening", "addr", ln.Addr().String(), "port", s.Port(),
+		"stls", !s.opts.Implicit && s.opts.TLSConfig != nil, "plaintext_login", !s.opts.Implicit && s.opts.NoTLS)
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isDraining() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// EMFILE and friends pass; retry without spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "retry_in", backoff.String())
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		tc, r := s.admit(c)
+		if tc == nil {
+			s.refuse(c, r)
+			continue
+		}
+		go s.handle(tc)
+	}
+}
+
+// Shutdown stops accepting and asks every session to leave: one waiting
+// for a command gets "-ERR [SYS/TEMP]" and is closed, one inside a command
+// (a RETR, the expunge after QUIT) finishes it first. Nothing marked with
+// DELE is deleted for a session that did not QUIT. Shutdown waits until
+// every session has ended or ctx is done; then it cancels the sessions'
+// store calls, closes their connections and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for c := range s.conns {
+		c.drain()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.sessions.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancelAll()
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.Conn.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		err = ctx.Err()
+	}
+	s.refusing.Wait()
+	s.cancelAll()
+	return err
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// refusal is why a connection was not admitted, and whether it gets an
+// answer (a refusal slot was taken for it).
+type refusal struct {
+	reason string
+	answer bool
+}
+
+// admit registers c, or returns nil and the refusal.
+func (s *Server) admit(c net.Conn) (*trackedConn, refusal) {
+	remote := addrPortOf(c.RemoteAddr())
+	ip := remote.Addr()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var r refusal
+	switch {
+	case s.draining:
+		return nil, refusal{reason: "server shutting down"}
+	case s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns:
+		r.reason = "Too many connections, try again later"
+	case s.opts.MaxConnsPerIP > 0 && ip.IsValid() && s.perIP[ip] >= s.opts.MaxConnsPerIP:
+		r.reason = "Too many connections from your address, try again later"
+	}
+	if r.reason != "" {
+		// Counted under mu, so that Shutdown's Wait never races an Add.
+		select {
+		case s.refuseSlots <- struct{}{}:
+			s.refusing.Add(1)
+			r.answer = true
+		default:
+		}
+		return nil, r
+	}
+	cid := s.opts.ConnIDs.Next()
+	tc := &trackedConn{
+		Conn:   c,
+		srv:    s,
+		cid:    cid,
+		remote: remote,
+		log:    obs.ConnLogger(s.opts.Logger, cid, s.proto(), remote),
+	}
+	tc.ctx, tc.cancel = context.WithCancel(s.baseCtx)
+	s.conns[tc] = struct{}{}
+	if ip.IsValid() {
+		s.perIP[ip]++
+	}
+	s.sessions.Add(1)
+	return tc, refusal{}
+}
+
+// refuse answers a connection over the limits with -ERR and closes it,
+// off the accept loop (a TLS handshake on 995 can take a while).
+func (s *Server) refuse(c net.Conn, r refusal) {
+	remote := addrPortOf(c.RemoteAddr())
+	s.log.Warn("connection refused", "remote", remote.String(), "reason", r.reason)
+	if !r.answer {
+		_ = c.Close()
+		return
+	}
+	go func() {
+		defer s.refusing.Done()
+		defer func() { <-s.refuseSlots }()
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(min(s.opts.WriteTimeout, 10*time.Second)))
+		var w net.Conn = c
+		if s.opts.Implicit {
+			tc := tls.Server(c, s.opts.TLSConfig)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			w = tc
+		}
+		// RFC 2449 8.1.2 SYS/TEMP: a transient problem, try later.
+		_, _ = io.WriteString(w, "-ERR [SYS/TEMP] "+r.reason+"\r\n")
+	}()
+}
+
+// handle runs one session and cleans up after it.
+func (s *Server) handle(tc *trackedConn) {
+	defer s.sessions.Done()
+	defer tc.Close()
+	defer func() {
+		// A bug must cost one connection, not the server.
+		if p := recover(); p != nil {
+			tc.log.Error("panic in POP3 session", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	newSession(s, tc).run()
+}
+
+// release forgets a closed connection.
+func (s *Server) release(tc *trackedConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, tc)
+	if ip := tc.remote.Addr(); ip.IsValid() {
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+	}
+}
+
+// claimUser counts a logged-in session of user from ip; false when
+// MaxConnsPerUserIP is reached.
+func (s *Server) claimUser(user string, ip netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := userIP{user, ip}
+	if s.opts.MaxConnsPerUserIP > 0 && s.perUserIP[k] >= s.opts.MaxConnsPerUserIP {
+		return false
+	}
+	s.perUserIP[k]++
+	return true
+}
+
+func (s *Server) releaseUser(user string, ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := userIP{user, ip}
+	if s.perUserIP[k]--; s.perUserIP[k] <= 0 {
+		delete(s.perUserIP, k)
+	}
+}
+
+// connCount is the number of open connections.
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// trackedConn is the raw connection under the session (and under TLS).
+// It carries the connection's id, logger and context, gives every write
+// its own deadline, and lets Shutdown cut a wait for a command short.
+type trackedConn struct {
+	net.Conn
+	srv    *Server
+	cid    string
+	remote netip.AddrPort
+	log    *slog.Logger
+	ctx    context.Context // cancelled when the connection closes
+	cancel context.CancelFunc
+
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	draining bool
+}
+
+// Close implements net.Conn.
+func (c *trackedConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.srv.release(c)
+	})
+	return c.Conn.Close()
+}
+
+// Write implements net.Conn: each write gets WriteTimeout, so a long
+// RETR to a slow but live client is not cut off, a stalled one is.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	return c.Conn.Write(p)
+}
+
+// armRead sets the deadline for the next client line; false once
+// Shutdown has begun.
+func (c *trackedConn) armRead(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining {
+		return false
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	return true
+}
+
+// drain makes a pending or the next read fail at once; called with
+// srv.mu held.
+func (c *trackedConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (c *trackedConn) isDraining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

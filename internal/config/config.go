@@ -37,6 +37,8 @@ type Config struct {
 	Domain     string   // DOMAIN (required)
 	Hostnames  []string // HOSTNAMES (required), comma list; first = SMTP banner
 	Postmaster string   // POSTMASTER, default "postmaster"
+	DMARCRUA   string   // DMARC_RUA, local part at DOMAIN for aggregate reports in the suggested DMARC record, default POSTMASTER
+	DMARCRUF   string   // DMARC_RUF, local part at DOMAIN for failure reports, default POSTMASTER
 	SecretKey  string   // SECRET_KEY or the contents of SECRET_KEY_FILE
 	SiteName   string   // SITENAME, default "Mailu"
 	Website    string   // WEBSITE, default "https://mailu.io"

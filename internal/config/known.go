@@ -40,6 +40,8 @@ func implementedSettings() []SettingDoc {
 		s("DOMAIN", "", "main mail domain: postmaster, SRS and report addresses", "required (Mailu's code default mailu.io is not used)"),
 		s("HOSTNAMES", "", "comma list of the server's public names; the first is the SMTP banner and MX host", "required"),
 		s("POSTMASTER", "postmaster", "local part of postmaster@DOMAIN", ""),
+		s("DMARC_RUA", "POSTMASTER", "local part at DOMAIN for DMARC aggregate reports in the DMARC record petrel dns suggests", "default POSTMASTER, as Mailu's setup writes (Mailu's code default: no rua tag)"),
+		s("DMARC_RUF", "POSTMASTER", "local part at DOMAIN for DMARC failure reports in the suggested DMARC record", "default POSTMASTER, as Mailu's setup writes (Mailu's code default: no ruf tag)"),
 		s("SECRET_KEY", "", "master secret; sub-keys for SRS, tokens and log hashes derive from it", "no default: a warning when unset (Mailu: changeMe)"),
 		s("SECRET_KEY_FILE", "", "file holding SECRET_KEY (read when SECRET_KEY is unset)", ""),
 		s("SITENAME", "Mailu", "name shown to users", ""),

@@ -199,10 +199,28 @@ func (r *reader) identity(cfg *Config) {
 			"must be a local part without @, spaces or quotes")
 		cfg.Postmaster = "postmaster"
 	}
+	// Mailu's setup writes DMARC_RUA and DMARC_RUF = POSTMASTER
+	// (setup/flavors/compose/mailu.env); they go into the suggested DMARC
+	// record as mailto:<local>@DOMAIN (models.py Domain.dns_dmarc).
+	cfg.DMARCRUA = r.reportLocalPart("DMARC_RUA", cfg.Postmaster)
+	cfg.DMARCRUF = r.reportLocalPart("DMARC_RUF", cfg.Postmaster)
 
 	r.secretKey(cfg)
 	cfg.SiteName = r.str("SITENAME", "Mailu")
 	cfg.Website = r.str("WEBSITE", "https://mailu.io")
+}
+
+// reportLocalPart reads a DMARC report local part. Characters that would
+// break the record's mailto URI list (RFC 7489 6.4: "," separates URIs,
+// "!" starts a size limit, ";" ends the tag) are refused.
+func (r *reader) reportLocalPart(name, def string) string {
+	v := r.str(name, def)
+	if strings.ContainsAny(v, "@ \t\",;!") {
+		r.errorf(name, v, "give only the local part, e.g. "+name+"=postmaster (the domain is DOMAIN)",
+			"must be a local part without @, spaces, quotes, commas, semicolons or !")
+		return def
+	}
+	return v
 }
 
 // secretKey reads SECRET_KEY, or SECRET_KEY_FILE when SECRET_KEY is unset

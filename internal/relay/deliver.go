@@ -41,7 +41,7 @@ func (c *Client) deliverGroup(ctx context.Context, m *queue.Message, g *group) (
 		port = c.port
 	}
 	results := map[string]error{}
-	pending := dedupe(g.rcpts)
+	pending := g.rcpts // unique: Deliver drops repeated recipients
 	var lastErr *queue.DeliveryError
 	tried, sessions := 0, 0
 hosts:
@@ -72,7 +72,7 @@ hosts:
 				}
 				// Not decided in this session: its error applies, unless an
 				// earlier server's reply for r says more.
-				if _, had := results[r]; !had || results[r] == nil {
+				if results[r] == nil {
 					results[r] = sessionErr(aerr)
 				}
 				next = append(next, r)
@@ -109,11 +109,11 @@ hosts:
 // attempt runs one session, retrying once without TLS when opportunistic
 // STARTTLS failed in the handshake.
 func (c *Client) attempt(ctx context.Context, m *queue.Message, t target, rcpts []string) (map[string]error, *attemptError, bool) {
-	s := &session{ctx: ctx, c: c, m: m, t: t}
+	s := &session{c: c, m: m, t: t}
 	res, aerr := s.run(ctx, rcpts)
 	if aerr != nil && aerr.plainRetry && ctx.Err() == nil {
 		c.log.Debug("relay: retrying without TLS", "msgid", m.ID, "host", t.host, "addr", t.addr.String(), "error", aerr.de.Message)
-		s = &session{ctx: ctx, c: c, m: m, t: t, noTLS: true}
+		s = &session{c: c, m: m, t: t, noTLS: true}
 		res, aerr = s.run(ctx, rcpts)
 	}
 	c.logResult(m, t.hop, t, s, errOf(aerr))
@@ -153,18 +153,6 @@ func (c *Client) logResult(m *queue.Message, hop nexthop, t target, s *session, 
 		return
 	}
 	c.log.Info("relay: attempt done", attrs...)
-}
-
-func dedupe(in []string) []string {
-	seen := make(map[string]bool, len(in))
-	out := make([]string, 0, len(in))
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // remote names the server in errors and the DSN's Remote-MTA.

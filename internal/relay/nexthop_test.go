@@ -139,3 +139,19 @@ func FuzzParseTransport(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseReply(f *testing.F) {
+	for _, s := range []string{"4.7.0 TLS not available", "no code", "5.1.1", "1.2.3.4 x", "9999.1.1 x", ""} {
+		f.Add(454, s)
+	}
+	f.Fuzz(func(t *testing.T, code int, msg string) {
+		se := parseReply(code, msg)
+		if se.Code != code || !strings.Contains(msg, se.Message) {
+			t.Fatalf("parseReply(%d, %q) = %+v", code, msg, se)
+		}
+		de := fromReply(se, "h")
+		if de.Permanent != (code >= 500 && code <= 599) || strings.ContainsAny(de.Message, "\r\n") {
+			t.Fatalf("fromReply(%+v) = %+v", se, de)
+		}
+	})
+}

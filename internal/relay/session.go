@@ -23,7 +23,6 @@ const quitTimeout = 10 * time.Second
 
 // session is one connection to one address.
 type session struct {
-	ctx   context.Context
 	c     *Client
 	m     *queue.Message
 	t     target
@@ -44,8 +43,8 @@ func (s *session) debug(msg string, args ...any) {
 
 // fail builds an attemptError for this server. When the context ended,
 // that is the cause, whatever the broken connection reported.
-func (s *session) fail(err error, stop bool) *attemptError {
-	if cerr := s.ctx.Err(); cerr != nil {
+func (s *session) fail(ctx context.Context, err error, stop bool) *attemptError {
+	if cerr := ctx.Err(); cerr != nil {
 		return &attemptError{de: localError(fmt.Errorf("delivery interrupted: %w", cerr), s.t.remote()), stop: true}
 	}
 	return &attemptError{de: fromReply(err, s.t.remote()), stop: stop}
@@ -70,7 +69,7 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 	}
 	raw, err := d.DialContext(ctx, "tcp", s.t.addr.String())
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("connect to %s: %w", s.t.addr, err), false)
+		return nil, s.fail(ctx, fmt.Errorf("connect to %s: %w", s.t.addr, err), false)
 	}
 	// Cancelling ctx (shutdown) interrupts any blocked read or write.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
@@ -81,7 +80,7 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 	if s.t.implicitTLS() {
 		tc, err := handshake(ctx, conn, s.tlsConfig(), to.Connect)
 		if err != nil {
-			return nil, s.fail(fmt.Errorf("implicit TLS to %s: %w", s.t.addr, err), false)
+			return nil, s.fail(ctx, fmt.Errorf("implicit TLS to %s: %w", s.t.addr, err), false)
 		}
 		conn = tc
 		s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
@@ -90,7 +89,7 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 
 	sc := s.newClient(conn)
 	if err := sc.Hello(c.hostname); err != nil {
-		return nil, s.fail(err, false)
+		return nil, s.fail(ctx, err, false)
 	}
 	s.debug("greeted and said EHLO", "lmtp", s.t.hop.lmtp)
 
@@ -98,7 +97,7 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 		if ok, _ := sc.Extension("STARTTLS"); ok {
 			tc, err := startTLS(ctx, conn, s.tlsConfig(), to.Command, to.Connect)
 			if err != nil {
-				aerr := s.fail(err, false)
+				aerr := s.fail(ctx, err, false)
 				// With an unverified peer, a refused STARTTLS or a broken
 				// handshake may be retried in clear on a new connection;
 				// with RELAYHOST (verified) it may not.
@@ -110,11 +109,11 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 			s.debug("STARTTLS", "tls", s.tlsVersion)
 			sc = s.newClient(&greetedConn{Conn: tc, pending: []byte("220 TLS established\r\n")})
 			if err := sc.Hello(c.hostname); err != nil {
-				return nil, s.fail(err, false)
+				return nil, s.fail(ctx, err, false)
 			}
 		}
 	}
-	if aerr := s.authenticate(sc); aerr != nil {
+	if aerr := s.authenticate(ctx, sc); aerr != nil {
 		return nil, aerr
 	}
 	defer func() {
@@ -129,7 +128,7 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 		sc.CommandTimeout = quitTimeout
 		_ = sc.Quit()
 	}()
-	return s.transaction(sc, rcpts)
+	return s.transaction(ctx, sc, rcpts)
 }
 
 func (s *session) newClient(conn net.Conn) *smtp.Client {
@@ -171,7 +170,7 @@ func (s *session) tlsConfig() *tls.Config {
 // authenticate logs in to RELAYHOST when RELAYUSER is set, with PLAIN or
 // else LOGIN (Mailu: smtp_sasl_security_options = noanonymous, and issue
 // #1633 "no mechanism available"). The password only travels over TLS.
-func (s *session) authenticate(sc *smtp.Client) *attemptError {
+func (s *session) authenticate(ctx context.Context, sc *smtp.Client) *attemptError {
 	if s.t.hop.kind != hopRelayHost || s.c.user == "" {
 		return nil
 	}
@@ -195,7 +194,7 @@ func (s *session) authenticate(sc *smtp.Client) *attemptError {
 		// Postfix smtp_sasl_auth_soft_bounce (default yes): a rejected
 		// login defers the mail instead of bouncing it, since the cause is
 		// our RELAYPASSWORD, not the message.
-		aerr := s.fail(err, false)
+		aerr := s.fail(ctx, err, false)
 		aerr.de.Permanent = false
 		aerr.de.Message = "RELAYHOST refused the login of " + s.c.user + ": " + aerr.de.Message
 		return aerr
@@ -204,7 +203,7 @@ func (s *session) authenticate(sc *smtp.Client) *attemptError {
 }
 
 // transaction runs MAIL, RCPT and DATA.
-func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error, *attemptError) {
+func (s *session) transaction(ctx context.Context, sc *smtp.Client, rcpts []string) (map[string]error, *attemptError) {
 	m := s.m
 	// RFC 6531 3.4: mail that needs SMTPUTF8 is not sent to a server
 	// without it; 5.6.7 (RFC 6531 3.7.5). Another MX may have it.
@@ -223,7 +222,7 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
 	if err := sc.Mail(wireAddr(m.Sender, m.UTF8), opts); err != nil {
 		// 4xx: another server may take it; 5xx: final for all recipients.
-		aerr := s.fail(err, false)
+		aerr := s.fail(ctx, err, false)
 		aerr.stop = aerr.de.Permanent
 		return nil, aerr
 	}
@@ -242,7 +241,7 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 			results[r] = fromReply(err, s.t.remote())
 			s.refused++
 		default:
-			return results, s.fail(err, false)
+			return results, s.fail(ctx, err, false)
 		}
 	}
 	s.accepted = len(accepted)
@@ -261,7 +260,7 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 	if err != nil {
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) {
-			return results, s.fail(err, false)
+			return results, s.fail(ctx, err, false)
 		}
 		for _, r := range accepted {
 			results[r] = fromReply(err, s.t.remote())
@@ -275,12 +274,12 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 			return results, s.local(false, "4.3.0", "cannot read the message: "+br.err.Error(), true)
 		}
 		// The dot was not sent: nothing was delivered.
-		return results, s.fail(err, false)
+		return results, s.fail(ctx, err, false)
 	}
 	s.debug("DATA sent", "bytes", br.n)
 	s.dataOpen = false // closing the writer sends the dot
 	if s.t.hop.lmtp {
-		return s.lmtpReplies(w, accepted, results)
+		return s.lmtpReplies(ctx, w, accepted, results)
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
@@ -288,7 +287,7 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 		if !errors.As(err, &se) {
 			// RFC 5321 6.1: the reply is lost; the message may have arrived.
 			// Stop here; the queue retries (and may deliver twice).
-			return results, s.fail(fmt.Errorf("no reply after the message was sent: %w", err), true)
+			return results, s.fail(ctx, fmt.Errorf("no reply after the message was sent: %w", err), true)
 		}
 		s.reply = oneLine(fmt.Sprintf("%d %s", se.Code, se.Message))
 		for _, r := range accepted {
@@ -304,7 +303,7 @@ func (s *session) transaction(sc *smtp.Client, rcpts []string) (map[string]error
 }
 
 // lmtpReplies reads LMTP's one reply per accepted recipient (RFC 2033 4.2).
-func (s *session) lmtpReplies(w *smtp.DataCommand, accepted []string, results map[string]error) (map[string]error, *attemptError) {
+func (s *session) lmtpReplies(ctx context.Context, w *smtp.DataCommand, accepted []string, results map[string]error) (map[string]error, *attemptError) {
 	resp, err := w.CloseWithLMTPResponse()
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
@@ -324,7 +323,7 @@ func (s *session) lmtpReplies(w *smtp.DataCommand, accepted []string, results ma
 	for _, r := range accepted {
 		if _, ok := results[r]; !ok {
 			// The connection broke before this recipient's reply.
-			return results, s.fail(fmt.Errorf("no LMTP reply after the message was sent: %w", err), true)
+			return results, s.fail(ctx, fmt.Errorf("no LMTP reply after the message was sent: %w", err), true)
 		}
 	}
 	return results, nil

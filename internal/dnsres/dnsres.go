@@ -24,6 +24,8 @@ type Resolver interface {
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
 	// LookupIPAddr returns the A and AAAA addresses of host.
 	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	// LookupHost is LookupIPAddr as strings (forward-confirming a PTR name).
+	LookupHost(ctx context.Context, host string) ([]string, error)
 	// LookupTXT returns the TXT records of name, each one's strings joined.
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	// LookupAddr returns the PTR names of an IP address.
@@ -96,6 +98,14 @@ func (n *Net) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, erro
 		return []net.IPAddr{{IP: ip}}, nil
 	}
 	return n.r.LookupIPAddr(ctx, absolute(host))
+}
+
+// LookupHost returns host's addresses as strings.
+func (n *Net) LookupHost(ctx context.Context, host string) ([]string, error) {
+	if ip := net.ParseIP(host); ip != nil {
+		return []string{host}, nil
+	}
+	return n.r.LookupHost(ctx, absolute(host))
 }
 
 // LookupTXT returns name's TXT records.

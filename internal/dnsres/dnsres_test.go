@@ -66,6 +66,12 @@ func TestLookups(t *testing.T) {
 		t.Errorf("IP literal = %v, %v", ips, err)
 	}
 
+	hosts, err := r.LookupHost(c, "mx1.example.test")
+	sort.Strings(hosts)
+	if err != nil || !slices.Equal(hosts, []string{"127.0.0.1", "::1"}) {
+		t.Errorf("LookupHost = %v, %v", hosts, err)
+	}
+
 	txt, err := r.LookupTXT(c, "example.test")
 	if err != nil || !slices.Equal(txt, []string{"v=spf1 -all"}) {
 		t.Errorf("LookupTXT = %q, %v", txt, err)

@@ -3,6 +3,8 @@ package relay_test
 import (
 	"context"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +81,39 @@ func TestAttemptLogLine(t *testing.T) {
 		if !strings.Contains(info[0], want) {
 			t.Errorf("INFO line lacks %s: %s", want, info[0])
 		}
+	}
+}
+
+// IPv6: an MX host with only an AAAA record, and a relay transport with a
+// bracketed IPv6 literal.
+func TestIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	e := newEnv(t)
+	mx := e.sink("::1", sinktest.Options{}, false)
+	direct := e.sink("::1", sinktest.Options{}, true)
+	e.dns.Add(t, "six.test. MX 10 mx.six.test.", "mx.six.test. AAAA ::1")
+	c := e.client(func(o *relay.Options) {
+		o.Relays = relays{"literal.test": "[IPv6:::1]:" + strconv.Itoa(direct.Port())}
+	})
+	mustDeliver(t, c, msg("bob@six.test"))
+	mustDeliver(t, c, msg("bob@literal.test"))
+	if len(mx.Messages()) != 1 || len(direct.Messages()) != 1 {
+		t.Errorf("AAAA MX got %d, [::1] transport got %d; want 1 each", len(mx.Messages()), len(direct.Messages()))
+	}
+}
+
+// LocalAddr picks the source address of outgoing connections.
+func TestLocalAddr(t *testing.T) {
+	e := newEnv(t)
+	s := e.sink("127.0.0.1", sinktest.Options{}, false)
+	e.dns.Add(t, "example.test. MX 10 mx.example.test.", "mx.example.test. A 127.0.0.1")
+	c := e.client(func(o *relay.Options) { o.LocalAddr = netip.MustParseAddr("127.0.0.5") })
+	mustDeliver(t, c, msg("bob@example.test"))
+	if m := s.Messages(); len(m) != 1 || !strings.HasPrefix(m[0].Remote, "127.0.0.5:") {
+		t.Errorf("sink messages %+v; want one from 127.0.0.5", m)
 	}
 }

@@ -12,6 +12,11 @@
 // the system pool) and TLS is required when RELAYUSER is set, so that the
 // password never travels in clear. Port 465 means implicit TLS for RELAYHOST
 // and relay transports (Mailu issue #2658), other ports STARTTLS.
+//
+// BODY=8BITMIME is declared whenever the server offers it; a server without
+// 8BITMIME gets the message as it is (no 7-bit downgrade). An MX list that
+// leads back to this server (one of HOSTNAMES) defers with 4.4.6 instead of
+// Postfix's 5.4.6 bounce (see loopError).
 package relay
 
 import (

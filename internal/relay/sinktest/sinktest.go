@@ -50,6 +50,7 @@ type Message struct {
 	To       []string
 	Data     []byte
 	Helo     string // EHLO/LHLO name
+	Remote   string // the client's address (host:port)
 	TLS      bool   // the transaction ran over TLS
 	TLSVer   uint16
 	AuthUser string
@@ -265,7 +266,8 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if mailErr != nil {
 		return mailErr
 	}
-	ss.msg = Message{From: from, Helo: ss.conn.Hostname(), AuthUser: ss.user, AuthMech: ss.mech}
+	ss.msg = Message{From: from, Helo: ss.conn.Hostname(), AuthUser: ss.user, AuthMech: ss.mech,
+		Remote: ss.conn.Conn().RemoteAddr().String()}
 	if opts != nil {
 		ss.msg.UTF8, ss.msg.Body, ss.msg.Size = opts.UTF8, string(opts.Body), opts.Size
 	}

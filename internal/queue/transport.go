@@ -29,6 +29,11 @@ type Message struct {
 type RecipientResult struct {
 	Recipient string
 	Err       error // nil = accepted (250); otherwise a *DeliveryError
+	// For an accepted recipient, optionally, for the "delivered" log
+	// record: the host that accepted it and its reply to the message
+	// ("250 2.0.0 Ok: queued as 4XyZ").
+	Remote string
+	Reply  string
 }
 
 // Transport delivers a Message. It returns one result per recipient, or an

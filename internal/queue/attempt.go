@@ -1,0 +1,229 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// attempt makes one delivery attempt for a group and records what became
+// of each entry.
+func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
+	first := g.items[0]
+	actx, cancel := context.WithTimeout(attemptCtx, w.o.AttemptTimeout)
+	defer cancel()
+
+	msg := &Message{ID: first.MessageID, Sender: first.Sender, Size: first.Size,
+		Body: func() (io.ReadCloser, error) { return w.o.Store.OpenBody(actx, first.BodyID) }}
+	seen := map[string]bool{}
+	for _, it := range g.items {
+		if !seen[it.Recipient] {
+			seen[it.Recipient] = true
+			msg.Recipients = append(msg.Recipients, it.Recipient)
+		}
+	}
+	var results []RecipientResult
+	var groupErr error
+	if w.o.RewriteSender != nil && msg.Sender != "" {
+		s, err := w.o.RewriteSender(actx, msg.Sender)
+		if err != nil {
+			groupErr = &DeliveryError{Message: "sender rewriting failed: " + err.Error()}
+		} else {
+			msg.Sender = s
+		}
+	}
+	msg.UTF8 = !isASCII(msg.Sender)
+	for _, r := range msg.Recipients {
+		msg.UTF8 = msg.UTF8 || !isASCII(r)
+	}
+	if groupErr == nil {
+		results, groupErr = w.o.Transport.Deliver(actx, msg)
+	}
+	now := w.o.Now()
+	// Cancelled by shutdown: what did not get through is left for the
+	// next run, without counting an attempt.
+	shutdown := attemptCtx.Err() != nil
+
+	exact := map[string]RecipientResult{}
+	folded := map[string]RecipientResult{}
+	for _, r := range results {
+		exact[r.Recipient] = r
+		folded[strings.ToLower(r.Recipient)] = r
+	}
+	var ups []store.QueueUpdate
+	var fails, delays []dsnRecipient
+	var failItems, delayItems, abandoned []store.QueueItem
+	deferIdx := map[int64]int{} // entry id -> index in ups
+	for _, it := range g.items {
+		res, ok := exact[it.Recipient]
+		if !ok {
+			res, ok = folded[strings.ToLower(it.Recipient)]
+		}
+		err := res.Err
+		if !ok {
+			err = groupErr
+			if err == nil {
+				err = &DeliveryError{Message: "the transport returned no result for this recipient"}
+			}
+		}
+		if err == nil {
+			ups = append(ups, store.QueueUpdate{ID: it.ID, Delete: true})
+			w.logOutcome("delivered", it, nil, slog.String("remote", res.Remote), slog.String("reply", res.Reply),
+				slog.Duration("delay", now.Sub(it.CreatedAt)))
+			continue
+		}
+		if shutdown {
+			abandoned = append(abandoned, it)
+			continue
+		}
+		de := asDeliveryError(err)
+		expired := !de.Permanent && now.Sub(it.CreatedAt) >= w.o.Lifetime
+		if de.Permanent || expired {
+			fails = append(fails, dsnRecipient{Recipient: it.Recipient, Err: de, Expired: expired, LastAttempt: now})
+			failItems = append(failItems, it)
+			continue
+		}
+		up := w.deferral(it, de, now)
+		deferIdx[it.ID] = len(ups)
+		ups = append(ups, up)
+		w.logOutcome("deferred", it, de, slog.Time("retry", up.NextAttempt))
+		if w.o.DelayWarning > 0 && !it.DelayNotified && it.Sender != "" && now.Sub(it.CreatedAt) >= w.o.DelayWarning {
+			delays = append(delays, dsnRecipient{Recipient: it.Recipient, Err: de, LastAttempt: now})
+			delayItems = append(delayItems, it)
+		}
+	}
+
+	// Bookkeeping goes on after shutdown: the attempt has happened.
+	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer bcancel()
+	if len(fails) > 0 {
+		// The DSN is durable before the entries go: a crash in between
+		// costs at worst a second DSN, never a lost one.
+		note, err := w.bounce(bctx, first, fails, false, now)
+		for i, it := range failItems {
+			r := fails[i]
+			if err != nil {
+				// Keep the entries; the next attempt bounces again.
+				w.log.Error("queue: DSN could not be handed on; entry kept", "msgid", it.MessageID,
+					"rcpt", it.Recipient, "err", err)
+				ups = append(ups, w.deferral(it, r.Err, now))
+				continue
+			}
+			ups = append(ups, store.QueueUpdate{ID: it.ID, Delete: true})
+			what := "bounced"
+			if r.Expired {
+				what = "expired"
+			}
+			w.logOutcome(what, it, r.Err, slog.String("status", r.status(false)), slog.String("dsn", note))
+		}
+	}
+	if len(delays) > 0 {
+		note, err := w.bounce(bctx, first, delays, true, now)
+		for i, it := range delayItems {
+			if err != nil {
+				w.log.Warn("queue: delay notice could not be handed on", "msgid", it.MessageID,
+					"rcpt", it.Recipient, "err", err)
+				continue
+			}
+			ups[deferIdx[it.ID]].DelayNotified = true
+			w.logOutcome("delayed notice", it, delays[i].Err, slog.String("dsn", note))
+		}
+	}
+	if err := w.record(ups); err != nil {
+		// The leases run out and the entries are tried again.
+		w.log.Error("queue: outcomes not recorded", "msgid", first.MessageID, "entries", len(ups), "err", err)
+	}
+	w.releaseLeases(bctx, abandoned)
+}
+
+// deferral schedules the next attempt after a temporary failure; the
+// last one falls on the expiry time, so an entry that never gets through
+// is bounced on time.
+func (w *Worker) deferral(it store.QueueItem, de *DeliveryError, now time.Time) store.QueueUpdate {
+	next := now.Add(w.o.Backoff(it.Attempts + 1))
+	if exp := it.CreatedAt.Add(w.o.Lifetime); next.After(exp) {
+		next = exp
+	}
+	if !next.After(now) {
+		next = now.Add(time.Second)
+	}
+	return store.QueueUpdate{ID: it.ID, NextAttempt: next, LastAttempt: now, LastError: de.Error(),
+		LastCode: de.Code, LastStatus: de.Enhanced, LastRemote: de.Remote}
+}
+
+// asDeliveryError makes any Transport error a *DeliveryError; errors that
+// are not one are temporary.
+func asDeliveryError(err error) *DeliveryError {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &DeliveryError{Message: "delivery attempt timed out"}
+	}
+	return &DeliveryError{Message: err.Error()}
+}
+
+// logOutcome writes the one INFO record of an outcome.
+func (w *Worker) logOutcome(msg string, it store.QueueItem, de *DeliveryError, extra ...slog.Attr) {
+	attrs := []slog.Attr{
+		slog.String("msgid", it.MessageID),
+		slog.String("from", it.Sender),
+		slog.String("rcpt", it.Recipient),
+		slog.Int("attempts", it.Attempts+1),
+	}
+	if de != nil {
+		attrs = append(attrs, slog.String("remote", de.Remote), slog.String("reply", reply(de)))
+	}
+	attrs = append(attrs, extra...)
+	w.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+}
+
+// bounce sends one DSN about rcpts of the message of it, unless no DSN
+// may be sent for that message. It returns what became of the DSN, for
+// the log.
+func (w *Worker) bounce(ctx context.Context, it store.QueueItem, rcpts []dsnRecipient, delayed bool, now time.Time) (string, error) {
+	// RFC 5321 6.1, RFC 3464 1: never a DSN about a message with the null
+	// sender (DSNs themselves have it), so bounces cannot loop.
+	if it.Sender == "" {
+		return "none (null sender)", nil
+	}
+	hdr, err := w.headers(ctx, it.BodyID)
+	if err != nil {
+		w.log.Warn("queue: original headers unreadable; DSN sent without them", "msgid", it.MessageID, "err", err)
+	}
+	if isDSN(hdr) {
+		return "none (the message is a DSN)", nil
+	}
+	d := &dsn{
+		Hostname:   w.o.Hostname,
+		ID:         w.o.NewID(),
+		MessageID:  it.MessageID,
+		Sender:     it.Sender,
+		Arrival:    it.CreatedAt,
+		Date:       now,
+		Delayed:    delayed,
+		RetryUntil: it.CreatedAt.Add(w.o.Lifetime),
+		Lifetime:   w.o.Lifetime,
+		Headers:    hdr,
+		Recipients: rcpts,
+	}
+	if err := w.o.Bouncer.Bounce(ctx, it.Sender, d.Build()); err != nil {
+		return "", err
+	}
+	return "sent to " + it.Sender, nil
+}
+
+func (w *Worker) headers(ctx context.Context, bodyID int64) ([]byte, error) {
+	r, err := w.o.Store.OpenBody(ctx, bodyID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return readHeaders(r, maxDSNHeaders)
+}

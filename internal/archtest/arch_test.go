@@ -1,0 +1,90 @@
+// Package archtest keeps DESIGN.md's import arrows true:
+// cmd -> app -> {smtpd, pop3d, imapd, admin, cli...} -> {inbound, queue,
+// auth, msgauth} -> {store, blob, mailaddr}. Nothing points back up.
+package archtest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/petrelmail/petrel/"
+
+// forbidden maps a package (prefix) to packages it must not depend on,
+// directly or indirectly.
+var forbidden = map[string][]string{
+	"internal/config":   {"internal/store", "internal/auth", "internal/smtpd", "internal/app", "internal/cli", "internal/admin"},
+	"internal/mailaddr": {"internal/"},
+	"internal/obs":      {"internal/"},
+	"internal/store":    {"internal/smtpd", "internal/pop3d", "internal/imapd", "internal/inbound", "internal/queue", "internal/relay", "internal/auth", "internal/admin", "internal/cli", "internal/app"},
+	"internal/auth":     {"internal/smtpd", "internal/pop3d", "internal/imapd", "internal/store/sqlstore", "internal/admin", "internal/cli", "internal/app"},
+	"internal/inbound":  {"internal/smtpd", "internal/pop3d", "internal/imapd", "internal/store/sqlstore", "internal/relay", "internal/admin", "internal/cli", "internal/app", "github.com/emersion/go-smtp"},
+	"internal/queue":    {"internal/smtpd", "internal/relay", "internal/store/sqlstore", "internal/admin", "internal/cli", "internal/app"},
+	"internal/relay":    {"internal/smtpd", "internal/store/sqlstore", "internal/admin", "internal/cli", "internal/app"},
+	"internal/smtpd":    {"internal/store/sqlstore", "internal/pop3d", "internal/imapd", "internal/relay", "internal/admin", "internal/cli", "internal/app"},
+	"internal/pop3d":    {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/admin", "internal/cli", "internal/app"},
+	"internal/msgauth":  {"internal/smtpd", "internal/store/sqlstore", "internal/queue", "internal/admin", "internal/cli", "internal/app"},
+	"internal/admin":    {"internal/smtpd", "internal/pop3d", "internal/imapd", "internal/cli", "internal/app", "net/http/httptest"},
+	"internal/cli":      {"internal/app", "internal/smtpd"},
+	"internal/app":      {"internal/cli"},
+}
+
+type pkg struct {
+	ImportPath string
+	Deps       []string
+}
+
+func TestImportArrows(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps=false", "-json", "../../...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	checked := 0
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(p.ImportPath, mod) {
+			continue
+		}
+		rel := strings.TrimPrefix(p.ImportPath, mod)
+		for from, bans := range forbidden {
+			if rel != from && !strings.HasPrefix(rel, from+"/") {
+				continue
+			}
+			checked++
+			for _, d := range p.Deps {
+				for _, ban := range bans {
+					if banned(d, ban, from) {
+						t.Errorf("%s depends on %s (DESIGN.md: nothing points back up)", rel, d)
+					}
+				}
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("only %d packages checked; is the module path right?", checked)
+	}
+}
+
+// banned reports whether dependency dep matches ban: a path of this module
+// ("internal/x", or "internal/" for every package of it) or a third-party
+// import path. A package's own subpackages are never banned.
+func banned(dep, ban, from string) bool {
+	if !strings.HasPrefix(ban, "internal/") {
+		return dep == ban || strings.HasPrefix(dep, ban+"/")
+	}
+	if !strings.HasPrefix(dep, mod) {
+		return false
+	}
+	rel := strings.TrimPrefix(dep, mod)
+	if rel == from || strings.HasPrefix(rel, from+"/") {
+		return false
+	}
+	b := strings.TrimSuffix(ban, "/")
+	return rel == b || strings.HasPrefix(rel, b+"/")
+}

@@ -157,3 +157,18 @@ func TestNilErrorsAreNeither(t *testing.T) {
 		t.Error("IsTimeout missed a timeout")
 	}
 }
+
+// A server that never answers is a timeout: temporary.
+func TestSilentServerTimesOut(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close() // reads nothing, answers nothing
+	c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = dnsres.New(pc.LocalAddr().String()).LookupMX(c, "example.test")
+	if !dnsres.IsTimeout(err) || !dnsres.IsTemporary(err) || dnsres.IsNotFound(err) {
+		t.Errorf("silent server: err = %v; want a temporary timeout", err)
+	}
+}

@@ -40,8 +40,10 @@ func (s *Service) AddAlias(ctx context.Context, a store.Alias, opt CreateOptions
 	if err := validateAlias(&a); err != nil {
 		return nil, err
 	}
+	newDomain := false
 	err := s.st.InTx(ctx, func(tx store.Accounts) error {
-		d, err := ensureDomain(ctx, tx, a.DomainName, opt.CreateDomain)
+		d, created, err := ensureDomain(ctx, tx, a.DomainName, opt.CreateDomain)
+		newDomain = created
 		if err != nil {
 			return err
 		}
@@ -63,6 +65,9 @@ func (s *Service) AddAlias(ctx context.Context, a store.Alias, opt CreateOptions
 		return nil, err
 	}
 	s.log.Info("alias created", "alias", a.Email, "wildcard", a.Wildcard)
+	if newDomain {
+		return &a, s.newDomainKeys(a.DomainName)
+	}
 	return &a, nil
 }
 

@@ -60,7 +60,9 @@ func (s *Service) CreateDomain(ctx context.Context, name string, lim Limits) (*s
 	return s.AddDomain(ctx, d)
 }
 
-// AddDomain creates d with every field as given (REST API, web UI).
+// AddDomain creates d with every field as given (REST API, web UI), and
+// then its DKIM key. When only the key fails, the domain is returned with
+// an error wrapping ErrDKIMKey.
 func (s *Service) AddDomain(ctx context.Context, d store.Domain) (*store.Domain, error) {
 	if err := validateDomain(&d); err != nil {
 		return nil, err
@@ -72,7 +74,7 @@ func (s *Service) AddDomain(ctx context.Context, d store.Domain) (*store.Domain,
 		return nil, err
 	}
 	s.log.Info("domain created", "domain", d.Name)
-	return &d, nil
+	return &d, s.newDomainKeys(d.Name)
 }
 
 func createDomain(ctx context.Context, tx store.Accounts, d *store.Domain) error {
@@ -89,23 +91,24 @@ func createDomain(ctx context.Context, tx store.Accounts, d *store.Domain) error
 
 // ensureDomain returns domain name, creating it with default limits when it
 // is missing and create is true (Mailu's manage.py does that for admin,
-// user, user-import and alias).
-func ensureDomain(ctx context.Context, tx store.Accounts, name string, create bool) (*store.Domain, error) {
-	d, err := tx.GetDomain(ctx, name)
+// user, user-import and alias). created says whether it did; the caller
+// gives the new domain its DKIM key after commit (newDomainKeys).
+func ensureDomain(ctx context.Context, tx store.Accounts, name string, create bool) (d *store.Domain, created bool, err error) {
+	d, err = tx.GetDomain(ctx, name)
 	if err == nil {
-		return d, nil
+		return d, false, nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		return nil, false, err
 	}
 	if !create {
-		return nil, errorf(store.ErrNotFound, "domain %s does not exist", name)
+		return nil, false, errorf(store.ErrNotFound, "domain %s does not exist", name)
 	}
 	nd := NewDomain(name)
 	if err := createDomain(ctx, tx, &nd); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return &nd, nil
+	return &nd, true, nil
 }
 
 // SetLimits changes a domain's limits (flask mailu setlimits).

@@ -163,12 +163,19 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 		return nil, &ImportError{Problems: im.probs}
 	}
 	var want *state
+	var created []string // domains the import creates
 	err := s.st.InTx(ctx, func(tx store.Accounts) error {
 		old, err := loadState(ctx, tx)
 		if err != nil {
 			return err
 		}
 		want = im.build(old, sections)
+		created = created[:0]
+		for _, d := range sortedMapKeys(want.domains) {
+			if old.domains[d] == nil {
+				created = append(created, d)
+			}
+		}
 		if len(im.probs) > 0 {
 			return &ImportError{Problems: im.probs}
 		}
@@ -192,6 +199,17 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 		return nil, fmt.Errorf("admin: import: %w", err)
 	}
 	if err := im.writeDKIM(want); err != nil {
+		return im.res, err
+	}
+	// New domains whose dkim_key the input did not set (or hid) get a
+	// key, as every new domain does.
+	var keyless []string
+	for _, d := range created {
+		if _, set := im.dkim[d]; !set {
+			keyless = append(keyless, d)
+		}
+	}
+	if err := s.newDomainKeys(keyless...); err != nil {
 		return im.res, err
 	}
 	s.log.Info("configuration imported", "changes", len(im.res.Changes), "update", opt.Update)

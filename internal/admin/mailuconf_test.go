@@ -164,11 +164,20 @@ func TestImportMailuSample(t *testing.T) {
 	if _, err := parseDKIMKey(key); err != nil {
 		t.Errorf("written dkim key does not parse: %v", err)
 	}
+	// bücher.example came without a dkim_key: as a new domain it got one.
+	if !s.keys.Exists("xn--bcher-kva.example") {
+		t.Error("the new domain without dkim_key got no DKIM key")
+	}
 }
 
 func TestExportGolden(t *testing.T) {
 	s, _ := newService(t)
 	importSample(t, s)
+	// The import gave bücher.example (no dkim_key in the sample) a new
+	// random key, which no golden file can hold.
+	if err := s.keys.Remove("xn--bcher-kva.example"); err != nil {
+		t.Fatal(err)
+	}
 	golden(t, "export-secrets.golden.yaml", exportText(t, s, ExportOptions{Secrets: true}))
 	plain := exportText(t, s, ExportOptions{})
 	if strings.Contains(plain, "$bcrypt") || strings.Contains(plain, "$pbkdf2") || strings.Contains(plain, "PRIVATE KEY") {

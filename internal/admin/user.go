@@ -179,8 +179,10 @@ func (s *Service) AddUser(ctx context.Context, u store.User, password string, op
 		u.Password = h
 	}
 	u.QuotaBytesUsed = 0
+	newDomain := false
 	err := s.st.InTx(ctx, func(tx store.Accounts) error {
-		d, err := ensureDomain(ctx, tx, u.DomainName, opt.CreateDomain)
+		d, created, err := ensureDomain(ctx, tx, u.DomainName, opt.CreateDomain)
+		newDomain = created
 		if err != nil {
 			return err
 		}
@@ -199,6 +201,9 @@ func (s *Service) AddUser(ctx context.Context, u store.User, password string, op
 		return nil, err
 	}
 	s.log.Info("user created", "user", u.Email, "global_admin", u.GlobalAdmin)
+	if newDomain {
+		return &u, s.newDomainKeys(u.DomainName)
+	}
 	return &u, nil
 }
 
@@ -375,7 +380,9 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 		return 0, err
 	}
 	res := AdminCreated
+	newDomain := false
 	err = s.st.InTx(ctx, func(tx store.Accounts) error {
+		newDomain = false
 		old, err := tx.GetUser(ctx, u.Email)
 		if err == nil {
 			switch mode {
@@ -398,7 +405,8 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 			return err
 		}
 		res = AdminCreated
-		d, err := ensureDomain(ctx, tx, u.DomainName, true)
+		d, created, err := ensureDomain(ctx, tx, u.DomainName, true)
+		newDomain = created
 		if err != nil {
 			return err
 		}
@@ -418,6 +426,9 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 		return 0, err
 	}
 	s.log.Info("admin account", "user", u.Email, "result", res.String())
+	if newDomain {
+		return res, s.newDomainKeys(u.DomainName)
+	}
 	return res, nil
 }
 

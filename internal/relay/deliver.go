@@ -21,6 +21,11 @@ func (t target) implicitTLS() bool {
 	return t.hop.kind != hopMX && !t.hop.lmtp && t.addr.Port() == 465
 }
 
+// accept is what the server that accepted a recipient said.
+type accept struct {
+	remote, reply string
+}
+
 // deliverGroup delivers to the recipients of one next hop. It returns a
 // result per recipient, or one error when nothing could be tried.
 //
@@ -30,7 +35,7 @@ func (t target) implicitTLS() bool {
 // offered to the next one too, up to MaxSessions transactions (Postfix
 // smtp_mx_session_limit). After the final dot nothing is retried elsewhere:
 // a lost reply may hide a delivery.
-func (c *Client) deliverGroup(ctx context.Context, m *queue.Message, g *group) (map[string]error, *queue.DeliveryError) {
+func (c *Client) deliverGroup(ctx context.Context, m *queue.Message, g *group, accepted map[string]accept) (map[string]error, *queue.DeliveryError) {
 	hosts, de := c.hosts(ctx, g.hop)
 	if de != nil {
 		c.logResult(m, g.hop, target{}, nil, de)
@@ -57,14 +62,17 @@ hosts:
 			}
 			tried++
 			t := target{hop: g.hop, host: h.name, addr: netip.AddrPortFrom(a, uint16(port))}
-			res, aerr, transacted := c.attempt(ctx, m, t, pending)
-			if transacted {
+			res, aerr, s := c.attempt(ctx, m, t, pending)
+			if s.transacted {
 				sessions++
 			}
 			var next []string
 			for _, r := range pending {
 				if err, ok := res[r]; ok {
 					results[r] = err
+					if err == nil {
+						accepted[r] = accept{remote: t.remote(), reply: s.replies[r]}
+					}
 					if err != nil && !permanent(err) {
 						next = append(next, r)
 					}
@@ -108,7 +116,7 @@ hosts:
 
 // attempt runs one session, retrying once without TLS when opportunistic
 // STARTTLS failed in the handshake.
-func (c *Client) attempt(ctx context.Context, m *queue.Message, t target, rcpts []string) (map[string]error, *attemptError, bool) {
+func (c *Client) attempt(ctx context.Context, m *queue.Message, t target, rcpts []string) (map[string]error, *attemptError, *session) {
 	s := &session{c: c, m: m, t: t}
 	res, aerr := s.run(ctx, rcpts)
 	if aerr != nil && aerr.plainRetry && ctx.Err() == nil {
@@ -117,7 +125,7 @@ func (c *Client) attempt(ctx context.Context, m *queue.Message, t target, rcpts 
 		res, aerr = s.run(ctx, rcpts)
 	}
 	c.logResult(m, t.hop, t, s, errOf(aerr))
-	return res, aerr, s.transacted
+	return res, aerr, s
 }
 
 // sessionErr is the error for recipients a session left undecided.

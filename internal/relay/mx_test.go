@@ -215,6 +215,9 @@ func TestMixedRecipientsOneConnection(t *testing.T) {
 		if res[i].Err != nil {
 			t.Errorf("%s: %v", res[i].Recipient, res[i].Err)
 		}
+		if res[i].Remote != "mx.example.test" || !strings.HasPrefix(res[i].Reply, "250 ") {
+			t.Errorf("%s: accepted by %q with %q; want mx.example.test and its 250", res[i].Recipient, res[i].Remote, res[i].Reply)
+		}
 	}
 	checkErr(t, "550 recipient", asDE(t, res[1].Err), true, 550, "5.1.1")
 	checkErr(t, "452 recipient", asDE(t, res[2].Err), false, 452, "4.2.2")

@@ -168,7 +168,8 @@ type group struct {
 }
 
 // Deliver sends m to its recipients. It returns one result per recipient in
-// the order of m.Recipients; when every recipient failed for the same
+// the order of m.Recipients (accepted ones with the accepting host and its
+// reply); when every recipient failed for the same
 // reason before any transaction (no MX reachable, DNS failure, MAIL FROM
 // refused), it returns that *queue.DeliveryError instead.
 func (c *Client) Deliver(ctx context.Context, m *queue.Message) ([]queue.RecipientResult, error) {
@@ -197,8 +198,9 @@ func (c *Client) Deliver(ctx context.Context, m *queue.Message) ([]queue.Recipie
 		g.rcpts = append(g.rcpts, rcpt)
 	}
 
+	accepted := map[string]accept{}
 	for _, g := range groups {
-		res, de := c.deliverGroup(ctx, m, g)
+		res, de := c.deliverGroup(ctx, m, g, accepted)
 		for _, r := range g.rcpts {
 			if de != nil {
 				results[r] = de
@@ -222,7 +224,11 @@ func (c *Client) Deliver(ctx context.Context, m *queue.Message) ([]queue.Recipie
 	}
 	out := make([]queue.RecipientResult, 0, len(m.Recipients))
 	for _, rcpt := range m.Recipients {
-		out = append(out, queue.RecipientResult{Recipient: rcpt, Err: results[rcpt]})
+		rr := queue.RecipientResult{Recipient: rcpt, Err: results[rcpt]}
+		if rr.Err == nil {
+			rr.Remote, rr.Reply = accepted[rcpt].remote, accepted[rcpt].reply
+		}
+		out = append(out, rr)
 	}
 	return out, nil
 }

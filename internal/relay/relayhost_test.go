@@ -221,8 +221,8 @@ func TestRelayTransports(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LMTP Deliver: %v", err)
 	}
-	if res[0].Err != nil {
-		t.Errorf("LMTP ok@: %v", res[0].Err)
+	if res[0].Err != nil || !strings.HasPrefix(res[0].Reply, "250 ") || res[0].Remote != "127.0.0.1" {
+		t.Errorf("LMTP ok@: %v (remote %q, reply %q)", res[0].Err, res[0].Remote, res[0].Reply)
 	}
 	checkErr(t, "LMTP over quota", asDE(t, res[1].Err), true, 552, "5.2.2")
 	checkErr(t, "LMTP try later", asDE(t, res[2].Err), false, 452, "4.2.2")

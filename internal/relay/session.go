@@ -33,8 +33,9 @@ type session struct {
 	transacted bool // MAIL FROM was accepted
 	accepted   int
 	refused    int
-	reply      string // the server's reply to the final dot
-	dataOpen   bool   // DATA accepted, final dot not yet sent
+	reply      string            // the server's reply to the final dot
+	replies    map[string]string // per accepted recipient (LMTP: its own)
+	dataOpen   bool              // DATA accepted, final dot not yet sent
 }
 
 func (s *session) debug(msg string, args ...any) {
@@ -296,8 +297,10 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, rcpts []stri
 		return results, nil
 	}
 	s.reply = oneLine("250 " + resp.StatusText)
+	s.replies = make(map[string]string, len(accepted))
 	for _, r := range accepted {
 		results[r] = nil
+		s.replies[r] = s.reply
 	}
 	return results, nil
 }
@@ -308,12 +311,14 @@ func (s *session) lmtpReplies(ctx context.Context, w *smtp.DataCommand, accepted
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
 	var replies []string
+	s.replies = make(map[string]string, len(accepted))
 	for _, r := range accepted {
 		w := wireAddr(r, s.m.UTF8)
 		switch {
 		case resp[w] != nil:
 			results[r] = nil
-			replies = append(replies, "250 "+resp[w].StatusText)
+			s.replies[r] = oneLine("250 " + resp[w].StatusText)
+			replies = append(replies, s.replies[r])
 		case perRcpt[w] != nil:
 			results[r] = fromReply(perRcpt[w], s.t.remote())
 			replies = append(replies, strconv.Itoa(perRcpt[w].Code)+" "+perRcpt[w].Message)

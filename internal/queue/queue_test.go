@@ -1014,6 +1014,16 @@ func BenchmarkDrain(b *testing.B) {
 		done := make(chan error, 1)
 		b.StartTimer()
 		go func() { done <- w.Run(ctx) }()
+		// Cheap polling first (listing the queue costs as much as draining it).
+		for {
+			tr.mu.Lock()
+			got := len(tr.delivered)
+			tr.mu.Unlock()
+			if got == n {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 		for {
 			q, err := st.ListQueue(context.Background())
 			if err != nil {

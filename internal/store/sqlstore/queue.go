@@ -134,6 +134,11 @@ func chunks(ids []int64, n int) [][]int64 {
 	return out
 }
 
+const sqlDeferQueue = `UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?,
+last_error = ?, last_code = ?, last_status = ?, last_remote = ?, delay_notified = (delay_notified OR ?),
+lease_owner = '', lease_until = NULL
+WHERE id = ? AND lease_owner = ?`
+
 // UpdateQueue records outcomes in one transaction (one fsync for a whole
 // batch of attempts). Rows are touched in id order, the order claims lock
 // them in among equal next_attempt values, to keep PostgreSQL deadlocks
@@ -149,26 +154,38 @@ func (s *Store) UpdateQueue(ctx context.Context, owner string, ups []store.Queue
 	for attempt := 0; ; attempt++ {
 		trashed = false
 		err = s.withTx(ctx, func(c conn) error {
-			deleted := false
+			var dels []int64
+			var deferStmt *sql.Stmt
 			for _, u := range ups {
 				if u.Delete {
-					if _, err := c.exec(ctx, `DELETE FROM queue WHERE id = ?`, u.ID); err != nil {
-						return fmt.Errorf("delete entry %d: %w", u.ID, mapErr(err))
-					}
-					deleted = true
+					dels = append(dels, u.ID)
 					continue
 				}
-				_, err := c.exec(ctx, `UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?,
-last_error = ?, last_code = ?, last_status = ?, last_remote = ?, delay_notified = (delay_notified OR ?),
-lease_owner = '', lease_until = NULL
-WHERE id = ? AND lease_owner = ?`,
-					s.d.ts(u.NextAttempt), nullTS(s.d, u.LastAttempt), u.LastError, u.LastCode, u.LastStatus,
-					u.LastRemote, u.DelayNotified, u.ID, owner)
+				if deferStmt == nil {
+					// Prepared once per batch: parsing dominates a small UPDATE.
+					st, err := c.tx.PrepareContext(ctx, c.d.rebind(sqlDeferQueue))
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					deferStmt = st
+				}
+				_, err := deferStmt.ExecContext(ctx, s.d.ts(u.NextAttempt), nullTS(s.d, u.LastAttempt), u.LastError,
+					u.LastCode, u.LastStatus, u.LastRemote, u.DelayNotified, u.ID, owner)
 				if err != nil {
 					return fmt.Errorf("defer entry %d: %w", u.ID, mapErr(err))
 				}
 			}
-			if deleted {
+			for _, chunk := range chunks(dels, gcBatch) {
+				args := make([]any, len(chunk))
+				for i, id := range chunk {
+					args[i] = id
+				}
+				if _, err := c.exec(ctx, `DELETE FROM queue WHERE id IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
+					return fmt.Errorf("delete %d entries: %w", len(chunk), mapErr(err))
+				}
+			}
+			if len(dels) > 0 {
 				n, err := count(ctx, c, "read blob trash", `SELECT COUNT(*) FROM (SELECT 1 FROM blob_trash LIMIT 1) t`)
 				if err != nil {
 					return err

@@ -14,6 +14,7 @@ import (
 type message struct {
 	uid     uint32
 	bodyID  int64
+	stored  int64 // octets as stored
 	size    int64 // octets as RETR sends them; -1 until known
 	deleted bool  // marked with DELE
 }
@@ -43,7 +44,7 @@ func (s *session) openMaildrop(user string) error {
 	s.uidv = inbox.UIDValidity
 	s.drop = make([]message, len(infos))
 	for i, m := range infos {
-		s.drop[i] = message{uid: m.UID, bodyID: m.BodyID, size: -1}
+		s.drop[i] = message{uid: m.UID, bodyID: m.BodyID, stored: m.Size, size: -1}
 		if n, ok := s.srv.sizes.get(m.BodyID); ok {
 			s.drop[i].size = n
 		}
@@ -132,7 +133,9 @@ func (s *session) msgArg(arg string) (int, bool) {
 }
 
 // sizeOf returns a message's size as RETR sends it, reading the body
-// once if no session has done so before.
+// once if no session has done so before. A body another session has
+// expunged meanwhile keeps its stored size, so that STAT and LIST still
+// answer (RETR of it then says it is gone).
 func (s *session) sizeOf(i int) (int64, error) {
 	m := &s.drop[i]
 	if m.size >= 0 {
@@ -143,6 +146,9 @@ func (s *session) sizeOf(i int) (int64, error) {
 		return n, nil
 	}
 	rc, err := s.srv.opts.Store.OpenBody(s.ctx, m.bodyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return m.stored, nil
+	}
 	if err != nil {
 		return 0, err
 	}

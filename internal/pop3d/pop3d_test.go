@@ -322,6 +322,7 @@ func TestExpungedElsewhere(t *testing.T) {
 	if err := e.st.ExpungeMessages(context.Background(), alice, "INBOX", []uint32{1}); err != nil {
 		t.Fatal(err)
 	}
+	c.expect("STAT", fmt.Sprintf("+OK 2 %d", len(msg1)+len(msg2))) // its stored size still counts
 	c.expect("RETR 1", "-ERR Message 1 was deleted by another session")
 	c.expect("RETR 2", "+OK")
 	c.multi()
@@ -582,4 +583,31 @@ func TestLogLines(t *testing.T) {
 	if strings.Contains(logs, alicePass) {
 		t.Errorf("the password reached the log")
 	}
+}
+
+// TestPipelining: commands sent in one write are answered in order (RFC
+// 2449 6.6).
+func TestPipelining(t *testing.T) {
+	e := start(t, true, nil)
+	put(t, e.st, alice, msg1, msg2)
+	c := e.dial()
+	c.send("USER " + alice + "\r\nPASS " + alicePass + "\r\nSTAT\r\nLIST\r\nRETR 2\r\nDELE 1\r\nNOOP\r\nQUIT")
+	for _, want := range []string{"+OK", "+OK Logged in.", fmt.Sprintf("+OK 2 %d", len(msg1)+len(msg2)), "+OK 2 messages"} {
+		if got := c.line(); !strings.HasPrefix(got, want) {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	c.lines()
+	if got := c.line(); got != fmt.Sprintf("+OK %d octets", len(msg2)) {
+		t.Fatalf("RETR: %q", got)
+	}
+	if got := string(c.multi()); got != msg2 {
+		t.Fatalf("RETR body %q", got)
+	}
+	for _, want := range []string{"+OK Message 1 marked", "+OK", "+OK Logging out, 1 messages deleted."} {
+		if got := c.line(); !strings.HasPrefix(got, want) {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	c.eof()
 }

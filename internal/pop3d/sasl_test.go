@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -183,4 +184,44 @@ func TestStoreErrorAtLogin(t *testing.T) {
 	c.expect("PASS "+alicePass, "-ERR [SYS/TEMP] Cannot open your mailbox now")
 	c.expect("STAT", "-ERR Log in first")
 	c.expect("QUIT", "+OK")
+}
+
+// brokenStore fails the calls whose error is set.
+type brokenStore struct {
+	Store
+	openErr, expungeErr error
+}
+
+func (b brokenStore) OpenBody(ctx context.Context, id int64) (io.ReadCloser, error) {
+	if b.openErr != nil {
+		return nil, b.openErr
+	}
+	return b.Store.OpenBody(ctx, id)
+}
+
+func (b brokenStore) ExpungeMessages(ctx context.Context, user, mailbox string, uids []uint32) error {
+	if b.expungeErr != nil {
+		return b.expungeErr
+	}
+	return b.Store.ExpungeMessages(ctx, user, mailbox, uids)
+}
+
+func TestStoreErrorsInTransaction(t *testing.T) {
+	e := start(t, true, func(o *Options) {
+		o.Store = brokenStore{Store: o.Store, openErr: errors.New("disk gone"), expungeErr: errors.New("database down")}
+	})
+	put(t, e.st, alice, msg1)
+	c := e.dial()
+	c.login(alice, alicePass)
+	c.expect("RETR 1", "-ERR [SYS/TEMP] Cannot read the mailbox now")
+	c.expect("LIST", "-ERR [SYS/TEMP] Cannot read the mailbox now")
+	c.expect("UIDL", "+OK") // needs no body
+	c.lines()
+	c.expect("DELE 1", "+OK")
+	c.expect("QUIT", "-ERR [SYS/TEMP] Could not delete the messages marked with DELE; they are still there")
+	c.eof()
+	if n := len(inboxOf(t, e.st, alice)); n != 1 {
+		t.Fatalf("%d messages left", n)
+	}
+	eventually(t, "logout line", func() bool { return strings.Contains(e.logs.String(), `reason="quit, expunge failed"`) })
 }

@@ -90,6 +90,9 @@ func (s *session) setConn(c net.Conn) {
 func (s *session) run() {
 	s.log.Debug("connect")
 	defer func() {
+		if s.conn != s.tc {
+			_ = s.conn.Close() // TLS: close_notify, then the socket
+		}
 		if s.state == stateTransaction {
 			s.endTransaction()
 		}

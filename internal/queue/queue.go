@@ -229,16 +229,20 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	poll := time.NewTimer(0)
 	defer poll.Stop()
+	minRoom := 1
 	for ctx.Err() == nil {
-		more := w.claim(ctx, attemptCtx)
-		if more {
+		if w.claim(ctx, attemptCtx, minRoom) {
 			continue
 		}
 		poll.Reset(w.o.PollInterval)
+		minRoom = 1
 		select {
 		case <-ctx.Done():
 		case <-w.kick:
 		case <-w.freed:
+			// Top up in large claims, not one per finished attempt:
+			// each claim is a write transaction.
+			minRoom = w.maxRows / 2
 		case <-poll.C:
 		}
 	}
@@ -250,11 +254,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// claim leases due entries and starts their attempts. It reports whether
-// there may be more due right now.
-func (w *Worker) claim(ctx, attemptCtx context.Context) bool {
+// claim leases due entries and starts their attempts, if there is room
+// for at least minRoom more. It reports whether there may be more due
+// right now.
+func (w *Worker) claim(ctx, attemptCtx context.Context, minRoom int) bool {
 	room := w.maxRows - int(w.pending.Load())
-	if room <= 0 {
+	if room <= 0 || room < minRoom {
 		return false
 	}
 	seq := w.claims.Add(1)

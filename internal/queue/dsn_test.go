@@ -82,21 +82,27 @@ func TestDSNGolden(t *testing.T) {
 	for name, d := range goldenDSNs() {
 		t.Run(name, func(t *testing.T) {
 			got := d.Build()
-			path := filepath.Join("testdata", "dsn-"+name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("DSN differs from %s (go test -update rewrites it):\n%s", path, got)
-			}
+			golden(t, "dsn-"+name+".golden", got)
 			checkDSN(t, got, d)
 		})
+	}
+}
+
+// golden compares got with testdata/name; -update rewrites the file.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (go test -update rewrites it):\n%s", path, got)
 	}
 }
 

@@ -3,10 +3,13 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -156,11 +159,21 @@ func (w *Worker) deferral(it store.QueueItem, de *DeliveryError, now time.Time) 
 		LastCode: de.Code, LastStatus: de.Enhanced, LastRemote: de.Remote}
 }
 
-// asDeliveryError makes any Transport error a *DeliveryError; errors that
-// are not one are temporary.
+// asDeliveryError makes any Transport error a *DeliveryError. A
+// *smtp.SMTPError is permanent when it is a 5xx; any other error is
+// temporary (a network error is never a reason to bounce at once).
 func asDeliveryError(err error) *DeliveryError {
 	var de *DeliveryError
 	if errors.As(err, &de) {
+		return de
+	}
+	// A bare SMTP reply from go-smtp's client: 5xx is permanent.
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		de := &DeliveryError{Permanent: se.Code >= 500, Code: se.Code, Message: se.Message}
+		if ec := se.EnhancedCode; ec[0] > 0 {
+			de.Enhanced = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+		}
 		return de
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 )
@@ -1051,4 +1053,23 @@ func BenchmarkDrain(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+func TestAsDeliveryError(t *testing.T) {
+	tests := []struct {
+		err  error
+		want DeliveryError
+	}{
+		{&DeliveryError{Permanent: true, Code: 550, Enhanced: "5.1.1", Message: "x"}, DeliveryError{Permanent: true, Code: 550, Enhanced: "5.1.1", Message: "x"}},
+		{fmt.Errorf("rcpt: %w", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "spam"}),
+			DeliveryError{Permanent: true, Code: 554, Enhanced: "5.7.1", Message: "spam"}},
+		{&smtp.SMTPError{Code: 421, EnhancedCode: smtp.NoEnhancedCode, Message: "bye"}, DeliveryError{Code: 421, Message: "bye"}},
+		{context.DeadlineExceeded, DeliveryError{Message: "delivery attempt timed out"}},
+		{errors.New("dial tcp: connection refused"), DeliveryError{Message: "dial tcp: connection refused"}},
+	}
+	for _, tc := range tests {
+		if got := asDeliveryError(tc.err); *got != tc.want {
+			t.Errorf("asDeliveryError(%v) = %+v, want %+v", tc.err, *got, tc.want)
+		}
+	}
 }

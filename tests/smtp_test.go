@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/petrelmail/petrel/internal/relay/sinktest"
 )
 
 // withUsers starts a server with alice and bob in example.test.
@@ -71,7 +73,8 @@ func TestPort25NeverAuthenticates(t *testing.T) {
 // TestPythonSmtplib drives every role with Python's smtplib, an
 // independent client.
 func TestPythonSmtplib(t *testing.T) {
-	s := withUsers(t, map[string]string{"PORTS": "25,465,587,993,995"})
+	sink := sinktest.Start(t, sinktest.Options{})
+	s := withUsers(t, map[string]string{"PORTS": "25,465,587,993,995", "RELAYHOST": fmt.Sprintf("[127.0.0.1]:%d", sink.Port())})
 	script := `
 import os, smtplib, ssl
 ctx = ssl.create_default_context()
@@ -135,6 +138,9 @@ with smtplib.SMTP(h587, int(p587)) as c:
 	if strings.Contains(s.logs(), "Secret-Bob-2") {
 		t.Fatal("a password reached the log")
 	}
+	if got := waitSink(t, sink, 1, s); got[0].To[0] != "friend@remote.example" {
+		t.Errorf("relay host got a message for %v", got[0].To)
+	}
 	s.stopClean()
 	if n := countMessages(t, s, "alice@example.test"); n != 2 {
 		t.Errorf("alice has %d messages, want 2", n)
@@ -142,8 +148,8 @@ with smtplib.SMTP(h587, int(p587)) as c:
 	if n := countMessages(t, s, "bob@example.test"); n != 1 {
 		t.Errorf("bob has %d messages, want 1", n)
 	}
-	if n := countQueue(t, s); n != 1 {
-		t.Errorf("queue has %d entries, want 1 (friend@remote.example)", n)
+	if n := countQueue(t, s); n != 0 {
+		t.Errorf("queue has %d entries, want 0 (friend@remote.example was relayed)", n)
 	}
 }
 

@@ -105,8 +105,8 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		MessageRateExemption: cfg.MessageRateLimitExemption,
 		Auth:                 p.auth,
 		Router:               p.router,
-		Deliverer:            delivererAdapter{p.deliverer},
-		Resolver:             net.DefaultResolver,
+		Deliverer:            delivererAdapter{p.deliverer, p.queue},
+		Resolver:             p.resolver, // RESOLVER_ADDRESS applies to Received lookups too
 		Submission: submit.New(submit.Options{
 			Signers:  p.signers,
 			Hostname: cfg.Hostnames[0],

@@ -13,9 +13,11 @@ import (
 	"github.com/petrelmail/petrel/internal/admin"
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/obs"
+	"github.com/petrelmail/petrel/internal/queue"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
@@ -36,6 +38,8 @@ type parts struct {
 	router    *inbound.Router
 	deliverer *inbound.Deliverer
 	connIDs   *obs.ConnIDs
+	resolver  *dnsres.Net
+	queue     *queue.Worker
 	closers   []func() // run in reverse order by close
 }
 
@@ -120,6 +124,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Blobs:  p.store.Blobs(),
 		Logger: log.With("part", "delivery"),
 	})
+	p.resolver = dnsres.New(cfg.ResolverAddress)
+	if p.queue, err = p.newQueue(p.resolver); err != nil {
+		return nil, fmt.Errorf("outbound queue: %w", err)
+	}
+
 	// The deliverer outlives the request contexts: Close drains it after
 	// the listeners have stopped.
 	p.deliverer.Start(context.WithoutCancel(ctx))
@@ -134,8 +143,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 // startBackground starts the background workers; they stop when ctx ends
 // and wg is done when they have.
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
-	_ = ctx
-	_ = wg
+	wg.Add(1)
+	go runQueue(ctx, p.queue, wg, p.log)
 }
 
 func (p *parts) onClose(f func()) { p.closers = append(p.closers, f) }
@@ -148,8 +157,11 @@ func (p *parts) close() {
 }
 
 // delivererAdapter lets smtpd's Deliverer interface hand back the concrete
-// spool inbound.Deliverer made.
-type delivererAdapter struct{ d *inbound.Deliverer }
+// spool inbound.Deliverer made, and wakes the queue for remote recipients.
+type delivererAdapter struct {
+	d *inbound.Deliverer
+	q *queue.Worker
+}
 
 func (a delivererAdapter) NewSpool() (smtpd.Spool, error) {
 	sp, err := a.d.NewSpool()
@@ -164,5 +176,14 @@ func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp
 	if !ok {
 		return errors.New("app: spool not made by the deliverer")
 	}
-	return a.d.Deliver(ctx, env, s)
+	if err := a.d.Deliver(ctx, env, s); err != nil {
+		return err
+	}
+	for _, r := range env.Routes {
+		if len(r.Remote) > 0 {
+			a.q.Kick() // send now rather than at the next poll
+			break
+		}
+	}
+	return nil
 }

@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors of the mailbox operations IMAP needs.
+var (
+	// ErrMailboxExists: CREATE or RENAME onto a name the user already has.
+	ErrMailboxExists = errors.New("mailbox already exists")
+	// ErrMailboxInvalid: the name is not allowed (empty, bad hierarchy,
+	// renaming or deleting INBOX where RFC 9051 forbids it).
+	ErrMailboxInvalid = errors.New("invalid mailbox name")
+	// ErrMailboxHasChildren: RFC 9051 6.3.4: deleting a mailbox that has
+	// inferior mailboxes and the \Noselect attribute is refused.
+	ErrMailboxHasChildren = errors.New("mailbox has children")
+)
+
+// FlagOp is how StoreFlags changes flags (RFC 9051 6.4.6).
+type FlagOp int
+
+const (
+	FlagsReplace FlagOp = iota // FLAGS
+	FlagsAdd                   // +FLAGS
+	FlagsRemove                // -FLAGS
+)
+
+// FlagUpdate is one STORE.
+type FlagUpdate struct {
+	MailboxID int64
+	UIDs      []uint32
+	Op        FlagOp
+	Flags     []string
+	// UnchangedSince, when non-zero, is RFC 7162's UNCHANGEDSINCE: a
+	// message whose modseq is higher is not changed and is reported in
+	// StoreResult.Failed.
+	UnchangedSince uint64
+}
+
+// StoreResult says what StoreFlags did.
+type StoreResult struct {
+	Changed []MessageInfo // the messages whose flags changed, with new flags and modseq
+	Failed  []uint32      // UNCHANGEDSINCE failures (RFC 7162 MODIFIED)
+}
+
+// Changes are what happened in a mailbox after a modseq (CONDSTORE,
+// QRESYNC and IDLE use them).
+type Changes struct {
+	Mailbox  Mailbox       // the mailbox now (UIDNext, HighestModSeq, Messages)
+	Changed  []MessageInfo // messages added or with flags changed after the modseq, in UID order
+	Expunged []uint32      // UIDs expunged after the modseq, ascending
+}
+
+// NewAppend is one APPEND.
+type NewAppend struct {
+	User         string
+	Mailbox      string
+	Flags        []string
+	InternalDate time.Time
+	Body         []byte // bodies over the store's inline limit go to a blob file
+}
+
+// Mailboxes is the mailbox and message management IMAP needs on top of
+// Mail. Every change bumps the mailbox's HIGHESTMODSEQ and gives changed
+// messages that modseq; expunges are remembered with their modseq so that
+// QRESYNC can report them as VANISHED.
+type Mailboxes interface {
+	GetMailbox(ctx context.Context, user, name string) (*Mailbox, error)
+	// CreateMailbox creates name (and missing parents, RFC 9051 6.3.4);
+	// ErrMailboxExists if it exists.
+	CreateMailbox(ctx context.Context, user, name, specialUse string) (*Mailbox, error)
+	// DeleteMailbox deletes a mailbox and its messages (quota released).
+	DeleteMailbox(ctx context.Context, user, name string) error
+	// RenameMailbox renames a mailbox and its children; renaming INBOX
+	// moves its messages to the new mailbox and leaves INBOX empty.
+	RenameMailbox(ctx context.Context, user, from, to string) error
+	SetSubscribed(ctx context.Context, user, name string, subscribed bool) error
+
+	// AppendMessage stores a message in a mailbox (ErrQuotaExceeded when
+	// the user's quota would be exceeded) and returns its UID and the
+	// mailbox's UIDVALIDITY (RFC 4315 APPENDUID).
+	AppendMessage(ctx context.Context, a *NewAppend) (uid, uidValidity uint32, err error)
+	// ListMessagesByID lists a mailbox's messages in UID order.
+	ListMessagesByID(ctx context.Context, mailboxID int64) ([]MessageInfo, error)
+	StoreFlags(ctx context.Context, u *FlagUpdate) (*StoreResult, error)
+	// CopyMessages copies (move=false) or moves (move=true, RFC 6851:
+	// atomically expunging the sources) messages to another mailbox of the
+	// same user and returns the source UIDs and the new UIDs in the same
+	// order (RFC 4315 COPYUID). Copies share the stored body; quota is
+	// charged for copies.
+	CopyMessages(ctx context.Context, fromID int64, uids []uint32, toID int64, move bool) (src, dst []uint32, uidValidity uint32, err error)
+	// ExpungeByID expunges uids (all \Deleted messages when uids is nil).
+	// It returns the UIDs actually expunged.
+	ExpungeByID(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
+	// ChangesSince reports changes after modseq (0: every message).
+	ChangesSince(ctx context.Context, mailboxID int64, modseq uint64) (*Changes, error)
+	// Quota returns the user's used bytes and limit (0 = unlimited).
+	Quota(ctx context.Context, user string) (used, limit int64, err error)
+	// Watch returns a channel that receives (without blocking the writer)
+	// after any committed change to mailboxes of user in this process,
+	// and a function to stop watching. IDLE also polls ChangesSince, so
+	// changes made by other nodes are seen too.
+	Watch(user string) (<-chan struct{}, func())
+}

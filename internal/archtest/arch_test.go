@@ -29,6 +29,9 @@ var forbidden = map[string][]string{
 	"internal/admin":    {"internal/smtpd", "internal/pop3d", "internal/imapd", "internal/cli", "internal/app", "net/http/httptest"},
 	"internal/cli":      {"internal/app", "internal/smtpd"},
 	"internal/app":      {"internal/cli"},
+
+	// Shared by every listener: no protocol, no store.
+	"internal/connlimit": {"internal/"},
 }
 
 type pkg struct {

@@ -1,0 +1,63 @@
+package imapd
+
+import "strings"
+
+// coreCommands is every command but FETCH and SEARCH.
+func coreCommands() map[string]commandSpec {
+	return map[string]commandSpec{
+		"CAPABILITY": {states: anyState, run: cmdCapability},
+		"NOOP":       {states: anyState, run: cmdNoop},
+		"LOGOUT":     {states: anyState, run: cmdLogout},
+	}
+}
+
+// capabilities is the CAPABILITY list for the session's state (RFC 9051
+// 7.2.2): before TLS on 143 STARTTLS and LOGINDISABLED and no AUTH=
+// (RFC 9051 6.2.1, 6.2.3); after login no STARTTLS or AUTH=.
+func (s *session) capabilities() string {
+	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "IDLE",
+		"NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
+		"ESEARCH", "UNSELECT", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE", "QRESYNC", "ID", "CHILDREN"}
+	if s.state == stateNotAuthenticated {
+		if s.loginAllowed() {
+			caps = append(caps, "AUTH=PLAIN", "AUTH=LOGIN") // Mailu: auth_mechanisms = plain login
+		} else {
+			caps = append(caps, "LOGINDISABLED")
+		}
+		if s.startTLSOffered() {
+			caps = append(caps, "STARTTLS")
+		}
+	}
+	return strings.Join(caps, " ")
+}
+
+// loginAllowed: TLS is up, or TLS_FLAVOR=notls.
+func (s *session) loginAllowed() bool { return s.tls || s.srv.opts.NoTLS }
+
+// startTLSOffered: port 143 with a certificate, before TLS and login.
+func (s *session) startTLSOffered() bool {
+	return !s.tls && !s.srv.opts.Implicit && s.srv.opts.TLSConfig != nil && s.state == stateNotAuthenticated
+}
+
+func cmdCapability(s *session, c *command) error {
+	if err := c.args.End(); err != nil {
+		return err
+	}
+	s.w.Untagged()
+	s.w.Raw("CAPABILITY ")
+	s.w.Raw(s.capabilities())
+	s.w.CRLF()
+	return nil
+}
+
+// cmdNoop is NOOP and CHECK (RFC 9051 6.1.2): the updates come from the
+// sync after every command.
+func cmdNoop(s *session, c *command) error { return c.args.End() }
+
+func cmdLogout(s *session, c *command) error {
+	if err := c.args.End(); err != nil {
+		return err
+	}
+	s.w.Status("*", "BYE", "", "Logging out")
+	return errLogout
+}

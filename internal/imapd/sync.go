@@ -1,0 +1,164 @@
+package imapd
+
+import (
+	"slices"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// sync asks the store what changed in the selected mailbox since the last
+// sync and tells the client: EXPUNGE (or VANISHED with QRESYNC, RFC 7162
+// 3.2.10) for messages expunged elsewhere, FETCH FLAGS for flag changes,
+// EXISTS for new messages. With allowExpunge false (RFC 9051 7.4.1: during
+// FETCH, STORE, SEARCH by sequence number) expunges are remembered in
+// view.gone and reported by a later sync.
+func (s *session) sync(allowExpunge bool) error {
+	v := s.sel
+	if v == nil {
+		return nil
+	}
+	ch, err := s.srv.opts.Store.ChangesSince(s.ctx, v.id, v.modSeq)
+	if err != nil {
+		return err
+	}
+	for _, uid := range ch.Expunged {
+		if v.seqOf(uid) != 0 {
+			if v.gone == nil {
+				v.gone = make(map[uint32]bool)
+			}
+			v.gone[uid] = true
+		}
+	}
+	if allowExpunge && len(v.gone) > 0 {
+		uids := make([]uint32, 0, len(v.gone))
+		for uid := range v.gone {
+			uids = append(uids, uid)
+		}
+		slices.Sort(uids)
+		s.reportExpunged(uids)
+	}
+	maxUID := v.maxUID()
+	var added []store.MessageInfo
+	for _, m := range ch.Changed {
+		if m.UID > maxUID {
+			added = append(added, m)
+			continue
+		}
+		q := v.seqOf(m.UID)
+		if q == 0 || v.gone[m.UID] || m.ModSeq <= v.msgs[q-1].ModSeq {
+			continue // unknown, expunged, or already reported (own STORE)
+		}
+		old := v.msgs[q-1].Flags
+		v.update(m)
+		if !sameFlags(old, m.Flags) || s.condstore {
+			s.writeFlagsFetch(q, &v.msgs[q-1])
+		}
+	}
+	if len(added) > 0 {
+		v.msgs = append(v.msgs, added...)
+		s.w.Untagged()
+		s.w.Uint(uint64(v.count()))
+		s.w.Raw(" EXISTS")
+		s.w.CRLF()
+	}
+	v.modSeq = max(v.modSeq, ch.Mailbox.HighestModSeq)
+	if ch.Mailbox.UIDNext > v.uidNext {
+		v.uidNext = ch.Mailbox.UIDNext
+	}
+	return nil
+}
+
+// reportExpunged removes uids (ascending) from the view and writes one
+// EXPUNGE per message, or one VANISHED with QRESYNC.
+func (s *session) reportExpunged(uids []uint32) {
+	v := s.sel
+	var vanished []uint32
+	for _, uid := range uids {
+		q := v.remove(uid)
+		if q == 0 {
+			continue
+		}
+		if s.qresync {
+			vanished = append(vanished, uid)
+			continue
+		}
+		// Each EXPUNGE renumbers the messages after it (RFC 9051 7.5.1),
+		// so ascending UIDs are reported with their current numbers.
+		s.w.Untagged()
+		s.w.Uint(uint64(q))
+		s.w.Raw(" EXPUNGE")
+		s.w.CRLF()
+	}
+	if len(vanished) > 0 {
+		s.w.Untagged()
+		s.w.Raw("VANISHED ")
+		s.w.Raw(compactUIDs(vanished))
+		s.w.CRLF()
+	}
+}
+
+// writeFlagsFetch writes "* n FETCH (UID u FLAGS (...) [MODSEQ (m)])".
+// UID is always there: QRESYNC requires it (RFC 7162 3.2.4) and it costs
+// nothing.
+func (s *session) writeFlagsFetch(seq uint32, m *store.MessageInfo) {
+	s.w.Untagged()
+	s.w.Uint(uint64(seq))
+	s.w.Raw(" FETCH (UID ")
+	s.w.Uint(uint64(m.UID))
+	s.w.Raw(" FLAGS ")
+	s.w.Flags(m.Flags)
+	if s.condstore {
+		s.w.Raw(" MODSEQ (")
+		s.w.Uint(m.ModSeq)
+		s.w.Raw(")")
+	}
+	s.w.Raw(")")
+	s.w.CRLF()
+}
+
+func sameFlags(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, f := range a {
+		if !hasFlag(b, f) {
+			return false
+		}
+	}
+	return true
+}
+
+// applyFlags changes flags in the store and records the new flags and
+// modseqs in the view, so that the next sync does not report them again.
+// It writes nothing: the caller reports the changes (STORE's FETCH
+// responses, or FLAGS inside a FETCH that set \Seen). u.MailboxID is
+// filled in.
+func (s *session) applyFlags(u *store.FlagUpdate) (*store.StoreResult, error) {
+	u.MailboxID = s.sel.id
+	res, err := s.srv.opts.Store.StoreFlags(s.ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range res.Changed {
+		s.sel.update(m)
+	}
+	return res, nil
+}
+
+// enableCondstore turns CONDSTORE on (RFC 7162 3.1: ENABLE, SELECT
+// (CONDSTORE), or a CONDSTORE enabling command such as FETCH MODSEQ).
+// Enabled by a command while a mailbox is selected, the client gets the
+// HIGHESTMODSEQ it did not get at SELECT (RFC 7162 3.1.2).
+func (s *session) enableCondstore() {
+	if s.condstore {
+		return
+	}
+	s.condstore = true
+	if s.sel != nil {
+		s.w.Untagged()
+		s.w.Raw("OK [HIGHESTMODSEQ ")
+		s.w.Uint(s.sel.modSeq)
+		s.w.Raw("] Highest")
+		s.w.CRLF()
+	}
+}

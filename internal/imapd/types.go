@@ -1,0 +1,125 @@
+package imapd
+
+import (
+	"strconv"
+	"strings"
+)
+
+// numRange is lo:hi of a sequence set; 0 stands for "*" (the largest
+// number in use). normal keeps lo <= hi with "*" as the larger end,
+// since "4:2" and "2:4" are the same (RFC 9051 9, seq-range).
+type numRange struct{ lo, hi uint32 }
+
+func (r numRange) normal() numRange {
+	switch {
+	case r.lo == 0 && r.hi != 0:
+		return numRange{r.hi, 0}
+	case r.hi != 0 && r.lo > r.hi:
+		return numRange{r.hi, r.lo}
+	}
+	return r
+}
+
+// numSet is a sequence-set or uid-set as the client sent it.
+type numSet []numRange
+
+// contains reports whether n is in the set, with star the value of "*"
+// (the highest sequence number or UID in the mailbox).
+func (s numSet) contains(n, star uint32) bool {
+	for _, r := range s {
+		lo, hi := r.lo, r.hi
+		if lo == 0 {
+			lo = star
+		}
+		if hi == 0 {
+			hi = star
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if n >= lo && n <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+// String formats the set as the client would send it.
+func (s numSet) String() string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeSeqNum(&b, r.lo)
+		if r.hi != r.lo {
+			b.WriteByte(':')
+			writeSeqNum(&b, r.hi)
+		}
+	}
+	return b.String()
+}
+
+func writeSeqNum(b *strings.Builder, n uint32) {
+	if n == 0 {
+		b.WriteByte('*')
+		return
+	}
+	b.WriteString(strconv.FormatUint(uint64(n), 10))
+}
+
+// compactUIDs formats ascending numbers as a compact uid-set ("1:3,7")
+// for COPYUID, APPENDUID and VANISHED. Numbers not in ascending order are
+// listed one by one in the order given (RFC 4315 COPYUID pairs the
+// source and destination sets by position).
+func compactUIDs(uids []uint32) string {
+	var b strings.Builder
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(uids[i]), 10))
+		if j > i {
+			b.WriteByte(':')
+			b.WriteString(strconv.FormatUint(uint64(uids[j]), 10))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
+// System flags (RFC 9051 2.3.2) in their canonical spelling.
+const (
+	flagSeen     = `\Seen`
+	flagAnswered = `\Answered`
+	flagFlagged  = `\Flagged`
+	flagDeleted  = `\Deleted`
+	flagDraft    = `\Draft`
+	flagRecent   = `\Recent`
+)
+
+// canonicalFlag spells a system flag the standard way ("\SEEN" ->
+// "\Seen"); flags are case-insensitive (RFC 9051 2.3.2) and clients
+// compare them as strings. Keywords are kept as sent.
+func canonicalFlag(f string) string {
+	for _, sf := range []string{flagSeen, flagAnswered, flagFlagged, flagDeleted, flagDraft, flagRecent} {
+		if strings.EqualFold(f, sf) {
+			return sf
+		}
+	}
+	return f
+}
+
+// hasFlag reports whether flags holds f (case-insensitive).
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if strings.EqualFold(x, f) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,171 @@
+package imapd
+
+import (
+	"slices"
+	"sort"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// view is the selected mailbox as this session has told the client about
+// it: the sequence numbers are positions in msgs (seq n is msgs[n-1]),
+// and they change only when the session reports EXISTS or EXPUNGE.
+type view struct {
+	id          int64
+	name        string // as stored (UTF-8)
+	readOnly    bool   // EXAMINE, or SELECT of a mailbox the user may not change
+	uidValidity uint32
+	uidNext     uint32 // the last UIDNEXT the session knows (the store's)
+
+	// msgs is one entry per message the client knows, in UID order, with
+	// the flags and modseq last reported (or the client was given at
+	// SELECT).
+	msgs []store.MessageInfo
+	// modSeq is the mailbox's HIGHESTMODSEQ at the last sync: the next
+	// sync asks the store for changes after it.
+	modSeq uint64
+	// gone holds UIDs expunged by others whose EXPUNGE could not be sent
+	// yet (RFC 9051 7.4.1: not during FETCH, STORE, SEARCH by sequence
+	// number). They keep their sequence numbers until reported; FETCH
+	// may still show their flags, and their bodies may be gone.
+	gone map[uint32]bool
+}
+
+// count is the number of messages the client knows (EXISTS).
+func (v *view) count() uint32 { return uint32(len(v.msgs)) }
+
+// maxUID is the largest UID the client knows, 0 in an empty mailbox.
+func (v *view) maxUID() uint32 {
+	if len(v.msgs) == 0 {
+		return 0
+	}
+	return v.msgs[len(v.msgs)-1].UID
+}
+
+// seqOf returns the sequence number of uid, or 0 if the client does not
+// know such a message.
+func (v *view) seqOf(uid uint32) uint32 {
+	i, found := slices.BinarySearchFunc(v.msgs, uid, func(m store.MessageInfo, u uint32) int {
+		switch {
+		case m.UID < u:
+			return -1
+		case m.UID > u:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		return 0
+	}
+	return uint32(i + 1)
+}
+
+// msg returns the message with sequence number seq (1-based).
+func (v *view) msg(seq uint32) *store.MessageInfo { return &v.msgs[seq-1] }
+
+// isGone reports whether the message was expunged elsewhere and its
+// EXPUNGE is still pending.
+func (v *view) isGone(uid uint32) bool { return v.gone[uid] }
+
+// resolve turns a sequence set (uid=false) or a UID set (uid=true) into
+// the sequence numbers of the messages it names, ascending and without
+// duplicates. "*" is the last message (RFC 9051 6.4.8: a UID range
+// with "*" includes the last message even when the range starts above
+// it, so "UID FETCH 9999:*" names the last message). Numbers beyond the
+// mailbox are left out; ok is false for a sequence number that does not
+// exist (RFC 9051 9: that is a BAD for a sequence set).
+func (v *view) resolve(set numSet, uid bool) (seqs []uint32, ok bool) {
+	n := v.count()
+	if n == 0 {
+		if uid {
+			return nil, true
+		}
+		// RFC 9051 9: "*" or any number in an empty mailbox is an
+		// invalid sequence number.
+		return nil, len(set) == 0
+	}
+	ok = true
+	star := n
+	if uid {
+		star = v.maxUID()
+	}
+	// Ranges of sequence numbers, merged before expanding so that a set
+	// like "1:*,1:*,..." costs no more than "1:*".
+	spans := make([]numRange, 0, len(set))
+	for _, r := range set {
+		lo, hi := r.lo, r.hi
+		if lo == 0 {
+			lo = star
+		}
+		if hi == 0 {
+			hi = star
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if uid {
+			// The messages with lo <= UID <= hi.
+			i := sort.Search(len(v.msgs), func(i int) bool { return v.msgs[i].UID >= lo })
+			j := sort.Search(len(v.msgs), func(i int) bool { return v.msgs[i].UID > hi })
+			if i >= j {
+				continue
+			}
+			lo, hi = uint32(i+1), uint32(j)
+		} else if hi > n {
+			ok = false
+			hi = n
+			if lo > hi {
+				continue
+			}
+		}
+		spans = append(spans, numRange{lo, hi})
+	}
+	slices.SortFunc(spans, func(a, b numRange) int { return int(a.lo) - int(b.lo) })
+	var out []uint32
+	var next uint32 = 1 // the smallest number not yet emitted
+	for _, sp := range spans {
+		for q := max(sp.lo, next); q <= sp.hi; q++ {
+			out = append(out, q)
+		}
+		next = max(next, sp.hi+1)
+	}
+	return out, ok
+}
+
+func sortUnique(s []uint32) []uint32 {
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// uidsOf returns the UIDs of sequence numbers.
+func (v *view) uidsOf(seqs []uint32) []uint32 {
+	out := make([]uint32, len(seqs))
+	for i, q := range seqs {
+		out[i] = v.msgs[q-1].UID
+	}
+	return out
+}
+
+// update records new flags and modseq of a message the client knows
+// (after STORE, or before reporting a change); false if the UID is not in
+// the view.
+func (v *view) update(m store.MessageInfo) bool {
+	q := v.seqOf(m.UID)
+	if q == 0 {
+		return false
+	}
+	v.msgs[q-1].Flags = m.Flags
+	v.msgs[q-1].ModSeq = m.ModSeq
+	return true
+}
+
+// remove drops uid and returns the sequence number it had (0 if none).
+func (v *view) remove(uid uint32) uint32 {
+	q := v.seqOf(uid)
+	if q == 0 {
+		return 0
+	}
+	v.msgs = slices.Delete(v.msgs, int(q-1), int(q))
+	delete(v.gone, uid)
+	return q
+}

@@ -214,16 +214,17 @@ func (t *Tracker) Wait(ctx context.Context) error {
 	}
 }
 
-// CloseAll is the shutdown deadline: it cancels every connection's
-// context and closes the sockets under them. Each Conn stays counted until
-// its server's own Close.
+// CloseAll is the shutdown deadline: it closes the sockets under every
+// connection, then cancels their contexts. Sockets first, so that no
+// reply to the cancelled work reaches a client after the deadline. Each
+// Conn stays counted until its server's own Close.
 func (t *Tracker) CloseAll() {
-	t.cancel()
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	for c := range t.conns {
 		_ = c.raw.Close()
 	}
+	t.mu.Unlock()
+	t.cancel()
 }
 
 // Stop ends a shutdown: it waits for the refusals being answered (each

@@ -29,8 +29,8 @@ const rdnsTimeout = 5 * time.Second
 // Deliverer makes it durable, and only then does the client get 250 (RFC
 // 5321 4.1.1.4, 6.1).
 func (ss *session) Data(r io.Reader) error {
-	ss.tc.setBusy(true)
-	defer ss.tc.setBusy(false)
+	ss.tc.SetBusy(true)
+	defer ss.tc.SetBusy(false)
 	o := &ss.srv.opts
 
 	if !ss.mailSeen || len(ss.routes) == 0 {
@@ -205,7 +205,7 @@ func (ss *session) receivedHeader(id string, now time.Time) string {
 // tcpInfo is RFC 5321's TCP-info: "[ip]" or "name [ip]" when the reverse
 // DNS name resolves back to the address (Postfix's "unknown" is left out).
 func (ss *session) tcpInfo() string {
-	ip := ss.tc.remote.Addr()
+	ip := ss.tc.Remote().Addr()
 	if !ip.IsValid() {
 		return "unknown"
 	}
@@ -230,7 +230,7 @@ func (ss *session) rdns() string {
 	tc.rdnsOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(ss.ctx, rdnsTimeout)
 		defer cancel()
-		ip := tc.remote.Addr()
+		ip := tc.Remote().Addr()
 		names, err := res.LookupAddr(ctx, ip.String())
 		if err != nil {
 			return

@@ -38,7 +38,7 @@ type session struct {
 
 func (s *Server) newSession(c *smtp.Conn, tc *trackedConn) *session {
 	_, isTLS := c.TLSConnectionState()
-	ctx, cancel := context.WithCancel(tc.ctx)
+	ctx, cancel := context.WithCancel(tc.Context())
 	return &session{
 		srv:    s,
 		conn:   c,
@@ -118,7 +118,7 @@ func (ss *session) login(mech, username, password string) error {
 		Password: auth.Secret(password),
 		Protocol: "smtp", // Mailu: Auth-Protocol for submission logins
 		Port:     ss.srv.opts.Role.Port(),
-		Remote:   ss.tc.remote.Addr(),
+		Remote:   ss.tc.Remote().Addr(),
 		Log:      ss.log,
 	})
 	if err != nil {
@@ -143,7 +143,7 @@ func (ss *session) login(mech, username, password string) error {
 // name it; LOGIN's password is never asked for.
 func (ss *session) port25Auth(mech string) (sasl.Server, error) {
 	refuse := func(username string) error {
-		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.remote.Addr(), username, ss.log)
+		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.Remote().Addr(), username, ss.log)
 		return replyNoAuthOn25()
 	}
 	if ss.srv.opts.Auth == nil {
@@ -308,7 +308,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *session) inRelayNets() bool {
-	ip := ss.tc.remote.Addr()
+	ip := ss.tc.Remote().Addr()
 	if !ip.IsValid() {
 		return false
 	}

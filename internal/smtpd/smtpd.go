@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/connlimit"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/obs"
 	"github.com/petrelmail/petrel/internal/store"
@@ -210,26 +211,12 @@ type Options struct {
 
 // Server is one SMTP listener role.
 type Server struct {
-	opts      Options
-	log       *slog.Logger
-	smtp      *smtp.Server
-	exempt    map[string]bool
-	baseCtx   context.Context
-	cancelAll context.CancelFunc
-
-	mu       sync.Mutex
-	conns    map[*trackedConn]struct{}
-	perIP    map[netip.Addr]int
-	draining bool
-	refusing sync.WaitGroup // goroutines writing a 421 to refused connections
-	// refuseSlots bounds those goroutines: on 465 each costs a TLS
-	// handshake, which a flood must not be able to multiply.
-	refuseSlots chan struct{}
+	opts   Options
+	log    *slog.Logger
+	smtp   *smtp.Server
+	exempt map[string]bool
+	conns  *connlimit.Tracker
 }
-
-// maxRefusing is the number of refused connections answered at once;
-// beyond it they are closed without a reply.
-const maxRefusing = 64
 
 // New builds a Server. It does not listen; call Serve.
 func New(opts Options) *Server {
@@ -266,19 +253,23 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	lim := connlimit.Options{
+		MaxConns:     opts.MaxConns,
+		MaxPerIP:     opts.MaxConnsPerIP,
+		ReplyTimeout: min(opts.WriteTimeout, 10*time.Second),
+	}
+	if opts.Role == RoleSubmissions {
+		lim.TLSConfig = opts.TLSConfig // a 421 on 465 needs the handshake first
+	}
 	s := &Server{
 		opts:   opts,
 		log:    opts.Logger.With("proto", opts.Role.String()),
 		exempt: make(map[string]bool, len(opts.MessageRateExemption)),
-		conns:  make(map[*trackedConn]struct{}),
-		perIP:  make(map[netip.Addr]int),
-
-		refuseSlots: make(chan struct{}, maxRefusing),
+		conns:  connlimit.New(lim),
 	}
 	for _, e := range opts.MessageRateExemption {
 		s.exempt[strings.ToLower(strings.TrimSpace(e))] = true
 	}
-	s.baseCtx, s.cancelAll = context.WithCancel(context.Background())
 
 	gs := smtp.NewServer(backend{s})
 	gs.Domain = opts.Hostname
@@ -323,10 +314,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.opts.Role.submission() && s.opts.Auth == nil {
 		return errors.New("smtpd: submission needs an Authenticator")
 	}
-	s.mu.Lock()
-	draining := s.draining
-	s.mu.Unlock()
-	if draining {
+	if s.conns.Draining() {
 		_ = ln.Close()
 		return nil
 	}
@@ -345,28 +333,16 @@ func (s *Server) Serve(ln net.Listener) error {
 // all sessions' contexts, closes the remaining connections and returns
 // ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.draining = true
-	for c := range s.conns {
-		c.drain()
-	}
-	s.mu.Unlock()
-
+	s.conns.Drain()
 	err := s.smtp.Shutdown(ctx)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
 	}
 	if ctx.Err() != nil {
-		s.cancelAll()
-		s.mu.Lock()
-		for c := range s.conns {
-			_ = c.Conn.Close() // the raw socket: go-smtp's handler returns and logs out
-		}
-		s.mu.Unlock()
+		s.conns.CloseAll() // the raw sockets: go-smtp's handlers return and log out
 		err = ctx.Err()
 	}
-	s.refusing.Wait()
-	s.cancelAll()
+	s.conns.Stop()
 	return err
 }
 
@@ -383,11 +359,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		tc, refusal := l.srv.admit(c)
-		if tc == nil {
-			l.srv.refuse(c, refusal)
+		lc, why := l.srv.conns.Admit(c)
+		if lc == nil {
+			l.srv.refuse(c, why)
 			continue
 		}
+		tc := l.srv.track(lc)
 		if l.srv.opts.Role == RoleSubmissions {
 			// go-smtp runs the handshake under ReadTimeout and sees a
 			// *tls.Conn, so TLSConnectionState works as for STARTTLS.
@@ -397,98 +374,48 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit registers c, or returns nil and the reply for a refusal.
-func (s *Server) admit(c net.Conn) (*trackedConn, *smtp.SMTPError) {
-	remote := addrPortOf(c.RemoteAddr())
-	ip := remote.Addr()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns {
-		return nil, replyTooManyConns()
-	}
-	if s.opts.MaxConnsPerIP > 0 && ip.IsValid() && s.perIP[ip] >= s.opts.MaxConnsPerIP {
-		return nil, replyTooManyConnsFromIP()
-	}
+// track wraps an admitted connection with its id and logger.
+func (s *Server) track(lc *connlimit.Conn) *trackedConn {
 	cid := s.opts.ConnIDs.Next()
 	tc := &trackedConn{
-		Conn:   c,
-		srv:    s,
-		cid:    cid,
-		remote: remote,
-		log:    obs.ConnLogger(s.opts.Logger, cid, s.opts.Role.String(), remote),
-	}
-	tc.ctx, tc.cancel = context.WithCancel(s.baseCtx)
-	s.conns[tc] = struct{}{}
-	if ip.IsValid() {
-		s.perIP[ip]++
-	}
-	if s.draining {
-		tc.draining = true
+		Conn: lc,
+		srv:  s,
+		log:  obs.ConnLogger(s.opts.Logger, cid, s.opts.Role.String(), lc.Remote()),
 	}
 	tc.log.Debug("connect")
-	return tc, nil
+	return tc
 }
 
-// refuse answers a connection over the limits with 421 and closes it, off
-// the accept loop (a TLS handshake on 465 can take a while).
-func (s *Server) refuse(c net.Conn, r *smtp.SMTPError) {
-	remote := addrPortOf(c.RemoteAddr())
-	s.log.Warn("connection refused", "remote", remote.String(), "reason", r.Message)
-	select {
-	case s.refuseSlots <- struct{}{}:
-	default:
-		_ = c.Close()
-		return
+// refuse answers a connection over the limits with 421 and closes it; one
+// that arrives as Shutdown begins is closed without a word.
+func (s *Server) refuse(c net.Conn, why connlimit.Reason) {
+	reason, reply := why.String(), ""
+	var r *smtp.SMTPError
+	switch why {
+	case connlimit.TooManyConns:
+		r = replyTooManyConns()
+	case connlimit.TooManyFromIP:
+		r = replyTooManyConnsFromIP()
 	}
-	s.refusing.Add(1)
-	go func() {
-		defer s.refusing.Done()
-		defer func() { <-s.refuseSlots }()
-		defer c.Close()
-		limit := min(s.opts.WriteTimeout, 10*time.Second)
-		_ = c.SetDeadline(time.Now().Add(limit))
-		var w net.Conn = c
-		if s.opts.Role == RoleSubmissions {
-			tc := tls.Server(c, s.opts.TLSConfig)
-			if err := tc.Handshake(); err != nil {
-				return
-			}
-			w = tc
-		}
-		_, _ = io.WriteString(w, formatReply(r))
-	}()
-}
-
-// release forgets a closed connection.
-func (s *Server) release(tc *trackedConn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, tc)
-	if ip := tc.remote.Addr(); ip.IsValid() {
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
+	if r != nil {
+		reason, reply = r.Message, formatReply(r)
 	}
+	s.log.Warn("connection refused", "remote", connlimit.AddrPort(c.RemoteAddr()).String(), "reason", reason)
+	s.conns.Refuse(c, reply)
 }
 
-// trackedConn is the raw connection under go-smtp (and under TLS). It
-// carries the connection's id, logger and context, and implements the
-// drain on Shutdown by cutting reads short while no message is in DATA.
+// trackedConn is the connection under go-smtp (and under TLS): the
+// connlimit.Conn, which counts it and drains it on Shutdown, with the
+// connection's logger and the DATA timeouts.
 type trackedConn struct {
-	net.Conn
-	srv    *Server
-	cid    string
-	remote netip.AddrPort
-	log    *slog.Logger
-	ctx    context.Context // cancelled when the connection closes
-	cancel context.CancelFunc
+	*connlimit.Conn
+	srv *Server
+	log *slog.Logger
 
 	closeOnce sync.Once
 
-	mu       sync.Mutex
-	busy     bool // a message body is being read or delivered
-	draining bool // Shutdown: leave at the next idle read
-	doomed   bool // the client timed out: every read fails from now on
+	mu     sync.Mutex
+	doomed bool // the client timed out: every read fails from now on
 
 	rdnsOnce sync.Once
 	rdns     string // verified reverse DNS name, "" if none
@@ -496,34 +423,31 @@ type trackedConn struct {
 
 // Close implements net.Conn.
 func (c *trackedConn) Close() error {
-	c.closeOnce.Do(func() {
-		c.cancel()
-		c.srv.release(c)
-		c.log.Debug("disconnect")
-	})
+	c.closeOnce.Do(func() { c.log.Debug("disconnect") })
 	return c.Conn.Close()
 }
 
-// Read implements net.Conn. While a message body is read, each read gets
-// a fresh ReadTimeout: go-smtp sets the deadline once per command, which
-// would bound the whole DATA transfer instead of each block (RFC 5321
-// 4.5.3.2.6).
+// Read implements net.Conn. While a message body is read (busy), each
+// read gets a fresh ReadTimeout: go-smtp sets the deadline once per
+// command, which would bound the whole DATA transfer instead of each block
+// (RFC 5321 4.5.3.2.6).
 func (c *trackedConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.busy && !c.doomed {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.srv.opts.ReadTimeout))
+	if !c.doomed && c.Busy() {
+		_ = c.NetConn().SetReadDeadline(time.Now().Add(c.srv.opts.ReadTimeout))
 	}
 	c.mu.Unlock()
 	return c.Conn.Read(p)
 }
 
-// SetReadDeadline implements net.Conn. While draining, an idle connection's
-// next read times out at once, so go-smtp says 421 and hangs up.
+// SetReadDeadline implements net.Conn. A doomed connection's reads fail
+// at once; while draining, so do an idle one's (connlimit), so go-smtp
+// says 421 and hangs up.
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.doomed || (c.draining && !c.busy) {
-		t = time.Unix(1, 0)
+	if c.doomed {
+		return c.NetConn().SetReadDeadline(time.Unix(1, 0))
 	}
 	return c.Conn.SetReadDeadline(t)
 }
@@ -533,17 +457,7 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
-	return c.Conn.SetWriteDeadline(t)
-}
-
-// drain marks the connection for shutdown; called with srv.mu held.
-func (c *trackedConn) drain() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.draining = true
-	if !c.busy {
-		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
-	}
+	return c.SetWriteDeadline(t)
 }
 
 // doom makes every further read time out at once, so go-smtp says 421 and
@@ -552,44 +466,7 @@ func (c *trackedConn) doom() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.doomed = true
-	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
-}
-
-// setBusy marks the span of a message body: a drain must not cut it.
-func (c *trackedConn) setBusy(b bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.busy = b
-}
-
-// connOf finds Petrel's trackedConn under a go-smtp connection (which may
-// be a *tls.Conn around it, after STARTTLS or on 465).
-func connOf(nc net.Conn) *trackedConn {
-	for {
-		switch c := nc.(type) {
-		case *trackedConn:
-			return c
-		case *tls.Conn:
-			nc = c.NetConn()
-		default:
-			return nil
-		}
-	}
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ap := ta.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	if a == nil {
-		return netip.AddrPort{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	_ = c.NetConn().SetReadDeadline(time.Unix(1, 0))
 }
 
 // backend is go-smtp's Backend: one session per EHLO (go-smtp starts a new
@@ -597,8 +474,8 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	tc := connOf(c.Conn())
-	if tc == nil {
+	tc, ok := connlimit.As[*trackedConn](c.Conn())
+	if !ok {
 		// Not reachable with Serve; refuse rather than run without policy.
 		return nil, replyLocalProblem()
 	}
@@ -634,8 +511,4 @@ func isBDATCloseRace(msg string) bool {
 }
 
 // connCount is the number of open connections.
-func (s *Server) connCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
+func (s *Server) connCount() int { return s.conns.Count() }

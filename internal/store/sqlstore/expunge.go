@@ -19,9 +19,9 @@ const expungeBatch = 500
 // not in the mailbox, for example already expunged by another session,
 // are ignored. store.ErrNotFound if the mailbox does not exist.
 //
-// The expunged UIDs are not recorded: QRESYNC (RFC 7162 3.2.5.2) may then
-// only answer VANISHED (EARLIER) with every UID the client asks about that
-// no longer exists, which the RFC allows.
+// The expunged UIDs are recorded with the new modseq (deleteMessages), so
+// that QRESYNC (RFC 7162 3.2.5.2) reports them as VANISHED, and Watch
+// fires after the commit.
 //
 // Lock order (PostgreSQL), as CommitMessages: the user row, then the
 // mailbox row.
@@ -50,6 +50,7 @@ func (s *Store) ExpungeMessages(ctx context.Context, user, mailbox string, uids 
 		return fmt.Errorf("sqlstore: expunge %d messages from %q of %q: %w", len(uids), mailbox, user, err)
 	}
 	if n > 0 {
+		s.watchers.notify(user)
 		s.emptyTrash(ctx)
 	}
 	return nil
@@ -58,57 +59,15 @@ func (s *Store) ExpungeMessages(ctx context.Context, user, mailbox string, uids 
 // expunge deletes uids (sorted, unique) and returns how many were there.
 func expunge(ctx context.Context, c conn, user, mailbox string, uids []uint32) (int, error) {
 	// Reading the row takes its lock first (PostgreSQL).
-	var used int64
-	err := c.queryRow(ctx, `SELECT quota_bytes_used FROM "user" WHERE email = ?`+c.d.forUpdate(), user).Scan(&used)
-	if err != nil {
-		return 0, fmt.Errorf("user: %w", mapErr(err))
+	if err := lockUser(ctx, c, user); err != nil {
+		return 0, err
 	}
 	var id int64
-	err = c.queryRow(ctx, `SELECT id FROM mailbox WHERE user_email = ? AND name = ?`+c.d.forUpdate(), user, mailbox).Scan(&id)
+	err := c.queryRow(ctx, `SELECT id FROM mailbox WHERE user_email = ? AND name = ?`+c.d.forUpdate(), user, mailbox).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: %w", mapErr(err))
 	}
 
-	n := 0
-	var freed int64
-	for chunk := range slices.Chunk(uids, expungeBatch) {
-		args := make([]any, 0, len(chunk)+1)
-		args = append(args, id)
-		for _, u := range chunk {
-			args = append(args, int64(u))
-		}
-		rows, err := c.query(ctx, `DELETE FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(chunk))+`) RETURNING size`, args...)
-		if err != nil {
-			return 0, fmt.Errorf("delete messages: %w", mapErr(err))
-		}
-		for rows.Next() {
-			var size int64
-			if err := rows.Scan(&size); err != nil {
-				rows.Close()
-				return 0, fmt.Errorf("delete messages: %w", err)
-			}
-			freed += size
-			n++
-		}
-		err = rows.Err()
-		if cerr := rows.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return 0, fmt.Errorf("delete messages: %w", mapErr(err))
-		}
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	_, err = c.exec(ctx, `UPDATE "user" SET quota_bytes_used = CASE WHEN quota_bytes_used > ? THEN quota_bytes_used - ? ELSE 0 END
-WHERE email = ?`, freed, freed, user)
-	if err != nil {
-		return 0, fmt.Errorf("lower quota_bytes_used: %w", mapErr(err))
-	}
-	_, err = c.exec(ctx, `UPDATE mailbox SET highestmodseq = highestmodseq + 1 WHERE id = ?`, id)
-	if err != nil {
-		return 0, fmt.Errorf("bump highestmodseq: %w", mapErr(err))
-	}
-	return n, nil
+	gone, err := deleteMessages(ctx, c, user, id, uids, true)
+	return len(gone), err
 }

@@ -92,6 +92,11 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 		}
 		return fmt.Errorf("sqlstore: commit %d messages: %w", len(msgs), err)
 	}
+	for _, m := range msgs {
+		for _, tg := range m.Targets {
+			s.watchers.notify(tg.User)
+		}
+	}
 	return nil
 }
 
@@ -276,18 +281,23 @@ func ensureMailboxes(ctx context.Context, c conn, user string, specs []store.Mai
 		return nil, err
 	}
 	// A new mailbox's UIDVALIDITY is the time, and above every other of
-	// the user's, so a name re-created later never reuses an old value
-	// (RFC 3501 2.3.1.1).
-	uv := max(t.Unix(), maxUV+1)
+	// the user's, deleted ones included, so a name re-created later never
+	// reuses an old value (RFC 3501 2.3.1.1).
+	var uv int64
 	added := false
 	for _, sp := range specs {
 		name := mailboxName(sp.Name)
 		if _, ok := ids[name]; ok {
 			continue
 		}
+		if uv == 0 {
+			if uv, err = nextUIDValidity(ctx, c, user, t, maxUV); err != nil {
+				return nil, err
+			}
+		}
 		_, err := c.exec(ctx, `INSERT INTO mailbox (user_email, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq, created_at)
 VALUES (?, ?, ?, ?, ?, 1, 1, ?) ON CONFLICT (user_email, name) DO NOTHING`,
-			user, name, sp.SpecialUse, true, uv&0xFFFFFFFF, c.d.ts(t))
+			user, name, sp.SpecialUse, true, uv, c.d.ts(t))
 		if err != nil {
 			return nil, fmt.Errorf("create mailbox %q of %q: %w", name, user, mapErr(err))
 		}

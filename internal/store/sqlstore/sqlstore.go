@@ -74,6 +74,8 @@ type Store struct {
 	// connection; transactions reuse them instead of re-parsing. Written
 	// only in Open.
 	hot map[string]*sql.Stmt
+	// watchers wakes IMAP sessions after committed changes (watch.go).
+	watchers hub
 
 	closeOnce sync.Once
 	closeErr  error

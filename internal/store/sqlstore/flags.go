@@ -1,0 +1,231 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// systemFlags are RFC 9051 2.3.2's system flags in their canonical case.
+// \Recent (RFC 3501 only) is a session property, never stored.
+var systemFlags = []string{`\Seen`, `\Answered`, `\Flagged`, `\Deleted`, `\Draft`}
+
+// atomSpecials may not appear in a flag (RFC 9051 9: atom-specials; the
+// leading backslash of a system flag is allowed).
+const atomSpecials = `(){%*"\]`
+
+// normFlags checks flags and returns them normalised: system flags in
+// canonical case, keywords as given, duplicates (compared
+// case-insensitively, RFC 9051 2.3.2) and \Recent dropped, order kept.
+func normFlags(flags []string) ([]string, error) {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		canon, err := normFlag(f)
+		if err != nil {
+			return nil, err
+		}
+		if canon == "" || hasFlag(out, canon) {
+			continue
+		}
+		out = append(out, canon)
+	}
+	return out, nil
+}
+
+func normFlag(f string) (string, error) {
+	if strings.EqualFold(f, `\Recent`) {
+		return "", nil
+	}
+	for _, s := range systemFlags {
+		if strings.EqualFold(f, s) {
+			return s, nil
+		}
+	}
+	body := strings.TrimPrefix(f, `\`)
+	if body == "" {
+		return "", fmt.Errorf("empty flag")
+	}
+	for i := 0; i < len(body); i++ {
+		if b := body[i]; b <= ' ' || b >= 0x7f || strings.IndexByte(atomSpecials, b) >= 0 {
+			return "", fmt.Errorf("invalid flag %q", f)
+		}
+	}
+	return f, nil
+}
+
+// hasFlag reports whether flags holds f, ignoring case.
+func hasFlag(flags []string, f string) bool {
+	return slices.ContainsFunc(flags, func(x string) bool { return strings.EqualFold(x, f) })
+}
+
+// sameFlags reports whether a and b hold the same flags (each is free of
+// duplicates).
+func sameFlags(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, f := range a {
+		if !hasFlag(b, f) {
+			return false
+		}
+	}
+	return true
+}
+
+// applyFlags returns old changed by op with flags (normalised).
+func applyFlags(old []string, op store.FlagOp, flags []string) []string {
+	switch op {
+	case store.FlagsAdd:
+		out := slices.Clone(old)
+		for _, f := range flags {
+			if !hasFlag(out, f) {
+				out = append(out, f)
+			}
+		}
+		return out
+	case store.FlagsRemove:
+		return slices.DeleteFunc(slices.Clone(old), func(x string) bool { return hasFlag(flags, x) })
+	default:
+		return slices.Clone(flags)
+	}
+}
+
+// StoreFlags changes the flags of u.UIDs in one transaction (RFC 9051
+// 6.4.6). UIDs not in the mailbox are ignored. With UnchangedSince set,
+// a message whose modseq is higher is left alone and listed in Failed
+// (RFC 7162 3.1.3). Only the messages whose flags really change are
+// written; they all get one new modseq, which becomes the mailbox's
+// HIGHESTMODSEQ; a STORE that changes nothing leaves the mailbox as it
+// was. RFC 7162's UNCHANGEDSINCE 0 (which always fails) cannot be
+// expressed here: the caller answers it itself. store.ErrNotFound if the
+// mailbox does not exist.
+//
+// Only the mailbox row is locked: no quota changes.
+func (s *Store) StoreFlags(ctx context.Context, u *store.FlagUpdate) (*store.StoreResult, error) {
+	flags, err := normFlags(u.Flags)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: store flags: %w", err)
+	}
+	uids := sortedUnique(u.UIDs)
+	var res *store.StoreResult
+	var user string
+	err = s.retryTx(ctx, func(c conn) error {
+		res = &store.StoreResult{}
+		boxes, err := lockMailboxes(ctx, c, u.MailboxID)
+		if err != nil {
+			return err
+		}
+		box := boxes[u.MailboxID]
+		user = box.user
+		msgs, err := messagesByUID(ctx, c, u.MailboxID, uids)
+		if err != nil {
+			return err
+		}
+		modseq := uint64(box.highestModSeq) + 1
+		groups := map[string][]uint32{} // new flags text -> UIDs
+		for _, m := range msgs {
+			if u.UnchangedSince > 0 && m.ModSeq > u.UnchangedSince {
+				res.Failed = append(res.Failed, m.UID)
+				continue
+			}
+			old, err := normFlags(m.Flags)
+			if err != nil {
+				old = m.Flags // keep what delivery stored
+			}
+			nf := applyFlags(old, u.Op, flags)
+			if sameFlags(old, nf) {
+				continue
+			}
+			m.Flags, m.ModSeq = nf, modseq
+			res.Changed = append(res.Changed, m)
+			text := strings.Join(nf, " ")
+			groups[text] = append(groups[text], m.UID)
+		}
+		if len(res.Changed) == 0 {
+			return nil
+		}
+		if _, err := c.exec(ctx, `UPDATE mailbox SET highestmodseq = ? WHERE id = ?`, int64(modseq), u.MailboxID); err != nil {
+			return fmt.Errorf("bump highestmodseq: %w", mapErr(err))
+		}
+		for _, text := range sortedKeys(groups) {
+			for chunk := range slices.Chunk(groups[text], expungeBatch) {
+				args := []any{text, int64(modseq), u.MailboxID}
+				for _, uid := range chunk {
+					args = append(args, int64(uid))
+				}
+				_, err := c.exec(ctx, `UPDATE message SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid IN (`+
+					placeholders(len(chunk))+`)`, args...)
+				if err != nil {
+					return fmt.Errorf("update flags: %w", mapErr(err))
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: store flags in mailbox %d: %w", u.MailboxID, err)
+	}
+	if len(res.Changed) > 0 {
+		s.watchers.notify(user)
+	}
+	return res, nil
+}
+
+// sortedUnique returns uids sorted without duplicates (a copy).
+func sortedUnique(uids []uint32) []uint32 {
+	uids = slices.Clone(uids)
+	slices.Sort(uids)
+	return slices.Compact(uids)
+}
+
+// messageCols selects a store.MessageInfo (scanMessage).
+const messageCols = `mailbox_id, uid, modseq, flags, internal_date, size, body_id`
+
+func scanMessage(sc interface{ Scan(...any) error }) (store.MessageInfo, error) {
+	var m store.MessageInfo
+	var uid, modseq int64
+	var flags string
+	err := sc.Scan(&m.MailboxID, &uid, &modseq, &flags, scanTime(&m.InternalDate), &m.Size, &m.BodyID)
+	m.UID, m.ModSeq = uint32(uid), uint64(modseq)
+	m.Flags = strings.Fields(flags)
+	return m, err
+}
+
+// listMessages lists the messages of mailbox id with a modseq above
+// since (all when 0), in UID order.
+func listMessages(ctx context.Context, c conn, id int64, since uint64) ([]store.MessageInfo, error) {
+	return list(ctx, c, "list messages", scanMessage,
+		`SELECT `+messageCols+` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, id, clampModSeq(since))
+}
+
+// messagesByUID returns the messages of mailbox id among uids (sorted,
+// unique), in UID order.
+func messagesByUID(ctx context.Context, c conn, id int64, uids []uint32) ([]store.MessageInfo, error) {
+	var out []store.MessageInfo
+	for chunk := range slices.Chunk(uids, expungeBatch) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, id)
+		for _, u := range chunk {
+			args = append(args, int64(u))
+		}
+		l, err := list(ctx, c, "read messages", scanMessage, `SELECT `+messageCols+
+			` FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(chunk))+`) ORDER BY uid`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l...)
+	}
+	return out, nil
+}
+
+// clampModSeq turns a client's modseq into a query argument (the
+// driver takes int64; RFC 7162 modseqs are 63-bit).
+func clampModSeq(m uint64) int64 {
+	if m > 1<<63-1 {
+		return 1<<63 - 1
+	}
+	return int64(m)
+}

@@ -1,0 +1,191 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// AppendMessage stores a message in one of a.User's mailboxes (RFC 9051
+// 6.3.12) in one transaction: quota first (store.ErrQuotaExceeded, and
+// nothing is stored), then the next UID and a new modseq, as delivery
+// does. Bodies over InlineMax go to a blob file. It returns the UID and
+// the mailbox's UIDVALIDITY (RFC 4315 APPENDUID). store.ErrNotFound if
+// the user or the mailbox does not exist (IMAP answers [TRYCREATE]).
+//
+// Lock order: the user row (quota), then the mailbox row.
+func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uidValidity uint32, err error) {
+	flags, err := normFlags(a.Flags)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)
+	}
+	name := normName(a.Mailbox)
+	size := int64(len(a.Body))
+	var data any = a.Body
+	var blobName any
+	if size > s.inline {
+		n, err := s.spill(a.Body)
+		if err != nil {
+			return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)
+		}
+		data, blobName = nil, n
+	} else if a.Body == nil {
+		data = []byte{}
+	}
+	date := a.InternalDate
+	if date.IsZero() {
+		date = now()
+	}
+	var u, uv int64
+	err = s.retryTx(ctx, func(c conn) error {
+		var quota, used int64
+		if err := c.queryRow(ctx, sqlQuotaAdd, size, a.User).Scan(&quota, &used); err != nil {
+			return fmt.Errorf("user: %w", mapErr(err))
+		}
+		if quota > 0 && used > quota {
+			return fmt.Errorf("%d of %d bytes used, %d more: %w", used-size, quota, size, store.ErrQuotaExceeded)
+		}
+		var id int64
+		err := c.queryRow(ctx, `SELECT id, uidvalidity FROM mailbox WHERE user_email = ? AND name = ?`, a.User, name).Scan(&id, &uv)
+		if err != nil {
+			return fmt.Errorf("mailbox: %w", mapErr(err))
+		}
+		var uidnext, modseq int64
+		if err := c.queryRow(ctx, sqlAllocUIDs, 1, 1, id).Scan(&uidnext, &modseq); err != nil {
+			return fmt.Errorf("allocate UID: %w", mapErr(err))
+		}
+		if uidnext-1 > 0xFFFFFFFF {
+			return fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 9051 2.3.1.1: 32 bits
+		}
+		u = uidnext - 1
+		t := now()
+		var bodyID int64
+		if err := c.queryRow(ctx, sqlInsertBody, size, data, blobName, c.d.ts(t)).Scan(&bodyID); err != nil {
+			return fmt.Errorf("store body: %w", mapErr(err))
+		}
+		_, err = c.exec(ctx, sqlInsertMessage, id, u, modseq, strings.Join(flags, " "), c.d.ts(date), size, bodyID)
+		if err != nil {
+			return fmt.Errorf("store message: %w", mapErr(err))
+		}
+		return nil
+	})
+	if err != nil {
+		if n, ok := blobName.(string); ok {
+			s.blobs.Remove(n)
+		}
+		return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)
+	}
+	s.watchers.notify(a.User)
+	return uint32(u), uint32(uv), nil
+}
+
+// ListMessagesByID lists the messages of mailbox id in UID order;
+// store.ErrNotFound if the mailbox does not exist.
+func (s *Store) ListMessagesByID(ctx context.Context, mailboxID int64) ([]store.MessageInfo, error) {
+	c := s.readConn()
+	l, err := listMessages(ctx, c, mailboxID, 0)
+	if err == nil && len(l) == 0 {
+		_, err = mailboxOwner(ctx, c, mailboxID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, err)
+	}
+	return l, nil
+}
+
+// insertCopies adds msgs (in UID order) to mailbox toID with the next
+// UIDs and one new modseq, sharing their bodies, and returns the new
+// UIDs. The caller holds the mailbox's lock and settles the quota.
+func insertCopies(ctx context.Context, c conn, msgs []store.MessageInfo, toID int64) ([]uint32, error) {
+	n := int64(len(msgs))
+	var uidnext, modseq int64
+	if err := c.queryRow(ctx, sqlAllocUIDs, n, 1, toID).Scan(&uidnext, &modseq); err != nil {
+		return nil, fmt.Errorf("allocate UIDs in mailbox %d: %w", toID, mapErr(err))
+	}
+	if uidnext-1 > 0xFFFFFFFF {
+		return nil, fmt.Errorf("mailbox %d: UIDs exhausted", toID) // RFC 9051 2.3.1.1: 32 bits
+	}
+	dst := make([]uint32, len(msgs))
+	uid := uidnext - n
+	for i, m := range msgs {
+		_, err := c.exec(ctx, sqlInsertMessage, toID, uid, modseq, strings.Join(m.Flags, " "),
+			c.d.ts(m.InternalDate), m.Size, m.BodyID)
+		if err != nil {
+			return nil, fmt.Errorf("copy message %d to mailbox %d: %w", m.UID, toID, mapErr(err))
+		}
+		dst[i] = uint32(uid)
+		uid++
+	}
+	return dst, nil
+}
+
+// CopyMessages copies the messages uids of mailbox fromID to mailbox
+// toID of the same user in one transaction (RFC 9051 6.4.7), in UID
+// order: flags and internal date are kept, the copies share the stored
+// body, get the next UIDs of toID and one new modseq. A copy is charged
+// to the quota (store.ErrQuotaExceeded, and nothing is copied). With move
+// (RFC 6851) the sources are expunged in the same transaction, recorded
+// for QRESYNC, and the quota is unchanged. UIDs not in fromID are
+// skipped. It returns the source UIDs found, the new UIDs in the same
+// order and toID's UIDVALIDITY (RFC 4315 COPYUID). store.ErrNotFound if
+// a mailbox does not exist or the two belong to different users.
+//
+// Lock order: the user row, then both mailbox rows in id order.
+func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids []uint32, toID int64, move bool) (src, dst []uint32, uidValidity uint32, err error) {
+	uids = sortedUnique(uids)
+	var user string
+	err = s.retryTx(ctx, func(c conn) error {
+		src, dst = nil, nil
+		var err error
+		if user, err = mailboxOwner(ctx, c, fromID); err != nil {
+			return err
+		}
+		if err := lockUser(ctx, c, user); err != nil {
+			return err
+		}
+		boxes, err := lockMailboxes(ctx, c, fromID, toID)
+		if err != nil {
+			return err
+		}
+		if boxes[toID].user != user {
+			return fmt.Errorf("mailbox %d is not %q's: %w", toID, user, store.ErrNotFound)
+		}
+		uidValidity = uint32(boxes[toID].uidValidity)
+		msgs, err := messagesByUID(ctx, c, fromID, uids)
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		if !move {
+			var need, quota, used int64
+			for _, m := range msgs {
+				need += m.Size
+			}
+			if err := c.queryRow(ctx, sqlQuotaAdd, need, user).Scan(&quota, &used); err != nil {
+				return fmt.Errorf("user: %w", mapErr(err))
+			}
+			if quota > 0 && used > quota {
+				return fmt.Errorf("%d of %d bytes used, %d more: %w", used-need, quota, need, store.ErrQuotaExceeded)
+			}
+		}
+		if dst, err = insertCopies(ctx, c, msgs, toID); err != nil {
+			return err
+		}
+		src = make([]uint32, len(msgs))
+		for i, m := range msgs {
+			src[i] = m.UID
+		}
+		if move {
+			_, err = deleteMessages(ctx, c, user, fromID, src, false)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("sqlstore: copy from mailbox %d to %d: %w", fromID, toID, err)
+	}
+	if len(src) > 0 {
+		s.watchers.notify(user)
+	}
+	return src, dst, uidValidity, nil
+}

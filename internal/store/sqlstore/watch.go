@@ -1,0 +1,81 @@
+package sqlstore
+
+import (
+	"strings"
+	"sync"
+)
+
+// hub wakes the IMAP sessions (IDLE, NOOP) of a user after a committed
+// change to that user's mailboxes. It only sees this process's writes:
+// sessions on other nodes sharing a PostgreSQL database notice a change
+// when they poll ChangesSince. (PostgreSQL LISTEN/NOTIFY feeding notify is
+// a later step.) The zero value is ready to use.
+type hub struct {
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{}
+}
+
+// watch subscribes to user's changes. The channel has room for one
+// wake-up, so a burst of changes while the reader is busy becomes one
+// pending signal and the writer never waits.
+func (h *hub) watch(user string) (<-chan struct{}, func()) {
+	key := strings.ToLower(user)
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	if h.subs == nil {
+		h.subs = map[string]map[chan struct{}]struct{}{}
+	}
+	set := h.subs[key]
+	if set == nil {
+		set = map[chan struct{}]struct{}{}
+		h.subs[key] = set
+	}
+	set[ch] = struct{}{}
+	h.mu.Unlock()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			set := h.subs[key]
+			delete(set, ch)
+			if len(set) == 0 {
+				delete(h.subs, key)
+			}
+		})
+	}
+	return ch, stop
+}
+
+// notify wakes every watcher of users without blocking.
+func (h *hub) notify(users ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range users {
+		for ch := range h.subs[strings.ToLower(u)] {
+			select {
+			case ch <- struct{}{}:
+			default: // a wake-up is already pending
+			}
+		}
+	}
+}
+
+// watchers counts the subscriptions of user (tests check that stop
+// really unsubscribes).
+func (h *hub) watchers(user string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs[strings.ToLower(user)])
+}
+
+// Watch returns a channel that receives after every committed change to
+// user's mailboxes made through this Store (deliveries, APPEND, STORE,
+// COPY/MOVE, expunges by IMAP or POP3, CREATE/DELETE/RENAME), and a
+// function that stops watching (safe to call more than once; the channel
+// is not closed). Sends never block: a reader that is busy finds one
+// pending signal. Changes made by other processes are not signalled; IMAP
+// sessions also poll ChangesSince.
+func (s *Store) Watch(user string) (<-chan struct{}, func()) {
+	return s.watchers.watch(user)
+}

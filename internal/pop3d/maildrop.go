@@ -360,7 +360,7 @@ func (s *session) deletedUIDs() []uint32 {
 // endTransaction writes the logout line and frees the user's session
 // slot. Messages marked with DELE in a session that did not QUIT stay.
 func (s *session) endTransaction() {
-	s.srv.releaseUser(s.user, s.tc.remote.Addr())
+	s.tc.ReleaseUser()
 	reason := s.logout
 	if reason == "" {
 		reason = "disconnect"

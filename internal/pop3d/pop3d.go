@@ -9,9 +9,10 @@
 // only when the client says QUIT; a dropped connection, a timeout or a
 // shutdown deletes nothing (RFC 1939 6).
 //
-// This file holds the options, the listener and the connection
-// bookkeeping; session.go the AUTHORIZATION state, maildrop.go the
-// TRANSACTION and UPDATE states, wire.go the message encoding.
+// This file holds the options and the listener (connection limits and
+// the drain are internal/connlimit's); session.go the AUTHORIZATION
+// state, maildrop.go the TRANSACTION and UPDATE states, wire.go the
+// message encoding.
 package pop3d
 
 import (
@@ -22,12 +23,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/connlimit"
 	"github.com/petrelmail/petrel/internal/obs"
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -107,33 +108,14 @@ type Options struct {
 
 // Server is one POP3 listener (995 or 110).
 type Server struct {
-	opts      Options
-	log       *slog.Logger
-	sizes     *sizeCache
-	baseCtx   context.Context
-	cancelAll context.CancelFunc
+	opts  Options
+	log   *slog.Logger
+	sizes *sizeCache
+	conns *connlimit.Tracker // limits, drain, refusals
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards listeners against Shutdown
 	listeners map[net.Listener]struct{}
-	conns     map[*trackedConn]struct{}
-	perIP     map[netip.Addr]int
-	perUserIP map[userIP]int
-	draining  bool
-	sessions  sync.WaitGroup // one per admitted connection
-	refusing  sync.WaitGroup // goroutines answering refused connections
-	// refuseSlots bounds those goroutines: on 995 each costs a TLS
-	// handshake, which a flood must not be able to multiply.
-	refuseSlots chan struct{}
 }
-
-type userIP struct {
-	user string
-	ip   netip.Addr
-}
-
-// maxRefusing is the number of refused connections answered at once;
-// beyond it they are closed without a reply.
-const maxRefusing = 64
 
 // New builds a Server. It does not listen; call Serve.
 func New(opts Options) *Server {
@@ -164,17 +146,22 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	lim := connlimit.Options{
+		MaxConns:     opts.MaxConns,
+		MaxPerIP:     opts.MaxConnsPerIP,
+		MaxPerUserIP: opts.MaxConnsPerUserIP,
+		ReplyTimeout: min(opts.WriteTimeout, 10*time.Second),
+	}
+	if opts.Implicit {
+		lim.TLSConfig = opts.TLSConfig // an -ERR on 995 needs the handshake first
+	}
 	s := &Server{
-		opts:        opts,
-		sizes:       newSizeCache(defaultSizeCacheEntries),
-		listeners:   make(map[net.Listener]struct{}),
-		conns:       make(map[*trackedConn]struct{}),
-		perIP:       make(map[netip.Addr]int),
-		perUserIP:   make(map[userIP]int),
-		refuseSlots: make(chan struct{}, maxRefusing),
+		opts:      opts,
+		sizes:     newSizeCache(defaultSizeCacheEntries),
+		conns:     connlimit.New(lim),
+		listeners: make(map[net.Listener]struct{}),
 	}
 	s.log = opts.Logger.With("proto", s.proto())
-	s.baseCtx, s.cancelAll = context.WithCancel(context.Background())
 	return s
 }
 
@@ -217,7 +204,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.mu.Lock()
-	if s.draining {
+	if s.conns.Draining() {
 		s.mu.Unlock()
 		_ = ln.Close()
 		return nil
@@ -236,7 +223,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if s.isDraining() || errors.Is(err, net.ErrClosed) {
+			if s.conns.Draining() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			// EMFILE and friends pass; retry without spinning.
@@ -246,12 +233,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		tc, r := s.admit(c)
-		if tc == nil {
-			s.refuse(c, r)
+		lc, why := s.conns.Admit(c)
+		if lc == nil {
+			s.refuse(c, why)
 			continue
 		}
-		go s.handle(tc)
+		go s.handle(s.track(lc))
 	}
 }
 
@@ -263,123 +250,51 @@ func (s *Server) Serve(ln net.Listener) error {
 // store calls, closes their connections and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.draining = true
+	s.conns.Drain()
 	for ln := range s.listeners {
 		_ = ln.Close()
 	}
-	for c := range s.conns {
-		c.drain()
-	}
 	s.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() {
-		s.sessions.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.cancelAll()
-		s.mu.Lock()
-		for c := range s.conns {
-			_ = c.Conn.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		err = ctx.Err()
+	err := s.conns.Wait(ctx)
+	if err != nil {
+		s.conns.CloseAll()
+		_ = s.conns.Wait(context.Background()) // the sessions end once their sockets are gone
 	}
-	s.refusing.Wait()
-	s.cancelAll()
+	s.conns.Stop()
 	return err
 }
 
-func (s *Server) isDraining() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.draining
-}
-
-// refusal is why a connection was not admitted, and whether it gets an
-// answer (a refusal slot was taken for it).
-type refusal struct {
-	reason string
-	answer bool
-}
-
-// admit registers c, or returns nil and the refusal.
-func (s *Server) admit(c net.Conn) (*trackedConn, refusal) {
-	remote := addrPortOf(c.RemoteAddr())
-	ip := remote.Addr()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var r refusal
-	switch {
-	case s.draining:
-		return nil, refusal{reason: "server shutting down"}
-	case s.opts.MaxConns > 0 && len(s.conns) >= s.opts.MaxConns:
-		r.reason = "Too many connections, try again later"
-	case s.opts.MaxConnsPerIP > 0 && ip.IsValid() && s.perIP[ip] >= s.opts.MaxConnsPerIP:
-		r.reason = "Too many connections from your address, try again later"
-	}
-	if r.reason != "" {
-		// Counted under mu, so that Shutdown's Wait never races an Add.
-		select {
-		case s.refuseSlots <- struct{}{}:
-			s.refusing.Add(1)
-			r.answer = true
-		default:
-		}
-		return nil, r
-	}
+// track wraps an admitted connection with its id and logger.
+func (s *Server) track(lc *connlimit.Conn) *trackedConn {
 	cid := s.opts.ConnIDs.Next()
-	tc := &trackedConn{
-		Conn:   c,
-		srv:    s,
-		cid:    cid,
-		remote: remote,
-		log:    obs.ConnLogger(s.opts.Logger, cid, s.proto(), remote),
+	return &trackedConn{
+		Conn: lc,
+		srv:  s,
+		log:  obs.ConnLogger(s.opts.Logger, cid, s.proto(), lc.Remote()),
 	}
-	tc.ctx, tc.cancel = context.WithCancel(s.baseCtx)
-	s.conns[tc] = struct{}{}
-	if ip.IsValid() {
-		s.perIP[ip]++
-	}
-	s.sessions.Add(1)
-	return tc, refusal{}
 }
 
-// refuse answers a connection over the limits with -ERR and closes it,
-// off the accept loop (a TLS handshake on 995 can take a while).
-func (s *Server) refuse(c net.Conn, r refusal) {
-	remote := addrPortOf(c.RemoteAddr())
-	s.log.Warn("connection refused", "remote", remote.String(), "reason", r.reason)
-	if !r.answer {
-		_ = c.Close()
-		return
+// refuse answers a connection over the limits with -ERR and closes it;
+// one that arrives as Shutdown begins is closed without a word.
+func (s *Server) refuse(c net.Conn, why connlimit.Reason) {
+	reason, reply := "server shutting down", ""
+	switch why {
+	case connlimit.TooManyConns:
+		reason = "Too many connections, try again later"
+	case connlimit.TooManyFromIP:
+		reason = "Too many connections from your address, try again later"
 	}
-	go func() {
-		defer s.refusing.Done()
-		defer func() { <-s.refuseSlots }()
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(min(s.opts.WriteTimeout, 10*time.Second)))
-		var w net.Conn = c
-		if s.opts.Implicit {
-			tc := tls.Server(c, s.opts.TLSConfig)
-			if err := tc.Handshake(); err != nil {
-				return
-			}
-			w = tc
-		}
+	if why != connlimit.ShuttingDown {
 		// RFC 2449 8.1.2 SYS/TEMP: a transient problem, try later.
-		_, _ = io.WriteString(w, "-ERR [SYS/TEMP] "+r.reason+"\r\n")
-	}()
+		reply = "-ERR [SYS/TEMP] " + reason + "\r\n"
+	}
+	s.log.Warn("connection refused", "remote", connlimit.AddrPort(c.RemoteAddr()).String(), "reason", reason)
+	s.conns.Refuse(c, reply)
 }
 
 // handle runs one session and cleans up after it.
 func (s *Server) handle(tc *trackedConn) {
-	defer s.sessions.Done()
 	defer tc.Close()
 	defer func() {
 		// A bug must cost one connection, not the server.
@@ -390,119 +305,33 @@ func (s *Server) handle(tc *trackedConn) {
 	newSession(s, tc).run()
 }
 
-// release forgets a closed connection.
-func (s *Server) release(tc *trackedConn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, tc)
-	if ip := tc.remote.Addr(); ip.IsValid() {
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
-	}
-}
-
-// claimUser counts a logged-in session of user from ip; false when
-// MaxConnsPerUserIP is reached.
-func (s *Server) claimUser(user string, ip netip.Addr) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := userIP{user, ip}
-	if s.opts.MaxConnsPerUserIP > 0 && s.perUserIP[k] >= s.opts.MaxConnsPerUserIP {
-		return false
-	}
-	s.perUserIP[k]++
-	return true
-}
-
-func (s *Server) releaseUser(user string, ip netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := userIP{user, ip}
-	if s.perUserIP[k]--; s.perUserIP[k] <= 0 {
-		delete(s.perUserIP, k)
-	}
-}
-
 // connCount is the number of open connections.
-func (s *Server) connCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
+func (s *Server) connCount() int { return s.conns.Count() }
 
-// trackedConn is the raw connection under the session (and under TLS).
-// It carries the connection's id, logger and context, gives every write
-// its own deadline, and lets Shutdown cut a wait for a command short.
+// trackedConn is the raw connection under the session (and under TLS):
+// the connlimit.Conn, which counts it, holds its context and lets
+// Shutdown cut a wait for a command short, with the connection's logger
+// and a deadline for every write.
 type trackedConn struct {
-	net.Conn
-	srv    *Server
-	cid    string
-	remote netip.AddrPort
-	log    *slog.Logger
-	ctx    context.Context // cancelled when the connection closes
-	cancel context.CancelFunc
-
-	closeOnce sync.Once
-
-	mu       sync.Mutex
-	draining bool
-}
-
-// Close implements net.Conn.
-func (c *trackedConn) Close() error {
-	c.closeOnce.Do(func() {
-		c.cancel()
-		c.srv.release(c)
-	})
-	return c.Conn.Close()
+	*connlimit.Conn
+	srv *Server
+	log *slog.Logger
 }
 
 // Write implements net.Conn: each write gets WriteTimeout, so a long
 // RETR to a slow but live client is not cut off, a stalled one is.
 func (c *trackedConn) Write(p []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	_ = c.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 	return c.Conn.Write(p)
 }
 
 // armRead sets the deadline for the next client line; false once
-// Shutdown has begun.
+// Shutdown has begun. A drain that comes in between still wins: the
+// connlimit.Conn keeps the deadline in the past.
 func (c *trackedConn) armRead(d time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.draining {
+	if c.Draining() {
 		return false
 	}
-	_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+	_ = c.SetReadDeadline(time.Now().Add(d))
 	return true
-}
-
-// drain makes a pending or the next read fail at once; called with
-// srv.mu held.
-func (c *trackedConn) drain() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.draining = true
-	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
-}
-
-func (c *trackedConn) isDraining() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.draining
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ap := ta.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	if a == nil {
-		return netip.AddrPort{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -76,7 +76,7 @@ func newSession(srv *Server, tc *trackedConn) *session {
 		tc:   tc,
 		conn: tc,
 		log:  tc.log,
-		ctx:  tc.ctx,
+		ctx:  tc.Context(),
 	}
 }
 
@@ -160,7 +160,7 @@ func (s *session) readLine() (string, error) {
 func (s *session) readFailed(err error) {
 	var ne net.Error
 	switch {
-	case errors.Is(err, errDraining) || s.tc.isDraining():
+	case errors.Is(err, errDraining) || s.tc.Draining():
 		s.logout = "shutdown"
 		s.err("[SYS/TEMP] Server shutting down, try again later")
 	case errors.As(err, &ne) && ne.Timeout():
@@ -430,7 +430,7 @@ func (s *session) startTLS() bool {
 	c := tls.Server(s.tc, s.srv.opts.TLSConfig)
 	ctx, cancel := context.WithTimeout(s.ctx, min(handshakeTimeout, s.srv.opts.IdleTimeout))
 	defer cancel()
-	_ = s.tc.Conn.SetReadDeadline(time.Now().Add(min(handshakeTimeout, s.srv.opts.IdleTimeout)))
+	_ = s.tc.NetConn().SetReadDeadline(time.Now().Add(min(handshakeTimeout, s.srv.opts.IdleTimeout)))
 	if err := c.HandshakeContext(ctx); err != nil {
 		s.log.Debug("TLS handshake failed", "err", err)
 		s.logout = "tls failed"
@@ -451,7 +451,7 @@ func (s *session) login(mech, username, password string) {
 		Password: auth.Secret(password),
 		Protocol: "pop3", // Mailu: Auth-Protocol; the core checks enable_pop
 		Port:     s.srv.Port(),
-		Remote:   s.tc.remote.Addr(),
+		Remote:   s.tc.Remote().Addr(),
 		Log:      s.log,
 	})
 	if err == nil && (res == nil || res.User == nil) {
@@ -462,7 +462,7 @@ func (s *session) login(mech, username, password string) {
 		return
 	}
 	user := res.User.Email
-	if !s.srv.claimUser(user, s.tc.remote.Addr()) {
+	if !s.tc.ClaimUser(user) {
 		s.log.Warn("login refused: too many sessions of this user from this address", "user", user,
 			"limit", s.srv.opts.MaxConnsPerUserIP)
 		// RFC 2449 8.1.2 IN-USE: the credentials were right.
@@ -470,7 +470,7 @@ func (s *session) login(mech, username, password string) {
 		return
 	}
 	if err := s.openMaildrop(user); err != nil {
-		s.srv.releaseUser(user, s.tc.remote.Addr())
+		s.tc.ReleaseUser()
 		s.log.Error("cannot open the maildrop", "user", user, "err", err)
 		s.err("[SYS/TEMP] Cannot open your mailbox now, try again later")
 		return

@@ -2,7 +2,8 @@
 // policy: port 25 (MX, no AUTH ever), 465 (implicit TLS submission) and 587
 // (STARTTLS submission). The policy decisions live in session.go (commands),
 // data.go (the message body) and reply.go (the one error-to-reply mapping);
-// this file holds the options, the listener and connection bookkeeping.
+// this file holds the options and the listener (connection limits and the
+// drain are internal/connlimit's).
 //
 // Every reply a client can get from Petrel's own code is built in reply.go,
 // with a text that says what to do. A few replies come from go-smtp v0.25.1
@@ -347,7 +348,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // limitListener enforces MaxConns and MaxConnsPerIP at accept time and wraps
-// each admitted connection for bookkeeping (and TLS on 465).
+// each admitted connection (and in TLS on 465).
 type limitListener struct {
 	net.Listener
 	srv *Server

@@ -1,13 +1,50 @@
 package imapd
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // coreCommands is every command but FETCH and SEARCH.
 func coreCommands() map[string]commandSpec {
 	return map[string]commandSpec{
-		"CAPABILITY": {states: anyState, run: cmdCapability},
-		"NOOP":       {states: anyState, run: cmdNoop},
-		"LOGOUT":     {states: anyState, run: cmdLogout},
+		"CAPABILITY":   {states: anyState, run: cmdCapability},
+		"NOOP":         {states: anyState, run: cmdNoop},
+		"LOGOUT":       {states: anyState, run: cmdLogout},
+		"ID":           {states: anyState, run: cmdID},
+		"STARTTLS":     {states: stateNotAuthenticated, run: cmdStartTLS},
+		"LOGIN":        {states: stateNotAuthenticated, run: cmdLogin},
+		"AUTHENTICATE": {states: stateNotAuthenticated, run: cmdAuthenticate},
+
+		"ENABLE":       {states: authStates, run: cmdEnable},
+		"NAMESPACE":    {states: authStates, run: cmdNamespace},
+		"LIST":         {states: authStates, run: cmdList},
+		"LSUB":         {states: authStates, run: cmdList},
+		"STATUS":       {states: authStates, run: cmdStatus},
+		"CREATE":       {states: authStates, run: cmdCreate},
+		"DELETE":       {states: authStates, run: cmdDelete},
+		"RENAME":       {states: authStates, run: cmdRename},
+		"SUBSCRIBE":    {states: authStates, run: cmdSubscribe},
+		"UNSUBSCRIBE":  {states: authStates, run: cmdSubscribe},
+		"SELECT":       {states: authStates, run: cmdSelect},
+		"EXAMINE":      {states: authStates, run: cmdSelect},
+		"APPEND":       {states: authStates, run: cmdAppend},
+		"IDLE":         {states: authStates, run: cmdIdle},
+		"GETQUOTA":     {states: authStates, run: cmdGetQuota},
+		"GETQUOTAROOT": {states: authStates, run: cmdGetQuotaRoot},
+		"SETQUOTA":     {states: authStates, run: cmdSetQuota},
+
+		"CHECK":       {states: selectedOnly, run: cmdNoop},
+		"CLOSE":       {states: selectedOnly, run: cmdClose},
+		"UNSELECT":    {states: selectedOnly, run: cmdUnselect},
+		"EXPUNGE":     {states: selectedOnly, run: cmdExpunge},
+		"UID EXPUNGE": {states: selectedOnly, run: cmdExpunge},
+		"STORE":       {states: selectedOnly, run: cmdStore, noExpunge: true},
+		"UID STORE":   {states: selectedOnly, run: cmdStore},
+		"COPY":        {states: selectedOnly, run: cmdCopy},
+		"UID COPY":    {states: selectedOnly, run: cmdCopy},
+		"MOVE":        {states: selectedOnly, run: cmdCopy},
+		"UID MOVE":    {states: selectedOnly, run: cmdCopy},
 	}
 }
 
@@ -17,7 +54,8 @@ func coreCommands() map[string]commandSpec {
 func (s *session) capabilities() string {
 	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "IDLE",
 		"NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
-		"ESEARCH", "UNSELECT", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE", "QRESYNC", "ID", "CHILDREN"}
+		"ESEARCH", "UNSELECT", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE", "QRESYNC", "ID", "CHILDREN",
+		"APPENDLIMIT=" + strconv.FormatInt(s.srv.opts.MaxMessageSize, 10)}
 	if s.state == stateNotAuthenticated {
 		if s.loginAllowed() {
 			caps = append(caps, "AUTH=PLAIN", "AUTH=LOGIN") // Mailu: auth_mechanisms = plain login

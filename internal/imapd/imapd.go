@@ -172,6 +172,9 @@ type Options struct {
 	// PollInterval is how often IDLE polls the store; 0:
 	// DefaultPollInterval.
 	PollInterval time.Duration
+	// IdleNotifyInterval is how often IDLE sends "* OK Still here"; 0:
+	// DefaultIdleNotifyInterval.
+	IdleNotifyInterval time.Duration
 
 	Now func() time.Time // nil: time.Now
 }
@@ -212,6 +215,9 @@ func New(opts Options) *Server {
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.IdleNotifyInterval <= 0 {
+		opts.IdleNotifyInterval = DefaultIdleNotifyInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

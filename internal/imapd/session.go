@@ -56,6 +56,7 @@ type session struct {
 	badCommands  int
 	authFailures int
 	closing      bool   // the response being written is the last one
+	byeAfter     string // a BYE to send after the tagged response
 	logout       string // why the session ended, for the log
 
 	// Enabled extensions (RFC 5161 ENABLE, or a CONDSTORE enabling
@@ -217,37 +218,36 @@ func (s *session) readCommand() bool {
 // finish writes the command's updates and tagged response.
 func (s *session) finish(c *command, spec commandSpec, err error) bool {
 	var res *result
+	var rerr *readError
 	switch {
 	case err == nil:
 		res = &result{kind: "OK", text: c.name + " completed"}
 	case errors.As(err, &res):
+	case errors.Is(err, errAnswered):
+		return !s.closing && s.w.Err() == nil
 	case errors.Is(err, errLogout):
 		s.tagged(c.tag, &result{kind: "OK", text: "LOGOUT completed"})
 		s.closing = true
 		s.logout = "logout"
-		return true
+		return false
+	case errors.As(err, &rerr):
+		s.readFailed(rerr.err)
+		return false
 	case isSyntaxError(err):
 		res = &result{kind: "BAD", text: err.Error()}
 	case s.ctx.Err() != nil:
-		s.readFailed(err)
+		s.logout = "closed"
 		return false
 	default:
-		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
-			s.readFailed(err)
-			return false
-		}
 		s.log.Error("command failed", "command", c.name, "err", err)
 		// RFC 5530 UNAVAILABLE: a subsystem (the store) failed; the
 		// client may retry.
 		res = &result{kind: "NO", code: "UNAVAILABLE", text: "Internal error, try again later"}
 	}
-	if !s.d.eol {
-		if !s.d.skipRest(skipBudget) {
-			s.tagged(c.tag, res)
-			s.bye("Too much invalid input")
-			return false
-		}
+	if !s.d.eol && !s.d.skipRest(skipBudget) {
+		s.tagged(c.tag, res)
+		s.bye("Too much invalid input")
+		return false
 	}
 	if s.state == stateSelected && !s.closing {
 		if err := s.sync(!spec.noExpunge); err != nil {
@@ -257,16 +257,17 @@ func (s *session) finish(c *command, spec commandSpec, err error) bool {
 			s.log.Warn("mailbox sync failed", "err", err)
 		}
 	}
+	s.tagged(c.tag, res)
 	if res.kind == "BAD" {
 		s.badCommands++
 		if s.badCommands >= maxBadCommands {
-			s.tagged(c.tag, res)
 			s.bye("Too many invalid commands")
-			return false
 		}
 	}
-	s.tagged(c.tag, res)
-	return !s.closing
+	if s.byeAfter != "" {
+		s.bye(s.byeAfter)
+	}
+	return !s.closing && s.w.Err() == nil
 }
 
 // skip drops the rest of a refused command; false ends the session.

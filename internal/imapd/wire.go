@@ -81,12 +81,16 @@ func (d *decoder) fail(format string, args ...any) {
 
 func (d *decoder) ioFail(err error) {
 	if d.err == nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		d.err = err
+		d.err = &readError{err}
 	}
 }
+
+// readError is a failure to read from the client (EOF, timeout, reset):
+// the session ends.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "read: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // peek returns the next byte without consuming it; 0 after an error.
 func (d *decoder) peek() byte {

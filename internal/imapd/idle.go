@@ -1,0 +1,93 @@
+package imapd
+
+import (
+	"strings"
+	"time"
+)
+
+// DefaultIdleNotifyInterval is how often a client in IDLE hears "* OK
+// Still here", which keeps NAT and firewalls from dropping the
+// connection (Mailu: dovecot imap_idle_notify_interval = 29 mins).
+const DefaultIdleNotifyInterval = 29 * time.Minute
+
+// maxIdleLine bounds what the client may send in IDLE ("DONE").
+const maxIdleLine = 1024
+
+type idleLine struct {
+	line string
+	err  error
+}
+
+// cmdIdle is IDLE (RFC 2177, RFC 9051 6.3.13): "+ idling", then untagged
+// updates as soon as the store reports a change (Watch for this node,
+// polling ChangesSince every PollInterval for others), until DONE.
+func cmdIdle(s *session, c *command) error {
+	if err := c.args.End(); err != nil {
+		return err
+	}
+	watch, stop := s.srv.opts.Store.Watch(s.user)
+	defer stop()
+	s.w.Continue("idling")
+	if err := s.sync(true); err != nil {
+		s.log.Warn("mailbox sync failed", "err", err)
+	}
+	if err := s.w.Flush(); err != nil {
+		return errAnswered
+	}
+
+	s.arm()
+	lines := make(chan idleLine, 1)
+	go func() {
+		// The only reader of s.r until it sends; the session ends if
+		// IDLE returns before (an error), so nothing reads after it.
+		var b strings.Builder
+		for {
+			c, err := s.r.ReadByte()
+			if err != nil {
+				lines <- idleLine{err: err}
+				return
+			}
+			if c == '\n' {
+				lines <- idleLine{line: strings.TrimSuffix(b.String(), "\r")}
+				return
+			}
+			if b.Len() < maxIdleLine {
+				b.WriteByte(c)
+			}
+		}
+	}()
+	poll := time.NewTicker(s.srv.opts.PollInterval)
+	defer poll.Stop()
+	notify := time.NewTicker(s.srv.opts.IdleNotifyInterval)
+	defer notify.Stop()
+	for {
+		select {
+		case r := <-lines:
+			if r.err != nil {
+				return &readError{r.err}
+			}
+			if !strings.EqualFold(strings.TrimSpace(r.line), "DONE") {
+				return bad("Expected DONE")
+			}
+			return ok("", "IDLE terminated")
+		case <-watch:
+		case <-poll.C:
+		case <-notify.C:
+			s.w.Status("*", "OK", "", "Still here")
+			s.arm() // the client is alive as long as it reads
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
+		if err := s.sync(true); err != nil {
+			if s.ctx.Err() != nil {
+				return s.ctx.Err()
+			}
+			s.log.Warn("mailbox sync failed", "err", err)
+		}
+		if err := s.w.Flush(); err != nil {
+			s.closing = true
+			s.logout = "write failed"
+			return errAnswered
+		}
+	}
+}

@@ -1,0 +1,350 @@
+package imapd
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// errReadOnly answers a change in a mailbox opened with EXAMINE.
+var errReadOnly = no("", "Mailbox is read-only (EXAMINE)")
+
+// seqsArg resolves a sequence or UID set; an invalid sequence number is
+// BAD (RFC 9051 9).
+func (s *session) seqsArg(set numSet, uid bool) ([]uint32, error) {
+	seqs, valid := s.sel.resolve(set, uid)
+	if !valid {
+		return nil, bad("Invalid message sequence number")
+	}
+	return seqs, nil
+}
+
+// cmdStore is STORE and UID STORE (RFC 9051 6.4.6) with RFC 7162's
+// UNCHANGEDSINCE.
+func cmdStore(s *session, c *command) error {
+	d := c.args
+	d.SP()
+	set := d.SeqSet()
+	d.SP()
+	unchangedSince, haveUnchanged := uint64(0), false
+	if d.Is('(') {
+		d.List(func() bool {
+			if !strings.EqualFold(d.Atom(), "UNCHANGEDSINCE") {
+				d.fail("Unknown STORE modifier")
+				return false
+			}
+			d.SP()
+			unchangedSince, haveUnchanged = d.Number64(), true
+			return d.Err() == nil
+		})
+		d.SP()
+	}
+	item := upperASCII(d.Atom())
+	op := store.FlagsReplace
+	switch {
+	case strings.HasPrefix(item, "+"):
+		op, item = store.FlagsAdd, item[1:]
+	case strings.HasPrefix(item, "-"):
+		op, item = store.FlagsRemove, item[1:]
+	}
+	silent := false
+	switch item {
+	case "FLAGS":
+	case "FLAGS.SILENT":
+		silent = true
+	default:
+		d.fail("Expected FLAGS, +FLAGS or -FLAGS")
+	}
+	d.SP()
+	var flags []string
+	addFlag := func() bool {
+		f := d.Flag()
+		if !validFlag(f) {
+			d.fail("Unknown system flag")
+			return false
+		}
+		if f != flagRecent && !hasFlag(flags, f) { // \Recent cannot be stored (RFC 9051 2.3.2)
+			flags = append(flags, f)
+		}
+		return d.Err() == nil
+	}
+	if d.Is('(') {
+		d.List(addFlag)
+	} else {
+		for addFlag() && d.Accept(' ') {
+		}
+	}
+	if err := d.End(); err != nil {
+		return err
+	}
+	if haveUnchanged {
+		s.enableCondstore() // RFC 7162 3.1
+	}
+	if s.sel.readOnly {
+		return errReadOnly
+	}
+	seqs, err := s.seqsArg(set, c.uid)
+	if err != nil {
+		return err
+	}
+	// Messages expunged elsewhere cannot change any more.
+	seqs = slices.DeleteFunc(seqs, func(q uint32) bool { return s.sel.isGone(s.sel.msg(q).UID) })
+	if len(seqs) == 0 {
+		return nil
+	}
+	uids := s.sel.uidsOf(seqs)
+	var failed []uint32
+	changedUIDs := map[uint32]bool{}
+	if haveUnchanged && unchangedSince == 0 {
+		// RFC 7162 3.1.3: every message has a modseq above 0.
+		failed = uids
+	} else {
+		res, err := s.applyFlags(&store.FlagUpdate{
+			UIDs: uids, Op: op, Flags: flags, UnchangedSince: unchangedSince,
+		})
+		if err != nil {
+			return mailboxError(err)
+		}
+		failed = res.Failed
+		for _, m := range res.Changed {
+			changedUIDs[m.UID] = true
+		}
+	}
+	for _, q := range seqs {
+		m := s.sel.msg(q)
+		switch {
+		case slices.Contains(failed, m.UID):
+			// RFC 7162 3.1.3: reported in MODIFIED, not in FETCH.
+		case !silent:
+			s.writeFlagsFetch(q, m)
+		case s.condstore && changedUIDs[m.UID]:
+			// RFC 7162 3.1.3: with .SILENT the new MODSEQ is still sent.
+			s.w.Untagged()
+			s.w.Uint(uint64(q))
+			s.w.Raw(" FETCH (UID ")
+			s.w.Uint(uint64(m.UID))
+			s.w.Raw(" MODSEQ (")
+			s.w.Uint(m.ModSeq)
+			s.w.Raw("))")
+			s.w.CRLF()
+		}
+	}
+	if len(failed) > 0 {
+		slices.Sort(failed)
+		ids := failed
+		if !c.uid {
+			ids = make([]uint32, 0, len(failed))
+			for _, u := range failed {
+				if q := s.sel.seqOf(u); q != 0 {
+					ids = append(ids, q)
+				}
+			}
+		}
+		return ok("MODIFIED "+compactUIDs(ids), "Conditional STORE failed for some messages")
+	}
+	return nil
+}
+
+// validFlag: a keyword, or a system flag Petrel knows (RFC 9051 2.3.2).
+func validFlag(f string) bool {
+	return !strings.HasPrefix(f, `\`) || slices.Contains(systemFlags, f) || f == flagRecent
+}
+
+// cmdCopy is COPY, UID COPY, MOVE and UID MOVE (RFC 9051 6.4.7, 6.4.8,
+// RFC 6851) with RFC 4315's COPYUID.
+func cmdCopy(s *session, c *command) error {
+	d := c.args
+	d.SP()
+	set := d.SeqSet()
+	d.SP()
+	dest := s.mailboxArg(d)
+	if err := d.End(); err != nil {
+		return err
+	}
+	move := strings.HasSuffix(c.name, "MOVE")
+	if move && s.sel.readOnly {
+		return errReadOnly
+	}
+	seqs, err := s.seqsArg(set, c.uid)
+	if err != nil {
+		return err
+	}
+	seqs = slices.DeleteFunc(seqs, func(q uint32) bool { return s.sel.isGone(s.sel.msg(q).UID) })
+	to, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, dest)
+	if errors.Is(err, store.ErrNotFound) {
+		// RFC 9051 6.4.7: the client may CREATE and try again.
+		return no("TRYCREATE", "No such mailbox")
+	}
+	if err != nil {
+		return mailboxError(err)
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	src, dst, uidValidity, err := s.srv.opts.Store.CopyMessages(s.ctx, s.sel.id, s.sel.uidsOf(seqs), to.ID, move)
+	if err != nil {
+		return mailboxError(err)
+	}
+	if len(src) == 0 {
+		return nil
+	}
+	code := "COPYUID " + uitoa(uidValidity) + " " + compactUIDs(src) + " " + compactUIDs(dst)
+	if !move {
+		return ok(code, c.name+" completed")
+	}
+	// RFC 6851 4.3: COPYUID in an untagged OK before the expunges.
+	s.w.Status("*", "OK", code, "Moved")
+	moved := slices.Clone(src)
+	slices.Sort(moved)
+	s.reportExpunged(moved)
+	return nil
+}
+
+// cmdExpunge is EXPUNGE (RFC 9051 6.4.3) and UID EXPUNGE (RFC 4315 2.1).
+func cmdExpunge(s *session, c *command) error {
+	d := c.args
+	var set numSet
+	if c.uid {
+		d.SP()
+		set = d.SeqSet()
+	}
+	if err := d.End(); err != nil {
+		return err
+	}
+	if s.sel.readOnly {
+		return errReadOnly
+	}
+	var uids []uint32 // nil: every \Deleted message
+	if c.uid {
+		// Learn the current flags first: UID EXPUNGE removes only the
+		// messages that have \Deleted now.
+		if err := s.sync(true); err != nil {
+			return err
+		}
+		seqs, _ := s.sel.resolve(set, true)
+		uids = []uint32{}
+		for _, q := range seqs {
+			if m := s.sel.msg(q); hasFlag(m.Flags, flagDeleted) {
+				uids = append(uids, m.UID)
+			}
+		}
+		if len(uids) == 0 {
+			return nil
+		}
+	}
+	gone, err := s.srv.opts.Store.ExpungeByID(s.ctx, s.sel.id, uids)
+	if err != nil {
+		return mailboxError(err)
+	}
+	s.reportExpunged(gone)
+	return nil
+}
+
+// cmdAppend is APPEND mailbox [flags] [date-time] literal (RFC 9051
+// 6.3.12) with RFC 4315's APPENDUID.
+func cmdAppend(s *session, c *command) error {
+	d := c.args
+	d.SP()
+	name := s.mailboxArg(d)
+	d.SP()
+	var flags []string
+	if d.Is('(') {
+		d.List(func() bool {
+			f := d.Flag()
+			if !validFlag(f) {
+				d.fail("Unknown system flag")
+				return false
+			}
+			if f != flagRecent && !hasFlag(flags, f) {
+				flags = append(flags, f)
+			}
+			return d.Err() == nil
+		})
+		d.SP()
+	}
+	var date time.Time
+	if d.Is('"') {
+		date = parseDateTime(d)
+		d.SP()
+	}
+	d.Accept('~') // RFC 3516 literal8: the message as it is
+	if !d.Is('{') {
+		d.fail("Expected the message as a literal")
+	}
+	n, sync := d.literalHeader()
+	if d.Err() != nil {
+		return d.Err()
+	}
+	refuse := func(r error) error {
+		// The client sends a synchronizing literal only after "+"; a
+		// non-synchronizing one follows and is skipped.
+		if sync {
+			d.eol = true
+		} else {
+			d.skipLiteral = n
+		}
+		return r
+	}
+	if n > s.srv.opts.MaxMessageSize {
+		// RFC 7889 TOOBIG (MESSAGE_SIZE_LIMIT).
+		return refuse(no("TOOBIG", "Message too large"))
+	}
+	if _, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, name); errors.Is(err, store.ErrNotFound) {
+		return refuse(no("TRYCREATE", "No such mailbox"))
+	} else if err != nil {
+		return refuse(err)
+	}
+	s.tc.SetBusy(true) // a shutdown lets the upload finish
+	body := d.literalBody(n, sync, s.srv.opts.MaxMessageSize)
+	s.tc.SetBusy(false)
+	if err := d.End(); err != nil {
+		return err
+	}
+	if n == 0 {
+		return no("CANNOT", "Empty message")
+	}
+	uid, uidValidity, err := s.srv.opts.Store.AppendMessage(s.ctx, &store.NewAppend{
+		User: s.user, Mailbox: name, Flags: flags, InternalDate: date, Body: body,
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return no("TRYCREATE", "No such mailbox")
+	case err != nil:
+		return mailboxError(err)
+	}
+	s.log.Info("message appended", "mailbox", name, "uid", uid, "size", n)
+	return ok("APPENDUID "+uitoa(uidValidity)+" "+uitoa(uid), "APPEND completed")
+}
+
+// parseDateTime reads RFC 9051 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz",
+// the day possibly space-padded.
+func parseDateTime(d *decoder) time.Time {
+	s := d.String()
+	if d.Err() != nil {
+		return time.Time{}
+	}
+	for _, layout := range []string{"_2-Jan-2006 15:04:05 -0700", "02-Jan-2006 15:04:05 -0700"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t
+		}
+	}
+	d.fail("Invalid date-time")
+	return time.Time{}
+}
+
+func uitoa(n uint32) string {
+	var buf [10]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(buf[i:])
+}

@@ -1,0 +1,243 @@
+package imapd
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// systemFlags are the flags every mailbox supports (RFC 9051 2.3.2).
+var systemFlags = []string{flagAnswered, flagFlagged, flagDeleted, flagSeen, flagDraft}
+
+// qresyncParams are SELECT's QRESYNC parameters (RFC 7162 3.2.5).
+type qresyncParams struct {
+	uidValidity uint32
+	modSeq      uint64
+	knownUIDs   numSet // nil: all
+}
+
+// cmdSelect is SELECT and EXAMINE (RFC 9051 6.3.2, 6.3.3) with RFC 7162's
+// CONDSTORE and QRESYNC parameters.
+func cmdSelect(s *session, c *command) error {
+	d := c.args
+	d.SP()
+	name := s.mailboxArg(d)
+	var condstore bool
+	var qr *qresyncParams
+	if d.Accept(' ') {
+		d.List(func() bool {
+			switch upperASCII(d.Atom()) {
+			case "CONDSTORE":
+				condstore = true
+			case "QRESYNC":
+				if !s.qresync {
+					// RFC 7162 3.2.5: QRESYNC must be ENABLEd first.
+					d.fail("QRESYNC is not enabled")
+					return false
+				}
+				qr = &qresyncParams{}
+				d.SP()
+				d.List(func() bool {
+					qr.uidValidity = d.NzNumber()
+					d.SP()
+					qr.modSeq = d.Number64()
+					if d.Accept(' ') && !d.Is('(') {
+						qr.knownUIDs = d.SeqSet()
+						d.Accept(' ')
+					}
+					if d.Is('(') {
+						// seq-match-data: a hint Petrel does not need, since
+						// it remembers every expunge.
+						d.List(func() bool { d.SeqSet(); return true })
+					}
+					return d.Err() == nil
+				})
+			default:
+				d.fail("Unknown SELECT parameter")
+				return false
+			}
+			return d.Err() == nil
+		})
+	}
+	if err := d.End(); err != nil {
+		return err
+	}
+	if s.sel != nil {
+		// RFC 9051 6.3.2: selecting closes the selected mailbox, without
+		// expunging; RFC 7162 3.2.11 and RFC 9051 7.1: OK [CLOSED].
+		s.deselect()
+		if s.qresync || s.rev2 {
+			s.w.Status("*", "OK", "CLOSED", "Previous mailbox closed")
+		}
+	}
+	if condstore {
+		s.condstore = true
+	}
+	readOnly := c.name == "EXAMINE"
+	mb, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, name)
+	if err != nil {
+		return mailboxError(err)
+	}
+	msgs, err := s.srv.opts.Store.ListMessagesByID(s.ctx, mb.ID)
+	if err != nil {
+		return mailboxError(err)
+	}
+	v := &view{
+		id:          mb.ID,
+		name:        mb.Name,
+		readOnly:    readOnly,
+		uidValidity: mb.UIDValidity,
+		uidNext:     mb.UIDNext,
+		msgs:        msgs,
+		modSeq:      mb.HighestModSeq,
+	}
+	for _, m := range msgs {
+		// A message committed between GetMailbox and the listing is
+		// already known; the next sync must not report it again.
+		v.modSeq = max(v.modSeq, m.ModSeq)
+		v.uidNext = max(v.uidNext, m.UID+1)
+	}
+	s.writeFlagsResponses(msgs)
+	s.w.Untagged()
+	s.w.Uint(uint64(len(msgs)))
+	s.w.Raw(" EXISTS")
+	s.w.CRLF()
+	if !s.rev2 {
+		// RFC 3501 6.3.1: RECENT is required in IMAP4rev1; Petrel keeps
+		// no \Recent. OK [UNSEEN] is the first unseen message.
+		s.w.Raw("* 0 RECENT\r\n")
+		for i, m := range msgs {
+			if !hasFlag(m.Flags, flagSeen) {
+				s.w.Untagged()
+				s.w.Raw("OK [UNSEEN ")
+				s.w.Uint(uint64(i + 1))
+				s.w.Raw("] First unseen")
+				s.w.CRLF()
+				break
+			}
+		}
+	}
+	s.w.Untagged()
+	s.w.Raw("OK [UIDVALIDITY ")
+	s.w.Uint(uint64(v.uidValidity))
+	s.w.Raw("] UIDs valid")
+	s.w.CRLF()
+	s.w.Untagged()
+	s.w.Raw("OK [UIDNEXT ")
+	s.w.Uint(uint64(v.uidNext))
+	s.w.Raw("] Predicted next UID")
+	s.w.CRLF()
+	// RFC 7162 3.1.2.1: every SELECT of a server with CONDSTORE.
+	s.w.Untagged()
+	s.w.Raw("OK [HIGHESTMODSEQ ")
+	s.w.Uint(v.modSeq)
+	s.w.Raw("] Highest")
+	s.w.CRLF()
+	if qr != nil && qr.uidValidity == v.uidValidity {
+		if err := s.qresyncSelect(v, qr); err != nil {
+			return err
+		}
+	}
+	s.sel = v
+	s.state = stateSelected
+	if readOnly {
+		return ok("READ-ONLY", c.name+" completed")
+	}
+	return ok("READ-WRITE", c.name+" completed")
+}
+
+// writeFlagsResponses writes FLAGS and OK [PERMANENTFLAGS] (RFC 9051
+// 7.3.5): the system flags and the keywords in use; new keywords are
+// allowed (\*).
+func (s *session) writeFlagsResponses(msgs []store.MessageInfo) {
+	seen := map[string]bool{}
+	var keywords []string
+	for _, m := range msgs {
+		for _, f := range m.Flags {
+			if strings.HasPrefix(f, `\`) {
+				continue
+			}
+			k := strings.ToLower(f)
+			if !seen[k] {
+				seen[k] = true
+				keywords = append(keywords, f)
+			}
+		}
+	}
+	sort.Strings(keywords)
+	flags := append(append([]string{}, systemFlags...), keywords...)
+	s.w.Untagged()
+	s.w.Raw("FLAGS ")
+	s.w.Flags(flags)
+	s.w.CRLF()
+	s.w.Untagged()
+	s.w.Raw("OK [PERMANENTFLAGS ")
+	s.w.Flags(append(flags, `\*`))
+	s.w.Raw("] Flags permitted")
+	s.w.CRLF()
+}
+
+// qresyncSelect writes what changed since the client's modseq (RFC 7162
+// 3.2.5.2): FETCH (UID FLAGS MODSEQ) for changed messages and VANISHED
+// (EARLIER) for expunged ones.
+func (s *session) qresyncSelect(v *view, qr *qresyncParams) error {
+	ch, err := s.srv.opts.Store.ChangesSince(s.ctx, v.id, qr.modSeq)
+	if err != nil {
+		return err
+	}
+	known := func(uid uint32) bool {
+		return qr.knownUIDs == nil || qr.knownUIDs.contains(uid, v.maxUID())
+	}
+	// The messages as listed for this SELECT that changed after the
+	// client's modseq; later changes come with the next sync.
+	for i := range v.msgs {
+		if m := &v.msgs[i]; m.ModSeq > qr.modSeq && known(m.UID) {
+			s.writeFlagsFetch(uint32(i+1), m)
+		}
+	}
+	var vanished []uint32
+	for _, uid := range ch.Expunged {
+		if known(uid) && v.seqOf(uid) == 0 {
+			vanished = append(vanished, uid)
+		}
+	}
+	if len(vanished) > 0 {
+		s.w.Untagged()
+		s.w.Raw("VANISHED (EARLIER) ")
+		s.w.Raw(compactUIDs(vanished))
+		s.w.CRLF()
+	}
+	return nil
+}
+
+// deselect leaves the Selected state.
+func (s *session) deselect() {
+	s.sel = nil
+	s.state = stateAuthenticated
+}
+
+// cmdClose is CLOSE (RFC 9051 6.4.1): expunge \Deleted messages silently
+// (not in EXAMINE) and deselect.
+func cmdClose(s *session, c *command) error {
+	if err := c.args.End(); err != nil {
+		return err
+	}
+	v := s.sel
+	s.deselect()
+	if !v.readOnly {
+		if _, err := s.srv.opts.Store.ExpungeByID(s.ctx, v.id, nil); err != nil {
+			return mailboxError(err)
+		}
+	}
+	return nil
+}
+
+// cmdUnselect is UNSELECT (RFC 3691): deselect without expunging.
+func cmdUnselect(s *session, c *command) error {
+	if err := c.args.End(); err != nil {
+		return err
+	}
+	s.deselect()
+	return nil
+}

@@ -61,6 +61,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentCommits", testConcurrentCommits},
 		{"Reopen", testReopen},
 		{"GarbageCollection", testGarbageCollection},
+		{"IMAP", testIMAP},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

@@ -20,8 +20,8 @@ type scanner struct {
 	termBefore int
 }
 
-func newScanner(r io.ReaderAt, size int64) *scanner {
-	return &scanner{br: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), readBufSize)}
+func newScanner(r io.ReaderAt, size int64, bufSize int) *scanner {
+	return &scanner{br: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), bufSize)}
 }
 
 // line is one line of the message. head is its beginning (the whole line,

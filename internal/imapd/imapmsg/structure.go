@@ -77,7 +77,7 @@ func Parse(r io.ReaderAt, size int64) (*Structure, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("imapmsg: negative size %d", size)
 	}
-	p := &parser{sc: newScanner(r, size)}
+	p := &parser{sc: newScanner(r, size, readBufSize)}
 	root := &Part{}
 	p.parts = 1
 	p.parseEntity(root, 0, nil, defaultText, true)
@@ -91,6 +91,17 @@ func Parse(r io.ReaderAt, size int64) (*Structure, error) {
 func ParseBytes(b []byte) *Structure {
 	s, _ := Parse(bytes.NewReader(b), int64(len(b))) // a bytes.Reader does not fail
 	return s
+}
+
+// ReadHeader returns the header block of the message in r (size octets),
+// up to and including the empty line that ends it, reading little more.
+func ReadHeader(r io.ReaderAt, size int64) ([]byte, error) {
+	p := &parser{sc: newScanner(r, size, 4096)}
+	header, _ := p.readHeader(nil)
+	if p.sc.err != nil {
+		return nil, fmt.Errorf("imapmsg: reading header: %w", p.sc.err)
+	}
+	return header, nil
 }
 
 // boundaryHit is a boundary delimiter line that ended a part.

@@ -1,0 +1,438 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
+)
+
+const (
+	testHost   = "mail.example.test"
+	alice      = "alice@example.test"
+	alicePass  = "alice secret pw"
+	bob        = "bob@example.test"
+	bobPass    = "bob-pw"
+	testDomain = "example.test"
+)
+
+// ---- TLS ----
+
+type testCert struct {
+	server *tls.Config
+	client *tls.Config
+	caFile string // PEM, for Python
+}
+
+func newTestCert(t testing.TB) testCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: testHost},
+		DNSNames:              []string{testHost},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return testCert{
+		server: &tls.Config{
+			Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
+			MinVersion:   tls.VersionTLS12,
+		},
+		client: &tls.Config{RootCAs: pool, ServerName: testHost, MinVersion: tls.VersionTLS12},
+		caFile: caFile,
+	}
+}
+
+// ---- logs ----
+
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// ---- fake auth ----
+
+// fakeAuth accepts the users it knows with their password and records
+// every attempt; fail overrides the answer.
+type fakeAuth struct {
+	mu       sync.Mutex
+	users    map[string]string
+	fail     error
+	attempts []auth.Attempt
+}
+
+func newFakeAuth() *fakeAuth {
+	return &fakeAuth{users: map[string]string{alice: alicePass, bob: bobPass}}
+}
+
+func (a *fakeAuth) Authenticate(ctx context.Context, at auth.Attempt) (*auth.Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.attempts = append(a.attempts, at)
+	if a.fail != nil {
+		return nil, a.fail
+	}
+	if pw, ok := a.users[at.Username]; ok && pw == string(at.Password) {
+		return &auth.Result{User: &store.User{Email: at.Username}}, nil
+	}
+	return nil, auth.ErrBadCredentials
+}
+
+func (a *fakeAuth) setFail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fail = err
+}
+
+func (a *fakeAuth) last() auth.Attempt {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.attempts[len(a.attempts)-1]
+}
+
+// ---- store ----
+
+func openStore(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), sqlstore.Options{
+		Path: filepath.Join(dir, "main.db"), BlobDir: filepath.Join(dir, "blobs"), InlineMax: 4096,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	if err := st.CreateDomain(ctx, &store.Domain{Name: testDomain, MaxUsers: -1, MaxAliases: -1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"alice", "bob"} {
+		u := store.NewUser(l, testDomain, 0, 80)
+		if err := st.CreateUser(ctx, &u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+var deliveryCounter atomic.Int64
+
+// deliver commits messages to user's mailbox as local delivery does.
+func deliver(t testing.TB, st *sqlstore.Store, user, mailbox string, bodies ...string) {
+	t.Helper()
+	var msgs []*store.NewMessage
+	for _, b := range bodies {
+		msgs = append(msgs, &store.NewMessage{
+			ID:     fmt.Sprintf("t%d", deliveryCounter.Add(1)),
+			Sender: "s@remote.test", ReceivedAt: time.Now(), Size: int64(len(b)), Body: []byte(b),
+			Targets: []store.MailboxTarget{{User: user, Mailbox: mailbox}},
+		})
+	}
+	if err := st.CommitMessages(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testMessage(subject string) string {
+	return "From: Sender <s@remote.test>\r\nTo: alice@example.test\r\nSubject: " + subject +
+		"\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <" + subject + "@remote.test>\r\n\r\nHello " + subject + "\r\n"
+}
+
+// ---- server ----
+
+type testServer struct {
+	t    *testing.T
+	srv  *Server
+	addr string
+	st   *sqlstore.Store
+	auth *fakeAuth
+	cert testCert
+	logs *logBuffer
+	done chan error
+}
+
+// startServer runs a server on 127.0.0.1 with a real store. By default it
+// is port 143 with NoTLS (plaintext logins), for brevity.
+func startServer(t *testing.T, mod func(*testServer, *Options)) *testServer {
+	t.Helper()
+	ts := &testServer{t: t, st: openStore(t), auth: newFakeAuth(), cert: newTestCert(t), logs: &logBuffer{}}
+	opts := Options{
+		NoTLS:        true,
+		Hostname:     testHost,
+		Auth:         ts.auth,
+		Store:        ts.st,
+		Logger:       slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		PollInterval: 100 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(ts, &opts)
+	}
+	ts.srv = New(opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.addr = ln.Addr().String()
+	ts.done = make(chan error, 1)
+	go func() { ts.done <- ts.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-ts.done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return ts
+}
+
+// ---- raw client ----
+
+// client is a tiny IMAP client: it sends lines and reads responses,
+// literals included, and checks them.
+type client struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+	n    int
+}
+
+func (ts *testServer) dial() *client {
+	ts.t.Helper()
+	conn, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	c := &client{t: ts.t, conn: conn, r: bufio.NewReader(conn)}
+	ts.t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	return c
+}
+
+// dialTLS connects to an implicit TLS server.
+func (ts *testServer) dialTLS() *client {
+	ts.t.Helper()
+	conn, err := tls.Dial("tcp", ts.addr, ts.cert.client)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	c := &client{t: ts.t, conn: conn, r: bufio.NewReader(conn)}
+	ts.t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	return c
+}
+
+// greeting reads the greeting and checks it is OK.
+func (c *client) greeting() string {
+	c.t.Helper()
+	g := c.read()
+	if !strings.HasPrefix(g, "* OK ") {
+		c.t.Fatalf("greeting: %q", g)
+	}
+	return g
+}
+
+// login greets, logs in as user and returns the client.
+func (ts *testServer) login(user, pass string) *client {
+	ts.t.Helper()
+	c := ts.dial()
+	c.greeting()
+	c.ok("LOGIN " + quote(user) + " " + quote(pass))
+	return c
+}
+
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// send writes raw bytes.
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// read reads one response, with any literals in it, without the final
+// CRLF.
+func (c *client) read() string {
+	c.t.Helper()
+	var b strings.Builder
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("read: %v (so far %q)", err, b.String()+line)
+		}
+		line = strings.TrimSuffix(line, "\r\n")
+		b.WriteString(line)
+		n, ok := literalSuffix(line)
+		if !ok {
+			return b.String()
+		}
+		b.WriteString("\r\n")
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(c.r, buf); err != nil {
+			c.t.Fatalf("read literal: %v", err)
+		}
+		b.Write(buf)
+	}
+}
+
+func literalSuffix(line string) (int, bool) {
+	if !strings.HasSuffix(line, "}") {
+		return 0, false
+	}
+	i := strings.LastIndexByte(line, '{')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(line[i+1 : len(line)-1])
+	return n, err == nil
+}
+
+// cmd sends a tagged command and returns the untagged responses and the
+// tagged one (without the tag).
+func (c *client) cmd(line string) (untagged []string, tagged string) {
+	c.t.Helper()
+	c.n++
+	tag := fmt.Sprintf("A%03d", c.n)
+	c.send(tag + " " + line + "\r\n")
+	return c.collect(tag)
+}
+
+// collect reads responses until the one tagged tag.
+func (c *client) collect(tag string) (untagged []string, tagged string) {
+	c.t.Helper()
+	for {
+		r := c.read()
+		if strings.HasPrefix(r, tag+" ") {
+			return untagged, strings.TrimPrefix(r, tag+" ")
+		}
+		untagged = append(untagged, r)
+	}
+}
+
+// ok runs a command that must succeed and returns its untagged responses.
+func (c *client) ok(line string) []string {
+	c.t.Helper()
+	u, tagged := c.cmd(line)
+	if !strings.HasPrefix(tagged, "OK") {
+		c.t.Fatalf("%s: %s (untagged %q)", line, tagged, u)
+	}
+	return u
+}
+
+// expect runs a command and checks that the tagged response starts with
+// want.
+func (c *client) expect(line, want string) []string {
+	c.t.Helper()
+	u, tagged := c.cmd(line)
+	if !strings.HasPrefix(tagged, want) {
+		c.t.Fatalf("%s: got %q, want %q... (untagged %q)", line, tagged, want, u)
+	}
+	return u
+}
+
+// has reports whether some response starts with prefix.
+func has(resps []string, prefix string) bool {
+	for _, r := range resps {
+		if strings.HasPrefix(r, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// mustHave fails unless some response starts with prefix.
+func mustHave(t testing.TB, resps []string, prefix string) {
+	t.Helper()
+	if !has(resps, prefix) {
+		t.Fatalf("no response starting with %q in %q", prefix, resps)
+	}
+}
+
+// mustNotHave fails if some response starts with prefix.
+func mustNotHave(t testing.TB, resps []string, prefix string) {
+	t.Helper()
+	if has(resps, prefix) {
+		t.Fatalf("unexpected response starting with %q in %q", prefix, resps)
+	}
+}
+
+// waitFor reads untagged responses (in IDLE) until one starts with
+// prefix; the deadline only guards against a hung test.
+func (c *client) waitFor(prefix string, within time.Duration) []string {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(within))
+	defer c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var got []string
+	for {
+		r := c.read()
+		got = append(got, r)
+		if strings.HasPrefix(r, prefix) {
+			return got
+		}
+	}
+}
+
+func newReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }

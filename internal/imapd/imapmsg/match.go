@@ -1,0 +1,270 @@
+package imapmsg
+
+import (
+	"fmt"
+	"io"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MessageView is what Match needs to know about one message. Header and
+// Content are called only when a key needs them, and at most once per
+// Match call; an implementation may cache them across calls.
+type MessageView interface {
+	SeqNum() uint32
+	UID() uint32
+	Flags() []string
+	Size() int64
+	InternalDate() time.Time
+	ModSeq() uint64
+	// Header returns the message's header block (up to and including
+	// the empty line).
+	Header() ([]byte, error)
+	// Content returns the whole message and its structure.
+	Content() (io.ReaderAt, *Structure, error)
+}
+
+// Match reports whether the message matches key (RFC 9051 6.4.4). Sequence
+// and UID sets must have been resolved (SearchKey.Resolve). Text keys
+// match case-insensitive substrings of decoded header values (RFC 2047)
+// and decoded text parts (transfer encoding and charset undone). Keys
+// that need no message bytes are tried first, so a message excluded by
+// its flags or size is never read.
+func Match(key *SearchKey, m MessageView) (bool, error) {
+	ev := evaluator{m: m}
+	return ev.match(key)
+}
+
+// evaluator holds what one Match call has read and decoded so far.
+type evaluator struct {
+	m MessageView
+
+	fields     []decodedField // decoded header fields, nil until needed
+	haveFields bool
+	body       []string // folded text of the body's text parts
+	haveBody   bool
+}
+
+type decodedField struct {
+	name  string // as written
+	raw   string // unfolded, as written
+	value string // decoded and folded
+}
+
+// cost orders the keys of an AND list: 0 needs only metadata, 1 the
+// header, 2 the body.
+func cost(k *SearchKey) int {
+	switch k.Op {
+	case SearchHeader, SearchSentBefore, SearchSentOn, SearchSentSince:
+		return 1
+	case SearchBody, SearchText:
+		return 2
+	case SearchAnd, SearchOr, SearchNot:
+		c := 0
+		for i := range k.Sub {
+			c = max(c, cost(&k.Sub[i]))
+		}
+		return c
+	}
+	return 0
+}
+
+func (ev *evaluator) match(k *SearchKey) (bool, error) {
+	m := ev.m
+	switch k.Op {
+	case SearchAll, SearchOld:
+		return true, nil
+	case SearchRecent, SearchNew:
+		return false, nil
+	case SearchAnd:
+		order := make([]int, len(k.Sub))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return cost(&k.Sub[a]) - cost(&k.Sub[b]) })
+		for _, i := range order {
+			ok, err := ev.match(&k.Sub[i])
+			if err != nil || !ok {
+				return false, err
+			}
+		}
+		return true, nil
+	case SearchOr:
+		a, b := &k.Sub[0], &k.Sub[1]
+		if cost(b) < cost(a) {
+			a, b = b, a
+		}
+		ok, err := ev.match(a)
+		if err != nil || ok {
+			return ok, err
+		}
+		return ev.match(b)
+	case SearchNot:
+		ok, err := ev.match(&k.Sub[0])
+		return !ok && err == nil, err
+	case SearchSeq:
+		return k.Set.Contains(m.SeqNum()), nil
+	case SearchUID:
+		return k.Set.Contains(m.UID()), nil
+	case SearchFlag:
+		return hasFlag(m.Flags(), k.Value), nil
+	case SearchUnflag:
+		return !hasFlag(m.Flags(), k.Value), nil
+	case SearchLarger:
+		return m.Size() > 0 && uint64(m.Size()) > k.Number, nil
+	case SearchSmaller:
+		return m.Size() >= 0 && uint64(m.Size()) < k.Number, nil
+	case SearchModSeq:
+		return m.ModSeq() >= k.Number, nil
+	case SearchBefore, SearchOn, SearchSince:
+		return compareDay(day(m.InternalDate()), k.Date, k.Op), nil
+	case SearchSentBefore, SearchSentOn, SearchSentSince:
+		sent, err := ev.sentDay()
+		if err != nil {
+			return false, err
+		}
+		return compareDay(sent, k.Date, k.Op), nil
+	case SearchHeader:
+		return ev.matchHeader(k.Field, k.Value)
+	case SearchBody:
+		return ev.matchBody(k.Value)
+	case SearchText:
+		if ok, err := ev.matchHeader("", k.Value); err != nil || ok {
+			return ok, err
+		}
+		return ev.matchBody(k.Value)
+	}
+	return false, fmt.Errorf("%w: unknown operator %d", ErrSearch, k.Op)
+}
+
+// hasFlag compares flags case-insensitively (RFC 9051 2.3.2: flag names
+// are not case-sensitive).
+func hasFlag(flags []string, flag string) bool {
+	for _, f := range flags {
+		if strings.EqualFold(f, flag) {
+			return true
+		}
+	}
+	return false
+}
+
+// day is the calendar day of t in its own zone, at midnight UTC:
+// RFC 9051 6.4.4 compares dates "disregarding time and timezone".
+func day(t time.Time) time.Time {
+	y, mo, d := t.Date()
+	return time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
+}
+
+func compareDay(d, key time.Time, op SearchOp) bool {
+	switch op {
+	case SearchBefore, SearchSentBefore:
+		return d.Before(key)
+	case SearchOn, SearchSentOn:
+		return d.Equal(key)
+	default: // SINCE: on or after
+		return !d.Before(key)
+	}
+}
+
+// sentDay is the day of the Date header, or of the internal date when the
+// header is missing or cannot be parsed.
+func (ev *evaluator) sentDay() (time.Time, error) {
+	if err := ev.loadHeader(); err != nil {
+		return time.Time{}, err
+	}
+	for _, f := range ev.fields {
+		if strings.EqualFold(f.name, "Date") {
+			if t, err := mail.ParseDate(f.raw); err == nil {
+				return day(t), nil
+			}
+			break
+		}
+	}
+	return day(ev.m.InternalDate()), nil
+}
+
+// matchHeader reports whether a field called name (any field when name
+// is "") contains value. HEADER with an empty value matches every
+// message that has the field (RFC 9051 6.4.4).
+func (ev *evaluator) matchHeader(name, value string) (bool, error) {
+	if err := ev.loadHeader(); err != nil {
+		return false, err
+	}
+	needle := fold(value)
+	for _, f := range ev.fields {
+		if name != "" && !strings.EqualFold(f.name, name) {
+			continue
+		}
+		hay := f.value
+		if name == "" {
+			hay = fold(f.name) + ": " + f.value
+		}
+		if strings.Contains(hay, needle) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (ev *evaluator) matchBody(value string) (bool, error) {
+	if err := ev.loadBody(); err != nil {
+		return false, err
+	}
+	needle := fold(value)
+	if needle == "" {
+		return true, nil
+	}
+	for _, text := range ev.body {
+		if strings.Contains(text, needle) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (ev *evaluator) loadHeader() error {
+	if ev.haveFields {
+		return nil
+	}
+	header, err := ev.m.Header()
+	if err != nil {
+		return fmt.Errorf("imapmsg: search: %w", err)
+	}
+	ev.fields = decodeFields(header)
+	ev.haveFields = true
+	return nil
+}
+
+func (ev *evaluator) loadBody() error {
+	if ev.haveBody {
+		return nil
+	}
+	r, st, err := ev.m.Content()
+	if err != nil {
+		return fmt.Errorf("imapmsg: search: %w", err)
+	}
+	ev.body, err = bodyText(r, st.Root, false)
+	if err != nil {
+		return fmt.Errorf("imapmsg: search: %w", err)
+	}
+	ev.haveBody = true
+	return nil
+}
+
+// decodeFields returns every named field of a header block with its value
+// unfolded, RFC 2047-decoded and case-folded.
+func decodeFields(header []byte) []decodedField {
+	var out []decodedField
+	eachField(header, func(name, value, _ []byte) {
+		if name != nil {
+			raw := unfold(value)
+			out = append(out, decodedField{name: string(name), raw: raw, value: fold(decodeHeaderValue(raw))})
+		}
+	})
+	return out
+}
+
+// fold maps s to the form text keys compare: lower case.
+func fold(s string) string { return strings.ToLower(s) }

@@ -150,9 +150,12 @@ func (a *fakeAuth) last() auth.Attempt {
 
 // ---- store ----
 
-func openStore(t testing.TB) *sqlstore.Store {
+func (ts *testServer) dbPath() (path, blobs string) {
+	return filepath.Join(ts.dir, "main.db"), filepath.Join(ts.dir, "blobs")
+}
+
+func openStore(t testing.TB, dir string) *sqlstore.Store {
 	t.Helper()
-	dir := t.TempDir()
 	st, err := sqlstore.Open(context.Background(), sqlstore.Options{
 		Path: filepath.Join(dir, "main.db"), BlobDir: filepath.Join(dir, "blobs"), InlineMax: 4096,
 	})
@@ -200,6 +203,7 @@ func testMessage(subject string) string {
 
 type testServer struct {
 	t    *testing.T
+	dir  string
 	srv  *Server
 	addr string
 	st   *sqlstore.Store
@@ -213,7 +217,8 @@ type testServer struct {
 // is port 143 with NoTLS (plaintext logins), for brevity.
 func startServer(t *testing.T, mod func(*testServer, *Options)) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, st: openStore(t), auth: newFakeAuth(), cert: newTestCert(t), logs: &logBuffer{}}
+	dir := t.TempDir()
+	ts := &testServer{t: t, dir: dir, st: openStore(t, dir), auth: newFakeAuth(), cert: newTestCert(t), logs: &logBuffer{}}
 	opts := Options{
 		NoTLS:        true,
 		Hostname:     testHost,
@@ -436,3 +441,40 @@ func (c *client) waitFor(prefix string, within time.Duration) []string {
 }
 
 func newReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// listOf lists a mailbox's messages straight from the store.
+func listOf(t testing.TB, ts *testServer, user, mailbox string) []store.MessageInfo {
+	t.Helper()
+	l, err := ts.st.ListMessages(context.Background(), user, mailbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// readBody reads a stored body.
+func readBody(t testing.TB, ts *testServer, id int64) string {
+	t.Helper()
+	rc, err := ts.st.OpenBody(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// reopenStore opens a second store over ts's database: another node.
+func reopenStore(t testing.TB, ts *testServer) *sqlstore.Store {
+	t.Helper()
+	path, blobs := ts.dbPath()
+	st, err := sqlstore.Open(context.Background(), sqlstore.Options{Path: path, BlobDir: blobs, InlineMax: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}

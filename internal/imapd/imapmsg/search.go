@@ -12,29 +12,29 @@ import (
 type SearchOp int
 
 const (
-	SearchAll     SearchOp = iota // ALL
-	SearchAnd                     // a list of keys (the top level, or "(" ... ")"): all of Sub
-	SearchOr                      // OR Sub[0] Sub[1]
-	SearchNot                     // NOT Sub[0]
-	SearchSeq                     // sequence-set: Set
-	SearchUID                     // UID Set
-	SearchFlag                    // ANSWERED DELETED DRAFT FLAGGED SEEN, KEYWORD Value: Value is set
-	SearchUnflag                  // UNANSWERED ... UNSEEN, UNKEYWORD Value: Value is not set
-	SearchRecent                  // RECENT (never matches: Petrel keeps no \Recent, as RFC 9051 allows)
-	SearchNew                     // NEW = RECENT UNSEEN (so never matches)
-	SearchOld                     // OLD = NOT RECENT (so always matches)
-	SearchBefore                  // BEFORE Date: internal date earlier than the day
-	SearchOn                      // ON Date
-	SearchSince                   // SINCE Date: on or after the day
-	SearchSentBefore              // SENTBEFORE Date: by the Date header
-	SearchSentOn                  // SENTON Date
-	SearchSentSince               // SENTSINCE Date
-	SearchLarger                  // LARGER Number: RFC822.SIZE greater than Number
-	SearchSmaller                 // SMALLER Number
-	SearchHeader                  // HEADER Field Value, and BCC CC FROM SUBJECT TO (Field set by the key)
-	SearchBody                    // BODY Value
-	SearchText                    // TEXT Value: header or body
-	SearchModSeq                  // MODSEQ Number (RFC 7162 3.1.5): modseq at least Number
+	SearchAll        SearchOp = iota // ALL
+	SearchAnd                        // a list of keys (the top level, or "(" ... ")"): all of Sub
+	SearchOr                         // OR Sub[0] Sub[1]
+	SearchNot                        // NOT Sub[0]
+	SearchSeq                        // sequence-set: Set
+	SearchUID                        // UID Set
+	SearchFlag                       // ANSWERED DELETED DRAFT FLAGGED SEEN, KEYWORD Value: Value is set
+	SearchUnflag                     // UNANSWERED ... UNSEEN, UNKEYWORD Value: Value is not set
+	SearchRecent                     // RECENT (never matches: Petrel keeps no \Recent, as RFC 9051 allows)
+	SearchNew                        // NEW = RECENT UNSEEN (so never matches)
+	SearchOld                        // OLD = NOT RECENT (so always matches)
+	SearchBefore                     // BEFORE Date: internal date earlier than the day
+	SearchOn                         // ON Date
+	SearchSince                      // SINCE Date: on or after the day
+	SearchSentBefore                 // SENTBEFORE Date: by the Date header
+	SearchSentOn                     // SENTON Date
+	SearchSentSince                  // SENTSINCE Date
+	SearchLarger                     // LARGER Number: RFC822.SIZE greater than Number
+	SearchSmaller                    // SMALLER Number
+	SearchHeader                     // HEADER Field Value, and BCC CC FROM SUBJECT TO (Field set by the key)
+	SearchBody                       // BODY Value
+	SearchText                       // TEXT Value: header or body
+	SearchModSeq                     // MODSEQ Number (RFC 7162 3.1.5): modseq at least Number
 )
 
 // SearchKey is one node of a parsed SEARCH criteria tree.

@@ -45,6 +45,13 @@
 #   PROFILE=1  PROFILE_CASE=10:4000:4096
 #   PETREL_LOG_LEVEL=WARNING   SMTP_SOURCE=/usr/sbin/smtp-source   SRC_OPTS= (e.g. -d)
 #   PB_SMTP=12525 PB_LMTP=10024 PB_IMAP=10143 (reference ports)   PETREL_SMTP=12625 PETREL_SMTPS=12665
+#   DNS_STUB=127.0.0.1:10053: `benchtool dns` answers from /etc/hosts there and Petrel gets
+#     RESOLVER_ADDRESS=$DNS_STUB, standing in for the resolver Mailu runs beside its servers.
+#     Petrel looks up the client's PTR and forward-confirms it over DNS on every connection
+#     (absolute names, which Go does not match against /etc/hosts), where Postfix reads
+#     /etc/hosts through nsswitch; without the stub the benchmark would measure the machine's
+#     upstream DNS. DNS_STUB= (empty) uses the system resolver.
+#   CASE_TIMEOUT=900 (s; smtp-source is stopped after that)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -69,6 +76,8 @@ SRC_OPTS=${SRC_OPTS:-}
 export PB_SMTP=${PB_SMTP:-12525} PB_LMTP=${PB_LMTP:-10024} PB_IMAP=${PB_IMAP:-10143}
 PETREL_SMTP=${PETREL_SMTP:-12625}
 PETREL_SMTPS=${PETREL_SMTPS:-12665}
+DNS_STUB=${DNS_STUB-127.0.0.1:10053}
+CASE_TIMEOUT=${CASE_TIMEOUT:-900}
 SENDER=bench@example.org
 HELO=bench-client.example.org
 
@@ -97,8 +106,9 @@ mkdir -p "$BIN"
 PETREL_PID=""
 SAMPLER_PID=""
 PERF_PID=""
+DNS_PID=""
 cleanup() {
-  for p in $SAMPLER_PID $PERF_PID; do kill -TERM "$p" 2>/dev/null; done
+  for p in $SAMPLER_PID $PERF_PID $DNS_PID; do kill -TERM "$p" 2>/dev/null; done
   stop_petrel
   "$PD" stop "$REF" >/dev/null 2>&1
 }
@@ -124,7 +134,7 @@ BT=$BIN/benchtool
   echo "dovecot: $(/usr/sbin/dovecot --version)"
   echo "sqlite3 CLI: $(sqlite3 --version | cut -d' ' -f1)"
   echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)')"
-  echo "settings: RUNS=$RUNS CASES=\"$CASES\" SRC_OPTS=\"$SRC_OPTS\" PETREL_LOG_LEVEL=$PETREL_LOG_LEVEL"
+  echo "settings: RUNS=$RUNS CASES=\"$CASES\" SRC_OPTS=\"$SRC_OPTS\" PETREL_LOG_LEVEL=$PETREL_LOG_LEVEL DNS_STUB=$DNS_STUB"
 } | tee "$OUT/env.txt" >&2
 
 # ---------------------------------------------------------------- Petrel
@@ -132,6 +142,11 @@ PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=exa
   HOSTNAMES=mail.example.test SECRET_KEY=bench-secret-key-0123456789abcdef
   LISTEN_25=127.0.0.1:$PETREL_SMTP LISTEN_465=127.0.0.1:$PETREL_SMTPS CREDENTIAL_ROUNDS=4
   LOG_LEVEL=$PETREL_LOG_LEVEL)
+if [ -n "$DNS_STUB" ]; then
+  PETREL_ENV+=(RESOLVER_ADDRESS="$DNS_STUB")
+  "$BT" dns -listen "$DNS_STUB" >"$BENCH_DIR/dns.log" 2>&1 & DNS_PID=$!
+  sleep 0.3; kill -0 "$DNS_PID" 2>/dev/null || { cat "$BENCH_DIR/dns.log" >&2; die "DNS stub did not start on $DNS_STUB"; }
+fi
 
 # petrel_users: a fresh DATA_DIR with user1..user20@example.test (before serve, as the tests do).
 petrel_users() {
@@ -188,7 +203,7 @@ run_case() {
   c0=$("$BT" cpu $roots)
   echo "== run $run case $cno $srv: $SMTP_SOURCE $SRC_OPTS -s $S -m $M -l $L -f $SENDER -t $user -M $HELO $addr" >>"$OUT/smtp-source.log"
   t0=$(now)
-  "$SMTP_SOURCE" $SRC_OPTS -s "$S" -m "$M" -l "$L" -f "$SENDER" -t "$user" -M "$HELO" "$addr" >>"$OUT/smtp-source.log" 2>&1
+  timeout "$CASE_TIMEOUT" "$SMTP_SOURCE" $SRC_OPTS -s "$S" -m "$M" -l "$L" -f "$SENDER" -t "$user" -M "$HELO" "$addr" >>"$OUT/smtp-source.log" 2>&1
   rc=$?
   t1=$(now)
   if [ "$srv" = ref ]; then

@@ -12,6 +12,8 @@
 //	    their descendants and every child they have reaped (cutime and
 //	    cstime), so the difference of two readings is what the server
 //	    used in between, short-lived workers included.
+//	benchtool dns [-listen 127.0.0.1:10053] [-hosts /etc/hosts]
+//	    A DNS server answering from a hosts file (see dns.go).
 //	benchtool wait220 [-t 60s] [-since EPOCH] ADDR
 //	    Connect to ADDR until the server's greeting starts with "220";
 //	    print the milliseconds from -since (a `date +%s.%N` taken just
@@ -37,7 +39,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool mem|cpu|wait220 ...")
+		fmt.Fprintln(os.Stderr, "usage: benchtool mem|cpu|dns|wait220 ...")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -48,6 +50,8 @@ func main() {
 		err = runMem(ctx, os.Args[2:], os.Stdout)
 	case "cpu":
 		err = runCPU(os.Args[2:], os.Stdout)
+	case "dns":
+		err = runDNS(ctx, os.Args[2:], os.Stdout)
 	case "wait220":
 		err = runWait220(ctx, os.Args[2:], os.Stdout)
 	default:

@@ -197,6 +197,12 @@ func scanMessage(sc interface{ Scan(...any) error }) (store.MessageInfo, error) 
 // listMessages lists the messages of mailbox id with a modseq above
 // since (all when 0), in UID order.
 func listMessages(ctx context.Context, c conn, id int64, since uint64) ([]store.MessageInfo, error) {
+	if since == 0 {
+		// Without the modseq condition SQLite walks the primary key in
+		// UID order instead of the modseq index plus a sort.
+		return list(ctx, c, "list messages", scanMessage,
+			`SELECT `+messageCols+` FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
+	}
 	return list(ctx, c, "list messages", scanMessage,
 		`SELECT `+messageCols+` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, id, clampModSeq(since))
 }

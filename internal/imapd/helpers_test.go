@@ -478,3 +478,5 @@ func reopenStore(t testing.TB, ts *testServer) *sqlstore.Store {
 	t.Cleanup(func() { st.Close() })
 	return st
 }
+
+type storeMessageInfo = store.MessageInfo

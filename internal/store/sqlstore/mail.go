@@ -48,12 +48,13 @@ type pending struct {
 type mbKey struct{ user, name string }
 
 // mailboxName normalises a delivery target: "" and any case of INBOX are
-// INBOX (RFC 3501 5.1: INBOX is case-insensitive).
+// INBOX (RFC 3501 5.1: INBOX is case-insensitive), also as the first
+// level of a hierarchy (normName).
 func mailboxName(n string) string {
-	if n == "" || strings.EqualFold(n, "INBOX") {
+	if n == "" {
 		return "INBOX"
 	}
-	return n
+	return normName(n)
 }
 
 // CommitMessages stores msgs in one transaction, so one fsync covers the

@@ -156,7 +156,7 @@ func testCreateMailbox(t *testing.T, open Open) {
 }
 
 func testMailboxNames(t *testing.T, open Open) {
-	_, mb := imapStore(t, open, 0)
+	s, mb := imapStore(t, open, 0)
 	c := ctx(t)
 	for _, bad := range []string{"", "/", "/lead", "trail/", "a//b", "cr\rlf", "lf\n", "nul\x00", "tab\tx",
 		"del\x7f", "wild%", "star*", "bad\xffutf8", string(bytes.Repeat([]byte{'x'}, 1001))} {
@@ -183,6 +183,12 @@ func testMailboxNames(t *testing.T, open Open) {
 	}
 	if getBox(t, mb, "Inbox/Ünïcode 日本").ID != m.ID {
 		t.Fatal("Inbox/... does not find INBOX/...")
+	}
+	// Delivery agrees.
+	must(t, s.CommitMessages(c, []*store.NewMessage{{ID: "n", Body: []byte("n"),
+		Targets: []store.MailboxTarget{{User: alice, Mailbox: "iNBOX/Ünïcode 日本"}}}}))
+	if getBox(t, mb, "INBOX/Ünïcode 日本").Messages != 1 {
+		t.Fatal("delivery to iNBOX/... did not reach INBOX/...")
 	}
 }
 

@@ -73,6 +73,7 @@ func TestSelectExamine(t *testing.T) {
 		t.Fatalf("rev2 reselect: %q", u)
 	}
 	mustHave(t, u, "* 0 EXISTS")
+	mustHave(t, u, `* LIST (\HasNoChildren \Sent) "/" Sent`)
 }
 
 func TestStore(t *testing.T) {

@@ -118,6 +118,13 @@ func cmdSelect(s *session, c *command) error {
 			}
 		}
 	}
+	if s.rev2 {
+		// RFC 9051 6.3.2: a LIST response with the mailbox's name and
+		// attributes.
+		if err := s.writeSelectedList(mb); err != nil {
+			return err
+		}
+	}
 	s.w.Untagged()
 	s.w.Raw("OK [UIDVALIDITY ")
 	s.w.Uint(uint64(v.uidValidity))
@@ -176,6 +183,26 @@ func (s *session) writeFlagsResponses(msgs []store.MessageInfo) {
 	s.w.Flags(append(flags, `\*`))
 	s.w.Raw("] Flags permitted")
 	s.w.CRLF()
+}
+
+// writeSelectedList writes the LIST response of a mailbox being selected.
+func (s *session) writeSelectedList(mb *store.Mailbox) error {
+	boxes, err := s.srv.opts.Store.ListMailboxes(s.ctx, s.user)
+	if err != nil {
+		return err
+	}
+	ents := listEntries(boxes, "", []string{mb.Name}, listOptions{}, false)
+	attrs := []string{}
+	if len(ents) == 1 {
+		attrs = ents[0].attrs(listOptions{}, false, s.rev2)
+	}
+	s.w.Untagged()
+	s.w.Raw("LIST (")
+	s.w.Raw(strings.Join(attrs, " "))
+	s.w.Raw(`) "/" `)
+	s.writeMailbox(mb.Name)
+	s.w.CRLF()
+	return nil
 }
 
 // qresyncSelect writes what changed since the client's modseq (RFC 7162

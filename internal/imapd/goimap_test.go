@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"bytes"
 	"strings"
 	"sync"
 	"testing"
@@ -185,8 +184,8 @@ func TestGoIMAPClient(t *testing.T) {
 // TestGoIMAPStartTLS checks port 143 with STARTTLS through go-imap.
 func TestGoIMAPStartTLS(t *testing.T) {
 	ts := startServer(t, func(ts *testServer, o *Options) { o.NoTLS, o.TLSConfig = false, ts.cert.server })
-	var debug bytes.Buffer
-	c, err := imapclient.DialStartTLS(ts.addr, &imapclient.Options{TLSConfig: ts.cert.client, DebugWriter: &debug})
+	debug := &logBuffer{} // written by the client's reader and writer
+	c, err := imapclient.DialStartTLS(ts.addr, &imapclient.Options{TLSConfig: ts.cert.client, DebugWriter: debug})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,6 +116,8 @@ func lexAddresses(s string) []addrToken {
 		case strings.IndexByte("<>@,;:", c) >= 0:
 			toks = append(toks, addrToken{kind: c})
 			p.pos++
+		case c == ')':
+			p.pos++ // a stray comment end
 		default:
 			start := p.pos
 			for p.pos < len(p.s) && strings.IndexByte(" \t\r\n()\"<>@,;:[", p.s[p.pos]) < 0 {

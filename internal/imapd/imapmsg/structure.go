@@ -133,17 +133,10 @@ func (p *parser) parseEntity(part *Part, depth int, bounds []string, def default
 	sc := p.sc
 	part.HeaderOffset = sc.off
 	header, hit := p.readHeader(bounds)
-	if hit != nil {
-		part.BodyOffset = hit.lineStart
-	} else {
-		part.BodyOffset = sc.off
-	}
+	part.BodyOffset = sc.off
 	applyMIME(part, header, def)
-	if part.Type == "" { // only for a multipart nested too deep or too many parts
-		part.Type, part.Subtype = "application", "octet-stream"
-	}
 	if hit != nil {
-		part.EndOffset = part.BodyOffset
+		endAtHeader(part, hit)
 		p.finish(part, header, message)
 		return hit
 	}
@@ -162,7 +155,14 @@ func (p *parser) parseEntity(part *Part, depth int, bounds []string, def default
 	default:
 		hit = sc.skipBody(bounds)
 	}
-	part.EndOffset, part.Lines = p.end(part.BodyOffset, lfStart, hit)
+	if hit != nil && hit.lineStart == part.BodyOffset {
+		endAtHeader(part, hit)
+	} else {
+		part.EndOffset, part.Lines = p.end(part.BodyOffset, lfStart, hit)
+	}
+	for _, c := range part.Children {
+		clamp(c, part.EndOffset)
+	}
 	if part.Message != nil {
 		clamp(part.Message, part.EndOffset)
 	}
@@ -207,6 +207,15 @@ func (p *parser) end(bodyStart, lfStart int64, hit *boundaryHit) (int64, int64) 
 		return bodyStart, 0
 	}
 	return end, lfs - lfStart
+}
+
+// endAtHeader ends a part whose delimiter follows its header directly:
+// the line break before the delimiter belongs to the delimiter even there,
+// so the header loses it (a part "Content-Type: x CRLF CRLF --b" has the
+// header "Content-Type: x CRLF" and no body, as in Dovecot).
+func endAtHeader(part *Part, hit *boundaryHit) {
+	end := max(hit.lineStart-int64(hit.prevTerm), part.HeaderOffset)
+	part.BodyOffset, part.EndOffset, part.Lines = end, end, 0
 }
 
 // clamp keeps a part that ended at the same boundary as its parent (a

@@ -193,3 +193,40 @@ func TestUTF7Names(t *testing.T) {
 		t.Fatalf("rev2 LIST: %q", u)
 	}
 }
+
+func TestCreateSpecialUseDeleteSelectedRenameInbox(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.login(alice, alicePass)
+	c.ok(`CREATE Archive (USE (\Archive))`)
+	c.expect(`CREATE Weird (USE (\Bogus))`, "NO [USEATTR]")
+	c.expect(`CREATE Weird (USE (\Archive \Trash))`, "BAD")
+	u := c.ok(`LIST "" Archive`)
+	if !slices.Equal(u, []string{`* LIST (\HasNoChildren \Archive) "/" Archive`}) {
+		t.Fatalf("special use: %q", u)
+	}
+	// A trailing delimiter is dropped (RFC 9051 6.3.4).
+	c.ok(`CREATE Folder/`)
+	mustHave(t, c.ok(`LIST "" Folder`), `* LIST (\HasNoChildren) "/" Folder`)
+
+	// Deleting the selected mailbox leaves the Selected state.
+	c.ok("SELECT Folder")
+	u = c.ok("DELETE Folder")
+	mustHave(t, u, "* OK [CLOSED]")
+	c.expect("NOOP", "OK")
+	c.expect("EXPUNGE", "BAD")
+
+	// RENAME INBOX moves its messages and leaves INBOX empty.
+	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"))
+	c.ok("SELECT INBOX")
+	u = c.ok("RENAME INBOX Old")
+	if !slices.Equal(u, []string{"* 1 EXPUNGE", "* 1 EXPUNGE"}) {
+		t.Fatalf("RENAME INBOX while selected: %q", u)
+	}
+	if n := len(listOf(t, ts, alice, "Old")); n != 2 {
+		t.Fatalf("Old has %d messages", n)
+	}
+	mustHave(t, c.ok(`STATUS INBOX (MESSAGES)`), "* STATUS INBOX (MESSAGES 0)")
+	c.expect("RENAME Old INBOX", "NO [ALREADYEXISTS]")
+	c.expect("SUBSCRIBE Nope", "NO [NONEXISTENT]")
+	c.ok("UNSUBSCRIBE Nope")
+}

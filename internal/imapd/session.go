@@ -207,7 +207,7 @@ func (s *session) readCommand() bool {
 		s.tagged(tag, &result{kind: "BAD", text: "Unknown command"})
 		return s.skip()
 	case spec.states&s.state == 0:
-		s.tagged(tag, &result{kind: "BAD", text: stateText(s.state)})
+		s.tagged(tag, &result{kind: "BAD", text: stateText(s.state, spec.states)})
 		return s.skip()
 	}
 	c := &command{tag: tag, name: name, uid: len(name) > 4 && name[:4] == "UID ", args: d}
@@ -288,11 +288,14 @@ func (s *session) skip() bool {
 	return true
 }
 
-func stateText(st sessionState) string {
-	switch st {
-	case stateNotAuthenticated:
+// stateText says why a command is not valid in the session's state.
+func stateText(st, allowed sessionState) string {
+	switch {
+	case st == stateNotAuthenticated:
 		return "Log in first"
-	case stateAuthenticated:
+	case allowed == stateNotAuthenticated:
+		return "Already logged in"
+	case allowed == selectedOnly:
 		return "No mailbox selected"
 	}
 	return "Not allowed in this state"

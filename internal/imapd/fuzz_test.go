@@ -25,9 +25,7 @@ func (c *pipeConn) Remote() netip.AddrPort {
 func (c *pipeConn) Draining() bool        { return false }
 func (c *pipeConn) ClaimUser(string) bool { return true }
 func (c *pipeConn) SetBusy(bool)          {}
-func (c *pipeConn) SetReadDeadline(t time.Time) error {
-	return c.Conn.SetReadDeadline(t)
-}
+func (c *pipeConn) ReleaseUser()          {}
 
 // runSession feeds input to one session over a pipe, after a login and a
 // SELECT, and returns what the server wrote. The session must end by

@@ -207,6 +207,7 @@ func (s *session) login(mech, username, password string) error {
 	// Mailu: Trash, Drafts, Sent and Junk exist for every user
 	// (RFC 6154 special-use), created at the first login.
 	if err := s.srv.opts.Store.EnsureMailboxes(s.ctx, user, store.DefaultMailboxes); err != nil {
+		s.tc.ReleaseUser()
 		s.log.Error("cannot create the default mailboxes", "user", user, "err", err)
 		return no("UNAVAILABLE", "Cannot open your mailboxes now, try again later")
 	}

@@ -35,6 +35,7 @@ type trackedConn interface {
 	// ClaimUser counts the logged-in session against the per user and
 	// address limit; false when it is reached.
 	ClaimUser(user string) bool
+	ReleaseUser()
 	// SetBusy protects an upload in progress from a drain.
 	SetBusy(bool)
 }

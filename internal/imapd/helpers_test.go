@@ -202,7 +202,7 @@ func testMessage(subject string) string {
 // ---- server ----
 
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	srv  *Server
 	addr string
@@ -215,7 +215,7 @@ type testServer struct {
 
 // startServer runs a server on 127.0.0.1 with a real store. By default it
 // is port 143 with NoTLS (plaintext logins), for brevity.
-func startServer(t *testing.T, mod func(*testServer, *Options)) *testServer {
+func startServer(t testing.TB, mod func(*testServer, *Options)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	ts := &testServer{t: t, dir: dir, st: openStore(t, dir), auth: newFakeAuth(), cert: newTestCert(t), logs: &logBuffer{}}

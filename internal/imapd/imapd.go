@@ -98,6 +98,9 @@ const (
 	// DefaultIdleTimeout is RFC 9051 5.4's autologout timer: "at least 30
 	// minutes" (an IDLE client re-issues IDLE within 29 minutes).
 	DefaultIdleTimeout = 30 * time.Minute
+	// DefaultLoginTimeout is how long a client that has not logged in
+	// may stay silent: RFC 9051 5.4's 30 minutes apply after login only.
+	DefaultLoginTimeout = 3 * time.Minute
 	// DefaultWriteTimeout bounds each write to a client that stopped
 	// reading.
 	DefaultWriteTimeout = 5 * time.Minute
@@ -162,7 +165,10 @@ type Options struct {
 	// IdleTimeout is how long the server waits for a client command, and
 	// how long one IDLE may last; 0: DefaultIdleTimeout. Only tests
 	// should set less than RFC 9051's 30 minutes.
-	IdleTimeout  time.Duration
+	IdleTimeout time.Duration
+	// LoginTimeout is how long the server waits for a command before
+	// login; 0: DefaultLoginTimeout (never more than IdleTimeout).
+	LoginTimeout time.Duration
 	WriteTimeout time.Duration // per write; 0: DefaultWriteTimeout
 	// MaxLineLength bounds a command line; 0: DefaultMaxLineLength.
 	MaxLineLength int
@@ -204,6 +210,10 @@ func New(opts Options) *Server {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
+	if opts.LoginTimeout <= 0 {
+		opts.LoginTimeout = DefaultLoginTimeout
+	}
+	opts.LoginTimeout = min(opts.LoginTimeout, opts.IdleTimeout)
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}

@@ -102,10 +102,18 @@ func TestConnectionLimits(t *testing.T) {
 }
 
 func TestAutologout(t *testing.T) {
-	ts := startServer(t, func(_ *testServer, o *Options) { o.IdleTimeout = 200 * time.Millisecond })
+	ts := startServer(t, func(_ *testServer, o *Options) {
+		o.IdleTimeout = 200 * time.Millisecond
+		o.LoginTimeout = 100 * time.Millisecond
+	})
 	c := ts.login(alice, alicePass)
 	if r := c.read(); !strings.HasPrefix(r, "* BYE Autologout") {
 		t.Fatalf("timeout: %q", r)
+	}
+	c = ts.dial()
+	c.greeting()
+	if r := c.read(); !strings.HasPrefix(r, "* BYE Autologout") {
+		t.Fatalf("login timeout: %q", r)
 	}
 	// IDLE keeps a live client: "* OK Still here" re-arms the timer.
 	ts2 := startServer(t, func(_ *testServer, o *Options) {

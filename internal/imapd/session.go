@@ -108,9 +108,14 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 }
 
 // arm sets the read deadline for the client's next bytes: RFC 9051 5.4's
-// autologout timer of at least 30 minutes.
+// autologout timer of at least 30 minutes after login, LoginTimeout
+// before.
 func (s *session) arm() {
-	_ = s.tc.SetReadDeadline(time.Now().Add(s.srv.opts.IdleTimeout))
+	d := s.srv.opts.IdleTimeout
+	if s.state == stateNotAuthenticated {
+		d = s.srv.opts.LoginTimeout
+	}
+	_ = s.tc.SetReadDeadline(time.Now().Add(d))
 }
 
 // run is the whole session: greeting, commands, goodbye.

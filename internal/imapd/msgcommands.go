@@ -1,5 +1,123 @@
 package imapd
 
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
 // messageCommands are FETCH and SEARCH (and their UID forms), merged into
-// the command table by commandTable.
-func messageCommands() map[string]commandSpec { return nil }
+// the command table by commandTable. They share one structure cache per
+// Server: commandTable runs once in New, so the cache lives exactly as
+// long as the server, without package state.
+func messageCommands() map[string]commandSpec {
+	m := &msgCommands{cache: newStructCache(defaultCacheEntries, defaultCacheParts)}
+	return map[string]commandSpec{
+		"FETCH":      {states: selectedOnly, run: m.fetch, noExpunge: true},
+		"UID FETCH":  {states: selectedOnly, run: m.fetch},
+		"SEARCH":     {states: selectedOnly, run: m.search, noExpunge: true},
+		"UID SEARCH": {states: selectedOnly, run: m.search},
+	}
+}
+
+// msgCommands runs FETCH and SEARCH.
+type msgCommands struct {
+	cache *structCache
+}
+
+// need is how much of a message a FETCH or SEARCH needs.
+type need int
+
+const (
+	needNothing   need = iota // flags, UID, size, dates
+	needHeader                // ENVELOPE, header and whole-message sections
+	needStructure             // BODYSTRUCTURE, BODY, part sections, body search
+)
+
+// openedBody is one message opened for FETCH or SEARCH.
+type openedBody struct {
+	r      io.ReaderAt // nil when only a cached structure was needed
+	size   int64
+	closer io.Closer
+	st     *imapmsg.Structure
+}
+
+func (b *openedBody) Close() {
+	if b.closer != nil {
+		_ = b.closer.Close()
+	}
+}
+
+// open returns what a command needs of msg: the cached structure when it
+// is enough (ENVELOPE, BODYSTRUCTURE), otherwise the stored body as an
+// io.ReaderAt and its structure (parsed once and cached per body). With
+// withBytes the body is opened even when the structure is cached.
+func (m *msgCommands) open(s *session, msg *store.MessageInfo, n need, withBytes bool) (*openedBody, error) {
+	ob := &openedBody{size: msg.Size}
+	if n == needNothing && !withBytes {
+		return ob, nil
+	}
+	if st := m.cache.get(msg.BodyID); st != nil && (n < needStructure || !st.Shallow) {
+		ob.st, ob.size = st, st.Size
+		if !withBytes {
+			return ob, nil
+		}
+	}
+	rc, err := s.srv.opts.Store.OpenBody(s.ctx, msg.BodyID)
+	if err != nil {
+		return nil, err
+	}
+	ob.closer = rc
+	r, size, err := readerAt(rc, msg.Size)
+	if err != nil {
+		ob.Close()
+		return nil, err
+	}
+	ob.r, ob.size = r, size
+	if n == needNothing || (ob.st != nil && ob.st.Size == size) {
+		return ob, nil
+	}
+	if n == needHeader {
+		ob.st, err = imapmsg.ParseHeader(r, size)
+	} else {
+		ob.st, err = imapmsg.Parse(r, size)
+	}
+	if err != nil {
+		ob.Close()
+		return nil, err
+	}
+	m.cache.put(msg.BodyID, ob.st)
+	return ob, nil
+}
+
+// readerAt gives random access to a stored body: the store's readers
+// implement io.ReaderAt (a file or an in-memory body); anything else is
+// read into memory. The size is the body's own, which RFC822.SIZE
+// (MessageInfo.Size) should equal.
+func readerAt(rc io.ReadCloser, size int64) (io.ReaderAt, int64, error) {
+	if ra, ok := rc.(io.ReaderAt); ok {
+		switch v := rc.(type) {
+		case interface{ Size() int64 }: // *bytes.Reader
+			return ra, v.Size(), nil
+		case interface{ Stat() (fs.FileInfo, error) }: // *os.File
+			if fi, err := v.Stat(); err == nil {
+				return ra, fi.Size(), nil
+			}
+		}
+		return ra, size, nil
+	}
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading body: %w", err)
+	}
+	return bytes.NewReader(b), int64(len(b)), nil
+}
+
+// isExpungedBody reports a body that is gone because its message was
+// expunged elsewhere (RFC 5530 EXPUNGEISSUED).
+func isExpungedBody(err error) bool { return errors.Is(err, store.ErrNotFound) }

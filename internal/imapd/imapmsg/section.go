@@ -253,6 +253,9 @@ func (st *Structure) Find(path []int) *Part {
 // part (HEADER of a text part), is empty, as in Dovecot. Only
 // HEADER.FIELDS reads the message; every other section is a window on r.
 func (st *Structure) Extract(r io.ReaderAt, sec Section) (*io.SectionReader, error) {
+	if st.Shallow && len(sec.Part) > 0 {
+		return nil, fmt.Errorf("imapmsg: section %s needs the full structure (Parse, not ParseHeader)", sec)
+	}
 	empty := io.NewSectionReader(r, 0, 0)
 	p := st.Find(sec.Part)
 	if p == nil {

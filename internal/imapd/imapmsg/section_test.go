@@ -202,3 +202,36 @@ func TestFind(t *testing.T) {
 		}
 	}
 }
+
+func TestParseHeaderShallow(t *testing.T) {
+	for _, name := range []string{"plain.eml", "nested-rfc822.eml", "header-only.eml", "8bit.eml"} {
+		msg := readTestMessage(t, name)
+		full := ParseBytes(msg)
+		shallow, err := ParseHeader(bytes.NewReader(msg), int64(len(msg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !shallow.Shallow || full.Shallow {
+			t.Fatalf("%s: Shallow flags %v %v", name, shallow.Shallow, full.Shallow)
+		}
+		if got, want := string(shallow.AppendEnvelope(nil)), string(full.AppendEnvelope(nil)); got != want {
+			t.Errorf("%s: shallow envelope %s, full %s", name, got, want)
+		}
+		for _, spec := range []string{"", "HEADER", "TEXT", "HEADER.FIELDS (Subject)", "HEADER.FIELDS.NOT (Subject)"} {
+			sec, _ := ParseSection(spec)
+			a, err1 := shallow.Extract(bytes.NewReader(msg), sec)
+			b, err2 := full.Extract(bytes.NewReader(msg), sec)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			x, _ := io.ReadAll(a)
+			y, _ := io.ReadAll(b)
+			if !bytes.Equal(x, y) {
+				t.Errorf("%s BODY[%s]: shallow %q, full %q", name, spec, x, y)
+			}
+		}
+		if _, err := shallow.Extract(bytes.NewReader(msg), Section{Part: []int{1}}); err == nil {
+			t.Errorf("%s: shallow structure extracted a part", name)
+		}
+	}
+}

@@ -23,6 +23,9 @@ const (
 type Structure struct {
 	Size int64 // RFC822.SIZE: the message in octets
 	Root *Part // the message itself; Root.Envelope is its ENVELOPE
+	// Shallow marks a structure from ParseHeader: the root's header,
+	// envelope and MIME fields are known, its parts and lines are not.
+	Shallow bool
 }
 
 // Part is one MIME entity: the message, a part of a multipart, or the
@@ -91,6 +94,21 @@ func Parse(r io.ReaderAt, size int64) (*Structure, error) {
 func ParseBytes(b []byte) *Structure {
 	s, _ := Parse(bytes.NewReader(b), int64(len(b))) // a bytes.Reader does not fail
 	return s
+}
+
+// ParseHeader reads only the message header and returns a shallow
+// structure: enough for ENVELOPE and for sections without a part number
+// (BODY[], HEADER, HEADER.FIELDS, TEXT), without reading the body.
+// BODYSTRUCTURE and part numbers need Parse.
+func ParseHeader(r io.ReaderAt, size int64) (*Structure, error) {
+	header, err := ReadHeader(r, size)
+	if err != nil {
+		return nil, err
+	}
+	root := &Part{BodyOffset: int64(len(header)), EndOffset: size}
+	applyMIME(root, header, defaultText)
+	root.Envelope = parseEnvelope(header)
+	return &Structure{Size: size, Root: root, Shallow: true}, nil
 }
 
 // ReadHeader returns the header block of the message in r (size octets),

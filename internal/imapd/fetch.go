@@ -1,0 +1,246 @@
+package imapd
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// fetch is FETCH and UID FETCH (RFC 9051 6.4.5, 6.4.9) with RFC 7162's
+// MODSEQ item and CHANGEDSINCE / VANISHED modifiers.
+func (m *msgCommands) fetch(s *session, c *command) error {
+	req, err := parseFetch(c.args)
+	if err != nil {
+		return err
+	}
+	if req.vanished && (!c.uid || !s.qresync) {
+		// RFC 7162 3.6: VANISHED only in UID FETCH, after ENABLE QRESYNC.
+		return bad("VANISHED needs UID FETCH and ENABLE QRESYNC")
+	}
+	if req.vanished && !req.hasChanged {
+		return bad("VANISHED needs CHANGEDSINCE")
+	}
+	seqs, err := s.seqsArg(req.set, c.uid)
+	if err != nil {
+		return err
+	}
+	if req.hasChanged || req.has(fetchModSeq) {
+		s.enableCondstore() // RFC 7162 3.1: CONDSTORE enabling commands
+	}
+	if req.vanished {
+		if err := s.writeVanishedEarlier(req); err != nil {
+			return err
+		}
+	}
+	seen, err := m.markSeen(s, req, seqs)
+	if err != nil {
+		return err
+	}
+	expunged := false
+	for _, q := range seqs {
+		msg := s.sel.msg(q)
+		if req.hasChanged && msg.ModSeq <= req.changedSince {
+			continue // RFC 7162 3.3.1
+		}
+		err := m.fetchOne(s, c, req, q, msg, seen[msg.UID])
+		if err != nil && isExpungedBody(err) {
+			expunged = true
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if expunged {
+		// RFC 5530: some of the messages were expunged elsewhere; the
+		// client hears about them after this command.
+		return no("EXPUNGEISSUED", "Some messages were expunged and could not be fetched")
+	}
+	return nil
+}
+
+// writeVanishedEarlier answers UID FETCH ... (CHANGEDSINCE m VANISHED):
+// "* VANISHED (EARLIER) uids" for the requested UIDs expunged after m
+// (RFC 7162 3.6).
+func (s *session) writeVanishedEarlier(req *fetchRequest) error {
+	ch, err := s.srv.opts.Store.ChangesSince(s.ctx, s.sel.id, req.changedSince)
+	if err != nil {
+		return err
+	}
+	star := max(s.sel.maxUID(), ch.Mailbox.UIDNext-1)
+	var uids []uint32
+	for _, uid := range ch.Expunged {
+		if req.set.contains(uid, star) {
+			uids = append(uids, uid)
+		}
+	}
+	if len(uids) > 0 {
+		s.w.Untagged()
+		s.w.Raw("VANISHED (EARLIER) ")
+		s.w.Raw(compactUIDs(sortUnique(uids)))
+		s.w.CRLF()
+	}
+	return nil
+}
+
+// markSeen sets \Seen on the messages a non-PEEK body fetch reads (RFC
+// 9051 6.4.5), in one store call, and returns the UIDs whose flags
+// changed: their FETCH responses carry the new FLAGS.
+func (m *msgCommands) markSeen(s *session, req *fetchRequest, seqs []uint32) (map[uint32]bool, error) {
+	if !req.setsSeen() || s.sel.readOnly {
+		return nil, nil
+	}
+	var uids []uint32
+	for _, q := range seqs {
+		msg := s.sel.msg(q)
+		if hasFlag(msg.Flags, flagSeen) || s.sel.isGone(msg.UID) {
+			continue
+		}
+		if req.hasChanged && msg.ModSeq <= req.changedSince {
+			continue
+		}
+		uids = append(uids, msg.UID)
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	res, err := s.applyFlags(&store.FlagUpdate{UIDs: uids, Op: store.FlagsAdd, Flags: []string{flagSeen}})
+	if err != nil {
+		return nil, err
+	}
+	changed := make(map[uint32]bool, len(res.Changed))
+	for _, mi := range res.Changed {
+		changed[mi.UID] = true
+	}
+	return changed, nil
+}
+
+// sectionData is one section cut out of a message, ready to write.
+type sectionData struct {
+	r    *io.SectionReader
+	size int64
+}
+
+// fetchOne writes the FETCH response of one message. Everything that can
+// fail before the response starts (opening the body, parsing it, reading
+// header fields) is done first, so a failure leaves no half response.
+func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq uint32, msg *store.MessageInfo, seenChanged bool) error {
+	n := req.need()
+	withBytes := false
+	for _, it := range req.items {
+		withBytes = withBytes || it.kind == fetchSection
+	}
+	body, err := m.open(s, msg, n, withBytes)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	sections := make([]sectionData, len(req.items))
+	for i, it := range req.items {
+		if it.kind != fetchSection {
+			continue
+		}
+		sr, err := body.st.Extract(body.r, it.section)
+		if err != nil {
+			return fmt.Errorf("fetch %s: %w", it.name, err)
+		}
+		if it.partial != nil {
+			sr = it.partial.Apply(sr)
+		}
+		sections[i] = sectionData{r: sr, size: sr.Size()}
+	}
+
+	w := s.w
+	w.Untagged()
+	w.Uint(uint64(seq))
+	w.Raw(" FETCH (")
+	sep := ""
+	if c.uid || req.has(fetchUID) {
+		w.Raw("UID ")
+		w.Uint(uint64(msg.UID))
+		sep = " "
+	}
+	flagsDone, modSeqDone := false, false
+	var copyErr error
+	for i, it := range req.items {
+		if it.kind == fetchUID {
+			continue
+		}
+		w.Raw(sep)
+		sep = " "
+		switch it.kind {
+		case fetchFlags:
+			w.Raw("FLAGS ")
+			w.Flags(msg.Flags)
+			flagsDone = true
+		case fetchInternalDate:
+			w.Raw("INTERNALDATE ")
+			w.Raw(`"` + msg.InternalDate.Format(internalDateLayout) + `"`)
+		case fetchSize:
+			w.Raw("RFC822.SIZE ")
+			w.Uint(uint64(body.size))
+		case fetchEnvelope:
+			w.Raw("ENVELOPE ")
+			w.Bytes(body.st.AppendEnvelope(nil))
+		case fetchBodyStructure:
+			w.Raw("BODYSTRUCTURE ")
+			w.Bytes(body.st.AppendBodyStructure(nil, true))
+		case fetchBody:
+			w.Raw("BODY ")
+			w.Bytes(body.st.AppendBodyStructure(nil, false))
+		case fetchModSeq:
+			w.Raw("MODSEQ (")
+			w.Uint(msg.ModSeq)
+			w.Raw(")")
+			modSeqDone = true
+		case fetchSection:
+			w.Raw(it.name)
+			w.Byte(' ')
+			if err := writeSection(w, sections[i]); err != nil && copyErr == nil {
+				copyErr = err
+			}
+		}
+	}
+	if seenChanged && !flagsDone {
+		// RFC 9051 6.4.5: the flags changed; report them.
+		w.Raw(sep + "FLAGS ")
+		w.Flags(msg.Flags)
+		flagsDone, sep = true, " "
+	}
+	if !modSeqDone && (req.hasChanged || (s.condstore && flagsDone)) {
+		// RFC 7162 3.2.4 / 3.3.1: MODSEQ goes with FLAGS once CONDSTORE is on.
+		w.Raw(sep + "MODSEQ (")
+		w.Uint(msg.ModSeq)
+		w.Raw(")")
+	}
+	w.Raw(")")
+	w.CRLF()
+	return copyErr
+}
+
+// internalDateLayout is RFC 9051 date-time ("date-day-fixed" has a
+// leading space for one-digit days).
+const internalDateLayout = "_2-Jan-2006 15:04:05 -0700"
+
+// writeSection writes a section as a literal, streaming it from the body.
+// If the body cannot be read to the end, the literal is padded with
+// spaces so that the response stays well-formed, and the error returned.
+func writeSection(w *respWriter, sd sectionData) error {
+	w.LiteralHeader(sd.size, false)
+	n, err := io.Copy(w, sd.r)
+	if n < sd.size {
+		pad := []byte(strings.Repeat(" ", 4096))
+		for left := sd.size - n; left > 0 && w.Err() == nil; left -= int64(len(pad)) {
+			w.Bytes(pad[:min(left, int64(len(pad)))])
+		}
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil && w.Err() == nil {
+		return fmt.Errorf("reading message body: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,427 @@
+package imapd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// sampleMessage reads one of imapmsg's test messages.
+func sampleMessage(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("imapmsg/testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// fetchOne runs a FETCH that must succeed and returns its one FETCH
+// response, which must be for seq.
+func fetchOne(t *testing.T, c *client, seq int, cmd string) string {
+	t.Helper()
+	u := c.ok(cmd)
+	var got []string
+	for _, r := range u {
+		if strings.HasPrefix(r, fmt.Sprintf("* %d FETCH ", seq)) {
+			got = append(got, r)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%s: want one FETCH for %d, got %q", cmd, seq, u)
+	}
+	return got[0]
+}
+
+func literal(s string) string { return fmt.Sprintf("{%d}\r\n%s", len(s), s) }
+
+func TestFetchItems(t *testing.T) {
+	ts := startServer(t, nil)
+	names := []string{"plain.eml", "nested-rfc822.eml", "8bit.eml", "mixed-attachments.eml"}
+	var msgs []string
+	for _, n := range names {
+		msgs = append(msgs, sampleMessage(t, n))
+	}
+	deliver(t, ts.st, alice, "INBOX", msgs...)
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+
+	for i, msg := range msgs {
+		st := imapmsg.ParseBytes([]byte(msg))
+		seq := i + 1
+		r := fetchOne(t, c, seq, fmt.Sprintf("FETCH %d (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY)", seq))
+		want := fmt.Sprintf("* %d FETCH (UID %d FLAGS () INTERNALDATE ", seq, seq)
+		if !strings.HasPrefix(r, want) {
+			t.Errorf("%s: %q does not start with %q", names[i], r, want)
+		}
+		if !regexp.MustCompile(`INTERNALDATE "[ 0-3][0-9]-[A-Z][a-z]{2}-[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [-+][0-9]{4}"`).MatchString(r) {
+			t.Errorf("%s: bad INTERNALDATE in %q", names[i], r)
+		}
+		tail := fmt.Sprintf(" RFC822.SIZE %d ENVELOPE %s BODYSTRUCTURE %s BODY %s)", len(msg),
+			st.AppendEnvelope(nil), st.AppendBodyStructure(nil, true), st.AppendBodyStructure(nil, false))
+		if !strings.HasSuffix(r, tail) {
+			t.Errorf("%s:\n got %q\nwant suffix %q", names[i], r, tail)
+		}
+	}
+
+	// Macros (RFC 9051 6.4.5).
+	r := fetchOne(t, c, 1, "FETCH 1 FAST")
+	if !regexp.MustCompile(`^\* 1 FETCH \(FLAGS \(\) INTERNALDATE "[^"]+" RFC822.SIZE \d+\)$`).MatchString(r) {
+		t.Errorf("FAST: %q", r)
+	}
+	r = fetchOne(t, c, 1, "FETCH 1 ALL")
+	if !regexp.MustCompile(`^\* 1 FETCH \(FLAGS \(\) INTERNALDATE "[^"]+" RFC822.SIZE \d+ ENVELOPE \(.*\)\)$`).MatchString(r) {
+		t.Errorf("ALL: %q", r)
+	}
+	r = fetchOne(t, c, 2, "FETCH 2 full")
+	if !strings.Contains(r, " ENVELOPE (") || !strings.Contains(r, " BODY ((") || strings.Contains(r, "BODYSTRUCTURE") {
+		t.Errorf("FULL: %q", r)
+	}
+	// A single item without parentheses; UID FETCH always returns UID.
+	if r := fetchOne(t, c, 2, "FETCH 2 RFC822.SIZE"); r != fmt.Sprintf("* 2 FETCH (RFC822.SIZE %d)", len(msgs[1])) {
+		t.Errorf("RFC822.SIZE: %q", r)
+	}
+	if r := fetchOne(t, c, 3, "UID FETCH 3 FLAGS"); r != "* 3 FETCH (UID 3 FLAGS ())" {
+		t.Errorf("UID FETCH: %q", r)
+	}
+	if u := c.ok("UID FETCH 50:60 FLAGS"); len(u) != 0 {
+		t.Errorf("UID FETCH of missing UIDs: %q", u)
+	}
+	// Several messages, in order.
+	u := c.ok("FETCH 2:* (UID)")
+	if len(u) != 3 || u[0] != "* 2 FETCH (UID 2)" || u[2] != "* 4 FETCH (UID 4)" {
+		t.Errorf("FETCH 2:*: %q", u)
+	}
+
+	for _, bad := range []string{
+		"FETCH 1 (FOO)", "FETCH 1 BODY[", "FETCH 1 BODY[MIME]", "FETCH 1 BODY.PEEK", "FETCH 1 (ALL)",
+		"FETCH 1 BODY[1]<1>", "FETCH 1 BODY[1]<1.0>", "FETCH 99 FLAGS", "FETCH 1", "FETCH 1 ()",
+		"FETCH 1 BODY[HEADER.FIELDS ()]", "FETCH 1 FLAGS (FOO)", "FETCH 1 BINARY[1]",
+	} {
+		c.expect(bad, "BAD")
+	}
+}
+
+func TestFetchSections(t *testing.T) {
+	ts := startServer(t, nil)
+	nested := sampleMessage(t, "nested-rfc822.eml")
+	plain := sampleMessage(t, "plain.eml")
+	deliver(t, ts.st, alice, "INBOX", nested, plain)
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	crlf := func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
+	tests := []struct {
+		seq  int
+		item string
+		want string // the response item
+	}{
+		{1, "BODY.PEEK[]", "BODY[] " + literal(nested)},
+		{1, "BODY.PEEK[]<10.20>", "BODY[]<10> " + literal(crlf("arder@example.com\nT"))},
+		{1, "BODY.PEEK[]<100000.5>", "BODY[]<100000> " + literal("")},
+		{1, "BODY.PEEK[1]", "BODY[1] " + literal("See below.")},
+		{1, "BODY.PEEK[1.MIME]", "BODY[1.MIME] " + literal(crlf("Content-Type: text/plain\n\n"))},
+		{1, "BODY.PEEK[2.1]", "BODY[2.1] " + literal("inner plain")},
+		{1, "BODY.PEEK[2.2.1]", "BODY[2.2.1] " + literal("<p>inner html</p>")},
+		{1, "BODY.PEEK[3.1]<5.100>", "BODY[3.1]<5> " + literal("text")},
+		{1, "BODY.PEEK[2.HEADER.FIELDS (Subject)]", "BODY[2.HEADER.FIELDS (Subject)] " + literal(crlf("Subject: Inner\n\n"))},
+		{1, `BODY.PEEK[HEADER.FIELDS ("To" {4}` + "\r\ndate)]", "BODY[HEADER.FIELDS (To date)] " +
+			literal(crlf("To: someone@example.net\nDate: Thu, 17 Mar 2022 12:00:00 +0000\n\n"))},
+		{1, "BODY.PEEK[HEADER.FIELDS.NOT (From To Date MIME-Version)]", "BODY[HEADER.FIELDS.NOT (From To Date MIME-Version)] " +
+			literal(crlf("Subject: Fwd: Documents\nContent-Type: multipart/mixed; boundary=\"fwd\"\n\n"))},
+		{1, "BODY.PEEK[9]", "BODY[9] " + literal("")},
+		{2, "RFC822.HEADER", "RFC822.HEADER " + literal(plain[:strings.Index(plain, "\r\n\r\n")+4])},
+		{2, "BODY.PEEK[TEXT]<0.7>", "BODY[TEXT]<0> " + literal("Hi Bob,")},
+	}
+	for _, tc := range tests {
+		r := fetchOne(t, c, tc.seq, fmt.Sprintf("FETCH %d (%s)", tc.seq, tc.item))
+		want := fmt.Sprintf("* %d FETCH (%s)", tc.seq, tc.want)
+		if r != want {
+			t.Errorf("FETCH %s:\n got %q\nwant %q", tc.item, r, want)
+		}
+	}
+	// Nothing above set \Seen.
+	if r := fetchOne(t, c, 1, "FETCH 1:2 FLAGS"); r != "* 1 FETCH (FLAGS ())" {
+		t.Errorf("flags after PEEK: %q", r)
+	}
+}
+
+func TestFetchSetsSeen(t *testing.T) {
+	ts := startServer(t, nil)
+	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"), testMessage("three"), testMessage("four"))
+	c := ts.login(alice, alicePass)
+
+	// EXAMINE never sets \Seen.
+	c.ok("EXAMINE INBOX")
+	r := fetchOne(t, c, 1, "FETCH 1 BODY[TEXT]")
+	if r != "* 1 FETCH (BODY[TEXT] "+literal("Hello one\r\n")+")" {
+		t.Errorf("EXAMINE FETCH: %q", r)
+	}
+	c.ok("SELECT INBOX")
+	if r := fetchOne(t, c, 1, "FETCH 1 FLAGS"); r != "* 1 FETCH (FLAGS ())" {
+		t.Fatalf("after EXAMINE: %q", r)
+	}
+
+	// BODY[] sets \Seen and reports the new flags (RFC 9051 6.4.5).
+	r = fetchOne(t, c, 1, "FETCH 1 BODY[TEXT]")
+	if r != "* 1 FETCH (BODY[TEXT] "+literal("Hello one\r\n")+` FLAGS (\Seen))` {
+		t.Errorf("BODY[TEXT]: %q", r)
+	}
+	// Already seen: no FLAGS added.
+	if r := fetchOne(t, c, 1, "FETCH 1 BODY[TEXT]<0.5>"); r != "* 1 FETCH (BODY[TEXT]<0> "+literal("Hello")+")" {
+		t.Errorf("second BODY[TEXT]: %q", r)
+	}
+	// RFC822 and RFC822.TEXT set it, RFC822.HEADER does not.
+	r = fetchOne(t, c, 2, "FETCH 2 (RFC822.HEADER)")
+	if strings.Contains(r, "FLAGS") {
+		t.Errorf("RFC822.HEADER: %q", r)
+	}
+	r = fetchOne(t, c, 2, "FETCH 2 (FLAGS RFC822.TEXT)")
+	if r != `* 2 FETCH (FLAGS (\Seen) RFC822.TEXT `+literal("Hello two\r\n")+")" {
+		t.Errorf("RFC822.TEXT: %q", r)
+	}
+	r = fetchOne(t, c, 3, "UID FETCH 3 RFC822")
+	if r != "* 3 FETCH (UID 3 RFC822 "+literal(testMessage("three"))+` FLAGS (\Seen))` {
+		t.Errorf("RFC822: %q", r)
+	}
+	for _, m := range listOf(t, ts, alice, "INBOX") {
+		if want := m.UID <= 3; hasFlag(m.Flags, flagSeen) != want {
+			t.Errorf("UID %d flags %v in the store", m.UID, m.Flags)
+		}
+	}
+	// With CONDSTORE the implicit FLAGS come with MODSEQ.
+	c.ok("ENABLE CONDSTORE")
+	r = fetchOne(t, c, 4, "FETCH 4 BODY[]<0.4>")
+	if !regexp.MustCompile(`^\* 4 FETCH \(BODY\[\]<0> \{4\}\r\nFrom FLAGS \(\\Seen\) MODSEQ \(\d+\)\)$`).MatchString(r) {
+		t.Errorf("BODY[] with CONDSTORE: %q", r)
+	}
+	// Another session sees the change.
+	c2 := ts.login(alice, alicePass)
+	c2.ok("SELECT INBOX")
+	if u := c2.ok("SEARCH UNSEEN"); len(u) != 1 || u[0] != "* SEARCH" {
+		t.Errorf("UNSEEN in another session: %q", u)
+	}
+}
+
+func TestFetchCondstore(t *testing.T) {
+	ts := startServer(t, nil)
+	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"), testMessage("three"))
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+
+	// FETCH MODSEQ enables CONDSTORE and announces HIGHESTMODSEQ (RFC 7162 3.1.2).
+	u := c.ok("FETCH 1:* (MODSEQ)")
+	mustHave(t, u, "* OK [HIGHESTMODSEQ ")
+	re := regexp.MustCompile(`^\* (\d) FETCH \(MODSEQ \((\d+)\)\)$`)
+	var modseqs []string
+	for _, r := range u {
+		if m := re.FindStringSubmatch(r); m != nil {
+			modseqs = append(modseqs, m[2])
+		}
+	}
+	if len(modseqs) != 3 {
+		t.Fatalf("MODSEQ: %q", u)
+	}
+	high := highestModSeqOf(t, u)
+	c.ok(`STORE 2 +FLAGS.SILENT (\Flagged)`)
+
+	// CHANGEDSINCE returns only what changed, with MODSEQ (RFC 7162 3.3.1).
+	u = c.ok(fmt.Sprintf("FETCH 1:* (FLAGS) (CHANGEDSINCE %d)", high))
+	if len(u) != 1 || !regexp.MustCompile(`^\* 2 FETCH \(FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)$`).MatchString(u[0]) {
+		t.Errorf("CHANGEDSINCE: %q", u)
+	}
+	if u := c.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 18446744073)"); len(u) != 0 {
+		t.Errorf("CHANGEDSINCE in the future: %q", u)
+	}
+
+	// VANISHED needs QRESYNC and UID FETCH.
+	c.expect(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", high), "BAD")
+	c.ok("ENABLE QRESYNC")
+	c.expect(fmt.Sprintf("FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", high), "BAD")
+	c.expect("UID FETCH 1:* (FLAGS) (VANISHED)", "BAD")
+	c.ok(`STORE 3 +FLAGS.SILENT (\Deleted)`)
+	c.ok("EXPUNGE")
+	u = c.ok(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", high))
+	if len(u) != 2 || u[0] != "* VANISHED (EARLIER) 3" || !regexp.MustCompile(`^\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)$`).MatchString(u[1]) {
+		t.Errorf("VANISHED: %q", u)
+	}
+	// Only the UIDs asked about.
+	if u := c.ok(fmt.Sprintf("UID FETCH 1:2 (FLAGS) (CHANGEDSINCE %d VANISHED)", high)); has(u, "* VANISHED") {
+		t.Errorf("VANISHED outside the set: %q", u)
+	}
+}
+
+// TestFetchByteForByte: what delivery stored is what FETCH returns,
+// inline and in blob files, with dot lines, 8-bit text, long lines and
+// bare CRs left alone.
+func TestFetchByteForByte(t *testing.T) {
+	ts := startServer(t, nil)
+	long := strings.Repeat("0123456789", 200) // a 2000-octet line
+	bodies := []string{
+		"From: a@remote.test\r\nSubject: dots\r\n\r\n.\r\n..leading dots\r\n.\r\n.end\r\n",
+		"From: =?utf-8?q?J=C3=B6rg?= <j@remote.test>\r\nSubject: Grüße\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nÄÖÜ äöü ß € 日本語\r\n" + long + "\r\n",
+		"From: a@remote.test\r\nSubject: big\r\n\r\n" + strings.Repeat(long+"\r\n", 40), // over the inline limit: a blob file
+		"From: a@remote.test\r\nSubject: odd\r\n\r\nbare\rcr and no final newline",
+	}
+	deliver(t, ts.st, alice, "INBOX", bodies...)
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	for i, b := range bodies {
+		seq := i + 1
+		r := fetchOne(t, c, seq, fmt.Sprintf("FETCH %d (RFC822.SIZE BODY.PEEK[])", seq))
+		want := fmt.Sprintf("* %d FETCH (RFC822.SIZE %d BODY[] %s)", seq, len(b), literal(b))
+		if r != want {
+			t.Errorf("message %d differs (%d octets): got %d octets", seq, len(b), len(r))
+		}
+	}
+	// The big one again, in pieces: partial fetches add up.
+	big := bodies[2]
+	var got strings.Builder
+	for off := 0; off < len(big); off += 30000 {
+		r := fetchOne(t, c, 3, fmt.Sprintf("FETCH 3 BODY.PEEK[]<%d.30000>", off))
+		i := strings.Index(r, "}\r\n")
+		got.WriteString(r[i+3 : len(r)-1])
+	}
+	if got.String() != big {
+		t.Errorf("partial fetches: %d octets, want %d", got.Len(), len(big))
+	}
+}
+
+// TestFetchExpungedElsewhere: a message expunged by another session keeps
+// its sequence number during FETCH (RFC 9051 7.4.1); its body is gone, so
+// the FETCH says EXPUNGEISSUED (RFC 5530) and the rest is still sent.
+func TestFetchExpungedElsewhere(t *testing.T) {
+	ts := startServer(t, nil)
+	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"))
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	if _, err := ts.st.ExpungeByID(context.Background(), listOf(t, ts, alice, "INBOX")[0].MailboxID, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	u, tagged := c.cmd("FETCH 1:2 (BODY.PEEK[TEXT])")
+	if !strings.HasPrefix(tagged, "NO [EXPUNGEISSUED]") {
+		t.Errorf("tagged %q (untagged %q)", tagged, u)
+	}
+	mustHave(t, u, "* 2 FETCH (BODY[TEXT] "+literal("Hello two\r\n")+")")
+	mustNotHave(t, u, "* 1 EXPUNGE")
+	// The next command that may report it does.
+	u = c.ok("NOOP")
+	mustHave(t, u, "* 1 EXPUNGE")
+}
+
+func TestStructCache(t *testing.T) {
+	c := newStructCache(3, 10)
+	one := imapmsg.ParseBytes([]byte("Subject: x\r\n\r\nbody\r\n"))               // 1 part
+	multi := imapmsg.ParseBytes([]byte(sampleMessage(t, "nested-multipart.eml"))) // 7 parts
+	for id := int64(1); id <= 3; id++ {
+		c.put(id, one)
+	}
+	if c.get(1) != one { // 1 is now the most recent
+		t.Fatal("entry 1 missing")
+	}
+	c.put(4, one) // over 3 entries: 2, the least recent, goes
+	if c.get(2) != nil || c.get(1) == nil || c.get(3) == nil || c.get(4) == nil || c.len() != 3 {
+		t.Fatalf("after the 4th entry: len %d", c.len())
+	}
+	c.put(5, multi) // 7 parts + 3 > 10: the oldest go until it fits
+	if c.get(5) != multi || c.parts > 10 {
+		t.Fatalf("parts %d", c.parts)
+	}
+	huge := imapmsg.ParseBytes([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n" + strings.Repeat("--b\r\n\r\nx\r\n", 20) + "--b--\r\n"))
+	c.put(6, huge) // bigger than the whole cache: not cached
+	if c.get(6) != nil {
+		t.Error("an oversized structure was cached")
+	}
+	if c.get(5) != multi {
+		t.Error("an oversized structure evicted others")
+	}
+}
+
+// TestFetchImaplib fetches BODY[] and BODYSTRUCTURE with Python's
+// imaplib, an independent client.
+func TestFetchImaplib(t *testing.T) {
+	ts := startServer(t, nil)
+	msg := sampleMessage(t, "mixed-attachments.eml")
+	deliver(t, ts.st, alice, "INBOX", msg)
+	out := runPython(t, ts, `
+m.select("INBOX")
+typ, d = m.fetch("1", "(BODY.PEEK[] BODYSTRUCTURE)")
+assert typ == "OK", typ
+body = d[0][1]
+rest = d[0][0].decode() + d[1].decode()
+out["body"] = body.decode("latin-1")
+out["rest"] = rest
+typ, d = m.uid("FETCH", "1", "(BODY[1])")
+out["part1"] = d[0][1].decode("latin-1")
+out["part1resp"] = d[0][0].decode() + d[1].decode()
+typ, d = m.search(None, "FROM", "bob", "UNSEEN")
+out["search"] = d[0].decode()
+`)
+	if out["body"] != msg {
+		t.Errorf("imaplib BODY[]: %d octets, want %d", len(out["body"]), len(msg))
+	}
+	st := imapmsg.ParseBytes([]byte(msg))
+	if want := "BODYSTRUCTURE " + string(st.AppendBodyStructure(nil, true)); !strings.Contains(out["rest"], want) {
+		t.Errorf("imaplib BODYSTRUCTURE: %q, want %q", out["rest"], want)
+	}
+	if out["part1"] != "Voil=E0 les documents.\r\n" {
+		t.Errorf("imaplib BODY[1]: %q", out["part1"])
+	}
+	if !strings.Contains(out["part1resp"], `FLAGS (\Seen)`) || !strings.Contains(out["part1resp"], "UID 1") {
+		t.Errorf("imaplib UID FETCH BODY[1]: %q", out["part1resp"])
+	}
+	if out["search"] != "" {
+		t.Errorf("imaplib SEARCH FROM bob UNSEEN after BODY[1]: %q", out["search"])
+	}
+	var infos []store.MessageInfo = listOf(t, ts, alice, "INBOX")
+	if !hasFlag(infos[0].Flags, flagSeen) {
+		t.Errorf("flags %v", infos[0].Flags)
+	}
+}
+
+// runPython logs in as alice with Python's imaplib (plaintext: the test
+// server has NoTLS), runs body (Python statements filling the dict out
+// with strings) and returns out. Strings made with .decode("latin-1")
+// come back as the original bytes.
+func runPython(t *testing.T, ts *testServer, body string) map[string]string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	script := "import imaplib, json, sys\n" +
+		"host, port, user, pw = sys.argv[1:5]\n" +
+		"m = imaplib.IMAP4(host, int(port), timeout=20)\n" +
+		"m.login(user, pw)\n" +
+		"out = {}\n" + body + "\nm.logout()\nprint(json.dumps(out))\n"
+	host, port, _ := net.SplitHostPort(ts.addr)
+	cmd := exec.Command(py, "-c", script, host, port, alice, alicePass)
+	raw, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("imaplib: %v\n%s\n%s", err, raw, stderr)
+	}
+	var out map[string]string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%v: %s", err, raw)
+	}
+	for k, v := range out {
+		b := make([]byte, 0, len(v))
+		for _, r := range v {
+			b = append(b, byte(r)) // latin-1: one rune per original byte
+		}
+		out[k] = string(b)
+	}
+	return out
+}

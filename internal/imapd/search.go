@@ -1,0 +1,269 @@
+package imapd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// searchReturn is RFC 4731's RETURN options.
+type searchReturn struct {
+	esearch              bool // answer with ESEARCH
+	min, max, all, count bool
+}
+
+// search is SEARCH and UID SEARCH (RFC 9051 6.4.4) with RFC 4731 ESEARCH
+// (RETURN options; IMAP4rev2 always answers ESEARCH, RFC 9051 7.3.4) and
+// RFC 7162 3.1.5 MODSEQ.
+func (m *msgCommands) search(s *session, c *command) error {
+	d := c.args
+	d.SP()
+	ret := searchReturn{esearch: s.rev2}
+	if d.Err() == nil && peekWord(d, "RETURN") {
+		d.run(isAtomChar)
+		d.SP()
+		ret.esearch = true
+		d.List(func() bool {
+			switch upperASCII(d.Atom()) {
+			case "MIN":
+				ret.min = true
+			case "MAX":
+				ret.max = true
+			case "ALL":
+				ret.all = true
+			case "COUNT":
+				ret.count = true
+			default: // SAVE (RFC 5182) is not offered
+				d.fail("Unknown RETURN option")
+				return false
+			}
+			return d.Err() == nil
+		})
+		d.SP()
+	}
+	if !ret.min && !ret.max && !ret.count {
+		ret.all = true // RFC 4731 3.1: RETURN () is RETURN (ALL)
+	}
+	charset := ""
+	if d.Err() == nil && peekWord(d, "CHARSET") {
+		d.run(isAtomChar)
+		d.SP()
+		charset = d.AString()
+		d.SP()
+	}
+	toks := searchTokens(d)
+	if err := d.End(); err != nil {
+		return err
+	}
+	switch strings.ToUpper(charset) {
+	case "", "UTF-8", "US-ASCII":
+	default:
+		// RFC 9051 6.4.4: NO with the supported charsets.
+		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	key, err := imapmsg.ParseSearch(toks)
+	if err != nil {
+		return bad(strings.TrimPrefix(err.Error(), imapmsg.ErrSearch.Error()+": "))
+	}
+	useModSeq := key.HasModSeq()
+	if useModSeq {
+		s.enableCondstore() // RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE
+	}
+	v := s.sel
+	key.Resolve(v.count(), v.maxUID())
+	var found []uint32 // sequence numbers, ascending
+	for q := uint32(1); q <= v.count(); q++ {
+		msg := v.msg(q)
+		if v.isGone(msg.UID) {
+			continue // expunged elsewhere: its body may be gone
+		}
+		sm := &searchMessage{m: m, s: s, seq: q, info: msg}
+		ok, err := imapmsg.Match(key, sm)
+		sm.close()
+		if err != nil && isExpungedBody(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if ok {
+			found = append(found, q)
+		}
+	}
+	s.writeSearch(c, ret, found, useModSeq)
+	return nil
+}
+
+// peekWord reports whether the next argument is the atom word followed by
+// a space (RETURN, CHARSET), without consuming anything.
+func peekWord(d *decoder, word string) bool {
+	b, err := d.r.Peek(len(word) + 1)
+	return err == nil && strings.EqualFold(string(b[:len(word)]), word) && b[len(word)] == ' '
+}
+
+// searchTokens reads the search criteria up to the end of the line as
+// tokens: parentheses, atoms (numbers, sequence sets, keywords) and
+// strings (quoted or literal).
+func searchTokens(d *decoder) []imapmsg.Token {
+	var toks []imapmsg.Token
+	for d.Err() == nil && !d.AtEOL() {
+		switch d.peek() {
+		case ' ':
+			d.next()
+		case '(':
+			d.next()
+			toks = append(toks, imapmsg.Token{Kind: imapmsg.TokOpen})
+		case ')':
+			d.next()
+			toks = append(toks, imapmsg.Token{Kind: imapmsg.TokClose})
+		case '"', '{':
+			toks = append(toks, imapmsg.Token{Kind: imapmsg.TokString, Value: d.String()})
+		default:
+			a := d.run(func(c byte) bool { return isAtomChar(c) || c == '*' || c == '\\' })
+			if a == "" {
+				d.fail("Bad search criteria")
+				return nil
+			}
+			toks = append(toks, imapmsg.Token{Kind: imapmsg.TokAtom, Value: a})
+		}
+	}
+	return toks
+}
+
+// writeSearch answers with SEARCH (IMAP4rev1) or ESEARCH.
+func (s *session) writeSearch(c *command, ret searchReturn, seqs []uint32, useModSeq bool) {
+	v := s.sel
+	num := func(q uint32) uint32 {
+		if c.uid {
+			return v.msg(q).UID
+		}
+		return q
+	}
+	w := s.w
+	if !ret.esearch {
+		w.Untagged()
+		w.Raw("SEARCH")
+		var highest uint64
+		for _, q := range seqs {
+			w.Byte(' ')
+			w.Uint(uint64(num(q)))
+			highest = max(highest, v.msg(q).ModSeq)
+		}
+		if useModSeq && len(seqs) > 0 {
+			// RFC 7162 3.1.5: the highest modseq of the messages found.
+			w.Raw(" (MODSEQ ")
+			w.Uint(highest)
+			w.Raw(")")
+		}
+		w.CRLF()
+		return
+	}
+	// RFC 4731 3.1: * ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n].
+	w.Untagged()
+	w.Raw("ESEARCH (TAG ")
+	w.String(c.tag)
+	w.Raw(")")
+	if c.uid {
+		w.Raw(" UID")
+	}
+	var highest uint64
+	if len(seqs) > 0 {
+		if ret.min {
+			w.Raw(" MIN ")
+			w.Uint(uint64(num(seqs[0])))
+			highest = max(highest, v.msg(seqs[0]).ModSeq)
+		}
+		if ret.max {
+			w.Raw(" MAX ")
+			w.Uint(uint64(num(seqs[len(seqs)-1])))
+			highest = max(highest, v.msg(seqs[len(seqs)-1]).ModSeq)
+		}
+		if ret.all {
+			nums := make([]uint32, len(seqs))
+			for i, q := range seqs {
+				nums[i] = num(q)
+			}
+			w.Raw(" ALL ")
+			w.Raw(imapmsg.CompactUIDs(nums))
+		}
+		if ret.all || ret.count {
+			for _, q := range seqs {
+				highest = max(highest, v.msg(q).ModSeq)
+			}
+		}
+	}
+	if ret.count {
+		w.Raw(" COUNT ")
+		w.Uint(uint64(len(seqs)))
+	}
+	if useModSeq && len(seqs) > 0 {
+		// RFC 7162 3.1.5 with RFC 4731: the highest modseq of what was returned.
+		w.Raw(" MODSEQ ")
+		w.Uint(highest)
+	}
+	w.CRLF()
+}
+
+// searchMessage is the imapmsg.MessageView of one message of the
+// selected mailbox: metadata from the view, bytes opened on first need.
+type searchMessage struct {
+	m    *msgCommands
+	s    *session
+	seq  uint32
+	info *store.MessageInfo
+	body *openedBody
+}
+
+var _ imapmsg.MessageView = (*searchMessage)(nil)
+
+func (sm *searchMessage) SeqNum() uint32          { return sm.seq }
+func (sm *searchMessage) UID() uint32             { return sm.info.UID }
+func (sm *searchMessage) Flags() []string         { return sm.info.Flags }
+func (sm *searchMessage) Size() int64             { return sm.info.Size }
+func (sm *searchMessage) InternalDate() time.Time { return sm.info.InternalDate }
+func (sm *searchMessage) ModSeq() uint64          { return sm.info.ModSeq }
+
+// Header reads the header block: only the header's bytes are read.
+func (sm *searchMessage) Header() ([]byte, error) {
+	if err := sm.load(needHeader); err != nil {
+		return nil, err
+	}
+	h := make([]byte, sm.body.st.Root.BodyOffset)
+	if _, err := sm.body.r.ReadAt(h, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading header: %w", err)
+	}
+	return h, nil
+}
+
+// Content opens the whole message with its structure.
+func (sm *searchMessage) Content() (io.ReaderAt, *imapmsg.Structure, error) {
+	if err := sm.load(needStructure); err != nil {
+		return nil, nil, err
+	}
+	return sm.body.r, sm.body.st, nil
+}
+
+func (sm *searchMessage) load(n need) error {
+	if sm.body != nil && (n < needStructure || !sm.body.st.Shallow) {
+		return nil
+	}
+	sm.close()
+	b, err := sm.m.open(sm.s, sm.info, n, true)
+	if err != nil {
+		return err
+	}
+	sm.body = b
+	return nil
+}
+
+func (sm *searchMessage) close() {
+	if sm.body != nil {
+		sm.body.Close()
+		sm.body = nil
+	}
+}

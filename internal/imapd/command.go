@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 )
 
@@ -66,10 +65,6 @@ func no(code, text string) error { return &result{"NO", code, text} }
 // bad is a tagged BAD for a command that is wrong in this state or
 // nonsense (RFC 9051 7.1.3).
 func bad(text string) error { return &result{"BAD", "", text} }
-
-// badf is bad with formatting; the arguments must never be client text
-// that could carry CR or LF.
-func badf(format string, args ...any) error { return bad(fmt.Sprintf(format, args...)) }
 
 // errLogout ends the session after the tagged response (LOGOUT).
 var errLogout = errors.New("logout")

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"cmp"
 	"slices"
 	"sort"
 
@@ -120,7 +121,7 @@ func (v *view) resolve(set numSet, uid bool) (seqs []uint32, ok bool) {
 		}
 		spans = append(spans, numRange{lo, hi})
 	}
-	slices.SortFunc(spans, func(a, b numRange) int { return int(a.lo) - int(b.lo) })
+	slices.SortFunc(spans, func(a, b numRange) int { return cmp.Compare(a.lo, b.lo) })
 	var out []uint32
 	var next uint32 = 1 // the smallest number not yet emitted
 	for _, sp := range spans {
@@ -130,11 +131,6 @@ func (v *view) resolve(set numSet, uid bool) (seqs []uint32, ok bool) {
 		next = max(next, sp.hi+1)
 	}
 	return out, ok
-}
-
-func sortUnique(s []uint32) []uint32 {
-	slices.Sort(s)
-	return slices.Compact(s)
 }
 
 // uidsOf returns the UIDs of sequence numbers.
@@ -168,4 +164,10 @@ func (v *view) remove(uid uint32) uint32 {
 	v.msgs = slices.Delete(v.msgs, int(q-1), int(q))
 	delete(v.gone, uid)
 	return q
+}
+
+// sortUnique sorts s and drops duplicates.
+func sortUnique(s []uint32) []uint32 {
+	slices.Sort(s)
+	return slices.Compact(s)
 }

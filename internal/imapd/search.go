@@ -24,8 +24,11 @@ func (m *msgCommands) search(s *session, c *command) error {
 	d := c.args
 	d.SP()
 	ret := searchReturn{esearch: s.rev2}
-	if d.Err() == nil && peekWord(d, "RETURN") {
-		d.run(isAtomChar)
+	// The first word may be RETURN, then CHARSET; otherwise it is the
+	// first search key.
+	var first []imapmsg.Token
+	word := searchWord(d)
+	if strings.EqualFold(word, "RETURN") {
 		d.SP()
 		ret.esearch = true
 		d.List(func() bool {
@@ -45,18 +48,19 @@ func (m *msgCommands) search(s *session, c *command) error {
 			return d.Err() == nil
 		})
 		d.SP()
+		word = searchWord(d)
 	}
 	if !ret.min && !ret.max && !ret.count {
 		ret.all = true // RFC 4731 3.1: RETURN () is RETURN (ALL)
 	}
 	charset := ""
-	if d.Err() == nil && peekWord(d, "CHARSET") {
-		d.run(isAtomChar)
+	if strings.EqualFold(word, "CHARSET") {
 		d.SP()
 		charset = d.AString()
-		d.SP()
+	} else if word != "" {
+		first = append(first, imapmsg.Token{Kind: imapmsg.TokAtom, Value: word})
 	}
-	toks := searchTokens(d)
+	toks := append(first, searchTokens(d)...)
 	if err := d.End(); err != nil {
 		return err
 	}
@@ -99,12 +103,18 @@ func (m *msgCommands) search(s *session, c *command) error {
 	return nil
 }
 
-// peekWord reports whether the next argument is the atom word followed by
-// a space (RETURN, CHARSET), without consuming anything.
-func peekWord(d *decoder, word string) bool {
-	b, err := d.r.Peek(len(word) + 1)
-	return err == nil && strings.EqualFold(string(b[:len(word)]), word) && b[len(word)] == ' '
+// searchWord reads an atom if one comes next ("" before a string or a
+// parenthesis).
+func searchWord(d *decoder) string {
+	if d.Err() != nil {
+		return ""
+	}
+	return d.run(searchAtomChar)
 }
+
+// searchAtomChar: atoms of search criteria, which include sequence sets
+// with "*".
+func searchAtomChar(c byte) bool { return isAtomChar(c) || c == '*' }
 
 // searchTokens reads the search criteria up to the end of the line as
 // tokens: parentheses, atoms (numbers, sequence sets, keywords) and
@@ -124,7 +134,7 @@ func searchTokens(d *decoder) []imapmsg.Token {
 		case '"', '{':
 			toks = append(toks, imapmsg.Token{Kind: imapmsg.TokString, Value: d.String()})
 		default:
-			a := d.run(func(c byte) bool { return isAtomChar(c) || c == '*' || c == '\\' })
+			a := d.run(searchAtomChar)
 			if a == "" {
 				d.fail("Bad search criteria")
 				return nil

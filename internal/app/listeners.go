@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/pop3d"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
@@ -60,6 +61,29 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 		o.Role = r.role
 		o.TLSConfig = tlsFor(p.certs, r.port, cfg.TLSPermissive)
 		if err := listen(r.port, smtpd.New(o)); err != nil {
+			return fail(err)
+		}
+	}
+
+	for _, r := range []struct {
+		port     int
+		implicit bool
+	}{{993, true}, {143, false}} {
+		if !cfg.Listeners[r.port].Enabled {
+			continue
+		}
+		o := imapd.Options{
+			Implicit:       r.implicit,
+			TLSConfig:      tlsFor(p.certs, r.port, cfg.TLSPermissive),
+			NoTLS:          !p.certs.Enabled(),
+			Hostname:       cfg.Hostnames[0],
+			Auth:           p.auth,
+			Store:          p.store,
+			Logger:         p.log,
+			ConnIDs:        p.connIDs,
+			MaxMessageSize: cfg.MessageSizeLimit,
+		}
+		if err := listen(r.port, imapd.New(o)); err != nil {
 			return fail(err)
 		}
 	}

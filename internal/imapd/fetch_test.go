@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
@@ -424,4 +428,106 @@ func runPython(t *testing.T, ts *testServer, body string) map[string]string {
 		out[k] = string(b)
 	}
 	return out
+}
+
+// FuzzFetchArgs feeds arbitrary FETCH arguments to the parser: it must
+// either fail or produce items that make sense.
+func FuzzFetchArgs(f *testing.F) {
+	for _, s := range []string{
+		"1:* (UID FLAGS)", "1 ALL", "2,4:* FULL", "1 (BODY.PEEK[1.2.HEADER.FIELDS (From \"To\")]<0.100>)",
+		"1 (BODY[] RFC822 RFC822.HEADER RFC822.TEXT MODSEQ) (CHANGEDSINCE 5 VANISHED)", "* BODY[TEXT]<5.5>",
+		"1 (BODY[HEADER.FIELDS ({4}\r\nDate)])", "1 BODY[1.MIME]", "1 (ENVELOPE BODYSTRUCTURE BODY INTERNALDATE RFC822.SIZE)",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, args string) {
+		d := newDecoder(bufio.NewReader(strings.NewReader(" "+args+"\r\n")), 4096, 4096)
+		req, err := parseFetch(d)
+		if err != nil {
+			return
+		}
+		if len(req.items) == 0 || len(req.set) == 0 {
+			t.Fatalf("%q: accepted without items or set", args)
+		}
+		for _, it := range req.items {
+			if it.kind != fetchSection {
+				continue
+			}
+			if _, err := imapmsg.ParseSection(it.section.String()); err != nil {
+				t.Fatalf("%q: section %q does not parse again: %v", args, it.section.String(), err)
+			}
+			if it.partial != nil && it.partial.Count == 0 {
+				t.Fatalf("%q: empty partial", args)
+			}
+		}
+	})
+}
+
+// TestFetchGoIMAP reads ENVELOPE, BODYSTRUCTURE and sections with
+// go-imap's client, which parses them independently.
+func TestFetchGoIMAP(t *testing.T) {
+	ts := startServer(t, nil)
+	nested := sampleMessage(t, "nested-rfc822.eml")
+	deliver(t, ts.st, alice, "INBOX", nested, sampleMessage(t, "8bit.eml"), sampleMessage(t, "encoded-words.eml"))
+	c, err := imapclient.DialInsecure(ts.addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(alice, alicePass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	part21 := &imap.FetchItemBodySection{Part: []int{2, 1}, Peek: true}
+	header := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject"}, Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{
+		UID: true, Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
+		RFC822Size: true, BodySection: []*imap.FetchItemBodySection{part21, header, {Peek: true}},
+	}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	m := msgs[0]
+	if m.Envelope == nil || m.Envelope.Subject != "Fwd: Documents" || len(m.Envelope.From) != 1 || m.Envelope.From[0].Addr() != "forwarder@example.com" {
+		t.Errorf("envelope %+v", m.Envelope)
+	}
+	mp, ok := m.BodyStructure.(*imap.BodyStructureMultiPart)
+	if !ok || mp.Subtype != "mixed" || len(mp.Children) != 3 || mp.Extended == nil || mp.Extended.Params["boundary"] != "fwd" {
+		t.Fatalf("bodystructure %#v", m.BodyStructure)
+	}
+	inner, ok := mp.Children[1].(*imap.BodyStructureSinglePart)
+	if !ok || inner.MessageRFC822 == nil || inner.MessageRFC822.Envelope.Subject != "Inner" || inner.MessageRFC822.NumLines != 17 {
+		t.Errorf("message/rfc822 part %#v", mp.Children[1])
+	}
+	if got := string(m.FindBodySection(part21)); got != "inner plain" {
+		t.Errorf("BODY[2.1] = %q", got)
+	}
+	if got := string(m.FindBodySection(header)); got != "Subject: Fwd: Documents\r\n\r\n" {
+		t.Errorf("BODY[HEADER.FIELDS (Subject)] = %q", got)
+	}
+	if got := string(m.FindBodySection(&imap.FetchItemBodySection{})); got != nested || m.RFC822Size != int64(len(nested)) {
+		t.Errorf("BODY[]: %d octets, RFC822.SIZE %d, want %d", len(got), m.RFC822Size, len(nested))
+	}
+	// 8-bit header text comes as literals; the client reads them.
+	if e := msgs[1].Envelope; e == nil || e.Subject != "Grüße aus Köln – 8bit" || e.From[0].Name != "Jörg Müller" {
+		t.Errorf("8-bit envelope %+v", e)
+	}
+	if e := msgs[2].Envelope; e == nil || len(e.To) != 3 || e.To[1].Mailbox != "undisclosed-recipients" ||
+		len(e.Bcc) != 5 || len(e.InReplyTo) != 2 || e.From[0].Name != "André Pirard" {
+		// Group start and end markers are addresses too (RFC 9051 7.5.2).
+		t.Errorf("encoded-words envelope %+v", e)
+	}
+
+	data, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "köln"}}}, &imap.SearchOptions{ReturnAll: true, ReturnCount: true}).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data.Count != 1 || len(data.AllUIDs()) != 1 || data.AllUIDs()[0] != 2 {
+		t.Errorf("UID SEARCH: count %d, %v", data.Count, data.AllUIDs())
+	}
 }

@@ -71,21 +71,6 @@ func unfold(v []byte) string {
 	return string(bytes.TrimSpace(out))
 }
 
-// headerGet returns the unfolded value of the first field called name in
-// a header block, and whether there is one.
-func headerGet(block []byte, name string) (string, bool) {
-	var (
-		v     string
-		found bool
-	)
-	eachField(block, func(n, value, _ []byte) {
-		if !found && n != nil && strings.EqualFold(string(n), name) {
-			v, found = unfold(value), true
-		}
-	})
-	return v, found
-}
-
 // Param is one MIME parameter (RFC 2045 5.1) as written, with RFC 2231
 // continuations joined: name*0="a"; name*1="b" is name="ab", and a
 // joined extended parameter keeps its star (filename* = us-ascii'en'x).

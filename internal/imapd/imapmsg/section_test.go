@@ -235,3 +235,19 @@ func TestParseHeaderShallow(t *testing.T) {
 		}
 	}
 }
+
+func TestMessageGlobal(t *testing.T) {
+	msg := []byte("Subject: outer\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+		"Content-Type: message/global\r\n\r\nSubject: Grüße\r\n\r\ninner\r\n--b--\r\n")
+	st := ParseBytes(msg)
+	want := `(("message" "global" NIL NIL NIL "7bit" 25 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL)`
+	if got := string(st.AppendBodyStructure(nil, true)); got != want {
+		t.Errorf("BODYSTRUCTURE %s, want %s", got, want)
+	}
+	if got := extract(t, msg, "1.HEADER", ""); got != "Subject: Grüße\r\n\r\n" {
+		t.Errorf("BODY[1.HEADER] = %q", got)
+	}
+	if got := extract(t, msg, "1.TEXT", ""); got != "inner" {
+		t.Errorf("BODY[1.TEXT] = %q", got)
+	}
+}

@@ -2,7 +2,6 @@ package imapmsg
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -69,9 +68,6 @@ func (p *Part) MediaType() string { return strings.ToLower(p.Type + "/" + p.Subt
 
 // Param returns the value of the Content-Type parameter name.
 func (p *Part) Param(name string) (string, bool) { return paramValue(p.Params, name) }
-
-// ErrTooLarge is returned for a message over the size Parse accepts.
-var ErrTooLarge = errors.New("imapmsg: message too large")
 
 // Parse scans the message in r (size octets) once and returns its
 // structure. Only read errors fail; malformed MIME is reported the way

@@ -142,8 +142,11 @@ func (p *Part) AppendIMAP(b []byte, extended bool) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, p.Size(), 10)
 	switch {
-	case p.Message != nil:
-		// body-type-msg: envelope, body and lines of the encapsulated message.
+	case p.Message != nil && strings.EqualFold(p.Subtype, "rfc822"):
+		// body-type-msg: envelope, body and lines of the encapsulated
+		// message. message/global (RFC 6532) is parsed the same way but
+		// written as a basic part: IMAP4rev1's grammar (RFC 3501) has
+		// body-type-msg for MESSAGE/RFC822 only.
 		b = append(b, ' ')
 		b = p.Message.Envelope.AppendIMAP(b)
 		b = append(b, ' ')

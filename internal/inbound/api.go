@@ -37,6 +37,10 @@ type Route struct {
 	Rcpt      string   // the normalised address the client gave
 	Mailboxes []string // local user emails that get a copy (deduplicated)
 	Remote    []string // addresses that go to the outbound queue (forwards, remote alias destinations, relay and foreign recipients)
+	// AutoReply lists the users of Mailboxes whose auto-reply is enabled
+	// (store.User.ReplyEnabled), so that the Deliverer reads no user row
+	// for the others; it checks the date window itself.
+	AutoReply []string
 }
 
 // Envelope is one message's accepted envelope.

@@ -46,6 +46,8 @@ type DelivererOptions struct {
 	MaxBatch  int   // default DefaultMaxBatch
 	Logger    *slog.Logger
 	Now       func() time.Time // default time.Now
+	// AutoReply turns on users' auto-replies (autoreply.go); nil: none.
+	AutoReply *AutoReplyOptions
 }
 
 // Deliverer makes accepted messages durable. One committer goroutine
@@ -59,6 +61,7 @@ type Deliverer struct {
 	maxBatch  int
 	log       *slog.Logger
 	now       func() time.Time
+	reply     *autoReplier // nil: no auto-replies
 
 	mu      sync.Mutex
 	state   int
@@ -103,6 +106,9 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 	}
 	if d.now == nil {
 		d.now = time.Now
+	}
+	if opts.AutoReply != nil {
+		d.reply = newAutoReplier(d, *opts.AutoReply)
 	}
 	return d
 }
@@ -174,6 +180,10 @@ func (d *Deliverer) NewSpool() (*Spool, error) {
 //
 // Deliver consumes sp whatever the outcome.
 //
+// With DelivererOptions.AutoReply, once the message is committed the users
+// of env's routes with an active auto-reply answer its sender before
+// Deliver returns (autoreply.go); that never changes Deliver's result.
+//
 // If ctx ends while Deliver waits for the commit, Deliver returns
 // ctx.Err() but the message may still be committed moments later: the
 // client then sees a temporary failure and may send again. A duplicate is
@@ -216,6 +226,11 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 
 	select {
 	case err := <-req.result:
+		if err == nil && d.reply != nil {
+			// After the commit, so a reply never goes out for a
+			// message that was not stored; it cannot fail the delivery.
+			d.reply.afterDelivery(ctx, env, msg)
+		}
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("inbound: deliver %s: gave up waiting for commit: %w", env.ID, ctx.Err())

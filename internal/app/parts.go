@@ -123,6 +123,16 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Store:  p.store,
 		Blobs:  p.store.Blobs(),
 		Logger: log.With("part", "delivery"),
+		AutoReply: &inbound.AutoReplyOptions{
+			Users:    p.store,
+			Sent:     p.store,
+			Router:   p.router,
+			Signer:   p.signers,
+			Hostname: cfg.Hostnames[0],
+			NewID:    p.connIDs.Next,
+			// p.queue is built below; replies only start once serving.
+			Queued: func() { p.queue.Kick() },
+		},
 	})
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {

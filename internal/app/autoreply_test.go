@@ -1,0 +1,103 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/msgauth"
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// TestAutoReplyWiring builds the parts as serve does and delivers a message
+// to a user with an active auto-reply: the reply is queued to the sender,
+// from the user, with a Message-ID on the first hostname, DKIM-signed with
+// the domain's key.
+func TestAutoReplyWiring(t *testing.T) {
+	ctx := context.Background()
+	cfg, problems := config.Parse(map[string]string{
+		"DATA_DIR":   t.TempDir(),
+		"DOMAIN":     "example.test",
+		"HOSTNAMES":  "mail.example.test,mx.example.test",
+		"SECRET_KEY": "0123456789abcdef0123456789abcdef",
+		"TLS_FLAVOR": "notls",
+	})
+	if config.HasErrors(problems) {
+		t.Fatalf("config: %v", problems)
+	}
+	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+
+	keys := msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector)
+	if err := keys.Generate("example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
+		t.Fatal(err)
+	}
+	u := store.NewUser("alice", "example.test", 0, 80)
+	u.ReplyEnabled, u.ReplySubject, u.ReplyBody, u.DisplayedName = true, "Away", "Back on Monday.", "Alice"
+	if err := p.store.CreateUser(ctx, &u); err != nil {
+		t.Fatal(err)
+	}
+
+	route, err := p.router.Resolve(ctx, "alice@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := p.deliverer.NewSpool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Write([]byte("From: Friend <friend@remote.example>\r\nTo: alice@example.test\r\nSubject: hello\r\nMessage-ID: <hello@remote.example>\r\n\r\nHi!\r\n"))
+	env := &inbound.Envelope{ID: "orig1", Sender: "friend@remote.example", Routes: []inbound.Route{route}, ReceivedAt: time.Now()}
+	if err := (delivererAdapter{p.deliverer, p.queue}).Deliver(ctx, env, sp); err != nil {
+		t.Fatal(err)
+	}
+
+	items, err := p.store.ListQueue(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].Recipient != "friend@remote.example" || items[0].Sender != "alice@example.test" {
+		t.Fatalf("queue: %+v; want one auto-reply from alice@example.test to friend@remote.example", items)
+	}
+	rc, err := p.store.OpenBody(ctx, items[0].BodyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(rc)
+	rc.Close()
+	for _, want := range []string{"\r\nFrom: \"Alice\" <alice@example.test>\r\n", "\r\nSubject: Away\r\n", "@mail.example.test>\r\n",
+		"\r\nIn-Reply-To: <hello@remote.example>\r\n", "\r\nAuto-Submitted: auto-replied\r\n"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("reply lacks %q:\n%s", want, body)
+		}
+	}
+	record, err := keys.PublicKeyRecord("example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(body), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) {
+			if name != cfg.DKIMSelector+"._domainkey.example.test" {
+				t.Errorf("DKIM look-up of %s", name)
+			}
+			return []string{record}, nil
+		},
+	})
+	if err != nil || len(verifs) != 1 || verifs[0].Err != nil || verifs[0].Domain != "example.test" {
+		t.Fatalf("DKIM: %+v, %v\n%s", verifs, err, body)
+	}
+}

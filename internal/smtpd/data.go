@@ -21,8 +21,12 @@ var (
 	errBareCR = errors.New("bare CR in message")
 )
 
-// rdnsTimeout bounds the reverse DNS look-up for the Received header.
-const rdnsTimeout = 5 * time.Second
+// rdnsTimeout bounds the reverse DNS look-up for the Received header,
+// started at connect; rdnsWait is the most a finished message waits for it.
+const (
+	rdnsTimeout = 5 * time.Second
+	rdnsWait    = 500 * time.Millisecond
+)
 
 // Data implements smtp.Session for DATA and BDAT: the body goes to a spool
 // (behind a Received header, or through the submission Preparer), the
@@ -219,36 +223,47 @@ func (ss *session) tcpInfo() string {
 	return lit
 }
 
-// rdns looks the client's name up once per connection; "" when there is
-// no resolver, no PTR, or the name does not resolve back (FCrDNS).
+// rdns is the client's verified reverse DNS name for the Received header,
+// or "" when there is none or the look-up has not finished within rdnsWait
+// of the message being complete (then the header carries only the IP).
 func (ss *session) rdns() string {
-	res := ss.srv.opts.Resolver
-	if res == nil {
+	tc := ss.tc
+	select {
+	case <-tc.rdnsDone:
+	case <-time.After(rdnsWait):
+		return ""
+	case <-ss.ctx.Done():
 		return ""
 	}
-	tc := ss.tc
-	tc.rdnsOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(ss.ctx, rdnsTimeout)
-		defer cancel()
-		ip := tc.Remote().Addr()
-		names, err := res.LookupAddr(ctx, ip.String())
-		if err != nil {
-			return
-		}
-		for _, n := range names {
-			addrs, err := res.LookupHost(ctx, n)
-			if err != nil {
-				continue
-			}
-			for _, a := range addrs {
-				if pa, err := netip.ParseAddr(a); err == nil && pa.Unmap() == ip {
-					tc.rdns = headerToken(strings.TrimSuffix(n, "."))
-					return
-				}
-			}
-		}
-	})
 	return tc.rdns
+}
+
+// lookupRDNS finds a forward-confirmed reverse name (FCrDNS) for the
+// client and closes rdnsDone.
+func (c *trackedConn) lookupRDNS(res Resolver) {
+	defer close(c.rdnsDone)
+	if res == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Context(), rdnsTimeout)
+	defer cancel()
+	ip := c.Remote().Addr()
+	names, err := res.LookupAddr(ctx, ip.String())
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		addrs, err := res.LookupHost(ctx, n)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if pa, err := netip.ParseAddr(a); err == nil && pa.Unmap() == ip {
+				c.rdns = headerToken(strings.TrimSuffix(n, "."))
+				return
+			}
+		}
+	}
 }
 
 // headerToken makes client text safe inside a header: no white space,

@@ -382,8 +382,13 @@ func (s *Server) track(lc *connlimit.Conn) *trackedConn {
 		Conn: lc,
 		srv:  s,
 		log:  obs.ConnLogger(s.opts.Logger, cid, s.opts.Role.String(), lc.Remote()),
+
+		rdnsDone: make(chan struct{}),
 	}
 	tc.log.Debug("connect")
+	// The look-up runs while the client talks, so a slow resolver costs
+	// the Received header its name, never the client its 250.
+	go tc.lookupRDNS(s.opts.Resolver)
 	return tc
 }
 
@@ -418,8 +423,10 @@ type trackedConn struct {
 	mu     sync.Mutex
 	doomed bool // the client timed out: every read fails from now on
 
-	rdnsOnce sync.Once
-	rdns     string // verified reverse DNS name, "" if none
+	// rdnsDone is closed when the reverse look-up started at connect has
+	// finished; rdns is its result ("" if none) and is read only after.
+	rdnsDone chan struct{}
+	rdns     string
 }
 
 // Close implements net.Conn.

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/petrelmail/petrel/internal/dnsres/dnstest"
 )
 
 // binary is the petrel binary built once for the whole package.
@@ -64,7 +66,11 @@ type server struct {
 func newServer(t *testing.T, settings map[string]string) *server {
 	t.Helper()
 	s := &server{t: t, dataDir: t.TempDir(), addr: map[int]string{}}
+	// DNS is an in-process server (DESIGN.md): hermetic, and fast even
+	// where the machine's resolver is slow or unreachable.
+	dns := dnstest.New(t)
 	s.env = map[string]string{
+		"RESOLVER_ADDRESS":  dns.Addr,
 		"DATA_DIR":          s.dataDir,
 		"DOMAIN":            "example.test",
 		"HOSTNAMES":         "mail.example.test",

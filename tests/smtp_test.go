@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/relay/sinktest"
 )
@@ -278,4 +280,95 @@ func dialTLS(t *testing.T, addr string) *dialog {
 	}
 	t.Cleanup(func() { c.Close() })
 	return &dialog{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+// TestKillDuringDeliveries crashes the server while eight clients are
+// sending: every message that got 250 is stored exactly once, at most the
+// messages in flight are extra, and the store opens cleanly afterwards.
+func TestKillDuringDeliveries(t *testing.T) {
+	s := withUsers(t, nil)
+	const senders = 8
+	acked := make(chan int, senders)
+	stop := make(chan struct{})
+	for g := 0; g < senders; g++ {
+		go func(g int) {
+			n := 0
+			defer func() { acked <- n }()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := sendOne(s.addr[25], fmt.Sprintf("g%d-%d", g, i)); err != nil {
+					return // the server died under us
+				}
+				n++
+			}
+		}(g)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	s.kill()
+	close(stop)
+	total := 0
+	for g := 0; g < senders; g++ {
+		total += <-acked
+	}
+	if total == 0 {
+		t.Fatal("no message was acknowledged before the kill")
+	}
+	got := countMessages(t, s, "alice@example.test")
+	if got < total || got > total+senders {
+		t.Fatalf("acknowledged %d, stored %d (want between %d and %d)", total, got, total, total+senders)
+	}
+	t.Logf("acknowledged %d messages before kill -9, %d stored", total, got)
+	s.start()
+	s.stopClean()
+	if again := countMessages(t, s, "alice@example.test"); again != got {
+		t.Fatalf("after restart %d messages, before %d", again, got)
+	}
+}
+
+// sendOne delivers one message to alice on port 25; nil means it got 250
+// after DATA.
+func sendOne(addr, id string) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	read := func() string {
+		var last string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return ""
+			}
+			last = line
+			if len(line) < 4 || line[3] != '-' {
+				return last
+			}
+		}
+	}
+	steps := []struct{ send, want string }{
+		{"", "220"},
+		{"EHLO mx.example.org", "250"},
+		{"MAIL FROM:<load@example.org>", "250"},
+		{"RCPT TO:<alice@example.test>", "250"},
+		{"DATA", "354"},
+		{"Subject: " + id + "\r\n\r\nbody " + id + "\r\n.", "250"},
+	}
+	for _, st := range steps {
+		if st.send != "" {
+			if _, err := io.WriteString(c, st.send+"\r\n"); err != nil {
+				return err
+			}
+		}
+		if got := read(); !strings.HasPrefix(got, st.want) {
+			return fmt.Errorf("after %q: got %q, want %s", st.send, got, st.want)
+		}
+	}
+	return nil
 }

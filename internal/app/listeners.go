@@ -49,67 +49,54 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 		return nil
 	}
 
-	smtpCommon := smtpOptions(cfg, p)
-	for _, r := range []struct {
-		port int
-		role smtpd.Role
-	}{{25, smtpd.RoleMX}, {465, smtpd.RoleSubmissions}, {587, smtpd.RoleSubmission}} {
+	for _, r := range roleServers(cfg, p) {
 		if !cfg.Listeners[r.port].Enabled && r.port != 25 { // Mailu: port 25 is always on
 			continue
 		}
-		o := smtpCommon
-		o.Role = r.role
-		o.TLSConfig = tlsFor(p.certs, r.port, cfg.TLSPermissive)
-		if err := listen(r.port, smtpd.New(o)); err != nil {
-			return fail(err)
-		}
-	}
-
-	for _, r := range []struct {
-		port     int
-		implicit bool
-	}{{993, true}, {143, false}} {
-		if !cfg.Listeners[r.port].Enabled {
-			continue
-		}
-		o := imapd.Options{
-			Implicit:       r.implicit,
-			TLSConfig:      tlsFor(p.certs, r.port, cfg.TLSPermissive),
-			NoTLS:          !p.certs.Enabled(),
-			Hostname:       cfg.Hostnames[0],
-			Auth:           p.auth,
-			Store:          p.store,
-			Logger:         p.log,
-			ConnIDs:        p.connIDs,
-			MaxMessageSize: cfg.MessageSizeLimit,
-		}
-		if err := listen(r.port, imapd.New(o)); err != nil {
-			return fail(err)
-		}
-	}
-
-	for _, r := range []struct {
-		port     int
-		implicit bool
-	}{{995, true}, {110, false}} {
-		if !cfg.Listeners[r.port].Enabled {
-			continue
-		}
-		o := pop3d.Options{
-			Implicit:  r.implicit,
-			TLSConfig: tlsFor(p.certs, r.port, cfg.TLSPermissive),
-			NoTLS:     !p.certs.Enabled(),
-			Hostname:  cfg.Hostnames[0],
-			Auth:      p.auth,
-			Store:     p.store,
-			Logger:    p.log,
-			ConnIDs:   p.connIDs,
-		}
-		if err := listen(r.port, pop3d.New(o)); err != nil {
+		if err := listen(r.port, r.build(tlsFor(p.certs, r.port, cfg.TLSPermissive))); err != nil {
 			return fail(err)
 		}
 	}
 	return out, nil
+}
+
+// roleServer builds the server of one port from its TLS configuration.
+type roleServer struct {
+	port  int
+	build func(*tls.Config) server
+}
+
+// roleServers lists every role Petrel serves, in start-up order.
+func roleServers(cfg *config.Config, p *parts) []roleServer {
+	smtpCommon := smtpOptions(cfg, p)
+	smtpRole := func(port int, role smtpd.Role) roleServer {
+		return roleServer{port, func(tc *tls.Config) server {
+			o := smtpCommon
+			o.Role, o.TLSConfig = role, tc
+			return smtpd.New(o)
+		}}
+	}
+	imapRole := func(port int, implicit bool) roleServer {
+		return roleServer{port, func(tc *tls.Config) server {
+			return imapd.New(imapd.Options{
+				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
+				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
+			})
+		}}
+	}
+	popRole := func(port int, implicit bool) roleServer {
+		return roleServer{port, func(tc *tls.Config) server {
+			return pop3d.New(pop3d.Options{
+				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
+				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs,
+			})
+		}}
+	}
+	return []roleServer{
+		smtpRole(25, smtpd.RoleMX), smtpRole(465, smtpd.RoleSubmissions), smtpRole(587, smtpd.RoleSubmission),
+		imapRole(993, true), imapRole(143, false),
+		popRole(995, true), popRole(110, false),
+	}
 }
 
 // smtpOptions are the settings all SMTP roles share.

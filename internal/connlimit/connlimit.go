@@ -3,8 +3,11 @@
 // logged-in sessions per user and address, a bounded pool that answers
 // refused connections, and the drain and forced close of a shutdown.
 //
-// It knows no protocol: the reply a refused client gets and every log line
-// stay in the server package (smtpd, pop3d, imapd).
+// Serve and Shutdown are the accept loop and the shutdown of a server
+// that runs its own (pop3d, imapd; go-smtp runs smtpd's).
+//
+// It knows no protocol: the reply a refused client gets, the session and
+// the log attributes stay in the server package (smtpd, pop3d, imapd).
 package connlimit
 
 import (
@@ -84,7 +87,8 @@ type Tracker struct {
 	perIP     map[netip.Addr]int
 	perUserIP map[userIP]int
 	draining  bool
-	empty     chan struct{} // closed when conns becomes empty; nil if nobody waits
+	listeners map[net.Listener]struct{} // those Serve accepts on; Drain closes them
+	empty     chan struct{}             // closed when conns becomes empty; nil if nobody waits
 }
 
 type userIP struct {
@@ -106,6 +110,7 @@ func New(opts Options) *Tracker {
 		conns:     make(map[*Conn]struct{}),
 		perIP:     make(map[netip.Addr]int),
 		perUserIP: make(map[userIP]int),
+		listeners: make(map[net.Listener]struct{}),
 	}
 	t.base, t.cancel = context.WithCancel(context.Background())
 	return t
@@ -175,13 +180,17 @@ func (t *Tracker) Refuse(c net.Conn, reply string) {
 	}()
 }
 
-// Drain starts a shutdown: Admit refuses from now on, and every open
-// connection that is not busy has its pending and next reads fail at once
-// (a read timeout), so its server says goodbye and hangs up.
+// Drain starts a shutdown: Admit refuses from now on, the listeners Serve
+// accepts on are closed, and every open connection that is not busy has
+// its pending and next reads fail at once (a read timeout), so its server
+// says goodbye and hangs up.
 func (t *Tracker) Drain() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.draining = true
+	for ln := range t.listeners {
+		_ = ln.Close()
+	}
 	for c := range t.conns {
 		c.drain()
 	}

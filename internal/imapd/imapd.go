@@ -84,7 +84,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/auth"
@@ -191,9 +190,6 @@ type Server struct {
 	log      *slog.Logger
 	conns    *connlimit.Tracker
 	commands map[string]commandSpec
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -238,7 +234,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, commands: commandTable(), listeners: make(map[net.Listener]struct{})}
+	s := &Server{opts: opts, commands: commandTable()}
 	s.log = opts.Logger.With("proto", s.proto())
 	var tlsForRefusal *tls.Config
 	if opts.Implicit {
@@ -289,44 +285,17 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.conns.Draining() {
-		s.mu.Unlock()
-		_ = ln.Close()
-		return nil
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	s.log.Info("listening", "addr", ln.Addr().String(), "port", s.Port(),
-		"starttls", !s.opts.Implicit && s.opts.TLSConfig != nil, "plaintext_login", !s.opts.Implicit && s.opts.NoTLS)
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.conns.Draining() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// EMFILE and friends pass; retry without spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "err", err, "retry_in", backoff.String())
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		tc, reason := s.conns.Admit(c)
-		if tc == nil {
+	return s.conns.Serve(ln, connlimit.ServeOptions{
+		Log: s.log,
+		Listening: []any{"port", s.Port(),
+			"starttls", !s.opts.Implicit && s.opts.TLSConfig != nil, "plaintext_login", !s.opts.Implicit && s.opts.NoTLS},
+		Refuse: func(c net.Conn, reason connlimit.Reason) {
 			s.log.Warn("connection refused", "remote", connlimit.AddrPort(c.RemoteAddr()).String(), "reason", reason.String())
 			// RFC 9051 7.1.5: BYE as the greeting refuses the connection.
 			s.conns.Refuse(c, "* BYE Too many connections, try again later\r\n")
-			continue
-		}
-		go s.handle(tc)
-	}
+		},
+		Handle: s.handle,
+	})
 }
 
 // Shutdown stops accepting and asks every session to leave: one waiting
@@ -335,19 +304,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // or ctx is done; then it closes the remaining connections and returns
 // ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.conns.Drain()
-	for ln := range s.listeners {
-		_ = ln.Close()
-	}
-	s.mu.Unlock()
-	err := s.conns.Wait(ctx)
-	if err != nil {
-		s.conns.CloseAll()
-		_ = s.conns.Wait(context.Background())
-	}
-	s.conns.Stop()
-	return err
+	return s.conns.Shutdown(ctx)
 }
 
 // handle runs one session and cleans up after it.

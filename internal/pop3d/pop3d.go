@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/auth"
@@ -111,10 +110,7 @@ type Server struct {
 	opts  Options
 	log   *slog.Logger
 	sizes *sizeCache
-	conns *connlimit.Tracker // limits, drain, refusals
-
-	mu        sync.Mutex // guards listeners against Shutdown
-	listeners map[net.Listener]struct{}
+	conns *connlimit.Tracker // limits, accept loop, drain, refusals
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -156,10 +152,9 @@ func New(opts Options) *Server {
 		lim.TLSConfig = opts.TLSConfig // an -ERR on 995 needs the handshake first
 	}
 	s := &Server{
-		opts:      opts,
-		sizes:     newSizeCache(defaultSizeCacheEntries),
-		conns:     connlimit.New(lim),
-		listeners: make(map[net.Listener]struct{}),
+		opts:  opts,
+		sizes: newSizeCache(defaultSizeCacheEntries),
+		conns: connlimit.New(lim),
 	}
 	s.log = opts.Logger.With("proto", s.proto())
 	return s
@@ -203,43 +198,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.conns.Draining() {
-		s.mu.Unlock()
-		_ = ln.Close()
-		return nil
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-
-	s.log.Info("listening", "addr", ln.Addr().String(), "port", s.Port(),
-		"stls", !s.opts.Implicit && s.opts.TLSConfig != nil, "plaintext_login", !s.opts.Implicit && s.opts.NoTLS)
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.conns.Draining() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// EMFILE and friends pass; retry without spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; retrying", "err", err, "retry_in", backoff.String())
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		lc, why := s.conns.Admit(c)
-		if lc == nil {
-			s.refuse(c, why)
-			continue
-		}
-		go s.handle(s.track(lc))
-	}
+	return s.conns.Serve(ln, connlimit.ServeOptions{
+		Log: s.log,
+		Listening: []any{"port", s.Port(),
+			"stls", !s.opts.Implicit && s.opts.TLSConfig != nil, "plaintext_login", !s.opts.Implicit && s.opts.NoTLS},
+		Refuse: s.refuse,
+		Handle: func(lc *connlimit.Conn) { s.handle(s.track(lc)) },
+	})
 }
 
 // Shutdown stops accepting and asks every session to leave: one waiting
@@ -249,20 +214,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // every session has ended or ctx is done; then it cancels the sessions'
 // store calls, closes their connections and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.conns.Drain()
-	for ln := range s.listeners {
-		_ = ln.Close()
-	}
-	s.mu.Unlock()
-
-	err := s.conns.Wait(ctx)
-	if err != nil {
-		s.conns.CloseAll()
-		_ = s.conns.Wait(context.Background()) // the sessions end once their sockets are gone
-	}
-	s.conns.Stop()
-	return err
+	return s.conns.Shutdown(ctx)
 }
 
 // track wraps an admitted connection with its id and logger.

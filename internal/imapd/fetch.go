@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -79,7 +80,7 @@ func (s *session) writeVanishedEarlier(req *fetchRequest) error {
 	if len(uids) > 0 {
 		s.w.Untagged()
 		s.w.Raw("VANISHED (EARLIER) ")
-		s.w.Raw(compactUIDs(sortUnique(uids)))
+		s.w.Raw(imapmsg.CompactUIDs(sortUnique(uids)))
 		s.w.CRLF()
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -143,7 +144,7 @@ func cmdStore(s *session, c *command) error {
 				}
 			}
 		}
-		return ok("MODIFIED "+compactUIDs(ids), "Conditional STORE failed for some messages")
+		return ok("MODIFIED "+imapmsg.CompactUIDs(ids), "Conditional STORE failed for some messages")
 	}
 	return nil
 }
@@ -191,7 +192,7 @@ func cmdCopy(s *session, c *command) error {
 	if len(src) == 0 {
 		return nil
 	}
-	code := "COPYUID " + uitoa(uidValidity) + " " + compactUIDs(src) + " " + compactUIDs(dst)
+	code := "COPYUID " + uitoa(uidValidity) + " " + imapmsg.CompactUIDs(src) + " " + imapmsg.CompactUIDs(dst)
 	if !move {
 		return ok(code, c.name+" completed")
 	}

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -232,7 +233,7 @@ func (s *session) qresyncSelect(v *view, qr *qresyncParams) error {
 	if len(vanished) > 0 {
 		s.w.Untagged()
 		s.w.Raw("VANISHED (EARLIER) ")
-		s.w.Raw(compactUIDs(vanished))
+		s.w.Raw(imapmsg.CompactUIDs(vanished))
 		s.w.CRLF()
 	}
 	return nil

@@ -3,6 +3,7 @@ package imapd
 import (
 	"slices"
 
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -92,7 +93,7 @@ func (s *session) reportExpunged(uids []uint32) {
 	if len(vanished) > 0 {
 		s.w.Untagged()
 		s.w.Raw("VANISHED ")
-		s.w.Raw(compactUIDs(vanished))
+		s.w.Raw(imapmsg.CompactUIDs(vanished))
 		s.w.CRLF()
 	}
 }

@@ -1,8 +1,9 @@
 package imapd
 
 import (
-	"strconv"
 	"strings"
+
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 )
 
 // numRange is lo:hi of a sequence set; 0 stands for "*" (the largest
@@ -46,50 +47,11 @@ func (s numSet) contains(n, star uint32) bool {
 
 // String formats the set as the client would send it.
 func (s numSet) String() string {
-	var b strings.Builder
+	ms := make(imapmsg.NumSet, len(s))
 	for i, r := range s {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		writeSeqNum(&b, r.lo)
-		if r.hi != r.lo {
-			b.WriteByte(':')
-			writeSeqNum(&b, r.hi)
-		}
+		ms[i] = imapmsg.NumRange{Start: r.lo, Stop: r.hi}
 	}
-	return b.String()
-}
-
-func writeSeqNum(b *strings.Builder, n uint32) {
-	if n == 0 {
-		b.WriteByte('*')
-		return
-	}
-	b.WriteString(strconv.FormatUint(uint64(n), 10))
-}
-
-// compactUIDs formats ascending numbers as a compact uid-set ("1:3,7")
-// for COPYUID, APPENDUID and VANISHED. Numbers not in ascending order are
-// listed one by one in the order given (RFC 4315 COPYUID pairs the
-// source and destination sets by position).
-func compactUIDs(uids []uint32) string {
-	var b strings.Builder
-	for i := 0; i < len(uids); {
-		j := i
-		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(uint64(uids[i]), 10))
-		if j > i {
-			b.WriteByte(':')
-			b.WriteString(strconv.FormatUint(uint64(uids[j]), 10))
-		}
-		i = j + 1
-	}
-	return b.String()
+	return ms.String()
 }
 
 // System flags (RFC 9051 2.3.2) in their canonical spelling.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 )
 
 // testDecoder reads in followed by a line end (a token ends at the next
@@ -211,7 +213,7 @@ func TestCompactUIDs(t *testing.T) {
 		"1,3,5:6,8": {1, 3, 5, 6, 8},
 	}
 	for want, in := range tests {
-		if got := compactUIDs(in); got != want {
+		if got := imapmsg.CompactUIDs(in); got != want {
 			t.Errorf("%v: %q, want %q", in, got, want)
 		}
 	}

@@ -118,7 +118,10 @@ func seqString(n uint32) string {
 }
 
 // CompactUIDs formats ascending numbers as a compact sequence set
-// ("1:3,7,9:10"), as ESEARCH ALL and VANISHED want them.
+// ("1:3,7,9:10"), as ESEARCH ALL, VANISHED, COPYUID and APPENDUID want
+// them. Numbers not in ascending order are listed one by one in the order
+// given (RFC 4315 COPYUID pairs the source and destination sets by
+// position).
 func CompactUIDs(nums []uint32) string {
 	var b strings.Builder
 	for i := 0; i < len(nums); {

@@ -2,32 +2,22 @@ package imapd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
+	"github.com/petrelmail/petrel/internal/testutil"
 )
 
 const (
@@ -49,103 +39,20 @@ type testCert struct {
 
 func newTestCert(t testing.TB) testCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: testHost},
-		DNSNames:              []string{testHost},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return testCert{
-		server: &tls.Config{
-			Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
-			MinVersion:   tls.VersionTLS12,
-		},
-		client: &tls.Config{RootCAs: pool, ServerName: testHost, MinVersion: tls.VersionTLS12},
-		caFile: caFile,
-	}
+	c := testutil.NewCert(t, testHost)
+	return testCert{server: c.Server, client: c.Client, caFile: c.CAFile}
 }
 
 // ---- logs ----
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer = testutil.LogBuffer
 
 // ---- fake auth ----
 
-// fakeAuth accepts the users it knows with their password and records
-// every attempt; fail overrides the answer.
-type fakeAuth struct {
-	mu       sync.Mutex
-	users    map[string]string
-	fail     error
-	attempts []auth.Attempt
-}
+type fakeAuth = testutil.FakeAuth
 
 func newFakeAuth() *fakeAuth {
-	return &fakeAuth{users: map[string]string{alice: alicePass, bob: bobPass}}
-}
-
-func (a *fakeAuth) Authenticate(ctx context.Context, at auth.Attempt) (*auth.Result, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.attempts = append(a.attempts, at)
-	if a.fail != nil {
-		return nil, a.fail
-	}
-	if pw, ok := a.users[at.Username]; ok && pw == string(at.Password) {
-		return &auth.Result{User: &store.User{Email: at.Username}}, nil
-	}
-	return nil, auth.ErrBadCredentials
-}
-
-func (a *fakeAuth) setFail(err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fail = err
-}
-
-func (a *fakeAuth) last() auth.Attempt {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.attempts[len(a.attempts)-1]
+	return testutil.NewFakeAuth(map[string]string{alice: alicePass, bob: bobPass})
 }
 
 // ---- store ----
@@ -156,24 +63,7 @@ func (ts *testServer) dbPath() (path, blobs string) {
 
 func openStore(t testing.TB, dir string) *sqlstore.Store {
 	t.Helper()
-	st, err := sqlstore.Open(context.Background(), sqlstore.Options{
-		Path: filepath.Join(dir, "main.db"), BlobDir: filepath.Join(dir, "blobs"), InlineMax: 4096,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ctx := context.Background()
-	if err := st.CreateDomain(ctx, &store.Domain{Name: testDomain, MaxUsers: -1, MaxAliases: -1}); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []string{"alice", "bob"} {
-		u := store.NewUser(l, testDomain, 0, 80)
-		if err := st.CreateUser(ctx, &u); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return st
+	return testutil.OpenStore(t, dir, testDomain, "alice", "bob")
 }
 
 var deliveryCounter atomic.Int64

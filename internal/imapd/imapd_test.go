@@ -51,7 +51,7 @@ func TestStartTLSAndLoginDisabled(t *testing.T) {
 	if !strings.HasPrefix(tagged, "OK [CAPABILITY IMAP4rev1") || strings.Contains(tagged, "AUTH=") {
 		t.Fatalf("login: %q", tagged)
 	}
-	if at := ts.auth.last(); at.Protocol != "imap" || at.Port != 143 || at.Username != alice {
+	if at := ts.auth.Last(); at.Protocol != "imap" || at.Port != 143 || at.Username != alice {
 		t.Fatalf("attempt %+v", at)
 	}
 }
@@ -66,7 +66,7 @@ func TestImplicitTLS(t *testing.T) {
 		t.Fatalf("greeting %q", g)
 	}
 	c.ok("LOGIN " + quote(alice) + " " + quote(alicePass))
-	if at := ts.auth.last(); at.Port != 993 {
+	if at := ts.auth.Last(); at.Port != 993 {
 		t.Fatalf("port %d", at.Port)
 	}
 }
@@ -76,9 +76,9 @@ func TestAuthFailures(t *testing.T) {
 	c := ts.dial()
 	c.greeting()
 	c.expect("LOGIN "+quote(alice)+" wrong", "NO [AUTHENTICATIONFAILED] Authentication failed")
-	ts.auth.setFail(auth.ErrRateLimited)
+	ts.auth.SetFail(auth.ErrRateLimited)
 	c.expect("LOGIN "+quote(alice)+" "+quote(alicePass), "NO [LIMIT] Temporary authentication failure (rate-limit)")
-	ts.auth.setFail(nil)
+	ts.auth.SetFail(nil)
 	// The third failure ends the session.
 	_, tagged := c.cmd("LOGIN " + quote(bob) + " wrong")
 	if !strings.HasPrefix(tagged, "NO [AUTHENTICATIONFAILED]") {

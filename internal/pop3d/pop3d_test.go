@@ -41,7 +41,7 @@ func TestCommands(t *testing.T) {
 	c.expect("PASS x", "-ERR Send USER first")
 	c.expect("APOP alice 0123", "-ERR APOP is not supported")
 	c.login(alice, alicePass)
-	if at := e.auth.last(); at.Protocol != "pop3" || at.Port != 995 || at.Username != alice ||
+	if at := e.auth.Last(); at.Protocol != "pop3" || at.Port != 995 || at.Username != alice ||
 		string(at.Password) != alicePass || at.Remote != loopback {
 		t.Errorf("attempt %+v", at)
 	}
@@ -347,7 +347,7 @@ func TestSTLS(t *testing.T) {
 	c.expect("AUTH PLAIN "+plainIR("", alice, alicePass), "-ERR Authentication canceled. Use STLS first")
 	c.expect("AUTH", "-ERR Authentication canceled. Use STLS first")
 	c.expect("STLS x", "-ERR STLS takes no arguments")
-	if n := len(e.auth.attempts); n != 0 {
+	if n := len(e.auth.Attempts()); n != 0 {
 		t.Fatalf("%d attempts reached the auth core before TLS", n)
 	}
 	c.starttls(e.cert.client)
@@ -358,7 +358,7 @@ func TestSTLS(t *testing.T) {
 	}
 	c.expect("STLS", "-ERR TLS is already active")
 	c.login(alice, alicePass)
-	if at := e.auth.last(); at.Port != 110 || at.Protocol != "pop3" {
+	if at := e.auth.Last(); at.Port != 110 || at.Protocol != "pop3" {
 		t.Errorf("attempt %+v", at)
 	}
 	c.expect("RETR 1", "+OK")
@@ -429,10 +429,10 @@ func TestAuthFailureReplies(t *testing.T) {
 	c := e.dial()
 	c.expect("USER "+alice, "+OK")
 	c.expect("PASS wrong", "-ERR [AUTH] Authentication failed")
-	e.auth.setFail(auth.ErrRateLimited)
+	e.auth.SetFail(auth.ErrRateLimited)
 	c.expect("USER "+alice, "+OK")
 	c.expect("PASS "+alicePass, "-ERR [LOGIN-DELAY] Retry later")
-	e.auth.setFail(fmt.Errorf("database down"))
+	e.auth.SetFail(fmt.Errorf("database down"))
 	c.expect("AUTH PLAIN "+plainIR("", alice, alicePass), "-ERR [SYS/TEMP] ")
 	c.eof() // three failures: the server hangs up
 	if strings.Contains(e.logs.String(), alicePass) || strings.Contains(e.logs.String(), plainIR("", alice, alicePass)) {
@@ -440,7 +440,7 @@ func TestAuthFailureReplies(t *testing.T) {
 	}
 
 	// A fresh connection may log in again.
-	e.auth.setFail(nil)
+	e.auth.SetFail(nil)
 	c = e.dial()
 	c.login(alice, alicePass)
 	c.expect("QUIT", "+OK")

@@ -121,23 +121,7 @@ func startServer(t testing.TB, mod func(*testServer, *Options)) *testServer {
 		mod(ts, &opts)
 	}
 	ts.srv = New(opts)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.addr = ln.Addr().String()
-	ts.done = make(chan error, 1)
-	go func() { ts.done <- ts.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := ts.srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-ts.done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	ts.addr, ts.done = testutil.Serve(t, ts.srv, 5*time.Second)
 	return ts
 }
 

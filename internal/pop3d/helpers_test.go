@@ -108,7 +108,7 @@ type testEnv struct {
 // or 110; edit adjusts the options.
 func start(t *testing.T, implicit bool, edit func(*Options)) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, auth: newFakeAuth(), st: openStore(t), logs: &logBuffer{}, cert: newTestCert(t), done: make(chan error, 1)}
+	e := &testEnv{t: t, auth: newFakeAuth(), st: openStore(t), logs: &logBuffer{}, cert: newTestCert(t)}
 	opts := Options{
 		Implicit:  implicit,
 		TLSConfig: e.cert.server,
@@ -121,22 +121,7 @@ func start(t *testing.T, implicit bool, edit func(*Options)) *testEnv {
 		edit(&opts)
 	}
 	e.srv = New(opts)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = ln.Addr().String()
-	go func() { e.done <- e.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := e.srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-e.done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	e.addr, e.done = testutil.Serve(t, e.srv, 10*time.Second)
 	return e
 }
 

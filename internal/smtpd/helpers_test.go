@@ -293,7 +293,6 @@ func startServer(t *testing.T, role Role, mod func(*Options)) *testEnv {
 		deliv:  &fakeDeliverer{},
 		logs:   &logBuffer{},
 		cert:   newTestCert(t),
-		done:   make(chan error, 1),
 	}
 	e.auth.addUser("alice@example.test", "alice-secret-pw")
 	e.auth.addUser("bob@example.test", "bob-secret-pw")
@@ -313,22 +312,7 @@ func startServer(t *testing.T, role Role, mod func(*Options)) *testEnv {
 		mod(&opts)
 	}
 	e.srv = New(opts)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = ln.Addr().String()
-	go func() { e.done <- e.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := e.srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-e.done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	e.addr, e.done = testutil.Serve(t, e.srv, 10*time.Second)
 	return e
 }
 

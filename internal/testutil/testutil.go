@@ -171,3 +171,34 @@ func OpenStore(t testing.TB, dir, domain string, locals ...string) *sqlstore.Sto
 	}
 	return st
 }
+
+// Server is a listener under test (smtpd, pop3d, imapd).
+type Server interface {
+	Serve(ln net.Listener) error
+	Shutdown(ctx context.Context) error
+}
+
+// Serve runs srv on a fresh 127.0.0.1 port and returns its address and
+// the channel Serve's result arrives on. At the test's end it shuts srv
+// down within grace and reads done: an error from either fails the
+// test. A test that reads done itself puts a nil back for that check.
+func Serve(t testing.TB, srv Server, grace time.Duration) (addr string, done chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String(), done
+}

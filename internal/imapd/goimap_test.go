@@ -16,14 +16,14 @@ import (
 // quota.
 func TestGoIMAPClient(t *testing.T) {
 	ts := startServer(t, func(ts *testServer, o *Options) {
-		o.NoTLS, o.Implicit, o.TLSConfig = false, true, ts.cert.server
+		o.NoTLS, o.Implicit, o.TLSConfig = false, true, ts.cert.Server
 	})
 	var mu sync.Mutex
 	var existsSeen []uint32
 	var expunged []uint32
 	existsCh := make(chan struct{}, 16)
 	c, err := imapclient.DialTLS(ts.addr, &imapclient.Options{
-		TLSConfig: ts.cert.client,
+		TLSConfig: ts.cert.Client,
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil {
@@ -183,9 +183,9 @@ func TestGoIMAPClient(t *testing.T) {
 
 // TestGoIMAPStartTLS checks port 143 with STARTTLS through go-imap.
 func TestGoIMAPStartTLS(t *testing.T) {
-	ts := startServer(t, func(ts *testServer, o *Options) { o.NoTLS, o.TLSConfig = false, ts.cert.server })
+	ts := startServer(t, func(ts *testServer, o *Options) { o.NoTLS, o.TLSConfig = false, ts.cert.Server })
 	debug := &logBuffer{} // written by the client's reader and writer
-	c, err := imapclient.DialStartTLS(ts.addr, &imapclient.Options{TLSConfig: ts.cert.client, DebugWriter: debug})
+	c, err := imapclient.DialStartTLS(ts.addr, &imapclient.Options{TLSConfig: ts.cert.Client, DebugWriter: debug})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,17 +31,9 @@ const (
 
 // ---- TLS ----
 
-type testCert struct {
-	server *tls.Config
-	client *tls.Config
-	caFile string // PEM, for Python
-}
+type testCert = testutil.Cert
 
-func newTestCert(t testing.TB) testCert {
-	t.Helper()
-	c := testutil.NewCert(t, testHost)
-	return testCert{server: c.Server, client: c.Client, caFile: c.CAFile}
-}
+func newTestCert(t testing.TB) testCert { return testutil.NewCert(t, testHost) }
 
 // ---- logs ----
 
@@ -151,7 +143,7 @@ func (ts *testServer) dial() *client {
 // dialTLS connects to an implicit TLS server.
 func (ts *testServer) dialTLS() *client {
 	ts.t.Helper()
-	conn, err := tls.Dial("tcp", ts.addr, ts.cert.client)
+	conn, err := tls.Dial("tcp", ts.addr, ts.cert.Client)
 	if err != nil {
 		ts.t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func TestGreetingAndCapability(t *testing.T) {
 }
 
 func TestStartTLSAndLoginDisabled(t *testing.T) {
-	ts := startServer(t, func(ts *testServer, o *Options) { o.NoTLS = false; o.TLSConfig = ts.cert.server })
+	ts := startServer(t, func(ts *testServer, o *Options) { o.NoTLS = false; o.TLSConfig = ts.cert.Server })
 	c := ts.dial()
 	g := c.greeting()
 	if !strings.Contains(g, "STARTTLS") || !strings.Contains(g, "LOGINDISABLED") || strings.Contains(g, "AUTH=") {
@@ -37,7 +37,7 @@ func TestStartTLSAndLoginDisabled(t *testing.T) {
 	c.expect("LOGIN "+quote(alice)+" "+quote(alicePass), "NO [PRIVACYREQUIRED] Use STARTTLS first")
 	c.expect("AUTHENTICATE PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00"+alice+"\x00"+alicePass)), "NO [PRIVACYREQUIRED]")
 	c.expect("STARTTLS", "OK")
-	tc := tls.Client(c.conn, ts.cert.client)
+	tc := tls.Client(c.conn, ts.cert.Client)
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestStartTLSAndLoginDisabled(t *testing.T) {
 
 func TestImplicitTLS(t *testing.T) {
 	ts := startServer(t, func(ts *testServer, o *Options) {
-		o.NoTLS, o.Implicit, o.TLSConfig = false, true, ts.cert.server
+		o.NoTLS, o.Implicit, o.TLSConfig = false, true, ts.cert.Server
 	})
 	c := ts.dialTLS()
 	g := c.greeting()

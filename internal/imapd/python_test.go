@@ -94,7 +94,7 @@ func runImaplib(t *testing.T, ts *testServer, mode string) imaplibResult {
 		t.Skip("python3 not installed")
 	}
 	host, port, _ := net.SplitHostPort(ts.addr)
-	cmd := exec.Command(py, "-c", imaplibScript, host, port, ts.cert.caFile, alice, alicePass, mode)
+	cmd := exec.Command(py, "-c", imaplibScript, host, port, ts.cert.CAFile, alice, alicePass, mode)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr string
@@ -124,7 +124,7 @@ func TestImaplib(t *testing.T) {
 	for _, mode := range []string{"993", "143"} {
 		t.Run(mode, func(t *testing.T) {
 			ts := startServer(t, func(ts *testServer, o *Options) {
-				o.NoTLS, o.TLSConfig, o.Implicit = false, ts.cert.server, mode == "993"
+				o.NoTLS, o.TLSConfig, o.Implicit = false, ts.cert.Server, mode == "993"
 			})
 			deliver(t, ts.st, alice, "INBOX", testMessage("one"))
 			r := runImaplib(t, ts, mode)

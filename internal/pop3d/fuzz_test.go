@@ -102,7 +102,7 @@ func FuzzSession(f *testing.F) {
 			MaxLineLength: 1024,
 		}
 		if tlsOn {
-			o.TLSConfig = cert.server
+			o.TLSConfig = cert.Server
 		}
 		s := New(o)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -30,17 +30,9 @@ const (
 
 // ---- TLS ----
 
-type testCert struct {
-	server *tls.Config
-	client *tls.Config
-	caFile string // PEM, for Python
-}
+type testCert = testutil.Cert
 
-func newTestCert(t testing.TB) testCert {
-	t.Helper()
-	c := testutil.NewCert(t, testHost)
-	return testCert{server: c.Server, client: c.Client, caFile: c.CAFile}
-}
+func newTestCert(t testing.TB) testCert { return testutil.NewCert(t, testHost) }
 
 // ---- logs ----
 
@@ -111,7 +103,7 @@ func start(t *testing.T, implicit bool, edit func(*Options)) *testEnv {
 	e := &testEnv{t: t, auth: newFakeAuth(), st: openStore(t), logs: &logBuffer{}, cert: newTestCert(t)}
 	opts := Options{
 		Implicit:  implicit,
-		TLSConfig: e.cert.server,
+		TLSConfig: e.cert.Server,
 		Hostname:  testHost,
 		Auth:      e.auth,
 		Store:     e.st,
@@ -150,7 +142,7 @@ func (e *testEnv) dialRaw() *client {
 		e.t.Fatal(err)
 	}
 	if e.srv.opts.Implicit {
-		conn = tls.Client(conn, e.cert.client)
+		conn = tls.Client(conn, e.cert.Client)
 	}
 	e.t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))

@@ -350,7 +350,7 @@ func TestSTLS(t *testing.T) {
 	if n := len(e.auth.Attempts()); n != 0 {
 		t.Fatalf("%d attempts reached the auth core before TLS", n)
 	}
-	c.starttls(e.cert.client)
+	c.starttls(e.cert.Client)
 	c.expect("CAPA", "+OK")
 	capa = c.lines()
 	if slices.Contains(capa, "STLS") || !slices.Contains(capa, "USER") || !slices.Contains(capa, "SASL PLAIN LOGIN") {

@@ -100,7 +100,7 @@ func runPoplib(t *testing.T, e *testEnv, mode string) poplibResult {
 		t.Fatal(err)
 	}
 	host, port, _ := net.SplitHostPort(e.addr)
-	cmd := exec.CommandContext(t.Context(), py, script, host, port, e.cert.caFile, alice, alicePass, mode)
+	cmd := exec.CommandContext(t.Context(), py, script, host, port, e.cert.CAFile, alice, alicePass, mode)
 	out, err := cmd.Output()
 	if err != nil {
 		stderr := ""

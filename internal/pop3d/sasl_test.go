@@ -23,7 +23,7 @@ func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 
 func tlsHandshake(t *testing.T, c net.Conn, e *testEnv) net.Conn {
 	t.Helper()
-	tc := tls.Client(c, e.cert.client)
+	tc := tls.Client(c, e.cert.Client)
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("TLS handshake: %v", err)
 	}

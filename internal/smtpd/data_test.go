@@ -80,7 +80,7 @@ func TestReceivedHeaderGolden(t *testing.T) {
 			c := e.dial()
 			c.ehlo()
 			if tc.tls {
-				c.starttls(e.cert.client)
+				c.starttls(e.cert.Client)
 				c.ehlo()
 			}
 			if tc.login {

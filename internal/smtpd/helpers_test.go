@@ -257,16 +257,9 @@ type logBuffer = testutil.LogBuffer
 
 // ---- TLS ----
 
-type testCert struct {
-	server *tls.Config
-	client *tls.Config
-}
+type testCert = testutil.Cert
 
-func newTestCert(t testing.TB) testCert {
-	t.Helper()
-	c := testutil.NewCert(t, testHost)
-	return testCert{server: c.Server, client: c.Client}
-}
+func newTestCert(t testing.TB) testCert { return testutil.NewCert(t, testHost) }
 
 // ---- server under test ----
 
@@ -299,7 +292,7 @@ func startServer(t *testing.T, role Role, mod func(*Options)) *testEnv {
 	opts := Options{
 		Role:            role,
 		Hostname:        testHost,
-		TLSConfig:       e.cert.server,
+		TLSConfig:       e.cert.Server,
 		MaxMessageBytes: 10000,
 		Auth:            e.auth,
 		Router:          e.router,
@@ -339,7 +332,7 @@ func (e *testEnv) dialNoBanner() *client {
 		e.t.Fatal(err)
 	}
 	if e.srv.opts.Role == RoleSubmissions {
-		conn = tls.Client(conn, e.cert.client)
+		conn = tls.Client(conn, e.cert.Client)
 	}
 	c := &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
 	e.t.Cleanup(func() { conn.Close() })

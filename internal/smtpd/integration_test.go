@@ -142,7 +142,7 @@ func TestWithRealComponents(t *testing.T) {
 
 	serve := func(role Role, rate RateLimiter) string {
 		s := New(Options{
-			Role: role, Hostname: testHost, TLSConfig: cert.server,
+			Role: role, Hostname: testHost, TLSConfig: cert.Server,
 			Auth: authn, Router: router, Deliverer: appDeliverer{deliv},
 			MessageRate: rate, Logger: logger,
 		})

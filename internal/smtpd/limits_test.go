@@ -145,7 +145,7 @@ func TestSessionContextCancelled(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("context ended during the session")
 	}
-	c.starttls(e.cert.client) // go-smtp logs the old session out
+	c.starttls(e.cert.Client) // go-smtp logs the old session out
 	select {
 	case <-ctx.Done():
 	case <-time.After(10 * time.Second):

@@ -29,7 +29,7 @@ func TestMXBannerAndEHLO(t *testing.T) {
 	if hasCap(caps, "AUTH") {
 		t.Errorf("port 25 advertises AUTH before STARTTLS: %q", caps)
 	}
-	c.starttls(e.cert.client)
+	c.starttls(e.cert.Client)
 	caps = c.ehlo()
 	if hasCap(caps, "AUTH") {
 		t.Errorf("port 25 advertises AUTH after STARTTLS: %q", caps)
@@ -110,7 +110,7 @@ func TestMXRefusesAUTHAfterSTARTTLS(t *testing.T) {
 	e := startServer(t, RoleMX, nil)
 	c := e.dial()
 	c.ehlo()
-	c.starttls(e.cert.client)
+	c.starttls(e.cert.Client)
 	c.ehlo()
 	c.cmd("AUTH PLAIN "+plainIR("alice@example.test", "alice-secret-pw"), 502, "5.5.1")
 	if n := len(e.auth.port25Calls()); n != 1 {
@@ -247,7 +247,7 @@ func TestMXInboundTLSEnforce(t *testing.T) {
 	if text != "Must issue a STARTTLS command first" {
 		t.Errorf("reply %q", text)
 	}
-	c.starttls(e.cert.client)
+	c.starttls(e.cert.Client)
 	c.ehlo()
 	c.sendMail("sender@remote.test", []string{"alice@example.test"}, simpleBody)
 	if got := e.deliv.delivered(); len(got) != 1 {

@@ -53,7 +53,7 @@ func TestSubmissionPreparer(t *testing.T) {
 			rcpt := "alice@example.test"
 			if role != RoleMX {
 				if role == RoleSubmission {
-					c.starttls(e.cert.client)
+					c.starttls(e.cert.Client)
 					c.ehlo()
 				}
 				c.login("alice@example.test", "alice-secret-pw")

@@ -98,7 +98,7 @@ func TestSubmissionSTARTTLSBeforeAUTH(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("a password was checked in plaintext")
 	}
-	c.starttls(e.cert.client)
+	c.starttls(e.cert.Client)
 	caps = c.ehlo()
 	if !hasCap(caps, "AUTH PLAIN LOGIN") {
 		t.Errorf("587 after STARTTLS lacks AUTH: %q", caps)
@@ -347,7 +347,7 @@ func TestSubmissionAttemptPort(t *testing.T) {
 	e := startServer(t, RoleSubmission, nil)
 	c := e.dial()
 	c.ehlo()
-	c.starttls(e.cert.client)
+	c.starttls(e.cert.Client)
 	c.ehlo()
 	c.login("alice@example.test", "alice-secret-pw")
 	e.auth.mu.Lock()

@@ -37,12 +37,15 @@
 # sampled under the same load (user and kernel stacks) into $OUT/perf-*.txt.
 #
 # Settings (environment):
-#   RUNS=3  CASES="1:2000:4096 10:2000:4096 50:4000:4096 1:1000:65536 10:1000:65536 50:2000:65536"
+#   RUNS=3  CASES="1:2000:4096 10:2000:4096 50:4000:4096 1:1000:65536 10:1000:65536 50:2000:65536
+#                  50:4000:4096:d 50:2000:65536:d"   (SESSIONS:MESSAGES:BYTES[:d]; d: smtp-source -d,
+#                  each session keeps its connection for all its messages)
 #   BENCH_DIR=/var/tmp/petrel-bench (must be on a real disk, not tmpfs)   OUT=$BENCH_DIR/results
 #   IDLE_SETTLE=5  WARMUP=200 (unmeasured messages to each server before the cases; 0: none)
 #   STALL=30 (s without delivery progress before a case gives up)
 #   MEM_CASE=10:4096 (SESSIONS:BYTES of the case whose peak memory is reported)
 #   PROFILE=1  PROFILE_CASE=10:4000:4096
+#   SUMMARY_ONLY=1: print the summary of the rows already in $OUT/raw.tsv and stop
 #   PETREL_LOG_LEVEL=WARNING   SMTP_SOURCE=/usr/sbin/smtp-source   SRC_OPTS= (e.g. -d)
 #   PB_SMTP=12525 PB_LMTP=10024 PB_IMAP=10143 (reference ports)   PETREL_SMTP=12625 PETREL_SMTPS=12665
 #   DNS_STUB=127.0.0.1:10053: `benchtool dns` answers from /etc/hosts there and Petrel gets
@@ -59,7 +62,7 @@ REPO=$(cd "$HERE/.." && pwd)
 PD=$HERE/lib/postfix-dovecot.sh
 
 RUNS=${RUNS:-3}
-CASES=${CASES:-"1:2000:4096 10:2000:4096 50:4000:4096 1:1000:65536 10:1000:65536 50:2000:65536"}
+CASES=${CASES:-"1:2000:4096 10:2000:4096 50:4000:4096 1:1000:65536 10:1000:65536 50:2000:65536 50:4000:4096:d 50:2000:65536:d"}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/petrel-bench}
 OUT=${OUT:-$BENCH_DIR/results}
 IDLE_SETTLE=${IDLE_SETTLE:-5}
@@ -101,6 +104,70 @@ BIN=$BENCH_DIR/bin
 REF=$BENCH_DIR/ref
 PET=$BENCH_DIR/petrel
 mkdir -p "$BIN"
+
+# ---------------------------------------------------------------- summary (medians over runs)
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"; exit}; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+# col CASENO SERVER FIELD [ok]: one value per run; "ok" keeps only runs that delivered everything.
+col() { awk -F'\t' -v c="$1" -v s="$2" -v k="$3" -v ok="${4:-}" 'NR>1 && $2==c && $3==s && (ok=="" || $7>=$5) {print $k}' "$OUT/raw.tsv"; }
+# rate CASENO SERVER: the median msgs/s, or "FAILED" with how many runs fell short.
+rate() {
+  local bad all
+  all=$(col "$1" "$2" 9 | wc -l); bad=$(awk -F'\t' -v c="$1" -v s="$2" 'NR>1 && $2==c && $3==s && $7<$5 {n++} END{print n+0}' "$OUT/raw.tsv")
+  if [ "$bad" -gt 0 ]; then echo "FAILED($bad/$all)"; else col "$1" "$2" 9 | median; fi
+}
+summary() {
+  local cno c S M L O r p rc pc fc label mc MS ML RUNS
+  RUNS=$(awk -F'\t' 'NR>1 && $1>n {n=$1} END{print n+0}' "$OUT/raw.tsv")
+  echo
+  echo "Inbound SMTP on port 25, smtp-source, messages delivered to the mailbox per second (median of $RUNS runs)"
+  printf '%-27s %15s %9s %7s %9s %9s %7s %11s\n' case "postfix+dovecot" petrel ratio "ref cpu" "pet cpu" "cpu" "foreign"
+  printf '%-27s %15s %9s %7s %9s %9s %7s %11s\n' "" "msgs/s" "msgs/s" "" "ms/msg" "ms/msg" ratio "CPU %"
+  cno=0
+  for c in $CASES; do
+    cno=$((cno + 1)); IFS=: read -r S M L O <<<"$c"
+    label="$S sess x $M x $((L/1024)) KiB$([ "${O:-}" = d ] && echo " -d")"
+    r=$(rate $cno ref); p=$(rate $cno petrel)
+    rc=$(col $cno ref 13 ok | median); pc=$(col $cno petrel 13 ok | median)
+    fc=$(awk -F'\t' -v c=$cno 'NR>1 && $2==c {print $19}' "$OUT/raw.tsv" | sort -g | awk '{a[NR]=$1} END{ if (NR) printf "%d-%d", a[1], a[NR] }')
+    case "$r$p" in
+      *FAILED*) printf '%-27s %15s %9s %7s %9s %9s %7s %11s\n' "$label" "$r" "$p" "-" "$rc" "$pc" "-" "$fc" ;;
+      *) printf '%-27s %15.1f %9.1f %6.2fx %9.2f %9.2f %6.1fx %11s\n' "$label" "$r" "$p" "$(div "$p" "$r")" "$rc" "$pc" "$(div "$rc" "$pc")" "$fc" ;;
+    esac
+  done
+  echo "cpu: CPU time of the server's processes per delivered message (postfix+dovecot: every process,"
+  echo "  reaped workers included); foreign CPU: share of both cores used by other programs during the"
+  echo "  case (lowest-highest over the runs). FAILED(n/N): n of N runs did not deliver every message"
+  echo "  (see $OUT/smtp-source.log)."
+  echo
+  IFS=: read -r MS ML <<<"$MEM_CASE"
+  mc=0; cno=0; for c in $CASES; do cno=$((cno+1)); IFS=: read -r S M L O <<<"$c"; [ "$S:$L" = "$MS:$ML" ] && [ -z "${O:-}" ] && mc=$cno; done
+  sm() { awk -F'\t' -v s="$1" -v k="$2" 'NR>1 && $2==s {print $k}' "$OUT/startmem.tsv" | median; }
+  echo "Memory, summed over every process of each server (median of $RUNS runs; MiB)"
+  printf '%-36s %16s %16s %8s\n' "" "postfix+dovecot" petrel ratio
+  printf '%-36s %16.1f %16.1f %7.2fx\n' "idle Pss" "$(sm ref 6)" "$(sm petrel 6)" "$(div "$(sm petrel 6)" "$(sm ref 6)")"
+  printf '%-36s %16.1f %16.1f %7.2fx\n' "idle RSS" "$(sm ref 5)" "$(sm petrel 5)" "$(div "$(sm petrel 5)" "$(sm ref 5)")"
+  printf '%-36s %16s %16s\n' "idle processes" "$(sm ref 7)" "$(sm petrel 7)"
+  if [ "$mc" -gt 0 ]; then
+    local rp pp rr pr
+    rp=$(col $mc ref 15 | median); pp=$(col $mc petrel 15 | median); rr=$(col $mc ref 14 | median); pr=$(col $mc petrel 14 | median)
+    printf '%-36s %16.1f %16.1f %7.2fx\n' "peak Pss, $MS sessions x $((ML/1024)) KiB" "$rp" "$pp" "$(div "$pp" "$rp")"
+    printf '%-36s %16.1f %16.1f %7.2fx\n' "peak RSS, $MS sessions x $((ML/1024)) KiB" "$rr" "$pr" "$(div "$pr" "$rr")"
+    printf '%-36s %16s %16s\n' "peak processes" "$(col $mc ref 16 | median)" "$(col $mc petrel 16 | median)"
+  fi
+  printf '%-36s %16.1f %16.1f\n' "peak Pss over all cases and runs" "$(awk -F'\t' 'NR>1&&$3=="ref"{print $15}' "$OUT/raw.tsv" | sort -g | tail -1)" "$(awk -F'\t' 'NR>1&&$3=="petrel"{print $15}' "$OUT/raw.tsv" | sort -g | tail -1)"
+  echo
+  echo "Start-up, exec to the 220 greeting on port 25 (median of $RUNS runs; ms)"
+  printf '%-36s %16.1f %16.1f\n' "cold (fresh data directory)" "$(sm ref 3)" "$(sm petrel 3)"
+  printf '%-36s %16.1f %16.1f\n' "warm (restart on the same data)" "$(sm ref 4)" "$(sm petrel 4)"
+  echo
+  echo "raw rows: $OUT/raw.tsv  $OUT/startmem.tsv   machine: $OUT/env.txt"
+  if [ "$PROFILE" = 1 ]; then echo "profile: $OUT/pprof-top.txt $OUT/pprof-cum.txt $( [ -f "$OUT/perf-sym.txt" ] && echo "$OUT/perf-{dso,sym,children}.txt")"; fi
+}
+
+if [ "${SUMMARY_ONLY:-0}" = 1 ]; then
+  [ -f "$OUT/raw.tsv" ] || die "SUMMARY_ONLY=1: no $OUT/raw.tsv"
+  trap - EXIT; summary; exit 0
+fi
 
 # ---------------------------------------------------------------- cleanup: only what we started
 PETREL_PID=""
@@ -191,20 +258,29 @@ start_ref() {
 ref_roots() { "$PD" roots "$REF"; }
 
 # ---------------------------------------------------------------- one case
-# run_case SERVER S M L USER RUN CASENO: appends a row to $OUT/raw.tsv
+# busy_ticks: machine-wide busy CPU (user+nice+system+irq+softirq+steal) in USER_HZ ticks.
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+# children_cpu FILE: user+sys seconds of this shell's waited-for children, from `times` output.
+children_cpu() { awk 'NR==2{ split($1,u,/[ms]/); split($2,s,/[ms]/); print u[1]*60+u[2]+s[1]*60+s[2] }' "$1"; }
+
+# run_case SERVER S M L OPTS USER RUN CASENO: appends a row to $OUT/raw.tsv. OPTS "d" adds
+# smtp-source -d (one connection per session, reused for every message).
 run_case() {
-  local srv=$1 S=$2 M=$3 L=$4 user=$5 run=$6 cno=$7
-  local addr roots before cur last lastchange t0 t1 tend delivered rc l1 c0 c1 memlog
+  local srv=$1 S=$2 M=$3 L=$4 opts=$5 user=$6 run=$7 cno=$8
+  local addr roots before cur last lastchange t0 t1 tend delivered rc l1 c0 c1 j0 j1 tw memlog src
   if [ "$srv" = ref ]; then addr=127.0.0.1:$PB_SMTP; roots=$(ref_roots); else addr=127.0.0.1:$PETREL_SMTP; roots=$PETREL_PID; fi
   memlog=$OUT/mem.r$run.c$cno.$srv
+  src="$SRC_OPTS"; [ "$opts" = d ] && src="$src -d"
   l1=$(load1)
   if [ "$srv" = ref ]; then before=$("$PD" count "$REF" "$user" | cut -d' ' -f1); else before=$(petrel_count "$user"); fi
   "$BT" mem -i 500ms $roots >"$memlog" & SAMPLER_PID=$!
-  c0=$("$BT" cpu $roots)
-  echo "== run $run case $cno $srv: $SMTP_SOURCE $SRC_OPTS -s $S -m $M -l $L -f $SENDER -t $user -M $HELO $addr" >>"$OUT/smtp-source.log"
+  echo "== run $run case $cno $srv: $SMTP_SOURCE $src -s $S -m $M -l $L -f $SENDER -t $user -M $HELO $addr" >>"$OUT/smtp-source.log"
+  c0=$("$BT" cpu $roots); j0=$(busy_ticks)
   t0=$(now)
-  timeout "$CASE_TIMEOUT" "$SMTP_SOURCE" $SRC_OPTS -s "$S" -m "$M" -l "$L" -f "$SENDER" -t "$user" -M "$HELO" "$addr" >>"$OUT/smtp-source.log" 2>&1
+  times >"$OUT/.times0"
+  timeout "$CASE_TIMEOUT" "$SMTP_SOURCE" $src -s "$S" -m "$M" -l "$L" -f "$SENDER" -t "$user" -M "$HELO" "$addr" >>"$OUT/smtp-source.log" 2>&1
   rc=$?
+  times >"$OUT/.times1"
   t1=$(now)
   if [ "$srv" = ref ]; then
     # wait until everything is in the Maildir (or no progress for $STALL s)
@@ -221,17 +297,21 @@ run_case() {
     cur=$(petrel_count "$user"); tend=$t1
     delivered=$((cur - before))
   fi
-  c1=$("$BT" cpu $roots)
+  j1=$(busy_ticks); tw=$(now); c1=$("$BT" cpu $roots)
   sleep 0.6; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
+  # foreign CPU: what the rest of the machine (other users of these 2 cores) used meanwhile,
+  # as a share of all cores: busy ticks minus the server's and smtp-source's CPU.
   awk -v run=$run -v cno=$cno -v srv=$srv -v S=$S -v M=$M -v L=$L -v d=$delivered -v t0=$t0 -v t1=$t1 -v te=$tend \
-      -v rc=$rc -v l1=$l1 -v c0=$c0 -v c1=$c1 -v memlog="$memlog" 'BEGIN{
+      -v rc=$rc -v l1=$l1 -v c0=$c0 -v c1=$c1 -v memlog="$memlog" -v opts="$opts" \
+      -v j0=$j0 -v j1=$j1 -v tw=$tw -v ncpu=$(nproc) -v cli=$(awk -v a="$(children_cpu "$OUT/.times0")" -v b="$(children_cpu "$OUT/.times1")" 'BEGIN{print b-a}') 'BEGIN{
     e = te - t0; if (e <= 0) e = t1 - t0
     rss = 0; pss = 0; n = 0
     while ((getline line < memlog) > 0) { split(line, f, " "); if (f[3] > rss) rss = f[3]; if (f[4] > pss) pss = f[4]; if (f[2] > n) n = f[2] }
-    printf "%d\t%d\t%s\t%d\t%d\t%d\t%d\t%.3f\t%.1f\t%.1f\t%d\t%s\t%.2f\t%.1f\t%.1f\t%d\n", run, cno, srv, S, M, L, d, e, d/e, M/(t1-t0), rc, l1, (d > 0 ? (c1-c0)*1000/d : 0), rss/1024, pss/1024, n
+    srvcpu = c1 - c0; busy = (j1 - j0) / 100; foreign = busy - srvcpu - cli; if (foreign < 0) foreign = 0
+    printf "%d\t%d\t%s\t%d\t%d\t%d\t%d\t%.3f\t%.1f\t%.1f\t%d\t%s\t%.2f\t%.1f\t%.1f\t%d\t%s\t%.2f\t%.0f\n", run, cno, srv, S, M, L, d, e, d/e, M/(t1-t0), rc, l1, (d > 0 ? srvcpu*1000/d : 0), rss/1024, pss/1024, n, (opts == "" ? "-" : opts), (d > 0 ? cli*1000/d : 0), 100*foreign/((tw-t0)*ncpu)
   }' >>"$OUT/raw.tsv"
-  tail -1 "$OUT/raw.tsv" | awk -F'\t' '{printf "  run %s case %s %-6s %3d sessions %5d x %6d B: delivered %5d in %7.2fs = %7.1f msgs/s (accept %7.1f/s, rc %s, load %s, cpu %.2f ms/msg, peak Pss %.0f MiB)\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$15}' >&2
-  [ "$delivered" -lt "$M" ] && log "WARNING: $srv delivered $delivered of $M (see $OUT/smtp-source.log)"
+  tail -1 "$OUT/raw.tsv" | awk -F'\t' '{printf "  run %s case %s %-6s %3d sessions%s %5d x %6d B: delivered %5d in %7.2fs = %7.1f msgs/s (accept %7.1f/s, rc %s, load %s, foreign CPU %s%%, server cpu %.2f ms/msg, client %.2f, peak Pss %.0f MiB)\n", $1,$2,$3,$4,($17=="d"?" -d":""),$5,$6,$7,$8,$9,$10,$11,$12,$19,$13,$18,$15}' >&2
+  [ "$delivered" -lt "$M" ] && log "WARNING: $srv delivered $delivered of $M (smtp-source said: $(grep -v '^==' "$OUT/smtp-source.log" | tail -1))"
   return 0
 }
 
@@ -251,7 +331,7 @@ warm_up() {
 }
 
 # ---------------------------------------------------------------- runs
-printf 'run\tcase\tserver\tsessions\tmsgs\tbytes\tdelivered\tseconds\tmsgs_per_s\taccept_per_s\tsrc_rc\tload1\tcpu_ms_per_msg\tpeak_rss_mib\tpeak_pss_mib\tmax_procs\n' >"$OUT/raw.tsv"
+printf 'run\tcase\tserver\tsessions\tmsgs\tbytes\tdelivered\tseconds\tmsgs_per_s\taccept_per_s\tsrc_rc\tload1\tcpu_ms_per_msg\tpeak_rss_mib\tpeak_pss_mib\tmax_procs\topts\tclient_cpu_ms_per_msg\tforeign_cpu_pct\n' >"$OUT/raw.tsv"
 printf 'run\tserver\tcold_start_ms\twarm_start_ms\tidle_rss_mib\tidle_pss_mib\tidle_procs\tload1\n' >"$OUT/startmem.tsv"
 : >"$OUT/smtp-source.log"
 
@@ -269,9 +349,9 @@ for run in $(seq 1 "$RUNS"); do
   cno=0
   for c in $CASES; do
     cno=$((cno + 1))
-    IFS=: read -r S M L <<<"$c"
+    IFS=: read -r S M L O <<<"$c"
     if [ $((run % 2)) = 1 ]; then order="ref petrel"; else order="petrel ref"; fi
-    for srv in $order; do run_case "$srv" "$S" "$M" "$L" "user$cno@example.test" "$run" "$cno"; done
+    for srv in $order; do run_case "$srv" "$S" "$M" "$L" "${O:-}" "user$cno@example.test" "$run" "$cno"; done
   done
   # warm start: same data, stop and start again
   l1=$(load1)
@@ -318,45 +398,5 @@ if [ "$PROFILE" = 1 ]; then
   rm -rf "$PET"
 fi
 
-# ---------------------------------------------------------------- summary (medians over runs)
-median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"; exit}; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
-col() { awk -F'\t' -v c="$1" -v s="$2" -v k="$3" 'NR>1 && $2==c && $3==s {print $k}' "$OUT/raw.tsv"; }
-{
-  echo
-  echo "Inbound SMTP on port 25, smtp-source, messages delivered to the mailbox per second (median of $RUNS)"
-  printf '%-24s %14s %14s %8s %12s %12s %8s\n' case "postfix+dovecot" petrel ratio "ref ms/msg" "petrel ms/msg" load
-  cno=0
-  for c in $CASES; do
-    cno=$((cno + 1)); IFS=: read -r S M L <<<"$c"
-    r=$(col $cno ref 9 | median); p=$(col $cno petrel 9 | median)
-    rc=$(col $cno ref 13 | median); pc=$(col $cno petrel 13 | median)
-    ld=$(awk -F'\t' -v c=$cno 'NR>1 && $2==c {print $12}' "$OUT/raw.tsv" | paste -sd/)
-    short=$(awk -F'\t' -v c=$cno 'NR>1 && $2==c && $7<$5 {n++} END{print n+0}' "$OUT/raw.tsv")
-    printf '%-24s %14.1f %14.1f %7.2fx %12.2f %12.2f  %s%s\n' "${S} sess x ${M} x $((L/1024)) KiB" "$r" "$p" \
-      "$(div "$p" "$r")" "$rc" "$pc" "$ld" "$([ "$short" -gt 0 ] && echo "  ($short row(s) with undelivered messages)")"
-  done
-  echo "(ms/msg: CPU time of the server's processes per delivered message; load: 1-min load average at the start of each row)"
-  echo
-  IFS=: read -r MS ML <<<"$MEM_CASE"
-  mc=0; cno=0; for c in $CASES; do cno=$((cno+1)); IFS=: read -r S M L <<<"$c"; [ "$S:$L" = "$MS:$ML" ] && mc=$cno; done
-  sm() { awk -F'\t' -v s="$1" -v k="$2" 'NR>1 && $2==s {print $k}' "$OUT/startmem.tsv" | median; }
-  echo "Memory, summed over every process of each server (median of $RUNS; MiB)"
-  printf '%-36s %16s %16s %8s\n' "" "postfix+dovecot" petrel ratio
-  printf '%-36s %16.1f %16.1f %7.2fx\n' "idle Pss" "$(sm ref 6)" "$(sm petrel 6)" "$(div "$(sm petrel 6)" "$(sm ref 6)")"
-  printf '%-36s %16.1f %16.1f %7.2fx\n' "idle RSS" "$(sm ref 5)" "$(sm petrel 5)" "$(div "$(sm petrel 5)" "$(sm ref 5)")"
-  printf '%-36s %16s %16s\n' "idle processes" "$(sm ref 7)" "$(sm petrel 7)"
-  if [ "$mc" -gt 0 ]; then
-    rp=$(col $mc ref 15 | median); pp=$(col $mc petrel 15 | median); rr=$(col $mc ref 14 | median); pr=$(col $mc petrel 14 | median)
-    printf '%-36s %16.1f %16.1f %7.2fx\n' "peak Pss, $MS sessions x $((ML/1024)) KiB" "$rp" "$pp" "$(div "$pp" "$rp")"
-    printf '%-36s %16.1f %16.1f %7.2fx\n' "peak RSS, $MS sessions x $((ML/1024)) KiB" "$rr" "$pr" "$(div "$pr" "$rr")"
-    printf '%-36s %16s %16s\n' "peak processes" "$(col $mc ref 16 | median)" "$(col $mc petrel 16 | median)"
-  fi
-  printf '%-36s %16.1f %16.1f\n' "peak Pss over all cases" "$(awk -F'\t' 'NR>1&&$3=="ref"{print $15}' "$OUT/raw.tsv" | sort -g | tail -1)" "$(awk -F'\t' 'NR>1&&$3=="petrel"{print $15}' "$OUT/raw.tsv" | sort -g | tail -1)"
-  echo
-  echo "Start-up, exec to the 220 greeting on port 25 (median of $RUNS; ms)"
-  printf '%-36s %16.1f %16.1f\n' "cold (fresh data directory)" "$(sm ref 3)" "$(sm petrel 3)"
-  printf '%-36s %16.1f %16.1f\n' "warm (restart on the same data)" "$(sm ref 4)" "$(sm petrel 4)"
-  echo
-  echo "raw rows: $OUT/raw.tsv  $OUT/startmem.tsv   machine: $OUT/env.txt"
-  [ "$PROFILE" = 1 ] && echo "profile: $OUT/pprof-top.txt $OUT/pprof-cum.txt $( [ -f "$OUT/perf-sym.txt" ] && echo "$OUT/perf-{dso,sym,children}.txt")"
-} | tee "$OUT/summary.txt"
+# ---------------------------------------------------------------- summary
+summary | tee "$OUT/summary.txt"

@@ -130,27 +130,20 @@ type client struct {
 
 func (ts *testServer) dial() *client {
 	ts.t.Helper()
-	conn, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	c := &client{t: ts.t, conn: conn, r: bufio.NewReader(conn)}
-	ts.t.Cleanup(func() { conn.Close() })
+	conn := testutil.Dial(ts.t, ts.addr, nil)
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	return c
+	return &client{t: ts.t, conn: conn, r: bufio.NewReader(conn)}
 }
 
 // dialTLS connects to an implicit TLS server.
 func (ts *testServer) dialTLS() *client {
 	ts.t.Helper()
-	conn, err := tls.Dial("tcp", ts.addr, ts.cert.Client)
-	if err != nil {
+	conn := testutil.Dial(ts.t, ts.addr, ts.cert.Client)
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := conn.(*tls.Conn).Handshake(); err != nil {
 		ts.t.Fatal(err)
 	}
-	c := &client{t: ts.t, conn: conn, r: bufio.NewReader(conn)}
-	ts.t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	return c
+	return &client{t: ts.t, conn: conn, r: bufio.NewReader(conn)}
 }
 
 // greeting reads the greeting and checks it is OK.

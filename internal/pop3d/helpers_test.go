@@ -137,14 +137,11 @@ func (e *testEnv) dial() *client {
 
 func (e *testEnv) dialRaw() *client {
 	e.t.Helper()
-	conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	var cfg *tls.Config
 	if e.srv.opts.Implicit {
-		conn = tls.Client(conn, e.cert.Client)
+		cfg = e.cert.Client
 	}
-	e.t.Cleanup(func() { conn.Close() })
+	conn := testutil.Dial(e.t, e.addr, cfg)
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
 	return &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
 }

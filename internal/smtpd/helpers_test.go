@@ -327,26 +327,18 @@ func (e *testEnv) dial() *client {
 
 func (e *testEnv) dialNoBanner() *client {
 	e.t.Helper()
-	conn, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	var cfg *tls.Config
 	if e.srv.opts.Role == RoleSubmissions {
-		conn = tls.Client(conn, e.cert.Client)
+		cfg = e.cert.Client
 	}
-	c := &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
-	e.t.Cleanup(func() { conn.Close() })
-	return c
+	conn := testutil.Dial(e.t, e.addr, cfg)
+	return &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
 }
 
 // dialRaw connects without TLS and without reading anything.
 func (e *testEnv) dialRaw() *client {
 	e.t.Helper()
-	conn, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { conn.Close() })
+	conn := testutil.Dial(e.t, e.addr, nil)
 	return &client{t: e.t, conn: conn, r: bufio.NewReader(conn)}
 }
 

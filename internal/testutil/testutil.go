@@ -202,3 +202,19 @@ func Serve(t testing.TB, srv Server, grace time.Duration) (addr string, done cha
 	})
 	return ln.Addr().String(), done
 }
+
+// Dial connects to addr, through TLS with cfg unless cfg is nil (the
+// handshake comes with the first read or write), and closes the
+// connection at the test's end.
+func Dial(t testing.TB, addr string, cfg *tls.Config) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != nil {
+		conn = tls.Client(conn, cfg)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}

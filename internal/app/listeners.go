@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/config"
@@ -111,6 +112,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		MaxMessageBytes:      cfg.MessageSizeLimit,
 		InboundTLSEnforce:    cfg.InboundTLSForce,
 		RelayNets:            cfg.RelayNets,
+		PerIPExempt:          append([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, cfg.RelayNets...),
 		WildcardSenders:      cfg.WildcardSenders,
 		MessageRate:          msgRate,
 		MessageRateExemption: cfg.MessageRateLimitExemption,

@@ -61,6 +61,9 @@ type Options struct {
 	MaxConns     int // open connections in all
 	MaxPerIP     int // open connections from one client address
 	MaxPerUserIP int // ClaimUser sessions of one user from one address
+	// PerIPExempt, when set, names addresses MaxPerIP does not apply to
+	// (Postfix: smtpd_client_event_limit_exceptions = $mynetworks).
+	PerIPExempt func(netip.Addr) bool
 
 	// TLSConfig, for implicit-TLS ports (465, 993, 995), makes Refuse
 	// answer after a TLS handshake, so the client can read the reply.
@@ -128,7 +131,7 @@ func (t *Tracker) Admit(c net.Conn) (*Conn, Reason) {
 		return nil, ShuttingDown
 	case t.opts.MaxConns > 0 && len(t.conns) >= t.opts.MaxConns:
 		return nil, TooManyConns
-	case t.opts.MaxPerIP > 0 && ip.IsValid() && t.perIP[ip] >= t.opts.MaxPerIP:
+	case t.opts.MaxPerIP > 0 && ip.IsValid() && t.perIP[ip] >= t.opts.MaxPerIP && (t.opts.PerIPExempt == nil || !t.opts.PerIPExempt(ip)):
 		return nil, TooManyFromIP
 	}
 	tc := &Conn{raw: c, t: t, remote: remote}

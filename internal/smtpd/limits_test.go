@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,19 @@ func TestMaxConnsPerIP(t *testing.T) {
 			e.dial().cmd("NOOP", 250, "2.0.0")
 		})
 	}
+}
+
+// TestPerIPExempt: networks in PerIPExempt (loopback and RELAYNETS in
+// Petrel, as Postfix exempts $mynetworks) are not held to MaxConnsPerIP.
+func TestPerIPExempt(t *testing.T) {
+	e := startServer(t, RoleMX, func(o *Options) {
+		o.MaxConnsPerIP = 2
+		o.PerIPExempt = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	for i := 0; i < 5; i++ {
+		e.dial() // each one gets its 220 banner
+	}
+	e.dial().cmd("NOOP", 250, "2.0.0")
 }
 
 func TestMaxConns(t *testing.T) {

@@ -186,6 +186,10 @@ type Options struct {
 	MaxRecipients int // per message; 0: DefaultMaxRecipients
 	MaxConns      int // per listener; 0: DefaultMaxConns, <0: unlimited
 	MaxConnsPerIP int // per client address; 0: DefaultMaxConnsPerIP, <0: unlimited
+	// PerIPExempt are networks MaxConnsPerIP does not apply to (Postfix
+	// exempts $mynetworks, in Mailu loopback and RELAYNETS, from its
+	// per-client limits: local programs and trusted relays).
+	PerIPExempt []netip.Prefix
 	// ReadTimeout bounds waiting for each command line and each DATA read;
 	// WriteTimeout each reply. 0: DefaultTimeout.
 	ReadTimeout  time.Duration
@@ -255,8 +259,16 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	lim := connlimit.Options{
-		MaxConns:     opts.MaxConns,
-		MaxPerIP:     opts.MaxConnsPerIP,
+		MaxConns: opts.MaxConns,
+		MaxPerIP: opts.MaxConnsPerIP,
+		PerIPExempt: func(ip netip.Addr) bool {
+			for _, p := range opts.PerIPExempt {
+				if p.Contains(ip) {
+					return true
+				}
+			}
+			return false
+		},
 		ReplyTimeout: min(opts.WriteTimeout, 10*time.Second),
 	}
 	if opts.Role == RoleSubmissions {

@@ -248,9 +248,11 @@ petrel_count() {
 }
 
 # ---------------------------------------------------------------- reference
-# start_ref: starts Dovecot then Postfix (postfix-dovecot.sh start); sets STARTUP_MS, the ms from
-# exec to Postfix's 220 greeting.
+# start_ref: starts Dovecot then Postfix (postfix-dovecot.sh start: `dovecot -c`, then
+# `postfix -c .. start`, which runs postfix-script's checks and the master); sets STARTUP_MS, the
+# ms from exec to Postfix's 220 greeting. The config is written beforehand, untimed.
 start_ref() {
+  "$PD" config "$REF" >/dev/null 2>&1 || die "writing the reference config failed"
   local t0; t0=$(now)
   "$PD" start "$REF" >"$REF.start.log" 2>&1 || { cat "$REF.start.log" >&2; die "reference did not start"; }
   STARTUP_MS=$("$BT" wait220 -t 60s -since "$t0" 127.0.0.1:$PB_SMTP) || die "postfix did not greet"

@@ -2,7 +2,8 @@
 # postfix-dovecot.sh — private Postfix 3.7 + Dovecot 2.3 anchor instance on loopback.
 #
 # Usage:  postfix-dovecot.sh install            # apt-get the Debian packages if missing (root)
-#         postfix-dovecot.sh start  DIR         # write config under DIR and start both daemons
+#         postfix-dovecot.sh config DIR         # write the config under DIR (start does it if missing)
+#         postfix-dovecot.sh start  DIR         # start both daemons (writing the config first if needed)
 #         postfix-dovecot.sh stop   DIR         # stop both (postfix -c .. stop / dovecot -c .. stop)
 #         postfix-dovecot.sh status DIR         # print PIDs of both process trees
 #         postfix-dovecot.sh pids   DIR         # one PID per line: every postfix+dovecot process
@@ -12,8 +13,10 @@
 #                                               #   renames it out of tmp/) of the newest one
 #
 # Copied from shared/bench/postfix-dovecot.sh; changes: install is idempotent and also installs
-# sqlite3 (the Petrel side counts rows with it), roots/count commands, stop waits for every
-# process of both trees (not just the masters) so that a following run starts clean.
+# sqlite3 (the Petrel side counts rows with it), config/roots/count commands, start only writes
+# the config when there is none (so timing a start measures the daemons, not this script),
+# stop waits for every process of both trees (not just the masters) so that a following run
+# starts clean.
 #
 # Mail path (Mailu's real path, minus rspamd/antivirus/quota/fts):
 #   smtp-source -> Postfix smtpd 127.0.0.1:$PB_SMTP -> cleanup -> queue (fsync'd)
@@ -38,7 +41,7 @@ DOMAIN=example.test
 die() { echo "postfix-dovecot.sh: $*" >&2; exit 1; }
 
 cmd=${1:-}; DIR=${2:-}
-[ "$cmd" = install ] || { [ -n "$DIR" ] || die "usage: $0 start|stop|status|pids|roots|count DIR"; }
+[ "$cmd" = install ] || { [ -n "$DIR" ] || die "usage: $0 config|start|stop|status|pids|roots|count DIR"; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 
 if [ "$cmd" = install ]; then
@@ -179,9 +182,12 @@ EOF
 }
 
 case "$cmd" in
+config)
+  write_config
+  ;;
 start)
   [ -z "$(pf_master)" ] || [ ! -d /proc/$(pf_master) ] || die "postfix already running in $DIR"
-  write_config
+  [ -f $PF/etc/main.cf ] && [ -f $DC/dovecot.conf ] || write_config
   /usr/sbin/dovecot -c $DC/dovecot.conf
   # `postfix start` creates the queue subdirectories (postfix-script check) on first start
   script -qec "/usr/sbin/postfix -c $PF/etc start" /dev/null  # tty so fatal errors reach stderr

@@ -34,7 +34,8 @@
 # Profile step (PROFILE=1): a fresh Petrel built from bench/petrelprof (cmd/petrel's serve with
 # a CPU profile switch) takes the $PROFILE_CASE load; `go tool pprof -top` goes to
 # $OUT/pprof-*.txt. When `perf record -e cpu-clock` works, the real petrel binary is also
-# sampled under the same load (user and kernel stacks) into $OUT/perf-*.txt.
+# sampled under the same load (user and kernel stacks) into $OUT/perf-*.txt, and when the
+# syscall tracepoints work, $OUT/syscalls.txt gets system calls per delivered message.
 #
 # Settings (environment):
 #   RUNS=3  CASES="1:2000:4096 10:2000:4096 50:4000:4096 1:1000:65536 10:1000:65536 50:2000:65536
@@ -45,6 +46,8 @@
 #   STALL=30 (s without delivery progress before a case gives up)
 #   MEM_CASE=10:4096 (SESSIONS:BYTES of the case whose peak memory is reported)
 #   PROFILE=1  PROFILE_CASE=10:4000:4096
+#   SYSCALL_CASES="1:2000:4096 10:2000:4096 50:4000:4096 10:1000:65536" (perf stat of Petrel's
+#     fsync/write/pwrite64/accept4 calls per delivered message, when syscall tracepoints work)
 #   SUMMARY_ONLY=1: print the summary of the rows already in $OUT/raw.tsv and stop
 #   PETREL_LOG_LEVEL=WARNING   SMTP_SOURCE=/usr/sbin/smtp-source   SRC_OPTS= (e.g. -d)
 #   PB_SMTP=12525 PB_LMTP=10024 PB_IMAP=10143 (reference ports)   PETREL_SMTP=12625 PETREL_SMTPS=12665
@@ -71,6 +74,7 @@ STALL=${STALL:-30}
 MEM_CASE=${MEM_CASE:-10:4096}
 PROFILE=${PROFILE:-1}
 PROFILE_CASE=${PROFILE_CASE:-10:4000:4096}
+SYSCALL_CASES=${SYSCALL_CASES:-"1:2000:4096 10:2000:4096 50:4000:4096 10:1000:65536"}
 # Case numbers name the recipient (user<i>); user20 takes the warm-up.
 [ "$(wc -w <<<"$CASES")" -le 19 ] || die "at most 19 cases"
 PETREL_LOG_LEVEL=${PETREL_LOG_LEVEL:-WARNING}
@@ -162,6 +166,7 @@ summary() {
   echo
   echo "raw rows: $OUT/raw.tsv  $OUT/startmem.tsv   machine: $OUT/env.txt"
   if [ "$PROFILE" = 1 ]; then echo "profile: $OUT/pprof-top.txt $OUT/pprof-cum.txt $( [ -f "$OUT/perf-sym.txt" ] && echo "$OUT/perf-{dso,sym,children}.txt")"; fi
+  if [ -f "$OUT/syscalls.txt" ]; then echo; echo "Petrel system calls per delivered message"; cat "$OUT/syscalls.txt"; fi
 }
 
 if [ "${SUMMARY_ONLY:-0}" = 1 ]; then
@@ -396,6 +401,26 @@ if [ "$PROFILE" = 1 ]; then
     perf report -i "$OUT/perf.data" --stdio --no-children --sort sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -50 >"$OUT/perf-sym.txt"
     perf report -i "$OUT/perf.data" --stdio --children --sort sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 >"$OUT/perf-children.txt"
     rm -f "$OUT/perf.probe"
+  fi
+  # system calls per delivered message (fsync, socket writes, WAL pwrites, accepts), from the
+  # kernel's syscall tracepoints, on the real binary
+  if command -v perf >/dev/null && perf stat -e syscalls:sys_enter_fsync -o /dev/null -- true >/dev/null 2>&1; then
+    log "profile: system calls per message (perf stat on syscall tracepoints)"
+    petrel_users
+    start_petrel "$BIN/petrel"
+    printf '%-28s %8s %8s %8s %8s %8s\n' case fsync fdatasync write pwrite64 accept4 >"$OUT/syscalls.txt"
+    cno=0
+    for c in $SYSCALL_CASES; do
+      cno=$((cno + 1)); IFS=: read -r S M L O <<<"$c"
+      perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_write,syscalls:sys_enter_pwrite64,syscalls:sys_enter_accept4 \
+        -p "$PETREL_PID" -o "$OUT/.perfstat" -- "$SMTP_SOURCE" $SRC_OPTS $([ "${O:-}" = d ] && echo -d) -s "$S" -m "$M" -l "$L" \
+        -f "$SENDER" -t "user$cno@example.test" -M "$HELO" 127.0.0.1:$PETREL_SMTP >>"$OUT/smtp-source.log" 2>&1
+      awk -F, -v m="$M" -v label="$S sess x $M x $((L/1024)) KiB$([ "${O:-}" = d ] && echo " -d")" '
+        $3 ~ /sys_enter_/ { split($3, n, "sys_enter_"); v[n[2]] = $1 / m }
+        END { printf "%-28s %8.2f %8.2f %8.2f %8.2f %8.2f\n", label, v["fsync"], v["fdatasync"], v["write"], v["pwrite64"], v["accept4"] }' "$OUT/.perfstat" >>"$OUT/syscalls.txt"
+    done
+    stop_petrel
+    log "  per delivered message:"; sed 's/^/    /' "$OUT/syscalls.txt" >&2
   fi
   rm -rf "$PET"
 fi

@@ -49,6 +49,7 @@
 #   SYSCALL_CASES="1:2000:4096 10:2000:4096 50:4000:4096 10:1000:65536" (perf stat of Petrel's
 #     fsync/write/pwrite64/accept4 calls per delivered message, when syscall tracepoints work)
 #   SUMMARY_ONLY=1: print the summary of the rows already in $OUT/raw.tsv and stop
+#   KEEP_DATA=1: keep both servers' data directories (Maildirs, main.db) after the run
 #   PETREL_LOG_LEVEL=WARNING   SMTP_SOURCE=/usr/sbin/smtp-source   SRC_OPTS= (e.g. -d)
 #   PB_SMTP=12525 PB_LMTP=10024 PB_IMAP=10143 (reference ports)   PETREL_SMTP=12625 PETREL_SMTPS=12665
 #   DNS_STUB=127.0.0.1:10053: `benchtool dns` answers from /etc/hosts there and Petrel gets
@@ -183,6 +184,8 @@ cleanup() {
   for p in $SAMPLER_PID $PERF_PID $DNS_PID; do kill -TERM "$p" 2>/dev/null; done
   stop_petrel
   "$PD" stop "$REF" >/dev/null 2>&1
+  # the mail stores are large and worthless afterwards; $OUT stays
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$REF" "$PET" "$PET.log" "$REF.start.log" "$OUT/.times0" "$OUT/.times1" "$OUT/.perfstat"
 }
 trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT

@@ -107,12 +107,14 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		msgRate = ratelimit.New(r, time.Now)
 	}
 	return smtpd.Options{
-		Hostname:             cfg.Hostnames[0],
-		NoTLS:                !p.certs.Enabled(),
-		MaxMessageBytes:      cfg.MessageSizeLimit,
-		InboundTLSEnforce:    cfg.InboundTLSForce,
-		RelayNets:            cfg.RelayNets,
-		PerIPExempt:          append([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}, cfg.RelayNets...),
+		Hostname:          cfg.Hostnames[0],
+		NoTLS:             !p.certs.Enabled(),
+		MaxMessageBytes:   cfg.MessageSizeLimit,
+		InboundTLSEnforce: cfg.InboundTLSForce,
+		RelayNets:         cfg.RelayNets,
+		// Mailu: mynetworks = 127.0.0.1/32 [::1]/128 RELAYNETS; the rest of
+		// 127.0.0.0/8 stays limited, so a local abuser is not exempt.
+		PerIPExempt:          append([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}, cfg.RelayNets...),
 		WildcardSenders:      cfg.WildcardSenders,
 		MessageRate:          msgRate,
 		MessageRateExemption: cfg.MessageRateLimitExemption,

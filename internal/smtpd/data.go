@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/submit"
 )
@@ -66,6 +68,9 @@ func (ss *session) Data(r io.Reader) error {
 				cause = body.err
 			}
 			rr := replyFor(cause)
+			if errors.Is(cause, smtp.ErrTooLongLine) {
+				rr = replyLineTooLong(o.MaxLineLength)
+			}
 			ss.log.Info("rejected", "stage", "data", "msgid", id, "from", ss.sender,
 				"code", rr.Code, "reply", rr.Message, "err", cause.Error())
 			return rr

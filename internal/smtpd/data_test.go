@@ -228,19 +228,25 @@ func TestMessageSizeLimit(t *testing.T) {
 	}
 }
 
+// Lines over RFC 5322's 998 characters pass (as in Postfix); a line over
+// MaxLineLength is refused with a reply that names that limit, not 998
+// (the abuse kit found the old text quoting 998 while 1,500 passed).
 func TestDataLineTooLong(t *testing.T) {
-	e := startServer(t, RoleMX, func(o *Options) { o.MaxLineLength = 200 })
+	e := startServer(t, RoleMX, func(o *Options) { o.MaxLineLength = 2000 })
 	c := e.dial()
 	c.ehlo()
+	c.sendMail("s@remote.test", []string{"alice@example.test"}, "Subject: x\r\n\r\n"+strings.Repeat("y", 1500)+"\r\n")
 	c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
 	c.cmd("RCPT TO:<alice@example.test>", 250, "2.0.0")
 	c.cmd("DATA", 354, "")
-	c.write("Subject: x\r\n\r\n" + strings.Repeat("x", 300) + "\r\n.\r\n")
-	c.expect(500, "5.5.2")
+	c.write("Subject: x\r\n\r\n" + strings.Repeat("x", 3000) + "\r\n.\r\n")
+	if text := c.expect(500, "5.5.2"); text != "Line too long; lines must be at most 2000 bytes" {
+		t.Errorf("reply %q", text)
+	}
 	c.expect(500, "5.4.0") // go-smtp then hangs up: the line limit poisons the stream
 	c.expectClosed()
-	if got := e.deliv.delivered(); len(got) != 0 {
-		t.Fatalf("delivered %d", len(got))
+	if got := e.deliv.delivered(); len(got) != 1 {
+		t.Fatalf("delivered %d, want only the message with the 1,500-byte line", len(got))
 	}
 }
 

@@ -59,7 +59,7 @@ func replyFor(err error) *smtp.SMTPError {
 	case errors.Is(err, submit.ErrHeaderTooLarge):
 		return reply(552, 5, 3, 4, "Message header exceeds the maximum header size")
 	case errors.Is(err, smtp.ErrTooLongLine):
-		return reply(500, 5, 5, 2, "Line too long; message lines must be at most 998 characters (RFC 5322 2.1.1)")
+		return replyLineTooLong(0)
 	case errors.Is(err, auth.ErrBadCredentials):
 		return replyBadCredentials()
 	case errors.Is(err, auth.ErrRateLimited):
@@ -93,6 +93,17 @@ func isLocalProblem(r *smtp.SMTPError) bool {
 
 func replyLocalProblem() *smtp.SMTPError {
 	return reply(451, 4, 3, 0, "Temporary local problem, try again later")
+}
+
+// replyLineTooLong refuses a DATA line over MaxLineLength (limit; 0 when
+// unknown). The text names Petrel's real limit: lines over RFC 5322
+// 2.1.1's 998 characters are accepted, as Postfix does, so quoting 998
+// would send the sender looking for the wrong problem.
+func replyLineTooLong(limit int) *smtp.SMTPError {
+	if limit <= 0 {
+		return reply(500, 5, 5, 2, "Line too long")
+	}
+	return reply(500, 5, 5, 2, fmt.Sprintf("Line too long; lines must be at most %d bytes", limit))
 }
 
 func replyTooBig() *smtp.SMTPError {

@@ -93,7 +93,7 @@ func scanDomain(sc interface{ Scan(...any) error }) (store.Domain, error) {
 }
 
 func (a *accounts) GetDomain(ctx context.Context, name string) (*store.Domain, error) {
-	d, err := scanDomain(a.reader().queryRow(ctx, `SELECT `+domainCols+` FROM domain WHERE name = ?`, name))
+	d, err := scanDomain(a.reader().queryRow(ctx, sqlGetDomain, name))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: get domain %q: %w", name, mapErr(err))
 	}
@@ -160,7 +160,7 @@ func scanAlternative(sc interface{ Scan(...any) error }) (store.Alternative, err
 }
 
 func (a *accounts) GetAlternative(ctx context.Context, name string) (*store.Alternative, error) {
-	x, err := scanAlternative(a.reader().queryRow(ctx, `SELECT `+alternativeCols+` FROM alternative WHERE name = ?`, name))
+	x, err := scanAlternative(a.reader().queryRow(ctx, sqlGetAlternative, name))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: get alternative %q: %w", name, mapErr(err))
 	}
@@ -213,7 +213,7 @@ func scanRelay(sc interface{ Scan(...any) error }) (store.Relay, error) {
 }
 
 func (a *accounts) GetRelay(ctx context.Context, name string) (*store.Relay, error) {
-	r, err := scanRelay(a.reader().queryRow(ctx, `SELECT `+relayCols+` FROM relay WHERE name = ?`, name))
+	r, err := scanRelay(a.reader().queryRow(ctx, sqlGetRelay, name))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: get relay %q: %w", name, mapErr(err))
 	}

@@ -74,6 +74,9 @@ type Store struct {
 	// connection; transactions reuse them instead of re-parsing. Written
 	// only in Open.
 	hot map[string]*sql.Stmt
+	// readHot holds the routing look-ups prepared on the read pool (both
+	// dialects; prepared.go). Written only in Open.
+	readHot map[string]*sql.Stmt
 	// watchers wakes IMAP sessions after committed changes (watch.go).
 	watchers hub
 
@@ -113,15 +116,14 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		return nil, err
 	}
 	if s.d.name() == FlavorSQLite {
-		s.hot = map[string]*sql.Stmt{}
-		for _, q := range hotQueries() {
-			st, err := s.write.PrepareContext(ctx, q)
-			if err != nil {
-				s.closeDBs()
-				return nil, fmt.Errorf("sqlstore: prepare: %w", err)
-			}
-			s.hot[q] = st
+		if s.hot, err = prepareAll(ctx, s.write, s.d, hotQueries()); err != nil {
+			s.closeDBs()
+			return nil, err
 		}
+	}
+	if s.readHot, err = prepareAll(ctx, s.read, s.d, readHotQueries()); err != nil {
+		s.closeDBs()
+		return nil, err
 	}
 	return s, nil
 }
@@ -247,10 +249,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) close() error {
-	var errs []error
-	for _, st := range s.hot {
-		errs = append(errs, st.Close())
-	}
+	errs := []error{closeStmts(s.hot), closeStmts(s.readHot)}
 	if s.read != s.write {
 		// Readers first, so the checkpoint is not held back by them.
 		errs = append(errs, s.read.Close())
@@ -263,9 +262,8 @@ func (s *Store) close() error {
 }
 
 func (s *Store) closeDBs() {
-	for _, st := range s.hot {
-		st.Close()
-	}
+	closeStmts(s.hot)
+	closeStmts(s.readHot)
 	if s.read != nil && s.read != s.write {
 		s.read.Close()
 	}
@@ -323,14 +321,16 @@ type conn struct {
 	q   querier
 	tx  *sql.Tx // set when q is a write transaction
 	d   dialect
-	hot map[string]*sql.Stmt
+	hot map[string]*sql.Stmt // prepared on the write connection (used in tx)
+	// readHot: prepared on the read pool (used when tx is nil).
+	readHot map[string]*sql.Stmt
 }
 
-// stmt returns query as a prepared statement of the transaction when it
-// is a hot one, else nil.
+// stmt returns query as a prepared statement when it is a hot one: of
+// the transaction, or of the read pool outside one; else nil.
 func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
 	if c.tx == nil {
-		return nil
+		return c.readHot[query]
 	}
 	if st := c.hot[query]; st != nil {
 		return c.tx.StmtContext(ctx, st)
@@ -377,4 +377,4 @@ func (c conn) execOne(ctx context.Context, query string, args ...any) error {
 }
 
 // readConn is where reads outside a transaction go.
-func (s *Store) readConn() conn { return conn{q: s.read, d: s.d} }
+func (s *Store) readConn() conn { return conn{q: s.read, d: s.d, readHot: s.readHot} }

@@ -53,7 +53,7 @@ func replyDates(u *store.User) (string, string) {
 }
 
 func (a *accounts) GetUser(ctx context.Context, email string) (*store.User, error) {
-	u, err := scanUser(a.reader().queryRow(ctx, `SELECT `+userCols+` FROM "user" WHERE email = ?`, email))
+	u, err := scanUser(a.reader().queryRow(ctx, sqlGetUser, email))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: get user %q: %w", email, mapErr(err))
 	}
@@ -166,7 +166,7 @@ func scanAlias(sc interface{ Scan(...any) error }) (store.Alias, error) {
 }
 
 func (a *accounts) GetAlias(ctx context.Context, email string) (*store.Alias, error) {
-	x, err := scanAlias(a.reader().queryRow(ctx, `SELECT `+aliasCols+` FROM alias WHERE email = ?`, email))
+	x, err := scanAlias(a.reader().queryRow(ctx, sqlGetAlias, email))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: get alias %q: %w", email, mapErr(err))
 	}
@@ -183,7 +183,7 @@ func (a *accounts) ListAliases(ctx context.Context, domain string) ([]store.Alia
 
 func (a *accounts) ListWildcardAliases(ctx context.Context, domain string) ([]store.Alias, error) {
 	return list(ctx, a.reader(), "list wildcard aliases", scanAlias,
-		`SELECT `+aliasCols+` FROM alias WHERE domain_name = ? AND wildcard = ? ORDER BY email`, domain, true)
+		sqlWildcardAliases, domain, true)
 }
 
 // CountAliases counts the aliases of domain, or all aliases when domain is "".

@@ -540,8 +540,22 @@ func (k *abuseKit) oversized(t *testing.T, p *abuseProbe) {
 		t.Errorf("oversized message: %v", err)
 	}
 	c.Close()
-	if os.Getenv("ABUSE_DUMP") != "" {
-		t.Log(k.s.logs())
+	// Every refusal has its log line, go-smtp's own included.
+	logs := k.s.logs()
+	for _, want := range []struct {
+		n    int
+		subs []string
+	}{
+		// The 100 KB line, the endless line, and go-smtp's hang-up after
+		// the 100 KB DATA line (the line limit poisons the stream).
+		{3, []string{"stage=command", "code=500", "max_line_length=32768"}},
+		{1, []string{"stage=data", "code=500", "Line too long"}},
+		{1, []string{"stage=size", "code=552"}},
+		{1, []string{"stage=data", "code=552"}},
+	} {
+		if n := abuseCount(logs, append(want.subs, "remote="+from)...); n != want.n {
+			t.Errorf("%d log lines with %q from %s, want %d", n, want.subs, from, want.n)
+		}
 	}
 	p.waitRounds(2)
 }

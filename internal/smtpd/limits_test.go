@@ -300,3 +300,74 @@ func TestErrorLogLevels(t *testing.T) {
 		}
 	}
 }
+
+// The refusals go-smtp v0.25.1 sends by itself get a log line each, as
+// Petrel's own do (the abuse kit found them silent): an over-long command
+// line, MAIL SIZE= over the limit, and the idle timeout (RFC 5321
+// 4.5.3.2.7), the last also under TLS. A drain's forced timeout and a
+// DATA timeout (logged by Data) are not logged as idle timeouts.
+func TestGoSMTPRefusalsLogged(t *testing.T) {
+	count := func(e *testEnv, subs ...string) int {
+		n := 0
+		for l := range strings.Lines(e.logs.String()) {
+			ok := true
+			for _, s := range subs {
+				ok = ok && strings.Contains(l, s)
+			}
+			if ok {
+				n++
+			}
+		}
+		return n
+	}
+	t.Run("line and size", func(t *testing.T) {
+		e := startServer(t, RoleMX, func(o *Options) { o.MaxLineLength = 100 })
+		c := e.dial()
+		c.ehlo()
+		c.cmd("MAIL FROM:<s@remote.test> SIZE=20000", 552, "5.3.4")
+		c.send("MAIL FROM:<" + strings.Repeat("a", 200) + "@remote.test>")
+		c.expect(500, "5.4.0")
+		c.expectClosed()
+		waitFor(t, func() bool { return count(e, "stage=command", "code=500", "max_line_length=100") == 1 })
+		if n := count(e, "stage=size", "code=552", "message_size_limit=10000"); n != 1 {
+			t.Errorf("%d SIZE refusal lines:\n%s", n, e.logs.String())
+		}
+	})
+	for _, role := range []Role{RoleMX, RoleSubmissions} {
+		t.Run("idle "+role.String(), func(t *testing.T) {
+			e := startServer(t, role, func(o *Options) { o.ReadTimeout = 200 * time.Millisecond })
+			c := e.dial()
+			c.expect(421, "4.4.2")
+			c.expectClosed()
+			waitFor(t, func() bool { return count(e, "stage=command", "code=421", "timeout=200ms") == 1 })
+		})
+	}
+	t.Run("data timeout and drain", func(t *testing.T) {
+		e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
+		c := e.dial()
+		c.ehlo()
+		c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
+		c.cmd("RCPT TO:<alice@example.test>", 250, "2.0.0")
+		c.cmd("DATA", 354, "")
+		c.expect(421, "4.4.2")
+		c.expect(421, "4.4.2")
+		c.expectClosed()
+		idle := e.dial()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		idle.expect(421, "4.4.2")
+		if err := <-e.done; err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		e.done <- nil
+		if n := count(e, "stage=command", "code=421"); n != 0 {
+			t.Errorf("%d idle-timeout lines for a DATA timeout and a drain:\n%s", n, e.logs.String())
+		}
+		if n := count(e, "stage=data"); n != 1 {
+			t.Errorf("%d DATA timeout lines", n)
+		}
+	})
+}

@@ -12,6 +12,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -432,8 +433,9 @@ type trackedConn struct {
 
 	closeOnce sync.Once
 
-	mu     sync.Mutex
-	doomed bool // the client timed out: every read fails from now on
+	mu       sync.Mutex
+	doomed   bool // the client timed out: every read fails from now on
+	timedOut bool // the idle timeout has been logged
 
 	// rdnsDone is closed when the reverse look-up started at connect has
 	// finished; rdns is its result ("" if none) and is read only after.
@@ -457,7 +459,49 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		_ = c.NetConn().SetReadDeadline(time.Now().Add(c.srv.opts.ReadTimeout))
 	}
 	c.mu.Unlock()
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		c.logIdleTimeout()
+	}
+	return n, err
+}
+
+// logIdleTimeout logs a client that went silent between commands (or in
+// the TLS handshake): go-smtp v0.25.1 answers "421 4.4.2 Idle timeout"
+// itself and logs nothing. Timeouts inside DATA are Data's to log, and
+// the drain's forced timeouts are no fault of the client.
+func (c *trackedConn) logIdleTimeout() {
+	c.mu.Lock()
+	skip := c.doomed || c.timedOut || c.Busy() || c.Draining()
+	c.timedOut = true
+	c.mu.Unlock()
+	if !skip {
+		// RFC 5321 4.5.3.2.7: the server timeout (Postfix smtpd_timeout).
+		c.log.Info("rejected", "stage", "command", "code", 421,
+			"reply", "Idle timeout", "timeout", c.srv.opts.ReadTimeout.String())
+	}
+}
+
+// Write implements net.Conn. go-smtp v0.25.1 sends a few refusals of its
+// own without logging them; on a plaintext session (port 25, 587 before
+// STARTTLS) Petrel recognises them on their way out and logs them. Under
+// TLS the bytes here are ciphertext and nothing matches.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	switch {
+	case len(p) == 0 || (p[0] != '5' && p[0] != '4'):
+	case bytes.HasPrefix(p, []byte("500 5.4.0 Too long line")):
+		// go-smtp server.go: a command line over MaxLineLength (RFC 5321
+		// 4.5.3.1.4-5 set the minimum Petrel must accept, 512).
+		c.log.Info("rejected", "stage", "command", "code", 500,
+			"reply", "Too long line, closing connection", "max_line_length", c.srv.opts.MaxLineLength)
+	case bytes.HasPrefix(p, []byte("552 5.3.4 Max message size exceeded")):
+		// go-smtp conn.go: MAIL SIZE= or a BDAT chunk over
+		// MESSAGE_SIZE_LIMIT (RFC 1870 6).
+		c.log.Info("rejected", "stage", "size", "code", 552,
+			"reply", "Max message size exceeded", "message_size_limit", c.srv.opts.MaxMessageBytes)
+	}
+	return c.Conn.Write(p)
 }
 
 // SetReadDeadline implements net.Conn. A doomed connection's reads fail

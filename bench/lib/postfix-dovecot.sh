@@ -23,6 +23,14 @@
 #     -> qmgr -> lmtp(8) client -> Dovecot LMTP 127.0.0.1:$PB_LMTP (TCP, like Mailu's
 #        "virtual_transport = lmtp:inet:front:2525") -> Maildir DIR/mail/<user>@example.test
 #   Dovecot IMAP on 127.0.0.1:$PB_IMAP (plaintext + AUTH PLAIN/LOGIN allowed) reads the same Maildirs.
+#   With PB_IMAPS set (bench/imap.sh), also IMAP over implicit TLS on 127.0.0.1:$PB_IMAPS: ssl = yes
+#   with a self-signed ECDSA P-256 certificate made by openssl under DIR/dovecot, and Mailu's front
+#   TLS settings (proxy.conf: TLSv1.2 minimum, no session tickets). In Mailu the front Dovecot proxy
+#   terminates TLS and asks admin over HTTP for every login, then proxies to the backend Dovecot;
+#   here one Dovecot does TLS, auth (passwd-file, {PLAIN}) and IMAP, a cheaper path than Mailu's.
+#   PB_LOGIN_MIN_AVAIL (default: unset, Dovecot's 0) sets imap-login's process_min_avail.
+#   PB_MAIL_FSYNC (default: unset, Dovecot's optimized) sets mail_fsync; imap.sh fills its
+#   10,000-message mailbox with never, then rewrites the config and restarts with the default.
 # Durability: all fsync settings are left at their defaults (Postfix fsyncs queue files before
 #   the 250 reply; Dovecot mail_fsync=optimized fsyncs each delivered Maildir file before LMTP 250).
 # Users: user1..user20@example.test, password "$PB_PASS" (default: secret).
@@ -32,6 +40,9 @@ set -euo pipefail
 PB_SMTP=${PB_SMTP:-12525}
 PB_IMAP=${PB_IMAP:-10143}
 PB_LMTP=${PB_LMTP:-10024}
+PB_IMAPS=${PB_IMAPS:-0}               # 0: no implicit-TLS IMAP listener and ssl = no
+PB_LOGIN_MIN_AVAIL=${PB_LOGIN_MIN_AVAIL:-}
+PB_MAIL_FSYNC=${PB_MAIL_FSYNC:-}
 PB_PASS=${PB_PASS:-secret}
 PB_VMAIL=${PB_VMAIL:-benchmail}      # owner of the Maildirs (uid must be >= 1000)
 PB_VMAIL_UID=${PB_VMAIL_UID:-1501}
@@ -131,13 +142,27 @@ scache     unix  - - n -    1 scache
 postlog    unix-dgram n - n - 1 postlogd
 EOF
   # ---------------- Dovecot ----------------
+  local ssl_conf="ssl = no"
+  if [ "$PB_IMAPS" != 0 ]; then
+    command -v openssl >/dev/null || die "PB_IMAPS needs openssl for the self-signed certificate"
+    [ -s $DC/key.pem ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout $DC/key.pem -out $DC/cert.pem -days 365 -subj /CN=mail.example.test \
+      -addext subjectAltName=DNS:mail.example.test >/dev/null 2>&1 || die "openssl could not make a certificate"
+    # Mailu front (core/nginx/dovecot/proxy.conf): TLSv1.2+, client cipher order, no tickets
+    ssl_conf="ssl = yes
+ssl_cert = <$DC/cert.pem
+ssl_key = <$DC/key.pem
+ssl_min_protocol = TLSv1.2
+ssl_prefer_server_ciphers = no
+ssl_options = no_compression no_ticket"
+  fi
   cat > $DC/dovecot.conf <<EOF
 protocols = imap lmtp
 listen = 127.0.0.1
 base_dir = $DC/run
 state_dir = $DC/state
 log_path = $DC/dovecot.log
-ssl = no
+$ssl_conf
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_username_chars =
@@ -146,6 +171,7 @@ mail_location = maildir:$MAIL/%u
 mail_home = $MAIL/%u
 mailbox_list_index = yes
 maildir_stat_dirs = yes
+$( [ -n "$PB_MAIL_FSYNC" ] && echo "mail_fsync = $PB_MAIL_FSYNC")
 first_valid_uid = 1000
 mail_max_userip_connections = 100
 passdb {
@@ -162,10 +188,13 @@ service imap-login {
     port = $PB_IMAP
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $PB_IMAPS
+    ssl = yes
   }
   # Mailu runs the login processes in high-performance mode
   service_count = 0
+$( [ -n "$PB_LOGIN_MIN_AVAIL" ] && echo "  process_min_avail = $PB_LOGIN_MIN_AVAIL")
 }
 service lmtp {
   inet_listener lmtp {

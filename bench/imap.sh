@@ -1,0 +1,363 @@
+#!/bin/bash
+# imap.sh — IMAP over implicit TLS: Dovecot 2.3 (Mailu's IMAP engine) against Petrel, in the same
+# run, with our own load client (bench/imapload); plus resident memory and a CPU profile.
+#
+# Usage (root; installs postfix, dovecot-imapd, dovecot-lmtpd and sqlite3 when missing):
+#   bench/imap.sh                      # RUNS=3 runs of every case, then the profile step
+#   RUNS=1 SMALL=1 PROFILE=0 bench/imap.sh          # quick smoke test (about 2 minutes)
+# The script takes /var/tmp/petrel-bench.lock (flock) for its whole run, so it never runs at the
+# same time as another benchmark that takes the lock; LOCK= (empty) skips that.
+#
+# What it does:
+#   1. builds petrel (CGO_ENABLED=0), imapload, benchtool and petrelprof;
+#   2. starts a fresh reference (bench/lib/postfix-dovecot.sh with PB_IMAPS: Dovecot with an
+#      implicit-TLS IMAP listener, ssl = yes and a self-signed ECDSA P-256 certificate) and a
+#      fresh Petrel (DATA_DIR under $BENCH_DIR, the users it needs created before `petrel serve`,
+#      TLS_FLAVOR=cert, so Petrel makes its own self-signed ECDSA P-256 certificate; PORTS=25,993);
+#   3. fills user20's INBOX on each with $FILL messages of $MSG_SIZE bytes over IMAP (imapload
+#      fill: pipelined LITERAL+ APPENDs), then restarts both servers. Dovecot fills with
+#      mail_fsync = never and restarts with its default (optimized): the Maildir and its indexes
+#      are the same, only faster to make; Petrel has no such switch and fills with its fsyncs;
+#   4. after $IDLE_SETTLE s samples idle memory (sum of VmRSS and of Pss from smaps_rollup over
+#      every process of each server: Dovecot's master and all its children; Petrel's one process,
+#      which also runs its SMTP listener), then one login per server, timed: Petrel's first login
+#      of a user checks the bcrypt hash, later ones hit its credential cache;
+#   5. RUNS times, every case against both servers one after the other (which goes first
+#      alternates from run to run), memory sampled every 0.25 s and the server's CPU read before
+#      and after:
+#        logins c1, c10    imapload logins for $LOGIN_SECONDS s: connect, TLS handshake, greeting,
+#                          LOGIN, LOGOUT, close (user1); logins/s, p50/p99 of connect..LOGIN OK
+#        append c1, c10    imapload append: $APPEND_N APPENDs of $MSG_SIZE bytes to INBOX of a
+#                          fresh user per run and case, each waiting for its OK; APPEND/s
+#        fetch <step>      imapload fetch on user20's $FILL messages, $FETCH_REPS times per run on
+#                          a fresh connection: SELECT; UID FETCH 1:* (UID FLAGS); FETCH 1:*
+#                          (ENVELOPE); UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS
+#                          (...)]) as a client's first sync; UID SEARCH UNSEEN; UID SEARCH
+#                          SUBJECT; BODY.PEEK[] of $BODIES messages, one command each
+# Afterwards the medians over all runs (and fetch repetitions) are printed: case, Dovecot,
+# Petrel, ratio (Petrel's speed over Dovecot's: rates divided, times inverted), then memory.
+# Raw rows go to $OUT/raw.tsv, the machine and versions to $OUT/env.txt.
+#
+# Profile step (PROFILE=1): Petrel is restarted on the same data as bench/petrelprof (the same
+# app.Run with a CPU profile that SIGUSR1 starts and SIGUSR2 writes) and takes, one at a time,
+# the fetch suite, logins c10 and append c10; `go tool pprof -top` of each goes to
+# $OUT/pprof-<case>-{top,cum}.txt, the profiles to $OUT/petrel.<case>.pprof.
+#
+# Fairness (what is and is not the same on both sides):
+#   - TLS: both implicit TLS on loopback, ECDSA P-256 self-signed certificates, TLS 1.3 and X25519
+#     (imapload -kex x25519 offers only X25519; Go would otherwise pick the post-quantum hybrid
+#     on Petrel, which OpenSSL 3.0 does not have). No session resumption: Dovecot runs with
+#     Mailu's ssl_options = no_ticket and the client keeps no session cache, so every login is a
+#     full handshake on both. Mailu itself terminates TLS in a front Dovecot proxy that asks admin
+#     over HTTP for every login and then proxies to the backend Dovecot; here one Dovecot does
+#     TLS, auth and IMAP, which is cheaper than Mailu's real path (the ratios favour Dovecot).
+#   - Passwords: Dovecot reads a passwd-file with {PLAIN} passwords (a string compare, no hash).
+#     Petrel stores Mailu's default, bcrypt_sha256 at CREDENTIAL_ROUNDS=12 (PETREL_ROUNDS), and
+#     keeps a credential cache (HMAC-SHA256 of the password) so that only a user's first login
+#     pays for bcrypt; that first login is reported on its own, the cases measure cached logins.
+#   - Login processes: Dovecot's imap-login runs in high-performance mode (service_count = 0,
+#     as Mailu) with process_min_avail = $PB_LOGIN_MIN_AVAIL (Dovecot's advice for that mode: one
+#     per core), so TLS can use both cores; each login still starts an imap process (Dovecot's
+#     default service_count = 1 for imap).
+#   - Durability: Dovecot's mail_fsync = optimized (the default, as Mailu) fsyncs every APPENDed
+#     message before OK; Petrel answers an APPEND after its store committed and fsynced it.
+#   - Mailbox: Dovecot Maildir with mailbox_list_index = yes and maildir_stat_dirs = yes, as Mailu;
+#     no quota, full-text search, sieve or zlib plugins on either side. Dovecot builds its
+#     dovecot.index.cache fields on the first fetch of a kind, so the first repetition of the first
+#     run is slower for it: "first" rows show those cold figures separately.
+#   - Logging: Petrel LOG_LEVEL=WARNING; Dovecot logs a line per login and logout (its default).
+#
+# Settings (environment):
+#   RUNS=3  SMALL=0 (SMALL=1: FILL=1000 APPEND_N=200 LOGIN_SECONDS=3 FETCH_REPS=1)
+#   FILL=10000  MSG_SIZE=4096  LOGIN_SECONDS=10  LOGIN_CONC="1 10"  APPEND_N=500  APPEND_CONC="1 10"
+#   FETCH_REPS=3  BODIES=100  IDLE_SETTLE=5  KEX=x25519  PETREL_ROUNDS=12 (CREDENTIAL_ROUNDS)
+#   BENCH_DIR=/var/tmp/petrel-bench-imap (a real disk, not tmpfs)  OUT=$BENCH_DIR/results
+#   PROFILE=1  PROFILE_CASES="fetch logins append"  KEEP_DATA=1: keep both data directories
+#   SUMMARY_ONLY=1: print the summary of $OUT/raw.tsv and stop   LOCK=/var/tmp/petrel-bench.lock
+#   PB_SMTP=13525 PB_LMTP=13024 PB_IMAP=13143 PB_IMAPS=13993 PB_LOGIN_MIN_AVAIL=2 (reference)
+#   PETREL_SMTP=14025 PETREL_IMAPS=14993   PETREL_LOG_LEVEL=WARNING
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+PD=$HERE/lib/postfix-dovecot.sh
+
+LOCK=${LOCK-/var/tmp/petrel-bench.lock}
+if [ -n "$LOCK" ] && [ -z "${PETREL_IMAP_LOCKED:-}" ] && [ "${SUMMARY_ONLY:-0}" != 1 ]; then
+  echo "[$(date +%T)] waiting for $LOCK" >&2
+  exec env PETREL_IMAP_LOCKED=1 flock "$LOCK" "$0" "$@"
+fi
+
+RUNS=${RUNS:-3}
+SMALL=${SMALL:-0}
+if [ "$SMALL" = 1 ]; then d_fill=1000 d_app=200 d_login=3 d_reps=1; else d_fill=10000 d_app=500 d_login=10 d_reps=3; fi
+FILL=${FILL:-$d_fill}
+MSG_SIZE=${MSG_SIZE:-4096}
+LOGIN_SECONDS=${LOGIN_SECONDS:-$d_login}
+LOGIN_CONC=${LOGIN_CONC:-"1 10"}
+APPEND_N=${APPEND_N:-$d_app}
+APPEND_CONC=${APPEND_CONC:-"1 10"}
+FETCH_REPS=${FETCH_REPS:-$d_reps}
+BODIES=${BODIES:-100}
+IDLE_SETTLE=${IDLE_SETTLE:-5}
+KEX=${KEX:-x25519}
+PETREL_ROUNDS=${PETREL_ROUNDS:-12}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/petrel-bench-imap}
+OUT=${OUT:-$BENCH_DIR/results}
+PROFILE=${PROFILE:-1}
+PROFILE_CASES=${PROFILE_CASES:-"fetch logins append"}
+PETREL_LOG_LEVEL=${PETREL_LOG_LEVEL:-WARNING}
+export PB_SMTP=${PB_SMTP:-13525} PB_LMTP=${PB_LMTP:-13024} PB_IMAP=${PB_IMAP:-13143} PB_IMAPS=${PB_IMAPS:-13993}
+export PB_LOGIN_MIN_AVAIL=${PB_LOGIN_MIN_AVAIL:-2}
+PETREL_SMTP=${PETREL_SMTP:-14025}
+PETREL_IMAPS=${PETREL_IMAPS:-14993}
+PASS=bench-imap-password
+export PB_PASS=$PASS
+FETCH_USER=user20@example.test
+
+die() { echo "imap.sh: $*" >&2; exit 1; }
+log() { echo "[$(date +%T)] $*" >&2; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || a == "-" || b == "-" || a == "" || b == "") print 0; else printf "%.4f", a/b }'; }
+
+n_app=$(wc -w <<<"$APPEND_CONC")
+[ $((1 + RUNS * n_app)) -le 19 ] || die "RUNS x APPEND_CONC needs more than users 2..19"
+
+mkdir -p "$BENCH_DIR" || die "cannot create $BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
+BIN=$BENCH_DIR/bin
+REF=$BENCH_DIR/ref
+PET=$BENCH_DIR/petrel
+
+# ---------------------------------------------------------------- summary (medians)
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"; exit}; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
+# raw.tsv: run server case load1 mode step conc rep n errors seconds rate p50_ms p99_ms bytes
+#          client_cpu_s server_cpu_s peak_rss_mib peak_pss_mib max_procs
+# col SERVER CASE FIELD [FIRST]: values over all runs and reps; FIRST=1: run 1 rep 1 only,
+# FIRST=2: every row but that one.
+col() { awk -F'\t' -v s="$1" -v c="$2" -v k="$3" -v f="${4:-0}" 'NR>1 && $2==s && $3==c && (f==0 || (f==1) == ($1==1 && $8==1)) {print $k}' "$OUT/raw.tsv"; }
+fails() { awk -F'\t' -v s="$1" -v c="$2" 'NR>1 && $2==s && $3==c && $10>0 {n++} END{print n+0}' "$OUT/raw.tsv"; }
+summary() {
+  local runs c r p label
+  runs=$(awk -F'\t' 'NR>1 && $1>n {n=$1} END{print n+0}' "$OUT/raw.tsv")
+  echo
+  echo "IMAP over implicit TLS, imapload (median of $runs runs$( [ "$FETCH_REPS" -gt 1 ] && echo "; fetch: of every repetition but the very first"))"
+  printf '%-34s %12s %12s %9s %20s\n' case dovecot petrel petrel/ "p50 / p99 ms"
+  printf '%-34s %12s %12s %9s %20s\n' "" "" "" dovecot "dovecot | petrel"
+  while IFS= read -r c; do
+    r=$(col ref "$c" 12 | median); p=$(col petrel "$c" 12 | median)
+    case $c in logins*) label="$c (logins/s)";; *) label="$c (APPEND/s)";; esac
+    printf '%-34s %12.1f %12.1f %8.2fx %9s | %-9s%s\n' "$label" "$r" "$p" "$(div "$p" "$r")" \
+      "$(col ref "$c" 13 | median)/$(col ref "$c" 14 | median)" "$(col petrel "$c" 13 | median)/$(col petrel "$c" 14 | median)" \
+      "$( { [ "$(fails ref "$c")" -gt 0 ] || [ "$(fails petrel "$c")" -gt 0 ]; } && echo "  errors: ref $(fails ref "$c") petrel $(fails petrel "$c") rows")"
+  done < <(awk -F'\t' 'NR>1 && $5!="fetch" {print $3}' "$OUT/raw.tsv" | awk '!s[$0]++')
+  local f=2; [ "$FETCH_REPS" -gt 1 ] || f=0
+  while IFS= read -r c; do
+    r=$(col ref "$c" 11 $f | median); p=$(col petrel "$c" 11 $f | median)
+    printf '%-34s %12.1f %12.1f %8.2fx\n' "$c on $FILL msgs (ms)" "$(awk -v v="$r" 'BEGIN{print v*1000}')" "$(awk -v v="$p" 'BEGIN{print v*1000}')" "$(div "$r" "$p")"
+  done < <(awk -F'\t' 'NR>1 && $5=="fetch" {print $3}' "$OUT/raw.tsv" | awk '!s[$0]++')
+  for c in "fetch select" "fetch envelope" "fetch headers" "fetch search_subject"; do
+    r=$(col ref "$c" 11 1 | median); p=$(col petrel "$c" 11 1 | median)
+    [ "$r" = - ] && continue
+    printf '%-34s %12.1f %12.1f %8.2fx\n' "$c, first ever (ms)" "$(awk -v v="$r" 'BEGIN{print v*1000}')" "$(awk -v v="$p" 'BEGIN{print v*1000}')" "$(div "$r" "$p")"
+  done
+  echo "fetch times are of one command over the whole mailbox (bodies: all $BODIES commands); ratio > 1: Petrel faster."
+  echo
+  sm() { awk -F'\t' -v s="$1" -v k="$2" 'NR>1 && $1==s {print $k}' "$OUT/startmem.tsv" | median; }
+  pk() { awk -F'\t' -v s="$1" -v k="$2" 'NR>1 && $2==s {print $k}' "$OUT/raw.tsv" | sort -g | tail -1; }
+  echo "Memory, summed over every process of each server (MiB; dovecot: master and all children)"
+  printf '%-36s %12s %12s %9s\n' "" dovecot petrel ratio
+  printf '%-36s %12.1f %12.1f %8.2fx\n' "idle Pss ($FILL-message mailbox)" "$(sm ref 4)" "$(sm petrel 4)" "$(div "$(sm petrel 4)" "$(sm ref 4)")"
+  printf '%-36s %12.1f %12.1f %8.2fx\n' "idle RSS" "$(sm ref 3)" "$(sm petrel 3)" "$(div "$(sm petrel 3)" "$(sm ref 3)")"
+  printf '%-36s %12s %12s\n' "idle processes" "$(sm ref 5)" "$(sm petrel 5)"
+  printf '%-36s %12.1f %12.1f %8.2fx\n' "peak Pss over all cases" "$(pk ref 19)" "$(pk petrel 19)" "$(div "$(pk petrel 19)" "$(pk ref 19)")"
+  printf '%-36s %12.1f %12.1f %8.2fx\n' "peak RSS over all cases" "$(pk ref 18)" "$(pk petrel 18)" "$(div "$(pk petrel 18)" "$(pk ref 18)")"
+  printf '%-36s %12s %12s\n' "peak processes" "$(pk ref 20)" "$(pk petrel 20)"
+  echo
+  echo "First login of a user (ms; Petrel: bcrypt cost $PETREL_ROUNDS, then cached): dovecot $(sm ref 6), petrel $(sm petrel 6)"
+  echo "Fill of $FILL messages (APPEND/s, pipelined; dovecot with mail_fsync=never): dovecot $(sm ref 7), petrel $(sm petrel 7)"
+  echo "Server CPU per operation (ms, median): $(for c in "logins c10" "append c10"; do printf '%s: dovecot %.2f petrel %.2f; ' "$c" \
+    "$(awk -F'\t' -v c="$c" 'NR>1 && $2=="ref" && $3==c && $9>0 {print 1000*$17/$9}' "$OUT/raw.tsv" | median)" \
+    "$(awk -F'\t' -v c="$c" 'NR>1 && $2=="petrel" && $3==c && $9>0 {print 1000*$17/$9}' "$OUT/raw.tsv" | median)"; done)"
+  echo "load average (1 min) during the cases: $(awk -F'\t' 'NR>1 {print $4}' "$OUT/raw.tsv" | sort -g | awk '{a[NR]=$1} END{if (NR) printf "%s-%s, median %s", a[1], a[NR], a[int((NR+1)/2)]}')"
+  echo "raw rows: $OUT/raw.tsv $OUT/startmem.tsv   machine: $OUT/env.txt"
+  ls "$OUT"/pprof-*-top.txt >/dev/null 2>&1 && echo "profiles: $(ls "$OUT"/pprof-*-top.txt | tr '\n' ' ')"
+  return 0
+}
+
+if [ "${SUMMARY_ONLY:-0}" = 1 ]; then
+  [ -f "$OUT/raw.tsv" ] || die "SUMMARY_ONLY=1: no $OUT/raw.tsv"
+  summary; exit 0
+fi
+
+[ "$(id -u)" = 0 ] || die "must run as root (Postfix and Dovecot need it)"
+command -v go >/dev/null || die "go not found in PATH"
+"$PD" install || die "installing postfix/dovecot/sqlite3 failed"
+fstype=$(findmnt -n -o FSTYPE --target "$BENCH_DIR" 2>/dev/null || stat -f -c %T "$BENCH_DIR")
+case $fstype in tmpfs|ramfs) die "$BENCH_DIR is on $fstype; fsync would cost nothing there (set BENCH_DIR)";; esac
+mkdir -p "$BIN"
+
+# ---------------------------------------------------------------- cleanup: only what we started
+PETREL_PID=""
+SAMPLER_PID=""
+cleanup() {
+  [ -n "$SAMPLER_PID" ] && kill -TERM "$SAMPLER_PID" 2>/dev/null
+  stop_petrel
+  "$PD" stop "$REF" >/dev/null 2>&1
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$REF" "$PET"
+}
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- build
+log "building petrel (CGO_ENABLED=0), imapload, benchtool and petrelprof from $REPO"
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$BIN/petrel" ./cmd/petrel && go build -o "$BIN/imapload" ./bench/imapload \
+  && go build -o "$BIN/benchtool" ./bench/benchtool && CGO_ENABLED=0 go build -o "$BIN/petrelprof" ./bench/petrelprof) \
+  || die "go build failed"
+BT=$BIN/benchtool
+IL=$BIN/imapload
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "kernel: $(uname -r)"
+  echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
+  echo "memory: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "bench dir: $BENCH_DIR on $(df -P "$BENCH_DIR" | awk 'NR==2{print $1}') ($fstype $(findmnt -n -o OPTIONS --target "$BENCH_DIR" 2>/dev/null))"
+  echo "go: $(go version | cut -d' ' -f3-)"
+  echo "dovecot: $(/usr/sbin/dovecot --version) (deb $(dpkg-query -W -f='${Version}' dovecot-core)), $(openssl version)"
+  echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)')"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "settings: RUNS=$RUNS FILL=$FILL MSG_SIZE=$MSG_SIZE LOGIN_SECONDS=$LOGIN_SECONDS LOGIN_CONC=\"$LOGIN_CONC\" APPEND_N=$APPEND_N APPEND_CONC=\"$APPEND_CONC\" FETCH_REPS=$FETCH_REPS BODIES=$BODIES KEX=$KEX PETREL_ROUNDS=$PETREL_ROUNDS PB_LOGIN_MIN_AVAIL=$PB_LOGIN_MIN_AVAIL"
+} | tee "$OUT/env.txt" >&2
+
+# ---------------------------------------------------------------- servers
+PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=example.test
+  HOSTNAMES=mail.example.test SECRET_KEY=bench-secret-key-0123456789abcdef TLS_FLAVOR=cert PORTS=25,993
+  LISTEN_25=127.0.0.1:$PETREL_SMTP LISTEN_993=127.0.0.1:$PETREL_IMAPS CREDENTIAL_ROUNDS=$PETREL_ROUNDS
+  LOG_LEVEL=$PETREL_LOG_LEVEL)
+
+# the users the cases use: user1 (logins), user2.. (one per run and append case), user20 (fetch)
+petrel_users() {
+  rm -rf "$PET"; mkdir -p "$PET"
+  for i in $(seq 1 $((1 + RUNS * n_app))) 20; do
+    echo "$PASS" | "${PETREL_ENV[@]}" "$BIN/petrel" user "user$i" example.test - >/dev/null || die "petrel user user$i failed"
+  done
+}
+start_petrel() {
+  local bin=$1; shift
+  "${PETREL_ENV[@]}" "$@" "$bin" serve >>"$PET.log" 2>&1 &
+  PETREL_PID=$!
+  "$BT" wait220 -t 60s 127.0.0.1:$PETREL_SMTP >/dev/null || { tail -20 "$PET.log" >&2; die "petrel did not start"; }
+}
+stop_petrel() {
+  [ -n "$PETREL_PID" ] || return 0
+  kill -TERM "$PETREL_PID" 2>/dev/null
+  wait "$PETREL_PID" 2>/dev/null
+  PETREL_PID=""
+}
+start_ref() {
+  "$PD" config "$REF" >/dev/null 2>&1 || die "writing the reference config failed"
+  "$PD" start "$REF" >"$REF.start.log" 2>&1 || { cat "$REF.start.log" >&2; die "reference did not start"; }
+  "$BT" wait220 -t 60s 127.0.0.1:$PB_SMTP >/dev/null || die "postfix did not greet"
+  for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$PB_IMAPS) 2>/dev/null && return 0; sleep 0.1; done
+  die "dovecot imaps did not listen on $PB_IMAPS"
+}
+dovecot_pid() { tr -d ' \n' <"$REF/dovecot/run/master.pid"; }
+addr_of() { if [ "$1" = ref ]; then echo 127.0.0.1:$PB_IMAPS; else echo 127.0.0.1:$PETREL_IMAPS; fi; }
+root_of() { if [ "$1" = ref ]; then dovecot_pid; else echo "$PETREL_PID"; fi; }
+
+# ---------------------------------------------------------------- one case
+# run_case SERVER CASE RUN IMAPLOAD-ARGS...: runs imapload against SERVER and appends its rows
+# (prefixed with run, server, case, load) and the server's CPU and peak memory to raw.tsv.
+run_case() {
+  local srv=$1 cname=$2 run=$3; shift 3
+  local root memlog c0 c1 l1 rc tmp
+  root=$(root_of "$srv"); memlog=$OUT/.mem; tmp=$OUT/.rows; l1=$(load1)
+  "$BT" mem -i 250ms "$root" >"$memlog" & SAMPLER_PID=$!
+  c0=$("$BT" cpu "$root")
+  "$IL" -addr "$(addr_of "$srv")" -pass "$PASS" -kex "$KEX" "$@" >"$tmp" 2>>"$OUT/imapload.log"; rc=$?
+  c1=$("$BT" cpu "$root")
+  sleep 0.3; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
+  [ $rc = 0 ] || log "WARNING: $srv $cname: imapload exited $rc (see $OUT/imapload.log)"
+  awk -v run="$run" -v srv="$srv" -v c="$cname" -v l1="$l1" -v cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" -v memlog="$memlog" '
+    BEGIN { while ((getline line < memlog) > 0) { split(line, f, " "); if (f[3] > rss) rss = f[3]; if (f[4] > pss) pss = f[4]; if (f[2] > n) n = f[2] } }
+    { cn = c; if ($1 == "fetch") cn = "fetch " $2
+      printf "%s\t%s\t%s\t%s\t%s\t%.3f\t%.1f\t%.1f\t%d\n", run, srv, cn, l1, $0, cpu, rss/1024, pss/1024, n }' "$tmp" >>"$OUT/raw.tsv"
+  tail -n "$(wc -l <"$tmp")" "$OUT/raw.tsv" | awk -F'\t' '{
+    if ($5 == "fetch") printf "  run %s %-6s %-22s %8.1f ms  (%d responses)\n", $1, $2, $3 " rep " $8, $11*1000, $9
+    else printf "  run %s %-6s %-22s %8.1f /s  n=%d err=%d p50 %.1f ms p99 %.1f ms  server cpu %.2f ms/op  peak Pss %.0f MiB  load %s\n", $1, $2, $3, $12, $9, $10, $13, $14, ($9 > 0 ? 1000*$17/$9 : 0), $19, $4 }' >&2
+  return 0
+}
+
+# ---------------------------------------------------------------- set-up: fill, restart, idle
+printf 'run\tserver\tcase\tload1\tmode\tstep\tconc\trep\tn\terrors\tseconds\trate\tp50_ms\tp99_ms\tbytes\tclient_cpu_s\tserver_cpu_s\tpeak_rss_mib\tpeak_pss_mib\tmax_procs\n' >"$OUT/raw.tsv"
+printf 'server\tload1\tidle_rss_mib\tidle_pss_mib\tidle_procs\tfirst_login_ms\tfill_per_s\n' >"$OUT/startmem.tsv"
+: >"$OUT/imapload.log"
+
+log "starting a fresh reference and Petrel (load $(cut -d' ' -f1-3 /proc/loadavg))"
+"$PD" stop "$REF" >/dev/null 2>&1; rm -rf "$REF" "$PET" "$PET.log"
+PB_MAIL_FSYNC=never start_ref
+petrel_users
+start_petrel "$BIN/petrel"
+declare -A FILLRATE
+for srv in ref petrel; do
+  log "filling $FETCH_USER's INBOX on $srv with $FILL messages"
+  "$IL" -mode fill -addr "$(addr_of $srv)" -user $FETCH_USER -pass "$PASS" -kex "$KEX" -c 2 -n "$FILL" -size "$MSG_SIZE" \
+    >"$OUT/.fill" 2>>"$OUT/imapload.log" || die "fill of $srv failed (see $OUT/imapload.log)"
+  FILLRATE[$srv]=$(cut -f8 "$OUT/.fill")
+  log "  $(cut -f5,7,8 "$OUT/.fill" | awk -F'\t' '{printf "%d messages in %.1f s = %.0f/s", $1, $2, $3}')"
+done
+log "restarting both (dovecot with its default mail_fsync)"
+"$PD" stop "$REF" >/dev/null 2>&1; start_ref
+stop_petrel; start_petrel "$BIN/petrel"
+sleep "$IDLE_SETTLE"
+for srv in ref petrel; do
+  read -r _ n rss pss < <("$BT" mem -n 1 "$(root_of $srv)")
+  first=$("$IL" -mode logins -n 1 -addr "$(addr_of $srv)" -user user1@example.test -pass "$PASS" -kex "$KEX" 2>>"$OUT/imapload.log" | cut -f9)
+  printf '%s\t%s\t%.1f\t%.1f\t%d\t%s\t%s\n' $srv "$(load1)" "$(div "$rss" 1024)" "$(div "$pss" 1024)" "$n" "$first" "${FILLRATE[$srv]}" >>"$OUT/startmem.tsv"
+  log "  $srv: idle Pss $((pss/1024)) MiB RSS $((rss/1024)) MiB in $n processes; first login $first ms"
+done
+
+# ---------------------------------------------------------------- runs
+for run in $(seq 1 "$RUNS"); do
+  log "run $run of $RUNS (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  if [ $((run % 2)) = 1 ]; then order="ref petrel"; else order="petrel ref"; fi
+  for c in $LOGIN_CONC; do
+    for srv in $order; do run_case $srv "logins c$c" $run -mode logins -user user1@example.test -c "$c" -d "${LOGIN_SECONDS}s"; done
+  done
+  k=0
+  for c in $APPEND_CONC; do
+    u=user$((2 + (run - 1) * n_app + k))@example.test; k=$((k + 1))
+    for srv in $order; do run_case $srv "append c$c" $run -mode append -user "$u" -c "$c" -n "$APPEND_N" -size "$MSG_SIZE"; done
+  done
+  for srv in $order; do run_case $srv fetch $run -mode fetch -user $FETCH_USER -reps "$FETCH_REPS" -bodies "$BODIES" -expect "$FILL"; done
+done
+
+# ---------------------------------------------------------------- profile
+if [ "$PROFILE" = 1 ]; then
+  stop_petrel
+  start_petrel "$BIN/petrelprof" PPROF_OUT="$OUT/.cpu.pprof"
+  for pc in $PROFILE_CASES; do
+    case $pc in
+      fetch)  args=(-mode fetch -user $FETCH_USER -reps "$FETCH_REPS" -bodies "$BODIES" -expect "$FILL") ;;
+      logins) args=(-mode logins -user user1@example.test -c 10 -d "${LOGIN_SECONDS}s") ;;
+      append) args=(-mode append -user user2@example.test -c 10 -n "$APPEND_N" -size "$MSG_SIZE") ;;
+      *) log "unknown profile case $pc"; continue ;;
+    esac
+    log "profile: petrelprof under $pc (load $(load1))"
+    rm -f "$OUT/.cpu.pprof"
+    kill -USR1 "$PETREL_PID"; sleep 0.2
+    "$IL" -addr 127.0.0.1:$PETREL_IMAPS -pass "$PASS" -kex "$KEX" "${args[@]}" >"$OUT/profile-$pc.tsv" 2>>"$OUT/imapload.log"
+    kill -USR2 "$PETREL_PID"
+    for _ in $(seq 1 50); do [ -s "$OUT/.cpu.pprof" ] && break; sleep 0.1; done
+    sleep 0.5
+    mv "$OUT/.cpu.pprof" "$OUT/petrel.$pc.pprof"
+    (cd "$REPO" && go tool pprof -top -nodecount=45 "$BIN/petrelprof" "$OUT/petrel.$pc.pprof") >"$OUT/pprof-$pc-top.txt" 2>&1
+    (cd "$REPO" && go tool pprof -top -cum -nodecount=60 "$BIN/petrelprof" "$OUT/petrel.$pc.pprof") >"$OUT/pprof-$pc-cum.txt" 2>&1
+  done
+  stop_petrel
+fi
+rm -f "$OUT/.mem" "$OUT/.rows" "$OUT/.fill"
+
+summary | tee "$OUT/summary.txt"

@@ -589,6 +589,19 @@ func crashVerify(l *crashLedger, counts map[crashPlace]int) crashTally {
 	return tl
 }
 
+// crashReport fails the test with the first problems found.
+func crashReport(t *testing.T, when string, problems []string) {
+	t.Helper()
+	const most = 20
+	for i, p := range problems {
+		if i == most {
+			t.Errorf("%s: ... and %d more", when, len(problems)-most)
+			break
+		}
+		t.Errorf("%s: %s", when, p)
+	}
+}
+
 // crashCompare requires the IMAP view and the database to agree on every
 // mailbox copy.
 func crashCompare(t *testing.T, round int, db, im map[crashPlace]int) {
@@ -603,6 +616,32 @@ func crashCompare(t *testing.T, round int, db, im map[crashPlace]int) {
 			t.Errorf("round %d: %s in %s: IMAP shows %d copies, the database none", round, p.token, p.box, n)
 		}
 	}
+}
+
+// crashDisk describes the data directory after a kill: database and WAL
+// sizes, committed blob files and leftover temp files (for the report).
+func crashDisk(dataDir string) string {
+	size := func(name string) int64 {
+		fi, err := os.Stat(filepath.Join(dataDir, name))
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	blobs, tmp := 0, 0
+	_ = filepath.WalkDir(filepath.Join(dataDir, "blobs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if filepath.Base(filepath.Dir(path)) == "tmp" {
+			tmp++
+		} else {
+			blobs++
+		}
+		return nil
+	})
+	return fmt.Sprintf("main.db %d KiB, -wal %d KiB, %d blob files, %d in blobs/tmp",
+		size("main.db")>>10, size("main.db-wal")>>10, blobs, tmp)
 }
 
 func crashEnvInt(t *testing.T, name string, def int64) int64 {
@@ -671,6 +710,7 @@ func TestCrashKit(t *testing.T) {
 			t.Fatalf("round %d: clients still running 60s after the kill", round)
 		}
 
+		disk := crashDisk(s.dataDir)
 		crashIntegrity(t, s.dataDir)
 		db := crashDBCounts(t, s)
 		s.start() // the store opens and the server answers on 25 again
@@ -685,12 +725,11 @@ func TestCrashKit(t *testing.T) {
 		t.Logf("round %2d: kill -9 after %v: acknowledged %d messages (25: %d, 465: %d, APPEND: %d); "+
 			"all rounds so far: %d copies acknowledged, %d present once, %d lost, %d duplicated, %d unacknowledged present",
 			round, delay, m25+m465+mApp, m25, m465, mApp, tl.acked, tl.present, tl.lost, tl.dup, tl.extra)
+		t.Logf("round %2d: after the kill: %s", round, disk)
 		for ch, e := range errs {
 			t.Logf("round %2d: first %s client error before the kill: %s", round, ch, e)
 		}
-		for _, p := range tl.problems {
-			t.Errorf("round %d: %s", round, p)
-		}
+		crashReport(t, fmt.Sprintf("round %d", round), tl.problems)
 		total = tl
 	}
 
@@ -698,9 +737,7 @@ func TestCrashKit(t *testing.T) {
 	s.stopClean()
 	crashIntegrity(t, s.dataDir)
 	final := crashVerify(l, crashDBCounts(t, s))
-	for _, p := range final.problems {
-		t.Errorf("after the clean stop: %s", p)
-	}
+	crashReport(t, "after the clean stop", final.problems)
 	l.mu.Lock()
 	var m25, m465, mApp, queued int
 	for _, n := range l.msgs["25"] {
@@ -726,5 +763,38 @@ func TestCrashKit(t *testing.T) {
 	}
 	if m25 == 0 || m465 == 0 || queued == 0 {
 		t.Errorf("a path was never exercised: 25: %d, 465: %d, queued copies: %d", m25, m465, queued)
+	}
+}
+
+// TestCrashVerify checks the crash kit's own bookkeeping: a missing
+// acknowledged copy is lost, two copies are a duplicate, an
+// unacknowledged copy in flight is allowed, an unknown one is not.
+func TestCrashVerify(t *testing.T) {
+	l := newCrashLedger()
+	for _, tok := range []string{"a", "b", "c", "d"} {
+		l.try(tok)
+	}
+	l.ack("25", 1, []crashPlace{{"alice@example.test", "a"}, {"queue x@remote.example", "a"}})
+	l.ack("465", 2, []crashPlace{{"bob@example.test", "b"}})
+	tests := []struct {
+		name                              string
+		counts                            map[crashPlace]int
+		present, lost, dup, extra, unknwn int
+	}{
+		{"all there", map[crashPlace]int{{"alice@example.test", "a"}: 1, {"queue x@remote.example", "a"}: 1, {"bob@example.test", "b"}: 1}, 3, 0, 0, 0, 0},
+		{"queue copy lost", map[crashPlace]int{{"alice@example.test", "a"}: 1, {"bob@example.test", "b"}: 1}, 2, 1, 0, 0, 0},
+		{"duplicate", map[crashPlace]int{{"alice@example.test", "a"}: 1, {"queue x@remote.example", "a"}: 1, {"bob@example.test", "b"}: 2}, 2, 0, 1, 0, 0},
+		{"in flight once", map[crashPlace]int{{"alice@example.test", "a"}: 1, {"queue x@remote.example", "a"}: 1, {"bob@example.test", "b"}: 1, {"carol@example.test", "c"}: 1}, 3, 0, 0, 1, 0},
+		{"in flight twice", map[crashPlace]int{{"alice@example.test", "a"}: 1, {"queue x@remote.example", "a"}: 1, {"bob@example.test", "b"}: 1, {"carol@example.test", "d"}: 2}, 3, 0, 1, 1, 0},
+		{"unknown", map[crashPlace]int{{"alice@example.test", "a"}: 1, {"queue x@remote.example", "a"}: 1, {"bob@example.test", "b"}: 1, {"bob@example.test", "zz"}: 1}, 3, 0, 0, 0, 1},
+	}
+	for _, tc := range tests {
+		got := crashVerify(l, tc.counts)
+		if got.acked != 3 || got.present != tc.present || got.lost != tc.lost || got.dup != tc.dup || got.extra != tc.extra || got.unknown != tc.unknwn {
+			t.Errorf("%s: got %+v", tc.name, got)
+		}
+		if ok := tc.lost+tc.dup+tc.unknwn == 0; ok != (len(got.problems) == 0) {
+			t.Errorf("%s: problems %q", tc.name, got.problems)
+		}
 	}
 }

@@ -4,6 +4,8 @@
 // RESOLVER_ADDRESS. It also tells permanent answers (the name or the record
 // type does not exist) from temporary failures (SERVFAIL, timeouts,
 // unreachable servers), which is what decides between a bounce and a retry.
+// The look-ups behind an SMTP client's reverse DNS (LookupAddr, and
+// LookupHost to forward-confirm) are cached for a few minutes (cache.go).
 package dnsres
 
 import (
@@ -40,7 +42,9 @@ var (
 // Net is a Resolver over net.Resolver with PreferGo set, so that lookups
 // behave the same with and without cgo and can use a given server.
 type Net struct {
-	r *net.Resolver
+	r    *net.Resolver
+	ptr  *cache // LookupAddr answers by address
+	host *cache // LookupHost answers by name
 }
 
 // New returns a resolver that sends every query to addr (host:port, as
@@ -55,7 +59,11 @@ func New(addr string) *Net {
 			return d.DialContext(ctx, network, addr)
 		}
 	}
-	return &Net{r: r}
+	return &Net{
+		r:    r,
+		ptr:  newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
+		host: newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
+	}
 }
 
 // absolute makes name fully qualified so that resolv.conf's search list is
@@ -100,12 +108,19 @@ func (n *Net) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, erro
 	return n.r.LookupIPAddr(ctx, absolute(host))
 }
 
-// LookupHost returns host's addresses as strings.
+// LookupHost returns host's addresses as strings. Answers and not-found
+// results are cached (CacheTTL, CacheNegativeTTL).
 func (n *Net) LookupHost(ctx context.Context, host string) ([]string, error) {
 	if ip := net.ParseIP(host); ip != nil {
 		return []string{host}, nil
 	}
-	return n.r.LookupHost(ctx, absolute(host))
+	key := hostKey(host)
+	if e, ok := n.host.get(key); ok {
+		return e.vals, e.err
+	}
+	addrs, err := n.r.LookupHost(ctx, absolute(host))
+	n.host.put(key, addrs, err)
+	return addrs, err
 }
 
 // LookupTXT returns name's TXT records.
@@ -113,11 +128,22 @@ func (n *Net) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	return n.r.LookupTXT(ctx, absolute(name))
 }
 
-// LookupAddr returns the PTR names of addr without the final dot.
+// LookupAddr returns the PTR names of addr without the final dot. Answers
+// and not-found results are cached per address (CacheTTL,
+// CacheNegativeTTL).
 func (n *Net) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	key, cacheable := addrKey(addr)
+	if cacheable {
+		if e, ok := n.ptr.get(key); ok {
+			return e.vals, e.err
+		}
+	}
 	names, err := n.r.LookupAddr(ctx, addr)
 	for i := range names {
 		names[i] = trimDot(names[i])
+	}
+	if cacheable {
+		n.ptr.put(key, names, err)
 	}
 	return names, err
 }

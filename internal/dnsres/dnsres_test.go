@@ -172,3 +172,72 @@ func TestSilentServerTimesOut(t *testing.T) {
 		t.Errorf("silent server: err = %v; want a temporary timeout", err)
 	}
 }
+
+// The reverse look-ups a client's connection makes are cached: a client
+// reconnecting for every message is looked up once. Not-found answers are
+// cached too; SERVFAIL is asked again.
+func TestReverseLookupsCached(t *testing.T) {
+	srv := dnstest.New(t)
+	srv.Add(t,
+		"7.2.0.192.in-addr.arpa. PTR mx1.example.test.",
+		"mx1.example.test. A 192.0.2.7",
+	)
+	srv.Fail("8.2.0.192.in-addr.arpa", dns.TypePTR, dns.RcodeServerFailure)
+	r := srv.Resolver()
+	c := ctx(t)
+
+	lookup := func() {
+		names, err := r.LookupAddr(c, "192.0.2.7")
+		if err != nil || !slices.Equal(names, []string{"mx1.example.test"}) {
+			t.Fatalf("LookupAddr = %q, %v", names, err)
+		}
+		addrs, err := r.LookupHost(c, names[0])
+		if err != nil || !slices.Equal(addrs, []string{"192.0.2.7"}) {
+			t.Fatalf("LookupHost = %q, %v", addrs, err)
+		}
+	}
+	lookup()
+	first := srv.Queries()
+	if first == 0 {
+		t.Fatal("the server saw no query")
+	}
+	for range 5 {
+		lookup()
+	}
+	if n := srv.Queries(); n != first {
+		t.Errorf("%d queries after 6 connections' look-ups, want %d (cached)", n, first)
+	}
+	// The same address written as IPv4-mapped IPv6 is the same entry.
+	if names, err := r.LookupAddr(c, "::ffff:192.0.2.7"); err != nil || len(names) != 1 {
+		t.Errorf("LookupAddr(mapped) = %q, %v", names, err)
+	}
+	if n := srv.Queries(); n != first {
+		t.Errorf("mapped address queried again (%d queries, want %d)", n, first)
+	}
+
+	// No PTR: cached as not found.
+	for range 3 {
+		if _, err := r.LookupAddr(c, "192.0.2.9"); !dnsres.IsNotFound(err) {
+			t.Fatalf("LookupAddr(no PTR) = %v, want not found", err)
+		}
+	}
+	afterMiss := srv.Queries()
+	if afterMiss == first {
+		t.Fatal("the missing PTR was never asked")
+	}
+	if _, err := r.LookupAddr(c, "192.0.2.9"); !dnsres.IsNotFound(err) || srv.Queries() != afterMiss {
+		t.Errorf("not-found PTR asked again: err %v, %d queries, want %d", err, srv.Queries(), afterMiss)
+	}
+
+	// SERVFAIL: a temporary failure, not cached.
+	if _, err := r.LookupAddr(c, "192.0.2.8"); !dnsres.IsTemporary(err) {
+		t.Fatalf("LookupAddr(SERVFAIL) = %v, want temporary", err)
+	}
+	before := srv.Queries()
+	if _, err := r.LookupAddr(c, "192.0.2.8"); !dnsres.IsTemporary(err) {
+		t.Fatalf("LookupAddr(SERVFAIL) again = %v", err)
+	}
+	if srv.Queries() == before {
+		t.Error("a SERVFAIL answer was cached")
+	}
+}

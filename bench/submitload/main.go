@@ -182,7 +182,9 @@ func run(ctx context.Context, c config, errOut io.Writer) (Result, error) {
 	report := func(err error) {
 		nerr.Add(1)
 		if printed.Add(1) <= int64(c.MaxErrs) {
+			mu.Lock() // errOut need not be safe for concurrent writes
 			fmt.Fprintln(errOut, "submitload:", err)
+			mu.Unlock()
 		}
 	}
 	start := time.Now()

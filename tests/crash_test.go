@@ -73,12 +73,16 @@ type crashLedger struct {
 	tried map[string]bool        // every token a client began to send
 	acked map[crashPlace]int     // acknowledged copies -> round
 	msgs  map[string]map[int]int // channel ("25", "465", "append") -> round -> acknowledged messages
+	first map[int]time.Time      // round -> when its first acknowledgement came
+	last  map[int]time.Time      // round -> when its latest acknowledgement came
+	pause map[int]time.Duration  // round -> longest wait between two acknowledgements
 	errs  map[string]string      // channel -> first error seen before the kill, per round
 }
 
 func newCrashLedger() *crashLedger {
 	return &crashLedger{tried: map[string]bool{}, acked: map[crashPlace]int{},
-		msgs: map[string]map[int]int{"25": {}, "465": {}, "append": {}}, errs: map[string]string{}}
+		msgs: map[string]map[int]int{"25": {}, "465": {}, "append": {}}, errs: map[string]string{},
+		first: map[int]time.Time{}, last: map[int]time.Time{}, pause: map[int]time.Duration{}}
 }
 
 func (l *crashLedger) try(token string) {
@@ -94,6 +98,13 @@ func (l *crashLedger) ack(channel string, round int, places []crashPlace) {
 		l.acked[p] = round
 	}
 	l.msgs[channel][round]++
+	now := time.Now()
+	if _, ok := l.first[round]; !ok {
+		l.first[round] = now
+	} else if d := now.Sub(l.last[round]); d > l.pause[round] {
+		l.pause[round] = d
+	}
+	l.last[round] = now
 }
 
 // noteErr keeps the first error a channel met while the server was
@@ -686,7 +697,14 @@ func TestCrashKit(t *testing.T) {
 	var total crashTally
 	for round := 1; round <= rounds; round++ {
 		delay := time.Duration(50+master.IntN(2950)) * time.Millisecond
+		if round == 1 {
+			// The first round runs long enough for every path to get
+			// acknowledgements even on a slow CI machine; later rounds
+			// may kill at any moment, even before the first message.
+			delay = time.Duration(1500+master.IntN(1500)) * time.Millisecond
+		}
 		stop := make(chan struct{})
+		began := time.Now()
 		var killed atomic.Bool
 		var wg sync.WaitGroup
 		for g := 0; g < senders25; g++ {
@@ -719,13 +737,18 @@ func TestCrashKit(t *testing.T) {
 		tl := crashVerify(l, db)
 		l.mu.Lock()
 		m25, m465, mApp := l.msgs["25"][round], l.msgs["465"][round], l.msgs["append"][round]
+		firstAck := "none"
+		if f, ok := l.first[round]; ok {
+			firstAck = fmt.Sprintf("%v, longest pause between two %v", f.Sub(began).Round(time.Millisecond),
+				l.pause[round].Round(time.Millisecond))
+		}
 		errs := l.errs
 		l.errs = map[string]string{}
 		l.mu.Unlock()
 		t.Logf("round %2d: kill -9 after %v: acknowledged %d messages (25: %d, 465: %d, APPEND: %d); "+
 			"all rounds so far: %d copies acknowledged, %d present once, %d lost, %d duplicated, %d unacknowledged present",
 			round, delay, m25+m465+mApp, m25, m465, mApp, tl.acked, tl.present, tl.lost, tl.dup, tl.extra)
-		t.Logf("round %2d: after the kill: %s", round, disk)
+		t.Logf("round %2d: first acknowledgement after %s; after the kill: %s", round, firstAck, disk)
 		for ch, e := range errs {
 			t.Logf("round %2d: first %s client error before the kill: %s", round, ch, e)
 		}

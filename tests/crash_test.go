@@ -655,6 +655,28 @@ func crashDisk(dataDir string) string {
 		size("main.db")>>10, size("main.db-wal")>>10, blobs, tmp)
 }
 
+// crashStart starts the server and waits until every port the clients
+// use accepts connections: start waits for port 25 only, and the
+// listeners come up one after another.
+func crashStart(t *testing.T, s *server) {
+	t.Helper()
+	s.start()
+	for _, p := range []int{465, 993, 143} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", s.addr[p], time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("port %d does not answer after the restart: %v\n%s", p, err, s.logs())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 func crashEnvInt(t *testing.T, name string, def int64) int64 {
 	t.Helper()
 	v := os.Getenv(name)
@@ -691,7 +713,7 @@ func TestCrashKit(t *testing.T) {
 		s.mustCLI(crashPassword(u)+"\n", "user", local, "example.test", "-")
 	}
 	l := newCrashLedger()
-	s.start()
+	crashStart(t, s)
 
 	const senders25, senders465, readers = 3, 2, 2
 	var total crashTally
@@ -731,15 +753,15 @@ func TestCrashKit(t *testing.T) {
 		disk := crashDisk(s.dataDir)
 		crashIntegrity(t, s.dataDir)
 		db := crashDBCounts(t, s)
-		s.start() // the store opens and the server answers on 25 again
+		crashStart(t, s) // the store opens and the server answers again
 		im := crashIMAPCounts(t, s)
 		crashCompare(t, round, db, im)
 		tl := crashVerify(l, db)
 		l.mu.Lock()
 		m25, m465, mApp := l.msgs["25"][round], l.msgs["465"][round], l.msgs["append"][round]
-		firstAck := "none"
+		timing := "no acknowledgement"
 		if f, ok := l.first[round]; ok {
-			firstAck = fmt.Sprintf("%v, longest pause between two %v", f.Sub(began).Round(time.Millisecond),
+			timing = fmt.Sprintf("first acknowledgement after %v, longest pause between two %v", f.Sub(began).Round(time.Millisecond),
 				l.pause[round].Round(time.Millisecond))
 		}
 		errs := l.errs
@@ -748,7 +770,7 @@ func TestCrashKit(t *testing.T) {
 		t.Logf("round %2d: kill -9 after %v: acknowledged %d messages (25: %d, 465: %d, APPEND: %d); "+
 			"all rounds so far: %d copies acknowledged, %d present once, %d lost, %d duplicated, %d unacknowledged present",
 			round, delay, m25+m465+mApp, m25, m465, mApp, tl.acked, tl.present, tl.lost, tl.dup, tl.extra)
-		t.Logf("round %2d: first acknowledgement after %s; after the kill: %s", round, firstAck, disk)
+		t.Logf("round %2d: %s; after the kill: %s", round, timing, disk)
 		for ch, e := range errs {
 			t.Logf("round %2d: first %s client error before the kill: %s", round, ch, e)
 		}

@@ -371,3 +371,23 @@ func TestGoSMTPRefusalsLogged(t *testing.T) {
 		}
 	})
 }
+
+// A client that stalls in the middle of a command line: go-smtp runs the
+// partial line (bufio.ReadLine drops the timeout when it has bytes), but
+// the timeout is final, so the session ends right after that reply
+// instead of waiting a second ReadTimeout (found by the abuse kit's long
+// form, RFC 5321 4.5.3.2.7).
+func TestIdleTimeoutMidLineIsFinal(t *testing.T) {
+	e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
+	c := e.dial()
+	c.ehlo()
+	c.write("MAIL FROM:<half")
+	c.expect(501, "5.5.2") // go-smtp's reply to the partial line
+	// The client wakes up: too late, its session has timed out.
+	c.write("NOOP\r\n")
+	c.expect(421, "4.4.2")
+	c.expectClosed()
+	if !strings.Contains(e.logs.String(), `reply="Idle timeout"`) {
+		t.Errorf("timeout not logged:\n%s", e.logs.String())
+	}
+}

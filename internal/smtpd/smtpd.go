@@ -433,9 +433,8 @@ type trackedConn struct {
 
 	closeOnce sync.Once
 
-	mu       sync.Mutex
-	doomed   bool // the client timed out: every read fails from now on
-	timedOut bool // the idle timeout has been logged
+	mu     sync.Mutex
+	doomed bool // the client timed out: every read fails from now on
 
 	// rdnsDone is closed when the reverse look-up started at connect has
 	// finished; rdns is its result ("" if none) and is read only after.
@@ -462,19 +461,27 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
-		c.logIdleTimeout()
+		c.idleTimeout()
 	}
 	return n, err
 }
 
-// logIdleTimeout logs a client that went silent between commands (or in
-// the TLS handshake): go-smtp v0.25.1 answers "421 4.4.2 Idle timeout"
-// itself and logs nothing. Timeouts inside DATA are Data's to log, and
-// the drain's forced timeouts are no fault of the client.
-func (c *trackedConn) logIdleTimeout() {
+// idleTimeout handles a client that went silent between commands (or in
+// the TLS handshake). go-smtp v0.25.1 answers "421 4.4.2 Idle timeout"
+// itself and logs nothing, so Petrel logs it. And the timeout is made
+// final: when the client stalled in the middle of a line, bufio.ReadLine
+// hands go-smtp the partial line without the error, go-smtp runs it as a
+// command and would then wait another full timeout; dooming the
+// connection makes the next read fail at once, so the session ends after
+// that one reply. Timeouts inside DATA are Data's, and the drain's forced
+// timeouts are no fault of the client.
+func (c *trackedConn) idleTimeout() {
 	c.mu.Lock()
-	skip := c.doomed || c.timedOut || c.Busy() || c.Draining()
-	c.timedOut = true
+	skip := c.doomed || c.Busy() || c.Draining()
+	if !skip {
+		c.doomed = true
+		_ = c.NetConn().SetReadDeadline(time.Unix(1, 0))
+	}
 	c.mu.Unlock()
 	if !skip {
 		// RFC 5321 4.5.3.2.7: the server timeout (Postfix smtpd_timeout).

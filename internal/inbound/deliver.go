@@ -327,6 +327,35 @@ func (d *Deliverer) commit(ctx context.Context, batch []*commitReq) {
 // caller stopped waiting is still logged exactly once.
 func (d *Deliverer) finish(r *commitReq, err error) {
 	m := r.msg
+	quota := errors.Is(err, store.ErrQuotaExceeded)
+	if quota {
+		// A quota refusal is a clean rollback, so nothing references
+		// the blob. After other errors the outcome of COMMIT may be
+		// unknown (a lost PostgreSQL connection); the blob is then
+		// left to the store's garbage sweep rather than risk deleting
+		// the body of a stored message.
+		d.removeBlob(m)
+	}
+	d.logOutcome(r, err, quota)
+	if err != nil {
+		r.result <- fmt.Errorf("inbound: deliver %s: %w", m.ID, err)
+		return
+	}
+	r.result <- nil
+}
+
+// logOutcome writes the message's log line, building its attributes only
+// when the line is written (at LOG_LEVEL=WARNING a delivery logs nothing,
+// and the attributes would be allocations on every message).
+func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelWarn
+	}
+	if !d.log.Enabled(context.Background(), level) {
+		return
+	}
+	m := r.msg
 	rcpts := make([]string, len(r.env.Routes))
 	for i, rt := range r.env.Routes {
 		rcpts[i] = rt.Rcpt
@@ -349,18 +378,11 @@ func (d *Deliverer) finish(r *commitReq, err error) {
 	}
 	if err != nil {
 		result := "error"
-		if errors.Is(err, store.ErrQuotaExceeded) {
-			// A quota refusal is a clean rollback, so nothing references
-			// the blob. After other errors the outcome of COMMIT may be
-			// unknown (a lost PostgreSQL connection); the blob is then
-			// left to the store's garbage sweep rather than risk deleting
-			// the body of a stored message.
+		if quota {
 			result = "quota"
-			d.removeBlob(m)
 		}
 		attrs = append(attrs, slog.String("result", result), slog.Any("err", err))
-		d.log.LogAttrs(context.Background(), slog.LevelWarn, "delivery failed", attrs...)
-		r.result <- fmt.Errorf("inbound: deliver %s: %w", m.ID, err)
+		d.log.LogAttrs(context.Background(), level, "delivery failed", attrs...)
 		return
 	}
 	event := "delivered"
@@ -368,8 +390,7 @@ func (d *Deliverer) finish(r *commitReq, err error) {
 		event = "queued"
 	}
 	attrs = append(attrs, slog.String("result", "ok"))
-	d.log.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)
-	r.result <- nil
+	d.log.LogAttrs(context.Background(), level, event, attrs...)
 }
 
 // removeBlob deletes the blob of a message known not to be stored.

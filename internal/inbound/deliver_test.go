@@ -88,11 +88,14 @@ func (s *memStore) calls() []int {
 
 // logSink collects log records.
 type logSink struct {
-	mu   sync.Mutex
-	recs []slog.Record
+	mu       sync.Mutex
+	recs     []slog.Record
+	warnOnly bool // as LOG_LEVEL=WARNING
 }
 
-func (l *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logSink) Enabled(_ context.Context, lv slog.Level) bool {
+	return !l.warnOnly || lv >= slog.LevelWarn
+}
 func (l *logSink) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -543,5 +546,31 @@ func TestDeliverFailedBlobRemoved(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d blobs left after a failed delivery", n)
+	}
+}
+
+// At LOG_LEVEL=WARNING a delivery logs nothing, and a failed one still
+// logs its line with the result.
+func TestDeliverLogLevel(t *testing.T) {
+	st := newMemStore()
+	st.quota["full@example.com"] = 10
+	h := newHarness(t, st, DelivererOptions{})
+	h.logs.warnOnly = true
+	if err := h.deliver(context.Background(), env("ok1", toBox("u@example.com")), []byte("hello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	err := h.deliver(context.Background(), env("q1", toBox("full@example.com")), bytes.Repeat([]byte("y"), 100))
+	if !errors.Is(err, store.ErrQuotaExceeded) {
+		t.Fatalf("over quota: %v", err)
+	}
+	if recs := h.logs.find("delivered", "ok1"); len(recs) != 0 {
+		t.Errorf("a delivery was logged at warning level")
+	}
+	recs := h.logs.find("delivery failed", "q1")
+	if len(recs) != 1 || attr(recs[0], "result").String() != "quota" {
+		t.Fatalf("want one 'delivery failed' result=quota line, got %d", len(recs))
+	}
+	if rc := attr(recs[0], "rcpts"); rc.Kind() == slog.KindAny && fmt.Sprint(rc.Any()) != "[full@example.com]" {
+		t.Errorf("rcpts = %v", rc)
 	}
 }

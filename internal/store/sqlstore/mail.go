@@ -93,6 +93,16 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 		}
 		return fmt.Errorf("sqlstore: commit %d messages: %w", len(msgs), err)
 	}
+	var pages int64
+	for _, p := range ps {
+		// The body (when inline), then per copy the message row and
+		// its two index entries.
+		if p.blob == "" {
+			pages += p.size / pageSize
+		}
+		pages += 3 * int64(len(p.m.Targets)+len(p.m.Remote))
+	}
+	s.ckpt.committed(pages)
 	for _, m := range msgs {
 		for _, tg := range m.Targets {
 			s.watchers.notify(tg.User)

@@ -93,4 +93,3 @@ func TestRoutingLookupsPrepared(t *testing.T) {
 		})
 	}
 }
-

@@ -77,6 +77,10 @@ type Store struct {
 	// readHot holds the routing look-ups prepared on the read pool (both
 	// dialects; prepared.go). Written only in Open.
 	readHot map[string]*sql.Stmt
+	// ckpt checkpoints the SQLite WAL off the commit path (checkpoint.go);
+	// nil on PostgreSQL. Written only in Open.
+	ckpt   *checkpointer
+	ckptDB *sql.DB // its connection until Open hands it over
 	// watchers wakes IMAP sessions after committed changes (watch.go).
 	watchers hub
 
@@ -125,6 +129,9 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		s.closeDBs()
 		return nil, err
 	}
+	if s.ckptDB != nil {
+		s.ckpt = newCheckpointer(s.ckptDB, s.log)
+	}
 	return s, nil
 }
 
@@ -160,8 +167,10 @@ func (s *Store) openSQLite(opt Options) error {
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	u := url.URL{Scheme: "file", Path: path}
 	wdsn := u.String() + "?" + common +
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate" +
+		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerCkptPages)
 	rdsn := u.String() + "?" + common + "&_pragma=query_only(1)"
+	cdsn := u.String() + "?" + common + "&_pragma=synchronous(FULL)"
 
 	s.write, err = sql.Open("sqlite", wdsn)
 	if err != nil {
@@ -187,6 +196,16 @@ func (s *Store) openSQLite(opt Options) error {
 	}
 	s.read.SetMaxOpenConns(n)
 	s.read.SetMaxIdleConns(n)
+	s.ckptDB, err = sql.Open("sqlite", cdsn)
+	if err != nil {
+		s.read.Close()
+		s.write.Close()
+		return fmt.Errorf("sqlstore: open %s: %w", path, err)
+	}
+	s.ckptDB.SetMaxOpenConns(1)
+	s.ckptDB.SetMaxIdleConns(1)
+	s.ckptDB.SetConnMaxLifetime(0)
+	s.ckptDB.SetConnMaxIdleTime(0)
 	return nil
 }
 
@@ -249,7 +268,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) close() error {
-	errs := []error{closeStmts(s.hot), closeStmts(s.readHot)}
+	errs := []error{s.ckpt.close(), closeStmts(s.hot), closeStmts(s.readHot)}
 	if s.read != s.write {
 		// Readers first, so the checkpoint is not held back by them.
 		errs = append(errs, s.read.Close())
@@ -264,6 +283,9 @@ func (s *Store) close() error {
 func (s *Store) closeDBs() {
 	closeStmts(s.hot)
 	closeStmts(s.readHot)
+	if s.ckptDB != nil {
+		s.ckptDB.Close()
+	}
 	if s.read != nil && s.read != s.write {
 		s.read.Close()
 	}
@@ -306,8 +328,12 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlstore: commit: %w", mapErr(err))
 	}
+	s.ckpt.committed(txPages)
 	return nil
 }
+
+// txPages is a guess at the pages a small write transaction changes.
+const txPages = 4
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {

@@ -37,7 +37,8 @@
 #   4. NODKIM_CASES (messages cases) run once more against a Petrel restarted on the same data
 #      without its DKIM key ("petrel-nodkim"): the cost of signing.
 # Afterwards the medians over the runs are printed: case, Postfix figure, Petrel figure, ratio
-# (Petrel / Postfix; above 1 means Petrel is faster or, for memory, bigger). Raw rows go to
+# (Petrel / Postfix: for rates above 1 means Petrel is faster; for latency, CPU per operation
+# and memory below 1 means Petrel needs less). Raw rows go to
 # $OUT/raw.tsv, idle memory to $OUT/idle.tsv.
 #
 # Profile step (PROFILE=1): a fresh Petrel built from bench/petrelprof takes $PROFILE_CASE (a
@@ -149,6 +150,7 @@ summary() {
   cases=$(awk -F'\t' 'NR>1 && !seen[$2]++ {print $2}' "$OUT/raw.tsv")
   echo
   echo "Submission on 465 (implicit TLS, AUTH PLAIN), median of $runs runs; ratio = Petrel / Postfix"
+  echo "(rates: above 1 = Petrel faster; ms, CPU and memory: below 1 = Petrel lower)"
   printf '%-34s %12s %12s %8s\n' case postfix petrel ratio
   for c in $cases; do
     kind=$(awk -F'\t' -v c="$c" 'NR>1 && $2==c {print $3; exit}' "$OUT/raw.tsv")

@@ -30,11 +30,11 @@ const (
 	rdnsWait    = 500 * time.Millisecond
 )
 
-// Data implements smtp.Session for DATA and BDAT: the body goes to a spool
+// data answers DATA and BDAT (wrapped by Data in errlimit.go): the body goes to a spool
 // (behind a Received header, or through the submission Preparer), the
 // Deliverer makes it durable, and only then does the client get 250 (RFC
 // 5321 4.1.1.4, 6.1).
-func (ss *session) Data(r io.Reader) error {
+func (ss *session) data(r io.Reader) error {
 	ss.tc.SetBusy(true)
 	defer ss.tc.SetBusy(false)
 	o := &ss.srv.opts

@@ -54,6 +54,8 @@ func FuzzSession(f *testing.F) {
 		"\x00HELO\r\nEHLO\r\nMAIL\r\nRCPT TO:\r\nDATA x\r\nBDAT -1\r\nBDAT 99999999999\r\n",
 		"\x00EHLO a\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n" + strings.Repeat("x", 3000) + "\r\n.\r\n",
 		"\x00",
+		"\x00EHLO a\r\nMAIL FROM:<s@remote.test>\r\n" + strings.Repeat("RCPT TO:<nobody@example.test>\r\n", 25) + "BDAT 3 LAST\r\nabc",
+		"\x00EHLO a\r\n" + strings.Repeat("AUTH PLAIN AGEAYg==\r\nNOOP\r\nHELP\r\n", 12),
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -77,6 +79,7 @@ func FuzzSession(f *testing.F) {
 			MaxRecipients:   20,
 			ReadTimeout:     5 * time.Second,
 			WriteTimeout:    5 * time.Second,
+			ErrorSleep:      time.Millisecond, // the error limits stay on, fast
 			Auth:            a,
 			Router:          r,
 			Deliverer:       &fakeDeliverer{discard: true},

@@ -32,7 +32,9 @@ import (
 //     exceeded"; BDAT chunks over the limit: the same.
 //   - Idle timeout: 421 4.4.2 "Idle timeout, bye bye" (also what idle
 //     sessions get on Shutdown); over-long line: 500 5.4.0 and close;
-//     unknown command: 500 5.5.2; syntax errors: 501 5.5.2/5.5.4.
+//     unknown command: 500 5.5.2; syntax errors: 501 5.5.2/5.5.4; the
+//     fourth of those in a session: 500 5.5.1 "Too many errors" and close
+//     (go-smtp's errThreshold, besides Petrel's limits in errlimit.go).
 //   - Success texts: 235 2.0.0 "Authentication succeeded", 250 for
 //     MAIL/RCPT, and the EHLO greeting "250-Hello <client>".
 
@@ -89,6 +91,12 @@ func replyForSASL(err error) *smtp.SMTPError {
 // whose cause belongs in the log at WARN.
 func isLocalProblem(r *smtp.SMTPError) bool {
 	return r.Code == 451 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 0}
+}
+
+// replyTooManyErrors ends a session at the hard error limit; Postfix:
+// "421 <myhostname> Error: too many errors" (smtpd.c smtpd_proto).
+func replyTooManyErrors(host string) *smtp.SMTPError {
+	return reply(421, 4, 7, 0, host+" Error: too many errors")
 }
 
 func replyLocalProblem() *smtp.SMTPError {

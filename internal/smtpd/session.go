@@ -34,6 +34,9 @@ type session struct {
 	sender   string // normalised reverse-path, "" for <>
 	routes   []inbound.Route
 	rcptSeen map[string]bool
+	// overshoot counts the RCPTs answered 452 over MaxRecipients in this
+	// transaction (Postfix rcpt_overshoot, reset with the transaction).
+	overshoot int
 }
 
 func (s *Server) newSession(c *smtp.Conn, tc *trackedConn) *session {
@@ -50,8 +53,11 @@ func (s *Server) newSession(c *smtp.Conn, tc *trackedConn) *session {
 	}
 }
 
-// Reset implements smtp.Session: RSET, a new EHLO, or the end of DATA.
+// Reset implements smtp.Session: RSET, a new EHLO, or the end of DATA
+// (after its reply has been written).
 func (ss *session) Reset() {
+	ss.hangUpIfPending()
+	ss.overshoot = 0
 	ss.mailSeen = false
 	ss.sender = ""
 	ss.routes = nil
@@ -80,8 +86,8 @@ func (ss *session) AuthMechanisms() []string {
 	return []string{sasl.Plain, auth.LoginMechanism} // Mailu: auth_mechanisms = plain login
 }
 
-// Auth implements smtp.AuthSession.
-func (ss *session) Auth(mech string) (sasl.Server, error) {
+// auth answers AUTH (wrapped by Auth in errlimit.go).
+func (ss *session) auth(mech string) (sasl.Server, error) {
 	switch {
 	case ss.mailSeen:
 		// RFC 4954 4: not during a mail transaction.
@@ -172,8 +178,8 @@ func (ss *session) port25Auth(mech string) (sasl.Server, error) {
 	return nil, refuse("")
 }
 
-// Mail implements smtp.Session.
-func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+// mail answers MAIL (wrapped by Mail in errlimit.go).
+func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 	o := &ss.srv.opts
 	switch {
 	case ss.mailSeen:
@@ -216,6 +222,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.sender = sender
 	ss.routes = nil
 	ss.rcptSeen = nil
+	ss.overshoot = 0
 	return nil
 }
 
@@ -264,8 +271,8 @@ func fqdnSender(addr string) bool {
 	return strings.Contains(d, ".")
 }
 
-// Rcpt implements smtp.Session.
-func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+// rcpt answers RCPT (wrapped by Rcpt in errlimit.go).
+func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	o := &ss.srv.opts
 	if !ss.mailSeen {
 		// go-smtp checks MAIL first; this only guards a failed MAIL.

@@ -1,9 +1,10 @@
 // Package smtpd runs Petrel's SMTP listeners on go-smtp with Mailu's port
 // policy: port 25 (MX, no AUTH ever), 465 (implicit TLS submission) and 587
 // (STARTTLS submission). The policy decisions live in session.go (commands),
-// data.go (the message body) and reply.go (the one error-to-reply mapping);
-// this file holds the options and the listener (connection limits and the
-// drain are internal/connlimit's).
+// data.go (the message body), reply.go (the one error-to-reply mapping) and
+// errlimit.go (Postfix's per-session error limits); this file holds the
+// options and the listener (connection limits and the drain are
+// internal/connlimit's).
 //
 // Every reply a client can get from Petrel's own code is built in reply.go,
 // with a text that says what to do. A few replies come from go-smtp v0.25.1
@@ -98,6 +99,25 @@ const (
 	DefaultMaxLineLength = 32 << 10
 	// DefaultMaxMessageBytes is Mailu's MESSAGE_SIZE_LIMIT default.
 	DefaultMaxMessageBytes = 50_000_000
+
+	// Error limits per connection (errlimit.go). Mailu has no settings for
+	// them and runs Postfix's defaults (postconf(5)).
+
+	// DefaultHardErrorLimit is Postfix's smtpd_hard_error_limit: at this
+	// many errors without a delivered message, 421 and close.
+	DefaultHardErrorLimit = 20
+	// DefaultSoftErrorLimit is Postfix's smtpd_soft_error_limit: from this
+	// many errors on, every reply waits DefaultErrorSleep.
+	DefaultSoftErrorLimit = 10
+	// DefaultErrorSleep is Postfix's smtpd_error_sleep_time.
+	DefaultErrorSleep = time.Second
+	// DefaultJunkCommandLimit is Postfix's smtpd_junk_command_limit:
+	// NOOP, RSET, VRFY, HELO/EHLO beyond it count as errors.
+	DefaultJunkCommandLimit = 100
+	// DefaultRecipientOvershootLimit is Postfix's
+	// smtpd_recipient_overshoot_limit: RCPTs over MaxRecipients (452) in
+	// one transaction that are not yet errors.
+	DefaultRecipientOvershootLimit = 1000
 )
 
 // Authenticator checks submission logins. *auth.Authenticator implements it.
@@ -198,6 +218,15 @@ type Options struct {
 	// MaxLineLength bounds command and DATA lines; 0: DefaultMaxLineLength.
 	MaxLineLength int
 
+	// Error limits (Postfix's smtpd_*_error_limit and friends). Mailu has
+	// no settings for them: production uses the defaults, tests change
+	// them. 0: the Default; negative: off (for ErrorSleep: no delay).
+	HardErrorLimit          int
+	SoftErrorLimit          int
+	ErrorSleep              time.Duration
+	JunkCommandLimit        int
+	RecipientOvershootLimit int
+
 	Auth      Authenticator // required for submission roles and for AUTH on 25
 	Router    Router        // required
 	Deliverer Deliverer     // required
@@ -218,6 +247,7 @@ type Options struct {
 // Server is one SMTP listener role.
 type Server struct {
 	opts   Options
+	limits errLimits
 	log    *slog.Logger
 	smtp   *smtp.Server
 	exempt map[string]bool
@@ -246,6 +276,13 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxMessageBytes == 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	limits := errLimits{
+		hard:      orDefault(opts.HardErrorLimit, DefaultHardErrorLimit),
+		soft:      orDefault(opts.SoftErrorLimit, DefaultSoftErrorLimit),
+		junk:      orDefault(opts.JunkCommandLimit, DefaultJunkCommandLimit),
+		overshoot: orDefault(opts.RecipientOvershootLimit, DefaultRecipientOvershootLimit),
+		sleep:     orDefault(opts.ErrorSleep, DefaultErrorSleep),
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -277,6 +314,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts:   opts,
+		limits: limits,
 		log:    opts.Logger.With("proto", opts.Role.String()),
 		exempt: make(map[string]bool, len(opts.MessageRateExemption)),
 		conns:  connlimit.New(lim),
@@ -436,6 +474,8 @@ type trackedConn struct {
 	mu     sync.Mutex
 	doomed bool // the client timed out: every read fails from now on
 
+	errs errCounter // the error limits' counts (errlimit.go)
+
 	// rdnsDone is closed when the reverse look-up started at connect has
 	// finished; rdns is its result ("" if none) and is read only after.
 	rdnsDone chan struct{}
@@ -492,9 +532,21 @@ func (c *trackedConn) idleTimeout() {
 
 // Write implements net.Conn. go-smtp v0.25.1 sends a few refusals of its
 // own without logging them; on a plaintext session (port 25, 587 before
-// STARTTLS) Petrel recognises them on their way out and logs them. Under
-// TLS the bytes here are ciphertext and nothing matches.
+// STARTTLS) Petrel recognises them on their way out, logs them, and counts
+// them against the error limits (errlimit.go). Under TLS the bytes here
+// are ciphertext and nothing matches.
 func (c *trackedConn) Write(p []byte) (int, error) {
+	n, hangUp := c.observe(p)
+	c.logGoSMTPRefusal(p)
+	written, err := c.Conn.Write(p)
+	if hangUp && err == nil {
+		c.hangUp(c, nil, "command", n)
+	}
+	return written, err
+}
+
+// logGoSMTPRefusal logs the go-smtp refusals Petrel can recognise.
+func (c *trackedConn) logGoSMTPRefusal(p []byte) {
 	switch {
 	case len(p) == 0 || (p[0] != '5' && p[0] != '4'):
 	case bytes.HasPrefix(p, []byte("500 5.4.0 Too long line")):
@@ -508,7 +560,6 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		c.log.Info("rejected", "stage", "size", "code", 552,
 			"reply", "Max message size exceeded", "message_size_limit", c.srv.opts.MaxMessageBytes)
 	}
-	return c.Conn.Write(p)
 }
 
 // SetReadDeadline implements net.Conn. A doomed connection's reads fail
@@ -579,6 +630,14 @@ func (e errorLog) emit(msg string) {
 func isBDATCloseRace(msg string) bool {
 	return strings.HasPrefix(msg, "panic") && strings.Contains(msg, "nil pointer dereference") &&
 		strings.Contains(msg, "go-smtp.(*Conn).handleBdat.func1()") && !strings.Contains(msg, "petrelmail/petrel")
+}
+
+// orDefault is v, or def when v is 0.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // connCount is the number of open connections.

@@ -32,9 +32,12 @@ type Bouncer interface {
 
 // Defaults for Options fields left zero.
 const (
-	DefaultLifetime          = 5 * 24 * time.Hour // Postfix maximal_queue_lifetime
-	DefaultMaxConcurrent     = 20
-	DefaultMaxPerDestination = 4
+	DefaultLifetime      = 5 * 24 * time.Hour // Postfix maximal_queue_lifetime
+	DefaultMaxConcurrent = 20
+	// DefaultMaxPerDestination caps deliveries in progress to one next
+	// hop (Postfix: default_destination_concurrency_limit = 20, which
+	// smtp_destination_concurrency_limit inherits). Mailu has no setting.
+	DefaultMaxPerDestination = 20
 	DefaultPollInterval      = time.Second
 	DefaultLease             = 2 * time.Minute
 	DefaultAttemptTimeout    = 30 * time.Minute
@@ -58,8 +61,9 @@ type Options struct {
 	DelayWarning time.Duration
 	// MaxConcurrent caps deliveries in progress in total; 0 means 20.
 	MaxConcurrent int
-	// MaxPerDestination caps deliveries in progress to one recipient
-	// domain; 0 means 4.
+	// MaxPerDestination caps deliveries in progress to one destination:
+	// the next hop when the Transport is a NextHopper (all mail shares
+	// RELAYHOST's slots), else the recipient domain; 0 means 20.
 	MaxPerDestination int
 	// PollInterval is how often the store is asked for due entries (other
 	// processes, such as `petrel queue flush`, cannot Kick). 0 means 1s.
@@ -247,6 +251,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	w.attempts.Wait()
+	// Connections kept open for the next message have no next message.
+	if ic, ok := w.o.Transport.(idleCloser); ok {
+		ic.CloseIdleConnections()
+	}
 	stopRenew()
 	<-renewed
 	close(w.commits)
@@ -275,7 +283,9 @@ func (w *Worker) claim(ctx, attemptCtx context.Context, minRoom int) bool {
 		w.idleAt.Store(seq)
 		return false
 	}
+	hops := map[string]string{} // recipient domain -> next hop, this claim
 	for _, g := range groupItems(items) {
+		g.hop = w.nextHop(ctx, g.dest, hops)
 		w.pending.Add(int64(len(g.items)))
 		w.attempts.Add(1)
 		go w.runGroup(ctx, attemptCtx, g)
@@ -286,8 +296,29 @@ func (w *Worker) claim(ctx, attemptCtx context.Context, minRoom int) bool {
 // group is the entries of one message for one destination domain: one
 // Transport call carries them all.
 type group struct {
-	dest  string
+	dest  string // recipient domain
+	hop   string // the destination whose concurrency limit applies
 	items []store.QueueItem
+}
+
+// nextHop is the concurrency key of a recipient domain: the Transport's
+// next hop when it can tell (Postfix limits concurrency per nexthop, so
+// every domain sent through RELAYHOST shares its limit), else the domain.
+// memo keeps one answer per domain for the claim in progress.
+func (w *Worker) nextHop(ctx context.Context, domain string, memo map[string]string) string {
+	nh, ok := w.o.Transport.(NextHopper)
+	if !ok {
+		return domain
+	}
+	if hop, ok := memo[domain]; ok {
+		return hop
+	}
+	hop := nh.NextHop(ctx, domain)
+	if hop == "" {
+		hop = domain
+	}
+	memo[domain] = hop
+	return hop
 }
 
 type groupKey struct {
@@ -378,7 +409,7 @@ func (w *Worker) runGroup(ctx, attemptCtx context.Context, g *group) {
 		}
 		w.attempts.Done()
 	}()
-	release, err := w.acquire(ctx, g.dest)
+	release, err := w.acquire(ctx, g.hop)
 	if err != nil {
 		// Shutting down before the attempt started: leave the entries
 		// for the next run.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestNewRequiresOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.o.MaxConcurrent != 20 || w.o.MaxPerDestination != 4 || w.o.DelayWarning != 0 || w.o.Backoff == nil {
+	if w.o.MaxConcurrent != 20 || w.o.MaxPerDestination != 20 || w.o.DelayWarning != 0 || w.o.Backoff == nil {
 		t.Errorf("defaults: %+v", w.o)
 	}
 }
@@ -732,5 +733,49 @@ func TestAsDeliveryError(t *testing.T) {
 		if got := asDeliveryError(tc.err); *got != tc.want {
 			t.Errorf("asDeliveryError(%v) = %+v, want %+v", tc.err, *got, tc.want)
 		}
+	}
+}
+
+// hopTransport sends every domain through one next hop (a RELAYHOST) and
+// counts the closes of idle connections.
+type hopTransport struct {
+	*fakeTransport
+	asked     atomic.Int32
+	idleClose atomic.Int32
+}
+
+func (h *hopTransport) NextHop(_ context.Context, domain string) string {
+	h.asked.Add(1)
+	return "smtp:[relay.example]:587"
+}
+
+func (h *hopTransport) CloseIdleConnections() { h.idleClose.Add(1) }
+
+func TestPerNextHopLimit(t *testing.T) {
+	h := newHarness(t)
+	h.tr.gate = make(chan struct{})
+	for i := range 6 {
+		h.submit(fmt.Sprint("a", i), "alice@example.com", fmt.Sprintf("u%d@a.example", i))
+		h.submit(fmt.Sprint("b", i), "alice@example.com", fmt.Sprintf("u%d@b.example", i))
+	}
+	ht := &hopTransport{fakeTransport: h.tr}
+	h.start(func(o *Options) { o.Transport = ht; o.MaxPerDestination = 3 })
+	both := func() int { return h.tr.inflightOf("a.example") + h.tr.inflightOf("b.example") }
+	waitUntil(t, "3 attempts through the relay", func() bool { return both() == 3 })
+	time.Sleep(50 * time.Millisecond) // give a wrong worker time to start more
+	if n := both(); n != 3 {
+		t.Fatalf("%d attempts in flight through one next hop, want 3", n)
+	}
+	close(h.tr.gate)
+	h.settle()
+	if q := h.queue(); len(q) != 0 {
+		t.Fatalf("queue: %+v", q)
+	}
+	if n := ht.asked.Load(); n < 2 || n > 12 {
+		t.Errorf("NextHop asked %d times for 12 messages to 2 domains", n)
+	}
+	h.stop()
+	if n := ht.idleClose.Load(); n != 1 {
+		t.Errorf("CloseIdleConnections called %d times at the end of Run, want 1", n)
 	}
 }

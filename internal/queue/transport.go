@@ -62,3 +62,18 @@ func (e *DeliveryError) Error() string {
 	}
 	return fmt.Sprintf("%s failure: %s", kind, e.Message)
 }
+
+// NextHopper is optionally implemented by a Transport that knows, before
+// delivering, where mail for a recipient domain goes (RELAYHOST, a relay
+// transport, or the domain's own MX). The Worker then limits concurrency
+// per next hop instead of per recipient domain. NextHop must be cheap and
+// must not fail: on doubt it returns the domain (or "").
+type NextHopper interface {
+	NextHop(ctx context.Context, domain string) string
+}
+
+// idleCloser is a Transport that keeps connections open between
+// deliveries (net/http's name); Run closes them when it returns.
+type idleCloser interface {
+	CloseIdleConnections()
+}

@@ -146,6 +146,24 @@ func (c *trackedConn) hangUp(w io.WriteCloser, reply *smtp.SMTPError, stage stri
 	// address. Never the command's arguments: they may hold AUTH data.
 	c.log.Warn("session ended: too many errors", "stage", stage, "errors", n,
 		"hard_error_limit", c.srv.limits.hard, "code", bye.Code, "port", c.srv.opts.Role.Port())
+	c.lingerClose(w)
+}
+
+// lingerClose closes after the client has had the chance to read the 421.
+// A pipelining client has usually sent more commands; closing a socket
+// with unread input makes the kernel send a reset, which can destroy the
+// replies still on their way. So, as net/http does before closing, the
+// sending side is shut first (FIN after the replies) and the client's
+// remaining input is read and dropped for a short while.
+func (c *trackedConn) lingerClose(w io.Closer) {
+	const (
+		linger   = 500 * time.Millisecond
+		maxBytes = 1 << 20
+	)
+	if tcp, ok := c.NetConn().(interface{ CloseWrite() error }); ok && tcp.CloseWrite() == nil {
+		_ = c.NetConn().SetReadDeadline(time.Now().Add(linger))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.NetConn(), maxBytes))
+	}
 	_ = w.Close()
 }
 

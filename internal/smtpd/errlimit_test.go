@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -279,5 +280,29 @@ func TestGoSMTPReplyClasses(t *testing.T) {
 		if got := isGoSMTPFinal([]byte(tc.line)); got != tc.final {
 			t.Errorf("isGoSMTPFinal(%q) = %v", tc.line, got)
 		}
+	}
+}
+
+// TestHardErrorLimitPipelined: a client that pipelines (RFC 2920) far more
+// commands than the limit still reads every reply up to the 421, then a
+// clean close rather than a reset that would swallow them.
+func TestHardErrorLimitPipelined(t *testing.T) {
+	e := startServer(t, RoleMX, func(o *Options) { o.ErrorSleep = tinySleep })
+	c := e.dial()
+	c.ehlo()
+	c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
+	var b strings.Builder
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&b, "RCPT TO:<nobody%d@example.test>\r\n", i)
+	}
+	go func() { _, _ = c.conn.Write([]byte(b.String())) }() // may fail once the server hangs up
+	for i := 1; i <= DefaultHardErrorLimit; i++ {
+		c.expect(550, "5.1.1")
+	}
+	if text := c.expect(421, "4.7.0"); text != testHost+" Error: too many errors" {
+		t.Fatalf("421 text %q", text)
+	}
+	if rest, err := c.r.ReadString('\n'); err != io.EOF {
+		t.Fatalf("after the 421: %q %v, want a clean end of stream (FIN, not a reset)", rest, err)
 	}
 }

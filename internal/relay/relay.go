@@ -96,6 +96,9 @@ type Options struct {
 	// LocalAddr is the source address of outgoing connections (used for
 	// destinations of the same address family); zero = the system's choice.
 	LocalAddr netip.Addr
+	// Cache keeps sessions open between messages to the same server; the
+	// zero value is Postfix's behaviour (see CacheOptions).
+	Cache CacheOptions
 }
 
 // Client delivers messages to other servers. It is safe for concurrent use.
@@ -113,9 +116,13 @@ type Client struct {
 	timeouts   Timeouts
 	log        *slog.Logger
 	localAddr  netip.Addr
+	cache      *connCache
 }
 
-var _ queue.Transport = (*Client)(nil)
+var (
+	_ queue.Transport  = (*Client)(nil)
+	_ queue.NextHopper = (*Client)(nil)
+)
 
 // New returns a Client for opts.
 func New(opts Options) *Client {
@@ -133,6 +140,7 @@ func New(opts Options) *Client {
 		timeouts:  opts.Timeouts.withDefaults(),
 		log:       opts.Logger,
 		localAddr: opts.LocalAddr,
+		cache:     newConnCache(opts.Cache),
 	}
 	if c.hostname == "" {
 		c.hostname = "localhost"
@@ -232,6 +240,21 @@ func (c *Client) Deliver(ctx context.Context, m *queue.Message) ([]queue.Recipie
 	}
 	return out, nil
 }
+
+// NextHop names where mail for domain goes, in Postfix's notation
+// (smtp:[relay.example]:587, smtp:example.com for the MX): the queue
+// limits concurrency per next hop. A domain whose route fails is its own.
+func (c *Client) NextHop(ctx context.Context, domain string) string {
+	hop, de := c.route(ctx, "postmaster@"+domain)
+	if de != nil {
+		return domain
+	}
+	return hop.String()
+}
+
+// CloseIdleConnections ends the sessions kept open for reuse (at
+// shutdown). The Client remains usable.
+func (c *Client) CloseIdleConnections() { c.cache.closeIdle() }
 
 // route picks the next hop for one recipient: the relay domain's transport,
 // else RELAYHOST, else the domain's MX (Postfix: transport_maps before

@@ -36,6 +36,8 @@ type session struct {
 	reply      string            // the server's reply to the final dot
 	replies    map[string]string // per accepted recipient (LMTP: its own)
 	dataOpen   bool              // DATA accepted, final dot not yet sent
+	txOpen     bool              // MAIL accepted, no reply to the final dot yet
+	stale      bool              // a reused session broke before MAIL was accepted
 }
 
 func (s *session) debug(msg string, args ...any) {
@@ -57,10 +59,92 @@ func (s *session) local(permanent bool, enhanced, msg string, stop bool) *attemp
 		Message: msg, Remote: s.t.remote()}, stop: stop}
 }
 
-// run connects, greets, secures, authenticates and sends one transaction
-// for rcpts. It returns the recipients it decided and, for the others, the
-// session's error.
+// run sends one transaction for rcpts, on a cached session to the same
+// server when there is one, else on a new connection that it connects,
+// greets, secures and authenticates. It returns the recipients it decided
+// and, for the others, the session's error.
 func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *attemptError) {
+	if cn := s.reuse(ctx); cn != nil {
+		res, aerr := s.deliverOn(ctx, cn, rcpts)
+		if !s.stale {
+			return res, aerr
+		}
+		// The server dropped the cached session before MAIL FROM was
+		// accepted: not this attempt's failure; a fresh connection follows.
+		s.debug("cached session lost, reconnecting", "error", aerr.de.Message)
+		s.stale, s.refused, s.tlsVersion = false, 0, ""
+	}
+	cn, aerr := s.dial(ctx)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return s.deliverOn(ctx, cn, rcpts)
+}
+
+// key is what a cached session must match to carry this session's mail.
+func (s *session) key() connKey {
+	return connKey{kind: s.t.hop.kind, lmtp: s.t.hop.lmtp, host: s.t.host, addr: s.t.addr, noTLS: s.noTLS}
+}
+
+// reuse takes a cached session for s.t and checks it is still alive
+// (NOOP; Postfix verifies with RSET, see checkTimeout). A dead one is
+// closed and nil returned, so that the caller connects anew.
+func (s *session) reuse(ctx context.Context) *smtpConn {
+	cn := s.c.cache.get(s.key())
+	if cn == nil {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() { cn.raw.Close() })
+	cn.sc.CommandTimeout = checkTimeout
+	err := cn.sc.Noop()
+	cn.sc.CommandTimeout = s.c.timeouts.Command
+	if !stop() || err != nil {
+		s.debug("cached session unusable", "error", err)
+		cn.raw.Close()
+		return nil
+	}
+	s.debug("reusing session", "age", time.Since(cn.born).Round(time.Millisecond), "uses", cn.uses)
+	return cn
+}
+
+// deliverOn runs one transaction on cn, then keeps cn for the next
+// message or ends it.
+func (s *session) deliverOn(ctx context.Context, cn *smtpConn, rcpts []string) (map[string]error, *attemptError) {
+	s.tlsVersion = cn.tlsVersion
+	cn.uses++
+	// Cancelling ctx (shutdown) interrupts any blocked read or write.
+	stop := context.AfterFunc(ctx, func() { cn.raw.Close() })
+	res, aerr := s.transaction(ctx, cn.sc, cn.reused, rcpts)
+	interrupted := !stop()
+	switch {
+	case interrupted || s.dataOpen:
+		// The body was cut short. QUIT now would make textproto end the
+		// DATA with a dot and deliver a truncated message: drop the
+		// connection instead (RFC 5321 4.1.1.4, the server must discard an
+		// unterminated message).
+		cn.raw.Close()
+	case aerr == nil && s.settle(cn) && s.c.cache.put(cn):
+	case s.stale:
+		cn.raw.Close()
+	default:
+		// QUIT is a courtesy: do not wait minutes for its reply.
+		cn.quit(quitTimeout)
+	}
+	return res, aerr
+}
+
+// settle ends a transaction left open (every recipient refused, or DATA
+// refused) with RSET, so that cn can carry the next one.
+func (s *session) settle(cn *smtpConn) bool {
+	if !s.txOpen {
+		return true
+	}
+	// go-smtp's Reset also forgets the EHLO, which the next MAIL repeats.
+	return cn.sc.Reset() == nil
+}
+
+// dial connects to s.t, greets, secures and authenticates.
+func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 	c := s.c
 	to := c.timeouts
 	s.debug("connect", "nexthop", s.t.hop.String())
@@ -72,10 +156,17 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 	if err != nil {
 		return nil, s.fail(ctx, fmt.Errorf("connect to %s: %w", s.t.addr, err), false)
 	}
+	cn := &smtpConn{key: s.key(), raw: raw, born: time.Now()}
 	// Cancelling ctx (shutdown) interrupts any blocked read or write.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	defer stop()
-	defer raw.Close()
+	defer func() {
+		if !stop() && aerr == nil {
+			aerr = s.fail(ctx, errors.New("interrupted"), true)
+		}
+		if aerr != nil {
+			raw.Close()
+		}
+	}()
 	conn := net.Conn(&deadlineConn{Conn: raw, write: to.DataBlock})
 
 	if s.t.implicitTLS() {
@@ -117,19 +208,8 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 	if aerr := s.authenticate(ctx, sc); aerr != nil {
 		return nil, aerr
 	}
-	defer func() {
-		if s.dataOpen {
-			// The body was cut short. QUIT now would make textproto end
-			// the DATA with a dot and deliver a truncated message: drop
-			// the connection instead (RFC 5321 4.1.1.4, the server must
-			// discard an unterminated message).
-			return
-		}
-		// QUIT is a courtesy: do not wait minutes for its reply.
-		sc.CommandTimeout = quitTimeout
-		_ = sc.Quit()
-	}()
-	return s.transaction(ctx, sc, rcpts)
+	cn.sc, cn.tlsVersion = sc, s.tlsVersion
+	return cn, nil
 }
 
 func (s *session) newClient(conn net.Conn) *smtp.Client {
@@ -203,8 +283,9 @@ func (s *session) authenticate(ctx context.Context, sc *smtp.Client) *attemptErr
 	return nil
 }
 
-// transaction runs MAIL, RCPT and DATA.
-func (s *session) transaction(ctx context.Context, sc *smtp.Client, rcpts []string) (map[string]error, *attemptError) {
+// transaction runs MAIL, RCPT and DATA. reused says sc comes from the
+// cache: a connection error before MAIL is accepted then marks s stale.
+func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool, rcpts []string) (map[string]error, *attemptError) {
 	m := s.m
 	// RFC 6531 3.4: mail that needs SMTPUTF8 is not sent to a server
 	// without it; 5.6.7 (RFC 6531 3.7.5). Another MX may have it.
@@ -222,12 +303,14 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, rcpts []stri
 	// when the server announces SIZE.
 	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
 	if err := sc.Mail(wireAddr(m.Sender, m.UTF8), opts); err != nil {
+		var se *smtp.SMTPError
+		s.stale = reused && !errors.As(err, &se) && ctx.Err() == nil
 		// 4xx: another server may take it; 5xx: final for all recipients.
 		aerr := s.fail(ctx, err, false)
 		aerr.stop = aerr.de.Permanent
 		return nil, aerr
 	}
-	s.transacted = true
+	s.transacted, s.txOpen = true, true
 	s.debug("MAIL FROM accepted", "from", m.Sender)
 
 	results := make(map[string]error, len(rcpts))
@@ -283,6 +366,7 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, rcpts []stri
 		return s.lmtpReplies(ctx, w, accepted, results)
 	}
 	resp, err := w.CloseWithResponse()
+	s.txOpen = false // a reply ends the transaction; no reply ends the session
 	if err != nil {
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) {
@@ -308,6 +392,7 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, rcpts []stri
 // lmtpReplies reads LMTP's one reply per accepted recipient (RFC 2033 4.2).
 func (s *session) lmtpReplies(ctx context.Context, w *smtp.DataCommand, accepted []string, results map[string]error) (map[string]error, *attemptError) {
 	resp, err := w.CloseWithLMTPResponse()
+	s.txOpen = false // a reply ends the transaction; no reply ends the session
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
 	var replies []string

@@ -42,6 +42,10 @@ type Options struct {
 	// Greeting, when set, replaces the whole server: every connection gets
 	// this line (e.g. "421 4.3.2 busy") and is closed.
 	Greeting string
+	// Hold, when set, makes each DATA wait until it can receive from Hold
+	// (or Hold is closed) before reading the message: deliveries in
+	// progress pile up for MaxActive to count.
+	Hold <-chan struct{}
 }
 
 // Message is one message a sink accepted.
@@ -69,13 +73,16 @@ type Sink struct {
 	srv  *smtp.Server
 	ln   net.Listener
 
-	mu       sync.Mutex
-	msgs     []Message
-	conns    int
-	rcptErr  map[string]*smtp.SMTPError
-	dataErr  map[string]*smtp.SMTPError // per recipient for LMTP; "" = all
-	mailErr  *smtp.SMTPError
-	authFail int
+	mu        sync.Mutex
+	msgs      []Message
+	conns     int
+	open      map[net.Conn]bool
+	active    int
+	maxActive int
+	rcptErr   map[string]*smtp.SMTPError
+	dataErr   map[string]*smtp.SMTPError // per recipient for LMTP; "" = all
+	mailErr   *smtp.SMTPError
+	authFail  int
 }
 
 // Start runs a sink until the test ends.
@@ -90,7 +97,7 @@ func Start(t testing.TB, o Options) *Sink {
 		t.Fatalf("sinktest: listen %s: %v", addr, err)
 	}
 	s := &Sink{Addr: ln.Addr().String(), opts: o, ln: ln,
-		rcptErr: map[string]*smtp.SMTPError{}, dataErr: map[string]*smtp.SMTPError{}}
+		rcptErr: map[string]*smtp.SMTPError{}, dataErr: map[string]*smtp.SMTPError{}, open: map[net.Conn]bool{}}
 	if o.Greeting != "" {
 		go s.refuse()
 		t.Cleanup(func() { ln.Close() })
@@ -170,6 +177,49 @@ func (s *Sink) Conns() int {
 	return s.conns
 }
 
+// Open is how many connections are open now.
+func (s *Sink) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.open)
+}
+
+// DropConns closes every open connection from the server's side, as a
+// server does after its idle timeout.
+func (s *Sink) DropConns() {
+	s.mu.Lock()
+	var all []net.Conn
+	for c := range s.open {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range all {
+		c.Close()
+	}
+}
+
+// MaxActive is the most messages that were in DATA at the same time.
+func (s *Sink) MaxActive() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxActive
+}
+
+// hold waits for opts.Hold, counting the DATA commands waiting.
+func (s *Sink) hold() {
+	if s.opts.Hold == nil {
+		return
+	}
+	s.mu.Lock()
+	s.active++
+	s.maxActive = max(s.maxActive, s.active)
+	s.mu.Unlock()
+	<-s.opts.Hold
+	s.mu.Lock()
+	s.active--
+	s.mu.Unlock()
+}
+
 // AuthFailures is how many AUTH attempts failed.
 func (s *Sink) AuthFailures() int {
 	s.mu.Lock()
@@ -196,7 +246,7 @@ func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
 	return &session{sink: s, conn: c}, nil
 }
 
-// countingListener counts accepted connections.
+// countingListener counts accepted connections and tracks the open ones.
 type countingListener struct {
 	net.Listener
 	s *Sink
@@ -204,12 +254,28 @@ type countingListener struct {
 
 func (l countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.s.mu.Lock()
-		l.s.conns++
-		l.s.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	tc := &trackedConn{Conn: c, s: l.s}
+	l.s.mu.Lock()
+	l.s.conns++
+	l.s.open[tc] = true
+	l.s.mu.Unlock()
+	return tc, nil
+}
+
+// trackedConn leaves the sink's open set when closed.
+type trackedConn struct {
+	net.Conn
+	s *Sink
+}
+
+func (c *trackedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.open, c)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
 }
 
 type session struct {
@@ -289,6 +355,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	ss.sink.hold()
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -305,6 +372,7 @@ func (ss *session) Data(r io.Reader) error {
 }
 
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	ss.sink.hold()
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err

@@ -19,6 +19,10 @@ import (
 // its latency while abusers run, Petrel's memory and file descriptors from
 // /proc, and clients bound to chosen loopback addresses.
 
+// abuseHostname is the HOSTNAMES the harness gives Petrel: the name in its
+// 421 replies.
+const abuseHostname = "mail.example.test"
+
 // abuseServeTimeout is how long one normal-client operation may take
 // before the kit calls it unserved; generous on purpose (no speed target).
 const abuseServeTimeout = 10 * time.Second

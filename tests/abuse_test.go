@@ -11,9 +11,11 @@ package tests
 //  3. oversized input: a 100 KB command line, an endless line without
 //     CRLF, long DATA lines and a message over MESSAGE_SIZE_LIMIT;
 //  4. a message with 10,000 recipients (1,000 accepted, the rest 452
-//     4.5.3, delivered in further transactions);
+//     4.5.3; pipelined in one envelope the client is cut by the error
+//     limit with 421 4.7.0, then delivers them in further transactions);
 //  5. AUTH floods on 465 from one address and across many usernames and
-//     networks (Mailu's limiter.py), and AUTH on port 25 (502 5.5.1).
+//     networks (Mailu's limiter.py), and AUTH on port 25 (502 5.5.1, 421
+//     4.7.0 after 20 in a session, Postfix's smtpd_hard_error_limit).
 //
 // Throughout, a normal client on 127.0.0.1 delivers on 25 and logs in on
 // 465 and 993; its latency (p50/p99/max) and Petrel's memory (VmRSS,
@@ -587,46 +589,51 @@ func (k *abuseKit) oversized(t *testing.T, p *abuseProbe) {
 	p.waitRounds(2)
 }
 
-// manyRecipients: one envelope of 10,000 recipients. RFC 5321 4.5.3.1.8
-// asks servers to take at least 100; Petrel takes 1,000 (Postfix
+// manyRecipients: 10,000 recipients. RFC 5321 4.5.3.1.8 asks servers to
+// take at least 100; Petrel takes 1,000 per transaction (Postfix
 // smtpd_recipient_limit) and answers the rest 452 4.5.3 (RFC 5321
-// 4.5.3.1.10), delivers to those accepted, and the client sends the rest
-// in further transactions.
+// 4.5.3.1.10). The first 1,000 of those 452s are free (Postfix
+// smtpd_recipient_overshoot_limit); each later one is an error, and at the
+// 20th error (smtpd_hard_error_limit) the client gets 421 4.7.0 and is cut,
+// its transaction lost. So one envelope of 10,000 pipelined at once is
+// cut; the client reconnects and, as a real client would after that,
+// offers at most 2,000 per transaction (1,000 accepted, 1,000 free 452s)
+// and sends the rest in further transactions.
 func (k *abuseKit) manyRecipients(t *testing.T, p *abuseProbe) {
-	c, err := abuseOpen("127.0.7.1", k.s.addr[25], false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.reply()
-	if _, err := c.cmd("EHLO many.example.org", "250"); err != nil {
-		t.Fatal(err)
-	}
-	next := 0
-	for round := 0; round < k.n.rcptRounds && next < k.n.rcpts; round++ {
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		if _, err := c.cmd("MAIL FROM:<list@example.org>", "250"); err != nil {
+	const from = "127.0.7.1"
+	open := func() *abuseConn {
+		c, err := abuseOpen(from, k.s.addr[25], false)
+		if err != nil {
 			t.Fatal(err)
 		}
-		// Pipelined (RFC 2920): the writer runs ahead of the replies.
-		rest := k.n.rcpts - next
-		go func(first int) {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+		c.reply()
+		if _, err := c.cmd("EHLO many.example.org", "250"); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// offer pipelines (RFC 2920) RCPTs for recipients [first, first+n) and
+	// tallies their replies; it stops early at a 421.
+	offer := func(c *abuseConn, first, n int) (accepted int, tally *abuseTally, last string) {
+		tally = &abuseTally{}
+		go func() {
 			var b strings.Builder
-			for i := first; i < k.n.rcpts; i++ {
+			for i := first; i < first+n; i++ {
 				fmt.Fprintf(&b, "RCPT TO:<carol+%d@example.test>\r\n", i)
 				if b.Len() > 32<<10 {
-					io.WriteString(c, b.String())
+					if _, err := io.WriteString(c, b.String()); err != nil {
+						return // the server hung up
+					}
 					b.Reset()
 				}
 			}
 			io.WriteString(c, b.String())
-		}(next)
-		var tally abuseTally
-		accepted := 0
-		for i := 0; i < rest; i++ {
+		}()
+		for i := 0; i < n; i++ {
 			r, err := c.reply()
 			if err != nil {
-				t.Fatalf("reply %d: %v", i, err)
+				t.Fatalf("reply %d: %q %v", i, r, err)
 			}
 			switch {
 			case strings.HasPrefix(r, "250"):
@@ -634,9 +641,45 @@ func (k *abuseKit) manyRecipients(t *testing.T, p *abuseProbe) {
 				accepted++
 			case strings.HasPrefix(r, "452 4.5.3"):
 				tally.add("452 4.5.3")
+			case strings.HasPrefix(r, "421"):
+				return accepted, tally, r
 			default:
 				tally.add(r)
 			}
+		}
+		return accepted, tally, ""
+	}
+
+	// One envelope of all 10,000: cut after 1,000 + 1,000 + 20 replies.
+	c := open()
+	if _, err := c.cmd("MAIL FROM:<list@example.org>", "250"); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	accepted, tally, last := offer(c, 0, k.n.rcpts)
+	rest, err := c.r.ReadString('\n')
+	c.Close()
+	t.Logf("  one envelope of %d recipients: %v then %q, then %q %v, after %v", k.n.rcpts, tally, last, rest, err, time.Since(began).Round(time.Millisecond))
+	if accepted != 1000 || tally.get("452 4.5.3") != 1000+20 || last != "421 4.7.0 "+abuseHostname+" Error: too many errors" || err != io.EOF {
+		t.Errorf("one envelope of %d: %v then %q, %v; want 1,000 250, 1,020 452 4.5.3, then 421 4.7.0 and the close", k.n.rcpts, tally, last, err)
+	}
+	abuseEventually(t, "one too-many-errors log line for "+from, func() bool {
+		return abuseCount(k.s.logs(), "session ended: too many errors", "remote="+from, "stage=rcpt", "errors=20") == 1
+	})
+
+	// Reconnect; at most 2,000 per transaction, each delivered.
+	c = open()
+	defer c.Close()
+	next := 0
+	for round := 0; round < k.n.rcptRounds && next < k.n.rcpts; round++ {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+		if _, err := c.cmd("MAIL FROM:<list@example.org>", "250"); err != nil {
+			t.Fatal(err)
+		}
+		n := min(2000, k.n.rcpts-next)
+		accepted, tally, last := offer(c, next, n)
+		if last != "" {
+			t.Fatalf("transaction %d cut: %v then %q", round+1, tally, last)
 		}
 		if _, err := c.cmd("DATA", "354"); err != nil {
 			t.Fatal(err)
@@ -645,9 +688,9 @@ func (k *abuseKit) manyRecipients(t *testing.T, p *abuseProbe) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("  transaction %d offered %d recipients: %v; DATA: %q", round+1, rest, &tally, r)
-		if accepted != min(1000, rest) || tally.get("452 4.5.3") != rest-accepted {
-			t.Errorf("transaction %d: %v, want 1000 accepted and the rest 452 4.5.3", round+1, &tally)
+		t.Logf("  transaction %d offered %d recipients: %v; DATA: %q", round+1, n, tally, r)
+		if accepted != min(1000, n) || tally.get("452 4.5.3") != n-accepted {
+			t.Errorf("transaction %d: %v, want 1000 accepted and the rest 452 4.5.3", round+1, tally)
 		}
 		next += accepted
 	}
@@ -726,29 +769,67 @@ func (k *abuseKit) authSpray(t *testing.T, p *abuseProbe) {
 }
 
 // authPort25: AUTH on port 25 is answered 502 5.5.1 every time, with no
-// password check, and the session goes on.
+// password check. Each is an error, as in Postfix, so one session gets 20
+// (smtpd_hard_error_limit; the last 10 each delayed by
+// smtpd_error_sleep_time, 1 s), then 421 4.7.0 and the close. The flood
+// reconnects, as a real client would, several sessions at a time; a
+// session under the limit goes on.
 func (k *abuseKit) authPort25(t *testing.T, p *abuseProbe) {
-	c, err := abuseOpen("127.0.4.1", k.s.addr[25], false)
+	const from, perSession = "127.0.4.1", 20
+	var tally abuseTally
+	sessions := (k.n.port25Auths + perSession - 1) / perSession
+	began := time.Now()
+	abuseParallel(sessions, 10, func(i int) {
+		c, err := abuseOpen(from, k.s.addr[25], false)
+		if err != nil {
+			tally.add("error: " + err.Error())
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+		c.reply()
+		c.cmd("EHLO mx.example.org", "250")
+		n := min(perSession, k.n.port25Auths-i*perSession)
+		for j := 0; j < n; j++ {
+			r, _ := c.cmd("AUTH PLAIN "+abusePlain(fmt.Sprintf("u%d@example.test", i*perSession+j), "pw"), "")
+			tally.add(r)
+		}
+		if n < perSession {
+			c.cmd("QUIT", "221")
+			return
+		}
+		r, _ := c.reply()
+		if _, err := c.r.ReadString('\n'); err == io.EOF {
+			r += " + close"
+		}
+		tally.add(r)
+	})
+	t.Logf("  %d AUTH on port 25 in %d sessions: %v in %v", k.n.port25Auths, sessions, &tally, time.Since(began).Round(time.Millisecond))
+	if tally.get("502 5.5.1 AUTH not supported on port 25 (server-to-server mail); authenticated clients submit on port 465") != k.n.port25Auths {
+		t.Errorf("want 502 5.5.1 every time: %v", &tally)
+	}
+	full := k.n.port25Auths / perSession
+	if tally.get("421 4.7.0 "+abuseHostname+" Error: too many errors + close") != full {
+		t.Errorf("want %d sessions ended with 421 4.7.0 and the close: %v", full, &tally)
+	}
+	abuseEventually(t, fmt.Sprintf("%d too-many-errors log lines for %s", full, from), func() bool {
+		return abuseCount(k.s.logs(), "session ended: too many errors", "remote="+from, "stage=auth") == full
+	})
+	// Under the limit the session goes on.
+	c, err := abuseOpen(from, k.s.addr[25], false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
 	c.reply()
 	c.cmd("EHLO mx.example.org", "250")
-	var tally abuseTally
-	for i := 0; i < k.n.port25Auths; i++ {
-		r, _ := c.cmd("AUTH PLAIN "+abusePlain(fmt.Sprintf("u%d@example.test", i), "pw"), "")
-		tally.add(r)
-	}
-	t.Logf("  %d AUTH on port 25: %v", k.n.port25Auths, &tally)
-	if tally.get("502 5.5.1 AUTH not supported on port 25 (server-to-server mail); authenticated clients submit on port 465") != k.n.port25Auths {
-		t.Errorf("want 502 5.5.1 every time: %v", &tally)
+	if _, err := c.cmd("AUTH PLAIN "+abusePlain("x@example.test", "pw"), "502 5.5.1"); err != nil {
+		t.Error(err)
 	}
 	if _, err := c.cmd("MAIL FROM:<x@example.org>", "250"); err != nil {
-		t.Errorf("session after the AUTH flood: %v", err)
+		t.Errorf("session after one AUTH: %v", err)
 	}
-	if abuseCount(k.s.logs(), "port 25 does not accept AUTH", "127.0.4.1") == 0 {
+	if abuseCount(k.s.logs(), "port 25 does not accept AUTH", from) == 0 {
 		t.Error("no log line for AUTH on port 25")
 	}
 	p.waitRounds(2)

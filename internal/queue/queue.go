@@ -33,7 +33,9 @@ type Bouncer interface {
 // Defaults for Options fields left zero.
 const (
 	DefaultLifetime      = 5 * 24 * time.Hour // Postfix maximal_queue_lifetime
-	DefaultMaxConcurrent = 20
+	// DefaultMaxConcurrent caps deliveries in progress in total (Postfix:
+	// default_process_limit = 100 smtp(8) processes).
+	DefaultMaxConcurrent = 100
 	// DefaultMaxPerDestination caps deliveries in progress to one next
 	// hop (Postfix: default_destination_concurrency_limit = 20, which
 	// smtp_destination_concurrency_limit inherits). Mailu has no setting.
@@ -59,7 +61,7 @@ type Options struct {
 	// DelayWarning: a delay notice goes out once per entry still queued
 	// this long after it was first queued (DELAY_WARNING_TIME). 0 = never.
 	DelayWarning time.Duration
-	// MaxConcurrent caps deliveries in progress in total; 0 means 20.
+	// MaxConcurrent caps deliveries in progress in total; 0 means 100.
 	MaxConcurrent int
 	// MaxPerDestination caps deliveries in progress to one destination:
 	// the next hop when the Transport is a NextHopper (all mail shares
@@ -116,6 +118,7 @@ type Worker struct {
 	commits  chan *commitReq
 	running  atomic.Bool
 	pending  atomic.Int64 // claimed entries not finished
+	waiting  atomic.Int64 // claimed groups waiting for their slots
 	claims   atomic.Int64 // claims started
 	idleAt   atomic.Int64 // number of the last claim that found nothing (tests)
 	mu       sync.Mutex
@@ -243,6 +246,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-w.kick:
+			if w.waiting.Load() >= int64(w.o.MaxConcurrent) {
+				// A full round of claimed work already waits for slots:
+				// new mail waits behind it anyway, so claim it in bulk
+				// when room frees up instead of one small write
+				// transaction (an fsync) per submission.
+				minRoom = w.maxRows / 2
+			}
 		case <-w.freed:
 			// Top up in large claims, not one per finished attempt:
 			// each claim is a write transaction.
@@ -287,6 +297,7 @@ func (w *Worker) claim(ctx, attemptCtx context.Context, minRoom int) bool {
 	for _, g := range groupItems(items) {
 		g.hop = w.nextHop(ctx, g.dest, hops)
 		w.pending.Add(int64(len(g.items)))
+		w.waiting.Add(1)
 		w.attempts.Add(1)
 		go w.runGroup(ctx, attemptCtx, g)
 	}
@@ -410,6 +421,7 @@ func (w *Worker) runGroup(ctx, attemptCtx context.Context, g *group) {
 		w.attempts.Done()
 	}()
 	release, err := w.acquire(ctx, g.hop)
+	w.waiting.Add(-1)
 	if err != nil {
 		// Shutting down before the attempt started: leave the entries
 		// for the next run.

@@ -38,7 +38,7 @@ func TestNewRequiresOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.o.MaxConcurrent != 20 || w.o.MaxPerDestination != 20 || w.o.DelayWarning != 0 || w.o.Backoff == nil {
+	if w.o.MaxConcurrent != 100 || w.o.MaxPerDestination != 20 || w.o.DelayWarning != 0 || w.o.Backoff == nil {
 		t.Errorf("defaults: %+v", w.o)
 	}
 }
@@ -777,5 +777,32 @@ func TestPerNextHopLimit(t *testing.T) {
 	h.stop()
 	if n := ht.idleClose.Load(); n != 1 {
 		t.Errorf("CloseIdleConnections called %d times at the end of Run, want 1", n)
+	}
+}
+
+// While a full round of claimed entries waits for delivery slots, a Kick
+// does not claim the newcomer in a transaction of its own: it is claimed
+// with the next bulk top-up, and delivered.
+func TestKickDeferredWhileBacklogged(t *testing.T) {
+	h := newHarness(t)
+	h.tr.gate = make(chan struct{})
+	for i := range 60 {
+		h.submit(fmt.Sprint("m", i), "alice@example.com", fmt.Sprintf("u@d%d.example", i))
+	}
+	w := h.start(func(o *Options) { o.MaxConcurrent = 2; o.PollInterval = time.Hour })
+	waitUntil(t, "60 entries claimed", func() bool { return w.pending.Load() == 60 })
+	waitUntil(t, "2 attempts in flight", func() bool { return h.tr.callCount() == 2 })
+	before := w.claims.Load()
+	h.submit("late", "alice@example.com", "u@late.example")
+	w.Kick()
+	time.Sleep(50 * time.Millisecond) // give a wrong worker time to claim
+	if n := w.claims.Load(); n != before {
+		t.Errorf("%d claims after a Kick with 58 entries waiting for 2 slots, want none", n-before)
+	}
+	close(h.tr.gate)
+	waitUntil(t, "the late message delivered", func() bool { return h.tr.triesOf("u@late.example") == 1 })
+	h.settle()
+	if q := h.queue(); len(q) != 0 {
+		t.Fatalf("queue: %+v", q)
 	}
 }

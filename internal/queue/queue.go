@@ -32,7 +32,7 @@ type Bouncer interface {
 
 // Defaults for Options fields left zero.
 const (
-	DefaultLifetime      = 5 * 24 * time.Hour // Postfix maximal_queue_lifetime
+	DefaultLifetime = 5 * 24 * time.Hour // Postfix maximal_queue_lifetime
 	// DefaultMaxConcurrent caps deliveries in progress in total (Postfix:
 	// default_process_limit = 100 smtp(8) processes).
 	DefaultMaxConcurrent = 100

@@ -215,7 +215,7 @@ BT=$BIN/benchtool
 # ---------------------------------------------------------------- Petrel
 PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=example.test
   HOSTNAMES=mail.example.test SECRET_KEY=bench-secret-key-0123456789abcdef
-  LISTEN_25=127.0.0.1:$PETREL_SMTP LISTEN_465=127.0.0.1:$PETREL_SMTPS CREDENTIAL_ROUNDS=4
+  PORTS=25,465 LISTEN_25=127.0.0.1:$PETREL_SMTP LISTEN_465=127.0.0.1:$PETREL_SMTPS CREDENTIAL_ROUNDS=4
   LOG_LEVEL=$PETREL_LOG_LEVEL)
 if [ -n "$DNS_STUB" ]; then
   PETREL_ENV+=(RESOLVER_ADDRESS="$DNS_STUB")

@@ -189,3 +189,18 @@ func TestNextHop(t *testing.T) {
 		}
 	}
 }
+
+// A 421 to MAIL on a reused session (a per-session message limit) is
+// retried once on a new connection before it counts.
+func TestCache421OnReusedSession(t *testing.T) {
+	e := newEnv(t)
+	s := sinktest.Start(t, sinktest.Options{})
+	c := e.client(func(o *relay.Options) { o.RelayHost = config.RelayTarget{Host: "127.0.0.1", Port: s.Port()} })
+	mustDeliver(t, c, msg("bob@example.test"))
+	s.MailReply(421, smtp.EnhancedCode{4, 7, 0}, "too many messages in this session")
+	de := wholesale(t, c, msg("carol@example.test"))
+	checkErr(t, "421 on a fresh session too", de, false, 421, "4.7.0")
+	if n := s.Conns(); n != 2 {
+		t.Errorf("sink saw %d connections, want 2 (the reused session, then a new one)", n)
+	}
+}

@@ -37,7 +37,7 @@ type session struct {
 	replies    map[string]string // per accepted recipient (LMTP: its own)
 	dataOpen   bool              // DATA accepted, final dot not yet sent
 	txOpen     bool              // MAIL accepted, no reply to the final dot yet
-	stale      bool              // a reused session broke before MAIL was accepted
+	stale      bool              // a reused session ended before MAIL was accepted
 }
 
 func (s *session) debug(msg string, args ...any) {
@@ -303,8 +303,11 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 	// when the server announces SIZE.
 	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
 	if err := sc.Mail(wireAddr(m.Sender, m.UTF8), opts); err != nil {
+		// On a reused session, a broken connection or a 421 (a server
+		// that limits messages per session, or timed it out) is the
+		// session's end, not the message's failure.
 		var se *smtp.SMTPError
-		s.stale = reused && !errors.As(err, &se) && ctx.Err() == nil
+		s.stale = reused && ctx.Err() == nil && (!errors.As(err, &se) || se.Code == 421)
 		// 4xx: another server may take it; 5xx: final for all recipients.
 		aerr := s.fail(ctx, err, false)
 		aerr.stop = aerr.de.Permanent

@@ -107,6 +107,7 @@ type Authenticator struct {
 	now           func() time.Time
 	fpKey         []byte
 	cache         *credCache
+	flight        *flightGroup // concurrent identical password checks
 
 	// Seams for tests (count bcrypt runs); production uses the real ones.
 	verify func(hash, password string) (bool, error)
@@ -124,7 +125,7 @@ func New(o Options) *Authenticator {
 		users: o.Users, ipLim: o.IPLimiter, userLim: o.UserLimiter, exempt: o.ExemptStore,
 		v4: o.IPv4Mask, v6: o.IPv6Mask, exemptNets: o.Exemptions, exemptLen: o.ExemptionLength,
 		requireTokens: o.RequireTokens, rounds: o.Rounds, log: o.Logger, now: o.Now,
-		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize),
+		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize), flight: newFlightGroup(),
 		verify: verifyPassword, hash: HashPassword,
 	}
 	if a.now == nil {
@@ -332,6 +333,8 @@ func (a *Authenticator) check(t *attempt, user *store.User, password string, tok
 // checkPassword verifies password against the user's stored hash, through
 // the credential cache, and re-hashes an outdated hash on success (Mailu:
 // models.py User.check_password, CryptContext verify_and_update).
+// Concurrent identical checks share one verification (see flightGroup);
+// each caller still logs its own outcome and counts as its own attempt.
 func (a *Authenticator) checkPassword(t *attempt, user *store.User, password string) bool {
 	if password == "" {
 		return false
@@ -339,31 +342,47 @@ func (a *Authenticator) checkPassword(t *attempt, user *store.User, password str
 	if a.cache.check(user.Email, user.Password, password) {
 		return true
 	}
-	ok, err := a.verify(user.Password, password)
-	if err != nil {
+	res := a.flight.do(user.Email, user.Password, password, func() flightResult {
+		return a.verifyOnce(t, user.Email, user.Password, password)
+	})
+	if res.err != nil {
 		// A data problem for the admin, not a client failure: no
 		// fail2ban-style line here (the refusal logs one).
-		t.log.LogAttrs(t.ctx, slog.LevelError, "stored password hash cannot be verified", slog.String("user", user.Email), slog.Any("err", err))
+		t.log.LogAttrs(t.ctx, slog.LevelError, "stored password hash cannot be verified", slog.String("user", user.Email), slog.Any("err", res.err))
 		return false
 	}
-	if !ok {
-		return false
+	if res.ok {
+		user.Password = res.stored
 	}
-	stored := user.Password
+	return res.ok
+}
+
+// verifyOnce is the expensive part of checkPassword, run once per
+// group of identical concurrent checks: the hash, the re-hash of an
+// outdated scheme (so it is stored once), and filling the cache.
+func (a *Authenticator) verifyOnce(t *attempt, email, stored, password string) flightResult {
+	// An identical check that finished between our cache miss and now
+	// has filled the cache: no need to verify again.
+	if a.cache.check(email, stored, password) {
+		return flightResult{ok: true, stored: stored}
+	}
+	ok, err := a.verify(stored, password)
+	if err != nil || !ok {
+		return flightResult{err: err}
+	}
 	if NeedsRehash(stored, a.rounds) {
 		h, err := a.hash(password, a.rounds)
 		if err == nil {
-			err = a.users.SetPasswordHash(t.ctx, user.Email, h)
+			err = a.users.SetPasswordHash(t.ctx, email, h)
 		}
 		if err != nil {
-			t.log.LogAttrs(t.ctx, slog.LevelError, "password re-hash failed", slog.String("user", user.Email), slog.Any("err", err))
-			return true // not cached, so the next login tries again
+			t.log.LogAttrs(t.ctx, slog.LevelError, "password re-hash failed", slog.String("user", email), slog.Any("err", err))
+			return flightResult{ok: true, stored: stored} // not cached, so the next login tries again
 		}
 		stored = h
-		user.Password = h
 	}
-	a.cache.put(user.Email, stored, password)
-	return true
+	a.cache.put(email, stored, password)
+	return flightResult{ok: true, stored: stored}
 }
 
 func (a *Authenticator) upgradeToken(t *attempt, tok *store.Token, token string) {

@@ -91,3 +91,55 @@ func BenchmarkSelect10k(b *testing.B) {
 		b.Log("FETCH not available yet: SELECT only")
 	}
 }
+
+// fill10k commits n copies of a small message to alice's INBOX.
+func fill10k(b *testing.B, ts *testServer, n int) {
+	body := []byte(testMessage("big mailbox") + strings.Repeat("Lorem ipsum dolor sit amet.\r\n", 100))
+	for i := 0; i < n; i += 500 {
+		var msgs []*store.NewMessage
+		for j := i; j < min(i+500, n); j++ {
+			msgs = append(msgs, &store.NewMessage{
+				ID: fmt.Sprintf("b%d", j), Sender: "s@remote.test", ReceivedAt: time.Now(),
+				Size: int64(len(body)), Body: body,
+				Targets: []store.MailboxTarget{{User: alice, Mailbox: "INBOX"}},
+			})
+		}
+		if err := ts.st.CommitMessages(b.Context(), msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFetchHeaders10k is a client's first sync of 10,000 messages
+// (bench/imap.sh "headers"), after a first pass that warms any cache.
+func BenchmarkFetchHeaders10k(b *testing.B) {
+	ts := startServer(b, nil)
+	const n = 10000
+	fill10k(b, ts, n)
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	const cmd = "UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID)])"
+	c.ok(cmd)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if u := c.ok(cmd); len(u) != n {
+			b.Fatalf("FETCH: %d responses", len(u))
+		}
+	}
+}
+
+// BenchmarkSearchSubject10k is UID SEARCH SUBJECT over 10,000 messages.
+func BenchmarkSearchSubject10k(b *testing.B) {
+	ts := startServer(b, nil)
+	const n = 10000
+	fill10k(b, ts, n)
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	c.ok("UID SEARCH SUBJECT mailbox")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if u := c.ok("UID SEARCH SUBJECT mailbox"); len(u) != 1 || len(u[0]) < 1000 {
+			b.Fatalf("SEARCH: %d responses", len(u))
+		}
+	}
+}

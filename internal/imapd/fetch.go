@@ -129,11 +129,7 @@ type sectionData struct {
 // header fields) is done first, so a failure leaves no half response.
 func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq uint32, msg *store.MessageInfo, seenChanged bool) error {
 	n := req.need()
-	withBytes := false
-	for _, it := range req.items {
-		withBytes = withBytes || it.kind == fetchSection
-	}
-	body, err := m.open(s, msg, n, withBytes)
+	body, err := m.open(s, msg, n, req.bytes())
 	if err != nil {
 		return err
 	}

@@ -84,6 +84,26 @@ func (r *fetchRequest) need() need {
 	return n
 }
 
+// bytes is which message bytes the request's sections read: none, only
+// the root's header block, or more.
+func (r *fetchRequest) bytes() wantBytes {
+	w := bytesNone
+	for _, it := range r.items {
+		if it.kind != fetchSection {
+			continue
+		}
+		switch it.section.Specifier {
+		case imapmsg.SpecHeader, imapmsg.SpecHeaderFields, imapmsg.SpecHeaderFieldsNot:
+			if len(it.section.Part) == 0 {
+				w = max(w, bytesHeader)
+				continue
+			}
+		}
+		return bytesAll
+	}
+	return w
+}
+
 // parseFetch reads the arguments of FETCH / UID FETCH:
 // sequence-set SP ("ALL" / "FULL" / "FAST" / fetch-att / "(" fetch-att
 // *(SP fetch-att) ")") [SP "(" fetch-modifier *(SP fetch-modifier) ")"].

@@ -16,7 +16,10 @@ import (
 // Server: commandTable runs once in New, so the cache lives exactly as
 // long as the server, without package state.
 func messageCommands() map[string]commandSpec {
-	m := &msgCommands{cache: newStructCache(defaultCacheEntries, defaultCacheParts)}
+	m := &msgCommands{
+		cache:   newStructCache(defaultCacheEntries, defaultCacheParts),
+		headers: newHeaderCache(defaultHeaderCacheBytes),
+	}
 	return map[string]commandSpec{
 		"FETCH":      {states: selectedOnly, run: m.fetch, noExpunge: true},
 		"UID FETCH":  {states: selectedOnly, run: m.fetch},
@@ -27,7 +30,8 @@ func messageCommands() map[string]commandSpec {
 
 // msgCommands runs FETCH and SEARCH.
 type msgCommands struct {
-	cache *structCache
+	cache   *structCache
+	headers *headerCache
 }
 
 // need is how much of a message a FETCH or SEARCH needs.
@@ -53,19 +57,41 @@ func (b *openedBody) Close() {
 	}
 }
 
+// wantBytes is which of a message's bytes a command reads.
+type wantBytes int
+
+const (
+	bytesNone   wantBytes = iota // none: a cached structure is enough
+	bytesHeader                  // only the root's header block (HEADER, HEADER.FIELDS, header SEARCH)
+	bytesAll                     // any of the message
+)
+
 // open returns what a command needs of msg: the cached structure when it
-// is enough (ENVELOPE, BODYSTRUCTURE), otherwise the stored body as an
-// io.ReaderAt and its structure (parsed once and cached per body). With
-// withBytes the body is opened even when the structure is cached.
-func (m *msgCommands) open(s *session, msg *store.MessageInfo, n need, withBytes bool) (*openedBody, error) {
+// is enough (ENVELOPE, BODYSTRUCTURE), the cached header block when only
+// that is read, otherwise the stored body as an io.ReaderAt and its
+// structure (parsed once and cached per body).
+func (m *msgCommands) open(s *session, msg *store.MessageInfo, n need, want wantBytes) (*openedBody, error) {
 	ob := &openedBody{size: msg.Size}
-	if n == needNothing && !withBytes {
+	if n == needNothing && want == bytesNone {
 		return ob, nil
 	}
 	if st := m.cache.get(msg.BodyID); st != nil && (n < needStructure || !st.Shallow) {
 		ob.st, ob.size = st, st.Size
-		if !withBytes {
+		if want == bytesNone {
 			return ob, nil
+		}
+	}
+	if n < needStructure || ob.st != nil {
+		if h, hst := m.headers.get(msg.BodyID); h != nil {
+			if ob.st == nil {
+				ob.st, ob.size = hst, hst.Size
+			}
+			if want == bytesNone || want == bytesHeader {
+				// Header sections are windows on [0, BodyOffset), which
+				// is exactly the cached block.
+				ob.r = bytes.NewReader(h)
+				return ob, nil
+			}
 		}
 	}
 	rc, err := s.srv.opts.Store.OpenBody(s.ctx, msg.BodyID)
@@ -80,6 +106,7 @@ func (m *msgCommands) open(s *session, msg *store.MessageInfo, n need, withBytes
 	}
 	ob.r, ob.size = r, size
 	if n == needNothing || (ob.st != nil && ob.st.Size == size) {
+		m.cacheHeader(msg.BodyID, ob)
 		return ob, nil
 	}
 	if n == needHeader {
@@ -92,7 +119,28 @@ func (m *msgCommands) open(s *session, msg *store.MessageInfo, n need, withBytes
 		return nil, err
 	}
 	m.cache.put(msg.BodyID, ob.st)
+	m.cacheHeader(msg.BodyID, ob)
 	return ob, nil
+}
+
+// cacheHeader keeps the header block of an opened body, if it has a
+// structure of the same size and the block is not too large.
+func (m *msgCommands) cacheHeader(id int64, ob *openedBody) {
+	if ob.st == nil || ob.st.Size != ob.size {
+		return
+	}
+	hlen := ob.st.Root.BodyOffset
+	if hlen > maxCachedHeader {
+		return
+	}
+	if h, _ := m.headers.get(id); h != nil {
+		return
+	}
+	h := make([]byte, hlen)
+	if n, _ := ob.r.ReadAt(h, 0); int64(n) != hlen {
+		return // a read failure shows up where the bytes are used
+	}
+	m.headers.put(id, h, ob.st)
 }
 
 // readerAt gives random access to a stored body: the store's readers

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"strconv"
 	"unicode/utf8"
@@ -163,6 +164,32 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	n, err := w.bw.Write(p)
 	w.err = err
 	return n, err
+}
+
+// ReadFrom copies message bytes straight into the output buffer:
+// io.Copy would otherwise allocate 32 KiB for every section it writes.
+func (w *respWriter) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	for w.err == nil {
+		if w.bw.Available() == 0 {
+			if w.err = w.bw.Flush(); w.err != nil {
+				break
+			}
+		}
+		buf := w.bw.AvailableBuffer()[:w.bw.Available()]
+		m, err := r.Read(buf)
+		if m > 0 {
+			_, w.err = w.bw.Write(buf[:m]) // fits: no copy beyond the buffer itself
+			n += int64(m)
+		}
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, w.err
 }
 
 // Flags writes a parenthesised flag list: "(\Seen $Junk)".

@@ -238,8 +238,12 @@ func (sm *searchMessage) Size() int64             { return sm.info.Size }
 func (sm *searchMessage) InternalDate() time.Time { return sm.info.InternalDate }
 func (sm *searchMessage) ModSeq() uint64          { return sm.info.ModSeq }
 
-// Header reads the header block: only the header's bytes are read.
+// Header reads the header block: only the header's bytes are read, from
+// the header cache when it has them. The block must not be modified.
 func (sm *searchMessage) Header() ([]byte, error) {
+	if h, _ := sm.m.headers.get(sm.info.BodyID); h != nil {
+		return h, nil
+	}
 	if err := sm.load(needHeader); err != nil {
 		return nil, err
 	}
@@ -263,7 +267,7 @@ func (sm *searchMessage) load(n need) error {
 		return nil
 	}
 	sm.close()
-	b, err := sm.m.open(sm.s, sm.info, n, true)
+	b, err := sm.m.open(sm.s, sm.info, n, bytesAll)
 	if err != nil {
 		return err
 	}

@@ -251,3 +251,36 @@ func TestMessageGlobal(t *testing.T) {
 		t.Errorf("BODY[1.TEXT] = %q", got)
 	}
 }
+
+// HeaderOnly of a full structure must behave as ParseHeader's structure
+// for header sections read from the header block alone.
+func TestHeaderOnly(t *testing.T) {
+	for _, name := range []string{"plain.eml", "nested-rfc822.eml", "header-only.eml", "8bit.eml"} {
+		msg := readTestMessage(t, name)
+		full := ParseBytes(msg)
+		ho := full.HeaderOnly()
+		if !ho.Shallow || full.Shallow || ho.Root == full.Root || len(ho.Root.Children) != 0 || ho.Root.Message != nil {
+			t.Fatalf("%s: HeaderOnly kept the parts or changed the original", name)
+		}
+		if ho.HeaderOnly() != ho {
+			t.Errorf("%s: HeaderOnly of a shallow structure copied it", name)
+		}
+		if got, want := string(ho.AppendEnvelope(nil)), string(full.AppendEnvelope(nil)); got != want {
+			t.Errorf("%s: envelope %s, full %s", name, got, want)
+		}
+		header := msg[:full.Root.BodyOffset]
+		for _, spec := range []string{"HEADER", "HEADER.FIELDS (Subject)", "HEADER.FIELDS.NOT (Subject)"} {
+			sec, _ := ParseSection(spec)
+			a, err1 := ho.Extract(bytes.NewReader(header), sec)
+			b, err2 := full.Extract(bytes.NewReader(msg), sec)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			x, _ := io.ReadAll(a)
+			y, _ := io.ReadAll(b)
+			if !bytes.Equal(x, y) {
+				t.Errorf("%s BODY[%s]: from header %q, full %q", name, spec, x, y)
+			}
+		}
+	}
+}

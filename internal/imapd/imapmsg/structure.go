@@ -107,6 +107,19 @@ func ParseHeader(r io.ReaderAt, size int64) (*Structure, error) {
 	return &Structure{Size: size, Root: root, Shallow: true}, nil
 }
 
+// HeaderOnly returns the shallow structure ParseHeader would give for
+// the same message: st itself when it is shallow, otherwise a copy of the
+// root without its parts (the envelope and MIME fields are shared), so a
+// cache of headers does not keep whole part trees alive.
+func (st *Structure) HeaderOnly() *Structure {
+	if st.Shallow {
+		return st
+	}
+	root := *st.Root
+	root.Children, root.Message, root.Lines = nil, nil, 0
+	return &Structure{Size: st.Size, Root: &root, Shallow: true}
+}
+
 // ReadHeader returns the header block of the message in r (size octets),
 // up to and including the empty line that ends it, reading little more.
 func ReadHeader(r io.ReaderAt, size int64) ([]byte, error) {

@@ -345,6 +345,11 @@ func mailboxIDs(ctx context.Context, c conn, user string) (map[string]int64, int
 // EnsureMailboxes creates whichever of specs user does not have yet;
 // store.ErrNotFound if the user does not exist.
 func (s *Store) EnsureMailboxes(ctx context.Context, user string, specs []store.MailboxSpec) error {
+	// Every IMAP LOGIN calls this: a read answers the usual case (all
+	// there) without taking the write lock; the transaction checks again.
+	if ids, _, err := mailboxIDs(ctx, s.readConn(), user); err == nil && hasMailboxes(ids, specs) {
+		return nil
+	}
 	err := s.withTx(ctx, func(c conn) error {
 		_, err := ensureMailboxes(ctx, c, user, specs, now())
 		return err
@@ -353,6 +358,15 @@ func (s *Store) EnsureMailboxes(ctx context.Context, user string, specs []store.
 		return fmt.Errorf("sqlstore: ensure mailboxes of %q: %w", user, err)
 	}
 	return nil
+}
+
+func hasMailboxes(ids map[string]int64, specs []store.MailboxSpec) bool {
+	for _, sp := range specs {
+		if _, ok := ids[mailboxName(sp.Name)]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // ListMailboxes lists user's mailboxes by name, with message counts.

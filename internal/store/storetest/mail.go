@@ -405,6 +405,17 @@ func testMailboxes(t *testing.T, open Open) {
 	}
 	wantErr(t, s.EnsureMailboxes(c, "nobody@example.com", store.DefaultMailboxes), store.ErrNotFound,
 		"EnsureMailboxes of a missing user")
+	// A default mailbox the user deleted comes back at the next ensure
+	// (Dovecot's auto-create), with a new UIDVALIDITY.
+	mb, ok := unwrap(s).(store.Mailboxes)
+	if !ok {
+		return
+	}
+	must(t, mb.DeleteMailbox(c, "a@example.com", "Archive"))
+	must(t, s.EnsureMailboxes(c, "a@example.com", []store.MailboxSpec{{Name: "Archive", SpecialUse: `\Archive`}}))
+	if again := mailbox(t, s, "a@example.com", "Archive"); again.UIDValidity <= arch.UIDValidity {
+		t.Fatalf("re-created Archive UIDVALIDITY %d not above %d", again.UIDValidity, arch.UIDValidity)
+	}
 }
 
 // testConcurrentCommits delivers from 20 goroutines to overlapping users:

@@ -9,12 +9,19 @@ import (
 	"testing"
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
+	"github.com/petrelmail/petrel/internal/store"
 )
 
-// countingStore counts the body reads that reach the store.
+// countingStore counts the body reads and full listings that reach the
+// store.
 type countingStore struct {
 	Store
-	opens atomic.Int64
+	opens, lists atomic.Int64
+}
+
+func (c *countingStore) ListMessagesByID(ctx context.Context, id int64) ([]store.MessageInfo, error) {
+	c.lists.Add(1)
+	return c.Store.ListMessagesByID(ctx, id)
 }
 
 func (c *countingStore) OpenBody(ctx context.Context, id int64) (io.ReadCloser, error) {
@@ -128,5 +135,124 @@ func TestHeaderCacheBounded(t *testing.T) {
 	put(99, maxCachedHeader+10)
 	if h, _ := c.get(99); h != nil {
 		t.Error("a header over maxCachedHeader was cached")
+	}
+}
+
+// expectListing checks that a fresh SELECT shows exactly the store's
+// messages, UIDs and flags.
+func expectListing(t *testing.T, ts *testServer) {
+	t.Helper()
+	want := listOf(t, ts, alice, "INBOX")
+	c := ts.login(alice, alicePass)
+	defer c.conn.Close()
+	mustHave(t, c.ok("SELECT INBOX"), fmt.Sprintf("* %d EXISTS", len(want)))
+	got := c.ok("FETCH 1:* (UID FLAGS)")
+	if len(got) != len(want) {
+		t.Fatalf("FETCH: %d messages, the store has %d", len(got), len(want))
+	}
+	for i, m := range want {
+		flags := "(" + strings.Join(m.Flags, " ") + ")"
+		line := fmt.Sprintf("* %d FETCH (UID %d FLAGS %s)", i+1, m.UID, flags)
+		if got[i] != line {
+			t.Fatalf("message %d: %q, want %q", i+1, got[i], line)
+		}
+	}
+}
+
+// The shared listing follows changes made through this server, and
+// changes made past it (another node on the same database).
+func TestViewCacheRevalidates(t *testing.T) {
+	ts, cs := startCountingServer(t)
+	bodies := make([]string, minCachedMailbox+10)
+	for i := range bodies {
+		bodies[i] = testMessage(fmt.Sprintf("m%d", i))
+	}
+	deliver(t, ts.st, alice, "INBOX", bodies...)
+	expectListing(t, ts)
+	if n, msgs := ts.srv.views.size(); n != 1 || msgs != len(bodies) {
+		t.Fatalf("cache: %d mailboxes, %d messages", n, msgs)
+	}
+	expectListing(t, ts) // from the cache
+	if n := cs.lists.Load(); n != 1 {
+		t.Fatalf("%d full listings, want 1", n)
+	}
+
+	// Through IMAP: flags, expunge, append.
+	o := ts.login(alice, alicePass)
+	o.ok("SELECT INBOX")
+	o.ok("STORE 2:5 +FLAGS (\\Seen $Label1)")
+	o.ok("STORE 7 +FLAGS (\\Deleted)")
+	o.ok("EXPUNGE")
+	msg := testMessage("appended")
+	o.send(fmt.Sprintf("x1 APPEND INBOX (\\Flagged) {%d+}\r\n%s\r\n", len(msg), msg))
+	if _, tagged := o.collect("x1"); !strings.HasPrefix(tagged, "OK") {
+		t.Fatal(tagged)
+	}
+	expectListing(t, ts)
+
+	// Past this server: another node's store on the same database.
+	other := reopenStore(t, ts)
+	mb, err := other.GetMailbox(t.Context(), alice, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listOf(t, ts, alice, "INBOX")
+	if _, err := other.StoreFlags(t.Context(), &store.FlagUpdate{MailboxID: mb.ID, UIDs: []uint32{l[0].UID, l[10].UID}, Op: store.FlagsReplace, Flags: []string{"\\Answered"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ExpungeByID(t.Context(), mb.ID, []uint32{l[3].UID, l[len(l)-1].UID}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, other, alice, "INBOX", testMessage("n1"), testMessage("n2"))
+	expectListing(t, ts)
+	if n, msgs := ts.srv.views.size(); n != 1 || msgs != len(listOf(t, ts, alice, "INBOX")) {
+		t.Fatalf("cache after changes: %d mailboxes, %d messages", n, msgs)
+	}
+	if n := cs.lists.Load(); n != 1 { // only the first SELECT listed in full
+		t.Fatalf("%d full listings: changes were not applied to the cached listing", n)
+	}
+}
+
+func TestApplyChanges(t *testing.T) {
+	mi := func(uid uint32, mod uint64) store.MessageInfo { return store.MessageInfo{UID: uid, ModSeq: mod} }
+	old := []store.MessageInfo{mi(1, 1), mi(2, 2), mi(4, 3), mi(6, 4)}
+	ch := &store.Changes{
+		Changed:  []store.MessageInfo{mi(2, 9), mi(5, 7), mi(7, 8), mi(8, 10)},
+		Expunged: []uint32{1, 3, 7},
+	}
+	got := applyChanges(old, ch)
+	want := []store.MessageInfo{mi(2, 9), mi(4, 3), mi(5, 7), mi(6, 4), mi(8, 10)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if fmt.Sprint(old) != fmt.Sprint([]store.MessageInfo{mi(1, 1), mi(2, 2), mi(4, 3), mi(6, 4)}) {
+		t.Fatal("applyChanges modified its input")
+	}
+	if again := applyChanges(got, ch); fmt.Sprint(again) != fmt.Sprint(want) {
+		t.Fatalf("applying the same changes twice: %v", again)
+	}
+}
+
+func TestViewCacheBounded(t *testing.T) {
+	c := newViewCache(3 * minCachedMailbox)
+	for id := int64(1); id <= 5; id++ {
+		c.put(&viewEntry{id: id, msgs: make([]store.MessageInfo, minCachedMailbox)})
+		if _, n := c.size(); n > 3*minCachedMailbox {
+			t.Fatalf("%d messages cached, bound %d", n, 3*minCachedMailbox)
+		}
+	}
+	if c.get(2) != nil || c.get(3) == nil || c.get(5) == nil {
+		t.Error("not least recently used first out")
+	}
+	c.put(&viewEntry{id: 9, msgs: make([]store.MessageInfo, minCachedMailbox-1)})
+	if c.get(9) != nil {
+		t.Error("a small mailbox was cached")
+	}
+	c.put(&viewEntry{id: 3, msgs: make([]store.MessageInfo, 1)}) // shrank below the minimum
+	if c.get(3) != nil {
+		t.Error("a replaced entry stayed")
+	}
+	if n, msgs := c.size(); n != 2 || msgs != 2*minCachedMailbox {
+		t.Errorf("size %d mailboxes %d messages", n, msgs)
 	}
 }

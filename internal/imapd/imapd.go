@@ -190,6 +190,7 @@ type Server struct {
 	log      *slog.Logger
 	conns    *connlimit.Tracker
 	commands map[string]commandSpec
+	views    *viewCache // mailbox listings shared by SELECTs
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -234,7 +235,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, commands: commandTable()}
+	s := &Server{opts: opts, commands: commandTable(), views: newViewCache(defaultViewCacheMessages)}
 	s.log = opts.Logger.With("proto", s.proto())
 	var tlsForRefusal *tls.Config
 	if opts.Implicit {

@@ -80,7 +80,7 @@ func cmdSelect(s *session, c *command) error {
 	if err != nil {
 		return mailboxError(err)
 	}
-	msgs, err := s.srv.opts.Store.ListMessagesByID(s.ctx, mb.ID)
+	msgs, err := s.srv.views.listing(s.ctx, s.srv.opts.Store, mb)
 	if err != nil {
 		return mailboxError(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
 )
 
 // countingStore counts the body reads and full listings that reach the
@@ -254,5 +255,54 @@ func TestViewCacheBounded(t *testing.T) {
 	}
 	if n, msgs := c.size(); n != 2 || msgs != 2*minCachedMailbox {
 		t.Errorf("size %d mailboxes %d messages", n, msgs)
+	}
+}
+
+// batchingStore is a countingStore that also reads bodies in batches.
+type batchingStore struct {
+	*countingStore
+	batch   *sqlstore.Store
+	batches atomic.Int64
+}
+
+func (b *batchingStore) ReadBodies(ctx context.Context, ids []int64, fn func(int64, io.ReaderAt, int64) error) error {
+	b.batches.Add(1)
+	return b.batch.ReadBodies(ctx, ids, fn)
+}
+
+// Cold header fetches and header SEARCH read bodies a chunk at a time
+// through the store's batch read, and give what per-message reads give.
+func TestHeaderPrefetch(t *testing.T) {
+	var bs *batchingStore
+	ts := startServer(t, func(ts *testServer, o *Options) {
+		bs = &batchingStore{countingStore: &countingStore{Store: ts.st}, batch: ts.st}
+		o.Store = bs
+	})
+	const n = prefetchChunk + 44
+	for _, box := range []string{"INBOX", "Archive"} {
+		bodies := make([]string, n)
+		for i := range bodies {
+			bodies[i] = testMessage(fmt.Sprintf("%s%d", box, i))
+		}
+		deliver(t, ts.st, alice, box, bodies...)
+	}
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	u := c.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (Subject)] ENVELOPE)")
+	if len(u) != n || !strings.Contains(u[0], "Subject: INBOX0\r\n") || !strings.Contains(u[0], `"INBOX0"`) ||
+		!strings.Contains(u[n-1], "Subject: INBOX299\r\n") {
+		t.Fatalf("cold FETCH: %d responses, first %q", len(u), u[0])
+	}
+	if got, opens := bs.batches.Load(), bs.opens.Load(); got != 2 || opens != 0 {
+		t.Fatalf("cold FETCH: %d batch reads, %d single reads; want 2, 0", got, opens)
+	}
+	mustHave(t, c.ok("SEARCH SUBJECT INBOX299"), "* SEARCH 300")
+	if got := bs.batches.Load(); got != 2 {
+		t.Fatalf("warm SEARCH: %d more batch reads", got-2)
+	}
+	c.ok("SELECT Archive")
+	mustHave(t, c.ok("SEARCH SUBJECT Archive299"), "* SEARCH 300")
+	if got, opens := bs.batches.Load(), bs.opens.Load(); got != 4 || opens != 0 {
+		t.Fatalf("cold SEARCH: %d batch reads, %d single reads; want 2 more, 0", got-2, opens)
 	}
 }

@@ -40,7 +40,20 @@ func (m *msgCommands) fetch(s *session, c *command) error {
 		return err
 	}
 	expunged := false
-	for _, q := range seqs {
+	n, want := req.need(), req.bytes()
+	// Header-only requests read missing headers a chunk at a time in one
+	// store call instead of one per message.
+	batch := n < needStructure && want != bytesAll && (n > needNothing || want > bytesNone)
+	for i, q := range seqs {
+		if batch && i%prefetchChunk == 0 {
+			var chunk []uint32
+			for _, cq := range seqs[i:min(i+prefetchChunk, len(seqs))] {
+				if !req.hasChanged || s.sel.msg(cq).ModSeq > req.changedSince {
+					chunk = append(chunk, cq)
+				}
+			}
+			m.prefetchHeaders(s, chunk, n, want)
+		}
 		msg := s.sel.msg(q)
 		if req.hasChanged && msg.ModSeq <= req.changedSince {
 			continue // RFC 7162 3.3.1

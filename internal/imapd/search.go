@@ -81,7 +81,15 @@ func (m *msgCommands) search(s *session, c *command) error {
 	v := s.sel
 	key.Resolve(v.count(), v.maxUID())
 	var found []uint32 // sequence numbers, ascending
+	batch := key.ReadsHeader()
 	for q := uint32(1); q <= v.count(); q++ {
+		if batch && (q-1)%prefetchChunk == 0 {
+			chunk := make([]uint32, 0, prefetchChunk)
+			for cq := q; cq <= v.count() && len(chunk) < prefetchChunk; cq++ {
+				chunk = append(chunk, cq)
+			}
+			m.prefetchHeaders(s, chunk, needHeader, bytesHeader)
+		}
 		msg := v.msg(q)
 		if v.isGone(msg.UID) {
 			continue // expunged elsewhere: its body may be gone

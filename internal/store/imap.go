@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -103,4 +104,15 @@ type Mailboxes interface {
 	// and a function to stop watching. IDLE also polls ChangesSince, so
 	// changes made by other nodes are seen too.
 	Watch(user string) (<-chan struct{}, func())
+}
+
+// BodyBatch is implemented by stores that can read many bodies in one
+// call, so that IMAP FETCH and SEARCH over a range of messages cost one
+// query per batch instead of one per message.
+type BodyBatch interface {
+	// ReadBodies calls fn for each of ids that exists (missing ones are
+	// skipped), in no particular order, with random access to the body
+	// and its size; r is valid only during the call. An error from fn
+	// stops the batch and is returned.
+	ReadBodies(ctx context.Context, ids []int64, fn func(id int64, r io.ReaderAt, size int64) error) error
 }

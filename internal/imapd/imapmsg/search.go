@@ -413,6 +413,21 @@ func (k *SearchKey) Resolve(maxSeq, maxUID uint32) {
 	}
 }
 
+// ReadsHeader reports whether the tree reads message headers (header
+// fields, TEXT, sent dates), so that a server can fetch them in batches.
+func (k *SearchKey) ReadsHeader() bool {
+	switch k.Op {
+	case SearchHeader, SearchText, SearchSentBefore, SearchSentOn, SearchSentSince:
+		return true
+	}
+	for i := range k.Sub {
+		if k.Sub[i].ReadsHeader() {
+			return true
+		}
+	}
+	return false
+}
+
 // HasModSeq reports whether the tree uses MODSEQ, in which case the
 // SEARCH response carries the highest modseq (RFC 7162 3.1.5).
 func (k *SearchKey) HasModSeq() bool {

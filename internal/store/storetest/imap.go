@@ -37,6 +37,7 @@ func testIMAP(t *testing.T, open Open) {
 		{"ModSeqMonotonic", testModSeqMonotonic},
 		{"Watch", testWatch},
 		{"ConcurrentIMAP", testConcurrentIMAP},
+		{"ReadBodies", testReadBodies},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}

@@ -43,7 +43,10 @@ func bodyText(r io.ReaderAt, p *Part, header bool) ([]string, error) {
 			return nil, fmt.Errorf("reading header: %w", err)
 		}
 		var b strings.Builder
-		for _, f := range decodeFields(h) {
+		fields := decodeFields(h)
+		for i := range fields {
+			f := &fields[i]
+			f.decode()
 			b.WriteString(fold(f.name))
 			b.WriteString(": ")
 			b.WriteString(f.value)

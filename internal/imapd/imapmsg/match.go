@@ -49,8 +49,21 @@ type evaluator struct {
 
 type decodedField struct {
 	name  string // as written
-	raw   string // unfolded, as written
-	value string // decoded and folded
+	val   []byte // as written, folded; a window on the header block
+	raw   string // unfolded, as written (after decode)
+	value string // decoded and folded (after decode)
+	done  bool
+}
+
+// decode unfolds and decodes the value on first use: a search for one
+// field need not decode all the others (RFC 2047 decoding is most of the
+// cost of a header search).
+func (f *decodedField) decode() {
+	if !f.done {
+		f.raw = unfold(f.val)
+		f.value = fold(decodeHeaderValue(f.raw))
+		f.done = true
+	}
 }
 
 // cost orders the keys of an AND list: 0 needs only metadata, 1 the
@@ -174,8 +187,10 @@ func (ev *evaluator) sentDay() (time.Time, error) {
 	if err := ev.loadHeader(); err != nil {
 		return time.Time{}, err
 	}
-	for _, f := range ev.fields {
+	for i := range ev.fields {
+		f := &ev.fields[i]
 		if strings.EqualFold(f.name, "Date") {
+			f.decode()
 			if t, err := mail.ParseDate(f.raw); err == nil {
 				return day(t), nil
 			}
@@ -193,10 +208,12 @@ func (ev *evaluator) matchHeader(name, value string) (bool, error) {
 		return false, err
 	}
 	needle := fold(value)
-	for _, f := range ev.fields {
+	for i := range ev.fields {
+		f := &ev.fields[i]
 		if name != "" && !strings.EqualFold(f.name, name) {
 			continue
 		}
+		f.decode()
 		hay := f.value
 		if name == "" {
 			hay = fold(f.name) + ": " + f.value
@@ -253,14 +270,13 @@ func (ev *evaluator) loadBody() error {
 	return nil
 }
 
-// decodeFields returns every named field of a header block with its value
-// unfolded, RFC 2047-decoded and case-folded.
+// decodeFields returns every named field of a header block; each value is
+// unfolded, RFC 2047-decoded and case-folded by its decode, on first use.
 func decodeFields(header []byte) []decodedField {
 	var out []decodedField
 	eachField(header, func(name, value, _ []byte) {
 		if name != nil {
-			raw := unfold(value)
-			out = append(out, decodedField{name: string(name), raw: raw, value: fold(decodeHeaderValue(raw))})
+			out = append(out, decodedField{name: string(name), val: value})
 		}
 	})
 	return out

@@ -101,7 +101,7 @@ func TestHeaderCacheFetchAndSearch(t *testing.T) {
 }
 
 func TestHeaderCacheBounded(t *testing.T) {
-	const max = 10 * (100 + headerEntryOverhead)
+	const max = 10 * (2*100 + headerEntryOverhead)
 	c := newHeaderCache(max)
 	put := func(id int64, n int) {
 		h := []byte(strings.Repeat("X", n-5) + ":\r\n\r\n")

@@ -7,8 +7,9 @@ import (
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 )
 
-// Bounds of the header cache: bytes over all entries (header bytes plus
-// a fixed charge for the entry and its shallow structure), and the
+// Bounds of the header cache: bytes over all entries (twice the header
+// bytes, for the block and the envelope and MIME strings parsed from it,
+// plus a fixed charge for the entry and structure), and the
 // largest header block kept (a bigger one is read from the store each
 // time, as before).
 const (
@@ -38,7 +39,7 @@ type headerEntry struct {
 	st     *imapmsg.Structure // shallow: the root's header fields only
 }
 
-func (e *headerEntry) cost() int64 { return int64(len(e.header)) + headerEntryOverhead }
+func (e *headerEntry) cost() int64 { return 2*int64(len(e.header)) + headerEntryOverhead }
 
 func newHeaderCache(maxBytes int64) *headerCache {
 	return &headerCache{maxBytes: maxBytes, ll: list.New(), byID: make(map[int64]*list.Element)}

@@ -47,7 +47,7 @@ func bodyText(r io.ReaderAt, p *Part, header bool) ([]string, error) {
 		for i := range fields {
 			f := &fields[i]
 			f.decode()
-			b.WriteString(fold(f.name))
+			b.WriteString(fold(string(f.name)))
 			b.WriteString(": ")
 			b.WriteString(f.value)
 			b.WriteByte('\n')

@@ -48,7 +48,7 @@ type evaluator struct {
 }
 
 type decodedField struct {
-	name  string // as written
+	name  []byte // as written; a window on the header block
 	val   []byte // as written, folded; a window on the header block
 	raw   string // unfolded, as written (after decode)
 	value string // decoded and folded (after decode)
@@ -189,7 +189,7 @@ func (ev *evaluator) sentDay() (time.Time, error) {
 	}
 	for i := range ev.fields {
 		f := &ev.fields[i]
-		if strings.EqualFold(f.name, "Date") {
+		if equalFold(f.name, "Date") {
 			f.decode()
 			if t, err := mail.ParseDate(f.raw); err == nil {
 				return day(t), nil
@@ -210,13 +210,13 @@ func (ev *evaluator) matchHeader(name, value string) (bool, error) {
 	needle := fold(value)
 	for i := range ev.fields {
 		f := &ev.fields[i]
-		if name != "" && !strings.EqualFold(f.name, name) {
+		if name != "" && !equalFold(f.name, name) {
 			continue
 		}
 		f.decode()
 		hay := f.value
 		if name == "" {
-			hay = fold(f.name) + ": " + f.value
+			hay = fold(string(f.name)) + ": " + f.value
 		}
 		if strings.Contains(hay, needle) {
 			return true, nil
@@ -273,13 +273,37 @@ func (ev *evaluator) loadBody() error {
 // decodeFields returns every named field of a header block; each value is
 // unfolded, RFC 2047-decoded and case-folded by its decode, on first use.
 func decodeFields(header []byte) []decodedField {
-	var out []decodedField
+	out := make([]decodedField, 0, 16)
 	eachField(header, func(name, value, _ []byte) {
 		if name != nil {
-			out = append(out, decodedField{name: string(name), val: value})
+			out = append(out, decodedField{name: name, val: value})
 		}
 	})
 	return out
+}
+
+// equalFold is strings.EqualFold of a field name as written, without
+// converting it to a string.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // fold maps s to the form text keys compare: lower case.

@@ -310,3 +310,17 @@ func TestMatchReadsOnlyWhatItNeeds(t *testing.T) {
 		t.Error("Match succeeded though the content could not be read")
 	}
 }
+
+func TestEqualFold(t *testing.T) {
+	for _, tc := range []struct {
+		b, s string
+		want bool
+	}{
+		{"Subject", "subject", true}, {"SUBJECT", "Subject", true}, {"Subject", "Subjec", false},
+		{"Date", "Data", false}, {"X-[", "x-{", false}, {"", "", true}, {"Message-ID", "MESSAGE-id", true},
+	} {
+		if got := equalFold([]byte(tc.b), tc.s); got != tc.want {
+			t.Errorf("equalFold(%q, %q) = %v", tc.b, tc.s, got)
+		}
+	}
+}

@@ -61,6 +61,7 @@ func cmdIdle(s *session, c *command) error {
 	notify := time.NewTicker(s.srv.opts.IdleNotifyInterval)
 	defer notify.Stop()
 	for {
+		force := false
 		select {
 		case r := <-lines:
 			if r.err != nil {
@@ -72,13 +73,14 @@ func cmdIdle(s *session, c *command) error {
 			return ok("", "IDLE terminated")
 		case <-watch:
 		case <-poll.C:
+			force = true // other nodes' changes: the counter cannot tell
 		case <-notify.C:
 			s.w.Status("*", "OK", "", "Still here")
 			s.arm() // the client is alive as long as it reads
 		case <-s.ctx.Done():
 			return s.ctx.Err()
 		}
-		if err := s.sync(true); err != nil {
+		if err := s.syncChanges(true, force); err != nil {
 			if s.ctx.Err() != nil {
 				return s.ctx.Err()
 			}

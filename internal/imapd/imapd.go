@@ -191,6 +191,9 @@ type Server struct {
 	conns    *connlimit.Tracker
 	commands map[string]commandSpec
 	views    *viewCache // mailbox listings shared by SELECTs
+	// versions is opts.Store's change counter, nil when it has none
+	// (then every command polls ChangesSince).
+	versions store.ChangeVersions
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -236,6 +239,7 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, commands: commandTable(), views: newViewCache(defaultViewCacheMessages)}
+	s.versions, _ = opts.Store.(store.ChangeVersions)
 	s.log = opts.Logger.With("proto", s.proto())
 	var tlsForRefusal *tls.Config
 	if opts.Implicit {

@@ -222,7 +222,7 @@ func cmdExpunge(s *session, c *command) error {
 	if c.uid {
 		// Learn the current flags first: UID EXPUNGE removes only the
 		// messages that have \Deleted now.
-		if err := s.sync(true); err != nil {
+		if err := s.syncNow(true); err != nil {
 			return err
 		}
 		seqs, _ := s.sel.resolve(set, true)

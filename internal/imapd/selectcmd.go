@@ -3,6 +3,7 @@ package imapd
 import (
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
@@ -76,6 +77,7 @@ func cmdSelect(s *session, c *command) error {
 		s.condstore = true
 	}
 	readOnly := c.name == "EXAMINE"
+	ver, at := s.changeVersion(), time.Now()
 	mb, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, name)
 	if err != nil {
 		return mailboxError(err)
@@ -147,6 +149,7 @@ func cmdSelect(s *session, c *command) error {
 			return err
 		}
 	}
+	s.markPolled(v, ver, at)
 	s.sel = v
 	s.state = stateSelected
 	if readOnly {

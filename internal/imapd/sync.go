@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"slices"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
@@ -13,21 +14,30 @@ import (
 // EXISTS for new messages. With allowExpunge false (RFC 9051 7.4.1: during
 // FETCH, STORE, SEARCH by sequence number) expunges are remembered in
 // view.gone and reported by a later sync.
+//
+// The store is not asked when it can say nothing new (see skipPoll):
+// RFC 9051 7 lets the server send updates when it chooses, so changes
+// made through this process show at the next command, those of another
+// node sharing the PostgreSQL database within PollInterval, as in IDLE.
 func (s *session) sync(allowExpunge bool) error {
+	return s.syncChanges(allowExpunge, false)
+}
+
+// syncNow is sync that always asks the store (IDLE's poll, UID EXPUNGE).
+func (s *session) syncNow(allowExpunge bool) error {
+	return s.syncChanges(allowExpunge, true)
+}
+
+func (s *session) syncChanges(allowExpunge, force bool) error {
 	v := s.sel
 	if v == nil {
 		return nil
 	}
-	ch, err := s.srv.opts.Store.ChangesSince(s.ctx, v.id, v.modSeq)
-	if err != nil {
-		return err
-	}
-	for _, uid := range ch.Expunged {
-		if v.seqOf(uid) != 0 {
-			if v.gone == nil {
-				v.gone = make(map[uint32]bool)
-			}
-			v.gone[uid] = true
+	var ch *store.Changes
+	if force || !s.skipPoll(v) {
+		var err error
+		if ch, err = s.poll(v); err != nil {
+			return err
 		}
 	}
 	if allowExpunge && len(v.gone) > 0 {
@@ -38,6 +48,63 @@ func (s *session) sync(allowExpunge bool) error {
 		slices.Sort(uids)
 		s.reportExpunged(uids)
 	}
+	if ch != nil {
+		s.applyChanges(v, ch)
+	}
+	return nil
+}
+
+// skipPoll reports whether ChangesSince can be skipped: this process has
+// made no change to the user's mailboxes since the last poll (the store's
+// ChangeVersion is the same) and that poll is less than PollInterval old
+// (changes by other nodes, which the counter does not see).
+func (s *session) skipPoll(v *view) bool {
+	vs := s.srv.versions
+	if vs == nil || v.polledAt.IsZero() {
+		return false
+	}
+	return vs.ChangeVersion(s.user) == v.polledVer && time.Since(v.polledAt) < s.srv.opts.PollInterval
+}
+
+// markPolled records the change counter and the time before a read of
+// the mailbox's state (ChangesSince, or SELECT's listing): a change
+// committed after them moves the counter, so skipPoll never hides it.
+func (s *session) markPolled(v *view, ver uint64, at time.Time) {
+	v.polledVer, v.polledAt = ver, at
+}
+
+// changeVersion is the store's counter for the user, 0 without one.
+func (s *session) changeVersion() uint64 {
+	if s.srv.versions == nil {
+		return 0
+	}
+	return s.srv.versions.ChangeVersion(s.user)
+}
+
+// poll reads the changes after v.modSeq; expunged UIDs go to v.gone for
+// the caller to report before applyChanges.
+func (s *session) poll(v *view) (*store.Changes, error) {
+	ver, at := s.changeVersion(), time.Now()
+	ch, err := s.srv.opts.Store.ChangesSince(s.ctx, v.id, v.modSeq)
+	if err != nil {
+		return nil, err
+	}
+	s.markPolled(v, ver, at)
+	for _, uid := range ch.Expunged {
+		if v.seqOf(uid) != 0 {
+			if v.gone == nil {
+				v.gone = make(map[uint32]bool)
+			}
+			v.gone[uid] = true
+		}
+	}
+	return ch, nil
+}
+
+// applyChanges records ch's flag changes and new messages in v and
+// writes FETCH FLAGS and EXISTS (after any EXPUNGE: the count is the
+// client's after them).
+func (s *session) applyChanges(v *view, ch *store.Changes) {
 	maxUID := v.maxUID()
 	var added []store.MessageInfo
 	for _, m := range ch.Changed {
@@ -66,7 +133,6 @@ func (s *session) sync(allowExpunge bool) error {
 	if ch.Mailbox.UIDNext > v.uidNext {
 		v.uidNext = ch.Mailbox.UIDNext
 	}
-	return nil
 }
 
 // reportExpunged removes uids (ascending) from the view and writes one

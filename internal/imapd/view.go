@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -30,6 +31,11 @@ type view struct {
 	// number). They keep their sequence numbers until reported; FETCH
 	// may still show their flags, and their bodies may be gone.
 	gone map[uint32]bool
+	// polledVer and polledAt are the store's change counter and the time
+	// just before the last read of the mailbox's state (sync.go
+	// skipPoll); a zero polledAt means never.
+	polledVer uint64
+	polledAt  time.Time
 }
 
 // count is the number of messages the client knows (EXISTS).

@@ -13,6 +13,9 @@ import (
 type hub struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
+	// vers counts notify calls per user (ChangeVersion). It keeps one
+	// entry per user ever changed, like the mailboxes it stands for.
+	vers map[string]uint64
 }
 
 // watch subscribes to user's changes. The channel has room for one
@@ -51,14 +54,26 @@ func (h *hub) watch(user string) (<-chan struct{}, func()) {
 func (h *hub) notify(users ...string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.vers == nil {
+		h.vers = map[string]uint64{}
+	}
 	for _, u := range users {
-		for ch := range h.subs[strings.ToLower(u)] {
+		key := strings.ToLower(u)
+		h.vers[key]++
+		for ch := range h.subs[key] {
 			select {
 			case ch <- struct{}{}:
 			default: // a wake-up is already pending
 			}
 		}
 	}
+}
+
+// version is user's notify count.
+func (h *hub) version(user string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.vers[strings.ToLower(user)]
 }
 
 // watchers counts the subscriptions of user (tests check that stop
@@ -78,4 +93,12 @@ func (h *hub) watchers(user string) int {
 // sessions also poll ChangesSince.
 func (s *Store) Watch(user string) (<-chan struct{}, func()) {
 	return s.watchers.watch(user)
+}
+
+// ChangeVersion implements store.ChangeVersions: the number of committed
+// changes to user's mailboxes made through this Store, counted where
+// Watch is signalled (after the commit, before the writing call returns).
+// Other processes' changes are not counted.
+func (s *Store) ChangeVersion(user string) uint64 {
+	return s.watchers.version(user)
 }

@@ -1,0 +1,14 @@
+package store
+
+// ChangeVersions is an optional interface of a Mailboxes store: a counter
+// per user that goes up after every committed change to that user's
+// mailboxes made through this store in this process (deliveries, APPEND,
+// STORE, COPY/MOVE, expunges, CREATE/DELETE/RENAME). An IMAP session that
+// sees the same value as at its last ChangesSince knows that this process
+// changed nothing since; changes made by other processes sharing the
+// database are not counted, so it must still poll now and then.
+type ChangeVersions interface {
+	// ChangeVersion is user's counter (0 before any change); the bump
+	// happens after the commit, before the writing call returns.
+	ChangeVersion(user string) uint64
+}

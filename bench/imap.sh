@@ -79,6 +79,7 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib/common.sh"
 REPO=$(cd "$HERE/.." && pwd)
 PD=$HERE/lib/postfix-dovecot.sh
 
@@ -116,9 +117,7 @@ export PB_PASS=$PASS
 FETCH_USER=user20@example.test
 
 die() { echo "imap.sh: $*" >&2; exit 1; }
-log() { echo "[$(date +%T)] $*" >&2; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || a == "-" || b == "-" || a == "" || b == "") print 0; else printf "%.4f", a/b }'; }
 
 n_app=$(wc -w <<<"$APPEND_CONC")
 [ $((1 + RUNS * n_app)) -le 19 ] || die "RUNS x APPEND_CONC needs more than users 2..19"
@@ -131,7 +130,6 @@ REF=$BENCH_DIR/ref
 PET=$BENCH_DIR/petrel
 
 # ---------------------------------------------------------------- summary (medians)
-median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"; exit}; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 # raw.tsv: run server case load1 mode step conc rep n errors seconds rate p50_ms p99_ms bytes
 #          client_cpu_s server_cpu_s peak_rss_mib peak_pss_mib max_procs
 # col SERVER CASE FIELD [FIRST]: values over all runs and reps; FIRST=1: run 1 rep 1 only,
@@ -243,18 +241,6 @@ petrel_users() {
   for i in $(seq 1 $((1 + RUNS * n_app))) 20; do
     echo "$PASS" | "${PETREL_ENV[@]}" "$BIN/petrel" user "user$i" example.test - >/dev/null || die "petrel user user$i failed"
   done
-}
-start_petrel() {
-  local bin=$1; shift
-  "${PETREL_ENV[@]}" "$@" "$bin" serve >>"$PET.log" 2>&1 &
-  PETREL_PID=$!
-  "$BT" wait220 -t 60s 127.0.0.1:$PETREL_SMTP >/dev/null || { tail -20 "$PET.log" >&2; die "petrel did not start"; }
-}
-stop_petrel() {
-  [ -n "$PETREL_PID" ] || return 0
-  kill -TERM "$PETREL_PID" 2>/dev/null
-  wait "$PETREL_PID" 2>/dev/null
-  PETREL_PID=""
 }
 start_ref() {
   "$PD" config "$REF" >/dev/null 2>&1 || die "writing the reference config failed"

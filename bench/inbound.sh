@@ -62,6 +62,7 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib/common.sh"
 REPO=$(cd "$HERE/.." && pwd)
 PD=$HERE/lib/postfix-dovecot.sh
 
@@ -90,10 +91,7 @@ SENDER=bench@example.org
 HELO=bench-client.example.org
 
 die() { echo "inbound.sh: $*" >&2; exit 1; }
-log() { echo "[$(date +%T)] $*" >&2; }
-now() { date +%s.%N; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || a == "-" || b == "-") print 0; else printf "%.4f", a/b }'; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (Postfix and Dovecot need it)"
 command -v go >/dev/null || die "go not found in PATH"
@@ -111,7 +109,6 @@ PET=$BENCH_DIR/petrel
 mkdir -p "$BIN"
 
 # ---------------------------------------------------------------- summary (medians over runs)
-median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"; exit}; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 # col CASENO SERVER FIELD [ok]: one value per run; "ok" keeps only runs that delivered everything.
 col() { awk -F'\t' -v c="$1" -v s="$2" -v k="$3" -v ok="${4:-}" 'NR>1 && $2==c && $3==s && (ok=="" || $7>=$5) {print $k}' "$OUT/raw.tsv"; }
 # rate CASENO SERVER: the median msgs/s, or "FAILED" with how many runs fell short.
@@ -219,8 +216,7 @@ PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=exa
   LOG_LEVEL=$PETREL_LOG_LEVEL)
 if [ -n "$DNS_STUB" ]; then
   PETREL_ENV+=(RESOLVER_ADDRESS="$DNS_STUB")
-  "$BT" dns -listen "$DNS_STUB" >"$BENCH_DIR/dns.log" 2>&1 & DNS_PID=$!
-  sleep 0.3; kill -0 "$DNS_PID" 2>/dev/null || { cat "$BENCH_DIR/dns.log" >&2; die "DNS stub did not start on $DNS_STUB"; }
+  start_dns_stub "$DNS_STUB" "$BENCH_DIR/dns.log"
 fi
 
 # petrel_users: a fresh DATA_DIR with user1..user20@example.test (before serve, as the tests do).
@@ -232,22 +228,6 @@ petrel_users() {
   done
 }
 
-# start_petrel BINARY [ENV=VALUE...]: starts serve (env execs it, so $! is petrel's PID); sets
-# PETREL_PID and STARTUP_MS, the ms from exec to the 220 greeting.
-start_petrel() {
-  local bin=$1; shift
-  local t0; t0=$(now)
-  "${PETREL_ENV[@]}" "$@" "$bin" serve >>"$PET.log" 2>&1 &
-  PETREL_PID=$!
-  STARTUP_MS=$("$BT" wait220 -t 60s -since "$t0" 127.0.0.1:$PETREL_SMTP) || { tail -20 "$PET.log" >&2; die "petrel did not start"; }
-}
-
-stop_petrel() {
-  [ -n "$PETREL_PID" ] || return 0
-  kill -TERM "$PETREL_PID" 2>/dev/null
-  wait "$PETREL_PID" 2>/dev/null
-  PETREL_PID=""
-}
 
 # petrel_count USER: "N" messages in USER's mailboxes.
 petrel_count() {

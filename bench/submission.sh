@@ -70,11 +70,11 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib/common.sh"
 REPO=$(cd "$HERE/.." && pwd)
 PS=$HERE/lib/postfix-submission.sh
 
 die() { echo "submission.sh: $*" >&2; exit 1; }
-log() { echo "[$(date +%T)] $*" >&2; }
 
 # ---------------------------------------------------------------- the lock
 LOCK=${LOCK-/var/tmp/petrel-bench.lock}
@@ -120,10 +120,7 @@ DNS_STUB=${DNS_STUB-127.0.0.1:10054}
 export PS_RELAY="[127.0.0.1]:$REF_SINK" PS_PASS_FMT="Bench-Password-%d" PS_NUSERS=10
 SINK=/usr/sbin/smtp-sink
 
-now() { date +%s.%N; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || a == "-" || b == "-" || a == "" || b == "") print 0; else printf "%.4f", a/b }'; }
-median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"; exit}; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 
 mkdir -p "$BENCH_DIR" || die "cannot create $BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
@@ -269,8 +266,7 @@ PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=exa
   MESSAGE_RATELIMIT_EXEMPTION="$USERS" LOG_LEVEL=$PETREL_LOG_LEVEL)
 if [ -n "$DNS_STUB" ]; then
   PETREL_ENV+=(RESOLVER_ADDRESS="$DNS_STUB")
-  "$BT" dns -listen "$DNS_STUB" >"$BENCH_DIR/dns.log" 2>&1 & DNS_PID=$!
-  sleep 0.3; kill -0 "$DNS_PID" 2>/dev/null || { cat "$BENCH_DIR/dns.log" >&2; die "DNS stub did not start on $DNS_STUB"; }
+  start_dns_stub "$DNS_STUB" "$BENCH_DIR/dns.log"
 fi
 
 # petrel_users: a fresh DATA_DIR with user1..user10@example.test (and example.test's DKIM key)
@@ -281,19 +277,6 @@ petrel_users() {
       || die "petrel user user$i failed"
   done
   ls "$PET"/dkim/*.key >/dev/null 2>&1 || log "WARNING: Petrel made no DKIM key; it will not sign"
-}
-# start_petrel BINARY [ENV=VALUE...]; waits for the greeting on port 25 (465 is TLS from the start)
-start_petrel() {
-  local bin=$1; shift
-  "${PETREL_ENV[@]}" "$@" "$bin" serve >>"$PET.log" 2>&1 &
-  PETREL_PID=$!
-  "$BT" wait220 -t 60s 127.0.0.1:$PETREL_SMTP >/dev/null || { tail -20 "$PET.log" >&2; die "petrel did not start"; }
-}
-stop_petrel() {
-  [ -n "$PETREL_PID" ] || return 0
-  kill -TERM "$PETREL_PID" 2>/dev/null
-  wait "$PETREL_PID" 2>/dev/null
-  PETREL_PID=""
 }
 start_ref() {
   "$PS" config "$REF" >/dev/null 2>&1 || die "writing the reference config failed"

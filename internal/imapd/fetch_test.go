@@ -336,8 +336,8 @@ func TestStructCache(t *testing.T) {
 		t.Fatalf("after the 4th entry: len %d", c.len())
 	}
 	c.put(5, multi) // 7 parts + 3 > 10: the oldest go until it fits
-	if c.get(5) != multi || c.parts > 10 {
-		t.Fatalf("parts %d", c.parts)
+	if c.get(5) != multi || c.parts() > 10 {
+		t.Fatalf("parts %d", c.parts())
 	}
 	huge := imapmsg.ParseBytes([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n" + strings.Repeat("--b\r\n\r\nx\r\n", 20) + "--b--\r\n"))
 	c.put(6, huge) // bigger than the whole cache: not cached

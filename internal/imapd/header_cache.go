@@ -1,11 +1,6 @@
 package imapd
 
-import (
-	"container/list"
-	"sync"
-
-	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
-)
+import "github.com/petrelmail/petrel/internal/imapd/imapmsg"
 
 // Bounds of the header cache: bytes over all entries (twice the header
 // bytes, for the block and the envelope and MIME strings parsed from it,
@@ -25,16 +20,9 @@ const (
 // stored and their ids are never reused (AUTOINCREMENT / IDENTITY), so an
 // entry never goes stale; it only ages out. It is shared by every session
 // of a Server; the bytes handed out must not be modified.
-type headerCache struct {
-	mu       sync.Mutex
-	maxBytes int64
-	bytes    int64
-	ll       *list.List // of *headerEntry, most recent at the front
-	byID     map[int64]*list.Element
-}
+type headerCache struct{ c *lru[*headerEntry] }
 
 type headerEntry struct {
-	id     int64
 	header []byte             // [0, st.Root.BodyOffset) of the body
 	st     *imapmsg.Structure // shallow: the root's header fields only
 }
@@ -42,20 +30,16 @@ type headerEntry struct {
 func (e *headerEntry) cost() int64 { return 2*int64(len(e.header)) + headerEntryOverhead }
 
 func newHeaderCache(maxBytes int64) *headerCache {
-	return &headerCache{maxBytes: maxBytes, ll: list.New(), byID: make(map[int64]*list.Element)}
+	return &headerCache{c: newLRU[*headerEntry](0, maxBytes)}
 }
 
 // get returns the cached header block and shallow structure of a body,
 // or nils.
 func (c *headerCache) get(id int64) ([]byte, *imapmsg.Structure) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.byID[id]
+	ent, ok := c.c.get(id)
 	if !ok {
 		return nil, nil
 	}
-	c.ll.MoveToFront(e)
-	ent := e.Value.(*headerEntry)
 	return ent.header, ent.st
 }
 
@@ -66,30 +50,9 @@ func (c *headerCache) put(id int64, header []byte, st *imapmsg.Structure) {
 	if len(header) > maxCachedHeader || int64(len(header)) != st.Root.BodyOffset {
 		return
 	}
-	ent := &headerEntry{id: id, header: header, st: st.HeaderOnly()}
-	if ent.cost() > c.maxBytes {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byID[id]; ok {
-		c.ll.MoveToFront(e)
-		return // the same immutable body: nothing to replace
-	}
-	c.byID[id] = c.ll.PushFront(ent)
-	c.bytes += ent.cost()
-	for c.bytes > c.maxBytes {
-		last := c.ll.Back()
-		old := last.Value.(*headerEntry)
-		c.ll.Remove(last)
-		delete(c.byID, old.id)
-		c.bytes -= old.cost()
-	}
+	ent := &headerEntry{header: header, st: st.HeaderOnly()}
+	c.c.put(id, ent, ent.cost())
 }
 
 // size returns the number of entries and the bytes they are charged.
-func (c *headerCache) size() (int, int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len(), c.bytes
-}
+func (c *headerCache) size() (int, int64) { return c.c.size() }

@@ -1,10 +1,8 @@
 package imapd
 
 import (
-	"container/list"
 	"context"
 	"slices"
-	"sync"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -28,13 +26,7 @@ const (
 // and when they do not add up to the mailbox's message count it is
 // listed afresh. Every change, on any node, bumps HIGHESTMODSEQ, so
 // several nodes on one database stay correct.
-type viewCache struct {
-	mu      sync.Mutex
-	maxMsgs int
-	msgs    int
-	ll      *list.List // of *viewEntry, most recent at the front
-	byID    map[int64]*list.Element
-}
+type viewCache struct{ c *lru[*viewEntry] }
 
 // viewEntry is one mailbox's listing as of a state of the mailbox. msgs
 // is never modified once cached: sessions get copies.
@@ -48,49 +40,29 @@ type viewEntry struct {
 }
 
 func newViewCache(maxMsgs int) *viewCache {
-	return &viewCache{maxMsgs: maxMsgs, ll: list.New(), byID: make(map[int64]*list.Element)}
+	return &viewCache{c: newLRU[*viewEntry](0, int64(maxMsgs))}
 }
 
 func (c *viewCache) get(id int64) *viewEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.byID[id]
-	if !ok {
-		return nil
-	}
-	c.ll.MoveToFront(e)
-	return e.Value.(*viewEntry)
+	ent, _ := c.c.get(id)
+	return ent
 }
 
 // put caches ent, replacing the mailbox's older entry, unless it is too
-// small to be worth it or bigger than the whole bound.
+// small to be worth it or bigger than the whole bound (then the older
+// entry goes too).
 func (c *viewCache) put(ent *viewEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byID[ent.id]; ok {
-		c.msgs -= len(e.Value.(*viewEntry).msgs)
-		c.ll.Remove(e)
-		delete(c.byID, ent.id)
-	}
-	if len(ent.msgs) < minCachedMailbox || len(ent.msgs) > c.maxMsgs {
+	if len(ent.msgs) < minCachedMailbox {
+		c.c.remove(ent.id)
 		return
 	}
-	c.byID[ent.id] = c.ll.PushFront(ent)
-	c.msgs += len(ent.msgs)
-	for c.msgs > c.maxMsgs {
-		last := c.ll.Back()
-		old := last.Value.(*viewEntry)
-		c.ll.Remove(last)
-		delete(c.byID, old.id)
-		c.msgs -= len(old.msgs)
-	}
+	c.c.put(ent.id, ent, int64(len(ent.msgs)))
 }
 
 // size returns the number of cached mailboxes and their messages.
 func (c *viewCache) size() (int, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len(), c.msgs
+	n, msgs := c.c.size()
+	return n, int(msgs)
 }
 
 // listing returns the messages of mailbox mb (just read from the store)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -67,6 +68,22 @@ func abuseOpen(from, addr string, useTLS bool) (*abuseConn, error) {
 }
 
 // reply reads one SMTP reply (all lines) and returns its last line.
+// abuseEHLO opens a port-25 session from the address from, reads the
+// greeting and says EHLO helo; the session may last two minutes.
+func abuseEHLO(t *testing.T, from, addr, helo string) *abuseConn {
+	t.Helper()
+	c, err := abuseOpen(from, addr, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	c.reply()
+	if _, err := c.cmd("EHLO "+helo, "250"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func (c *abuseConn) reply() (string, error) {
 	for {
 		line, err := c.r.ReadString('\n')

@@ -443,18 +443,7 @@ func (k *abuseKit) stalledData(t *testing.T, p *abuseProbe) {
 // buffered whole.
 func (k *abuseKit) oversized(t *testing.T, p *abuseProbe) {
 	const from = "127.0.5.1"
-	open := func() *abuseConn {
-		c, err := abuseOpen(from, k.s.addr[25], false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		c.reply()
-		if _, err := c.cmd("EHLO big.example.org", "250"); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	open := func() *abuseConn { return abuseEHLO(t, from, k.s.addr[25], "big.example.org") }
 	// writeAll writes in the background: the server may stop reading
 	// (and close) long before the client is done.
 	writeAll := func(c *abuseConn, n int, unit string) *sync.WaitGroup {
@@ -601,18 +590,7 @@ func (k *abuseKit) oversized(t *testing.T, p *abuseProbe) {
 // and sends the rest in further transactions.
 func (k *abuseKit) manyRecipients(t *testing.T, p *abuseProbe) {
 	const from = "127.0.7.1"
-	open := func() *abuseConn {
-		c, err := abuseOpen(from, k.s.addr[25], false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		c.reply()
-		if _, err := c.cmd("EHLO many.example.org", "250"); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	open := func() *abuseConn { return abuseEHLO(t, from, k.s.addr[25], "many.example.org") }
 	// offer pipelines (RFC 2920) RCPTs for recipients [first, first+n) and
 	// tallies their replies; it stops early at a 421.
 	offer := func(c *abuseConn, first, n int) (accepted int, tally *abuseTally, last string) {

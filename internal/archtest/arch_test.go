@@ -25,6 +25,7 @@ var forbidden = map[string][]string{
 	"internal/relay":    {"internal/smtpd", "internal/store/sqlstore", "internal/admin", "internal/cli", "internal/app"},
 	"internal/smtpd":    {"internal/store/sqlstore", "internal/pop3d", "internal/imapd", "internal/relay", "internal/admin", "internal/cli", "internal/app"},
 	"internal/pop3d":    {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/admin", "internal/cli", "internal/app"},
+	"internal/filter":   {"internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/store/sqlstore", "internal/queue", "internal/relay", "internal/admin", "internal/cli", "internal/app"},
 	"internal/msgauth":  {"internal/smtpd", "internal/store/sqlstore", "internal/queue", "internal/admin", "internal/cli", "internal/app"},
 	"internal/admin":    {"internal/smtpd", "internal/pop3d", "internal/imapd", "internal/cli", "internal/app", "net/http/httptest"},
 	"internal/cli":      {"internal/app", "internal/smtpd"},

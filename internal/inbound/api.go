@@ -50,4 +50,13 @@ type Envelope struct {
 	Routes     []Route // one per accepted RCPT
 	ReceivedAt time.Time
 	AuthUser   string // authenticated user on submission, "" on port 25
+
+	// What the inbound checks decided (port 25; zero on submission).
+	// SpamScore is on rspamd's scale (15 = reject) and counts only when
+	// Scored; Quarantine is DMARC p=quarantine failing. Local delivery
+	// files into Junk by each user's spam settings (Mailu's spam_enabled,
+	// spam_threshold, spam_mark_as_read).
+	Scored     bool
+	SpamScore  float64
+	Quarantine bool
 }

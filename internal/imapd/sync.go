@@ -135,31 +135,26 @@ func (s *session) applyChanges(v *view, ch *store.Changes) {
 	}
 }
 
-// reportExpunged removes uids (ascending) from the view and writes one
-// EXPUNGE per message, or one VANISHED with QRESYNC.
+// reportExpunged removes uids from the view in one pass and writes one
+// EXPUNGE per removed message, or one VANISHED with QRESYNC.
 func (s *session) reportExpunged(uids []uint32) {
-	v := s.sel
-	var vanished []uint32
-	for _, uid := range uids {
-		q := v.remove(uid)
-		if q == 0 {
-			continue
-		}
-		if s.qresync {
-			vanished = append(vanished, uid)
-			continue
-		}
-		// Each EXPUNGE renumbers the messages after it (RFC 9051 7.5.1),
-		// so ascending UIDs are reported with their current numbers.
+	removed, seqs := s.sel.removeAll(uids)
+	if len(removed) == 0 {
+		return
+	}
+	if s.qresync {
+		s.w.Untagged()
+		s.w.Raw("VANISHED ")
+		s.w.Raw(imapmsg.CompactUIDs(removed))
+		s.w.CRLF()
+		return
+	}
+	// Ascending UIDs, each with its number after the EXPUNGEs before it
+	// (RFC 9051 7.5.1); removeAll computed them.
+	for _, q := range seqs {
 		s.w.Untagged()
 		s.w.Uint(uint64(q))
 		s.w.Raw(" EXPUNGE")
-		s.w.CRLF()
-	}
-	if len(vanished) > 0 {
-		s.w.Untagged()
-		s.w.Raw("VANISHED ")
-		s.w.Raw(imapmsg.CompactUIDs(vanished))
 		s.w.CRLF()
 	}
 }

@@ -38,6 +38,7 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 	if date.IsZero() {
 		date = now()
 	}
+	fields := s.headerFieldsOf(a.Body)
 	var u, uv int64
 	err = s.retryTx(ctx, func(c conn) error {
 		var quota, used int64
@@ -64,6 +65,9 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 		var bodyID int64
 		if err := c.queryRow(ctx, sqlInsertBody, size, data, blobName, c.d.ts(t)).Scan(&bodyID); err != nil {
 			return fmt.Errorf("store body: %w", mapErr(err))
+		}
+		if err := insertHeaderFields(ctx, c, bodyID, fields); err != nil {
+			return err
 		}
 		_, err = c.exec(ctx, sqlInsertMessage, id, u, modseq, strings.Join(flags, " "), c.d.ts(date), size, bodyID)
 		if err != nil {

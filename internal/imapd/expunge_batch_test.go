@@ -39,10 +39,17 @@ func TestRemoveAllMatchesOneByOne(t *testing.T) {
 		for k := rng.IntN(n + 5); k > 0; k-- {
 			gone = append(gone, uint32(rng.IntN(int(u)+3)))
 		}
-		v := &view{gone: map[uint32]bool{}}
+		v := &view{gone: map[uint32]bool{}, sets: newFlagSets()}
+		var list []store.MessageInfo
 		for _, x := range uids {
-			v.msgs = append(v.msgs, store.MessageInfo{UID: x, Flags: []string{"f" + strconv.Itoa(int(x))}})
+			list = append(list, store.MessageInfo{UID: x, Flags: []string{"f" + strconv.Itoa(int(x))}})
 		}
+		// Shared with a listing cache half of the time: the cached
+		// listing must stay as it was.
+		v.msgs = v.sets.compactAll(list)
+		v.shared = round%2 == 0
+		cached := v.msgs
+		cachedCopy := slices.Clone(cached)
 		for _, g := range gone {
 			v.gone[g] = true
 		}
@@ -54,10 +61,16 @@ func TestRemoveAllMatchesOneByOne(t *testing.T) {
 		}
 		var left []uint32
 		for _, m := range v.msgs {
-			left = append(left, m.UID)
-			if m.Flags[0] != "f"+strconv.Itoa(int(m.UID)) {
-				t.Fatalf("round %d: UID %d has flags %v", round, m.UID, m.Flags)
+			left = append(left, m.uid)
+			if m.flagList()[0] != "f"+strconv.Itoa(int(m.uid)) {
+				t.Fatalf("round %d: UID %d has flags %v", round, m.uid, m.flagList())
 			}
+		}
+		if round%2 == 0 && !slices.Equal(cached, cachedCopy) {
+			t.Fatalf("round %d: the shared listing was modified", round)
+		}
+		if len(removed) > 0 && v.shared {
+			t.Fatalf("round %d: the view still shares its changed listing", round)
 		}
 		if !slices.Equal(left, wantLeft) {
 			t.Fatalf("round %d: left %v, want %v", round, left, wantLeft)

@@ -237,7 +237,7 @@ type searchMessage struct {
 	m    *msgCommands
 	s    *session
 	seq  uint32
-	info *store.MessageInfo
+	info store.MessageInfo
 	body *openedBody
 	cols *searchColumns // nil: every header key reads the header
 }
@@ -315,7 +315,7 @@ func (sm *searchMessage) load(n need) error {
 		return nil
 	}
 	sm.close()
-	b, err := sm.m.open(sm.s, sm.info, n, bytesAll)
+	b, err := sm.m.open(sm.s, &sm.info, n, bytesAll)
 	if err != nil {
 		return err
 	}

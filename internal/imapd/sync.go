@@ -113,17 +113,17 @@ func (s *session) applyChanges(v *view, ch *store.Changes) {
 			continue
 		}
 		q := v.seqOf(m.UID)
-		if q == 0 || v.gone[m.UID] || m.ModSeq <= v.msgs[q-1].ModSeq {
+		if q == 0 || v.gone[m.UID] || m.ModSeq <= v.msgs[q-1].modSeq {
 			continue // unknown, expunged, or already reported (own STORE)
 		}
-		old := v.msgs[q-1].Flags
+		old := v.msgs[q-1].flagList()
 		v.update(m)
 		if !sameFlags(old, m.Flags) || s.condstore {
-			s.writeFlagsFetch(q, &v.msgs[q-1])
+			s.writeFlagsFetch(q, v.msg(q))
 		}
 	}
 	if len(added) > 0 {
-		v.msgs = append(v.msgs, added...)
+		v.appendMsgs(added)
 		s.w.Untagged()
 		s.w.Uint(uint64(v.count()))
 		s.w.Raw(" EXISTS")
@@ -162,7 +162,7 @@ func (s *session) reportExpunged(uids []uint32) {
 // writeFlagsFetch writes "* n FETCH (UID u FLAGS (...) [MODSEQ (m)])".
 // UID is always there: QRESYNC requires it (RFC 7162 3.2.4) and it costs
 // nothing.
-func (s *session) writeFlagsFetch(seq uint32, m *store.MessageInfo) {
+func (s *session) writeFlagsFetch(seq uint32, m store.MessageInfo) {
 	s.w.Untagged()
 	s.w.Uint(uint64(seq))
 	s.w.Raw(" FETCH (UID ")

@@ -7,8 +7,10 @@
 #   SIZES="2000 10000" bench/scaling.sh               # a quick run
 #   PETREL_SRC=/path/to/other/tree bench/scaling.sh   # Petrel built from another checkout (before/after)
 #
-# Per size: fresh servers; user20's INBOX filled over IMAP with pipelined LITERAL+ APPENDs
-# (imapload -mode fill; Dovecot with mail_fsync=never for the fill only), both servers restarted
+# Per size: fresh servers; user20's INBOX filled with the same generated messages: on Petrel over
+# IMAP with pipelined LITERAL+ APPENDs (imapload -mode fill), on Dovecot as Maildir files indexed
+# by one untimed SELECT (imapload -mode maildir, -mode index: Dovecot's APPEND into a growing
+# Maildir slows to some 12/s past 20,000 messages on the test machine); both servers restarted
 # (so the first searches are cold), idle memory sampled, then imapload -mode scaling once per
 # server: SELECT; UID FETCH 1:* (UID FLAGS); UID SEARCH SUBJECT / FROM / HEADER Message-ID, cold
 # then warm; UID STORE 1:* +FLAGS.SILENT (\Flagged); EXPUNGE of $EXP1 and of min($EXP2, size/5)
@@ -135,12 +137,17 @@ for size in $SIZES; do
   echo "$PASS" | "${PETREL_ENV[@]}" "$BIN/petrel" user user20 example.test - >/dev/null || die "petrel user failed"
   PB_MAIL_FSYNC=never start_ref
   start_petrel "$BIN/petrel"
-  for srv in ref petrel; do
-    log "  filling $USER20's INBOX on $srv with $size messages"
-    "$IL" -mode fill -addr "$(addr_of $srv)" -user $USER20 -pass "$PASS" -kex "$KEX" -c 2 -n "$size" -size "$MSG_SIZE" \
-      >"$OUT/.fill" 2>>"$OUT/imapload.log" || die "fill of $srv failed (see $OUT/imapload.log)"
-    log "  $(cut -f5,7,8 "$OUT/.fill" | awk -F'\t' '{printf "%d messages in %.1f s = %.0f/s", $1, $2, $3}')"
-  done
+  # Dovecot: the same generated messages written as Maildir files, indexed by one untimed SELECT
+  # (filling it over IMAP slows to some 12 APPENDs/s past 20,000 messages: hours for 100,000).
+  log "  writing $size messages into $USER20's Maildir for dovecot"
+  "$IL" -mode maildir -dir "$REF/mail/$USER20" -user $USER20 -n "$size" -size "$MSG_SIZE" >"$OUT/.fill" 2>>"$OUT/imapload.log" \
+    || die "maildir fill failed (see $OUT/imapload.log)"
+  chown -R "${PB_VMAIL:-benchmail}:" "$REF/mail/$USER20"
+  "$IL" -mode index -addr "$(addr_of ref)" -user $USER20 -pass "$PASS" -kex "$KEX" 2>>"$OUT/imapload.log" || die "dovecot index failed"
+  log "  filling $USER20's INBOX on petrel with $size messages over IMAP (pipelined APPEND)"
+  "$IL" -mode fill -addr "$(addr_of petrel)" -user $USER20 -pass "$PASS" -kex "$KEX" -c 2 -n "$size" -size "$MSG_SIZE" \
+    >"$OUT/.fill" 2>>"$OUT/imapload.log" || die "fill of petrel failed (see $OUT/imapload.log)"
+  log "  $(cut -f5,7,8 "$OUT/.fill" | awk -F'\t' '{printf "%d messages in %.1f s = %.0f/s", $1, $2, $3}')"
   log "  restarting both (cold caches; dovecot with its default mail_fsync)"
   "$PD" stop "$REF" >/dev/null 2>&1; start_ref
   stop_petrel; start_petrel "$BIN/petrel"

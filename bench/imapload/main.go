@@ -20,6 +20,9 @@
 //	    client's first sync does; UID SEARCH UNSEEN; UID SEARCH SUBJECT;
 //	    BODY.PEEK[] of -bodies messages spread over the mailbox, one
 //	    command each. One row per step and repetition.
+//	imapload -mode maildir -dir D -n N [-size 4096] -user U
+//	    writes -mode fill's messages as Maildir files in D/cur (no
+//	    server); -mode index then SELECTs them once, untimed.
 //	imapload -mode scaling ... [-expect N] [-exp1 1000] [-exp2 20000]
 //	    bench/scaling.sh's operations on a filled mailbox, one row each:
 //	    SELECT, FETCH FLAGS, header SEARCHes cold and warm, STORE, two
@@ -56,6 +59,7 @@ import (
 
 type options struct {
 	mode, addr, user, pass, mailbox, kex string
+	dir                                  string
 	conc, n, size, reps, bodies, window  int
 	expect, exp1, exp2                   int
 	dur, timeout                         time.Duration
@@ -78,6 +82,7 @@ func main() {
 	fs.IntVar(&o.bodies, "bodies", 100, "fetch: messages whose BODY.PEEK[] is fetched")
 	fs.IntVar(&o.window, "window", 32, "fill: APPENDs in flight per connection")
 	fs.IntVar(&o.expect, "expect", 0, "fetch: fail unless SELECT reports this many messages (0: any)")
+	fs.StringVar(&o.dir, "dir", "", "maildir: the Maildir to write")
 	fs.IntVar(&o.exp1, "exp1", 1000, "scaling: messages of the first EXPUNGE")
 	fs.IntVar(&o.exp2, "exp2", 20000, "scaling: messages of the second EXPUNGE")
 	fs.DurationVar(&o.dur, "d", 10*time.Second, "logins: duration")
@@ -96,6 +101,12 @@ func main() {
 func run(ctx context.Context, o options, out io.Writer) error {
 	if o.user == "" {
 		return errors.New("-user is required")
+	}
+	if o.mode == "maildir" {
+		if o.dir == "" || o.n <= 0 {
+			return errors.New("-mode maildir needs -dir and -n")
+		}
+		return runMaildir(o, out)
 	}
 	tc := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} // bench: self-signed certificates
 	switch o.kex {
@@ -126,6 +137,8 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return runFetch(ctx, d, o, out)
 	case "scaling":
 		return runScaling(ctx, d, o, out)
+	case "index":
+		return runIndex(ctx, d, o)
 	}
 	return fmt.Errorf("-mode %q: want logins, append, fill, fetch or scaling", o.mode)
 }

@@ -221,7 +221,7 @@ func TestApplyChanges(t *testing.T) {
 		Changed:  []store.MessageInfo{mi(2, 9), mi(5, 7), mi(7, 8), mi(8, 10)},
 		Expunged: []uint32{1, 3, 7},
 	}
-	c := newViewCache(1000)
+	c := newViewCache(1 << 20)
 	expand := func(l []viewMsg) []store.MessageInfo {
 		var out []store.MessageInfo
 		for i := range l {
@@ -244,7 +244,7 @@ func TestApplyChanges(t *testing.T) {
 }
 
 func TestViewCacheBounded(t *testing.T) {
-	c := newViewCache(3 * minCachedMailbox)
+	c := newViewCache(3 * minCachedMailbox * viewMsgBytes)
 	for id := int64(1); id <= 5; id++ {
 		c.put(&viewEntry{id: id, msgs: make([]viewMsg, minCachedMailbox)})
 		if _, n := c.size(); n > 3*minCachedMailbox {

@@ -17,7 +17,7 @@ import (
 // long as the server, without package state.
 func messageCommands() map[string]commandSpec {
 	m := &msgCommands{
-		cache:   newStructCache(defaultCacheEntries, defaultCacheParts),
+		cache:   newStructCache(defaultCacheEntries, defaultCacheBytes),
 		headers: newHeaderCache(defaultHeaderCacheBytes),
 		columns: newColumnCache(defaultColumnCacheBytes),
 	}

@@ -15,7 +15,7 @@ import (
 // 100,000-message mailbox's Subject column is some 5 MB), and what one
 // message costs beyond its text (UID and offset).
 const (
-	defaultColumnCacheBytes = 24 << 20
+	defaultColumnCacheBytes = 16 << 20
 	columnEntryCost         = 8
 	columnOverhead          = 256
 	backfillChunk           = 256

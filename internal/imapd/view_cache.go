@@ -7,13 +7,14 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// Bounds of the mailbox listing cache: messages over all cached
-// mailboxes (a viewMsg is 48 bytes, so some 5 MB at most), and the
-// smallest mailbox worth caching (smaller ones list in well under a
+// Bounds of the mailbox listing cache: bytes over all cached mailboxes
+// (a viewMsg is viewMsgBytes: 8 MiB hold a 170,000-message listing), and
+// the smallest mailbox worth caching (smaller ones list in well under a
 // millisecond).
 const (
-	defaultViewCacheMessages = 100000
-	minCachedMailbox         = 256
+	defaultViewCacheBytes = 8 << 20
+	viewMsgBytes          = 48
+	minCachedMailbox      = 256
 )
 
 // viewCache keeps the message listing (UIDs, flags, modseqs) of recently
@@ -46,8 +47,8 @@ type viewEntry struct {
 	msgs        []viewMsg
 }
 
-func newViewCache(maxMsgs int) *viewCache {
-	return &viewCache{c: newLRU[*viewEntry](0, int64(maxMsgs)), sets: newFlagSets()}
+func newViewCache(maxBytes int64) *viewCache {
+	return &viewCache{c: newLRU[*viewEntry](0, maxBytes), sets: newFlagSets()}
 }
 
 func (c *viewCache) get(id int64) *viewEntry {
@@ -63,13 +64,13 @@ func (c *viewCache) put(ent *viewEntry) {
 		c.c.remove(ent.id)
 		return
 	}
-	c.c.put(ent.id, ent, int64(len(ent.msgs)))
+	c.c.put(ent.id, ent, viewMsgBytes*int64(len(ent.msgs)))
 }
 
 // size returns the number of cached mailboxes and their messages.
 func (c *viewCache) size() (int, int) {
-	n, msgs := c.c.size()
-	return n, int(msgs)
+	n, b := c.c.size()
+	return n, int(b / viewMsgBytes)
 }
 
 // listing returns the messages of mailbox mb (just read from the store)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -106,3 +107,6 @@ func (fs *flagSets) compactAll(list []store.MessageInfo) []viewMsg {
 	}
 	return out
 }
+
+// viewMsgBytes must be the size of a viewMsg (the listing cache charges it).
+var _ = [1]struct{}{}[unsafe.Sizeof(viewMsg{})-viewMsgBytes]

@@ -2,6 +2,9 @@ package imapd
 
 import (
 	"context"
+	"encoding/json"
+	"net"
+	"os/exec"
 	"testing"
 
 	"github.com/petrelmail/petrel/internal/store"
@@ -80,5 +83,57 @@ func TestSearchStoredFields(t *testing.T) {
 	c.ok("EXPUNGE")
 	if u := c.ok("UID SEARCH SUBJECT lunch"); len(u) != 1 || u[0] != "* SEARCH 2 4 5" {
 		t.Errorf("after an expunge: %q", u)
+	}
+}
+
+// searchScript runs header searches with Python's imaplib, an independent
+// client (a UTF-8 literal included), and prints the UIDs found as JSON.
+const searchScript = `
+import imaplib, json, sys
+host, port, user, pw = sys.argv[1:5]
+m = imaplib.IMAP4(host, int(port), timeout=20)
+m.login(user, pw)
+m.select("INBOX")
+out = {}
+for k, args in [("from_name", ("FROM", '"smith, ann"')), ("from_host", ("FROM", "one.example")),
+                ("comment", ("FROM", "sales")), ("header_from", ("HEADER", "From", "sales")),
+                ("subject_case", ("SUBJECT", "LUNCH")), ("msgid", ("HEADER", "Message-ID", "new-3@")),
+                ("or", ("OR", "CC", "bob", "TO", "team"))]:
+    typ, data = m.uid("SEARCH", *args)
+    out[k] = data[0].decode()
+m.literal = "CAFÉ".encode()
+typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
+out["literal"] = data[0].decode()
+m.logout()
+print(json.dumps(out))
+`
+
+func TestSearchStoredFieldsImaplib(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	ts := startServer(t, nil)
+	// UID 1 stored before the fields existed, 2 with them.
+	deliver(t, ts.st, alice, "INBOX", "From: =?UTF-8?Q?Jos=C3=A9?= <jose@one.example> (sales)\r\nTo: team@two.example\r\n"+
+		"Subject: =?ISO-8859-1?Q?Caf=E9?= order\r\n\r\nbody\r\n")
+	ts.st.SetHeaderIndexer(HeaderIndexer())
+	deliver(t, ts.st, alice, "INBOX", "From: \"Smith, Ann\" <ann@three.example>\r\nCc: Bob <bob@one.example>\r\n"+
+		"Subject: lunch tomorrow\r\nMessage-ID: <new-3@three.example>\r\n\r\nbody\r\n")
+	host, port, _ := net.SplitHostPort(ts.addr)
+	out, err := exec.Command(py, "-c", searchScript, host, port, alice, alicePass).Output()
+	if err != nil {
+		t.Fatalf("imaplib: %v\n%s", err, out)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := map[string]string{"from_name": "2", "from_host": "1", "comment": "", "header_from": "1",
+		"subject_case": "2", "msgid": "2", "or": "1 2", "literal": "1"}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: UIDs %q, want %q", k, got[k], w)
+		}
 	}
 }

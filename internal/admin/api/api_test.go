@@ -314,7 +314,7 @@ func TestEveryDocumentedPathAnswers(t *testing.T) {
 		order := sortedPaths(pm)
 		if method == "delete" {
 			sort.SliceStable(order, func(i, j int) bool {
-				return len(order[i]) > len(order[j]) && order[j] == "/domain/{domain}" || order[i] != "/domain/{domain}" && order[j] == "/domain/{domain}"
+				return order[j] == "/domain/{domain}" && order[i] != order[j]
 			})
 		}
 		for _, p := range order {

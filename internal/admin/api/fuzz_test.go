@@ -47,4 +47,3 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
-

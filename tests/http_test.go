@@ -148,3 +148,30 @@ func TestHTTPPlainForProxy(t *testing.T) {
 		t.Error("443 is open under TLS_FLAVOR=mail")
 	}
 }
+
+// TestHTTPNoTLS: TLS_FLAVOR=notls serves the site in plain HTTP on 80, and
+// autoconfig offers only what is open (IMAP 143 and submission 587 here),
+// never port 25.
+func TestHTTPNoTLS(t *testing.T) {
+	s := newServer(t, map[string]string{"TLS_FLAVOR": "notls", "PORTS": "25,80,143,587"})
+	s.start()
+	resp, err := http.Get("http://" + s.addr[80] + "/mail/config-v1.1.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	if resp.StatusCode != 200 || !strings.Contains(body, "<port>143</port>") || !strings.Contains(body, "<port>587</port>") ||
+		strings.Contains(body, "<port>25</port>") || strings.Contains(body, "<port>993</port>") {
+		t.Errorf("notls autoconfig: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + s.addr[80] + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 || resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Errorf("notls health: %d %v", resp.StatusCode, resp.Header)
+	}
+}

@@ -175,3 +175,26 @@ func TestHTTPNoTLS(t *testing.T) {
 		t.Errorf("notls health: %d %v", resp.StatusCode, resp.Header)
 	}
 }
+
+// TestSwaggerValidates checks /api/v1/swagger.json of the real binary with
+// an independent validator (Python's openapi-spec-validator, Swagger 2.0
+// rules); skipped where that module is not installed.
+func TestSwaggerValidates(t *testing.T) {
+	if out, err := runPython(t, "import openapi_spec_validator", nil); err != nil {
+		t.Skipf("openapi-spec-validator not installed: %s", out)
+	}
+	s := newServer(t, map[string]string{"API": "true", "API_TOKEN": "Api-Token-For-Tests-42"})
+	s.start()
+	script := `
+import json, os, ssl, urllib.request
+from openapi_spec_validator import validate
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+spec = json.load(urllib.request.urlopen("https://" + os.environ["A443"] + "/api/v1/swagger.json", context=ctx))
+validate(spec)
+print("VALID", len(spec["paths"]))
+`
+	out, err := runPython(t, script, map[string]string{"A443": s.addr[443]})
+	if err != nil || !strings.Contains(out, "VALID 19") {
+		t.Fatalf("swagger.json: %v\n%s", err, out)
+	}
+}

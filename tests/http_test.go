@@ -194,7 +194,7 @@ validate(spec)
 print("VALID", len(spec["paths"]))
 `
 	out, err := runPython(t, script, map[string]string{"A443": s.addr[443]})
-	if err != nil || !strings.Contains(out, "VALID 19") {
+	if err != nil || !strings.Contains(out, "VALID 20") {
 		t.Fatalf("swagger.json: %v\n%s", err, out)
 	}
 }

@@ -112,63 +112,83 @@ func (m *msgCommands) snapshot(s *session, hs store.HeaderSearch, f store.Header
 	return &colSnap{uids: col.uids, offs: col.offs, data: col.data, missing: col.missing}, nil
 }
 
-// colRow is one message read by loadColumn.
-type colRow struct {
-	uid    uint32
-	body   int64
-	value  string
-	ok     bool
-	stored bool
-}
-
-// loadColumn appends the messages with UIDs from col.next on.
+// loadColumn appends the messages with UIDs from col.next on, straight
+// from the store's rows; bodies without stored fields are filled in
+// afterwards and their values spliced into the new part of the column.
 func (m *msgCommands) loadColumn(s *session, hs store.HeaderSearch, col *column) error {
-	var rows []colRow
-	var todo []int64 // bodies without stored fields
+	base := len(col.uids) // the first entry of this load
+	var pendIdx []int     // entries whose bodies have no stored fields
+	var pendBody []int64
+	var long []uint32 // UIDs whose value is not stored
 	err := hs.HeaderColumn(s.ctx, col.mailbox, col.field, col.next, func(uid uint32, body int64, value string, ok, stored bool) error {
-		rows = append(rows, colRow{uid: uid, body: body, value: value, ok: ok, stored: stored})
-		if !stored {
-			todo = append(todo, body)
+		switch {
+		case ok:
+			col.data = append(col.data, value...)
+		case !stored:
+			pendIdx = append(pendIdx, len(col.uids))
+			pendBody = append(pendBody, body)
+		default:
+			long = append(long, uid)
 		}
+		col.uids = append(col.uids, uid)
+		col.offs = append(col.offs, uint32(len(col.data)))
 		return nil
 	})
+	if err == nil && len(pendIdx) > 0 {
+		var filled map[int64]*store.HeaderFields
+		if filled, err = m.backfill(s.ctx, s, hs, pendBody); err == nil {
+			long = append(long, col.splice(base, pendIdx, pendBody, filled)...)
+		}
+	}
 	if err != nil {
+		// Drop this load: the entries before base are unchanged.
+		col.uids, col.offs = col.uids[:base], col.offs[:base+1]
+		col.data = col.data[:col.offs[base]]
 		return err
 	}
-	if len(todo) > 0 {
-		filled, err := m.backfill(s.ctx, s, hs, todo)
-		if err != nil {
-			return err
+	if len(long) > 0 {
+		// Replaced, never modified: snapshots read it unlocked.
+		missing := make(map[uint32]bool, len(col.missing)+len(long))
+		for u := range col.missing {
+			missing[u] = true
 		}
-		for i := range rows {
-			r := &rows[i]
-			if r.stored {
-				continue
-			}
-			if hf := filled[r.body]; hf != nil && !hf.Long[col.field] {
-				r.value, r.ok = hf.Value[col.field], true
-			}
+		for _, u := range long {
+			missing[u] = true
 		}
+		col.missing = missing
 	}
-	missing := col.missing // replaced, never modified: snapshots read it unlocked
-	for _, r := range rows {
-		col.uids = append(col.uids, r.uid)
-		if r.ok {
-			col.data = append(col.data, r.value...)
-		} else {
-			if len(missing) == len(col.missing) {
-				missing = make(map[uint32]bool, len(col.missing)+1)
-				for u := range col.missing {
-					missing[u] = true
-				}
-			}
-			missing[r.uid] = true
-		}
-		col.offs = append(col.offs, uint32(len(col.data)))
-		col.next = max(col.next, r.uid+1)
+	if n := len(col.uids); n > base {
+		col.next = max(col.next, col.uids[n-1]+1)
 	}
-	col.missing = missing
 	return nil
+}
+
+// splice rebuilds the column's text from entry base on, with the values
+// of the entries at pendIdx (bodies pendBody) taken from filled; it
+// returns the UIDs of those that still have none. Only bytes after the
+// older entries are rewritten, so snapshots of those stay valid.
+func (col *column) splice(base int, pendIdx []int, pendBody []int64, filled map[int64]*store.HeaderFields) []uint32 {
+	var long []uint32
+	from := col.offs[base]
+	seg := make([]byte, 0, len(col.data)-int(from)+64*len(pendIdx))
+	offs := make([]uint32, 0, len(col.uids)-base)
+	p := 0
+	for i := base; i < len(col.uids); i++ {
+		if p < len(pendIdx) && pendIdx[p] == i {
+			if hf := filled[pendBody[p]]; hf != nil && !hf.Long[col.field] {
+				seg = append(seg, hf.Value[col.field]...)
+			} else {
+				long = append(long, col.uids[i])
+			}
+			p++
+		} else {
+			seg = append(seg, col.data[col.offs[i]:col.offs[i+1]]...)
+		}
+		offs = append(offs, from+uint32(len(seg)))
+	}
+	col.data = append(col.data[:from], seg...)
+	copy(col.offs[base+1:], offs)
+	return long
 }
 
 // backfill computes the fields of bodies stored without them (delivered

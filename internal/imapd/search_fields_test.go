@@ -74,14 +74,26 @@ func TestSearchStoredFields(t *testing.T) {
 	}
 	// A new delivery joins the cached column; an expunged message leaves
 	// the answers.
-	deliver(t, ts.st, alice, "INBOX", testMessage("late lunch")) // UID 5
+	// UIDs 5 and 7 indexed at delivery, 6 between them without: one
+	// load of the column fills 6 in between the others.
+	deliver(t, ts.st, alice, "INBOX", testMessage("late lunch"))
+	ts.st.SetHeaderIndexer(nil)
+	deliver(t, ts.st, alice, "INBOX", testMessage("no index lunch"))
+	ts.st.SetHeaderIndexer(HeaderIndexer())
+	deliver(t, ts.st, alice, "INBOX", testMessage("dinner"), testMessage("LUNCH again"))
 	c.ok("NOOP")
-	if u := c.ok("UID SEARCH SUBJECT lunch"); len(u) != 1 || u[0] != "* SEARCH 2 3 4 5" {
-		t.Errorf("after a delivery: %q", u)
+	if u := c.ok("UID SEARCH SUBJECT lunch"); len(u) != 1 || u[0] != "* SEARCH 2 3 4 5 6 8" {
+		t.Errorf("after deliveries: %q", u)
+	}
+	if u := c.ok(`UID SEARCH SUBJECT "no index"`); len(u) != 1 || u[0] != "* SEARCH 6" {
+		t.Errorf("the message filled in between: %q", u)
+	}
+	if u := c.ok("UID SEARCH SUBJECT dinner"); len(u) != 1 || u[0] != "* SEARCH 7" {
+		t.Errorf("the message after it: %q", u)
 	}
 	c.ok(`UID STORE 3 +FLAGS.SILENT (\Deleted)`)
 	c.ok("EXPUNGE")
-	if u := c.ok("UID SEARCH SUBJECT lunch"); len(u) != 1 || u[0] != "* SEARCH 2 4 5" {
+	if u := c.ok("UID SEARCH SUBJECT lunch"); len(u) != 1 || u[0] != "* SEARCH 2 4 5 6 8" {
 		t.Errorf("after an expunge: %q", u)
 	}
 }

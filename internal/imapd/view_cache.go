@@ -89,17 +89,37 @@ func (c *viewCache) listing(ctx context.Context, st Store, mb *store.Mailbox) ([
 			}
 		}
 	}
-	list, err := st.ListMessagesByID(ctx, mb.ID)
+	msgs, err := c.list(ctx, st, mb)
 	if err != nil {
 		return nil, err
 	}
-	msgs := c.sets.compactAll(list)
 	// mb was read before the listing, so every change up to its
 	// HIGHESTMODSEQ is in it (later ones may be too; applying them again
 	// is harmless).
 	c.put(&viewEntry{id: mb.ID, uidValidity: mb.UIDValidity, uidNext: mb.UIDNext,
 		modSeq: mb.HighestModSeq, count: mb.Messages, msgs: msgs})
 	return msgs, nil
+}
+
+// list reads mb's messages in compact form: streamed when the store can
+// (no second list of 88-byte MessageInfos for a 100,000-message mailbox).
+func (c *viewCache) list(ctx context.Context, st Store, mb *store.Mailbox) ([]viewMsg, error) {
+	ms, ok := st.(store.MessageStreamer)
+	if !ok {
+		list, err := st.ListMessagesByID(ctx, mb.ID)
+		if err != nil {
+			return nil, err
+		}
+		return c.sets.compactAll(list), nil
+	}
+	msgs := make([]viewMsg, 0, mb.Messages)
+	err := ms.EachMessageByID(ctx, mb.ID, func(m *store.MessageInfo) {
+		msgs = append(msgs, c.sets.compact(m))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clip(msgs), nil
 }
 
 // update applies the changes after ent.modSeq to a copy of ent's

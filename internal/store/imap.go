@@ -106,6 +106,16 @@ type Mailboxes interface {
 	Watch(user string) (<-chan struct{}, func())
 }
 
+// MessageStreamer is implemented by stores that can hand out a mailbox's
+// messages one at a time (ListMessagesByID without the list), for IMAP's
+// compact view of large mailboxes.
+type MessageStreamer interface {
+	// EachMessageByID calls fn for each message of the mailbox in UID
+	// order; m is valid only during the call. store.ErrNotFound if the
+	// mailbox does not exist.
+	EachMessageByID(ctx context.Context, mailboxID int64, fn func(m *MessageInfo)) error
+}
+
 // BodyBatch is implemented by stores that can read many bodies in one
 // call, so that IMAP FETCH and SEARCH over a range of messages cost one
 // query per batch instead of one per message.

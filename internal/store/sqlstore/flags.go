@@ -135,7 +135,10 @@ func (s *Store) StoreFlags(ctx context.Context, u *store.FlagUpdate) (*store.Sto
 		}
 		memo := map[*string]*outcome{}
 		var none *outcome // messages without flags
-		res.Changed = make([]store.MessageInfo, 0, len(msgs))
+		// The changed messages are compacted into msgs itself (the k-th
+		// changed one is at most the k-th read): no second list of a
+		// 100,000-message STORE.
+		res.Changed = msgs[:0]
 		for _, m := range msgs {
 			if u.UnchangedSince > 0 && m.ModSeq > u.UnchangedSince {
 				res.Failed = append(res.Failed, m.UID)
@@ -274,7 +277,7 @@ func listMessages(ctx context.Context, c conn, id int64, since uint64) ([]store.
 // messagesByUID returns the messages of mailbox id among uids (sorted,
 // unique), in UID order.
 func messagesByUID(ctx context.Context, c conn, id int64, uids []uint32) ([]store.MessageInfo, error) {
-	var out []store.MessageInfo
+	out := make([]store.MessageInfo, 0, len(uids))
 	scan := messageScanner()
 	for chunk := range slices.Chunk(uids, expungeBatch) {
 		args := make([]any, 0, len(chunk)+1)

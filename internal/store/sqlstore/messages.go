@@ -99,6 +99,38 @@ func (s *Store) ListMessagesByID(ctx context.Context, mailboxID int64) ([]store.
 	return l, nil
 }
 
+// EachMessageByID is ListMessagesByID without the list: fn gets each
+// message of mailbox id in UID order (m is valid only during the call),
+// so that a caller keeping its own compact form of a large mailbox does
+// not hold a second, larger copy (store.MessageStreamer).
+func (s *Store) EachMessageByID(ctx context.Context, mailboxID int64, fn func(m *store.MessageInfo)) error {
+	c := s.readConn()
+	rows, err := c.query(ctx, `SELECT `+messageCols+` FROM message WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, mapErr(err))
+	}
+	defer rows.Close()
+	scan := messageScanner()
+	n := 0
+	for rows.Next() {
+		m, err := scan(rows)
+		if err != nil {
+			return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, err)
+		}
+		fn(&m)
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, mapErr(err))
+	}
+	if n == 0 {
+		if _, err := mailboxOwner(ctx, c, mailboxID); err != nil {
+			return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, err)
+		}
+	}
+	return nil
+}
+
 // insertCopies adds msgs (in UID order) to mailbox toID with the next
 // UIDs and one new modseq, sharing their bodies, and returns the new
 // UIDs. The caller holds the mailbox's lock and settles the quota.

@@ -302,7 +302,12 @@ func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		// Mailu: permit_mynetworks, reject_unauth_destination.
 		return ss.reject("rcpt", replyRelayDenied(p.Addr()), "rcpt", to)
 	}
-	key := strings.ToLower(route.Rcpt)
+	key := route.Rcpt
+	if route.Kind == inbound.RouteLocal {
+		// Local look-ups fold case; a remote local part's case is the
+		// remote host's to interpret (RFC 5321 2.4).
+		key = strings.ToLower(key)
+	}
 	if ss.rcptSeen[key] {
 		return nil // a duplicate RCPT gets one copy, as Postfix's duplicate filter
 	}

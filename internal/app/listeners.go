@@ -132,11 +132,12 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 	}
 }
 
-// tlsFor returns the TLS configuration for a port: TLS 1.2+ everywhere
-// AUTH happens, and on port 25 the legacy versions while TLS_PERMISSIVE.
+// tlsFor returns the TLS configuration for a port: Mozilla's intermediate
+// profile everywhere AUTH happens, and on port 25 the legacy versions and
+// suites too while TLS_PERMISSIVE. nil for notls.
 func tlsFor(certs *tlscfg.Manager, port int, permissive bool) *tls.Config {
-	if !certs.Enabled() {
-		return nil
+	if port == 25 && permissive {
+		return certs.Permissive()
 	}
-	return certs.ServerConfig(!(port == 25 && permissive))
+	return certs.Intermediate()
 }

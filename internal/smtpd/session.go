@@ -144,38 +144,26 @@ func (ss *session) login(mech, username, password string) error {
 
 // port25Auth answers AUTH on port 25 with 502 5.5.1 and counts the attempt
 // against the client's IP limit (Mailu: auth.py nginx_authentication,
-// is_port_25 branch). For PLAIN and LOGIN the username is read first, as
-// nginx reads the credentials before asking admin, so the log line can
-// name it; LOGIN's password is never asked for.
+// is_port_25 branch). With an initial response (RFC 4954 4) the username
+// in it is logged; without one the answer is 502 at once, never a 334
+// that would take the client's next command for a username (issue 17).
 func (ss *session) port25Auth(mech string) (sasl.Server, error) {
-	refuse := func(username string) error {
-		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.Remote().Addr(), username, ss.log)
-		return replyNoAuthOn25()
-	}
 	if ss.srv.opts.Auth == nil {
 		return nil, replyNoAuthOn25()
 	}
-	switch strings.ToUpper(mech) {
-	case sasl.Plain:
-		return saslFunc(func(resp []byte) ([]byte, bool, error) {
-			if resp == nil {
-				return []byte{}, false, nil // RFC 4954 4: empty challenge, then the response
-			}
-			var username string
+	return saslFunc(func(resp []byte) ([]byte, bool, error) {
+		var username string
+		switch strings.ToUpper(mech) {
+		case sasl.Plain:
 			if parts := bytes.Split(resp, []byte{0}); len(parts) == 3 {
 				username = string(parts[1])
 			}
-			return nil, false, refuse(username)
-		}), nil
-	case auth.LoginMechanism:
-		return saslFunc(func(resp []byte) ([]byte, bool, error) {
-			if resp == nil {
-				return []byte("Username:"), false, nil
-			}
-			return nil, false, refuse(string(resp))
-		}), nil
-	}
-	return nil, refuse("")
+		case auth.LoginMechanism:
+			username = string(resp)
+		}
+		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.Remote().Addr(), username, ss.log)
+		return nil, false, replyNoAuthOn25()
+	}), nil
 }
 
 // mail answers MAIL (wrapped by Mail in errlimit.go).

@@ -135,6 +135,11 @@ func TestDataBareLineEndings(t *testing.T) {
 		{"LF dot CRLF smuggling", "Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nsmuggled\r\n.\r\n", "bare <LF>"},
 		{"CR dot CR smuggling", "Subject: x\r\n\r\nhi\r.\rMAIL FROM:<evil@remote.test>\r\n.\r\n", "bare <CR>"},
 		{"bare LF in header", "Subject: x\nX: y\r\n\r\nbody\r\n.\r\n", "bare <LF>"},
+		// issue 17: go-smtp used to drop the CR of "CRLF . CR x" and
+		// so change the message silently; it is a bare CR like the others.
+		{"CRLF dot CR smuggling", "Subject: x\r\n\r\nhi\r\n.\rMAIL FROM:<evil@remote.test>\r\n.\r\n", "bare <CR>"},
+		{"CRLF dot CR CRLF", "Subject: x\r\n\r\nhi\r\n.\r\r\nmore\r\n.\r\n", "bare <CR>"},
+		{"dot CR on the first line", ".\rSubject: x\r\n\r\nhi\r\n.\r\n", "bare <CR>"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

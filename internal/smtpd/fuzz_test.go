@@ -56,6 +56,11 @@ func FuzzSession(f *testing.F) {
 		"\x00",
 		"\x00EHLO a\r\nMAIL FROM:<s@remote.test>\r\n" + strings.Repeat("RCPT TO:<nobody@example.test>\r\n", 25) + "BDAT 3 LAST\r\nabc",
 		"\x00EHLO a\r\n" + strings.Repeat("AUTH PLAIN AGEAYg==\r\nNOOP\r\nHELP\r\n", 12),
+		// issue 17: CRLF dot CR inside DATA, AUTH without initial response
+		// on 25, control characters in the EHLO name.
+		"\x00EHLO a\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nhi\r\n.\rMAIL FROM:<e@x>\r\n.\r\n",
+		"\x00EHLO a\r\nAUTH PLAIN\r\nSTARTTLS\r\nAUTH LOGIN\r\nNOOP\r\n",
+		"\x00EHLO a\x00b\rc\r\nHELO x\x01y\r\nQUIT\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -110,14 +110,15 @@ func TestReceivedHeaderGolden(t *testing.T) {
 func TestReceivedHeaderSanitisesHELO(t *testing.T) {
 	e := startServer(t, RoleMX, nil)
 	c := e.dial()
-	c.cmd("EHLO evil(x);\rInjected:", 250, "")
+	c.cmd("EHLO evil(x);\rInjected:", 501, "5.5.2") // control characters: refused (issue 17)
+	c.cmd("EHLO evil(x);<Injected:>", 250, "")
 	c.sendMail("s@remote.test", []string{"alice@example.test"}, simpleBody)
 	body := e.deliv.delivered()[0].body
 	header := body[:strings.Index(body, "Subject:")]
 	if strings.Contains(header, "\r\x49") || strings.Contains(header, "(x)") || strings.Contains(header, ";\r\nInjected") {
 		t.Errorf("unsafe Received header %q", header)
 	}
-	if !strings.HasPrefix(header, "Received: from evil_x__?Injected: ([127.0.0.1])") {
+	if !strings.HasPrefix(header, "Received: from evil_x___Injected:_ ([127.0.0.1])") {
 		t.Errorf("header %q", header)
 	}
 }

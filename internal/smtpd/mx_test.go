@@ -266,3 +266,37 @@ func TestDuplicateRecipientDeliveredOnce(t *testing.T) {
 		t.Fatalf("delivered %+v, want 2 routes", got)
 	}
 }
+
+// TestEHLONameControlCharacters: NUL, bare CR and other control characters
+// in the HELO/EHLO name are refused with 501 and never echoed back into the
+// reply (issue 17); a clean EHLO afterwards works, on the first greeting
+// and on a later one.
+func TestEHLONameControlCharacters(t *testing.T) {
+	for _, name := range []string{"a\x00b.example", "a\rb.example", "evil\x1b[31m.example", "x\x7f"} {
+		for _, verb := range []string{"EHLO", "HELO"} {
+			e := startServer(t, RoleMX, nil)
+			c := e.dialRaw()
+			c.expect(220, "")
+			c.write(verb + " " + name + "\r\n")
+			code, lines, err := c.readReply()
+			if err != nil || code != 501 {
+				t.Fatalf("%s %q: reply %d %q, %v; want 501", verb, name, code, lines, err)
+			}
+			for _, l := range lines {
+				if strings.ContainsAny(l, "\x00\r\x1b\x7f") || strings.Contains(l, name) {
+					t.Errorf("%s %q: reply echoes the name: %q", verb, name, l)
+				}
+			}
+			c.ehlo()
+			// A later EHLO with a bad name is refused too.
+			c.write("EHLO " + name + "\r\n")
+			if code, lines, _ := c.readReply(); code != 501 || strings.ContainsAny(strings.Join(lines, ""), "\x00\r\x1b\x7f") {
+				t.Errorf("second EHLO %q: %d %q", name, code, lines)
+			}
+			c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
+			if !strings.Contains(e.logs.String(), "stage=helo") {
+				t.Errorf("no log line for the refused name:\n%s", e.logs)
+			}
+		}
+	}
+}

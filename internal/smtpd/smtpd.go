@@ -554,6 +554,10 @@ func (c *trackedConn) logGoSMTPRefusal(p []byte) {
 		// 4.5.3.1.4-5 set the minimum Petrel must accept, 512).
 		c.log.Info("rejected", "stage", "command", "code", 500,
 			"reply", "Too long line, closing connection", "max_line_length", c.srv.opts.MaxLineLength)
+	case bytes.HasPrefix(p, []byte("501 5.5.2 Invalid HELO/EHLO name")):
+		// third_party/go-smtp: control characters in the HELO/EHLO name
+		// (never echoed, issue 17).
+		c.log.Info("rejected", "stage", "helo", "code", 501, "reply", "Invalid HELO/EHLO name: control characters are not allowed")
 	case bytes.HasPrefix(p, []byte("552 5.3.4 Max message size exceeded")):
 		// go-smtp conn.go: MAIL SIZE= or a BDAT chunk over
 		// MESSAGE_SIZE_LIMIT (RFC 1870 6).

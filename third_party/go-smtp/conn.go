@@ -227,6 +227,11 @@ func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 // GREET state -> waiting for HELO
 func (c *Conn) handleGreet(enhanced bool, arg string) {
 	domain, err := parseHelloArgument(arg)
+	if err == errHelloControl {
+		// Petrel: never echo control characters (issue 17).
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Invalid HELO/EHLO name: control characters are not allowed")
+		return
+	}
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Domain/address argument required for HELO")
 		return

@@ -73,8 +73,16 @@ func parseHelloArgument(arg string) (string, error) {
 	if domain == "" {
 		return "", fmt.Errorf("invalid domain")
 	}
+	// Petrel: a name with control characters (NUL, bare CR, ESC, DEL...)
+	// is refused, so that it is never echoed in the reply (issue 17).
+	if strings.IndexFunc(domain, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return "", errHelloControl
+	}
 	return domain, nil
 }
+
+// errHelloControl: Petrel addition, see parseHelloArgument.
+var errHelloControl = fmt.Errorf("control character in domain")
 
 // Parses the BY argument defined in RFC2852 section 4.
 // Returns pointer to options or nil if invalid.

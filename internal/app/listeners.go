@@ -82,6 +82,7 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 			return imapd.New(imapd.Options{
 				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
+				Space: p.reserve,
 			})
 		}}
 	}
@@ -122,6 +123,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		Router:               p.router,
 		Deliverer:            delivererAdapter{p.deliverer, p.queue},
 		Resolver:             p.resolver, // RESOLVER_ADDRESS applies to Received lookups too
+		Space:                p.reserve,  // DISK_RESERVE
 		Submission: submit.New(submit.Options{
 			Signers:  p.signers,
 			Hostname: cfg.Hostnames[0],

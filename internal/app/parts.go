@@ -21,6 +21,7 @@ import (
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
+	"github.com/petrelmail/petrel/internal/store/blob"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -40,7 +41,8 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
-	closers   []func() // run in reverse order by close
+	reserve   *blob.Reserve // DISK_RESERVE on DATA_DIR's filesystem
+	closers   []func()      // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
@@ -67,6 +69,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			log.Error("closing the store", "err", err)
 		}
 	})
+
+	// Postfix queue_minfree: the free space on DATA_DIR (the SQLite
+	// database and the message files) below which new mail is refused.
+	p.reserve = blob.NewReserve(blob.ReserveOptions{Dir: cfg.DataDir, Min: cfg.DiskReserve, Logger: log.With("part", "disk")})
+	log.Info("disk reserve", "part", "disk", "reserve", p.reserve.String())
 
 	svc := admin.New(p.store, admin.Options{
 		DefaultQuota:         cfg.DefaultQuota,

@@ -68,6 +68,7 @@ func implementedSettings() []SettingDoc {
 
 		// Limits
 		s("MESSAGE_SIZE_LIMIT", "50000000", "largest message in bytes", ""),
+		s("DISK_RESERVE", "1.5 x MESSAGE_SIZE_LIMIT", "bytes that must stay free on DATA_DIR's filesystem; below it new mail gets SMTP 452 4.3.1 and IMAP APPEND NO [OVERQUOTA], while deletions and the queue go on; 0 = off", "Petrel only (Postfix queue_minfree)"),
 		s("MESSAGE_RATELIMIT", "200/day", "messages a user may send", "one rate only; further rates after , ; or | are ignored with a warning"),
 		s("MESSAGE_RATELIMIT_EXEMPTION", "", "comma list of users exempt from MESSAGE_RATELIMIT", ""),
 		s("AUTH_RATELIMIT_IP", "5/hour", "distinct failed usernames per client network", "one rate only"),

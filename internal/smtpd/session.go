@@ -166,6 +166,11 @@ func (ss *session) port25Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
+// spaceLow reports whether the free disk space is below DISK_RESERVE.
+func (ss *session) spaceLow() bool {
+	return ss.srv.opts.Space != nil && ss.srv.opts.Space.Low()
+}
+
 // mail answers MAIL (wrapped by Mail in errlimit.go).
 func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 	o := &ss.srv.opts
@@ -182,6 +187,10 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 		return ss.reject("mail", replyAuthRequired(), "from", from)
 	}
 
+	if ss.spaceLow() {
+		// Postfix: queue_minfree, checked at MAIL FROM.
+		return ss.reject("mail", replyInsufficientStorage(), "from", from)
+	}
 	sender, r := parseSender(from)
 	if r != nil {
 		return ss.reject("mail", r, "from", from)

@@ -155,6 +155,13 @@ type Deliverer interface {
 	Deliver(ctx context.Context, env *inbound.Envelope, sp Spool) error
 }
 
+// SpaceGuard reports whether the free disk space is below the reserve
+// (Postfix queue_minfree). Low must be cheap: it is asked for every MAIL
+// and every message.
+type SpaceGuard interface {
+	Low() bool
+}
+
 // RateLimiter is MESSAGE_RATELIMIT, keyed by the login address.
 // *ratelimit.Limiter implements it.
 type RateLimiter interface {
@@ -231,6 +238,9 @@ type Options struct {
 	Router    Router        // required
 	Deliverer Deliverer     // required
 	Resolver  Resolver      // optional reverse DNS for Received; nil: [ip] only
+	// Space is DISK_RESERVE: while it is low, new mail gets 452 4.3.1
+	// (*blob.Reserve implements it); nil: no check.
+	Space SpaceGuard
 	// Submission prepares what is submitted on 465 and 587 (Mailu: the
 	// outclean cleanup service and rspamd's DKIM signing); nil: the body
 	// is spooled as on port 25. Port 25 never uses it.

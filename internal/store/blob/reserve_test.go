@@ -1,0 +1,133 @@
+package blob
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type fakeDisk struct {
+	mu    sync.Mutex
+	free  int64
+	err   error
+	reads int
+}
+
+func (f *fakeDisk) statfs(string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return f.free, f.err
+}
+
+func (f *fakeDisk) set(free int64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.free, f.err = free, err
+}
+
+// TestReserve: below the floor Low is true; crossing and recovery are each
+// logged once, with hysteresis; near the floor every check reads the
+// filesystem, far from it one reading serves ReserveRecheck; a statfs
+// failure is logged once and fails open.
+func TestReserve(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	disk := &fakeDisk{free: 100 << 30}
+	now := time.Unix(1000, 0)
+	r := NewReserve(ReserveOptions{
+		Dir: "/data", Min: 64 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		StatFS: disk.statfs, Now: func() time.Time { return now },
+	})
+	// Far from the floor: cached for ReserveRecheck.
+	disk.set(0, nil)
+	for i := 0; i < 3; i++ {
+		if r.Low() {
+			t.Fatal("a cached reading far from the floor was not used")
+		}
+	}
+	if disk.reads != 1 {
+		t.Fatalf("%d statfs calls far from the floor, want 1 (at NewReserve)", disk.reads)
+	}
+	step := func(free int64, want bool) {
+		t.Helper()
+		disk.set(free, nil)
+		now = now.Add(ReserveRecheck)
+		if got := r.Low(); got != want {
+			t.Fatalf("free %d: Low() = %v, want %v", free, got, want)
+		}
+	}
+	step(80<<20, false)
+	// Near the floor every call reads: no burst runs through the reserve.
+	disk.set(63<<20, nil)
+	if !r.Low() {
+		t.Fatal("near the floor, a cached reading was used")
+	}
+	step(10<<20, true)
+	step(0, true)
+	step(65<<20, true) // above min but inside the hysteresis band
+	step(63<<20, true)
+	step(73<<20, false) // min + min/8 = 72 MiB
+	step(60<<20, true)
+	out := logs.String()
+	if n := strings.Count(out, "free disk space below DISK_RESERVE"); n != 2 {
+		t.Errorf("low state logged %d times, want 2:\n%s", n, out)
+	}
+	if n := strings.Count(out, "free disk space back above DISK_RESERVE"); n != 1 {
+		t.Errorf("recovery logged %d times, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "level=ERROR") {
+		t.Errorf("the low state is not an ERROR:\n%s", out)
+	}
+
+	// A failing statfs fails open and is logged once.
+	disk.set(0, errors.New("EIO"))
+	for i := 0; i < 3; i++ {
+		now = now.Add(ReserveRecheck)
+		if r.Low() {
+			t.Error("Low() with an unreadable filesystem")
+		}
+	}
+	if n := strings.Count(logs.String(), "cannot read the free disk space"); n != 1 {
+		t.Errorf("statfs failure logged %d times, want 1", n)
+	}
+}
+
+func TestReserveOffAndNil(t *testing.T) {
+	t.Parallel()
+	var nilR *Reserve
+	if nilR.Low() || nilR.Min() != 0 {
+		t.Error("nil reserve is low")
+	}
+	disk := &fakeDisk{free: 0}
+	r := NewReserve(ReserveOptions{Dir: "/data", Min: 0, StatFS: disk.statfs})
+	if r.Low() || disk.reads != 0 {
+		t.Errorf("reserve 0: Low %v after %d reads", r.Low(), disk.reads)
+	}
+}
+
+// TestReserveRealFilesystem reads the real free space of a directory.
+func TestReserveRealFilesystem(t *testing.T) {
+	t.Parallel()
+	free, err := freeSpace(t.TempDir())
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		t.Skipf("no statfs here: %v", err)
+	}
+	if free <= 0 {
+		t.Fatalf("free space %d", free)
+	}
+	if r := NewReserve(ReserveOptions{Dir: t.TempDir(), Min: 1}); r.Low() {
+		t.Error("1 byte reserve is low")
+	}
+	if r := NewReserve(ReserveOptions{Dir: t.TempDir(), Min: 1 << 62}); !r.Low() {
+		t.Error("4 EiB reserve is not low")
+	}
+}

@@ -69,4 +69,3 @@ func TestDiskReserveRefusesNewMail(t *testing.T) {
 		})
 	}
 }
-

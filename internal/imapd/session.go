@@ -252,7 +252,7 @@ func (s *session) finish(c *command, spec commandSpec, err error) bool {
 	}
 	if !s.d.eol && !s.d.skipRest(skipBudget) {
 		s.tagged(c.tag, res)
-		s.bye("Too much invalid input")
+		s.bye(s.skipFailure())
 		return false
 	}
 	if s.state == stateSelected && !s.closing {
@@ -288,10 +288,20 @@ func (s *session) skip() bool {
 			s.readFailed(err)
 			return false
 		}
-		s.bye("Too much invalid input")
+		s.bye(s.skipFailure())
 		return false
 	}
 	return true
+}
+
+// skipFailure is the BYE text when the rest of a command cannot be
+// skipped: an over-long line is not read to its end (it may have none).
+func (s *session) skipFailure() string {
+	if s.d.Err() == errLineTooLong {
+		s.log.Info("command line too long, closing", "max_line_length", s.d.maxLine)
+		return "Command line too long"
+	}
+	return "Too much invalid input"
 }
 
 // stateText says why a command is not valid in the session's state.

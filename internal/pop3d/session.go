@@ -111,8 +111,8 @@ func (s *session) run() {
 		line, err := s.readLine()
 		switch {
 		case errors.Is(err, errLineTooLong):
-			s.bad("Line too long")
-			continue
+			s.lineTooLong()
+			return
 		case err != nil:
 			s.readFailed(err)
 			return
@@ -137,12 +137,8 @@ func (s *session) readLine() (string, error) {
 	}
 	b, err := s.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = s.r.ReadSlice('\n')
-		}
-		if err != nil {
-			return "", err
-		}
+		// The rest is not read: its end may never come (issue 17); the
+		// caller answers and closes.
 		return "", errLineTooLong
 	}
 	if err != nil {
@@ -153,6 +149,16 @@ func (s *session) readLine() (string, error) {
 		b = b[:len(b)-1]
 	}
 	return string(b), nil
+}
+
+// lineTooLong answers a line over MaxLineLength and ends the session
+// without reading the rest of it.
+func (s *session) lineTooLong() {
+	s.log.Info("line too long, closing", "max_line_length", s.srv.opts.MaxLineLength)
+	s.err("Line too long, closing the connection")
+	s.closing = true
+	s.logout = "line too long"
+	_ = s.w.Flush()
 }
 
 // readFailed says goodbye after a read error, when the client can still
@@ -371,7 +377,7 @@ func (s *session) cmdAuth(arg string) {
 		line, err := s.readLine()
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
-				s.authFailed(mech, "", "SASL response too long", nil)
+				s.lineTooLong()
 				return
 			}
 			s.readFailed(err)

@@ -349,6 +349,7 @@ func New(opts Options) *Server {
 	// "523 5.7.10"; Session.Auth decides instead (502 on 25, 530 on 587).
 	gs.AllowInsecureAuth = true
 	gs.ErrorLog = errorLog{s.log}
+	gs.ConnDebug = s.connTrace // LOG_LEVEL=TRACE: protocol traces (third_party/go-smtp)
 	s.smtp = gs
 	return s
 }
@@ -490,6 +491,8 @@ type trackedConn struct {
 	// finished; rdns is its result ("" if none) and is read only after.
 	rdnsDone chan struct{}
 	rdns     string
+
+	trace *obs.Trace // LOG_LEVEL=TRACE only; under mu
 }
 
 // Close implements net.Conn.

@@ -71,20 +71,20 @@ func (c *Conn) init() {
 		Closer: c.conn,
 	}
 
-	debug := c.server.Debug
+	in, out := c.server.Debug, c.server.Debug
 	if c.server.ConnDebug != nil {
-		if w := c.server.ConnDebug(c.conn); w != nil {
-			debug = w
+		if fromClient, toClient := c.server.ConnDebug(c.conn); fromClient != nil && toClient != nil {
+			in, out = fromClient, toClient
 		}
 	}
-	if debug != nil {
+	if in != nil {
 		rwc = struct {
 			io.Reader
 			io.Writer
 			io.Closer
 		}{
-			io.TeeReader(rwc.Reader, debug),
-			io.MultiWriter(rwc.Writer, debug),
+			io.TeeReader(rwc.Reader, in),
+			io.MultiWriter(rwc.Writer, out),
 			rwc.Closer,
 		}
 	}

@@ -38,11 +38,12 @@ type Server struct {
 	AllowInsecureAuth bool
 	Debug             io.Writer
 
-	// ConnDebug, when set, is asked for a debug writer for each connection
-	// (and again after STARTTLS, with the TLS connection); it sees the
-	// plaintext both ways like Debug. A nil result means no trace. Petrel
-	// addition: per-connection protocol traces.
-	ConnDebug func(net.Conn) io.Writer
+	// ConnDebug, when set, is asked for debug writers for each connection
+	// (and again after STARTTLS, with the TLS connection): fromClient gets
+	// the plaintext read from the client, toClient what is written to it.
+	// nil writers mean no trace. Petrel addition: per-connection protocol
+	// traces.
+	ConnDebug func(net.Conn) (fromClient, toClient io.Writer)
 
 	ErrorLog     Logger
 	ReadTimeout  time.Duration

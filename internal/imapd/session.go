@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/petrelmail/petrel/internal/obs"
 )
 
 // Limits that end a session which is going nowhere.
@@ -49,6 +52,8 @@ type session struct {
 	w    *respWriter
 	d    *decoder
 	log  *slog.Logger
+	// trace logs the dialogue at LOG_LEVEL=TRACE (trace.go); nil below.
+	trace *obs.Trace
 	ctx  context.Context
 
 	tls          bool
@@ -84,8 +89,17 @@ func newSession(srv *Server, tc trackedConn, log *slog.Logger) *session {
 // setConn (re)builds the reader, writer and decoder over c (after TLS).
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.r = bufio.NewReaderSize(c, 16<<10)
-	s.w = newRespWriter(&deadlineWriter{c: c, timeout: s.srv.opts.WriteTimeout})
+	var in io.Reader = c
+	var out io.Writer = &deadlineWriter{c: c, timeout: s.srv.opts.WriteTimeout}
+	if s.trace == nil {
+		s.trace = obs.NewTrace(s.log, &imapTraceFilter{}) // nil below LOG_LEVEL=TRACE
+	}
+	if s.trace != nil {
+		in = io.TeeReader(in, s.trace.Client())
+		out = io.MultiWriter(out, s.trace.Server())
+	}
+	s.r = bufio.NewReaderSize(in, 16<<10)
+	s.w = newRespWriter(out)
 	s.w.utf8 = s.rev2
 	s.d = newDecoder(s.r, s.srv.opts.MaxLineLength, int64(s.srv.opts.MaxLineLength))
 	s.d.cont = func() error {

@@ -23,7 +23,9 @@ type TraceFilter interface {
 	// Line returns the text to log ("" to log nothing for this line) and
 	// the number of raw bytes that follow the line and are opaque data (an
 	// IMAP literal, a BDAT chunk): those are counted and summarised, never
-	// logged.
+	// logged. A negative opaque on a server line cancels the client's
+	// pending opaque run (an announced IMAP literal the server refused,
+	// which the client will not send).
 	Line(fromClient bool, line string) (show string, opaque int64)
 }
 
@@ -114,8 +116,11 @@ func (t *Trace) feed(d *traceDir, p []byte) {
 			}
 			t.emit(d, show)
 		}
-		if opaque > 0 {
+		switch {
+		case opaque > 0:
 			d.opaque, d.opaqueLen = opaque, opaque
+		case opaque < 0 && !d.fromClient:
+			t.client.opaque = 0
 		}
 	}
 }

@@ -54,7 +54,7 @@ type session struct {
 	log  *slog.Logger
 	// trace logs the dialogue at LOG_LEVEL=TRACE (trace.go); nil below.
 	trace *obs.Trace
-	ctx  context.Context
+	ctx   context.Context
 
 	tls          bool
 	state        sessionState

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/obs"
 )
 
 // Limits that end a session which is going nowhere.
@@ -52,6 +54,8 @@ type session struct {
 	w    *bufio.Writer
 	log  *slog.Logger
 	ctx  context.Context
+	// trace logs the dialogue at LOG_LEVEL=TRACE (trace.go); nil below.
+	trace *obs.Trace
 
 	tls          bool
 	state        state
@@ -82,8 +86,17 @@ func newSession(srv *Server, tc *trackedConn) *session {
 
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.r = bufio.NewReaderSize(c, s.srv.opts.MaxLineLength)
-	s.w = bufio.NewWriterSize(c, 32<<10)
+	var in io.Reader = c
+	var out io.Writer = c
+	if s.trace == nil {
+		s.trace = obs.NewTrace(s.log, &popTraceFilter{}) // nil below LOG_LEVEL=TRACE
+	}
+	if s.trace != nil {
+		in = io.TeeReader(in, s.trace.Client())
+		out = io.MultiWriter(out, s.trace.Server())
+	}
+	s.r = bufio.NewReaderSize(in, s.srv.opts.MaxLineLength)
+	s.w = bufio.NewWriterSize(out, 32<<10)
 }
 
 // run is the whole session: greeting, commands, and the logout line.

@@ -114,11 +114,7 @@ func (r *Router) classifyDomain(ctx context.Context, domain string) (domainKind,
 // 5321 2.4: only the receiving host interprets it). A local domain without a
 // matching user or alias gives ErrUnknownRecipient.
 func (r *Router) Resolve(ctx context.Context, rcpt string) (Route, error) {
-	asGiven, err := mailaddr.NormalizeRemote(rcpt)
-	if err != nil {
-		return Route{}, fmt.Errorf("inbound: %q: %w: %w", rcpt, ErrBadAddress, err)
-	}
-	addr, err := mailaddr.Normalize(asGiven)
+	addr, asGiven, err := mailaddr.NormalizeBoth(rcpt)
 	if err != nil {
 		return Route{}, fmt.Errorf("inbound: %q: %w: %w", rcpt, ErrBadAddress, err)
 	}
@@ -445,12 +441,7 @@ func (e *expansion) expandDestination(ctx context.Context, dest string, depth in
 	if dest == "" {
 		return nil
 	}
-	asGiven, err := mailaddr.NormalizeRemote(dest)
-	if err != nil {
-		e.r.log.Warn("unusable alias destination dropped", "rcpt", e.rcpt, "destination", dest, "err", err)
-		return nil
-	}
-	n, err := mailaddr.Normalize(asGiven)
+	n, asGiven, err := mailaddr.NormalizeBoth(dest)
 	if err != nil {
 		e.r.log.Warn("unusable alias destination dropped", "rcpt", e.rcpt, "destination", dest, "err", err)
 		return nil

@@ -406,3 +406,17 @@ func TestSenderAllowedBackendError(t *testing.T) {
 		t.Fatalf("err = %v, want the backend error", err)
 	}
 }
+
+// BenchmarkResolve is the RCPT-time cost of the router over the in-memory
+// fake: a local user, an alias and a foreign recipient.
+func BenchmarkResolve(b *testing.B) {
+	r := NewRouter(RouterOptions{Accounts: routerFixture().fake(), Delimiters: "+-"})
+	ctx := context.Background()
+	rcpts := []string{"Alice+Tag@Example.COM", "info@example.com", "CaseCheck.MiXeD@Remote.Example"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := r.Resolve(ctx, rcpts[i%len(rcpts)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -70,6 +70,9 @@ func FuzzNormalize(f *testing.F) {
 		if fold, err := Normalize(r); err != nil || fold != n {
 			t.Fatalf("NormalizeRemote(%q) = %q folds to %q, %v; want %q", s, r, fold, err, n)
 		}
+		if key, asGiven, err := NormalizeBoth(s); err != nil || key != n || asGiven != r {
+			t.Fatalf("NormalizeBoth(%q) = %q, %q, %v; want %q, %q", s, key, asGiven, err, n, r)
+		}
 	})
 }
 

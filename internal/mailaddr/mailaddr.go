@@ -134,6 +134,21 @@ func NormalizeRemote(addr string) (string, error) {
 	return normalize(addr, false)
 }
 
+// NormalizeBoth returns both forms of addr with one IDNA conversion: key
+// as Normalize (for look-ups) and asGiven as NormalizeRemote (for an
+// address that is relayed).
+func NormalizeBoth(addr string) (key, asGiven string, err error) {
+	if asGiven, err = normalize(addr, false); err != nil {
+		return "", "", err
+	}
+	local, domain := Split(asGiven)
+	folded := strings.ToLower(local)
+	if len(folded) > maxLocalLen {
+		return "", "", fmt.Errorf("%w: %q", ErrLocalTooLong, addr)
+	}
+	return folded + "@" + domain, asGiven, nil
+}
+
 func normalize(addr string, fold bool) (string, error) {
 	if err := checkChars(addr); err != nil {
 		return "", err

@@ -133,6 +133,10 @@ func TestNormalizeRemoteKeepsLocalCase(t *testing.T) {
 		if n, err := Normalize(got); err != nil || n != strings.ToLower(got) {
 			t.Errorf("Normalize(%q) = %q, %v", got, n, err)
 		}
+		key, asGiven, err := NormalizeBoth(tt.in)
+		if want, _ := Normalize(tt.in); err != nil || key != want || asGiven != got {
+			t.Errorf("NormalizeBoth(%q) = %q, %q, %v; want %q, %q", tt.in, key, asGiven, err, want, got)
+		}
 	}
 }
 

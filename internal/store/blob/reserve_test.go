@@ -131,3 +131,26 @@ func TestReserveRealFilesystem(t *testing.T) {
 		t.Error("4 EiB reserve is not low")
 	}
 }
+
+// BenchmarkReserveLow is the per-message cost of the DISK_RESERVE check:
+// far from the floor an atomic load (one statfs a second), near it one
+// statfs per call.
+func BenchmarkReserveLow(b *testing.B) {
+	free, err := freeSpace(b.TempDir())
+	if err != nil {
+		b.Skip(err)
+	}
+	for _, bc := range []struct {
+		name string
+		min  int64
+	}{{"far", 1 << 20}, {"near", free / 2}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := NewReserve(ReserveOptions{Dir: b.TempDir(), Min: bc.min})
+			for b.Loop() {
+				if r.Low() {
+					b.Fatal("low")
+				}
+			}
+		})
+	}
+}

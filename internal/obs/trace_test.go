@@ -61,3 +61,27 @@ func TestTrace(t *testing.T) {
 		t.Error("trace at DEBUG")
 	}
 }
+
+// FuzzTrace writes arbitrary bytes in arbitrary chunks through a Trace:
+// it must not panic, and no record may carry more than traceLineMax bytes
+// of one line.
+func FuzzTrace(f *testing.F) {
+	f.Add([]byte("EHLO a\r\nDATA 3\r\nabcNOOP\r\n"), uint8(3))
+	f.Add([]byte(strings.Repeat("x", 3000)+"\n\n\r\r\x00"), uint8(7))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: LevelTrace}))
+		tr := NewTrace(log, upperFilter{})
+		step := int(chunk%64) + 1
+		for i := 0; i < len(data); i += step {
+			end := min(i+step, len(data))
+			tr.Client().Write(data[i:end])
+			tr.Server().Write(data[i:end])
+		}
+		for _, rec := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			if len(rec) > 6*traceLineMax+400 {
+				t.Fatalf("record of %d bytes", len(rec))
+			}
+		}
+	})
+}

@@ -90,10 +90,11 @@ func replyForSASL(err error) *smtp.SMTPError {
 	return reply(501, 5, 5, 2, "Malformed AUTH response")
 }
 
-// isLocalProblem reports whether r is the temporary local-problem reply,
-// whose cause belongs in the log at WARN.
+// isLocalProblem reports whether r is the temporary local-problem reply
+// (or a full disk), whose cause belongs in the log at WARN.
 func isLocalProblem(r *smtp.SMTPError) bool {
-	return r.Code == 451 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 0}
+	return r.Code == 451 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 0} ||
+		r.Code == 452 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 1}
 }
 
 // replyTooManyErrors ends a session at the hard error limit; Postfix:

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -57,6 +58,9 @@ func TestDiskReserveRefusesNewMail(t *testing.T) {
 			c.cmd("DATA", 354, "")
 			c.write(simpleBody + ".\r\n")
 			c.expect(452, "4.3.1")
+			if !strings.Contains(e.logs.String(), "level=WARN msg=failed") {
+				t.Errorf("ENOSPC not logged at WARN:\n%s", e.logs)
+			}
 
 			// Space again: mail flows.
 			e.deliv.mu.Lock()

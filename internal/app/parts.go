@@ -160,8 +160,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 // startBackground starts the background workers; they stop when ctx ends
 // and wg is done when they have.
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(1)
+	wg.Add(2)
 	go runQueue(ctx, p.queue, wg, p.log)
+	go func() {
+		defer wg.Done()
+		p.reserve.Watch(ctx) // DISK_RESERVE: log a crossing even without mail
+	}()
 }
 
 func (p *parts) onClose(f func()) { p.closers = append(p.closers, f) }

@@ -1,6 +1,7 @@
 package blob
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -86,6 +87,25 @@ func (r *Reserve) Low() bool {
 		r.mu.Unlock()
 	}
 	return r.low.Load()
+}
+
+// Watch reads the free space every ReserveRecheck until ctx is done, so
+// that crossing the reserve (and recovering) is noticed and logged even
+// while no mail arrives. It returns at once when the reserve is off.
+func (r *Reserve) Watch(ctx context.Context) {
+	if r == nil || r.min <= 0 {
+		return
+	}
+	t := time.NewTicker(ReserveRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.refresh()
+		}
+	}
 }
 
 // Min is the reserve in bytes (0: off).

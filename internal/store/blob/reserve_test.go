@@ -2,6 +2,7 @@ package blob
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -153,4 +154,42 @@ func BenchmarkReserveLow(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestReserveWatch: the watcher notices the crossing without any caller.
+func TestReserveWatch(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	disk := &fakeDisk{free: 100 << 20}
+	r := NewReserve(ReserveOptions{Dir: "/data", Min: 64 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil)), StatFS: disk.statfs})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { r.Watch(ctx); close(done) }()
+	disk.set(1<<20, nil)
+	deadline := time.Now().Add(10 * ReserveRecheck)
+	for !strings.Contains(logs.String(), "free disk space below DISK_RESERVE") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher did not log the crossing:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

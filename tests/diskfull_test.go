@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,6 +31,33 @@ func mountSmallFS(t *testing.T, size int64) string {
 		}
 	})
 	return dir
+}
+
+// fillDisk writes path until the filesystem is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the disk: %v", err)
+			}
+			break
+		}
+	}
+	// Smaller writes take the last blocks.
+	for _, n := range []int{4096, 512, 1} {
+		for {
+			if _, err := f.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+	}
 }
 
 func freeBytes(t *testing.T, dir string) int64 {
@@ -64,8 +93,9 @@ func tryDeliver(t *testing.T, addr, body string) string {
 // TestDiskReserve: with DATA_DIR on a small filesystem, mail is accepted
 // until the free space falls below DISK_RESERVE, then refused with
 // "452 4.3.1" (logged once, not per message); IMAP APPEND gets NO
-// [OVERQUOTA]; EXPUNGE still works, and the space it frees lets mail in
-// again (issue 17).
+// [OVERQUOTA]; EXPUNGE still works, even once something else has filled the
+// disk to the last byte (Petrel gives up its ballast file), and the space
+// freed lets mail in again (issue 17).
 func TestDiskReserve(t *testing.T) {
 	const fsSize = 24 << 20
 	const reserve = 6 << 20
@@ -111,6 +141,21 @@ func TestDiskReserve(t *testing.T) {
 		t.Errorf("the low-space line was logged %d times, want once\n%s", n, s.logs())
 	}
 
+	// Something else fills the disk to the last byte: Petrel gives up its
+	// ballast file, so that EXPUNGE still finds room for SQLite's WAL.
+	// A restart on the full disk is the hard case: SQLite removed its WAL
+	// at the clean stop, and the first write must grow it again.
+	filler := filepath.Join(dir, "filler")
+	fillDisk(t, filler)
+	if err := s.stop(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, s.logs())
+	}
+	fillDisk(t, filler+"2")
+	s.start()
+	if !s.waitLog("ballast file removed") {
+		t.Fatalf("the ballast was not given up on a full disk (%d bytes free)\n%s", freeBytes(t, dir), s.logs())
+	}
+
 	// IMAP: APPEND is refused, EXPUNGE works.
 	script := `
 import imaplib, os, ssl
@@ -143,6 +188,12 @@ m.logout()
 	}
 	if !strings.Contains(out, "EXPUNGE OK") || !strings.Contains(out, "AFTER 0") {
 		t.Fatalf("EXPUNGE below the reserve failed:\n%s\n%s", out, s.logs())
+	}
+
+	for _, f := range []string{filler, filler + "2"} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// The freed space lets mail in again, and the recovery is logged once.

@@ -61,6 +61,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		return nil, err
 	}
 
+	// Postfix queue_minfree: the free space on DATA_DIR (the SQLite
+	// database and the message files) below which new mail is refused.
+	// The ballast (a quarter of the reserve, at most 16 MiB) is given up
+	// if the disk fills all the same, so EXPUNGE can still be written;
+	// made before the store opens, so that a start on a full disk finds
+	// room to open the database.
+	p.reserve = blob.NewReserve(blob.ReserveOptions{
+		Dir: cfg.DataDir, Min: cfg.DiskReserve, Ballast: min(cfg.DiskReserve/4, 16<<20),
+		Logger: log.With("part", "disk"),
+	})
+	log.Info("disk reserve", "part", "disk", "reserve", p.reserve.String())
+
 	if p.store, err = sqlstore.OpenConfig(ctx, cfg, log.With("part", "store")); err != nil {
 		return nil, err
 	}
@@ -69,11 +81,6 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			log.Error("closing the store", "err", err)
 		}
 	})
-
-	// Postfix queue_minfree: the free space on DATA_DIR (the SQLite
-	// database and the message files) below which new mail is refused.
-	p.reserve = blob.NewReserve(blob.ReserveOptions{Dir: cfg.DataDir, Min: cfg.DiskReserve, Logger: log.With("part", "disk")})
-	log.Info("disk reserve", "part", "disk", "reserve", p.reserve.String())
 
 	svc := admin.New(p.store, admin.Options{
 		DefaultQuota:         cfg.DefaultQuota,

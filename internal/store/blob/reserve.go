@@ -2,8 +2,12 @@ package blob
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,13 +45,28 @@ type Reserve struct {
 	checked atomic.Int64 // UnixNano of the last reading
 	mu      sync.Mutex   // one reader of the filesystem at a time
 	failed  bool         // the last statfs failed (logged once); under mu
+
+	// The ballast: a file of ballast bytes in dir, given up when the disk
+	// is full all the same (filled by something else), so that deletions
+	// find room; made again once the space is back. Under mu.
+	ballast     int64
+	ballastPath string
+	ballastHeld bool
+	ballastErr  bool // the last attempt to make it failed (logged once)
 }
+
+// BallastName is the ballast file's name inside the watched directory.
+const BallastName = ".disk-reserve-ballast"
 
 // ReserveOptions configures NewReserve.
 type ReserveOptions struct {
-	Dir    string       // a directory on the filesystem to watch (DATA_DIR)
-	Min    int64        // bytes that must stay free; <= 0 switches the check off
-	Logger *slog.Logger // nil: discard
+	Dir string // a directory on the filesystem to watch (DATA_DIR)
+	Min int64  // bytes that must stay free; <= 0 switches the check off
+	// Ballast is the size of a file kept in Dir (BallastName) and deleted
+	// when the disk is full anyway, so that EXPUNGE and other deletions
+	// can still write SQLite's WAL; 0: none. Only used with Min > 0.
+	Ballast int64
+	Logger  *slog.Logger // nil: discard
 	// StatFS and Now replace the filesystem and the clock in tests.
 	StatFS func(dir string) (free int64, err error)
 	Now    func() time.Time
@@ -57,6 +76,13 @@ type ReserveOptions struct {
 // once, so a start on a full disk is logged at start.
 func NewReserve(opts ReserveOptions) *Reserve {
 	r := &Reserve{dir: opts.Dir, min: opts.Min, log: opts.Logger, statfs: opts.StatFS, now: opts.Now}
+	if opts.Ballast > 0 && opts.Min > 0 {
+		r.ballast = opts.Ballast
+		r.ballastPath = filepath.Join(opts.Dir, BallastName)
+		if fi, err := os.Stat(r.ballastPath); err == nil && fi.Size() == r.ballast {
+			r.ballastHeld = true
+		}
+	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -137,6 +163,7 @@ func (r *Reserve) refreshLocked() {
 		return
 	}
 	r.failed = false
+	free = r.tendBallast(free)
 	r.near.Store(free < 2*r.min+reserveNear)
 	wasLow := r.low.Load()
 	switch {
@@ -150,6 +177,60 @@ func (r *Reserve) refreshLocked() {
 		r.log.Warn("free disk space back above DISK_RESERVE: accepting new mail again",
 			"dir", r.dir, "free", free, "reserve", r.min)
 	}
+}
+
+// tendBallast gives the ballast up when almost nothing is free (the disk
+// was filled past the reserve by something else, or by the database
+// itself), and makes it when there is comfortably room for it. It returns
+// the free space after the change. Caller holds mu.
+func (r *Reserve) tendBallast(free int64) int64 {
+	switch {
+	case r.ballast <= 0:
+	case r.ballastHeld && free < r.ballast/2:
+		if err := os.Remove(r.ballastPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Error("disk full: cannot remove the ballast file", "file", r.ballastPath, "err", err)
+			return free
+		}
+		r.ballastHeld = false
+		r.log.Error("disk full: ballast file removed so that deletions (EXPUNGE) can still be written",
+			"dir", r.dir, "free_before", free, "ballast", r.ballast)
+		return free + r.ballast
+	case !r.ballastHeld && free >= r.recover+r.ballast:
+		if err := makeBallast(r.ballastPath, r.ballast); err != nil {
+			if !r.ballastErr {
+				r.ballastErr = true
+				r.log.Warn("cannot make the disk-reserve ballast file", "file", r.ballastPath, "err", err)
+			}
+			return free
+		}
+		r.ballastHeld, r.ballastErr = true, false
+		return free - r.ballast
+	}
+	return free
+}
+
+// makeBallast writes a file of size bytes that really occupies them
+// (allocated, not sparse) and syncs it.
+func makeBallast(path string, size int64) (err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("blob: ballast: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("blob: ballast: %w", cerr)
+		}
+		if err != nil {
+			_ = os.Remove(path)
+		}
+	}()
+	if err := allocate(f, size); err != nil {
+		return fmt.Errorf("blob: ballast: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("blob: ballast: %w", err)
+	}
+	return nil
 }
 
 // String describes the reserve for a log line.

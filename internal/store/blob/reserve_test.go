@@ -6,8 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -192,4 +194,57 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestReserveBallast: with room the ballast file is made (really
+// allocated); when the disk is full all the same it is removed, once, and
+// logged; with room again it comes back.
+func TestReserveBallast(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	disk := &fakeDisk{free: 1 << 30}
+	now := time.Unix(1000, 0)
+	r := NewReserve(ReserveOptions{
+		Dir: dir, Min: 8 << 20, Ballast: 1 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		StatFS: disk.statfs, Now: func() time.Time { return now },
+	})
+	path := filepath.Join(dir, BallastName)
+	held := func() bool {
+		fi, err := os.Stat(path)
+		return err == nil && fi.Size() == 1<<20
+	}
+	if !held() {
+		t.Fatal("no ballast file made at start")
+	}
+	if st, err := os.Stat(path); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Blocks*512 < 1<<20 {
+			t.Errorf("ballast is sparse: %d blocks", sys.Blocks)
+		}
+	}
+	step := func(free int64) {
+		disk.set(free, nil)
+		now = now.Add(ReserveRecheck)
+		r.Low()
+	}
+	step(4 << 20) // low, but the ballast stays while there is room to delete
+	if !held() {
+		t.Fatal("ballast given up while 4 MiB were free")
+	}
+	step(100 << 10) // full: give it up
+	if held() {
+		t.Fatal("ballast kept on a full disk")
+	}
+	step(0)
+	if n := strings.Count(logs.String(), "ballast file removed"); n != 1 {
+		t.Errorf("ballast removal logged %d times:\n%s", n, logs.String())
+	}
+	step(9 << 20) // above min, below min + min/8 + ballast: not yet
+	if held() {
+		t.Fatal("ballast made again too early")
+	}
+	step(100 << 20)
+	if !held() {
+		t.Fatal("ballast not made again with room")
+	}
 }

@@ -127,3 +127,42 @@ func FuzzParseTXT(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAuthservID(f *testing.F) {
+	for _, s := range []string{"mx.petrel.test; spf=pass", ` (c (n)) "q\"x" 1; none`, "(", `"`, "a\\"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		id := AuthservID(v)
+		if len(id) > len(v) {
+			t.Fatalf("id %q longer than %q", id, v)
+		}
+	})
+}
+
+// FuzzCopyWithout: keeping every field copies the message unchanged;
+// dropping every Authentication-Results field leaves none in the header
+// and the body as it was.
+func FuzzCopyWithout(f *testing.F) {
+	f.Add([]byte("Authentication-Results: mx.petrel.test; spf=pass\r\n\tdkim=none\r\nFrom: a@b\r\n\r\nbody\r\n"))
+	f.Add([]byte("X: 1\nAuthentication-Results: x; y\n"))
+	f.Add([]byte(" folded first\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var out bytes.Buffer
+		n, err := CopyWithout(&out, bytes.NewReader(msg), func(string, string) bool { return false })
+		if err != nil || n != 0 || !bytes.Equal(out.Bytes(), msg) {
+			t.Fatalf("keep-all changed the message: %d %v\n%q\n%q", n, err, msg, out.Bytes())
+		}
+		out.Reset()
+		isAR := func(name, _ string) bool { return strings.EqualFold(name, "Authentication-Results") }
+		if _, err := CopyWithout(&out, bytes.NewReader(msg), isAR); err != nil {
+			t.Fatal(err)
+		}
+		if out.Len() > len(msg) {
+			t.Fatal("output grew")
+		}
+		if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 && !bytes.HasSuffix(out.Bytes(), msg[i+2:]) {
+			t.Fatal("body changed")
+		}
+	})
+}

@@ -453,13 +453,13 @@ func TestForgedAuthResultsRemoved(t *testing.T) {
 
 func TestAuthservID(t *testing.T) {
 	for in, want := range map[string]string{
-		"mx.petrel.test; spf=pass":         "mx.petrel.test",
+		"mx.petrel.test; spf=pass":          "mx.petrel.test",
 		" (c (nested)) mx.petrel.test 1; x": "mx.petrel.test",
-		`"quoted\"id"; none`:               `quoted"id`,
-		"mx.petrel.test":                   "mx.petrel.test",
-		"(unterminated":                    "",
-		`"unterminated`:                    "",
-		"":                                 "",
+		`"quoted\"id"; none`:                `quoted"id`,
+		"mx.petrel.test":                    "mx.petrel.test",
+		"(unterminated":                     "",
+		`"unterminated`:                     "",
+		"":                                  "",
 	} {
 		if got := AuthservID(in); got != want {
 			t.Errorf("AuthservID(%q) = %q, want %q", in, got, want)

@@ -19,7 +19,7 @@ import (
 func (v *Verifier) checkDMARC(ctx context.Context, res dnsAdapter, r *Result, headerRead bool) DMARCOutcome {
 	switch {
 	case !headerRead:
-		return DMARCOutcome{Outcome: Outcome{Result: PermError, Reason: "header too large"}}
+		return DMARCOutcome{Outcome: Outcome{Result: PermError, Reason: "header too large or malformed"}}
 	case r.From == "" && len(r.FromAll) == 0:
 		return DMARCOutcome{Outcome: Outcome{Result: None, Reason: "no From address"}}
 	case r.From == "":

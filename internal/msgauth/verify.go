@@ -178,9 +178,10 @@ func (v *Verifier) Verify(ctx context.Context, s Session, msg io.Reader) (*Resul
 	br := bufio.NewReaderSize(msg, 32<<10)
 	h, err := readHeader(br)
 	switch {
-	case errors.Is(err, ErrHeaderTooLarge):
+	case errors.Is(err, ErrHeaderTooLarge), errors.Is(err, ErrBadHeader):
 		// Nothing can be verified; the message is still the receiver's
 		// to judge (DMARC permerror below).
+		h = nil
 		_, err = io.Copy(io.Discard, br)
 	case err == nil:
 		r.FromAll, r.From = fromDomains(h)

@@ -356,9 +356,20 @@ func (a dnsAdapter) LookupMX(ctx context.Context, name string) ([]*net.MX, error
 	return v, tempErr(name, err)
 }
 
+// LookupIPAddr goes through LookupHost, which dnsres caches (SPF's a and
+// mx mechanisms and iprev ask for the same names message after message).
 func (a dnsAdapter) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
-	v, err := a.r.LookupIPAddr(ctx, host)
-	return v, tempErr(host, err)
+	v, err := a.r.LookupHost(ctx, host)
+	if err != nil {
+		return nil, tempErr(host, err)
+	}
+	out := make([]net.IPAddr, 0, len(v))
+	for _, s := range v {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			out = append(out, net.IPAddr{IP: ip.AsSlice(), Zone: ip.Zone()})
+		}
+	}
+	return out, nil
 }
 
 func (a dnsAdapter) LookupAddr(ctx context.Context, addr string) ([]string, error) {

@@ -175,7 +175,12 @@ func (v *Verifier) Verify(ctx context.Context, s Session, msg io.Reader) (*Resul
 		r.IPRev = checkIPRev(ctx, res, s.RemoteIP)
 	}()
 
-	br := bufio.NewReaderSize(msg, 32<<10)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(msg)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
 	h, err := readHeader(br)
 	switch {
 	case errors.Is(err, ErrHeaderTooLarge), errors.Is(err, ErrBadHeader):

@@ -477,3 +477,22 @@ func TestOrgDomain(t *testing.T) {
 		}
 	}
 }
+
+// Long lines do not smuggle a forged header past the filter: neither one
+// after a 100 KB field nor a 100 KB forged field itself.
+func TestForgedAuthResultsAfterLongLines(t *testing.T) {
+	long := strings.Repeat("x", 100<<10)
+	msg := "X-Long: " + long + "\r\n\t" + long + "\r\n" +
+		"Authentication-Results: mx.petrel.test; dkim=pass header.d=bank.test\r\n" +
+		"Authentication-Results: mx.petrel.test; reason=\"" + long + "\"\r\n\t" + long + "\r\n" +
+		"Subject: kept\r\n\r\nbody " + long + "\r\n"
+	var out bytes.Buffer
+	n, err := CopyWithout(&out, strings.NewReader(msg), ClaimsUs(ourHost))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "X-Long: " + long + "\r\n\t" + long + "\r\nSubject: kept\r\n\r\nbody " + long + "\r\n"
+	if n != 2 || out.String() != want {
+		t.Fatalf("dropped %d, output %d bytes (want %d)", n, out.Len(), len(want))
+	}
+}

@@ -2,7 +2,6 @@ package msgauth
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -184,7 +183,7 @@ func (v *Verifier) Verify(ctx context.Context, s Session, msg io.Reader) (*Resul
 		_, err = io.Copy(io.Discard, br)
 	case err == nil:
 		r.FromAll, r.From = fromDomains(h)
-		r.DKIM, err = v.checkDKIM(ctx, res, io.MultiReader(bytes.NewReader(h.raw), br))
+		r.DKIM, err = v.checkDKIM(ctx, res, &headerThen{head: h.raw, rest: br})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("msgauth: read message: %w", err)
@@ -380,4 +379,35 @@ func normDomain(d string) string {
 		return ""
 	}
 	return n
+}
+
+// headerThen reads the header block already read, then the rest. Unlike
+// io.MultiReader its WriteTo allocates no 32 KiB buffer per message (the
+// bufio.Reader's own serves).
+type headerThen struct {
+	head []byte
+	rest *bufio.Reader
+}
+
+func (h *headerThen) Read(p []byte) (int, error) {
+	if len(h.head) > 0 {
+		n := copy(p, h.head)
+		h.head = h.head[n:]
+		return n, nil
+	}
+	return h.rest.Read(p)
+}
+
+func (h *headerThen) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if len(h.head) > 0 {
+		n, err := w.Write(h.head)
+		total += int64(n)
+		h.head = h.head[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+	n, err := h.rest.WriteTo(w)
+	return total + n, err
 }

@@ -353,3 +353,18 @@ func TestChecksDMARCTempErrorDelivers(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 }
+
+// Mailu's IS_LOCAL_DOMAIN_E: a local envelope sender needs DMARC to pass
+// for the From domain too, whatever that is.
+func TestChecksLocalEnvelopeRefused(t *testing.T) {
+	e := checksServer(t, checksDNS(t).Resolver(), nil, nil)
+	code, text := transaction(t, e, "ceo@example.test", mailFrom("someone@elsewhere.test", ""))
+	if code != 550 || !strings.HasPrefix(text, "5.7.1 ") || !strings.Contains(text, "example.test") {
+		t.Fatalf("%d %s", code, text)
+	}
+	// A foreign envelope with an authenticated foreign From is fine.
+	code, text = transaction(t, e, "bounce@sender.test", mailFrom("alice@sender.test", ""))
+	if code != 250 {
+		t.Fatalf("%d %s", code, text)
+	}
+}

@@ -326,11 +326,8 @@ func (a *Authenticator) done(t *attempt, o Outcome) {
 // Result on success with how ("password" or "token-<id>"), or nil and the
 // failure reason.
 func (a *Authenticator) check(t *attempt, user *store.User, password string, tokenShaped bool) (*Result, string, error) {
-	switch {
-	case !user.Enabled:
-		return nil, ReasonDisabled, nil
-	case t.Protocol == "imap" && !user.EnableIMAP, t.Protocol == "pop3" && !user.EnablePOP:
-		return nil, ReasonProtocolDisabled, nil
+	if reason := a.gate(t, user); reason != "" {
+		return nil, reason, nil
 	}
 	tokenIPRefused := false
 	if tokenShaped {
@@ -369,6 +366,18 @@ func (a *Authenticator) check(t *attempt, user *store.User, password string, tok
 	return nil, ReasonBadAuth, nil
 }
 
+// gate returns why user may not log in over t's protocol at all, or "":
+// enabled, enable_imap, enable_pop (Mailu: check_credentials).
+func (a *Authenticator) gate(t *attempt, user *store.User) string {
+	switch {
+	case !user.Enabled:
+		return ReasonDisabled
+	case t.Protocol == "imap" && !user.EnableIMAP, t.Protocol == "pop3" && !user.EnablePOP:
+		return ReasonProtocolDisabled
+	}
+	return ""
+}
+
 // checkPassword verifies password against the user's stored hash, through
 // the credential cache, and re-hashes an outdated hash on success (Mailu:
 // models.py User.check_password, CryptContext verify_and_update).
@@ -381,8 +390,9 @@ func (a *Authenticator) checkPassword(t *attempt, user *store.User, password str
 	if a.cache.check(user.Email, user.Password, password) {
 		return true
 	}
+	needScram := !user.Scram.Valid()
 	res := a.flight.do(user.Email, user.Password, password, func() flightResult {
-		return a.verifyOnce(t, user.Email, user.Password, password)
+		return a.verifyOnce(t, user.Email, user.Password, password, needScram)
 	})
 	if res.err != nil {
 		// A data problem for the admin, not a client failure: no
@@ -399,7 +409,10 @@ func (a *Authenticator) checkPassword(t *attempt, user *store.User, password str
 // verifyOnce is the expensive part of checkPassword, run once per
 // group of identical concurrent checks: the hash, the re-hash of an
 // outdated scheme (so it is stored once), and filling the cache.
-func (a *Authenticator) verifyOnce(t *attempt, email, stored, password string) flightResult {
+//
+// needScram: the user has no SCRAM credentials yet; they are derived
+// and stored now (also after a re-hash, which clears them).
+func (a *Authenticator) verifyOnce(t *attempt, email, stored, password string, needScram bool) flightResult {
 	// An identical check that finished between our cache miss and now
 	// has filled the cache: no need to verify again.
 	if a.cache.check(email, stored, password) {
@@ -418,7 +431,10 @@ func (a *Authenticator) verifyOnce(t *attempt, email, stored, password string) f
 			t.log.LogAttrs(t.ctx, slog.LevelError, "password re-hash failed", slog.String("user", email), slog.Any("err", err))
 			return flightResult{ok: true, stored: stored} // not cached, so the next login tries again
 		}
-		stored = h
+		stored, needScram = h, true
+	}
+	if needScram {
+		a.storeScram(t, email, stored, password)
 	}
 	a.cache.put(email, stored, password)
 	return flightResult{ok: true, stored: stored}

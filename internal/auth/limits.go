@@ -210,6 +210,12 @@ func (m *MemoryLimits) Done(_ context.Context, a Admission, o Outcome) error {
 		if a.Exempt {
 			return nil
 		}
+		if !a.Reserved && over(m.acctNet, an, m.pendAcctNet[an]) {
+			// An unlimited attempt (a token-shaped password) from a pair
+			// already over its limit: counting it would let one network
+			// spend the account's budget after all.
+			return nil
+		}
 		// A wrong password counts once per window for the pair; a new one
 		// for the pair also counts for the account (once per account) and,
 		// once per account, for the network (Mailu: rate_limit_user ->

@@ -227,3 +227,19 @@ func TestUnknownUsersCountExactly(t *testing.T) {
 		t.Fatal("network not limited")
 	}
 }
+
+// TestTokenShapedGuessesCannotSpendBudget: token-shaped passwords are not
+// limited (Mailu), but one network's failures still count for the account
+// at most AUTH_RATELIMIT_USER_NETWORK times.
+func TestTokenShapedGuessesCannotSpendBudget(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 200 {
+		e.try("alice@example.com", fmt.Sprintf("%032x", i+1), "imap", 993, "203.0.113.5")
+	}
+	if acct, an, _ := e.a.limits.(*MemoryLimits).counts("alice@example.com", "203.0.113.0/24"); acct != DefaultUserNetLimit.Count || an != DefaultUserNetLimit.Count {
+		t.Fatalf("counted %d for the account, %d for the pair; want %d", acct, an, DefaultUserNetLimit.Count)
+	}
+	if _, err := e.try("alice@example.com", alicePW, "imap", 993, "192.0.2.77"); err != nil {
+		t.Fatalf("owner from a new network: %v", err)
+	}
+}

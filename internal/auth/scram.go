@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/text/secure/precis"
+
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -65,8 +67,19 @@ func NewScramCredentials(password string, iterations int) (store.ScramCredential
 	return scramCredentials(password, salt, iterations)
 }
 
+// scramPassword prepares a password as RFC 5802 2.2's Normalize asks:
+// SASLprep (RFC 4013) there, here its successor PRECIS OpaqueString (RFC
+// 8265: non-ASCII spaces become spaces, NFC), as mox does. A password the
+// profile refuses is used as it is.
+func scramPassword(p string) string {
+	if n, err := precis.OpaqueString.String(p); err == nil {
+		return n
+	}
+	return p
+}
+
 func scramCredentials(password string, salt []byte, iterations int) (store.ScramCredentials, error) {
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	salted, err := pbkdf2.Key(sha256.New, scramPassword(password), salt, iterations, sha256.Size)
 	if err != nil {
 		return store.ScramCredentials{}, fmt.Errorf("auth: pbkdf2: %w", err)
 	}

@@ -417,3 +417,19 @@ func TestScramPlusChannelBinding(t *testing.T) {
 		t.Fatalf("log %v", w)
 	}
 }
+
+// TestScramPasswordPrepared: credentials are derived from the prepared
+// password (RFC 5802 2.2 Normalize; PRECIS OpaqueString), so composed and
+// decomposed forms, and a no-break space, give the same keys.
+func TestScramPasswordPrepared(t *testing.T) {
+	salt := []byte("0123456789abcdef")
+	a, _ := scramCredentials("caf\u00e9\u00a0bar", salt, 4096)
+	b, _ := scramCredentials("cafe\u0301 bar", salt, 4096)
+	c, _ := scramCredentials("cafe bar", salt, 4096)
+	if !bytes.Equal(a.StoredKey, b.StoredKey) {
+		t.Fatal("NFC or space mapping not applied")
+	}
+	if bytes.Equal(a.StoredKey, c.StoredKey) {
+		t.Fatal("different passwords gave the same keys")
+	}
+}

@@ -58,6 +58,17 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 			return fail(err)
 		}
 	}
+	web, err := httpServers(cfg, p)
+	if err != nil {
+		return fail(err)
+	}
+	for _, port := range []int{443, 80} {
+		if srv := web[port]; srv != nil {
+			if err := listen(port, srv); err != nil {
+				return fail(err)
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -107,7 +118,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 	if r := ratelimit.Rate(cfg.MessageRateLimit); r.Enabled() {
 		msgRate = ratelimit.New(r, time.Now)
 	}
-	return smtpd.Options{
+	o := smtpd.Options{
 		Hostname:          cfg.Hostnames[0],
 		NoTLS:             !p.certs.Enabled(),
 		MaxMessageBytes:   cfg.MessageSizeLimit,
@@ -132,6 +143,8 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		Logger:  p.log,
 		ConnIDs: p.connIDs,
 	}
+	inboundChecks(cfg, p, &o) // checks.go
+	return o
 }
 
 // tlsFor returns the TLS configuration for a port: Mozilla's intermediate

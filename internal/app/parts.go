@@ -32,6 +32,7 @@ type parts struct {
 	log       *slog.Logger
 	secret    []byte
 	store     *sqlstore.Store
+	admin     *admin.Service
 	certs     *tlscfg.Manager
 	signers   *msgauth.Signers
 	srs       *srs.Rewriter
@@ -42,6 +43,7 @@ type parts struct {
 	resolver  *dnsres.Net
 	queue     *queue.Worker
 	reserve   *blob.Reserve // DISK_RESERVE on DATA_DIR's filesystem
+	checker   smtpd.Checker // port 25's scanners (checks.go); nil: none
 	closers   []func()      // run in reverse order by close
 }
 
@@ -90,6 +92,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 	})
+	p.admin = svc
 	if _, err := svc.EnsureInitialAdmin(ctx, cfg.InitialAdminAccount, cfg.InitialAdminDomain, cfg.InitialAdminPw, cfg.InitialAdminMode); err != nil {
 		if !errors.Is(err, admin.ErrDKIMKey) {
 			return nil, fmt.Errorf("INITIAL_ADMIN_ACCOUNT: %w", err)
@@ -112,6 +115,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Users:           p.store,
 		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),
 		UserLimit:       ratelimit.Rate(cfg.AuthRateLimitUser),
+		UserNetLimit:    ratelimit.Rate(cfg.AuthRateLimitUserNetwork),
 		IPv4Mask:        cfg.AuthRateLimitIPv4Mask,
 		IPv6Mask:        cfg.AuthRateLimitIPv6Mask,
 		Exemptions:      cfg.AuthRateLimitExemption,
@@ -151,6 +155,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {
 		return nil, fmt.Errorf("outbound queue: %w", err)
+	}
+	if p.checker, err = newInboundChecker(ctx, cfg, p); err != nil {
+		return nil, fmt.Errorf("inbound checks: %w", err)
 	}
 
 	// The deliverer outlives the request contexts: Close drains it after

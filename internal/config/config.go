@@ -66,6 +66,7 @@ type Config struct {
 	MessageRateLimitExemption []string       // MESSAGE_RATELIMIT_EXEMPTION, comma list of user emails
 	AuthRateLimitIP           Rate           // AUTH_RATELIMIT_IP, default 5/hour
 	AuthRateLimitUser         Rate           // AUTH_RATELIMIT_USER, default 50/day
+	AuthRateLimitUserNetwork  Rate           // AUTH_RATELIMIT_USER_NETWORK, default 10/day
 	AuthRateLimitIPv4Mask     int            // AUTH_RATELIMIT_IP_V4_MASK, default 24
 	AuthRateLimitIPv6Mask     int            // AUTH_RATELIMIT_IP_V6_MASK, default 48
 	AuthRateLimitExemption    []netip.Prefix // AUTH_RATELIMIT_EXEMPTION, comma list of CIDRs
@@ -89,6 +90,7 @@ type Config struct {
 	ResolverAddress         string         // RESOLVER_ADDRESS, host:port, default system resolver
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
+	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message
 
 	// Database
 	DBFlavor string // DB_FLAVOR: sqlite (default) or postgresql
@@ -105,7 +107,12 @@ type Config struct {
 	InitialAdminPw      string // INITIAL_ADMIN_PW (never logged)
 	InitialAdminMode    string // INITIAL_ADMIN_MODE: ifmissing (default), create, update
 
-	// Web / API (used by later issues; parsed now so config-check knows them)
-	API      bool   // API, default false
-	APIToken string // API_TOKEN (never logged)
+	// Web / API (the HTTP roles 80 and 443)
+	API             bool           // API, default false
+	APIToken        string         // API_TOKEN (never logged)
+	WebAPI          string         // WEB_API, default /api: path of the REST API
+	WebAdmin        string         // WEB_ADMIN, default /admin: path of the web UI
+	WebrootRedirect string         // WEBROOT_REDIRECT: where / goes; "" = WebAdmin, "none" = nowhere
+	RealIPHeader    string         // REAL_IP_HEADER: HTTP header naming the client behind a proxy
+	RealIPFrom      []netip.Prefix // REAL_IP_FROM: proxies whose RealIPHeader is believed
 }

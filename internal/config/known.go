@@ -56,6 +56,7 @@ func implementedSettings() []SettingDoc {
 		s("QUEUE_LIFETIME", "5d", "how long outbound mail is retried before it bounces (e.g. 5d, 36h)", "Petrel only (Postfix maximal_queue_lifetime)"),
 		s("DELAY_WARNING_TIME", "5m", "when the sender gets a delay notice for mail still queued; 0 = never", "Petrel only (Mailu sets Postfix delay_warning_time=5m)"),
 		s("RESOLVER_ADDRESS", "", "DNS server (IP[:port]) for MX, SPF, DKIM and DMARC lookups; empty = the system resolver", ""),
+		s("INBOUND_DNS_TIMEOUT", "10s", "DNS time budget per inbound message for its SPF, DKIM, DMARC and iprev checks; a look-up still running then is a temperror", "Petrel only (Mailu leaves it to rspamd's dns timeouts)"),
 
 		// TLS and ports
 		s("TLS_FLAVOR", "cert", "certificate source: cert, notls, mail, letsencrypt, mail-letsencrypt", "letsencrypt and mail-letsencrypt behave like cert (no ACME yet); a self-signed certificate is made when none exists"),
@@ -72,11 +73,12 @@ func implementedSettings() []SettingDoc {
 		s("MESSAGE_RATELIMIT", "200/day", "messages a user may send", "one rate only; further rates after , ; or | are ignored with a warning"),
 		s("MESSAGE_RATELIMIT_EXEMPTION", "", "comma list of users exempt from MESSAGE_RATELIMIT", ""),
 		s("AUTH_RATELIMIT_IP", "5/hour", "distinct failed usernames per client network", "one rate only"),
-		s("AUTH_RATELIMIT_USER", "50/day", "distinct failed passwords per account", "one rate only"),
+		s("AUTH_RATELIMIT_USER", "50/day", "distinct failed passwords per account; when spent, only networks the account has logged in from get in", "one rate only"),
+		s("AUTH_RATELIMIT_USER_NETWORK", "10/day", "distinct failed passwords per account from one client network (Petrel: one network cannot lock the owner out)", "one rate only"),
 		s("AUTH_RATELIMIT_IP_V4_MASK", "24", "IPv4 prefix length that groups clients", ""),
 		s("AUTH_RATELIMIT_IP_V6_MASK", "48", "IPv6 prefix length that groups clients", ""),
 		s("AUTH_RATELIMIT_EXEMPTION", "", "comma list of networks never rate-limited", ""),
-		s("AUTH_RATELIMIT_EXEMPTION_LENGTH", "86400", "seconds an address stays exempt after a successful login", ""),
+		s("AUTH_RATELIMIT_EXEMPTION_LENGTH", "86400", "seconds an address stays exempt, for the account that logged in, after a successful login", ""),
 		s("AUTH_REQUIRE_TOKENS", "false", "IMAP, POP3, SMTP and sieve accept only app tokens, not passwords", ""),
 
 		// Mail flow
@@ -110,7 +112,12 @@ func implementedSettings() []SettingDoc {
 
 		// API
 		s("API", "false", "enable the REST API", ""),
-		s("API_TOKEN", "", "bearer token for the REST API", "required when API=true"),
+		s("API_TOKEN", "", "bearer token for the REST API (Authorization: Bearer TOKEN)", "required when API=true; at least 4 characters"),
+		s("WEB_API", "/api", "path of the REST API (WEB_API/v1/...)", ""),
+		s("WEB_ADMIN", "/admin", "path of the admin web UI", ""),
+		s("WEBROOT_REDIRECT", "WEB_ADMIN", "where / redirects (a path or URL), or none", "default WEB_ADMIN (Petrel has no webmail; /webmail means WEB_ADMIN)"),
+		s("REAL_IP_HEADER", "", "HTTP header holding the client address set by a proxy (X-Forwarded-For, X-Real-IP)", "only honoured from REAL_IP_FROM"),
+		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed", "HTTP only: no PROXY protocol yet"),
 
 		// Ignored on purpose
 		s("COMPOSE_PROJECT_NAME", "mailu", "docker compose project name", "ignored: not read by Petrel"),

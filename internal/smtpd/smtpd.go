@@ -241,6 +241,12 @@ type Options struct {
 	// Space is DISK_RESERVE: while it is low, new mail gets 452 4.3.1
 	// (*blob.Reserve implements it); nil: no check.
 	Space SpaceGuard
+	// The inbound checks of port 25 (checks.go); each nil: not done.
+	// Verifier checks SPF, DKIM, DMARC and iprev; LocalDomains enables
+	// Mailu's anti-spoofing rule with it; Checker runs the scanners.
+	Verifier     Verifier
+	LocalDomains LocalDomains
+	Checker      Checker
 	// Submission prepares what is submitted on 465 and 587 (Mailu: the
 	// outclean cleanup service and rspamd's DKIM signing); nil: the body
 	// is spooled as on port 25. Port 25 never uses it.

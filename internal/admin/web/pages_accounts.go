@@ -161,6 +161,9 @@ func (h *Handler) userCreate(q *request) error {
 	if strings.Contains(u.Localpart, "@") {
 		return again(http.StatusBadRequest, "Enter only the part before the @.")
 	}
+	if msg := checkLocalpart(u.Localpart); msg != "" {
+		return again(http.StatusBadRequest, msg)
+	}
 	created, err := h.opt.Admin.AddUser(q.r.Context(), u, q.r.PostForm.Get("pw"), admin.CreateOptions{})
 	if err != nil {
 		if st, msg := errorStatus(err); st != http.StatusInternalServerError {
@@ -297,6 +300,9 @@ func (h *Handler) aliasCreate(q *request) error {
 		q.render(status, "alias_form", "New alias in "+displayName(d.Name), map[string]any{"Domain": d, "Create": true, "Alias": a, "Destination": q.form("destination"), "Error": msg})
 		return nil
 	}
+	if msg := checkLocalpart(a.Localpart); msg != "" {
+		return again(http.StatusBadRequest, msg)
+	}
 	dests, err := admin.ParseDestinations(q.form("destination"))
 	if err != nil {
 		st, msg := errorStatus(err)
@@ -380,4 +386,25 @@ func (h *Handler) aliasDelete(q *request) error {
 	}
 	h.log.Info("web: alias deleted", "alias", a.Email, "by", q.sess.UserEmail)
 	return q.done("/alias/list/"+a.DomainName, "Alias "+displayName(a.Email)+" deleted.")
+}
+
+// checkLocalpart accepts an RFC 5322 dot-atom local part (Mailu's forms
+// take no quoted local parts either); "" when it is fine.
+func checkLocalpart(l string) string {
+	if l == "" {
+		return "Enter the part before the @."
+	}
+	if len(l) > 80 {
+		return "The part before the @ is longer than 80 characters."
+	}
+	for _, r := range l {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r)
+		if !ok {
+			return sprintf("The part before the @ may not contain %q: use letters, digits and !#$%%&'*+-/=?^_`{|}~.", r)
+		}
+	}
+	if strings.HasPrefix(l, ".") || strings.HasSuffix(l, ".") || strings.Contains(l, "..") {
+		return "The part before the @ may not start or end with a dot or hold two dots in a row."
+	}
+	return ""
 }

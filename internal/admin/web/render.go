@@ -48,8 +48,8 @@ var funcs = template.FuncMap{
 		}
 		return humanBytes(n)
 	},
-	"join": strings.Join,
-	"mb":   func(n int64) int64 { return n / 1000000 },
+	"join":    strings.Join,
+	"mb":      func(n int64) int64 { return n / 1000000 },
 	"unicode": displayName,
 }
 

@@ -88,6 +88,10 @@ type Options struct {
 	FingerprintKey []byte
 
 	CacheSize int // credential cache entries; 0 = DefaultCacheSize, < 0 = off
+
+	// OnFailure, when set, is called for each refused login (the status
+	// page's counters).
+	OnFailure func()
 }
 
 // Authenticator is Petrel's one login check, shared by SMTP submission,
@@ -108,6 +112,7 @@ type Authenticator struct {
 	fpKey         []byte
 	cache         *credCache
 	flight        *flightGroup // concurrent identical password checks
+	onFailure     func()
 
 	// Seams for tests (count bcrypt runs); production uses the real ones.
 	verify func(hash, password string) (bool, error)
@@ -125,7 +130,7 @@ func New(o Options) *Authenticator {
 		users: o.Users, ipLim: o.IPLimiter, userLim: o.UserLimiter, exempt: o.ExemptStore,
 		v4: o.IPv4Mask, v6: o.IPv6Mask, exemptNets: o.Exemptions, exemptLen: o.ExemptionLength,
 		requireTokens: o.RequireTokens, rounds: o.Rounds, log: o.Logger, now: o.Now,
-		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize), flight: newFlightGroup(),
+		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize), flight: newFlightGroup(), onFailure: o.OnFailure,
 		verify: verifyPassword, hash: HashPassword,
 	}
 	if a.now == nil {
@@ -531,6 +536,9 @@ func (a *Authenticator) logFailure(t *attempt, reason string) {
 		attrs = append(attrs, slog.String("hint", h))
 	}
 	t.log.LogAttrs(t.ctx, slog.LevelWarn, a.line(t, "failed: "+reason), attrs...)
+	if a.onFailure != nil {
+		a.onFailure()
+	}
 }
 
 // reasonHint tells an admin, in the log, what the user must change; the

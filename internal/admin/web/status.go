@@ -5,14 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/stats"
 	"github.com/petrelmail/petrel/internal/store"
-)
-
-// Counter names the status page charts; internal/stats counts them.
-const (
-	StatDelivered  = "delivered"   // local mailbox deliveries (one per recipient mailbox)
-	StatRejected   = "rejected"    // SMTP commands refused with a 5xx reply
-	StatAuthFailed = "auth_failed" // failed logins, every protocol
 )
 
 // bar is one hour of a chart, in SVG user units.
@@ -80,9 +74,9 @@ func (h *Handler) status(q *request) error {
 	since := now.UTC().Truncate(time.Hour).Add(-(chartHours - 1) * time.Hour)
 	var charts []chart
 	for _, c := range []struct{ name, title string }{
-		{StatDelivered, "Deliveries"},
-		{StatRejected, "Rejections"},
-		{StatAuthFailed, "Failed logins"},
+		{stats.Delivered, "Deliveries"},
+		{stats.Rejected, "Rejections"},
+		{stats.AuthFailed, "Failed logins"},
 	} {
 		pts, err := h.opt.Store.Stats(ctx, c.name, since)
 		if err != nil {

@@ -93,6 +93,8 @@ type Web interface {
 	ListUsersPage(ctx context.Context, domain, prefix, after string, limit int) ([]User, error)
 	// ListAliasesPage is ListUsersPage for aliases.
 	ListAliasesPage(ctx context.Context, domain, prefix, after string, limit int) ([]Alias, error)
+	// ListGlobalAdmins lists the addresses of the global admins.
+	ListGlobalAdmins(ctx context.Context) ([]string, error)
 	// QueueSummary counts the outbound queue and finds its oldest entry.
 	QueueSummary(ctx context.Context) (QueueSummary, error)
 }

@@ -241,3 +241,11 @@ func (e *env) user(email string) *store.User {
 	}
 	return u
 }
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}

@@ -167,17 +167,9 @@ func (h *Handler) domainDelete(q *request) error {
 func (h *Handler) adminList(q *request) error { return h.renderAdmins(q, http.StatusOK, "", "") }
 
 func (h *Handler) renderAdmins(q *request, status int, msg, email string) error {
-	// Global admins are few; the full scan is of the user table's rows
-	// only once per visit of this page.
-	us, err := h.opt.Store.ListUsers(q.r.Context(), "")
+	admins, err := h.opt.Store.ListGlobalAdmins(q.r.Context())
 	if err != nil {
 		return err
-	}
-	var admins []string
-	for _, u := range us {
-		if u.GlobalAdmin {
-			admins = append(admins, u.Email)
-		}
 	}
 	q.render(status, "admins", "Global administrators", map[string]any{"Admins": admins, "Error": msg, "Email": email})
 	return nil

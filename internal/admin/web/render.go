@@ -99,6 +99,9 @@ func (q *request) render(status int, name, title string, data map[string]any) {
 		return
 	}
 	q.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if h.opt.LogoURL != "" {
+		h.allowLogo(q.w)
+	}
 	q.w.WriteHeader(status)
 	q.w.Write(b.Bytes())
 }

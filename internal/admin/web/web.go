@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -198,6 +199,7 @@ func (h *Handler) route(method, path string, need role, fn func(*request) error)
 func (h *Handler) routes() {
 	p := h.opt.Prefix
 	h.mux.Handle("GET "+p+"/static/", h.static)
+	h.mux.HandleFunc("GET "+p+"/theme.css", h.theme)
 	h.mux.HandleFunc("GET "+p, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, p+"/", http.StatusFound)
 	})
@@ -220,4 +222,29 @@ func (h *Handler) routes() {
 	h.domainRoutes()
 	h.accountRoutes()
 	h.globalRoutes()
+}
+
+// theme is the one stylesheet made from settings: LOGO_BACKGROUND behind
+// the header (config checks it is a plain CSS colour). A stylesheet keeps
+// it out of inline styles, which the CSP forbids.
+func (h *Handler) theme(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "max-age=300")
+	if bg := h.opt.LogoBackground; bg != "" && !strings.ContainsAny(bg, ";{}<>\\\"'") {
+		fmt.Fprintf(w, "header{background:%s}\n", bg)
+	}
+}
+
+// allowLogo lets the page load LOGO_URL from its own origin when it is
+// on another server (the CSP allows only 'self' images otherwise).
+func (h *Handler) allowLogo(w http.ResponseWriter) {
+	u, err := url.Parse(h.opt.LogoURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return
+	}
+	csp := w.Header().Get("Content-Security-Policy")
+	if csp == "" || !strings.Contains(csp, "img-src 'self'") {
+		return
+	}
+	w.Header().Set("Content-Security-Policy", strings.Replace(csp, "img-src 'self'", "img-src 'self' "+u.Scheme+"://"+u.Host, 1))
 }

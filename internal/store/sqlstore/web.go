@@ -243,6 +243,11 @@ func (s *Store) ListAliasesPage(ctx context.Context, domain, prefix, after strin
 	return list(ctx, s.readConn(), "list aliases page", scanAlias, q, args...)
 }
 
+// ListGlobalAdmins implements store.Web.
+func (s *Store) ListGlobalAdmins(ctx context.Context) ([]string, error) {
+	return list(ctx, s.readConn(), "list global admins", scanString, `SELECT email FROM "user" WHERE global_admin ORDER BY email`)
+}
+
 // QueueSummary implements store.Web.
 func (s *Store) QueueSummary(ctx context.Context) (store.QueueSummary, error) {
 	var q store.QueueSummary

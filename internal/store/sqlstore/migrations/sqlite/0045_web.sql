@@ -32,3 +32,9 @@ CREATE TABLE stat_hourly (
     n     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (name, hour)
 ) WITHOUT ROWID;
+
+-- Paged lists of a domain's users and aliases walk these in address order
+-- instead of sorting the whole domain; the admin list reads a small index.
+CREATE INDEX user_domain_email ON "user"(domain_name, email);
+CREATE INDEX alias_domain_email ON alias(domain_name, email);
+CREATE INDEX user_global_admin ON "user"(email) WHERE global_admin;

@@ -241,7 +241,7 @@ func (h *Handler) userPassword(q *request) error {
 		return err
 	}
 	if u.Email == q.sess.UserEmail {
-		return h.changeOwnPassword(q, "/user/password")
+		return h.changeOwnPassword(q, h.opt.Prefix+"/user/password")
 	}
 	pw, pw2 := q.r.PostForm.Get("pw"), q.r.PostForm.Get("pw2")
 	if msg := checkNewPassword(pw, pw2); msg != "" {

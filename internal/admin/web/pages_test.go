@@ -3,8 +3,10 @@ package web
 import (
 	"context"
 	"errors"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -416,4 +418,56 @@ func TestGlobalPages(t *testing.T) {
 		t.Fatalf("announcer got %q %q", e.ann.subject, e.ann.body)
 	}
 	wantStatus(t, c.get("/admin/announcement"), http.StatusOK, "delivered to 3 users")
+}
+
+var actionRE = regexp.MustCompile(`<form[^>]* method="post" action="([^"]*)"`)
+
+// Every form on every page posts to a route that exists (a form with a
+// wrong action passes the direct POSTs above but fails in a browser).
+func TestFormActionsResolve(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	c := e.client()
+	c.mustLogin("admin@example.com", "adminpw")
+	if _, _, err := e.svc.CreateToken(context.Background(), "alice@example.com", "t", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateAlias(context.Background(), "al", "example.com", []string{"alice@example.com"}, false); err != nil {
+		t.Fatal(err)
+	}
+	pages := []string{"/admin/user/settings", "/admin/user/password", "/admin/user/reply", "/admin/user/totp", "/admin/token/list",
+		"/admin/domain", "/admin/domain/create", "/admin/domain/edit/example.com", "/admin/domain/delete/example.com",
+		"/admin/domain/genkeys/example.com", "/admin/alternative/list/example.com", "/admin/manager/list/example.com",
+		"/admin/user/list/example.com", "/admin/user/create/example.com", "/admin/user/edit/alice@example.com",
+		"/admin/user/password/alice@example.com", "/admin/user/usersettings/alice@example.com", "/admin/user/reply/alice@example.com",
+		"/admin/token/list/alice@example.com", "/admin/alias/list/example.com", "/admin/alias/create/example.com",
+		"/admin/alias/edit/al@example.com", "/admin/alias/delete/al@example.com", "/admin/admin/list", "/admin/relay",
+		"/admin/relay/create", "/admin/announcement", "/admin/status", "/admin/client", "/sso/logout"}
+	seen := 0
+	for _, p := range pages {
+		r := c.get(p)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %.300s", p, r.status, r.body)
+		}
+		for _, m := range actionRE.FindAllStringSubmatch(r.body, -1) {
+			action := html.UnescapeString(m[1])
+			seen++
+			if !strings.HasPrefix(action, "/admin/") && !strings.HasPrefix(action, "/sso/") {
+				t.Errorf("%s: form posts to %q", p, action)
+				continue
+			}
+			if action == "/sso/logout" {
+				continue
+			}
+			// A POST without a token must reach the route (403 from the
+			// CSRF check), never 404 or 405.
+			res := c.do("POST", action, url.Values{}, nil)
+			if res.status != http.StatusForbidden {
+				t.Errorf("%s: form action %s answers %d", p, action, res.status)
+			}
+		}
+	}
+	if seen < 30 {
+		t.Fatalf("only %d forms found", seen)
+	}
 }

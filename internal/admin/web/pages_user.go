@@ -29,7 +29,7 @@ func (h *Handler) userRoutes() {
 	h.route("GET", "/user/settings", roleUser, func(q *request) error { return h.settingsForm(q, q.sess.User, nil) })
 	h.route("POST", "/user/settings", roleUser, func(q *request) error { return h.settingsPost(q, q.sess.User, "/user/settings") })
 	h.route("GET", "/user/password", roleUser, h.ownPasswordForm)
-	h.route("POST", "/user/password", roleUser, func(q *request) error { return h.changeOwnPassword(q, "/user/password") })
+	h.route("POST", "/user/password", roleUser, func(q *request) error { return h.changeOwnPassword(q, h.opt.Prefix+"/user/password") })
 	h.route("GET", "/user/reply", roleUser, func(q *request) error { return h.replyForm(q, q.sess.User, nil) })
 	h.route("POST", "/user/reply", roleUser, func(q *request) error { return h.replyPost(q, q.sess.User, "/user/reply") })
 	h.route("GET", "/user/totp", roleUser, h.totpSettings)
@@ -58,7 +58,7 @@ func (h *Handler) userRoutes() {
 }
 
 func (h *Handler) ownPasswordForm(q *request) error {
-	q.render(http.StatusOK, "password", "Change password", map[string]any{"Own": true, "Action": "/user/password"})
+	q.render(http.StatusOK, "password", "Change password", map[string]any{"Own": true, "Action": h.opt.Prefix + "/user/password"})
 	return nil
 }
 

@@ -91,11 +91,11 @@ func TestWebUIInBrowser(t *testing.T) {
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			n++
-			buf, err := chromedp.FullScreenshot(90)(ctx, tg)
+			buf, err := chromedp.FullScreenshot(100)(ctx, tg) // quality 100: PNG
 			if err != nil {
 				return err
 			}
-			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.jpg", n, name)), buf, 0o644)
+			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", n, name)), buf, 0o644)
 		})
 	}
 	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
@@ -238,7 +238,7 @@ def inbox(user, pw, want):
         m = imaplib.IMAP4_SSL(h, int(p), ssl_context=ctx)
         m.login(user, pw)
         m.select("INBOX")
-        typ, data = m.search(None, "SUBJECT", want)
+        typ, data = m.search(None, "SUBJECT", "\"%s\"" % want)
         ids = data[0].split()
         if ids:
             typ, msg = m.fetch(ids[-1], "(BODY.PEEK[])")

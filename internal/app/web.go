@@ -9,6 +9,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/httpd"
+	"github.com/petrelmail/petrel/internal/httpd/autoconfig"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
 
@@ -62,7 +63,7 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 		APIPrefix:       cfg.WebAPI,
 		Web:             web,
 		WebPrefix:       cfg.WebAdmin,
-		Autoconfig:      newAutoconfig(cfg, p),
+		Autoconfig:      newAutoconfig(cfg, p, web != nil),
 		WebrootRedirect: webrootRedirect(cfg, web != nil),
 		RealIPHeader:    cfg.RealIPHeader,
 		RealIPFrom:      cfg.RealIPFrom,
@@ -118,14 +119,23 @@ func portNumber(addr string) int {
 	return n
 }
 
-// newAPI builds the REST API when API=true.
-func newAPI(cfg *config.Config, p *parts) (http.Handler, error) {
-	_, _ = cfg, p
-	return nil, nil
-}
-
-// newAutoconfig builds the client autoconfiguration handler.
-func newAutoconfig(cfg *config.Config, p *parts) http.Handler {
-	_, _ = cfg, p
-	return nil
+// newAutoconfig builds client autoconfiguration from the ports that are
+// on (Mailu: 993 and 465 with implicit TLS; POP3 995 when on).
+func newAutoconfig(cfg *config.Config, p *parts, webUI bool) http.Handler {
+	tlsOn := p.certs.Enabled()
+	o := autoconfig.Options{
+		Hostname: cfg.Hostnames[0],
+		SiteName: cfg.SiteName,
+		TLS:      tlsOn,
+	}
+	if tlsOn {
+		o.POP3 = cfg.Listeners[995].Enabled
+	} else {
+		o.POP3, o.IMAP143, o.Submit587 = cfg.Listeners[110].Enabled, cfg.Listeners[143].Enabled, cfg.Listeners[587].Enabled
+	}
+	if webUI && (webTLS(cfg, p.certs) || cfg.TLSFlavor == tlscfg.FlavorMail || cfg.TLSFlavor == tlscfg.FlavorMailLetsencrypt) {
+		// The client setup page of the web UI (behind a TLS proxy for the mail flavors).
+		o.DocURL = "https://" + cfg.Hostnames[0] + cfg.WebAdmin + "/client"
+	}
+	return autoconfig.New(o)
 }

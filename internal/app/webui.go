@@ -23,17 +23,10 @@ func buildWebUI(p *parts) (http.Handler, error) {
 	if !cfg.Admin {
 		return nil, nil
 	}
-	svc := admin.New(p.store, admin.Options{
-		DefaultQuota:         cfg.DefaultQuota,
-		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
-		CredentialRounds:     cfg.CredentialRounds,
-		DKIMPath:             cfg.DKIMPath,
-		DKIMSelector:         cfg.DKIMSelector,
-		Logger:               p.log.With("part", "admin"),
-	})
 	tls := cfg.TLSFlavor != tlscfg.FlavorNoTLS
+	dns := dnsOptions(cfg) // webapi.go: the same records as the API and petrel dns
 	h, err := web.New(web.Options{
-		Admin:    svc,
+		Admin:    p.admin,
 		Store:    p.store,
 		Auth:     p.auth,
 		Announce: announcer{p},
@@ -50,10 +43,10 @@ func buildWebUI(p *parts) (http.Handler, error) {
 		TLS:             tls,
 		Records: func(info admin.DKIMInfo) ([]msgauth.Record, error) {
 			return msgauth.Records(msgauth.RecordsOptions{
-				Domain: info.Domain, Hostnames: cfg.Hostnames, ServerDomain: cfg.Domain,
-				DMARCRUA: cfg.DMARCRUA, DMARCRUF: cfg.DMARCRUF,
+				Domain: info.Domain, Hostnames: dns.Hostnames, ServerDomain: dns.ServerDomain,
+				DMARCRUA: dns.DMARCRUA, DMARCRUF: dns.DMARCRUF,
 				DKIMSelector: info.Selector, DKIMRecord: info.Record,
-				Ports: cfg.Ports, TLS: tls,
+				Ports: dns.Ports, TLS: dns.TLS,
 			})
 		},
 		Log: p.log.With("part", "web"),

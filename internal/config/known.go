@@ -109,7 +109,7 @@ func implementedSettings() []SettingDoc {
 
 		// API
 		s("API", "false", "enable the REST API", ""),
-		s("API_TOKEN", "", "bearer token for the REST API", "required when API=true"),
+		s("API_TOKEN", "", "bearer token for the REST API (Authorization: Bearer TOKEN)", "required when API=true; at least 4 characters"),
 		s("WEB_API", "/api", "path of the REST API (WEB_API/v1/...)", ""),
 		s("WEB_ADMIN", "/admin", "path of the admin web UI", ""),
 		s("WEBROOT_REDIRECT", "WEB_ADMIN", "where / redirects (a path or URL), or none", "default WEB_ADMIN (Petrel has no webmail; /webmail means WEB_ADMIN)"),

@@ -72,7 +72,9 @@ func (s *Server) isAutoconfig(path string) bool {
 			return true
 		}
 	}
-	return false
+	// Outlook: /autodiscover/autodiscover.json/v1.0/<address>?Protocol=...
+	const adJSON = "/autodiscover/autodiscover.json/"
+	return s.opts.Mode != ModeRedirect && len(path) > len(adJSON) && strings.EqualFold(path[:len(adJSON)], adJSON)
 }
 
 // realIP replaces r.RemoteAddr with the address in RealIPHeader when the

@@ -217,6 +217,17 @@ func TestWebUIInBrowser(t *testing.T) {
 		t.Fatalf("client page: %q", text)
 	}
 	run("tokens", chromedp.Navigate(base+"/admin/token/list"), chromedp.WaitVisible(chromedp.CSS("#comment")), shot("tokens"))
+	run("two-factor enrolment",
+		chromedp.Navigate(base+"/admin/user/totp"),
+		chromedp.WaitVisible(chromedp.CSS("main button")),
+		chromedp.Click(chromedp.CSS("main button")),
+		chromedp.WaitVisible(chromedp.CSS("main img")),
+		textOf("main"),
+		shot("totp"),
+	)
+	if !strings.Contains(text, "otpauth://totp/") {
+		t.Fatalf("enrolment page: %q", text)
+	}
 	// A phone-sized window gets the same pages.
 	run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/admin/user/settings"),
 		chromedp.WaitVisible(chromedp.CSS("#displayed_name")), shot("phone-settings"))

@@ -206,6 +206,9 @@ func TestTOTPSignIn(t *testing.T) {
 	c.mustLogin("alice@example.com", "pw-alice")
 	r := c.post("/admin/user/totp", "/admin/user/totp", url.Values{"action": {"start"}})
 	wantStatus(t, r, http.StatusOK, "otpauth://totp/Petrel%20Test:alice@example.com?")
+	if !strings.Contains(r.body, `<img src="data:image/png;base64,iVBORw0KGgo`) {
+		t.Fatal("no QR code on the enrolment page")
+	}
 	tt, err := e.st.GetTOTP(context.Background(), "alice@example.com")
 	if err != nil || tt.Enabled {
 		t.Fatalf("enrolment: %+v %v", tt, err)

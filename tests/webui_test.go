@@ -176,6 +176,19 @@ func TestWebUIInBrowser(t *testing.T) {
 		t.Fatalf("domain details lack DMARC/DKIM: %q", text)
 	}
 	run("status", chromedp.Navigate(base+"/admin/status"), chromedp.WaitVisible(chromedp.CSS("svg.chart")), shot("status"))
+	run("announcement",
+		chromedp.Navigate(base+"/admin/announcement"),
+		chromedp.WaitVisible(chromedp.CSS("#announcement_subject")),
+		chromedp.SendKeys(chromedp.CSS("#announcement_subject"), "Maintenance tonight"),
+		chromedp.SendKeys(chromedp.CSS("#announcement_body"), "The server restarts at 22:00 UTC."),
+		chromedp.Submit(chromedp.CSS("#announcement_subject")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+		textOf(".flash"),
+		shot("announcement"),
+	)
+	if !strings.Contains(text, "delivered to 2 users") {
+		t.Fatalf("announcement: %q", text)
+	}
 	run("admin signs out",
 		chromedp.Click(chromedp.CSS("header button")),
 		chromedp.WaitVisible(chromedp.CSS("#email")),
@@ -266,12 +279,13 @@ try:
 except imaplib.IMAP4.error:
     print("OLDPW refused")
 print("REPLY", inbox("admin@example.test", "Admin-Pass-1", "Out of office").replace("\r\n", "|"))
+print("ANNOUNCE", inbox("carol@shop.test", "Carol-Second-2", "Maintenance tonight").replace("\r\n", "|"))
 `
 	out, err := runPython(t, script, map[string]string{"A465": s.addr[465], "A993": s.addr[993]})
 	if err != nil {
 		t.Fatalf("smtplib/imaplib: %v\n%s\n%s", err, out, s.logs())
 	}
-	for _, want := range []string{"CAROL ", "Please ship order 42.", "OLDPW refused", "REPLY ", "Carol is away until Monday."} {
+	for _, want := range []string{"CAROL ", "Please ship order 42.", "OLDPW refused", "REPLY ", "Carol is away until Monday.", "ANNOUNCE ", "The server restarts at 22:00 UTC."} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("mail check lacks %q:\n%s", want, out)
 		}

@@ -72,3 +72,22 @@ func TestCheckTOTP(t *testing.T) {
 		t.Fatalf("uri %s", uri)
 	}
 }
+
+func FuzzTOTP(f *testing.F) {
+	f.Add("JBSWY3DPEHPK3PXP", "123456")
+	f.Add("jbsw y3dp ehpk 3pxp====", " 12 3456 ")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, secret, code string) {
+		key, err := DecodeTOTPSecret(secret)
+		if err != nil {
+			return
+		}
+		now := time.Unix(1700000000, 0)
+		if _, ok := CheckTOTP(key, code, now); ok && len(strings.ReplaceAll(strings.TrimSpace(code), " ", "")) != TOTPDigits {
+			t.Fatalf("code %q of the wrong length accepted", code)
+		}
+		if _, ok := CheckTOTP(key, TOTPCode(key, now), now); !ok {
+			t.Fatal("the current code is refused")
+		}
+	})
+}

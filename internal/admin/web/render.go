@@ -22,7 +22,6 @@ type page struct {
 	Session  *session
 	CSRF     string
 	Flash    string
-	Fetch    bool
 	Announce bool
 	Data     map[string]any
 }
@@ -86,7 +85,7 @@ func (q *request) render(status int, name, title string, data map[string]any) {
 	p := page{
 		Title: title, Prefix: h.opt.Prefix, SiteName: h.opt.SiteName, Website: h.opt.Website,
 		LogoURL: h.opt.LogoURL, LogoBG: h.opt.LogoBackground,
-		Session: q.sess, CSRF: q.token(), Flash: q.flash, Fetch: false, Announce: h.opt.Announce != nil,
+		Session: q.sess, CSRF: q.token(), Flash: q.flash, Announce: h.opt.Announce != nil,
 		Data: data,
 	}
 	if p.Data == nil {

@@ -59,3 +59,17 @@ func TestStatusPage(t *testing.T) {
 		t.Fatal("inline script or style on the status page")
 	}
 }
+
+func FuzzCheckLocalpart(f *testing.F) {
+	for _, s := range []string{"alice", "a.b", ".a", "a..b", "sp ace", "%", "ü", strings.Repeat("x", 81)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, l string) {
+		if checkLocalpart(l) != "" {
+			return
+		}
+		if l == "" || len(l) > 80 || strings.ContainsAny(l, " @\"\\<>()[],;:") || strings.Contains(l, "..") {
+			t.Fatalf("%q accepted", l)
+		}
+	})
+}

@@ -84,9 +84,6 @@ type Options struct {
 	TLS bool
 	// Records builds a domain's DNS records (the same code as petrel dns).
 	Records func(info admin.DKIMInfo) ([]msgauth.Record, error)
-	// Fetchmail shows the fetched-accounts page (FETCHMAIL_ENABLED); it
-	// stays hidden until the store has fetched accounts.
-	Fetchmail bool
 	// ClientIP returns the client's address (REAL_IP_HEADER handling);
 	// nil = the connection's remote address.
 	ClientIP func(r *http.Request) netip.Addr

@@ -30,6 +30,10 @@ type TOTP struct {
 	Secret    string // base32, no padding
 	Enabled   bool   // false while enrolment waits for the first code
 	LastStep  int64  // last time step accepted: a code is good once
+	// Failures counts wrong codes since FailedAt (a window the caller
+	// chooses); a good code resets it.
+	Failures  int
+	FailedAt  time.Time
 	CreatedAt time.Time
 }
 
@@ -77,8 +81,13 @@ type Web interface {
 	SetTOTP(ctx context.Context, t *TOTP) error
 	DeleteTOTP(ctx context.Context, user string) error
 	// UseTOTPStep records step as used when it is later than the last one
-	// and reports whether it was (RFC 6238 5.2: a code is accepted once).
+	// and reports whether it was (RFC 6238 5.2: a code is accepted once);
+	// it also clears the failure count.
 	UseTOTPStep(ctx context.Context, user string, step int64) (bool, error)
+	// TOTPFailed counts a wrong code of user at now and returns the wrong
+	// codes in the current window (which starts anew when the last one
+	// began before now-window).
+	TOTPFailed(ctx context.Context, user string, now time.Time, window time.Duration) (int, error)
 
 	// AddStats adds the deltas to the hourly counters in one transaction.
 	AddStats(ctx context.Context, ds []StatDelta) error

@@ -331,16 +331,12 @@ func (h *Handler) totpSettingsPost(q *request) error {
 			return q.done("/user/totp", "Two-factor sign-in is off.")
 		}
 		if t.Enabled {
-			key, err := auth.DecodeTOTPSecret(t.Secret)
+			ok, locked, err := h.checkCode(q, t, q.form("code"))
 			if err != nil {
 				return err
 			}
-			step, ok := auth.CheckTOTP(key, q.form("code"), h.now())
-			if ok {
-				ok, err = h.opt.Store.UseTOTPStep(ctx, email, step)
-				if err != nil {
-					return err
-				}
+			if locked {
+				return h.renderTOTP(q, t, http.StatusTooManyRequests, "Too many wrong codes. Try again in an hour.")
 			}
 			if !ok {
 				return h.renderTOTP(q, t, http.StatusBadRequest, "Enter a current code to switch two-factor sign-in off.")

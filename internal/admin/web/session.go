@@ -25,9 +25,11 @@ const (
 	csrfField     = "csrf_token"
 	// touchEvery: SeenAt is written at most this often, not on every page.
 	touchEvery = time.Minute
-	// maxTOTPFailures ends a half-signed-in session; the password, and so
-	// the shared failed-login limiter, must be passed again.
-	maxTOTPFailures = 5
+	// maxTOTPFailures wrong second-factor codes in totpWindow lock the
+	// account's second factor (and so its web sign-in) until the window
+	// ends: 10 guesses an hour make guessing a 6-digit code hopeless.
+	maxTOTPFailures = 10
+	totpWindow      = time.Hour
 	maxForm         = 64 << 10 // body limit of every form
 )
 
@@ -396,31 +398,21 @@ func (h *Handler) totpPost(q *request) error {
 	if err != nil {
 		return err
 	}
-	key, err := auth.DecodeTOTPSecret(t.Secret)
+	ok, locked, err := h.checkCode(q, t, q.form("code"))
 	if err != nil {
 		return err
 	}
-	step, ok := auth.CheckTOTP(key, q.form("code"), h.now())
-	if ok {
-		if ok, err = h.opt.Store.UseTOTPStep(ctx, t.UserEmail, step); err != nil {
-			return err
-		}
+	if locked {
+		_ = h.opt.Store.DeleteWebSession(ctx, q.sess.ID)
+		h.setCookie(q.w, sessionCookie, "", -1)
+		q.sess = nil
+		q.render(http.StatusTooManyRequests, "login", "Sign in", map[string]any{"Error": "Too many wrong codes for this account. Try again in an hour."})
+		return nil
 	}
 	if !ok {
-		h.log.Warn("web sign-in: wrong second-factor code", "user", t.UserEmail, "remote", h.clientIP(q.r).String())
-		n := totpFailures(q) + 1
-		if n >= maxTOTPFailures {
-			_ = h.opt.Store.DeleteWebSession(ctx, q.sess.ID)
-			h.setCookie(q.w, sessionCookie, "", -1)
-			q.sess = nil
-			q.render(http.StatusUnauthorized, "login", "Sign in", map[string]any{"Error": "Too many wrong codes. Sign in again."})
-			return nil
-		}
-		h.setCookie(q.w, "petrel_totp_fail", string(rune('0'+n)), 600)
 		q.render(http.StatusUnauthorized, "totp", "Two-factor sign-in", map[string]any{"Next": q.form("next"), "Error": "Wrong or already used code."})
 		return nil
 	}
-	h.setCookie(q.w, "petrel_totp_fail", "", -1)
 	if err := h.opt.Store.SetWebSessionStage(ctx, q.sess.ID, ""); err != nil {
 		return err
 	}
@@ -432,14 +424,32 @@ func (h *Handler) totpPost(q *request) error {
 	return nil
 }
 
-// totpFailures counts wrong codes of this sign-in. The cookie only speeds
-// up the end: the code check itself is limited by the step replay check
-// and the session's lifetime.
-func totpFailures(q *request) int {
-	if c, err := q.r.Cookie("petrel_totp_fail"); err == nil && len(c.Value) == 1 && c.Value[0] >= '0' && c.Value[0] <= '9' {
-		return int(c.Value[0] - '0')
+// checkCode checks a second-factor code: right, not used before (RFC
+// 6238 5.2), and not while the account is locked by too many wrong codes
+// (maxTOTPFailures per totpWindow, counted in the store for every node).
+// A wrong code is counted and logged.
+func (h *Handler) checkCode(q *request, t *store.TOTP, code string) (ok, locked bool, err error) {
+	ctx := q.r.Context()
+	now := h.now()
+	if t.Failures >= maxTOTPFailures && now.Sub(t.FailedAt) < totpWindow {
+		h.log.Warn("second-factor code refused: too many wrong codes", "user", t.UserEmail, "remote", h.clientIP(q.r).String())
+		return false, true, nil
 	}
-	return 0
+	key, err := auth.DecodeTOTPSecret(t.Secret)
+	if err != nil {
+		return false, false, err
+	}
+	if step, good := auth.CheckTOTP(key, code, now); good {
+		if ok, err = h.opt.Store.UseTOTPStep(ctx, t.UserEmail, step); err != nil || ok {
+			return ok, false, err
+		}
+	}
+	n, err := h.opt.Store.TOTPFailed(ctx, t.UserEmail, now, totpWindow)
+	if err != nil {
+		return false, false, err
+	}
+	h.log.Warn("wrong second-factor code", "user", t.UserEmail, "remote", h.clientIP(q.r).String(), "failures", n)
+	return false, n >= maxTOTPFailures, nil
 }
 
 func (h *Handler) logoutForm(q *request) error {

@@ -239,11 +239,27 @@ func TestTOTPSignIn(t *testing.T) {
 	f := e.client()
 	f.login("alice@example.com", "pw-alice")
 	wantStatus(t, f.post("/sso/totp", "/sso/totp", url.Values{"code": {code}}), http.StatusUnauthorized, "")
-	// Five wrong codes end the half session.
-	for i := 0; i < 4; i++ {
-		f.post("/sso/totp", "/sso/totp", url.Values{"code": {"000000"}})
+	// Ten wrong codes within an hour lock the second factor, across
+	// sessions: even the right code is refused until the hour is over.
+	// One was counted above (the replayed code; the good code before it
+	// cleared the count).
+	for i := 0; i < 8; i++ {
+		wantStatus(t, f.post("/sso/totp", "/sso/totp", url.Values{"code": {"000000"}}), http.StatusUnauthorized, "")
 	}
+	wantStatus(t, f.post("/sso/totp", "/sso/totp", url.Values{"code": {"000001"}}), http.StatusTooManyRequests, "Too many wrong codes")
 	if r := f.get("/sso/totp"); r.status != http.StatusSeeOther {
-		t.Fatalf("session survived five wrong codes: %d", r.status)
+		t.Fatalf("session survived the lock: %d", r.status)
+	}
+	g := e.client()
+	g.login("alice@example.com", "pw-alice")
+	e.clock.Add(30 * time.Second)
+	wantStatus(t, g.post("/sso/totp", "/sso/totp", url.Values{"code": {auth.TOTPCode(key, e.clock.Now())}}), http.StatusTooManyRequests, "")
+	e.clock.Add(time.Hour)
+	g.login("alice@example.com", "pw-alice")
+	if r := g.post("/sso/totp", "/sso/totp", url.Values{"code": {auth.TOTPCode(key, e.clock.Now())}}); r.status != http.StatusSeeOther {
+		t.Fatalf("still locked after the hour: %d %.300s", r.status, r.body)
+	}
+	if tt, _ := e.st.GetTOTP(context.Background(), "alice@example.com"); tt.Failures != 0 {
+		t.Fatalf("a good code did not clear the failures: %d", tt.Failures)
 	}
 }

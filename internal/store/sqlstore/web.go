@@ -98,8 +98,8 @@ func (s *Store) PruneWebSessions(ctx context.Context, now, idleBefore time.Time)
 // GetTOTP implements store.Web.
 func (s *Store) GetTOTP(ctx context.Context, user string) (*store.TOTP, error) {
 	var t store.TOTP
-	err := s.readConn().queryRow(ctx, `SELECT user_email, secret, enabled, last_step, created_at FROM user_totp WHERE user_email = ?`, user).
-		Scan(&t.UserEmail, &t.Secret, &t.Enabled, &t.LastStep, scanTime(&t.CreatedAt))
+	err := s.readConn().queryRow(ctx, `SELECT user_email, secret, enabled, last_step, failures, failed_at, created_at FROM user_totp WHERE user_email = ?`, user).
+		Scan(&t.UserEmail, &t.Secret, &t.Enabled, &t.LastStep, &t.Failures, scanTime(&t.FailedAt), scanTime(&t.CreatedAt))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: get totp of %q: %w", user, mapErr(err))
 	}
@@ -112,9 +112,10 @@ func (s *Store) SetTOTP(ctx context.Context, t *store.TOTP) error {
 		t.CreatedAt = now()
 	}
 	err := s.withTx(ctx, func(c conn) error {
-		_, err := c.exec(ctx, `INSERT INTO user_totp (user_email, secret, enabled, last_step, created_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (user_email) DO UPDATE SET secret = excluded.secret, enabled = excluded.enabled, last_step = excluded.last_step, created_at = excluded.created_at`,
-			t.UserEmail, t.Secret, t.Enabled, t.LastStep, s.d.ts(t.CreatedAt))
+		_, err := c.exec(ctx, `INSERT INTO user_totp (user_email, secret, enabled, last_step, failures, failed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (user_email) DO UPDATE SET secret = excluded.secret, enabled = excluded.enabled, last_step = excluded.last_step,
+  failures = excluded.failures, failed_at = excluded.failed_at, created_at = excluded.created_at`,
+			t.UserEmail, t.Secret, t.Enabled, t.LastStep, t.Failures, nullTS(s.d, t.FailedAt), s.d.ts(t.CreatedAt))
 		return mapErr(err)
 	})
 	if err != nil {
@@ -133,7 +134,7 @@ func (s *Store) DeleteTOTP(ctx context.Context, user string) error {
 func (s *Store) UseTOTPStep(ctx context.Context, user string, step int64) (bool, error) {
 	var n int64
 	err := s.withTx(ctx, func(c conn) error {
-		res, err := c.exec(ctx, `UPDATE user_totp SET last_step = ? WHERE user_email = ? AND last_step < ?`, step, user, step)
+		res, err := c.exec(ctx, `UPDATE user_totp SET last_step = ?, failures = 0 WHERE user_email = ? AND last_step < ?`, step, user, step)
 		if err != nil {
 			return err
 		}
@@ -144,6 +145,24 @@ func (s *Store) UseTOTPStep(ctx context.Context, user string, step int64) (bool,
 		return false, fmt.Errorf("sqlstore: use totp step of %q: %w", user, err)
 	}
 	return n > 0, nil
+}
+
+// TOTPFailed implements store.Web in one statement, so concurrent wrong
+// codes all count.
+func (s *Store) TOTPFailed(ctx context.Context, user string, now time.Time, window time.Duration) (int, error) {
+	var n int
+	err := s.withTx(ctx, func(c conn) error {
+		start := s.d.ts(now.Add(-window))
+		err := c.queryRow(ctx, `UPDATE user_totp SET
+  failures = CASE WHEN failed_at IS NULL OR failed_at < ? THEN 1 ELSE failures + 1 END,
+  failed_at = CASE WHEN failed_at IS NULL OR failed_at < ? THEN ? ELSE failed_at END
+WHERE user_email = ? RETURNING failures`, start, start, s.d.ts(now), user).Scan(&n)
+		return mapErr(err)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: count totp failure of %q: %w", user, err)
+	}
+	return n, nil
 }
 
 // AddStats implements store.Web with one upsert per delta.

@@ -132,6 +132,27 @@ func TestWebTOTP(t *testing.T) {
 		if ok, _ := s.UseTOTPStep(ctx, "alice@example.com", 99); ok {
 			t.Fatal("an older step was accepted")
 		}
+		// Wrong codes count in a window that starts anew after it ends.
+		t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+		for i, at := range []time.Duration{0, 10 * time.Minute, 59 * time.Minute, 61 * time.Minute, 62 * time.Minute} {
+			n, err := s.TOTPFailed(ctx, "alice@example.com", t0.Add(at), time.Hour)
+			want := []int{1, 2, 3, 1, 2}[i]
+			if err != nil || n != want {
+				t.Fatalf("failure %d: %d %v, want %d", i, n, err, want)
+			}
+		}
+		if got, _ := s.GetTOTP(ctx, "alice@example.com"); got.Failures != 2 || !got.FailedAt.Equal(t0.Add(61*time.Minute)) {
+			t.Fatalf("failures %+v", got)
+		}
+		if ok, _ := s.UseTOTPStep(ctx, "alice@example.com", 102); !ok {
+			t.Fatal("step 102 refused")
+		}
+		if got, _ := s.GetTOTP(ctx, "alice@example.com"); got.Failures != 0 {
+			t.Fatalf("a used step did not clear the failures: %d", got.Failures)
+		}
+		if _, err := s.TOTPFailed(ctx, "nobody@example.com", t0, time.Hour); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("failure of a user without totp: %v", err)
+		}
 		if err := s.DeleteTOTP(ctx, "alice@example.com"); err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,8 @@
 -- every node sharing it knows them and a sign-out or password change
 -- revokes them everywhere; id is the SHA-256 of the cookie's secret, so
 -- the table itself signs nobody in. Second factors are RFC 6238 TOTP
--- secrets; last_step makes each code good once. stat_hourly holds the
+-- secrets; last_step makes each code good once, failures/failed_at count
+-- wrong codes per user in a window (a lock against guessing). stat_hourly holds the
 -- status page's counters (deliveries, rejections, failed logins) per hour.
 
 CREATE TABLE web_session (
@@ -23,6 +24,8 @@ CREATE TABLE user_totp (
     secret     TEXT NOT NULL,
     enabled    BOOLEAN NOT NULL DEFAULT FALSE,
     last_step  BIGINT NOT NULL DEFAULT 0,
+    failures   INTEGER NOT NULL DEFAULT 0,
+    failed_at  TIMESTAMPTZ,
     created_at TIMESTAMPTZ NOT NULL
 );
 

@@ -228,6 +228,16 @@ func TestWebPagesStatsQueue(t *testing.T) {
 		if err != nil || q.Entries != 0 || !q.Oldest.IsZero() {
 			t.Fatalf("empty queue summary %+v %v", q, err)
 		}
+		before := time.Now().Add(-time.Second)
+		items := queueMsg(t, s, "m1", "a@example.com", []byte("body"), "x@remote.example", "y@remote.example")
+		queueMsg(t, s, "m2", "a@example.com", []byte("body2"), "z@remote.example")
+		if err := s.SetQueueHeld(ctx, items[0].ID, true); err != nil {
+			t.Fatal(err)
+		}
+		q, err = s.QueueSummary(ctx)
+		if err != nil || q.Entries != 3 || q.Held != 1 || q.Oldest.Before(before) || q.Oldest.After(time.Now()) {
+			t.Fatalf("queue summary %+v %v", q, err)
+		}
 	})
 }
 

@@ -148,3 +148,53 @@ func TestHTTPPlainForProxy(t *testing.T) {
 		t.Error("443 is open under TLS_FLAVOR=mail")
 	}
 }
+
+// TestHTTPNoTLS: TLS_FLAVOR=notls serves the site in plain HTTP on 80, and
+// autoconfig offers only what is open (IMAP 143 and submission 587 here),
+// never port 25.
+func TestHTTPNoTLS(t *testing.T) {
+	s := newServer(t, map[string]string{"TLS_FLAVOR": "notls", "PORTS": "25,80,143,587"})
+	s.start()
+	resp, err := http.Get("http://" + s.addr[80] + "/mail/config-v1.1.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	if resp.StatusCode != 200 || !strings.Contains(body, "<port>143</port>") || !strings.Contains(body, "<port>587</port>") ||
+		strings.Contains(body, "<port>25</port>") || strings.Contains(body, "<port>993</port>") {
+		t.Errorf("notls autoconfig: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + s.addr[80] + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 || resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Errorf("notls health: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// TestSwaggerValidates checks /api/v1/swagger.json of the real binary with
+// an independent validator (Python's openapi-spec-validator, Swagger 2.0
+// rules); skipped where that module is not installed.
+func TestSwaggerValidates(t *testing.T) {
+	if out, err := runPython(t, "import openapi_spec_validator", nil); err != nil {
+		t.Skipf("openapi-spec-validator not installed: %s", out)
+	}
+	s := newServer(t, map[string]string{"API": "true", "API_TOKEN": "Api-Token-For-Tests-42"})
+	s.start()
+	script := `
+import json, os, ssl, urllib.request
+from openapi_spec_validator import validate
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+spec = json.load(urllib.request.urlopen("https://" + os.environ["A443"] + "/api/v1/swagger.json", context=ctx))
+validate(spec)
+print("VALID", len(spec["paths"]))
+`
+	out, err := runPython(t, script, map[string]string{"A443": s.addr[443]})
+	if err != nil || !strings.Contains(out, "VALID 20") {
+		t.Fatalf("swagger.json: %v\n%s", err, out)
+	}
+}

@@ -73,7 +73,9 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 	out := map[int]server{}
 	if on443 {
 		o := base
-		o.Mode, o.TLSConfig = httpd.ModeTLS, p.certs.ServerConfig(true) // TLS 1.2+, as Mailu's tls.conf
+		// TLS 1.2+ with Go's AEAD suites, as Mailu's tls.conf. When tlscfg
+		// gains its Mozilla-intermediate profile (branch i17a), use it here.
+		o.Mode, o.TLSConfig = httpd.ModeTLS, p.certs.ServerConfig(true)
 		s, err := httpd.New(o)
 		if err != nil {
 			return nil, err

@@ -117,6 +117,8 @@ type Options struct {
 	// means always healthy. Served at /health and /ping.
 	Health func(context.Context) error
 
+	MaxConns       int           // open connections at most; default DefaultMaxConns
+	MaxConnsPerIP  int           // per client address, RealIPFrom exempt; default DefaultMaxConnsPerIP
 	MaxBodyBytes   int64         // request body limit for every handler; default DefaultMaxBodyBytes
 	HandlerTimeout time.Duration // context deadline of every request; default DefaultHandlerTimeout
 	Logger         *slog.Logger
@@ -167,6 +169,12 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxConnsPerIP <= 0 {
+		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if opts.HandlerTimeout <= 0 {
 		opts.HandlerTimeout = DefaultHandlerTimeout
 	}
@@ -206,6 +214,7 @@ func (s *Server) Handler() http.Handler { return s.root }
 // Serve serves on ln until Shutdown; it returns nil after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info("http listening", "addr", ln.Addr().String(), "mode", s.opts.Mode.String())
+	ln = newLimitListener(ln, s.opts.MaxConns, s.opts.MaxConnsPerIP, s.trusted)
 	var err error
 	if s.opts.Mode == ModeTLS {
 		err = s.srv.ServeTLS(ln, "", "") // certificates come from TLSConfig.GetCertificate

@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -396,5 +398,68 @@ func TestModeString(t *testing.T) {
 		if m.String() != want {
 			t.Errorf("%d: %q", m, m.String())
 		}
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	addr, _ := start(t, Options{Mode: ModePlain, MaxConnsPerIP: 2, MaxConns: 3})
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// refused reports whether the server closed c at once.
+	refused := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	a, b := dial(), dial()
+	c := dial()
+	if refused(a) || refused(b) {
+		t.Fatal("connections within the per-IP limit were closed")
+	}
+	if !refused(c) {
+		t.Fatal("a third connection from one address was kept (limit 2)")
+	}
+	a.Close()
+	time.Sleep(100 * time.Millisecond)
+	d := dial()
+	if refused(d) {
+		t.Fatal("a slot freed by Close was not given back")
+	}
+	// The address itself still gets answers on a kept connection.
+	if _, err := b.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, _ := bufio.NewReader(b).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 204") {
+		t.Errorf("health on a kept connection: %q", line)
+	}
+	b.Close()
+	d.Close()
+	c.Close()
+}
+
+func TestConnectionLimitExemptsProxies(t *testing.T) {
+	addr, _ := start(t, Options{Mode: ModePlain, MaxConnsPerIP: 1, RealIPHeader: "X-Real-IP", RealIPFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("connection %d from the trusted proxy was closed: %v", i, err)
+		}
+		c.Close()
 	}
 }

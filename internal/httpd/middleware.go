@@ -171,6 +171,16 @@ func (r *statusRecorder) code() int {
 	return r.status
 }
 
+// Flush passes a flush on (streamed answers, server-sent events).
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		if r.status == 0 {
+			r.status = http.StatusOK
+		}
+		f.Flush()
+	}
+}
+
 // Unwrap lets http.ResponseController reach the connection (flush,
 // deadlines).
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -185,6 +185,21 @@ func (a *API) domainAliases(c *call) {
 	c.json(http.StatusOK, out)
 }
 
+// availableDomains lists the names of every domain (Mailu master:
+// /alias/domains/available, for picking an alias's domain).
+func (a *API) availableDomains(c *call) {
+	ds, err := a.svc.Domains(c.ctx())
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.Name
+	}
+	c.json(http.StatusOK, names)
+}
+
 func relayJSON(r *store.Relay) obj {
 	return obj{{"name", r.Name}, {"smtp", nullable(r.SMTP)}, {"comment", nullable(r.Comment)}}
 }

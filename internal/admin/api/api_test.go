@@ -181,6 +181,14 @@ func TestValidationShape(t *testing.T) {
 	if code != 400 {
 		t.Errorf("broken JSON: %d %v", code, v)
 	}
+	code, v = e.call("POST", "/domain", `{"name": "x.example", "comment": "`+strings.Repeat("x", maxBody)+`"}`)
+	if m, _ := v.(map[string]any); code != 413 || !strings.Contains(fmt.Sprint(m["message"]), "larger than") {
+		t.Errorf("huge body: %d %v", code, v)
+	}
+	code, v = e.call("POST", "/domain", `{"name": "x.example"} {"name": "y.example"}`)
+	if code != 400 {
+		t.Errorf("two JSON values: %d %v", code, v)
+	}
 	if l := e.list("/domain"); len(l) != 0 {
 		t.Errorf("invalid requests created domains: %v", l)
 	}

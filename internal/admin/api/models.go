@@ -91,10 +91,13 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
+// maxBody bounds a request body; Mailu's largest (a user) is < 10 KB.
+const maxBody = 1 << 20
+
 // decode reads the request body as JSON and validates it against m. An
 // empty body counts as {}. It answers the client itself when it fails.
 func (c *call) decode(m *model) (body, bool) {
-	raw, err := io.ReadAll(c.r.Body)
+	raw, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -130,6 +130,9 @@ func TestAliases(t *testing.T) {
 		t.Errorf("aliases of example.com: %v", l)
 	}
 	e.want("GET", "/alias/destination/none.example", "", 404, "Domain none.example cannot be found")
+	if code, v := e.call("GET", "/alias/domains/available", ""); code != 200 || !reflect.DeepEqual(v, []any{"example.com"}) {
+		t.Errorf("available domains: %d %v", code, v)
+	}
 	if l := e.list("/alias"); len(l) != 2 {
 		t.Errorf("aliases: %v", l)
 	}

@@ -18,7 +18,7 @@ type route struct {
 type resp struct {
 	code  int
 	desc  string
-	model *model
+	model *model // nil with list: a list of strings
 	list  bool
 }
 
@@ -92,6 +92,8 @@ func (a *API) table() []route {
 			[]resp{ok(responseModel), bad(), missing("Alias")}, a.deleteAlias},
 		{"GET", "/alias/destination/{domain}", "alias", "find_alias_filter_domain", "Look up the aliases of the specified domain", nil,
 			[]resp{okList(aliasModel), bad(), missing("Domain")}, a.domainAliases},
+		{"GET", "/alias/domains/available", "alias", "available_domains", "Return all available domains (Mailu master)", nil,
+			[]resp{{http.StatusOK, "Success", nil, true}}, a.availableDomains},
 
 		// relay
 		{"GET", "/relay", "relay", "list_relays", "List relays", nil, []resp{okList(relayModel)}, a.listRelays},

@@ -70,6 +70,9 @@ func operation(rt route) map[string]any {
 	responses := map[string]any{}
 	for _, r := range rt.resps {
 		e := map[string]any{"description": r.desc}
+		if r.model == nil && r.list {
+			e["schema"] = map[string]any{"type": "array", "items": map[string]any{"type": "string"}}
+		}
 		if r.model != nil {
 			ref := map[string]any{"$ref": "#/definitions/" + r.model.name}
 			if r.list {

@@ -13,6 +13,7 @@ import (
 	"github.com/petrelmail/petrel/internal/pop3d"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
+	"github.com/petrelmail/petrel/internal/stats"
 	"github.com/petrelmail/petrel/internal/submit"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -119,6 +120,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		msgRate = ratelimit.New(r, time.Now)
 	}
 	o := smtpd.Options{
+		OnReject:          func() { p.stats.Count(stats.Rejected) },
 		Hostname:          cfg.Hostnames[0],
 		NoTLS:             !p.certs.Enabled(),
 		MaxMessageBytes:   cfg.MessageSizeLimit,

@@ -21,6 +21,7 @@ import (
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
+	"github.com/petrelmail/petrel/internal/stats"
 	"github.com/petrelmail/petrel/internal/store/blob"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
@@ -42,9 +43,10 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
-	reserve   *blob.Reserve // DISK_RESERVE on DATA_DIR's filesystem
-	checker   smtpd.Checker // port 25's scanners (checks.go); nil: none
-	closers   []func()      // run in reverse order by close
+	reserve   *blob.Reserve   // DISK_RESERVE on DATA_DIR's filesystem
+	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
+	stats     *stats.Recorder // the status page's hourly counters
+	closers   []func()        // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
@@ -111,7 +113,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 
+	p.stats = stats.New(p.store, log.With("part", "stats"), nil)
 	p.auth = auth.New(auth.Options{
+		OnFailure:       func() { p.stats.Count(stats.AuthFailed) },
 		Users:           p.store,
 		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),
 		UserLimit:       ratelimit.Rate(cfg.AuthRateLimitUser),
@@ -138,9 +142,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Logger:     log.With("part", "inbound"),
 	})
 	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
-		Store:  p.store,
-		Blobs:  p.store.Blobs(),
-		Logger: log.With("part", "delivery"),
+		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
+		Store:       p.store,
+		Blobs:       p.store.Blobs(),
+		Logger:      log.With("part", "delivery"),
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,
@@ -179,6 +184,11 @@ func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	go func() {
 		defer wg.Done()
 		p.reserve.Watch(ctx) // DISK_RESERVE: log a crossing even without mail
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.stats.Run(ctx, 15*time.Second)
 	}()
 }
 

@@ -39,8 +39,7 @@ func httpOff(cfg *config.Config, certs *tlscfg.Manager, port int) string {
 // admin and self-service pages under WEB_ADMIN). It returns nil while the
 // web UI is not built in: its paths then answer 404.
 func newWebUI(p *parts) (http.Handler, error) {
-	_ = p
-	return nil, nil
+	return buildWebUI(p) // webui.go
 }
 
 // httpServers builds the servers of ports 80 and 443 that are on.

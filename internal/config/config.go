@@ -115,4 +115,12 @@ type Config struct {
 	WebrootRedirect string         // WEBROOT_REDIRECT: where / goes; "" = WebAdmin, "none" = nowhere
 	RealIPHeader    string         // REAL_IP_HEADER: HTTP header naming the client behind a proxy
 	RealIPFrom      []netip.Prefix // REAL_IP_FROM: proxies whose RealIPHeader is believed
+
+	// Web UI (internal/admin/web)
+	Admin               bool          // ADMIN: serve the web UI at WEB_ADMIN (default true)
+	SessionCookieSecure bool          // SESSION_COOKIE_SECURE (default true; off anyway with TLS_FLAVOR=notls)
+	SessionTimeout      time.Duration // SESSION_TIMEOUT: idle web session timeout (default 1h)
+	SessionLifetime     time.Duration // PERMANENT_SESSION_LIFETIME: longest web session (default 30 days)
+	LogoURL             string        // LOGO_URL: logo in the web UI
+	LogoBackground      string        // LOGO_BACKGROUND: colour behind the logo
 }

@@ -119,6 +119,14 @@ func implementedSettings() []SettingDoc {
 		s("REAL_IP_HEADER", "", "HTTP header holding the client address set by a proxy (X-Forwarded-For, X-Real-IP)", "only honoured from REAL_IP_FROM"),
 		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed", "HTTP only: no PROXY protocol yet"),
 
+		// Web UI
+		s("ADMIN", "true", "serve the admin web UI at WEB_ADMIN (sign-in at /sso/login); false or none switches it off", "Mailu's setup always writes ADMIN=true; Petrel serves the UI unless told not to"),
+		s("SESSION_COOKIE_SECURE", "true", "Secure flag on the web session cookie", "always off with TLS_FLAVOR=notls"),
+		s("SESSION_TIMEOUT", "3600", "seconds a web session may stay idle", "sessions ticked \"remember me\" are not ended by idleness"),
+		s("PERMANENT_SESSION_LIFETIME", "2592000", "longest life of a web session in seconds, and of a \"remember me\" cookie", ""),
+		s("LOGO_URL", "", "URL of a logo shown in the web UI header", ""),
+		s("LOGO_BACKGROUND", "", "colour of the web UI header behind the logo", "a CSS colour: #rgb, #rrggbb, a name, rgb() or hsl()"),
+
 		// Ignored on purpose
 		s("COMPOSE_PROJECT_NAME", "mailu", "docker compose project name", "ignored: not read by Petrel"),
 	}

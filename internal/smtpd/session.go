@@ -394,6 +394,9 @@ func (ss *session) inRelayNets() bool {
 // reply.
 func (ss *session) reject(stage string, r *smtp.SMTPError, args ...any) error {
 	ss.log.Info("rejected", append([]any{"stage", stage, "code", r.Code, "reply", r.Message}, args...)...)
+	if f := ss.srv.opts.OnReject; f != nil {
+		f()
+	}
 	return r
 }
 

@@ -186,6 +186,9 @@ type Resolver interface {
 // Options configures a Server. Zero values get the documented defaults.
 type Options struct {
 	Role Role
+	// OnReject, when set, is called for each policy refusal (the status
+	// page's counters).
+	OnReject func()
 	// Hostname is the first HOSTNAMES entry: the banner, EHLO and
 	// Received "by" name.
 	Hostname string

@@ -39,3 +39,6 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 )
+
+// Petrel's patched copy of go-smtp v0.25.1: see third_party/go-smtp/PETREL.md.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

@@ -94,6 +94,7 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 			return imapd.New(imapd.Options{
 				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
+				Space: p.reserve,
 			})
 		}}
 	}
@@ -135,6 +136,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		Router:               p.router,
 		Deliverer:            delivererAdapter{p.deliverer, p.queue},
 		Resolver:             p.resolver, // RESOLVER_ADDRESS applies to Received lookups too
+		Space:                p.reserve,  // DISK_RESERVE
 		Submission: submit.New(submit.Options{
 			Signers:  p.signers,
 			Hostname: cfg.Hostnames[0],
@@ -147,11 +149,12 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 	return o
 }
 
-// tlsFor returns the TLS configuration for a port: TLS 1.2+ everywhere
-// AUTH happens, and on port 25 the legacy versions while TLS_PERMISSIVE.
+// tlsFor returns the TLS configuration for a port: Mozilla's intermediate
+// profile everywhere AUTH happens, and on port 25 the legacy versions and
+// suites too while TLS_PERMISSIVE. nil for notls.
 func tlsFor(certs *tlscfg.Manager, port int, permissive bool) *tls.Config {
-	if !certs.Enabled() {
-		return nil
+	if port == 25 && permissive {
+		return certs.Permissive()
 	}
-	return certs.ServerConfig(!(port == 25 && permissive))
+	return certs.Intermediate()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
 	"github.com/petrelmail/petrel/internal/stats"
+	"github.com/petrelmail/petrel/internal/store/blob"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -42,6 +43,7 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
+	reserve   *blob.Reserve   // DISK_RESERVE on DATA_DIR's filesystem
 	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
 	stats     *stats.Recorder // the status page's hourly counters
 	closers   []func()        // run in reverse order by close
@@ -62,6 +64,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	if p.secret, err = secretKey(cfg, log); err != nil {
 		return nil, err
 	}
+
+	// Postfix queue_minfree: the free space on DATA_DIR (the SQLite
+	// database and the message files) below which new mail is refused.
+	// The ballast (a quarter of the reserve, at most 16 MiB) is given up
+	// if the disk fills all the same, so EXPUNGE can still be written;
+	// made before the store opens, so that a start on a full disk finds
+	// room to open the database.
+	p.reserve = blob.NewReserve(blob.ReserveOptions{
+		Dir: cfg.DataDir, Min: cfg.DiskReserve, Ballast: min(cfg.DiskReserve/4, 16<<20),
+		Logger: log.With("part", "disk"),
+	})
+	log.Info("disk reserve", "part", "disk", "reserve", p.reserve.String())
 
 	if p.store, err = sqlstore.OpenConfig(ctx, cfg, log.With("part", "store")); err != nil {
 		return nil, err
@@ -165,8 +179,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 // startBackground starts the background workers; they stop when ctx ends
 // and wg is done when they have.
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(1)
+	wg.Add(2)
 	go runQueue(ctx, p.queue, wg, p.log)
+	go func() {
+		defer wg.Done()
+		p.reserve.Watch(ctx) // DISK_RESERVE: log a crossing even without mail
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -61,6 +61,7 @@ type Config struct {
 
 	// Limits
 	MessageSizeLimit          int64          // MESSAGE_SIZE_LIMIT, default 50000000
+	DiskReserve               int64          // DISK_RESERVE: bytes kept free on DATA_DIR's filesystem; default 1.5 x MESSAGE_SIZE_LIMIT, 0 = off
 	MessageRateLimit          Rate           // MESSAGE_RATELIMIT, default 200/day
 	MessageRateLimitExemption []string       // MESSAGE_RATELIMIT_EXEMPTION, comma list of user emails
 	AuthRateLimitIP           Rate           // AUTH_RATELIMIT_IP, default 5/hour

@@ -73,9 +73,8 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 	out := map[int]server{}
 	if on443 {
 		o := base
-		// TLS 1.2+ with Go's AEAD suites, as Mailu's tls.conf. When tlscfg
-		// gains its Mozilla-intermediate profile (branch i17a), use it here.
-		o.Mode, o.TLSConfig = httpd.ModeTLS, p.certs.ServerConfig(true)
+		// Mozilla's intermediate profile, as every server with AUTH.
+		o.Mode, o.TLSConfig = httpd.ModeTLS, p.certs.Intermediate()
 		s, err := httpd.New(o)
 		if err != nil {
 			return nil, err

@@ -20,6 +20,13 @@
 //	    client's first sync does; UID SEARCH UNSEEN; UID SEARCH SUBJECT;
 //	    BODY.PEEK[] of -bodies messages spread over the mailbox, one
 //	    command each. One row per step and repetition.
+//	imapload -mode maildir -dir D -n N [-size 4096] -user U
+//	    writes -mode fill's messages as Maildir files in D/cur (no
+//	    server); -mode index then SELECTs them once, untimed.
+//	imapload -mode scaling ... [-expect N] [-exp1 1000] [-exp2 20000]
+//	    bench/scaling.sh's operations on a filled mailbox, one row each:
+//	    SELECT, FETCH FLAGS, header SEARCHes cold and warm, STORE, two
+//	    EXPUNGEs and another session's NOOP after each (scaling.go).
 //
 // Output: TSV rows (-header prints the column names first):
 //
@@ -52,8 +59,9 @@ import (
 
 type options struct {
 	mode, addr, user, pass, mailbox, kex string
+	dir                                  string
 	conc, n, size, reps, bodies, window  int
-	expect                               int
+	expect, exp1, exp2                   int
 	dur, timeout                         time.Duration
 	header                               bool
 }
@@ -61,7 +69,7 @@ type options struct {
 func main() {
 	var o options
 	fs := flag.NewFlagSet("imapload", flag.ExitOnError)
-	fs.StringVar(&o.mode, "mode", "", "logins, append, fill or fetch")
+	fs.StringVar(&o.mode, "mode", "", "logins, append, fill, fetch or scaling")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:993", "server address (implicit TLS)")
 	fs.StringVar(&o.user, "user", "", "user name")
 	fs.StringVar(&o.pass, "pass", "", "password")
@@ -74,6 +82,9 @@ func main() {
 	fs.IntVar(&o.bodies, "bodies", 100, "fetch: messages whose BODY.PEEK[] is fetched")
 	fs.IntVar(&o.window, "window", 32, "fill: APPENDs in flight per connection")
 	fs.IntVar(&o.expect, "expect", 0, "fetch: fail unless SELECT reports this many messages (0: any)")
+	fs.StringVar(&o.dir, "dir", "", "maildir: the Maildir to write")
+	fs.IntVar(&o.exp1, "exp1", 1000, "scaling: messages of the first EXPUNGE")
+	fs.IntVar(&o.exp2, "exp2", 20000, "scaling: messages of the second EXPUNGE")
 	fs.DurationVar(&o.dur, "d", 10*time.Second, "logins: duration")
 	fs.DurationVar(&o.timeout, "timeout", 120*time.Second, "deadline of one exchange")
 	fs.BoolVar(&o.header, "header", false, "print the TSV column names first")
@@ -90,6 +101,12 @@ func main() {
 func run(ctx context.Context, o options, out io.Writer) error {
 	if o.user == "" {
 		return errors.New("-user is required")
+	}
+	if o.mode == "maildir" {
+		if o.dir == "" || o.n <= 0 {
+			return errors.New("-mode maildir needs -dir and -n")
+		}
+		return runMaildir(o, out)
 	}
 	tc := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} // bench: self-signed certificates
 	switch o.kex {
@@ -118,8 +135,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return runAppend(ctx, d, o, out, true)
 	case "fetch":
 		return runFetch(ctx, d, o, out)
+	case "scaling":
+		return runScaling(ctx, d, o, out)
+	case "index":
+		return runIndex(ctx, d, o)
 	}
-	return fmt.Errorf("-mode %q: want logins, append, fill or fetch", o.mode)
+	return fmt.Errorf("-mode %q: want logins, append, fill, fetch or scaling", o.mode)
 }
 
 // row is one output line.

@@ -14,6 +14,7 @@ import (
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/dnsres"
+	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/obs"
@@ -80,6 +81,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	if p.store, err = sqlstore.OpenConfig(ctx, cfg, log.With("part", "store")); err != nil {
 		return nil, err
 	}
+	// Deliveries and APPENDs store the header fields IMAP SEARCH looks up
+	// (docs/search.md); older messages get them at their first search.
+	p.store.SetHeaderIndexer(imapd.HeaderIndexer())
 	p.onClose(func() {
 		if err := p.store.Close(); err != nil {
 			log.Error("closing the store", "err", err)

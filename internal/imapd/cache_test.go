@@ -221,23 +221,32 @@ func TestApplyChanges(t *testing.T) {
 		Changed:  []store.MessageInfo{mi(2, 9), mi(5, 7), mi(7, 8), mi(8, 10)},
 		Expunged: []uint32{1, 3, 7},
 	}
-	got := applyChanges(old, ch)
-	want := []store.MessageInfo{mi(2, 9), mi(4, 3), mi(5, 7), mi(6, 4), mi(8, 10)}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("got %v, want %v", got, want)
+	c := newViewCache(1 << 20)
+	expand := func(l []viewMsg) []store.MessageInfo {
+		var out []store.MessageInfo
+		for i := range l {
+			out = append(out, mi(l[i].uid, l[i].modSeq))
+		}
+		return out
 	}
-	if fmt.Sprint(old) != fmt.Sprint([]store.MessageInfo{mi(1, 1), mi(2, 2), mi(4, 3), mi(6, 4)}) {
+	oldV := c.sets.compactAll(old)
+	got := c.applyChanges(oldV, ch)
+	want := []store.MessageInfo{mi(2, 9), mi(4, 3), mi(5, 7), mi(6, 4), mi(8, 10)}
+	if fmt.Sprint(expand(got)) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", expand(got), want)
+	}
+	if fmt.Sprint(expand(oldV)) != fmt.Sprint([]store.MessageInfo{mi(1, 1), mi(2, 2), mi(4, 3), mi(6, 4)}) {
 		t.Fatal("applyChanges modified its input")
 	}
-	if again := applyChanges(got, ch); fmt.Sprint(again) != fmt.Sprint(want) {
-		t.Fatalf("applying the same changes twice: %v", again)
+	if again := c.applyChanges(got, ch); fmt.Sprint(expand(again)) != fmt.Sprint(want) {
+		t.Fatalf("applying the same changes twice: %v", expand(again))
 	}
 }
 
 func TestViewCacheBounded(t *testing.T) {
-	c := newViewCache(3 * minCachedMailbox)
+	c := newViewCache(3 * minCachedMailbox * viewMsgBytes)
 	for id := int64(1); id <= 5; id++ {
-		c.put(&viewEntry{id: id, msgs: make([]store.MessageInfo, minCachedMailbox)})
+		c.put(&viewEntry{id: id, msgs: make([]viewMsg, minCachedMailbox)})
 		if _, n := c.size(); n > 3*minCachedMailbox {
 			t.Fatalf("%d messages cached, bound %d", n, 3*minCachedMailbox)
 		}
@@ -245,11 +254,11 @@ func TestViewCacheBounded(t *testing.T) {
 	if c.get(2) != nil || c.get(3) == nil || c.get(5) == nil {
 		t.Error("not least recently used first out")
 	}
-	c.put(&viewEntry{id: 9, msgs: make([]store.MessageInfo, minCachedMailbox-1)})
+	c.put(&viewEntry{id: 9, msgs: make([]viewMsg, minCachedMailbox-1)})
 	if c.get(9) != nil {
 		t.Error("a small mailbox was cached")
 	}
-	c.put(&viewEntry{id: 3, msgs: make([]store.MessageInfo, 1)}) // shrank below the minimum
+	c.put(&viewEntry{id: 3, msgs: make([]viewMsg, 1)}) // shrank below the minimum
 	if c.get(3) != nil {
 		t.Error("a replaced entry stayed")
 	}

@@ -58,7 +58,7 @@ func (m *msgCommands) fetch(s *session, c *command) error {
 		if req.hasChanged && msg.ModSeq <= req.changedSince {
 			continue // RFC 7162 3.3.1
 		}
-		err := m.fetchOne(s, c, req, q, msg, seen[msg.UID])
+		err := m.fetchOne(s, c, req, q, &msg, seen[msg.UID])
 		if err != nil && isExpungedBody(err) {
 			expunged = true
 			continue

@@ -2,21 +2,25 @@ package imapd
 
 import "github.com/petrelmail/petrel/internal/imapd/imapmsg"
 
-// Bounds of the structure cache: entries, and MIME parts over all of them
-// (a part costs a few hundred bytes, so the default is some tens of MB at
-// worst).
+// Bounds of the structure cache: entries, and bytes over all of them
+// (structBytes estimates what a parsed structure holds).
 const (
 	defaultCacheEntries = 20000
-	defaultCacheParts   = 200000
+	defaultCacheBytes   = 24 << 20
+	// partOverhead is one parsed MIME part beyond its strings: the Part
+	// struct, its slice and pointer targets, the allocator's rounding.
+	partOverhead = 320
+	// stringOverhead is one string or slice element beyond its bytes.
+	stringOverhead = 16
 )
 
 // structCache keeps parsed message structures by body id, least recently
-// used first out, charged by their MIME parts. Bodies never change once
-// stored, so an entry never goes stale; it only ages out.
+// used first out, charged by their estimated bytes. Bodies never change
+// once stored, so an entry never goes stale; it only ages out.
 type structCache struct{ c *lru[*imapmsg.Structure] }
 
-func newStructCache(maxEntries, maxParts int) *structCache {
-	return &structCache{c: newLRU[*imapmsg.Structure](maxEntries, int64(maxParts))}
+func newStructCache(maxEntries int, maxBytes int64) *structCache {
+	return &structCache{c: newLRU[*imapmsg.Structure](maxEntries, maxBytes)}
 }
 
 // get returns the cached structure of a body, or nil.
@@ -27,7 +31,7 @@ func (c *structCache) get(id int64) *imapmsg.Structure {
 
 // put caches st for a body, replacing a shallower one.
 func (c *structCache) put(id int64, st *imapmsg.Structure) {
-	c.c.put(id, st, int64(countParts(st.Root)))
+	c.c.put(id, st, structBytes(st))
 }
 
 func (c *structCache) len() int {
@@ -35,19 +39,44 @@ func (c *structCache) len() int {
 	return n
 }
 
-// parts returns the MIME parts charged over all entries.
-func (c *structCache) parts() int {
-	_, p := c.c.size()
-	return int(p)
+// bytes returns the bytes charged over all entries.
+func (c *structCache) bytes() int64 {
+	_, b := c.c.size()
+	return b
 }
 
-func countParts(p *imapmsg.Part) int {
-	n := 1
+// structBytes estimates the memory a parsed structure holds.
+func structBytes(st *imapmsg.Structure) int64 { return partBytes(st.Root) }
+
+func partBytes(p *imapmsg.Part) int64 {
+	n := int64(partOverhead + len(p.Type) + len(p.Subtype) + len(p.Encoding) + len(p.Disposition))
+	for _, ps := range [][]imapmsg.Param{p.Params, p.DispParams} {
+		for _, x := range ps {
+			n += int64(2*stringOverhead + len(x.Name) + len(x.Value))
+		}
+	}
+	for _, s := range []*string{p.ID, p.Description, p.MD5, p.Location} {
+		if s != nil {
+			n += int64(stringOverhead + len(*s))
+		}
+	}
+	for _, l := range p.Language {
+		n += int64(stringOverhead + len(l))
+	}
+	if e := p.Envelope; e != nil {
+		n += int64(6*stringOverhead + len(e.Date) + len(e.Subject) + len(e.InReplyTo) + len(e.MessageID))
+		for _, l := range [][]imapmsg.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
+			n += int64(3 * stringOverhead)
+			for _, a := range l {
+				n += int64(4*stringOverhead + len(a.Name) + len(a.Route) + len(a.Mailbox) + len(a.Host))
+			}
+		}
+	}
 	for _, ch := range p.Children {
-		n += countParts(ch)
+		n += partBytes(ch)
 	}
 	if p.Message != nil {
-		n += countParts(p.Message)
+		n += partBytes(p.Message)
 	}
 	return n
 }

@@ -322,9 +322,13 @@ func TestFetchExpungedElsewhere(t *testing.T) {
 }
 
 func TestStructCache(t *testing.T) {
-	c := newStructCache(3, 10)
 	one := imapmsg.ParseBytes([]byte("Subject: x\r\n\r\nbody\r\n"))               // 1 part
 	multi := imapmsg.ParseBytes([]byte(sampleMessage(t, "nested-multipart.eml"))) // 7 parts
+	if structBytes(multi) < 7*partOverhead || structBytes(one) < partOverhead {
+		t.Fatalf("estimates: one %d, multi %d bytes", structBytes(one), structBytes(multi))
+	}
+	bound := structBytes(multi) + 2*structBytes(one)
+	c := newStructCache(3, bound)
 	for id := int64(1); id <= 3; id++ {
 		c.put(id, one)
 	}
@@ -335,9 +339,9 @@ func TestStructCache(t *testing.T) {
 	if c.get(2) != nil || c.get(1) == nil || c.get(3) == nil || c.get(4) == nil || c.len() != 3 {
 		t.Fatalf("after the 4th entry: len %d", c.len())
 	}
-	c.put(5, multi) // 7 parts + 3 > 10: the oldest go until it fits
-	if c.get(5) != multi || c.parts() > 10 {
-		t.Fatalf("parts %d", c.parts())
+	c.put(5, multi) // over the bytes: the oldest go until it fits
+	if c.get(5) != multi || c.bytes() > bound || c.len() != 3 {
+		t.Fatalf("bytes %d of %d", c.bytes(), bound)
 	}
 	huge := imapmsg.ParseBytes([]byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n" + strings.Repeat("--b\r\n\r\nx\r\n", 20) + "--b--\r\n"))
 	c.put(6, huge) // bigger than the whole cache: not cached

@@ -247,7 +247,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, commands: commandTable(), views: newViewCache(defaultViewCacheMessages)}
+	s := &Server{opts: opts, commands: commandTable(), views: newViewCache(defaultViewCacheBytes)}
 	s.versions, _ = opts.Store.(store.ChangeVersions)
 	s.log = opts.Logger.With("proto", s.proto())
 	var tlsForRefusal *tls.Config

@@ -17,8 +17,9 @@ import (
 // long as the server, without package state.
 func messageCommands() map[string]commandSpec {
 	m := &msgCommands{
-		cache:   newStructCache(defaultCacheEntries, defaultCacheParts),
+		cache:   newStructCache(defaultCacheEntries, defaultCacheBytes),
 		headers: newHeaderCache(defaultHeaderCacheBytes),
+		columns: newColumnCache(defaultColumnCacheBytes),
 	}
 	return map[string]commandSpec{
 		"FETCH":      {states: selectedOnly, run: m.fetch, noExpunge: true},
@@ -32,6 +33,7 @@ func messageCommands() map[string]commandSpec {
 type msgCommands struct {
 	cache   *structCache
 	headers *headerCache
+	columns *columnCache // stored header fields for SEARCH (search_columns.go)
 }
 
 // need is how much of a message a FETCH or SEARCH needs.

@@ -45,7 +45,7 @@ func (m *msgCommands) prefetchHeaders(s *session, seqs []uint32, n need, want wa
 	var ids []int64
 	for _, q := range seqs {
 		msg := s.sel.msg(q)
-		if !s.sel.isGone(msg.UID) && m.needsStore(msg, n, want) {
+		if !s.sel.isGone(msg.UID) && m.needsStore(&msg, n, want) {
 			ids = append(ids, msg.BodyID)
 		}
 	}

@@ -81,7 +81,12 @@ func (m *msgCommands) search(s *session, c *command) error {
 	v := s.sel
 	key.Resolve(v.count(), v.maxUID())
 	var found []uint32 // sequence numbers, ascending
+	sm := &searchMessage{}
+	cols := m.columnsFor(s, key)
 	batch := key.ReadsHeader()
+	if cols != nil {
+		batch = key.NeedsHeader()
+	}
 	for q := uint32(1); q <= v.count(); q++ {
 		if batch && (q-1)%prefetchChunk == 0 {
 			chunk := make([]uint32, 0, prefetchChunk)
@@ -94,7 +99,9 @@ func (m *msgCommands) search(s *session, c *command) error {
 		if v.isGone(msg.UID) {
 			continue // expunged elsewhere: its body may be gone
 		}
-		sm := &searchMessage{m: m, s: s, seq: q, info: msg}
+		// One searchMessage for the whole loop: Match keeps no reference
+		// to it, and 100,000 messages need no 100,000 allocations.
+		*sm = searchMessage{m: m, s: s, seq: q, info: msg, cols: cols}
 		ok, err := imapmsg.Match(key, sm)
 		sm.close()
 		if err != nil && isExpungedBody(err) {
@@ -233,11 +240,47 @@ type searchMessage struct {
 	m    *msgCommands
 	s    *session
 	seq  uint32
-	info *store.MessageInfo
+	info store.MessageInfo
 	body *openedBody
+	cols *searchColumns // nil: every header key reads the header
 }
 
-var _ imapmsg.MessageView = (*searchMessage)(nil)
+var (
+	_ imapmsg.MessageView = (*searchMessage)(nil)
+	_ imapmsg.FieldSource = (*searchMessage)(nil)
+)
+
+// searchColumns are the stored header fields one SEARCH uses.
+type searchColumns [imapmsg.NumStoredFields]*colSnap
+
+// columnsFor loads the stored header columns that key can use; nil when
+// it uses none or the store keeps none. A store error leaves the search
+// to the header blocks, which are the truth.
+func (m *msgCommands) columnsFor(s *session, key *imapmsg.SearchKey) *searchColumns {
+	hs, ok := s.srv.opts.Store.(store.HeaderSearch)
+	fields := key.StoredFields()
+	if !ok || len(fields) == 0 {
+		return nil
+	}
+	cols := &searchColumns{}
+	for _, f := range fields {
+		snap, err := m.snapshot(s, hs, store.HeaderField(f))
+		if err != nil {
+			s.srv.log.Warn("imap search: stored header fields unavailable, reading headers", "err", err)
+			return nil
+		}
+		cols[f] = snap
+	}
+	return cols
+}
+
+// StoredField implements imapmsg.FieldSource from the loaded columns.
+func (sm *searchMessage) StoredField(f imapmsg.StoredField) (string, bool) {
+	if sm.cols == nil || sm.cols[f] == nil {
+		return "", false
+	}
+	return sm.cols[f].value(sm.info.UID)
+}
 
 func (sm *searchMessage) SeqNum() uint32          { return sm.seq }
 func (sm *searchMessage) UID() uint32             { return sm.info.UID }
@@ -275,7 +318,7 @@ func (sm *searchMessage) load(n need) error {
 		return nil
 	}
 	sm.close()
-	b, err := sm.m.open(sm.s, sm.info, n, bytesAll)
+	b, err := sm.m.open(sm.s, &sm.info, n, bytesAll)
 	if err != nil {
 		return err
 	}

@@ -93,13 +93,15 @@ func cmdSelect(s *session, c *command) error {
 		uidValidity: mb.UIDValidity,
 		uidNext:     mb.UIDNext,
 		msgs:        msgs,
+		shared:      true, // the listing cache's, or fresh: copied on change
+		sets:        s.srv.views.sets,
 		modSeq:      mb.HighestModSeq,
 	}
-	for _, m := range msgs {
+	for i := range msgs {
 		// A message committed between GetMailbox and the listing is
 		// already known; the next sync must not report it again.
-		v.modSeq = max(v.modSeq, m.ModSeq)
-		v.uidNext = max(v.uidNext, m.UID+1)
+		v.modSeq = max(v.modSeq, msgs[i].modSeq)
+		v.uidNext = max(v.uidNext, msgs[i].uid+1)
 	}
 	s.writeFlagsResponses(msgs)
 	s.w.Untagged()
@@ -110,8 +112,8 @@ func cmdSelect(s *session, c *command) error {
 		// RFC 3501 6.3.1: RECENT is required in IMAP4rev1; Petrel keeps
 		// no \Recent. OK [UNSEEN] is the first unseen message.
 		s.w.Raw("* 0 RECENT\r\n")
-		for i, m := range msgs {
-			if !hasFlag(m.Flags, flagSeen) {
+		for i := range msgs {
+			if !hasFlag(msgs[i].flagList(), flagSeen) {
 				s.w.Untagged()
 				s.w.Raw("OK [UNSEEN ")
 				s.w.Uint(uint64(i + 1))
@@ -161,11 +163,16 @@ func cmdSelect(s *session, c *command) error {
 // writeFlagsResponses writes FLAGS and OK [PERMANENTFLAGS] (RFC 9051
 // 7.3.5): the system flags and the keywords in use; new keywords are
 // allowed (\*).
-func (s *session) writeFlagsResponses(msgs []store.MessageInfo) {
+func (s *session) writeFlagsResponses(msgs []viewMsg) {
 	seen := map[string]bool{}
 	var keywords []string
-	for _, m := range msgs {
-		for _, f := range m.Flags {
+	var last *[]string
+	for i := range msgs {
+		if msgs[i].flags == last {
+			continue // the same interned list as the message before
+		}
+		last = msgs[i].flags
+		for _, f := range msgs[i].flagList() {
 			if strings.HasPrefix(f, `\`) {
 				continue
 			}
@@ -223,8 +230,8 @@ func (s *session) qresyncSelect(v *view, qr *qresyncParams) error {
 	// The messages as listed for this SELECT that changed after the
 	// client's modseq; later changes come with the next sync.
 	for i := range v.msgs {
-		if m := &v.msgs[i]; m.ModSeq > qr.modSeq && known(m.UID) {
-			s.writeFlagsFetch(uint32(i+1), m)
+		if m := &v.msgs[i]; m.modSeq > qr.modSeq && known(m.uid) {
+			s.writeFlagsFetch(uint32(i+1), v.msg(uint32(i+1)))
 		}
 	}
 	var vanished []uint32

@@ -113,17 +113,17 @@ func (s *session) applyChanges(v *view, ch *store.Changes) {
 			continue
 		}
 		q := v.seqOf(m.UID)
-		if q == 0 || v.gone[m.UID] || m.ModSeq <= v.msgs[q-1].ModSeq {
+		if q == 0 || v.gone[m.UID] || m.ModSeq <= v.msgs[q-1].modSeq {
 			continue // unknown, expunged, or already reported (own STORE)
 		}
-		old := v.msgs[q-1].Flags
+		old := v.msgs[q-1].flagList()
 		v.update(m)
 		if !sameFlags(old, m.Flags) || s.condstore {
-			s.writeFlagsFetch(q, &v.msgs[q-1])
+			s.writeFlagsFetch(q, v.msg(q))
 		}
 	}
 	if len(added) > 0 {
-		v.msgs = append(v.msgs, added...)
+		v.appendMsgs(added)
 		s.w.Untagged()
 		s.w.Uint(uint64(v.count()))
 		s.w.Raw(" EXISTS")
@@ -135,31 +135,26 @@ func (s *session) applyChanges(v *view, ch *store.Changes) {
 	}
 }
 
-// reportExpunged removes uids (ascending) from the view and writes one
-// EXPUNGE per message, or one VANISHED with QRESYNC.
+// reportExpunged removes uids from the view in one pass and writes one
+// EXPUNGE per removed message, or one VANISHED with QRESYNC.
 func (s *session) reportExpunged(uids []uint32) {
-	v := s.sel
-	var vanished []uint32
-	for _, uid := range uids {
-		q := v.remove(uid)
-		if q == 0 {
-			continue
-		}
-		if s.qresync {
-			vanished = append(vanished, uid)
-			continue
-		}
-		// Each EXPUNGE renumbers the messages after it (RFC 9051 7.5.1),
-		// so ascending UIDs are reported with their current numbers.
+	removed, seqs := s.sel.removeAll(uids)
+	if len(removed) == 0 {
+		return
+	}
+	if s.qresync {
+		s.w.Untagged()
+		s.w.Raw("VANISHED ")
+		s.w.Raw(imapmsg.CompactUIDs(removed))
+		s.w.CRLF()
+		return
+	}
+	// Ascending UIDs, each with its number after the EXPUNGEs before it
+	// (RFC 9051 7.5.1); removeAll computed them.
+	for _, q := range seqs {
 		s.w.Untagged()
 		s.w.Uint(uint64(q))
 		s.w.Raw(" EXPUNGE")
-		s.w.CRLF()
-	}
-	if len(vanished) > 0 {
-		s.w.Untagged()
-		s.w.Raw("VANISHED ")
-		s.w.Raw(imapmsg.CompactUIDs(vanished))
 		s.w.CRLF()
 	}
 }
@@ -167,7 +162,7 @@ func (s *session) reportExpunged(uids []uint32) {
 // writeFlagsFetch writes "* n FETCH (UID u FLAGS (...) [MODSEQ (m)])".
 // UID is always there: QRESYNC requires it (RFC 7162 3.2.4) and it costs
 // nothing.
-func (s *session) writeFlagsFetch(seq uint32, m *store.MessageInfo) {
+func (s *session) writeFlagsFetch(seq uint32, m store.MessageInfo) {
 	s.w.Untagged()
 	s.w.Uint(uint64(seq))
 	s.w.Raw(" FETCH (UID ")

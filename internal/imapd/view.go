@@ -21,8 +21,12 @@ type view struct {
 
 	// msgs is one entry per message the client knows, in UID order, with
 	// the flags and modseq last reported (or the client was given at
-	// SELECT).
-	msgs []store.MessageInfo
+	// SELECT). While shared is set it is the mailbox listing cache's
+	// slice, shared with other sessions: own copies it before a change.
+	msgs   []viewMsg
+	shared bool
+	// sets interns the flag lists of msgs (the Server's).
+	sets *flagSets
 	// modSeq is the mailbox's HIGHESTMODSEQ at the last sync: the next
 	// sync asks the store for changes after it.
 	modSeq uint64
@@ -46,20 +50,14 @@ func (v *view) maxUID() uint32 {
 	if len(v.msgs) == 0 {
 		return 0
 	}
-	return v.msgs[len(v.msgs)-1].UID
+	return v.msgs[len(v.msgs)-1].uid
 }
 
 // seqOf returns the sequence number of uid, or 0 if the client does not
 // know such a message.
 func (v *view) seqOf(uid uint32) uint32 {
-	i, found := slices.BinarySearchFunc(v.msgs, uid, func(m store.MessageInfo, u uint32) int {
-		switch {
-		case m.UID < u:
-			return -1
-		case m.UID > u:
-			return 1
-		}
-		return 0
+	i, found := slices.BinarySearchFunc(v.msgs, uid, func(m viewMsg, u uint32) int {
+		return cmp.Compare(m.uid, u)
 	})
 	if !found {
 		return 0
@@ -67,8 +65,26 @@ func (v *view) seqOf(uid uint32) uint32 {
 	return uint32(i + 1)
 }
 
-// msg returns the message with sequence number seq (1-based).
-func (v *view) msg(seq uint32) *store.MessageInfo { return &v.msgs[seq-1] }
+// msg returns the message with sequence number seq (1-based). Its Flags
+// are shared: they must not be modified.
+func (v *view) msg(seq uint32) store.MessageInfo { return v.msgs[seq-1].info(v.id) }
+
+// own gives the view its own copy of msgs before a change.
+func (v *view) own() {
+	if v.shared {
+		v.msgs = slices.Clone(v.msgs)
+		v.shared = false
+	}
+}
+
+// appendMsgs adds messages (UIDs above the view's) at the end.
+func (v *view) appendMsgs(list []store.MessageInfo) {
+	v.own()
+	v.msgs = slices.Grow(v.msgs, len(list))
+	for i := range list {
+		v.msgs = append(v.msgs, v.sets.compact(&list[i]))
+	}
+}
 
 // isGone reports whether the message was expunged elsewhere and its
 // EXPUNGE is still pending.
@@ -112,8 +128,8 @@ func (v *view) resolve(set numSet, uid bool) (seqs []uint32, ok bool) {
 		}
 		if uid {
 			// The messages with lo <= UID <= hi.
-			i := sort.Search(len(v.msgs), func(i int) bool { return v.msgs[i].UID >= lo })
-			j := sort.Search(len(v.msgs), func(i int) bool { return v.msgs[i].UID > hi })
+			i := sort.Search(len(v.msgs), func(i int) bool { return v.msgs[i].uid >= lo })
+			j := sort.Search(len(v.msgs), func(i int) bool { return v.msgs[i].uid > hi })
 			if i >= j {
 				continue
 			}
@@ -143,7 +159,7 @@ func (v *view) resolve(set numSet, uid bool) (seqs []uint32, ok bool) {
 func (v *view) uidsOf(seqs []uint32) []uint32 {
 	out := make([]uint32, len(seqs))
 	for i, q := range seqs {
-		out[i] = v.msgs[q-1].UID
+		out[i] = v.msgs[q-1].uid
 	}
 	return out
 }
@@ -156,20 +172,56 @@ func (v *view) update(m store.MessageInfo) bool {
 	if q == 0 {
 		return false
 	}
-	v.msgs[q-1].Flags = m.Flags
-	v.msgs[q-1].ModSeq = m.ModSeq
+	v.own()
+	v.msgs[q-1].flags = v.sets.intern(m.Flags)
+	v.msgs[q-1].modSeq = m.ModSeq
 	return true
 }
 
-// remove drops uid and returns the sequence number it had (0 if none).
-func (v *view) remove(uid uint32) uint32 {
-	q := v.seqOf(uid)
-	if q == 0 {
-		return 0
+// removeAll drops uids from the view in one pass and returns, for each
+// message it removed (ascending UID), the sequence number its untagged
+// EXPUNGE must carry: each EXPUNGE renumbers the messages after it (RFC
+// 9051 7.5.1), so the k-th removal in ascending order is reported with
+// its original position minus the k-1 removed before it. The cost is
+// O(n + k) for the whole batch instead of a shift of the list per UID.
+// UIDs the view does not hold are skipped.
+func (v *view) removeAll(uids []uint32) (removed, seqs []uint32) {
+	if len(uids) == 0 || len(v.msgs) == 0 {
+		return nil, nil
 	}
-	v.msgs = slices.Delete(v.msgs, int(q-1), int(q))
-	delete(v.gone, uid)
-	return q
+	if !slices.IsSorted(uids) {
+		uids = slices.Clone(uids)
+		slices.Sort(uids)
+	}
+	// Messages before the first removed UID stay where they are.
+	start, _ := slices.BinarySearchFunc(v.msgs, uids[0], func(m viewMsg, u uint32) int {
+		return cmp.Compare(m.uid, u)
+	})
+	if start == len(v.msgs) {
+		return nil, nil
+	}
+	v.own()
+	w, j := start, 0
+	for i := start; i < len(v.msgs); i++ {
+		uid := v.msgs[i].uid
+		for j < len(uids) && uids[j] < uid {
+			j++
+		}
+		if j < len(uids) && uids[j] == uid {
+			removed = append(removed, uid)
+			seqs = append(seqs, uint32(i+1-(len(removed)-1)))
+			delete(v.gone, uid)
+			j++
+			continue
+		}
+		if w != i {
+			v.msgs[w] = v.msgs[i]
+		}
+		w++
+	}
+	clear(v.msgs[w:]) // drop the flag lists of the removed tail
+	v.msgs = slices.Clip(v.msgs[:w])
+	return removed, seqs
 }
 
 // sortUnique sorts s and drops duplicates.

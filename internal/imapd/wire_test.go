@@ -324,4 +324,4 @@ func FuzzStringRoundTrip(f *testing.F) {
 	})
 }
 
-func msgInfo(uid uint32) storeMessageInfo { return storeMessageInfo{UID: uid} }
+func msgInfo(uid uint32) viewMsg { return viewMsg{uid: uid} }

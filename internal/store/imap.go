@@ -106,6 +106,16 @@ type Mailboxes interface {
 	Watch(user string) (<-chan struct{}, func())
 }
 
+// MessageStreamer is implemented by stores that can hand out a mailbox's
+// messages one at a time (ListMessagesByID without the list), for IMAP's
+// compact view of large mailboxes.
+type MessageStreamer interface {
+	// EachMessageByID calls fn for each message of the mailbox in UID
+	// order; m is valid only during the call. store.ErrNotFound if the
+	// mailbox does not exist.
+	EachMessageByID(ctx context.Context, mailboxID int64, fn func(m *MessageInfo)) error
+}
+
 // BodyBatch is implemented by stores that can read many bodies in one
 // call, so that IMAP FETCH and SEARCH over a range of messages cost one
 // query per batch instead of one per message.
@@ -115,4 +125,54 @@ type BodyBatch interface {
 	// and its size; r is valid only during the call. An error from fn
 	// stops the batch and is returned.
 	ReadBodies(ctx context.Context, ids []int64, fn func(id int64, r io.ReaderAt, size int64) error) error
+}
+
+// HeaderField is one of the header fields IMAP SEARCH looks up most,
+// kept per stored body so that SEARCH SUBJECT, FROM, TO, CC, BCC and
+// HEADER Message-ID need not read every header block (RFC 9051 6.4.4).
+type HeaderField int
+
+const (
+	FieldSubject   HeaderField = iota // Subject, RFC 2047-decoded
+	FieldFrom                         // From as envelope addresses: "name <mailbox@host>", decoded
+	FieldTo                           // To, as From
+	FieldCc                           // Cc, as From
+	FieldBcc                          // Bcc, as From
+	FieldMessageID                    // Message-ID, unfolded
+	NumHeaderFields
+)
+
+// MaxHeaderFieldLen is the longest value kept for one field; a longer one
+// is stored as absent (HeaderFields.Long) and searched in the header.
+const MaxHeaderFieldLen = 4096
+
+// HeaderFields are the searchable fields of one body, as SEARCH compares
+// them: decoded and case-folded, several occurrences of a field joined by
+// NUL (which no IMAP search string holds). Long marks fields over
+// MaxHeaderFieldLen, which are not stored.
+type HeaderFields struct {
+	Value [NumHeaderFields]string
+	Long  [NumHeaderFields]bool
+}
+
+// HeaderIndexer computes the searchable fields of a message from its
+// header block (the IMAP side supplies it: it owns the decoding rules).
+type HeaderIndexer func(header []byte) *HeaderFields
+
+// HeaderSearch is implemented by stores that keep HeaderFields per body.
+// Bodies stored without them (before the store kept them, or by a writer
+// without an indexer) are reported as missing, and the reader fills them
+// in with PutHeaderFields: the stored fields are a cache of the header,
+// never a second truth.
+type HeaderSearch interface {
+	// HeaderColumn calls fn, in UID order, for every message of the
+	// mailbox with a UID of at least fromUID, with its body and the
+	// stored value of field: ok is false when the body has no stored
+	// fields or the field is too long (stored says which).
+	HeaderColumn(ctx context.Context, mailboxID int64, field HeaderField, fromUID uint32,
+		fn func(uid uint32, bodyID int64, value string, ok, stored bool) error) error
+	// PutHeaderFields stores the fields of bodies that have none; rows a
+	// concurrent writer added first are left alone, as are bodies that
+	// are gone.
+	PutHeaderFields(ctx context.Context, fields map[int64]*HeaderFields) error
 }

@@ -140,6 +140,16 @@ func (ev *evaluator) match(k *SearchKey) (bool, error) {
 		}
 		return compareDay(sent, k.Date, k.Op), nil
 	case SearchHeader:
+		if f := storedKey(k); f >= 0 {
+			if fs, ok := m.(FieldSource); ok {
+				if v, ok := fs.StoredField(f); ok {
+					return strings.Contains(v, fold(k.Value)), nil
+				}
+			}
+		}
+		if k.Address {
+			return ev.matchAddress(k.Field, k.Value)
+		}
 		return ev.matchHeader(k.Field, k.Value)
 	case SearchBody:
 		return ev.matchBody(k.Value)
@@ -219,6 +229,26 @@ func (ev *evaluator) matchHeader(name, value string) (bool, error) {
 			hay = fold(string(f.name)) + ": " + f.value
 		}
 		if strings.Contains(hay, needle) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// matchAddress is matchHeader for FROM, TO, CC and BCC: the value is
+// looked for in the field's envelope addresses (AddressText).
+func (ev *evaluator) matchAddress(name, value string) (bool, error) {
+	if err := ev.loadHeader(); err != nil {
+		return false, err
+	}
+	needle := fold(value)
+	for i := range ev.fields {
+		f := &ev.fields[i]
+		if !equalFold(f.name, name) {
+			continue
+		}
+		f.decode()
+		if strings.Contains(fold(AddressText(f.raw)), needle) {
 			return true, nil
 		}
 	}

@@ -39,13 +39,17 @@ const (
 
 // SearchKey is one node of a parsed SEARCH criteria tree.
 type SearchKey struct {
-	Op     SearchOp
-	Field  string    // SearchHeader: the header field name
-	Value  string    // the string of text keys, the flag of flag keys
-	Date   time.Time // date keys: the day, at midnight UTC
-	Number uint64    // LARGER, SMALLER, MODSEQ
-	Set    NumSet    // SearchSeq, SearchUID
-	Sub    []SearchKey
+	Op    SearchOp
+	Field string // SearchHeader: the header field name
+	// Address is set for BCC, CC, FROM and TO (not HEADER): they match
+	// the envelope addresses (RFC 3501 6.4.4; AddressText), not the
+	// header text.
+	Address bool
+	Value   string    // the string of text keys, the flag of flag keys
+	Date    time.Time // date keys: the day, at midnight UTC
+	Number  uint64    // LARGER, SMALLER, MODSEQ
+	Set     NumSet    // SearchSeq, SearchUID
+	Sub     []SearchKey
 }
 
 // ErrSearch is wrapped by every error of ParseSearch (BAD to the client).
@@ -325,7 +329,7 @@ func (p *searchParser) key(depth int) (SearchKey, error) {
 			return SearchKey{}, err
 		}
 		field := map[string]string{"BCC": "Bcc", "CC": "Cc", "FROM": "From", "SUBJECT": "Subject", "TO": "To"}[word]
-		return SearchKey{Op: SearchHeader, Field: field, Value: v}, nil
+		return SearchKey{Op: SearchHeader, Field: field, Value: v, Address: word != "SUBJECT"}, nil
 	case "HEADER":
 		field, err := p.astring()
 		if err != nil {

@@ -53,11 +53,11 @@ func TestParseSearchKeys(t *testing.T) {
 		{"SENTSINCE 1-Mar-2022", SearchKey{Op: SearchSentSince, Date: day(2022, 3, 1)}},
 		{"LARGER 1024", SearchKey{Op: SearchLarger, Number: 1024}},
 		{"SMALLER 10", SearchKey{Op: SearchSmaller, Number: 10}},
-		{`BCC "x y"`, SearchKey{Op: SearchHeader, Field: "Bcc", Value: "x y"}},
-		{"CC carol", SearchKey{Op: SearchHeader, Field: "Cc", Value: "carol"}},
-		{"FROM alice", SearchKey{Op: SearchHeader, Field: "From", Value: "alice"}},
+		{`BCC "x y"`, SearchKey{Op: SearchHeader, Field: "Bcc", Value: "x y", Address: true}},
+		{"CC carol", SearchKey{Op: SearchHeader, Field: "Cc", Value: "carol", Address: true}},
+		{"FROM alice", SearchKey{Op: SearchHeader, Field: "From", Value: "alice", Address: true}},
 		{"SUBJECT lunch", SearchKey{Op: SearchHeader, Field: "Subject", Value: "lunch"}},
-		{"TO bob", SearchKey{Op: SearchHeader, Field: "To", Value: "bob"}},
+		{"TO bob", SearchKey{Op: SearchHeader, Field: "To", Value: "bob", Address: true}},
 		{`HEADER Message-ID ""`, SearchKey{Op: SearchHeader, Field: "Message-ID", Value: ""}},
 		{"BODY tuesday", SearchKey{Op: SearchBody, Value: "tuesday"}},
 		{"TEXT \"caf\u00e9\"", SearchKey{Op: SearchText, Value: "caf\u00e9"}},
@@ -261,24 +261,52 @@ func TestMatchEveryKey(t *testing.T) {
 		{"NOT (OR FROM alice FROM bob) UNSEEN", []uint32{41, 50, 60, 70, 80}},
 		{"FROM a NOT FROM alice", []uint32{41, 50, 60, 70}}, // "a" is in every From
 	}
+	// Every key must give the same answer from the header blocks and from
+	// the stored fields (SearchFields, as a store keeps them).
+	stored := make([]MessageView, len(all))
+	for i, m := range all {
+		h, _ := m.Header()
+		stored[i] = &storedMessage{fakeMessage: m, vals: SearchFields(h)}
+	}
 	for _, tc := range tests {
-		key := parseSearchString(t, tc.criteria)
-		key.Resolve(8, 80)
-		var got []uint32
-		for _, m := range all {
-			ok, err := Match(key, m)
-			if err != nil {
-				t.Fatalf("%s: %v", tc.criteria, err)
+		for _, views := range []struct {
+			name string
+			ms   []MessageView
+		}{{"header", fakeViews(all)}, {"stored", stored}} {
+			key := parseSearchString(t, tc.criteria)
+			key.Resolve(8, 80)
+			var got []uint32
+			for _, m := range views.ms {
+				ok, err := Match(key, m)
+				if err != nil {
+					t.Fatalf("%s: %v", tc.criteria, err)
+				}
+				if ok {
+					got = append(got, m.UID())
+				}
 			}
-			if ok {
-				got = append(got, m.uid)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("SEARCH %s (%s) = %v, want %v", tc.criteria, views.name, got, tc.want)
 			}
-		}
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("SEARCH %s = %v, want %v", tc.criteria, got, tc.want)
 		}
 	}
 }
+
+func fakeViews(ms []*fakeMessage) []MessageView {
+	out := make([]MessageView, len(ms))
+	for i, m := range ms {
+		out[i] = m
+	}
+	return out
+}
+
+// storedMessage is a fakeMessage with stored fields (FieldSource).
+type storedMessage struct {
+	*fakeMessage
+	vals [NumStoredFields]string
+}
+
+func (m *storedMessage) StoredField(f StoredField) (string, bool) { return m.vals[f], true }
 
 func TestMatchReadsOnlyWhatItNeeds(t *testing.T) {
 	m := &fakeMessage{uid: 1, flags: []string{`\Seen`}, msg: readTestMessage(t, "plain.eml")}

@@ -126,23 +126,52 @@ func (s *Store) StoreFlags(ctx context.Context, u *store.FlagUpdate) (*store.Sto
 		}
 		modseq := uint64(box.highestModSeq) + 1
 		groups := map[string][]uint32{} // new flags text -> UIDs
+		// Messages with the same flags share one list (messageScanner),
+		// so the new flags are worked out once per distinct list.
+		type outcome struct {
+			nf   []string
+			text string
+			same bool
+		}
+		memo := map[*string]*outcome{}
+		var none *outcome // messages without flags
+		// The changed messages are compacted into msgs itself (the k-th
+		// changed one is at most the k-th read): no second list of a
+		// 100,000-message STORE.
+		res.Changed = msgs[:0]
 		for _, m := range msgs {
 			if u.UnchangedSince > 0 && m.ModSeq > u.UnchangedSince {
 				res.Failed = append(res.Failed, m.UID)
 				continue
 			}
-			old, err := normFlags(m.Flags)
-			if err != nil {
-				old = m.Flags // keep what delivery stored
+			var o *outcome
+			if len(m.Flags) == 0 {
+				o = none
+			} else {
+				o = memo[&m.Flags[0]]
 			}
-			nf := applyFlags(old, u.Op, flags)
-			if sameFlags(old, nf) {
+			if o == nil {
+				old, err := normFlags(m.Flags)
+				if err != nil {
+					old = m.Flags // keep what delivery stored
+				}
+				nf := slices.Clip(applyFlags(old, u.Op, flags))
+				o = &outcome{nf: nf, text: strings.Join(nf, " "), same: sameFlags(old, nf)}
+				if len(m.Flags) == 0 {
+					none = o
+				} else if len(memo) < maxSharedFlagLists {
+					memo[&m.Flags[0]] = o
+				}
+			}
+			if o.same {
 				continue
 			}
-			m.Flags, m.ModSeq = nf, modseq
+			m.Flags, m.ModSeq = o.nf, modseq
 			res.Changed = append(res.Changed, m)
-			text := strings.Join(nf, " ")
-			groups[text] = append(groups[text], m.UID)
+			groups[o.text] = append(groups[o.text], m.UID)
+		}
+		if len(res.Changed) == 0 {
+			res.Changed = nil
 		}
 		if len(res.Changed) == 0 {
 			return nil
@@ -185,13 +214,51 @@ func sortedUnique(uids []uint32) []uint32 {
 const messageCols = `mailbox_id, uid, modseq, flags, internal_date, size, body_id`
 
 func scanMessage(sc interface{ Scan(...any) error }) (store.MessageInfo, error) {
+	return scanMessageFlags(sc, nil)
+}
+
+// maxSharedFlagLists bounds flagLists' memo (distinct flag texts of one
+// listing; a mailbox has a handful).
+const maxSharedFlagLists = 1024
+
+// flagLists makes the messages of one listing that have the same flags
+// share one clipped slice (an append copies; nobody changes them in
+// place), instead of a slice per message: at 100,000 messages that is
+// megabytes less garbage for every listing and STORE.
+type flagLists map[string][]string
+
+func (fl flagLists) get(text string) []string {
+	if fl == nil {
+		return strings.Fields(text)
+	}
+	if l, ok := fl[text]; ok {
+		return l
+	}
+	l := slices.Clip(strings.Fields(text))
+	if len(fl) < maxSharedFlagLists {
+		fl[text] = l
+	}
+	return l
+}
+
+// scanMessageFlags is scanMessage with shared flag lists.
+func scanMessageFlags(sc interface{ Scan(...any) error }, fl flagLists) (store.MessageInfo, error) {
 	var m store.MessageInfo
 	var uid, modseq int64
 	var flags string
 	err := sc.Scan(&m.MailboxID, &uid, &modseq, &flags, scanTime(&m.InternalDate), &m.Size, &m.BodyID)
 	m.UID, m.ModSeq = uint32(uid), uint64(modseq)
-	m.Flags = strings.Fields(flags)
+	if flags != "" {
+		m.Flags = fl.get(flags)
+	}
 	return m, err
+}
+
+// messageScanner returns a scanMessage whose flag lists are shared
+// within one listing.
+func messageScanner() func(sc interface{ Scan(...any) error }) (store.MessageInfo, error) {
+	fl := flagLists{}
+	return func(sc interface{ Scan(...any) error }) (store.MessageInfo, error) { return scanMessageFlags(sc, fl) }
 }
 
 // listMessages lists the messages of mailbox id with a modseq above
@@ -200,24 +267,25 @@ func listMessages(ctx context.Context, c conn, id int64, since uint64) ([]store.
 	if since == 0 {
 		// Without the modseq condition SQLite walks the primary key in
 		// UID order instead of the modseq index plus a sort.
-		return list(ctx, c, "list messages", scanMessage,
+		return list(ctx, c, "list messages", messageScanner(),
 			`SELECT `+messageCols+` FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
 	}
-	return list(ctx, c, "list messages", scanMessage,
+	return list(ctx, c, "list messages", messageScanner(),
 		`SELECT `+messageCols+` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, id, clampModSeq(since))
 }
 
 // messagesByUID returns the messages of mailbox id among uids (sorted,
 // unique), in UID order.
 func messagesByUID(ctx context.Context, c conn, id int64, uids []uint32) ([]store.MessageInfo, error) {
-	var out []store.MessageInfo
+	out := make([]store.MessageInfo, 0, len(uids))
+	scan := messageScanner()
 	for chunk := range slices.Chunk(uids, expungeBatch) {
 		args := make([]any, 0, len(chunk)+1)
 		args = append(args, id)
 		for _, u := range chunk {
 			args = append(args, int64(u))
 		}
-		l, err := list(ctx, c, "read messages", scanMessage, `SELECT `+messageCols+
+		l, err := list(ctx, c, "read messages", scan, `SELECT `+messageCols+
 			` FROM message WHERE mailbox_id = ? AND uid IN (`+placeholders(len(chunk))+`) ORDER BY uid`, args...)
 		if err != nil {
 			return nil, err

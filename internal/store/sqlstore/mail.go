@@ -32,16 +32,17 @@ VALUES (?, ?, ?, ?, 0, ?, '', ?, ?)`
 )
 
 func hotQueries() []string {
-	return []string{sqlQuotaAdd, sqlMailboxIDs, sqlAllocUIDs, sqlInsertBody, sqlInsertMessage, sqlInsertQueue}
+	return []string{sqlQuotaAdd, sqlMailboxIDs, sqlAllocUIDs, sqlInsertBody, sqlInsertMessage, sqlInsertQueue, sqlInsertHeaderFields}
 }
 
 // pending is one NewMessage checked and ready for the transaction.
 type pending struct {
 	m       *store.NewMessage
 	size    int64
-	data    []byte // inline body, or nil
-	blob    string // blob name, or ""
-	spilled bool   // CommitMessages wrote the blob itself
+	data    []byte              // inline body, or nil
+	blob    string              // blob name, or ""
+	spilled bool                // CommitMessages wrote the blob itself
+	fields  *store.HeaderFields // searchable header fields, nil when not indexed
 }
 
 // mbKey names one mailbox of one user.
@@ -145,6 +146,15 @@ func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
 			}
 			p.size = int64(len(m.Body))
 		}
+		if len(m.Targets) > 0 {
+			// Outside the transaction: the header is parsed while no
+			// lock is held.
+			if p.blob != "" && !p.spilled {
+				p.fields = s.headerFieldsOfBlob(p.blob)
+			} else {
+				p.fields = s.headerFieldsOf(m.Body)
+			}
+		}
 		ps = append(ps, p)
 	}
 	return ps, nil
@@ -241,6 +251,9 @@ func commitGroup(ctx context.Context, c conn, ps []pending) error {
 		err := c.queryRow(ctx, sqlInsertBody, p.size, data, name, c.d.ts(t)).Scan(&bodyID)
 		if err != nil {
 			return fmt.Errorf("message %s: store body: %w", p.m.ID, mapErr(err))
+		}
+		if err := insertHeaderFields(ctx, c, bodyID, p.fields); err != nil {
+			return fmt.Errorf("message %s: %w", p.m.ID, err)
 		}
 		date := p.m.ReceivedAt
 		if date.IsZero() {

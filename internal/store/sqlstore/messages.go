@@ -38,6 +38,7 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 	if date.IsZero() {
 		date = now()
 	}
+	fields := s.headerFieldsOf(a.Body)
 	var u, uv int64
 	err = s.retryTx(ctx, func(c conn) error {
 		var quota, used int64
@@ -64,6 +65,9 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 		var bodyID int64
 		if err := c.queryRow(ctx, sqlInsertBody, size, data, blobName, c.d.ts(t)).Scan(&bodyID); err != nil {
 			return fmt.Errorf("store body: %w", mapErr(err))
+		}
+		if err := insertHeaderFields(ctx, c, bodyID, fields); err != nil {
+			return err
 		}
 		_, err = c.exec(ctx, sqlInsertMessage, id, u, modseq, strings.Join(flags, " "), c.d.ts(date), size, bodyID)
 		if err != nil {
@@ -93,6 +97,38 @@ func (s *Store) ListMessagesByID(ctx context.Context, mailboxID int64) ([]store.
 		return nil, fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, err)
 	}
 	return l, nil
+}
+
+// EachMessageByID is ListMessagesByID without the list: fn gets each
+// message of mailbox id in UID order (m is valid only during the call),
+// so that a caller keeping its own compact form of a large mailbox does
+// not hold a second, larger copy (store.MessageStreamer).
+func (s *Store) EachMessageByID(ctx context.Context, mailboxID int64, fn func(m *store.MessageInfo)) error {
+	c := s.readConn()
+	rows, err := c.query(ctx, `SELECT `+messageCols+` FROM message WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, mapErr(err))
+	}
+	defer rows.Close()
+	scan := messageScanner()
+	n := 0
+	for rows.Next() {
+		m, err := scan(rows)
+		if err != nil {
+			return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, err)
+		}
+		fn(&m)
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, mapErr(err))
+	}
+	if n == 0 {
+		if _, err := mailboxOwner(ctx, c, mailboxID); err != nil {
+			return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, err)
+		}
+	}
+	return nil
 }
 
 // insertCopies adds msgs (in UID order) to mailbox toID with the next

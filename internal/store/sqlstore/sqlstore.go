@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
@@ -83,6 +84,9 @@ type Store struct {
 	ckptDB *sql.DB // its connection until Open hands it over
 	// watchers wakes IMAP sessions after committed changes (watch.go).
 	watchers hub
+	// indexer computes the searchable header fields stored with each
+	// new body (headersearch.go); nil stores none.
+	indexer atomic.Pointer[store.HeaderIndexer]
 
 	closeOnce sync.Once
 	closeErr  error

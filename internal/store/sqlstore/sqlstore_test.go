@@ -176,7 +176,7 @@ func TestMigrationsWellFormed(t *testing.T) {
 		t.Fatalf("sqlite has %d migrations, postgresql %d", len(a), len(b))
 	}
 	for i := range a {
-		if a[i].name != b[i].name {
+		if a[i].name != b[i].name || a[i].version != b[i].version {
 			t.Fatalf("migration %d: sqlite %s, postgresql %s", i+1, a[i].name, b[i].name)
 		}
 	}

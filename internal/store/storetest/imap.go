@@ -38,6 +38,7 @@ func testIMAP(t *testing.T, open Open) {
 		{"Watch", testWatch},
 		{"ConcurrentIMAP", testConcurrentIMAP},
 		{"ReadBodies", testReadBodies},
+		{"HeaderSearch", testHeaderSearch},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}

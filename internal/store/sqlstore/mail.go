@@ -76,19 +76,21 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 		return nil
 	}
 	ps, err := s.prepare(msgs)
-	// A PostgreSQL deadlock (say with a DeleteDomain locking users in
-	// another order) rolls the group back whole, so it can just run again.
-	for attempt := 0; err == nil; attempt++ {
-		err = s.withTx(ctx, func(c conn) error { return commitGroup(ctx, c, ps) })
-		if !retryable(err) || attempt == 2 {
-			break
-		}
-		s.log.Debug("delivery transaction retried", "err", err)
+	if err == nil {
+		// A PostgreSQL deadlock (say with a DeleteDomain locking users in
+		// another order) rolls the group back whole, so it can just run
+		// again.
+		err = s.retryTx(ctx, func(c conn) error { return commitGroup(ctx, c, ps) })
 	}
 	if err != nil {
-		for _, p := range ps {
-			if p.spilled {
-				s.blobs.Remove(p.blob)
+		// After a COMMIT whose reply was lost the group may be stored:
+		// the blobs stay, and CollectGarbage removes them later if no
+		// body row names them.
+		if !errors.Is(err, store.ErrCommitUnknown) {
+			for _, p := range ps {
+				if p.spilled {
+					s.blobs.Remove(p.blob)
+				}
 			}
 		}
 		return fmt.Errorf("sqlstore: commit %d messages: %w", len(msgs), err)

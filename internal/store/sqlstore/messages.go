@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -72,7 +73,10 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 		return nil
 	})
 	if err != nil {
-		if n, ok := blobName.(string); ok {
+		// After a COMMIT whose reply was lost the message may be stored:
+		// its body stays, and CollectGarbage removes it later if no body
+		// row names it.
+		if n, ok := blobName.(string); ok && !errors.Is(err, store.ErrCommitUnknown) {
 			s.blobs.Remove(n)
 		}
 		return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)

@@ -2,6 +2,8 @@ package inbound
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -247,9 +249,10 @@ func (d *Deliverer) running() bool {
 // the body.
 func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 	msg := &store.NewMessage{
-		ID:         env.ID,
-		Sender:     env.Sender,
-		ReceivedAt: env.ReceivedAt,
+		ID:          env.ID,
+		Sender:      env.Sender,
+		ReceivedAt:  env.ReceivedAt,
+		DeliveryKey: deliveryKey(),
 	}
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = d.now()
@@ -301,25 +304,62 @@ func (d *Deliverer) run(ctx context.Context) {
 	}
 }
 
-// commit stores batch in one transaction; if that fails, each message is
-// retried alone so that one bad message (over quota) does not fail the
-// others.
+// commit stores batch in one transaction. If that fails with an error
+// that proves nothing was written (a quota, a recipient that went away, a
+// constraint), each message is retried alone so that one bad message does
+// not fail the others. After any other error (a broken connection, a
+// COMMIT whose outcome is unknown) nothing is retried one by one: that
+// could store messages twice. Every message carries a DeliveryKey, so
+// after ErrCommitUnknown the group runs again as it was to learn the
+// outcome (messages already stored are skipped by the store); if that
+// does not settle it, the group fails (smtpd answers 451) and the bodies
+// stay for the store's garbage sweep.
 func (d *Deliverer) commit(ctx context.Context, batch []*commitReq) {
 	msgs := make([]*store.NewMessage, len(batch))
 	for i, r := range batch {
 		msgs[i] = r.msg
 	}
-	err := d.store.CommitMessages(ctx, msgs)
-	if err == nil || len(batch) == 1 {
+	err := d.commitSettled(ctx, msgs)
+	if err == nil || len(batch) == 1 || !nothingWritten(err) {
 		for _, r := range batch {
 			d.finish(r, err)
 		}
 		return
 	}
-	d.log.Debug("group commit failed, retrying one by one", "messages", len(batch), "err", err)
+	d.log.Debug("group commit refused, retrying one by one", "messages", len(batch), "err", err)
 	for _, r := range batch {
-		d.finish(r, d.store.CommitMessages(ctx, []*store.NewMessage{r.msg}))
+		d.finish(r, d.commitSettled(ctx, []*store.NewMessage{r.msg}))
 	}
+}
+
+// settleDelays are the pauses before re-running a group whose COMMIT
+// outcome is unknown (a new connection usually answers at once).
+var settleDelays = [...]time.Duration{0, 200 * time.Millisecond, time.Second}
+
+// commitSettled is CommitMessages, run again with the same delivery keys
+// while its outcome is unknown.
+func (d *Deliverer) commitSettled(ctx context.Context, msgs []*store.NewMessage) error {
+	err := d.store.CommitMessages(ctx, msgs)
+	for _, wait := range settleDelays {
+		if !errors.Is(err, store.ErrCommitUnknown) {
+			return err
+		}
+		d.log.Warn("commit outcome unknown, running the group again", "messages", len(msgs), "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		err = d.store.CommitMessages(ctx, msgs)
+	}
+	return err
+}
+
+// nothingWritten reports errors after which the store has certainly
+// rolled the group back, because of one of its messages.
+func nothingWritten(err error) bool {
+	return errors.Is(err, store.ErrQuotaExceeded) || errors.Is(err, store.ErrNotFound) ||
+		errors.Is(err, store.ErrExists)
 }
 
 // finish logs the outcome of one message and hands it to its caller. The
@@ -391,6 +431,13 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 	}
 	attrs = append(attrs, slog.String("result", "ok"))
 	d.log.LogAttrs(context.Background(), level, event, attrs...)
+}
+
+// deliveryKey is a fresh random key for store.NewMessage.DeliveryKey.
+func deliveryKey() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 // removeBlob deletes the blob of a message known not to be stored.

@@ -70,6 +70,14 @@ type NewMessage struct {
 
 	Targets []MailboxTarget
 	Remote  []string // outbound recipients (RCPT TO addresses)
+
+	// DeliveryKey, when set, makes the delivery idempotent: it is recorded
+	// in the transaction that stores the message, and a later
+	// CommitMessages with the same key skips the message as already
+	// stored. A caller that got ErrCommitUnknown runs the same messages
+	// again to learn the outcome without storing anything twice. Keys are
+	// kept for at least a day.
+	DeliveryKey string
 }
 
 // QueueItem is one outbound recipient of one message.

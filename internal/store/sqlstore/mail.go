@@ -164,8 +164,49 @@ func (s *Store) spill(body []byte) (string, error) {
 	return w.Commit()
 }
 
+// skipDelivered records the DeliveryKeys of ps and returns ps without the
+// messages whose key was already recorded: a run whose COMMIT outcome was
+// unknown stored them. One statement for the whole group.
+func skipDelivered(ctx context.Context, c conn, ps []pending, t time.Time) ([]pending, error) {
+	var args []any
+	for _, p := range ps {
+		if p.m.DeliveryKey != "" {
+			args = append(args, p.m.DeliveryKey, c.d.ts(t))
+		}
+	}
+	if len(args) == 0 {
+		return ps, nil
+	}
+	q := `INSERT INTO delivery_key (id, created_at) VALUES ` +
+		strings.TrimSuffix(strings.Repeat("(?, ?), ", len(args)/2), ", ") +
+		` ON CONFLICT (id) DO NOTHING RETURNING id`
+	fresh, err := list(ctx, c, "record delivery keys", scanString, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(fresh) == len(args)/2 {
+		return ps, nil
+	}
+	isNew := make(map[string]bool, len(fresh))
+	for _, k := range fresh {
+		isNew[k] = true
+	}
+	out := make([]pending, 0, len(fresh))
+	for _, p := range ps {
+		if p.m.DeliveryKey == "" || isNew[p.m.DeliveryKey] {
+			out = append(out, p)
+			delete(isNew, p.m.DeliveryKey) // a key twice in one group: once
+		}
+	}
+	return out, nil
+}
+
 func commitGroup(ctx context.Context, c conn, ps []pending) error {
 	t := now()
+	ps, err := skipDelivered(ctx, c, ps, t)
+	if err != nil {
+		return err
+	}
 
 	// Quota first: it takes the user row locks, in a fixed order.
 	need := map[string]int64{}

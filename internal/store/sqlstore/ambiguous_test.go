@@ -244,3 +244,31 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&got)
 		}
 	}
 }
+
+// TestExpungeDeletedTwoStores: two stores (two nodes) on one database. A
+// \Deleted cleared by one after the other looked keeps the message: the
+// expunge checks the flag inside its own transaction (RFC 4315 2.1).
+func TestExpungeDeletedTwoStores(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s1 := imapFixture(t, o, 0)
+		s2 := o.openStore(t)
+		defer s2.Close()
+		ctx := t.Context()
+		for _, b := range []string{"one", "two", "three", "four"} {
+			add(t, s1, "INBOX", []byte(b))
+		}
+		id := box(t, s1, "INBOX").ID
+		_, err := s1.StoreFlags(ctx, &store.FlagUpdate{MailboxID: id, UIDs: []uint32{1, 2, 3}, Op: store.FlagsAdd, Flags: []string{`\Deleted`}})
+		must(t, err)
+		_, err = s2.StoreFlags(ctx, &store.FlagUpdate{MailboxID: id, UIDs: []uint32{2}, Op: store.FlagsRemove, Flags: []string{`\Deleted`}})
+		must(t, err)
+		gone, err := s1.ExpungeDeleted(ctx, id, []uint32{1, 2, 3, 4})
+		must(t, err)
+		if len(gone) != 2 || gone[0] != 1 || gone[1] != 3 {
+			t.Fatalf("expunged %v, want [1 3]", gone)
+		}
+		if got := uidsOf(listMsgs(t, s2, id)); len(got) != 2 || got[0] != 2 || got[1] != 4 {
+			t.Fatalf("left %v, want [2 4]", got)
+		}
+	})
+}

@@ -115,6 +115,21 @@ func deletedUIDs(ctx context.Context, c conn, id int64) ([]uint32, error) {
 //
 // Lock order: the user row, then the mailbox row.
 func (s *Store) ExpungeByID(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	return s.expungeByID(ctx, mailboxID, uids, false)
+}
+
+// ExpungeDeleted expunges those of uids that carry \Deleted inside the
+// transaction, after the mailbox row is locked: StoreFlags takes the same
+// lock, so a flag change of another session or node is either already
+// committed and seen, or waits (RFC 4315 2.1).
+func (s *Store) ExpungeDeleted(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	return s.expungeByID(ctx, mailboxID, uids, true)
+}
+
+func (s *Store) expungeByID(ctx context.Context, mailboxID int64, uids []uint32, onlyDeleted bool) ([]uint32, error) {
 	all := uids == nil
 	uids = sortedUnique(uids)
 	var user string
@@ -132,9 +147,14 @@ func (s *Store) ExpungeByID(ctx context.Context, mailboxID int64, uids []uint32)
 			return err
 		}
 		which := uids
-		if all {
-			if which, err = deletedUIDs(ctx, c, mailboxID); err != nil {
+		if all || onlyDeleted {
+			deleted, err := deletedUIDs(ctx, c, mailboxID)
+			if err != nil {
 				return err
+			}
+			which = deleted
+			if onlyDeleted {
+				which = intersectSorted(deleted, uids)
 			}
 		}
 		gone, err = deleteMessages(ctx, c, user, mailboxID, which, true)
@@ -178,4 +198,22 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: %w", mailboxID, err)
 	}
 	return &ch, nil
+}
+
+// intersectSorted returns the UIDs in both ascending lists.
+func intersectSorted(a, b []uint32) []uint32 {
+	var out []uint32
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
 }

@@ -153,8 +153,30 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 // startBackground starts the background workers; they stop when ctx ends
 // and wg is done when they have.
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(1)
+	wg.Add(2)
 	go runQueue(ctx, p.queue, wg, p.log)
+	go runMaintenance(ctx, p.store, wg, p.log)
+}
+
+// maintenanceInterval spaces the store's clean-up runs (blob garbage,
+// expunge records, delivery keys); the first runs a minute after start.
+const maintenanceInterval = time.Hour
+
+func runMaintenance(ctx context.Context, st *sqlstore.Store, wg *sync.WaitGroup, log *slog.Logger) {
+	defer wg.Done()
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := st.Maintain(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("store maintenance", "err", err)
+		}
+		t.Reset(maintenanceInterval)
+	}
 }
 
 func (p *parts) onClose(f func()) { p.closers = append(p.closers, f) }

@@ -186,11 +186,18 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 		if ch.Changed, err = listMessages(ctx, c, mailboxID, modseq); err != nil {
 			return err
 		}
-		gone, err := list(ctx, c, "list expunged", func(sc interface{ Scan(...any) error }) (uint32, error) {
-			var u int64
-			err := sc.Scan(&u)
-			return uint32(u), err
-		}, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, clampModSeq(modseq))
+		var floor int64
+		if err := c.queryRow(ctx, `SELECT expunged_floor FROM mailbox WHERE id = ?`, mailboxID).Scan(&floor); err != nil {
+			return fmt.Errorf("expunged floor: %w", mapErr(err))
+		}
+		if clampModSeq(modseq) < floor {
+			// Rows the client needs may be pruned: every UID it may
+			// know of that is gone (RFC 7162 3.2.5.2).
+			ch.Expunged, err = missingUIDs(ctx, c, mailboxID, ch.Mailbox.UIDNext)
+			return err
+		}
+		gone, err := list(ctx, c, "list expunged", scanUID,
+			`SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, clampModSeq(modseq))
 		ch.Expunged = gone
 		return err
 	})
@@ -216,4 +223,27 @@ func intersectSorted(a, b []uint32) []uint32 {
 		}
 	}
 	return out
+}
+
+func scanUID(sc interface{ Scan(...any) error }) (uint32, error) {
+	var u int64
+	err := sc.Scan(&u)
+	return uint32(u), err
+}
+
+// missingUIDs lists the UIDs below uidnext that are not in mailbox id.
+func missingUIDs(ctx context.Context, c conn, id int64, uidnext uint32) ([]uint32, error) {
+	present, err := list(ctx, c, "list UIDs", scanUID, `SELECT uid FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	next := uint32(1)
+	for _, u := range append(present, uidnext) {
+		for ; next < u; next++ {
+			out = append(out, next)
+		}
+		next = u + 1
+	}
+	return out, nil
 }

@@ -99,6 +99,18 @@ func replyTooManyErrors(host string) *smtp.SMTPError {
 	return reply(421, 4, 7, 0, host+" Error: too many errors")
 }
 
+// replyMailboxFull refuses one RCPT whose mailbox is over quota now;
+// Postfix/Dovecot LMTP: "452 4.2.2 Mailbox is full".
+func replyMailboxFull() *smtp.SMTPError {
+	return reply(452, 4, 2, 2, "Mailbox full: the recipient is over quota, try again later")
+}
+
+// replyTooBigForQuota refuses one RCPT whose mailbox quota is smaller than
+// the declared message size: it can never fit.
+func replyTooBigForQuota() *smtp.SMTPError {
+	return reply(552, 5, 2, 2, "Message exceeds the recipient's mailbox quota")
+}
+
 func replyLocalProblem() *smtp.SMTPError {
 	return reply(451, 4, 3, 0, "Temporary local problem, try again later")
 }

@@ -141,7 +141,10 @@ func TestFaultKit(t *testing.T) {
 			wg.Add(4)
 			go func() { defer wg.Done(); faultSMTP(n, l, &seq, ni, stop) }()
 			go func() { defer wg.Done(); faultSMTP(n, l, &seq, ni, stop) }()
-			go func() { defer wg.Done(); faultIMAP(n, l, &seq, faultUsers[g], stop, rand.New(rand.NewPCG(seed, uint64(ni*10+g)))) }()
+			go func() {
+				defer wg.Done()
+				faultIMAP(n, l, &seq, faultUsers[g], stop, rand.New(rand.NewPCG(seed, uint64(ni*10+g))))
+			}()
 			go func() { defer wg.Done(); faultExpunger(n, l, &seq, faultUsers[(g+ni)%2], stop) }()
 		}
 	}

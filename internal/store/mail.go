@@ -127,12 +127,17 @@ type QueueUpdate struct {
 // admins list, hold, release, delete and flush. All times are passed in
 // by the caller, so a queue with a fake clock sees a consistent world.
 type QueueStore interface {
-	// ClaimQueue leases to owner, until until, at most limit entries that
+	// ClaimQueue leases to owner, for lease, at most limit entries that
 	// are due at now: not held, next_attempt <= now, and not leased or
-	// with an expired lease (a crashed worker's). Soonest first.
-	ClaimQueue(ctx context.Context, owner string, now, until time.Time, limit int) ([]QueueItem, error)
-	// RenewQueueLeases extends every lease owner holds to until.
-	RenewQueueLeases(ctx context.Context, owner string, until time.Time) error
+	// with an expired lease (a crashed worker's). Soonest first. Leases
+	// are timed by the database's clock (a node whose clock is off must
+	// not take or keep another node's lease), not by now.
+	ClaimQueue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]QueueItem, error)
+	// RenewQueueLeases extends every lease owner holds by lease from the
+	// database's clock and returns the ids of the entries owner still
+	// holds: an entry missing from them was taken by another worker after
+	// owner's lease ran out, and owner must stop sending it.
+	RenewQueueLeases(ctx context.Context, owner string, lease time.Duration) ([]int64, error)
 	// ReleaseQueueLeases drops owner's leases on ids (all of owner's when
 	// ids is empty) without counting an attempt: the entries are due again.
 	ReleaseQueueLeases(ctx context.Context, owner string, ids []int64) error

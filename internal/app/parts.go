@@ -120,9 +120,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Logger:     log.With("part", "inbound"),
 	})
 	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
-		Store:  p.store,
-		Blobs:  p.store.Blobs(),
-		Logger: log.With("part", "delivery"),
+		Store:       p.store,
+		Blobs:       p.store.Blobs(),
+		Logger:      log.With("part", "delivery"),
+		QuotaBounce: p.quotaBounce,
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,

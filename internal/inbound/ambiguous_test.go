@@ -226,3 +226,60 @@ func TestDeliverCommitUnknownKeepsBodies(t *testing.T) {
 func blobDir(t *testing.T) (*blob.Dir, error) {
 	return blob.New(filepath.Join(t.TempDir(), "blobs"))
 }
+
+// TestDeliverQuotaPartial: one message to three mailboxes, one of them
+// over quota: the other two get it, Deliver succeeds, and the sender gets
+// a DSN naming the full mailbox only. The null sender gets none.
+func TestDeliverQuotaPartial(t *testing.T) {
+	st := newMemStore()
+	st.quota["full@example.com"] = 10
+	type bounce struct {
+		sender  string
+		full    []string
+		headers string
+	}
+	bounces := make(chan bounce, 2)
+	h := newHarness(t, st, DelivererOptions{QuotaBounce: func(ctx context.Context, env *Envelope, full []string, headers []byte) error {
+		bounces <- bounce{env.Sender, full, string(headers)}
+		return nil
+	}})
+	body := []byte("Subject: partial\r\nMessage-ID: <p@x>\r\n\r\n" + string(bytes.Repeat([]byte("y"), 100)))
+	err := h.deliver(context.Background(), env("p1", toBox("a@example.com", "full@example.com", "b@example.com")), body)
+	if err != nil {
+		t.Fatalf("deliver with one full mailbox: %v", err)
+	}
+	for _, u := range []string{"a@example.com", "b@example.com"} {
+		if c := st.count(u, "p1"); c != 1 {
+			t.Errorf("%s has %d copies, want 1", u, c)
+		}
+	}
+	if c := st.count("full@example.com", "p1"); c != 0 {
+		t.Errorf("the full mailbox got %d copies", c)
+	}
+	select {
+	case b := <-bounces:
+		if b.sender != "sender@remote.test" || len(b.full) != 1 || b.full[0] != "full@example.com" ||
+			b.headers != "Subject: partial\r\nMessage-ID: <p@x>\r\n" {
+			t.Errorf("bounce %+v", b)
+		}
+	default:
+		t.Fatal("no DSN for the full mailbox")
+	}
+
+	// The only mailbox full: the message is refused as before, no DSN.
+	err = h.deliver(context.Background(), env("p2", toBox("full@example.com")), body)
+	if !errors.Is(err, store.ErrQuotaExceeded) {
+		t.Fatalf("deliver to a full mailbox only: %v", err)
+	}
+	// Null sender: delivered to the others, no DSN.
+	e := env("p3", toBox("a@example.com", "full@example.com"))
+	e.Sender = ""
+	if err := h.deliver(context.Background(), e, body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-bounces:
+		t.Fatalf("unexpected DSN %+v", b)
+	default:
+	}
+}

@@ -95,3 +95,12 @@ type Store interface {
 	InTx(ctx context.Context, fn func(Accounts) error) error
 	Close() error
 }
+
+// QuotaError is ErrQuotaExceeded for one user, so that a delivery to
+// several mailboxes can leave out the full one and store the rest.
+type QuotaError struct{ User string }
+
+func (e *QuotaError) Error() string { return "mailbox quota exceeded for " + e.User }
+
+// Is makes errors.Is(err, ErrQuotaExceeded) true.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuotaExceeded }

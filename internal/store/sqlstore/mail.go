@@ -229,7 +229,7 @@ func commitGroup(ctx context.Context, c conn, ps []pending) error {
 		}
 		if quota > 0 && used > quota {
 			return fmt.Errorf("user %q: %d of %d bytes used, %d more: %w",
-				u, used-need[u], quota, need[u], store.ErrQuotaExceeded)
+				u, used-need[u], quota, need[u], &store.QuotaError{User: u})
 		}
 	}
 

@@ -186,20 +186,30 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 		if ch.Changed, err = listMessages(ctx, c, mailboxID, modseq); err != nil {
 			return err
 		}
-		var floor int64
-		if err := c.queryRow(ctx, `SELECT expunged_floor FROM mailbox WHERE id = ?`, mailboxID).Scan(&floor); err != nil {
-			return fmt.Errorf("expunged floor: %w", mapErr(err))
+		// One query: the UIDs expunged after modseq, and a row of -1
+		// first when rows the client needs may have been pruned
+		// (PruneExpunged's floor is above its modseq).
+		ms := clampModSeq(modseq)
+		gone, err := list(ctx, c, "list expunged", func(sc interface{ Scan(...any) error }) (int64, error) {
+			var u int64
+			err := sc.Scan(&u)
+			return u, err
+		}, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?
+UNION ALL SELECT -1 FROM mailbox WHERE id = ? AND expunged_floor > ?
+ORDER BY 1`, mailboxID, ms, mailboxID, ms)
+		if err != nil {
+			return err
 		}
-		if clampModSeq(modseq) < floor {
-			// Rows the client needs may be pruned: every UID it may
-			// know of that is gone (RFC 7162 3.2.5.2).
+		if len(gone) > 0 && gone[0] < 0 {
+			// Every UID the client may know of that is gone (RFC 7162
+			// 3.2.5.2 lets VANISHED name UIDs it never saw).
 			ch.Expunged, err = missingUIDs(ctx, c, mailboxID, ch.Mailbox.UIDNext)
 			return err
 		}
-		gone, err := list(ctx, c, "list expunged", scanUID,
-			`SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, clampModSeq(modseq))
-		ch.Expunged = gone
-		return err
+		for _, u := range gone {
+			ch.Expunged = append(ch.Expunged, uint32(u))
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: %w", mailboxID, err)

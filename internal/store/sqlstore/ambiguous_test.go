@@ -86,30 +86,46 @@ func checkStoredOnce(t *testing.T, s *Store, user string, want []byte) {
 }
 
 // TestAppendCommitReplyLost: the server commits an APPEND but the reply is
-// lost. AppendMessage must report the outcome as unknown and keep the
-// blob, which the garbage sweep must then leave alone (a body row names
-// it); an unreferenced old blob is swept.
+// lost. AppendMessage runs again with its key, learns that the message is
+// stored and answers with its UID: stored once, body readable. When every
+// reply is lost it reports ErrCommitUnknown and keeps the blob, which the
+// garbage sweep must leave alone (a body row names it), while it removes
+// an unreferenced old blob.
 func TestAppendCommitReplyLost(t *testing.T) {
 	s, direct, p := proxied(t)
 	ctx := t.Context()
-	expungeFixture(t, direct, "alice")
+	expungeFixture(t, direct, "alice", "bob")
 	must(t, direct.EnsureMailboxes(ctx, imapUser, store.DefaultMailboxes))
 	body := bytes.Repeat([]byte("appended line\r\n"), 600) // over InlineMax: a blob
 
 	p.DropNextCommits(1)
-	_, _, err := s.AppendMessage(ctx, &store.NewAppend{User: imapUser, Mailbox: "INBOX", Body: body})
-	if _, dropped, _ := p.Stats(); dropped != 1 || err == nil {
-		t.Fatalf("proxy dropped %d COMMIT replies (want 1); append = %v", dropped, err)
+	uid, uv, err := s.AppendMessage(ctx, &store.NewAppend{User: imapUser, Mailbox: "INBOX", Body: body})
+	if _, dropped, _ := p.Stats(); dropped != 1 {
+		t.Fatalf("proxy dropped %d COMMIT replies, want 1", dropped)
 	}
 	checkStoredOnce(t, direct, imapUser, body)
-	if !errors.Is(err, store.ErrCommitUnknown) {
-		t.Fatalf("append with a lost COMMIT reply = %v, want ErrCommitUnknown", err)
+	if err != nil {
+		t.Fatalf("append with one lost COMMIT reply = %v, want it settled by the re-run", err)
+	}
+	if mb := box(t, direct, "INBOX"); uid != 1 || uv != mb.UIDValidity {
+		t.Fatalf("APPENDUID %d %d, want %d 1", uv, uid, mb.UIDValidity)
 	}
 
+	// Every reply lost: the outcome stays unknown.
+	const bob = "bob@example.test"
+	must(t, direct.EnsureMailboxes(ctx, bob, store.DefaultMailboxes))
+	p.DropNextCommits(100)
+	_, _, err = s.AppendMessage(ctx, &store.NewAppend{User: bob, Mailbox: "INBOX", Body: body})
+	p.DropNextCommits(0)
+	checkStoredOnce(t, direct, bob, body)
+	if !errors.Is(err, store.ErrCommitUnknown) {
+		t.Fatalf("append with every COMMIT reply lost = %v, want ErrCommitUnknown", err)
+	}
 	orphan := writeBlob(t, direct, []byte("never committed"))
 	ageBlobs(t, direct)
 	must(t, direct.CollectGarbage(ctx))
 	checkStoredOnce(t, direct, imapUser, body)
+	checkStoredOnce(t, direct, bob, body)
 	if _, err := direct.Blobs().Stat(orphan); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("unreferenced old blob survived the sweep: %v", err)
 	}

@@ -2,9 +2,12 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -39,8 +42,22 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 	if date.IsZero() {
 		date = now()
 	}
+	// The key makes a re-run after ErrCommitUnknown idempotent: it is
+	// recorded with the new UID in the same transaction.
+	key := newKey()
+	rerun := false
 	var u, uv int64
-	err = s.retryTx(ctx, func(c conn) error {
+	fn := func(c conn) error {
+		if rerun {
+			err := c.queryRow(ctx, `SELECT k.uid, m.uidvalidity FROM delivery_key k JOIN mailbox m ON m.id = k.mailbox_id
+WHERE k.id = ?`, key).Scan(&u, &uv)
+			if err == nil {
+				return nil // the first run did store it
+			}
+			if !errors.Is(mapErr(err), store.ErrNotFound) {
+				return fmt.Errorf("delivery key: %w", mapErr(err))
+			}
+		}
 		var quota, used int64
 		if err := c.queryRow(ctx, sqlQuotaAdd, size, a.User).Scan(&quota, &used); err != nil {
 			return fmt.Errorf("user: %w", mapErr(err))
@@ -70,8 +87,22 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 		if err != nil {
 			return fmt.Errorf("store message: %w", mapErr(err))
 		}
+		_, err = c.exec(ctx, `INSERT INTO delivery_key (id, mailbox_id, uid, created_at) VALUES (?, ?, ?, ?)`, key, id, u, c.d.ts(t))
+		if err != nil {
+			// ErrExists: the first run committed while this one ran.
+			return fmt.Errorf("delivery key: %w", mapErr(err))
+		}
 		return nil
-	})
+	}
+	err = s.retryTx(ctx, fn)
+	for i := 0; i < 3 && (errors.Is(err, store.ErrCommitUnknown) || rerun && errors.Is(err, store.ErrExists)); i++ {
+		// Run again to learn the outcome: the key says whether the
+		// message is stored, and where.
+		s.log.Warn("append: commit outcome unknown, running again", "user", a.User, "err", err)
+		rerun = true
+		time.Sleep(time.Duration(i) * 200 * time.Millisecond)
+		err = s.retryTx(ctx, fn)
+	}
 	if err != nil {
 		// After a COMMIT whose reply was lost the message may be stored:
 		// its body stays, and CollectGarbage removes it later if no body
@@ -192,4 +223,11 @@ func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids []uint32, t
 		s.watchers.notify(user)
 	}
 	return src, dst, uidValidity, nil
+}
+
+// newKey is a fresh random delivery key.
+func newKey() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }

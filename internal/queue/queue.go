@@ -468,7 +468,12 @@ func (w *Worker) runGroup(ctx, attemptCtx context.Context, g *group, r *leased) 
 		}
 		w.attempts.Done()
 	}()
-	release, err := w.acquire(attemptCtx, g.hop)
+	// Waiting for slots ends with shutdown (ctx) or a lost lease.
+	wctx, cancelWait := context.WithCancel(ctx)
+	stopWait := context.AfterFunc(attemptCtx, cancelWait)
+	release, err := w.acquire(wctx, g.hop)
+	stopWait()
+	cancelWait()
 	w.waiting.Add(-1)
 	if err != nil {
 		// Shutting down before the attempt started: leave the entries

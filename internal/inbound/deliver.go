@@ -3,8 +3,6 @@ package inbound
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -266,7 +264,7 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		ID:          env.ID,
 		Sender:      env.Sender,
 		ReceivedAt:  env.ReceivedAt,
-		DeliveryKey: deliveryKey(),
+		DeliveryKey: store.NewDeliveryKey(),
 	}
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = d.now()
@@ -506,13 +504,6 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 	}
 	attrs = append(attrs, slog.String("result", "ok"))
 	d.log.LogAttrs(context.Background(), level, event, attrs...)
-}
-
-// deliveryKey is a fresh random key for store.NewMessage.DeliveryKey.
-func deliveryKey() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand)
-	return hex.EncodeToString(b[:])
 }
 
 // removeBlob deletes the blob of a message known not to be stored.

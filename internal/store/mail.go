@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"time"
 )
@@ -182,4 +185,14 @@ type Mail interface {
 	ExpungeMessages(ctx context.Context, user, mailbox string, uids []uint32) error
 
 	ListQueue(ctx context.Context) ([]QueueItem, error)
+}
+
+// NewDeliveryKey returns a fresh NewMessage.DeliveryKey: a timestamp and
+// 64 random bits in hex, so that keys recorded together sort together
+// and land in the same index pages (random keys would dirty a page each).
+func NewDeliveryKey() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	rand.Read(b[8:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }

@@ -61,7 +61,8 @@ func TestPruneExpungedResync(t *testing.T) {
 // TestPruneDeliveryKeys: keys older than the cut go; a delivery with a
 // pruned key is no longer recognised (a new message), a kept one is.
 func TestPruneDeliveryKeys(t *testing.T) {
-	flavors(t, func(t *testing.T, o *opener) {
+	skipWithoutPG(t) // SQLite records no keys (skipDelivered)
+	func(t *testing.T, o *opener) {
 		s := imapFixture(t, o, 0)
 		ctx := t.Context()
 		m := func(key string) []*store.NewMessage {
@@ -84,5 +85,5 @@ func TestPruneDeliveryKeys(t *testing.T) {
 			t.Fatalf("pruned %d keys, want 1", n)
 		}
 		must(t, s.Maintain(ctx))
-	})
+	}(t, newOpener(pgOptions))
 }

@@ -94,9 +94,25 @@ func TestGroupCommitReplyLost(t *testing.T) {
 	defer d.Close()
 
 	errs := make(chan error, n+1)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(g.release) }) }
+	defer release() // a failed test must not leave the committer stuck
 	go func() {
 		errs <- deliverBody(t.Context(), d, env("first", toBox("first@example.com")), []byte("first\r\n"))
 	}()
+	// The first delivery is held in the store before the others queue.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		g.mu.Lock()
+		c := g.calls
+		g.mu.Unlock()
+		if c == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first delivery never reached the store")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for i := range n {
 		go func() {
 			errs <- deliverBody(t.Context(), d, env(fmt.Sprint("m", i), toBox("a@example.com", "near@example.com")), body(i))
@@ -115,7 +131,7 @@ func TestGroupCommitReplyLost(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	close(g.release)
+	release()
 	for range n + 1 {
 		if err := <-errs; err != nil {
 			t.Errorf("delivery: %v", err)
@@ -177,7 +193,22 @@ func TestDeliverCommitUnknownKeepsBodies(t *testing.T) {
 	defer d.Close()
 	const n = 3
 	errs := make(chan error, n+1)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(st.gate) }) }
+	defer release()
 	go func() { errs <- deliverBody(t.Context(), d, env("hold", toBox("a@example.com")), []byte("x")) }()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		st.mu.Lock()
+		c := len(st.sizes)
+		st.mu.Unlock()
+		if c == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first delivery never reached the store")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for i := range n {
 		go func() {
 			errs <- deliverBody(t.Context(), d, env(fmt.Sprint("m", i), toBox("a@example.com")), bytes.Repeat([]byte("y"), 100+i))
@@ -195,7 +226,7 @@ func TestDeliverCommitUnknownKeepsBodies(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	close(st.gate)
+	release()
 	for range n + 1 {
 		if err := <-errs; !errors.Is(err, store.ErrCommitUnknown) {
 			t.Errorf("delivery = %v, want ErrCommitUnknown", err)

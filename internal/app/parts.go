@@ -21,6 +21,8 @@ import (
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
+	"github.com/petrelmail/petrel/internal/stats"
+	"github.com/petrelmail/petrel/internal/store/blob"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -31,6 +33,7 @@ type parts struct {
 	log       *slog.Logger
 	secret    []byte
 	store     *sqlstore.Store
+	admin     *admin.Service
 	certs     *tlscfg.Manager
 	signers   *msgauth.Signers
 	srs       *srs.Rewriter
@@ -40,7 +43,10 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
-	closers   []func() // run in reverse order by close
+	reserve   *blob.Reserve   // DISK_RESERVE on DATA_DIR's filesystem
+	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
+	stats     *stats.Recorder // the status page's hourly counters
+	closers   []func()        // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
@@ -59,6 +65,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		return nil, err
 	}
 
+	// Postfix queue_minfree: the free space on DATA_DIR (the SQLite
+	// database and the message files) below which new mail is refused.
+	// The ballast (a quarter of the reserve, at most 16 MiB) is given up
+	// if the disk fills all the same, so EXPUNGE can still be written;
+	// made before the store opens, so that a start on a full disk finds
+	// room to open the database.
+	p.reserve = blob.NewReserve(blob.ReserveOptions{
+		Dir: cfg.DataDir, Min: cfg.DiskReserve, Ballast: min(cfg.DiskReserve/4, 16<<20),
+		Logger: log.With("part", "disk"),
+	})
+	log.Info("disk reserve", "part", "disk", "reserve", p.reserve.String())
+
 	if p.store, err = sqlstore.OpenConfig(ctx, cfg, log.With("part", "store")); err != nil {
 		return nil, err
 	}
@@ -76,6 +94,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 	})
+	p.admin = svc
 	if _, err := svc.EnsureInitialAdmin(ctx, cfg.InitialAdminAccount, cfg.InitialAdminDomain, cfg.InitialAdminPw, cfg.InitialAdminMode); err != nil {
 		if !errors.Is(err, admin.ErrDKIMKey) {
 			return nil, fmt.Errorf("INITIAL_ADMIN_ACCOUNT: %w", err)
@@ -94,10 +113,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 
+	p.stats = stats.New(p.store, log.With("part", "stats"), nil)
 	p.auth = auth.New(auth.Options{
+		OnFailure:       func() { p.stats.Count(stats.AuthFailed) },
 		Users:           p.store,
 		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),
 		UserLimit:       ratelimit.Rate(cfg.AuthRateLimitUser),
+		UserNetLimit:    ratelimit.Rate(cfg.AuthRateLimitUserNetwork),
 		IPv4Mask:        cfg.AuthRateLimitIPv4Mask,
 		IPv6Mask:        cfg.AuthRateLimitIPv6Mask,
 		Exemptions:      cfg.AuthRateLimitExemption,
@@ -120,6 +142,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Logger:     log.With("part", "inbound"),
 	})
 	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
+		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
 		Store:       p.store,
 		Blobs:       p.store.Blobs(),
 		Logger:      log.With("part", "delivery"),
@@ -139,6 +162,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	if p.queue, err = p.newQueue(p.resolver); err != nil {
 		return nil, fmt.Errorf("outbound queue: %w", err)
 	}
+	if p.checker, err = newInboundChecker(ctx, cfg, p); err != nil {
+		return nil, fmt.Errorf("inbound checks: %w", err)
+	}
 
 	// The deliverer outlives the request contexts: Close drains it after
 	// the listeners have stopped.
@@ -156,6 +182,16 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Add(2)
 	go runQueue(ctx, p.queue, wg, p.log)
+	go func() {
+		defer wg.Done()
+		p.reserve.Watch(ctx) // DISK_RESERVE: log a crossing even without mail
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.stats.Run(ctx, 15*time.Second)
+	}()
+	wg.Add(1)
 	go runMaintenance(ctx, p.store, wg, p.log)
 }
 

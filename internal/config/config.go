@@ -61,10 +61,12 @@ type Config struct {
 
 	// Limits
 	MessageSizeLimit          int64          // MESSAGE_SIZE_LIMIT, default 50000000
+	DiskReserve               int64          // DISK_RESERVE: bytes kept free on DATA_DIR's filesystem; default 1.5 x MESSAGE_SIZE_LIMIT, 0 = off
 	MessageRateLimit          Rate           // MESSAGE_RATELIMIT, default 200/day
 	MessageRateLimitExemption []string       // MESSAGE_RATELIMIT_EXEMPTION, comma list of user emails
 	AuthRateLimitIP           Rate           // AUTH_RATELIMIT_IP, default 5/hour
 	AuthRateLimitUser         Rate           // AUTH_RATELIMIT_USER, default 50/day
+	AuthRateLimitUserNetwork  Rate           // AUTH_RATELIMIT_USER_NETWORK, default 10/day
 	AuthRateLimitIPv4Mask     int            // AUTH_RATELIMIT_IP_V4_MASK, default 24
 	AuthRateLimitIPv6Mask     int            // AUTH_RATELIMIT_IP_V6_MASK, default 48
 	AuthRateLimitExemption    []netip.Prefix // AUTH_RATELIMIT_EXEMPTION, comma list of CIDRs
@@ -88,6 +90,7 @@ type Config struct {
 	ResolverAddress         string         // RESOLVER_ADDRESS, host:port, default system resolver
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
+	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message
 
 	// Database
 	DBFlavor string // DB_FLAVOR: sqlite (default) or postgresql
@@ -104,7 +107,20 @@ type Config struct {
 	InitialAdminPw      string // INITIAL_ADMIN_PW (never logged)
 	InitialAdminMode    string // INITIAL_ADMIN_MODE: ifmissing (default), create, update
 
-	// Web / API (used by later issues; parsed now so config-check knows them)
-	API      bool   // API, default false
-	APIToken string // API_TOKEN (never logged)
+	// Web / API (the HTTP roles 80 and 443)
+	API             bool           // API, default false
+	APIToken        string         // API_TOKEN (never logged)
+	WebAPI          string         // WEB_API, default /api: path of the REST API
+	WebAdmin        string         // WEB_ADMIN, default /admin: path of the web UI
+	WebrootRedirect string         // WEBROOT_REDIRECT: where / goes; "" = WebAdmin, "none" = nowhere
+	RealIPHeader    string         // REAL_IP_HEADER: HTTP header naming the client behind a proxy
+	RealIPFrom      []netip.Prefix // REAL_IP_FROM: proxies whose RealIPHeader is believed
+
+	// Web UI (internal/admin/web)
+	Admin               bool          // ADMIN: serve the web UI at WEB_ADMIN (default true)
+	SessionCookieSecure bool          // SESSION_COOKIE_SECURE (default true; off anyway with TLS_FLAVOR=notls)
+	SessionTimeout      time.Duration // SESSION_TIMEOUT: idle web session timeout (default 1h)
+	SessionLifetime     time.Duration // PERMANENT_SESSION_LIFETIME: longest web session (default 30 days)
+	LogoURL             string        // LOGO_URL: logo in the web UI
+	LogoBackground      string        // LOGO_BACKGROUND: colour behind the logo
 }

@@ -51,11 +51,12 @@ func implementedSettings() []SettingDoc {
 		s("DATA_DIR", DefaultDataDir, "directory for the SQLite database, messages, certificates and DKIM keys", "Petrel only (Mailu uses container volumes)"),
 		s("BIND_ADDRESS", "", "IP address every listener binds to; empty = all addresses", "Petrel only"),
 		s("LISTEN_<port>", "BIND_ADDRESS:<port>", "host:port for one role, e.g. LISTEN_25=127.0.0.1:2525", "Petrel only"),
-		s("LOG_LEVEL", "INFO", "log threshold: DEBUG, INFO, WARNING, ERROR, CRITICAL", "also TRACE for protocol traces"),
+		s("LOG_LEVEL", "INFO", "log threshold: DEBUG, INFO, WARNING, ERROR, CRITICAL", "also TRACE: every SMTP, IMAP and POP3 protocol line, with the connection id (passwords and AUTH data redacted, message contents summarised)"),
 		s("LOG_FORMAT", "text", "log format: text or json", "Petrel only"),
 		s("QUEUE_LIFETIME", "5d", "how long outbound mail is retried before it bounces (e.g. 5d, 36h)", "Petrel only (Postfix maximal_queue_lifetime)"),
 		s("DELAY_WARNING_TIME", "5m", "when the sender gets a delay notice for mail still queued; 0 = never", "Petrel only (Mailu sets Postfix delay_warning_time=5m)"),
 		s("RESOLVER_ADDRESS", "", "DNS server (IP[:port]) for MX, SPF, DKIM and DMARC lookups; empty = the system resolver", ""),
+		s("INBOUND_DNS_TIMEOUT", "10s", "DNS time budget per inbound message for its SPF, DKIM, DMARC and iprev checks; a look-up still running then is a temperror", "Petrel only (Mailu leaves it to rspamd's dns timeouts)"),
 
 		// TLS and ports
 		s("TLS_FLAVOR", "cert", "certificate source: cert, notls, mail, letsencrypt, mail-letsencrypt", "letsencrypt and mail-letsencrypt behave like cert (no ACME yet); a self-signed certificate is made when none exists"),
@@ -68,14 +69,16 @@ func implementedSettings() []SettingDoc {
 
 		// Limits
 		s("MESSAGE_SIZE_LIMIT", "50000000", "largest message in bytes", ""),
+		s("DISK_RESERVE", "1.5 x MESSAGE_SIZE_LIMIT", "bytes that must stay free on DATA_DIR's filesystem; below it new mail gets SMTP 452 4.3.1 and IMAP APPEND NO [OVERQUOTA], while deletions and the queue go on; 0 = off", "Petrel only (Postfix queue_minfree)"),
 		s("MESSAGE_RATELIMIT", "200/day", "messages a user may send", "one rate only; further rates after , ; or | are ignored with a warning"),
 		s("MESSAGE_RATELIMIT_EXEMPTION", "", "comma list of users exempt from MESSAGE_RATELIMIT", ""),
 		s("AUTH_RATELIMIT_IP", "5/hour", "distinct failed usernames per client network", "one rate only"),
-		s("AUTH_RATELIMIT_USER", "50/day", "distinct failed passwords per account", "one rate only"),
+		s("AUTH_RATELIMIT_USER", "50/day", "distinct failed passwords per account; when spent, only networks the account has logged in from get in", "one rate only"),
+		s("AUTH_RATELIMIT_USER_NETWORK", "10/day", "distinct failed passwords per account from one client network (Petrel: one network cannot lock the owner out)", "one rate only"),
 		s("AUTH_RATELIMIT_IP_V4_MASK", "24", "IPv4 prefix length that groups clients", ""),
 		s("AUTH_RATELIMIT_IP_V6_MASK", "48", "IPv6 prefix length that groups clients", ""),
 		s("AUTH_RATELIMIT_EXEMPTION", "", "comma list of networks never rate-limited", ""),
-		s("AUTH_RATELIMIT_EXEMPTION_LENGTH", "86400", "seconds an address stays exempt after a successful login", ""),
+		s("AUTH_RATELIMIT_EXEMPTION_LENGTH", "86400", "seconds an address stays exempt, for the account that logged in, after a successful login", ""),
 		s("AUTH_REQUIRE_TOKENS", "false", "IMAP, POP3, SMTP and sieve accept only app tokens, not passwords", ""),
 
 		// Mail flow
@@ -109,7 +112,20 @@ func implementedSettings() []SettingDoc {
 
 		// API
 		s("API", "false", "enable the REST API", ""),
-		s("API_TOKEN", "", "bearer token for the REST API", "required when API=true"),
+		s("API_TOKEN", "", "bearer token for the REST API (Authorization: Bearer TOKEN)", "required when API=true; at least 4 characters"),
+		s("WEB_API", "/api", "path of the REST API (WEB_API/v1/...)", ""),
+		s("WEB_ADMIN", "/admin", "path of the admin web UI", ""),
+		s("WEBROOT_REDIRECT", "WEB_ADMIN", "where / redirects (a path or URL), or none", "default WEB_ADMIN (Petrel has no webmail; /webmail means WEB_ADMIN)"),
+		s("REAL_IP_HEADER", "", "HTTP header holding the client address set by a proxy (X-Forwarded-For, X-Real-IP)", "only honoured from REAL_IP_FROM"),
+		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed", "HTTP only: no PROXY protocol yet"),
+
+		// Web UI
+		s("ADMIN", "true", "serve the admin web UI at WEB_ADMIN (sign-in at /sso/login); false or none switches it off", "Mailu's setup always writes ADMIN=true; Petrel serves the UI unless told not to"),
+		s("SESSION_COOKIE_SECURE", "true", "Secure flag on the web session cookie", "always off with TLS_FLAVOR=notls"),
+		s("SESSION_TIMEOUT", "3600", "seconds a web session may stay idle", "sessions ticked \"remember me\" are not ended by idleness"),
+		s("PERMANENT_SESSION_LIFETIME", "2592000", "longest life of a web session in seconds, and of a \"remember me\" cookie", ""),
+		s("LOGO_URL", "", "URL of a logo shown in the web UI header", ""),
+		s("LOGO_BACKGROUND", "", "colour of the web UI header behind the logo", "a CSS colour: #rgb, #rrggbb, a name, rgb() or hsl()"),
 
 		// Ignored on purpose
 		s("COMPOSE_PROJECT_NAME", "mailu", "docker compose project name", "ignored: not read by Petrel"),

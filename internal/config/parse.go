@@ -157,6 +157,7 @@ func parse(env map[string]string) (*Config, *reader) {
 	r.database(cfg)
 	r.bootstrap(cfg)
 	r.api(cfg)
+	r.webUI(cfg)
 	r.unimplemented(cfg)
 	return cfg, r
 }
@@ -298,10 +299,14 @@ func (r *reader) tls(cfg *Config) {
 func (r *reader) limits(cfg *Config) {
 	cfg.MessageSizeLimit = r.integer("MESSAGE_SIZE_LIMIT", 50000000, 1, 1<<40,
 		"give the limit in bytes as a positive whole number, e.g. 50000000")
+	// Postfix: queue_minfree defaults to 1.5 x message_size_limit.
+	cfg.DiskReserve = r.integer("DISK_RESERVE", cfg.MessageSizeLimit*3/2, 0, 1<<50,
+		"give the free space to keep in bytes as a whole number, e.g. 75000000, or 0 to switch the check off")
 	cfg.MessageRateLimit = r.rate("MESSAGE_RATELIMIT", "200/day")
 	cfg.MessageRateLimitExemption = r.addressList("MESSAGE_RATELIMIT_EXEMPTION")
 	cfg.AuthRateLimitIP = r.rate("AUTH_RATELIMIT_IP", "5/hour")
 	cfg.AuthRateLimitUser = r.rate("AUTH_RATELIMIT_USER", "50/day")
+	cfg.AuthRateLimitUserNetwork = r.rate("AUTH_RATELIMIT_USER_NETWORK", "10/day")
 	cfg.AuthRateLimitIPv4Mask = int(r.integer("AUTH_RATELIMIT_IP_V4_MASK", 24, 0, 32, "use a prefix length from 0 to 32, e.g. 24"))
 	cfg.AuthRateLimitIPv6Mask = int(r.integer("AUTH_RATELIMIT_IP_V6_MASK", 48, 0, 128, "use a prefix length from 0 to 128, e.g. 48"))
 	cfg.AuthRateLimitExemption = r.prefixList("AUTH_RATELIMIT_EXEMPTION")
@@ -351,6 +356,7 @@ func (r *reader) mailFlow(cfg *Config) {
 	// Mailu's delay_warning_time 5m (main.cf).
 	cfg.QueueLifetime = r.duration("QUEUE_LIFETIME", 5*24*time.Hour, time.Minute, "give a duration such as 5d, 36h or 90m")
 	cfg.DelayWarningTime = r.duration("DELAY_WARNING_TIME", 5*time.Minute, 0, "give a duration such as 5m or 4h (0 = no delay notices)")
+	cfg.InboundDNSTimeout = r.duration("INBOUND_DNS_TIMEOUT", 10*time.Second, 100*time.Millisecond, "give a duration such as 10s or 2s")
 }
 
 // duration reads a Go duration that may also use d for days ("5d", "1d12h").
@@ -397,7 +403,48 @@ func (r *reader) api(cfg *Config) {
 	if cfg.API && !ok {
 		r.errorf("API_TOKEN", "", "set API_TOKEN to a long random string (pwgen 32 1), or API=false",
 			"is required when API=true")
+	} else if cfg.API && len(strings.TrimSpace(token)) < 4 {
+		// Mailu: api/common.py refuses tokens shorter than 4 characters.
+		r.errorf("API_TOKEN", "", "set API_TOKEN to a long random string (pwgen 32 1), or API=false",
+			"is shorter than 4 characters, so no token can match")
 	}
+	cfg.WebAPI = r.webPath("WEB_API", "/api")
+	cfg.WebAdmin = r.webPath("WEB_ADMIN", "/admin")
+	if cfg.WebAPI == cfg.WebAdmin {
+		r.errorf("WEB_API", cfg.WebAPI, "give WEB_API and WEB_ADMIN different paths", "is the same path as WEB_ADMIN")
+	}
+	cfg.WebrootRedirect = strings.TrimSpace(r.str("WEBROOT_REDIRECT", ""))
+	if v := cfg.WebrootRedirect; v != "" && !strings.EqualFold(v, "none") && !strings.HasPrefix(v, "/") &&
+		!strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://") {
+		r.errorf("WEBROOT_REDIRECT", v, "use a path such as /admin, a URL, or none", "is neither a path nor a URL")
+		cfg.WebrootRedirect = ""
+	}
+	if strings.EqualFold(cfg.WebrootRedirect, "/webmail") {
+		r.warnf("WEBROOT_REDIRECT", cfg.WebrootRedirect, "set WEBROOT_REDIRECT to "+cfg.WebAdmin+" or none",
+			"Petrel has no webmail; / redirects to WEB_ADMIN instead")
+		cfg.WebrootRedirect = ""
+	}
+	cfg.RealIPHeader = strings.TrimSpace(r.str("REAL_IP_HEADER", ""))
+	cfg.RealIPFrom = r.prefixList("REAL_IP_FROM")
+	if cfg.RealIPHeader != "" && len(cfg.RealIPFrom) == 0 {
+		r.warnf("REAL_IP_HEADER", cfg.RealIPHeader, "list your proxies in REAL_IP_FROM",
+			"is ignored without REAL_IP_FROM: a header from anyone would let clients choose their address")
+	}
+	if strings.ContainsAny(cfg.RealIPHeader, " :\t") {
+		r.errorf("REAL_IP_HEADER", cfg.RealIPHeader, "give a header name such as X-Forwarded-For or X-Real-IP", "is not a header name")
+		cfg.RealIPHeader = ""
+	}
+}
+
+// webPath reads a URL path setting: it must start with / and not be / itself.
+func (r *reader) webPath(name, def string) string {
+	v := strings.TrimSpace(r.str(name, def))
+	p := "/" + strings.Trim(v, "/")
+	if !strings.HasPrefix(v, "/") || p == "/" || strings.ContainsAny(v, " ?#{}") {
+		r.errorf(name, v, "use a path such as "+def, "is not a path below /")
+		return def
+	}
+	return p
 }
 
 func (r *reader) bootstrap(cfg *Config) {

@@ -56,6 +56,9 @@ type DelivererOptions struct {
 	// 5.2.2). full lists those users; headers is the original header
 	// block. It is called after the commit, never for the null sender.
 	QuotaBounce func(ctx context.Context, env *Envelope, full []string, headers []byte) error
+	// OnDelivered, when set, is told how many mailboxes each committed
+	// message reached (the status page's counters).
+	OnDelivered func(mailboxes int)
 }
 
 // Deliverer makes accepted messages durable. One committer goroutine
@@ -71,6 +74,7 @@ type Deliverer struct {
 	now       func() time.Time
 	reply     *autoReplier // nil: no auto-replies
 	bounce    func(ctx context.Context, env *Envelope, full []string, headers []byte) error
+	delivered func(int) // nil: not counted
 
 	mu      sync.Mutex
 	state   int
@@ -103,6 +107,7 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 		log:       opts.Logger,
 		now:       opts.Now,
 		bounce:    opts.QuotaBounce,
+		delivered: opts.OnDelivered,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -453,6 +458,9 @@ func (d *Deliverer) finish(r *commitReq, err error) {
 	if err != nil {
 		r.result <- fmt.Errorf("inbound: deliver %s: %w", m.ID, err)
 		return
+	}
+	if d.delivered != nil && len(m.Targets) > 0 {
+		d.delivered(len(m.Targets))
 	}
 	r.result <- nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/obs"
 )
 
 // Limits that end a session which is going nowhere.
@@ -52,6 +54,8 @@ type session struct {
 	w    *bufio.Writer
 	log  *slog.Logger
 	ctx  context.Context
+	// trace logs the dialogue at LOG_LEVEL=TRACE (trace.go); nil below.
+	trace *obs.Trace
 
 	tls          bool
 	state        state
@@ -82,8 +86,17 @@ func newSession(srv *Server, tc *trackedConn) *session {
 
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.r = bufio.NewReaderSize(c, s.srv.opts.MaxLineLength)
-	s.w = bufio.NewWriterSize(c, 32<<10)
+	var in io.Reader = c
+	var out io.Writer = c
+	if s.trace == nil {
+		s.trace = obs.NewTrace(s.log, &popTraceFilter{}) // nil below LOG_LEVEL=TRACE
+	}
+	if s.trace != nil {
+		in = io.TeeReader(in, s.trace.Client())
+		out = io.MultiWriter(out, s.trace.Server())
+	}
+	s.r = bufio.NewReaderSize(in, s.srv.opts.MaxLineLength)
+	s.w = bufio.NewWriterSize(out, 32<<10)
 }
 
 // run is the whole session: greeting, commands, and the logout line.
@@ -111,8 +124,8 @@ func (s *session) run() {
 		line, err := s.readLine()
 		switch {
 		case errors.Is(err, errLineTooLong):
-			s.bad("Line too long")
-			continue
+			s.lineTooLong()
+			return
 		case err != nil:
 			s.readFailed(err)
 			return
@@ -137,12 +150,8 @@ func (s *session) readLine() (string, error) {
 	}
 	b, err := s.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = s.r.ReadSlice('\n')
-		}
-		if err != nil {
-			return "", err
-		}
+		// The rest is not read: its end may never come (issue 17); the
+		// caller answers and closes.
 		return "", errLineTooLong
 	}
 	if err != nil {
@@ -153,6 +162,16 @@ func (s *session) readLine() (string, error) {
 		b = b[:len(b)-1]
 	}
 	return string(b), nil
+}
+
+// lineTooLong answers a line over MaxLineLength and ends the session
+// without reading the rest of it.
+func (s *session) lineTooLong() {
+	s.log.Info("line too long, closing", "max_line_length", s.srv.opts.MaxLineLength)
+	s.err("Line too long, closing the connection")
+	s.closing = true
+	s.logout = "line too long"
+	_ = s.w.Flush()
 }
 
 // readFailed says goodbye after a read error, when the client can still
@@ -246,7 +265,7 @@ func (s *session) capa() {
 	caps := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
 	if s.state == stateAuthorization {
 		if s.loginAllowed() {
-			caps = append(caps, "USER", "SASL PLAIN LOGIN") // Mailu: auth_mechanisms = plain login
+			caps = append(caps, "USER", "SASL "+strings.Join(s.saslMechanisms(), " "))
 		}
 		if s.stlsOffered() {
 			caps = append(caps, "STLS")
@@ -305,7 +324,7 @@ func (s *session) cmdAuth(arg string) {
 		// Not in RFC 5034, but clients written for RFC 1734 list the
 		// mechanisms this way, and Dovecot answers it.
 		s.ok("")
-		s.w.WriteString("PLAIN\r\nLOGIN\r\n.\r\n")
+		s.w.WriteString(strings.Join(s.saslMechanisms(), "\r\n") + "\r\n.\r\n")
 		return
 	}
 	if len(f) > 2 {
@@ -315,6 +334,7 @@ func (s *session) cmdAuth(arg string) {
 	var username, password string
 	var mech string
 	var srv sasl.Server
+	var scram *auth.ScramLogin
 	switch strings.ToUpper(f[0]) {
 	case sasl.Plain:
 		mech = sasl.Plain
@@ -333,8 +353,13 @@ func (s *session) cmdAuth(arg string) {
 			return nil
 		})
 	default:
-		s.err("Unsupported authentication mechanism: use PLAIN or LOGIN")
-		return
+		mech = strings.ToUpper(f[0])
+		scram = s.scramLogin(mech)
+		if scram == nil {
+			s.err("Unsupported authentication mechanism: use PLAIN or LOGIN")
+			return
+		}
+		srv = scram
 	}
 
 	var resp []byte // nil: no initial response
@@ -352,6 +377,14 @@ func (s *session) cmdAuth(arg string) {
 	}
 	for step := 0; ; step++ {
 		challenge, done, err := srv.Next(resp)
+		if err != nil && scram != nil {
+			if errors.Is(err, auth.ErrScramMalformed) || errors.Is(err, auth.ErrScramExchange) {
+				s.authFailed(mech, scram.Username(), err.Error(), nil)
+			} else {
+				s.authFailed(mech, scram.Username(), "", err)
+			}
+			return
+		}
 		if err != nil {
 			reason := "malformed SASL response"
 			if errors.Is(err, errAuthzid) {
@@ -371,7 +404,7 @@ func (s *session) cmdAuth(arg string) {
 		line, err := s.readLine()
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
-				s.authFailed(mech, "", "SASL response too long", nil)
+				s.lineTooLong()
 				return
 			}
 			s.readFailed(err)
@@ -390,7 +423,48 @@ func (s *session) cmdAuth(arg string) {
 		}
 		resp = b
 	}
+	if scram != nil {
+		s.loggedIn(mech, scram.Username(), scram.Result(), nil)
+		return
+	}
 	s.login(mech, username, password)
+}
+
+// saslMechanisms lists what AUTH offers: Mailu's plain and login, and
+// SCRAM-SHA-256 (-PLUS over TLS) when the authenticator offers it.
+func (s *session) saslMechanisms() []string {
+	mechs := []string{sasl.Plain, auth.LoginMechanism} // Mailu: auth_mechanisms = plain login
+	if sp, ok := s.srv.opts.Auth.(auth.ScramProvider); ok {
+		mechs = append(mechs, sp.ScramMechanisms(s.tls)...)
+	}
+	return mechs
+}
+
+// scramLogin starts a SCRAM exchange (RFC 5802, RFC 7677) if mech is a
+// SCRAM mechanism offered now; the server-final message is a last "+"
+// challenge the client answers with an empty line.
+func (s *session) scramLogin(mech string) *auth.ScramLogin {
+	sp, ok := s.srv.opts.Auth.(auth.ScramProvider)
+	if !ok {
+		return nil
+	}
+	for _, m := range sp.ScramMechanisms(s.tls) {
+		if m != mech {
+			continue
+		}
+		var cs *tls.ConnectionState
+		if tc, ok := s.conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			cs = &st
+		}
+		return sp.NewScramLogin(s.ctx, auth.Attempt{
+			Protocol: "pop3", // the core checks enable_pop
+			Port:     s.srv.Port(),
+			Remote:   s.tc.Remote().Addr(),
+			Log:      s.log,
+		}, mech == auth.ScramSHA256Plus, cs)
+	}
+	return nil
 }
 
 var errAuthzid = errors.New("authorization identity differs from the username")
@@ -454,6 +528,11 @@ func (s *session) login(mech, username, password string) {
 		Remote:   s.tc.Remote().Addr(),
 		Log:      s.log,
 	})
+	s.loggedIn(mech, username, res, err)
+}
+
+// loggedIn finishes a login the auth core has decided.
+func (s *session) loggedIn(mech, username string, res *auth.Result, err error) {
 	if err == nil && (res == nil || res.User == nil) {
 		err = errors.New("authenticator returned no user")
 	}

@@ -44,6 +44,11 @@ func (ss *session) data(r io.Reader) error {
 		// refused them all.
 		return ss.reject("data", replyNoValidRecipients())
 	}
+	if ss.spaceLow() {
+		// The disk went low since MAIL: refuse before writing anything
+		// (go-smtp reads the rest of the body and discards it).
+		return ss.reject("data", replyInsufficientStorage(), "from", ss.sender)
+	}
 	sp, err := o.Deliverer.NewSpool()
 	if err != nil {
 		return ss.fail("data", err)
@@ -87,12 +92,21 @@ func (ss *session) data(r io.Reader) error {
 	if ss.user != nil {
 		env.AuthUser = ss.user.Email
 	}
+	var checkArgs []any
+	if ss.checksOn() {
+		c, err := ss.inboundChecks(id, sp, env) // checks.go; refusals are logged there
+		if err != nil {
+			return err
+		}
+		sp, checkArgs = c.sp, c.logArgs
+		defer sp.Abort()
+	}
 	if err := o.Deliverer.Deliver(ss.ctx, env, sp); err != nil {
 		return ss.fail("deliver", err, "msgid", id, "from", ss.sender, "rcpts", ss.rcpts())
 	}
 	ss.rateHit()
-	ss.log.Info("received", "msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
-		"size", sp.Size(), "tls", ss.tls, "user", env.AuthUser)
+	ss.log.Info("received", append([]any{"msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
+		"size", sp.Size(), "tls", ss.tls, "user", env.AuthUser}, checkArgs...)...)
 	return replyQueued(id)
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/emersion/go-smtp"
 
@@ -69,6 +70,8 @@ func replyFor(err error) *smtp.SMTPError {
 		return reply(451, 4, 3, 2, "Temporary authentication failure (rate-limit)")
 	case errors.Is(err, inbound.ErrUnknownRecipient):
 		return reply(550, 5, 1, 1, "Recipient address rejected: no such user here")
+	case errors.Is(err, syscall.ENOSPC):
+		return replyInsufficientStorage()
 	case errors.Is(err, store.ErrQuotaExceeded):
 		return reply(552, 5, 2, 2, "Mailbox full: the recipient is over quota")
 	case isRoutingTrick(err), errors.Is(err, inbound.ErrBadAddress):
@@ -87,10 +90,11 @@ func replyForSASL(err error) *smtp.SMTPError {
 	return reply(501, 5, 5, 2, "Malformed AUTH response")
 }
 
-// isLocalProblem reports whether r is the temporary local-problem reply,
-// whose cause belongs in the log at WARN.
+// isLocalProblem reports whether r is the temporary local-problem reply
+// (or a full disk), whose cause belongs in the log at WARN.
 func isLocalProblem(r *smtp.SMTPError) bool {
-	return r.Code == 451 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 0}
+	return r.Code == 451 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 0} ||
+		r.Code == 452 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 1}
 }
 
 // replyTooManyErrors ends a session at the hard error limit; Postfix:
@@ -111,8 +115,40 @@ func replyTooBigForQuota() *smtp.SMTPError {
 	return reply(552, 5, 2, 2, "Message exceeds the recipient's mailbox quota")
 }
 
+// replyInsufficientStorage: the disk is (nearly) full. RFC 3463 4.3.1
+// "Mail system full"; Postfix's text for queue_minfree and ENOSPC.
+func replyInsufficientStorage() *smtp.SMTPError {
+	return reply(452, 4, 3, 1, "Insufficient system storage, try again later")
+}
+
 func replyLocalProblem() *smtp.SMTPError {
 	return reply(451, 4, 3, 0, "Temporary local problem, try again later")
+}
+
+// Inbound checks (checks.go), with Mailu's codes: a policy refusal is
+// 550 5.7.1, a scanner that cannot answer 451 4.7.1 (Mailu:
+// milter_default_action = tempfail).
+
+func replyChecksUnavailable() *smtp.SMTPError {
+	return reply(451, 4, 7, 1, "Message could not be checked now, try again later")
+}
+
+// replySpoofedLocal: Mailu's ANTISPOOF rules (rspamd force_actions).
+func replySpoofedLocal(domain string) *smtp.SMTPError {
+	return reply(550, 5, 7, 1, "The sender uses "+safe(domain)+", a domain of this server, but the message "+
+		"is not authenticated for it (DMARC did not pass); send it through this server's submission port instead")
+}
+
+// replyAuthTempFail: a local From domain whose DMARC check hit a DNS
+// failure; it may pass when retried, so it is not refused for good.
+func replyAuthTempFail(domain string) *smtp.SMTPError {
+	return reply(451, 4, 7, 1, "Could not verify the sender's domain "+safe(domain)+" (DNS failure), try again later")
+}
+
+// replyDMARCReject: RFC 7489 6.6.3 / 7.3 with p=reject.
+func replyDMARCReject(domain string) *smtp.SMTPError {
+	return reply(550, 5, 7, 1, "Rejected by the DMARC policy of "+safe(domain)+
+		": neither SPF nor DKIM authenticates the From domain")
 }
 
 // replyLineTooLong refuses a DATA line over MaxLineLength (limit; 0 when

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strings"
@@ -84,7 +85,59 @@ func (ss *session) AuthMechanisms() []string {
 	if !ss.authOffered() {
 		return nil
 	}
-	return []string{sasl.Plain, auth.LoginMechanism} // Mailu: auth_mechanisms = plain login
+	// Mailu: auth_mechanisms = plain login; Petrel adds SCRAM-SHA-256
+	// (and -PLUS over TLS) when the authenticator offers it.
+	mechs := []string{sasl.Plain, auth.LoginMechanism}
+	if sp, ok := ss.srv.opts.Auth.(auth.ScramProvider); ok {
+		mechs = append(sp.ScramMechanisms(ss.tls), mechs...)
+	}
+	return mechs
+}
+
+// scramOffered reports whether mech is a SCRAM mechanism offered now.
+func (ss *session) scramOffered(mech string) (auth.ScramProvider, bool) {
+	sp, ok := ss.srv.opts.Auth.(auth.ScramProvider)
+	if !ok {
+		return nil, false
+	}
+	for _, m := range sp.ScramMechanisms(ss.tls) {
+		if m == mech {
+			return sp, true
+		}
+	}
+	return nil, false
+}
+
+// scram runs a SCRAM-SHA-256[-PLUS] exchange (RFC 5802, RFC 7677) through
+// the auth core; the server-final message goes out as a last 334
+// challenge, answered by an empty line (RFC 4954 has no additional data
+// with success).
+func (ss *session) scram(sp auth.ScramProvider, mech string) sasl.Server {
+	var cs *tls.ConnectionState
+	if st, ok := ss.conn.TLSConnectionState(); ok {
+		cs = &st
+	}
+	l := sp.NewScramLogin(ss.ctx, auth.Attempt{
+		Protocol: "smtp",
+		Port:     ss.srv.opts.Role.Port(),
+		Remote:   ss.tc.Remote().Addr(),
+		Log:      ss.log,
+	}, mech == auth.ScramSHA256Plus, cs)
+	return saslFunc(func(resp []byte) ([]byte, bool, error) {
+		ch, done, err := l.Next(resp)
+		switch {
+		case err != nil:
+			r := replyForSASL(err)
+			if !errors.Is(err, auth.ErrBadCredentials) && !errors.Is(err, auth.ErrRateLimited) && !errors.Is(err, auth.ErrScramMalformed) && !errors.Is(err, auth.ErrScramExchange) {
+				r = replyLocalProblem() // the store could not answer
+			}
+			ss.logReply("auth failed", r, err, "mech", mech, "username", l.Username())
+			return nil, false, r
+		case !done:
+			return ch, false, nil
+		}
+		return nil, true, ss.loggedIn(mech, l.Username(), l.Result())
+	})
 }
 
 // auth answers AUTH (wrapped by Auth in errlimit.go).
@@ -114,6 +167,9 @@ func (ss *session) auth(mech string) (sasl.Server, error) {
 			return ss.login(auth.LoginMechanism, username, password)
 		})}, nil
 	}
+	if sp, ok := ss.scramOffered(strings.ToUpper(mech)); ok {
+		return ss.scram(sp, strings.ToUpper(mech)), nil
+	}
 	return nil, replyUnknownMechanism()
 }
 
@@ -133,6 +189,11 @@ func (ss *session) login(mech, username, password string) error {
 		ss.logReply("auth failed", r, err, "mech", mech, "username", username)
 		return r
 	}
+	return ss.loggedIn(mech, username, res)
+}
+
+// loggedIn records a successful login.
+func (ss *session) loggedIn(mech, username string, res *auth.Result) error {
 	if res == nil || res.User == nil {
 		ss.log.Error("authenticator returned no user", "username", username)
 		return replyLocalProblem()
@@ -145,38 +206,31 @@ func (ss *session) login(mech, username, password string) error {
 
 // port25Auth answers AUTH on port 25 with 502 5.5.1 and counts the attempt
 // against the client's IP limit (Mailu: auth.py nginx_authentication,
-// is_port_25 branch). For PLAIN and LOGIN the username is read first, as
-// nginx reads the credentials before asking admin, so the log line can
-// name it; LOGIN's password is never asked for.
+// is_port_25 branch). With an initial response (RFC 4954 4) the username
+// in it is logged; without one the answer is 502 at once, never a 334
+// that would take the client's next command for a username (issue 17).
 func (ss *session) port25Auth(mech string) (sasl.Server, error) {
-	refuse := func(username string) error {
-		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.Remote().Addr(), username, ss.log)
-		return replyNoAuthOn25()
-	}
 	if ss.srv.opts.Auth == nil {
 		return nil, replyNoAuthOn25()
 	}
-	switch strings.ToUpper(mech) {
-	case sasl.Plain:
-		return saslFunc(func(resp []byte) ([]byte, bool, error) {
-			if resp == nil {
-				return []byte{}, false, nil // RFC 4954 4: empty challenge, then the response
-			}
-			var username string
+	return saslFunc(func(resp []byte) ([]byte, bool, error) {
+		var username string
+		switch strings.ToUpper(mech) {
+		case sasl.Plain:
 			if parts := bytes.Split(resp, []byte{0}); len(parts) == 3 {
 				username = string(parts[1])
 			}
-			return nil, false, refuse(username)
-		}), nil
-	case auth.LoginMechanism:
-		return saslFunc(func(resp []byte) ([]byte, bool, error) {
-			if resp == nil {
-				return []byte("Username:"), false, nil
-			}
-			return nil, false, refuse(string(resp))
-		}), nil
-	}
-	return nil, refuse("")
+		case auth.LoginMechanism:
+			username = string(resp)
+		}
+		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.Remote().Addr(), username, ss.log)
+		return nil, false, replyNoAuthOn25()
+	}), nil
+}
+
+// spaceLow reports whether the free disk space is below DISK_RESERVE.
+func (ss *session) spaceLow() bool {
+	return ss.srv.opts.Space != nil && ss.srv.opts.Space.Low()
 }
 
 // mail answers MAIL (wrapped by Mail in errlimit.go).
@@ -195,6 +249,10 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 		return ss.reject("mail", replyAuthRequired(), "from", from)
 	}
 
+	if ss.spaceLow() {
+		// Postfix: queue_minfree, checked at MAIL FROM.
+		return ss.reject("mail", replyInsufficientStorage(), "from", from)
+	}
 	sender, r := parseSender(from)
 	if r != nil {
 		return ss.reject("mail", r, "from", from)
@@ -320,7 +378,12 @@ func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 			return ss.fail("rcpt", err, "rcpt", to)
 		}
 	}
-	key := strings.ToLower(route.Rcpt)
+	key := route.Rcpt
+	if route.Kind == inbound.RouteLocal {
+		// Local look-ups fold case; a remote local part's case is the
+		// remote host's to interpret (RFC 5321 2.4).
+		key = strings.ToLower(key)
+	}
 	if ss.rcptSeen[key] {
 		return nil // a duplicate RCPT gets one copy, as Postfix's duplicate filter
 	}
@@ -349,6 +412,9 @@ func (ss *session) inRelayNets() bool {
 // reply.
 func (ss *session) reject(stage string, r *smtp.SMTPError, args ...any) error {
 	ss.log.Info("rejected", append([]any{"stage", stage, "code", r.Code, "reply", r.Message}, args...)...)
+	if f := ss.srv.opts.OnReject; f != nil {
+		f()
+	}
 	return r
 }
 

@@ -106,3 +106,22 @@ func runQueue(ctx context.Context, w *queue.Worker, wg *sync.WaitGroup, log *slo
 }
 
 var _ queue.Bouncer = bouncer{}
+
+// quotaBounce sends the DSN for mailboxes left out of a delivery because
+// they were over quota (RFC 3463 5.2.2), through the same path as the
+// queue's DSNs.
+func (p *parts) quotaBounce(ctx context.Context, env *inbound.Envelope, full []string, headers []byte) error {
+	msg := queue.FailureReport{
+		Hostname:   p.cfg.Hostnames[0],
+		ID:         p.connIDs.Next(),
+		MessageID:  env.ID,
+		Sender:     env.Sender,
+		Arrival:    env.ReceivedAt,
+		Headers:    headers,
+		Recipients: full,
+		Code:       552,
+		Status:     "5.2.2",
+		Diagnostic: "mailbox full: the recipient is over quota",
+	}.Build()
+	return bouncer{p: p}.Bounce(ctx, env.Sender, msg)
+}

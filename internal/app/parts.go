@@ -150,6 +150,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Store:       p.store,
 		Blobs:       p.store.Blobs(),
 		Logger:      log.With("part", "delivery"),
+		QuotaBounce: p.quotaBounce,
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,
@@ -194,6 +195,29 @@ func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		defer wg.Done()
 		p.stats.Run(ctx, 15*time.Second)
 	}()
+	wg.Add(1)
+	go runMaintenance(ctx, p.store, wg, p.log)
+}
+
+// maintenanceInterval spaces the store's clean-up runs (blob garbage,
+// expunge records, delivery keys); the first runs a minute after start.
+const maintenanceInterval = time.Hour
+
+func runMaintenance(ctx context.Context, st *sqlstore.Store, wg *sync.WaitGroup, log *slog.Logger) {
+	defer wg.Done()
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := st.Maintain(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("store maintenance", "err", err)
+		}
+		t.Reset(maintenanceInterval)
+	}
 }
 
 func (p *parts) onClose(f func()) { p.closers = append(p.closers, f) }

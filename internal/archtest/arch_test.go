@@ -42,6 +42,8 @@ var forbidden = map[string][]string{
 
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
+	// A test helper speaking only the PostgreSQL wire protocol.
+	"internal/testutil/pgproxy": {"internal/"},
 }
 
 type pkg struct {

@@ -64,7 +64,7 @@ func TestQueueList(t *testing.T) {
 	st := e.store()
 	ctx := context.Background()
 	now := time.Now().Add(time.Second)
-	if _, err := st.ClaimQueue(ctx, "w", now, now.Add(time.Minute), 10); err != nil {
+	if _, err := st.ClaimQueue(ctx, "w", now, time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
 	next := now.Add(time.Hour)
@@ -154,7 +154,7 @@ func TestQueueActions(t *testing.T) {
 	st := e.store()
 	ctx := context.Background()
 	now := time.Now().Add(time.Second)
-	if _, err := st.ClaimQueue(ctx, "w", now, now.Add(time.Minute), 10); err != nil {
+	if _, err := st.ClaimQueue(ctx, "w", now, time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
 	later := now.Add(time.Hour)

@@ -218,25 +218,28 @@ func cmdExpunge(s *session, c *command) error {
 	if s.sel.readOnly {
 		return errReadOnly
 	}
-	var uids []uint32 // nil: every \Deleted message
+	var gone []uint32
+	var err error
 	if c.uid {
-		// Learn the current flags first: UID EXPUNGE removes only the
-		// messages that have \Deleted now.
 		if err := s.syncNow(true); err != nil {
 			return err
 		}
 		seqs, _ := s.sel.resolve(set, true)
-		uids = []uint32{}
+		uids := make([]uint32, 0, len(seqs))
 		for _, q := range seqs {
-			if m := s.sel.msg(q); hasFlag(m.Flags, flagDeleted) {
-				uids = append(uids, m.UID)
-			}
+			uids = append(uids, s.sel.msg(q).UID)
 		}
 		if len(uids) == 0 {
 			return nil
 		}
+		// RFC 4315 2.1: only the messages of the set that are \Deleted
+		// when the expunge runs; the store decides inside its
+		// transaction, so a -FLAGS \Deleted from another session or
+		// node in between keeps the message.
+		gone, err = s.srv.opts.Store.ExpungeDeleted(s.ctx, s.sel.id, uids)
+	} else {
+		gone, err = s.srv.opts.Store.ExpungeByID(s.ctx, s.sel.id, nil) // every \Deleted message
 	}
-	gone, err := s.srv.opts.Store.ExpungeByID(s.ctx, s.sel.id, uids)
 	if err != nil {
 		return mailboxError(err)
 	}

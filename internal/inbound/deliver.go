@@ -1,9 +1,11 @@
 package inbound
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -48,6 +50,12 @@ type DelivererOptions struct {
 	Now       func() time.Time // default time.Now
 	// AutoReply turns on users' auto-replies (autoreply.go); nil: none.
 	AutoReply *AutoReplyOptions
+	// QuotaBounce, when set, reports to the sender the mailboxes that
+	// were left out of a delivery because they were over quota while the
+	// other recipients got the message (a DSN, RFC 3464 / RFC 3463
+	// 5.2.2). full lists those users; headers is the original header
+	// block. It is called after the commit, never for the null sender.
+	QuotaBounce func(ctx context.Context, env *Envelope, full []string, headers []byte) error
 	// OnDelivered, when set, is told how many mailboxes each committed
 	// message reached (the status page's counters).
 	OnDelivered func(mailboxes int)
@@ -65,7 +73,8 @@ type Deliverer struct {
 	log       *slog.Logger
 	now       func() time.Time
 	reply     *autoReplier // nil: no auto-replies
-	delivered func(int)    // nil: not counted
+	bounce    func(ctx context.Context, env *Envelope, full []string, headers []byte) error
+	delivered func(int) // nil: not counted
 
 	mu      sync.Mutex
 	state   int
@@ -85,6 +94,7 @@ type commitReq struct {
 	msg    *store.NewMessage
 	env    *Envelope
 	result chan error // 1-buffered, so the committer never blocks on a caller that left
+	full   []string   // users left out as over quota (set before result)
 }
 
 // NewDeliverer returns a Deliverer; call Start before Deliver.
@@ -96,6 +106,7 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 		maxBatch:  opts.MaxBatch,
 		log:       opts.Logger,
 		now:       opts.Now,
+		bounce:    opts.QuotaBounce,
 		delivered: opts.OnDelivered,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -231,6 +242,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 
 	select {
 	case err := <-req.result:
+		if err == nil && len(req.full) > 0 {
+			d.bounceFull(ctx, env, msg, req.full)
+		}
 		if err == nil && d.reply != nil {
 			// After the commit, so a reply never goes out for a
 			// message that was not stored; it cannot fail the delivery.
@@ -252,9 +266,10 @@ func (d *Deliverer) running() bool {
 // the body.
 func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 	msg := &store.NewMessage{
-		ID:         env.ID,
-		Sender:     env.Sender,
-		ReceivedAt: env.ReceivedAt,
+		ID:          env.ID,
+		Sender:      env.Sender,
+		ReceivedAt:  env.ReceivedAt,
+		DeliveryKey: store.NewDeliveryKey(),
 	}
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = d.now()
@@ -306,25 +321,123 @@ func (d *Deliverer) run(ctx context.Context) {
 	}
 }
 
-// commit stores batch in one transaction; if that fails, each message is
-// retried alone so that one bad message (over quota) does not fail the
-// others.
+// commit stores batch in one transaction. If that fails with an error
+// that proves nothing was written (a quota, a recipient that went away, a
+// constraint), each message is retried alone so that one bad message does
+// not fail the others. After any other error (a broken connection, a
+// COMMIT whose outcome is unknown) nothing is retried one by one: that
+// could store messages twice. Every message carries a DeliveryKey, so
+// after ErrCommitUnknown the group runs again as it was to learn the
+// outcome (messages already stored are skipped by the store); if that
+// does not settle it, the group fails (smtpd answers 451) and the bodies
+// stay for the store's garbage sweep.
 func (d *Deliverer) commit(ctx context.Context, batch []*commitReq) {
 	msgs := make([]*store.NewMessage, len(batch))
 	for i, r := range batch {
 		msgs[i] = r.msg
 	}
-	err := d.store.CommitMessages(ctx, msgs)
-	if err == nil || len(batch) == 1 {
+	err := d.commitSettled(ctx, msgs)
+	if err == nil || !nothingWritten(err) {
 		for _, r := range batch {
 			d.finish(r, err)
 		}
 		return
 	}
-	d.log.Debug("group commit failed, retrying one by one", "messages", len(batch), "err", err)
+	d.log.Debug("group commit refused, retrying one by one", "messages", len(batch), "err", err)
 	for _, r := range batch {
-		d.finish(r, d.store.CommitMessages(ctx, []*store.NewMessage{r.msg}))
+		d.finish(r, d.commitPartial(ctx, r))
 	}
+}
+
+// commitPartial stores r's message alone. While a mailbox of it is over
+// quota and other recipients remain, that mailbox is left out (r.full)
+// and the rest is stored: one full mailbox does not cost the others
+// the message; its sender gets a DSN (QuotaBounce).
+func (d *Deliverer) commitPartial(ctx context.Context, r *commitReq) error {
+	for {
+		err := d.commitSettled(ctx, []*store.NewMessage{r.msg})
+		var qe *store.QuotaError
+		if err == nil || !errors.As(err, &qe) {
+			return err
+		}
+		m := r.msg
+		rest := make([]store.MailboxTarget, 0, len(m.Targets))
+		for _, tg := range m.Targets {
+			if tg.User != qe.User {
+				rest = append(rest, tg)
+			}
+		}
+		if len(rest) == len(m.Targets) || (len(rest) == 0 && len(m.Remote) == 0) {
+			return err
+		}
+		m.Targets = rest
+		r.full = append(r.full, qe.User)
+	}
+}
+
+// bounceFull reports the mailboxes left out as over quota to the sender.
+func (d *Deliverer) bounceFull(ctx context.Context, env *Envelope, m *store.NewMessage, full []string) {
+	d.log.Info("bounced", "msgid", m.ID, "from", env.Sender, "rcpts", full, "result", "quota",
+		"reply", "552 5.2.2 mailbox full")
+	if d.bounce == nil || env.Sender == "" { // RFC 3464: never a DSN to the null sender
+		return
+	}
+	if err := d.bounce(ctx, env, full, d.headersOf(m)); err != nil {
+		d.log.Error("DSN for over-quota mailboxes not sent", "msgid", m.ID, "rcpts", full, "err", err)
+	}
+}
+
+// maxBounceHeaders bounds the original header block a DSN carries.
+const maxBounceHeaders = 64 << 10
+
+// headersOf returns the header block of a stored message's body.
+func (d *Deliverer) headersOf(m *store.NewMessage) []byte {
+	body := m.Body
+	if m.BlobName != "" && d.blobs != nil {
+		f, err := d.blobs.Open(m.BlobName)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		buf := make([]byte, maxBounceHeaders)
+		n, _ := io.ReadFull(f, buf)
+		body = buf[:n]
+	}
+	body = body[:min(len(body), maxBounceHeaders)]
+	if i := bytes.Index(body, []byte("\r\n\r\n")); i >= 0 {
+		return body[:i+2]
+	}
+	return body
+}
+
+// settleDelays are the pauses before re-running a group whose COMMIT
+// outcome is unknown (a new connection usually answers at once).
+var settleDelays = [...]time.Duration{0, 200 * time.Millisecond, time.Second}
+
+// commitSettled is CommitMessages, run again with the same delivery keys
+// while its outcome is unknown.
+func (d *Deliverer) commitSettled(ctx context.Context, msgs []*store.NewMessage) error {
+	err := d.store.CommitMessages(ctx, msgs)
+	for _, wait := range settleDelays {
+		if !errors.Is(err, store.ErrCommitUnknown) {
+			return err
+		}
+		d.log.Warn("commit outcome unknown, running the group again", "messages", len(msgs), "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		err = d.store.CommitMessages(ctx, msgs)
+	}
+	return err
+}
+
+// nothingWritten reports errors after which the store has certainly
+// rolled the group back, because of one of its messages.
+func nothingWritten(err error) bool {
+	return errors.Is(err, store.ErrQuotaExceeded) || errors.Is(err, store.ErrNotFound) ||
+		errors.Is(err, store.ErrExists)
 }
 
 // finish logs the outcome of one message and hands it to its caller. The

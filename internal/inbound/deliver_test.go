@@ -54,7 +54,7 @@ func (s *memStore) CommitMessages(ctx context.Context, msgs []*store.NewMessage)
 		for _, t := range m.Targets {
 			add[t.User] += m.Size
 			if q := s.quota[t.User]; q > 0 && s.used[t.User]+add[t.User] > q {
-				return fmt.Errorf("memstore: %s: %w", t.User, store.ErrQuotaExceeded)
+				return fmt.Errorf("memstore: %s: %w", t.User, &store.QuotaError{User: t.User})
 			}
 		}
 	}

@@ -48,8 +48,9 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 		results, groupErr = w.o.Transport.Deliver(actx, msg)
 	}
 	now := w.o.Now()
-	// Cancelled by shutdown: what did not get through is left for the
-	// next run, without counting an attempt.
+	// Cancelled by shutdown or a lost lease (errLeaseLost): what did not
+	// get through is left for the
+	// next run or the lease holder, without counting an attempt.
 	shutdown := attemptCtx.Err() != nil
 
 	exact := map[string]RecipientResult{}

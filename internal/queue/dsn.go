@@ -352,3 +352,32 @@ func fold(s string) string {
 	}
 	return b.String()
 }
+
+// FailureReport is a DSN about recipients that failed permanently before
+// the message reached the queue: a local mailbox found over quota when
+// the message was stored (RFC 3463 5.2.2), after the other recipients
+// had it.
+type FailureReport struct {
+	Hostname   string // Reporting-MTA
+	ID         string // unique: the DSN's Message-ID and boundary
+	MessageID  string // Petrel's id of the original message
+	Sender     string // the original envelope sender: the DSN goes to it
+	Arrival    time.Time
+	Headers    []byte   // original header block, CRLF lines
+	Recipients []string // the failed recipients
+	Code       int      // SMTP-style code of the failure, e.g. 552
+	Status     string   // RFC 3463 status, e.g. "5.2.2"
+	Diagnostic string   // one line for Diagnostic-Code
+}
+
+// Build returns the DSN as a message with CRLF line endings.
+func (f FailureReport) Build() []byte {
+	now := time.Now()
+	d := &dsn{Hostname: f.Hostname, ID: f.ID, MessageID: f.MessageID, Sender: f.Sender,
+		Arrival: f.Arrival, Date: now, Headers: f.Headers}
+	for _, r := range f.Recipients {
+		d.Recipients = append(d.Recipients, dsnRecipient{Recipient: r, LastAttempt: now,
+			Err: &DeliveryError{Permanent: true, Code: f.Code, Enhanced: f.Status, Message: f.Diagnostic}})
+	}
+	return d.Build()
+}

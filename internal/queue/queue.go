@@ -124,6 +124,8 @@ type Worker struct {
 	mu       sync.Mutex
 	dests    map[string]*destSlots
 	attempts sync.WaitGroup
+	runMu    sync.Mutex
+	runs     map[*leased]struct{} // claimed groups not finished
 }
 
 // New checks o, fills in defaults and returns a Worker ready to Run.
@@ -186,6 +188,7 @@ func New(o Options) (*Worker, error) {
 		global:  make(chan struct{}, o.MaxConcurrent),
 		commits: make(chan *commitReq, o.MaxConcurrent),
 		dests:   map[string]*destSlots{},
+		runs:    map[*leased]struct{}{},
 	}, nil
 }
 
@@ -282,7 +285,8 @@ func (w *Worker) claim(ctx, attemptCtx context.Context, minRoom int) bool {
 	}
 	seq := w.claims.Add(1)
 	now := w.o.Now()
-	items, err := w.o.Store.ClaimQueue(ctx, w.owner, now, now.Add(w.o.Lease), room)
+	leasedAt := time.Now() // the lease runs from no earlier than this
+	items, err := w.o.Store.ClaimQueue(ctx, w.owner, now, w.o.Lease, room)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("queue: claim failed", "err", err)
@@ -299,7 +303,8 @@ func (w *Worker) claim(ctx, attemptCtx context.Context, minRoom int) bool {
 		w.pending.Add(int64(len(g.items)))
 		w.waiting.Add(1)
 		w.attempts.Add(1)
-		go w.runGroup(ctx, attemptCtx, g)
+		actx, r := w.track(attemptCtx, g.items, leasedAt)
+		go w.runGroup(ctx, actx, g, r)
 	}
 	return len(items) == room
 }
@@ -410,8 +415,51 @@ func (w *Worker) acquire(ctx context.Context, dest string) (func(), error) {
 	}, nil
 }
 
+// errLeaseLost cancels an attempt whose entries may be leased to another
+// worker by now: its lease renewal failed for too long, or the renewal
+// showed another worker took them.
+var errLeaseLost = errors.New("queue: lease lost")
+
+// leased is one claimed group's hold on its entries: the attempt's
+// context is cancelled (errLeaseLost) when the lease may be gone.
+type leased struct {
+	ids      []int64
+	leasedAt time.Time // start of the claim or renewal that last set the lease
+	cancel   context.CancelCauseFunc
+	timer    *time.Timer
+}
+
+// leaseSafe is how long after its last claim or renewal began an attempt
+// may go on: short of the lease, so that it stops before another node
+// can claim the entries (the database times the lease; only durations
+// are measured here, so clock skew between nodes does not matter).
+func (w *Worker) leaseSafe() time.Duration { return w.o.Lease * 5 / 6 }
+
+// track registers a claimed group and returns its attempt context.
+func (w *Worker) track(parent context.Context, items []store.QueueItem, leasedAt time.Time) (context.Context, *leased) {
+	ctx, cancel := context.WithCancelCause(parent)
+	r := &leased{leasedAt: leasedAt, cancel: cancel}
+	for _, it := range items {
+		r.ids = append(r.ids, it.ID)
+	}
+	r.timer = time.AfterFunc(time.Until(leasedAt.Add(w.leaseSafe())), func() { cancel(errLeaseLost) })
+	w.runMu.Lock()
+	w.runs[r] = struct{}{}
+	w.runMu.Unlock()
+	return ctx, r
+}
+
+func (w *Worker) untrack(r *leased) {
+	r.timer.Stop()
+	r.cancel(nil)
+	w.runMu.Lock()
+	delete(w.runs, r)
+	w.runMu.Unlock()
+}
+
 // runGroup waits for its slots, makes the attempt and records it.
-func (w *Worker) runGroup(ctx, attemptCtx context.Context, g *group) {
+func (w *Worker) runGroup(ctx, attemptCtx context.Context, g *group, r *leased) {
+	defer w.untrack(r)
 	defer func() {
 		w.pending.Add(-int64(len(g.items)))
 		select {
@@ -420,7 +468,12 @@ func (w *Worker) runGroup(ctx, attemptCtx context.Context, g *group) {
 		}
 		w.attempts.Done()
 	}()
-	release, err := w.acquire(ctx, g.hop)
+	// Waiting for slots ends with shutdown (ctx) or a lost lease.
+	wctx, cancelWait := context.WithCancel(ctx)
+	stopWait := context.AfterFunc(attemptCtx, cancelWait)
+	release, err := w.acquire(wctx, g.hop)
+	stopWait()
+	cancelWait()
 	w.waiting.Add(-1)
 	if err != nil {
 		// Shutting down before the attempt started: leave the entries
@@ -460,9 +513,45 @@ func (w *Worker) renewLeases(ctx context.Context) {
 		if w.pending.Load() == 0 {
 			continue
 		}
-		if err := w.o.Store.RenewQueueLeases(ctx, w.owner, w.o.Now().Add(w.o.Lease)); err != nil && ctx.Err() == nil {
-			w.log.Warn("queue: renew leases", "err", err)
+		start := time.Now()
+		held, err := w.o.Store.RenewQueueLeases(ctx, w.owner, w.o.Lease)
+		if err != nil {
+			// The attempts' timers stop them before the leases can
+			// run out, unless a later renewal succeeds.
+			if ctx.Err() == nil {
+				w.log.Warn("queue: renew leases", "err", err)
+			}
+			continue
 		}
+		w.renewed(start, held)
+	}
+}
+
+// renewed applies a successful renewal that began at start: attempts
+// whose entries are all still held get more time; any other attempt
+// claimed before start lost its entries to another worker and stops.
+func (w *Worker) renewed(start time.Time, held []int64) {
+	set := make(map[int64]bool, len(held))
+	for _, id := range held {
+		set[id] = true
+	}
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	for r := range w.runs {
+		if !r.leasedAt.Before(start) {
+			continue // claimed during the renewal: its own lease is fresh
+		}
+		lost := false
+		for _, id := range r.ids {
+			lost = lost || !set[id]
+		}
+		if lost {
+			w.log.Warn("queue: lease lost to another worker; attempt stopped", "entries", len(r.ids))
+			r.cancel(errLeaseLost)
+			continue
+		}
+		r.leasedAt = start
+		r.timer.Reset(time.Until(start.Add(w.leaseSafe())))
 	}
 }
 

@@ -482,7 +482,10 @@ func TestRestartWithFullQueue(t *testing.T) {
 		h.submit(fmt.Sprint("m", i), "alice@example.com", r)
 	}
 	// A worker that crashed holds leases on 5 entries.
-	crashed, err := h.st.ClaimQueue(context.Background(), "crashed", h.clock.Now(), h.clock.Now().Add(DefaultLease), 5)
+	// Leases run on the database's clock: this one ends in real time.
+	const crashLease = 4 * time.Second
+	crashedAt := time.Now()
+	crashed, err := h.st.ClaimQueue(context.Background(), "crashed", h.clock.Now(), crashLease, 5)
 	must(t, err)
 	if len(crashed) != 5 {
 		t.Fatalf("claimed %d", len(crashed))
@@ -509,7 +512,8 @@ func TestRestartWithFullQueue(t *testing.T) {
 	if h.tr.callCount() != 0 {
 		t.Fatalf("the new worker sent %d before anything was due", h.tr.callCount())
 	}
-	h.clock.Advance(DefaultBackoff(1)) // past the back-off and the crashed worker's lease
+	time.Sleep(time.Until(crashedAt.Add(crashLease))) // the crashed worker's lease ends
+	h.clock.Advance(DefaultBackoff(1))                // past the back-off
 	h.settle()
 	if q := h.queue(); len(q) != 0 {
 		t.Fatalf("queue after restart: %+v", q)

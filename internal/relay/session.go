@@ -364,6 +364,12 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 		return results, s.fail(ctx, err, false)
 	}
 	s.debug("DATA sent", "bytes", br.n)
+	if err := ctx.Err(); err != nil {
+		// Stopped while the body went out (shutdown, or the queue lease
+		// may be gone): without the final dot nothing is delivered here,
+		// so whoever holds the entry next does not send it twice.
+		return results, s.fail(ctx, fmt.Errorf("stopped before the final dot: %w", err), false)
+	}
 	s.dataOpen = false // closing the writer sends the dot
 	if s.t.hop.lmtp {
 		return s.lmtpReplies(ctx, w, accepted, results)

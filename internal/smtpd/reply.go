@@ -103,6 +103,18 @@ func replyTooManyErrors(host string) *smtp.SMTPError {
 	return reply(421, 4, 7, 0, host+" Error: too many errors")
 }
 
+// replyMailboxFull refuses one RCPT whose mailbox is over quota now;
+// Postfix/Dovecot LMTP: "452 4.2.2 Mailbox is full".
+func replyMailboxFull() *smtp.SMTPError {
+	return reply(452, 4, 2, 2, "Mailbox full: the recipient is over quota, try again later")
+}
+
+// replyTooBigForQuota refuses one RCPT whose mailbox quota is smaller than
+// the declared message size: it can never fit.
+func replyTooBigForQuota() *smtp.SMTPError {
+	return reply(552, 5, 2, 2, "Message exceeds the recipient's mailbox quota")
+}
+
 // replyInsufficientStorage: the disk is (nearly) full. RFC 3463 4.3.1
 // "Mail system full"; Postfix's text for queue_minfree and ENOSPC.
 func replyInsufficientStorage() *smtp.SMTPError {

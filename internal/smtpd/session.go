@@ -33,6 +33,7 @@ type session struct {
 	// The transaction (RFC 5321 3.3), cleared by Reset.
 	mailSeen bool
 	sender   string // normalised reverse-path, "" for <>
+	size     int64  // MAIL FROM SIZE= (RFC 1870), 0 if not given
 	routes   []inbound.Route
 	rcptSeen map[string]bool
 	// overshoot counts the RCPTs answered 452 over MaxRecipients in this
@@ -278,6 +279,10 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 
 	ss.mailSeen = true
 	ss.sender = sender
+	ss.size = 0
+	if opts != nil {
+		ss.size = opts.Size // RFC 1870: 0 when not declared
+	}
 	ss.routes = nil
 	ss.rcptSeen = nil
 	ss.overshoot = 0
@@ -359,6 +364,19 @@ func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if route.Kind == inbound.RouteForeign && o.Role == RoleMX && !ss.inRelayNets() {
 		// Mailu: permit_mynetworks, reject_unauth_destination.
 		return ss.reject("rcpt", replyRelayDenied(p.Addr()), "rcpt", to)
+	}
+	if qc, ok := o.Router.(QuotaChecker); ok {
+		// One full mailbox refuses its own RCPT only (RFC 3463 4.2.2 /
+		// 5.2.2), never the whole transaction after DATA.
+		if err := qc.CheckQuota(ss.ctx, route, ss.size); err != nil {
+			switch {
+			case errors.Is(err, inbound.ErrTooBigForQuota):
+				return ss.reject("rcpt", replyTooBigForQuota(), "rcpt", to)
+			case errors.Is(err, inbound.ErrMailboxFull):
+				return ss.reject("rcpt", replyMailboxFull(), "rcpt", to)
+			}
+			return ss.fail("rcpt", err, "rcpt", to)
+		}
 	}
 	key := route.Rcpt
 	if route.Kind == inbound.RouteLocal {

@@ -137,6 +137,14 @@ type Router interface {
 	SenderAllowed(ctx context.Context, user *store.User, sender string, wildcardSenders []string) (bool, error)
 }
 
+// QuotaChecker is an optional Router method: whether a recipient's
+// mailboxes can take a message of size bytes (0: not declared), with
+// inbound.ErrMailboxFull or inbound.ErrTooBigForQuota when none can.
+// *inbound.Router implements it.
+type QuotaChecker interface {
+	CheckQuota(ctx context.Context, route inbound.Route, size int64) error
+}
+
 // Spool receives one message body. *inbound.Spool implements it.
 type Spool interface {
 	io.Writer

@@ -95,6 +95,11 @@ type Mailboxes interface {
 	// ExpungeByID expunges uids (all \Deleted messages when uids is nil).
 	// It returns the UIDs actually expunged.
 	ExpungeByID(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
+	// ExpungeDeleted expunges those of uids that are flagged \Deleted
+	// when the transaction runs, under the mailbox lock (RFC 4315 2.1 UID
+	// EXPUNGE): a \Deleted cleared by another session or node after the
+	// caller looked keeps the message. It returns the UIDs expunged.
+	ExpungeDeleted(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
 	// ChangesSince reports changes after modseq (0: every message).
 	ChangesSince(ctx context.Context, mailboxID int64, modseq uint64) (*Changes, error)
 	// Quota returns the user's used bytes and limit (0 = unlimited).

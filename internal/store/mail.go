@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"io"
 	"time"
 )
@@ -70,6 +73,14 @@ type NewMessage struct {
 
 	Targets []MailboxTarget
 	Remote  []string // outbound recipients (RCPT TO addresses)
+
+	// DeliveryKey, when set, makes the delivery idempotent: it is recorded
+	// in the transaction that stores the message, and a later
+	// CommitMessages with the same key skips the message as already
+	// stored. A caller that got ErrCommitUnknown runs the same messages
+	// again to learn the outcome without storing anything twice. Keys are
+	// kept for at least a day.
+	DeliveryKey string
 }
 
 // QueueItem is one outbound recipient of one message.
@@ -119,12 +130,17 @@ type QueueUpdate struct {
 // admins list, hold, release, delete and flush. All times are passed in
 // by the caller, so a queue with a fake clock sees a consistent world.
 type QueueStore interface {
-	// ClaimQueue leases to owner, until until, at most limit entries that
+	// ClaimQueue leases to owner, for lease, at most limit entries that
 	// are due at now: not held, next_attempt <= now, and not leased or
-	// with an expired lease (a crashed worker's). Soonest first.
-	ClaimQueue(ctx context.Context, owner string, now, until time.Time, limit int) ([]QueueItem, error)
-	// RenewQueueLeases extends every lease owner holds to until.
-	RenewQueueLeases(ctx context.Context, owner string, until time.Time) error
+	// with an expired lease (a crashed worker's). Soonest first. Leases
+	// are timed by the database's clock (a node whose clock is off must
+	// not take or keep another node's lease), not by now.
+	ClaimQueue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]QueueItem, error)
+	// RenewQueueLeases extends every lease owner holds by lease from the
+	// database's clock and returns the ids of the entries owner still
+	// holds: an entry missing from them was taken by another worker after
+	// owner's lease ran out, and owner must stop sending it.
+	RenewQueueLeases(ctx context.Context, owner string, lease time.Duration) ([]int64, error)
 	// ReleaseQueueLeases drops owner's leases on ids (all of owner's when
 	// ids is empty) without counting an attempt: the entries are due again.
 	ReleaseQueueLeases(ctx context.Context, owner string, ids []int64) error
@@ -169,4 +185,14 @@ type Mail interface {
 	ExpungeMessages(ctx context.Context, user, mailbox string, uids []uint32) error
 
 	ListQueue(ctx context.Context) ([]QueueItem, error)
+}
+
+// NewDeliveryKey returns a fresh NewMessage.DeliveryKey: a timestamp and
+// 64 random bits in hex, so that keys recorded together sort together
+// and land in the same index pages (random keys would dirty a page each).
+func NewDeliveryKey() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	rand.Read(b[8:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }

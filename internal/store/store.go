@@ -17,6 +17,12 @@ var (
 	ErrLimit = errors.New("domain limit reached")
 	// ErrQuotaExceeded: a delivery or append would exceed the user's quota.
 	ErrQuotaExceeded = errors.New("mailbox quota exceeded")
+	// ErrCommitUnknown: the database connection failed while COMMIT was
+	// on its way, so the transaction may or may not have been committed
+	// (a PostgreSQL server can commit and lose the reply). Nothing that
+	// the transaction may have referenced (a body file) may be removed,
+	// and the client must not be told either "stored" or "refused".
+	ErrCommitUnknown = errors.New("outcome of commit unknown")
 )
 
 // Accounts is the account model: everything Mailu's admin owns. Every method
@@ -94,3 +100,12 @@ type Store interface {
 	InTx(ctx context.Context, fn func(Accounts) error) error
 	Close() error
 }
+
+// QuotaError is ErrQuotaExceeded for one user, so that a delivery to
+// several mailboxes can leave out the full one and store the rest.
+type QuotaError struct{ User string }
+
+func (e *QuotaError) Error() string { return "mailbox quota exceeded for " + e.User }
+
+// Is makes errors.Is(err, ErrQuotaExceeded) true.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuotaExceeded }

@@ -115,6 +115,21 @@ func deletedUIDs(ctx context.Context, c conn, id int64) ([]uint32, error) {
 //
 // Lock order: the user row, then the mailbox row.
 func (s *Store) ExpungeByID(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	return s.expungeByID(ctx, mailboxID, uids, false)
+}
+
+// ExpungeDeleted expunges those of uids that carry \Deleted inside the
+// transaction, after the mailbox row is locked: StoreFlags takes the same
+// lock, so a flag change of another session or node is either already
+// committed and seen, or waits (RFC 4315 2.1).
+func (s *Store) ExpungeDeleted(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	return s.expungeByID(ctx, mailboxID, uids, true)
+}
+
+func (s *Store) expungeByID(ctx context.Context, mailboxID int64, uids []uint32, onlyDeleted bool) ([]uint32, error) {
 	all := uids == nil
 	uids = sortedUnique(uids)
 	var user string
@@ -132,9 +147,14 @@ func (s *Store) ExpungeByID(ctx context.Context, mailboxID int64, uids []uint32)
 			return err
 		}
 		which := uids
-		if all {
-			if which, err = deletedUIDs(ctx, c, mailboxID); err != nil {
+		if all || onlyDeleted {
+			deleted, err := deletedUIDs(ctx, c, mailboxID)
+			if err != nil {
 				return err
+			}
+			which = deleted
+			if onlyDeleted {
+				which = intersectSorted(deleted, uids)
 			}
 		}
 		gone, err = deleteMessages(ctx, c, user, mailboxID, which, true)
@@ -166,16 +186,74 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 		if ch.Changed, err = listMessages(ctx, c, mailboxID, modseq); err != nil {
 			return err
 		}
-		gone, err := list(ctx, c, "list expunged", func(sc interface{ Scan(...any) error }) (uint32, error) {
+		// One query: the UIDs expunged after modseq, and a row of -1
+		// first when rows the client needs may have been pruned
+		// (PruneExpunged's floor is above its modseq).
+		ms := clampModSeq(modseq)
+		gone, err := list(ctx, c, "list expunged", func(sc interface{ Scan(...any) error }) (int64, error) {
 			var u int64
 			err := sc.Scan(&u)
-			return uint32(u), err
-		}, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, clampModSeq(modseq))
-		ch.Expunged = gone
-		return err
+			return u, err
+		}, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?
+UNION ALL SELECT -1 FROM mailbox WHERE id = ? AND expunged_floor > ?
+ORDER BY 1`, mailboxID, ms, mailboxID, ms)
+		if err != nil {
+			return err
+		}
+		if len(gone) > 0 && gone[0] < 0 {
+			// Every UID the client may know of that is gone (RFC 7162
+			// 3.2.5.2 lets VANISHED name UIDs it never saw).
+			ch.Expunged, err = missingUIDs(ctx, c, mailboxID, ch.Mailbox.UIDNext)
+			return err
+		}
+		for _, u := range gone {
+			ch.Expunged = append(ch.Expunged, uint32(u))
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: %w", mailboxID, err)
 	}
 	return &ch, nil
+}
+
+// intersectSorted returns the UIDs in both ascending lists.
+func intersectSorted(a, b []uint32) []uint32 {
+	var out []uint32
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func scanUID(sc interface{ Scan(...any) error }) (uint32, error) {
+	var u int64
+	err := sc.Scan(&u)
+	return uint32(u), err
+}
+
+// missingUIDs lists the UIDs below uidnext that are not in mailbox id.
+func missingUIDs(ctx context.Context, c conn, id int64, uidnext uint32) ([]uint32, error) {
+	present, err := list(ctx, c, "list UIDs", scanUID, `SELECT uid FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	next := uint32(1)
+	for _, u := range append(present, uidnext) {
+		for ; next < u; next++ {
+			out = append(out, next)
+		}
+		next = u + 1
+	}
+	return out, nil
 }

@@ -173,6 +173,17 @@ func mapErr(err error) error {
 	return err
 }
 
+// commitUnknown reports whether a failed COMMIT may still have committed.
+// An error the server sent (a PgError: a deferred constraint, a
+// serialization failure) or SQLite's own error means it rolled back;
+// anything else (a broken connection, a timeout, a cancelled context
+// while COMMIT was in flight) leaves the outcome unknown.
+func commitUnknown(err error) bool {
+	var pe *pgconn.PgError
+	var se *sqlite.Error
+	return !errors.As(err, &pe) && !errors.As(err, &se) && !errors.Is(err, sql.ErrTxDone)
+}
+
 // retryable reports a PostgreSQL deadlock or serialization failure: the
 // transaction was rolled back and may simply run again.
 func retryable(err error) bool {

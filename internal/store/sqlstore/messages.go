@@ -2,8 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -39,8 +41,37 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 		date = now()
 	}
 	fields := s.headerFieldsOf(a.Body)
+	// On PostgreSQL a COMMIT's reply can be lost after the server
+	// committed. The append then records a key with its UID in the same
+	// transaction, and a re-run takes the key first (waiting for a first
+	// run still in flight): a key already there means the message is
+	// stored, and where. SQLite's commit errors are the database's own
+	// answer, so it needs no key (and saves the write).
+	useKey := s.d.name() == FlavorPostgreSQL
+	key := ""
+	if useKey {
+		key = store.NewDeliveryKey()
+	}
+	rerun, done := false, false
 	var u, uv int64
-	err = s.retryTx(ctx, func(c conn) error {
+	fn := func(c conn) error {
+		done = false
+		t := now()
+		if rerun {
+			res, err := c.exec(ctx, `INSERT INTO delivery_key (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, key, c.d.ts(t))
+			if err != nil {
+				return fmt.Errorf("delivery key: %w", mapErr(err))
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				err := c.queryRow(ctx, `SELECT k.uid, m.uidvalidity FROM delivery_key k JOIN mailbox m ON m.id = k.mailbox_id
+WHERE k.id = ?`, key).Scan(&u, &uv)
+				if err != nil {
+					return fmt.Errorf("delivery key: %w", mapErr(err))
+				}
+				done = true // the first run stored it
+				return nil
+			}
+		}
 		var quota, used int64
 		if err := c.queryRow(ctx, sqlQuotaAdd, size, a.User).Scan(&quota, &used); err != nil {
 			return fmt.Errorf("user: %w", mapErr(err))
@@ -61,7 +92,6 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 			return fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 9051 2.3.1.1: 32 bits
 		}
 		u = uidnext - 1
-		t := now()
 		var bodyID int64
 		if err := c.queryRow(ctx, sqlInsertBody, size, data, blobName, c.d.ts(t)).Scan(&bodyID); err != nil {
 			return fmt.Errorf("store body: %w", mapErr(err))
@@ -69,17 +99,42 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 		if err := insertHeaderFields(ctx, c, bodyID, fields); err != nil {
 			return err
 		}
-		_, err = c.exec(ctx, sqlInsertMessage, id, u, modseq, strings.Join(flags, " "), c.d.ts(date), size, bodyID)
-		if err != nil {
+		args := []any{id, u, modseq, strings.Join(flags, " "), c.d.ts(date), size, bodyID}
+		q := sqlInsertMessage
+		switch {
+		case useKey && !rerun:
+			// One round trip for the message and its key.
+			q = `WITH k AS (INSERT INTO delivery_key (id, mailbox_id, uid, created_at) VALUES (?, ?, ?, ?)) ` + sqlInsertMessage
+			args = append([]any{key, id, u, c.d.ts(t)}, args...)
+		case useKey:
+			if _, err := c.exec(ctx, `UPDATE delivery_key SET mailbox_id = ?, uid = ? WHERE id = ?`, id, u, key); err != nil {
+				return fmt.Errorf("delivery key: %w", mapErr(err))
+			}
+		}
+		if _, err = c.exec(ctx, q, args...); err != nil {
 			return fmt.Errorf("store message: %w", mapErr(err))
 		}
 		return nil
-	})
+	}
+	err = s.retryTx(ctx, fn)
+	unknown := errors.Is(err, store.ErrCommitUnknown)
+	for i := 0; useKey && i < 3 && errors.Is(err, store.ErrCommitUnknown); i++ {
+		s.log.Warn("append: commit outcome unknown, running again", "user", a.User, "err", err)
+		rerun = true
+		time.Sleep(time.Duration(i) * 200 * time.Millisecond)
+		err = s.retryTx(ctx, fn)
+	}
 	if err != nil {
-		if n, ok := blobName.(string); ok {
+		// After a COMMIT whose reply was lost the message may be stored:
+		// its body stays, and CollectGarbage removes it later if no body
+		// row names it.
+		if n, ok := blobName.(string); ok && !unknown {
 			s.blobs.Remove(n)
 		}
 		return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)
+	}
+	if done {
+		s.log.Info("append: stored by the run whose commit outcome was unknown", "user", a.User, "uid", u)
 	}
 	s.watchers.notify(a.User)
 	return uint32(u), uint32(uv), nil

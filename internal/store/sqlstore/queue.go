@@ -20,8 +20,28 @@ const queueCols = `id, message_id, sender, recipient, body_id, attempts, next_at
 lease_until, last_attempt, last_code, last_status, last_remote, delay_notified,
 (SELECT size FROM body WHERE body.id = queue.body_id)`
 
-// queueDue is the condition for an entry a worker may claim.
-const queueDue = `held = ? AND next_attempt <= ? AND (lease_until IS NULL OR lease_until <= ?)`
+// queueDue is the condition for an entry a worker may claim; the lease
+// test's %s is the database clock (dbNow).
+const queueDue = `held = ? AND next_attempt <= ? AND (lease_until IS NULL OR lease_until <= %s)`
+
+// dbNow is the database's current time as SQL and its argument, if any.
+// Leases are timed by it so that nodes with skewed clocks agree. On
+// PostgreSQL that is the server's clock; SQLite runs inside the one
+// node, whose clock is the database's.
+func (s *Store) dbNow() (string, []any) {
+	if s.d.name() == FlavorPostgreSQL {
+		return "now()", nil
+	}
+	return "?", []any{s.d.ts(time.Now())}
+}
+
+// dbLeaseEnd is the database's clock plus lease, as SQL and arguments.
+func (s *Store) dbLeaseEnd(lease time.Duration) (string, []any) {
+	if s.d.name() == FlavorPostgreSQL {
+		return "now() + make_interval(secs => ?)", []any{lease.Seconds()}
+	}
+	return "?", []any{s.d.ts(time.Now().Add(lease))}
+}
 
 func scanQueueItem(sc interface{ Scan(...any) error }) (store.QueueItem, error) {
 	var q store.QueueItem
@@ -37,7 +57,7 @@ func scanQueueItem(sc interface{ Scan(...any) error }) (store.QueueItem, error) 
 // several nodes take disjoint sets without waiting for each other; on
 // SQLite the single write connection makes the UPDATE atomic. A read
 // first keeps an idle poll from taking the write lock.
-func (s *Store) ClaimQueue(ctx context.Context, owner string, now, until time.Time, limit int) ([]store.QueueItem, error) {
+func (s *Store) ClaimQueue(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.QueueItem, error) {
 	if owner == "" {
 		return nil, errors.New("sqlstore: claim queue: empty owner")
 	}
@@ -45,8 +65,10 @@ func (s *Store) ClaimQueue(ctx context.Context, owner string, now, until time.Ti
 		return nil, nil
 	}
 	var id int64
-	err := s.readConn().queryRow(ctx, `SELECT id FROM queue WHERE `+queueDue+` LIMIT 1`,
-		false, s.d.ts(now), s.d.ts(now)).Scan(&id)
+	clock, clockArgs := s.dbNow()
+	due := fmt.Sprintf(queueDue, clock)
+	err := s.readConn().queryRow(ctx, `SELECT id FROM queue WHERE `+due+` LIMIT 1`,
+		append([]any{false, s.d.ts(now)}, clockArgs...)...).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -57,21 +79,20 @@ func (s *Store) ClaimQueue(ctx context.Context, owner string, now, until time.Ti
 	if s.d.name() == FlavorPostgreSQL {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	q := `UPDATE queue SET lease_owner = ?, lease_until = ?
-WHERE id IN (SELECT id FROM queue WHERE ` + queueDue + ` ORDER BY next_attempt, id LIMIT ?` + lock + `)
+	end, endArgs := s.dbLeaseEnd(lease)
+	q := `UPDATE queue SET lease_owner = ?, lease_until = ` + end + `
+WHERE id IN (SELECT id FROM queue WHERE ` + due + ` ORDER BY next_attempt, id LIMIT ?` + lock + `)
 RETURNING ` + queueCols
+	args := append([]any{owner}, endArgs...)
+	args = append(args, false, s.d.ts(now))
+	args = append(args, clockArgs...)
+	args = append(args, limit)
 	var items []store.QueueItem
-	for attempt := 0; ; attempt++ {
-		err = s.withTx(ctx, func(c conn) error {
-			var err error
-			items, err = list(ctx, c, "claim queue", scanQueueItem, q,
-				owner, s.d.ts(until), false, s.d.ts(now), s.d.ts(now), limit)
-			return err
-		})
-		if !retryable(err) || attempt == 2 {
-			break
-		}
-	}
+	err = s.retryTx(ctx, func(c conn) error {
+		var err error
+		items, err = list(ctx, c, "claim queue", scanQueueItem, q, args...)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: claim queue: %w", err)
 	}
@@ -84,17 +105,25 @@ RETURNING ` + queueCols
 	return items, nil
 }
 
-// RenewQueueLeases extends owner's leases to until.
-func (s *Store) RenewQueueLeases(ctx context.Context, owner string, until time.Time) error {
+// RenewQueueLeases extends owner's leases by lease from the database's
+// clock and returns the ids owner still holds.
+func (s *Store) RenewQueueLeases(ctx context.Context, owner string, lease time.Duration) ([]int64, error) {
+	end, endArgs := s.dbLeaseEnd(lease)
+	var held []int64
 	err := s.withTx(ctx, func(c conn) error {
-		_, err := c.exec(ctx, `UPDATE queue SET lease_until = ? WHERE lease_owner = ? AND lease_until IS NOT NULL`,
-			s.d.ts(until), owner)
+		var err error
+		held, err = list(ctx, c, "renew queue leases", func(sc interface{ Scan(...any) error }) (int64, error) {
+			var id int64
+			err := sc.Scan(&id)
+			return id, err
+		}, `UPDATE queue SET lease_until = `+end+` WHERE lease_owner = ? AND lease_until IS NOT NULL RETURNING id`,
+			append(endArgs, owner)...)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sqlstore: renew queue leases: %w", err)
+		return nil, fmt.Errorf("sqlstore: renew queue leases: %w", err)
 	}
-	return nil
+	return held, nil
 }
 
 // ReleaseQueueLeases drops owner's leases on ids, or all of them.

@@ -83,7 +83,7 @@ func ids(items []store.QueueItem) []int64 {
 
 func claim(t *testing.T, s *Store, owner string, now time.Time, lease time.Duration, limit int) []store.QueueItem {
 	t.Helper()
-	got, err := s.ClaimQueue(t.Context(), owner, now, now.Add(lease), limit)
+	got, err := s.ClaimQueue(t.Context(), owner, now, lease, limit)
 	if err != nil {
 		t.Fatalf("ClaimQueue(%s): %v", owner, err)
 	}
@@ -107,7 +107,10 @@ func TestQueueClaimLease(t *testing.T) {
 		b := queueMsg(t, s, "m2", "", body, "w@one.example")
 		now := time.Now().Add(time.Second)
 
-		got := claim(t, s, "A", now, time.Minute, 2)
+		// Leases are timed by the database's clock, whatever now says.
+		const lease = 2 * time.Second
+		leasedAt := time.Now()
+		got := claim(t, s, "A", now, lease, 2)
 		if fmt.Sprint(ids(got)) != fmt.Sprint(ids(a[:2])) {
 			t.Fatalf("first claim (limit 2) = %v, want the two oldest %v", ids(got), ids(a[:2]))
 		}
@@ -115,11 +118,11 @@ func TestQueueClaimLease(t *testing.T) {
 			if q.Size != int64(len(body)) || q.MessageID != "m1" || q.Sender != "a@example.com" {
 				t.Errorf("claimed %+v: want size %d of m1 from a@example.com", q, len(body))
 			}
-			if !q.LeaseUntil.Equal(roundTS(now.Add(time.Minute))) {
-				t.Errorf("lease until %v, want %v", q.LeaseUntil, now.Add(time.Minute))
+			if d := q.LeaseUntil.Sub(leasedAt); d < lease-time.Second || d > lease+5*time.Second {
+				t.Errorf("lease until %v, %v after the claim, want about %v", q.LeaseUntil, d, lease)
 			}
 		}
-		rest := claim(t, s, "B", now, time.Minute, 10)
+		rest := claim(t, s, "B", now, lease, 10)
 		if want := []int64{a[2].ID, b[0].ID}; fmt.Sprint(ids(rest)) != fmt.Sprint(want) {
 			t.Fatalf("second claim = %v, want the unleased %v", ids(rest), want)
 		}
@@ -130,9 +133,13 @@ func TestQueueClaimLease(t *testing.T) {
 		if got := claim(t, s, "D", now.Add(-time.Hour), time.Minute, 10); len(got) != 0 {
 			t.Fatalf("claimed %v before they were due", ids(got))
 		}
+		// A clock far ahead does not take a lease that is still running.
+		if got := claim(t, s, "E", now.Add(time.Hour), time.Minute, 10); len(got) != 0 {
+			t.Fatalf("a node with a clock an hour ahead claimed leased entries %v", ids(got))
+		}
 		// A crashed worker's expired lease makes its entries due again.
-		later := now.Add(2 * time.Minute)
-		again := claim(t, s, "C", later, time.Minute, 10)
+		time.Sleep(time.Until(leasedAt.Add(lease + 100*time.Millisecond)))
+		again := claim(t, s, "C", now, time.Minute, 10)
 		if len(again) != 4 {
 			t.Fatalf("after the leases expired C claimed %v, want all 4", ids(again))
 		}
@@ -145,7 +152,7 @@ func TestQueueClaimLease(t *testing.T) {
 				t.Errorf("a claim counted an attempt: %+v", q)
 			}
 		}
-		if _, err := s.ClaimQueue(t.Context(), "", now, now, 1); err == nil {
+		if _, err := s.ClaimQueue(t.Context(), "", now, 0, 1); err == nil {
 			t.Error("ClaimQueue with an empty owner succeeded")
 		}
 	})
@@ -342,7 +349,11 @@ func TestQueueLeaseRenewRelease(t *testing.T) {
 		now := time.Now().Add(time.Second)
 		claim(t, s, "W", now, time.Minute, 10)
 
-		must(t, s.RenewQueueLeases(c, "W", now.Add(time.Hour)))
+		held, err := s.RenewQueueLeases(c, "W", time.Hour)
+		must(t, err)
+		if len(held) != 3 {
+			t.Fatalf("renewal holds %v, want all 3", held)
+		}
 		if got := claim(t, s, "V", now.Add(30*time.Minute), time.Minute, 10); len(got) != 0 {
 			t.Fatalf("renewed leases were claimed: %v", ids(got))
 		}
@@ -394,7 +405,7 @@ func TestQueueConcurrentClaims(t *testing.T) {
 				s := nodes[w%2]
 				owner := fmt.Sprint("worker-", w)
 				for {
-					got, err := s.ClaimQueue(c, owner, now, now.Add(time.Minute), 7)
+					got, err := s.ClaimQueue(c, owner, now, time.Minute, 7)
 					if err != nil {
 						errs <- err
 						return

@@ -330,6 +330,9 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		if commitUnknown(err) {
+			return fmt.Errorf("sqlstore: commit: %w: %w", store.ErrCommitUnknown, err)
+		}
 		return fmt.Errorf("sqlstore: commit: %w", mapErr(err))
 	}
 	s.ckpt.committed(txPages)

@@ -30,6 +30,10 @@ type Message struct {
 	HeloName string
 	MailFrom string   // normalised reverse-path; "" is the null sender
 	Rcpts    []string // accepted local recipients (full addresses)
+	// Users are the local mailboxes (user emails) that get a copy, after
+	// aliases; the built-in classifier scores the message for each of
+	// them. Empty: Rcpts is used.
+	Users []string
 	Auth     AuthSummary
 	Size     int64
 	// Open returns the message as it will be stored (headers and body).
@@ -63,6 +67,10 @@ type Verdict struct {
 	Score  float64
 	Scored bool
 	Virus  string
+	// UserScores is the score for each user (Message.Users) whose own
+	// classifier is trained: Score plus that classifier's opinion. A user
+	// not listed gets Score. nil with rspamd (it learns globally).
+	UserScores map[string]float64
 
 	AddHeaders    []Header // X-Spam, X-Spam-Level, X-Spamd-Bar, and what rspamd asks for
 	RemoveHeaders []string // header names rspamd asks to remove

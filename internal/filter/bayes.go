@@ -144,7 +144,6 @@ func stripTags(s string) string {
 	return b.String()
 }
 
-
 // SpamProbability combines token counts into the probability that the
 // message is spam. totals are the messages trained; with no spam or no
 // ham trained there is no opinion (ok false).

@@ -51,9 +51,9 @@ type learnEvent struct {
 // never blocks, and when the queue is full the event is dropped with a
 // log line.
 type Learner struct {
-	opts  LearnerOptions
-	log   *slog.Logger
-	queue chan learnEvent
+	opts      LearnerOptions
+	log       *slog.Logger
+	queue     chan learnEvent
 	once      sync.Once
 	closeOnce sync.Once
 	started   bool // set inside once

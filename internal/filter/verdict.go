@@ -34,8 +34,8 @@ type Message struct {
 	// aliases; the built-in classifier scores the message for each of
 	// them. Empty: Rcpts is used.
 	Users []string
-	Auth     AuthSummary
-	Size     int64
+	Auth  AuthSummary
+	Size  int64
 	// Open returns the message as it will be stored (headers and body).
 	// It may be called more than once; each reader starts at the top.
 	Open func() (io.ReadCloser, error)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
 )
@@ -260,7 +261,7 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		for _, mb := range rt.Mailboxes {
 			if mb != "" && !seenBox[mb] {
 				seenBox[mb] = true
-				msg.Targets = append(msg.Targets, store.MailboxTarget{User: mb, Mailbox: "INBOX"})
+				msg.Targets = append(msg.Targets, junkTarget(env, mb, rt.Spam[mb]))
 			}
 		}
 		for _, r := range rt.Remote {
@@ -271,6 +272,37 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		}
 	}
 	return msg
+}
+
+// seenFlags is the initial flag list of a message marked as read; shared,
+// never modified.
+var seenFlags = []string{`\Seen`}
+
+// junkTarget decides where user's copy goes (Mailu's default sieve
+// script, run before the user's own): into Junk when the message is spam
+// for that user (spam_enabled and spamtest :percent > spam_threshold),
+// marked \Seen when spam_mark_as_read; a DMARC p=quarantine failure goes
+// to Junk whatever the spam settings (RFC 7489 6.3 "quarantine").
+//
+// Only the score the inbound checks computed counts (env.Scored). An
+// X-Spam-Level header inside the message is never read here: on port 25
+// the sender may have written it, and the checks remove such copies
+// before adding their own, so the header a user's client sees is always
+// Petrel's (or rspamd's through Petrel).
+func junkTarget(env *Envelope, user string, p SpamPrefs) store.MailboxTarget {
+	t := store.MailboxTarget{User: user, Mailbox: "INBOX"}
+	score, scored := env.SpamScore, env.Scored
+	if s, ok := env.UserScores[user]; ok {
+		score, scored = s, true
+	}
+	spam := scored && p.Enabled && filter.IsSpamFor(score, p.Threshold)
+	if spam || env.Quarantine {
+		t.Mailbox = "Junk"
+		if p.MarkAsRead {
+			t.Flags = seenFlags
+		}
+	}
+	return t
 }
 
 // run is the committer: it takes whatever is pending (up to maxBatch),

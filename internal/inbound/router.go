@@ -311,7 +311,7 @@ type expansion struct {
 	rcpt      string
 	mailboxes []string
 	remote    []string
-	replies   []string         // mailboxes whose user has the auto-reply enabled
+	replies   []string // mailboxes whose user has the auto-reply enabled
 	spam      map[string]SpamPrefs
 	seen      map[string]bool  // destinations already added (mailboxes and remote)
 	nodes     map[string]*node // local addresses met so far

@@ -318,11 +318,10 @@ func (c *RspamdClient) Learn(ctx context.Context, spam bool, msg io.Reader) erro
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode == http.StatusOK {
+	if resp.StatusCode/100 == 2 || bytes.Contains(data, []byte("already learned")) {
+		// 200 learnt; 204/208 already learnt as such (rspamd answers
+		// "has been already learned as ...").
 		return nil
-	}
-	if resp.StatusCode == 208 || bytes.Contains(data, []byte("already learned")) {
-		return nil // RSPAMD: "has been already learned as ..."
 	}
 	return fmt.Errorf("rspamd %s: HTTP %d: %s", path, resp.StatusCode, firstLine(data))
 }

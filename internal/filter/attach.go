@@ -204,11 +204,24 @@ func (a *attachScanner) inspectZip(data []byte) (forbidden string, macro bool) {
 	if err != nil {
 		return "", false
 	}
+	// An OOXML document (.docx, .xlsm, ...) is a zip too, but its parts
+	// are not files for the user: embeddings/oleObject1.bin and
+	// vbaProject.bin must not count as forbidden ".bin" attachments.
+	ooxml := false
 	for i, zf := range zr.File {
 		if i >= maxMembers {
 			break
 		}
-		if a.forbiddenName(zf.Name) {
+		if zf.Name == "[Content_Types].xml" {
+			ooxml = true
+			break
+		}
+	}
+	for i, zf := range zr.File {
+		if i >= maxMembers {
+			break
+		}
+		if !ooxml && a.forbiddenName(zf.Name) {
 			return zf.Name, false
 		}
 		base := strings.ToLower(path.Base(zf.Name))

@@ -106,7 +106,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 	if r := ratelimit.Rate(cfg.MessageRateLimit); r.Enabled() {
 		msgRate = ratelimit.New(r, time.Now)
 	}
-	return smtpd.Options{
+	o := smtpd.Options{
 		Hostname:          cfg.Hostnames[0],
 		NoTLS:             !p.certs.Enabled(),
 		MaxMessageBytes:   cfg.MessageSizeLimit,
@@ -130,6 +130,8 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		Logger:  p.log,
 		ConnIDs: p.connIDs,
 	}
+	inboundChecks(cfg, p, &o) // checks.go
+	return o
 }
 
 // tlsFor returns the TLS configuration for a port: TLS 1.2+ everywhere

@@ -40,7 +40,8 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
-	closers   []func() // run in reverse order by close
+	checker   smtpd.Checker // port 25's scanners (checks.go); nil: none
+	closers   []func()      // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
@@ -137,6 +138,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {
 		return nil, fmt.Errorf("outbound queue: %w", err)
+	}
+	if p.checker, err = newInboundChecker(ctx, cfg, p); err != nil {
+		return nil, fmt.Errorf("inbound checks: %w", err)
 	}
 
 	// The deliverer outlives the request contexts: Close drains it after

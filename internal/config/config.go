@@ -88,6 +88,7 @@ type Config struct {
 	ResolverAddress         string         // RESOLVER_ADDRESS, host:port, default system resolver
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
+	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message
 	Filter                  Filter         // inbound checks: rspamd, clamd, greylisting, DNSBLs (filter.go)
 
 	// Database

@@ -56,6 +56,7 @@ func implementedSettings() []SettingDoc {
 		s("QUEUE_LIFETIME", "5d", "how long outbound mail is retried before it bounces (e.g. 5d, 36h)", "Petrel only (Postfix maximal_queue_lifetime)"),
 		s("DELAY_WARNING_TIME", "5m", "when the sender gets a delay notice for mail still queued; 0 = never", "Petrel only (Mailu sets Postfix delay_warning_time=5m)"),
 		s("RESOLVER_ADDRESS", "", "DNS server (IP[:port]) for MX, SPF, DKIM and DMARC lookups; empty = the system resolver", ""),
+		s("INBOUND_DNS_TIMEOUT", "10s", "DNS time budget per inbound message for its SPF, DKIM, DMARC and iprev checks; a look-up still running then is a temperror", "Petrel only (Mailu leaves it to rspamd's dns timeouts)"),
 
 		// TLS and ports
 		s("TLS_FLAVOR", "cert", "certificate source: cert, notls, mail, letsencrypt, mail-letsencrypt", "letsencrypt and mail-letsencrypt behave like cert (no ACME yet); a self-signed certificate is made when none exists"),

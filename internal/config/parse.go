@@ -352,6 +352,7 @@ func (r *reader) mailFlow(cfg *Config) {
 	// Mailu's delay_warning_time 5m (main.cf).
 	cfg.QueueLifetime = r.duration("QUEUE_LIFETIME", 5*24*time.Hour, time.Minute, "give a duration such as 5d, 36h or 90m")
 	cfg.DelayWarningTime = r.duration("DELAY_WARNING_TIME", 5*time.Minute, 0, "give a duration such as 5m or 4h (0 = no delay notices)")
+	cfg.InboundDNSTimeout = r.duration("INBOUND_DNS_TIMEOUT", 10*time.Second, 100*time.Millisecond, "give a duration such as 10s or 2s")
 }
 
 // duration reads a Go duration that may also use d for days ("5d", "1d12h").

@@ -21,6 +21,10 @@ const (
 	CacheSize = 4096
 	// CacheTTL is how long an answer is reused.
 	CacheTTL = 5 * time.Minute
+	// TXTCacheTTL is how long a TXT answer (SPF, DKIM key, DMARC policy)
+	// is reused: a minute, so that a sender's changed or revoked record
+	// counts within one.
+	TXTCacheTTL = time.Minute
 	// CacheNegativeTTL is how long "no such name / no record" is reused.
 	// Temporary failures (timeouts, SERVFAIL) are never cached.
 	CacheNegativeTTL = 30 * time.Second

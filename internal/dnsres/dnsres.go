@@ -45,6 +45,7 @@ type Net struct {
 	r    *net.Resolver
 	ptr  *cache // LookupAddr answers by address
 	host *cache // LookupHost answers by name
+	txt  *cache // LookupTXT answers by name
 }
 
 // New returns a resolver that sends every query to addr (host:port, as
@@ -63,6 +64,7 @@ func New(addr string) *Net {
 		r:    r,
 		ptr:  newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
 		host: newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
+		txt:  newCache(CacheSize, TXTCacheTTL, CacheNegativeTTL, time.Now),
 	}
 }
 
@@ -123,9 +125,18 @@ func (n *Net) LookupHost(ctx context.Context, host string) ([]string, error) {
 	return addrs, err
 }
 
-// LookupTXT returns name's TXT records.
+// LookupTXT returns name's TXT records. Answers and not-found results are
+// cached (TXTCacheTTL, CacheNegativeTTL): every inbound message asks for
+// its sender's SPF, DKIM key and DMARC records, and a busy sender's are
+// the same for thousands of messages.
 func (n *Net) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	return n.r.LookupTXT(ctx, absolute(name))
+	key := hostKey(name)
+	if e, ok := n.txt.get(key); ok {
+		return e.vals, e.err
+	}
+	txts, err := n.r.LookupTXT(ctx, absolute(name))
+	n.txt.put(key, txts, err)
+	return txts, err
 }
 
 // LookupAddr returns the PTR names of addr without the final dot. Answers

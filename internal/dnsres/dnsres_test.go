@@ -241,3 +241,34 @@ func TestReverseLookupsCached(t *testing.T) {
 		t.Error("a SERVFAIL answer was cached")
 	}
 }
+
+func TestTXTCached(t *testing.T) {
+	srv := dnstest.New(t)
+	srv.Add(t, `_dmarc.sender.test. TXT "v=DMARC1; p=reject"`)
+	srv.Fail("_dmarc.flaky.test.", dns.TypeTXT, dns.RcodeServerFailure)
+	r := srv.Resolver()
+	c := ctx(t)
+	for range 3 {
+		txts, err := r.LookupTXT(c, "_dmarc.Sender.test.")
+		if err != nil || !slices.Equal(txts, []string{"v=DMARC1; p=reject"}) {
+			t.Fatalf("LookupTXT = %q, %v", txts, err)
+		}
+		if _, err := r.LookupTXT(c, "_dmarc.none.test"); !dnsres.IsNotFound(err) {
+			t.Fatalf("LookupTXT(missing) = %v", err)
+		}
+	}
+	if n := srv.Queries(); n != 2 {
+		t.Errorf("%d queries for 3 rounds of 2 names, want 2 (cached)", n)
+	}
+	before := srv.Queries()
+	for range 2 {
+		if _, err := r.LookupTXT(c, "_dmarc.flaky.test"); !dnsres.IsTemporary(err) {
+			t.Fatalf("LookupTXT(SERVFAIL) = %v", err)
+		}
+		if n := srv.Queries(); n == before {
+			t.Fatal("a SERVFAIL answer was cached")
+		} else {
+			before = n
+		}
+	}
+}

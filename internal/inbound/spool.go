@@ -2,8 +2,10 @@ package inbound
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/petrelmail/petrel/internal/store/blob"
 )
@@ -80,6 +82,27 @@ func (s *Spool) spill() error {
 
 // Size is the number of body bytes written so far.
 func (s *Spool) Size() int64 { return s.size }
+
+// Open returns a reader of the body written so far, from its start; the
+// Spool stays usable. Each call gives a new reader, which the caller
+// closes. The inbound checks read the message back through it before
+// the message is delivered.
+func (s *Spool) Open() (io.ReadCloser, error) {
+	if s.done {
+		return nil, errSpoolDone
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	if s.w == nil {
+		return io.NopCloser(bytes.NewReader(s.mem)), nil
+	}
+	if err := s.bw.Flush(); err != nil {
+		s.err = fmt.Errorf("inbound: spool flush: %w", err)
+		return nil, s.err
+	}
+	return s.w.Open()
+}
 
 // Spilled reports whether the body went to a blob file.
 func (s *Spool) Spilled() bool { return s.w != nil }

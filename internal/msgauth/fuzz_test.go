@@ -3,10 +3,14 @@ package msgauth
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rsa"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 
@@ -124,6 +128,102 @@ func FuzzParseTXT(f *testing.F) {
 		back, err := ParseTXT(quoteTXT(txt))
 		if err != nil || back != txt {
 			t.Fatalf("round trip of %q: %q, %v", txt, back, err)
+		}
+	})
+}
+
+func FuzzAuthservID(f *testing.F) {
+	for _, s := range []string{"mx.petrel.test; spf=pass", ` (c (n)) "q\"x" 1; none`, "(", `"`, "a\\"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		id := AuthservID(v)
+		if len(id) > len(v) {
+			t.Fatalf("id %q longer than %q", id, v)
+		}
+	})
+}
+
+// FuzzCopyWithout: keeping every field copies the message unchanged;
+// dropping every Authentication-Results field leaves none in the header
+// and the body as it was.
+func FuzzCopyWithout(f *testing.F) {
+	f.Add([]byte("Authentication-Results: mx.petrel.test; spf=pass\r\n\tdkim=none\r\nFrom: a@b\r\n\r\nbody\r\n"))
+	f.Add([]byte("X: 1\nAuthentication-Results: x; y\n"))
+	f.Add([]byte(" folded first\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		var out bytes.Buffer
+		n, err := CopyWithout(&out, bytes.NewReader(msg), func(string, string) bool { return false })
+		if err != nil || n != 0 || !bytes.Equal(out.Bytes(), msg) {
+			t.Fatalf("keep-all changed the message: %d %v\n%q\n%q", n, err, msg, out.Bytes())
+		}
+		out.Reset()
+		isAR := func(name, _ string) bool { return strings.EqualFold(name, "Authentication-Results") }
+		if _, err := CopyWithout(&out, bytes.NewReader(msg), isAR); err != nil {
+			t.Fatal(err)
+		}
+		if out.Len() > len(msg) {
+			t.Fatal("output grew")
+		}
+		if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 && !bytes.HasSuffix(out.Bytes(), msg[i+2:]) {
+			t.Fatal("body changed")
+		}
+	})
+}
+
+// mapResolver answers TXT from a map and nothing else (no network).
+type mapResolver map[string][]string
+
+func (m mapResolver) LookupTXT(_ context.Context, name string) ([]string, error) {
+	if v, ok := m[strings.TrimSuffix(strings.ToLower(name), ".")]; ok {
+		return v, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+func (m mapResolver) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+func (m mapResolver) LookupIPAddr(_ context.Context, name string) ([]net.IPAddr, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+func (m mapResolver) LookupHost(_ context.Context, name string) ([]string, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+func (m mapResolver) LookupAddr(_ context.Context, addr string) ([]string, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: addr, IsNotFound: true}
+}
+
+// FuzzVerify: any message and DNS answers give results in RFC 8601's
+// words and a header that parses with our authserv-id, never a panic.
+func FuzzVerify(f *testing.F) {
+	f.Add([]byte("From: a@x.test\r\nDKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=s; h=from; bh=; b=\r\n\r\nbody\r\n"),
+		"v=spf1 ip4:192.0.2.0/24 ~all", "v=DMARC1; p=reject; sp=none; pct=50; adkim=s", "x@x.test")
+	f.Add([]byte("From: a@x.test, b@y.test\r\nFrom: c@z.test\r\n\r\n"), "v=spf1 include:x.test -all", "v=DMARC1", "")
+	f.Add([]byte(" folded\r\nFrom:\r\n"), "v=spf1 redirect=x.test", "v=DMARC1; p=quarantine", "<>")
+	words := map[string]bool{Pass: true, Fail: true, SoftFail: true, Neutral: true, None: true, TempError: true, PermError: true}
+	f.Fuzz(func(t *testing.T, msg []byte, spfRec, dmarcRec, mailFrom string) {
+		res := mapResolver{"x.test": {spfRec}, "_dmarc.x.test": {dmarcRec}, "s._domainkey.x.test": {"v=DKIM1; p="}}
+		v := NewVerifier(VerifierOptions{Hostname: "mx.petrel.test", Resolver: res, DNSTimeout: time.Second})
+		r, err := v.Verify(context.Background(), Session{RemoteIP: netip.MustParseAddr("192.0.2.1"), Helo: "x.test", MailFrom: mailFrom}, bytes.NewReader(msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range []string{r.SPF.Result, r.DMARC.Result, r.IPRev.Result} {
+			if !words[w] {
+				t.Fatalf("result %q", w)
+			}
+		}
+		for _, d := range r.DKIM {
+			if !words[d.Result] {
+				t.Fatalf("dkim result %q", d.Result)
+			}
+		}
+		h := r.Header("192.0.2.1")
+		if strings.Count(h, "\n") != strings.Count(h, "\r\n\t")+1 || !strings.HasSuffix(h, "\r\n") {
+			t.Fatalf("header lines: %q", h)
+		}
+		if id := AuthservID(strings.TrimPrefix(h, "Authentication-Results: ")); id != "mx.petrel.test" {
+			t.Fatalf("id %q in %q", id, h)
 		}
 	})
 }

@@ -48,3 +48,13 @@ func (l *StoreLookup) AlternativeParent(ctx context.Context, name string) (strin
 		return "", false, err
 	}
 }
+
+// IsLocal reports whether name is a local domain or an alternative (the
+// domains Mailu's rspamd treats as local for its anti-spoofing rules).
+func (l *StoreLookup) IsLocal(ctx context.Context, name string) (bool, error) {
+	if ok, err := l.IsDomain(ctx, name); ok || err != nil {
+		return ok, err
+	}
+	_, ok, err := l.AlternativeParent(ctx, name)
+	return ok, err
+}

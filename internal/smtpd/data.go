@@ -87,12 +87,21 @@ func (ss *session) data(r io.Reader) error {
 	if ss.user != nil {
 		env.AuthUser = ss.user.Email
 	}
+	var checkArgs []any
+	if ss.checksOn() {
+		c, err := ss.inboundChecks(id, sp, env) // checks.go; refusals are logged there
+		if err != nil {
+			return err
+		}
+		sp, checkArgs = c.sp, c.logArgs
+		defer sp.Abort()
+	}
 	if err := o.Deliverer.Deliver(ss.ctx, env, sp); err != nil {
 		return ss.fail("deliver", err, "msgid", id, "from", ss.sender, "rcpts", ss.rcpts())
 	}
 	ss.rateHit()
-	ss.log.Info("received", "msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
-		"size", sp.Size(), "tls", ss.tls, "user", env.AuthUser)
+	ss.log.Info("received", append([]any{"msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
+		"size", sp.Size(), "tls", ss.tls, "user", env.AuthUser}, checkArgs...)...)
 	return replyQueued(id)
 }
 

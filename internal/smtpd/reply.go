@@ -103,6 +103,32 @@ func replyLocalProblem() *smtp.SMTPError {
 	return reply(451, 4, 3, 0, "Temporary local problem, try again later")
 }
 
+// Inbound checks (checks.go), with Mailu's codes: a policy refusal is
+// 550 5.7.1, a scanner that cannot answer 451 4.7.1 (Mailu:
+// milter_default_action = tempfail).
+
+func replyChecksUnavailable() *smtp.SMTPError {
+	return reply(451, 4, 7, 1, "Message could not be checked now, try again later")
+}
+
+// replySpoofedLocal: Mailu's ANTISPOOF rules (rspamd force_actions).
+func replySpoofedLocal(domain string) *smtp.SMTPError {
+	return reply(550, 5, 7, 1, "The From address uses "+safe(domain)+", a domain of this server, but the message "+
+		"is not authenticated for it (DMARC did not pass); send it through this server's submission port instead")
+}
+
+// replyAuthTempFail: a local From domain whose DMARC check hit a DNS
+// failure; it may pass when retried, so it is not refused for good.
+func replyAuthTempFail(domain string) *smtp.SMTPError {
+	return reply(451, 4, 7, 1, "Could not verify the sender's domain "+safe(domain)+" (DNS failure), try again later")
+}
+
+// replyDMARCReject: RFC 7489 6.6.3 / 7.3 with p=reject.
+func replyDMARCReject(domain string) *smtp.SMTPError {
+	return reply(550, 5, 7, 1, "Rejected by the DMARC policy of "+safe(domain)+
+		": neither SPF nor DKIM authenticates the From domain")
+}
+
 // replyLineTooLong refuses a DATA line over MaxLineLength (limit; 0 when
 // unknown). The text names Petrel's real limit: lines over RFC 5322
 // 2.1.1's 998 characters are accepted, as Postfix does, so quoting 998

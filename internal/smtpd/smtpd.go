@@ -231,6 +231,12 @@ type Options struct {
 	Router    Router        // required
 	Deliverer Deliverer     // required
 	Resolver  Resolver      // optional reverse DNS for Received; nil: [ip] only
+	// The inbound checks of port 25 (checks.go); each nil: not done.
+	// Verifier checks SPF, DKIM, DMARC and iprev; LocalDomains enables
+	// Mailu's anti-spoofing rule with it; Checker runs the scanners.
+	Verifier     Verifier
+	LocalDomains LocalDomains
+	Checker      Checker
 	// Submission prepares what is submitted on 465 and 587 (Mailu: the
 	// outclean cleanup service and rspamd's DKIM signing); nil: the body
 	// is spooled as on port 25. Port 25 never uses it.

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -102,6 +103,20 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // Size is the number of bytes written so far.
 func (w *Writer) Size() int64 { return w.size }
+
+// Open returns a new reader of the bytes written so far, from the start
+// (the inbound checks read a spooled message back before it is
+// committed). The reader has its own file descriptor; close it.
+func (w *Writer) Open() (io.ReadCloser, error) {
+	if w.done {
+		return nil, errors.New("blob: open after commit or abort")
+	}
+	f, err := os.Open(w.f.Name())
+	if err != nil {
+		return nil, fmt.Errorf("blob: open temp: %w", err)
+	}
+	return f, nil
+}
 
 // Commit makes the blob durable and returns its name: fsync the file,
 // rename it into its fan-out directory, fsync that directory. On error

@@ -1,0 +1,240 @@
+package msgauth
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-msgauth/authres"
+)
+
+// Header returns the one Authentication-Results field (RFC 8601) for r,
+// folded, with CRLF at the end: authserv-id, then spf (MAIL FROM and HELO),
+// dkim (every signature), dmarc and iprev.
+func (r *Result) Header(remote string) string {
+	var parts []authres.Result
+	if r.SPF.Result != "" {
+		p := &authres.SPFResult{Value: authres.ResultValue(r.SPF.Result), Reason: clean(r.SPF.Reason)}
+		if r.SPF.Domain != "" {
+			p.From = clean(r.SPF.Domain)
+		}
+		parts = append(parts, p)
+	}
+	if r.SPFHelo.Result != "" {
+		parts = append(parts, &authres.SPFResult{Value: authres.ResultValue(r.SPFHelo.Result),
+			Reason: clean(r.SPFHelo.Reason), Helo: clean(r.SPFHelo.Domain)})
+	}
+	if len(r.DKIM) == 0 {
+		parts = append(parts, &authres.DKIMResult{Value: None})
+	}
+	for _, d := range r.DKIM {
+		parts = append(parts, &authres.DKIMResult{Value: authres.ResultValue(d.Result),
+			Reason: clean(d.Reason), Domain: clean(d.Domain), Identifier: clean(d.Identifier)})
+	}
+	dm := &authres.DMARCResult{Value: authres.ResultValue(r.DMARC.Result), Reason: clean(r.DMARC.Reason), From: clean(r.DMARC.Domain)}
+	if dm.Value == "" {
+		dm.Value = None
+	}
+	parts = append(parts, dm)
+	if r.IPRev.Result != "" {
+		parts = append(parts, &authres.IPRevResult{Value: authres.ResultValue(r.IPRev.Result),
+			Reason: clean(r.IPRev.Reason), IP: clean(remote)})
+	}
+
+	var b strings.Builder
+	b.WriteString("Authentication-Results: ")
+	b.WriteString(clean(r.hostname))
+	for _, p := range parts {
+		// Format one result at a time so that folding never splits a
+		// quoted reason that contains "; ".
+		s := authres.Format("x", []authres.Result{p})
+		b.WriteString(";\r\n\t")
+		b.WriteString(strings.TrimSpace(strings.TrimPrefix(s, "x; ")))
+		if _, ok := p.(*authres.DMARCResult); ok && r.DMARC.Policy != "" {
+			// The policy the record asked for (RFC 8601 2.7.7 ptype policy).
+			b.WriteString(" policy.dmarc=" + r.DMARC.Policy)
+		}
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// clean keeps header text on one line: control characters and non-ASCII
+// bytes of invalid UTF-8 become spaces or are dropped, and the length is
+// bounded.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "")
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = strings.ToValidUTF8(s[:200], "")
+	}
+	return s
+}
+
+// AuthservID returns the authserv-id an Authentication-Results field value
+// claims (RFC 8601 2.2: leading CFWS, then a token or quoted-string), or ""
+// when none can be read.
+func AuthservID(value string) string {
+	s := skipCFWS(value)
+	if strings.HasPrefix(s, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(s); i++ {
+			switch c := s[i]; c {
+			case '\\':
+				if i+1 < len(s) {
+					i++
+					b.WriteByte(s[i])
+				}
+			case '"':
+				return b.String()
+			default:
+				b.WriteByte(c)
+			}
+		}
+		return "" // unterminated
+	}
+	end := strings.IndexAny(s, " \t\r\n;()\"")
+	if end < 0 {
+		end = len(s)
+	}
+	return s[:end]
+}
+
+// skipCFWS removes leading white space and (nested) comments.
+func skipCFWS(s string) string {
+	for {
+		s = strings.TrimLeft(s, " \t\r\n")
+		if !strings.HasPrefix(s, "(") {
+			return s
+		}
+		depth := 0
+		i := 0
+		for ; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				i++
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+		if i >= len(s) {
+			return ""
+		}
+		s = s[i+1:]
+	}
+}
+
+// ClaimsUs returns a drop function for CopyWithout that removes the
+// Authentication-Results fields whose authserv-id is hostname: RFC 8601 5
+// has a receiver delete such fields from outside, since only it may write
+// them. Fields of other authserv-ids are kept.
+func ClaimsUs(hostname string) func(name, value string) bool {
+	return func(name, value string) bool {
+		if !strings.EqualFold(name, "Authentication-Results") {
+			return false
+		}
+		id := AuthservID(value)
+		return id != "" && strings.EqualFold(strings.TrimSuffix(id, "."), strings.TrimSuffix(hostname, "."))
+	}
+}
+
+// CopyWithout copies a message from src to dst without the header fields
+// for which drop returns true (given the field name and its unfolded
+// value). The body is copied unchanged. It returns how many fields it
+// dropped. A field larger than maxHeaderBytes ends the filtering: it and
+// the rest are copied as they are.
+func CopyWithout(dst io.Writer, src io.Reader, drop func(name, value string) bool) (int, error) {
+	br := bufio.NewReaderSize(src, 32<<10)
+	dropped := 0
+	var cur []byte // the raw field being gathered
+	flush := func() error {
+		if len(cur) == 0 {
+			return nil
+		}
+		name, value, ok := splitField(cur)
+		if ok && drop(name, value) {
+			dropped++
+		} else if _, err := dst.Write(cur); err != nil {
+			return err
+		}
+		cur = cur[:0]
+		return nil
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Over-long line: copy what is gathered and the rest as is.
+			if _, werr := dst.Write(cur); werr != nil {
+				return dropped, werr
+			}
+			if _, werr := dst.Write(line); werr != nil {
+				return dropped, werr
+			}
+			_, err = io.Copy(dst, br)
+			return dropped, err
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return dropped, fmt.Errorf("msgauth: read message: %w", err)
+		}
+		switch {
+		case len(line) > 0 && (line[0] == ' ' || line[0] == '\t') && len(cur) > 0:
+			cur = append(cur, line...) // continuation (RFC 5322 2.2.3)
+			if len(cur) > maxHeaderBytes {
+				if _, werr := dst.Write(cur); werr != nil {
+					return dropped, werr
+				}
+				_, err = io.Copy(dst, br)
+				return dropped, err
+			}
+		case isBlank(line):
+			if ferr := flush(); ferr != nil {
+				return dropped, ferr
+			}
+			if _, werr := dst.Write(line); werr != nil {
+				return dropped, werr
+			}
+			if len(line) == 0 {
+				return dropped, nil // EOF: the message was all header
+			}
+			_, err = io.Copy(dst, br)
+			return dropped, err
+		default:
+			if ferr := flush(); ferr != nil {
+				return dropped, ferr
+			}
+			cur = append(cur, line...)
+		}
+		if errors.Is(err, io.EOF) {
+			return dropped, flush()
+		}
+	}
+}
+
+func isBlank(line []byte) bool {
+	return len(line) == 0 || bytes.Equal(line, []byte("\r\n")) || bytes.Equal(line, []byte("\n"))
+}
+
+// splitField splits a raw header field into its name and unfolded value.
+func splitField(raw []byte) (name, value string, ok bool) {
+	i := bytes.IndexByte(raw, ':')
+	if i <= 0 {
+		return "", "", false
+	}
+	name = string(bytes.TrimRight(raw[:i], " \t"))
+	v := strings.ReplaceAll(string(raw[i+1:]), "\r\n", "")
+	v = strings.ReplaceAll(v, "\n", "")
+	return name, strings.TrimSpace(v), true
+}

@@ -1,0 +1,334 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/petrelmail/petrel/internal/filter"
+	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/msgauth"
+)
+
+// The inbound checks of port 25 (Mailu: rspamd behind Postfix's milter):
+// once DATA is spooled, the sender's authentication is verified (SPF,
+// DKIM, DMARC, iprev), Mailu's anti-spoofing and DMARC policies are
+// applied, the Checker (scanners, greylisting, score) gives its verdict,
+// and the message is re-spooled with one Authentication-Results header and
+// the verdict's headers before the Deliverer sees it. All of this runs in
+// the client's session, before the message joins a group commit, so a
+// slow resolver or scanner delays only this client.
+
+// Verifier checks a message's authentication. *msgauth.Verifier
+// implements it.
+type Verifier interface {
+	Verify(ctx context.Context, s msgauth.Session, msg io.Reader) (*msgauth.Result, error)
+	Hostname() string
+}
+
+// Checker gives the scanners' verdict on an inbound message (rspamd,
+// clamd, attachments, greylisting, the built-in score). *filter.Filter
+// implements it; nil means no scanners.
+type Checker interface {
+	Check(ctx context.Context, m *filter.Message) (filter.Verdict, error)
+}
+
+// LocalDomains tells Petrel's own domains (domains and alternatives) from
+// others, for the anti-spoofing rule.
+type LocalDomains interface {
+	IsLocal(ctx context.Context, domain string) (bool, error)
+}
+
+// ReadableSpool is a Spool that can be read back; the inbound checks need
+// it (*inbound.Spool).
+type ReadableSpool interface {
+	Spool
+	Open() (io.ReadCloser, error)
+}
+
+// checksOn reports whether this message gets the inbound checks: port 25
+// only (mail from RELAYNETS arrives there too), never submission.
+func (ss *session) checksOn() bool {
+	o := &ss.srv.opts
+	return o.Role == RoleMX && (o.Verifier != nil || o.Checker != nil)
+}
+
+// checked is what the checks decided about one accepted message.
+type checked struct {
+	sp      Spool // the message to deliver (with the new header fields)
+	logArgs []any // results for the one log line of this message
+}
+
+// inboundChecks runs the checks on the spooled message. It returns the
+// spool to deliver, or the reply that refuses the message (already
+// logged). env gets Quarantine, Scored and SpamScore.
+func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*checked, error) {
+	o := &ss.srv.opts
+	rs, ok := sp.(ReadableSpool)
+	if !ok {
+		return nil, ss.fail("checks", errors.New("smtpd: the spool cannot be read back for the inbound checks"), "msgid", id)
+	}
+	trusted := ss.inRelayNets()
+	remote := ss.tc.Remote().Addr().Unmap()
+	var args []any
+	arHeader := ""
+	var drop func(name, value string) bool
+	var auth filter.AuthSummary
+
+	if o.Verifier != nil {
+		rc, err := rs.Open()
+		if err != nil {
+			return nil, ss.fail("checks", err, "msgid", id)
+		}
+		res, err := o.Verifier.Verify(ss.ctx, msgauth.Session{RemoteIP: remote, Helo: ss.conn.Hostname(), MailFrom: ss.sender}, rc)
+		rc.Close()
+		if err != nil {
+			return nil, ss.fail("checks", err, "msgid", id)
+		}
+		arHeader = res.Header(remote.String())
+		drop = msgauth.ClaimsUs(o.Verifier.Hostname())
+		auth = filter.AuthSummary{
+			SPF:             res.SPF.Result,
+			DKIMPassDomains: res.DKIMPassDomains(),
+			DMARC:           res.DMARC.Result,
+			DMARCPolicy:     res.DMARC.Policy,
+			FromDomain:      res.From,
+			IPRev:           res.IPRev.Result,
+		}
+		args = append(args, "spf", res.SPF.Result, "dkim", res.DKIMSummary(), "dmarc", res.DMARC.Result,
+			"iprev", res.IPRev.Result, "from_domain", res.From, "auth_ms", res.Elapsed.Milliseconds())
+		if res.DMARC.Policy != "" {
+			args = append(args, "dmarc_policy", res.DMARC.Policy)
+		}
+		if !trusted {
+			rr, quarantine, err := ss.authPolicy(res)
+			if err != nil {
+				return nil, ss.fail("checks", err, append([]any{"msgid", id}, args...)...)
+			}
+			if rr != nil {
+				return nil, ss.refuse(id, rr, res.DMARC.Reason, args)
+			}
+			if quarantine {
+				env.Quarantine = true
+			}
+		}
+	}
+
+	// The message as it will be stored, for the scanners and the re-spool.
+	open := func() (io.ReadCloser, error) {
+		rc, err := rs.Open()
+		if err != nil {
+			return nil, err
+		}
+		if arHeader == "" && drop == nil {
+			return rc, nil
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			defer rc.Close()
+			if _, err := io.WriteString(pw, arHeader); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			_, err := msgauth.CopyWithout(pw, rc, dropOr(drop, nil))
+			pw.CloseWithError(err)
+		}()
+		return pr, nil
+	}
+
+	var v filter.Verdict
+	if o.Checker != nil {
+		msg := &filter.Message{
+			ID: id, RemoteIP: remote, HeloName: ss.conn.Hostname(), MailFrom: ss.sender,
+			Rcpts: ss.rcpts(), Auth: auth, Size: sp.Size(), Open: open,
+		}
+		var err error
+		v, err = o.Checker.Check(ss.ctx, msg)
+		if err != nil {
+			// Mailu: milter_default_action = tempfail.
+			rr := replyChecksUnavailable()
+			ss.log.Warn("rejected", append([]any{"stage", "checks", "msgid", id, "from", ss.sender,
+				"code", rr.Code, "reply", rr.Message, "action", "tempfail", "err", err.Error()}, args...)...)
+			return nil, rr
+		}
+		if v.Scored {
+			env.Scored, env.SpamScore = true, v.Score
+			args = append(args, "spam_score", v.Score)
+		}
+		if v.Virus != "" {
+			args = append(args, "virus", v.Virus)
+		}
+		switch v.Action {
+		case filter.Reject:
+			return nil, ss.refuse(id, verdictReply(v, 550, "5.7.1", "Message refused by the content filter"), v.Reason, args)
+		case filter.TempFail:
+			return nil, ss.refuse(id, verdictReply(v, 451, "4.7.1", "Message deferred by the content filter, try again later"), v.Reason, args)
+		}
+	}
+
+	// Re-spool: our Authentication-Results and the verdict's fields on
+	// top, the forged and removed fields left out.
+	if arHeader == "" && drop == nil && len(v.AddHeaders) == 0 && len(v.RemoveHeaders) == 0 {
+		return &checked{sp: sp, logArgs: ss.actionArgs(env, args)}, nil
+	}
+	out, err := o.Deliverer.NewSpool()
+	if err != nil {
+		return nil, ss.fail("checks", err, "msgid", id)
+	}
+	if err := respool(out, rs, arHeader, v, dropOr(drop, v.RemoveHeaders)); err != nil {
+		out.Abort()
+		return nil, ss.fail("checks", err, "msgid", id)
+	}
+	sp.Abort()
+	return &checked{sp: out, logArgs: ss.actionArgs(env, args)}, nil
+}
+
+// authPolicy applies Mailu's rules to the verification (rspamd
+// force_actions.conf): mail whose From is a local domain must pass DMARC
+// even when the domain publishes no record (ANTISPOOF_NOAUTH,
+// ANTISPOOF_DMARC_ENFORCE_LOCAL); otherwise the domain's own DMARC policy,
+// after pct: reject refuses, quarantine files into Junk (RFC 7489 6.6.3).
+func (ss *session) authPolicy(res *msgauth.Result) (rr *smtp.SMTPError, quarantine bool, err error) {
+	if ld := ss.srv.opts.LocalDomains; ld != nil && res.DMARC.Result != msgauth.Pass {
+		for _, d := range slices.Compact(slices.Clone(res.FromAll)) {
+			local, err := ld.IsLocal(ss.ctx, d)
+			if err != nil {
+				return nil, false, fmt.Errorf("smtpd: local domain look-up: %w", err)
+			}
+			if !local {
+				continue
+			}
+			if res.DMARC.Result == msgauth.TempError {
+				return replyAuthTempFail(d), false, nil
+			}
+			return replySpoofedLocal(d), false, nil
+		}
+	}
+	if res.DMARC.Result == msgauth.Fail {
+		switch res.DMARC.Applied {
+		case "reject":
+			return replyDMARCReject(res.DMARC.Domain), false, nil
+		case "quarantine":
+			return nil, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// refuse logs the one line of a refused message and returns the reply.
+func (ss *session) refuse(id string, rr *smtp.SMTPError, reason string, args []any) error {
+	action := "reject"
+	if rr.Code/100 == 4 {
+		action = "tempfail"
+	}
+	all := append([]any{"stage", "checks", "msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
+		"code", rr.Code, "reply", rr.Message, "action", action}, args...)
+	if reason != "" {
+		all = append(all, "reason", reason)
+	}
+	ss.log.Info("rejected", all...)
+	return rr
+}
+
+func (ss *session) actionArgs(env *inbound.Envelope, args []any) []any {
+	action := "accept"
+	if env.Quarantine {
+		action = "quarantine"
+	}
+	return append(args, "action", action)
+}
+
+// dropOr combines the forged Authentication-Results filter with the
+// fields the verdict removes (never Received: the trace is ours).
+func dropOr(forged func(name, value string) bool, remove []string) func(name, value string) bool {
+	return func(name, value string) bool {
+		if forged != nil && forged(name, value) {
+			return true
+		}
+		for _, r := range remove {
+			if strings.EqualFold(name, r) && !strings.EqualFold(name, "Received") {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// respool writes the final message: Authentication-Results, the verdict's
+// fields, then the spooled message without the dropped fields.
+func respool(out Spool, in ReadableSpool, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
+	if _, err := io.WriteString(out, arHeader); err != nil {
+		return err
+	}
+	for _, h := range v.AddHeaders {
+		if !validFieldName(h.Name) {
+			continue
+		}
+		if _, err := io.WriteString(out, h.Name+": "+foldValue(h.Value)+"\r\n"); err != nil {
+			return err
+		}
+	}
+	rc, err := in.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = msgauth.CopyWithout(out, rc, drop)
+	return err
+}
+
+// validFieldName is RFC 5322 2.2's field-name: printable ASCII but colon.
+func validFieldName(n string) bool {
+	if n == "" || len(n) > 76 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if n[i] <= ' ' || n[i] > '~' || n[i] == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// foldValue keeps a scanner's header value on one logical line: CR and
+// LF (which could start a new field) become spaces.
+func foldValue(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return ' '
+		}
+		return r
+	}, v)
+}
+
+// verdictReply is the reply a Reject or TempFail verdict asks for, with
+// Mailu's codes when the verdict leaves them out.
+func verdictReply(v filter.Verdict, code int, enhanced, text string) *smtp.SMTPError {
+	if v.Code >= 400 && v.Code < 600 && v.Code/100 == code/100 {
+		code = v.Code
+	}
+	if e := parseEnhanced(v.Enhanced); e != nil && e[0] == code/100 {
+		if v.Text != "" {
+			text = safe(v.Text)
+		}
+		return &smtp.SMTPError{Code: code, EnhancedCode: *e, Message: text}
+	}
+	if v.Text != "" {
+		text = safe(v.Text)
+	}
+	e := parseEnhanced(enhanced)
+	return &smtp.SMTPError{Code: code, EnhancedCode: *e, Message: text}
+}
+
+func parseEnhanced(s string) *smtp.EnhancedCode {
+	var a, b, c int
+	if n, err := fmt.Sscanf(s, "%d.%d.%d", &a, &b, &c); err != nil || n != 3 || a < 2 || a > 5 || b < 0 || b > 999 || c < 0 || c > 999 {
+		return nil
+	}
+	return &smtp.EnhancedCode{a, b, c}
+}

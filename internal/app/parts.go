@@ -14,6 +14,7 @@ import (
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/dnsres"
+	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/obs"
@@ -40,8 +41,9 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
-	checker   smtpd.Checker // port 25's scanners (checks.go); nil: none
-	closers   []func()      // run in reverse order by close
+	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
+	learner   *filter.Learner // spam learning from IMAP Junk moves (checks.go); nil: none
+	closers   []func()        // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared

@@ -82,6 +82,7 @@ func TestRspamdActions(t *testing.T) {
 	m := msgOf(plainMsg)
 	m.RemoteIP = netip.MustParseAddr("::ffff:192.0.2.7")
 	m.Rcpts = []string{"a@example.test", "b@example.test"}
+	m.Size = 3 // the spooled size; Open adds the checks' header fields
 	for _, tc := range []struct {
 		reply  string
 		action Action

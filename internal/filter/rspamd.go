@@ -228,17 +228,20 @@ func sanitizeValue(v string) string {
 func (c *RspamdClient) Check(ctx context.Context, m *Message) (*RspamdResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	body, err := m.Open()
+	rc, err := m.Open()
 	if err != nil {
 		return nil, fmt.Errorf("rspamd: open message: %w", err)
 	}
-	defer body.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.check+"/checkv2", body)
+	// Read whole, so the request has an exact Content-Length (Message.Size
+	// is the spooled size, before the checks' own header fields).
+	body, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("rspamd: read message: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.check+"/checkv2", bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("rspamd: %w", err)
-	}
-	if m.Size > 0 {
-		req.ContentLength = m.Size
 	}
 	h := req.Header
 	if m.RemoteIP.IsValid() {

@@ -123,6 +123,8 @@ func TestBuiltinSpamToJunkAndLearning(t *testing.T) {
 		`_dmarc.good.test. TXT "v=DMARC1; p=none"`,
 		`1.0.0.127.in-addr.arpa. PTR mx.good.test.`,
 		`mx.good.test. A 127.0.0.1`,
+		`quar.test. TXT "v=spf1 -all"`,
+		`_dmarc.quar.test. TXT "v=DMARC1; p=quarantine"`,
 	)
 	s := spamUsers(t, map[string]string{"RESOLVER_ADDRESS": dns.Addr})
 	rcpts := []string{"alice@example.test", "bob@example.test"}
@@ -136,6 +138,10 @@ func TestBuiltinSpamToJunkAndLearning(t *testing.T) {
 	if r := send25(t, s, "news@good.test", []string{"alice@example.test"},
 		spamMsg("news@good.test", "fakestars", "X-Spam-Level: ***************\r\nX-Spam: Yes\r\n")); !strings.HasPrefix(r, "250 ") {
 		t.Fatalf("fakestars: %q", r)
+	}
+	// DMARC p=quarantine goes to Junk even for bob, whose spam filing is off.
+	if r := send25(t, s, "news@quar.test", []string{"bob@example.test"}, spamMsg("news@quar.test", "quarantined", "")); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("quarantined: %q", r)
 	}
 	if !s.waitLog("filter verdict") {
 		t.Fatalf("no verdict logged:\n%s", s.logs())
@@ -153,8 +159,8 @@ func TestBuiltinSpamToJunkAndLearning(t *testing.T) {
 	if got := mailboxes(t, s, "alice@example.test"); got["Junk"] != 3 || got["INBOX"] != 0 {
 		t.Errorf("alice = %v, want 3 in Junk (1 filed, 2 moved)", got)
 	}
-	if got := mailboxes(t, s, "bob@example.test"); got["INBOX"] != 2 || got["Junk"] != 0 {
-		t.Errorf("bob (spam off) = %v, want 2 in INBOX", got)
+	if got := mailboxes(t, s, "bob@example.test"); got["INBOX"] != 2 || got["Junk"] != 1 {
+		t.Errorf("bob (spam off) = %v, want 2 in INBOX and the DMARC-quarantined one in Junk", got)
 	}
 	st := openStore(t, s)
 	defer st.Close()

@@ -159,7 +159,9 @@ func authPassed(a AuthSummary) bool {
 
 func (b *Builtin) check(ctx context.Context, m *Message) (Verdict, error) {
 	score, why := AuthScore(m.Auth)
-	if hits := b.dnsbl(ctx, m.RemoteIP); len(hits) > 0 {
+	if m.Trusted {
+		why = append(why, "RELAYNETS")
+	} else if hits := b.dnsbl(ctx, m.RemoteIP); len(hits) > 0 {
 		score += DNSBLScore * float64(len(hits))
 		for _, z := range hits {
 			why = append(why, "DNSBL:"+z)
@@ -172,7 +174,7 @@ func (b *Builtin) check(ctx context.Context, m *Message) (Verdict, error) {
 		return v, nil
 	}
 	// Greylisting: everyone but authenticated senders with a good score.
-	if b.opts.Greylisting && b.opts.Store != nil && !(authPassed(m.Auth) && score < GreylistScore) {
+	if b.opts.Greylisting && b.opts.Store != nil && !m.Trusted && !(authPassed(m.Auth) && score < GreylistScore) {
 		wait, err := b.greylist(ctx, m)
 		if err != nil {
 			// A database problem is a temporary failure anyway.

@@ -87,6 +87,13 @@ func TestGreylisting(t *testing.T) {
 	if v := check(node1, ma); v.Action != Accept {
 		t.Fatalf("authenticated sender greylisted: %+v", v)
 	}
+	// RELAYNETS clients are never greylisted.
+	mt := msgOf(plainMsg)
+	mt.RemoteIP = netip.MustParseAddr("192.0.2.99")
+	mt.Trusted = true
+	if v := check(node1, mt); v.Action != Accept {
+		t.Fatalf("trusted client greylisted: %+v", v)
+	}
 	// A triplet unseen for longer than the window starts over.
 	ck.add(36 * 24 * time.Hour)
 	m.RemoteIP = netip.MustParseAddr("198.51.100.20")

@@ -35,7 +35,10 @@ type Message struct {
 	// them. Empty: Rcpts is used.
 	Users []string
 	Auth  AuthSummary
-	Size  int64
+	// Trusted: the client is in RELAYNETS (Mailu: rspamd local_networks),
+	// so greylisting and DNSBLs do not apply to it.
+	Trusted bool
+	Size    int64
 	// Open returns the message as it will be stored (headers and body).
 	// It may be called more than once; each reader starts at the top.
 	Open func() (io.ReadCloser, error)

@@ -145,7 +145,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	if o.Checker != nil {
 		msg := &filter.Message{
 			ID: id, RemoteIP: remote, HeloName: ss.conn.Hostname(), MailFrom: ss.sender,
-			Rcpts: ss.rcpts(), Users: ss.mailboxUsers(), Auth: auth, Size: sp.Size(), Open: open,
+			Rcpts: ss.rcpts(), Users: ss.mailboxUsers(), Auth: auth, Trusted: trusted, Size: sp.Size(), Open: open,
 		}
 		var err error
 		v, err = o.Checker.Check(ss.ctx, msg)

@@ -84,7 +84,7 @@ func TestDiagnoseExplainsPortsAndLogins(t *testing.T) {
 	if err != nil {
 		t.Fatalf("diagnose for a good login failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"reachable: 220 mail.example.test", "add 587 to PORTS", "No problems found", "may send as: alice@example.test"} {
+	for _, want := range []string{"reachable: 220 mail.example.test", "add 587 to PORTS", "No problems found", "may send as: alice@example.test", "autodiscover.<domain> point at mail.example.test"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("diagnose output lacks %q:\n%s", want, out)
 		}

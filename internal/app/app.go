@@ -38,7 +38,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for _, s := range servers {
 		serving[s.port] = s.ln.Addr().String()
 	}
-	logRoles(log, cfg, p.certs.Enabled(), serving)
+	logRoles(log, cfg, p.certs.Enabled(), serving, map[int]string{443: httpOff(cfg, p.certs, 443)})
 
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()

@@ -58,6 +58,17 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 			return fail(err)
 		}
 	}
+	web, err := httpServers(cfg, p)
+	if err != nil {
+		return fail(err)
+	}
+	for _, port := range []int{443, 80} {
+		if srv := web[port]; srv != nil {
+			if err := listen(port, srv); err != nil {
+				return fail(err)
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -32,6 +32,7 @@ type parts struct {
 	log       *slog.Logger
 	secret    []byte
 	store     *sqlstore.Store
+	admin     *admin.Service
 	certs     *tlscfg.Manager
 	signers   *msgauth.Signers
 	srs       *srs.Rewriter
@@ -79,6 +80,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 	})
+	p.admin = svc
 	if _, err := svc.EnsureInitialAdmin(ctx, cfg.InitialAdminAccount, cfg.InitialAdminDomain, cfg.InitialAdminPw, cfg.InitialAdminMode); err != nil {
 		if !errors.Is(err, admin.ErrDKIMKey) {
 			return nil, fmt.Errorf("INITIAL_ADMIN_ACCOUNT: %w", err)

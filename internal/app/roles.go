@@ -33,13 +33,14 @@ var roleTable = []role{
 	{995, "pop3s", "POP3 for mail clients", "implicit", "USER/PASS, PLAIN, LOGIN; full email address as username", true, ""},
 	{110, "pop3", "POP3 with STARTTLS", "starttls", "after STLS; full email address as username", true, "add 110 to PORTS to enable POP3 with STARTTLS"},
 	{4190, "sieve", "ManageSieve", "starttls", "after STARTTLS", false, ""},
-	{80, "http", "HTTP", "none", "-", false, ""},
-	{443, "https", "HTTPS", "implicit", "-", false, ""},
+	{80, "http", "web: redirect to 443, or the site in plain HTTP behind a proxy (notls, mail flavors)", "none", "API token; web sign-in", true, ""},
+	{443, "https", "web: REST API, admin UI, autoconfig, health", "implicit", "API token; web sign-in", true, ""},
 }
 
 // logRoles writes one line per role: on or off, where, TLS mode, and for
 // the STARTTLS roles that are off, how to turn them on.
-func logRoles(log *slog.Logger, cfg *config.Config, tlsOn bool, serving map[int]string) {
+// offReason says why an enabled port is not served.
+func logRoles(log *slog.Logger, cfg *config.Config, tlsOn bool, serving map[int]string, offReason map[int]string) {
 	rows := append([]role(nil), roleTable...)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].served && !rows[j].served })
 	for _, r := range rows {
@@ -52,6 +53,9 @@ func logRoles(log *slog.Logger, cfg *config.Config, tlsOn bool, serving map[int]
 		case l.Enabled && !r.served:
 			attrs = append(attrs, "state", "off", "reason", "not implemented in this Petrel version yet")
 			log.Warn(fmt.Sprintf("port %d (%s): enabled in PORTS but not served yet", r.port, r.name), attrs...)
+		case l.Enabled && offReason[r.port] != "":
+			attrs = append(attrs, "state", "off", "reason", offReason[r.port])
+			log.Info(fmt.Sprintf("port %d (%s): off: %s", r.port, r.name, offReason[r.port]), attrs...)
 		default:
 			attrs = append(attrs, "state", "off")
 			if r.hint != "" {

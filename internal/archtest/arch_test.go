@@ -30,6 +30,10 @@ var forbidden = map[string][]string{
 	"internal/admin":    {"internal/smtpd", "internal/pop3d", "internal/imapd", "internal/cli", "internal/app", "net/http/httptest"},
 	"internal/cli":      {"internal/app", "internal/smtpd"},
 	"internal/app":      {"internal/cli"},
+	// The HTTP roles route to handlers app gives them; they hold no use case.
+	"internal/httpd": {"internal/store", "internal/auth", "internal/inbound", "internal/queue", "internal/relay", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/cli", "internal/app"},
+	// The REST API speaks only to the admin use cases, never to SQL or the server around it.
+	"internal/admin/api": {"internal/store/sqlstore", "internal/httpd", "internal/admin/web", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/cli", "internal/app"},
 
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},

@@ -106,7 +106,12 @@ type Config struct {
 	InitialAdminPw      string // INITIAL_ADMIN_PW (never logged)
 	InitialAdminMode    string // INITIAL_ADMIN_MODE: ifmissing (default), create, update
 
-	// Web / API (used by later issues; parsed now so config-check knows them)
-	API      bool   // API, default false
-	APIToken string // API_TOKEN (never logged)
+	// Web / API (the HTTP roles 80 and 443)
+	API             bool           // API, default false
+	APIToken        string         // API_TOKEN (never logged)
+	WebAPI          string         // WEB_API, default /api: path of the REST API
+	WebAdmin        string         // WEB_ADMIN, default /admin: path of the web UI
+	WebrootRedirect string         // WEBROOT_REDIRECT: where / goes; "" = WebAdmin, "none" = nowhere
+	RealIPHeader    string         // REAL_IP_HEADER: HTTP header naming the client behind a proxy
+	RealIPFrom      []netip.Prefix // REAL_IP_FROM: proxies whose RealIPHeader is believed
 }

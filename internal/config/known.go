@@ -113,7 +113,12 @@ func implementedSettings() []SettingDoc {
 
 		// API
 		s("API", "false", "enable the REST API", ""),
-		s("API_TOKEN", "", "bearer token for the REST API", "required when API=true"),
+		s("API_TOKEN", "", "bearer token for the REST API (Authorization: Bearer TOKEN)", "required when API=true; at least 4 characters"),
+		s("WEB_API", "/api", "path of the REST API (WEB_API/v1/...)", ""),
+		s("WEB_ADMIN", "/admin", "path of the admin web UI", ""),
+		s("WEBROOT_REDIRECT", "WEB_ADMIN", "where / redirects (a path or URL), or none", "default WEB_ADMIN (Petrel has no webmail; /webmail means WEB_ADMIN)"),
+		s("REAL_IP_HEADER", "", "HTTP header holding the client address set by a proxy (X-Forwarded-For, X-Real-IP)", "only honoured from REAL_IP_FROM"),
+		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed", "HTTP only: no PROXY protocol yet"),
 
 		// Ignored on purpose
 		s("COMPOSE_PROJECT_NAME", "mailu", "docker compose project name", "ignored: not read by Petrel"),

@@ -399,7 +399,48 @@ func (r *reader) api(cfg *Config) {
 	if cfg.API && !ok {
 		r.errorf("API_TOKEN", "", "set API_TOKEN to a long random string (pwgen 32 1), or API=false",
 			"is required when API=true")
+	} else if cfg.API && len(strings.TrimSpace(token)) < 4 {
+		// Mailu: api/common.py refuses tokens shorter than 4 characters.
+		r.errorf("API_TOKEN", "", "set API_TOKEN to a long random string (pwgen 32 1), or API=false",
+			"is shorter than 4 characters, so no token can match")
 	}
+	cfg.WebAPI = r.webPath("WEB_API", "/api")
+	cfg.WebAdmin = r.webPath("WEB_ADMIN", "/admin")
+	if cfg.WebAPI == cfg.WebAdmin {
+		r.errorf("WEB_API", cfg.WebAPI, "give WEB_API and WEB_ADMIN different paths", "is the same path as WEB_ADMIN")
+	}
+	cfg.WebrootRedirect = strings.TrimSpace(r.str("WEBROOT_REDIRECT", ""))
+	if v := cfg.WebrootRedirect; v != "" && !strings.EqualFold(v, "none") && !strings.HasPrefix(v, "/") &&
+		!strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://") {
+		r.errorf("WEBROOT_REDIRECT", v, "use a path such as /admin, a URL, or none", "is neither a path nor a URL")
+		cfg.WebrootRedirect = ""
+	}
+	if strings.EqualFold(cfg.WebrootRedirect, "/webmail") {
+		r.warnf("WEBROOT_REDIRECT", cfg.WebrootRedirect, "set WEBROOT_REDIRECT to "+cfg.WebAdmin+" or none",
+			"Petrel has no webmail; / redirects to WEB_ADMIN instead")
+		cfg.WebrootRedirect = ""
+	}
+	cfg.RealIPHeader = strings.TrimSpace(r.str("REAL_IP_HEADER", ""))
+	cfg.RealIPFrom = r.prefixList("REAL_IP_FROM")
+	if cfg.RealIPHeader != "" && len(cfg.RealIPFrom) == 0 {
+		r.warnf("REAL_IP_HEADER", cfg.RealIPHeader, "list your proxies in REAL_IP_FROM",
+			"is ignored without REAL_IP_FROM: a header from anyone would let clients choose their address")
+	}
+	if strings.ContainsAny(cfg.RealIPHeader, " :\t") {
+		r.errorf("REAL_IP_HEADER", cfg.RealIPHeader, "give a header name such as X-Forwarded-For or X-Real-IP", "is not a header name")
+		cfg.RealIPHeader = ""
+	}
+}
+
+// webPath reads a URL path setting: it must start with / and not be / itself.
+func (r *reader) webPath(name, def string) string {
+	v := strings.TrimSpace(r.str(name, def))
+	p := "/" + strings.Trim(v, "/")
+	if !strings.HasPrefix(v, "/") || p == "/" || strings.ContainsAny(v, " ?#{}") {
+		r.errorf(name, v, "use a path such as "+def, "is not a path below /")
+		return def
+	}
+	return p
 }
 
 func (r *reader) bootstrap(cfg *Config) {

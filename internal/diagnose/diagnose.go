@@ -104,6 +104,10 @@ func Run(ctx context.Context, w io.Writer, opt Options) int {
 		fmt.Fprintf(w, "            or %s port %s, STARTTLS\n", host, portOf(cfg.Listeners[587].Addr))
 	}
 	fmt.Fprintf(w, "  never port 25 for sending from a client: it takes no login and does not relay\n")
+	if cfg.Listeners[80].Enabled || cfg.Listeners[443].Enabled {
+		fmt.Fprintf(w, "  automatic set-up: Thunderbird, Outlook and Apple Mail fetch these settings from this server once\n"+
+			"  autoconfig.<domain> and autodiscover.<domain> point at %s (petrel dns DOMAIN lists the records)\n", host)
+	}
 
 	if opt.Account != "" && opt.Accounts != nil {
 		fmt.Fprintln(w)

@@ -105,7 +105,7 @@ func (l *Learner) Copied(user, from string, to *store.Mailbox, bodies []int64) {
 	if !l.Enabled() || to == nil || len(bodies) == 0 {
 		return
 	}
-	if isTrash(to) && !strings.EqualFold(from, "Junk") {
+	if isTrash(to) {
 		// Into Trash never teaches anything; out of Junk into Trash
 		// is not ham (docker-mailserver #3333). Nothing to look up.
 		return

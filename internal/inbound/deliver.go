@@ -393,8 +393,12 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 		rcpts[i] = rt.Rcpt
 	}
 	mailboxes := make([]string, len(m.Targets))
+	var junk []string
 	for i, t := range m.Targets {
 		mailboxes[i] = t.User
+		if t.Mailbox == "Junk" {
+			junk = append(junk, t.User)
+		}
 	}
 	attrs := []slog.Attr{
 		slog.String("msgid", m.ID),
@@ -407,6 +411,9 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 	}
 	if r.env.AuthUser != "" {
 		attrs = append(attrs, slog.String("user", r.env.AuthUser))
+	}
+	if len(junk) > 0 {
+		attrs = append(attrs, slog.Any("junk", junk)) // filed into Junk (spam settings or DMARC quarantine)
 	}
 	if err != nil {
 		result := "error"

@@ -76,4 +76,8 @@ func TestDeliverSpamToJunk(t *testing.T) {
 	if boxes["low@example.com"] != "Junk" || boxes["off@example.com"] != "INBOX" {
 		t.Errorf("targets = %v", boxes)
 	}
+	recs := h.logs.find("delivered", "j1")
+	if len(recs) != 1 || attr(recs[0], "junk").String() != "[low@example.com]" {
+		t.Errorf("delivered log line should name the Junk filing: %v", recs)
+	}
 }

@@ -713,10 +713,11 @@ func (k *abuseKit) authFloodOneIP(t *testing.T, p *abuseProbe) {
 
 // authSpray: many networks, one attempt each. Unknown usernames from
 // distinct /24s never trip the per-network limit (as in Mailu); distinct
-// wrong passwords for one user trip AUTH_RATELIMIT_USER (50/day) after 50,
-// and then even the right password is refused from a new address (Mailu
-// issue #2880), while an address the user logged in from before is
-// exempt (AUTH_RATELIMIT_EXEMPTION_LENGTH) and still gets in.
+// wrong passwords for one user from many networks spend the account's
+// budget, AUTH_RATELIMIT_USER (50/day), after exactly 50; then the right
+// password is refused from a network the user never logged in from, while
+// a network the user logged in from before still gets in (README
+// "Failed-login limits").
 func (k *abuseKit) authSpray(t *testing.T, p *abuseProbe) {
 	var unknown, user abuseTally
 	abuseParallel(k.n.authSprayIPs, 4, func(i int) {

@@ -2,6 +2,9 @@ package admin
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha256"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -170,6 +173,9 @@ func TestCreateUserNormalisationAndPassword(t *testing.T) {
 	if got.QuotaBytes != 1000 || got.SpamThreshold != 80 || !got.Enabled {
 		t.Fatalf("defaults not applied: %+v", got)
 	}
+	if !scramMatches(got.Scram, "s3cret") {
+		t.Fatalf("no SCRAM credentials for the new password: %+v", got.Scram)
+	}
 	_, err = s.AddUser(ctx, s.NewUser("bob", "example.org"), "", CreateOptions{CreateDomain: true})
 	wantErr(t, err, ErrInvalid, "empty password")
 	if _, err := st.GetDomain(ctx, "example.org"); !errors.Is(err, store.ErrNotFound) {
@@ -185,6 +191,9 @@ func TestCreateUserNormalisationAndPassword(t *testing.T) {
 	got = must(st.GetUser(ctx, "alice@xn--bcher-kva.example"))
 	if ok, _, _ := auth.VerifyPassword(got.Password, "n3w"); !ok {
 		t.Fatal("new password does not verify")
+	}
+	if !scramMatches(got.Scram, "n3w") {
+		t.Fatal("SetPassword did not store SCRAM credentials for the new password")
 	}
 	wantErr(t, s.SetPassword(ctx, "nobody@xn--bcher-kva.example", "x"), store.ErrNotFound, "does not exist")
 	wantErr(t, s.SetPassword(ctx, "alice@xn--bcher-kva.example", ""), ErrInvalid, "empty password")
@@ -370,4 +379,20 @@ func TestCreateAdminModes(t *testing.T) {
 	wantErr(t, err, ErrInvalid, "invalid mode")
 	_, err = s.EnsureInitialAdmin(ctx, "x", "example.com", "", "")
 	wantErr(t, err, ErrInvalid, "INITIAL_ADMIN_PW")
+}
+
+// scramMatches reports whether c are password's SCRAM-SHA-256
+// credentials (RFC 5802 3).
+func scramMatches(c store.ScramCredentials, password string) bool {
+	if !c.Valid() {
+		return false
+	}
+	salted, err := pbkdf2.Key(sha256.New, password, c.Salt, c.Iterations, 32)
+	if err != nil {
+		return false
+	}
+	m := hmac.New(sha256.New, salted)
+	m.Write([]byte("Client Key"))
+	stored := sha256.Sum256(m.Sum(nil))
+	return hmac.Equal(stored[:], c.StoredKey)
 }

@@ -107,6 +107,7 @@ func (s *Service) PatchUser(ctx context.Context, email string, change func(*stor
 		return err
 	}
 	var hash string
+	var sc store.ScramCredentials
 	if password != "" {
 		if _, err := getUser(ctx, s.st, e); err != nil {
 			return err // no bcrypt round for a typo
@@ -114,6 +115,7 @@ func (s *Service) PatchUser(ctx context.Context, email string, change func(*stor
 		if hash, err = s.hash(password); err != nil {
 			return err
 		}
+		sc = s.scram(password)
 	}
 	err = s.st.InTx(ctx, func(tx store.Accounts) error {
 		old, err := getUser(ctx, tx, e)
@@ -144,7 +146,10 @@ func (s *Service) PatchUser(ctx context.Context, email string, change func(*stor
 			return err
 		}
 		if hash != "" {
-			return tx.SetPasswordHash(ctx, e, hash)
+			if err := tx.SetPasswordHash(ctx, e, hash); err != nil {
+				return err
+			}
+			return tx.SetScram(ctx, e, hash, sc)
 		}
 		return nil
 	})

@@ -86,6 +86,9 @@ func TestPatchUser(t *testing.T) {
 	if ok, _, _ := auth.VerifyPassword(got.Password, "new-pw"); !ok || got.DisplayedName != "Alice" {
 		t.Fatalf("after patch: %+v", got)
 	}
+	if !scramMatches(got.Scram, "new-pw") {
+		t.Fatal("PatchUser did not store SCRAM credentials for the new password")
+	}
 	wantErr(t, s.PatchUser(ctx, "none@example.com", func(*store.User) {}, "pw"), store.ErrNotFound, "none@example.com")
 }
 

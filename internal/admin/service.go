@@ -180,6 +180,17 @@ func (s *Service) hash(password string) (string, error) {
 	return h, nil
 }
 
+// scram derives the SCRAM-SHA-256 credentials stored beside a new
+// password (RFC 5802 3). On failure (no randomness) it logs and returns
+// none: SCRAM then waits for the user's next password login.
+func (s *Service) scram(password string) store.ScramCredentials {
+	c, err := auth.NewScramCredentials(password, auth.DefaultScramIterations)
+	if err != nil {
+		s.log.Error("SCRAM credentials not derived", "err", err)
+	}
+	return c
+}
+
 // nameFree reports ErrNameInUse when name is already a domain, an
 // alternative or a relay (Mailu: common.fqdn_in_use).
 func nameFree(ctx context.Context, tx store.Accounts, name string) error {

@@ -176,7 +176,7 @@ func (s *Service) AddUser(ctx context.Context, u store.User, password string, op
 		if err != nil {
 			return nil, err
 		}
-		u.Password = h
+		u.Password, u.Scram = h, s.scram(password)
 	}
 	u.QuotaBytesUsed = 0
 	newDomain := false
@@ -263,11 +263,15 @@ func (s *Service) SetPassword(ctx context.Context, email, password string) error
 	if err != nil {
 		return err
 	}
+	sc := s.scram(password)
 	err = s.st.InTx(ctx, func(tx store.Accounts) error {
 		if _, err := getUser(ctx, tx, e); err != nil {
 			return err
 		}
-		return tx.SetPasswordHash(ctx, e, h)
+		if err := tx.SetPasswordHash(ctx, e, h); err != nil {
+			return err
+		}
+		return tx.SetScram(ctx, e, h, sc)
 	})
 	if err == nil {
 		s.log.Info("password changed", "user", e)
@@ -379,6 +383,7 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 	if err != nil {
 		return 0, err
 	}
+	sc := s.scram(password)
 	res := AdminCreated
 	newDomain := false
 	err = s.st.InTx(ctx, func(tx store.Accounts) error {
@@ -399,7 +404,10 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 					return err
 				}
 			}
-			return tx.SetPasswordHash(ctx, u.Email, h)
+			if err := tx.SetPasswordHash(ctx, u.Email, h); err != nil {
+				return err
+			}
+			return tx.SetScram(ctx, u.Email, h, sc)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -419,7 +427,7 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 		if err := s.checkUserLimits(ctx, tx, d, &u); err != nil {
 			return err
 		}
-		u.Password = h
+		u.Password, u.Scram = h, sc
 		return tx.CreateUser(ctx, &u)
 	})
 	if err != nil {

@@ -13,10 +13,10 @@ import (
 //
 //	go test -run XXX -bench Inbound25Filter -benchtime 2000x ./internal/app
 func BenchmarkInbound25Filter(b *testing.B) {
-	b.Run("auth-only", func(b *testing.B) { benchInboundEnv(b, true, map[string]string{"PETREL_BENCH_NO_FILTER": "1"}) })
-	b.Run("auth+builtin", func(b *testing.B) { benchInboundEnv(b, true, nil) })
+	b.Run("auth-only", func(b *testing.B) { benchInboundEnv(b, 10, true, map[string]string{"PETREL_BENCH_NO_FILTER": "1"}) })
+	b.Run("auth+builtin", func(b *testing.B) { benchInboundEnv(b, 10, true, nil) })
 	b.Run("auth+rspamd", func(b *testing.B) {
 		r := filtertest.StartRspamd(b)
-		benchInboundEnv(b, true, map[string]string{"ANTISPAM_ADDRESS": r.Check})
+		benchInboundEnv(b, 10, true, map[string]string{"ANTISPAM_ADDRESS": r.Check})
 	})
 }

@@ -6,6 +6,7 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -68,3 +69,16 @@ type Result struct {
 
 // AuthenticateFunc is the shape protocol servers depend on.
 type AuthenticateFunc func(ctx context.Context, a Attempt) (*Result, error)
+
+// ScramProvider starts SCRAM logins; *Authenticator implements it.
+// Protocol servers check for it with a type assertion, so that test
+// authenticators without SCRAM keep working (they just do not offer it).
+type ScramProvider interface {
+	// ScramMechanisms lists what to advertise (-PLUS only over TLS;
+	// nothing when AUTH_REQUIRE_TOKENS refuses passwords).
+	ScramMechanisms(tlsOn bool) []string
+	// NewScramLogin starts one exchange; see Authenticator.NewScramLogin.
+	NewScramLogin(ctx context.Context, at Attempt, plus bool, cs *tls.ConnectionState) *ScramLogin
+}
+
+var _ ScramProvider = (*Authenticator)(nil)

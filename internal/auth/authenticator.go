@@ -68,6 +68,7 @@ type Options struct {
 
 	IPLimit         ratelimit.Rate // AUTH_RATELIMIT_IP; zero = 5/hour
 	UserLimit       ratelimit.Rate // AUTH_RATELIMIT_USER; zero = 50/day
+	UserNetLimit    ratelimit.Rate // AUTH_RATELIMIT_USER_NETWORK; zero = 10/day
 	IPv4Mask        int            // AUTH_RATELIMIT_IP_V4_MASK; 0 = 24
 	IPv6Mask        int            // AUTH_RATELIMIT_IP_V6_MASK; 0 = 48
 	Exemptions      []netip.Prefix // AUTH_RATELIMIT_EXEMPTION: never limited
@@ -78,26 +79,30 @@ type Options struct {
 	Logger *slog.Logger     // nil = discard
 	Now    func() time.Time // nil = time.Now
 
-	// Shared stores for several nodes; nil = in memory, per process.
-	IPLimiter   Limiter
-	UserLimiter Limiter
-	ExemptStore ExemptionStore
-	// FingerprintKey keys the password fingerprints the user limiter
-	// counts distinct wrong passwords by. Nodes that share UserLimiter
-	// must share it (derive it from SECRET_KEY); nil = random per process.
+	// Limits keeps the failed-login counters; nil = a MemoryLimits with
+	// the rates above (per process). A store shared by several nodes
+	// implements LoginLimiter instead, and then the rates above are its
+	// business.
+	Limits LoginLimiter
+	// FingerprintKey keys the password fingerprints the limiter counts
+	// distinct wrong passwords by. Nodes that share Limits must share it
+	// (derive it from SECRET_KEY); nil = random per process.
 	FingerprintKey []byte
 
 	CacheSize int // credential cache entries; 0 = DefaultCacheSize, < 0 = off
 }
+
+// DefaultUserNetLimit is AUTH_RATELIMIT_USER_NETWORK's default: a fifth
+// of AUTH_RATELIMIT_USER's default, so one network cannot spend an
+// account's whole budget.
+var DefaultUserNetLimit = ratelimit.Rate{Count: 10, Per: 24 * time.Hour}
 
 // Authenticator is Petrel's one login check, shared by SMTP submission,
 // IMAP, POP3 and the web (Mailu: internal/nginx.py check_credentials plus
 // internal/views/auth.py and limiter.py). It is safe for concurrent use.
 type Authenticator struct {
 	users         Users
-	ipLim         Limiter
-	userLim       Limiter
-	exempt        ExemptionStore
+	limits        LoginLimiter
 	v4, v6        int
 	exemptNets    []netip.Prefix
 	exemptLen     time.Duration
@@ -122,7 +127,7 @@ func New(o Options) *Authenticator {
 		panic("auth.New: Options.Users is nil")
 	}
 	a := &Authenticator{
-		users: o.Users, ipLim: o.IPLimiter, userLim: o.UserLimiter, exempt: o.ExemptStore,
+		users: o.Users, limits: o.Limits,
 		v4: o.IPv4Mask, v6: o.IPv6Mask, exemptNets: o.Exemptions, exemptLen: o.ExemptionLength,
 		requireTokens: o.RequireTokens, rounds: o.Rounds, log: o.Logger, now: o.Now,
 		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize), flight: newFlightGroup(),
@@ -153,22 +158,18 @@ func New(o Options) *Authenticator {
 	if a.exemptLen == 0 {
 		a.exemptLen = defaultExemptionLength
 	}
-	if a.ipLim == nil {
-		r := o.IPLimit
-		if r == (ratelimit.Rate{}) {
-			r = DefaultIPLimit
+	if a.limits == nil {
+		r := LimitRates{Network: o.IPLimit, Account: o.UserLimit, AccountNetwork: o.UserNetLimit}
+		if r.Network == (ratelimit.Rate{}) {
+			r.Network = DefaultIPLimit
 		}
-		a.ipLim = MemoryLimiter(ratelimit.New(r, a.now))
-	}
-	if a.userLim == nil {
-		r := o.UserLimit
-		if r == (ratelimit.Rate{}) {
-			r = DefaultUserLimit
+		if r.Account == (ratelimit.Rate{}) {
+			r.Account = DefaultUserLimit
 		}
-		a.userLim = MemoryLimiter(ratelimit.New(r, a.now))
-	}
-	if a.exempt == nil {
-		a.exempt = MemoryExemptions(ratelimit.NewExemptions(a.now))
+		if r.AccountNetwork == (ratelimit.Rate{}) {
+			r.AccountNetwork = DefaultUserNetLimit
+		}
+		a.limits = NewMemoryLimits(r, a.now)
 	}
 	if len(a.fpKey) == 0 {
 		a.fpKey = make([]byte, 32)
@@ -185,15 +186,19 @@ type attempt struct {
 	remote   netip.Addr // unmapped
 	network  string     // the limiter key: remote masked to /24 or /48
 	logUser  string     // what the log line names
-	limitKey string     // the username the IP limiter deduplicates on
-	subject  bool       // subject to rate limits (not exempt)
+	limitKey string     // the account the limiter counts on
+	normOK   bool       // the username is a valid address (limitKey is it)
+	subject  bool       // outside AUTH_RATELIMIT_EXEMPTION
+	adm      Admission  // the limiter's answer, when subject
+	limit    string     // the limit that refused it, for the log
 }
 
 // Authenticate checks one login in Mailu's order:
-//  1. the IP limiter, unless the IP is exempt or the password looks like
-//     an app token (auth.py nginx_authentication);
+//  1. the limiter (see limits.go), unless the client is in
+//     AUTH_RATELIMIT_EXEMPTION or the password looks like an app token
+//     (auth.py nginx_authentication: tokens are not rate-limited);
 //  2. the username must be a full address (nginx.py handle_authentication);
-//  3. the user must exist; then the user limiter (see below);
+//  3. the user must exist;
 //  4. enabled, enable_imap, enable_pop (check_credentials);
 //  5. app tokens, with their IP allow-list; AUTH_REQUIRE_TOKENS keeps
 //     real passwords to the web;
@@ -204,94 +209,125 @@ type attempt struct {
 // another error only when a store could not answer. Every refusal logs one
 // WARN line for fail2ban; the password is never logged.
 func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (*Result, error) {
+	t := a.begin(ctx, at)
+	password := string(at.Password)
+	tokenShaped := IsTokenShaped(password)
+	if refused, err := a.admit(t, !tokenShaped); err != nil {
+		return nil, err
+	} else if refused {
+		return nil, ErrRateLimited
+	}
+	user, err := a.lookup(t)
+	if err != nil {
+		return nil, err
+	}
+	res, how, err := a.check(t, user, password, tokenShaped)
+	if err != nil {
+		a.done(t, Outcome{Kind: OutcomeNone})
+		return nil, a.internal(t, err)
+	}
+	if res == nil {
+		return nil, a.fail(t, Outcome{Kind: OutcomeWrong, Fingerprint: a.fingerprint(user.Email, password)}, how)
+	}
+	return a.succeed(t, res, how), nil
+}
+
+// begin sets up the bookkeeping of one attempt.
+func (a *Authenticator) begin(ctx context.Context, at Attempt) *attempt {
 	t := &attempt{Attempt: at, ctx: ctx, log: at.Log, remote: at.Remote.Unmap()}
 	if t.log == nil {
 		t.log = a.log
 	}
 	t.network = a.network(t.remote)
-	password := string(at.Password)
-	tokenShaped := IsTokenShaped(password)
-
-	email, normErr := mailaddr.Normalize(at.Username)
-	if normErr == nil {
-		t.logUser, t.limitKey = email, email
+	if email, err := mailaddr.Normalize(at.Username); err == nil {
+		t.logUser, t.limitKey, t.normOK = email, email, true
 	} else {
 		t.logUser, t.limitKey = sanitizeUser(at.Username), strings.ToLower(at.Username)
 	}
+	t.subject = !a.exemptNet(t.remote)
+	t.adm = Admission{Key: LimitKey{Account: t.limitKey, Network: t.network, Addr: remoteString(t.remote)}}
+	return t
+}
 
-	var err error
-	if t.subject, err = a.subjectToLimits(ctx, t.remote); err != nil {
-		return nil, a.internal(t, err)
+// admit asks the limiter for a slot (limited) or only remembers the key
+// for counting the outcome (an app token). refused means the attempt
+// got ErrRateLimited and its log line.
+func (a *Authenticator) admit(t *attempt, limited bool) (refused bool, err error) {
+	if !t.subject || !limited {
+		return false, nil
 	}
-	// Mailu: auth.py checks the IP limiter before the credentials, except
-	// for app tokens, which "are not subject to rate-limiting".
-	if t.subject && !tokenShaped {
-		ok, err := a.ipLim.Test(ctx, t.network)
-		if err != nil {
-			return nil, a.internal(t, err)
-		}
-		if !ok {
-			a.logFailure(t, ReasonRateLimit)
-			return nil, ErrRateLimited
-		}
+	adm, err := a.limits.Admit(t.ctx, t.adm.Key)
+	if err != nil {
+		return false, a.internal(t, err)
 	}
-	if !strings.Contains(at.Username, "@") {
+	t.adm = adm
+	if adm.Refused != "" {
+		t.limit = adm.Refused
+		a.logFailure(t, ReasonRateLimit)
+		return true, nil
+	}
+	return false, nil
+}
+
+// lookup finds the attempt's user; a refusal (bare local part, unknown
+// user) is counted and logged and comes back as ErrBadCredentials.
+func (a *Authenticator) lookup(t *attempt) (*store.User, error) {
+	if !strings.Contains(t.Username, "@") {
 		// Mailu: nginx.py looks up only addresses with an @; there is no
 		// default domain.
-		return nil, a.failUnknown(t, ReasonNotFullAddress)
+		return nil, a.fail(t, Outcome{Kind: OutcomeUnknown}, ReasonNotFullAddress)
 	}
-	if normErr != nil {
-		return nil, a.failUnknown(t, ReasonUnknownUser)
+	if !t.normOK {
+		return nil, a.fail(t, Outcome{Kind: OutcomeUnknown}, ReasonUnknownUser)
 	}
-	user, err := a.users.GetUser(ctx, email)
+	user, err := a.users.GetUser(t.ctx, t.limitKey)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, a.failUnknown(t, ReasonUnknownUser)
+		return nil, a.fail(t, Outcome{Kind: OutcomeUnknown}, ReasonUnknownUser)
 	}
 	if err != nil {
+		a.done(t, Outcome{Kind: OutcomeNone})
 		return nil, a.internal(t, err)
 	}
-	// Mailu: auth.py should_rate_limit_user. Once a user is over the
-	// limit even the right password is refused until the window drains,
-	// so a brute-forcer can lock the owner out (Mailu issue #2880); Petrel
-	// keeps that behaviour. Mailu tests after the password (its FIXME);
-	// testing first gives the same answers and spares a bcrypt run.
-	if t.subject && !tokenShaped {
-		ok, err := a.userLim.Test(ctx, email)
-		if err != nil {
-			return nil, a.internal(t, err)
-		}
-		if !ok {
-			a.logFailure(t, ReasonRateLimit)
-			return nil, ErrRateLimited
-		}
+	return user, nil
+}
+
+// succeed records and logs a successful login. Mailu: it exempts the
+// address (here: for this account only) but not after port 25.
+func (a *Authenticator) succeed(t *attempt, res *Result, how string) *Result {
+	o := Outcome{Kind: OutcomeSuccess}
+	if t.Port == 25 {
+		o.Kind = OutcomeNone
+	} else if a.exemptLen > 0 && t.remote.IsValid() {
+		o.ExemptFor = a.exemptLen
 	}
-	res, how, err := a.check(t, user, password, tokenShaped)
-	if err != nil {
-		return nil, a.internal(t, err)
+	a.done(t, o)
+	t.log.LogAttrs(t.ctx, slog.LevelInfo, a.line(t, "success: "+how), a.attrs(t, slog.String("method", how))...)
+	return res
+}
+
+// fail records a refused login with the limiter and logs its line.
+func (a *Authenticator) fail(t *attempt, o Outcome, reason string) error {
+	a.done(t, o)
+	a.logFailure(t, reason)
+	return ErrBadCredentials
+}
+
+// done reports an outcome to the limiter (for logins subject to limits).
+func (a *Authenticator) done(t *attempt, o Outcome) {
+	if !t.subject {
+		return
 	}
-	if res == nil {
-		return nil, a.failUser(t, email, password, how)
+	if err := a.limits.Done(t.ctx, t.adm, o); err != nil {
+		a.limiterError(t, err)
 	}
-	// Mailu: a successful login exempts the IP from both limiters, but
-	// not a delivery on port 25.
-	if at.Port != 25 && a.exemptLen > 0 && t.remote.IsValid() {
-		if err := a.exempt.Exempt(ctx, t.remote.String(), a.exemptLen); err != nil {
-			t.log.LogAttrs(ctx, slog.LevelError, "rate-limit exemption not stored", slog.String("remote", t.remote.String()), slog.Any("err", err))
-		}
-	}
-	t.log.LogAttrs(ctx, slog.LevelInfo, a.line(t, "success: "+how), a.attrs(t, slog.String("method", how))...)
-	return res, nil
 }
 
 // check runs Mailu's check_credentials for an existing user. It returns a
 // Result on success with how ("password" or "token-<id>"), or nil and the
 // failure reason.
 func (a *Authenticator) check(t *attempt, user *store.User, password string, tokenShaped bool) (*Result, string, error) {
-	switch {
-	case !user.Enabled:
-		return nil, ReasonDisabled, nil
-	case t.Protocol == "imap" && !user.EnableIMAP, t.Protocol == "pop3" && !user.EnablePOP:
-		return nil, ReasonProtocolDisabled, nil
+	if reason := a.gate(t, user); reason != "" {
+		return nil, reason, nil
 	}
 	tokenIPRefused := false
 	if tokenShaped {
@@ -330,6 +366,18 @@ func (a *Authenticator) check(t *attempt, user *store.User, password string, tok
 	return nil, ReasonBadAuth, nil
 }
 
+// gate returns why user may not log in over t's protocol at all, or "":
+// enabled, enable_imap, enable_pop (Mailu: check_credentials).
+func (a *Authenticator) gate(t *attempt, user *store.User) string {
+	switch {
+	case !user.Enabled:
+		return ReasonDisabled
+	case t.Protocol == "imap" && !user.EnableIMAP, t.Protocol == "pop3" && !user.EnablePOP:
+		return ReasonProtocolDisabled
+	}
+	return ""
+}
+
 // checkPassword verifies password against the user's stored hash, through
 // the credential cache, and re-hashes an outdated hash on success (Mailu:
 // models.py User.check_password, CryptContext verify_and_update).
@@ -342,8 +390,9 @@ func (a *Authenticator) checkPassword(t *attempt, user *store.User, password str
 	if a.cache.check(user.Email, user.Password, password) {
 		return true
 	}
+	needScram := !user.Scram.Valid()
 	res := a.flight.do(user.Email, user.Password, password, func() flightResult {
-		return a.verifyOnce(t, user.Email, user.Password, password)
+		return a.verifyOnce(t, user.Email, user.Password, password, needScram)
 	})
 	if res.err != nil {
 		// A data problem for the admin, not a client failure: no
@@ -360,7 +409,10 @@ func (a *Authenticator) checkPassword(t *attempt, user *store.User, password str
 // verifyOnce is the expensive part of checkPassword, run once per
 // group of identical concurrent checks: the hash, the re-hash of an
 // outdated scheme (so it is stored once), and filling the cache.
-func (a *Authenticator) verifyOnce(t *attempt, email, stored, password string) flightResult {
+//
+// needScram: the user has no SCRAM credentials yet; they are derived
+// and stored now (also after a re-hash, which clears them).
+func (a *Authenticator) verifyOnce(t *attempt, email, stored, password string, needScram bool) flightResult {
 	// An identical check that finished between our cache miss and now
 	// has filled the cache: no need to verify again.
 	if a.cache.check(email, stored, password) {
@@ -379,7 +431,10 @@ func (a *Authenticator) verifyOnce(t *attempt, email, stored, password string) f
 			t.log.LogAttrs(t.ctx, slog.LevelError, "password re-hash failed", slog.String("user", email), slog.Any("err", err))
 			return flightResult{ok: true, stored: stored} // not cached, so the next login tries again
 		}
-		stored = h
+		stored, needScram = h, true
+	}
+	if needScram {
+		a.storeScram(t, email, stored, password)
 	}
 	a.cache.put(email, stored, password)
 	return flightResult{ok: true, stored: stored}
@@ -401,37 +456,6 @@ func (a *Authenticator) upgradeToken(t *attempt, tok *store.Token, token string)
 	}
 }
 
-// failUnknown refuses a login that names no existing user and counts the
-// username once per window against the client's network (Mailu:
-// limiter.py rate_limit_ip, "dedup-<net>-<username>").
-func (a *Authenticator) failUnknown(t *attempt, reason string) error {
-	if t.subject {
-		if _, _, err := a.ipLim.HitDistinct(t.ctx, t.network, t.limitKey); err != nil {
-			a.limiterError(t, err)
-		}
-	}
-	a.logFailure(t, reason)
-	return ErrBadCredentials
-}
-
-// failUser refuses a login of an existing user: each distinct wrong
-// password counts once per window against the user, and a new one also
-// against the network (Mailu: limiter.py rate_limit_user,
-// "dedup2-<user>-<pw hash>", which then calls rate_limit_ip).
-func (a *Authenticator) failUser(t *attempt, email, password, reason string) error {
-	if t.subject {
-		_, isNew, err := a.userLim.HitDistinct(t.ctx, email, a.fingerprint(email, password))
-		if err == nil && isNew {
-			_, _, err = a.ipLim.HitDistinct(t.ctx, t.network, email)
-		}
-		if err != nil {
-			a.limiterError(t, err)
-		}
-	}
-	a.logFailure(t, reason)
-	return ErrBadCredentials
-}
-
 // fingerprint is a short keyed hash of a password, enough to tell wrong
 // passwords apart in the limiter without keeping them (Mailu: the last 6
 // hex of HMAC(user, pw); 16 here, under a secret key).
@@ -443,19 +467,18 @@ func (a *Authenticator) fingerprint(email, password string) string {
 	return hex.EncodeToString(m.Sum(nil)[:8])
 }
 
-// subjectToLimits: false for AUTH_RATELIMIT_EXEMPTION networks and for IPs
-// with a login exemption (Mailu: limiter.py is_subject_to_rate_limits).
-func (a *Authenticator) subjectToLimits(ctx context.Context, remote netip.Addr) (bool, error) {
+// exemptNet reports whether remote is in AUTH_RATELIMIT_EXEMPTION (Mailu:
+// limiter.py is_subject_to_rate_limits, the configured half).
+func (a *Authenticator) exemptNet(remote netip.Addr) bool {
 	if !remote.IsValid() {
-		return true, nil
+		return false
 	}
 	for _, p := range a.exemptNets {
 		if p.Contains(remote) {
-			return false, nil
+			return true
 		}
 	}
-	exempt, err := a.exempt.IsExempt(ctx, remote.String())
-	return !exempt, err
+	return false
 }
 
 // network is the IP limiter's key: the client address masked to /24 or
@@ -472,17 +495,17 @@ func (a *Authenticator) network(remote netip.Addr) string {
 	return p.String()
 }
 
-// IPRateLimited reports whether remote's network is over the IP limit now
-// (and not exempt), for protocols that want to refuse early. A store
-// error counts as not limited; Authenticate checks again.
+// IPRateLimited reports whether remote's network is over AUTH_RATELIMIT_IP
+// now (and not in AUTH_RATELIMIT_EXEMPTION), for protocols that want to
+// refuse early. A store error counts as not limited; Authenticate checks
+// again, and may still let an account whose network is proven for it in.
 func (a *Authenticator) IPRateLimited(ctx context.Context, remote netip.Addr) bool {
 	remote = remote.Unmap()
-	subject, err := a.subjectToLimits(ctx, remote)
-	if err != nil || !subject {
+	if a.exemptNet(remote) {
 		return false
 	}
-	ok, err := a.ipLim.Test(ctx, a.network(remote))
-	return err == nil && !ok
+	limited, err := a.limits.NetworkLimited(ctx, a.network(remote))
+	return err == nil && limited
 }
 
 // Port25Message is what Port25Auth logs: port 25 never offers AUTH.
@@ -500,10 +523,8 @@ func (a *Authenticator) Port25Auth(ctx context.Context, remote netip.Addr, usern
 	}
 	t.network = a.network(t.remote)
 	t.logUser = sanitizeUser(username)
-	if subject, err := a.subjectToLimits(ctx, t.remote); err != nil {
-		a.limiterError(t, err)
-	} else if subject {
-		if _, err := a.ipLim.Hit(ctx, t.network); err != nil {
+	if !a.exemptNet(t.remote) {
+		if err := a.limits.HitNetwork(ctx, t.network); err != nil {
 			a.limiterError(t, err)
 		}
 	}
@@ -527,6 +548,9 @@ func (a *Authenticator) attrs(t *attempt, extra ...slog.Attr) []slog.Attr {
 
 func (a *Authenticator) logFailure(t *attempt, reason string) {
 	attrs := a.attrs(t, slog.String("reason", reason))
+	if t.limit != "" {
+		attrs = append(attrs, slog.String("limit", t.limit))
+	}
 	if h := reasonHint(reason); h != "" {
 		attrs = append(attrs, slog.String("hint", h))
 	}
@@ -550,7 +574,7 @@ func reasonHint(reason string) string {
 	case ReasonRequireTokens:
 		return "AUTH_REQUIRE_TOKENS is on: mail clients must use an app token, not the password"
 	case ReasonRateLimit:
-		return "too many failed logins from this network or for this user; wait, or add the network to AUTH_RATELIMIT_EXEMPTION"
+		return "too many failed logins (see the limit attribute: network = AUTH_RATELIMIT_IP, account-network = AUTH_RATELIMIT_USER_NETWORK, account = AUTH_RATELIMIT_USER from a network never used by this account); wait, log in from a network the account has used, use an app token, or add the network to AUTH_RATELIMIT_EXEMPTION"
 	}
 	return ""
 }

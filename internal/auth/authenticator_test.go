@@ -386,7 +386,9 @@ func TestIPLimitSameUsername(t *testing.T) {
 }
 
 // TestUserLimit: distinct wrong passwords count against the account; once
-// over, even the right password is refused (Mailu issue #2880).
+// its budget is spent, even the right password is refused from networks
+// the account has not logged in from (guessing spread over many networks
+// stays bounded; limits.go).
 func TestUserLimit(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.UserLimit = ratelimit.Rate{Count: 3, Per: 24 * time.Hour} })
 	ip := func(i int) string { return fmt.Sprintf("10.%d.0.1", i) } // new /24 each time: no IP limit
@@ -453,12 +455,25 @@ func TestExemptionAfterSuccess(t *testing.T) {
 	if _, err := e.try("alice@example.com", alicePW, "imap", 993, "192.0.2.2"); err != nil {
 		t.Fatalf("neighbour limited by an exempt IP's failures: %v", err)
 	}
-	// Both successes renewed their exemptions; let them all lapse.
+	// Both successes renewed their exemptions; let them all lapse. The
+	// network stays proven for alice (KnownNetworkTTL), so the network
+	// limit does not stop her, but it stops anyone else there.
 	e.clock.add(2*time.Hour + time.Second)
 	e.try("a@example.com", "x", "imap", 993, "192.0.2.1")
 	e.try("b@example.com", "x", "imap", 993, "192.0.2.1")
-	if _, err := e.try("alice@example.com", alicePW, "imap", 993, "192.0.2.1"); !errors.Is(err, ErrRateLimited) {
+	if _, err := e.try("c@example.com", "x", "imap", 993, "192.0.2.1"); !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("exemption did not lapse: %v", err)
+	}
+	if _, err := e.try("alice@example.com", alicePW, "imap", 993, "192.0.2.1"); err != nil {
+		t.Fatalf("alice from her proven network: %v", err)
+	}
+	// Without the exemption her own wrong passwords count again.
+	e.clock.add(2*time.Hour + time.Second)
+	for i := range 10 {
+		e.try("alice@example.com", fmt.Sprintf("wrong %d", i), "imap", 993, "192.0.2.1")
+	}
+	if _, err := e.try("alice@example.com", alicePW, "imap", 993, "192.0.2.1"); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("lapsed exemption still exempts: %v", err)
 	}
 }
 

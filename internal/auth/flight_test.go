@@ -132,16 +132,20 @@ func TestConcurrentRightAndWrongPasswords(t *testing.T) {
 	for i, pw := range distinct {
 		attempts = append(attempts, attempt{pw, fmt.Sprintf("10.%d.0.3", 100+i)}) // own networks
 	}
-	build := func() (*env, *ratelimit.Limiter, *ratelimit.Limiter) {
-		var ipL, userL *ratelimit.Limiter
+	build := func() (*env, *MemoryLimits) {
+		var lim *MemoryLimits
 		e := newEnv(t, func(o *Options) {
-			ipL = ratelimit.New(ratelimit.Rate{Count: 1000, Per: time.Hour}, o.Now)
-			userL = ratelimit.New(ratelimit.Rate{Count: 1000, Per: 24 * time.Hour}, o.Now)
-			o.IPLimiter, o.UserLimiter = MemoryLimiter(ipL), MemoryLimiter(userL)
+			lim = NewMemoryLimits(LimitRates{
+				Network:        ratelimit.Rate{Count: 1000, Per: time.Hour},
+				Account:        ratelimit.Rate{Count: 1000, Per: 24 * time.Hour},
+				AccountNetwork: ratelimit.Rate{Count: 1000, Per: 24 * time.Hour},
+			}, o.Now)
+			o.Limits = lim
 			o.ExemptionLength = -1 // keep the IPs subject to limits throughout
 		})
-		return e, ipL, userL
+		return e, lim
 	}
+	userCount := func(l *MemoryLimits) int { n, _, _ := l.counts("alice@example.com", ""); return n }
 	check := func(pw string, err error) {
 		t.Helper()
 		if pw == alicePW && err != nil {
@@ -153,13 +157,13 @@ func TestConcurrentRightAndWrongPasswords(t *testing.T) {
 	}
 
 	// The same attempts one after another: the reference counts.
-	seq, seqIP, seqUser := build()
+	seq, seqLim := build()
 	for _, at := range attempts {
 		_, err := seq.try("alice@example.com", at.pw, "imap", 993, at.ip)
 		check(at.pw, err)
 	}
 
-	e, ipL, userL := build()
+	e, lim := build()
 	release := gate(e)
 	defer release()
 	type verdict struct {
@@ -183,27 +187,29 @@ func TestConcurrentRightAndWrongPasswords(t *testing.T) {
 	if want := 2 + len(distinct); *e.calls != want {
 		t.Fatalf("%d verifications, want %d (one per distinct password)", *e.calls, want)
 	}
-	if got, want := userL.Count("alice@example.com"), 1+len(distinct); got != want {
+	if got, want := userCount(lim), 1+len(distinct); got != want {
 		t.Fatalf("user limiter counted %d distinct wrong passwords, want %d", got, want)
 	}
-	if got, want := userL.Count("alice@example.com"), seqUser.Count("alice@example.com"); got != want {
+	if got, want := userCount(lim), userCount(seqLim); got != want {
 		t.Fatalf("user limiter: %d concurrent, %d sequential", got, want)
 	}
-	// Which network a repeated wrong password is charged to depends on
-	// which attempt came first, so compare the totals: one IP hit per
-	// new wrong password (limiter.py rate_limit_user -> rate_limit_ip).
-	ipTotal := func(l *ratelimit.Limiter) int {
+	// Each network that sent alice a wrong password counts her once
+	// (limiter.py rate_limit_user -> rate_limit_ip, deduplicated per
+	// network and account): six networks sent "same wrong", three sent
+	// one distinct password each.
+	ipTotal := func(l *MemoryLimits) int {
 		nets, sum := map[string]bool{}, 0
 		for _, at := range attempts {
 			if net := e.a.network(netip.MustParseAddr(at.ip)); !nets[net] {
 				nets[net] = true
-				sum += l.Count(net)
+				_, _, n := l.counts("", net)
+				sum += n
 			}
 		}
 		return sum
 	}
-	if got, want := ipTotal(ipL), ipTotal(seqIP); got != want || got != 1+len(distinct) {
-		t.Fatalf("IP limiter hits: %d concurrent, %d sequential, want %d", got, want, 1+len(distinct))
+	if got, want := ipTotal(lim), ipTotal(seqLim); got != want || got != n+len(distinct) {
+		t.Fatalf("IP limiter hits: %d concurrent, %d sequential, want %d", got, want, n+len(distinct))
 	}
 	// Every attempt logs its own line, as before.
 	if got, want := countLogs(e, "WARN", "failed: badauth", t), n+len(distinct); got != want {

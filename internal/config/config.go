@@ -65,6 +65,7 @@ type Config struct {
 	MessageRateLimitExemption []string       // MESSAGE_RATELIMIT_EXEMPTION, comma list of user emails
 	AuthRateLimitIP           Rate           // AUTH_RATELIMIT_IP, default 5/hour
 	AuthRateLimitUser         Rate           // AUTH_RATELIMIT_USER, default 50/day
+	AuthRateLimitUserNetwork  Rate           // AUTH_RATELIMIT_USER_NETWORK, default 10/day
 	AuthRateLimitIPv4Mask     int            // AUTH_RATELIMIT_IP_V4_MASK, default 24
 	AuthRateLimitIPv6Mask     int            // AUTH_RATELIMIT_IP_V6_MASK, default 48
 	AuthRateLimitExemption    []netip.Prefix // AUTH_RATELIMIT_EXEMPTION, comma list of CIDRs

@@ -72,11 +72,12 @@ func implementedSettings() []SettingDoc {
 		s("MESSAGE_RATELIMIT", "200/day", "messages a user may send", "one rate only; further rates after , ; or | are ignored with a warning"),
 		s("MESSAGE_RATELIMIT_EXEMPTION", "", "comma list of users exempt from MESSAGE_RATELIMIT", ""),
 		s("AUTH_RATELIMIT_IP", "5/hour", "distinct failed usernames per client network", "one rate only"),
-		s("AUTH_RATELIMIT_USER", "50/day", "distinct failed passwords per account", "one rate only"),
+		s("AUTH_RATELIMIT_USER", "50/day", "distinct failed passwords per account; when spent, only networks the account has logged in from get in", "one rate only"),
+		s("AUTH_RATELIMIT_USER_NETWORK", "10/day", "distinct failed passwords per account from one client network (Petrel: one network cannot lock the owner out)", "one rate only"),
 		s("AUTH_RATELIMIT_IP_V4_MASK", "24", "IPv4 prefix length that groups clients", ""),
 		s("AUTH_RATELIMIT_IP_V6_MASK", "48", "IPv6 prefix length that groups clients", ""),
 		s("AUTH_RATELIMIT_EXEMPTION", "", "comma list of networks never rate-limited", ""),
-		s("AUTH_RATELIMIT_EXEMPTION_LENGTH", "86400", "seconds an address stays exempt after a successful login", ""),
+		s("AUTH_RATELIMIT_EXEMPTION_LENGTH", "86400", "seconds an address stays exempt, for the account that logged in, after a successful login", ""),
 		s("AUTH_REQUIRE_TOKENS", "false", "IMAP, POP3, SMTP and sieve accept only app tokens, not passwords", ""),
 
 		// Mail flow

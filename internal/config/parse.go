@@ -303,6 +303,7 @@ func (r *reader) limits(cfg *Config) {
 	cfg.MessageRateLimitExemption = r.addressList("MESSAGE_RATELIMIT_EXEMPTION")
 	cfg.AuthRateLimitIP = r.rate("AUTH_RATELIMIT_IP", "5/hour")
 	cfg.AuthRateLimitUser = r.rate("AUTH_RATELIMIT_USER", "50/day")
+	cfg.AuthRateLimitUserNetwork = r.rate("AUTH_RATELIMIT_USER_NETWORK", "10/day")
 	cfg.AuthRateLimitIPv4Mask = int(r.integer("AUTH_RATELIMIT_IP_V4_MASK", 24, 0, 32, "use a prefix length from 0 to 32, e.g. 24"))
 	cfg.AuthRateLimitIPv6Mask = int(r.integer("AUTH_RATELIMIT_IP_V6_MASK", 48, 0, 128, "use a prefix length from 0 to 128, e.g. 48"))
 	cfg.AuthRateLimitExemption = r.prefixList("AUTH_RATELIMIT_EXEMPTION")

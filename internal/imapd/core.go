@@ -58,7 +58,7 @@ func (s *session) capabilities() string {
 		"APPENDLIMIT=" + strconv.FormatInt(s.srv.opts.MaxMessageSize, 10)}
 	if s.state == stateNotAuthenticated {
 		if s.loginAllowed() {
-			caps = append(caps, "AUTH=PLAIN", "AUTH=LOGIN") // Mailu: auth_mechanisms = plain login
+			caps = append(caps, s.authCapabilities()...)
 		} else {
 			caps = append(caps, "LOGINDISABLED")
 		}

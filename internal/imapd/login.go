@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -71,8 +72,49 @@ func cmdLogin(s *session, c *command) error {
 	return s.login("LOGIN", user, pass)
 }
 
+// authCapabilities lists the AUTH= capabilities: Mailu's plain and
+// login, and SCRAM-SHA-256 (-PLUS over TLS) when the authenticator
+// offers it.
+func (s *session) authCapabilities() []string {
+	caps := []string{"AUTH=PLAIN", "AUTH=LOGIN"} // Mailu: auth_mechanisms = plain login
+	if sp, ok := s.srv.opts.Auth.(auth.ScramProvider); ok {
+		for _, m := range sp.ScramMechanisms(s.tls) {
+			caps = append(caps, "AUTH="+m)
+		}
+	}
+	return caps
+}
+
+// scramLogin starts a SCRAM exchange if mech is a SCRAM mechanism
+// offered now.
+func (s *session) scramLogin(mech string) *auth.ScramLogin {
+	sp, ok := s.srv.opts.Auth.(auth.ScramProvider)
+	if !ok {
+		return nil
+	}
+	for _, m := range sp.ScramMechanisms(s.tls) {
+		if m != mech {
+			continue
+		}
+		var cs *tls.ConnectionState
+		if tc, ok := s.conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			cs = &st
+		}
+		return sp.NewScramLogin(s.ctx, auth.Attempt{
+			Protocol: "imap", // the core checks enable_imap
+			Port:     s.srv.Port(),
+			Remote:   s.tc.Remote().Addr(),
+			Log:      s.log,
+		}, mech == auth.ScramSHA256Plus, cs)
+	}
+	return nil
+}
+
 // cmdAuthenticate is AUTHENTICATE mechanism [initial-response] (RFC 9051
-// 6.2.2, RFC 4959 SASL-IR) for PLAIN and LOGIN.
+// 6.2.2, RFC 4959 SASL-IR) for PLAIN, LOGIN and SCRAM-SHA-256[-PLUS]
+// (RFC 5802, RFC 7677; the server-final message is a last continuation
+// the client answers with an empty line).
 func cmdAuthenticate(s *session, c *command) error {
 	d := c.args
 	d.SP()
@@ -98,6 +140,7 @@ func cmdAuthenticate(s *session, c *command) error {
 	}
 	var username, password string
 	var srv sasl.Server
+	var scram *auth.ScramLogin
 	switch mechName {
 	case sasl.Plain:
 		srv = sasl.NewPlainServer(func(identity, u, p string) error {
@@ -114,11 +157,21 @@ func cmdAuthenticate(s *session, c *command) error {
 			return nil
 		})
 	default:
-		return no("CANNOT", "Unsupported authentication mechanism: use PLAIN or LOGIN")
+		scram = s.scramLogin(mechName)
+		if scram == nil {
+			return no("CANNOT", "Unsupported authentication mechanism: use PLAIN or LOGIN")
+		}
+		srv = scram
 	}
 	resp := ir
 	for step := 0; ; step++ {
 		challenge, done, err := srv.Next(resp)
+		if err != nil && scram != nil {
+			if errors.Is(err, auth.ErrScramMalformed) || errors.Is(err, auth.ErrScramExchange) {
+				return s.authFailed(mechName, scram.Username(), err.Error(), nil)
+			}
+			return s.authFailed(mechName, scram.Username(), "", err)
+		}
 		if err != nil {
 			reason := "malformed SASL response"
 			if errors.Is(err, errAuthzid) {
@@ -151,6 +204,9 @@ func cmdAuthenticate(s *session, c *command) error {
 			return s.authFailed(mechName, username, "SASL response is not base64", nil)
 		}
 		resp = b
+	}
+	if scram != nil {
+		return s.loggedIn(mechName, scram.Username(), scram.Result(), nil)
 	}
 	return s.login(mechName, username, password)
 }
@@ -190,6 +246,11 @@ func (s *session) login(mech, username, password string) error {
 		Remote:   s.tc.Remote().Addr(),
 		Log:      s.log,
 	})
+	return s.loggedIn(mech, username, res, err)
+}
+
+// loggedIn finishes a login the auth core has decided.
+func (s *session) loggedIn(mech, username string, res *auth.Result, err error) error {
 	if err == nil && (res == nil || res.User == nil) {
 		err = errors.New("authenticator returned no user")
 	}

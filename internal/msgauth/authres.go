@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-msgauth/authres"
 )
@@ -151,76 +152,112 @@ func ClaimsUs(hostname string) func(name, value string) bool {
 	}
 }
 
+// fieldCap is how much of one header field CopyWithout holds to decide
+// on it; a longer field is decided on its first fieldCap bytes (the name
+// and the start of the value, where an authserv-id is) and streamed.
+const fieldCap = 64 << 10
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+
 // CopyWithout copies a message from src to dst without the header fields
 // for which drop returns true (given the field name and its unfolded
-// value). The body is copied unchanged. It returns how many fields it
-// dropped. A field larger than maxHeaderBytes ends the filtering: it and
-// the rest are copied as they are.
+// value, the first fieldCap bytes of it for a longer field). The body is
+// copied unchanged. It returns how many fields it dropped.
 func CopyWithout(dst io.Writer, src io.Reader, drop func(name, value string) bool) (int, error) {
-	br := bufio.NewReaderSize(src, 32<<10)
-	dropped := 0
-	var cur []byte // the raw field being gathered
-	flush := func() error {
-		if len(cur) == 0 {
-			return nil
-		}
-		name, value, ok := splitField(cur)
-		if ok && drop(name, value) {
-			dropped++
-		} else if _, err := dst.Write(cur); err != nil {
-			return err
-		}
-		cur = cur[:0]
-		return nil
-	}
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(src)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
+	c := fieldCopier{dst: dst, drop: drop}
+	atLineStart := true
 	for {
 		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// Over-long line: copy what is gathered and the rest as is.
-			if _, werr := dst.Write(cur); werr != nil {
-				return dropped, werr
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, io.EOF) {
+			return c.dropped, fmt.Errorf("msgauth: read message: %w", err)
+		}
+		if atLineStart && isBlank(line) && (len(line) > 0 || err != nil) {
+			// The end of the header (or of a message that is all header).
+			if werr := c.finish(); werr != nil {
+				return c.dropped, werr
 			}
 			if _, werr := dst.Write(line); werr != nil {
-				return dropped, werr
-			}
-			_, err = io.Copy(dst, br)
-			return dropped, err
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return dropped, fmt.Errorf("msgauth: read message: %w", err)
-		}
-		switch {
-		case len(line) > 0 && (line[0] == ' ' || line[0] == '\t') && len(cur) > 0:
-			cur = append(cur, line...) // continuation (RFC 5322 2.2.3)
-			if len(cur) > maxHeaderBytes {
-				if _, werr := dst.Write(cur); werr != nil {
-					return dropped, werr
-				}
-				_, err = io.Copy(dst, br)
-				return dropped, err
-			}
-		case isBlank(line):
-			if ferr := flush(); ferr != nil {
-				return dropped, ferr
-			}
-			if _, werr := dst.Write(line); werr != nil {
-				return dropped, werr
+				return c.dropped, werr
 			}
 			if len(line) == 0 {
-				return dropped, nil // EOF: the message was all header
+				return c.dropped, nil
 			}
 			_, err = io.Copy(dst, br)
-			return dropped, err
-		default:
-			if ferr := flush(); ferr != nil {
-				return dropped, ferr
-			}
-			cur = append(cur, line...)
+			return c.dropped, err
 		}
+		if atLineStart && !(len(line) > 0 && (line[0] == ' ' || line[0] == '\t') && c.inField) {
+			// A new field (RFC 5322 2.2); a folded line continues the last.
+			if werr := c.finish(); werr != nil {
+				return c.dropped, werr
+			}
+			c.inField = true
+		}
+		if werr := c.add(line); werr != nil {
+			return c.dropped, werr
+		}
+		atLineStart = len(line) > 0 && line[len(line)-1] == '\n'
 		if errors.Is(err, io.EOF) {
-			return dropped, flush()
+			return c.dropped, c.finish()
 		}
 	}
+}
+
+// fieldCopier holds the header field being copied.
+type fieldCopier struct {
+	dst      io.Writer
+	drop     func(name, value string) bool
+	dropped  int
+	cur      []byte // the field so far, while it is under fieldCap
+	inField  bool
+	decided  bool // over fieldCap: decided on, now streamed
+	dropping bool
+}
+
+func (c *fieldCopier) add(p []byte) error {
+	if c.decided {
+		if c.dropping {
+			return nil
+		}
+		_, err := c.dst.Write(p)
+		return err
+	}
+	c.cur = append(c.cur, p...)
+	if len(c.cur) <= fieldCap {
+		return nil
+	}
+	c.decided = true
+	return c.decide()
+}
+
+// decide drops or writes what is held of the field.
+func (c *fieldCopier) decide() error {
+	name, value, ok := splitField(c.cur)
+	c.dropping = ok && c.drop(name, value)
+	var err error
+	if c.dropping {
+		c.dropped++
+	} else {
+		_, err = c.dst.Write(c.cur)
+	}
+	c.cur = c.cur[:0]
+	return err
+}
+
+// finish ends the current field.
+func (c *fieldCopier) finish() error {
+	var err error
+	if !c.decided && len(c.cur) > 0 {
+		err = c.decide()
+	}
+	c.cur = c.cur[:0]
+	c.decided, c.dropping, c.inField = false, false, false
+	return err
 }
 
 func isBlank(line []byte) bool {

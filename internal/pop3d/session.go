@@ -246,7 +246,7 @@ func (s *session) capa() {
 	caps := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
 	if s.state == stateAuthorization {
 		if s.loginAllowed() {
-			caps = append(caps, "USER", "SASL PLAIN LOGIN") // Mailu: auth_mechanisms = plain login
+			caps = append(caps, "USER", "SASL "+strings.Join(s.saslMechanisms(), " "))
 		}
 		if s.stlsOffered() {
 			caps = append(caps, "STLS")
@@ -305,7 +305,7 @@ func (s *session) cmdAuth(arg string) {
 		// Not in RFC 5034, but clients written for RFC 1734 list the
 		// mechanisms this way, and Dovecot answers it.
 		s.ok("")
-		s.w.WriteString("PLAIN\r\nLOGIN\r\n.\r\n")
+		s.w.WriteString(strings.Join(s.saslMechanisms(), "\r\n") + "\r\n.\r\n")
 		return
 	}
 	if len(f) > 2 {
@@ -315,6 +315,7 @@ func (s *session) cmdAuth(arg string) {
 	var username, password string
 	var mech string
 	var srv sasl.Server
+	var scram *auth.ScramLogin
 	switch strings.ToUpper(f[0]) {
 	case sasl.Plain:
 		mech = sasl.Plain
@@ -333,8 +334,13 @@ func (s *session) cmdAuth(arg string) {
 			return nil
 		})
 	default:
-		s.err("Unsupported authentication mechanism: use PLAIN or LOGIN")
-		return
+		mech = strings.ToUpper(f[0])
+		scram = s.scramLogin(mech)
+		if scram == nil {
+			s.err("Unsupported authentication mechanism: use PLAIN or LOGIN")
+			return
+		}
+		srv = scram
 	}
 
 	var resp []byte // nil: no initial response
@@ -352,6 +358,14 @@ func (s *session) cmdAuth(arg string) {
 	}
 	for step := 0; ; step++ {
 		challenge, done, err := srv.Next(resp)
+		if err != nil && scram != nil {
+			if errors.Is(err, auth.ErrScramMalformed) || errors.Is(err, auth.ErrScramExchange) {
+				s.authFailed(mech, scram.Username(), err.Error(), nil)
+			} else {
+				s.authFailed(mech, scram.Username(), "", err)
+			}
+			return
+		}
 		if err != nil {
 			reason := "malformed SASL response"
 			if errors.Is(err, errAuthzid) {
@@ -390,7 +404,48 @@ func (s *session) cmdAuth(arg string) {
 		}
 		resp = b
 	}
+	if scram != nil {
+		s.loggedIn(mech, scram.Username(), scram.Result(), nil)
+		return
+	}
 	s.login(mech, username, password)
+}
+
+// saslMechanisms lists what AUTH offers: Mailu's plain and login, and
+// SCRAM-SHA-256 (-PLUS over TLS) when the authenticator offers it.
+func (s *session) saslMechanisms() []string {
+	mechs := []string{sasl.Plain, auth.LoginMechanism} // Mailu: auth_mechanisms = plain login
+	if sp, ok := s.srv.opts.Auth.(auth.ScramProvider); ok {
+		mechs = append(mechs, sp.ScramMechanisms(s.tls)...)
+	}
+	return mechs
+}
+
+// scramLogin starts a SCRAM exchange (RFC 5802, RFC 7677) if mech is a
+// SCRAM mechanism offered now; the server-final message is a last "+"
+// challenge the client answers with an empty line.
+func (s *session) scramLogin(mech string) *auth.ScramLogin {
+	sp, ok := s.srv.opts.Auth.(auth.ScramProvider)
+	if !ok {
+		return nil
+	}
+	for _, m := range sp.ScramMechanisms(s.tls) {
+		if m != mech {
+			continue
+		}
+		var cs *tls.ConnectionState
+		if tc, ok := s.conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			cs = &st
+		}
+		return sp.NewScramLogin(s.ctx, auth.Attempt{
+			Protocol: "pop3", // the core checks enable_pop
+			Port:     s.srv.Port(),
+			Remote:   s.tc.Remote().Addr(),
+			Log:      s.log,
+		}, mech == auth.ScramSHA256Plus, cs)
+	}
+	return nil
 }
 
 var errAuthzid = errors.New("authorization identity differs from the username")
@@ -454,6 +509,11 @@ func (s *session) login(mech, username, password string) {
 		Remote:   s.tc.Remote().Addr(),
 		Log:      s.log,
 	})
+	s.loggedIn(mech, username, res, err)
+}
+
+// loggedIn finishes a login the auth core has decided.
+func (s *session) loggedIn(mech, username string, res *auth.Result, err error) {
 	if err == nil && (res == nil || res.User == nil) {
 		err = errors.New("authenticator returned no user")
 	}

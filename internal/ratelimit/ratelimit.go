@@ -201,6 +201,18 @@ func (l *Limiter) HitDistinct(key, member string) (allowed, isNew bool) {
 	return l.hit(key, now), true
 }
 
+// Seen reports whether member is remembered for key (HitDistinct would
+// not count it again). A disabled limiter remembers nothing.
+func (l *Limiter) Seen(key, member string) bool {
+	if !l.rate.Enabled() {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweep(l.now())
+	return l.members.get(key+"\x00"+member) != nil
+}
+
 // Len returns the number of keys with live hits (after sweeping).
 func (l *Limiter) Len() int {
 	l.mu.Lock()

@@ -276,3 +276,29 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("cap exceeded: %d %d %d", churn.Len(), churn.members.len(), e.Len())
 	}
 }
+
+// TestSeen: Seen reports remembered members without counting anything,
+// forgets them with the window, and a disabled limiter remembers nothing.
+func TestSeen(t *testing.T) {
+	c := newClock()
+	l := New(Rate{Count: 2, Per: time.Hour}, c.now)
+	if l.Seen("net", "alice") {
+		t.Fatal("seen before any hit")
+	}
+	l.HitDistinct("net", "alice")
+	if !l.Seen("net", "alice") || l.Seen("net", "bob") || l.Seen("other", "alice") {
+		t.Fatal("Seen wrong after one hit")
+	}
+	if l.Count("net") != 1 {
+		t.Fatal("Seen counted")
+	}
+	c.add(time.Hour)
+	if l.Seen("net", "alice") {
+		t.Fatal("member outlived the window")
+	}
+	d := New(Rate{}, c.now)
+	d.HitDistinct("net", "alice")
+	if d.Seen("net", "alice") {
+		t.Fatal("disabled limiter remembered")
+	}
+}

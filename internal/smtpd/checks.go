@@ -190,13 +190,20 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 }
 
 // authPolicy applies Mailu's rules to the verification (rspamd
-// force_actions.conf): mail whose From is a local domain must pass DMARC
-// even when the domain publishes no record (ANTISPOOF_NOAUTH,
-// ANTISPOOF_DMARC_ENFORCE_LOCAL); otherwise the domain's own DMARC policy,
+// force_actions.conf): mail whose From or envelope sender is in a local
+// domain must pass DMARC even when the domain publishes no record
+// (ANTISPOOF_NOAUTH, ANTISPOOF_DMARC_ENFORCE_LOCAL); otherwise the domain's own DMARC policy,
 // after pct: reject refuses, quarantine files into Junk (RFC 7489 6.6.3).
 func (ss *session) authPolicy(res *msgauth.Result) (rr *smtp.SMTPError, quarantine bool, err error) {
 	if ld := ss.srv.opts.LocalDomains; ld != nil && res.DMARC.Result != msgauth.Pass {
-		for _, d := range slices.Compact(slices.Clone(res.FromAll)) {
+		// The From domains, and the envelope's (Mailu's IS_LOCAL_DOMAIN_H
+		// and IS_LOCAL_DOMAIN_E).
+		doms := slices.Clone(res.FromAll)
+		if i := strings.LastIndexByte(ss.sender, '@'); i >= 0 {
+			doms = append(doms, strings.ToLower(ss.sender[i+1:]))
+		}
+		slices.Sort(doms)
+		for _, d := range slices.Compact(doms) {
 			local, err := ld.IsLocal(ss.ctx, d)
 			if err != nil {
 				return nil, false, fmt.Errorf("smtpd: local domain look-up: %w", err)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +20,9 @@ import (
 	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/dnsres/dnstest"
 	"github.com/petrelmail/petrel/internal/filter"
+	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/msgauth"
+	"github.com/petrelmail/petrel/internal/store/blob"
 )
 
 // Open makes the test spool readable, as *inbound.Spool is.
@@ -26,11 +30,11 @@ func (s *fakeSpool) Open() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(bytes.Clone(s.Bytes()))), nil
 }
 
-type fakeLocalDomains map[string]bool
+type ckLocalDomains map[string]bool
 
-func (f fakeLocalDomains) IsLocal(_ context.Context, d string) (bool, error) { return f[d], nil }
+func (f ckLocalDomains) IsLocal(_ context.Context, d string) (bool, error) { return f[d], nil }
 
-type fakeChecker struct {
+type ckChecker struct {
 	mu      sync.Mutex
 	verdict filter.Verdict
 	err     error
@@ -38,7 +42,7 @@ type fakeChecker struct {
 	bodies  []string
 }
 
-func (f *fakeChecker) Check(ctx context.Context, m *filter.Message) (filter.Verdict, error) {
+func (f *ckChecker) Check(ctx context.Context, m *filter.Message) (filter.Verdict, error) {
 	rc, err := m.Open()
 	if err != nil {
 		return filter.Verdict{}, err
@@ -73,10 +77,10 @@ func checksDNS(t *testing.T) *dnstest.Server {
 	return s
 }
 
-func checksServer(t *testing.T, res dnsres.Resolver, ck *fakeChecker, mod func(*Options)) *testEnv {
+func checksServer(t *testing.T, res dnsres.Resolver, ck *ckChecker, mod func(*Options)) *testEnv {
 	return startServer(t, RoleMX, func(o *Options) {
 		o.Verifier = msgauth.NewVerifier(msgauth.VerifierOptions{Hostname: testHost, Resolver: res, DNSTimeout: 2 * time.Second})
-		o.LocalDomains = fakeLocalDomains{"example.test": true}
+		o.LocalDomains = ckLocalDomains{"example.test": true}
 		if ck != nil {
 			o.Checker = ck
 		}
@@ -86,12 +90,12 @@ func checksServer(t *testing.T, res dnsres.Resolver, ck *fakeChecker, mod func(*
 	})
 }
 
-func mailFrom(from string, extra string) string {
+func ckMessage(from string, extra string) string {
 	return extra + "From: <" + from + ">\r\nTo: <bob@example.test>\r\nSubject: check\r\n\r\nHello.\r\n"
 }
 
 // transaction sends one message and returns the final reply's code and text.
-func transaction(t *testing.T, e *testEnv, envFrom, body string) (int, string) {
+func ckTransaction(t *testing.T, e *testEnv, envFrom, body string) (int, string) {
 	t.Helper()
 	c := e.dial()
 	c.ehlo()
@@ -111,7 +115,7 @@ func TestChecksPassAddsAuthResults(t *testing.T) {
 	e := checksServer(t, checksDNS(t).Resolver(), nil, nil)
 	forged := "Authentication-Results: " + testHost + "; dmarc=pass header.from=bank.test\r\n" +
 		"Authentication-Results: other.test; spf=fail\r\n"
-	code, text := transaction(t, e, "bounce@sender.test", mailFrom("alice@sender.test", forged))
+	code, text := ckTransaction(t, e, "bounce@sender.test", ckMessage("alice@sender.test", forged))
 	if code != 250 {
 		t.Fatalf("%d %s", code, text)
 	}
@@ -170,7 +174,7 @@ func TestChecksSpoofedLocalFromRefused(t *testing.T) {
 	e := checksServer(t, checksDNS(t).Resolver(), nil, nil)
 	// example.test is local and publishes no DMARC record: Mailu refuses
 	// unauthenticated mail in its name all the same.
-	code, text := transaction(t, e, "someone@elsewhere.test", mailFrom("ceo@example.test", ""))
+	code, text := ckTransaction(t, e, "someone@elsewhere.test", ckMessage("ceo@example.test", ""))
 	if code != 550 || !strings.HasPrefix(text, "5.7.1 ") || !strings.Contains(text, "example.test") {
 		t.Fatalf("%d %s", code, text)
 	}
@@ -186,7 +190,7 @@ func TestChecksRelayNetsTrusted(t *testing.T) {
 	e := checksServer(t, checksDNS(t).Resolver(), nil, func(o *Options) {
 		o.RelayNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
-	code, text := transaction(t, e, "app@example.test", mailFrom("app@example.test", ""))
+	code, text := ckTransaction(t, e, "app@example.test", ckMessage("app@example.test", ""))
 	if code != 250 {
 		t.Fatalf("%d %s", code, text)
 	}
@@ -197,7 +201,7 @@ func TestChecksRelayNetsTrusted(t *testing.T) {
 
 func TestChecksDMARCReject(t *testing.T) {
 	e := checksServer(t, checksDNS(t).Resolver(), nil, nil)
-	code, text := transaction(t, e, "x@reject.test", mailFrom("boss@reject.test", ""))
+	code, text := ckTransaction(t, e, "x@reject.test", ckMessage("boss@reject.test", ""))
 	if code != 550 || !strings.HasPrefix(text, "5.7.1 ") || !strings.Contains(text, "DMARC policy of reject.test") {
 		t.Fatalf("%d %s", code, text)
 	}
@@ -208,7 +212,7 @@ func TestChecksDMARCReject(t *testing.T) {
 
 func TestChecksDMARCQuarantine(t *testing.T) {
 	e := checksServer(t, checksDNS(t).Resolver(), nil, nil)
-	code, text := transaction(t, e, "x@other.test", mailFrom("news@quar.test", ""))
+	code, text := ckTransaction(t, e, "x@other.test", ckMessage("news@quar.test", ""))
 	if code != 250 {
 		t.Fatalf("%d %s", code, text)
 	}
@@ -229,7 +233,7 @@ func TestChecksDeadResolverDelivers(t *testing.T) {
 	defer pc.Close()
 	e := checksServer(t, dnsres.New(pc.LocalAddr().String()), nil, nil)
 	start := time.Now()
-	code, text := transaction(t, e, "x@sender.test", mailFrom("alice@sender.test", ""))
+	code, text := ckTransaction(t, e, "x@sender.test", ckMessage("alice@sender.test", ""))
 	if code != 250 {
 		t.Fatalf("%d %s", code, text)
 	}
@@ -242,7 +246,7 @@ func TestChecksDeadResolverDelivers(t *testing.T) {
 	}
 	// A local From domain that cannot be checked is deferred, not refused
 	// for good nor let through.
-	code, text = transaction(t, e, "x@example.test", mailFrom("ceo@example.test", ""))
+	code, text = ckTransaction(t, e, "x@example.test", ckMessage("ceo@example.test", ""))
 	if code != 451 || !strings.HasPrefix(text, "4.7.1 ") {
 		t.Fatalf("%d %s", code, text)
 	}
@@ -251,11 +255,11 @@ func TestChecksDeadResolverDelivers(t *testing.T) {
 func TestChecksChecker(t *testing.T) {
 	dnsSrv := checksDNS(t)
 	t.Run("accept with score and headers", func(t *testing.T) {
-		ck := &fakeChecker{verdict: filter.Verdict{Action: filter.Accept, Score: 7.5, Scored: true,
+		ck := &ckChecker{verdict: filter.Verdict{Action: filter.Accept, Score: 7.5, Scored: true,
 			AddHeaders:    []filter.Header{{Name: "X-Spam", Value: "Yes"}, {Name: "X-Spam-Level", Value: "*******"}, {Name: "Bad Name", Value: "x"}, {Name: "X-Inject", Value: "a\r\nBcc: evil@x.test"}},
 			RemoveHeaders: []string{"X-Old-Spam", "Received"}}}
 		e := checksServer(t, dnsSrv.Resolver(), ck, nil)
-		code, text := transaction(t, e, "bounce@sender.test", mailFrom("alice@sender.test", "X-Old-Spam: yes\r\n"))
+		code, text := ckTransaction(t, e, "bounce@sender.test", ckMessage("alice@sender.test", "X-Old-Spam: yes\r\n"))
 		if code != 250 {
 			t.Fatalf("%d %s", code, text)
 		}
@@ -299,9 +303,9 @@ func TestChecksChecker(t *testing.T) {
 		{"checker error", filter.Verdict{}, errors.New("rspamd: dial tcp 127.0.0.1:11332: connection refused"), 451, "4.7.1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ck := &fakeChecker{verdict: tt.v, err: tt.err}
+			ck := &ckChecker{verdict: tt.v, err: tt.err}
 			e := checksServer(t, dnsSrv.Resolver(), ck, nil)
-			code, text := transaction(t, e, "bounce@sender.test", mailFrom("alice@sender.test", ""))
+			code, text := ckTransaction(t, e, "bounce@sender.test", ckMessage("alice@sender.test", ""))
 			if code != tt.code || !strings.HasPrefix(text, tt.enh+" ") {
 				t.Fatalf("%d %s", code, text)
 			}
@@ -319,18 +323,18 @@ func TestChecksChecker(t *testing.T) {
 }
 
 func TestChecksNotOnSubmission(t *testing.T) {
-	ck := &fakeChecker{verdict: filter.Verdict{Action: filter.Reject}}
+	ck := &ckChecker{verdict: filter.Verdict{Action: filter.Reject}}
 	e := startServer(t, RoleSubmission, func(o *Options) {
 		o.Verifier = msgauth.NewVerifier(msgauth.VerifierOptions{Hostname: testHost, Resolver: checksDNS(t).Resolver()})
 		o.Checker = ck
-		o.LocalDomains = fakeLocalDomains{"example.test": true}
+		o.LocalDomains = ckLocalDomains{"example.test": true}
 	})
 	c := e.dial()
 	c.ehlo()
 	c.starttls(e.cert.Client)
 	c.ehlo()
 	c.login("alice@example.test", "alice-secret-pw")
-	c.sendMail("alice@example.test", []string{"bob@example.test"}, mailFrom("alice@example.test", ""))
+	c.sendMail("alice@example.test", []string{"bob@example.test"}, ckMessage("alice@example.test", ""))
 	if len(ck.seen) != 0 {
 		t.Fatal("checker ran on submission")
 	}
@@ -345,11 +349,73 @@ func TestChecksDMARCTempErrorDelivers(t *testing.T) {
 	s := checksDNS(t)
 	s.Fail("_dmarc.flaky.test.", dns.TypeTXT, dns.RcodeServerFailure)
 	e := checksServer(t, s.Resolver(), nil, nil)
-	code, text := transaction(t, e, "x@flaky.test", mailFrom("a@flaky.test", ""))
+	code, text := ckTransaction(t, e, "x@flaky.test", ckMessage("a@flaky.test", ""))
 	if code != 250 {
 		t.Fatalf("%d %s", code, text)
 	}
 	if d := e.deliv.delivered(); len(d) != 1 || !strings.Contains(d[0].body, "dmarc=temperror") {
 		t.Fatalf("%+v", d)
+	}
+}
+
+// Mailu's IS_LOCAL_DOMAIN_E: a local envelope sender needs DMARC to pass
+// for the From domain too, whatever that is.
+func TestChecksLocalEnvelopeRefused(t *testing.T) {
+	e := checksServer(t, checksDNS(t).Resolver(), nil, nil)
+	code, text := ckTransaction(t, e, "ceo@example.test", ckMessage("someone@elsewhere.test", ""))
+	if code != 550 || !strings.HasPrefix(text, "5.7.1 ") || !strings.Contains(text, "example.test") {
+		t.Fatalf("%d %s", code, text)
+	}
+	// A foreign envelope with an authenticated foreign From is fine.
+	code, text = ckTransaction(t, e, "bounce@sender.test", ckMessage("alice@sender.test", ""))
+	if code != 250 {
+		t.Fatalf("%d %s", code, text)
+	}
+}
+
+// A message large enough to spill to a blob file goes through the checks
+// with the real inbound spool: the committed blob is our
+// Authentication-Results, then the message without the forged one, byte
+// for byte; no temp file is left behind.
+func TestChecksSpilledMessage(t *testing.T) {
+	dir := t.TempDir()
+	blobs, err := blob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := &memMessages{}
+	deliv := inbound.NewDeliverer(inbound.DelivererOptions{Store: msgs, Blobs: blobs, InlineMax: 8 << 10})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	deliv.Start(ctx)
+	t.Cleanup(func() { deliv.Close() })
+	e := checksServer(t, checksDNS(t).Resolver(), nil, func(o *Options) {
+		o.Deliverer = appDeliverer{deliv}
+		o.MaxMessageBytes = 1 << 20
+	})
+	big := strings.Repeat("A line of a large message body, repeated many times over.\r\n", 5000)
+	body := "Authentication-Results: " + testHost + "; dkim=pass header.d=bank.test\r\n" + ckMessage("alice@sender.test", "") + big
+	code, text := ckTransaction(t, e, "bounce@sender.test", body)
+	if code != 250 {
+		t.Fatalf("%d %s", code, text)
+	}
+	got := msgs.all()
+	if len(got) != 1 || got[0].BlobName == "" {
+		t.Fatalf("%+v", got)
+	}
+	f, err := blobs.Open(got[0].BlobName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := io.ReadAll(f)
+	f.Close()
+	s := string(stored)
+	if !strings.HasPrefix(s, "Authentication-Results: "+testHost+";") || strings.Contains(s, "bank.test") ||
+		!strings.HasSuffix(s, ckMessage("alice@sender.test", "")+big) || got[0].Size != int64(len(stored)) {
+		t.Fatalf("stored %d bytes (size %d), head %q", len(stored), got[0].Size, s[:min(len(s), 300)])
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("tmp: %d files, %v", len(ents), err)
 	}
 }

@@ -113,7 +113,7 @@ func replyChecksUnavailable() *smtp.SMTPError {
 
 // replySpoofedLocal: Mailu's ANTISPOOF rules (rspamd force_actions).
 func replySpoofedLocal(domain string) *smtp.SMTPError {
-	return reply(550, 5, 7, 1, "The From address uses "+safe(domain)+", a domain of this server, but the message "+
+	return reply(550, 5, 7, 1, "The sender uses "+safe(domain)+", a domain of this server, but the message "+
 		"is not authenticated for it (DMARC did not pass); send it through this server's submission port instead")
 }
 

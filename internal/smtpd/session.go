@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strings"
@@ -83,7 +84,59 @@ func (ss *session) AuthMechanisms() []string {
 	if !ss.authOffered() {
 		return nil
 	}
-	return []string{sasl.Plain, auth.LoginMechanism} // Mailu: auth_mechanisms = plain login
+	// Mailu: auth_mechanisms = plain login; Petrel adds SCRAM-SHA-256
+	// (and -PLUS over TLS) when the authenticator offers it.
+	mechs := []string{sasl.Plain, auth.LoginMechanism}
+	if sp, ok := ss.srv.opts.Auth.(auth.ScramProvider); ok {
+		mechs = append(sp.ScramMechanisms(ss.tls), mechs...)
+	}
+	return mechs
+}
+
+// scramOffered reports whether mech is a SCRAM mechanism offered now.
+func (ss *session) scramOffered(mech string) (auth.ScramProvider, bool) {
+	sp, ok := ss.srv.opts.Auth.(auth.ScramProvider)
+	if !ok {
+		return nil, false
+	}
+	for _, m := range sp.ScramMechanisms(ss.tls) {
+		if m == mech {
+			return sp, true
+		}
+	}
+	return nil, false
+}
+
+// scram runs a SCRAM-SHA-256[-PLUS] exchange (RFC 5802, RFC 7677) through
+// the auth core; the server-final message goes out as a last 334
+// challenge, answered by an empty line (RFC 4954 has no additional data
+// with success).
+func (ss *session) scram(sp auth.ScramProvider, mech string) sasl.Server {
+	var cs *tls.ConnectionState
+	if st, ok := ss.conn.TLSConnectionState(); ok {
+		cs = &st
+	}
+	l := sp.NewScramLogin(ss.ctx, auth.Attempt{
+		Protocol: "smtp",
+		Port:     ss.srv.opts.Role.Port(),
+		Remote:   ss.tc.Remote().Addr(),
+		Log:      ss.log,
+	}, mech == auth.ScramSHA256Plus, cs)
+	return saslFunc(func(resp []byte) ([]byte, bool, error) {
+		ch, done, err := l.Next(resp)
+		switch {
+		case err != nil:
+			r := replyForSASL(err)
+			if !errors.Is(err, auth.ErrBadCredentials) && !errors.Is(err, auth.ErrRateLimited) && !errors.Is(err, auth.ErrScramMalformed) && !errors.Is(err, auth.ErrScramExchange) {
+				r = replyLocalProblem() // the store could not answer
+			}
+			ss.logReply("auth failed", r, err, "mech", mech, "username", l.Username())
+			return nil, false, r
+		case !done:
+			return ch, false, nil
+		}
+		return nil, true, ss.loggedIn(mech, l.Username(), l.Result())
+	})
 }
 
 // auth answers AUTH (wrapped by Auth in errlimit.go).
@@ -113,6 +166,9 @@ func (ss *session) auth(mech string) (sasl.Server, error) {
 			return ss.login(auth.LoginMechanism, username, password)
 		})}, nil
 	}
+	if sp, ok := ss.scramOffered(strings.ToUpper(mech)); ok {
+		return ss.scram(sp, strings.ToUpper(mech)), nil
+	}
 	return nil, replyUnknownMechanism()
 }
 
@@ -132,6 +188,11 @@ func (ss *session) login(mech, username, password string) error {
 		ss.logReply("auth failed", r, err, "mech", mech, "username", username)
 		return r
 	}
+	return ss.loggedIn(mech, username, res)
+}
+
+// loggedIn records a successful login.
+func (ss *session) loggedIn(mech, username string, res *auth.Result) error {
 	if res == nil || res.User == nil {
 		ss.log.Error("authenticator returned no user", "username", username)
 		return replyLocalProblem()

@@ -40,12 +40,36 @@ type Relay struct {
 	Meta
 }
 
+// ScramCredentials are what a SCRAM-SHA-256 server keeps of a password
+// (RFC 5802 3, RFC 7677): the salt and iteration count of
+// SaltedPassword = PBKDF2-HMAC-SHA-256(password, Salt, Iterations),
+// StoredKey = SHA-256(HMAC(SaltedPassword, "Client Key")) and
+// ServerKey = HMAC(SaltedPassword, "Server Key"). The password cannot be
+// recovered from them, but they are secrets: ServerKey and StoredKey let
+// anyone impersonate the server or, with one eavesdropped exchange, the
+// user.
+type ScramCredentials struct {
+	Iterations int // 0 = none
+	Salt       []byte
+	StoredKey  []byte // 32 bytes
+	ServerKey  []byte // 32 bytes
+}
+
+// Valid reports whether c holds usable keys.
+func (c ScramCredentials) Valid() bool {
+	return c.Iterations > 0 && len(c.Salt) > 0 && len(c.StoredKey) == 32 && len(c.ServerKey) == 32
+}
+
 // User is a mailbox owner (Mailu: user). Defaults are in NewUser.
 type User struct {
 	Email      string // localpart@domain, lower case, domain in IDNA
 	Localpart  string
 	DomainName string
 	Password   string // hash in passlib format (bcrypt_sha256 by default)
+	// Scram holds the SCRAM-SHA-256 keys of the current password (set
+	// with the password, or at the first password login after it);
+	// zero when unknown. Changing the password hash clears it.
+	Scram ScramCredentials
 
 	QuotaBytes     int64 // 0 = unlimited
 	QuotaBytesUsed int64

@@ -50,7 +50,12 @@ type Accounts interface {
 	UpdateUser(ctx context.Context, u *User) error
 	// SetPasswordHash replaces only the password hash (re-hash on login,
 	// password change) so that it never races with other field updates.
+	// It clears the SCRAM credentials, which belonged to the old hash.
 	SetPasswordHash(ctx context.Context, email, hash string) error
+	// SetScram stores SCRAM credentials for the password whose hash is
+	// passwordHash; if the hash has changed meanwhile (a concurrent
+	// password change), nothing is stored and no error is returned.
+	SetScram(ctx context.Context, email, passwordHash string, c ScramCredentials) error
 	DeleteUser(ctx context.Context, email string) error
 
 	GetAlias(ctx context.Context, email string) (*Alias, error)

@@ -161,13 +161,12 @@ func TestMigrationsWellFormed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Numbers are unique and ascending; gaps are allowed, because
-		// parallel branches get ranges of numbers (migrate applies by
-		// the set of recorded versions, so a lower number merged later
-		// still runs).
+		// Numbers are unique and increasing. Gaps are allowed: parallel
+		// branches are given ranges of numbers (HELPERS.md), and migrate
+		// applies every version not yet recorded, whatever its place.
 		for i, m := range ms {
-			if m.version < 1 || (i > 0 && m.version <= ms[i-1].version) {
-				t.Fatalf("%s: migration %s has number %d after %d", f, m.name, m.version, ms[max(i-1, 0)].version)
+			if m.version < 1 || i > 0 && m.version <= ms[i-1].version {
+				t.Fatalf("%s: migration %s is number %d after %d", f, m.name, m.version, ms[max(i-1, 0)].version)
 			}
 		}
 	}

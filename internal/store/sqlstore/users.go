@@ -12,18 +12,21 @@ const userCols = `email, localpart, domain_name, password, quota_bytes, quota_by
   global_admin, enabled, enable_imap, enable_pop, allow_spoofing,
   forward_enabled, forward_destination, forward_keep,
   reply_enabled, reply_subject, reply_body, reply_startdate, reply_enddate,
-  displayed_name, spam_enabled, spam_mark_as_read, spam_threshold, change_pw_next_login, ` + metaCols
+  displayed_name, spam_enabled, spam_mark_as_read, spam_threshold, change_pw_next_login, scram_sha256, ` + metaCols
 
 func scanUser(sc interface{ Scan(...any) error }) (store.User, error) {
 	var u store.User
-	var fwd string
+	var fwd, scram string
 	err := sc.Scan(append([]any{&u.Email, &u.Localpart, &u.DomainName, &u.Password, &u.QuotaBytes, &u.QuotaBytesUsed,
 		&u.GlobalAdmin, &u.Enabled, &u.EnableIMAP, &u.EnablePOP, &u.AllowSpoofing,
 		&u.ForwardEnabled, &fwd, &u.ForwardKeep,
 		&u.ReplyEnabled, &u.ReplySubject, &u.ReplyBody, scanTime(&u.ReplyStartDate), scanTime(&u.ReplyEndDate),
-		&u.DisplayedName, &u.SpamEnabled, &u.SpamMarkAsRead, &u.SpamThreshold, &u.ChangePwNextLogin},
+		&u.DisplayedName, &u.SpamEnabled, &u.SpamMarkAsRead, &u.SpamThreshold, &u.ChangePwNextLogin, &scram},
 		scanMeta(&u.Meta)...)...)
 	u.ForwardDestination = splitList(fwd)
+	// A malformed value reads as "no SCRAM credentials": SCRAM logins
+	// fail until the next password login stores good ones.
+	u.Scram, _ = store.ParseScramCredentials(scram)
 	return u, err
 }
 
@@ -86,12 +89,12 @@ func (a *accounts) CreateUser(ctx context.Context, u *store.User) error {
 	start, end := replyDates(u)
 	err := a.write(ctx, func(c conn) error {
 		_, err := c.exec(ctx, `INSERT INTO "user" (`+userCols+`) VALUES
-  (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.Email, u.Localpart, u.DomainName, u.Password, u.QuotaBytes, u.QuotaBytesUsed,
 			u.GlobalAdmin, u.Enabled, u.EnableIMAP, u.EnablePOP, u.AllowSpoofing,
 			u.ForwardEnabled, joinList(u.ForwardDestination), u.ForwardKeep,
 			u.ReplyEnabled, u.ReplySubject, u.ReplyBody, start, end,
-			u.DisplayedName, u.SpamEnabled, u.SpamMarkAsRead, u.SpamThreshold, u.ChangePwNextLogin,
+			u.DisplayedName, u.SpamEnabled, u.SpamMarkAsRead, u.SpamThreshold, u.ChangePwNextLogin, u.Scram.String(),
 			c.d.ts(m.CreatedAt), nil, m.Comment)
 		return mapErr(err)
 	})
@@ -105,19 +108,22 @@ func (a *accounts) CreateUser(ctx context.Context, u *store.User) error {
 // UpdateUser writes every field of u except Email, Localpart, DomainName,
 // CreatedAt and QuotaBytesUsed: the used quota belongs to delivery and
 // expunge, which change it relative to the stored value, so an update
-// built from an older read cannot undo their work.
+// built from an older read cannot undo their work. The SCRAM credentials
+// are not written (SetScram does that); they are kept while the password
+// hash stays the same and cleared when it changes.
 func (a *accounts) UpdateUser(ctx context.Context, u *store.User) error {
 	t := now()
 	start, end := replyDates(u)
 	err := a.write(ctx, func(c conn) error {
-		return c.execOne(ctx, `UPDATE "user" SET password = ?, quota_bytes = ?,
+		return c.execOne(ctx, `UPDATE "user" SET scram_sha256 = CASE WHEN password = ? THEN scram_sha256 ELSE '' END,
+  password = ?, quota_bytes = ?,
   global_admin = ?, enabled = ?, enable_imap = ?, enable_pop = ?, allow_spoofing = ?,
   forward_enabled = ?, forward_destination = ?, forward_keep = ?,
   reply_enabled = ?, reply_subject = ?, reply_body = ?, reply_startdate = ?, reply_enddate = ?,
   displayed_name = ?, spam_enabled = ?, spam_mark_as_read = ?, spam_threshold = ?, change_pw_next_login = ?,
   updated_at = ?, comment = ?
 WHERE email = ?`,
-			u.Password, u.QuotaBytes,
+			u.Password, u.Password, u.QuotaBytes,
 			u.GlobalAdmin, u.Enabled, u.EnableIMAP, u.EnablePOP, u.AllowSpoofing,
 			u.ForwardEnabled, joinList(u.ForwardDestination), u.ForwardKeep,
 			u.ReplyEnabled, u.ReplySubject, u.ReplyBody, start, end,
@@ -133,11 +139,25 @@ WHERE email = ?`,
 
 func (a *accounts) SetPasswordHash(ctx context.Context, email, hash string) error {
 	err := a.write(ctx, func(c conn) error {
-		return c.execOne(ctx, `UPDATE "user" SET password = ?, updated_at = ? WHERE email = ?`,
+		return c.execOne(ctx, `UPDATE "user" SET password = ?, scram_sha256 = '', updated_at = ? WHERE email = ?`,
 			hash, c.d.ts(now()), email)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlstore: set password of %q: %w", email, err)
+	}
+	return nil
+}
+
+// SetScram stores c if the user's password hash is still passwordHash.
+// updated_at is left alone: this is bookkeeping of a login, not an edit.
+func (a *accounts) SetScram(ctx context.Context, email, passwordHash string, c store.ScramCredentials) error {
+	err := a.write(ctx, func(cn conn) error {
+		_, err := cn.exec(ctx, `UPDATE "user" SET scram_sha256 = ? WHERE email = ? AND password = ?`,
+			c.String(), email, passwordHash)
+		return mapErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlstore: set SCRAM credentials of %q: %w", email, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -228,6 +229,37 @@ func testUsers(t *testing.T, open Open) {
 		t.Fatalf("SetPasswordHash: password %q, displayed name %q", got.Password, got.DisplayedName)
 	}
 	wantErr(t, s.SetPasswordHash(c, "nobody@example.com", "x"), store.ErrNotFound, "SetPasswordHash missing")
+
+	// SCRAM credentials: stored only for the current hash, kept by an
+	// update that leaves the hash alone, cleared when the hash changes.
+	sc := store.ScramCredentials{Iterations: 4096, Salt: []byte("salt-salt-salt-1"),
+		StoredKey: bytes.Repeat([]byte{1}, 32), ServerKey: bytes.Repeat([]byte{2}, 32)}
+	must(t, s.SetScram(c, u.Email, "{stale}", sc))
+	if got, _ = s.GetUser(c, u.Email); got.Scram.Valid() {
+		t.Fatal("SetScram stored credentials for a stale hash")
+	}
+	must(t, s.SetScram(c, u.Email, "{rehashed}", sc))
+	if got, _ = s.GetUser(c, u.Email); !reflect.DeepEqual(got.Scram, sc) {
+		t.Fatalf("SetScram: %+v", got.Scram)
+	}
+	got.DisplayedName = "K"
+	must(t, s.UpdateUser(c, got))
+	if got, _ = s.GetUser(c, u.Email); !reflect.DeepEqual(got.Scram, sc) || got.DisplayedName != "K" {
+		t.Fatalf("UpdateUser with the same hash lost the SCRAM credentials: %+v", got.Scram)
+	}
+	got.Password = "{changed}"
+	must(t, s.UpdateUser(c, got))
+	if got, _ = s.GetUser(c, u.Email); got.Scram.Valid() {
+		t.Fatal("UpdateUser with a new hash kept the SCRAM credentials")
+	}
+	must(t, s.SetScram(c, u.Email, "{changed}", sc))
+	must(t, s.SetPasswordHash(c, u.Email, "{rehashed}"))
+	if got, _ = s.GetUser(c, u.Email); got.Scram.Valid() {
+		t.Fatal("SetPasswordHash kept the SCRAM credentials")
+	}
+	must(t, s.SetScram(c, "nobody@example.com", "x", sc))
+	got.DisplayedName = "J"
+	must(t, s.UpdateUser(c, got))
 
 	must(t, s.DeleteUser(c, "plain@example.com"))
 	_, err = s.GetUser(c, "plain@example.com")

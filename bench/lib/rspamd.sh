@@ -38,8 +38,8 @@ worker "normal" {
 }
 worker "rspamd_proxy" {
     bind_socket = "$RS_PROXY";
-    .include "\$CONFDIR/worker-proxy.inc"
-    # Mailu's worker-proxy.inc
+    # Mailu's worker-proxy.inc (not Debian's, whose upstream is a
+    # normal worker on localhost:11333)
     milter = yes;
     timeout = 120s;
     upstream "local" { default = yes; self_scan = yes; }

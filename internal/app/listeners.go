@@ -13,6 +13,7 @@ import (
 	"github.com/petrelmail/petrel/internal/pop3d"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
+	"github.com/petrelmail/petrel/internal/stats"
 	"github.com/petrelmail/petrel/internal/submit"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -93,6 +94,7 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 			o := imapd.Options{
 				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
+				Space: p.reserve,
 			}
 			if p.learner != nil {
 				o.CopyObserver = p.learner // Junk moves train the spam filters
@@ -122,6 +124,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		msgRate = ratelimit.New(r, time.Now)
 	}
 	o := smtpd.Options{
+		OnReject:          func() { p.stats.Count(stats.Rejected) },
 		Hostname:          cfg.Hostnames[0],
 		NoTLS:             !p.certs.Enabled(),
 		MaxMessageBytes:   cfg.MessageSizeLimit,
@@ -137,6 +140,7 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 		Router:               p.router,
 		Deliverer:            delivererAdapter{p.deliverer, p.queue},
 		Resolver:             p.resolver, // RESOLVER_ADDRESS applies to Received lookups too
+		Space:                p.reserve,  // DISK_RESERVE
 		Submission: submit.New(submit.Options{
 			Signers:  p.signers,
 			Hostname: cfg.Hostnames[0],
@@ -149,11 +153,12 @@ func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 	return o
 }
 
-// tlsFor returns the TLS configuration for a port: TLS 1.2+ everywhere
-// AUTH happens, and on port 25 the legacy versions while TLS_PERMISSIVE.
+// tlsFor returns the TLS configuration for a port: Mozilla's intermediate
+// profile everywhere AUTH happens, and on port 25 the legacy versions and
+// suites too while TLS_PERMISSIVE. nil for notls.
 func tlsFor(certs *tlscfg.Manager, port int, permissive bool) *tls.Config {
-	if !certs.Enabled() {
-		return nil
+	if port == 25 && permissive {
+		return certs.Permissive()
 	}
-	return certs.ServerConfig(!(port == 25 && permissive))
+	return certs.Intermediate()
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
+	"github.com/petrelmail/petrel/internal/stats"
+	"github.com/petrelmail/petrel/internal/store/blob"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -42,8 +44,10 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
+	reserve   *blob.Reserve   // DISK_RESERVE on DATA_DIR's filesystem
 	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
 	learner   *filter.Learner // spam learning from IMAP Junk moves (checks.go); nil: none
+	stats     *stats.Recorder // the status page's hourly counters
 	closers   []func()        // run in reverse order by close
 }
 
@@ -62,6 +66,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	if p.secret, err = secretKey(cfg, log); err != nil {
 		return nil, err
 	}
+
+	// Postfix queue_minfree: the free space on DATA_DIR (the SQLite
+	// database and the message files) below which new mail is refused.
+	// The ballast (a quarter of the reserve, at most 16 MiB) is given up
+	// if the disk fills all the same, so EXPUNGE can still be written;
+	// made before the store opens, so that a start on a full disk finds
+	// room to open the database.
+	p.reserve = blob.NewReserve(blob.ReserveOptions{
+		Dir: cfg.DataDir, Min: cfg.DiskReserve, Ballast: min(cfg.DiskReserve/4, 16<<20),
+		Logger: log.With("part", "disk"),
+	})
+	log.Info("disk reserve", "part", "disk", "reserve", p.reserve.String())
 
 	if p.store, err = sqlstore.OpenConfig(ctx, cfg, log.With("part", "store")); err != nil {
 		return nil, err
@@ -99,7 +115,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 
+	p.stats = stats.New(p.store, log.With("part", "stats"), nil)
 	p.auth = auth.New(auth.Options{
+		OnFailure:       func() { p.stats.Count(stats.AuthFailed) },
 		Users:           p.store,
 		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),
 		UserLimit:       ratelimit.Rate(cfg.AuthRateLimitUser),
@@ -126,9 +144,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Logger:     log.With("part", "inbound"),
 	})
 	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
-		Store:  p.store,
-		Blobs:  p.store.Blobs(),
-		Logger: log.With("part", "delivery"),
+		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
+		Store:       p.store,
+		Blobs:       p.store.Blobs(),
+		Logger:      log.With("part", "delivery"),
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,
@@ -162,8 +181,17 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 // startBackground starts the background workers; they stop when ctx ends
 // and wg is done when they have.
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(1)
+	wg.Add(2)
 	go runQueue(ctx, p.queue, wg, p.log)
+	go func() {
+		defer wg.Done()
+		p.reserve.Watch(ctx) // DISK_RESERVE: log a crossing even without mail
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.stats.Run(ctx, 15*time.Second)
+	}()
 }
 
 func (p *parts) onClose(f func()) { p.closers = append(p.closers, f) }

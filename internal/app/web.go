@@ -39,8 +39,7 @@ func httpOff(cfg *config.Config, certs *tlscfg.Manager, port int) string {
 // admin and self-service pages under WEB_ADMIN). It returns nil while the
 // web UI is not built in: its paths then answer 404.
 func newWebUI(p *parts) (http.Handler, error) {
-	_ = p
-	return nil, nil
+	return buildWebUI(p) // webui.go
 }
 
 // httpServers builds the servers of ports 80 and 443 that are on.
@@ -74,9 +73,8 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 	out := map[int]server{}
 	if on443 {
 		o := base
-		// TLS 1.2+ with Go's AEAD suites, as Mailu's tls.conf. When tlscfg
-		// gains its Mozilla-intermediate profile (branch i17a), use it here.
-		o.Mode, o.TLSConfig = httpd.ModeTLS, p.certs.ServerConfig(true)
+		// Mozilla's intermediate profile, as every server with AUTH.
+		o.Mode, o.TLSConfig = httpd.ModeTLS, p.certs.Intermediate()
 		s, err := httpd.New(o)
 		if err != nil {
 			return nil, err

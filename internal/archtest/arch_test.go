@@ -34,6 +34,11 @@ var forbidden = map[string][]string{
 	"internal/httpd": {"internal/store", "internal/auth", "internal/inbound", "internal/queue", "internal/relay", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/cli", "internal/app"},
 	// The REST API speaks only to the admin use cases, never to SQL or the server around it.
 	"internal/admin/api": {"internal/store/sqlstore", "internal/httpd", "internal/admin/web", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/cli", "internal/app"},
+	// The web UI: admin use cases, the auth core and store interfaces; never SQL,
+	// the HTTP server around it, the REST API or the mail protocols.
+	"internal/admin/web": {"internal/store/sqlstore", "internal/httpd", "internal/admin/api", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/cli", "internal/app"},
+	// Event counters: below every protocol, above only the store interfaces.
+	"internal/stats": {"internal/store/sqlstore", "internal/auth", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},

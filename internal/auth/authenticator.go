@@ -90,6 +90,10 @@ type Options struct {
 	FingerprintKey []byte
 
 	CacheSize int // credential cache entries; 0 = DefaultCacheSize, < 0 = off
+
+	// OnFailure, when set, is called for each refused login (the status
+	// page's counters).
+	OnFailure func()
 }
 
 // DefaultUserNetLimit is AUTH_RATELIMIT_USER_NETWORK's default: a fifth
@@ -113,6 +117,7 @@ type Authenticator struct {
 	fpKey         []byte
 	cache         *credCache
 	flight        *flightGroup // concurrent identical password checks
+	onFailure     func()
 
 	// Seams for tests (count bcrypt runs); production uses the real ones.
 	verify func(hash, password string) (bool, error)
@@ -130,7 +135,7 @@ func New(o Options) *Authenticator {
 		users: o.Users, limits: o.Limits,
 		v4: o.IPv4Mask, v6: o.IPv6Mask, exemptNets: o.Exemptions, exemptLen: o.ExemptionLength,
 		requireTokens: o.RequireTokens, rounds: o.Rounds, log: o.Logger, now: o.Now,
-		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize), flight: newFlightGroup(),
+		fpKey: o.FingerprintKey, cache: newCredCache(o.CacheSize), flight: newFlightGroup(), onFailure: o.OnFailure,
 		verify: verifyPassword, hash: HashPassword,
 	}
 	if a.now == nil {
@@ -555,6 +560,9 @@ func (a *Authenticator) logFailure(t *attempt, reason string) {
 		attrs = append(attrs, slog.String("hint", h))
 	}
 	t.log.LogAttrs(t.ctx, slog.LevelWarn, a.line(t, "failed: "+reason), attrs...)
+	if a.onFailure != nil {
+		a.onFailure()
+	}
 }
 
 // reasonHint tells an admin, in the log, what the user must change; the

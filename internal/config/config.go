@@ -61,6 +61,7 @@ type Config struct {
 
 	// Limits
 	MessageSizeLimit          int64          // MESSAGE_SIZE_LIMIT, default 50000000
+	DiskReserve               int64          // DISK_RESERVE: bytes kept free on DATA_DIR's filesystem; default 1.5 x MESSAGE_SIZE_LIMIT, 0 = off
 	MessageRateLimit          Rate           // MESSAGE_RATELIMIT, default 200/day
 	MessageRateLimitExemption []string       // MESSAGE_RATELIMIT_EXEMPTION, comma list of user emails
 	AuthRateLimitIP           Rate           // AUTH_RATELIMIT_IP, default 5/hour
@@ -115,4 +116,12 @@ type Config struct {
 	WebrootRedirect string         // WEBROOT_REDIRECT: where / goes; "" = WebAdmin, "none" = nowhere
 	RealIPHeader    string         // REAL_IP_HEADER: HTTP header naming the client behind a proxy
 	RealIPFrom      []netip.Prefix // REAL_IP_FROM: proxies whose RealIPHeader is believed
+
+	// Web UI (internal/admin/web)
+	Admin               bool          // ADMIN: serve the web UI at WEB_ADMIN (default true)
+	SessionCookieSecure bool          // SESSION_COOKIE_SECURE (default true; off anyway with TLS_FLAVOR=notls)
+	SessionTimeout      time.Duration // SESSION_TIMEOUT: idle web session timeout (default 1h)
+	SessionLifetime     time.Duration // PERMANENT_SESSION_LIFETIME: longest web session (default 30 days)
+	LogoURL             string        // LOGO_URL: logo in the web UI
+	LogoBackground      string        // LOGO_BACKGROUND: colour behind the logo
 }

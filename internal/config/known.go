@@ -51,7 +51,7 @@ func implementedSettings() []SettingDoc {
 		s("DATA_DIR", DefaultDataDir, "directory for the SQLite database, messages, certificates and DKIM keys", "Petrel only (Mailu uses container volumes)"),
 		s("BIND_ADDRESS", "", "IP address every listener binds to; empty = all addresses", "Petrel only"),
 		s("LISTEN_<port>", "BIND_ADDRESS:<port>", "host:port for one role, e.g. LISTEN_25=127.0.0.1:2525", "Petrel only"),
-		s("LOG_LEVEL", "INFO", "log threshold: DEBUG, INFO, WARNING, ERROR, CRITICAL", "also TRACE for protocol traces"),
+		s("LOG_LEVEL", "INFO", "log threshold: DEBUG, INFO, WARNING, ERROR, CRITICAL", "also TRACE: every SMTP, IMAP and POP3 protocol line, with the connection id (passwords and AUTH data redacted, message contents summarised)"),
 		s("LOG_FORMAT", "text", "log format: text or json", "Petrel only"),
 		s("QUEUE_LIFETIME", "5d", "how long outbound mail is retried before it bounces (e.g. 5d, 36h)", "Petrel only (Postfix maximal_queue_lifetime)"),
 		s("DELAY_WARNING_TIME", "5m", "when the sender gets a delay notice for mail still queued; 0 = never", "Petrel only (Mailu sets Postfix delay_warning_time=5m)"),
@@ -69,6 +69,7 @@ func implementedSettings() []SettingDoc {
 
 		// Limits
 		s("MESSAGE_SIZE_LIMIT", "50000000", "largest message in bytes", ""),
+		s("DISK_RESERVE", "1.5 x MESSAGE_SIZE_LIMIT", "bytes that must stay free on DATA_DIR's filesystem; below it new mail gets SMTP 452 4.3.1 and IMAP APPEND NO [OVERQUOTA], while deletions and the queue go on; 0 = off", "Petrel only (Postfix queue_minfree)"),
 		s("MESSAGE_RATELIMIT", "200/day", "messages a user may send", "one rate only; further rates after , ; or | are ignored with a warning"),
 		s("MESSAGE_RATELIMIT_EXEMPTION", "", "comma list of users exempt from MESSAGE_RATELIMIT", ""),
 		s("AUTH_RATELIMIT_IP", "5/hour", "distinct failed usernames per client network", "one rate only"),
@@ -120,6 +121,14 @@ func implementedSettings() []SettingDoc {
 		s("WEBROOT_REDIRECT", "WEB_ADMIN", "where / redirects (a path or URL), or none", "default WEB_ADMIN (Petrel has no webmail; /webmail means WEB_ADMIN)"),
 		s("REAL_IP_HEADER", "", "HTTP header holding the client address set by a proxy (X-Forwarded-For, X-Real-IP)", "only honoured from REAL_IP_FROM"),
 		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed", "HTTP only: no PROXY protocol yet"),
+
+		// Web UI
+		s("ADMIN", "true", "serve the admin web UI at WEB_ADMIN (sign-in at /sso/login); false or none switches it off", "Mailu's setup always writes ADMIN=true; Petrel serves the UI unless told not to"),
+		s("SESSION_COOKIE_SECURE", "true", "Secure flag on the web session cookie", "always off with TLS_FLAVOR=notls"),
+		s("SESSION_TIMEOUT", "3600", "seconds a web session may stay idle", "sessions ticked \"remember me\" are not ended by idleness"),
+		s("PERMANENT_SESSION_LIFETIME", "2592000", "longest life of a web session in seconds, and of a \"remember me\" cookie", ""),
+		s("LOGO_URL", "", "URL of a logo shown in the web UI header", ""),
+		s("LOGO_BACKGROUND", "", "colour of the web UI header behind the logo", "a CSS colour: #rgb, #rrggbb, a name, rgb() or hsl()"),
 
 		// Ignored on purpose
 		s("COMPOSE_PROJECT_NAME", "mailu", "docker compose project name", "ignored: not read by Petrel"),

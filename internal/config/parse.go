@@ -158,6 +158,7 @@ func parse(env map[string]string) (*Config, *reader) {
 	r.bootstrap(cfg)
 	r.api(cfg)
 	r.filter(cfg)
+	r.webUI(cfg)
 	r.unimplemented(cfg)
 	return cfg, r
 }
@@ -299,6 +300,9 @@ func (r *reader) tls(cfg *Config) {
 func (r *reader) limits(cfg *Config) {
 	cfg.MessageSizeLimit = r.integer("MESSAGE_SIZE_LIMIT", 50000000, 1, 1<<40,
 		"give the limit in bytes as a positive whole number, e.g. 50000000")
+	// Postfix: queue_minfree defaults to 1.5 x message_size_limit.
+	cfg.DiskReserve = r.integer("DISK_RESERVE", cfg.MessageSizeLimit*3/2, 0, 1<<50,
+		"give the free space to keep in bytes as a whole number, e.g. 75000000, or 0 to switch the check off")
 	cfg.MessageRateLimit = r.rate("MESSAGE_RATELIMIT", "200/day")
 	cfg.MessageRateLimitExemption = r.addressList("MESSAGE_RATELIMIT_EXEMPTION")
 	cfg.AuthRateLimitIP = r.rate("AUTH_RATELIMIT_IP", "5/hour")

@@ -82,6 +82,9 @@ func FuzzSession(f *testing.F) {
 		"a \"unterminated\r\n",
 		"\r\n\r\n)(*%\r\n",
 		"a UID FETCH 1:* (FLAGS)\r\nb SEARCH ALL\r\n",
+		// issue 17: an unterminated over-long line is answered and closed
+		"a LOGIN " + strings.Repeat("x", 5000),
+		"a AUTHENTICATE PLAIN\r\n" + strings.Repeat("QUFB", 1500),
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -131,6 +131,12 @@ type Authenticator interface {
 }
 
 // Store is the mail storage IMAP works on. *sqlstore.Store implements it.
+// SpaceGuard reports whether the free disk space is below the reserve
+// (Postfix queue_minfree); Low must be cheap.
+type SpaceGuard interface {
+	Low() bool
+}
+
 type Store interface {
 	EnsureMailboxes(ctx context.Context, user string, specs []store.MailboxSpec) error
 	ListMailboxes(ctx context.Context, user string) ([]store.Mailbox, error)
@@ -154,6 +160,9 @@ type Options struct {
 
 	Auth  Authenticator // required
 	Store Store         // required
+	// Space is DISK_RESERVE: while it is low, APPEND gets NO [OVERQUOTA]
+	// (*blob.Reserve implements it); nil: no check.
+	Space SpaceGuard
 
 	Logger  *slog.Logger // nil: discard
 	ConnIDs *obs.ConnIDs // nil: a new generator

@@ -227,7 +227,9 @@ func (s *session) readLine() (string, error) {
 			return strings.TrimSuffix(b.String(), "\r"), nil
 		}
 		if b.Len() >= s.srv.opts.MaxLineLength {
+			// The rest is not read: the session closes (skipRest).
 			s.d.eol = false
+			s.d.err = errLineTooLong
 			return "", errLineTooLong
 		}
 		b.WriteByte(c)

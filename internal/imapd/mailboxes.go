@@ -3,6 +3,7 @@ package imapd
 import (
 	"errors"
 	"strings"
+	"syscall"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -66,9 +67,15 @@ func mailboxError(err error) error {
 		return no("HASCHILDREN", "Mailbox has inferior mailboxes; delete them first")
 	case errors.Is(err, store.ErrQuotaExceeded):
 		return no("OVERQUOTA", "Quota exceeded")
+	case errors.Is(err, syscall.ENOSPC):
+		return errNoDiskSpace()
 	}
 	return err
 }
+
+// errNoDiskSpace: below DISK_RESERVE or the disk full (Dovecot: "NO
+// [OVERQUOTA] Not enough disk space").
+func errNoDiskSpace() error { return no("OVERQUOTA", "Not enough disk space") }
 
 // cmdCreate is CREATE mailbox [(USE (attr))] (RFC 9051 6.3.4, RFC 6154 3).
 func cmdCreate(s *session, c *command) error {

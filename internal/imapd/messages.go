@@ -294,6 +294,11 @@ func cmdAppend(s *session, c *command) error {
 		// RFC 7889 TOOBIG (MESSAGE_SIZE_LIMIT).
 		return refuse(no("TOOBIG", "Message too large"))
 	}
+	if sp := s.srv.opts.Space; sp != nil && sp.Low() {
+		// DISK_RESERVE: Dovecot answers a full disk so (RFC 5530
+		// OVERQUOTA); the client is told before it sends the message.
+		return refuse(errNoDiskSpace())
+	}
 	if _, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, name); errors.Is(err, store.ErrNotFound) {
 		return refuse(no("TRYCREATE", "No such mailbox"))
 	} else if err != nil {

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -52,10 +53,6 @@ func TestLineAndLiteralLimits(t *testing.T) {
 	ts := startServer(t, func(_ *testServer, o *Options) { o.MaxLineLength = 1000 })
 	c := ts.dial()
 	c.greeting()
-	c.send("a1 LOGIN " + strings.Repeat("x", 5000) + " y\r\n")
-	if _, tagged := c.collect("a1"); tagged != "BAD Command line too long" {
-		t.Fatalf("long line: %q", tagged)
-	}
 	c.send("a2 LOGIN {2000}\r\n")
 	if _, tagged := c.collect("a2"); !strings.HasPrefix(tagged, "BAD literal of 2000 octets") {
 		t.Fatalf("long literal: %q", tagged)
@@ -70,6 +67,48 @@ func TestLineAndLiteralLimits(t *testing.T) {
 	if _, tagged := c.collect("a3"); !strings.HasPrefix(tagged, "OK") {
 		t.Fatalf("literal login: %q", tagged)
 	}
+}
+
+// TestOversizedLineAnswersAndCloses: a command line over the limit is
+// answered (tagged BAD when the tag was read, then BYE) and the connection
+// closed at once, without reading on until a CRLF that may never come
+// (issue 17); also for an AUTHENTICATE response line and for a tag that is
+// itself too long.
+func TestOversizedLineAnswersAndCloses(t *testing.T) {
+	ts := startServer(t, func(_ *testServer, o *Options) { o.MaxLineLength = 1000 })
+	check := func(name string, c *client, want []string) {
+		t.Helper()
+		// The client never ends its line and keeps the connection open.
+		_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		all, err := io.ReadAll(c.r)
+		if err != nil {
+			t.Fatalf("%s: the server did not close the connection: %v (got %q)", name, err, all)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(all), w) {
+				t.Errorf("%s: response %q lacks %q", name, all, w)
+			}
+		}
+	}
+
+	c := ts.dial()
+	c.greeting()
+	c.send("a1 LOGIN " + strings.Repeat("x", 5000)) // no CRLF
+	check("LOGIN", c, []string{"a1 BAD Command line too long", "* BYE Command line too long"})
+
+	c = ts.dial()
+	c.greeting()
+	c.send(strings.Repeat("t", 3000))
+	check("tag", c, []string{"* BAD", "* BYE Command line too long"})
+
+	c = ts.dial()
+	c.greeting()
+	c.send("a3 AUTHENTICATE PLAIN\r\n")
+	if r := c.read(); !strings.HasPrefix(r, "+") {
+		t.Fatalf("AUTHENTICATE: %q", r)
+	}
+	c.send(strings.Repeat("QUFB", 1000))
+	check("AUTHENTICATE", c, []string{"a3 BAD", "* BYE Command line too long"})
 }
 
 func TestConnectionLimits(t *testing.T) {

@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/petrelmail/petrel/internal/obs"
 )
 
 // Limits that end a session which is going nowhere.
@@ -49,7 +52,9 @@ type session struct {
 	w    *respWriter
 	d    *decoder
 	log  *slog.Logger
-	ctx  context.Context
+	// trace logs the dialogue at LOG_LEVEL=TRACE (trace.go); nil below.
+	trace *obs.Trace
+	ctx   context.Context
 
 	tls          bool
 	state        sessionState
@@ -84,8 +89,17 @@ func newSession(srv *Server, tc trackedConn, log *slog.Logger) *session {
 // setConn (re)builds the reader, writer and decoder over c (after TLS).
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.r = bufio.NewReaderSize(c, 16<<10)
-	s.w = newRespWriter(&deadlineWriter{c: c, timeout: s.srv.opts.WriteTimeout})
+	var in io.Reader = c
+	var out io.Writer = &deadlineWriter{c: c, timeout: s.srv.opts.WriteTimeout}
+	if s.trace == nil {
+		s.trace = obs.NewTrace(s.log, &imapTraceFilter{}) // nil below LOG_LEVEL=TRACE
+	}
+	if s.trace != nil {
+		in = io.TeeReader(in, s.trace.Client())
+		out = io.MultiWriter(out, s.trace.Server())
+	}
+	s.r = bufio.NewReaderSize(in, 16<<10)
+	s.w = newRespWriter(out)
 	s.w.utf8 = s.rev2
 	s.d = newDecoder(s.r, s.srv.opts.MaxLineLength, int64(s.srv.opts.MaxLineLength))
 	s.d.cont = func() error {
@@ -252,7 +266,7 @@ func (s *session) finish(c *command, spec commandSpec, err error) bool {
 	}
 	if !s.d.eol && !s.d.skipRest(skipBudget) {
 		s.tagged(c.tag, res)
-		s.bye("Too much invalid input")
+		s.bye(s.skipFailure())
 		return false
 	}
 	if s.state == stateSelected && !s.closing {
@@ -288,10 +302,20 @@ func (s *session) skip() bool {
 			s.readFailed(err)
 			return false
 		}
-		s.bye("Too much invalid input")
+		s.bye(s.skipFailure())
 		return false
 	}
 	return true
+}
+
+// skipFailure is the BYE text when the rest of a command cannot be
+// skipped: an over-long line is not read to its end (it may have none).
+func (s *session) skipFailure() string {
+	if s.d.Err() == errLineTooLong {
+		s.log.Info("command line too long, closing", "max_line_length", s.d.maxLine)
+		return "Command line too long"
+	}
+	return "Too much invalid input"
 }
 
 // stateText says why a command is not valid in the session's state.

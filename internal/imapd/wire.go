@@ -506,10 +506,14 @@ func (d *decoder) seqNumber() uint32 {
 // synchronizing literal at the end of a line is not sent by the client
 // (it waits for a continuation that never comes), so the command ends
 // there. It returns false when the client sent too much garbage to go
-// on (the session should then close).
+// on (the session should then close), and at once, without reading, for
+// a line over the limit: its end may never come (issue 17).
 func (d *decoder) skipRest(budget int64) bool {
 	if d.eol {
 		return true
+	}
+	if d.err == errLineTooLong {
+		return false
 	}
 	if d.err != nil {
 		if _, ok := d.err.(*syntaxError); !ok {

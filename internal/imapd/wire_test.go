@@ -118,12 +118,13 @@ func TestDecoderLineLimit(t *testing.T) {
 	if !errors.Is(d.Err(), errLineTooLong) {
 		t.Fatalf("err %v", d.Err())
 	}
-	if !d.skipRest(1 << 20) {
-		t.Fatal("skipRest failed")
+	// The rest of an over-long line is not read: its end may never come,
+	// so the session closes (issue 17).
+	if d.skipRest(1 << 20) {
+		t.Fatal("skipRest read on after an over-long line")
 	}
-	d.reset()
-	if a := d.Atom(); a != "NEXT" || d.End() != nil {
-		t.Fatalf("next command %q %v", a, d.Err())
+	if !errors.Is(d.Err(), errLineTooLong) {
+		t.Fatalf("err after skipRest %v", d.Err())
 	}
 }
 

@@ -34,7 +34,7 @@ const (
 // Route is the resolution of one RCPT TO address.
 type Route struct {
 	Kind      RouteKind
-	Rcpt      string   // the normalised address the client gave
+	Rcpt      string   // the address the client gave: normalised (lower case) for a local route; for relay and foreign routes only the domain is, the local part keeps its case (RFC 5321 2.4)
 	Mailboxes []string // local user emails that get a copy (deduplicated)
 	Remote    []string // addresses that go to the outbound queue (forwards, remote alias destinations, relay and foreign recipients)
 	// AutoReply lists the users of Mailboxes whose auto-reply is enabled

@@ -49,6 +49,9 @@ type DelivererOptions struct {
 	Now       func() time.Time // default time.Now
 	// AutoReply turns on users' auto-replies (autoreply.go); nil: none.
 	AutoReply *AutoReplyOptions
+	// OnDelivered, when set, is told how many mailboxes each committed
+	// message reached (the status page's counters).
+	OnDelivered func(mailboxes int)
 }
 
 // Deliverer makes accepted messages durable. One committer goroutine
@@ -63,6 +66,7 @@ type Deliverer struct {
 	log       *slog.Logger
 	now       func() time.Time
 	reply     *autoReplier // nil: no auto-replies
+	delivered func(int)    // nil: not counted
 
 	mu      sync.Mutex
 	state   int
@@ -93,6 +97,7 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 		maxBatch:  opts.MaxBatch,
 		log:       opts.Logger,
 		now:       opts.Now,
+		delivered: opts.OnDelivered,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -372,6 +377,9 @@ func (d *Deliverer) finish(r *commitReq, err error) {
 	if err != nil {
 		r.result <- fmt.Errorf("inbound: deliver %s: %w", m.ID, err)
 		return
+	}
+	if d.delivered != nil && len(m.Targets) > 0 {
+		d.delivered(len(m.Targets))
 	}
 	r.result <- nil
 }

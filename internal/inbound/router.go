@@ -109,10 +109,12 @@ func (r *Router) classifyDomain(ctx context.Context, domain string) (domainKind,
 }
 
 // Resolve decides where mail for rcpt goes. rcpt must be a syntactically
-// valid address; it is normalised (lower case, IDNA domain) here. A local
-// domain without a matching user or alias gives ErrUnknownRecipient.
+// valid address; it is normalised (lower case, IDNA domain) here for the
+// look-ups. A relay or foreign recipient keeps its local part's case (RFC
+// 5321 2.4: only the receiving host interprets it). A local domain without a
+// matching user or alias gives ErrUnknownRecipient.
 func (r *Router) Resolve(ctx context.Context, rcpt string) (Route, error) {
-	addr, err := mailaddr.Normalize(rcpt)
+	addr, asGiven, err := mailaddr.NormalizeBoth(rcpt)
 	if err != nil {
 		return Route{}, fmt.Errorf("inbound: %q: %w: %w", rcpt, ErrBadAddress, err)
 	}
@@ -130,9 +132,9 @@ func (r *Router) Resolve(ctx context.Context, rcpt string) (Route, error) {
 		if strings.ContainsAny(local, "@%!") {
 			return Route{}, fmt.Errorf("inbound: %s: routed local part: %w", addr, ErrBadAddress)
 		}
-		return Route{Kind: RouteRelay, Rcpt: addr, Remote: []string{addr}}, nil
+		return Route{Kind: RouteRelay, Rcpt: asGiven, Remote: []string{asGiven}}, nil
 	case domainForeign:
-		return Route{Kind: RouteForeign, Rcpt: addr, Remote: []string{addr}}, nil
+		return Route{Kind: RouteForeign, Rcpt: asGiven, Remote: []string{asGiven}}, nil
 	}
 
 	if r.srs != nil {
@@ -446,7 +448,7 @@ func (e *expansion) expandDestination(ctx context.Context, dest string, depth in
 	if dest == "" {
 		return nil
 	}
-	n, err := mailaddr.Normalize(dest)
+	n, asGiven, err := mailaddr.NormalizeBoth(dest)
 	if err != nil {
 		e.r.log.Warn("unusable alias destination dropped", "rcpt", e.rcpt, "destination", dest, "err", err)
 		return nil
@@ -457,7 +459,8 @@ func (e *expansion) expandDestination(ctx context.Context, dest string, depth in
 		return err
 	}
 	if c.kind != domainLocal {
-		e.addRemote(n)
+		// RFC 5321 2.4: the remote host interprets the local part's case.
+		e.addRemote(asGiven)
 		return nil
 	}
 	found, err := e.expandLocal(ctx, local+"@"+c.canon, depth)

@@ -180,7 +180,8 @@ func resolveCases() []resolveCase {
 		local("erin@example.com", mb("erin")),
 		// forwards
 		local("carol@example.com", nil, "dave@remote.test"),
-		local("dan@example.com", mb("dan", "alice"), "x@remote.test"),
+		// RFC 5321 2.4: a remote destination keeps its local part's case
+		local("dan@example.com", mb("dan", "alice"), "X@remote.test"),
 		local("frank@example.com", mb("frank")),
 		local("self@example.com", mb("self")),
 		local("ping@example.com", mb("ping")),
@@ -202,7 +203,10 @@ func resolveCases() []resolveCase {
 		withNorm(resolveCase{rcpt: "Anna@BÜCHER.de", kind: RouteLocal, mailboxes: []string{"anna@xn--bcher-kva.de"}}, "anna@xn--bcher-kva.de"),
 		// relay and foreign domains
 		{rcpt: "x@relay.net", kind: RouteRelay, remote: []string{"x@relay.net"}},
-		{rcpt: "X@Relay.NET", kind: RouteRelay, normRcpt: "x@relay.net", remote: []string{"x@relay.net"}},
+		// RFC 5321 2.4: relayed local parts keep their case, domains fold
+		{rcpt: "X@Relay.NET", kind: RouteRelay, normRcpt: "X@relay.net", remote: []string{"X@relay.net"}},
+		{rcpt: "CaseCheck.MiXeD@Remote.Example", kind: RouteForeign, normRcpt: "CaseCheck.MiXeD@remote.example", remote: []string{"CaseCheck.MiXeD@remote.example"}},
+		{rcpt: `"Mixed Case"@Gmail.com`, kind: RouteForeign, normRcpt: `"Mixed Case"@gmail.com`, remote: []string{`"Mixed Case"@gmail.com`}},
 		{rcpt: "a%b@relay.net", err: ErrBadAddress},
 		{rcpt: "x@gmail.com", kind: RouteForeign, remote: []string{"x@gmail.com"}},
 		{rcpt: "x@sub.example.com", kind: RouteForeign, remote: []string{"x@sub.example.com"}},
@@ -400,5 +404,19 @@ func TestSenderAllowedBackendError(t *testing.T) {
 	u := newUser("alice@example.com")
 	if _, err := r.SenderAllowed(context.Background(), &u, "bob@example.com", nil); !errors.Is(err, errBackend) {
 		t.Fatalf("err = %v, want the backend error", err)
+	}
+}
+
+// BenchmarkResolve is the RCPT-time cost of the router over the in-memory
+// fake: a local user, an alias and a foreign recipient.
+func BenchmarkResolve(b *testing.B) {
+	r := NewRouter(RouterOptions{Accounts: routerFixture().fake(), Delimiters: "+-"})
+	ctx := context.Background()
+	rcpts := []string{"Alice+Tag@Example.COM", "info@example.com", "CaseCheck.MiXeD@Remote.Example"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := r.Resolve(ctx, rcpts[i%len(rcpts)]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -44,7 +44,7 @@ func FuzzParsePath(f *testing.F) {
 func FuzzNormalize(f *testing.F) {
 	for _, s := range []string{
 		"User@Example.COM", "Üser@Bücher.example", `"Q@x"@example.com`, "a@b@c", "x@[1.2.3.4]",
-		"a@faß.de", "a@xn--bcher-kva.example", "İ@example.com",
+		"a@faß.de", "a@xn--bcher-kva.example", "İ@example.com", "CaseCheck.MiXeD@Remote.Example",
 	} {
 		f.Add(s)
 	}
@@ -60,6 +60,18 @@ func FuzzNormalize(f *testing.F) {
 		_, d := Split(n)
 		if dd, err := NormalizeDomain(d); err != nil || dd != d {
 			t.Fatalf("domain %q of %q not stable: %q, %v", d, n, dd, err)
+		}
+		// The case-keeping form differs from n only in its local part's
+		// case: both fold to the same look-up key.
+		r, err := NormalizeRemote(s)
+		if err != nil {
+			t.Fatalf("Normalize(%q) ok but NormalizeRemote: %v", s, err)
+		}
+		if fold, err := Normalize(r); err != nil || fold != n {
+			t.Fatalf("NormalizeRemote(%q) = %q folds to %q, %v; want %q", s, r, fold, err, n)
+		}
+		if key, asGiven, err := NormalizeBoth(s); err != nil || key != n || asGiven != r {
+			t.Fatalf("NormalizeBoth(%q) = %q, %q, %v; want %q, %q", s, key, asGiven, err, n, r)
 		}
 	})
 }

@@ -1,5 +1,6 @@
 // Package mailaddr parses and normalises e-mail addresses and domain names
-// the way Mailu does: lower-cased local parts, IDNA (punycode) domains, a
+// the way Mailu does: lower-cased local parts for look-ups (case kept for
+// addresses that leave Petrel), IDNA (punycode) domains, a
 // recipient delimiter that is a set of characters, and SQL LIKE wildcards for
 // aliases. It is a leaf package: stdlib and golang.org/x/net/idna only.
 package mailaddr
@@ -119,8 +120,36 @@ func checkChars(s string) error {
 
 // Normalize returns addr as Mailu stores and looks it up (models.py::IdnaEmail):
 // the local part lower-cased with strings.ToLower, the domain through
-// NormalizeDomain. A quoted local part is kept with its quotes.
+// NormalizeDomain. A quoted local part is kept with its quotes. Use it for
+// look-ups; an address that leaves Petrel keeps its case (NormalizeRemote).
 func Normalize(addr string) (string, error) {
+	return normalize(addr, true)
+}
+
+// NormalizeRemote returns addr with its domain normalised (NormalizeDomain)
+// and its local part exactly as given: RFC 5321 2.4, only the receiving host
+// may interpret the case of a local part, so a recipient that is relayed
+// keeps it. Normalize of the result is the look-up key.
+func NormalizeRemote(addr string) (string, error) {
+	return normalize(addr, false)
+}
+
+// NormalizeBoth returns both forms of addr with one IDNA conversion: key
+// as Normalize (for look-ups) and asGiven as NormalizeRemote (for an
+// address that is relayed).
+func NormalizeBoth(addr string) (key, asGiven string, err error) {
+	if asGiven, err = normalize(addr, false); err != nil {
+		return "", "", err
+	}
+	local, domain := Split(asGiven)
+	folded := strings.ToLower(local)
+	if len(folded) > maxLocalLen {
+		return "", "", fmt.Errorf("%w: %q", ErrLocalTooLong, addr)
+	}
+	return folded + "@" + domain, asGiven, nil
+}
+
+func normalize(addr string, fold bool) (string, error) {
 	if err := checkChars(addr); err != nil {
 		return "", err
 	}
@@ -128,12 +157,20 @@ func Normalize(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	local := strings.ToLower(addr[:at])
+	local := addr[:at]
 	if local == "" {
 		return "", ErrEmptyLocal
 	}
+	// RFC 5321 4.5.3.1.1 counts the octets as sent, before any folding
+	// (which can change the length of non-ASCII text).
 	if len(local) > maxLocalLen {
 		return "", fmt.Errorf("%w: %q", ErrLocalTooLong, addr)
+	}
+	if fold {
+		// The folded form is also a key that must parse again.
+		if local = strings.ToLower(local); len(local) > maxLocalLen {
+			return "", fmt.Errorf("%w: %q", ErrLocalTooLong, addr)
+		}
 	}
 	d, err := NormalizeDomain(addr[at+1:])
 	if err != nil {

@@ -97,6 +97,49 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+// TestNormalizeRemoteKeepsLocalCase: RFC 5321 2.4, only the receiving host
+// may interpret the case of a local part, so an address that leaves Petrel
+// keeps it; the domain is normalised as for a look-up.
+func TestNormalizeRemoteKeepsLocalCase(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    string
+		wantErr error
+	}{
+		{"CaseCheck.MiXeD@Remote.Example", "CaseCheck.MiXeD@remote.example", nil},
+		{"Üser@Bücher.example.", "Üser@xn--bcher-kva.example", nil},
+		{`"Quoted Local"@Example.com`, `"Quoted Local"@example.com`, nil},
+		{"plain@example.com", "plain@example.com", nil},
+		{"no-at.example.com", "", ErrNoAt},
+		{"a@b@example.com", "", ErrDoubleAt},
+		{"@example.com", "", ErrEmptyLocal},
+		{strings.Repeat("X", 65) + "@example.com", "", ErrLocalTooLong},
+		{"user@[1.2.3.4]", "", ErrAddressLiteral},
+		{"Us\rer@example.com", "", ErrControlChar},
+	}
+	for _, tt := range tests {
+		got, err := NormalizeRemote(tt.in)
+		if tt.wantErr != nil {
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("NormalizeRemote(%q) = %q, %v; want error %v", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("NormalizeRemote(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+		// The look-up key of the kept form is the folded address.
+		if n, err := Normalize(got); err != nil || n != strings.ToLower(got) {
+			t.Errorf("Normalize(%q) = %q, %v", got, n, err)
+		}
+		key, asGiven, err := NormalizeBoth(tt.in)
+		if want, _ := Normalize(tt.in); err != nil || key != want || asGiven != got {
+			t.Errorf("NormalizeBoth(%q) = %q, %q, %v; want %q, %q", tt.in, key, asGiven, err, want, got)
+		}
+	}
+}
+
 func TestSplit(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ in, local, domain string }{

@@ -80,6 +80,9 @@ func FuzzSession(f *testing.F) {
 		"\x00" + login + "DELE 1\r\nDELE 1\r\nQUIT extra\r\nSTAT\r\n",
 		"\x00" + login + "RETR 1",
 		"\x00",
+		// issue 17: unterminated over-long lines are answered and closed
+		"\x00" + strings.Repeat("x", 5000),
+		"\x00AUTH PLAIN\r\n" + strings.Repeat("QUFB", 1500),
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

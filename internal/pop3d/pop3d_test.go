@@ -3,6 +3,7 @@ package pop3d
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"slices"
@@ -507,13 +508,41 @@ func TestPerUserIPLimit(t *testing.T) {
 func TestLineLimits(t *testing.T) {
 	e := start(t, true, func(o *Options) { o.MaxLineLength = 512 })
 	c := e.dial()
-	c.expect(strings.Repeat("A", 5000), "-ERR Line too long")
-	c.expect("NOOP", "-ERR Log in first") // the rest of the long line was skipped
-	for i := 0; i < maxBadCommands-2; i++ {
+	for i := 0; i < maxBadCommands-1; i++ {
 		c.expect("FOO", "-ERR Unknown command")
 	}
 	c.expect("FOO", "-ERR Too many bad commands")
 	c.eof()
+}
+
+// TestOversizedLineAnswersAndCloses: a line over the limit gets -ERR and
+// the connection is closed at once, without reading on until a line end
+// that may never come (issue 17); also for a SASL response line.
+func TestOversizedLineAnswersAndCloses(t *testing.T) {
+	e := start(t, true, func(o *Options) { o.MaxLineLength = 512 })
+	check := func(name string, c *client) {
+		t.Helper()
+		_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if l := c.line(); !strings.HasPrefix(l, "-ERR") || !strings.Contains(l, "too long") {
+			t.Errorf("%s: reply %q, want -ERR ... too long", name, l)
+		}
+		c.eof()
+	}
+	c := e.dial()
+	if _, err := io.WriteString(c.conn, strings.Repeat("A", 5000)); err != nil { // no line end
+		t.Fatal(err)
+	}
+	check("command", c)
+
+	c = e.dial()
+	c.expect("AUTH PLAIN", "+ ")
+	if _, err := io.WriteString(c.conn, strings.Repeat("QUFB", 2000)); err != nil {
+		t.Fatal(err)
+	}
+	check("SASL response", c)
+	if !strings.Contains(e.logs.String(), "line too long") {
+		t.Errorf("no log line:\n%s", e.logs)
+	}
 }
 
 func TestShutdownDrains(t *testing.T) {

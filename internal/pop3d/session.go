@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/obs"
 )
 
 // Limits that end a session which is going nowhere.
@@ -52,6 +54,8 @@ type session struct {
 	w    *bufio.Writer
 	log  *slog.Logger
 	ctx  context.Context
+	// trace logs the dialogue at LOG_LEVEL=TRACE (trace.go); nil below.
+	trace *obs.Trace
 
 	tls          bool
 	state        state
@@ -82,8 +86,17 @@ func newSession(srv *Server, tc *trackedConn) *session {
 
 func (s *session) setConn(c net.Conn) {
 	s.conn = c
-	s.r = bufio.NewReaderSize(c, s.srv.opts.MaxLineLength)
-	s.w = bufio.NewWriterSize(c, 32<<10)
+	var in io.Reader = c
+	var out io.Writer = c
+	if s.trace == nil {
+		s.trace = obs.NewTrace(s.log, &popTraceFilter{}) // nil below LOG_LEVEL=TRACE
+	}
+	if s.trace != nil {
+		in = io.TeeReader(in, s.trace.Client())
+		out = io.MultiWriter(out, s.trace.Server())
+	}
+	s.r = bufio.NewReaderSize(in, s.srv.opts.MaxLineLength)
+	s.w = bufio.NewWriterSize(out, 32<<10)
 }
 
 // run is the whole session: greeting, commands, and the logout line.
@@ -111,8 +124,8 @@ func (s *session) run() {
 		line, err := s.readLine()
 		switch {
 		case errors.Is(err, errLineTooLong):
-			s.bad("Line too long")
-			continue
+			s.lineTooLong()
+			return
 		case err != nil:
 			s.readFailed(err)
 			return
@@ -137,12 +150,8 @@ func (s *session) readLine() (string, error) {
 	}
 	b, err := s.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = s.r.ReadSlice('\n')
-		}
-		if err != nil {
-			return "", err
-		}
+		// The rest is not read: its end may never come (issue 17); the
+		// caller answers and closes.
 		return "", errLineTooLong
 	}
 	if err != nil {
@@ -153,6 +162,16 @@ func (s *session) readLine() (string, error) {
 		b = b[:len(b)-1]
 	}
 	return string(b), nil
+}
+
+// lineTooLong answers a line over MaxLineLength and ends the session
+// without reading the rest of it.
+func (s *session) lineTooLong() {
+	s.log.Info("line too long, closing", "max_line_length", s.srv.opts.MaxLineLength)
+	s.err("Line too long, closing the connection")
+	s.closing = true
+	s.logout = "line too long"
+	_ = s.w.Flush()
 }
 
 // readFailed says goodbye after a read error, when the client can still
@@ -385,7 +404,7 @@ func (s *session) cmdAuth(arg string) {
 		line, err := s.readLine()
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
-				s.authFailed(mech, "", "SASL response too long", nil)
+				s.lineTooLong()
 				return
 			}
 			s.readFailed(err)

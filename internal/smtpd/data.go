@@ -44,6 +44,11 @@ func (ss *session) data(r io.Reader) error {
 		// refused them all.
 		return ss.reject("data", replyNoValidRecipients())
 	}
+	if ss.spaceLow() {
+		// The disk went low since MAIL: refuse before writing anything
+		// (go-smtp reads the rest of the body and discards it).
+		return ss.reject("data", replyInsufficientStorage(), "from", ss.sender)
+	}
 	sp, err := o.Deliverer.NewSpool()
 	if err != nil {
 		return ss.fail("data", err)

@@ -110,14 +110,15 @@ func TestReceivedHeaderGolden(t *testing.T) {
 func TestReceivedHeaderSanitisesHELO(t *testing.T) {
 	e := startServer(t, RoleMX, nil)
 	c := e.dial()
-	c.cmd("EHLO evil(x);\rInjected:", 250, "")
+	c.cmd("EHLO evil(x);\rInjected:", 501, "5.5.2") // control characters: refused (issue 17)
+	c.cmd("EHLO evil(x);<Injected:>", 250, "")
 	c.sendMail("s@remote.test", []string{"alice@example.test"}, simpleBody)
 	body := e.deliv.delivered()[0].body
 	header := body[:strings.Index(body, "Subject:")]
 	if strings.Contains(header, "\r\x49") || strings.Contains(header, "(x)") || strings.Contains(header, ";\r\nInjected") {
 		t.Errorf("unsafe Received header %q", header)
 	}
-	if !strings.HasPrefix(header, "Received: from evil_x__?Injected: ([127.0.0.1])") {
+	if !strings.HasPrefix(header, "Received: from evil_x___Injected:_ ([127.0.0.1])") {
 		t.Errorf("header %q", header)
 	}
 }
@@ -135,6 +136,11 @@ func TestDataBareLineEndings(t *testing.T) {
 		{"LF dot CRLF smuggling", "Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nsmuggled\r\n.\r\n", "bare <LF>"},
 		{"CR dot CR smuggling", "Subject: x\r\n\r\nhi\r.\rMAIL FROM:<evil@remote.test>\r\n.\r\n", "bare <CR>"},
 		{"bare LF in header", "Subject: x\nX: y\r\n\r\nbody\r\n.\r\n", "bare <LF>"},
+		// issue 17: go-smtp used to drop the CR of "CRLF . CR x" and
+		// so change the message silently; it is a bare CR like the others.
+		{"CRLF dot CR smuggling", "Subject: x\r\n\r\nhi\r\n.\rMAIL FROM:<evil@remote.test>\r\n.\r\n", "bare <CR>"},
+		{"CRLF dot CR CRLF", "Subject: x\r\n\r\nhi\r\n.\r\r\nmore\r\n.\r\n", "bare <CR>"},
+		{"dot CR on the first line", ".\rSubject: x\r\n\r\nhi\r\n.\r\n", "bare <CR>"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

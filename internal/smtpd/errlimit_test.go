@@ -245,6 +245,29 @@ func TestAuthOn25CountsAsError(t *testing.T) {
 	}
 }
 
+// TestAuthOn25WithoutInitialResponse: AUTH on port 25 without an initial
+// response gets 502 5.5.1 at once, never a 334 that would take the
+// client's next command (a STARTTLS, say) for a username (issue 17).
+func TestAuthOn25WithoutInitialResponse(t *testing.T) {
+	e := startServer(t, RoleMX, nil)
+	c := e.dial()
+	c.ehlo()
+	for _, mech := range []string{"PLAIN", "LOGIN", "plain", "CRAM-MD5"} {
+		c.cmd("AUTH "+mech, 502, "5.5.1")
+	}
+	// The next line is a command again, not SASL data.
+	c.cmd("NOOP", 250, "2.0.0")
+	calls := e.auth.port25Calls()
+	if len(calls) != 4 {
+		t.Fatalf("%d port-25 AUTH attempts recorded, want 4: %+v", len(calls), calls)
+	}
+	for _, call := range calls {
+		if call.username != "" {
+			t.Errorf("username %q recorded for an AUTH without initial response", call.username)
+		}
+	}
+}
+
 // TestErrorLimitsOff: negative limits switch the hard limit off.
 func TestErrorLimitsOff(t *testing.T) {
 	e := startServer(t, RoleMX, func(o *Options) { o.HardErrorLimit = -1; o.SoftErrorLimit = -1 })

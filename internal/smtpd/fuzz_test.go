@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/petrelmail/petrel/internal/obs"
 )
 
 // panicCatcher is a slog handler that counts records about recovered
@@ -56,6 +58,11 @@ func FuzzSession(f *testing.F) {
 		"\x00",
 		"\x00EHLO a\r\nMAIL FROM:<s@remote.test>\r\n" + strings.Repeat("RCPT TO:<nobody@example.test>\r\n", 25) + "BDAT 3 LAST\r\nabc",
 		"\x00EHLO a\r\n" + strings.Repeat("AUTH PLAIN AGEAYg==\r\nNOOP\r\nHELP\r\n", 12),
+		// issue 17: CRLF dot CR inside DATA, AUTH without initial response
+		// on 25, control characters in the EHLO name.
+		"\x00EHLO a\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nhi\r\n.\rMAIL FROM:<e@x>\r\n.\r\n",
+		"\x00EHLO a\r\nAUTH PLAIN\r\nSTARTTLS\r\nAUTH LOGIN\r\nNOOP\r\n",
+		"\x00EHLO a\x00b\rc\r\nHELO x\x01y\r\nQUIT\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -138,6 +145,48 @@ func FuzzSession(f *testing.F) {
 		}
 		if panics.Load() != before {
 			t.Fatalf("go-smtp recovered a panic: %v", detail.Load())
+		}
+	})
+}
+
+// FuzzTraceFilter feeds arbitrary client and server lines through the
+// SMTP trace filter: it must never show what follows an AUTH mechanism,
+// anything the client sends between AUTH and the final reply, or a line
+// of message data.
+func FuzzTraceFilter(f *testing.F) {
+	f.Add("AUTH PLAIN c2VjcmV0\nNOOP", "334 \n235 ok")
+	f.Add("AUTH LOGIN\nc2VjcmV0\nc2VjcmV0", "334 VXNlcm5hbWU6\n334 UGFzc3dvcmQ6\n535 no")
+	f.Add("DATA\nsecret body\n.\nBDAT 6 LAST", "354 go\n250 ok")
+	f.Fuzz(func(t *testing.T, client, server string) {
+		fl := &smtpTraceFilter{}
+		clientLine := func(line string) {
+			sasl, data := fl.sasl, fl.inData
+			show, _ := fl.Line(true, line)
+			verb, rest, _ := strings.Cut(line, " ")
+			mech, ir, _ := strings.Cut(rest, " ")
+			switch {
+			case data:
+				if show != "" && !strings.HasPrefix(show, "[message data:") {
+					t.Fatalf("message line %q shown as %q", line, show)
+				}
+			case sasl:
+				if show != obs.Redacted {
+					t.Fatalf("SASL line %q shown as %q", line, show)
+				}
+			case strings.EqualFold(verb, "AUTH") && ir != "":
+				if show != verb+" "+mech+" "+obs.Redacted {
+					t.Fatalf("AUTH line %q shown as %q", line, show)
+				}
+			}
+		}
+		cl, sl := strings.Split(client, "\n"), strings.Split(server, "\n")
+		for i := 0; i < len(cl) || i < len(sl); i++ {
+			if i < len(cl) {
+				clientLine(cl[i])
+			}
+			if i < len(sl) {
+				fl.Line(false, sl[i])
+			}
 		}
 	})
 }

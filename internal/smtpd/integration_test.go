@@ -175,11 +175,13 @@ func TestWithRealComponents(t *testing.T) {
 	c.cmd(b64("alice@example.test"), 334, "")
 	c.cmd(b64("Real-Pa55word"), 235, "2.0.0")
 	c.cmd("MAIL FROM:<bob@example.test>", 553, "5.7.1")
-	c.sendMail("sales+x@example.test", []string{"alice+tag@example.test", "friend@foreign.test"}, simpleBody)
+	// RFC 5321 2.4: the remote local part is queued as given, the local
+	// one is looked up without regard to case.
+	c.sendMail("sales+x@example.test", []string{"Alice+Tag@Example.test", "CaseCheck.MiXeD@Foreign.Test"}, simpleBody)
 	c.cmd("MAIL FROM:<alice@example.test>", 450, "4.2.1") // MESSAGE_RATELIMIT 1/hour
 	got := msgs.all()
 	if len(got) != 1 || got[0].Sender != "sales+x@example.test" || len(got[0].Targets) != 1 ||
-		len(got[0].Remote) != 1 || got[0].Remote[0] != "friend@foreign.test" {
+		len(got[0].Remote) != 1 || got[0].Remote[0] != "CaseCheck.MiXeD@foreign.test" {
 		t.Fatalf("committed %+v", got)
 	}
 	if !strings.HasPrefix(string(got[0].Body), "Received: from client.example.net") {

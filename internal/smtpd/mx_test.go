@@ -60,8 +60,9 @@ func TestMXRefusesAUTH(t *testing.T) {
 		username string
 	}{
 		{"PLAIN with initial response", []step{{"AUTH PLAIN " + plainIR("alice@example.test", "pw"), 502}}, "alice@example.test"},
-		{"PLAIN without initial response", []step{{"AUTH PLAIN", 334}, {plainIR("bob@example.test", "pw"), 502}}, "bob@example.test"},
-		{"LOGIN without initial response", []step{{"AUTH LOGIN", 334}, {b64("carol@example.test"), 502}}, "carol@example.test"},
+		// issue 17: no 334 that would read the next line as a username
+		{"PLAIN without initial response", []step{{"AUTH PLAIN", 502}}, ""},
+		{"LOGIN without initial response", []step{{"AUTH LOGIN", 502}}, ""},
 		{"LOGIN with initial response", []step{{"AUTH LOGIN " + b64("dave@example.test"), 502}}, "dave@example.test"},
 		{"lower-case mechanism", []step{{"auth plain " + plainIR("erin@example.test", "pw"), 502}}, "erin@example.test"},
 		{"unknown mechanism", []step{{"AUTH CRAM-MD5", 502}}, ""},
@@ -263,5 +264,39 @@ func TestDuplicateRecipientDeliveredOnce(t *testing.T) {
 	got := e.deliv.delivered()
 	if len(got) != 1 || len(got[0].env.Routes) != 2 {
 		t.Fatalf("delivered %+v, want 2 routes", got)
+	}
+}
+
+// TestEHLONameControlCharacters: NUL, bare CR and other control characters
+// in the HELO/EHLO name are refused with 501 and never echoed back into the
+// reply (issue 17); a clean EHLO afterwards works, on the first greeting
+// and on a later one.
+func TestEHLONameControlCharacters(t *testing.T) {
+	for _, name := range []string{"a\x00b.example", "a\rb.example", "evil\x1b[31m.example", "x\x7f"} {
+		for _, verb := range []string{"EHLO", "HELO"} {
+			e := startServer(t, RoleMX, nil)
+			c := e.dialRaw()
+			c.expect(220, "")
+			c.write(verb + " " + name + "\r\n")
+			code, lines, err := c.readReply()
+			if err != nil || code != 501 {
+				t.Fatalf("%s %q: reply %d %q, %v; want 501", verb, name, code, lines, err)
+			}
+			for _, l := range lines {
+				if strings.ContainsAny(l, "\x00\r\x1b\x7f") || strings.Contains(l, name) {
+					t.Errorf("%s %q: reply echoes the name: %q", verb, name, l)
+				}
+			}
+			c.ehlo()
+			// A later EHLO with a bad name is refused too.
+			c.write("EHLO " + name + "\r\n")
+			if code, lines, _ := c.readReply(); code != 501 || strings.ContainsAny(strings.Join(lines, ""), "\x00\r\x1b\x7f") {
+				t.Errorf("second EHLO %q: %d %q", name, code, lines)
+			}
+			c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
+			if !strings.Contains(e.logs.String(), "stage=helo") {
+				t.Errorf("no log line for the refused name:\n%s", e.logs)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/emersion/go-smtp"
 
@@ -69,6 +70,8 @@ func replyFor(err error) *smtp.SMTPError {
 		return reply(451, 4, 3, 2, "Temporary authentication failure (rate-limit)")
 	case errors.Is(err, inbound.ErrUnknownRecipient):
 		return reply(550, 5, 1, 1, "Recipient address rejected: no such user here")
+	case errors.Is(err, syscall.ENOSPC):
+		return replyInsufficientStorage()
 	case errors.Is(err, store.ErrQuotaExceeded):
 		return reply(552, 5, 2, 2, "Mailbox full: the recipient is over quota")
 	case isRoutingTrick(err), errors.Is(err, inbound.ErrBadAddress):
@@ -87,16 +90,23 @@ func replyForSASL(err error) *smtp.SMTPError {
 	return reply(501, 5, 5, 2, "Malformed AUTH response")
 }
 
-// isLocalProblem reports whether r is the temporary local-problem reply,
-// whose cause belongs in the log at WARN.
+// isLocalProblem reports whether r is the temporary local-problem reply
+// (or a full disk), whose cause belongs in the log at WARN.
 func isLocalProblem(r *smtp.SMTPError) bool {
-	return r.Code == 451 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 0}
+	return r.Code == 451 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 0} ||
+		r.Code == 452 && r.EnhancedCode == smtp.EnhancedCode{4, 3, 1}
 }
 
 // replyTooManyErrors ends a session at the hard error limit; Postfix:
 // "421 <myhostname> Error: too many errors" (smtpd.c smtpd_proto).
 func replyTooManyErrors(host string) *smtp.SMTPError {
 	return reply(421, 4, 7, 0, host+" Error: too many errors")
+}
+
+// replyInsufficientStorage: the disk is (nearly) full. RFC 3463 4.3.1
+// "Mail system full"; Postfix's text for queue_minfree and ENOSPC.
+func replyInsufficientStorage() *smtp.SMTPError {
+	return reply(452, 4, 3, 1, "Insufficient system storage, try again later")
 }
 
 func replyLocalProblem() *smtp.SMTPError {

@@ -205,38 +205,31 @@ func (ss *session) loggedIn(mech, username string, res *auth.Result) error {
 
 // port25Auth answers AUTH on port 25 with 502 5.5.1 and counts the attempt
 // against the client's IP limit (Mailu: auth.py nginx_authentication,
-// is_port_25 branch). For PLAIN and LOGIN the username is read first, as
-// nginx reads the credentials before asking admin, so the log line can
-// name it; LOGIN's password is never asked for.
+// is_port_25 branch). With an initial response (RFC 4954 4) the username
+// in it is logged; without one the answer is 502 at once, never a 334
+// that would take the client's next command for a username (issue 17).
 func (ss *session) port25Auth(mech string) (sasl.Server, error) {
-	refuse := func(username string) error {
-		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.Remote().Addr(), username, ss.log)
-		return replyNoAuthOn25()
-	}
 	if ss.srv.opts.Auth == nil {
 		return nil, replyNoAuthOn25()
 	}
-	switch strings.ToUpper(mech) {
-	case sasl.Plain:
-		return saslFunc(func(resp []byte) ([]byte, bool, error) {
-			if resp == nil {
-				return []byte{}, false, nil // RFC 4954 4: empty challenge, then the response
-			}
-			var username string
+	return saslFunc(func(resp []byte) ([]byte, bool, error) {
+		var username string
+		switch strings.ToUpper(mech) {
+		case sasl.Plain:
 			if parts := bytes.Split(resp, []byte{0}); len(parts) == 3 {
 				username = string(parts[1])
 			}
-			return nil, false, refuse(username)
-		}), nil
-	case auth.LoginMechanism:
-		return saslFunc(func(resp []byte) ([]byte, bool, error) {
-			if resp == nil {
-				return []byte("Username:"), false, nil
-			}
-			return nil, false, refuse(string(resp))
-		}), nil
-	}
-	return nil, refuse("")
+		case auth.LoginMechanism:
+			username = string(resp)
+		}
+		ss.srv.opts.Auth.Port25Auth(ss.ctx, ss.tc.Remote().Addr(), username, ss.log)
+		return nil, false, replyNoAuthOn25()
+	}), nil
+}
+
+// spaceLow reports whether the free disk space is below DISK_RESERVE.
+func (ss *session) spaceLow() bool {
+	return ss.srv.opts.Space != nil && ss.srv.opts.Space.Low()
 }
 
 // mail answers MAIL (wrapped by Mail in errlimit.go).
@@ -255,6 +248,10 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 		return ss.reject("mail", replyAuthRequired(), "from", from)
 	}
 
+	if ss.spaceLow() {
+		// Postfix: queue_minfree, checked at MAIL FROM.
+		return ss.reject("mail", replyInsufficientStorage(), "from", from)
+	}
 	sender, r := parseSender(from)
 	if r != nil {
 		return ss.reject("mail", r, "from", from)
@@ -363,7 +360,12 @@ func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		// Mailu: permit_mynetworks, reject_unauth_destination.
 		return ss.reject("rcpt", replyRelayDenied(p.Addr()), "rcpt", to)
 	}
-	key := strings.ToLower(route.Rcpt)
+	key := route.Rcpt
+	if route.Kind == inbound.RouteLocal {
+		// Local look-ups fold case; a remote local part's case is the
+		// remote host's to interpret (RFC 5321 2.4).
+		key = strings.ToLower(key)
+	}
 	if ss.rcptSeen[key] {
 		return nil // a duplicate RCPT gets one copy, as Postfix's duplicate filter
 	}
@@ -392,6 +394,9 @@ func (ss *session) inRelayNets() bool {
 // reply.
 func (ss *session) reject(stage string, r *smtp.SMTPError, args ...any) error {
 	ss.log.Info("rejected", append([]any{"stage", stage, "code", r.Code, "reply", r.Message}, args...)...)
+	if f := ss.srv.opts.OnReject; f != nil {
+		f()
+	}
 	return r
 }
 

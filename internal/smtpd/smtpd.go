@@ -155,6 +155,13 @@ type Deliverer interface {
 	Deliver(ctx context.Context, env *inbound.Envelope, sp Spool) error
 }
 
+// SpaceGuard reports whether the free disk space is below the reserve
+// (Postfix queue_minfree). Low must be cheap: it is asked for every MAIL
+// and every message.
+type SpaceGuard interface {
+	Low() bool
+}
+
 // RateLimiter is MESSAGE_RATELIMIT, keyed by the login address.
 // *ratelimit.Limiter implements it.
 type RateLimiter interface {
@@ -179,6 +186,9 @@ type Resolver interface {
 // Options configures a Server. Zero values get the documented defaults.
 type Options struct {
 	Role Role
+	// OnReject, when set, is called for each policy refusal (the status
+	// page's counters).
+	OnReject func()
 	// Hostname is the first HOSTNAMES entry: the banner, EHLO and
 	// Received "by" name.
 	Hostname string
@@ -231,6 +241,9 @@ type Options struct {
 	Router    Router        // required
 	Deliverer Deliverer     // required
 	Resolver  Resolver      // optional reverse DNS for Received; nil: [ip] only
+	// Space is DISK_RESERVE: while it is low, new mail gets 452 4.3.1
+	// (*blob.Reserve implements it); nil: no check.
+	Space SpaceGuard
 	// The inbound checks of port 25 (checks.go); each nil: not done.
 	// Verifier checks SPF, DKIM, DMARC and iprev; LocalDomains enables
 	// Mailu's anti-spoofing rule with it; Checker runs the scanners.
@@ -345,6 +358,7 @@ func New(opts Options) *Server {
 	// "523 5.7.10"; Session.Auth decides instead (502 on 25, 530 on 587).
 	gs.AllowInsecureAuth = true
 	gs.ErrorLog = errorLog{s.log}
+	gs.ConnDebug = s.connTrace // LOG_LEVEL=TRACE: protocol traces (third_party/go-smtp)
 	s.smtp = gs
 	return s
 }
@@ -486,6 +500,8 @@ type trackedConn struct {
 	// finished; rdns is its result ("" if none) and is read only after.
 	rdnsDone chan struct{}
 	rdns     string
+
+	trace *obs.Trace // LOG_LEVEL=TRACE only; under mu
 }
 
 // Close implements net.Conn.
@@ -560,6 +576,10 @@ func (c *trackedConn) logGoSMTPRefusal(p []byte) {
 		// 4.5.3.1.4-5 set the minimum Petrel must accept, 512).
 		c.log.Info("rejected", "stage", "command", "code", 500,
 			"reply", "Too long line, closing connection", "max_line_length", c.srv.opts.MaxLineLength)
+	case bytes.HasPrefix(p, []byte("501 5.5.2 Invalid HELO/EHLO name")):
+		// third_party/go-smtp: control characters in the HELO/EHLO name
+		// (never echoed, issue 17).
+		c.log.Info("rejected", "stage", "helo", "code", 501, "reply", "Invalid HELO/EHLO name: control characters are not allowed")
 	case bytes.HasPrefix(p, []byte("552 5.3.4 Max message size exceeded")):
 		// go-smtp conn.go: MAIL SIZE= or a BDAT chunk over
 		// MESSAGE_SIZE_LIMIT (RFC 1870 6).

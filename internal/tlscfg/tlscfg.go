@@ -224,26 +224,72 @@ func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 // ServerConfig returns a fresh tls.Config for one listener, or nil for notls.
 // minTLS12 is true for everything with AUTH (465, 587, 993, 995, 143, 110,
-// HTTPS) and for port 25 with TLS_PERMISSIVE=false: TLS 1.2 and 1.3 with Go's
-// default (AEAD, forward-secret) suites. With minTLS12 false (port 25,
+// 4190, HTTPS) and for port 25 with TLS_PERMISSIVE=false: Mozilla's
+// intermediate profile (Intermediate). With minTLS12 false (port 25,
 // TLS_PERMISSIVE=true) TLS 1.0 and 1.1 and legacy CBC, RSA-key-exchange and
 // 3DES suites are accepted too, since weak encryption beats the plaintext a
 // sender falls back to. Go's crypto/tls never speaks SSLv3. Session tickets
 // are off. Mailu: nginx tls.conf, proxy.conf (ssl_options no_ticket).
 func (m *Manager) ServerConfig(minTLS12 bool) *tls.Config {
+	if !minTLS12 {
+		return m.Permissive()
+	}
+	return m.Intermediate()
+}
+
+// Intermediate returns a fresh tls.Config with Mozilla's intermediate
+// profile and the served certificate, or nil for notls. Every server with
+// AUTH uses it: submission, IMAP, POP3, ManageSieve, HTTPS.
+func (m *Manager) Intermediate() *tls.Config {
 	if !m.enabled {
 		return nil
 	}
-	cfg := &tls.Config{
+	cfg := &tls.Config{GetCertificate: m.GetCertificate}
+	ApplyIntermediate(cfg)
+	return cfg
+}
+
+// Permissive returns a fresh tls.Config for port 25 with TLS_PERMISSIVE
+// (the intermediate profile plus TLS 1.0/1.1 and legacy suites), or nil for
+// notls.
+func (m *Manager) Permissive() *tls.Config {
+	if !m.enabled {
+		return nil
+	}
+	return &tls.Config{
 		GetCertificate:         m.GetCertificate,
-		MinVersion:             tls.VersionTLS12,
+		MinVersion:             tls.VersionTLS10,
+		CipherSuites:           permissiveSuites(),
 		SessionTicketsDisabled: true,
 	}
-	if !minTLS12 {
-		cfg.MinVersion = tls.VersionTLS10
-		cfg.CipherSuites = permissiveSuites()
+}
+
+// ApplyIntermediate sets Mozilla's intermediate profile (v5.7,
+// https://ssl-config.mozilla.org/guidelines/5.7.json) on cfg, for a server
+// that gets its certificate elsewhere (an ACME manager, say): TLS 1.2 and
+// 1.3; for TLS 1.2 only the ECDHE AEAD suites (forward secrecy, no
+// CBC-SHA1: LUCKY13); curves X25519, P-256, P-384 (with the X25519 ML-KEM
+// hybrid ahead of them); session tickets off. TLS 1.3 suites are not
+// configurable in Go and are exactly Mozilla's three.
+func ApplyIntermediate(cfg *tls.Config) {
+	cfg.MinVersion = tls.VersionTLS12
+	cfg.CipherSuites = IntermediateSuites()
+	cfg.CurvePreferences = []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384}
+	cfg.SessionTicketsDisabled = true
+}
+
+// IntermediateSuites returns Mozilla's intermediate TLS 1.2 suites that Go
+// implements (it has no DHE), in Mozilla's order: ECDHE with AES-GCM or
+// ChaCha20-Poly1305, for ECDSA and RSA certificates.
+func IntermediateSuites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 	}
-	return cfg
 }
 
 // permissiveSuites is Go's secure list plus the legacy suites old MTAs need.

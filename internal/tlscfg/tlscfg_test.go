@@ -355,9 +355,6 @@ func TestVersions(t *testing.T) {
 	if !strict.SessionTicketsDisabled || !permissive.SessionTicketsDisabled {
 		t.Error("session tickets enabled")
 	}
-	if strict.CipherSuites != nil {
-		t.Error("strict config overrides Go's default suites")
-	}
 	strictAddr, permAddr := serve(t, strict), serve(t, permissive)
 
 	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
@@ -409,4 +406,87 @@ func TestPermissiveLegacySuites(t *testing.T) {
 	if st.CipherSuite != tls.TLS_RSA_WITH_AES_128_CBC_SHA {
 		t.Errorf("suite %s", tls.CipherSuiteName(st.CipherSuite))
 	}
+}
+
+// TestIntermediateProfile: every port with AUTH gets Mozilla's intermediate
+// profile exactly (TLS 1.2 ECDHE AEAD suites and TLS 1.3); a client that
+// offers only CBC-SHA1 suites (LUCKY13, issue 17) is refused there, and
+// accepted on permissive port 25.
+func TestIntermediateProfile(t *testing.T) {
+	t.Parallel()
+	want := []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	}
+	for _, keyType := range []string{"ecdsa", "rsa"} {
+		t.Run(keyType, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			certPEM, keyPEM, _ := certPEMs(t, keyType, "mail.example.com")
+			writeFile(t, filepath.Join(dir, "cert.pem"), certPEM, time.Now())
+			writeFile(t, filepath.Join(dir, "key.pem"), keyPEM, time.Now())
+			m, err := New(Options{CertsDir: dir, Hostnames: []string{"mail.example.com"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			strict := m.ServerConfig(true)
+			if !slices.Equal(strict.CipherSuites, want) || !slices.Equal(IntermediateSuites(), want) {
+				t.Errorf("strict suites %v, want %v", suiteNames(strict.CipherSuites), suiteNames(want))
+			}
+			if m.Intermediate().MinVersion != tls.VersionTLS12 || strict.MinVersion != tls.VersionTLS12 {
+				t.Error("intermediate profile allows TLS below 1.2")
+			}
+			strictAddr, permAddr := serve(t, strict), serve(t, m.ServerConfig(false))
+
+			// What the server accepts, offered one suite at a time at TLS 1.2.
+			var accepted []uint16
+			for _, s := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+				if onlyTLS13(s) {
+					continue
+				}
+				c := &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{s.ID}}
+				if st, err := dial(t, strictAddr, c); err == nil && st.CipherSuite == s.ID {
+					accepted = append(accepted, s.ID)
+				}
+			}
+			for _, id := range accepted {
+				if !slices.Contains(want, id) {
+					t.Errorf("strict server accepted %s", tls.CipherSuiteName(id))
+				}
+			}
+			if len(accepted) != 3 { // the three that fit the key type
+				t.Errorf("strict server accepted %v, want the 3 %s suites of %v", suiteNames(accepted), keyType, suiteNames(want))
+			}
+
+			cbc := &tls.Config{
+				InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+				CipherSuites: []uint16{
+					tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+					tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+				},
+			}
+			if st, err := dial(t, strictAddr, cbc); err == nil {
+				t.Errorf("strict server accepted a CBC-SHA1-only client with %s", tls.CipherSuiteName(st.CipherSuite))
+			}
+			if _, err := dial(t, permAddr, cbc); err != nil {
+				t.Errorf("permissive server refused a CBC-SHA1-only client: %v", err)
+			}
+			// TLS 1.3 stays on.
+			if st, err := dial(t, strictAddr, &tls.Config{InsecureSkipVerify: true}); err != nil || st.Version != tls.VersionTLS13 {
+				t.Errorf("modern client: version %x, err %v", st.Version, err)
+			}
+		})
+	}
+}
+
+func suiteNames(ids []uint16) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = tls.CipherSuiteName(id)
+	}
+	return out
 }

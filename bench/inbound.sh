@@ -59,6 +59,10 @@
 #     /etc/hosts through nsswitch; without the stub the benchmark would measure the machine's
 #     upstream DNS. DNS_STUB= (empty) uses the system resolver.
 #   CASE_TIMEOUT=900 (s; smtp-source is stopped after that)
+#   PETREL_EXTRA_ENV="K=V ...": more settings for Petrel (e.g. LISTEN_443=127.0.0.1:22643 when
+#     another program holds :443)
+#   RSPAMD=1: both servers scan with one private rspamd (bench/lib/rspamd.sh): Postfix through
+#     the milter (Mailu's main.cf), Petrel through ANTISPAM_ADDRESS (HTTP /checkv2)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -179,6 +183,7 @@ PERF_PID=""
 DNS_PID=""
 cleanup() {
   for p in $SAMPLER_PID $PERF_PID $DNS_PID; do kill -TERM "$p" 2>/dev/null; done
+  [ -n "${RS_DIR:-}" ] && "$HERE/lib/rspamd.sh" stop "$RS_DIR"
   stop_petrel
   "$PD" stop "$REF" >/dev/null 2>&1
   # the mail stores are large and worthless afterwards; $OUT stays
@@ -213,10 +218,23 @@ BT=$BIN/benchtool
 PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=example.test
   HOSTNAMES=mail.example.test SECRET_KEY=bench-secret-key-0123456789abcdef
   PORTS=25,465 LISTEN_25=127.0.0.1:$PETREL_SMTP LISTEN_465=127.0.0.1:$PETREL_SMTPS CREDENTIAL_ROUNDS=4
-  LOG_LEVEL=$PETREL_LOG_LEVEL)
+  LOG_LEVEL=$PETREL_LOG_LEVEL ${PETREL_EXTRA_ENV:-})
 if [ -n "$DNS_STUB" ]; then
   PETREL_ENV+=(RESOLVER_ADDRESS="$DNS_STUB")
   start_dns_stub "$DNS_STUB" "$BENCH_DIR/dns.log"
+fi
+
+# RSPAMD=1: both servers scan every message with one shared rspamd (bench/lib/rspamd.sh):
+# Postfix through its milter on 11332 (Mailu's main.cf), Petrel over HTTP /checkv2 on 11333
+# (ANTISPAM_ADDRESS).
+if [ "${RSPAMD:-0}" = 1 ]; then
+  RS_DIR=$BENCH_DIR/rspamd
+  RS_DNS=${DNS_STUB:-127.0.0.1:53} "$HERE/lib/rspamd.sh" start "$RS_DIR" || die "rspamd did not start"
+  PETREL_ENV+=(ANTISPAM_ADDRESS=${RS_NORMAL:-127.0.0.1:11333})
+  export PB_MILTER=${RS_PROXY:-127.0.0.1:11332}
+  log "rspamd: $(rspamd --version 2>&1 | head -1), milter for the reference, /checkv2 for Petrel"
+  # rspamd compiles its hyperscan databases in the background after start: let it finish.
+  sleep "${RS_SETTLE:-45}"
 fi
 
 # petrel_users: a fresh DATA_DIR with user1..user20@example.test (before serve, as the tests do).
@@ -341,7 +359,11 @@ for run in $(seq 1 "$RUNS"); do
     cno=$((cno + 1))
     IFS=: read -r S M L O <<<"$c"
     if [ $((run % 2)) = 1 ]; then order="ref petrel"; else order="petrel ref"; fi
-    for srv in $order; do run_case "$srv" "$S" "$M" "$L" "${O:-}" "user$cno@example.test" "$run" "$cno"; done
+    for srv in $order; do
+      run_case "$srv" "$S" "$M" "$L" "${O:-}" "user$cno@example.test" "$run" "$cno"
+      # Proof that the messages went through rspamd: its own counter.
+      [ "${RSPAMD:-0}" = 1 ] && log "  rspamd after $srv: $(curl -s -H 'Password: mailu' "http://${RS_CONTROLLER:-127.0.0.1:11334}/stat" | grep -o '"scanned":[0-9]*')"
+    done
   done
   # warm start: same data, stop and start again
   l1=$(load1)

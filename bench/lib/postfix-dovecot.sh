@@ -111,6 +111,16 @@ lmtp_host_lookup = native
 smtp_host_lookup = native
 disable_dns_lookups = yes
 EOF
+  if [ -n "${PB_MILTER:-}" ]; then
+    # Mailu's main.cf: rspamd's proxy as the milter, tempfail when it fails.
+    cat >> $PF/etc/main.cf <<EOF
+smtpd_milters = inet:$PB_MILTER
+non_smtpd_milters = \$smtpd_milters
+milter_protocol = 6
+milter_mail_macros = i {mail_addr} {client_addr} {client_name} {auth_authen}
+milter_default_action = tempfail
+EOF
+  fi
   : > $PF/etc/vmailbox
   for i in $(seq 1 $PB_NUSERS); do echo "user$i@$DOMAIN $DOMAIN/user$i/" >> $PF/etc/vmailbox; done
   # master.cf: Debian's stock service list, but nothing chrooted and smtpd only on loopback:PORT

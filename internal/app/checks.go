@@ -4,19 +4,69 @@ import (
 	"context"
 
 	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/smtpd"
 )
 
 // newInboundChecker builds the scanners of port 25 (internal/filter:
 // rspamd, clamd, forbidden attachments, greylisting, the built-in score
-// and classifier) as the smtpd.Checker; nil when none is configured. It is
-// the one place the filter is constructed; closers go to p.onClose.
+// and classifier) as the smtpd.Checker, and the learner that IMAP's Junk
+// moves feed (p.learner). It is the one place the filter is constructed;
+// closers go to p.onClose.
 //
-// Until internal/filter is wired here, port 25 runs the authentication
-// checks and policies only (smtpd: a nil Checker means no scanners).
-func newInboundChecker(_ context.Context, _ *config.Config, _ *parts) (smtpd.Checker, error) {
-	return nil, nil
+// With ANTISPAM_ADDRESS, rspamd scores (Mailu's path) and learns through
+// its controller; without it the built-in score does, with greylisting
+// (GREYLISTING), DNSBLs (DNSBL_ZONES) and the users' own classifiers
+// (SPAM_CLASSIFIER). Forbidden attachments are refused either way, as
+// Mailu's rspamd multimap does; ANTIVIRUS=clamav adds clamd.
+func newInboundChecker(ctx context.Context, cfg *config.Config, p *parts) (smtpd.Checker, error) {
+	fc := cfg.Filter
+	log := p.log.With("part", "filter")
+	opts := filter.Options{ScanMacros: fc.ScanMacros, Logger: log}
+	var rspamd *filter.RspamdClient
+	if fc.AntispamAddress != "" {
+		var err error
+		rspamd, err = filter.NewRspamdClient(filter.RspamdOptions{
+			Address:    fc.AntispamAddress,
+			Controller: fc.AntispamController,
+			Password:   fc.AntispamPassword,
+			Hostname:   cfg.Hostnames[0],
+		})
+		if err != nil {
+			return nil, err
+		}
+		opts.Rspamd = rspamd
+	} else {
+		opts.Builtin = filter.NewBuiltin(filter.BuiltinOptions{
+			Store:       p.store,
+			Greylisting: fc.Greylisting,
+			Delay:       fc.GreylistingDelay,
+			DNSBLZones:  fc.DNSBLZones,
+			Resolver:    p.resolver,
+			Classifier:  fc.SpamClassifier,
+			Logger:      log,
+		})
+	}
+	if fc.Antivirus == "clamav" {
+		cc, err := filter.NewClamdClient(fc.AntivirusAddress, 0)
+		if err != nil {
+			return nil, err
+		}
+		opts.Clamd = cc
+	}
+	l := filter.NewLearner(filter.LearnerOptions{
+		Store:      p.store,
+		Classifier: rspamd == nil && fc.SpamClassifier,
+		Rspamd:     rspamd,
+		Logger:     log,
+	})
+	if l.Enabled() {
+		l.Start(context.WithoutCancel(ctx))
+		p.onClose(l.Close)
+		p.learner = l
+	}
+	return filter.New(opts), nil
 }
 
 // inboundChecks sets the port-25 checks on the SMTP options: SPF, DKIM,

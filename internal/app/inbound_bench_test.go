@@ -51,16 +51,25 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 func benchInbound(b *testing.B, sessions int, checks bool) {
+	benchInboundEnv(b, sessions, checks, nil)
+}
+
+// benchInboundEnv is benchInbound with extra settings (filter_bench_test.go).
+func benchInboundEnv(b *testing.B, sessions int, checks bool, extra map[string]string) {
 	ctx := context.Background()
 	ns := dnstest.New(b)
-	cfg, problems := config.Parse(map[string]string{
+	env := map[string]string{
 		"DATA_DIR":         b.TempDir(),
 		"DOMAIN":           "example.test",
 		"HOSTNAMES":        "mail.example.test",
 		"SECRET_KEY":       "0123456789abcdef0123456789abcdef",
 		"TLS_FLAVOR":       "notls",
 		"RESOLVER_ADDRESS": ns.Addr,
-	})
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	cfg, problems := config.Parse(env)
 	if config.HasErrors(problems) {
 		b.Fatalf("config: %v", problems)
 	}
@@ -117,6 +126,8 @@ func benchInbound(b *testing.B, sessions int, checks bool) {
 	o.MaxConnsPerIP = -1
 	if !checks {
 		o.Verifier, o.LocalDomains, o.Checker = nil, nil, nil
+	} else if extra["PETREL_BENCH_NO_FILTER"] != "" {
+		o.Checker = nil // authentication checks only
 	}
 	srv := smtpd.New(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

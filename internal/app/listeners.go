@@ -91,11 +91,15 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 	}
 	imapRole := func(port int, implicit bool) roleServer {
 		return roleServer{port, func(tc *tls.Config) server {
-			return imapd.New(imapd.Options{
+			o := imapd.Options{
 				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
 				Space: p.reserve,
-			})
+			}
+			if p.learner != nil {
+				o.CopyObserver = p.learner // Junk moves train the spam filters
+			}
+			return imapd.New(o)
 		}}
 	}
 	popRole := func(port int, implicit bool) roleServer {

@@ -14,6 +14,7 @@ import (
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/dnsres"
+	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/msgauth"
@@ -46,6 +47,7 @@ type parts struct {
 	queue     *queue.Worker
 	reserve   *blob.Reserve   // DISK_RESERVE on DATA_DIR's filesystem
 	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
+	learner   *filter.Learner // spam learning from IMAP Junk moves (checks.go); nil: none
 	stats     *stats.Recorder // the status page's hourly counters
 	closers   []func()        // run in reverse order by close
 }

@@ -91,6 +91,7 @@ type Config struct {
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
 	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message
+	Filter                  Filter         // inbound checks: rspamd, clamd, greylisting, DNSBLs (filter.go)
 
 	// Database
 	DBFlavor string // DB_FLAVOR: sqlite (default) or postgresql

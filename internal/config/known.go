@@ -35,7 +35,7 @@ func implementedSettings() []SettingDoc {
 	s := func(name, def, meaning, differs string) SettingDoc {
 		return SettingDoc{Name: name, Default: def, Meaning: meaning, Differs: differs, Implemented: true}
 	}
-	return []SettingDoc{
+	docs := []SettingDoc{
 		// Identity
 		s("DOMAIN", "", "main mail domain: postmaster, SRS and report addresses", "required (Mailu's code default mailu.io is not used)"),
 		s("HOSTNAMES", "", "comma list of the server's public names; the first is the SMTP banner and MX host", "required"),
@@ -94,6 +94,9 @@ func implementedSettings() []SettingDoc {
 		s("REJECT_UNLISTED_RECIPIENT", "false", "reject unknown local recipients on submission instead of bouncing", ""),
 		s("DKIM_SELECTOR", "dkim", "DKIM selector", ""),
 		s("DKIM_PATH", "DATA_DIR/dkim/{domain}.{selector}.key", "DKIM key file pattern", "under DATA_DIR instead of /dkim"),
+	}
+	docs = append(docs, filterSettingDocs()...)
+	return append(docs, []SettingDoc{
 
 		// Database
 		s("DB_FLAVOR", "sqlite", "database: sqlite or postgresql", "mysql is not supported"),
@@ -129,5 +132,5 @@ func implementedSettings() []SettingDoc {
 
 		// Ignored on purpose
 		s("COMPOSE_PROJECT_NAME", "mailu", "docker compose project name", "ignored: not read by Petrel"),
-	}
+	}...)
 }

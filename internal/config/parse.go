@@ -157,6 +157,7 @@ func parse(env map[string]string) (*Config, *reader) {
 	r.database(cfg)
 	r.bootstrap(cfg)
 	r.api(cfg)
+	r.filter(cfg)
 	r.webUI(cfg)
 	r.unimplemented(cfg)
 	return cfg, r

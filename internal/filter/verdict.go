@@ -30,8 +30,15 @@ type Message struct {
 	HeloName string
 	MailFrom string   // normalised reverse-path; "" is the null sender
 	Rcpts    []string // accepted local recipients (full addresses)
-	Auth     AuthSummary
-	Size     int64
+	// Users are the local mailboxes (user emails) that get a copy, after
+	// aliases; the built-in classifier scores the message for each of
+	// them. Empty: Rcpts is used.
+	Users []string
+	Auth  AuthSummary
+	// Trusted: the client is in RELAYNETS (Mailu: rspamd local_networks),
+	// so greylisting and DNSBLs do not apply to it.
+	Trusted bool
+	Size    int64
 	// Open returns the message as it will be stored (headers and body).
 	// It may be called more than once; each reader starts at the top.
 	Open func() (io.ReadCloser, error)
@@ -63,6 +70,10 @@ type Verdict struct {
 	Score  float64
 	Scored bool
 	Virus  string
+	// UserScores is the score for each user (Message.Users) whose own
+	// classifier is trained: Score plus that classifier's opinion. A user
+	// not listed gets Score. nil with rspamd (it learns globally).
+	UserScores map[string]float64
 
 	AddHeaders    []Header // X-Spam, X-Spam-Level, X-Spamd-Bar, and what rspamd asks for
 	RemoveHeaders []string // header names rspamd asks to remove

@@ -190,6 +190,9 @@ type Options struct {
 	// DefaultIdleNotifyInterval.
 	IdleNotifyInterval time.Duration
 
+	// CopyObserver hears about COPY and MOVE (spam learning); nil: none.
+	CopyObserver CopyObserver
+
 	Now func() time.Time // nil: time.Now
 }
 

@@ -192,6 +192,7 @@ func cmdCopy(s *session, c *command) error {
 	if len(src) == 0 {
 		return nil
 	}
+	s.observeCopy(to, seqs)
 	code := "COPYUID " + uitoa(uidValidity) + " " + imapmsg.CompactUIDs(src) + " " + imapmsg.CompactUIDs(dst)
 	if !move {
 		return ok(code, c.name+" completed")

@@ -41,6 +41,17 @@ type Route struct {
 	// (store.User.ReplyEnabled), so that the Deliverer reads no user row
 	// for the others; it checks the date window itself.
 	AutoReply []string
+	// Spam holds the spam settings of each user of Mailboxes (Mailu's
+	// spam_enabled, spam_threshold, spam_mark_as_read), read with the
+	// user at RCPT time; a mailbox missing here is never filed as spam.
+	Spam map[string]SpamPrefs
+}
+
+// SpamPrefs are one user's spam settings.
+type SpamPrefs struct {
+	Enabled    bool // spam_enabled
+	Threshold  int  // spam_threshold, percent of 15 points
+	MarkAsRead bool // spam_mark_as_read
 }
 
 // Envelope is one message's accepted envelope.
@@ -59,4 +70,7 @@ type Envelope struct {
 	Scored     bool
 	SpamScore  float64
 	Quarantine bool
+	// UserScores overrides SpamScore for users whose own classifier
+	// scored the message (filter.Verdict.UserScores).
+	UserScores map[string]float64
 }

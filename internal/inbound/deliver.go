@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
 )
@@ -280,7 +281,7 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		for _, mb := range rt.Mailboxes {
 			if mb != "" && !seenBox[mb] {
 				seenBox[mb] = true
-				msg.Targets = append(msg.Targets, store.MailboxTarget{User: mb, Mailbox: "INBOX"})
+				msg.Targets = append(msg.Targets, junkTarget(env, mb, rt.Spam[mb]))
 			}
 		}
 		for _, r := range rt.Remote {
@@ -291,6 +292,37 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		}
 	}
 	return msg
+}
+
+// seenFlags is the initial flag list of a message marked as read; shared,
+// never modified.
+var seenFlags = []string{`\Seen`}
+
+// junkTarget decides where user's copy goes (Mailu's default sieve
+// script, run before the user's own): into Junk when the message is spam
+// for that user (spam_enabled and spamtest :percent > spam_threshold),
+// marked \Seen when spam_mark_as_read; a DMARC p=quarantine failure goes
+// to Junk whatever the spam settings (RFC 7489 6.3 "quarantine").
+//
+// Only the score the inbound checks computed counts (env.Scored). An
+// X-Spam-Level header inside the message is never read here: on port 25
+// the sender may have written it, and the checks remove such copies
+// before adding their own, so the header a user's client sees is always
+// Petrel's (or rspamd's through Petrel).
+func junkTarget(env *Envelope, user string, p SpamPrefs) store.MailboxTarget {
+	t := store.MailboxTarget{User: user, Mailbox: "INBOX"}
+	score, scored := env.SpamScore, env.Scored
+	if s, ok := env.UserScores[user]; ok {
+		score, scored = s, true
+	}
+	spam := scored && p.Enabled && filter.IsSpamFor(score, p.Threshold)
+	if spam || env.Quarantine {
+		t.Mailbox = "Junk"
+		if p.MarkAsRead {
+			t.Flags = seenFlags
+		}
+	}
+	return t
 }
 
 // run is the committer: it takes whatever is pending (up to maxBatch),
@@ -482,8 +514,12 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 		rcpts[i] = rt.Rcpt
 	}
 	mailboxes := make([]string, len(m.Targets))
+	var junk []string
 	for i, t := range m.Targets {
 		mailboxes[i] = t.User
+		if t.Mailbox == "Junk" {
+			junk = append(junk, t.User)
+		}
 	}
 	attrs := []slog.Attr{
 		slog.String("msgid", m.ID),
@@ -496,6 +532,9 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 	}
 	if r.env.AuthUser != "" {
 		attrs = append(attrs, slog.String("user", r.env.AuthUser))
+	}
+	if len(junk) > 0 {
+		attrs = append(attrs, slog.Any("junk", junk)) // filed into Junk (spam settings or DMARC quarantine)
 	}
 	if err != nil {
 		result := "error"

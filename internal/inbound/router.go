@@ -157,7 +157,7 @@ func (r *Router) Resolve(ctx context.Context, rcpt string) (Route, error) {
 		r.log.Warn("recipient expands to nothing", "rcpt", addr)
 		return Route{}, fmt.Errorf("inbound: %s: no usable destination: %w", addr, ErrUnknownRecipient)
 	}
-	return Route{Kind: RouteLocal, Rcpt: addr, Mailboxes: ex.mailboxes, Remote: ex.remote, AutoReply: ex.replies}, nil
+	return Route{Kind: RouteLocal, Rcpt: addr, Mailboxes: ex.mailboxes, Remote: ex.remote, AutoReply: ex.replies, Spam: ex.spam}, nil
 }
 
 // reverseSRS resolves a bounce to an SRS address in a local domain: it
@@ -313,7 +313,8 @@ type expansion struct {
 	rcpt      string
 	mailboxes []string
 	remote    []string
-	replies   []string         // mailboxes whose user has the auto-reply enabled
+	replies   []string // mailboxes whose user has the auto-reply enabled
+	spam      map[string]SpamPrefs
 	seen      map[string]bool  // destinations already added (mailboxes and remote)
 	nodes     map[string]*node // local addresses met so far
 	domains   map[string]classified
@@ -324,6 +325,7 @@ type node struct {
 	done  bool   // fully expanded; false while its destinations are being followed
 	user  string // the user it matched, if any
 	reply bool   // that user's auto-reply is enabled
+	spam  SpamPrefs
 }
 
 type classified struct {
@@ -341,10 +343,14 @@ func newExpansion(r *Router, rcpt string) *expansion {
 	}
 }
 
-func (e *expansion) addMailbox(email string, reply bool) {
+func (e *expansion) addMailbox(email string, reply bool, spam SpamPrefs) {
 	if !e.seen["m:"+email] {
 		e.seen["m:"+email] = true
 		e.mailboxes = append(e.mailboxes, email)
+		if e.spam == nil {
+			e.spam = map[string]SpamPrefs{}
+		}
+		e.spam[email] = spam
 		if reply {
 			e.replies = append(e.replies, email)
 		}
@@ -382,7 +388,7 @@ func (e *expansion) expandLocal(ctx context.Context, addr string, depth int) (bo
 		// expands into itself as a final recipient: a user in the
 		// cycle keeps the message, a pure alias cycle delivers nothing.
 		if n.user != "" {
-			e.addMailbox(n.user, n.reply)
+			e.addMailbox(n.user, n.reply, n.spam)
 		} else {
 			e.r.log.Warn("alias loop broken", "rcpt", e.rcpt, "address", addr)
 		}
@@ -407,18 +413,19 @@ func (e *expansion) expandLocal(ctx context.Context, addr string, depth int) (bo
 	}
 	if u := m.user; u != nil {
 		n.user, n.reply = u.Email, u.ReplyEnabled
+		n.spam = SpamPrefs{Enabled: u.SpamEnabled, Threshold: u.SpamThreshold, MarkAsRead: u.SpamMarkAsRead}
 		// Mailu: Email.resolve_destination; forward_keep keeps a copy.
 		// A forward with no destination behaves like no forward (the
 		// alias map returns nothing and Postfix delivers to the mailbox).
 		if !u.ForwardEnabled || len(u.ForwardDestination) == 0 {
-			e.addMailbox(u.Email, u.ReplyEnabled)
+			e.addMailbox(u.Email, u.ReplyEnabled, n.spam)
 			return true, nil
 		}
 		// Mailu: forwarding is in Postfix's alias map, so without
 		// forward_keep the message never reaches Dovecot's sieve and
 		// nobody auto-replies; with it the kept copy does.
 		if u.ForwardKeep {
-			e.addMailbox(u.Email, u.ReplyEnabled)
+			e.addMailbox(u.Email, u.ReplyEnabled, n.spam)
 		}
 		for _, d := range u.ForwardDestination {
 			if err := e.expandDestination(ctx, d, depth+1); err != nil {

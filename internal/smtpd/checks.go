@@ -145,7 +145,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	if o.Checker != nil {
 		msg := &filter.Message{
 			ID: id, RemoteIP: remote, HeloName: ss.conn.Hostname(), MailFrom: ss.sender,
-			Rcpts: ss.rcpts(), Auth: auth, Size: sp.Size(), Open: open,
+			Rcpts: ss.rcpts(), Users: ss.mailboxUsers(), Auth: auth, Trusted: trusted, Size: sp.Size(), Open: open,
 		}
 		var err error
 		v, err = o.Checker.Check(ss.ctx, msg)
@@ -160,6 +160,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 			env.Scored, env.SpamScore = true, v.Score
 			args = append(args, "spam_score", v.Score)
 		}
+		env.UserScores = v.UserScores // the users' own classifiers
 		if v.Virus != "" {
 			args = append(args, "virus", v.Virus)
 		}
@@ -338,4 +339,20 @@ func parseEnhanced(s string) *smtp.EnhancedCode {
 		return nil
 	}
 	return &smtp.EnhancedCode{a, b, c}
+}
+
+// mailboxUsers lists the local users that get a copy (after aliases), for
+// the per-user classifiers.
+func (ss *session) mailboxUsers() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range ss.routes {
+		for _, mb := range r.Mailboxes {
+			if !seen[mb] {
+				seen[mb] = true
+				out = append(out, mb)
+			}
+		}
+	}
+	return out
 }

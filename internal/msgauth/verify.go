@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
-	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/mailaddr"
@@ -54,12 +53,18 @@ type VerifierOptions struct {
 	// Percent returns a number in [0, 100) for DMARC's pct sampling;
 	// nil: math/rand/v2.
 	Percent func() int
+	// KeyCacheSize bounds the parsed DKIM keys kept (keycache.go); 0:
+	// DefaultKeyCacheSize, negative: none kept.
+	KeyCacheSize int
+	// Now is the clock of the key cache; nil: time.Now.
+	Now func() time.Time
 }
 
 // Verifier checks SPF, DKIM, DMARC and iprev of inbound messages. It is
 // safe for concurrent use.
 type Verifier struct {
-	o VerifierOptions
+	o    VerifierOptions
+	keys *keyCache
 }
 
 // NewVerifier returns a Verifier.
@@ -73,7 +78,13 @@ func NewVerifier(o VerifierOptions) *Verifier {
 	if o.Percent == nil {
 		o.Percent = randPercent
 	}
-	return &Verifier{o: o}
+	if o.KeyCacheSize == 0 {
+		o.KeyCacheSize = DefaultKeyCacheSize
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Verifier{o: o, keys: newKeyCache(o.KeyCacheSize, KeyCacheTTL, o.Now)}
 }
 
 // Hostname is the authserv-id the Verifier writes.
@@ -183,7 +194,7 @@ func (v *Verifier) Verify(ctx context.Context, s Session, msg io.Reader) (*Resul
 		_, err = io.Copy(io.Discard, br)
 	case err == nil:
 		r.FromAll, r.From = fromDomains(h)
-		r.DKIM, err = v.checkDKIM(ctx, res, &headerThen{head: h.raw, rest: br})
+		r.DKIM, err = v.checkDKIM(ctx, res, h, br)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("msgauth: read message: %w", err)
@@ -228,40 +239,6 @@ func (v *Verifier) checkSPF(ctx context.Context, res dnsAdapter, s Session) (mai
 	}
 	domain := s.MailFrom[strings.LastIndexByte(s.MailFrom, '@')+1:]
 	return run(s.MailFrom, domain), helo
-}
-
-// checkDKIM verifies every DKIM-Signature (up to MaxSignatures).
-func (v *Verifier) checkDKIM(ctx context.Context, res dnsAdapter, msg io.Reader) ([]DKIMOutcome, error) {
-	verifs, err := dkim.VerifyWithOptions(msg, &dkim.VerifyOptions{
-		LookupTXT:        func(name string) ([]string, error) { return res.LookupTXT(ctx, name) },
-		MaxVerifications: v.o.MaxSignatures,
-	})
-	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
-		if verifs == nil {
-			// go-msgauth failed reading the message or its header (e.g. a
-			// header line it cannot parse): no signature can be trusted.
-			return []DKIMOutcome{{Outcome: Outcome{Result: PermError, Reason: err.Error()}}}, nil
-		}
-	}
-	out := make([]DKIMOutcome, 0, len(verifs))
-	for _, vf := range verifs {
-		o := DKIMOutcome{Outcome: Outcome{Domain: strings.ToLower(vf.Domain)}, Identifier: vf.Identifier}
-		switch {
-		case vf.Err == nil:
-			o.Result = Pass
-		case dkim.IsTempFail(vf.Err):
-			o.Result = TempError
-		case dkim.IsPermFail(vf.Err):
-			o.Result = PermError
-		default:
-			o.Result = Fail
-		}
-		if vf.Err != nil {
-			o.Reason = strings.TrimPrefix(vf.Err.Error(), "dkim: ")
-		}
-		out = append(out, o)
-	}
-	return out, nil
 }
 
 // checkIPRev is RFC 8601 3's iprev: the client's PTR names, one of which
@@ -379,35 +356,4 @@ func normDomain(d string) string {
 		return ""
 	}
 	return n
-}
-
-// headerThen reads the header block already read, then the rest. Unlike
-// io.MultiReader its WriteTo allocates no 32 KiB buffer per message (the
-// bufio.Reader's own serves).
-type headerThen struct {
-	head []byte
-	rest *bufio.Reader
-}
-
-func (h *headerThen) Read(p []byte) (int, error) {
-	if len(h.head) > 0 {
-		n := copy(p, h.head)
-		h.head = h.head[n:]
-		return n, nil
-	}
-	return h.rest.Read(p)
-}
-
-func (h *headerThen) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	if len(h.head) > 0 {
-		n, err := w.Write(h.head)
-		total += int64(n)
-		h.head = h.head[n:]
-		if err != nil {
-			return total, err
-		}
-	}
-	n, err := h.rest.WriteTo(w)
-	return total + n, err
 }

@@ -19,6 +19,13 @@ func KnownPorts() []int {
 	return []int{25, 80, 443, 465, 587, 993, 143, 995, 110, 4190}
 }
 
+// Unserved maps each role port that this Petrel build does not serve yet
+// to why, so config-check, the start-up lines, quickstart and `petrel dns`
+// agree on what is really served.
+func Unserved() map[int]string {
+	return map[int]string{4190: "ManageSieve is not implemented in this Petrel version yet"}
+}
+
 const portsFix = "use a comma list such as " + DefaultPorts
 
 // portList reads PORTS or TLS: a comma list of port numbers.

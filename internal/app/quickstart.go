@@ -32,7 +32,7 @@ func quickstartPorts() map[int]int {
 // quickstartPortList is Mailu's default PORTS without the roles this build
 // does not serve yet (4190), so the first start warns about nothing.
 func quickstartPortList() string {
-	unserved := config.Unserved()
+	unserved := config.UnservedPorts()
 	var out []string
 	for _, p := range strings.Split(config.DefaultPorts, ",") {
 		if n, err := strconv.Atoi(p); err == nil && unserved[n] == "" {

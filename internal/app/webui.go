@@ -46,7 +46,7 @@ func buildWebUI(p *parts) (http.Handler, error) {
 				Domain: info.Domain, Hostnames: dns.Hostnames, ServerDomain: dns.ServerDomain,
 				DMARCRUA: dns.DMARCRUA, DMARCRUF: dns.DMARCRUF,
 				DKIMSelector: info.Selector, DKIMRecord: info.Record,
-				Ports: dns.Ports, TLS: dns.TLS,
+				Ports: dns.Ports, Served: dns.Served, TLS: dns.TLS,
 			})
 		},
 		Log: p.log.With("part", "web"),

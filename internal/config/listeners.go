@@ -40,6 +40,18 @@ func (c *Config) NotServed(port int) string {
 	return ""
 }
 
+// ServedPorts lists, in order, the role ports serve answers on: enabled
+// and not NotServed.
+func (c *Config) ServedPorts() []int {
+	out := []int{}
+	for _, p := range KnownPorts() {
+		if l, ok := c.Listeners[p]; ok && l.Enabled && c.NotServed(p) == "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 const portsFix = "use a comma list such as " + DefaultPorts
 
 // portList reads PORTS or TLS: a comma list of port numbers.

@@ -179,7 +179,14 @@ func ensureQuickstartAdmin(ctx context.Context, cfg *config.Config, log *slog.Lo
 		return "", err
 	}
 	defer st.Close()
+	welcome, closeWelcome := WelcomeHook(ctx, cfg, st, log)
+	defer func() {
+		if err := closeWelcome(); err != nil {
+			log.Error("closing the welcome delivery", "err", err)
+		}
+	}()
 	svc := admin.New(st, admin.Options{
+		Welcome:              welcome,
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
 		CredentialRounds:     cfg.CredentialRounds,

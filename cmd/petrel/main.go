@@ -109,7 +109,7 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		}
 		return cli.ExitOK
 	}
-	return cli.Run(ctx, args, env, stdin, stdout, stderr)
+	return cli.RunWith(ctx, app.WelcomeHook, args, env, stdin, stdout, stderr)
 }
 
 // loadEnv merges the --env-file (or ENV_FILE) with the process environment;

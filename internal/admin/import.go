@@ -117,6 +117,9 @@ type importer struct {
 	res   *ImportResult
 	paths map[string]string // "user:x@y" -> "user.3", for cross-reference errors
 	dkim  map[string]dkimOp // per domain; applied after commit
+	// newUsers are the users the transaction created: they get the
+	// welcome message once it has committed.
+	newUsers []store.User
 }
 
 func (im *importer) fail(path, format string, a ...any) {
@@ -171,6 +174,7 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 		}
 		want = im.build(old, sections)
 		created = created[:0]
+		im.newUsers = im.newUsers[:0]
 		for _, d := range sortedMapKeys(want.domains) {
 			if old.domains[d] == nil {
 				created = append(created, d)
@@ -197,6 +201,9 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 			return nil, err
 		}
 		return nil, fmt.Errorf("admin: import: %w", err)
+	}
+	for i := range im.newUsers {
+		s.welcome(ctx, &im.newUsers[i])
 	}
 	if err := im.writeDKIM(want); err != nil {
 		return im.res, err

@@ -127,6 +127,7 @@ func (im *importer) applyUser(ctx context.Context, tx store.Accounts, o, w *user
 			return fmt.Errorf("create user %s: %w", e, err)
 		}
 		im.change("Created", "user", displayEmail(e), "")
+		im.newUsers = append(im.newUsers, w.u)
 	} else {
 		oldManagers, oldTokens = o.managers, o.tokens
 		if diff := im.diff(userFields(&o.u), userFields(&w.u)); diff != "" {

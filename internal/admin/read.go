@@ -198,6 +198,9 @@ type DNSOptions struct {
 	DMARCRUA, DMARCRUF string   // DMARC_RUA, DMARC_RUF local parts
 	Ports              []int    // PORTS
 	TLS                bool     // TLS_FLAVOR is not notls
+	// Served are the ports serve answers on (config.ServedPorts); SRV and
+	// autoconfig records are suggested only for them. Nil: Mailu's rules.
+	Served []int
 }
 
 // DNSRecords returns the records to publish for a domain or an alternative
@@ -216,6 +219,7 @@ func (s *Service) DNSRecords(ctx context.Context, name string, opt DNSOptions) (
 		DKIMSelector: info.Selector,
 		DKIMRecord:   info.Record,
 		Ports:        opt.Ports,
+		Served:       opt.Served,
 		TLS:          opt.TLS,
 		// No TLSA: Petrel does not fetch Let's Encrypt certificates yet
 		// (see cli dns).

@@ -50,6 +50,13 @@ type Options struct {
 	DKIMPath     string
 	DKIMSelector string // DKIM_SELECTOR; "" = "dkim"
 	Logger       *slog.Logger
+	// Welcome, when set, is called once for every user this Service
+	// creates (CLI, REST API, web admin, config-import, the initial admin),
+	// synchronously after the user row has committed: WELCOME (Mailu:
+	// models.py User.send_welcome on creation). Sending at creation, not
+	// from a retried job, is what keeps it to one message per creation.
+	// It reports its own failures; the user stays created.
+	Welcome func(ctx context.Context, u *store.User)
 }
 
 // Service runs the admin use cases against a store. It is safe for

@@ -201,6 +201,7 @@ func (s *Service) AddUser(ctx context.Context, u store.User, password string, op
 		return nil, err
 	}
 	s.log.Info("user created", "user", u.Email, "global_admin", u.GlobalAdmin)
+	s.welcome(ctx, &u)
 	if newDomain {
 		return &u, s.newDomainKeys(u.DomainName)
 	}
@@ -434,6 +435,9 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 		return 0, err
 	}
 	s.log.Info("admin account", "user", u.Email, "result", res.String())
+	if res == AdminCreated {
+		s.welcome(ctx, &u)
+	}
 	if newDomain {
 		return res, s.newDomainKeys(u.DomainName)
 	}
@@ -559,4 +563,11 @@ func (s *Service) DeleteToken(ctx context.Context, id int64) error {
 		}
 		return tx.DeleteToken(ctx, id)
 	})
+}
+
+// welcome sends the welcome message of a user just created (Options.Welcome).
+func (s *Service) welcome(ctx context.Context, u *store.User) {
+	if s.opt.Welcome != nil {
+		s.opt.Welcome(ctx, u)
+	}
 }

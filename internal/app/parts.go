@@ -24,6 +24,7 @@ import (
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
 	"github.com/petrelmail/petrel/internal/stats"
+	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
@@ -99,14 +100,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		DKIMPath:             cfg.DKIMPath,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
+		Welcome:              p.welcome, // WELCOME; the deliverer exists before any user is created
 	})
 	p.admin = svc
-	if _, err := svc.EnsureInitialAdmin(ctx, cfg.InitialAdminAccount, cfg.InitialAdminDomain, cfg.InitialAdminPw, cfg.InitialAdminMode); err != nil {
-		if !errors.Is(err, admin.ErrDKIMKey) {
-			return nil, fmt.Errorf("INITIAL_ADMIN_ACCOUNT: %w", err)
-		}
-		log.Warn("the first admin's domain has no DKIM key; outbound mail from it goes unsigned", "err", err)
-	}
 
 	if p.certs, err = tlscfg.New(tlscfg.Options{
 		Flavor:    cfg.TLSFlavor,
@@ -180,6 +176,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			log.Error("closing the deliverer", "err", err)
 		}
 	})
+	// After the deliverer: the first admin gets the welcome message too.
+	if _, err := svc.EnsureInitialAdmin(ctx, cfg.InitialAdminAccount, cfg.InitialAdminDomain, cfg.InitialAdminPw, cfg.InitialAdminMode); err != nil {
+		if !errors.Is(err, admin.ErrDKIMKey) {
+			return nil, fmt.Errorf("INITIAL_ADMIN_ACCOUNT: %w", err)
+		}
+		log.Warn("the first admin's domain has no DKIM key; outbound mail from it goes unsigned", "err", err)
+	}
 	return p, nil
 }
 
@@ -219,6 +222,13 @@ func runMaintenance(ctx context.Context, st *sqlstore.Store, wg *sync.WaitGroup,
 			log.Warn("store maintenance", "err", err)
 		}
 		t.Reset(maintenanceInterval)
+	}
+}
+
+// welcome is admin.Options.Welcome under serve (WELCOME).
+func (p *parts) welcome(ctx context.Context, u *store.User) {
+	if p.cfg.Welcome {
+		welcomeSender{cfg: p.cfg, mail: p.localMail()}.send(ctx, u)
 	}
 }
 

@@ -27,7 +27,7 @@ var roleTable = []role{
 	{465, "submissions", "submission for mail clients", "implicit", "PLAIN, LOGIN; full email address as username", true,
 		"465 follows TLS (default on); it is off only with TLS_FLAVOR=notls"},
 	{587, "submission", "submission with STARTTLS", "starttls", "PLAIN, LOGIN after STARTTLS; full email address as username", true,
-		"add 587 to PORTS to enable STARTTLS submission (e.g. PORTS=25,80,443,465,587,993,995,4190); clients that use 587, such as WordPress, get \"connection refused\" until then"},
+		"add 587 to PORTS to enable STARTTLS submission (e.g. PORTS=25,80,443,465,587,993,995); clients that use 587, such as WordPress, get \"connection refused\" until then"},
 	{993, "imaps", "IMAP for mail clients", "implicit", "LOGIN, PLAIN; full email address as username", true, ""},
 	{143, "imap", "IMAP with STARTTLS", "starttls", "after STARTTLS (LOGINDISABLED before); full email address as username", true, "add 143 to PORTS to enable IMAP with STARTTLS"},
 	{995, "pop3s", "POP3 for mail clients", "implicit", "USER/PASS, PLAIN, LOGIN; full email address as username", true, ""},

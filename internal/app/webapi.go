@@ -38,6 +38,7 @@ func dnsOptions(cfg *config.Config) admin.DNSOptions {
 		DMARCRUA:     cfg.DMARCRUA,
 		DMARCRUF:     cfg.DMARCRUF,
 		Ports:        cfg.Ports,
+		Served:       cfg.ServedPorts(),
 		TLS:          cfg.TLSFlavor != "notls",
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"mime"
 	"mime/quotedprintable"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"github.com/petrelmail/petrel/internal/admin/web"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/msgauth"
+	"github.com/petrelmail/petrel/internal/queue"
+	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
 
@@ -46,7 +49,7 @@ func buildWebUI(p *parts) (http.Handler, error) {
 				Domain: info.Domain, Hostnames: dns.Hostnames, ServerDomain: dns.ServerDomain,
 				DMARCRUA: dns.DMARCRUA, DMARCRUF: dns.DMARCRUF,
 				DKIMSelector: info.Selector, DKIMRecord: info.Record,
-				Ports: dns.Ports, TLS: dns.TLS,
+				Ports: dns.Ports, Served: dns.Served, TLS: dns.TLS,
 			})
 		},
 		Log: p.log.With("part", "web"),
@@ -95,6 +98,29 @@ func (a announcer) Announce(ctx context.Context, subject, body string) (int, err
 	from := p.cfg.Postmaster + "@" + p.cfg.Domain
 	now := time.Now()
 	raw := announcement(p.cfg.SiteName, from, subject, body, p.connIDs.Next()+"@"+p.cfg.Hostnames[0], now)
+	return p.localMail().deliver(ctx, from, raw, users, now, true)
+}
+
+// localMail is the local delivery of messages Petrel writes itself (the
+// announcement, the welcome message): the router resolves each user, the
+// deliverer writes one body shared by every mailbox.
+type localMail struct {
+	router    *inbound.Router
+	deliverer *inbound.Deliverer
+	queue     *queue.Worker // nil: forwarding is never kept
+	newID     func() string
+	log       *slog.Logger
+}
+
+func (p *parts) localMail() localMail {
+	return localMail{router: p.router, deliverer: p.deliverer, queue: p.queue, newID: p.connIDs.Next, log: p.log}
+}
+
+// deliver delivers raw from from to every enabled user in users. forward
+// keeps each user's forwarding (the announcement); without it the message
+// goes to the mailbox only (the welcome message is for the INBOX).
+// Auto-replies never answer it.
+func (m localMail) deliver(ctx context.Context, from string, raw []byte, users []store.User, now time.Time, forward bool) (int, error) {
 	sent := 0
 	for start := 0; start < len(users); start += announceBatch {
 		var routes []inbound.Route
@@ -102,18 +128,22 @@ func (a announcer) Announce(ctx context.Context, subject, body string) (int, err
 			if !u.Enabled {
 				continue
 			}
-			rt, err := p.router.Resolve(ctx, u.Email)
+			rt, err := m.router.Resolve(ctx, u.Email)
 			if err != nil {
-				p.log.Warn("announcement not delivered to a user", "user", u.Email, "err", err)
+				m.log.Warn("message not delivered to a user", "user", u.Email, "err", err)
 				continue
 			}
 			rt.AutoReply = nil
+			if !forward || m.queue == nil {
+				rt.Remote = nil
+				rt.Mailboxes = []string{u.Email}
+			}
 			routes = append(routes, rt)
 		}
 		if len(routes) == 0 {
 			continue
 		}
-		sp, err := p.deliverer.NewSpool()
+		sp, err := m.deliverer.NewSpool()
 		if err != nil {
 			return sent, err
 		}
@@ -121,10 +151,10 @@ func (a announcer) Announce(ctx context.Context, subject, body string) (int, err
 			sp.Abort()
 			return sent, err
 		}
-		env := &inbound.Envelope{ID: p.connIDs.Next(), Sender: from, Routes: routes, ReceivedAt: now}
-		if err := (delivererAdapter{p.deliverer, p.queue}).Deliver(ctx, env, sp); err != nil {
+		env := &inbound.Envelope{ID: m.newID(), Sender: from, Routes: routes, ReceivedAt: now}
+		if err := (delivererAdapter{m.deliverer, m.queue}).Deliver(ctx, env, sp); err != nil {
 			sp.Abort()
-			return sent, fmt.Errorf("announcement: %w", err)
+			return sent, fmt.Errorf("local delivery: %w", err)
 		}
 		sent += len(routes)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 
@@ -16,13 +17,22 @@ import (
 
 // Errors Authenticate returns. Protocols map them to their replies
 // (SMTP 535 5.7.8 / 451 4.3.2, IMAP AUTHENTICATIONFAILED / LIMIT, ...).
-// Every other reason (unknown user, disabled, bare local part, token from a
-// foreign IP, AUTH_REQUIRE_TOKENS) is reported to the client as
-// ErrBadCredentials; the log line says the real reason.
+// Every other reason (unknown user, disabled, token from a foreign IP,
+// AUTH_REQUIRE_TOKENS) is reported to the client as ErrBadCredentials; the
+// log line says the real reason. A username without @ gets
+// ErrNotFullAddress (which is also ErrBadCredentials): it is a format
+// hint, decided before any lookup, so it says nothing about which
+// accounts exist.
 var (
 	ErrBadCredentials = errors.New("authentication failed")
 	ErrRateLimited    = errors.New("temporary authentication failure (rate-limit)")
+	ErrNotFullAddress = fmt.Errorf("%w: %s", ErrBadCredentials, NotFullAddressText)
 )
+
+// NotFullAddressText is what protocols tell a client that logged in with a
+// bare local part (Mailu has no default domain: nginx.py looks up only
+// addresses with an @).
+const NotFullAddressText = "the username is the full email address (user@domain)"
 
 // Secret is a password or token; it never prints or logs its value.
 type Secret string

@@ -275,12 +275,14 @@ func (a *Authenticator) admit(t *attempt, limited bool) (refused bool, err error
 }
 
 // lookup finds the attempt's user; a refusal (bare local part, unknown
-// user) is counted and logged and comes back as ErrBadCredentials.
+// user) is counted and logged and comes back as ErrBadCredentials (for a
+// bare local part: ErrNotFullAddress, which says what to type instead).
 func (a *Authenticator) lookup(t *attempt) (*store.User, error) {
 	if !strings.Contains(t.Username, "@") {
 		// Mailu: nginx.py looks up only addresses with an @; there is no
 		// default domain.
-		return nil, a.fail(t, Outcome{Kind: OutcomeUnknown}, ReasonNotFullAddress)
+		_ = a.fail(t, Outcome{Kind: OutcomeUnknown}, ReasonNotFullAddress)
+		return nil, ErrNotFullAddress
 	}
 	if !t.normOK {
 		return nil, a.fail(t, Outcome{Kind: OutcomeUnknown}, ReasonUnknownUser)

@@ -240,7 +240,8 @@ func TestReasons(t *testing.T) {
 		{name: "case and IDNA normalised", user: "Alice@EXAMPLE.COM", pw: alicePW, proto: "smtp"},
 		{name: "bad password", user: "alice@example.com", pw: "wrong", proto: "smtp", wantErr: ErrBadCredentials, reason: ReasonBadAuth},
 		{name: "empty password", user: "alice@example.com", pw: "", proto: "smtp", wantErr: ErrBadCredentials, reason: ReasonBadAuth},
-		{name: "bare local part", user: "alice", pw: alicePW, proto: "imap", wantErr: ErrBadCredentials, reason: ReasonNotFullAddress},
+		{name: "bare local part", user: "alice", pw: alicePW, proto: "imap", wantErr: ErrNotFullAddress, reason: ReasonNotFullAddress},
+		{name: "bare local part, no such user", user: "nobody", pw: alicePW, proto: "pop3", wantErr: ErrNotFullAddress, reason: ReasonNotFullAddress},
 		{name: "unknown user", user: "bob@example.com", pw: alicePW, proto: "imap", wantErr: ErrBadCredentials, reason: ReasonUnknownUser},
 		{name: "unparsable address", user: "a@b@c", pw: alicePW, proto: "imap", wantErr: ErrBadCredentials, reason: ReasonUnknownUser},
 		{name: "disabled", user: "alice@example.com", pw: alicePW, proto: "smtp",
@@ -295,6 +296,11 @@ func TestReasons(t *testing.T) {
 			if !errors.Is(err, c.wantErr) || (c.wantErr == nil && err != nil) {
 				t.Fatalf("err = %v, want %v", err, c.wantErr)
 			}
+			// Only a bare local part gets the format hint; it stays a
+			// credentials failure for callers that know no better.
+			if errors.Is(err, ErrNotFullAddress) != (c.reason == ReasonNotFullAddress) || (err != nil && errors.Is(err, ErrNotFullAddress) && !errors.Is(err, ErrBadCredentials)) {
+				t.Fatalf("err = %v: format hint for reason %q", err, c.reason)
+			}
 			warns := e.logs.warns(t)
 			if c.reason == "" {
 				if res == nil || res.User.Email != "alice@example.com" || res.ViaToken != c.token {
@@ -319,7 +325,7 @@ func TestReasons(t *testing.T) {
 			if msg, _ := w["msg"].(string); !strings.HasPrefix(msg, "Login attempt for: ") || !strings.HasSuffix(msg, wantMsg) {
 				t.Fatalf("message %q, want suffix %q", msg, wantMsg)
 			}
-			if c.reason == ReasonNotFullAddress && w["user"] != "alice" {
+			if c.reason == ReasonNotFullAddress && w["user"] != c.user {
 				t.Fatalf("user attr %v", w["user"])
 			}
 			if hint, _ := w["hint"].(string); c.reason == ReasonNotFullAddress && !strings.Contains(hint, "full email address") {

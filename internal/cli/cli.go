@@ -51,18 +51,21 @@ type command struct {
 
 // call is one run of a command.
 type call struct {
-	ctx    context.Context
-	cmd    *command
-	pos    []string
-	flags  map[string]int    // long name -> times given
-	vals   map[string]string // long name -> value
-	env    map[string]string
-	cfg    *config.Config
-	svc    *admin.Service
-	st     store.Store
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	ctx   context.Context
+	cmd   *command
+	pos   []string
+	flags map[string]int    // long name -> times given
+	vals  map[string]string // long name -> value
+	env   map[string]string
+	cfg   *config.Config
+	svc   *admin.Service
+	// welcomeHook builds the WELCOME delivery; welcomeClose ends it.
+	welcomeHook  WelcomeHook
+	welcomeClose func() error
+	st           store.Store
+	stdin        io.Reader
+	stdout       io.Writer
+	stderr       io.Writer
 }
 
 func (c *call) flag(long string) bool { return c.flags[long] > 0 }
@@ -108,6 +111,17 @@ func findCommand(name string) *command {
 // arguments; env is the merged environment (process environment over the
 // --env-file). It returns the process exit code.
 func Run(ctx context.Context, args []string, env map[string]string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return RunWith(ctx, nil, args, env, stdin, stdout, stderr)
+}
+
+// WelcomeHook builds admin.Options.Welcome for a command's store and a
+// function that closes it (app.WelcomeHook: the serve's local delivery).
+// main passes it in, so that cli does not depend on app.
+type WelcomeHook func(ctx context.Context, cfg *config.Config, st *sqlstore.Store, log *slog.Logger) (func(context.Context, *store.User), func() error)
+
+// RunWith is Run with WELCOME wired: users the command creates get the
+// welcome message through welcome (nil: no welcome message).
+func RunWith(ctx context.Context, welcome WelcomeHook, args []string, env map[string]string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "petrel: no command given; see 'petrel help'")
 		return ExitUsage
@@ -117,7 +131,7 @@ func Run(ctx context.Context, args []string, env map[string]string, stdin io.Rea
 		fmt.Fprintf(stderr, "petrel: unknown command %q; see 'petrel help'\n", args[0])
 		return ExitUsage
 	}
-	c := &call{ctx: ctx, cmd: cmd, env: env, stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &call{ctx: ctx, cmd: cmd, env: env, stdin: stdin, stdout: stdout, stderr: stderr, welcomeHook: welcome}
 	help, err := c.parse(args[1:])
 	if err != nil {
 		return c.fail(err)
@@ -303,6 +317,10 @@ func (c *call) setup() error {
 		return err
 	}
 	c.st = st
+	var welcome func(context.Context, *store.User)
+	if c.welcomeHook != nil {
+		welcome, c.welcomeClose = c.welcomeHook(c.ctx, cfg, st, log)
+	}
 	c.svc = admin.New(st, admin.Options{
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
@@ -310,11 +328,18 @@ func (c *call) setup() error {
 		DKIMPath:             cfg.DKIMPath,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log,
+		Welcome:              welcome,
 	})
 	return nil
 }
 
 func (c *call) close() {
+	if c.welcomeClose != nil {
+		// Drains the deliverer before the store closes.
+		if err := c.welcomeClose(); err != nil {
+			fmt.Fprintf(c.stderr, "petrel %s: close delivery: %v\n", c.cmd.name, err)
+		}
+	}
 	if c.st != nil {
 		if err := c.st.Close(); err != nil {
 			fmt.Fprintf(c.stderr, "petrel %s: close store: %v\n", c.cmd.name, err)

@@ -146,13 +146,16 @@ func runConfigCheck(c *call) error {
 
 // summary says in one line what serve would run with.
 func summary(cfg *config.Config) string {
-	var on, off []string
+	var on, off, unserved []string
 	for _, port := range sortedKeys(cfg.Listeners) {
 		l := cfg.Listeners[port]
 		name := fmt.Sprintf("%d/%s", port, roleNames[port])
-		if l.Enabled {
+		switch why := cfg.NotServed(port); {
+		case l.Enabled && why != "":
+			unserved = append(unserved, name+" ("+why+")")
+		case l.Enabled:
 			on = append(on, name+" on "+l.Addr)
-		} else {
+		default:
 			off = append(off, strconv.Itoa(port))
 		}
 	}
@@ -164,6 +167,9 @@ func summary(cfg *config.Config) string {
 		cfg.Domain, strings.Join(cfg.Hostnames, ","), cfg.DataDir, flavor, cfg.TLSFlavor, strings.Join(on, ", "))
 	if len(off) > 0 {
 		s += "; off (add to PORTS): " + strings.Join(off, ",")
+	}
+	if len(unserved) > 0 {
+		s += "; enabled but not served: " + strings.Join(unserved, ", ")
 	}
 	return s
 }

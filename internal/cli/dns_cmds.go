@@ -18,7 +18,10 @@ func dnsCommands() []*command {
 lines ready to paste: MX, SPF, DKIM, DMARC, the DMARC report authorisation,
 the RFC 6186 SRV records and the autoconfig/autodiscover CNAMEs. They follow
 HOSTNAMES (the first one), DOMAIN, DMARC_RUA, DMARC_RUF, DKIM_SELECTOR,
-PORTS and TLS_FLAVOR. For an alternative domain the DKIM record carries its
+PORTS and TLS_FLAVOR, and suggest only services this server answers: an SRV
+record for a port that is off (587 unless PORTS names it) says "not
+offered" (target ".", RFC 6186 3), autoconfig needs 80 or 443 served and
+autodiscover 443. For an alternative domain the DKIM record carries its
 domain's key, which signs its mail.`,
 			run: runDNS},
 		{name: "dkim", args: "DOMAIN", min: 1, max: 1, store: true,
@@ -41,6 +44,7 @@ func (c *call) records(info admin.DKIMInfo) ([]msgauth.Record, error) {
 		DKIMSelector: info.Selector,
 		DKIMRecord:   info.Record,
 		Ports:        c.cfg.Ports,
+		Served:       c.cfg.ServedPorts(),
 		TLS:          c.cfg.TLSFlavor != "notls",
 		// Mailu adds DANE TLSA records for the Let's Encrypt roots; Petrel
 		// does not fetch Let's Encrypt certificates yet (those flavors

@@ -239,3 +239,40 @@ print("PASS" if dkim.verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc) else "FAIL
 		t.Errorf("python3-dkim: %s, want %s", got, want)
 	}
 }
+
+// `petrel dns` suggests only what serve answers: no autodiscover when 443
+// is not served (TLS_FLAVOR=mail), nothing at all for the web when 80 and
+// 443 are off, a real submission SRV only once 587 is on, and never a
+// ManageSieve record (4190 is not served).
+func TestDNSRecordsOnlyServed(t *testing.T) {
+	t.Parallel()
+	zone := func(vars map[string]string) string {
+		e := newEnv(t)
+		for k, v := range vars {
+			e.vars[k] = v
+		}
+		e.ok("", "domain", "example.com")
+		return e.ok("", "dns", "example.com").stdout
+	}
+	has := func(t *testing.T, z, rec string, want bool) {
+		t.Helper()
+		if strings.Contains(z, rec) != want {
+			t.Errorf("record %q present=%v, want %v:\n%s", rec, !want, want, z)
+		}
+	}
+	z := zone(map[string]string{"TLS_FLAVOR": "mail"})
+	has(t, z, "autoconfig.example.com. 600 IN CNAME", true) // 80 serves it
+	has(t, z, "autodiscover.example.com.", false)
+	has(t, z, "_autodiscover._tcp.example.com. 600 IN SRV 0 0 0 .\n", true)
+
+	z = zone(map[string]string{"PORTS": "25,465,993,995", "TLS": "465,993,995"})
+	has(t, z, "autoconfig.example.com.", false)
+	has(t, z, "autodiscover.example.com.", false)
+	has(t, z, "_submission._tcp.example.com. 600 IN SRV 0 0 0 .\n", true)
+
+	z = zone(map[string]string{"PORTS": "25,80,443,465,587,993,995,4190"})
+	has(t, z, "_submission._tcp.example.com. 600 IN SRV 20 1 587 mail.example.com.\n", true)
+	has(t, z, "autodiscover.example.com. 600 IN CNAME mail.example.com.\n", true)
+	has(t, z, "4190", false)
+	has(t, z, "sieve", false)
+}

@@ -41,7 +41,11 @@ type Config struct {
 	DMARCRUF   string   // DMARC_RUF, local part at DOMAIN for failure reports, default POSTMASTER
 	SecretKey  string   // SECRET_KEY or the contents of SECRET_KEY_FILE
 	SiteName   string   // SITENAME, default "Mailu"
-	Website    string   // WEBSITE, default "https://mailu.io"
+
+	Welcome        bool   // WELCOME: new users get a welcome message
+	WelcomeSubject string // WELCOME_SUBJECT
+	WelcomeBody    string // WELCOME_BODY
+	Website        string // WEBSITE, default "https://mailu.io"
 
 	// Petrel's own settings (one binary instead of containers)
 	DataDir     string           // DATA_DIR, default "/var/lib/petrel"

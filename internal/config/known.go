@@ -45,6 +45,9 @@ func implementedSettings() []SettingDoc {
 		s("SECRET_KEY", "", "master secret; sub-keys for SRS, tokens and log hashes derive from it", "no default: a warning when unset (Mailu: changeMe)"),
 		s("SECRET_KEY_FILE", "", "file holding SECRET_KEY (read when SECRET_KEY is unset)", ""),
 		s("SITENAME", "Mailu", "name shown to users", ""),
+		s("WELCOME", "false", "send every new user a welcome message to their INBOX, once, at creation", ""),
+		s("WELCOME_SUBJECT", "Welcome to your new email account", "subject of the welcome message", ""),
+		s("WELCOME_BODY", "Welcome to your new email account, if you can read this, then it is configured properly!", "body of the welcome message (plain text)", ""),
 		s("WEBSITE", "https://mailu.io", "link shown to users", ""),
 
 		// Petrel's own

@@ -19,6 +19,39 @@ func KnownPorts() []int {
 	return []int{25, 80, 443, 465, 587, 993, 143, 995, 110, 4190}
 }
 
+// Unserved maps each role port that this Petrel build does not serve yet
+// to why, so config-check, the start-up lines, quickstart and `petrel dns`
+// agree on what is really served.
+func UnservedPorts() map[int]string {
+	return map[int]string{4190: "ManageSieve is not implemented in this Petrel version yet"}
+}
+
+// NotServed says why serve does not answer on an enabled port, or "" when
+// it does: a role this build lacks (UnservedPorts), or 443 under
+// TLS_FLAVOR=mail or mail-letsencrypt, where the web is plain HTTP on 80
+// for a TLS-terminating proxy (Mailu: nginx's tls.conf is mail-only then).
+func (c *Config) NotServed(port int) string {
+	if why := UnservedPorts()[port]; why != "" {
+		return why
+	}
+	if port == 443 && (c.TLSFlavor == "mail" || c.TLSFlavor == "mail-letsencrypt") {
+		return "TLS_FLAVOR=" + c.TLSFlavor + " serves the web in plain HTTP on port 80, for a TLS-terminating proxy"
+	}
+	return ""
+}
+
+// ServedPorts lists, in order, the role ports serve answers on: enabled
+// and not NotServed.
+func (c *Config) ServedPorts() []int {
+	out := []int{}
+	for _, p := range KnownPorts() {
+		if l, ok := c.Listeners[p]; ok && l.Enabled && c.NotServed(p) == "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 const portsFix = "use a comma list such as " + DefaultPorts
 
 // portList reads PORTS or TLS: a comma list of port numbers.

@@ -209,6 +209,10 @@ func (r *reader) identity(cfg *Config) {
 
 	r.secretKey(cfg)
 	cfg.SiteName = r.str("SITENAME", "Mailu")
+	// Mailu: core/admin/mailu/configuration.py WELCOME* defaults.
+	cfg.Welcome = r.boolean("WELCOME", false)
+	cfg.WelcomeSubject = r.str("WELCOME_SUBJECT", "Welcome to your new email account")
+	cfg.WelcomeBody = r.str("WELCOME_BODY", "Welcome to your new email account, if you can read this, then it is configured properly!")
 	cfg.Website = r.str("WEBSITE", "https://mailu.io")
 }
 

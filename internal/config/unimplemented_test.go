@@ -67,8 +67,8 @@ func TestUnimplementedExamples(t *testing.T) {
 		}
 	}
 	// An unparsable boolean is a warning, never an error.
-	if _, probs := Parse(with("WELCOME", "perhaps")); len(probs) != 1 || !probs[0].Warning {
-		t.Errorf("WELCOME=perhaps: %v", probs)
+	if _, probs := Parse(with("DOMAIN_REGISTRATION", "perhaps")); len(probs) != 1 || !probs[0].Warning {
+		t.Errorf("DOMAIN_REGISTRATION=perhaps: %v", probs)
 	}
 }
 

@@ -292,6 +292,8 @@ func (s *session) authFailed(mech, username, reason string, err error) error {
 	case err == nil:
 		s.log.Info("auth failed", "mech", mech, "username", username, "reason", reason)
 		res = no("AUTHENTICATIONFAILED", textAuthFailed)
+	case errors.Is(err, auth.ErrNotFullAddress):
+		res = no("AUTHENTICATIONFAILED", "Authentication failed: "+auth.NotFullAddressText)
 	case errors.Is(err, auth.ErrBadCredentials):
 		res = no("AUTHENTICATIONFAILED", textAuthFailed)
 	case errors.Is(err, auth.ErrRateLimited):

@@ -93,6 +93,13 @@ type RecordsOptions struct {
 	// TLS is false under TLS_FLAVOR=notls: then no _autodiscover,
 	// _submissions, _imaps or _pop3s records.
 	TLS bool
+	// Served, when not nil, lists the ports the server really answers on
+	// (Petrel's serve, not Mailu's PORTS rules): it replaces Ports and the
+	// TLS-follows rule for the SRV records, and the autoconfig and
+	// autodiscover names are suggested only when the web serves them
+	// (autoconfig on 80 or 443, autodiscover on 443). Nil keeps Mailu's
+	// records.
+	Served []int
 	// LetsEncrypt adds Mailu's DANE TLSA records for the ISRG roots
 	// (TLS_FLAVOR letsencrypt or mail-letsencrypt).
 	LetsEncrypt bool
@@ -157,17 +164,26 @@ func Records(opts RecordsOptions) ([]Record, error) {
 			recs = append(recs, Record{Name: fq("_25._tcp." + host), TTL: tlsaTTL, Type: "TLSA", Value: "2 1 1 " + h})
 		}
 	}
+	on := func(port int) bool {
+		if opts.Served != nil {
+			return slices.Contains(opts.Served, port)
+		}
+		return portEnabled(opts.Ports, port)
+	}
 	for _, s := range srvServices(opts.TLS) {
 		// RFC 6186 3: target "." means the service is not offered.
 		v := "0 0 0 ."
-		if portEnabled(opts.Ports, s.port) {
+		if on(s.port) {
 			v = fmt.Sprintf("%d 1 %d %s", s.priority, s.port, fq(host))
 		}
 		recs = append(recs, Record{Name: fq("_" + s.name + "._tcp." + d), TTL: recordTTL, Type: "SRV", Value: v})
 	}
-	recs = append(recs,
-		Record{Name: fq("autoconfig." + d), TTL: recordTTL, Type: "CNAME", Value: fq(host)},
-		Record{Name: fq("autodiscover." + d), TTL: recordTTL, Type: "CNAME", Value: fq(host)})
+	if opts.Served == nil || on(80) || on(443) {
+		recs = append(recs, Record{Name: fq("autoconfig." + d), TTL: recordTTL, Type: "CNAME", Value: fq(host)})
+	}
+	if opts.Served == nil || on(443) {
+		recs = append(recs, Record{Name: fq("autodiscover." + d), TTL: recordTTL, Type: "CNAME", Value: fq(host)})
+	}
 	return recs, nil
 }
 

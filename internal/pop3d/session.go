@@ -571,6 +571,8 @@ func (s *session) authFailed(mech, username, reason string, err error) {
 	case err == nil:
 		s.log.Info("auth failed", "mech", mech, "username", username, "reason", reason)
 		s.err("[AUTH] Authentication failed")
+	case errors.Is(err, auth.ErrNotFullAddress):
+		s.err("[AUTH] Authentication failed: " + auth.NotFullAddressText)
 	case errors.Is(err, auth.ErrBadCredentials):
 		s.err("[AUTH] Authentication failed")
 	case errors.Is(err, auth.ErrRateLimited):

@@ -63,6 +63,8 @@ func replyFor(err error) *smtp.SMTPError {
 		return reply(552, 5, 3, 4, "Message header exceeds the maximum header size")
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return replyLineTooLong(0)
+	case errors.Is(err, auth.ErrNotFullAddress):
+		return reply(535, 5, 7, 8, "Authentication credentials invalid: "+auth.NotFullAddressText)
 	case errors.Is(err, auth.ErrBadCredentials):
 		return replyBadCredentials()
 	case errors.Is(err, auth.ErrRateLimited):

@@ -35,11 +35,7 @@ func (c *call) destinations(dests []string) bool {
 		if !ok {
 			return false
 		}
-		if _, err := c.api.svc.User(c.ctx(), e); errors.Is(err, store.ErrNotFound) {
-			c.msg(http.StatusNotFound, fmt.Sprintf("Provided destination email address %s does not exist", d))
-			return false
-		} else if err != nil {
-			c.fail(err)
+		if _, err := c.api.svc.User(c.ctx(), e); !c.found(err, fmt.Sprintf("Provided destination email address %s does not exist", d)) {
 			return false
 		}
 	}
@@ -54,11 +50,7 @@ func (a *API) createAlias(c *call) {
 	}
 	local, domain, _ := strings.Cut(email, "@")
 	d, err := a.svc.Domain(c.ctx(), domain)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Domain %s does not exist (%s)", domain, raw))
-		return
-	} else if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("Domain %s does not exist (%s)", domain, raw)) {
 		return
 	}
 	if d.MaxAliases != -1 {
@@ -102,12 +94,7 @@ func (c *call) alias() (*store.Alias, bool) {
 		return nil, false
 	}
 	x, err := c.api.svc.Alias(c.ctx(), e)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Alias %s cannot be found", raw))
-		return nil, false
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("Alias %s cannot be found", raw)) {
 		return nil, false
 	}
 	return x, true
@@ -170,12 +157,7 @@ func (a *API) domainAliases(c *call) {
 		return
 	}
 	as, err := a.svc.Aliases(c.ctx(), n)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Domain %s cannot be found", raw))
-		return
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("Domain %s cannot be found", raw)) {
 		return
 	}
 	out := make([]obj, len(as))
@@ -253,12 +235,7 @@ func (c *call) relay() (*store.Relay, bool) {
 		return nil, false
 	}
 	r, err := c.api.svc.Relay(c.ctx(), n)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Relayed domain %s cannot be found", raw))
-		return nil, false
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("Relayed domain %s cannot be found", raw)) {
 		return nil, false
 	}
 	return r, true

@@ -322,3 +322,17 @@ func nullable(s string) any {
 	}
 	return s
 }
+
+// found answers a lookup's error: 404 with notFound when the row is
+// missing, fail's mapping for anything else. It reports whether err is nil.
+func (c *call) found(err error, notFound string) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, store.ErrNotFound):
+		c.msg(http.StatusNotFound, notFound)
+	default:
+		c.fail(err)
+	}
+	return false
+}

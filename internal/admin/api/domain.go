@@ -40,12 +40,7 @@ func (c *call) domain(param string) (*store.Domain, bool) {
 		return nil, false
 	}
 	d, err := c.api.svc.Domain(c.ctx(), n)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Domain %s does not exist", raw))
-		return nil, false
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("Domain %s does not exist", raw)) {
 		return nil, false
 	}
 	return d, true
@@ -323,11 +318,7 @@ func (c *call) managerTarget(email string) (*store.Domain, string, bool) {
 	if !ok {
 		return nil, "", false
 	}
-	if _, err := c.api.svc.User(c.ctx(), e); errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("User %s does not exist", email))
-		return nil, "", false
-	} else if err != nil {
-		c.fail(err)
+	if _, err := c.api.svc.User(c.ctx(), e); !c.found(err, fmt.Sprintf("User %s does not exist", email)) {
 		return nil, "", false
 	}
 	return d, e, true
@@ -376,12 +367,7 @@ func (a *API) deleteManager(c *call) {
 		return
 	}
 	err := a.svc.RemoveManager(c.ctx(), d.Name, e)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("User %s is not a manager of the domain %s", raw, d.Name))
-		return
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("User %s is not a manager of the domain %s", raw, d.Name)) {
 		return
 	}
 	c.msg(http.StatusOK, fmt.Sprintf("User %s has been removed as a manager of the domain %s ", raw, d.Name))
@@ -432,11 +418,7 @@ func (a *API) createAlternative(c *call) {
 	if !ok {
 		return
 	}
-	if _, err := a.svc.Domain(c.ctx(), dn); errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Domain %s does not exist", rawDomain))
-		return
-	} else if err != nil {
-		c.fail(err)
+	if _, err := a.svc.Domain(c.ctx(), dn); !c.found(err, fmt.Sprintf("Domain %s does not exist", rawDomain)) {
 		return
 	}
 	_, err := a.svc.CreateAlternative(c.ctx(), name, dn)
@@ -459,12 +441,7 @@ func (c *call) alternative() (*store.Alternative, bool) {
 		return nil, false
 	}
 	x, err := c.api.svc.Alternative(c.ctx(), n)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Alternative domain %s does not exist", raw))
-		return nil, false
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("Alternative domain %s does not exist", raw)) {
 		return nil, false
 	}
 	return x, true

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -81,11 +80,7 @@ func (c *call) newToken(raw string) {
 	if !ok {
 		return
 	}
-	if _, err := c.api.svc.User(c.ctx(), email); errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("User %s cannot be found", raw))
-		return
-	} else if err != nil {
-		c.fail(err)
+	if _, err := c.api.svc.User(c.ctx(), email); !c.found(err, fmt.Sprintf("User %s cannot be found", raw)) {
 		return
 	}
 	ips, ok := c.authorizedIPs()
@@ -122,12 +117,7 @@ func (a *API) userTokens(c *call) {
 		return
 	}
 	ts, err := a.svc.Tokens(c.ctx(), email)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("User %s cannot be found", raw))
-		return
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("User %s cannot be found", raw)) {
 		return
 	}
 	out := make([]obj, len(ts))
@@ -148,12 +138,7 @@ func (c *call) token() (*store.Token, bool) {
 	} else {
 		err = store.ErrNotFound
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Record cannot be found for id %s or invalid id provided", raw))
-		return nil, false
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("Record cannot be found for id %s or invalid id provided", raw)) {
 		return nil, false
 	}
 	return t, true

@@ -124,11 +124,7 @@ func (a *API) createUser(c *call) {
 		return
 	}
 	local, domain, _ := strings.Cut(email, "@")
-	if _, err := a.svc.Domain(c.ctx(), domain); errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("Domain %s does not exist", domain))
-		return
-	} else if err != nil {
-		c.fail(err)
+	if _, err := a.svc.Domain(c.ctx(), domain); !c.found(err, fmt.Sprintf("Domain %s does not exist", domain)) {
 		return
 	}
 	u := a.svc.NewUser(local, domain)
@@ -159,12 +155,7 @@ func (c *call) user() (*store.User, bool) {
 		return nil, false
 	}
 	u, err := c.api.svc.User(c.ctx(), e)
-	if errors.Is(err, store.ErrNotFound) {
-		c.msg(http.StatusNotFound, fmt.Sprintf("User %s cannot be found", raw))
-		return nil, false
-	}
-	if err != nil {
-		c.fail(err)
+	if !c.found(err, fmt.Sprintf("User %s cannot be found", raw)) {
 		return nil, false
 	}
 	return u, true

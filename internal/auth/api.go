@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -92,3 +93,23 @@ type ScramProvider interface {
 }
 
 var _ ScramProvider = (*Authenticator)(nil)
+
+// ScramMechanismsOf lists the SCRAM mechanisms a protocol's authenticator
+// offers now: none when it is not a ScramProvider.
+func ScramMechanismsOf(a any, tlsOn bool) []string {
+	if sp, ok := a.(ScramProvider); ok {
+		return sp.ScramMechanisms(tlsOn)
+	}
+	return nil
+}
+
+// StartScram starts a SCRAM exchange when mech is one that a offers now,
+// else returns nil. cs is the connection's TLS state (nil in plaintext),
+// which -PLUS binds to.
+func StartScram(ctx context.Context, a any, mech string, tlsOn bool, cs *tls.ConnectionState, at Attempt) *ScramLogin {
+	sp, ok := a.(ScramProvider)
+	if !ok || !slices.Contains(sp.ScramMechanisms(tlsOn), mech) {
+		return nil
+	}
+	return sp.NewScramLogin(ctx, at, mech == ScramSHA256Plus, cs)
+}

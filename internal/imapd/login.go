@@ -77,10 +77,8 @@ func cmdLogin(s *session, c *command) error {
 // offers it.
 func (s *session) authCapabilities() []string {
 	caps := []string{"AUTH=PLAIN", "AUTH=LOGIN"} // Mailu: auth_mechanisms = plain login
-	if sp, ok := s.srv.opts.Auth.(auth.ScramProvider); ok {
-		for _, m := range sp.ScramMechanisms(s.tls) {
-			caps = append(caps, "AUTH="+m)
-		}
+	for _, m := range auth.ScramMechanismsOf(s.srv.opts.Auth, s.tls) {
+		caps = append(caps, "AUTH="+m)
 	}
 	return caps
 }
@@ -88,27 +86,17 @@ func (s *session) authCapabilities() []string {
 // scramLogin starts a SCRAM exchange if mech is a SCRAM mechanism
 // offered now.
 func (s *session) scramLogin(mech string) *auth.ScramLogin {
-	sp, ok := s.srv.opts.Auth.(auth.ScramProvider)
-	if !ok {
-		return nil
+	var cs *tls.ConnectionState
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		cs = &st
 	}
-	for _, m := range sp.ScramMechanisms(s.tls) {
-		if m != mech {
-			continue
-		}
-		var cs *tls.ConnectionState
-		if tc, ok := s.conn.(*tls.Conn); ok {
-			st := tc.ConnectionState()
-			cs = &st
-		}
-		return sp.NewScramLogin(s.ctx, auth.Attempt{
-			Protocol: "imap", // the core checks enable_imap
-			Port:     s.srv.Port(),
-			Remote:   s.tc.Remote().Addr(),
-			Log:      s.log,
-		}, mech == auth.ScramSHA256Plus, cs)
-	}
-	return nil
+	return auth.StartScram(s.ctx, s.srv.opts.Auth, mech, s.tls, cs, auth.Attempt{
+		Protocol: "imap", // the core checks enable_imap
+		Port:     s.srv.Port(),
+		Remote:   s.tc.Remote().Addr(),
+		Log:      s.log,
+	})
 }
 
 // cmdAuthenticate is AUTHENTICATE mechanism [initial-response] (RFC 9051

@@ -434,37 +434,24 @@ func (s *session) cmdAuth(arg string) {
 // SCRAM-SHA-256 (-PLUS over TLS) when the authenticator offers it.
 func (s *session) saslMechanisms() []string {
 	mechs := []string{sasl.Plain, auth.LoginMechanism} // Mailu: auth_mechanisms = plain login
-	if sp, ok := s.srv.opts.Auth.(auth.ScramProvider); ok {
-		mechs = append(mechs, sp.ScramMechanisms(s.tls)...)
-	}
-	return mechs
+	return append(mechs, auth.ScramMechanismsOf(s.srv.opts.Auth, s.tls)...)
 }
 
 // scramLogin starts a SCRAM exchange (RFC 5802, RFC 7677) if mech is a
 // SCRAM mechanism offered now; the server-final message is a last "+"
 // challenge the client answers with an empty line.
 func (s *session) scramLogin(mech string) *auth.ScramLogin {
-	sp, ok := s.srv.opts.Auth.(auth.ScramProvider)
-	if !ok {
-		return nil
+	var cs *tls.ConnectionState
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		cs = &st
 	}
-	for _, m := range sp.ScramMechanisms(s.tls) {
-		if m != mech {
-			continue
-		}
-		var cs *tls.ConnectionState
-		if tc, ok := s.conn.(*tls.Conn); ok {
-			st := tc.ConnectionState()
-			cs = &st
-		}
-		return sp.NewScramLogin(s.ctx, auth.Attempt{
-			Protocol: "pop3", // the core checks enable_pop
-			Port:     s.srv.Port(),
-			Remote:   s.tc.Remote().Addr(),
-			Log:      s.log,
-		}, mech == auth.ScramSHA256Plus, cs)
-	}
-	return nil
+	return auth.StartScram(s.ctx, s.srv.opts.Auth, mech, s.tls, cs, auth.Attempt{
+		Protocol: "pop3", // the core checks enable_pop
+		Port:     s.srv.Port(),
+		Remote:   s.tc.Remote().Addr(),
+		Log:      s.log,
+	})
 }
 
 var errAuthzid = errors.New("authorization identity differs from the username")

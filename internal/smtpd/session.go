@@ -88,10 +88,7 @@ func (ss *session) AuthMechanisms() []string {
 	// Mailu: auth_mechanisms = plain login; Petrel adds SCRAM-SHA-256
 	// (and -PLUS over TLS) when the authenticator offers it.
 	mechs := []string{sasl.Plain, auth.LoginMechanism}
-	if sp, ok := ss.srv.opts.Auth.(auth.ScramProvider); ok {
-		mechs = append(sp.ScramMechanisms(ss.tls), mechs...)
-	}
-	return mechs
+	return append(auth.ScramMechanismsOf(ss.srv.opts.Auth, ss.tls), mechs...)
 }
 
 // scramOffered reports whether mech is a SCRAM mechanism offered now.

@@ -216,7 +216,9 @@ func (h *Handler) userEdit(q *request) error {
 		return err
 	}
 	if !nu.Enabled {
-		_ = h.opt.Store.DeleteUserWebSessions(q.r.Context(), nu.Email, "")
+		if err := h.opt.Store.DeleteUserWebSessions(q.r.Context(), nu.Email, ""); err != nil {
+			h.log.Warn("web: could not delete a session", "err", err)
+		}
 	}
 	return q.done("/user/list/"+u.DomainName, "User "+displayName(u.Email)+" saved.")
 }

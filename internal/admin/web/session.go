@@ -229,7 +229,9 @@ func (h *Handler) loadSession(r *http.Request) (*session, error) {
 		return nil, err
 	}
 	if !u.Enabled {
-		_ = h.opt.Store.DeleteWebSession(ctx, ws.ID)
+		if err := h.opt.Store.DeleteWebSession(ctx, ws.ID); err != nil {
+			h.log.Warn("web: could not delete a session", "err", err)
+		}
 		return nil, nil
 	}
 	if now.Sub(ws.SeenAt) > touchEvery {
@@ -368,7 +370,9 @@ func (h *Handler) loginPost(q *request) error {
 // id at every sign-in: no session fixation).
 func (h *Handler) startSession(q *request, email, stage string, remember bool) error {
 	if q.sess != nil {
-		_ = h.opt.Store.DeleteWebSession(q.r.Context(), q.sess.ID)
+		if err := h.opt.Store.DeleteWebSession(q.r.Context(), q.sess.ID); err != nil {
+			h.log.Warn("web: could not delete a session", "err", err)
+		}
 	}
 	secret := randomToken()
 	now := h.now()
@@ -403,7 +407,9 @@ func (h *Handler) totpPost(q *request) error {
 		return err
 	}
 	if locked {
-		_ = h.opt.Store.DeleteWebSession(ctx, q.sess.ID)
+		if err := h.opt.Store.DeleteWebSession(ctx, q.sess.ID); err != nil {
+			h.log.Warn("web: could not delete a session", "err", err)
+		}
 		h.setCookie(q.w, sessionCookie, "", -1)
 		q.sess = nil
 		q.render(http.StatusTooManyRequests, "login", "Sign in", map[string]any{"Error": "Too many wrong codes for this account. Try again in an hour."})

@@ -2,6 +2,8 @@ package connlimit
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -162,3 +164,28 @@ func As[T net.Conn](nc net.Conn) (T, bool) {
 // past is a read deadline that has already passed: a read fails at once
 // with a timeout.
 func past() time.Time { return time.Unix(1, 0) }
+
+// Lingering bounds Linger: how long, and how much input, it waits for.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 1 << 20
+)
+
+// Linger is for a server that hangs up on a client that may still be
+// sending (a line too long, too many errors). Closing a socket with
+// unread input makes the kernel send a reset, which can destroy the
+// replies still on their way; so, as net/http does, the sending side is
+// shut first (after TLS's close_notify when top is a *tls.Conn) and the
+// client's remaining input is read and dropped for a short while. The
+// caller closes afterwards as usual.
+func (c *Conn) Linger(top net.Conn) {
+	if tc, ok := top.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+	}
+	tcp, ok := c.raw.(interface{ CloseWrite() error })
+	if !ok || tcp.CloseWrite() != nil {
+		return
+	}
+	_ = c.raw.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.raw, lingerBytes))
+}

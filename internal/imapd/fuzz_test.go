@@ -25,6 +25,7 @@ func (c *pipeConn) Remote() netip.AddrPort {
 func (c *pipeConn) Draining() bool        { return false }
 func (c *pipeConn) ClaimUser(string) bool { return true }
 func (c *pipeConn) SetBusy(bool)          {}
+func (c *pipeConn) Linger(net.Conn)       {}
 func (c *pipeConn) ReleaseUser()          {}
 
 // runSession feeds input to one session over a pipe, after a login and a

@@ -41,6 +41,8 @@ type trackedConn interface {
 	ReleaseUser()
 	// SetBusy protects an upload in progress from a drain.
 	SetBusy(bool)
+	// Linger drains the client's input before a hang-up.
+	Linger(top net.Conn)
 }
 
 // session is one client connection.
@@ -62,6 +64,7 @@ type session struct {
 	badCommands  int
 	authFailures int
 	closing      bool   // the response being written is the last one
+	linger       bool   // the client may still be sending: drain before closing
 	byeAfter     string // a BYE to send after the tagged response
 	logout       string // why the session ended, for the log
 
@@ -136,6 +139,9 @@ func (s *session) arm() {
 func (s *session) run() {
 	s.log.Debug("connect")
 	defer func() {
+		if s.linger {
+			s.tc.Linger(s.conn)
+		}
 		if s.conn != net.Conn(s.tc) {
 			_ = s.conn.Close() // TLS: close_notify, then the socket
 		}
@@ -281,6 +287,7 @@ func (s *session) finish(c *command, spec commandSpec, err error) bool {
 	if res.kind == "BAD" {
 		s.badCommands++
 		if s.badCommands >= maxBadCommands {
+			s.linger = true
 			s.bye("Too many invalid commands")
 		}
 	}
@@ -294,6 +301,7 @@ func (s *session) finish(c *command, spec commandSpec, err error) bool {
 func (s *session) skip() bool {
 	s.badCommands++
 	if s.badCommands >= maxBadCommands {
+		s.linger = true
 		s.bye("Too many invalid commands")
 		return false
 	}
@@ -311,6 +319,7 @@ func (s *session) skip() bool {
 // skipFailure is the BYE text when the rest of a command cannot be
 // skipped: an over-long line is not read to its end (it may have none).
 func (s *session) skipFailure() string {
+	s.linger = true
 	if s.d.Err() == errLineTooLong {
 		s.log.Info("command line too long, closing", "max_line_length", s.d.maxLine)
 		return "Command line too long"

@@ -529,16 +529,14 @@ func TestOversizedLineAnswersAndCloses(t *testing.T) {
 		c.eof()
 	}
 	c := e.dial()
-	if _, err := io.WriteString(c.conn, strings.Repeat("A", 5000)); err != nil { // no line end
-		t.Fatal(err)
-	}
+	// No line end. The server may hang up before all of it is sent: the
+	// write's error does not matter, the reply does.
+	_, _ = io.WriteString(c.conn, strings.Repeat("A", 5000))
 	check("command", c)
 
 	c = e.dial()
 	c.expect("AUTH PLAIN", "+ ")
-	if _, err := io.WriteString(c.conn, strings.Repeat("QUFB", 2000)); err != nil {
-		t.Fatal(err)
-	}
+	_, _ = io.WriteString(c.conn, strings.Repeat("QUFB", 2000))
 	check("SASL response", c)
 	if !strings.Contains(e.logs.String(), "line too long") {
 		t.Errorf("no log line:\n%s", e.logs)

@@ -63,6 +63,7 @@ type session struct {
 	authFailures int
 	badCommands  int
 	closing      bool // the reply being written is the last one
+	linger       bool // the client may still be sending: drain before closing
 
 	// TRANSACTION state (maildrop.go)
 	user      string
@@ -103,6 +104,9 @@ func (s *session) setConn(c net.Conn) {
 func (s *session) run() {
 	s.log.Debug("connect")
 	defer func() {
+		if s.linger {
+			s.tc.Linger(s.conn)
+		}
 		if s.conn != s.tc {
 			_ = s.conn.Close() // TLS: close_notify, then the socket
 		}
@@ -169,7 +173,7 @@ func (s *session) readLine() (string, error) {
 func (s *session) lineTooLong() {
 	s.log.Info("line too long, closing", "max_line_length", s.srv.opts.MaxLineLength)
 	s.err("Line too long, closing the connection")
-	s.closing = true
+	s.closing, s.linger = true, true
 	s.logout = "line too long"
 	_ = s.w.Flush()
 }
@@ -211,7 +215,7 @@ func (s *session) bad(text string) {
 	s.badCommands++
 	if s.badCommands >= maxBadCommands {
 		s.err("Too many bad commands, closing the connection")
-		s.closing = true
+		s.closing, s.linger = true, true
 		s.logout = "bad commands"
 		return
 	}

@@ -40,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -149,20 +150,11 @@ func (c *trackedConn) hangUp(w io.WriteCloser, reply *smtp.SMTPError, stage stri
 	c.lingerClose(w)
 }
 
-// lingerClose closes after the client has had the chance to read the 421.
-// A pipelining client has usually sent more commands; closing a socket
-// with unread input makes the kernel send a reset, which can destroy the
-// replies still on their way. So, as net/http does before closing, the
-// sending side is shut first (FIN after the replies) and the client's
-// remaining input is read and dropped for a short while.
-func (c *trackedConn) lingerClose(w io.Closer) {
-	const (
-		linger   = 500 * time.Millisecond
-		maxBytes = 1 << 20
-	)
-	if tcp, ok := c.NetConn().(interface{ CloseWrite() error }); ok && tcp.CloseWrite() == nil {
-		_ = c.NetConn().SetReadDeadline(time.Now().Add(linger))
-		_, _ = io.Copy(io.Discard, io.LimitReader(c.NetConn(), maxBytes))
+// lingerClose closes after the client has had the chance to read the 421
+// (connlimit.Conn.Linger says why).
+func (c *trackedConn) lingerClose(w io.WriteCloser) {
+	if nc, ok := w.(net.Conn); ok {
+		c.Conn.Linger(nc)
 	}
 	_ = w.Close()
 }

@@ -142,8 +142,9 @@ func TestConnectionLimits(t *testing.T) {
 
 func TestAutologout(t *testing.T) {
 	ts := startServer(t, func(_ *testServer, o *Options) {
-		o.IdleTimeout = 200 * time.Millisecond
-		o.LoginTimeout = 100 * time.Millisecond
+		// Long enough for a login on a loaded machine to finish first.
+		o.IdleTimeout = time.Second
+		o.LoginTimeout = time.Second
 	})
 	c := ts.login(alice, alicePass)
 	if r := c.read(); !strings.HasPrefix(r, "* BYE Autologout") {
@@ -156,13 +157,13 @@ func TestAutologout(t *testing.T) {
 	}
 	// IDLE keeps a live client: "* OK Still here" re-arms the timer.
 	ts2 := startServer(t, func(_ *testServer, o *Options) {
-		o.IdleTimeout = 300 * time.Millisecond
-		o.IdleNotifyInterval = 100 * time.Millisecond
+		o.IdleTimeout = 1500 * time.Millisecond
+		o.IdleNotifyInterval = 300 * time.Millisecond
 	})
 	c = ts2.login(alice, alicePass)
 	c.send("i1 IDLE\r\n")
 	c.read()
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 7; i++ { // 2.1 s in all, longer than the idle timeout
 		if r := c.read(); r != "* OK Still here" {
 			t.Fatalf("keepalive %d: %q", i, r)
 		}

@@ -347,9 +347,9 @@ func TestGoSMTPRefusalsLogged(t *testing.T) {
 	}
 	t.Run("data timeout and drain", func(t *testing.T) {
 		// Wide margins: a loaded machine may stretch each pause well beyond
-	// its nominal length, and the point is only that the sum exceeds the
-	// timeout while each pause does not.
-	e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 1500 * time.Millisecond })
+		// its nominal length, and the point is only that the sum exceeds the
+		// timeout while each pause does not.
+		e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 1500 * time.Millisecond })
 		c := e.dial()
 		c.ehlo()
 		c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")

@@ -346,10 +346,7 @@ func TestGoSMTPRefusalsLogged(t *testing.T) {
 		})
 	}
 	t.Run("data timeout and drain", func(t *testing.T) {
-		// Wide margins: a loaded machine may stretch each pause well beyond
-		// its nominal length, and the point is only that the sum exceeds the
-		// timeout while each pause does not.
-		e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 1500 * time.Millisecond })
+		e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
 		c := e.dial()
 		c.ehlo()
 		c.cmd("MAIL FROM:<s@remote.test>", 250, "2.0.0")
@@ -384,10 +381,7 @@ func TestGoSMTPRefusalsLogged(t *testing.T) {
 // instead of waiting a second ReadTimeout (found by the abuse kit's long
 // form, RFC 5321 4.5.3.2.7).
 func TestIdleTimeoutMidLineIsFinal(t *testing.T) {
-	// Wide margins: a loaded machine may stretch each pause well beyond
-	// its nominal length, and the point is only that the sum exceeds the
-	// timeout while each pause does not.
-	e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 1500 * time.Millisecond })
+	e := startServer(t, RoleMX, func(o *Options) { o.ReadTimeout = 300 * time.Millisecond })
 	c := e.dial()
 	c.ehlo()
 	c.write("MAIL FROM:<half")

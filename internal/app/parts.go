@@ -159,6 +159,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			// p.queue is built below; replies only start once serving.
 			Queued: func() { p.queue.Kick() },
 		},
+		Sieve: p.sieveOptions(),
 	})
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {

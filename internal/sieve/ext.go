@@ -161,6 +161,7 @@ func (c vacationCmd) Execute(ctx context.Context, d *interp.RuntimeData) error {
 		return err
 	}
 	st := stateFrom(ctx)
+	st.vacationDefaultSubject = c.inner.Subject == ""
 	st.vacationAddrs = st.vacationAddrs[:0]
 	for _, a := range c.inner.Addresses {
 		if c.vars {
@@ -200,6 +201,8 @@ type runState struct {
 	spam          Spam
 	reject        *Reject
 	vacationAddrs []string
+	// vacationDefaultSubject: no :subject, go-sieve put in its own default.
+	vacationDefaultSubject bool
 }
 
 type stateKey struct{}

@@ -43,30 +43,13 @@ func (v fieldView) HeaderGet(key string) ([]string, error) {
 }
 
 // Spam is what spamtest reports. Tested false means nobody scored the
-// message: spamtest then yields "0" (RFC 5235 3.1).
+// message: spamtest then yields "0" (RFC 5235 3.1). Percent is Mailu's
+// scale: Dovecot's strlen of X-Spam-Level over sieve_spamtest_max_value
+// 15, which the host computes from the score (filter.SpamPercent).
 type Spam struct {
 	Tested  bool
 	Percent int // 0..100
 }
-
-// SpamFromScore is Mailu's scale: Dovecot's strlen status over X-Spam-Level
-// with sieve_spamtest_max_value = 15, i.e. floor(score) stars out of 15.
-func SpamFromScore(score float64) Spam {
-	stars := int(score)
-	if score < 0 {
-		stars = 0
-	}
-	return SpamFromLevel(strings.Repeat("*", min(stars, spamMax)))
-}
-
-// SpamFromLevel reads an X-Spam-Level header value (rspamd writes one star
-// per point and omits the header below one point).
-func SpamFromLevel(level string) Spam {
-	n := strings.Count(level, "*")
-	return Spam{Tested: true, Percent: min(n, spamMax) * 100 / spamMax}
-}
-
-const spamMax = 15
 
 // value is the spamtest string: "0" untested, else 1..10 (RFC 5235 3.1:
 // 1 means not spam, 10 definitely spam), or 0..100 with :percent (3.2).

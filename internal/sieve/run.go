@@ -113,7 +113,7 @@ func (s *Script) Run(ctx context.Context, in Input) (res Result, err error) {
 func (s *Script) result(d *interp.RuntimeData, st *runState) (Result, error) {
 	res := Result{
 		Keep:     d.Keep || d.ImplicitKeep,
-		Flags:    d.Flags,
+		Flags:    imapFlags(d.Flags),
 		Redirect: d.RedirectAddr,
 		Reject:   st.reject,
 		Edits:    d.HeaderEdits,
@@ -219,4 +219,18 @@ func (m *message) BodyRaw() ([]byte, bool, error) {
 		m.loaded = true
 	}
 	return m.bodyBuf, m.bodyErr == nil && len(m.bodyBuf) > 0, m.bodyErr
+}
+
+// imapFlags gives system flags their usual spelling (go-sieve lower-cases
+// them; IMAP compares them without case, RFC 9051 2.3.2).
+func imapFlags(flags []string) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		switch strings.ToLower(f) {
+		case `\seen`, `\answered`, `\flagged`, `\deleted`, `\draft`:
+			f = `\` + strings.ToUpper(f[1:2]) + strings.ToLower(f[2:])
+		}
+		out = append(out, f)
+	}
+	return out
 }

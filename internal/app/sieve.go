@@ -15,6 +15,11 @@ func (p *parts) sieveOptions() *inbound.SieveOptions {
 	if !ok {
 		return nil
 	}
+	return p.sieveOptionsFor(src)
+}
+
+// sieveOptionsFor runs the scripts src keeps.
+func (p *parts) sieveOptionsFor(src inbound.SieveScripts) *inbound.SieveOptions {
 	return &inbound.SieveOptions{
 		Scripts:   src,
 		Mailboxes: p.store,

@@ -340,6 +340,13 @@ func (h *sieveHost) redirect(ctx context.Context, env *Envelope, src *sieveSourc
 }
 
 func (h *sieveHost) mailboxExists(ctx context.Context, user, name string) (bool, error) {
+	// Every user has the default mailboxes: the store makes them with the
+	// first delivery, which may be this one (Mailu: auto-created).
+	for _, d := range store.DefaultMailboxes {
+		if name == d.Name || strings.EqualFold(name, "INBOX") {
+			return true, nil
+		}
+	}
 	_, err := h.opts.Mailboxes.GetMailbox(ctx, user, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil

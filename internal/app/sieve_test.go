@@ -139,6 +139,10 @@ func newSieveServer(t testing.TB, users ...string) *sieveServer {
 
 // send delivers one message over SMTP and returns the server's error.
 func (s *sieveServer) send(t testing.TB, from, rcpt, msg string) error {
+	return s.sendTo(t, from, []string{rcpt}, msg)
+}
+
+func (s *sieveServer) sendTo(t testing.TB, from string, rcpts []string, msg string) error {
 	t.Helper()
 	c, err := smtp.Dial(s.addr)
 	if err != nil {
@@ -151,8 +155,10 @@ func (s *sieveServer) send(t testing.TB, from, rcpt, msg string) error {
 	if err := c.Mail(from); err != nil {
 		return err
 	}
-	if err := c.Rcpt(rcpt); err != nil {
-		return err
+	for _, rcpt := range rcpts {
+		if err := c.Rcpt(rcpt); err != nil {
+			return err
+		}
 	}
 	w, err := c.Data()
 	if err != nil {
@@ -354,5 +360,125 @@ func TestSieveDelivery(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSieveBrokenScriptKeepsInInbox: a script that fails at run time, or
+// no longer compiles, never loses the message: the user's copy lands in
+// INBOX with an X-Sieve-Error field saying why, and the other recipient
+// of the same transaction gets the message untouched.
+func TestSieveBrokenScriptKeepsInInbox(t *testing.T) {
+	cases := []struct{ name, script, why string }{
+		{"too many redirects", `redirect "a@r.example"; redirect "b@r.example"; redirect "c@r.example";
+redirect "d@r.example"; redirect "e@r.example"; redirect "f@r.example";`, "too many"},
+		{"does not compile", "require \"fileinto\";\nfileinto \"x\"\nkeep;", "does not compile: line 2"},
+		{"missing mailbox", `require "fileinto"; fileinto "Nowhere";`, `mailbox "Nowhere" does not exist`},
+		{"reject with keep", `require "reject"; keep; reject "no";`, "reject cannot be combined"},
+		{"bad variable", `require ["variables", "fileinto", "mailbox"]; fileinto :create "${envelope.from}";`, "internal error"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSieveServer(t, "alice", "bob")
+			s.scripts.set("alice@example.test", c.script)
+			if err := s.sendTo(t, "coyote@desert.example", []string{"alice@example.test", "bob@example.test"}, sieveMsg); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			if got := s.where(t, "alice"); !slices.Equal(got, []string{"INBOX[]"}) {
+				t.Fatalf("alice's mailboxes: %v, want INBOX only", got)
+			}
+			m := s.mailbox(t, "alice", "INBOX")
+			if len(m) != 1 || !strings.HasPrefix(m[0].body, "X-Sieve-Error: main: ") || !strings.Contains(m[0].body, c.why) ||
+				!strings.Contains(m[0].body, "Subject: [acme] rockets on sale\r\n") {
+				t.Fatalf("alice's copy does not explain %q:\n%v", c.why, m)
+			}
+			if q := s.queue(t); len(q) != 0 {
+				t.Errorf("queue after a failed script: %v", q)
+			}
+			b := s.mailbox(t, "bob", "INBOX")
+			if len(b) != 1 || strings.Contains(b[0].body, "X-Sieve-Error") {
+				t.Fatalf("bob's copy: %v", b)
+			}
+		})
+	}
+}
+
+// TestSieveVacationOncePerSender: RFC 5230's vacation answers a sender once
+// per :days (the auto-reply store remembers), from the user, marked
+// auto-replied; a bounce and a no-reply sender get nothing.
+func TestSieveVacationOncePerSender(t *testing.T) {
+	s := newSieveServer(t, "alice")
+	s.scripts.set("alice@example.test", `require "vacation";
+vacation :days 3 :from "Alice <alice@example.test>" :subject "Away" "Back on Monday.";`)
+	msg := strings.Replace(sieveMsg, "List-Id: Acme deals <deals@acme.example>\n", "", 1)
+	for range 2 {
+		if err := s.send(t, "coyote@desert.example", "alice@example.test", msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.send(t, "", "alice@example.test", msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.send(t, "no-reply@desert.example", "alice@example.test", msg); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.queue(t); !slices.Equal(got, []string{"alice@example.test -> coyote@desert.example"}) {
+		t.Fatalf("queue: %v, want one reply", got)
+	}
+	reply := s.queuedBody(t, "coyote@desert.example")
+	for _, want := range []string{"From: \"Alice\" <alice@example.test>\r\n", "Subject: Away\r\n", "Auto-Submitted: auto-replied\r\n",
+		"In-Reply-To: <m1@desert.example>\r\n", "\r\n\r\nBack on Monday.\r\n"} {
+		if !strings.Contains(reply, want) {
+			t.Errorf("reply lacks %q:\n%s", want, reply)
+		}
+	}
+	if n := len(s.mailbox(t, "alice", "INBOX")); n != 4 {
+		t.Errorf("alice has %d messages, want 4 (vacation keeps)", n)
+	}
+}
+
+// TestSieveRejectDSN: reject refuses the message to its sender with a DSN
+// carrying the script's reason (RFC 5429 2.1), and stores nothing.
+func TestSieveRejectDSN(t *testing.T) {
+	s := newSieveServer(t, "alice")
+	s.scripts.set("alice@example.test", "require \"reject\";\nreject text:\nNo rockets,\nthanks.\n.\n;")
+	if err := s.send(t, "coyote@desert.example", "alice@example.test", sieveMsg); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.where(t, "alice"); len(got) != 0 {
+		t.Errorf("alice's mailboxes: %v, want none", got)
+	}
+	dsn := s.queuedBody(t, "coyote@desert.example")
+	for _, want := range []string{"Status: 5.7.1", "Sieve filter: No", "rockets, thanks.", "alice@example.test", "Subject: [acme] rockets on sale"} {
+		if !strings.Contains(dsn, want) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn)
+		}
+	}
+	// A bounce is never answered with a rejection.
+	s2 := newSieveServer(t, "alice")
+	s2.scripts.set("alice@example.test", `require "reject"; reject "no";`)
+	if err := s2.send(t, "", "alice@example.test", sieveMsg); err != nil {
+		t.Fatal(err)
+	}
+	if q := s2.queue(t); len(q) != 0 {
+		t.Errorf("rejection of a bounce queued: %v", q)
+	}
+}
+
+// TestSieveScriptChange: a script uploaded (or changed) after the first
+// message applies to the next one.
+func TestSieveScriptChange(t *testing.T) {
+	s := newSieveServer(t, "alice")
+	if err := s.send(t, "coyote@desert.example", "alice@example.test", sieveMsg); err != nil {
+		t.Fatal(err)
+	}
+	s.scripts.set("alice@example.test", `require ["fileinto", "mailbox"]; fileinto :create "One";`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && len(s.mailbox(t, "alice", "One")) == 0 {
+		if err := s.send(t, "coyote@desert.example", "alice@example.test", sieveMsg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.mailbox(t, "alice", "One")) == 0 {
+		t.Fatal("the new script never applied")
 	}
 }

@@ -80,6 +80,18 @@ type sieveServer struct {
 }
 
 func newSieveServer(t testing.TB, users ...string) *sieveServer {
+	// A script changed by a test applies at once.
+	return startSieveServer(t, sieveSetup{on: true, ttl: time.Millisecond, checker: true}, users...)
+}
+
+// sieveSetup says how startSieveServer builds delivery.
+type sieveSetup struct {
+	on      bool          // Sieve turned on
+	ttl     time.Duration // the script cache's TTL; 0: the default
+	checker bool          // scoreChecker scores messages
+}
+
+func startSieveServer(t testing.TB, setup sieveSetup, users ...string) *sieveServer {
 	ctx := context.Background()
 	cfg, problems := config.Parse(map[string]string{
 		"DATA_DIR":   t.TempDir(),
@@ -108,11 +120,13 @@ func newSieveServer(t testing.TB, users ...string) *sieveServer {
 		}
 	}
 	s := &sieveServer{p: p, scripts: &fakeScripts{scripts: map[string]string{}}}
-	// The deliverer serve builds, with the scripts turned on; a zero TTL
-	// would be the default, so a test that changes scripts waits it out.
+	// The deliverer serve builds, with the scripts turned on.
 	old := p.deliverer
-	sv := p.sieveOptionsFor(s.scripts)
-	sv.CacheTTL = time.Millisecond
+	var sv *inbound.SieveOptions
+	if setup.on {
+		sv = p.sieveOptionsFor(s.scripts)
+		sv.CacheTTL = setup.ttl
+	}
 	p.deliverer = inbound.NewDeliverer(p.delivererOptions(sv))
 	p.deliverer.Start(ctx)
 	t.Cleanup(func() { p.deliverer.Close() })
@@ -121,7 +135,10 @@ func newSieveServer(t testing.TB, users ...string) *sieveServer {
 	o := smtpOptions(cfg, p)
 	o.Role = smtpd.RoleMX
 	o.Verifier, o.LocalDomains = nil, nil
-	o.Checker = scoreChecker{}
+	o.Checker = nil
+	if setup.checker {
+		o.Checker = scoreChecker{}
+	}
 	srv := smtpd.New(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

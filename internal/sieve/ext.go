@@ -186,6 +186,10 @@ type runState struct {
 	vacationAddrs []string
 	// vacationDefaultSubject: no :subject, go-sieve put in its own default.
 	vacationDefaultSubject bool
+	// addrCache holds the parsed addresses of fields address tests
+	// read, valid while the number of header edits is addrEdits.
+	addrCache map[string][]address
+	addrEdits int
 }
 
 type stateKey struct{}

@@ -37,11 +37,16 @@ func parseHeader(h []byte) []field {
 			out = append(out, field{raw: raw})
 			continue
 		}
-		v := strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(string(value))
+		v := string(value)
+		if strings.ContainsAny(v, "\r\n") {
+			v = unfold.Replace(v)
+		}
 		out = append(out, field{name: string(bytes.TrimSpace(name)), value: strings.TrimSpace(v), raw: raw})
 	}
 	return out
 }
+
+var unfold = strings.NewReplacer("\r\n", "", "\n", "", "\r", "")
 
 // nextLine is the length of the first line of b, line end included.
 func nextLine(b []byte) int {

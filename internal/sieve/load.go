@@ -238,11 +238,7 @@ func (l *loader) indexed(pt parser.Test) (interp.Test, error) {
 		}
 	}
 	if index == 0 && !last {
-		t, err := interp.LoadTest(l.lib, pt)
-		if err != nil {
-			return nil, withLine(pt.Position, err)
-		}
-		return t, nil
+		return l.plain(pt)
 	}
 	if !l.lib.RequiresExtension("index") {
 		return nil, errAt(pt.Position, ":index needs require \"index\"")
@@ -251,11 +247,19 @@ func (l *loader) indexed(pt parser.Test) (interp.Test, error) {
 		return nil, errAt(pt.Position, ":last needs :index")
 	}
 	pt.Args = args
-	inner, err := interp.LoadTest(l.lib, pt)
+	inner, err := l.plain(pt)
 	if err != nil {
-		return nil, withLine(pt.Position, err)
+		return nil, err
 	}
 	return indexTest{inner: inner, index: index, last: last}, nil
+}
+
+// plain loads a header or address test without :index.
+func (l *loader) plain(pt parser.Test) (interp.Test, error) {
+	if strings.EqualFold(pt.Id, "address") {
+		return l.loadAddress(pt)
+	}
+	return l.headerTest(pt)
 }
 
 func (l *loader) reject(id string, pc parser.Cmd) (interp.Cmd, error) {

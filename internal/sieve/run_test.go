@@ -167,7 +167,21 @@ if header :index 1 :last :contains "Received" "b.example" { fileinto "first-hop"
 if header :index 3 :contains "Received" "example" { fileinto "x"; }`, Input{}, "keep"},
 		{"address index", `require ["index", "fileinto"];
 if address :index 1 :is "from" "coyote@desert.example.org" { fileinto "coyote"; }`, Input{}, "fileinto coyote"},
+		{"address parts", `require ["subaddress", "fileinto"];
+if allof (address :localpart :is "to" "alice", address :domain :is "from" "DESERT.example.org", not address :detail :is "to" "") { fileinto "parts"; }`,
+			Input{}, "fileinto parts"},
+		{"address detail", `require ["subaddress", "fileinto"]; if address :detail "to" "lists" { fileinto "lists"; }`,
+			Input{Header: []byte("To: Alice <alice+lists@example.com>, bob@example.com\r\n")}, "fileinto lists"},
+		{"address count", `require ["relational", "comparator-i;ascii-numeric", "fileinto"];
+if address :count "eq" :comparator "i;ascii-numeric" ["to", "cc"] "3" { fileinto "three"; }`,
+			Input{Header: []byte("To: a@x.example, B <b@x.example>\r\nCc: c@y.example\r\n")}, "fileinto three"},
+		{"address unparsable", `require "fileinto"; if address :all :contains "from" "not an address" { fileinto "raw"; }`,
+			Input{Header: []byte("From: not an address\r\n")}, "fileinto raw"},
+		{"address matches variables", `require ["variables", "fileinto"]; if address :matches "from" "*@*.example.org" { fileinto "${2}"; }`, Input{}, "fileinto desert"},
 		// draft-murchison-sieve-regex.
+		{"regex casemap", `require ["regex", "fileinto"]; if header :regex "subject" "^[$]+ I HAVE" { fileinto "folded"; }`, Input{}, "fileinto folded"},
+		{"regex octet", `require ["regex", "fileinto"]; if header :regex :comparator "i;octet" "subject" "I HAVE" { fileinto "x"; }`, Input{}, "keep"},
+		{"address regex", `require ["regex", "variables", "fileinto"]; if address :regex :domain "from" "^([a-z]+)\\.example" { fileinto "${1}"; }`, Input{}, "fileinto desert"},
 		{"regex", `require ["regex", "variables", "fileinto"];
 if header :regex "subject" "^[$]+ (i) ([a-z]+)" { fileinto "${2}"; }`, Input{}, "fileinto have"},
 		// RFC 5293 editheader.

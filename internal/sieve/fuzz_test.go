@@ -52,3 +52,47 @@ no
 		}
 	})
 }
+
+// FuzzEditHeader feeds arbitrary header blocks to the header parser and
+// editheader: without edits the fields come back as they were; with the
+// edits of a fixed script, the added field is there and no field named
+// X-Drop is left.
+func FuzzEditHeader(f *testing.F) {
+	f.Add("Subject: a\r\n folded\r\nX-Drop: 1\r\nFrom: x@y\r\n")
+	f.Add("no colon line\nX-Drop:\n\tcont\n")
+	f.Add("")
+	s, err := Compile([]byte(`require "editheader"; deleteheader "X-Drop"; addheader :last "X-Added" "v";`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, hdr string) {
+		if strings.Contains(hdr, "\r\n\r\n") || strings.Contains(hdr, "\n\n") {
+			return // the header block ends at an empty line
+		}
+		same := parseHeader(EditHeader([]byte(hdr), nil))
+		orig := parseHeader([]byte(hdr))
+		if len(same) != len(orig) {
+			t.Fatalf("fields %d -> %d", len(orig), len(same))
+		}
+		for i := range orig {
+			if same[i].name != orig[i].name || same[i].value != orig[i].value {
+				t.Fatalf("field %d: %q:%q -> %q:%q", i, orig[i].name, orig[i].value, same[i].name, same[i].value)
+			}
+		}
+		res, err := s.Run(context.Background(), Input{From: "a@b.example", Header: []byte(hdr)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := parseHeader(EditHeader([]byte(hdr), res.Edits))
+		added := false
+		for _, f := range out {
+			if strings.EqualFold(f.name, "X-Drop") {
+				t.Fatalf("X-Drop left in %q", hdr)
+			}
+			added = added || (f.name == "X-Added" && f.value == "v")
+		}
+		if !added {
+			t.Fatalf("X-Added missing from %q", hdr)
+		}
+	})
+}

@@ -128,19 +128,46 @@ func (st *runState) addresses(d *interp.RuntimeData, name string) []address {
 // loadAddress turns "address [ADDRESS-PART] [COMPARATOR] [MATCH-TYPE]
 // <header-list> <key-list>" into an addressTest over a header test.
 func (l *loader) loadAddress(pt parser.Test) (interp.Test, error) {
-	part := ""
-	var rest []parser.Arg
-	var pos []parser.Arg
+	part, rest, pos, err := l.addressArgs(pt)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != 2 {
+		return nil, errAt(pt.Position, "address takes a header list and a key list")
+	}
+	headers, ok := stringList(pos[0])
+	if !ok {
+		return nil, errAt(pt.Position, "address takes a header list and a key list")
+	}
+	for _, h := range headers {
+		if strings.Contains(h, "${") && l.lib.RequiresExtension("variables") {
+			// Variable field names: go-sieve's own test expands them.
+			return l.libTest(pt)
+		}
+	}
+	hp := parser.Test{Position: pt.Position, Id: "header",
+		Args: append(rest, parser.StringListArg{Value: []string{addrField}, Position: pt.Position}, pos[1])}
+	inner, err := l.headerTest(hp)
+	if err != nil {
+		return nil, err
+	}
+	return addressTest{inner: inner, headers: headers, part: part}, nil
+}
+
+// addressArgs splits an address or envelope test's arguments into its
+// address part ("all" by default), the other tags with their values, and
+// the positional arguments.
+func (l *loader) addressArgs(pt parser.Test) (part string, rest, pos []parser.Arg, err error) {
 	for i := 0; i < len(pt.Args); i++ {
 		a := pt.Args[i]
 		if t, ok := a.(parser.TagArg); ok {
 			switch p := strings.ToLower(t.Value); p {
 			case "all", "localpart", "domain", "user", "detail":
 				if part != "" {
-					return nil, errAt(pt.Position, "address takes one address part")
+					return "", nil, nil, errAt(pt.Position, "%s takes one address part", pt.Id)
 				}
 				if (p == "user" || p == "detail") && !l.lib.RequiresExtension("subaddress") {
-					return nil, errAt(pt.Position, ":%s needs require \"subaddress\"", p)
+					return "", nil, nil, errAt(pt.Position, ":%s needs require \"subaddress\"", p)
 				}
 				part = p
 				continue
@@ -154,29 +181,13 @@ func (l *loader) loadAddress(pt parser.Test) (interp.Test, error) {
 		}
 		pos = append(pos, a)
 	}
-	if len(pos) != 2 || len(pt.Tests) != 0 {
-		return nil, errAt(pt.Position, "address takes a header list and a key list")
-	}
-	headers, ok := stringList(pos[0])
-	if !ok {
-		return nil, errAt(pt.Position, "address takes a header list and a key list")
-	}
-	for _, h := range headers {
-		if strings.Contains(h, "${") && l.lib.RequiresExtension("variables") {
-			// Variable field names: go-sieve's own test expands them.
-			return l.libTest(pt)
-		}
+	if len(pt.Tests) != 0 {
+		return "", nil, nil, errAt(pt.Position, "%s takes no nested test", pt.Id)
 	}
 	if part == "" {
 		part = "all"
 	}
-	hp := parser.Test{Position: pt.Position, Id: "header",
-		Args: append(rest, parser.StringListArg{Value: []string{addrField}, Position: pt.Position}, pos[1])}
-	inner, err := l.headerTest(hp)
-	if err != nil {
-		return nil, err
-	}
-	return addressTest{inner: inner, headers: headers, part: part}, nil
+	return part, rest, pos, nil
 }
 
 // regexTest is a header test with :regex and constant keys, compiled once.
@@ -230,13 +241,18 @@ func (l *loader) headerTest(pt parser.Test) (interp.Test, error) {
 	return l.libTest(pt)
 }
 
-// simpleTest is "header [:comparator C] [:is|:contains] <names> <keys>"
-// with constant names and keys and C i;ascii-casemap or i;octet.
+// simpleTest is "header [:comparator C] [:is|:contains|:matches] <names>
+// <keys>" with constant names and keys and C i;ascii-casemap or i;octet;
+// :matches patterns are compiled once.
 type simpleTest struct {
-	headers  []string
-	keys     []string // lower-cased when fold
-	contains bool
-	fold     bool
+	headers []string
+	keys    []string // lower-cased when fold
+	match   string   // is, contains, matches
+	fold    bool
+	globs   []*regexp.Regexp
+	// lits[i] is a literal every value globs[i] matches contains (folded
+	// when fold): a cheap test before the regular expression runs.
+	lits []string
 }
 
 func (t simpleTest) Check(_ context.Context, d *interp.RuntimeData) (bool, error) {
@@ -251,11 +267,30 @@ func (t simpleTest) Check(_ context.Context, d *interp.RuntimeData) (bool, error
 					v = dec
 				}
 			}
+			if t.match == "matches" {
+				if len(v) > maxRegexInput {
+					v = v[:maxRegexInput]
+				}
+				folded := v
+				if t.fold {
+					folded = lowerASCII(v)
+				}
+				for i, re := range t.globs {
+					if !strings.Contains(folded, t.lits[i]) {
+						continue
+					}
+					if m := re.FindStringSubmatch(v); m != nil {
+						d.MatchVariables = m
+						return true, nil
+					}
+				}
+				continue
+			}
 			if t.fold {
 				v = lowerASCII(v)
 			}
 			for _, k := range t.keys {
-				if (t.contains && strings.Contains(v, k)) || (!t.contains && v == k) {
+				if (t.match == "contains" && strings.Contains(v, k)) || (t.match == "is" && v == k) {
 					return true, nil
 				}
 			}
@@ -280,16 +315,83 @@ func lowerASCII(s string) string {
 	return s
 }
 
+// globRegexp turns a :matches pattern (RFC 5228 2.7.1: "*" any sequence,
+// "?" one character, "\\" escapes) into a regular expression whose groups
+// are the wildcards, for the match variables ${1}... (RFC 5229 3.2).
+func globRegexp(pattern string, fold bool) (*regexp.Regexp, error) {
+	var b strings.Builder
+	b.WriteString("(?s)")
+	if fold {
+		b.WriteString("(?i)")
+	}
+	b.WriteByte('^')
+	escaped := false
+	for _, r := range pattern {
+		switch {
+		case escaped:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+			escaped = false
+		case r == '\\':
+			escaped = true
+		case r == '*':
+			b.WriteString("(.*?)")
+		case r == '?':
+			b.WriteString("(.)")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	b.WriteByte('$')
+	return regexp.Compile(b.String())
+}
+
+// globLiteral is the longest run of literal characters in a :matches
+// pattern.
+func globLiteral(pattern string, fold bool) string {
+	var best, cur strings.Builder
+	escaped := false
+	flush := func() {
+		if cur.Len() > best.Len() {
+			best.Reset()
+			best.WriteString(cur.String())
+		}
+		cur.Reset()
+	}
+	for _, r := range pattern {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\':
+			escaped = true
+		case r == '*' || r == '?':
+			flush()
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	flush()
+	lit := best.String()
+	if !fold {
+		return lit
+	}
+	for i := 0; i < len(lit); i++ {
+		if lit[i] >= 0x80 {
+			return "" // (?i) folds more than ASCII: no shortcut
+		}
+	}
+	return lowerASCII(lit)
+}
+
 func (l *loader) simpleHeader(pt parser.Test) (interp.Test, bool) {
-	t := simpleTest{fold: true}
+	t := simpleTest{fold: true, match: "is"}
 	var pos []parser.Arg
 	for i := 0; i < len(pt.Args); i++ {
 		switch a := pt.Args[i].(type) {
 		case parser.TagArg:
-			switch strings.ToLower(a.Value) {
-			case "is":
-			case "contains":
-				t.contains = true
+			switch m := strings.ToLower(a.Value); m {
+			case "is", "contains", "matches":
+				t.match = m
 			case "comparator":
 				c, ok := stringList(argAt(pt.Args, i+1))
 				if !ok || len(c) != 1 || (c[0] != "i;octet" && c[0] != "i;ascii-casemap") {
@@ -304,7 +406,7 @@ func (l *loader) simpleHeader(pt parser.Test) (interp.Test, bool) {
 			pos = append(pos, a)
 		}
 	}
-	if len(pos) != 2 || len(pt.Tests) != 0 {
+	if len(pos) != 2 || len(pt.Tests) != 0 || countTags(pt.Args, "is", "contains", "matches") > 1 {
 		return nil, false
 	}
 	names, ok1 := stringList(pos[0])
@@ -324,12 +426,111 @@ func (l *loader) simpleHeader(pt parser.Test) (interp.Test, bool) {
 	}
 	t.headers = names
 	for _, k := range keys {
+		if t.match == "matches" {
+			re, err := globRegexp(k, t.fold)
+			if err != nil {
+				return nil, false // go-sieve reports the error
+			}
+			t.globs = append(t.globs, re)
+			t.lits = append(t.lits, globLiteral(k, t.fold))
+			continue
+		}
 		if t.fold {
 			k = lowerASCII(k)
 		}
 		t.keys = append(t.keys, k)
 	}
 	return t, true
+}
+
+func countTags(args []parser.Arg, names ...string) int {
+	n := 0
+	for _, a := range args {
+		if t, ok := a.(parser.TagArg); ok {
+			for _, name := range names {
+				if strings.EqualFold(t.Value, name) {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// envelopeTest is RFC 5228 5.4's envelope test, shown to a header test
+// as the envelope parts' values, like addressTest.
+type envelopeTest struct {
+	inner  interp.Test
+	fields []string // from, to, auth
+	part   string
+}
+
+func (t envelopeTest) Check(ctx context.Context, d *interp.RuntimeData) (bool, error) {
+	var vals []string
+	for _, f := range t.fields {
+		var v string
+		switch f {
+		case "from":
+			v = d.Envelope.EnvelopeFrom()
+		case "to":
+			v = d.Envelope.EnvelopeTo()
+		case "auth":
+			v = d.Envelope.AuthUsername()
+		}
+		a := address{local: v}
+		if f != "auth" {
+			if i := strings.LastIndexByte(v, '@'); i >= 0 {
+				a = address{local: v[:i], domain: v[i+1:]}
+			}
+		}
+		if v == "" {
+			vals = append(vals, "") // the null sender matches ""
+			continue
+		}
+		if p, ok := a.part(t.part); ok {
+			vals = append(vals, p)
+		}
+	}
+	orig, edits := d.Msg, d.HeaderEdits
+	d.Msg, d.HeaderEdits = valuesView{Message: orig, name: addrField, values: vals}, nil
+	defer func() { d.Msg, d.HeaderEdits = orig, edits }()
+	return t.inner.Check(ctx, d)
+}
+
+// loadEnvelope turns an envelope test with constant parts into an
+// envelopeTest; others go to go-sieve.
+func (l *loader) loadEnvelope(pt parser.Test) (interp.Test, error) {
+	if !l.lib.RequiresExtension("envelope") {
+		return l.libTest(pt) // go-sieve reports the missing require
+	}
+	part, rest, pos, err := l.addressArgs(pt)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != 2 {
+		return nil, errAt(pt.Position, "envelope takes an envelope-part list and a key list")
+	}
+	fields, ok := stringList(pos[0])
+	if !ok {
+		return nil, errAt(pt.Position, "envelope takes an envelope-part list and a key list")
+	}
+	for i, f := range fields {
+		f = strings.ToLower(f)
+		if f != "from" && f != "to" && f != "auth" {
+			if strings.Contains(f, "${") {
+				return l.libTest(pt)
+			}
+			return nil, errAt(pt.Position, "unknown envelope part %q", fields[i])
+		}
+		fields[i] = f
+	}
+	hp := parser.Test{Position: pt.Position, Id: "header",
+		Args: append(rest, parser.StringListArg{Value: []string{addrField}, Position: pt.Position}, pos[1])}
+	inner, err := l.headerTest(hp)
+	if err != nil {
+		return nil, err
+	}
+	return envelopeTest{inner: inner, fields: fields, part: part}, nil
 }
 
 // regexHeader handles "header [:comparator C] :regex <names> <keys>" with

@@ -19,6 +19,7 @@ require (
 	golang.org/x/text v0.43.0
 	gopkg.in/yaml.v3 v3.0.1
 	modernc.org/sqlite v1.60.1
+	rsc.io/binaryregexp v0.2.0
 )
 
 require (
@@ -39,7 +40,6 @@ require (
 	modernc.org/libc v1.77.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
-	rsc.io/binaryregexp v0.2.0 // indirect
 )
 
 // Petrel's patched copy of go-smtp v0.25.1: see third_party/go-smtp/PETREL.md.

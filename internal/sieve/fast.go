@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"context"
+	"errors"
 	"mime"
 	"net/mail"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"github.com/emersion/go-message/charset"
 	"github.com/migadu/go-sieve/interp"
 	"github.com/migadu/go-sieve/parser"
+	"rsc.io/binaryregexp"
 )
 
 // go-sieve v1.1.2 compiles a regular expression on every :regex match and
@@ -249,7 +251,7 @@ type simpleTest struct {
 	keys    []string // lower-cased when fold
 	match   string   // is, contains, matches
 	fold    bool
-	globs   []*regexp.Regexp
+	globs   []*binaryregexp.Regexp
 	// lits[i] is a literal every value globs[i] matches contains (folded
 	// when fold): a cheap test before the regular expression runs.
 	lits []string
@@ -317,8 +319,9 @@ func lowerASCII(s string) string {
 
 // globRegexp turns a :matches pattern (RFC 5228 2.7.1: "*" any sequence,
 // "?" one character, "\\" escapes) into a regular expression whose groups
-// are the wildcards, for the match variables ${1}... (RFC 5229 3.2).
-func globRegexp(pattern string, fold bool) (*regexp.Regexp, error) {
+// are the wildcards, for the match variables ${1}... (RFC 5229 3.2). The
+// engine works on octets, as i;octet and i;ascii-casemap do (and go-sieve).
+func globRegexp(pattern string, fold bool) (*binaryregexp.Regexp, error) {
 	var b strings.Builder
 	b.WriteString("(?s)")
 	if fold {
@@ -341,8 +344,11 @@ func globRegexp(pattern string, fold bool) (*regexp.Regexp, error) {
 			b.WriteString(regexp.QuoteMeta(string(r)))
 		}
 	}
+	if escaped {
+		return nil, errors.New("pattern ends in a lone backslash") // go-sieve's own path decides
+	}
 	b.WriteByte('$')
-	return regexp.Compile(b.String())
+	return binaryregexp.Compile(b.String())
 }
 
 // globLiteral is the longest run of literal characters in a :matches

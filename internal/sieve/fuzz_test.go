@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -93,6 +94,46 @@ func FuzzEditHeader(f *testing.F) {
 		}
 		if !added {
 			t.Fatalf("X-Added missing from %q", hdr)
+		}
+	})
+}
+
+// FuzzFastMatches compares fast.go's header :is, :contains and :matches
+// with go-sieve's own on arbitrary patterns and values, match variables
+// included.
+func FuzzFastMatches(f *testing.F) {
+	f.Add("contains", "i;ascii-casemap", "*o?w*", "Hello World")
+	f.Add("matches", "i;octet", "\\*a*", "*abc")
+	f.Add("is", "i;ascii-casemap", "ÉTÉ", "été")
+	f.Add("matches", "i;ascii-casemap", "a?b", "aéb")
+	f.Fuzz(func(t *testing.T, match, comparator, pattern, value string) {
+		switch match {
+		case "is", "contains", "matches":
+		default:
+			return
+		}
+		if comparator != "i;octet" && comparator != "i;ascii-casemap" {
+			return
+		}
+		if strings.ContainsAny(value, "\r\n") || strings.Contains(value, "=?") || strings.TrimSpace(value) != value {
+			return // one unfolded, undecoded field value
+		}
+		quote := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+		script := `require ["fileinto", "variables"]; if header :` + match + ` :comparator "` + comparator + `" "subject" "` +
+			quote.Replace(pattern) + `" { fileinto "m-${1}-${2}"; }`
+		fast, err := compile([]byte(script), true)
+		if err != nil {
+			return
+		}
+		slow, err := compile([]byte(script), false)
+		if err != nil {
+			return
+		}
+		in := Input{From: "a@b.example", Header: []byte("Subject: " + value + "\r\n")}
+		a, errA := fast.Run(context.Background(), in)
+		b, errB := slow.Run(context.Background(), in)
+		if got, want := fmt.Sprint(a.FileInto, errA), fmt.Sprint(b.FileInto, errB); got != want {
+			t.Fatalf("%s\nvalue %q: ours %s, go-sieve %s", script, value, got, want)
 		}
 	})
 }

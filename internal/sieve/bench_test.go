@@ -42,8 +42,14 @@ func BenchmarkCompile200(b *testing.B) {
 }
 
 // BenchmarkRun200 is one delivery's script run: 200 rules, none matching.
-func BenchmarkRun200(b *testing.B) {
-	s, err := Compile([]byte(rules200()))
+func BenchmarkRun200(b *testing.B) { benchRun200(b, true) }
+
+// BenchmarkRun200GoSieve is the same run with go-sieve's own tests (no
+// fast.go), for comparison.
+func BenchmarkRun200GoSieve(b *testing.B) { benchRun200(b, false) }
+
+func benchRun200(b *testing.B, fast bool) {
+	s, err := compile([]byte(rules200()), fast)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -202,7 +202,7 @@ func (h *sieveHost) apply(ctx context.Context, env *Envelope, msg *store.NewMess
 			continue
 		}
 		redirects += res.redirects
-		log.Info("sieve", "actions", res.summary)
+		log.Debug("sieve", "actions", res.summary) // the delivery line is the message's INFO record
 		if res.edited != nil {
 			v, verr := h.variant(msg, res.edited, src)
 			if verr == nil {

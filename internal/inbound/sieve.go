@@ -203,7 +203,7 @@ func (h *sieveHost) apply(ctx context.Context, env *Envelope, msg *store.NewMess
 		}
 		redirects += res.redirects
 		log.Debug("sieve", "actions", res.summary) // the delivery line is the message's INFO record
-		if res.edited != nil {
+		if res.edited != nil && (len(res.targets) > 0 || len(res.remote.list) > 0) {
 			v, verr := h.variant(msg, res.edited, src)
 			if verr == nil {
 				v.Targets, v.Remote = res.targets, res.remote.list

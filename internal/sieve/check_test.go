@@ -30,6 +30,9 @@ if not address :localpart :contains ["From","Reply-To"] ["noreply","no-reply"]
 		{"percent without spamtestplus", "require \"spamtest\";\nif spamtest :percent \"5\" { keep; }", "line 2: :percent needs require \"spamtestplus\""},
 		{"spamtest without value", "require \"spamtest\";\nif spamtest :value \"gt\" { keep; }", "line 2: spamtest takes one value"},
 		{"index without require", "if header :index 1 \"X\" \"y\" { keep; }", "line 1: :index needs require \"index\""},
+		{"stray brace", "keep;\n}\ndiscard;", "line 2: unexpected \"}\""},
+		{"missing require wording", "fileinto \"x\";", `line 1: missing require "fileinto"`},
+		{"missing argument", "redirect;", "line 1: argument 1 is missing"},
 		{"testsuite", "test_binary_load \"x\";", "unsupported command"},
 	}
 	for _, c := range cases {

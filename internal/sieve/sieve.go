@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -82,7 +83,14 @@ func compile(script []byte, fast bool) (*Script, error) {
 	if err != nil {
 		return nil, describe(err)
 	}
-	pcmds, err := parser.Parse(lexer.NewStream(toks), &opts.Parser)
+	stream := lexer.NewStream(toks)
+	pcmds, err := parser.Parse(stream, &opts.Parser)
+	if err == nil && stream.Last() != nil {
+		// go-sieve stops quietly at a "}" with no block open; the rest
+		// of the script would be ignored.
+		line, _ := stream.Last().LineCol()
+		return nil, fmt.Errorf("line %d: unexpected \"}\"", line)
+	}
 	if err != nil {
 		if _, _, ok := lineOf(err.Error()); !ok && len(toks) > 0 {
 			// go-sieve has no position once the tokens ran out.
@@ -123,8 +131,16 @@ func describe(err error) error {
 	for _, p := range []string{"LoadSpec: ", "LoadBlock: ", "LoadTest: ", "loadRequire: "} {
 		msg = strings.Replace(msg, p, "", 1)
 	}
+	msg = missingRequire.ReplaceAllString(msg, `missing require "$1"`)
+	msg = argRequired.ReplaceAllString(msg, "argument $1 is missing")
 	return errors.New(msg)
 }
+
+// go-sieve's wording, made readable.
+var (
+	missingRequire = regexp.MustCompile(`missing require '([^' ]+)'?`)
+	argRequired    = regexp.MustCompile(`\b(\d+) argument is required`)
+)
 
 // lineOf splits "L:C: text" or "line L: text".
 func lineOf(msg string) (line int, text string, ok bool) {

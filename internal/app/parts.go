@@ -143,23 +143,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		SRS:        p.srs,
 		Logger:     log.With("part", "inbound"),
 	})
-	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
-		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
-		Store:       p.store,
-		Blobs:       p.store.Blobs(),
-		Logger:      log.With("part", "delivery"),
-		QuotaBounce: p.quotaBounce,
-		AutoReply: &inbound.AutoReplyOptions{
-			Users:    p.store,
-			Sent:     p.store,
-			Router:   p.router,
-			Signer:   p.signers,
-			Hostname: cfg.Hostnames[0],
-			NewID:    p.connIDs.Next,
-			// p.queue is built below; replies only start once serving.
-			Queued: func() { p.queue.Kick() },
-		},
-	})
+	p.deliverer = inbound.NewDeliverer(p.delivererOptions(p.sieveOptions()))
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {
 		return nil, fmt.Errorf("outbound queue: %w", err)
@@ -271,4 +255,27 @@ func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp
 		}
 	}
 	return nil
+}
+
+// delivererOptions are local delivery's settings; sv turns on Sieve.
+func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOptions {
+	cfg := p.cfg
+	return inbound.DelivererOptions{
+		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
+		Store:       p.store,
+		Blobs:       p.store.Blobs(),
+		Logger:      p.log.With("part", "delivery"),
+		QuotaBounce: p.quotaBounce,
+		AutoReply: &inbound.AutoReplyOptions{
+			Users:    p.store,
+			Sent:     p.store,
+			Router:   p.router,
+			Signer:   p.signers,
+			Hostname: cfg.Hostnames[0],
+			NewID:    p.connIDs.Next,
+			// p.queue is built after the deliverer; replies only start once serving.
+			Queued: func() { p.queue.Kick() },
+		},
+		Sieve: sv,
+	}
 }

@@ -40,6 +40,8 @@ var forbidden = map[string][]string{
 	// Event counters: below every protocol, above only the store interfaces.
 	"internal/stats": {"internal/store/sqlstore", "internal/auth", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 
+	// The Sieve language alone: delivery, store and protocols live above it.
+	"internal/sieve": {"internal/"},
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
 	// A test helper speaking only the PostgreSQL wire protocol.

@@ -233,6 +233,12 @@ func (a *autoReplier) replyFor(ctx context.Context, log *slog.Logger, env *Envel
 		log.Warn("no auto-reply: cannot build it", "err", err)
 		return
 	}
+	a.send(ctx, log, env, u.Email, sender, raw)
+}
+
+// send signs a reply and delivers it to sender: a local mailbox, or the
+// outbound queue.
+func (a *autoReplier) send(ctx context.Context, log *slog.Logger, env *Envelope, from, sender string, raw []byte) {
 	if a.opts.Signer != nil {
 		sig, err := a.opts.Signer.Signature(ctx, bytes.NewReader(raw))
 		if err != nil {
@@ -267,9 +273,9 @@ func (a *autoReplier) replyFor(ctx context.Context, log *slog.Logger, env *Envel
 		// applies"): the reply's MAIL FROM is the user, which also lets
 		// it pass SPF aligned with its From. A bounce of the reply goes
 		// to the user, never to the original sender.
-		Sender:     u.Email,
+		Sender:     from,
 		Routes:     []Route{route},
-		ReceivedAt: now,
+		ReceivedAt: a.d.now(),
 	}
 	if err := a.d.Deliver(ctx, renv, sp); err != nil {
 		log.Warn("auto-reply lost", "reply", renv.ID, "err", err)

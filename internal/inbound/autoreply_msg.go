@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/petrelmail/petrel/internal/sieve"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -36,6 +37,11 @@ type replyInput struct {
 	orig      *textproto.Header
 	now       time.Time
 	messageID string // without the angle brackets
+	// vacation, when set, is a Sieve vacation action: its subject, body
+	// and :mime replace the user's reply_* fields, and from (already
+	// checked to be the user's address) the default From.
+	vacation *sieve.Vacation
+	from     string
 }
 
 // buildReply writes the reply message (RFC 3834 3, as Dovecot's vacation
@@ -52,9 +58,16 @@ func buildReply(in replyInput) ([]byte, error) {
 	if name := clip(oneLine(u.DisplayedName), maxReplyName); name != "" {
 		from = formatAddress(name, u.Email)
 	}
+	subject, text := replySubject(u.ReplySubject, in.orig), u.ReplyBody
+	if v := in.vacation; v != nil {
+		subject, text = replySubject(v.Subject, in.orig), v.Reason
+		if in.from != "" {
+			from = in.from
+		}
+	}
 	writeField(&b, "From", from)
 	writeField(&b, "To", replyTo(in.orig, in.envSender))
-	writeField(&b, "Subject", encodeText(replySubject(u, in.orig)))
+	writeField(&b, "Subject", encodeText(subject))
 	// RFC 5322 3.3 date-time.
 	writeField(&b, "Date", in.now.Format("Mon, 2 Jan 2006 15:04:05 -0700"))
 	writeField(&b, "Message-ID", "<"+in.messageID+">")
@@ -78,8 +91,13 @@ func buildReply(in replyInput) ([]byte, error) {
 	writeField(&b, "Precedence", "bulk")
 	writeField(&b, "X-Auto-Response-Suppress", "All")
 	writeField(&b, "MIME-Version", "1.0")
+	if in.vacation != nil && in.vacation.Mime {
+		// RFC 5230 4.4: the reason is a whole MIME entity, header included.
+		b.WriteString(crlfText(text))
+		return b.Bytes(), nil
+	}
 	writeField(&b, "Content-Type", "text/plain; charset=utf-8")
-	body := crlfText(u.ReplyBody)
+	body := crlfText(text)
 	if isSevenBit(body) {
 		writeField(&b, "Content-Transfer-Encoding", "7bit")
 		b.WriteString("\r\n")
@@ -129,10 +147,11 @@ func replyTo(h *textproto.Header, envSender string) string {
 	return "<" + envSender + ">"
 }
 
-// replySubject is the user's reply_subject; when it is empty, Dovecot's
-// default: "Auto: " and the original subject, or "Automated reply".
-func replySubject(u *store.User, h *textproto.Header) string {
-	s := oneLine(u.ReplySubject)
+// replySubject is the user's reply_subject (or vacation's :subject); when
+// it is empty, Dovecot's default: "Auto: " and the original subject, or
+// "Automated reply".
+func replySubject(subject string, h *textproto.Header) string {
+	s := oneLine(subject)
 	if s == "" {
 		s = "Automated reply"
 		orig := h.Get("Subject")

@@ -329,8 +329,8 @@ func FuzzAutoReply(f *testing.F) {
 		}
 		// What the user wrote comes back intact (one line, clipped).
 		dec := new(mime.WordDecoder)
-		if got, err := dec.DecodeHeader(m.Header.Get("Subject")); err != nil || got != replySubject(u, &h) {
-			t.Fatalf("Subject decodes to %q, %v; want %q", got, err, replySubject(u, &h))
+		if got, err := dec.DecodeHeader(m.Header.Get("Subject")); err != nil || got != replySubject(u.ReplySubject, &h) {
+			t.Fatalf("Subject decodes to %q, %v; want %q", got, err, replySubject(u.ReplySubject, &h))
 		}
 		if want := clip(oneLine(name), maxReplyName); want != "" {
 			from, err := mail.ParseAddress(m.Header.Get("From"))

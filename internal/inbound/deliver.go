@@ -60,6 +60,8 @@ type DelivererOptions struct {
 	// OnDelivered, when set, is told how many mailboxes each committed
 	// message reached (the status page's counters).
 	OnDelivered func(mailboxes int)
+	// Sieve runs users' active Sieve scripts (sieve.go); nil: none.
+	Sieve *SieveOptions
 }
 
 // Deliverer makes accepted messages durable. One committer goroutine
@@ -74,6 +76,7 @@ type Deliverer struct {
 	log       *slog.Logger
 	now       func() time.Time
 	reply     *autoReplier // nil: no auto-replies
+	sieve     *sieveHost   // nil: no Sieve scripts
 	bounce    func(ctx context.Context, env *Envelope, full []string, headers []byte) error
 	delivered func(int) // nil: not counted
 
@@ -92,7 +95,10 @@ const (
 
 // commitReq is one message waiting for the committer.
 type commitReq struct {
-	msg    *store.NewMessage
+	msg *store.NewMessage
+	// extra are per-user copies with their own header (Sieve), stored in
+	// the same transaction; msg itself may then have no recipient left.
+	extra  []*store.NewMessage
 	env    *Envelope
 	result chan error // 1-buffered, so the committer never blocks on a caller that left
 	full   []string   // users left out as over quota (set before result)
@@ -126,6 +132,9 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 	}
 	if opts.AutoReply != nil {
 		d.reply = newAutoReplier(d, *opts.AutoReply)
+	}
+	if opts.Sieve != nil && opts.Sieve.Scripts != nil {
+		d.sieve = newSieveHost(d, *opts.Sieve)
 	}
 	return d
 }
@@ -230,11 +239,33 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 	}
 	msg.Body, msg.BlobName = body, name
 
-	req := &commitReq{msg: msg, env: env, result: make(chan error, 1)}
+	// Mailu's global rules made msg.Targets; users' scripts come after
+	// them. The auto-reply (a global rule too) looks at the targets as
+	// they were before the scripts ran.
+	replyView := msg
+	var sv sieveOutcome
+	if d.sieve != nil {
+		snap := *msg
+		replyView = &snap
+		sv = d.sieve.apply(ctx, env, msg)
+	}
+	req := &commitReq{msg: msg, extra: sv.extra, env: env, result: make(chan error, 1)}
+	if !hasRecipients(msg) {
+		// Every copy went elsewhere, or a script discarded the message:
+		// the body is stored only through the copies.
+		defer d.removeBlob(msg)
+		if len(sv.extra) == 0 {
+			d.logOutcome(req, nil, false)
+			d.afterCommit(ctx, env, req, replyView, sv)
+			return nil
+		}
+	}
 	d.mu.Lock()
 	if d.state != stateRunning {
 		d.mu.Unlock()
-		d.removeBlob(msg)
+		for _, m := range req.all() {
+			d.removeBlob(m)
+		}
 		return ErrClosed
 	}
 	d.pending = append(d.pending, req)
@@ -243,18 +274,45 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 
 	select {
 	case err := <-req.result:
-		if err == nil && len(req.full) > 0 {
-			d.bounceFull(ctx, env, msg, req.full)
-		}
-		if err == nil && d.reply != nil {
-			// After the commit, so a reply never goes out for a
-			// message that was not stored; it cannot fail the delivery.
-			d.reply.afterDelivery(ctx, env, msg)
+		if err == nil {
+			d.afterCommit(ctx, env, req, replyView, sv)
 		}
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("inbound: deliver %s: gave up waiting for commit: %w", env.ID, ctx.Err())
 	}
+}
+
+// afterCommit sends what a stored message calls for: the DSN for
+// mailboxes left out as over quota, auto-replies, and what Sieve scripts
+// asked for (vacation, reject). It runs after the commit, so nothing goes
+// out for a message that was not stored, and it cannot fail the delivery.
+func (d *Deliverer) afterCommit(ctx context.Context, env *Envelope, req *commitReq, replyView *store.NewMessage, sv sieveOutcome) {
+	if len(req.full) > 0 {
+		d.bounceFull(ctx, env, req.msg, req.full)
+	}
+	if d.reply != nil {
+		d.reply.afterDelivery(ctx, env, replyView)
+	}
+	for _, f := range sv.after {
+		f(ctx)
+	}
+}
+
+func hasRecipients(m *store.NewMessage) bool { return len(m.Targets) > 0 || len(m.Remote) > 0 }
+
+// all is the request's messages that have a recipient.
+func (r *commitReq) all() []*store.NewMessage {
+	out := make([]*store.NewMessage, 0, 1+len(r.extra))
+	if hasRecipients(r.msg) {
+		out = append(out, r.msg)
+	}
+	for _, m := range r.extra {
+		if hasRecipients(m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (d *Deliverer) running() bool {
@@ -364,9 +422,9 @@ func (d *Deliverer) run(ctx context.Context) {
 // does not settle it, the group fails (smtpd answers 451) and the bodies
 // stay for the store's garbage sweep.
 func (d *Deliverer) commit(ctx context.Context, batch []*commitReq) {
-	msgs := make([]*store.NewMessage, len(batch))
-	for i, r := range batch {
-		msgs[i] = r.msg
+	msgs := make([]*store.NewMessage, 0, len(batch))
+	for _, r := range batch {
+		msgs = append(msgs, r.all()...)
 	}
 	err := d.commitSettled(ctx, msgs)
 	if err == nil || !nothingWritten(err) {
@@ -387,22 +445,34 @@ func (d *Deliverer) commit(ctx context.Context, batch []*commitReq) {
 // the message; its sender gets a DSN (QuotaBounce).
 func (d *Deliverer) commitPartial(ctx context.Context, r *commitReq) error {
 	for {
-		err := d.commitSettled(ctx, []*store.NewMessage{r.msg})
+		msgs := r.all()
+		err := d.commitSettled(ctx, msgs)
 		var qe *store.QuotaError
 		if err == nil || !errors.As(err, &qe) {
 			return err
 		}
-		m := r.msg
-		rest := make([]store.MailboxTarget, 0, len(m.Targets))
-		for _, tg := range m.Targets {
-			if tg.User != qe.User {
-				rest = append(rest, tg)
+		removed, left := 0, 0
+		for _, m := range msgs {
+			rest := make([]store.MailboxTarget, 0, len(m.Targets))
+			for _, tg := range m.Targets {
+				if tg.User != qe.User {
+					rest = append(rest, tg)
+				}
+			}
+			removed += len(m.Targets) - len(rest)
+			left += len(rest) + len(m.Remote)
+			if len(rest) != len(m.Targets) {
+				m.Targets = rest
 			}
 		}
-		if len(rest) == len(m.Targets) || (len(rest) == 0 && len(m.Remote) == 0) {
+		if removed == 0 || left == 0 {
 			return err
 		}
-		m.Targets = rest
+		for _, m := range msgs {
+			if !hasRecipients(m) && m != r.msg {
+				d.removeBlob(m) // a copy for that user alone
+			}
+		}
 		r.full = append(r.full, qe.User)
 	}
 }
@@ -485,14 +555,17 @@ func (d *Deliverer) finish(r *commitReq, err error) {
 		// left to the store's garbage sweep rather than risk deleting
 		// the body of a stored message.
 		d.removeBlob(m)
+		for _, x := range r.extra {
+			d.removeBlob(x)
+		}
 	}
 	d.logOutcome(r, err, quota)
 	if err != nil {
 		r.result <- fmt.Errorf("inbound: deliver %s: %w", m.ID, err)
 		return
 	}
-	if d.delivered != nil && len(m.Targets) > 0 {
-		d.delivered(len(m.Targets))
+	if n := r.mailboxes(); d.delivered != nil && n > 0 {
+		d.delivered(n)
 	}
 	r.result <- nil
 }
@@ -513,12 +586,18 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 	for i, rt := range r.env.Routes {
 		rcpts[i] = rt.Rcpt
 	}
-	mailboxes := make([]string, len(m.Targets))
+	mailboxes := make([]string, 0, len(m.Targets))
 	var junk []string
-	for i, t := range m.Targets {
-		mailboxes[i] = t.User
-		if t.Mailbox == "Junk" {
-			junk = append(junk, t.User)
+	remote := m.Remote
+	for _, x := range append([]*store.NewMessage{m}, r.extra...) {
+		for _, t := range x.Targets {
+			mailboxes = append(mailboxes, t.User)
+			if t.Mailbox == "Junk" {
+				junk = append(junk, t.User)
+			}
+		}
+		if x != m {
+			remote = append(remote, x.Remote...)
 		}
 	}
 	attrs := []slog.Attr{
@@ -527,7 +606,7 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 		slog.Int("nrcpt", len(rcpts)),
 		slog.Any("rcpts", rcpts),
 		slog.Any("mailboxes", mailboxes),
-		slog.Any("remote", m.Remote),
+		slog.Any("remote", remote),
 		slog.Int64("size", m.Size),
 	}
 	if r.env.AuthUser != "" {
@@ -546,11 +625,23 @@ func (d *Deliverer) logOutcome(r *commitReq, err error, quota bool) {
 		return
 	}
 	event := "delivered"
-	if len(m.Targets) == 0 {
+	switch {
+	case len(mailboxes) == 0 && len(remote) == 0:
+		event = "discarded" // by Sieve scripts
+	case len(mailboxes) == 0:
 		event = "queued"
 	}
 	attrs = append(attrs, slog.String("result", "ok"))
 	d.log.LogAttrs(context.Background(), level, event, attrs...)
+}
+
+// mailboxes counts the copies a request stores.
+func (r *commitReq) mailboxes() int {
+	n := len(r.msg.Targets)
+	for _, x := range r.extra {
+		n += len(x.Targets)
+	}
+	return n
 }
 
 // removeBlob deletes the blob of a message known not to be stored.

@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/testutil"
 )
@@ -450,4 +452,58 @@ func TestTraceRedacts(t *testing.T) {
 			t.Errorf("trace lacks %q", want)
 		}
 	}
+}
+
+// The real auth core: AUTH_REQUIRE_TOKENS covers sieve (an app token
+// logs in, the password does not, SCRAM is not offered), and the
+// failed-login limits (here AUTH_RATELIMIT_USER_NETWORK) answer TRYLATER.
+func TestRealAuth(t *testing.T) {
+	realAuth := func(t *testing.T, o auth.Options) (*testEnv, string) {
+		var token string
+		e := start(t, func(opts *Options) {
+			st := testutil.OpenStore(t, t.TempDir(), testDomain, "alice")
+			h, _ := auth.HashPassword(alicePass, 4)
+			if err := st.SetPasswordHash(context.Background(), alice, h); err != nil {
+				t.Fatal(err)
+			}
+			clear, hash, err := auth.NewToken()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.CreateToken(context.Background(), &store.Token{UserEmail: alice, Password: hash}); err != nil {
+				t.Fatal(err)
+			}
+			token = clear
+			o.Users, o.Rounds, o.Logger = st, 4, opts.Logger
+			opts.Store, opts.Auth = st, auth.New(o)
+		})
+		return e, token
+	}
+	t.Run("RequireTokens", func(t *testing.T) {
+		e, token := realAuth(t, auth.Options{RequireTokens: true})
+		c, _ := e.dial()
+		if caps := capMap(c.starttls(e.cert.Client)); caps["SASL"] != "PLAIN LOGIN" {
+			t.Fatalf("SASL with AUTH_REQUIRE_TOKENS: %q", caps["SASL"])
+		}
+		c.expect(`AUTHENTICATE "PLAIN" "`+plain(alice, alicePass)+`"`, `NO "Authentication failed"`)
+		c.expect(`AUTHENTICATE "PLAIN" "`+plain(alice, token)+`"`, `OK "Logged in"`)
+		if logs := e.logs.String(); !strings.Contains(logs, "app_token=true") || strings.Contains(logs, token) {
+			t.Fatalf("log:\n%s", logs)
+		}
+	})
+	t.Run("RateLimit", func(t *testing.T) {
+		e, _ := realAuth(t, auth.Options{UserNetLimit: ratelimit.Rate{Count: 2, Per: time.Hour}})
+		var last string
+		for i := 0; i < 4; i++ {
+			c, _ := e.dial()
+			c.starttls(e.cert.Client)
+			last = c.cmd(`AUTHENTICATE "PLAIN" "` + plain(alice, fmt.Sprint("wrong", i)) + `"`).status
+		}
+		if last != `NO (TRYLATER) "Temporary authentication failure (rate-limit)"` {
+			t.Fatalf("after the IP limit: %q", last)
+		}
+		c, _ := e.dial()
+		c.starttls(e.cert.Client)
+		c.expect(`AUTHENTICATE "PLAIN" "`+plain(alice, alicePass)+`"`, "NO (TRYLATER)")
+	})
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,5 +100,71 @@ func TestSieveConnect(t *testing.T) {
 	}
 	if logs := s.logs(); strings.Contains(logs, "Secret-Alice-1") || !strings.Contains(logs, "sieve script activated") {
 		t.Fatalf("server log:\n%s", logs)
+	}
+}
+
+// TestSieveConnectThenDelivery: a script uploaded and activated with
+// sieve-connect decides where mail arriving on port 25 lands.
+func TestSieveConnectThenDelivery(t *testing.T) {
+	if _, err := os.Stat("../internal/inbound/sieve.go"); err != nil {
+		t.Skip("Sieve at delivery is not in this tree yet (branch sieve); ManageSieve alone is tested above")
+	}
+	sc, err := exec.LookPath("sieve-connect")
+	if err != nil {
+		t.Skip("sieve-connect not installed (.ci/run installs Debian's sieve-connect)")
+	}
+	s := withUsers(t, nil)
+	dir := t.TempDir()
+	local := filepath.Join(dir, "lists.sieve")
+	script := "require [\"fileinto\", \"mailbox\"];\nif header :contains \"subject\" \"[lists]\" {\n  fileinto :create \"Lists\";\n  stop;\n}\n"
+	if err := os.WriteFile(local, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(s.addr[4190], ":")
+	for _, step := range [][]string{{"--localsieve", local, "--remotesieve", "lists", "--upload"}, {"--remotesieve", "lists", "--activate"}} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { w.WriteString("Secret-Alice-1\n"); w.Close() }()
+		cmd := exec.Command(sc, append([]string{"--server", host, "--port", port, "--user", "alice@example.test",
+			"--notlsverify", "--passwordfd", "3"}, step...)...)
+		cmd.ExtraFiles = []*os.File{r}
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		out, err := cmd.CombinedOutput()
+		r.Close()
+		if err != nil {
+			t.Fatalf("sieve-connect %v: %v\n%s", step, err, out)
+		}
+	}
+	for _, subject := range []string{"[lists] weekly digest", "hello"} {
+		c, err := smtp.Dial(s.addr[25])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Mail("someone@sender.test"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("alice@example.test"); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("From: someone@sender.test\r\nTo: alice@example.test\r\nSubject: " + subject + "\r\n\r\nbody\r\n"))
+		if err := w.Close(); err != nil {
+			t.Fatalf("DATA: %v\n%s", err, s.logs())
+		}
+		c.Quit()
+	}
+	s.stopClean()
+	st := openStore(t, s)
+	defer st.Close()
+	for box, want := range map[string]int{"Lists": 1, "INBOX": 1} {
+		msgs, err := st.ListMessages(context.Background(), "alice@example.test", box)
+		if err != nil || len(msgs) != want {
+			t.Errorf("%s: %d messages (%v), want %d\n%s", box, len(msgs), err, want, s.logs())
+		}
 	}
 }

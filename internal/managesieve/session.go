@@ -29,6 +29,9 @@ const (
 	// maxStringLiteral bounds a literal that is not a script: a name or
 	// a SASL response.
 	maxStringLiteral = 16 << 10
+	// hardMaxScript bounds a script literal even when Limits.MaxSize is
+	// off: the reader holds a literal in memory.
+	hardMaxScript = 16 << 20
 )
 
 // session is one client connection.
@@ -69,8 +72,8 @@ func (s *session) setConn(c net.Conn) {
 	}
 	opts := &s.srv.opts
 	maxScript := opts.Limits.MaxSize
-	if maxScript <= 0 {
-		maxScript = 1<<32 - 1
+	if maxScript <= 0 || maxScript > hardMaxScript {
+		maxScript = hardMaxScript
 	}
 	s.cr = &cmdReader{
 		r:         bufio.NewReaderSize(in, opts.MaxLineLength),
@@ -285,7 +288,7 @@ func (s *session) noArgs(c *command) bool {
 	return true
 }
 
-// strings returns the command's arguments as n strings, or answers NO.
+// stringArgs returns the command's arguments as n strings, or answers NO.
 func (s *session) stringArgs(c *command, n int) ([][]byte, bool) {
 	if len(c.args) != n {
 		s.bad("Wrong number of arguments")
@@ -501,9 +504,13 @@ func (s *session) cmdAuthenticate(c *command) {
 		}
 		r, err := s.cr.readResponse()
 		var se *syntaxError
+		var tl *tooLargeError
 		switch {
 		case errors.As(err, &se):
 			s.authFailed(mech, username, "bad SASL response: "+se.msg, nil)
+			return
+		case errors.As(err, &tl):
+			s.authFailed(mech, username, "SASL response too long", nil)
 			return
 		case err != nil:
 			s.readFailed(err)

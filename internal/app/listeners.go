@@ -10,6 +10,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/imapd"
+	"github.com/petrelmail/petrel/internal/managesieve"
 	"github.com/petrelmail/petrel/internal/pop3d"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
@@ -114,6 +115,7 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 		smtpRole(25, smtpd.RoleMX), smtpRole(465, smtpd.RoleSubmissions), smtpRole(587, smtpd.RoleSubmission),
 		imapRole(993, true), imapRole(143, false),
 		popRole(995, true), popRole(110, false),
+		{managesieve.Port, func(tc *tls.Config) server { return manageSieve(cfg, p, tc) }},
 	}
 }
 

@@ -30,7 +30,8 @@ func quickstartPorts() map[int]int {
 }
 
 // quickstartPortList is Mailu's default PORTS without the roles this build
-// does not serve yet (4190), so the first start warns about nothing.
+// does not serve yet (config.UnservedPorts), so the first start warns
+// about nothing.
 func quickstartPortList() string {
 	unserved := config.UnservedPorts()
 	var out []string

@@ -32,7 +32,7 @@ var roleTable = []role{
 	{143, "imap", "IMAP with STARTTLS", "starttls", "after STARTTLS (LOGINDISABLED before); full email address as username", true, "add 143 to PORTS to enable IMAP with STARTTLS"},
 	{995, "pop3s", "POP3 for mail clients", "implicit", "USER/PASS, PLAIN, LOGIN; full email address as username", true, ""},
 	{110, "pop3", "POP3 with STARTTLS", "starttls", "after STLS; full email address as username", true, "add 110 to PORTS to enable POP3 with STARTTLS"},
-	{4190, "sieve", "ManageSieve", "starttls", "after STARTTLS", false, ""},
+	{4190, "sieve", "ManageSieve: users' Sieve filters", "starttls", "PLAIN, LOGIN after STARTTLS; full email address as username", true, ""},
 	{80, "http", "web: redirect to 443, or the site in plain HTTP behind a proxy (notls, mail flavors)", "none", "API token; web sign-in", true, ""},
 	{443, "https", "web: REST API, admin UI, autoconfig, health", "implicit", "API token; web sign-in", true, ""},
 }

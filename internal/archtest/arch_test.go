@@ -42,6 +42,9 @@ var forbidden = map[string][]string{
 
 	// The Sieve language alone: delivery, store and protocols live above it.
 	"internal/sieve": {"internal/"},
+	// ManageSieve: over auth and the store interfaces; the Sieve checker is
+	// injected by app, so the protocol never holds the language.
+	"internal/managesieve": {"internal/store/sqlstore", "internal/sieve", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
 	// A test helper speaking only the PostgreSQL wire protocol.

@@ -242,8 +242,8 @@ print("PASS" if dkim.verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc) else "FAIL
 
 // `petrel dns` suggests only what serve answers: no autodiscover when 443
 // is not served (TLS_FLAVOR=mail), nothing at all for the web when 80 and
-// 443 are off, a real submission SRV only once 587 is on, and never a
-// ManageSieve record (4190 is not served).
+// 443 are off, a real submission SRV only once 587 is on, and, as Mailu,
+// no ManageSieve record even though 4190 is served.
 func TestDNSRecordsOnlyServed(t *testing.T) {
 	t.Parallel()
 	zone := func(vars map[string]string) string {

@@ -22,10 +22,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
-
-	"github.com/petrelmail/petrel/internal/testutil"
 )
 
 // Options configures Start.
@@ -45,7 +44,7 @@ type CA struct {
 	RootsFile string         // the same as a PEM file
 	mgmt      string         // management API base URL
 	client    *http.Client
-	Log       *testutil.LogBuffer // pebble's output
+	Log       *logBuffer // pebble's output
 }
 
 // Start runs pebble until the test ends. It skips the test when pebble
@@ -79,7 +78,7 @@ func Start(t testing.TB, o Options) *CA {
 		RootsFile: filepath.Join(dir, "api-ca.pem"),
 		mgmt:      "https://" + mgmt,
 		client:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
-		Log:       new(testutil.LogBuffer),
+		Log:       new(logBuffer),
 	}
 	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", o.DNS)
 	cmd.Env = append(os.Environ(),
@@ -187,4 +186,22 @@ func freePort(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// logBuffer collects pebble's output, written from two pipes at once.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"net/http"
 	"net/smtp"
 	"strconv"
 	"strings"
@@ -51,6 +52,21 @@ func TestLetsEncryptFlavor(t *testing.T) {
 		t.Errorf("the log does not say the certificate was obtained:\n%s", s.logs())
 	}
 	issued := ca.Issued()
+
+	// Port 80 answers challenges itself, never redirected to 443 (Mailu's
+	// /.well-known/acme-challenge/testing self-check is 204), while the
+	// rest of the site redirects.
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for path, want := range map[string]int{"/.well-known/acme-challenge/testing": 204, "/.well-known/acme-challenge/unknown-token": 404, "/admin": 301} {
+		resp, err := noFollow.Get("http://" + s.addr[80] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("port 80 %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
 
 	if err := s.stop(); err != nil {
 		t.Fatalf("stop: %v", err)

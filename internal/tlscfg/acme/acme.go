@@ -102,7 +102,54 @@ func New(opts Options) (*Manager, error) {
 		}
 	}
 	m := &Manager{opts: opts, log: opts.Logger, node: newNodeID(opts.Hostnames[0])}
+	m.build()
 	return m, nil
+}
+
+// build makes the certmagic configurations. They exist before Start so
+// that a node answers challenges (from the store) as soon as its listeners
+// are up, whichever node placed the order.
+func (m *Manager) build() {
+	zl := newZap(m.log)
+	// One cache per key type: certmagic takes a name that has any
+	// certificate in its cache as managed, so a shared cache would let
+	// the ECDSA certificate keep the RSA one from being loaded.
+	mk := func(kind string, kt certmagic.KeyType) *certmagic.Config {
+		var cfg *certmagic.Config
+		cache := certmagic.NewCache(certmagic.CacheOptions{
+			GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+			RenewCheckInterval: m.opts.RenewCheck,
+			Logger:             zl,
+		})
+		m.caches = append(m.caches, cache)
+		cfg = certmagic.New(cache, certmagic.Config{
+			RenewalWindowRatio: m.opts.RenewalWindow,
+			DefaultServerName:  m.opts.Hostnames[0],
+			FallbackServerName: m.opts.Hostnames[0],
+			// The key stays across renewals, so a published TLSA 3 1 1
+			// record stays valid.
+			ReusePrivateKeys: true,
+			KeySource:        certmagic.StandardKeyGenerator{KeyType: kt},
+			CertSelection:    selector{},
+			Storage:          newStorage(m.opts.Storage, "acme/"+kind, m.node),
+			OnEvent:          m.onEvent(kind),
+			Logger:           zl,
+		})
+		cfg.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
+			CA:                      m.opts.Directory,
+			Email:                   m.opts.Email,
+			Agreed:                  true,
+			TrustedRoots:            m.opts.Roots,
+			DisableTLSALPNChallenge: true, // until Start knows the port-443 address
+			Logger:                  zl,
+		})}
+		return cfg
+	}
+	m.ec = mk("ecdsa", certmagic.P256)
+	m.rsa = mk("rsa", certmagic.RSA2048)
+	m.cacheOf = map[*certmagic.Config]*certmagic.Cache{m.ec: m.caches[0], m.rsa: m.caches[1]}
+	iss := []*certmagic.ACMEIssuer{m.ec.Issuers[0].(*certmagic.ACMEIssuer), m.rsa.Issuers[0].(*certmagic.ACMEIssuer)}
+	m.issuers.Store(&iss)
 }
 
 // Addrs says where this node serves the challenges: HTTP is the address
@@ -136,49 +183,11 @@ func (m *Manager) Start(ctx context.Context, a Addrs) error {
 			alpnPort = p
 		}
 	}
-	zl := newZap(m.log)
-	// One cache per key type: certmagic takes a name that has any
-	// certificate in its cache as managed, so a shared cache would let
-	// the ECDSA certificate keep the RSA one from being loaded.
-	mk := func(kind string, kt certmagic.KeyType) *certmagic.Config {
-		var cfg *certmagic.Config
-		cache := certmagic.NewCache(certmagic.CacheOptions{
-			GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-			RenewCheckInterval: m.opts.RenewCheck,
-			Logger:             zl,
-		})
-		m.caches = append(m.caches, cache)
-		cfg = certmagic.New(cache, certmagic.Config{
-			RenewalWindowRatio: m.opts.RenewalWindow,
-			DefaultServerName:  m.opts.Hostnames[0],
-			FallbackServerName: m.opts.Hostnames[0],
-			// The key stays across renewals, so a published TLSA 3 1 1
-			// record stays valid.
-			ReusePrivateKeys: true,
-			KeySource:        certmagic.StandardKeyGenerator{KeyType: kt},
-			CertSelection:    selector{},
-			Storage:          newStorage(m.opts.Storage, "acme/"+kind, m.node),
-			OnEvent:          m.onEvent(kind),
-			Logger:           zl,
-		})
-		cfg.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
-			CA:                      m.opts.Directory,
-			Email:                   m.opts.Email,
-			Agreed:                  true,
-			TrustedRoots:            m.opts.Roots,
-			ListenHost:              host,
-			AltHTTPPort:             port,
-			AltTLSALPNPort:          alpnPort,
-			DisableTLSALPNChallenge: alpnPort == 0,
-			Logger:                  zl,
-		})}
-		return cfg
+	for _, is := range *m.issuers.Load() {
+		// Read only when an order is placed, which Start is about to allow.
+		is.ListenHost, is.AltHTTPPort = host, port
+		is.AltTLSALPNPort, is.DisableTLSALPNChallenge = alpnPort, alpnPort == 0
 	}
-	m.ec = mk("ecdsa", certmagic.P256)
-	m.rsa = mk("rsa", certmagic.RSA2048)
-	m.cacheOf = map[*certmagic.Config]*certmagic.Cache{m.ec: m.caches[0], m.rsa: m.caches[1]}
-	iss := []*certmagic.ACMEIssuer{m.ec.Issuers[0].(*certmagic.ACMEIssuer), m.rsa.Issuers[0].(*certmagic.ACMEIssuer)}
-	m.issuers.Store(&iss)
 
 	m.log.Info("ACME: managing certificates; a self-signed certificate is served until they are issued",
 		"hostnames", strings.Join(m.opts.Hostnames, ","), "directory", m.opts.Directory, "account", m.opts.Email,
@@ -247,9 +256,6 @@ func (m *Manager) recache(ctx context.Context, cfg *certmagic.Config, name strin
 // challenges. It returns nil, nil while no certificate is there yet, so
 // that the caller serves its self-signed one.
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if !m.started.Load() {
-		return nil, nil
-	}
 	if isALPNChallenge(hello) {
 		// Either manager's order may be the one being validated.
 		var err error
@@ -260,6 +266,9 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 			}
 		}
 		return nil, err
+	}
+	if !m.started.Load() {
+		return nil, nil
 	}
 	if !m.serves(hello.ServerName) {
 		// No SNI, or a name we have no certificate for: the main name's.

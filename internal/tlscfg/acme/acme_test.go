@@ -61,6 +61,15 @@ func port(addr string) int {
 // self-signed certificate until the Manager has one), then starts m.
 func startNode(t *testing.T, ca *pebbletest.CA, st store.CertStorage, ln80, ln443 net.Listener, hosts ...string) *node {
 	t.Helper()
+	n := newNode(t, ca, st, ln80, ln443, hosts...)
+	n.start(t)
+	return n
+}
+
+// newNode serves a node's listeners with a Manager that answers
+// challenges but orders nothing until start.
+func newNode(t *testing.T, ca *pebbletest.CA, st store.CertStorage, ln80, ln443 net.Listener, hosts ...string) *node {
+	t.Helper()
 	n := &node{http: ln80.Addr().String(), tls: ln443.Addr().String(), log: new(testutil.LogBuffer)}
 	self := testutil.NewCert(t, mainHost).Server.Certificates[0]
 	n.fallback = &self
@@ -104,12 +113,17 @@ func startNode(t *testing.T, ca *pebbletest.CA, st store.CertStorage, ln80, ln44
 	}()
 	t.Cleanup(func() { tl.Close() })
 
+	t.Cleanup(m.Stop)
+	return n
+}
+
+func (n *node) start(t *testing.T) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); m.Stop() })
-	if err := m.Start(ctx, Addrs{HTTP: n.http, TLSALPN: n.tls}); err != nil {
+	t.Cleanup(cancel)
+	if err := n.m.Start(ctx, Addrs{HTTP: n.http, TLSALPN: n.tls}); err != nil {
 		t.Fatal(err)
 	}
-	return n
 }
 
 // served dials addr and returns the chain the server presented.
@@ -155,7 +169,7 @@ func waitIssued(t *testing.T, n *node, cfg *tls.Config, roots *x509.CertPool, ho
 			err = verify(chain, roots, host)
 		}
 		if err == nil {
-			if _, isRSA := chain[0].PublicKey.(*rsa.PublicKey); isRSA != (cfg == rsaClient) {
+			if _, isRSA := chain[0].PublicKey.(*rsa.PublicKey); isRSA != rsaOnly(cfg) {
 				err = errors.New("not yet the key type this client should get") // the other type came first
 			}
 		}
@@ -168,6 +182,9 @@ func waitIssued(t *testing.T, n *node, cfg *tls.Config, roots *x509.CertPool, ho
 		time.Sleep(100 * time.Millisecond) // polling the server under test
 	}
 }
+
+// rsaOnly tells an RSA-only client config (TLS 1.2, RSA suites only).
+func rsaOnly(cfg *tls.Config) bool { return cfg.MaxVersion == tls.VersionTLS12 && len(cfg.CipherSuites) > 0 }
 
 var (
 	ecClient  = &tls.Config{ServerName: mainHost}
@@ -269,11 +286,12 @@ func TestIssueServeRenewRestart(t *testing.T) {
 	}
 }
 
-// TestTwoNodesShareOneCertificate: two nodes on one database start at
-// once; the leases let one of them order each certificate, the CA's
-// challenges reach the other node (which answers from the store), and
-// both serve the same certificate. PostgreSQL when PETREL_TEST_PG_DSN is
-// set, else one SQLite file opened twice.
+// TestTwoNodesShareOneCertificate: node A orders while the CA's
+// challenges reach only node B, which has ordered nothing and answers from
+// the shared store; then B starts and serves A's certificates without an
+// order of its own; leases keep two nodes starting at once from ordering
+// twice. PostgreSQL when PETREL_TEST_PG_DSN is set, else one SQLite file
+// opened twice.
 func TestTwoNodesShareOneCertificate(t *testing.T) {
 	var a, b *sqlstore.Store
 	if dsn := pgDSN(t); dsn != "" {
@@ -289,21 +307,47 @@ func TestTwoNodesShareOneCertificate(t *testing.T) {
 	// Pebble validates only against node B's ports.
 	ca := pebbleFor(t, lnB80, lnB443, mainHost)
 	roots := ca.Roots(t)
+	nB := newNode(t, ca, b, lnB80, lnB443, mainHost)
 	nA := startNode(t, ca, a, lnA80, lnA443, mainHost)
-	nB := startNode(t, ca, b, lnB80, lnB443, mainHost)
 
 	ecA := waitIssued(t, nA, ecClient, roots, mainHost)
-	ecB := waitIssued(t, nB, ecClient, roots, mainHost)
-	if ecA[0].SerialNumber.Cmp(ecB[0].SerialNumber) != 0 {
-		t.Fatalf("nodes serve different ECDSA certificates: %x and %x", ecA[0].SerialNumber, ecB[0].SerialNumber)
-	}
 	rsA := waitIssued(t, nA, rsaClient, roots, mainHost)
+	if got := strings.Count(nA.log.String(), "ACME: certificate obtained"); got != 2 {
+		t.Fatalf("node A obtained %d certificates, want 2\n%s", got, nA.log)
+	}
+	if bl := nB.log.String(); !strings.Contains(bl, "answered an HTTP-01 challenge") && !strings.Contains(bl, "served key authentication certificate") {
+		t.Fatalf("node B answered no challenge:\n%s", bl)
+	}
+
+	nB.start(t)
+	ecB := waitIssued(t, nB, ecClient, roots, mainHost)
 	rsB := waitIssued(t, nB, rsaClient, roots, mainHost)
-	if rsA[0].SerialNumber.Cmp(rsB[0].SerialNumber) != 0 {
-		t.Fatalf("nodes serve different RSA certificates")
+	if ecA[0].SerialNumber.Cmp(ecB[0].SerialNumber) != 0 || rsA[0].SerialNumber.Cmp(rsB[0].SerialNumber) != 0 {
+		t.Fatalf("nodes serve different certificates")
 	}
 	if got := ca.Issued(); got != 2 {
 		t.Fatalf("pebble issued %d certificates for one name and two keys, want 2\n%s", got, ca.Log)
+	}
+
+	// Two fresh nodes on one database starting at once, for a new name:
+	// the leases let one order each certificate.
+	const other = "imap.petrel.test"
+	ca2Ln80, ca2Ln443 := listeners(t)
+	ca2 := pebbleFor(t, ca2Ln80, ca2Ln443, other)
+	n1 := newNode(t, ca2, a, ca2Ln80, ca2Ln443, other)
+	lnC80, lnC443 := listeners(t)
+	n2 := newNode(t, ca2, b, lnC80, lnC443, other)
+	n1.start(t)
+	n2.start(t)
+	cfg := &tls.Config{ServerName: other}
+	c1 := waitIssued(t, n1, cfg, ca2.Roots(t), other)
+	c2 := waitIssued(t, n2, cfg, ca2.Roots(t), other)
+	if c1[0].SerialNumber.Cmp(c2[0].SerialNumber) != 0 {
+		t.Fatal("nodes starting at once serve different certificates")
+	}
+	waitIssued(t, n1, &tls.Config{ServerName: other, MaxVersion: tls.VersionTLS12, CipherSuites: rsaClient.CipherSuites}, ca2.Roots(t), other)
+	if got := ca2.Issued(); got != 2 {
+		t.Fatalf("two nodes starting at once: %d certificates issued, want 2\n%s", got, ca2.Log)
 	}
 }
 

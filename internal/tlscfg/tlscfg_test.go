@@ -494,7 +494,9 @@ func suiteNames(ids []uint16) []string {
 // fakeSource is a managed certificate source (ACME in production).
 type fakeSource struct{ cert *tls.Certificate }
 
-func (f *fakeSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) { return f.cert, nil }
+func (f *fakeSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return f.cert, nil
+}
 
 // TestManagedFirst: a managed source's certificate is served over the
 // files; while it has none, the self-signed one is, on a live listener.

@@ -184,7 +184,9 @@ func waitIssued(t *testing.T, n *node, cfg *tls.Config, roots *x509.CertPool, ho
 }
 
 // rsaOnly tells an RSA-only client config (TLS 1.2, RSA suites only).
-func rsaOnly(cfg *tls.Config) bool { return cfg.MaxVersion == tls.VersionTLS12 && len(cfg.CipherSuites) > 0 }
+func rsaOnly(cfg *tls.Config) bool {
+	return cfg.MaxVersion == tls.VersionTLS12 && len(cfg.CipherSuites) > 0
+}
 
 var (
 	ecClient  = &tls.Config{ServerName: mainHost}

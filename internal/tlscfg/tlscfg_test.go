@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -492,10 +493,12 @@ func suiteNames(ids []uint16) []string {
 }
 
 // fakeSource is a managed certificate source (ACME in production).
-type fakeSource struct{ cert *tls.Certificate }
+type fakeSource struct {
+	cert atomic.Pointer[tls.Certificate]
+}
 
 func (f *fakeSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return f.cert, nil
+	return f.cert.Load(), nil
 }
 
 // TestManagedFirst: a managed source's certificate is served over the
@@ -517,7 +520,7 @@ func TestManagedFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.cert = &pair
+	src.cert.Store(&pair)
 	if got := peerSerial(t, addr); got != serial {
 		t.Fatalf("managed certificate not served: serial %s, want %s", got, serial)
 	}

@@ -57,6 +57,22 @@ func Start(t testing.TB, o Options) *CA {
 	}
 	dir := t.TempDir()
 	certFile, keyFile, pool := apiCert(t, dir)
+	// Ports are picked free and then bound by pebble; on a shared machine
+	// another process may take one first, so a pebble that exits is
+	// started again on new ports.
+	for attempt := 1; ; attempt++ {
+		ca, err := start(t, bin, dir, certFile, keyFile, pool, o)
+		if err == nil {
+			return ca
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("pebble: %v; trying other ports", err)
+	}
+}
+
+func start(t testing.TB, bin, dir, certFile, keyFile string, pool *x509.CertPool, o Options) (*CA, error) {
 	listen, mgmt := freePort(t), freePort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           listen,
@@ -75,7 +91,7 @@ func Start(t testing.TB, o Options) *CA {
 	ca := &CA{
 		Directory: "https://" + listen + "/dir",
 		APIRoots:  pool,
-		RootsFile: filepath.Join(dir, "api-ca.pem"),
+		RootsFile: certFile,
 		mgmt:      "https://" + mgmt,
 		client:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
 		Log:       new(logBuffer),
@@ -93,9 +109,11 @@ func Start(t testing.TB, o Options) *CA {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start pebble: %v", err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -103,38 +121,53 @@ func Start(t testing.TB, o Options) *CA {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				// The management port must be pebble's too.
+				if _, err := ca.roots(); err == nil {
+					return ca, nil
+				}
 			}
 		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("pebble exited: %s", ca.Log)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pebble did not come up at %s: %v\n%s", ca.Directory, err, ca.Log)
+			return nil, fmt.Errorf("pebble did not come up at %s: %v\n%s", ca.Directory, err, ca.Log)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a starting process
 	}
-	return ca
 }
 
 // Roots returns pebble's issuing root (regenerated at every start), which
 // the certificates it issues chain to.
 func (ca *CA) Roots(t testing.TB) *x509.CertPool {
 	t.Helper()
-	resp, err := ca.client.Get(ca.mgmt + "/roots/0")
+	pool, err := ca.roots()
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("pebble root: no certificate in %q", b)
 	}
 	return pool
 }
 
-// Orders counts the certificates pebble has issued, from its log.
+func (ca *CA) roots() (*x509.CertPool, error) {
+	resp, err := ca.client.Get(ca.mgmt + "/roots/0")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("pebble root: no certificate in %q", b)
+	}
+	return pool, nil
+}
+
+// Issued counts the certificates pebble has issued, from its log.
 func (ca *CA) Issued() int {
 	return strings.Count(ca.Log.String(), "Issued certificate serial")
 }

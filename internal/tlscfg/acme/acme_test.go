@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -105,9 +106,8 @@ func newNode(t *testing.T, ca *pebbletest.CA, st store.CertStorage, ln80, ln443 
 			}
 			go func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				_ = c.(*tls.Conn).Handshake()
-				_, _ = c.Read(make([]byte, 1)) // until the client closes
+				c.SetDeadline(time.Now().Add(2 * time.Minute))
+				_, _ = io.Copy(c, c) // echo until the client closes
 			}()
 		}
 	}()
@@ -251,11 +251,23 @@ func TestIssueServeRenewRestart(t *testing.T) {
 		t.Errorf("log does not say the certificate was obtained:\n%s", n.log)
 	}
 
-	// Forced renewal: a new certificate, the same key (TLSA 3 1 1 holds).
+	// Forced renewal: a new certificate, the same key (TLSA 3 1 1 holds),
+	// and a connection open across it goes on.
+	open, err := tls.Dial("tcp", n.tls, &tls.Config{ServerName: mainHost, RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := n.m.Renew(ctx, true); err != nil {
 		t.Fatalf("renew: %v\n%s", err, n.log)
+	}
+	if _, err := open.Write([]byte("x")); err != nil {
+		t.Fatalf("connection open across the renewal: %v", err)
+	}
+	if _, err := io.ReadFull(open, make([]byte, 1)); err != nil {
+		t.Fatalf("connection open across the renewal: %v", err)
 	}
 	renewed := waitIssued(t, n, ecClient, roots, mainHost)
 	if renewed[0].SerialNumber.Cmp(ec[0].SerialNumber) == 0 {

@@ -385,6 +385,25 @@ func TestFailureIsExplained(t *testing.T) {
 	}
 }
 
+// TestUnreachableIsExplained: when the CA cannot connect to port 80 (nor
+// 443), the log says so.
+func TestUnreachableIsExplained(t *testing.T) {
+	dead80, dead443 := listeners(t)
+	ca := pebbleFor(t, dead80, dead443, mainHost)
+	dead80.Close() // the CA will find nothing listening there
+	dead443.Close()
+	ln80, ln443 := listeners(t)
+	st := openSQLite(t, filepath.Join(t.TempDir(), "main.db"))
+	n := startNode(t, ca, st, ln80, ln443, mainHost)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(n.log.String(), `why="port 80 unreachable`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no port-80 explanation in the log:\n%s", n.log)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the log
+	}
+}
+
 func TestExplain(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

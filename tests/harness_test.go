@@ -53,7 +53,8 @@ type server struct {
 	t       *testing.T
 	dataDir string
 	env     map[string]string
-	addr    map[int]string // role port -> 127.0.0.1:N
+	dns     *dnstest.Server // RESOLVER_ADDRESS
+	addr    map[int]string  // role port -> 127.0.0.1:N
 	cmd     *exec.Cmd
 	logMu   sync.Mutex
 	log     bytes.Buffer
@@ -69,6 +70,7 @@ func newServer(t *testing.T, settings map[string]string) *server {
 	// DNS is an in-process server (DESIGN.md): hermetic, and fast even
 	// where the machine's resolver is slow or unreachable.
 	dns := dnstest.New(t)
+	s.dns = dns
 	s.env = map[string]string{
 		"RESOLVER_ADDRESS":  dns.Addr,
 		"DATA_DIR":          s.dataDir,
@@ -157,7 +159,11 @@ func (s *server) start() {
 		c, err := net.DialTimeout("tcp", s.addr[25], time.Second)
 		if err == nil {
 			c.Close()
-			return
+			// 25 is bound first; every other listener is bound once
+			// this line is logged.
+			if strings.Contains(s.logs(), "petrel is running") {
+				return
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -42,6 +42,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
+	if err := startACME(bg, cfg, p, serving); err != nil {
+		for _, s := range servers {
+			s.ln.Close()
+		}
+		return err
+	}
 	var bgWG sync.WaitGroup
 	bgWG.Add(1)
 	go func() {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/managesieve"
 	"github.com/petrelmail/petrel/internal/pop3d"
+	"github.com/petrelmail/petrel/internal/proxyproto"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/stats"
@@ -47,6 +49,15 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 		ln, err := net.Listen("tcp", lc.Addr)
 		if err != nil {
 			return fmt.Errorf("port %d: cannot listen on %s: %w (set LISTEN_%d or BIND_ADDRESS to change where)", port, lc.Addr, err, port)
+		}
+		if slices.Contains(cfg.ProxyProtocol, port) {
+			// PROXY_PROTOCOL: the client's address comes from the header
+			// of a REAL_IP_FROM proxy, for logs, limits, RELAYNETS, SPF
+			// and Received alike; anyone else is refused.
+			ln = proxyproto.Listen(ln, proxyproto.Options{
+				Trusted: cfg.RealIPFrom,
+				Logger:  p.log.With("part", "proxy", "port", port),
+			})
 		}
 		out = append(out, boundServer{port: port, srv: srv, ln: ln})
 		return nil

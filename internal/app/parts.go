@@ -28,6 +28,7 @@ import (
 	"github.com/petrelmail/petrel/internal/store/blob"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
+	"github.com/petrelmail/petrel/internal/tlscfg/acme"
 )
 
 // parts are the long-lived pieces every listener shares.
@@ -38,6 +39,7 @@ type parts struct {
 	store     *sqlstore.Store
 	admin     *admin.Service
 	certs     *tlscfg.Manager
+	acme      *acme.Manager // TLS_FLAVOR letsencrypt and mail-letsencrypt; nil otherwise
 	signers   *msgauth.Signers
 	srs       *srs.Rewriter
 	auth      *auth.Authenticator
@@ -104,14 +106,22 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	})
 	p.admin = svc
 
-	if p.certs, err = tlscfg.New(tlscfg.Options{
+	topts := tlscfg.Options{
 		Flavor:    cfg.TLSFlavor,
 		CertsDir:  filepath.Join(cfg.DataDir, "certs"),
 		CertFile:  cfg.TLSCertFilename,
 		KeyFile:   cfg.TLSKeyFilename,
 		Hostnames: cfg.Hostnames,
 		Logger:    log.With("part", "tls"),
-	}); err != nil {
+	}
+	if p.acme, err = newACME(cfg, p.store, log.With("part", "acme")); err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	if p.acme != nil {
+		topts.Managed = p.acme // a nil *acme.Manager must not become a non-nil interface
+		p.onClose(p.acme.Stop)
+	}
+	if p.certs, err = tlscfg.New(topts); err != nil {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"github.com/petrelmail/petrel/internal/httpd"
 	"github.com/petrelmail/petrel/internal/httpd/autoconfig"
 	"github.com/petrelmail/petrel/internal/tlscfg"
+	"github.com/petrelmail/petrel/internal/tlscfg/acme"
 )
 
 // webTLS reports whether the web is served over TLS on 443. Mailu: only
@@ -70,11 +71,17 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 		Health:          p.store.Ping,
 		Logger:          p.log.With("part", "http"),
 	}
+	if p.acme != nil {
+		base.ACME = p.acme.HTTPHandler() // HTTP-01, answered from the store on every node
+	}
 	out := map[int]server{}
 	if on443 {
 		o := base
 		// Mozilla's intermediate profile, as every server with AUTH.
 		o.Mode, o.TLSConfig = httpd.ModeTLS, p.certs.Intermediate()
+		if p.acme != nil {
+			o.TLSConfig.NextProtos = []string{"h2", "http/1.1", acme.ALPNProto} // TLS-ALPN-01 (RFC 8737)
+		}
 		s, err := httpd.New(o)
 		if err != nil {
 			return nil, err

@@ -47,6 +47,12 @@ var forbidden = map[string][]string{
 	"internal/managesieve": {"internal/store/sqlstore", "internal/sieve", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
+	// The PROXY protocol reader wraps listeners: no protocol, no store.
+	"internal/proxyproto": {"internal/"},
+	// ACME over the store's interfaces: never SQL, a protocol server or app.
+	"internal/tlscfg": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/httpd", "internal/admin", "internal/cli", "internal/app"},
+	// A test helper running the pebble binary.
+	"internal/testutil/pebbletest": {"internal/store", "internal/app"},
 	// A test helper speaking only the PostgreSQL wire protocol.
 	"internal/testutil/pgproxy": {"internal/"},
 }

@@ -55,13 +55,19 @@ type Config struct {
 	LogFormat   string           // LOG_FORMAT, "text" (default) or "json", lower-cased
 
 	// TLS
-	TLSFlavor       string // TLS_FLAVOR as configured, lower-cased: cert (default), notls, mail; letsencrypt/mail-letsencrypt are warned about
+	TLSFlavor       string // TLS_FLAVOR as configured, lower-cased: cert (default), notls, mail, letsencrypt, mail-letsencrypt
 	TLSCertFilename string // TLS_CERT_FILENAME, default cert.pem (under DataDir/certs)
 	TLSKeyFilename  string // TLS_KEYPAIR_FILENAME, default key.pem
 	TLSPermissive   bool   // TLS_PERMISSIVE, default true: legacy TLS versions on port 25
 	InboundTLSForce bool   // INBOUND_TLS_ENFORCE, default false
-	Ports           []int  // PORTS, default 25,80,443,465,993,995,4190
-	TLSPorts        []int  // TLS, default = PORTS default list
+	// ACME (TLS_FLAVOR letsencrypt and mail-letsencrypt)
+	ACMEDirectory         string // ACME_DIRECTORY: the CA's directory URL, default Let's Encrypt production
+	ACMECARoots           string // ACME_CA_ROOTS: PEM file trusted for the ACME server's HTTPS; "" = the system's
+	LetsencryptShortchain bool   // LETSENCRYPT_SHORTCHAIN: drop the last certificate of a chain longer than two
+	// PROXY protocol (HAProxy v1/v2) in front of the listeners
+	ProxyProtocol []int // PROXY_PROTOCOL: ports that expect a PROXY header from REAL_IP_FROM
+	Ports         []int // PORTS, default 25,80,443,465,993,995,4190
+	TLSPorts      []int // TLS, default = PORTS default list
 
 	// Limits
 	MessageSizeLimit          int64          // MESSAGE_SIZE_LIMIT, default 50000000

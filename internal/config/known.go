@@ -62,7 +62,10 @@ func implementedSettings() []SettingDoc {
 		s("INBOUND_DNS_TIMEOUT", "10s", "DNS time budget per inbound message for its SPF, DKIM, DMARC and iprev checks; a look-up still running then is a temperror", "Petrel only (Mailu leaves it to rspamd's dns timeouts)"),
 
 		// TLS and ports
-		s("TLS_FLAVOR", "cert", "certificate source: cert, notls, mail, letsencrypt, mail-letsencrypt", "letsencrypt and mail-letsencrypt behave like cert (no ACME yet); a self-signed certificate is made when none exists"),
+		s("TLS_FLAVOR", "cert", "certificate source: cert, notls, mail, letsencrypt, mail-letsencrypt", "a self-signed certificate is made when none exists (and served under letsencrypt until the CA has issued); letsencrypt gets one ECDSA and one RSA certificate per HOSTNAMES entry (Mailu: one certificate with every name) through HTTP-01 on port 80 or TLS-ALPN-01 on 443, kept in the database so every node shares them"),
+		s("ACME_DIRECTORY", DefaultACMEDirectory, "ACME directory URL of the CA for TLS_FLAVOR=letsencrypt and mail-letsencrypt (the account is POSTMASTER@DOMAIN)", "Petrel only (Mailu always uses Let's Encrypt); for a private or test CA"),
+		s("ACME_CA_ROOTS", "", "PEM file of the CAs that sign the ACME server's own HTTPS certificate; empty = the system's", "Petrel only"),
+		s("LETSENCRYPT_SHORTCHAIN", "false", "serve the chain without its last certificate when it has more than two (the cross-signed root)", ""),
 		s("TLS_CERT_FILENAME", "cert.pem", "certificate file (full chain) in DATA_DIR/certs", "DATA_DIR/certs instead of /certs"),
 		s("TLS_KEYPAIR_FILENAME", "key.pem", "private key file in DATA_DIR/certs", "DATA_DIR/certs instead of /certs"),
 		s("TLS_PERMISSIVE", "true", "allow legacy TLS versions and ciphers on port 25", ""),
@@ -123,7 +126,8 @@ func implementedSettings() []SettingDoc {
 		s("WEB_ADMIN", "/admin", "path of the admin web UI", ""),
 		s("WEBROOT_REDIRECT", "WEB_ADMIN", "where / redirects (a path or URL), or none", "default WEB_ADMIN (Petrel has no webmail; /webmail means WEB_ADMIN)"),
 		s("REAL_IP_HEADER", "", "HTTP header holding the client address set by a proxy (X-Forwarded-For, X-Real-IP)", "only honoured from REAL_IP_FROM"),
-		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed", "HTTP only: no PROXY protocol yet"),
+		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed, and who may send PROXY headers", ""),
+		s("PROXY_PROTOCOL", "", "ports that take the PROXY protocol (v1 and v2) from REAL_IP_FROM: port numbers, mail, all-but-http or all", "a connection on such a port from elsewhere, or with a bad header, is logged and closed; the address in the header is the client's for logs, limits, RELAYNETS, SPF and Received"),
 
 		// Web UI
 		s("ADMIN", "true", "serve the admin web UI at WEB_ADMIN (sign-in at /sso/login); false or none switches it off", "Mailu's setup always writes ADMIN=true; Petrel serves the UI unless told not to"),

@@ -211,3 +211,48 @@ func joinInts(ns []int) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// proxyProtocolFix is the fix for a bad PROXY_PROTOCOL.
+const proxyProtocolFix = "use a comma list of ports (e.g. 25,465,993) or mail, all-but-http or all, and list the proxies in REAL_IP_FROM"
+
+// proxyProtocol reads PROXY_PROTOCOL (Mailu: socrate system.py): port
+// numbers, "mail" and "all-but-http" (every mail port), "all" (the mail
+// ports and 80, 443). Only REAL_IP_FROM may send the header, so the
+// setting needs it.
+func (r *reader) proxyProtocol(cfg *Config) {
+	v, ok := r.get("PROXY_PROTOCOL")
+	if !ok || strings.TrimSpace(v) == "" {
+		return
+	}
+	mail := []int{25, 465, 587, 993, 143, 995, 110, 4190}
+	var out []int
+	add := func(ps ...int) {
+		for _, p := range ps {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	for _, item := range splitList(v) {
+		switch strings.ToLower(item) {
+		case "mail", "all-but-http":
+			add(mail...)
+		case "all":
+			add(KnownPorts()...)
+		default:
+			n, err := strconv.Atoi(item)
+			if err != nil || !slices.Contains(KnownPorts(), n) {
+				r.errorf("PROXY_PROTOCOL", v, proxyProtocolFix, "%q is neither a role port (%s) nor mail, all-but-http or all", item, joinInts(KnownPorts()))
+				continue
+			}
+			add(n)
+		}
+	}
+	if len(out) > 0 && len(cfg.RealIPFrom) == 0 {
+		r.errorf("PROXY_PROTOCOL", v, "list the load balancers that send PROXY headers in REAL_IP_FROM",
+			"needs REAL_IP_FROM: without trusted proxies every PROXY header would be refused")
+		return
+	}
+	sort.Ints(out)
+	cfg.ProxyProtocol = out
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 )
@@ -88,6 +89,24 @@ func TestListenerAddrs(t *testing.T) {
 			if got := cfg.Listeners[p].Addr; got != want {
 				t.Errorf("%s: port %d Addr %q; want %q", tt.name, p, got, want)
 			}
+		}
+	}
+}
+
+func TestProxyProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want []int
+	}{
+		{"25,993", []int{25, 993}},
+		{"mail", []int{25, 110, 143, 465, 587, 993, 995, 4190}},
+		{"all-but-http", []int{25, 110, 143, 465, 587, 993, 995, 4190}},
+		{"all", []int{25, 80, 110, 143, 443, 465, 587, 993, 995, 4190}},
+		{"", nil},
+	} {
+		cfg, _ := Parse(with("PROXY_PROTOCOL", tc.v, "REAL_IP_FROM", "10.0.0.0/8"))
+		if !slices.Equal(cfg.ProxyProtocol, tc.want) {
+			t.Errorf("PROXY_PROTOCOL=%q: %v, want %v", tc.v, cfg.ProxyProtocol, tc.want)
 		}
 	}
 }

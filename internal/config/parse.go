@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 const (
 	DefaultPorts   = "25,80,443,465,993,995,4190" // Mailu: socrate/system.py clean_env
 	DefaultDataDir = "/var/lib/petrel"
+	// DefaultACMEDirectory is Let's Encrypt production (Mailu's certbot default).
+	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 )
 
 // reader reads settings from env and collects problems. It records every
@@ -287,10 +290,7 @@ func (r *reader) petrel(cfg *Config) {
 func (r *reader) tls(cfg *Config) {
 	cfg.TLSFlavor = strings.ToLower(r.str("TLS_FLAVOR", "cert"))
 	switch cfg.TLSFlavor {
-	case "cert", "notls", "mail":
-	case "letsencrypt", "mail-letsencrypt":
-		r.warnf("TLS_FLAVOR", cfg.TLSFlavor, "put a certificate in DATA_DIR/certs (cert.pem, key.pem) and set TLS_FLAVOR=cert",
-			"not implemented yet, Petrel uses TLS_FLAVOR=cert behaviour (self-signed if no cert)")
+	case "cert", "notls", "mail", "letsencrypt", "mail-letsencrypt":
 	default:
 		r.errorf("TLS_FLAVOR", cfg.TLSFlavor, "use cert, notls, mail, letsencrypt or mail-letsencrypt", "unknown TLS flavor")
 		cfg.TLSFlavor = "cert"
@@ -299,6 +299,24 @@ func (r *reader) tls(cfg *Config) {
 	cfg.TLSKeyFilename = r.str("TLS_KEYPAIR_FILENAME", "key.pem")
 	cfg.TLSPermissive = r.boolean("TLS_PERMISSIVE", true)
 	cfg.InboundTLSForce = r.boolean("INBOUND_TLS_ENFORCE", false)
+	r.acme(cfg)
+}
+
+// acme reads the settings of TLS_FLAVOR=letsencrypt and mail-letsencrypt.
+func (r *reader) acme(cfg *Config) {
+	cfg.ACMEDirectory = strings.TrimSpace(r.str("ACME_DIRECTORY", DefaultACMEDirectory))
+	if u, err := url.Parse(cfg.ACMEDirectory); err != nil || u.Scheme != "https" || u.Host == "" {
+		r.errorf("ACME_DIRECTORY", cfg.ACMEDirectory, "give the CA's ACME directory URL, e.g. "+DefaultACMEDirectory, "is not an https URL")
+		cfg.ACMEDirectory = DefaultACMEDirectory
+	}
+	cfg.ACMECARoots = strings.TrimSpace(r.str("ACME_CA_ROOTS", ""))
+	if f := cfg.ACMECARoots; f != "" {
+		if _, err := os.Stat(f); err != nil {
+			r.errorf("ACME_CA_ROOTS", f, "give a PEM file of the CA certificates that sign the ACME server's HTTPS certificate", "cannot read the file: %v", err)
+			cfg.ACMECARoots = ""
+		}
+	}
+	cfg.LetsencryptShortchain = r.boolean("LETSENCRYPT_SHORTCHAIN", false)
 }
 
 func (r *reader) limits(cfg *Config) {
@@ -435,6 +453,7 @@ func (r *reader) api(cfg *Config) {
 		r.warnf("REAL_IP_HEADER", cfg.RealIPHeader, "list your proxies in REAL_IP_FROM",
 			"is ignored without REAL_IP_FROM: a header from anyone would let clients choose their address")
 	}
+	r.proxyProtocol(cfg)
 	if strings.ContainsAny(cfg.RealIPHeader, " :\t") {
 		r.errorf("REAL_IP_HEADER", cfg.RealIPHeader, "give a header name such as X-Forwarded-For or X-Real-IP", "is not a header name")
 		cfg.RealIPHeader = ""

@@ -51,7 +51,6 @@ func TestUnimplementedExamples(t *testing.T) {
 	}{
 		{with("SUBNET", "10.0.0.0/24"), `warning: SUBNET="10.0.0.0/24": SUBNET is not needed: Petrel runs as one process; use RELAYNETS to trust networks; fix: remove SUBNET and list the networks that may relay in RELAYNETS`},
 		{with("WEBMAIL", "roundcube"), `warning: WEBMAIL="roundcube": Petrel has no webmail; fix: remove WEBMAIL or set it to none`},
-		{with("PROXY_PROTOCOL", "mail"), `warning: PROXY_PROTOCOL="mail": Petrel does not accept the PROXY protocol yet; clients are seen with the proxy's address; fix: remove PROXY_PROTOCOL`},
 		{with("RECAPTCHA_PRIVATE_KEY", "hunter2"), `warning: RECAPTCHA_PRIVATE_KEY: Petrel has no self-signup; fix: remove RECAPTCHA_PRIVATE_KEY`},
 	}
 	for _, tt := range tests {

@@ -27,8 +27,8 @@ const (
 	FlavorCert            = "cert"
 	FlavorMail            = "mail"
 	FlavorNoTLS           = "notls"
-	FlavorLetsencrypt     = "letsencrypt"      // served like cert for now: no ACME yet
-	FlavorMailLetsencrypt = "mail-letsencrypt" // served like mail for now: no ACME yet
+	FlavorLetsencrypt     = "letsencrypt"      // like cert, with certificates from ACME (Options.Managed)
+	FlavorMailLetsencrypt = "mail-letsencrypt" // like mail, with certificates from ACME
 )
 
 // Default file names inside CertsDir. Mailu: TLS_CERT_FILENAME, TLS_KEYPAIR_FILENAME.
@@ -49,6 +49,16 @@ type Options struct {
 	Hostnames []string         // HOSTNAMES: SANs of a generated certificate, checked against a loaded one
 	Logger    *slog.Logger     // nil: discard
 	Now       func() time.Time // nil: time.Now
+	// Managed, when set, supplies certificates first (ACME under the
+	// letsencrypt flavors); while it returns none, the file (or the
+	// self-signed) certificate is served.
+	Managed CertSource
+}
+
+// CertSource supplies certificates per handshake; nil, nil means it has
+// none for this one.
+type CertSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // Manager owns the served certificate. It is safe for concurrent use.
@@ -58,6 +68,7 @@ type Manager struct {
 	certPath  string
 	keyPath   string
 	hostnames []string
+	managed   CertSource
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -73,9 +84,10 @@ type Manager struct {
 // error naming the file and the problem (Mailu would set TLS_ERROR).
 func New(opts Options) (*Manager, error) {
 	m := &Manager{
-		flavor: strings.ToLower(strings.TrimSpace(opts.Flavor)),
-		log:    opts.Logger,
-		now:    opts.Now,
+		flavor:  strings.ToLower(strings.TrimSpace(opts.Flavor)),
+		log:     opts.Logger,
+		now:     opts.Now,
+		managed: opts.Managed,
 	}
 	if m.flavor == "" {
 		m.flavor = FlavorCert
@@ -139,6 +151,11 @@ func (m *Manager) ensureFiles() error {
 	}
 	if err := writePair(m.certPath, certPEM, m.keyPath, keyPEM); err != nil {
 		return err
+	}
+	if m.managed != nil {
+		m.log.Info("self-signed certificate generated for "+strings.Join(m.hostnames, ", ")+
+			"; it is served until the ACME CA has issued the real ones", "cert_file", m.certPath)
+		return nil
 	}
 	m.log.Warn(fmt.Sprintf("self-signed certificate generated for %s, clients will warn; "+
 		"install a real one by writing %s (full chain) and %s into %s - "+
@@ -214,7 +231,13 @@ func (m *Manager) Watch(ctx context.Context, interval time.Duration) error {
 
 // GetCertificate is the tls.Config hook: every handshake sees the current
 // certificate, so reloads need no listener restart.
-func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m.managed != nil && m.enabled {
+		c, err := m.managed.GetCertificate(hello)
+		if c != nil || err != nil {
+			return c, err
+		}
+	}
 	kp := m.cur.Load()
 	if kp == nil {
 		return nil, errors.New("tlscfg: TLS is disabled (TLS_FLAVOR=notls)")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -489,4 +490,38 @@ func suiteNames(ids []uint16) []string {
 		out[i] = tls.CipherSuiteName(id)
 	}
 	return out
+}
+
+// fakeSource is a managed certificate source (ACME in production).
+type fakeSource struct {
+	cert atomic.Pointer[tls.Certificate]
+}
+
+func (f *fakeSource) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return f.cert.Load(), nil
+}
+
+// TestManagedFirst: a managed source's certificate is served over the
+// files; while it has none, the self-signed one is, on a live listener.
+func TestManagedFirst(t *testing.T) {
+	src := &fakeSource{}
+	m, err := New(Options{Flavor: "letsencrypt", CertsDir: t.TempDir(), Hostnames: []string{"mail.example.com"}, Managed: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, m.Intermediate())
+	selfSerial := peerSerial(t, addr)
+	info, _ := m.Leaf()
+	if selfSerial != info.Serial || !info.SelfSigned {
+		t.Fatalf("before the managed source has a certificate: serial %s, want the self-signed %s", selfSerial, info.Serial)
+	}
+	certPEM, keyPEM, serial := certPEMs(t, "ecdsa", "mail.example.com")
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.cert.Store(&pair)
+	if got := peerSerial(t, addr); got != serial {
+		t.Fatalf("managed certificate not served: serial %s, want %s", got, serial)
+	}
 }

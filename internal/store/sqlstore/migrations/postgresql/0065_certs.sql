@@ -1,0 +1,18 @@
+-- Certificates and ACME state (internal/tlscfg): a key-value tree with
+-- "/"-separated keys, so that every node sharing the database serves one
+-- certificate and any node answers a challenge. cert_lock holds leases
+-- (owner, expiry) that serialise issuance across nodes: a row that is
+-- taken over once expired, not an advisory lock, so that distributed
+-- PostgreSQL-compatible engines work too.
+
+CREATE TABLE cert_kv (
+    key        TEXT PRIMARY KEY,
+    value      BYTEA NOT NULL,
+    modified   TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE cert_lock (
+    name    TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    expires TIMESTAMPTZ NOT NULL
+);

@@ -227,6 +227,8 @@ func TestCreateSpecialUseDeleteSelectedRenameInbox(t *testing.T) {
 	}
 	mustHave(t, c.ok(`STATUS INBOX (MESSAGES)`), "* STATUS INBOX (MESSAGES 0)")
 	c.expect("RENAME Old INBOX", "NO [ALREADYEXISTS]")
-	c.expect("SUBSCRIBE Nope", "NO [NONEXISTENT]")
+	// RFC 9051 6.3.7: a name without a mailbox can be subscribed.
+	c.ok("SUBSCRIBE Nope")
+	mustHave(t, c.ok(`LIST (SUBSCRIBED) "" Nope`), `* LIST (\NonExistent \Noselect \HasNoChildren \Subscribed) "/" Nope`)
 	c.ok("UNSUBSCRIBE Nope")
 }

@@ -202,7 +202,7 @@ func (s *session) writeSelectedList(mb *store.Mailbox) error {
 	if err != nil {
 		return err
 	}
-	ents := listEntries(boxes, "", []string{mb.Name}, listOptions{}, false)
+	ents := listEntries(boxes, nil, "", []string{mb.Name}, listOptions{}, false)
 	attrs := []string{}
 	if len(ents) == 1 {
 		attrs = ents[0].attrs(listOptions{}, false, s.rev2)

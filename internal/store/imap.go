@@ -77,7 +77,11 @@ type Mailboxes interface {
 	// RenameMailbox renames a mailbox and its children; renaming INBOX
 	// moves its messages to the new mailbox and leaves INBOX empty.
 	RenameMailbox(ctx context.Context, user, from, to string) error
+	// SetSubscribed adds name to the user's subscriptions or removes it;
+	// the list is independent of the mailboxes (RFC 3501 6.3.6).
 	SetSubscribed(ctx context.Context, user, name string, subscribed bool) error
+	// Subscriptions lists the user's subscribed names, existing or not.
+	Subscriptions(ctx context.Context, user string) ([]string, error)
 
 	// AppendMessage stores a message in a mailbox (ErrQuotaExceeded when
 	// the user's quota would be exceeded) and returns its UID and the

@@ -186,7 +186,7 @@ func TestUTF7Names(t *testing.T) {
 	if !slices.Equal(u, []string{`* LIST (\HasNoChildren) "/" &U,BTFw-/&ZeVnLIqe-`}) {
 		t.Fatalf("rev1 LIST: %q", u)
 	}
-	c.expect(`CREATE "&Jjo"`, "BAD")
+	c.expect(`CREATE "&Jjo"`, "NO [CANNOT]") // a valid astring, not a valid name
 	c.ok("ENABLE IMAP4rev2")
 	u = c.ok(`LIST "" "台北/*"`)
 	if !slices.Equal(u, []string{`* LIST (\HasNoChildren) "/" "台北/日本語"`}) {

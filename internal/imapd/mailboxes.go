@@ -23,7 +23,9 @@ func (s *session) mailboxArg(d *decoder) string {
 	if !s.rev2 {
 		dec, err := decodeUTF7(raw)
 		if err != nil {
-			d.fail("Mailbox name is not valid modified UTF-7")
+			// A valid astring: the command is well formed, the name is
+			// not one (Dovecot answers NO too).
+			d.refuse("CANNOT", "Mailbox name is not valid modified UTF-7")
 			return ""
 		}
 		name = dec

@@ -62,16 +62,21 @@ func cmdSelect(s *session, c *command) error {
 			return d.Err() == nil
 		})
 	}
-	if err := d.End(); err != nil {
-		return err
+	endErr := d.End()
+	if endErr != nil && endErr != d.refusal {
+		return endErr
 	}
 	if s.sel != nil {
 		// RFC 9051 6.3.2: selecting closes the selected mailbox, without
-		// expunging; RFC 7162 3.2.11 and RFC 9051 7.1: OK [CLOSED].
+		// expunging, also when the new one cannot be selected; RFC 7162
+		// 3.2.11 and RFC 9051 7.1: OK [CLOSED].
 		s.deselect()
 		if s.qresync || s.rev2 {
 			s.w.Status("*", "OK", "CLOSED", "Previous mailbox closed")
 		}
+	}
+	if endErr != nil {
+		return endErr
 	}
 	if condstore {
 		s.condstore = true
@@ -103,7 +108,7 @@ func cmdSelect(s *session, c *command) error {
 		v.modSeq = max(v.modSeq, msgs[i].modSeq)
 		v.uidNext = max(v.uidNext, msgs[i].uid+1)
 	}
-	s.writeFlagsResponses(msgs)
+	s.writeFlagsResponses(v)
 	s.w.Untagged()
 	s.w.Uint(uint64(len(msgs)))
 	s.w.Raw(" EXISTS")
@@ -163,28 +168,32 @@ func cmdSelect(s *session, c *command) error {
 // writeFlagsResponses writes FLAGS and OK [PERMANENTFLAGS] (RFC 9051
 // 7.3.5): the system flags and the keywords in use; new keywords are
 // allowed (\*).
-func (s *session) writeFlagsResponses(msgs []viewMsg) {
-	seen := map[string]bool{}
-	var keywords []string
+func (s *session) writeFlagsResponses(v *view) {
+	v.keywords = map[string]string{}
 	var last *[]string
-	for i := range msgs {
-		if msgs[i].flags == last {
+	for i := range v.msgs {
+		if v.msgs[i].flags == last {
 			continue // the same interned list as the message before
 		}
-		last = msgs[i].flags
-		for _, f := range msgs[i].flagList() {
-			if strings.HasPrefix(f, `\`) {
-				continue
-			}
-			k := strings.ToLower(f)
-			if !seen[k] {
-				seen[k] = true
-				keywords = append(keywords, f)
+		last = v.msgs[i].flags
+		for _, f := range v.msgs[i].flagList() {
+			if k := strings.ToLower(f); !strings.HasPrefix(f, `\`) && v.keywords[k] == "" {
+				v.keywords[k] = f
 			}
 		}
 	}
-	sort.Strings(keywords)
-	flags := append(append([]string{}, systemFlags...), keywords...)
+	s.writeFlagsList(v.keywords)
+}
+
+// writeFlagsList writes FLAGS and OK [PERMANENTFLAGS] with the system
+// flags and keywords.
+func (s *session) writeFlagsList(keywords map[string]string) {
+	kw := make([]string, 0, len(keywords))
+	for _, f := range keywords {
+		kw = append(kw, f)
+	}
+	sort.Strings(kw)
+	flags := append(append([]string{}, systemFlags...), kw...)
 	s.w.Untagged()
 	s.w.Raw("FLAGS ")
 	s.w.Flags(flags)
@@ -194,6 +203,30 @@ func (s *session) writeFlagsResponses(msgs []viewMsg) {
 	s.w.Flags(append(flags, `\*`))
 	s.w.Raw("] Flags permitted")
 	s.w.CRLF()
+}
+
+// noteKeywords sends FLAGS and PERMANENTFLAGS again when flags hold a
+// keyword the client has not been told of: the mailbox's defined flags
+// changed (RFC 9051 7.3.5; Dovecot does so on STORE and for others'
+// changes, and imaptest expects it).
+func (s *session) noteKeywords(flags []string) {
+	v := s.sel
+	if v == nil || v.keywords == nil {
+		return
+	}
+	changed := false
+	for _, f := range flags {
+		if strings.HasPrefix(f, `\`) {
+			continue
+		}
+		if k := strings.ToLower(f); v.keywords[k] == "" {
+			v.keywords[k] = f
+			changed = true
+		}
+	}
+	if changed {
+		s.writeFlagsList(v.keywords)
+	}
 }
 
 // writeSelectedList writes the LIST response of a mailbox being selected.

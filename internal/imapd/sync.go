@@ -123,6 +123,9 @@ func (s *session) applyChanges(v *view, ch *store.Changes) {
 		}
 	}
 	if len(added) > 0 {
+		for i := range added {
+			s.noteKeywords(added[i].Flags)
+		}
 		v.appendMsgs(added)
 		s.w.Untagged()
 		s.w.Uint(uint64(v.count()))
@@ -163,6 +166,7 @@ func (s *session) reportExpunged(uids []uint32) {
 // UID is always there: QRESYNC requires it (RFC 7162 3.2.4) and it costs
 // nothing.
 func (s *session) writeFlagsFetch(seq uint32, m store.MessageInfo) {
+	s.noteKeywords(m.Flags)
 	s.w.Untagged()
 	s.w.Uint(uint64(seq))
 	s.w.Raw(" FETCH (UID ")

@@ -40,6 +40,9 @@ type view struct {
 	// skipPoll); a zero polledAt means never.
 	polledVer uint64
 	polledAt  time.Time
+	// keywords are the keywords the last FLAGS response named, by their
+	// lower-case form; a new one makes the session send FLAGS again.
+	keywords map[string]string
 }
 
 // count is the number of messages the client knows (EXISTS).

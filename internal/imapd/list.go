@@ -125,7 +125,13 @@ func cmdList(s *session, c *command) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range listEntries(boxes, ref, patterns, opt, lsub) {
+	var subs []string
+	if opt.selSubscribed || opt.retSubscribed {
+		if subs, err = s.srv.opts.Store.Subscriptions(s.ctx, s.user); err != nil {
+			return err
+		}
+	}
+	for _, e := range listEntries(boxes, subs, ref, patterns, opt, lsub) {
 		s.w.Untagged()
 		s.w.Raw(resp)
 		s.w.Raw(" (")
@@ -159,7 +165,7 @@ type listEntry struct {
 func (e *listEntry) attrs(opt listOptions, lsub, rev2 bool) []string {
 	var a []string
 	if e.box == nil {
-		if rev2 && !lsub {
+		if (rev2 || opt.extended) && !lsub {
 			a = append(a, `\NonExistent`) // RFC 5258 3.4, RFC 9051 7.3.1
 		}
 		a = append(a, `\Noselect`)
@@ -184,13 +190,16 @@ func (e *listEntry) attrs(opt listOptions, lsub, rev2 bool) []string {
 	return a
 }
 
-// listEntries picks and orders the mailboxes a LIST or LSUB returns.
-func listEntries(boxes []store.Mailbox, ref string, patterns []string, opt listOptions, lsub bool) []listEntry {
+// listEntries picks and orders the mailboxes a LIST or LSUB returns. subs
+// is the user's subscription list, which may name mailboxes that do not
+// exist (RFC 3501 6.3.6); nil when the command does not ask for it.
+func listEntries(boxes []store.Mailbox, subs []string, ref string, patterns []string, opt listOptions, lsub bool) []listEntry {
 	byName := make(map[string]*store.Mailbox, len(boxes))
 	// Every level of hierarchy, existing or not, with facts about its
 	// inferiors.
 	type node struct {
 		hasChildren, childSubscribed bool
+		subscribedOnly               bool // a subscription, no mailbox or inferior
 	}
 	nodes := make(map[string]*node)
 	get := func(n string) *node {
@@ -205,11 +214,22 @@ func listEntries(boxes []store.Mailbox, ref string, patterns []string, opt listO
 		get(b.Name)
 		parts := strings.Split(b.Name, delimiter)
 		for k := 1; k < len(parts); k++ {
-			p := get(strings.Join(parts[:k], delimiter))
-			p.hasChildren = true
-			if b.Subscribed {
-				p.childSubscribed = true
+			get(strings.Join(parts[:k], delimiter)).hasChildren = true
+		}
+	}
+	subscribed := make(map[string]bool, len(subs))
+	for _, name := range subs {
+		subscribed[name] = true
+		if nodes[name] == nil {
+			get(name).subscribedOnly = true
+		}
+		parts := strings.Split(name, delimiter)
+		for k := 1; k < len(parts); k++ {
+			pn := strings.Join(parts[:k], delimiter)
+			if nodes[pn] == nil {
+				get(pn).subscribedOnly = true
 			}
+			nodes[pn].childSubscribed = true
 		}
 	}
 	var matchers []*matcher
@@ -230,12 +250,16 @@ func listEntries(boxes []store.Mailbox, ref string, patterns []string, opt listO
 			continue
 		}
 		b := byName[name]
-		e := listEntry{name: name, box: b, hasChildren: n.hasChildren, childSubscribed: n.childSubscribed}
-		if b != nil {
-			e.subscribed = b.Subscribed
-		}
+		e := listEntry{name: name, box: b, hasChildren: n.hasChildren, childSubscribed: n.childSubscribed,
+			subscribed: subscribed[name]}
 		switch {
-		case opt.selSubscribed && !e.subscribed:
+		case n.subscribedOnly && !opt.selSubscribed:
+			// Known only from the subscription list: not a mailbox.
+			continue
+		case opt.selSubscribed && e.subscribed:
+			// RFC 5258 3.4: a subscribed name is listed, as \NonExistent
+			// when no mailbox has it.
+		case opt.selSubscribed:
 			// RFC 5258 3.5 RECURSIVEMATCH, and RFC 3501 6.3.9's LSUB
 			// with "%": a parent of a subscribed mailbox is listed.
 			if !(n.childSubscribed && (opt.recursive || lsub)) {

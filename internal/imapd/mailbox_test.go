@@ -186,7 +186,7 @@ func TestUTF7Names(t *testing.T) {
 	if !slices.Equal(u, []string{`* LIST (\HasNoChildren) "/" &U,BTFw-/&ZeVnLIqe-`}) {
 		t.Fatalf("rev1 LIST: %q", u)
 	}
-	c.expect(`CREATE "&Jjo"`, "BAD")
+	c.expect(`CREATE "&Jjo"`, "NO [CANNOT]") // a valid astring, not a valid name
 	c.ok("ENABLE IMAP4rev2")
 	u = c.ok(`LIST "" "台北/*"`)
 	if !slices.Equal(u, []string{`* LIST (\HasNoChildren) "/" "台北/日本語"`}) {
@@ -227,6 +227,8 @@ func TestCreateSpecialUseDeleteSelectedRenameInbox(t *testing.T) {
 	}
 	mustHave(t, c.ok(`STATUS INBOX (MESSAGES)`), "* STATUS INBOX (MESSAGES 0)")
 	c.expect("RENAME Old INBOX", "NO [ALREADYEXISTS]")
-	c.expect("SUBSCRIBE Nope", "NO [NONEXISTENT]")
+	// RFC 9051 6.3.7: a name without a mailbox can be subscribed.
+	c.ok("SUBSCRIBE Nope")
+	mustHave(t, c.ok(`LIST (SUBSCRIBED) "" Nope`), `* LIST (\NonExistent \Noselect \HasNoChildren \Subscribed) "/" Nope`)
 	c.ok("UNSUBSCRIBE Nope")
 }

@@ -23,7 +23,9 @@ func (s *session) mailboxArg(d *decoder) string {
 	if !s.rev2 {
 		dec, err := decodeUTF7(raw)
 		if err != nil {
-			d.fail("Mailbox name is not valid modified UTF-7")
+			// A valid astring: the command is well formed, the name is
+			// not one (Dovecot answers NO too).
+			d.refuse("CANNOT", "Mailbox name is not valid modified UTF-7")
 			return ""
 		}
 		name = dec
@@ -266,7 +268,8 @@ func hasItem(items []string, it string) bool {
 func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 	var unseen, deleted int
 	var size int64
-	if hasItem(items, "UNSEEN") || hasItem(items, "DELETED") || hasItem(items, "SIZE") {
+	var recent int
+	if hasItem(items, "UNSEEN") || hasItem(items, "DELETED") || hasItem(items, "SIZE") || hasItem(items, "RECENT") {
 		msgs, err := s.srv.opts.Store.ListMessagesByID(s.ctx, mb.ID)
 		if err != nil {
 			return mailboxError(err)
@@ -279,6 +282,9 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 				deleted++
 			}
 			size += m.Size
+			if m.UID >= mb.RecentUID {
+				recent++ // no session has taken it yet
+			}
 		}
 	}
 	s.w.Untagged()
@@ -305,7 +311,7 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 		case "SIZE":
 			s.w.Uint(uint64(size))
 		case "RECENT":
-			s.w.Uint(0) // Petrel keeps no \Recent (RFC 9051 removed it)
+			s.w.Uint(uint64(recent))
 		case "HIGHESTMODSEQ":
 			s.w.Uint(mb.HighestModSeq)
 		case "APPENDLIMIT":

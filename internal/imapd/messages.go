@@ -110,6 +110,9 @@ func cmdStore(s *session, c *command) error {
 			return mailboxError(err)
 		}
 		failed = res.Failed
+		if op != store.FlagsRemove && len(res.Changed) > 0 {
+			s.noteKeywords(flags) // also with .SILENT
+		}
 		for _, m := range res.Changed {
 			changedUIDs[m.UID] = true
 		}
@@ -292,6 +295,9 @@ func cmdAppend(s *session, c *command) error {
 			d.skipLiteral = n
 		}
 		return r
+	}
+	if d.refusal != nil {
+		return refuse(d.refusal)
 	}
 	if n > s.srv.opts.MaxMessageSize {
 		// RFC 7889 TOOBIG (MESSAGE_SIZE_LIMIT).

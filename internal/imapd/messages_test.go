@@ -83,6 +83,8 @@ func TestStore(t *testing.T) {
 	c.ok("SELECT INBOX")
 	u := c.ok(`STORE 1:2 +FLAGS (\Seen $Important)`)
 	if !slices.Equal(u, []string{
+		`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important)`,
+		`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Important \*)] Flags permitted`,
 		`* 1 FETCH (UID 1 FLAGS (\Seen $Important))`,
 		`* 2 FETCH (UID 2 FLAGS (\Seen $Important))`,
 	}) {

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,16 +63,21 @@ func cmdSelect(s *session, c *command) error {
 			return d.Err() == nil
 		})
 	}
-	if err := d.End(); err != nil {
-		return err
+	endErr := d.End()
+	if endErr != nil && endErr != d.refusal {
+		return endErr
 	}
 	if s.sel != nil {
 		// RFC 9051 6.3.2: selecting closes the selected mailbox, without
-		// expunging; RFC 7162 3.2.11 and RFC 9051 7.1: OK [CLOSED].
+		// expunging, also when the new one cannot be selected; RFC 7162
+		// 3.2.11 and RFC 9051 7.1: OK [CLOSED].
 		s.deselect()
 		if s.qresync || s.rev2 {
 			s.w.Status("*", "OK", "CLOSED", "Previous mailbox closed")
 		}
+	}
+	if endErr != nil {
+		return endErr
 	}
 	if condstore {
 		s.condstore = true
@@ -103,15 +109,20 @@ func cmdSelect(s *session, c *command) error {
 		v.modSeq = max(v.modSeq, msgs[i].modSeq)
 		v.uidNext = max(v.uidNext, msgs[i].uid+1)
 	}
-	s.writeFlagsResponses(msgs)
+	s.writeFlagsResponses(v)
 	s.w.Untagged()
 	s.w.Uint(uint64(len(msgs)))
 	s.w.Raw(" EXISTS")
 	s.w.CRLF()
 	if !s.rev2 {
-		// RFC 3501 6.3.1: RECENT is required in IMAP4rev1; Petrel keeps
-		// no \Recent. OK [UNSEEN] is the first unseen message.
-		s.w.Raw("* 0 RECENT\r\n")
+		// RFC 3501 6.3.1: RECENT is required in IMAP4rev1 (RFC 9051
+		// dropped \Recent, so rev2 sessions neither see nor take it).
+		// OK [UNSEEN] is the first unseen message.
+		s.takeRecent(v, mb.RecentUID, v.uidNext)
+		s.w.Untagged()
+		s.w.Uint(uint64(v.recentCount()))
+		s.w.Raw(" RECENT")
+		s.w.CRLF()
 		for i := range msgs {
 			if !hasFlag(msgs[i].flagList(), flagSeen) {
 				s.w.Untagged()
@@ -163,28 +174,32 @@ func cmdSelect(s *session, c *command) error {
 // writeFlagsResponses writes FLAGS and OK [PERMANENTFLAGS] (RFC 9051
 // 7.3.5): the system flags and the keywords in use; new keywords are
 // allowed (\*).
-func (s *session) writeFlagsResponses(msgs []viewMsg) {
-	seen := map[string]bool{}
-	var keywords []string
+func (s *session) writeFlagsResponses(v *view) {
+	v.keywords = map[string]string{}
 	var last *[]string
-	for i := range msgs {
-		if msgs[i].flags == last {
+	for i := range v.msgs {
+		if v.msgs[i].flags == last {
 			continue // the same interned list as the message before
 		}
-		last = msgs[i].flags
-		for _, f := range msgs[i].flagList() {
-			if strings.HasPrefix(f, `\`) {
-				continue
-			}
-			k := strings.ToLower(f)
-			if !seen[k] {
-				seen[k] = true
-				keywords = append(keywords, f)
+		last = v.msgs[i].flags
+		for _, f := range v.msgs[i].flagList() {
+			if k := strings.ToLower(f); !strings.HasPrefix(f, `\`) && v.keywords[k] == "" {
+				v.keywords[k] = f
 			}
 		}
 	}
-	sort.Strings(keywords)
-	flags := append(append([]string{}, systemFlags...), keywords...)
+	s.writeFlagsList(v.keywords)
+}
+
+// writeFlagsList writes FLAGS and OK [PERMANENTFLAGS] with the system
+// flags and keywords.
+func (s *session) writeFlagsList(keywords map[string]string) {
+	kw := make([]string, 0, len(keywords))
+	for _, f := range keywords {
+		kw = append(kw, f)
+	}
+	sort.Strings(kw)
+	flags := append(append([]string{}, systemFlags...), kw...)
 	s.w.Untagged()
 	s.w.Raw("FLAGS ")
 	s.w.Flags(flags)
@@ -196,13 +211,63 @@ func (s *session) writeFlagsResponses(msgs []viewMsg) {
 	s.w.CRLF()
 }
 
+// takeRecent makes the messages from UID known (the mailbox's first not
+// yet recent to any session) up to upTo \Recent in the session: claimed
+// from the store for SELECT, so that no other session gets them, only
+// shown for EXAMINE. \Recent is a courtesy: a store error costs it, not
+// the command.
+func (s *session) takeRecent(v *view, known, upTo uint32) {
+	from := known
+	if from < upTo && !v.readOnly {
+		var err error
+		if from, err = s.srv.opts.Store.ClaimRecent(s.ctx, v.id, upTo); err != nil {
+			s.log.Warn("imap: \\Recent not recorded", "err", err)
+			from = upTo
+		}
+	}
+	v.addRecent(from, upTo)
+}
+
+// shownFlags are m's flags as the session shows them: with \Recent for a
+// message recent in it.
+func (s *session) shownFlags(m *store.MessageInfo) []string {
+	if s.sel == nil || len(s.sel.recent) == 0 || !s.sel.isRecent(m.UID) {
+		return m.Flags
+	}
+	return append(slices.Clip(m.Flags), flagRecent)
+}
+
+// noteKeywords sends FLAGS and PERMANENTFLAGS again when flags hold a
+// keyword the client has not been told of: the mailbox's defined flags
+// changed (RFC 9051 7.3.5; Dovecot does so on STORE and for others'
+// changes, and imaptest expects it).
+func (s *session) noteKeywords(flags []string) {
+	v := s.sel
+	if v == nil || v.keywords == nil {
+		return
+	}
+	changed := false
+	for _, f := range flags {
+		if strings.HasPrefix(f, `\`) {
+			continue
+		}
+		if k := strings.ToLower(f); v.keywords[k] == "" {
+			v.keywords[k] = f
+			changed = true
+		}
+	}
+	if changed {
+		s.writeFlagsList(v.keywords)
+	}
+}
+
 // writeSelectedList writes the LIST response of a mailbox being selected.
 func (s *session) writeSelectedList(mb *store.Mailbox) error {
 	boxes, err := s.srv.opts.Store.ListMailboxes(s.ctx, s.user)
 	if err != nil {
 		return err
 	}
-	ents := listEntries(boxes, "", []string{mb.Name}, listOptions{}, false)
+	ents := listEntries(boxes, nil, "", []string{mb.Name}, listOptions{}, false)
 	attrs := []string{}
 	if len(ents) == 1 {
 		attrs = ents[0].attrs(listOptions{}, false, s.rev2)

@@ -123,11 +123,21 @@ func (s *session) applyChanges(v *view, ch *store.Changes) {
 		}
 	}
 	if len(added) > 0 {
+		for i := range added {
+			s.noteKeywords(added[i].Flags)
+		}
 		v.appendMsgs(added)
 		s.w.Untagged()
 		s.w.Uint(uint64(v.count()))
 		s.w.Raw(" EXISTS")
 		s.w.CRLF()
+		if !s.rev2 {
+			s.takeRecent(v, ch.Mailbox.RecentUID, v.maxUID()+1)
+			s.w.Untagged()
+			s.w.Uint(uint64(v.recentCount()))
+			s.w.Raw(" RECENT")
+			s.w.CRLF()
+		}
 	}
 	v.modSeq = max(v.modSeq, ch.Mailbox.HighestModSeq)
 	if ch.Mailbox.UIDNext > v.uidNext {
@@ -163,12 +173,13 @@ func (s *session) reportExpunged(uids []uint32) {
 // UID is always there: QRESYNC requires it (RFC 7162 3.2.4) and it costs
 // nothing.
 func (s *session) writeFlagsFetch(seq uint32, m store.MessageInfo) {
+	s.noteKeywords(m.Flags)
 	s.w.Untagged()
 	s.w.Uint(uint64(seq))
 	s.w.Raw(" FETCH (UID ")
 	s.w.Uint(uint64(m.UID))
 	s.w.Raw(" FLAGS ")
-	s.w.Flags(m.Flags)
+	s.w.Flags(s.shownFlags(&m))
 	if s.condstore {
 		s.w.Raw(" MODSEQ (")
 		s.w.Uint(m.ModSeq)

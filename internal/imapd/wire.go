@@ -56,6 +56,10 @@ type decoder struct {
 	// bytes follow and must be read before the line can be skipped.
 	skipLiteral int64
 	err         error
+	// refusal is a NO for a command that parses but cannot be done (a
+	// valid astring that is no valid mailbox name): End returns it once
+	// the line is read, so the client gets NO rather than BAD.
+	refusal error
 }
 
 func newDecoder(r *bufio.Reader, maxLine int, maxLiteral int64) *decoder {
@@ -68,6 +72,7 @@ func (d *decoder) reset() {
 	d.eol = false
 	d.skipLiteral = 0
 	d.err = nil
+	d.refusal = nil
 }
 
 // Err is the first error, if any.
@@ -169,7 +174,14 @@ func (d *decoder) End() error {
 		return d.err
 	}
 	d.eol = true
-	return nil
+	return d.refusal
+}
+
+// refuse records a NO that End returns after the rest of the command.
+func (d *decoder) refuse(code, text string) {
+	if d.refusal == nil {
+		d.refusal = no(code, text)
+	}
 }
 
 // isAtomChar is RFC 9051 ATOM-CHAR: any CHAR except atom-specials.

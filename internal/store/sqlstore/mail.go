@@ -370,11 +370,17 @@ func ensureMailboxes(ctx context.Context, c conn, user string, specs []store.Mai
 				return nil, err
 			}
 		}
-		_, err := c.exec(ctx, `INSERT INTO mailbox (user_email, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq, created_at)
-VALUES (?, ?, ?, ?, ?, 1, 1, ?) ON CONFLICT (user_email, name) DO NOTHING`,
-			user, name, sp.SpecialUse, true, uv, c.d.ts(t))
+		_, err := c.exec(ctx, `INSERT INTO mailbox (user_email, name, special_use, uidvalidity, uidnext, highestmodseq, created_at)
+VALUES (?, ?, ?, ?, 1, 1, ?) ON CONFLICT (user_email, name) DO NOTHING`,
+			user, name, sp.SpecialUse, uv, c.d.ts(t))
 		if err != nil {
 			return nil, fmt.Errorf("create mailbox %q of %q: %w", name, user, mapErr(err))
+		}
+		// The mailboxes made for the user (INBOX, Sent, Junk, ...) come
+		// subscribed, as Mailu's Dovecot autosubscribes them.
+		_, err = c.exec(ctx, `INSERT INTO subscription (user_email, name) VALUES (?, ?) ON CONFLICT DO NOTHING`, user, name)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe %q of %q: %w", name, user, mapErr(err))
 		}
 		added = true
 	}
@@ -435,15 +441,8 @@ func hasMailboxes(ids map[string]int64, specs []store.MailboxSpec) bool {
 
 // ListMailboxes lists user's mailboxes by name, with message counts.
 func (s *Store) ListMailboxes(ctx context.Context, user string) ([]store.Mailbox, error) {
-	return list(ctx, s.readConn(), "list mailboxes", func(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
-		var m store.Mailbox
-		var uv, un int64
-		err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages)
-		m.UIDValidity, m.UIDNext = uint32(uv), uint32(un)
-		return m, err
-	}, `SELECT m.id, m.user_email, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq,
-  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id)
-FROM mailbox m WHERE m.user_email = ? ORDER BY m.name`, user)
+	return list(ctx, s.readConn(), "list mailboxes", scanMailbox,
+		`SELECT `+mailboxCols+` FROM mailbox m WHERE m.user_email = ? ORDER BY m.name`, user)
 }
 
 // ListMessages lists a mailbox's messages in UID order; store.ErrNotFound

@@ -79,14 +79,16 @@ func checkSpecialUse(su string) (string, error) {
 }
 
 // mailboxCols selects a store.Mailbox from mailbox m (scanMailbox).
-const mailboxCols = `m.id, m.user_email, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highestmodseq,
-  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id)`
+const mailboxCols = `m.id, m.user_email, m.name, m.special_use,
+  EXISTS (SELECT 1 FROM subscription s WHERE s.user_email = m.user_email AND s.name = m.name),
+  m.uidvalidity, m.uidnext, m.highestmodseq,
+  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id), m.recent_uid`
 
 func scanMailbox(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
 	var m store.Mailbox
-	var uv, un int64
-	err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages)
-	m.UIDValidity, m.UIDNext = uint32(uv), uint32(un)
+	var uv, un, ru int64
+	err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages, &ru)
+	m.UIDValidity, m.UIDNext, m.RecentUID = uint32(uv), uint32(un), uint32(ru)
 	return m, err
 }
 
@@ -220,8 +222,8 @@ func insertMailboxes(ctx context.Context, c conn, user string, names, uses []str
 		return err
 	}
 	for i, n := range names {
-		_, err := c.exec(ctx, `INSERT INTO mailbox (user_email, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq, created_at)
-VALUES (?, ?, ?, ?, ?, 1, 1, ?)`, user, n, uses[i], true, uv, c.d.ts(t))
+		_, err := c.exec(ctx, `INSERT INTO mailbox (user_email, name, special_use, uidvalidity, uidnext, highestmodseq, created_at)
+VALUES (?, ?, ?, ?, 1, 1, ?)`, user, n, uses[i], uv, c.d.ts(t))
 		if err != nil {
 			return fmt.Errorf("create mailbox %q: %w", n, mapErr(err))
 		}
@@ -425,6 +427,9 @@ func renameTree(ctx context.Context, c conn, user string, ids map[string]int64, 
 			return fmt.Errorf("rename to %q: %w", renamed[id], mapErr(err))
 		}
 	}
+	if err := renameSubscriptions(ctx, c, user, f, t); err != nil {
+		return err
+	}
 	// Superiors of the new name that are missing (none of them can be
 	// one of the renamed mailboxes: t is not inside f).
 	var names, uses []string
@@ -434,6 +439,44 @@ func renameTree(ctx context.Context, c conn, user string, ids map[string]int64, 
 		}
 	}
 	return insertMailboxes(ctx, c, user, names, uses, maxUV)
+}
+
+// renameSubscriptions moves the subscriptions of f and its inferiors to
+// their new names, as Dovecot does on RENAME, so that a renamed folder
+// stays visible in clients that show subscribed folders only.
+func renameSubscriptions(ctx context.Context, c conn, user, f, t string) error {
+	var names []string
+	rows, err := c.query(ctx, `SELECT name FROM subscription WHERE user_email = ? AND (name = ? OR substr(name, 1, ?) = ?)`,
+		user, f, len(f)+1, f+"/")
+	if err != nil {
+		return fmt.Errorf("subscriptions of %q: %w", f, mapErr(err))
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// All old names go first: a new name can be another's old one
+	// ("b/a" -> "b" turns "b/a/a" into "b/a").
+	for _, n := range names {
+		if _, err := c.exec(ctx, `DELETE FROM subscription WHERE user_email = ? AND name = ?`, user, n); err != nil {
+			return fmt.Errorf("unsubscribe %q: %w", n, mapErr(err))
+		}
+	}
+	for _, n := range names {
+		nn := t + strings.TrimPrefix(n, f)
+		if _, err := c.exec(ctx, `INSERT INTO subscription (user_email, name) VALUES (?, ?) ON CONFLICT DO NOTHING`, user, nn); err != nil {
+			return fmt.Errorf("subscribe %q: %w", nn, mapErr(err))
+		}
+	}
+	return nil
 }
 
 // renameInbox creates t (and its superiors) and moves every message of
@@ -466,16 +509,56 @@ func renameInbox(ctx context.Context, c conn, user string, ids map[string]int64,
 	return err
 }
 
-// SetSubscribed sets or clears the subscription of one of user's
-// mailboxes (RFC 9051 6.3.7, 6.3.8); store.ErrNotFound if there is none.
+// SetSubscribed adds name to user's subscriptions or removes it (RFC 9051
+// 6.3.7, 6.3.8). The list is the user's own: a name needs no mailbox, and
+// subscribing twice or unsubscribing a name not listed changes nothing.
 func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed bool) error {
+	n := normName(name)
 	err := s.withTx(ctx, func(c conn) error {
-		return c.execOne(ctx, `UPDATE mailbox SET subscribed = ? WHERE user_email = ? AND name = ?`, subscribed, user, normName(name))
+		if !subscribed {
+			_, err := c.exec(ctx, `DELETE FROM subscription WHERE user_email = ? AND name = ?`, user, n)
+			return err
+		}
+		_, err := c.exec(ctx, `INSERT INTO subscription (user_email, name) VALUES (?, ?) ON CONFLICT DO NOTHING`, user, n)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sqlstore: subscribe %q of %q: %w", name, user, err)
+		return fmt.Errorf("sqlstore: subscribe %q of %q: %w", name, user, mapErr(err))
 	}
 	return nil
+}
+
+// ClaimRecent moves the mailbox's recent_uid up to upTo and returns where
+// it was: the caller's \Recent messages are those from there.
+func (s *Store) ClaimRecent(ctx context.Context, mailboxID int64, upTo uint32) (uint32, error) {
+	from := int64(upTo)
+	err := s.withTx(ctx, func(c conn) error {
+		var cur int64
+		err := c.queryRow(ctx, `SELECT recent_uid FROM mailbox WHERE id = ?`+c.d.forUpdate(), mailboxID).Scan(&cur)
+		if err != nil {
+			return mapErr(err)
+		}
+		if cur >= int64(upTo) {
+			return nil
+		}
+		from = cur
+		_, err = c.exec(ctx, `UPDATE mailbox SET recent_uid = ? WHERE id = ?`, int64(upTo), mailboxID)
+		return err
+	})
+	if err != nil {
+		return upTo, fmt.Errorf("sqlstore: claim recent of mailbox %d: %w", mailboxID, err)
+	}
+	return uint32(from), nil
+}
+
+// Subscriptions lists user's subscribed names in order, with or without
+// a mailbox.
+func (s *Store) Subscriptions(ctx context.Context, user string) ([]string, error) {
+	return list(ctx, s.readConn(), "list subscriptions", func(sc interface{ Scan(...any) error }) (string, error) {
+		var n string
+		err := sc.Scan(&n)
+		return n, err
+	}, `SELECT name FROM subscription WHERE user_email = ? ORDER BY name`, user)
 }
 
 // Quota returns user's quota_bytes_used and quota_bytes (0: unlimited);

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,7 +120,8 @@ func testCreateMailbox(t *testing.T, open Open) {
 
 	m, err := mb.CreateMailbox(c, alice, "Projects/2024/Q1", `\archive`)
 	must(t, err)
-	if m.Name != "Projects/2024/Q1" || m.SpecialUse != `\Archive` || !m.Subscribed || m.UIDNext != 1 ||
+	// CREATE does not subscribe (RFC 3501 6.3.6).
+	if m.Name != "Projects/2024/Q1" || m.SpecialUse != `\Archive` || m.Subscribed || m.UIDNext != 1 ||
 		m.HighestModSeq == 0 || m.Messages != 0 || m.UserEmail != alice || m.ID == 0 {
 		t.Fatalf("created %+v", m)
 	}
@@ -432,6 +434,11 @@ func testSubscribe(t *testing.T, open Open) {
 	c := ctx(t)
 	_, err := mb.CreateMailbox(c, alice, "Lists", "")
 	must(t, err)
+	if getBox(t, mb, "Lists").Subscribed {
+		t.Fatal("CREATE subscribed")
+	}
+	must(t, mb.SetSubscribed(c, alice, "Lists", true))
+	must(t, mb.SetSubscribed(c, alice, "Lists", true)) // twice: no error
 	must(t, mb.SetSubscribed(c, alice, "Lists", false))
 	if getBox(t, mb, "Lists").Subscribed {
 		t.Fatal("still subscribed after unsubscribe")
@@ -444,7 +451,25 @@ func testSubscribe(t *testing.T, open Open) {
 	if getBox(t, mb, "INBOX").Subscribed {
 		t.Fatal("inbox: subscription not changed")
 	}
-	wantErr(t, mb.SetSubscribed(c, alice, "Missing", true), store.ErrNotFound, "subscribe a missing mailbox")
+	// The list is the user's own: a name without a mailbox can be on it,
+	// DELETE leaves a subscription and RENAME moves it with the tree.
+	must(t, mb.SetSubscribed(c, alice, "Missing", true))
+	_, err = mb.CreateMailbox(c, alice, "Old/Child", "")
+	must(t, err)
+	must(t, mb.SetSubscribed(c, alice, "Old", true))
+	must(t, mb.SetSubscribed(c, alice, "Old/Child", true))
+	must(t, mb.RenameMailbox(c, alice, "Old", "New"))
+	if !getBox(t, mb, "New/Child").Subscribed || !getBox(t, mb, "New").Subscribed {
+		t.Fatal("RENAME lost the subscriptions")
+	}
+	must(t, mb.DeleteMailbox(c, alice, "New/Child"))
+	subs, err := mb.Subscriptions(c, alice)
+	must(t, err)
+	if got := strings.Join(subs, ","); got != "Drafts,Junk,Lists,Missing,New,New/Child,Sent,Trash" {
+		t.Fatalf("subscriptions %q, want the defaults but INBOX, Lists, Missing, New, New/Child", got)
+	}
+	must(t, mb.SetSubscribed(c, alice, "Missing", false))
+	must(t, mb.SetSubscribed(c, alice, "Missing", false)) // not listed: no error
 }
 
 func testAppend(t *testing.T, open Open) {

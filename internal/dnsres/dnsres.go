@@ -43,6 +43,7 @@ var (
 // behave the same with and without cgo and can use a given server.
 type Net struct {
 	r    *net.Resolver
+	addr string // RESOLVER_ADDRESS, "" = resolv.conf (secure.go)
 	ptr  *cache // LookupAddr answers by address
 	host *cache // LookupHost answers by name
 	txt  *cache // LookupTXT answers by name
@@ -62,6 +63,7 @@ func New(addr string) *Net {
 	}
 	return &Net{
 		r:    r,
+		addr: addr,
 		ptr:  newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
 		host: newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
 		txt:  newCache(CacheSize, TXTCacheTTL, CacheNegativeTTL, time.Now),

@@ -40,6 +40,9 @@ var forbidden = map[string][]string{
 	// Event counters: below every protocol, above only the store interfaces.
 	"internal/stats": {"internal/store/sqlstore", "internal/auth", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 
+	// Outbound TLS policy: below relay, over dnsres and the store interfaces.
+	"internal/tlspolicy": {"internal/store/sqlstore", "internal/relay", "internal/queue", "internal/smtpd", "internal/inbound", "internal/admin", "internal/httpd", "internal/tlscfg", "internal/cli", "internal/app"},
+
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
 	// A test helper speaking only the PostgreSQL wire protocol.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/mailaddr"
 	"github.com/petrelmail/petrel/internal/queue"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // quitTimeout bounds the wait for the reply to QUIT.
@@ -83,7 +84,7 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 
 // key is what a cached session must match to carry this session's mail.
 func (s *session) key() connKey {
-	return connKey{kind: s.t.hop.kind, lmtp: s.t.hop.lmtp, host: s.t.host, addr: s.t.addr, noTLS: s.noTLS}
+	return connKey{kind: s.t.hop.kind, lmtp: s.t.hop.lmtp, host: s.t.host, addr: s.t.addr, noTLS: s.noTLS, tls: s.t.pol.Key()}
 }
 
 // reuse takes a cached session for s.t and checks it is still alive
@@ -185,10 +186,17 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 	}
 	s.debug("greeted and said EHLO", "lmtp", s.t.hop.lmtp)
 
+	pol := s.t.pol
 	if s.tlsVersion == "" && !s.t.hop.lmtp && !s.noTLS {
 		if ok, _ := sc.Extension("STARTTLS"); ok {
 			tc, err := startTLS(ctx, conn, s.tlsConfig(), to.Command, to.Connect)
 			if err != nil {
+				c.tlsp.Result(pol, s.t.addr.Addr().String(), err)
+				if pol != nil && pol.RequireTLS() && ctx.Err() == nil {
+					// RFC 7672 2.2, RFC 8461 5: no delivery without the
+					// policy's TLS; the next MX may do, else deferred.
+					return nil, s.local(false, "4.7.5", "TLS with "+s.t.host+" failed under "+pol.Reason+": "+err.Error(), false)
+				}
 				aerr := s.fail(ctx, err, false)
 				// With an unverified peer, a refused STARTTLS or a broken
 				// handshake may be retried in clear on a new connection;
@@ -196,6 +204,7 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 				aerr.plainRetry = !s.verify()
 				return nil, aerr
 			}
+			c.tlsp.Result(pol, s.t.addr.Addr().String(), nil)
 			conn = tc
 			s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
 			s.debug("STARTTLS", "tls", s.tlsVersion)
@@ -204,6 +213,13 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 				return nil, s.fail(ctx, err, false)
 			}
 		}
+	}
+	if s.tlsVersion == "" && pol != nil && pol.RequireTLS() {
+		// RFC 3207 4, RFC 7672 2.2: a policy that requires TLS never
+		// falls back to plaintext.
+		c.tlsp.Result(pol, s.t.addr.Addr().String(), &tlspolicy.PolicyError{ResultType: "starttls-not-supported",
+			Msg: s.t.host + " does not offer STARTTLS"})
+		return nil, s.local(false, "4.7.10", s.t.host+" does not offer STARTTLS, which "+pol.Reason+" requires", false)
 	}
 	if aerr := s.authenticate(ctx, sc); aerr != nil {
 		return nil, aerr
@@ -229,6 +245,9 @@ func (s *session) newClient(conn net.Conn) *smtp.Client {
 func (s *session) verify() bool { return s.t.hop.kind == hopRelayHost }
 
 func (s *session) tlsConfig() *tls.Config {
+	if s.t.pol != nil {
+		return s.c.tlsp.TLSConfig(s.t.pol)
+	}
 	cfg := &tls.Config{ServerName: s.t.host}
 	if isIP(s.t.host) {
 		cfg.ServerName = "" // no SNI for an address; verification uses IP SANs

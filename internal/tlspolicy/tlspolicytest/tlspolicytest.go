@@ -198,6 +198,7 @@ type MemStore struct {
 	mu       sync.Mutex
 	policies map[string]store.MTASTSPolicy
 	results  []store.TLSResult
+	claimed  map[string]bool
 }
 
 // NewMemStore returns an empty store.
@@ -256,4 +257,46 @@ func (m *MemStore) Has(line string) bool {
 		}
 	}
 	return false
+}
+
+// TLSResults returns the rows added for day (not summed).
+func (m *MemStore) TLSResults(_ context.Context, day time.Time) ([]store.TLSResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.TLSResult
+	for _, r := range m.results {
+		if r.Day.Format("2006-01-02") == day.UTC().Format("2006-01-02") {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// ClaimTLSReport claims (day, domain) once.
+func (m *MemStore) ClaimTLSReport(_ context.Context, day time.Time, domain string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.claimed == nil {
+		m.claimed = map[string]bool{}
+	}
+	k := day.UTC().Format("2006-01-02") + " " + domain
+	if m.claimed[k] {
+		return false, nil
+	}
+	m.claimed[k] = true
+	return true, nil
+}
+
+// PruneTLSResults drops rows of days before before.
+func (m *MemStore) PruneTLSResults(_ context.Context, before time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	kept := m.results[:0]
+	for _, r := range m.results {
+		if !r.Day.Before(before) {
+			kept = append(kept, r)
+		}
+	}
+	m.results = kept
+	return nil
 }

@@ -63,6 +63,7 @@ func Run(t *testing.T, open Open) {
 		{"GarbageCollection", testGarbageCollection},
 		{"IMAP", testIMAP},
 		{"TLSPolicies", testTLSPolicies},
+		{"QueueDSN", testQueueDSN},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

@@ -76,3 +76,32 @@ func testTLSPolicies(t *testing.T, open Open) {
 		t.Errorf("kept day has %d rows, want 2", len(rs))
 	}
 }
+
+// testQueueDSN checks that RFC 3461 parameters go with each queue entry.
+func testQueueDSN(t *testing.T, open Open) {
+	s := get(t, open)
+	c := ctx(t)
+	qs, ok := s.(store.QueueStore)
+	if !ok {
+		t.Skip("backend has no queue store")
+	}
+	m := &store.NewMessage{ID: "dsn-params", Sender: "a@example.com", Body: []byte("Subject: x\r\n\r\nhi\r\n"),
+		Remote: []string{"x@remote.example", "y@remote.example"},
+		DSN: &store.DSNParams{Ret: "HDRS", EnvID: "env+1", Rcpts: map[string]store.RcptDSN{
+			"x@remote.example": {Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;X@Remote.Example"}}}}
+	must(t, s.CommitMessages(c, []*store.NewMessage{m}))
+	items, err := qs.ClaimQueue(c, "w", time.Now().Add(time.Minute), time.Minute, 10)
+	must(t, err)
+	if len(items) != 2 {
+		t.Fatalf("claimed %d entries, want 2", len(items))
+	}
+	for _, it := range items {
+		want := store.RcptDSN{}
+		if it.Recipient == "x@remote.example" {
+			want = store.RcptDSN{Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;X@Remote.Example"}
+		}
+		if it.DSNRet != "HDRS" || it.DSNEnvID != "env+1" || it.DSNNotify != want.Notify || it.DSNORcpt != want.ORcpt {
+			t.Errorf("entry %s: ret=%q envid=%q notify=%q orcpt=%q; want HDRS env+1 %+v", it.Recipient, it.DSNRet, it.DSNEnvID, it.DSNNotify, it.DSNORcpt, want)
+		}
+	}
+}

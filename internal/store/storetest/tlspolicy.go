@@ -79,7 +79,8 @@ func testTLSPolicies(t *testing.T, open Open) {
 
 // testQueueDSN checks that RFC 3461 parameters go with each queue entry.
 func testQueueDSN(t *testing.T, open Open) {
-	s := get(t, open)
+	s := open(t)
+	defer s.Close()
 	c := ctx(t)
 	qs, ok := s.(store.QueueStore)
 	if !ok {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -288,10 +289,41 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 			if r != "" && !seenRemote[r] {
 				seenRemote[r] = true
 				msg.Remote = append(msg.Remote, r)
+				addDSN(msg, env, rt, r)
 			}
 		}
 	}
 	return msg
+}
+
+// addDSN records the RFC 3461 parameters of remote recipient r of route
+// rt. RFC 3461 4.2: a recipient reached through an alias or forward keeps
+// the address the client gave as its ORCPT, so the DSN names it.
+func addDSN(msg *store.NewMessage, env *Envelope, rt Route, r string) {
+	d := rt.DSN
+	if d.ORcpt == "" && (d.Notify != "" || env.DSNRet != "" || env.DSNEnvID != "") && !strings.EqualFold(r, rt.Rcpt) {
+		typ := "rfc822"
+		if !isASCII(rt.Rcpt) {
+			typ = "utf-8"
+		}
+		d.ORcpt = typ + ";" + rt.Rcpt
+	}
+	if d == (store.RcptDSN{}) && env.DSNRet == "" && env.DSNEnvID == "" {
+		return
+	}
+	if msg.DSN == nil {
+		msg.DSN = &store.DSNParams{Ret: env.DSNRet, EnvID: env.DSNEnvID, Rcpts: map[string]store.RcptDSN{}}
+	}
+	msg.DSN.Rcpts[r] = d
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // seenFlags is the initial flag list of a message marked as read; shared,

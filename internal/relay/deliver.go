@@ -26,6 +26,7 @@ func (t target) implicitTLS() bool {
 // accept is what the server that accepted a recipient said.
 type accept struct {
 	remote, reply string
+	noDSN         bool // the server does not offer DSN
 }
 
 // deliverGroup delivers to the recipients of one next hop. It returns a
@@ -91,7 +92,7 @@ hosts:
 				if err, ok := res[r]; ok {
 					results[r] = err
 					if err == nil {
-						accepted[r] = accept{remote: t.remote(), reply: s.replies[r]}
+						accepted[r] = accept{remote: t.remote(), reply: s.replies[r], noDSN: !s.dsn}
 					}
 					if err != nil && !permanent(err) {
 						next = append(next, r)

@@ -250,7 +250,7 @@ func (c *Client) Deliver(ctx context.Context, m *queue.Message) ([]queue.Recipie
 	for _, rcpt := range m.Recipients {
 		rr := queue.RecipientResult{Recipient: rcpt, Err: results[rcpt]}
 		if rr.Err == nil {
-			rr.Remote, rr.Reply = accepted[rcpt].remote, accepted[rcpt].reply
+			rr.Remote, rr.Reply, rr.NoDSN = accepted[rcpt].remote, accepted[rcpt].reply, accepted[rcpt].noDSN
 		}
 		out = append(out, rr)
 	}

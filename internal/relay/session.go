@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/petrelmail/petrel/internal/mailaddr"
+	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/queue"
 	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
@@ -39,6 +40,7 @@ type session struct {
 	dataOpen   bool              // DATA accepted, final dot not yet sent
 	txOpen     bool              // MAIL accepted, no reply to the final dot yet
 	stale      bool              // a reused session ended before MAIL was accepted
+	dsn        bool              // the server offers DSN (RFC 3461)
 }
 
 func (s *session) debug(msg string, args ...any) {
@@ -321,6 +323,16 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 	// go-smtp adds BODY=8BITMIME whenever the server offers it, and SIZE
 	// when the server announces SIZE.
 	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
+	if printable(m.EnvID) {
+		opts.EnvelopeID = m.EnvID
+	}
+	switch m.Ret {
+	case "FULL", "HDRS":
+		opts.Return = smtp.DSNReturn(m.Ret)
+	}
+	// go-smtp sends RET, ENVID, NOTIFY and ORCPT only to a server that
+	// offers DSN (RFC 3461 4.1: relay the parameters onward).
+	s.dsn, _ = sc.Extension("DSN")
 	if err := sc.Mail(wireAddr(m.Sender, m.UTF8), opts); err != nil {
 		// On a reused session, a broken connection or a 421 (a server
 		// that limits messages per session, or timed it out) is the
@@ -338,7 +350,7 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 	results := make(map[string]error, len(rcpts))
 	var accepted []string
 	for _, r := range rcpts {
-		err := sc.Rcpt(wireAddr(r, m.UTF8), nil)
+		err := sc.Rcpt(wireAddr(r, m.UTF8), rcptOptions(m.DSN[r]))
 		var se *smtp.SMTPError
 		switch {
 		case err == nil:
@@ -486,4 +498,48 @@ func (r *readErrReader) Read(p []byte) (int, error) {
 		r.err = err
 	}
 	return n, err
+}
+
+// rcptOptions turns a recipient's stored NOTIFY and ORCPT into go-smtp's
+// options; malformed stored values are left out rather than failing the
+// delivery.
+func rcptOptions(d store.RcptDSN) *smtp.RcptOptions {
+	if d.Notify == "" && d.ORcpt == "" {
+		return nil
+	}
+	o := &smtp.RcptOptions{}
+	seen := map[smtp.DSNNotify]bool{}
+	for _, n := range strings.Split(d.Notify, ",") {
+		switch v := smtp.DSNNotify(strings.ToUpper(strings.TrimSpace(n))); v {
+		case smtp.DSNNotifyNever, smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed:
+			if !seen[v] {
+				seen[v] = true
+				o.Notify = append(o.Notify, v)
+			}
+		}
+	}
+	if seen[smtp.DSNNotifyNever] && len(o.Notify) > 1 {
+		o.Notify = nil // RFC 3461 4.1: NEVER stands alone
+	}
+	if typ, addr, ok := strings.Cut(d.ORcpt, ";"); ok && addr != "" {
+		switch strings.ToUpper(typ) {
+		case "RFC822":
+			if printable(addr) {
+				o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, addr
+			}
+		case "UTF-8":
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, addr
+		}
+	}
+	return o
+}
+
+// printable: RFC 3461 xtext carries printable ASCII only.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }

@@ -92,7 +92,7 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 			// reports success itself; one without DSN leaves it to us.
 			if notifies(it.DSNNotify, "SUCCESS") && res.NoDSN {
 				relayed = append(relayed, dsnRecipient{Recipient: it.Recipient, ORcpt: it.DSNORcpt, LastAttempt: now,
-					Err: &DeliveryError{Enhanced: "2.0.0", Remote: res.Remote, Message: res.Reply}})
+					Err: &DeliveryError{Code: 250, Enhanced: "2.0.0", Remote: res.Remote, Message: strings.TrimPrefix(res.Reply, "250 ")}})
 			}
 			continue
 		}

@@ -91,7 +91,7 @@ func reply(e *DeliveryError) string {
 // advice says what the sender can do about a failure.
 func (d *dsn) advice(r dsnRecipient) string {
 	if d.Success != "" {
-		return "Nothing: this notice confirms the delivery you asked for."
+		return "nothing; this notice confirms the delivery you asked to be told about."
 	}
 	if d.Delayed {
 		return "Nothing for now: this is only a warning."
@@ -428,3 +428,39 @@ func (f FailureReport) Build() []byte {
 	}
 	return d.Build()
 }
+
+// SuccessReport is the RFC 3461 NOTIFY=SUCCESS notice for recipients whose
+// mailboxes here received the message (Action: delivered).
+type SuccessReport struct {
+	Hostname   string // Reporting-MTA
+	ID         string // unique: the DSN's Message-ID and boundary
+	MessageID  string // Petrel's id of the original message
+	Sender     string // the original envelope sender: the notice goes to it
+	EnvID      string // RFC 3461 ENVID, "" if none
+	Arrival    time.Time
+	Headers    []byte // original header block, CRLF lines
+	Full       []byte // RET=FULL: the whole message instead of Headers
+	Recipients []SuccessRecipient
+}
+
+// SuccessRecipient is one recipient of a success notice.
+type SuccessRecipient struct {
+	Recipient string // the address as given in RCPT
+	ORcpt     string // RFC 3461 ORCPT as "type;address", "" if none
+}
+
+// Build returns the notice as a message with CRLF line endings.
+func (s SuccessReport) Build() []byte {
+	now := time.Now()
+	d := &dsn{Hostname: s.Hostname, ID: s.ID, MessageID: s.MessageID, Sender: s.Sender, EnvID: s.EnvID,
+		Arrival: s.Arrival, Date: now, Headers: s.Headers, Full: s.Full, Success: "delivered"}
+	for _, r := range s.Recipients {
+		d.Recipients = append(d.Recipients, dsnRecipient{Recipient: r.Recipient, ORcpt: r.ORcpt, LastAttempt: now,
+			Err: &DeliveryError{Code: 250, Enhanced: "2.0.0", Message: "delivered to mailbox", Remote: s.Hostname}})
+	}
+	return d.Build()
+}
+
+// Notifies reports whether an RFC 3461 NOTIFY list names what (SUCCESS,
+// FAILURE, DELAY or NEVER).
+func Notifies(notify, what string) bool { return notifies(notify, what) }

@@ -30,19 +30,19 @@ type dsnRecipient struct {
 
 // dsn is everything one DSN says.
 type dsn struct {
-	Hostname   string // Reporting-MTA and MAILER-DAEMON's domain
-	ID         string // unique: Message-ID and boundary
-	MessageID  string // Petrel's id of the original message
-	Sender     string // original envelope sender, the DSN's To
-	Arrival    time.Time
-	Date       time.Time
-	Delayed    bool          // a delay notice (Action: delayed) rather than a failure
+	Hostname  string // Reporting-MTA and MAILER-DAEMON's domain
+	ID        string // unique: Message-ID and boundary
+	MessageID string // Petrel's id of the original message
+	Sender    string // original envelope sender, the DSN's To
+	Arrival   time.Time
+	Date      time.Time
+	Delayed   bool // a delay notice (Action: delayed) rather than a failure
 	// Success is a success notice (RFC 3461 NOTIFY=SUCCESS): "delivered"
 	// (stored locally) or "relayed" (to a next hop without DSN); Err of
 	// its recipients may carry the accepting host's reply.
 	Success    string
-	EnvID      string // RFC 3461 ENVID: the DSN's Original-Envelope-Id
-	Full       []byte // RET=FULL: the whole original message, sent instead of Headers
+	EnvID      string        // RFC 3461 ENVID: the DSN's Original-Envelope-Id
+	Full       []byte        // RET=FULL: the whole original message, sent instead of Headers
 	RetryUntil time.Time     // delay notices: when Petrel gives up
 	Lifetime   time.Duration // for the expiry text
 	Headers    []byte        // original header block, CRLF lines, no blank line

@@ -15,8 +15,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/petrelmail/petrel/internal/mailaddr"
-	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/queue"
+	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 

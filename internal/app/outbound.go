@@ -119,6 +119,25 @@ func runQueue(ctx context.Context, w *queue.Worker, wg *sync.WaitGroup, log *slo
 
 var _ queue.Bouncer = bouncer{}
 
+// successNotice sends the RFC 3461 NOTIFY=SUCCESS notice for mailboxes
+// here that received a message (Action: delivered), through the same
+// path as the queue's DSNs.
+func (p *parts) successNotice(ctx context.Context, env *inbound.Envelope, routes []inbound.Route, headers []byte) error {
+	r := queue.SuccessReport{
+		Hostname:  p.cfg.Hostnames[0],
+		ID:        p.connIDs.Next(),
+		MessageID: env.ID,
+		Sender:    env.Sender,
+		EnvID:     env.DSNEnvID,
+		Arrival:   env.ReceivedAt,
+		Headers:   headers,
+	}
+	for _, rt := range routes {
+		r.Recipients = append(r.Recipients, queue.SuccessRecipient{Recipient: rt.Rcpt, ORcpt: rt.DSN.ORcpt})
+	}
+	return bouncer{p: p}.Bounce(ctx, env.Sender, r.Build())
+}
+
 // quotaBounce sends the DSN for mailboxes left out of a delivery because
 // they were over quota (RFC 3463 5.2.2), through the same path as the
 // queue's DSNs.

@@ -146,11 +146,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Logger:     log.With("part", "inbound"),
 	})
 	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
-		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
-		Store:       p.store,
-		Blobs:       p.store.Blobs(),
-		Logger:      log.With("part", "delivery"),
-		QuotaBounce: p.quotaBounce,
+		OnDelivered:   func(n int) { p.stats.Add(stats.Delivered, n) },
+		Store:         p.store,
+		Blobs:         p.store.Blobs(),
+		Logger:        log.With("part", "delivery"),
+		QuotaBounce:   p.quotaBounce,
+		SuccessNotice: p.successNotice,
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,

@@ -58,6 +58,10 @@ type DelivererOptions struct {
 	// 5.2.2). full lists those users; headers is the original header
 	// block. It is called after the commit, never for the null sender.
 	QuotaBounce func(ctx context.Context, env *Envelope, full []string, headers []byte) error
+	// SuccessNotice, when set, sends the RFC 3461 NOTIFY=SUCCESS notice
+	// (Action: delivered) for the routes whose mailboxes here got the
+	// message; the error is logged, the delivery stands.
+	SuccessNotice func(ctx context.Context, env *Envelope, routes []Route, headers []byte) error
 	// OnDelivered, when set, is told how many mailboxes each committed
 	// message reached (the status page's counters).
 	OnDelivered func(mailboxes int)
@@ -76,6 +80,7 @@ type Deliverer struct {
 	now       func() time.Time
 	reply     *autoReplier // nil: no auto-replies
 	bounce    func(ctx context.Context, env *Envelope, full []string, headers []byte) error
+	notice    func(ctx context.Context, env *Envelope, routes []Route, headers []byte) error
 	delivered func(int) // nil: not counted
 
 	mu      sync.Mutex
@@ -109,6 +114,7 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 		log:       opts.Logger,
 		now:       opts.Now,
 		bounce:    opts.QuotaBounce,
+		notice:    opts.SuccessNotice,
 		delivered: opts.OnDelivered,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -246,6 +252,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 	case err := <-req.result:
 		if err == nil && len(req.full) > 0 {
 			d.bounceFull(ctx, env, msg, req.full)
+		}
+		if err == nil {
+			d.notifySuccess(ctx, env, msg, req.full)
 		}
 		if err == nil && d.reply != nil {
 			// After the commit, so a reply never goes out for a
@@ -449,6 +458,48 @@ func (d *Deliverer) bounceFull(ctx context.Context, env *Envelope, m *store.NewM
 	if err := d.bounce(ctx, env, full, d.headersOf(m)); err != nil {
 		d.log.Error("DSN for over-quota mailboxes not sent", "msgid", m.ID, "rcpts", full, "err", err)
 	}
+}
+
+// notifySuccess sends the RFC 3461 success notice for local routes that
+// asked for one (NOTIFY=SUCCESS) and whose mailboxes got the message.
+// Remote addresses of a route are left to the queue (relayed notices).
+func (d *Deliverer) notifySuccess(ctx context.Context, env *Envelope, m *store.NewMessage, full []string) {
+	if d.notice == nil || env.Sender == "" {
+		return
+	}
+	isFull := map[string]bool{}
+	for _, f := range full {
+		isFull[f] = true
+	}
+	var routes []Route
+	for _, rt := range env.Routes {
+		if !notifiesSuccess(rt.DSN.Notify) {
+			continue
+		}
+		for _, mb := range rt.Mailboxes {
+			if !isFull[mb] {
+				routes = append(routes, rt)
+				break
+			}
+		}
+	}
+	if len(routes) == 0 {
+		return
+	}
+	if err := d.notice(ctx, env, routes, d.headersOf(m)); err != nil {
+		d.log.Error("success notice (NOTIFY=SUCCESS) not sent", "msgid", m.ID, "err", err)
+		return
+	}
+	d.log.Info("success notice", "msgid", m.ID, "to", env.Sender, "rcpts", len(routes))
+}
+
+func notifiesSuccess(notify string) bool {
+	for _, n := range strings.Split(notify, ",") {
+		if strings.EqualFold(strings.TrimSpace(n), "SUCCESS") {
+			return true
+		}
+	}
+	return false
 }
 
 // maxBounceHeaders bounds the original header block a DSN carries.

@@ -269,7 +269,8 @@ func (w *Worker) bounce(ctx context.Context, it store.QueueItem, rcpts []dsnReci
 	if kind == "relayed" {
 		d.Success = "relayed"
 	}
-	if it.DSNRet == "FULL" && it.Size <= MaxDSNFull {
+	// RFC 3461 4.3: RET asks for the content in failure notices only.
+	if kind == "" && it.DSNRet == "FULL" && it.Size <= MaxDSNFull {
 		// RFC 3461 4.3: the whole message, up to a size (Postfix:
 		// bounce_size_limit); larger ones get their headers only.
 		if full, err := w.full(ctx, it.BodyID); err == nil {

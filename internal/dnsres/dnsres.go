@@ -47,6 +47,7 @@ type Net struct {
 	ptr  *cache // LookupAddr answers by address
 	host *cache // LookupHost answers by name
 	txt  *cache // LookupTXT answers by name
+	sec  *cache // LookupTLSA and MXSecure answers (secure.go)
 }
 
 // New returns a resolver that sends every query to addr (host:port, as
@@ -67,6 +68,7 @@ func New(addr string) *Net {
 		ptr:  newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
 		host: newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
 		txt:  newCache(CacheSize, TXTCacheTTL, CacheNegativeTTL, time.Now),
+		sec:  newCache(CacheSize, TXTCacheTTL, CacheNegativeTTL, time.Now),
 	}
 }
 

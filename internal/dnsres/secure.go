@@ -124,7 +124,44 @@ func isTimeoutErr(err error) bool {
 
 // LookupTLSA implements SecureResolver. Records of other types (a CNAME
 // chain's links) are skipped; a malformed answer is an error.
+// Answers are cached for TXTCacheTTL (CacheNegativeTTL for none), since
+// every delivery to an MX asks.
 func (n *Net) LookupTLSA(ctx context.Context, name string) ([]TLSA, bool, error) {
+	key := "tlsa " + hostKey(name)
+	if e, ok := n.sec.get(key); ok && len(e.vals) > 0 {
+		return decodeTLSA(e.vals[1:]), e.vals[0] == "secure", e.err
+	}
+	recs, secure, err := n.lookupTLSA(ctx, name)
+	n.sec.put(key, append([]string{secureWord(secure)}, encodeTLSA(recs)...), err)
+	return recs, secure, err
+}
+
+func secureWord(secure bool) string {
+	if secure {
+		return "secure"
+	}
+	return "insecure"
+}
+
+func encodeTLSA(recs []TLSA) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = string([]byte{r.Usage, r.Selector, r.MatchingType}) + string(r.Data)
+	}
+	return out
+}
+
+func decodeTLSA(vals []string) []TLSA {
+	var out []TLSA
+	for _, v := range vals {
+		if len(v) >= 3 {
+			out = append(out, TLSA{Usage: v[0], Selector: v[1], MatchingType: v[2], Data: []byte(v[3:])})
+		}
+	}
+	return out
+}
+
+func (n *Net) lookupTLSA(ctx context.Context, name string) ([]TLSA, bool, error) {
 	r, secure, err := n.secureQuery(ctx, name, dns.TypeTLSA)
 	if err != nil {
 		return nil, secure, err
@@ -149,10 +186,15 @@ func (n *Net) LookupTLSA(ctx context.Context, name string) ([]TLSA, bool, error)
 
 // MXSecure implements SecureResolver.
 func (n *Net) MXSecure(ctx context.Context, domain string) (bool, error) {
+	key := "mx " + hostKey(domain)
+	if e, ok := n.sec.get(key); ok && len(e.vals) == 1 {
+		return e.vals[0] == "secure", nil
+	}
 	_, secure, err := n.secureQuery(ctx, domain, dns.TypeMX)
 	if err != nil && !IsNotFound(err) {
 		return false, err
 	}
+	n.sec.put(key, []string{secureWord(secure)}, nil)
 	return secure, nil
 }
 

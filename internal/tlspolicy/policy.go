@@ -147,6 +147,9 @@ func (c *Checker) ForDomain(ctx context.Context, domain string) *Domain {
 			d.stsFailure, d.stsDetail = fe.resultType, fe.Error()
 		}
 		c.log.Warn("tlspolicy: MTA-STS policy not usable; delivering without it", "domain", d.Name, "err", err)
+		if d.stsFailure != "" {
+			c.report(d, nil, "", d.stsFailure, d.stsDetail) // RFC 8460 4.3.2.3
+		}
 	}
 	if p != nil && p.Mode != ModeNone {
 		d.STS, d.STSID = p, id

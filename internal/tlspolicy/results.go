@@ -32,6 +32,9 @@ func policyOf(d *Domain, h *Host) (string, string) {
 	if d != nil && d.STS != nil {
 		return "sts", strings.TrimRight(strings.ReplaceAll(d.STS.Text, "\r\n", "\n"), "\n")
 	}
+	if d != nil && d.stsFailure != "" {
+		return "sts", "" // a published policy that could not be fetched or parsed
+	}
 	return "no-policy-found", ""
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -16,6 +17,7 @@ func (h *harness) submitDSN(id, sender string, p *store.DSNParams, rcpts ...stri
 	if err := h.st.CommitMessages(context.Background(), []*store.NewMessage{m}); err != nil {
 		h.t.Fatal(err)
 	}
+	h.clock.notBefore(time.Now()) // the entry is due on the fake clock
 }
 
 func TestDSNParamsReachTransport(t *testing.T) {

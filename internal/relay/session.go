@@ -193,7 +193,7 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 		if ok, _ := sc.Extension("STARTTLS"); ok {
 			tc, err := startTLS(ctx, conn, s.tlsConfig(), to.Command, to.Connect)
 			if err != nil {
-				c.tlsp.Result(pol, s.t.addr.Addr().String(), err)
+				c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), err)
 				if pol != nil && pol.RequireTLS() && ctx.Err() == nil {
 					// RFC 7672 2.2, RFC 8461 5: no delivery without the
 					// policy's TLS; the next MX may do, else deferred.
@@ -206,7 +206,7 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 				aerr.plainRetry = !s.verify()
 				return nil, aerr
 			}
-			c.tlsp.Result(pol, s.t.addr.Addr().String(), nil)
+			c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), nil)
 			conn = tc
 			s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
 			s.debug("STARTTLS", "tls", s.tlsVersion)
@@ -219,7 +219,7 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 	if s.tlsVersion == "" && pol != nil && pol.RequireTLS() {
 		// RFC 3207 4, RFC 7672 2.2: a policy that requires TLS never
 		// falls back to plaintext.
-		c.tlsp.Result(pol, s.t.addr.Addr().String(), &tlspolicy.PolicyError{ResultType: "starttls-not-supported",
+		c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), &tlspolicy.PolicyError{ResultType: "starttls-not-supported",
 			Msg: s.t.host + " does not offer STARTTLS"})
 		return nil, s.local(false, "4.7.10", s.t.host+" does not offer STARTTLS, which "+pol.Reason+" requires", false)
 	}
@@ -542,4 +542,12 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// localIP is the source address of conn, for TLS-RPT's sending-mta-ip.
+func localIP(conn net.Conn) string {
+	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
 }

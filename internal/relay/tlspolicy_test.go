@@ -104,6 +104,11 @@ func TestDANEEEMismatchDefers(t *testing.T) {
 	if !e.store.Has("dane.test tlsa validation-failure=1") {
 		t.Errorf("TLS results %v; want one tlsa validation-failure", e.store.Results())
 	}
+	for _, r := range e.store.Raw() {
+		if r.SendingIP != "127.0.0.1" || r.ReceivingIP != "127.0.0.62" || r.MXHost != "mx1.dane.test" || !strings.Contains(r.PolicyString, "3 1 1 ") {
+			t.Errorf("result row %+v lacks the addresses, MX or policy", r)
+		}
+	}
 }
 
 // Without the AD bit the same wrong record is not trusted: opportunistic.

@@ -103,6 +103,7 @@ type Checker struct {
 type call struct {
 	done chan struct{}
 	p    *Policy
+	id   string
 	err  error
 }
 
@@ -148,7 +149,7 @@ func (c *Checker) ForDomain(ctx context.Context, domain string) *Domain {
 		}
 		c.log.Warn("tlspolicy: MTA-STS policy not usable; delivering without it", "domain", d.Name, "err", err)
 		if d.stsFailure != "" {
-			c.report(d, nil, "", d.stsFailure, d.stsDetail) // RFC 8460 4.3.2.3
+			c.report(d, nil, "", "", d.stsFailure, d.stsDetail) // RFC 8460 4.3.2.3
 		}
 	}
 	if p != nil && p.Mode != ModeNone {
@@ -166,7 +167,7 @@ func (c *Checker) sts(ctx context.Context, domain string) (*Policy, string, erro
 		c.mu.Unlock()
 		select {
 		case <-cl.done:
-			return cl.p, "", cl.err
+			return cl.p, cl.id, cl.err
 		case <-ctx.Done():
 			return nil, "", ctx.Err()
 		}
@@ -180,9 +181,8 @@ func (c *Checker) sts(ctx context.Context, domain string) (*Policy, string, erro
 		c.mu.Unlock()
 		close(cl.done)
 	}()
-	var id string
-	cl.p, id, cl.err = c.stsLookup(ctx, domain)
-	return cl.p, id, cl.err
+	cl.p, cl.id, cl.err = c.stsLookup(ctx, domain)
+	return cl.p, cl.id, cl.err
 }
 
 func (c *Checker) stsLookup(ctx context.Context, domain string) (*Policy, string, error) {
@@ -360,7 +360,7 @@ func (c *Checker) ForHost(ctx context.Context, d *Domain, host string, port int)
 			if strict {
 				return nil, &PolicyError{"validation-failure", msg}
 			}
-			c.report(d, h, "", "validation-failure", msg)
+			c.report(d, h, "", "", "validation-failure", msg)
 			h.lenientFailed = true
 			c.log.Info("tlspolicy: "+msg+"; delivering (testing mode)", "domain", d.Name)
 		}
@@ -412,7 +412,7 @@ func (c *Checker) TLSConfig(h *Host) *tls.Config {
 			if h.Strict {
 				return pe
 			}
-			c.report(h.domain, h, "", pe.ResultType, pe.Msg)
+			c.report(h.domain, h, "", "", pe.ResultType, pe.Msg)
 			c.log.Info("tlspolicy: "+pe.Msg+"; delivering (testing mode)", "domain", h.domain.Name)
 			h.lenientFailed = true
 			return nil

@@ -39,14 +39,14 @@ func policyOf(d *Domain, h *Host) (string, string) {
 }
 
 // report counts one session (resultType "" = success).
-func (c *Checker) report(d *Domain, h *Host, receivingIP, resultType, detail string) {
+func (c *Checker) report(d *Domain, h *Host, sendingIP, receivingIP, resultType, detail string) {
 	if c == nil || d == nil || c.o.Store == nil {
 		return
 	}
 	typ, str := policyOf(d, h)
 	now := c.o.Now().UTC()
 	k := resultKey{day: time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC), domain: d.Name,
-		policyType: typ, result: resultType, receivingIP: receivingIP}
+		policyType: typ, result: resultType, sendingIP: sendingIP, receivingIP: receivingIP}
 	if h != nil {
 		k.mx = h.Host
 	}
@@ -55,33 +55,34 @@ func (c *Checker) report(d *Domain, h *Host, receivingIP, resultType, detail str
 	r := c.counts[k]
 	if r == nil {
 		r = &store.TLSResult{Day: k.day, PolicyDomain: k.domain, PolicyType: typ, MXHost: k.mx,
-			ResultType: resultType, ReceivingIP: receivingIP}
+			ResultType: resultType, SendingIP: sendingIP, ReceivingIP: receivingIP}
 		c.counts[k] = r
 	}
 	r.PolicyString, r.Detail = str, detail
 	r.Count++
 }
 
-// Result counts how a session to h at receivingIP went: err nil is a
+// Result counts how a session from sendingIP to h at receivingIP went
+// (addresses without ports): err nil is a
 // success; a *PolicyError, or any other error met while securing the
 // connection, a failure. Sessions under no policy are counted too
 // (policy type no-policy-found), as RFC 8460 4.3 asks.
-func (c *Checker) Result(h *Host, receivingIP string, err error) {
+func (c *Checker) Result(h *Host, sendingIP, receivingIP string, err error) {
 	if c == nil || h == nil {
 		return
 	}
 	if err == nil {
 		if !h.lenientFailed {
-			c.report(h.domain, h, receivingIP, "", "")
+			c.report(h.domain, h, sendingIP, receivingIP, "", "")
 		}
 		return
 	}
 	var pe *PolicyError
 	if errors.As(err, &pe) {
-		c.report(h.domain, h, receivingIP, pe.ResultType, pe.Msg)
+		c.report(h.domain, h, sendingIP, receivingIP, pe.ResultType, pe.Msg)
 		return
 	}
-	c.report(h.domain, h, receivingIP, "validation-failure", err.Error())
+	c.report(h.domain, h, sendingIP, receivingIP, "validation-failure", err.Error())
 }
 
 // Refused counts a host refused before any connection (an MX not in an
@@ -92,7 +93,7 @@ func (c *Checker) Refused(d *Domain, host string, err error) {
 	if errors.As(err, &pe) {
 		rt = pe.ResultType
 	}
-	c.report(d, &Host{Host: host, domain: d}, "", rt, err.Error())
+	c.report(d, &Host{Host: host, domain: d}, "", "", rt, err.Error())
 }
 
 // Flush adds the counted results to the store.

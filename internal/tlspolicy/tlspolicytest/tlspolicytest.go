@@ -300,3 +300,10 @@ func (m *MemStore) PruneTLSResults(_ context.Context, before time.Time) error {
 	m.results = kept
 	return nil
 }
+
+// Raw returns the rows added, as added.
+func (m *MemStore) Raw() []store.TLSResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]store.TLSResult(nil), m.results...)
+}

@@ -98,7 +98,25 @@ type Checker struct {
 	inflight map[string]*call               // MTA-STS look-ups in progress, by domain
 	mem      map[string]*store.MTASTSPolicy // without a Store
 	counts   map[resultKey]*store.TLSResult // TLS-RPT results not yet in the store
+	failed   map[string]failedFetch         // recent failed fetches, by domain
 }
+
+// failedFetch remembers a failed policy fetch for FetchRetry, so that a
+// policy server that is down costs one timeout per domain and period
+// rather than one per delivery.
+type failedFetch struct {
+	id    string
+	until time.Time
+	err   error
+}
+
+// FetchRetry is how long a failed policy fetch is not repeated for the
+// same record id.
+const FetchRetry = 5 * time.Minute
+
+// maxFailed bounds the remembered failures (a sweep drops expired ones,
+// then arbitrary ones).
+const maxFailed = 10000
 
 type call struct {
 	done chan struct{}
@@ -119,7 +137,7 @@ func New(o Options) *Checker {
 		o.Now = time.Now
 	}
 	return &Checker{o: o, log: o.Logger, fetch: newFetcher(o.RootCAs, o.Dial),
-		inflight: map[string]*call{}, mem: map[string]*store.MTASTSPolicy{}, counts: map[resultKey]*store.TLSResult{}}
+		inflight: map[string]*call{}, mem: map[string]*store.MTASTSPolicy{}, counts: map[resultKey]*store.TLSResult{}, failed: map[string]failedFetch{}}
 }
 
 // Domain is what applies to every MX host of one recipient domain.
@@ -218,7 +236,29 @@ func (c *Checker) stsLookup(ctx context.Context, domain string) (*Policy, string
 	if valid != nil && cached.ID == id {
 		return valid, id, nil
 	}
-	p, err := c.fetch.fetch(ctx, domain)
+	c.mu.Lock()
+	f, recent := c.failed[domain]
+	c.mu.Unlock()
+	var p *Policy
+	if recent && f.id == id && now.Before(f.until) {
+		err = f.err
+	} else {
+		p, err = c.fetch.fetch(ctx, domain)
+		c.mu.Lock()
+		if err != nil && ctx.Err() == nil {
+			if len(c.failed) >= maxFailed {
+				for d, f := range c.failed {
+					if !now.Before(f.until) || len(c.failed) >= maxFailed {
+						delete(c.failed, d)
+					}
+				}
+			}
+			c.failed[domain] = failedFetch{id: id, until: now.Add(FetchRetry), err: err}
+		} else {
+			delete(c.failed, domain)
+		}
+		c.mu.Unlock()
+	}
 	if err != nil {
 		if valid != nil {
 			c.log.Warn("tlspolicy: MTA-STS policy refresh failed; using the cached one", "domain", domain, "err", err)

@@ -95,3 +95,27 @@ func TestMTASTSUntrustedPolicyHost(t *testing.T) {
 		t.Errorf("results %v", st.Results())
 	}
 }
+
+// A policy server that fails is asked again only after FetchRetry (or
+// when the record's id changes), not on every delivery.
+func TestMTASTSFailedFetchNotRepeated(t *testing.T) {
+	dns := dnstest.New(t)
+	ca := tlspolicytest.NewCA(t, "CA")
+	ps := tlspolicytest.NewPolicyServer(t, ca.Issue(t, "mta-sts.down.test"), "not a policy")
+	dns.Add(t, `_mta-sts.down.test. TXT "v=STSv1; id=1"`)
+	clk := &clock{t: time.Now()}
+	c := tlspolicy.New(tlspolicy.Options{Resolver: dns.Resolver(), RootCAs: ca.Pool(), Dial: ps.Dial, Now: clk.now})
+	for i := 0; i < 3; i++ {
+		if d := c.ForDomain(t.Context(), "down.test"); d.STS != nil {
+			t.Fatal("malformed policy used")
+		}
+	}
+	if ps.Hits() != 1 {
+		t.Fatalf("%d fetches, want 1", ps.Hits())
+	}
+	ps.Set("version: STSv1\nmode: enforce\nmx: mx.down.test\nmax_age: 600\n", "text/plain")
+	clk.add(tlspolicy.FetchRetry + time.Second)
+	if d := c.ForDomain(t.Context(), "down.test"); d.STS == nil || ps.Hits() != 2 {
+		t.Fatalf("after FetchRetry: policy %v after %d fetches", d.STS, ps.Hits())
+	}
+}

@@ -170,8 +170,13 @@ func (c *Client) logResult(m *queue.Message, hop nexthop, t target, s *session, 
 	if t.host != "" {
 		attrs = append(attrs, "host", t.host, "addr", t.addr.String())
 	}
-	if t.pol != nil {
+	switch {
+	case t.pol != nil:
 		attrs = append(attrs, "tls_policy", t.pol.Kind.String(), "tls_policy_reason", t.pol.Reason)
+	case t.host != "" && hop.kind == hopRelayHost:
+		attrs = append(attrs, "tls_policy", "verify", "tls_policy_reason", "RELAYHOST: certificate verified")
+	case t.host != "" && !hop.lmtp:
+		attrs = append(attrs, "tls_policy", "may", "tls_policy_reason", "STARTTLS when offered, certificate not verified")
 	}
 	if s != nil {
 		attrs = append(attrs, "tls", s.tlsVersion, "accepted", s.accepted, "refused", s.refused)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/petrelmail/petrel/internal/mailaddr"
 	"github.com/petrelmail/petrel/internal/queue"
 	"github.com/petrelmail/petrel/internal/relay"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // newQueue builds the outbound queue worker with the SMTP client as its
@@ -22,8 +24,18 @@ import (
 // Postfix), and the relay client's connection cache is Postfix's (2 s
 // idle, 300 s reuse); the worker closes idle sessions when it stops.
 func (p *parts) newQueue(resolver dnsres.Resolver) (*queue.Worker, error) {
+	// resolver is p.resolver: the TLS policy needs its AD-bit look-ups.
 	cfg := p.cfg
+	level, _ := tlspolicy.ParseLevel(cfg.OutboundTLSLevel) // checked by config
+	p.tlsPolicy = tlspolicy.New(tlspolicy.Options{
+		Resolver:        p.resolver,
+		Store:           p.store,
+		Level:           level,
+		DeferOnTLSError: cfg.DeferOnTLSError,
+		Logger:          p.log.With("part", "tlspolicy"),
+	})
 	tr := relay.New(relay.Options{
+		TLSPolicy:     p.tlsPolicy,
 		Hostname:      cfg.Hostnames[0],
 		LocalNames:    cfg.Hostnames,
 		Resolver:      resolver,
@@ -107,6 +119,25 @@ func runQueue(ctx context.Context, w *queue.Worker, wg *sync.WaitGroup, log *slo
 
 var _ queue.Bouncer = bouncer{}
 
+// successNotice sends the RFC 3461 NOTIFY=SUCCESS notice for mailboxes
+// here that received a message (Action: delivered), through the same
+// path as the queue's DSNs.
+func (p *parts) successNotice(ctx context.Context, env *inbound.Envelope, routes []inbound.Route, headers []byte) error {
+	r := queue.SuccessReport{
+		Hostname:  p.cfg.Hostnames[0],
+		ID:        p.connIDs.Next(),
+		MessageID: env.ID,
+		Sender:    env.Sender,
+		EnvID:     env.DSNEnvID,
+		Arrival:   env.ReceivedAt,
+		Headers:   headers,
+	}
+	for _, rt := range routes {
+		r.Recipients = append(r.Recipients, queue.SuccessRecipient{Recipient: rt.Rcpt, ORcpt: rt.DSN.ORcpt})
+	}
+	return bouncer{p: p}.Bounce(ctx, env.Sender, r.Build())
+}
+
 // quotaBounce sends the DSN for mailboxes left out of a delivery because
 // they were over quota (RFC 3463 5.2.2), through the same path as the
 // queue's DSNs.
@@ -124,4 +155,56 @@ func (p *parts) quotaBounce(ctx context.Context, env *inbound.Envelope, full []s
 		Diagnostic: "mailbox full: the recipient is over quota",
 	}.Build()
 	return bouncer{p: p}.Bounce(ctx, env.Sender, msg)
+}
+
+// runTLSReports writes the TLS-RPT counts to the store every minute (and
+// at shutdown) and, with TLSRPT_SEND, sends the daily reports through the
+// queue, DKIM-signed as mail from postmaster@DOMAIN.
+func (p *parts) runTLSReports(ctx context.Context, wg *sync.WaitGroup) {
+	defer wg.Done()
+	if p.cfg.TLSRPTSend {
+		from := p.cfg.Postmaster + "@" + p.cfg.Domain
+		rep := tlspolicy.NewReporter(tlspolicy.ReporterOptions{
+			Store: p.store, Resolver: p.resolver, Organization: p.cfg.Domain, From: from,
+			Send:   p.sendReport,
+			Logger: p.log.With("part", "tlsrpt"),
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep.Run(ctx)
+		}()
+	}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := p.tlsPolicy.Flush(fctx); err != nil {
+				p.log.Warn("TLS-RPT results not saved at shutdown", "err", err)
+			}
+			return
+		case <-t.C:
+		}
+		if err := p.tlsPolicy.Flush(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("TLS-RPT results not saved; kept for the next try", "err", err)
+		}
+	}
+}
+
+// sendReport DKIM-signs a report and hands it to the queue with the null
+// sender (a report is never bounced back and forth).
+func (p *parts) sendReport(ctx context.Context, rcpt string, msg []byte) error {
+	if sig, err := p.signers.Signature(ctx, bytes.NewReader(msg)); err == nil {
+		msg = append([]byte(sig), msg...)
+	} else {
+		p.log.Info("TLS-RPT report goes out without DKIM signature", "err", err)
+	}
+	if err := (bouncer{p: p}).Bounce(ctx, rcpt, msg); err != nil {
+		return err
+	}
+	p.queue.Kick()
+	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 	"github.com/petrelmail/petrel/internal/tlscfg/acme"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // parts are the long-lived pieces every listener shares.
@@ -48,11 +49,12 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
-	reserve   *blob.Reserve   // DISK_RESERVE on DATA_DIR's filesystem
-	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
-	learner   *filter.Learner // spam learning from IMAP Junk moves (checks.go); nil: none
-	stats     *stats.Recorder // the status page's hourly counters
-	closers   []func()        // run in reverse order by close
+	tlsPolicy *tlspolicy.Checker // DANE, MTA-STS and TLS-RPT counts for the relay
+	reserve   *blob.Reserve      // DISK_RESERVE on DATA_DIR's filesystem
+	checker   smtpd.Checker      // port 25's scanners (checks.go); nil: none
+	learner   *filter.Learner    // spam learning from IMAP Junk moves (checks.go); nil: none
+	stats     *stats.Recorder    // the status page's hourly counters
+	closers   []func()           // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
@@ -196,6 +198,8 @@ func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 	wg.Add(1)
 	go runMaintenance(ctx, p.store, wg, p.log)
+	wg.Add(1)
+	go p.runTLSReports(ctx, wg)
 }
 
 // maintenanceInterval spaces the store's clean-up runs (blob garbage,
@@ -271,11 +275,12 @@ func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp
 func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOptions {
 	cfg := p.cfg
 	return inbound.DelivererOptions{
-		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
-		Store:       p.store,
-		Blobs:       p.store.Blobs(),
-		Logger:      p.log.With("part", "delivery"),
-		QuotaBounce: p.quotaBounce,
+		OnDelivered:   func(n int) { p.stats.Add(stats.Delivered, n) },
+		Store:         p.store,
+		Blobs:         p.store.Blobs(),
+		Logger:        p.log.With("part", "delivery"),
+		QuotaBounce:   p.quotaBounce,
+		SuccessNotice: p.successNotice,
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,

@@ -45,6 +45,9 @@ var forbidden = map[string][]string{
 	// ManageSieve: over auth and the store interfaces; the Sieve checker is
 	// injected by app, so the protocol never holds the language.
 	"internal/managesieve": {"internal/store/sqlstore", "internal/sieve", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	// Outbound TLS policy: below relay, over dnsres and the store interfaces.
+	"internal/tlspolicy": {"internal/store/sqlstore", "internal/relay", "internal/queue", "internal/smtpd", "internal/inbound", "internal/admin", "internal/httpd", "internal/tlscfg", "internal/cli", "internal/app"},
+
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
 	// The PROXY protocol reader wraps listeners: no protocol, no store.

@@ -98,6 +98,9 @@ type Config struct {
 	DKIMSelector            string         // DKIM_SELECTOR, default "dkim"
 	DKIMPath                string         // DKIM_PATH, default DataDir/dkim/{domain}.{selector}.key
 	ResolverAddress         string         // RESOLVER_ADDRESS, host:port, default system resolver
+	OutboundTLSLevel        string         // OUTBOUND_TLS_LEVEL: may, encrypt or dane (default)
+	DeferOnTLSError         bool           // DEFER_ON_TLS_ERROR, default true
+	TLSRPTSend              bool           // TLSRPT_SEND, default true: daily TLS-RPT reports
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
 	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message

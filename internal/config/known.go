@@ -89,6 +89,9 @@ func implementedSettings() []SettingDoc {
 
 		// Mail flow
 		s("RELAYNETS", "", "comma list of networks that may relay through port 25 without login", ""),
+		s("OUTBOUND_TLS_LEVEL", "dane", "TLS to MX hosts without a DANE or MTA-STS policy: may (STARTTLS when offered), encrypt (STARTTLS required) or dane (as may; DANE and MTA-STS apply at every level)", "Postfix's other levels (dane-only, verify, secure) are refused"),
+		s("DEFER_ON_TLS_ERROR", "true", "trust DNSSEC-signed TLSA records even behind an unsigned MX answer, and enforce MTA-STS policies in testing mode; false = DANE only with a signed MX, testing mode delivers and only reports", ""),
+		s("TLSRPT_SEND", "true", "send daily TLS-RPT (RFC 8460) reports to recipient domains that publish an _smtp._tls record", "Petrel only (Mailu sends none)"),
 		s("RELAYHOST", "", "smarthost for all outbound mail: [host]:port, host:port or host", ""),
 		s("RELAYUSER", "", "login for RELAYHOST", ""),
 		s("RELAYPASSWORD", "", "password for RELAYHOST", ""),

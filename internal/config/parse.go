@@ -299,6 +299,15 @@ func (r *reader) tls(cfg *Config) {
 	cfg.TLSKeyFilename = r.str("TLS_KEYPAIR_FILENAME", "key.pem")
 	cfg.TLSPermissive = r.boolean("TLS_PERMISSIVE", true)
 	cfg.InboundTLSForce = r.boolean("INBOUND_TLS_ENFORCE", false)
+	cfg.OutboundTLSLevel = strings.ToLower(r.str("OUTBOUND_TLS_LEVEL", "dane"))
+	switch cfg.OutboundTLSLevel {
+	case "may", "encrypt", "dane":
+	default:
+		r.errorf("OUTBOUND_TLS_LEVEL", cfg.OutboundTLSLevel, "use may, encrypt or dane (DANE and MTA-STS apply at every level)", "unsupported TLS level")
+		cfg.OutboundTLSLevel = "dane"
+	}
+	cfg.DeferOnTLSError = r.boolean("DEFER_ON_TLS_ERROR", true)
+	cfg.TLSRPTSend = r.boolean("TLSRPT_SEND", true)
 	r.acme(cfg)
 }
 

@@ -43,9 +43,11 @@ var (
 // behave the same with and without cgo and can use a given server.
 type Net struct {
 	r    *net.Resolver
+	addr string // RESOLVER_ADDRESS, "" = resolv.conf (secure.go)
 	ptr  *cache // LookupAddr answers by address
 	host *cache // LookupHost answers by name
 	txt  *cache // LookupTXT answers by name
+	sec  *cache // LookupTLSA and MXSecure answers (secure.go)
 }
 
 // New returns a resolver that sends every query to addr (host:port, as
@@ -62,9 +64,11 @@ func New(addr string) *Net {
 	}
 	return &Net{
 		r:    r,
+		addr: addr,
 		ptr:  newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
 		host: newCache(CacheSize, CacheTTL, CacheNegativeTTL, time.Now),
 		txt:  newCache(CacheSize, TXTCacheTTL, CacheNegativeTTL, time.Now),
+		sec:  newCache(CacheSize, TXTCacheTTL, CacheNegativeTTL, time.Now),
 	}
 }
 

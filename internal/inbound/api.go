@@ -6,6 +6,8 @@ package inbound
 import (
 	"errors"
 	"time"
+
+	"github.com/petrelmail/petrel/internal/store"
 )
 
 // Errors Resolve returns; smtpd maps them to replies.
@@ -45,6 +47,9 @@ type Route struct {
 	// spam_enabled, spam_threshold, spam_mark_as_read), read with the
 	// user at RCPT time; a mailbox missing here is never filed as spam.
 	Spam map[string]SpamPrefs
+	// DSN holds the RCPT's RFC 3461 NOTIFY and ORCPT; they go with every
+	// remote address of the route and decide its success notice.
+	DSN store.RcptDSN
 }
 
 // SpamPrefs are one user's spam settings.
@@ -61,6 +66,9 @@ type Envelope struct {
 	Routes     []Route // one per accepted RCPT
 	ReceivedAt time.Time
 	AuthUser   string // authenticated user on submission, "" on port 25
+	// RFC 3461 MAIL parameters: RET (FULL, HDRS or "") and ENVID.
+	DSNRet   string
+	DSNEnvID string
 
 	// What the inbound checks decided (port 25; zero on submission).
 	// SpamScore is on rspamd's scale (15 = reject) and counts only when

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,10 @@ type DelivererOptions struct {
 	// 5.2.2). full lists those users; headers is the original header
 	// block. It is called after the commit, never for the null sender.
 	QuotaBounce func(ctx context.Context, env *Envelope, full []string, headers []byte) error
+	// SuccessNotice, when set, sends the RFC 3461 NOTIFY=SUCCESS notice
+	// (Action: delivered) for the routes whose mailboxes here got the
+	// message; the error is logged, the delivery stands.
+	SuccessNotice func(ctx context.Context, env *Envelope, routes []Route, headers []byte) error
 	// OnDelivered, when set, is told how many mailboxes each committed
 	// message reached (the status page's counters).
 	OnDelivered func(mailboxes int)
@@ -78,6 +83,7 @@ type Deliverer struct {
 	reply     *autoReplier // nil: no auto-replies
 	sieve     *sieveHost   // nil: no Sieve scripts
 	bounce    func(ctx context.Context, env *Envelope, full []string, headers []byte) error
+	notice    func(ctx context.Context, env *Envelope, routes []Route, headers []byte) error
 	delivered func(int) // nil: not counted
 
 	mu      sync.Mutex
@@ -114,6 +120,7 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 		log:       opts.Logger,
 		now:       opts.Now,
 		bounce:    opts.QuotaBounce,
+		notice:    opts.SuccessNotice,
 		delivered: opts.OnDelivered,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -291,6 +298,7 @@ func (d *Deliverer) afterCommit(ctx context.Context, env *Envelope, req *commitR
 	if len(req.full) > 0 {
 		d.bounceFull(ctx, env, req.msg, req.full)
 	}
+	d.notifySuccess(ctx, env, req.msg, req.full)
 	if d.reply != nil {
 		d.reply.afterDelivery(ctx, env, replyView)
 	}
@@ -346,10 +354,41 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 			if r != "" && !seenRemote[r] {
 				seenRemote[r] = true
 				msg.Remote = append(msg.Remote, r)
+				addDSN(msg, env, rt, r)
 			}
 		}
 	}
 	return msg
+}
+
+// addDSN records the RFC 3461 parameters of remote recipient r of route
+// rt. RFC 3461 4.2: a recipient reached through an alias or forward keeps
+// the address the client gave as its ORCPT, so the DSN names it.
+func addDSN(msg *store.NewMessage, env *Envelope, rt Route, r string) {
+	d := rt.DSN
+	if d.ORcpt == "" && (d.Notify != "" || env.DSNRet != "" || env.DSNEnvID != "") && !strings.EqualFold(r, rt.Rcpt) {
+		typ := "rfc822"
+		if !isASCII(rt.Rcpt) {
+			typ = "utf-8"
+		}
+		d.ORcpt = typ + ";" + rt.Rcpt
+	}
+	if d == (store.RcptDSN{}) && env.DSNRet == "" && env.DSNEnvID == "" {
+		return
+	}
+	if msg.DSN == nil {
+		msg.DSN = &store.DSNParams{Ret: env.DSNRet, EnvID: env.DSNEnvID, Rcpts: map[string]store.RcptDSN{}}
+	}
+	msg.DSN.Rcpts[r] = d
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // seenFlags is the initial flag list of a message marked as read; shared,
@@ -487,6 +526,48 @@ func (d *Deliverer) bounceFull(ctx context.Context, env *Envelope, m *store.NewM
 	if err := d.bounce(ctx, env, full, d.headersOf(m)); err != nil {
 		d.log.Error("DSN for over-quota mailboxes not sent", "msgid", m.ID, "rcpts", full, "err", err)
 	}
+}
+
+// notifySuccess sends the RFC 3461 success notice for local routes that
+// asked for one (NOTIFY=SUCCESS) and whose mailboxes got the message.
+// Remote addresses of a route are left to the queue (relayed notices).
+func (d *Deliverer) notifySuccess(ctx context.Context, env *Envelope, m *store.NewMessage, full []string) {
+	if d.notice == nil || env.Sender == "" {
+		return
+	}
+	isFull := map[string]bool{}
+	for _, f := range full {
+		isFull[f] = true
+	}
+	var routes []Route
+	for _, rt := range env.Routes {
+		if !notifiesSuccess(rt.DSN.Notify) {
+			continue
+		}
+		for _, mb := range rt.Mailboxes {
+			if !isFull[mb] {
+				routes = append(routes, rt)
+				break
+			}
+		}
+	}
+	if len(routes) == 0 {
+		return
+	}
+	if err := d.notice(ctx, env, routes, d.headersOf(m)); err != nil {
+		d.log.Error("success notice (NOTIFY=SUCCESS) not sent", "msgid", m.ID, "err", err)
+		return
+	}
+	d.log.Info("success notice", "msgid", m.ID, "to", env.Sender, "rcpts", len(routes))
+}
+
+func notifiesSuccess(notify string) bool {
+	for _, n := range strings.Split(notify, ",") {
+		if strings.EqualFold(strings.TrimSpace(n), "SUCCESS") {
+			return true
+		}
+	}
+	return false
 }
 
 // maxBounceHeaders bounds the original header block a DSN carries.

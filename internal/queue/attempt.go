@@ -22,12 +22,21 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 	defer cancel()
 
 	msg := &Message{ID: first.MessageID, Sender: first.Sender, Size: first.Size,
-		Body: func() (io.ReadCloser, error) { return w.o.Store.OpenBody(actx, first.BodyID) }}
+		Body:  func() (io.ReadCloser, error) { return w.o.Store.OpenBody(actx, first.BodyID) },
+		Ret:   first.DSNRet,
+		EnvID: first.DSNEnvID,
+	}
 	seen := map[string]bool{}
 	for _, it := range g.items {
 		if !seen[it.Recipient] {
 			seen[it.Recipient] = true
 			msg.Recipients = append(msg.Recipients, it.Recipient)
+			if it.DSNNotify != "" || it.DSNORcpt != "" {
+				if msg.DSN == nil {
+					msg.DSN = map[string]store.RcptDSN{}
+				}
+				msg.DSN[it.Recipient] = store.RcptDSN{Notify: it.DSNNotify, ORcpt: it.DSNORcpt}
+			}
 		}
 	}
 	var results []RecipientResult
@@ -60,7 +69,7 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 		folded[strings.ToLower(r.Recipient)] = r
 	}
 	var ups []store.QueueUpdate
-	var fails, delays []dsnRecipient
+	var fails, delays, relayed []dsnRecipient
 	var failItems, delayItems, abandoned []store.QueueItem
 	deferIdx := map[int64]int{} // entry id -> index in ups
 	for _, it := range g.items {
@@ -79,6 +88,12 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 			ups = append(ups, store.QueueUpdate{ID: it.ID, Delete: true})
 			w.logOutcome("delivered", it, nil, slog.String("remote", res.Remote), slog.String("reply", res.Reply),
 				slog.Duration("delay", now.Sub(it.CreatedAt)))
+			// RFC 3461 4.1: a next hop that took NOTIFY with the message
+			// reports success itself; one without DSN leaves it to us.
+			if notifies(it.DSNNotify, "SUCCESS") && res.NoDSN {
+				relayed = append(relayed, dsnRecipient{Recipient: it.Recipient, ORcpt: it.DSNORcpt, LastAttempt: now,
+					Err: &DeliveryError{Code: 250, Enhanced: "2.0.0", Remote: res.Remote, Message: strings.TrimPrefix(res.Reply, "250 ")}})
+			}
 			continue
 		}
 		if shutdown {
@@ -88,7 +103,7 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 		de := asDeliveryError(err)
 		expired := !de.Permanent && now.Sub(it.CreatedAt) >= w.o.Lifetime
 		if de.Permanent || expired {
-			fails = append(fails, dsnRecipient{Recipient: it.Recipient, Err: de, Expired: expired, LastAttempt: now})
+			fails = append(fails, dsnRecipient{Recipient: it.Recipient, Err: de, Expired: expired, LastAttempt: now, ORcpt: it.DSNORcpt, notify: it.DSNNotify})
 			failItems = append(failItems, it)
 			continue
 		}
@@ -96,8 +111,9 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 		deferIdx[it.ID] = len(ups)
 		ups = append(ups, up)
 		w.logOutcome("deferred", it, de, slog.Time("retry", up.NextAttempt))
-		if w.o.DelayWarning > 0 && !it.DelayNotified && it.Sender != "" && now.Sub(it.CreatedAt) >= w.o.DelayWarning {
-			delays = append(delays, dsnRecipient{Recipient: it.Recipient, Err: de, LastAttempt: now})
+		if w.o.DelayWarning > 0 && !it.DelayNotified && it.Sender != "" && now.Sub(it.CreatedAt) >= w.o.DelayWarning &&
+			(it.DSNNotify == "" || notifies(it.DSNNotify, "DELAY")) {
+			delays = append(delays, dsnRecipient{Recipient: it.Recipient, Err: de, LastAttempt: now, ORcpt: it.DSNORcpt})
 			delayItems = append(delayItems, it)
 		}
 	}
@@ -108,7 +124,7 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 	if len(fails) > 0 {
 		// The DSN is durable before the entries go: a crash in between
 		// costs at worst a second DSN, never a lost one.
-		note, err := w.bounce(bctx, first, fails, false, now)
+		note, err := w.bounce(bctx, first, fails, "", now)
 		for i, it := range failItems {
 			r := fails[i]
 			if err != nil {
@@ -127,7 +143,7 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 		}
 	}
 	if len(delays) > 0 {
-		note, err := w.bounce(bctx, first, delays, true, now)
+		note, err := w.bounce(bctx, first, delays, "delayed", now)
 		for i, it := range delayItems {
 			if err != nil {
 				w.log.Warn("queue: delay notice could not be handed on", "msgid", it.MessageID,
@@ -136,6 +152,14 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 			}
 			ups[deferIdx[it.ID]].DelayNotified = true
 			w.logOutcome("delayed notice", it, delays[i].Err, slog.String("dsn", note))
+		}
+	}
+	if len(relayed) > 0 {
+		// The deliveries stand whatever becomes of the notice.
+		if note, err := w.bounce(bctx, first, relayed, "relayed", now); err != nil {
+			w.log.Warn("queue: success notice could not be handed on", "msgid", first.MessageID, "err", err)
+		} else {
+			w.log.Info("success notice", "msgid", first.MessageID, "rcpts", len(relayed), "dsn", note)
 		}
 	}
 	if err := w.record(ups); err != nil {
@@ -201,11 +225,25 @@ func (w *Worker) logOutcome(msg string, it store.QueueItem, de *DeliveryError, e
 // bounce sends one DSN about rcpts of the message of it, unless no DSN
 // may be sent for that message. It returns what became of the DSN, for
 // the log.
-func (w *Worker) bounce(ctx context.Context, it store.QueueItem, rcpts []dsnRecipient, delayed bool, now time.Time) (string, error) {
+func (w *Worker) bounce(ctx context.Context, it store.QueueItem, rcpts []dsnRecipient, kind string, now time.Time) (string, error) {
 	// RFC 5321 6.1, RFC 3464 1: never a DSN about a message with the null
 	// sender (DSNs themselves have it), so bounces cannot loop.
 	if it.Sender == "" {
 		return "none (null sender)", nil
+	}
+	// RFC 3461 4.1: NOTIFY=NEVER, or a list without FAILURE, asks for no
+	// failure notice (the entries are dropped all the same).
+	if kind == "" {
+		var keep []dsnRecipient
+		for _, r := range rcpts {
+			if r.notify == "" || notifies(r.notify, "FAILURE") {
+				keep = append(keep, r)
+			}
+		}
+		if len(keep) == 0 {
+			return "none (NOTIFY=" + rcpts[0].notify + ")", nil
+		}
+		rcpts = keep
 	}
 	hdr, err := w.headers(ctx, it.BodyID)
 	if err != nil {
@@ -221,11 +259,25 @@ func (w *Worker) bounce(ctx context.Context, it store.QueueItem, rcpts []dsnReci
 		Sender:     it.Sender,
 		Arrival:    it.CreatedAt,
 		Date:       now,
-		Delayed:    delayed,
+		Delayed:    kind == "delayed",
+		EnvID:      it.DSNEnvID,
 		RetryUntil: it.CreatedAt.Add(w.o.Lifetime),
 		Lifetime:   w.o.Lifetime,
 		Headers:    hdr,
 		Recipients: rcpts,
+	}
+	if kind == "relayed" {
+		d.Success = "relayed"
+	}
+	// RFC 3461 4.3: RET asks for the content in failure notices only.
+	if kind == "" && it.DSNRet == "FULL" && it.Size <= MaxDSNFull {
+		// RFC 3461 4.3: the whole message, up to a size (Postfix:
+		// bounce_size_limit); larger ones get their headers only.
+		if full, err := w.full(ctx, it.BodyID); err == nil {
+			d.Full = full
+		} else {
+			w.log.Warn("queue: original message unreadable; DSN carries its headers", "msgid", it.MessageID, "err", err)
+		}
 	}
 	if err := w.o.Bouncer.Bounce(ctx, it.Sender, d.Build()); err != nil {
 		return "", err
@@ -240,4 +292,26 @@ func (w *Worker) headers(ctx context.Context, bodyID int64) ([]byte, error) {
 	}
 	defer r.Close()
 	return readHeaders(r, maxDSNHeaders)
+}
+
+// MaxDSNFull is the largest message a RET=FULL DSN returns whole.
+const MaxDSNFull = 1 << 20
+
+func (w *Worker) full(ctx context.Context, bodyID int64) ([]byte, error) {
+	r, err := w.o.Store.OpenBody(ctx, bodyID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(io.LimitReader(r, MaxDSNFull+1))
+}
+
+// notifies reports whether an RFC 3461 NOTIFY list names what.
+func notifies(notify, what string) bool {
+	for _, n := range strings.Split(notify, ",") {
+		if strings.EqualFold(strings.TrimSpace(n), what) {
+			return true
+		}
+	}
+	return false
 }

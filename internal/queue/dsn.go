@@ -24,17 +24,25 @@ type dsnRecipient struct {
 	Err         *DeliveryError // the failure (or the last one, for expiry and delay)
 	Expired     bool           // failed because the queue lifetime ran out
 	LastAttempt time.Time
+	ORcpt       string // RFC 3461 ORCPT as "type;address", "" if none
+	notify      string // RFC 3461 NOTIFY of the recipient, "" if none
 }
 
 // dsn is everything one DSN says.
 type dsn struct {
-	Hostname   string // Reporting-MTA and MAILER-DAEMON's domain
-	ID         string // unique: Message-ID and boundary
-	MessageID  string // Petrel's id of the original message
-	Sender     string // original envelope sender, the DSN's To
-	Arrival    time.Time
-	Date       time.Time
-	Delayed    bool          // a delay notice (Action: delayed) rather than a failure
+	Hostname  string // Reporting-MTA and MAILER-DAEMON's domain
+	ID        string // unique: Message-ID and boundary
+	MessageID string // Petrel's id of the original message
+	Sender    string // original envelope sender, the DSN's To
+	Arrival   time.Time
+	Date      time.Time
+	Delayed   bool // a delay notice (Action: delayed) rather than a failure
+	// Success is a success notice (RFC 3461 NOTIFY=SUCCESS): "delivered"
+	// (stored locally) or "relayed" (to a next hop without DSN); Err of
+	// its recipients may carry the accepting host's reply.
+	Success    string
+	EnvID      string        // RFC 3461 ENVID: the DSN's Original-Envelope-Id
+	Full       []byte        // RET=FULL: the whole original message, sent instead of Headers
 	RetryUntil time.Time     // delay notices: when Petrel gives up
 	Lifetime   time.Duration // for the expiry text
 	Headers    []byte        // original header block, CRLF lines, no blank line
@@ -49,6 +57,8 @@ var enhancedRe = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
 func (r dsnRecipient) status(delayed bool) string {
 	e := r.Err
 	switch {
+	case e != nil && !e.Permanent && e.Enhanced == "2.0.0":
+		return "2.0.0" // a success notice
 	case delayed:
 		if enhancedRe.MatchString(e.Enhanced) && e.Enhanced[0] == '4' {
 			return e.Enhanced
@@ -80,6 +90,9 @@ func reply(e *DeliveryError) string {
 
 // advice says what the sender can do about a failure.
 func (d *dsn) advice(r dsnRecipient) string {
+	if d.Success != "" {
+		return "nothing; this notice confirms the delivery you asked to be told about."
+	}
 	if d.Delayed {
 		return "Nothing for now: this is only a warning."
 	}
@@ -150,6 +163,9 @@ func (d *dsn) Build() []byte {
 	if d.Delayed {
 		subject = "Delayed Mail (still being retried)"
 	}
+	if d.Success != "" {
+		subject = "Successful Mail Delivery Report"
+	}
 	hdr := func(k, v string) { b.WriteString(fold(k+": "+v) + "\r\n") }
 	hdr("From", "Mail Delivery System <MAILER-DAEMON@"+d.Hostname+">")
 	hdr("To", "<"+d.Sender+">")
@@ -159,7 +175,7 @@ func (d *dsn) Build() []byte {
 	hdr("Auto-Submitted", "auto-replied") // RFC 3834
 	hdr("MIME-Version", "1.0")
 	b.WriteString("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n")
-	if global {
+	if global || !isASCII(string(d.Full)) {
 		hdr("Content-Transfer-Encoding", "8bit") // RFC 2045 6.4: a multipart with 8bit parts is 8bit
 	}
 	b.WriteString("\r\nThis is a MIME-encapsulated message.\r\n\r\n")
@@ -181,7 +197,11 @@ func (d *dsn) writeText(mw *multipart.Writer) {
 	line := func(s string) { t.WriteString(s + "\n") }
 	line("This is the mail system at " + d.Hostname + ".")
 	line("")
-	if d.Delayed {
+	if d.Success == "relayed" {
+		wrap(&t, "Your message was handed on to the recipients' mail systems below, which do not send delivery notifications: this is the last confirmation the mail system can give.", "")
+	} else if d.Success != "" {
+		wrap(&t, "Your message was successfully delivered to the recipients below, as you asked to be told.", "")
+	} else if d.Delayed {
 		line("####################################################################")
 		line("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #")
 		line("####################################################################")
@@ -247,6 +267,9 @@ func (d *dsn) writeStatus(mw *multipart.Writer, global bool) {
 	field := func(k, v string) { b.WriteString(fold(k+": "+v) + "\r\n") }
 	// RFC 3464 2.2: per-message fields.
 	field("Reporting-MTA", "dns; "+d.Hostname)
+	if d.EnvID != "" {
+		field("Original-Envelope-Id", clean(d.EnvID, global)) // RFC 3464 2.2.1
+	}
 	field("X-Petrel-Message-ID", clean(d.MessageID, global))
 	if !d.Arrival.IsZero() {
 		field("Arrival-Date", d.Arrival.Format(rfc5322Date))
@@ -258,9 +281,15 @@ func (d *dsn) writeStatus(mw *multipart.Writer, global bool) {
 		if !isASCII(r.Recipient) {
 			addrType = "utf-8" // RFC 6533 3
 		}
+		if typ, addr, ok := strings.Cut(r.ORcpt, ";"); ok && addr != "" {
+			field("Original-Recipient", typ+"; "+clean(addr, global)) // RFC 3464 2.3.1
+		}
 		field("Final-Recipient", addrType+"; "+clean(r.Recipient, global))
 		action := "failed"
-		if d.Delayed {
+		switch {
+		case d.Success != "":
+			action = d.Success
+		case d.Delayed:
 			action = "delayed"
 		}
 		field("Action", action)
@@ -294,11 +323,29 @@ func (d *dsn) writeStatus(mw *multipart.Writer, global bool) {
 }
 
 func (d *dsn) writeHeaders(mw *multipart.Writer, global bool) {
+	if len(d.Full) > 0 {
+		// RFC 3461 4.3 RET=FULL: the whole message.
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Description", "Undelivered Message")
+		if d.Success != "" {
+			h.Set("Content-Description", "Delivered Message")
+		}
+		h.Set("Content-Type", "message/rfc822")
+		if !isASCII(string(d.Full)) {
+			h.Set("Content-Transfer-Encoding", "8bit") // as it came, under 8BITMIME
+		}
+		w, _ := mw.CreatePart(h)
+		w.Write(d.Full)
+		return
+	}
 	if len(d.Headers) == 0 {
 		return
 	}
 	h := textproto.MIMEHeader{}
 	h.Set("Content-Description", "Undelivered Message Headers")
+	if d.Success != "" {
+		h.Set("Content-Description", "Message Headers")
+	}
 	if global {
 		h.Set("Content-Type", "message/global-headers")
 		h.Set("Content-Transfer-Encoding", "8bit")
@@ -381,3 +428,39 @@ func (f FailureReport) Build() []byte {
 	}
 	return d.Build()
 }
+
+// SuccessReport is the RFC 3461 NOTIFY=SUCCESS notice for recipients whose
+// mailboxes here received the message (Action: delivered).
+type SuccessReport struct {
+	Hostname   string // Reporting-MTA
+	ID         string // unique: the DSN's Message-ID and boundary
+	MessageID  string // Petrel's id of the original message
+	Sender     string // the original envelope sender: the notice goes to it
+	EnvID      string // RFC 3461 ENVID, "" if none
+	Arrival    time.Time
+	Headers    []byte // original header block, CRLF lines
+	Full       []byte // RET=FULL: the whole message instead of Headers
+	Recipients []SuccessRecipient
+}
+
+// SuccessRecipient is one recipient of a success notice.
+type SuccessRecipient struct {
+	Recipient string // the address as given in RCPT
+	ORcpt     string // RFC 3461 ORCPT as "type;address", "" if none
+}
+
+// Build returns the notice as a message with CRLF line endings.
+func (s SuccessReport) Build() []byte {
+	now := time.Now()
+	d := &dsn{Hostname: s.Hostname, ID: s.ID, MessageID: s.MessageID, Sender: s.Sender, EnvID: s.EnvID,
+		Arrival: s.Arrival, Date: now, Headers: s.Headers, Full: s.Full, Success: "delivered"}
+	for _, r := range s.Recipients {
+		d.Recipients = append(d.Recipients, dsnRecipient{Recipient: r.Recipient, ORcpt: r.ORcpt, LastAttempt: now,
+			Err: &DeliveryError{Code: 250, Enhanced: "2.0.0", Message: "delivered to mailbox", Remote: s.Hostname}})
+	}
+	return d.Build()
+}
+
+// Notifies reports whether an RFC 3461 NOTIFY list names what (SUCCESS,
+// FAILURE, DELAY or NEVER).
+func Notifies(notify, what string) bool { return notifies(notify, what) }

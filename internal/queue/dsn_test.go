@@ -75,7 +75,23 @@ func goldenDSNs() map[string]*dsn {
 		{Recipient: "dan@remote.example", LastAttempt: failAt, Err: &DeliveryError{Permanent: true, Code: 554,
 			Message: "Message rejected as spam", Remote: "mx2.remote.example"}},
 	}
-	return map[string]*dsn{"failed": failed, "expired": expired, "delayed": delayed, "utf8": utf8, "policy-noheaders": policy}
+	// RFC 3461: RET=FULL, ENVID and ORCPT.
+	full := base()
+	full.EnvID = "QQ314159"
+	full.Full = []byte(origHeaders + "\r\nThe body, returned whole.\r\n")
+	full.Recipients = []dsnRecipient{
+		{Recipient: "bob@remote.example", ORcpt: "rfc822;Bob@Alias.Example", LastAttempt: failAt, Err: &DeliveryError{Permanent: true, Code: 550,
+			Enhanced: "5.1.1", Message: "User unknown", Remote: "mx1.remote.example"}},
+	}
+	relayed := base()
+	relayed.Success = "relayed"
+	relayed.EnvID = "QQ314159"
+	relayed.Recipients = []dsnRecipient{
+		{Recipient: "bob@remote.example", ORcpt: "rfc822;bob@remote.example", LastAttempt: failAt,
+			Err: &DeliveryError{Code: 250, Enhanced: "2.0.0", Message: "2.0.0 Ok: queued as 4XyZ", Remote: "mx1.remote.example"}},
+	}
+	return map[string]*dsn{"failed": failed, "expired": expired, "delayed": delayed, "utf8": utf8, "policy-noheaders": policy,
+		"ret-full": full, "relayed": relayed}
 }
 
 func TestDSNGolden(t *testing.T) {
@@ -191,6 +207,9 @@ func checkDSN(t *testing.T, raw []byte, d *dsn) parsedDSN {
 	if d.Delayed {
 		wantSubject = "Delayed Mail (still being retried)"
 	}
+	if d.Success != "" {
+		wantSubject = "Successful Mail Delivery Report"
+	}
 	if h.Get("Subject") != wantSubject {
 		t.Errorf("Subject %q, want %q", h.Get("Subject"), wantSubject)
 	}
@@ -200,6 +219,9 @@ func checkDSN(t *testing.T, raw []byte, d *dsn) parsedDSN {
 	}
 	if len(d.Headers) == 0 {
 		wantTypes = wantTypes[:2]
+	}
+	if len(d.Full) > 0 {
+		wantTypes = []string{"text/plain", "message/delivery-status", "message/rfc822"} // RET=FULL
 	}
 	if strings.Join(p.types, " ") != strings.Join(wantTypes, " ") {
 		t.Errorf("parts %v, want %v", p.types, wantTypes)
@@ -221,6 +243,12 @@ func checkDSN(t *testing.T, raw []byte, d *dsn) parsedDSN {
 		action, class := "failed", "5"
 		if d.Delayed {
 			action, class = "delayed", "4"
+		}
+		if d.Success != "" {
+			action, class = d.Success, "2"
+		}
+		if typ, addr, ok := strings.Cut(r.ORcpt, ";"); ok && f.Get("Original-Recipient") != typ+"; "+addr {
+			t.Errorf("Original-Recipient %q, want %s; %s", f.Get("Original-Recipient"), typ, addr)
 		}
 		if r.Expired {
 			class = "4"
@@ -247,7 +275,12 @@ func checkDSN(t *testing.T, raw []byte, d *dsn) parsedDSN {
 	if !strings.Contains(p.text, "What you can do:") {
 		t.Errorf("the text gives no advice:\n%s", p.text)
 	}
-	if string(d.Headers) != p.headers {
+	if d.EnvID != "" && p.perMessage.Get("Original-Envelope-Id") != d.EnvID {
+		t.Errorf("Original-Envelope-Id %q, want %q", p.perMessage.Get("Original-Envelope-Id"), d.EnvID)
+	}
+	if want := string(d.Headers); len(d.Full) > 0 && p.headers != string(d.Full) {
+		t.Errorf("returned message %q, want %q", p.headers, d.Full)
+	} else if len(d.Full) == 0 && want != p.headers {
 		t.Errorf("returned headers %q, want %q", p.headers, d.Headers)
 	}
 	return p

@@ -57,6 +57,7 @@ type fakeTransport struct {
 	groupErr func(m *Message) error
 	gate     chan struct{} // when set, each Deliver waits for it (or ctx)
 	delay    time.Duration
+	noDSN    bool // the "server" does not offer DSN (RecipientResult.NoDSN)
 
 	calls     []Message
 	bodies    []string
@@ -124,7 +125,7 @@ func (f *fakeTransport) Deliver(ctx context.Context, m *Message) ([]RecipientRes
 		if err == nil {
 			f.delivered[m.ID+"/"+r]++
 		}
-		res = append(res, RecipientResult{Recipient: r, Err: err, Remote: "mx." + dom, Reply: "250 2.0.0 Ok"})
+		res = append(res, RecipientResult{Recipient: r, Err: err, Remote: "mx." + dom, Reply: "250 2.0.0 Ok", NoDSN: f.noDSN})
 	}
 	return res, nil
 }

@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/petrelmail/petrel/internal/store"
 )
 
 // Message is one delivery attempt: one sender, the recipients that share a
@@ -23,6 +25,11 @@ type Message struct {
 	Body func() (io.ReadCloser, error)
 	// UTF8 is set when the envelope needs SMTPUTF8 (non-ASCII addresses).
 	UTF8 bool
+	// RFC 3461 parameters to relay to a next hop that offers DSN: RET and
+	// ENVID of the message, NOTIFY and ORCPT by recipient (absent = none).
+	Ret   string
+	EnvID string
+	DSN   map[string]store.RcptDSN
 }
 
 // RecipientResult is what the remote side said about one recipient.
@@ -34,6 +41,9 @@ type RecipientResult struct {
 	// ("250 2.0.0 Ok: queued as 4XyZ").
 	Remote string
 	Reply  string
+	// NoDSN: the accepting server does not offer DSN (RFC 3461), so the
+	// NOTIFY=SUCCESS notice is ours to send ("relayed", RFC 3461 4.1).
+	NoDSN bool
 }
 
 // Transport delivers a Message. It returns one result per recipient, or an

@@ -52,6 +52,7 @@ type connKey struct {
 	host  string
 	addr  netip.AddrPort
 	noTLS bool
+	tls   string // the TLS policy the session was secured under
 }
 
 // smtpConn is an established session: greeted, secured and logged in as

@@ -6,13 +6,15 @@ import (
 	"net/netip"
 
 	"github.com/petrelmail/petrel/internal/queue"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // target is one address to connect to.
 type target struct {
 	hop  nexthop
-	host string         // the host name, for TLS, logs and Remote
-	addr netip.AddrPort // where to connect
+	host string          // the host name, for TLS, logs and Remote
+	addr netip.AddrPort  // where to connect
+	pol  *tlspolicy.Host // DANE, MTA-STS or fallback; nil outside MX delivery
 }
 
 // implicitTLS: port 465 is TLS from the first byte for a configured next
@@ -24,6 +26,7 @@ func (t target) implicitTLS() bool {
 // accept is what the server that accepted a recipient said.
 type accept struct {
 	remote, reply string
+	noDSN         bool // the server does not offer DSN
 }
 
 // deliverGroup delivers to the recipients of one next hop. It returns a
@@ -45,12 +48,30 @@ func (c *Client) deliverGroup(ctx context.Context, m *queue.Message, g *group, a
 	if port == 0 {
 		port = c.port
 	}
+	// DANE and MTA-STS apply to MX deliveries (Mailu: smtp_tls_policy_maps).
+	var dom *tlspolicy.Domain
+	if c.tlsp != nil && g.hop.kind == hopMX && !isIP(g.hop.host) {
+		dom = c.tlsp.ForDomain(ctx, g.hop.host)
+	}
 	results := map[string]error{}
 	pending := g.rcpts // unique: Deliver drops repeated recipients
 	var lastErr *queue.DeliveryError
 	tried, sessions := 0, 0
 hosts:
 	for _, h := range hosts {
+		var pol *tlspolicy.Host
+		if dom != nil {
+			p, err := c.tlsp.ForHost(ctx, dom, h.name, port)
+			if err != nil {
+				// Refused by policy: the next MX may do (RFC 7672 2.2.2,
+				// RFC 8461 4.1); if none does, the mail is deferred.
+				c.tlsp.Refused(dom, h.name, err)
+				lastErr = &queue.DeliveryError{Enhanced: "4.7.5", Message: "not delivering to " + h.name + ": " + err.Error(), Remote: h.name}
+				c.log.Info("relay: MX host refused by TLS policy", "msgid", m.ID, "nexthop", g.hop.String(), "host", h.name, "error", err.Error())
+				continue
+			}
+			pol = p
+		}
 		addrs, de := c.addrs(ctx, g.hop, h.name)
 		if de != nil {
 			lastErr = de
@@ -61,7 +82,7 @@ hosts:
 				break hosts
 			}
 			tried++
-			t := target{hop: g.hop, host: h.name, addr: netip.AddrPortFrom(a, uint16(port))}
+			t := target{hop: g.hop, host: h.name, addr: netip.AddrPortFrom(a, uint16(port)), pol: pol}
 			res, aerr, s := c.attempt(ctx, m, t, pending)
 			if s.transacted {
 				sessions++
@@ -71,7 +92,7 @@ hosts:
 				if err, ok := res[r]; ok {
 					results[r] = err
 					if err == nil {
-						accepted[r] = accept{remote: t.remote(), reply: s.replies[r]}
+						accepted[r] = accept{remote: t.remote(), reply: s.replies[r], noDSN: !s.dsn}
 					}
 					if err != nil && !permanent(err) {
 						next = append(next, r)
@@ -148,6 +169,14 @@ func (c *Client) logResult(m *queue.Message, hop nexthop, t target, s *session, 
 	attrs := []any{"msgid", m.ID, "nexthop", hop.String()}
 	if t.host != "" {
 		attrs = append(attrs, "host", t.host, "addr", t.addr.String())
+	}
+	switch {
+	case t.pol != nil:
+		attrs = append(attrs, "tls_policy", t.pol.Kind.String(), "tls_policy_reason", t.pol.Reason)
+	case t.host != "" && hop.kind == hopRelayHost:
+		attrs = append(attrs, "tls_policy", "verify", "tls_policy_reason", "RELAYHOST: certificate verified")
+	case t.host != "" && !hop.lmtp:
+		attrs = append(attrs, "tls_policy", "may", "tls_policy_reason", "STARTTLS when offered, certificate not verified")
 	}
 	if s != nil {
 		attrs = append(attrs, "tls", s.tlsVersion, "accepted", s.accepted, "refused", s.refused)

@@ -4,11 +4,14 @@
 // hosts and addresses in order, and reports per-recipient results as
 // *queue.DeliveryError values that the queue turns into retries and DSNs.
 //
-// TLS policy. To MX hosts and relay transports, STARTTLS is used whenever
-// offered and the certificate is not verified (Postfix's "may"). Mailu's
-// default is DANE (OUTBOUND_TLS_LEVEL=dane with smtp_dns_support_level =
-// dnssec), which needs a DNSSEC-validating resolver and TLSA lookups; that is
-// not done here yet. To RELAYHOST the certificate is verified (RootCAs or
+// TLS policy. To MX hosts, internal/tlspolicy decides (Options.TLSPolicy):
+// DANE when the host's TLSA records are DNSSEC-authenticated, else the
+// domain's MTA-STS policy, else OUTBOUND_TLS_LEVEL (Mailu's default dane:
+// STARTTLS whenever offered, certificate not verified). A policy that
+// requires TLS defers (4.7.x) when the host offers no STARTTLS or its
+// certificate fails, with the reason in the queue entry and the log, and
+// the next MX is tried. To relay transports, STARTTLS is used whenever
+// offered and the certificate is not verified (Postfix's "may"). To RELAYHOST the certificate is verified (RootCAs or
 // the system pool) and TLS is required when RELAYUSER is set, so that the
 // password never travels in clear. Port 465 means implicit TLS for RELAYHOST
 // and relay transports (Mailu issue #2658), other ports STARTTLS.
@@ -41,6 +44,7 @@ import (
 	"github.com/petrelmail/petrel/internal/mailaddr"
 	"github.com/petrelmail/petrel/internal/queue"
 	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // Relays finds relay domains (Mailu: Relay). GetRelay returns an error
@@ -103,6 +107,9 @@ type Options struct {
 	// LocalAddr is the source address of outgoing connections (used for
 	// destinations of the same address family); zero = the system's choice.
 	LocalAddr netip.Addr
+	// TLSPolicy decides DANE, MTA-STS and OUTBOUND_TLS_LEVEL for MX
+	// deliveries; nil = opportunistic STARTTLS, unverified.
+	TLSPolicy *tlspolicy.Checker
 	// Cache keeps sessions open between messages to the same server; the
 	// zero value is Postfix's behaviour (see CacheOptions).
 	Cache CacheOptions
@@ -124,6 +131,7 @@ type Client struct {
 	log        *slog.Logger
 	localAddr  netip.Addr
 	cache      *connCache
+	tlsp       *tlspolicy.Checker
 }
 
 var (
@@ -148,6 +156,7 @@ func New(opts Options) *Client {
 		log:       opts.Logger,
 		localAddr: opts.LocalAddr,
 		cache:     newConnCache(opts.Cache),
+		tlsp:      opts.TLSPolicy,
 	}
 	if c.hostname == "" {
 		c.hostname = "localhost"
@@ -241,7 +250,7 @@ func (c *Client) Deliver(ctx context.Context, m *queue.Message) ([]queue.Recipie
 	for _, rcpt := range m.Recipients {
 		rr := queue.RecipientResult{Recipient: rcpt, Err: results[rcpt]}
 		if rr.Err == nil {
-			rr.Remote, rr.Reply = accepted[rcpt].remote, accepted[rcpt].reply
+			rr.Remote, rr.Reply, rr.NoDSN = accepted[rcpt].remote, accepted[rcpt].reply, accepted[rcpt].noDSN
 		}
 		out = append(out, rr)
 	}
@@ -298,3 +307,6 @@ func (c *Client) route(ctx context.Context, rcpt string) (nexthop, *queue.Delive
 }
 
 func quote(s string) string { return `"` + s + `"` }
+
+// TLSPolicy returns the checker given in Options (nil if none).
+func (c *Client) TLSPolicy() *tlspolicy.Checker { return c.tlsp }

@@ -110,6 +110,9 @@ func TestRelayHostSTARTTLSAuthLogin(t *testing.T) {
 		t.Fatalf("smarthost messages %+v; want one over STARTTLS with AUTH LOGIN", msgs)
 	}
 	checkNoSecret(t, e.logs.String())
+	if !strings.Contains(e.logs.String(), "tls_policy=verify") {
+		t.Errorf("the attempt's log line does not name the RELAYHOST TLS policy:\n%s", e.logs)
+	}
 }
 
 // A refused login defers the mail (Postfix smtp_sasl_auth_soft_bounce)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/petrelmail/petrel/internal/mailaddr"
 	"github.com/petrelmail/petrel/internal/queue"
+	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // quitTimeout bounds the wait for the reply to QUIT.
@@ -38,6 +40,7 @@ type session struct {
 	dataOpen   bool              // DATA accepted, final dot not yet sent
 	txOpen     bool              // MAIL accepted, no reply to the final dot yet
 	stale      bool              // a reused session ended before MAIL was accepted
+	dsn        bool              // the server offers DSN (RFC 3461)
 }
 
 func (s *session) debug(msg string, args ...any) {
@@ -83,7 +86,7 @@ func (s *session) run(ctx context.Context, rcpts []string) (map[string]error, *a
 
 // key is what a cached session must match to carry this session's mail.
 func (s *session) key() connKey {
-	return connKey{kind: s.t.hop.kind, lmtp: s.t.hop.lmtp, host: s.t.host, addr: s.t.addr, noTLS: s.noTLS}
+	return connKey{kind: s.t.hop.kind, lmtp: s.t.hop.lmtp, host: s.t.host, addr: s.t.addr, noTLS: s.noTLS, tls: s.t.pol.Key()}
 }
 
 // reuse takes a cached session for s.t and checks it is still alive
@@ -185,10 +188,17 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 	}
 	s.debug("greeted and said EHLO", "lmtp", s.t.hop.lmtp)
 
+	pol := s.t.pol
 	if s.tlsVersion == "" && !s.t.hop.lmtp && !s.noTLS {
 		if ok, _ := sc.Extension("STARTTLS"); ok {
 			tc, err := startTLS(ctx, conn, s.tlsConfig(), to.Command, to.Connect)
 			if err != nil {
+				c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), err)
+				if pol != nil && pol.RequireTLS() && ctx.Err() == nil {
+					// RFC 7672 2.2, RFC 8461 5: no delivery without the
+					// policy's TLS; the next MX may do, else deferred.
+					return nil, s.local(false, "4.7.5", "TLS with "+s.t.host+" failed under "+pol.Reason+": "+err.Error(), false)
+				}
 				aerr := s.fail(ctx, err, false)
 				// With an unverified peer, a refused STARTTLS or a broken
 				// handshake may be retried in clear on a new connection;
@@ -196,6 +206,7 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 				aerr.plainRetry = !s.verify()
 				return nil, aerr
 			}
+			c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), nil)
 			conn = tc
 			s.tlsVersion = tls.VersionName(tc.ConnectionState().Version)
 			s.debug("STARTTLS", "tls", s.tlsVersion)
@@ -204,6 +215,13 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 				return nil, s.fail(ctx, err, false)
 			}
 		}
+	}
+	if s.tlsVersion == "" && pol != nil && pol.RequireTLS() {
+		// RFC 3207 4, RFC 7672 2.2: a policy that requires TLS never
+		// falls back to plaintext.
+		c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), &tlspolicy.PolicyError{ResultType: "starttls-not-supported",
+			Msg: s.t.host + " does not offer STARTTLS"})
+		return nil, s.local(false, "4.7.10", s.t.host+" does not offer STARTTLS, which "+pol.Reason+" requires", false)
 	}
 	if aerr := s.authenticate(ctx, sc); aerr != nil {
 		return nil, aerr
@@ -229,6 +247,9 @@ func (s *session) newClient(conn net.Conn) *smtp.Client {
 func (s *session) verify() bool { return s.t.hop.kind == hopRelayHost }
 
 func (s *session) tlsConfig() *tls.Config {
+	if s.t.pol != nil {
+		return s.c.tlsp.TLSConfig(s.t.pol)
+	}
 	cfg := &tls.Config{ServerName: s.t.host}
 	if isIP(s.t.host) {
 		cfg.ServerName = "" // no SNI for an address; verification uses IP SANs
@@ -302,6 +323,16 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 	// go-smtp adds BODY=8BITMIME whenever the server offers it, and SIZE
 	// when the server announces SIZE.
 	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
+	if printable(m.EnvID) {
+		opts.EnvelopeID = m.EnvID
+	}
+	switch m.Ret {
+	case "FULL", "HDRS":
+		opts.Return = smtp.DSNReturn(m.Ret)
+	}
+	// go-smtp sends RET, ENVID, NOTIFY and ORCPT only to a server that
+	// offers DSN (RFC 3461 4.1: relay the parameters onward).
+	s.dsn, _ = sc.Extension("DSN")
 	if err := sc.Mail(wireAddr(m.Sender, m.UTF8), opts); err != nil {
 		// On a reused session, a broken connection or a 421 (a server
 		// that limits messages per session, or timed it out) is the
@@ -319,7 +350,7 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 	results := make(map[string]error, len(rcpts))
 	var accepted []string
 	for _, r := range rcpts {
-		err := sc.Rcpt(wireAddr(r, m.UTF8), nil)
+		err := sc.Rcpt(wireAddr(r, m.UTF8), rcptOptions(m.DSN[r]))
 		var se *smtp.SMTPError
 		switch {
 		case err == nil:
@@ -467,4 +498,56 @@ func (r *readErrReader) Read(p []byte) (int, error) {
 		r.err = err
 	}
 	return n, err
+}
+
+// rcptOptions turns a recipient's stored NOTIFY and ORCPT into go-smtp's
+// options; malformed stored values are left out rather than failing the
+// delivery.
+func rcptOptions(d store.RcptDSN) *smtp.RcptOptions {
+	if d.Notify == "" && d.ORcpt == "" {
+		return nil
+	}
+	o := &smtp.RcptOptions{}
+	seen := map[smtp.DSNNotify]bool{}
+	for _, n := range strings.Split(d.Notify, ",") {
+		switch v := smtp.DSNNotify(strings.ToUpper(strings.TrimSpace(n))); v {
+		case smtp.DSNNotifyNever, smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed:
+			if !seen[v] {
+				seen[v] = true
+				o.Notify = append(o.Notify, v)
+			}
+		}
+	}
+	if seen[smtp.DSNNotifyNever] && len(o.Notify) > 1 {
+		o.Notify = nil // RFC 3461 4.1: NEVER stands alone
+	}
+	if typ, addr, ok := strings.Cut(d.ORcpt, ";"); ok && addr != "" {
+		switch strings.ToUpper(typ) {
+		case "RFC822":
+			if printable(addr) {
+				o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, addr
+			}
+		case "UTF-8":
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, addr
+		}
+	}
+	return o
+}
+
+// printable: RFC 3461 xtext carries printable ASCII only.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// localIP is the source address of conn, for TLS-RPT's sending-mta-ip.
+func localIP(conn net.Conn) string {
+	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
 }

@@ -88,6 +88,8 @@ func (ss *session) data(r io.Reader) error {
 		Sender:     ss.sender,
 		Routes:     slices.Clone(ss.routes),
 		ReceivedAt: now,
+		DSNRet:     ss.dsnRet,
+		DSNEnvID:   ss.dsnEnvID,
 	}
 	if ss.user != nil {
 		env.AuthUser = ss.user.Email

@@ -34,6 +34,8 @@ type session struct {
 	mailSeen bool
 	sender   string // normalised reverse-path, "" for <>
 	size     int64  // MAIL FROM SIZE= (RFC 1870), 0 if not given
+	dsnRet   string // MAIL FROM RET= (RFC 3461 4.3), "" if not given
+	dsnEnvID string // MAIL FROM ENVID= (RFC 3461 4.4), decoded
 	routes   []inbound.Route
 	rcptSeen map[string]bool
 	// overshoot counts the RCPTs answered 452 over MaxRecipients in this
@@ -62,6 +64,7 @@ func (ss *session) Reset() {
 	ss.overshoot = 0
 	ss.mailSeen = false
 	ss.sender = ""
+	ss.dsnRet, ss.dsnEnvID = "", ""
 	ss.routes = nil
 	ss.rcptSeen = nil
 }
@@ -277,8 +280,12 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 	ss.mailSeen = true
 	ss.sender = sender
 	ss.size = 0
+	ss.dsnRet, ss.dsnEnvID = "", ""
 	if opts != nil {
 		ss.size = opts.Size // RFC 1870: 0 when not declared
+		// RFC 3461 4.3, 4.4: go-smtp checked RET's value and ENVID's
+		// xtext; both go with the queue entries and shape the DSNs.
+		ss.dsnRet, ss.dsnEnvID = string(opts.Return), opts.EnvelopeID
 	}
 	ss.routes = nil
 	ss.rcptSeen = nil
@@ -388,6 +395,7 @@ func (ss *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		ss.rcptSeen = make(map[string]bool)
 	}
 	ss.rcptSeen[key] = true
+	route.DSN = rcptDSN(opts)
 	ss.routes = append(ss.routes, route)
 	return nil
 }
@@ -450,3 +458,23 @@ func (s saslReplies) Next(resp []byte) ([]byte, bool, error) {
 type saslFunc func([]byte) ([]byte, bool, error)
 
 func (f saslFunc) Next(resp []byte) ([]byte, bool, error) { return f(resp) }
+
+// rcptDSN keeps a RCPT's RFC 3461 NOTIFY and ORCPT (go-smtp checked their
+// syntax: NEVER alone, xtext-decoded ORCPT of type rfc822 or utf-8).
+func rcptDSN(opts *smtp.RcptOptions) store.RcptDSN {
+	var d store.RcptDSN
+	if opts == nil {
+		return d
+	}
+	if len(opts.Notify) > 0 {
+		n := make([]string, len(opts.Notify))
+		for i, v := range opts.Notify {
+			n[i] = strings.ToUpper(string(v))
+		}
+		d.Notify = strings.Join(n, ",")
+	}
+	if opts.OriginalRecipient != "" {
+		d.ORcpt = strings.ToLower(string(opts.OriginalRecipientType)) + ";" + opts.OriginalRecipient
+	}
+	return d
+}

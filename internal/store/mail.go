@@ -76,6 +76,10 @@ type NewMessage struct {
 
 	Targets []MailboxTarget
 	Remote  []string // outbound recipients (RCPT TO addresses)
+	// DSN holds the RFC 3461 parameters of the transaction: RET and
+	// ENVID, and per remote recipient NOTIFY and ORCPT; they go with each
+	// queue entry. nil = none given.
+	DSN *DSNParams
 
 	// DeliveryKey, when set, makes the delivery idempotent: it is recorded
 	// in the transaction that stores the message, and a later
@@ -108,6 +112,25 @@ type QueueItem struct {
 	LastStatus    string    // its enhanced status ("4.2.2"), "" if unknown
 	LastRemote    string    // the host that gave it, "" if none answered
 	DelayNotified bool      // the sender has had the delay notice
+
+	// RFC 3461 parameters the message was submitted with ("" = not given).
+	DSNRet    string // RET: FULL or HDRS
+	DSNEnvID  string // ENVID, decoded from xtext
+	DSNNotify string // NOTIFY: NEVER, or a comma list of SUCCESS, FAILURE, DELAY
+	DSNORcpt  string // ORCPT as "type;address" (address decoded from xtext)
+}
+
+// DSNParams are a transaction's RFC 3461 parameters.
+type DSNParams struct {
+	Ret   string             // FULL, HDRS or ""
+	EnvID string             // ENVID, "" if none
+	Rcpts map[string]RcptDSN // by remote recipient address
+}
+
+// RcptDSN are one recipient's RFC 3461 parameters.
+type RcptDSN struct {
+	Notify string // NEVER, or a comma list of SUCCESS, FAILURE, DELAY; "" = not given
+	ORcpt  string // "rfc822;addr" or "utf-8;addr"; "" = not given
 }
 
 // QueueUpdate is the outcome of one delivery attempt for one queue entry.

@@ -28,6 +28,7 @@ type Server struct {
 	mu      sync.Mutex
 	rrs     []dns.RR
 	fail    map[failKey]int
+	secure  []string // zones whose answers carry the AD bit
 	queries atomic.Int64
 }
 
@@ -100,6 +101,29 @@ func (s *Server) Fail(name string, qtype uint16, rcode int) {
 	s.fail[failKey{dns.CanonicalName(name), qtype}] = rcode
 }
 
+// Secure makes answers for names in each zone (the name itself or below
+// it) carry the authenticated-data bit, as a DNSSEC-validating resolver
+// sets it for signed zones, when the query asked for it (DO or AD set).
+func (s *Server) Secure(zones ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, z := range zones {
+		s.secure = append(s.secure, dns.CanonicalName(z))
+	}
+}
+
+func (s *Server) isSecure(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name = dns.CanonicalName(name)
+	for _, z := range s.secure {
+		if dns.IsSubDomain(z, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // Queries is how many queries the server has answered.
 func (s *Server) Queries() int64 { return s.queries.Load() }
 
@@ -116,6 +140,8 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	m.RecursionAvailable = true
 	if len(req.Question) == 1 {
 		s.answer(m, req.Question[0])
+		do := req.IsEdns0() != nil && req.IsEdns0().Do()
+		m.AuthenticatedData = (do || req.AuthenticatedData) && m.Rcode != dns.RcodeServerFailure && s.isSecure(req.Question[0].Name)
 	} else {
 		m.Rcode = dns.RcodeFormatError
 	}

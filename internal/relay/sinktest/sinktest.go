@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ import (
 type Options struct {
 	Addr        string      // listen address; default "127.0.0.1:0"
 	LMTP        bool        // speak LMTP (LHLO, one DATA reply per recipient)
+	DSN         bool        // offer DSN (RFC 3461) and record its parameters
 	TLS         *tls.Config // offer STARTTLS with this config (see Cert)
 	ImplicitTLS bool        // TLS from the first byte (port 465 style); needs TLS
 	// Users, when set, requires AUTH (PLAIN or LOGIN, as Mechanisms) with
@@ -62,6 +64,10 @@ type Message struct {
 	UTF8     bool   // MAIL had SMTPUTF8
 	Body     string // MAIL BODY= value ("8BITMIME", "")
 	Size     int64  // MAIL SIZE= value
+	// RFC 3461 parameters, with Options.DSN: RET, ENVID, and per
+	// recipient "NOTIFY=... ORCPT=type;addr" as received.
+	Ret, EnvID string
+	RcptDSN    map[string]string
 }
 
 // Sink is a running server.
@@ -112,6 +118,7 @@ func Start(t testing.TB, o Options) *Sink {
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = "sink.test"
+	srv.EnableDSN = o.DSN
 	srv.LMTP = o.LMTP
 	srv.EnableSMTPUTF8 = o.SMTPUTF8
 	srv.MaxMessageBytes = o.MaxSize
@@ -336,6 +343,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		Remote: ss.conn.Conn().RemoteAddr().String()}
 	if opts != nil {
 		ss.msg.UTF8, ss.msg.Body, ss.msg.Size = opts.UTF8, string(opts.Body), opts.Size
+		ss.msg.Ret, ss.msg.EnvID = string(opts.Return), opts.EnvelopeID
 	}
 	if st, ok := ss.conn.TLSConnectionState(); ok {
 		ss.msg.TLS, ss.msg.TLSVer = true, st.Version
@@ -343,7 +351,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	ss.sink.mu.Lock()
 	err := ss.sink.rcptErr[to]
 	ss.sink.mu.Unlock()
@@ -351,6 +359,16 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return err
 	}
 	ss.msg.To = append(ss.msg.To, to)
+	if opts != nil && (len(opts.Notify) > 0 || opts.OriginalRecipient != "") {
+		var n []string
+		for _, v := range opts.Notify {
+			n = append(n, string(v))
+		}
+		if ss.msg.RcptDSN == nil {
+			ss.msg.RcptDSN = map[string]string{}
+		}
+		ss.msg.RcptDSN[to] = "NOTIFY=" + strings.Join(n, ",") + " ORCPT=" + string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+	}
 	return nil
 }
 

@@ -27,8 +27,9 @@ WHERE id = ? RETURNING uidnext, highestmodseq`
 	sqlInsertBody    = `INSERT INTO body (size, data, blob_name, refs, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id`
 	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
 VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlInsertQueue = `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at)
-VALUES (?, ?, ?, ?, 0, ?, '', ?, ?)`
+	sqlInsertQueue = `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at,
+dsn_ret, dsn_envid, dsn_notify, dsn_orcpt)
+VALUES (?, ?, ?, ?, 0, ?, '', ?, ?, ?, ?, ?, ?)`
 )
 
 func hotQueries() []string {
@@ -321,7 +322,13 @@ func commitGroup(ctx context.Context, c conn, ps []pending) error {
 			a.modseq++
 		}
 		for _, rcpt := range p.m.Remote {
-			_, err := c.exec(ctx, sqlInsertQueue, p.m.ID, p.m.Sender, rcpt, bodyID, c.d.ts(t), false, c.d.ts(t))
+			var ret, envid string
+			var rd store.RcptDSN
+			if d := p.m.DSN; d != nil {
+				ret, envid, rd = d.Ret, d.EnvID, d.Rcpts[rcpt]
+			}
+			_, err := c.exec(ctx, sqlInsertQueue, p.m.ID, p.m.Sender, rcpt, bodyID, c.d.ts(t), false, c.d.ts(t),
+				ret, envid, rd.Notify, rd.ORcpt)
 			if err != nil {
 				return fmt.Errorf("message %s: queue for %s: %w", p.m.ID, rcpt, mapErr(err))
 			}

@@ -64,6 +64,8 @@ func Run(t *testing.T, open Open) {
 		{"IMAP", testIMAP},
 		{"Sieve", testSieve},
 		{"Certs", testCerts},
+		{"TLSPolicies", testTLSPolicies},
+		{"QueueDSN", testQueueDSN},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

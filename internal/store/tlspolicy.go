@@ -1,0 +1,52 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// MTASTSPolicy is a cached MTA-STS policy (RFC 8461 5.1): kept in the
+// store so that every node sharing the database uses, and refreshes, the
+// same copy.
+type MTASTSPolicy struct {
+	Domain    string // the recipient domain, lower case
+	ID        string // the id of the _mta-sts TXT record it was fetched for
+	Text      string // the policy file as fetched
+	FetchedAt time.Time
+	Expires   time.Time // FetchedAt + max_age
+}
+
+// TLSResult counts TLS sessions of one kind to one policy domain on one
+// UTC day, for the daily TLS-RPT aggregate report (RFC 8460 4.3).
+type TLSResult struct {
+	Day          time.Time // midnight UTC
+	PolicyDomain string    // the recipient domain
+	PolicyType   string    // "sts", "tlsa" or "no-policy-found"
+	PolicyString string    // the policy, lines joined with "\n" (the latest seen)
+	MXHost       string    // the MX host tried; "" for a failure before any host
+	ResultType   string    // "" for a success, else an RFC 8460 4.3 result type
+	SendingIP    string
+	ReceivingIP  string
+	Detail       string // additional-information (the latest seen)
+	Count        int64
+}
+
+// TLSPolicies is the store's side of outbound TLS policy: the MTA-STS
+// cache and the TLS-RPT counters.
+type TLSPolicies interface {
+	// GetMTASTSPolicy returns domain's cached policy; ErrNotFound if none.
+	GetMTASTSPolicy(ctx context.Context, domain string) (*MTASTSPolicy, error)
+	// PutMTASTSPolicy stores (replaces) domain's cached policy.
+	PutMTASTSPolicy(ctx context.Context, p MTASTSPolicy) error
+	// AddTLSResults adds each result's Count to the row with the same
+	// day, domain, policy type, MX host, result type and addresses.
+	AddTLSResults(ctx context.Context, rs []TLSResult) error
+	// TLSResults returns the rows of one day, ordered by policy domain.
+	TLSResults(ctx context.Context, day time.Time) ([]TLSResult, error)
+	// PruneTLSResults deletes the rows of days before before.
+	PruneTLSResults(ctx context.Context, before time.Time) error
+	// ClaimTLSReport records that the report of (day, domain) is being
+	// sent and reports whether this caller got it: of several nodes, one
+	// sends each report.
+	ClaimTLSReport(ctx context.Context, day time.Time, domain string) (bool, error)
+}

@@ -47,6 +47,9 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 		if err != nil {
 			return fmt.Errorf("port %d: cannot listen on %s: %w (set LISTEN_%d or BIND_ADDRESS to change where)", port, lc.Addr, err, port)
 		}
+		if p.metrics != nil {
+			ln = p.metrics.Listener(ln, port)
+		}
 		out = append(out, boundServer{port: port, srv: srv, ln: ln})
 		return nil
 	}
@@ -96,6 +99,9 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
 				Space: p.reserve,
 			}
+			if p.metrics != nil {
+				o.OnCommand = func(name string) { p.metrics.Command("imap", name) }
+			}
 			if p.learner != nil {
 				o.CopyObserver = p.learner // Junk moves train the spam filters
 			}
@@ -104,10 +110,14 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 	}
 	popRole := func(port int, implicit bool) roleServer {
 		return roleServer{port, func(tc *tls.Config) server {
-			return pop3d.New(pop3d.Options{
+			o := pop3d.Options{
 				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs,
-			})
+			}
+			if p.metrics != nil {
+				o.OnCommand = func(verb string) { p.metrics.Command("pop3", verb) }
+			}
+			return pop3d.New(o)
 		}}
 	}
 	return []roleServer{

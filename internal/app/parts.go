@@ -17,6 +17,7 @@ import (
 	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/metrics"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/obs"
 	"github.com/petrelmail/petrel/internal/queue"
@@ -50,6 +51,7 @@ type parts struct {
 	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
 	learner   *filter.Learner // spam learning from IMAP Junk moves (checks.go); nil: none
 	stats     *stats.Recorder // the status page's hourly counters
+	metrics   *metrics.Metrics // METRICS; nil: off
 	closers   []func()        // run in reverse order by close
 }
 
@@ -57,6 +59,13 @@ type parts struct {
 // parts. On error everything already opened is closed again.
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts, err error) {
 	p := &parts{cfg: cfg, log: log, connIDs: obs.NewConnIDs()}
+	if cfg.Metrics {
+		// Every part logs through the observer, which counts the
+		// message and login events (internal/metrics).
+		p.metrics = metrics.New()
+		log = slog.New(p.metrics.Observe(log.Handler()))
+		p.log = log
+	}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -132,6 +141,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		FingerprintKey:  deriveKey(p.secret, "auth-fingerprint"),
 	})
 
+	if p.metrics != nil {
+		p.metrics.WatchQueue(p.store, nil)
+	}
 	p.signers = msgauth.NewSigners(msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector), msgauth.NewStoreLookup(p.store))
 	// SRS derives its own key from the master secret, as Mailu does, so
 	// addresses Mailu issued still reverse.
@@ -145,7 +157,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	})
 	p.deliverer = inbound.NewDeliverer(inbound.DelivererOptions{
 		OnDelivered: func(n int) { p.stats.Add(stats.Delivered, n) },
-		Store:       p.store,
+		Store:       p.timedCommits(),
 		Blobs:       p.store.Blobs(),
 		Logger:      log.With("part", "delivery"),
 		QuotaBounce: p.quotaBounce,
@@ -271,4 +283,25 @@ func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp
 		}
 	}
 	return nil
+}
+
+// timedCommits is the store the deliverer commits to, timed for the
+// metrics when they are on.
+func (p *parts) timedCommits() inbound.MessageStore {
+	if p.metrics == nil {
+		return p.store
+	}
+	return timedStore{p.store, p.metrics}
+}
+
+type timedStore struct {
+	inbound.MessageStore
+	m *metrics.Metrics
+}
+
+func (t timedStore) CommitMessages(ctx context.Context, msgs []*store.NewMessage) error {
+	start := time.Now()
+	err := t.MessageStore.CommitMessages(ctx, msgs)
+	t.m.StoreTime("commit_messages", time.Since(start))
+	return err
 }

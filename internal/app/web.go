@@ -10,6 +10,7 @@ import (
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/httpd"
 	"github.com/petrelmail/petrel/internal/httpd/autoconfig"
+	"github.com/petrelmail/petrel/internal/metrics"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
 
@@ -69,6 +70,12 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 		RealIPFrom:      cfg.RealIPFrom,
 		Health:          p.store.Ping,
 		Logger:          p.log.With("part", "http"),
+	}
+	if p.metrics != nil {
+		// Mailu has no metrics; METRICS_TOKEN or METRICS_NETWORKS guard them.
+		base.Extra = map[string]http.Handler{"GET /metrics": p.metrics.Handler(metrics.Access{
+			Token: cfg.MetricsToken, Networks: cfg.MetricsNetworks,
+		})}
 	}
 	out := map[int]server{}
 	if on443 {

@@ -47,12 +47,12 @@ type parts struct {
 	connIDs   *obs.ConnIDs
 	resolver  *dnsres.Net
 	queue     *queue.Worker
-	reserve   *blob.Reserve   // DISK_RESERVE on DATA_DIR's filesystem
-	checker   smtpd.Checker   // port 25's scanners (checks.go); nil: none
-	learner   *filter.Learner // spam learning from IMAP Junk moves (checks.go); nil: none
-	stats     *stats.Recorder // the status page's hourly counters
+	reserve   *blob.Reserve    // DISK_RESERVE on DATA_DIR's filesystem
+	checker   smtpd.Checker    // port 25's scanners (checks.go); nil: none
+	learner   *filter.Learner  // spam learning from IMAP Junk moves (checks.go); nil: none
+	stats     *stats.Recorder  // the status page's hourly counters
 	metrics   *metrics.Metrics // METRICS; nil: off
-	closers   []func()        // run in reverse order by close
+	closers   []func()         // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared

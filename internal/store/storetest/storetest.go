@@ -62,6 +62,7 @@ func Run(t *testing.T, open Open) {
 		{"Reopen", testReopen},
 		{"GarbageCollection", testGarbageCollection},
 		{"IMAP", testIMAP},
+		{"Fetches", testFetches},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

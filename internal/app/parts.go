@@ -14,6 +14,7 @@ import (
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/dnsres"
+	"github.com/petrelmail/petrel/internal/fetch"
 	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/inbound"
@@ -33,26 +34,28 @@ import (
 
 // parts are the long-lived pieces every listener shares.
 type parts struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	secret    []byte
-	store     *sqlstore.Store
-	admin     *admin.Service
-	certs     *tlscfg.Manager
-	signers   *msgauth.Signers
-	srs       *srs.Rewriter
-	auth      *auth.Authenticator
-	router    *inbound.Router
-	deliverer *inbound.Deliverer
-	connIDs   *obs.ConnIDs
-	resolver  *dnsres.Net
-	queue     *queue.Worker
-	reserve   *blob.Reserve    // DISK_RESERVE on DATA_DIR's filesystem
-	checker   smtpd.Checker    // port 25's scanners (checks.go); nil: none
-	learner   *filter.Learner  // spam learning from IMAP Junk moves (checks.go); nil: none
-	stats     *stats.Recorder  // the status page's hourly counters
-	metrics   *metrics.Metrics // METRICS; nil: off
-	closers   []func()         // run in reverse order by close
+	cfg         *config.Config
+	log         *slog.Logger
+	secret      []byte
+	store       *sqlstore.Store
+	admin       *admin.Service
+	certs       *tlscfg.Manager
+	signers     *msgauth.Signers
+	srs         *srs.Rewriter
+	auth        *auth.Authenticator
+	router      *inbound.Router
+	deliverer   *inbound.Deliverer
+	connIDs     *obs.ConnIDs
+	resolver    *dnsres.Net
+	queue       *queue.Worker
+	reserve     *blob.Reserve    // DISK_RESERVE on DATA_DIR's filesystem
+	checker     smtpd.Checker    // port 25's scanners (checks.go); nil: none
+	learner     *filter.Learner  // spam learning from IMAP Junk moves (checks.go); nil: none
+	stats       *stats.Recorder  // the status page's hourly counters
+	metrics     *metrics.Metrics // METRICS; nil: off
+	fetcher     *fetch.Poller    // FETCHMAIL_ENABLED; nil: off
+	fetchSealer *fetch.Sealer    // seals fetched accounts' passwords (always built: the web pages need it)
+	closers     []func()         // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
@@ -179,6 +182,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	if p.checker, err = newInboundChecker(ctx, cfg, p); err != nil {
 		return nil, fmt.Errorf("inbound checks: %w", err)
 	}
+	if p.fetcher, err = p.newFetcher(); err != nil {
+		return nil, fmt.Errorf("fetched accounts: %w", err)
+	}
 
 	// The deliverer outlives the request contexts: Close drains it after
 	// the listeners have stopped.
@@ -203,6 +209,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Add(2)
 	go runQueue(ctx, p.queue, wg, p.log)
+	if p.fetcher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.fetcher.Run(ctx) // FETCHMAIL_ENABLED, every FETCHMAIL_DELAY
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		p.reserve.Watch(ctx) // DISK_RESERVE: log a crossing even without mail

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/admin/web"
 	"github.com/petrelmail/petrel/internal/fetch"
 	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/inbound"
@@ -135,4 +136,13 @@ func fieldNameOK(n string) bool {
 		}
 	}
 	return true
+}
+
+// fetchPages turns on the web UI's fetched accounts pages when
+// FETCHMAIL_ENABLED (Mailu shows them only then).
+func (p *parts) fetchPages() *web.Fetches {
+	if !p.cfg.FetchmailEnabled || p.fetchSealer == nil {
+		return nil
+	}
+	return &web.Fetches{Store: p.store, Seal: p.fetchSealer.Seal}
 }

@@ -1,8 +1,14 @@
 package tests
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/petrelmail/petrel/internal/relay/sinktest"
 )
 
 // TestReturnPathAtLocalDelivery: a message delivered on port 25 starts
@@ -58,5 +64,39 @@ m.logout()
 	}
 	if !strings.HasPrefix(msgs[1], `2 'Return-Path: <>\r\n`) {
 		t.Errorf("null sender not recorded as <>: %s", msgs[1])
+	}
+}
+
+// TestReturnPathOnlyOnLocalCopies: one submission to a local and a remote
+// recipient is stored once; the local copy carries Return-Path, the copy
+// the relay sends does not (RFC 5321 4.4: an originating system should not
+// send one), and its DKIM signature still verifies.
+func TestReturnPathOnlyOnLocalCopies(t *testing.T) {
+	sink := sinktest.Start(t, sinktest.Options{})
+	s := withUsers(t, map[string]string{"RELAYHOST": fmt.Sprintf("[127.0.0.1]:%d", sink.Port())})
+	submit(t, s, "alice@example.test", "Secret-Alice-1", "alice@example.test", []string{"bob@example.test", "friend@remote.example"},
+		"From: alice@example.test\r\nTo: bob@example.test, friend@remote.example\r\nSubject: both\r\n\r\nhi\r\n")
+	got := waitSink(t, sink, 1, s)[0]
+	if bytes.Contains(got.Data, []byte("Return-Path:")) {
+		t.Errorf("the relayed copy carries a Return-Path:\n%s", got.Data)
+	}
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(got.Data), &dkim.VerifyOptions{LookupTXT: dkimLookup(t, s, "example.test")})
+	if err != nil || len(verifs) != 1 || verifs[0].Err != nil {
+		t.Fatalf("DKIM verification: err=%v verifs=%+v", err, verifs)
+	}
+	script := `
+import imaplib, os, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+host, port = os.environ["A993"].split(":")
+m = imaplib.IMAP4_SSL(host, int(port), ssl_context=ctx)
+m.login("bob@example.test", "Secret-Bob-2")
+m.select("INBOX")
+typ, data = m.uid("FETCH", "1", "(BODY.PEEK[HEADER])")
+print("HDR", repr(data[0][1].decode()))
+m.logout()
+`
+	out, err := runPython(t, script, map[string]string{"A993": s.addr[993]})
+	if err != nil || !strings.Contains(out, `HDR 'Return-Path: <alice@example.test>\r\n`) {
+		t.Fatalf("local copy: %v\n%s", err, out)
 	}
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/fetch"
+	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/pop3d"
 	"github.com/petrelmail/petrel/internal/store"
@@ -229,5 +231,64 @@ func TestFetchErrorIsRecorded(t *testing.T) {
 	}
 	if got := e.inbox(t, e.p.store, e.alice, "INBOX"); len(got) != 0 {
 		t.Fatalf("delivered %d messages with a refused login", len(got))
+	}
+}
+
+// scanChecker stands in for the port 25 content checks: a message with
+// "EICAR" is refused, one with "cheap pills" scores as spam.
+type scanChecker struct{ seen []filter.Message }
+
+func (c *scanChecker) Check(ctx context.Context, m *filter.Message) (filter.Verdict, error) {
+	c.seen = append(c.seen, *m)
+	rc, err := m.Open()
+	if err != nil {
+		return filter.Verdict{}, err
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	switch {
+	case strings.Contains(string(b), "EICAR"):
+		return filter.Verdict{Action: filter.Reject, Reason: "virus", Virus: "Eicar-Test-Signature"}, nil
+	case strings.Contains(string(b), "cheap pills"):
+		return filter.Verdict{Scored: true, Score: 14, AddHeaders: []filter.Header{{Name: "X-Spam", Value: "Yes"}}}, nil
+	}
+	return filter.Verdict{Scored: true, Score: 0}, nil
+}
+
+// TestFetchScanAppliesFilters: with "rescan" the content checks see each
+// fetched message (as a trusted local injection, like Mailu's fetchmail):
+// a virus is refused for good and deleted remotely, spam lands in Junk by
+// the user's spam settings with the checks' header, clean mail in INBOX.
+func TestFetchScanAppliesFilters(t *testing.T) {
+	e := newFetchEnv(t)
+	chk := &scanChecker{}
+	e.p.checker = chk
+	e.put(t, "INBOX", "v1", "Subject: attachment\r\n\r\nX5O!P%@AP EICAR\r\n")
+	e.put(t, "INBOX", "s1", "Subject: offer\r\n\r\ncheap pills\r\n")
+	e.put(t, "INBOX", "c1", "Subject: hello\r\n\r\nclean\r\n")
+	f := e.account(t, "pop3", false)
+	f.Scan = true
+	if err := e.p.store.UpdateFetch(t.Context(), f); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.poller(time.Hour).PollDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(chk.seen) != 3 || !chk.seen[0].Trusted || chk.seen[0].Rcpts[0] != e.alice {
+		t.Fatalf("checks saw %+v", chk.seen)
+	}
+	inbox, junk := e.inbox(t, e.p.store, e.alice, "INBOX"), e.inbox(t, e.p.store, e.alice, "Junk")
+	if len(inbox) != 1 || !strings.HasSuffix(inbox[0], "clean\r\n") {
+		t.Errorf("INBOX: %q", inbox)
+	}
+	if len(junk) != 1 || !strings.Contains(junk[0], "X-Spam: Yes\r\n") || !strings.HasSuffix(junk[0], "cheap pills\r\n") {
+		t.Errorf("Junk: %q", junk)
+	}
+	if left := e.inbox(t, e.remote, e.carol, "INBOX"); len(left) != 0 {
+		t.Errorf("remote still holds %d messages; the refused one should go too", len(left))
+	}
+	acct, _ := e.p.store.GetFetch(t.Context(), f.ID)
+	if acct.Error != "" {
+		t.Errorf("a refused message made the poll fail: %q", acct.Error)
 	}
 }

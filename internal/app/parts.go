@@ -146,6 +146,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 
 	if p.metrics != nil {
 		p.metrics.WatchQueue(p.store, nil)
+		p.metrics.WatchCertificate(func() (time.Time, bool) {
+			info, ok := p.certs.Leaf()
+			return info.NotAfter, ok
+		})
 	}
 	p.signers = msgauth.NewSigners(msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector), msgauth.NewStoreLookup(p.store))
 	// SRS derives its own key from the master secret, as Mailu does, so

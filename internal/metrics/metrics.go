@@ -52,6 +52,8 @@ type Metrics struct {
 	verdicts    *prometheus.CounterVec
 	commands    *prometheus.CounterVec
 	storeTime   *prometheus.HistogramVec
+	fetchRuns   *prometheus.CounterVec
+	fetched     prometheus.Counter
 }
 
 // New builds the metrics and registers the Go runtime and process
@@ -91,7 +93,14 @@ func New() *Metrics {
 			Name: "petrel_store_seconds", Help: "Store operation latency by operation (commit_messages: one group commit of deliveries).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"op"}),
+		fetchRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_fetch_runs_total", Help: "Polls of fetched accounts (Mailu's fetchmail) by result (ok, error).",
+		}, []string{"result"}),
+		fetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "petrel_fetch_messages_total", Help: "Messages fetched from remote accounts and delivered.",
+		}),
 	}
+	reg.MustRegister(m.fetchRuns, m.fetched)
 	reg.MustRegister(m.conns, m.active, m.messages, m.rejections, m.local, m.queueEvents,
 		m.authFail, m.verdicts, m.commands, m.storeTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -105,6 +114,20 @@ func (m *Metrics) WatchQueue(q QueueLister, now func() time.Time) {
 		now = time.Now
 	}
 	m.reg.MustRegister(&queueCollector{q: q, now: now, timing: m.storeTime.WithLabelValues("list_queue")})
+}
+
+// WatchCertificate adds petrel_cert_expiry_timestamp_seconds, read from
+// notAfter at every scrape (ok false: no certificate, TLS_FLAVOR=notls).
+func (m *Metrics) WatchCertificate(notAfter func() (time.Time, bool)) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "petrel_cert_expiry_timestamp_seconds", Help: "When the certificate in service expires (Unix time); 0 without TLS.",
+	}, func() float64 {
+		t, ok := notAfter()
+		if !ok {
+			return 0
+		}
+		return float64(t.Unix())
+	}))
 }
 
 // Registry is the private registry (tests gather from it).
@@ -315,7 +338,7 @@ func (o *observer) WithGroup(name string) slog.Handler {
 func (o *observer) count(r slog.Record) {
 	login := strings.HasPrefix(r.Message, "Login attempt for: ") // the auth core's one line per attempt
 	switch r.Message {
-	case "received", "rejected", "delivered", "queued", "deferred", "bounced", "expired":
+	case "received", "rejected", "delivered", "queued", "deferred", "bounced", "expired", "fetched", "fetch failed":
 	default:
 		if !login {
 			return
@@ -324,7 +347,7 @@ func (o *observer) count(r slog.Record) {
 	attrs := map[string]string{}
 	r.Attrs(func(a slog.Attr) bool {
 		switch a.Key {
-		case "proto", "part", "stage", "code", "action", "result", "protocol", "reason":
+		case "proto", "part", "stage", "code", "action", "result", "protocol", "reason", "fetched":
 			attrs[a.Key] = a.Value.String()
 		}
 		return true
@@ -344,6 +367,18 @@ func (o *observer) count(r slog.Record) {
 		return
 	}
 	switch r.Message {
+	case "fetched", "fetch failed":
+		if part != "fetch" {
+			return
+		}
+		result := "ok"
+		if r.Message == "fetch failed" {
+			result = "error"
+		}
+		m.fetchRuns.WithLabelValues(result).Inc()
+		if n, err := strconv.Atoi(attrs["fetched"]); err == nil && n > 0 {
+			m.fetched.Add(float64(n))
+		}
 	case "received":
 		if proto == "" {
 			return

@@ -1,14 +1,19 @@
 package metrics
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestAccess: the network list and the bearer token each let a scraper
@@ -123,4 +128,50 @@ func scrapeValue(t *testing.T, m *Metrics, series string) float64 {
 	}
 	t.Errorf("no series %s", series)
 	return -1
+}
+
+// TestDashboardUsesRealMetrics: every petrel_ metric the Grafana
+// dashboard in docs/ queries is one this package exports.
+func TestDashboardUsesRealMetrics(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/grafana-petrel.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	m := New()
+	m.WatchQueue(nil, nil)
+	m.WatchCertificate(func() (time.Time, bool) { return time.Time{}, false })
+	known := map[string]bool{}
+	descs := make(chan *prometheus.Desc, 100)
+	go func() { m.reg.Describe(descs); close(descs) }()
+	re := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	for d := range descs {
+		if mm := re.FindStringSubmatch(d.String()); mm != nil {
+			known[mm[1]] = true
+		}
+	}
+	name := regexp.MustCompile(`petrel_[a-z_]+`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, used := range name.FindAllString(tg.Expr, -1) {
+				n++
+				base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(used, "_bucket"), "_count"), "_sum")
+				if !known[base] {
+					t.Errorf("panel %q queries %s, which Petrel does not export", p.Title, used)
+				}
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d metric uses found in the dashboard", n)
+	}
 }

@@ -143,12 +143,15 @@ autoconfig names, MTA-STS and TLS-RPT where published, the server's A/AAAA
 and forward-confirmed reverse DNS; the queue (deferred and old entries),
 the database and the free disk space against DISK_RESERVE. DNS is asked
 through RESOLVER_ADDRESS when set. Exits 1 when it finds a problem
-(warnings alone do not fail), for monitoring.`,
+(warnings alone do not fail), for monitoring. --user LOGIN adds the
+login check of 'petrel diagnose LOGIN' (full address, account enabled,
+app tokens).`,
 			opts: []opt{
 				{long: "--json", help: "Print the findings as JSON."},
 				{long: "--no-probe", help: "Do not connect to this machine's ports."},
 				{long: "--no-dns", help: "Skip the DNS checks."},
 				{long: "--outbound", metavar: "HOST", help: "Also check that port 25 of HOST is reachable from here."},
+				{long: "--user", metavar: "LOGIN", help: "Also explain this login (what the user types as username)."},
 			},
 			run: runDoctor},
 	}
@@ -371,6 +374,8 @@ func runDoctor(c *call) error {
 		Config:   c.cfg,
 		Probe:    !c.flag("--no-probe"),
 		Outbound: c.vals["--outbound"],
+		Accounts: c.st,
+		Login:    c.vals["--user"],
 	}
 	if st, ok := c.st.(diagnose.Store); ok {
 		opt.Store = st

@@ -66,7 +66,11 @@ type DoctorOptions struct {
 	Resolver Resolver        // nil: no DNS checks
 	Domains  []DomainRecords // the domains to check
 	Store    Store           // nil: no queue and store checks
-	Probe    bool            // connect to this machine's ports (serve must run)
+	// Accounts and Login: explain one user's login as `diagnose LOGIN`
+	// does (bare username, disabled account, tokens); "" skips it.
+	Accounts Accounts
+	Login    string
+	Probe    bool // connect to this machine's ports (serve must run)
 	// Outbound, when set, is a host whose port 25 is dialled to see
 	// whether the provider lets mail out ("" skips it).
 	Outbound string
@@ -86,6 +90,8 @@ func Doctor(ctx context.Context, opt DoctorOptions) []Finding {
 	}
 	d := &doctor{opt: opt, cfg: opt.Config}
 	d.ports(ctx)
+	d.add("ports", Info, "logins", "mail clients log in on 465/993/995 (or 587/143/110 after STARTTLS) with the full email address as the username, never the bare name, and never send on 25",
+		"")
 	if opt.Probe {
 		d.certificate(ctx)
 	}
@@ -102,7 +108,33 @@ func Doctor(ctx context.Context, opt DoctorOptions) []Finding {
 		d.store(ctx)
 	}
 	d.disk()
+	if opt.Login != "" && opt.Accounts != nil {
+		d.account(ctx)
+	}
 	return d.out
+}
+
+// account turns diagnose's login explanation into findings: each PROBLEM
+// line becomes one problem, the rest one info finding.
+func (d *doctor) account(ctx context.Context) {
+	var b strings.Builder
+	explainAccount(ctx, &b, d.opt.Accounts, d.cfg, d.opt.Login)
+	var notes []string
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n")[1:] {
+		line = strings.TrimSpace(line)
+		if p, ok := strings.CutPrefix(line, "PROBLEM: "); ok {
+			detail, fix, _ := strings.Cut(p, "; ")
+			if fix == "" {
+				fix = "mail clients must log in with the full email address and the account's password (or an app token)"
+			}
+			d.add("account", Problem, d.opt.Login, detail, fix)
+			continue
+		}
+		notes = append(notes, line)
+	}
+	if len(notes) > 0 {
+		d.add("account", Info, d.opt.Login, strings.Join(notes, "; "), "")
+	}
 }
 
 type doctor struct {

@@ -281,3 +281,18 @@ func TestDoctorQueueStoreDisk(t *testing.T) {
 		t.Errorf("full disk: %+v", fs)
 	}
 }
+
+type noAccounts struct{ Accounts }
+
+// TestDoctorBareUsername: --user with a bare name is a problem that says
+// to use the full address.
+func TestDoctorBareUsername(t *testing.T) {
+	fs := Doctor(t.Context(), DoctorOptions{Config: cfgFor(t, nil), Accounts: noAccounts{}, Login: "alice"})
+	f := find(fs, "account", "not a full email address")
+	if len(f) != 1 || f[0].Severity != Problem || !strings.Contains(f[0].Detail, "alice@example.test") {
+		t.Fatalf("bare username: %+v", fs)
+	}
+	if g := find(fs, "ports", "full email address as the username"); len(g) != 1 {
+		t.Errorf("no login advice: %+v", fs)
+	}
+}

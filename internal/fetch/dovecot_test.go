@@ -272,13 +272,14 @@ func TestFetchFromDovecot(t *testing.T) {
 	}
 	ctx := t.Context()
 
-	d.appendMsgs(t, "INBOX", "Subject: p1\r\n\r\none\r\n", "Subject: p2\r\n\r\n.dot\r\ntwo\r\n")
+	big := "Subject: p0\r\n\r\n" + strings.Repeat("a long line of text\r\n", 5000) // over any small buffer
+	d.appendMsgs(t, "INBOX", big, "Subject: p1\r\n\r\none\r\n", "Subject: p2\r\n\r\n.dot\r\ntwo\r\n")
 	host, port, _ := net.SplitHostPort(d.pop3s)
 	pop := &store.Fetch{UserEmail: "alice@example.test", Protocol: "pop3", Host: host, TLS: true, Username: "remote@dove.test", Password: sealed}
 	fmt.Sscan(port, &pop.Port)
 	must(t, st.CreateFetch(ctx, pop))
 	must(t, poller().PollDue(ctx))
-	if got := sink.got(); len(got) != 2 || !strings.HasSuffix(got[1], "Subject: p2\r\n\r\n.dot\r\ntwo\r\n") {
+	if got := sink.got(); len(got) != 3 || got[0] != big || !strings.HasSuffix(got[2], "Subject: p2\r\n\r\n.dot\r\ntwo\r\n") {
 		t.Fatalf("POP3 delivered %q", got)
 	}
 	if n := d.count(t, "INBOX"); n != 0 {
@@ -298,13 +299,13 @@ func TestFetchFromDovecot(t *testing.T) {
 	must(t, st.CreateFetch(ctx, im))
 	must(t, poller().PollDue(ctx))
 	must(t, poller().PollDue(ctx))
-	if got := sink.got(); len(got) != 4 {
-		t.Fatalf("after two IMAP polls %d messages delivered, want 4 (2 POP3 + 2 IMAP once)", len(got))
+	if got := sink.got(); len(got) != 5 {
+		t.Fatalf("after two IMAP polls %d messages delivered, want 5 (3 POP3 + 2 IMAP once)", len(got))
 	}
 	d.appendMsgs(t, "INBOX", "Subject: i2\r\n\r\nc\r\n")
 	must(t, poller().PollDue(ctx))
 	got := sink.got()
-	if len(got) != 5 || !strings.Contains(got[4], "Subject: i2") {
+	if len(got) != 6 || !strings.Contains(got[5], "Subject: i2") {
 		t.Fatalf("after a new message: %d delivered", len(got))
 	}
 	if n := d.count(t, "INBOX") + d.count(t, "Junk"); n != 3 {

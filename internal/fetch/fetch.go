@@ -268,7 +268,11 @@ func (p *Poller) pollPOP3(ctx context.Context, f *store.Fetch, addr, pass string
 			log.Warn("fetched message too large; left on the server", "key", m.uid, "size", m.size)
 			continue
 		}
-		body, err := c.retr(m.num, p.o.MaxSize+1024)
+		limit := int64(0) // no MESSAGE_SIZE_LIMIT: no limit
+		if p.o.MaxSize > 0 {
+			limit = p.o.MaxSize + 1024 // LIST sizes may be estimates (RFC 1939 5)
+		}
+		body, err := c.retr(m.num, limit)
 		if err != nil {
 			return n, nil, err
 		}

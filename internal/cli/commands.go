@@ -137,7 +137,7 @@ Exits 1 when it finds a problem.`,
 			summary: "Check a running install end to end and say how to fix each problem.",
 			help: `Automates Mailu's troubleshooting list: the ports (which answer, which are
 off and why, no AUTH on 25), the certificate served (expiry, names, chain),
-DNS for each domain (or the ones named) against what 'petrel dns' suggests:
+DNS for each domain and alternative (or the ones named) against what 'petrel dns' suggests:
 MX, SPF, DKIM (the published key must be the signing key), DMARC, the
 autoconfig names, MTA-STS and TLS-RPT where published, the server's A/AAAA
 and forward-confirmed reverse DNS; the queue (deferred and old entries),
@@ -390,6 +390,14 @@ func runDoctor(c *call) error {
 			}
 			for _, d := range doms {
 				names = append(names, d.Name)
+			}
+			// Alternatives receive mail too and sign with their domain's key.
+			alts, err := c.st.ListAlternatives(c.ctx, "")
+			if err != nil {
+				return err
+			}
+			for _, a := range alts {
+				names = append(names, a.Name)
 			}
 		}
 		for _, n := range names {

@@ -148,8 +148,9 @@ sys.stdout.buffer.write(dkim.sign(msg, b"sel", b"sender.test", key, include_head
 		t.Fatalf("signed message: %q\n%s", r, s.logs())
 	}
 	stored := fetchInbox(t, s)
-	if !strings.HasPrefix(stored, "Authentication-Results: mail.example.test;") {
-		t.Fatalf("stored message lacks our header on top:\n%s", stored)
+	// Local delivery's Return-Path first (RFC 5321 4.4), then our results.
+	if !strings.HasPrefix(stored, "Return-Path: <bounces@reject.test>\r\nAuthentication-Results: mail.example.test;") {
+		t.Fatalf("stored message lacks Return-Path and our header on top:\n%s", stored)
 	}
 	for _, want := range []string{"dkim=pass", "header.d=sender.test", "dmarc=pass", "spf=fail"} {
 		if !strings.Contains(stored, want) {

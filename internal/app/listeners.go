@@ -59,6 +59,9 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 				Logger:  p.log.With("part", "proxy", "port", port),
 			})
 		}
+		if p.metrics != nil {
+			ln = p.metrics.Listener(ln, port)
+		}
 		out = append(out, boundServer{port: port, srv: srv, ln: ln})
 		return nil
 	}
@@ -108,6 +111,9 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
 				Space: p.reserve,
 			}
+			if p.metrics != nil {
+				o.OnCommand = func(name string) { p.metrics.Command("imap", name) }
+			}
 			if p.learner != nil {
 				o.CopyObserver = p.learner // Junk moves train the spam filters
 			}
@@ -116,10 +122,14 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 	}
 	popRole := func(port int, implicit bool) roleServer {
 		return roleServer{port, func(tc *tls.Config) server {
-			return pop3d.New(pop3d.Options{
+			o := pop3d.Options{
 				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs,
-			})
+			}
+			if p.metrics != nil {
+				o.OnCommand = func(verb string) { p.metrics.Command("pop3", verb) }
+			}
+			return pop3d.New(o)
 		}}
 	}
 	return []roleServer{

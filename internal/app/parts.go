@@ -14,9 +14,11 @@ import (
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/dnsres"
+	"github.com/petrelmail/petrel/internal/fetch"
 	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/metrics"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/obs"
 	"github.com/petrelmail/petrel/internal/queue"
@@ -34,33 +36,43 @@ import (
 
 // parts are the long-lived pieces every listener shares.
 type parts struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	secret    []byte
-	store     *sqlstore.Store
-	admin     *admin.Service
-	certs     *tlscfg.Manager
-	acme      *acme.Manager // TLS_FLAVOR letsencrypt and mail-letsencrypt; nil otherwise
-	signers   *msgauth.Signers
-	srs       *srs.Rewriter
-	auth      *auth.Authenticator
-	router    *inbound.Router
-	deliverer *inbound.Deliverer
-	connIDs   *obs.ConnIDs
-	resolver  *dnsres.Net
-	queue     *queue.Worker
-	tlsPolicy *tlspolicy.Checker // DANE, MTA-STS and TLS-RPT counts for the relay
-	reserve   *blob.Reserve      // DISK_RESERVE on DATA_DIR's filesystem
-	checker   smtpd.Checker      // port 25's scanners (checks.go); nil: none
-	learner   *filter.Learner    // spam learning from IMAP Junk moves (checks.go); nil: none
-	stats     *stats.Recorder    // the status page's hourly counters
-	closers   []func()           // run in reverse order by close
+	cfg         *config.Config
+	log         *slog.Logger
+	secret      []byte
+	store       *sqlstore.Store
+	admin       *admin.Service
+	certs       *tlscfg.Manager
+	acme        *acme.Manager // TLS_FLAVOR letsencrypt and mail-letsencrypt; nil otherwise
+	signers     *msgauth.Signers
+	srs         *srs.Rewriter
+	auth        *auth.Authenticator
+	router      *inbound.Router
+	deliverer   *inbound.Deliverer
+	connIDs     *obs.ConnIDs
+	resolver    *dnsres.Net
+	queue       *queue.Worker
+	tlsPolicy   *tlspolicy.Checker // DANE, MTA-STS and TLS-RPT counts for the relay
+	reserve     *blob.Reserve      // DISK_RESERVE on DATA_DIR's filesystem
+	checker     smtpd.Checker      // port 25's scanners (checks.go); nil: none
+	learner     *filter.Learner    // spam learning from IMAP Junk moves (checks.go); nil: none
+	stats       *stats.Recorder    // the status page's hourly counters
+	metrics     *metrics.Metrics   // METRICS; nil: off
+	fetcher     *fetch.Poller      // FETCHMAIL_ENABLED; nil: off
+	fetchSealer *fetch.Sealer      // seals fetched accounts' passwords (always built: the web pages need it)
+	closers     []func()           // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
 // parts. On error everything already opened is closed again.
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts, err error) {
 	p := &parts{cfg: cfg, log: log, connIDs: obs.NewConnIDs()}
+	if cfg.Metrics {
+		// Every part logs through the observer, which counts the
+		// message and login events (internal/metrics).
+		p.metrics = metrics.New()
+		log = slog.New(p.metrics.Observe(log.Handler()))
+		p.log = log
+	}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -144,6 +156,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		FingerprintKey:  deriveKey(p.secret, "auth-fingerprint"),
 	})
 
+	if p.metrics != nil {
+		p.metrics.WatchQueue(p.store, nil)
+		p.metrics.WatchCertificate(func() (time.Time, bool) {
+			info, ok := p.certs.Leaf()
+			return info.NotAfter, ok
+		})
+	}
 	p.signers = msgauth.NewSigners(msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector), msgauth.NewStoreLookup(p.store))
 	// SRS derives its own key from the master secret, as Mailu does, so
 	// addresses Mailu issued still reverse.
@@ -162,6 +181,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	}
 	if p.checker, err = newInboundChecker(ctx, cfg, p); err != nil {
 		return nil, fmt.Errorf("inbound checks: %w", err)
+	}
+	if p.fetcher, err = p.newFetcher(); err != nil {
+		return nil, fmt.Errorf("fetched accounts: %w", err)
 	}
 
 	// The deliverer outlives the request contexts: Close drains it after
@@ -187,6 +209,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Add(2)
 	go runQueue(ctx, p.queue, wg, p.log)
+	if p.fetcher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.fetcher.Run(ctx) // FETCHMAIL_ENABLED, every FETCHMAIL_DELAY
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		p.reserve.Watch(ctx) // DISK_RESERVE: log a crossing even without mail
@@ -276,7 +305,7 @@ func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOpti
 	cfg := p.cfg
 	return inbound.DelivererOptions{
 		OnDelivered:   func(n int) { p.stats.Add(stats.Delivered, n) },
-		Store:         p.store,
+		Store:         p.timedCommits(),
 		Blobs:         p.store.Blobs(),
 		Logger:        p.log.With("part", "delivery"),
 		QuotaBounce:   p.quotaBounce,
@@ -293,4 +322,25 @@ func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOpti
 		},
 		Sieve: sv,
 	}
+}
+
+// timedCommits is the store the deliverer commits to, timed for the
+// metrics when they are on.
+func (p *parts) timedCommits() inbound.MessageStore {
+	if p.metrics == nil {
+		return p.store
+	}
+	return timedStore{p.store, p.metrics}
+}
+
+type timedStore struct {
+	inbound.MessageStore
+	m *metrics.Metrics
+}
+
+func (t timedStore) CommitMessages(ctx context.Context, msgs []*store.NewMessage) error {
+	start := time.Now()
+	err := t.MessageStore.CommitMessages(ctx, msgs)
+	t.m.StoreTime("commit_messages", time.Since(start))
+	return err
 }

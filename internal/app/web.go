@@ -10,6 +10,7 @@ import (
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/httpd"
 	"github.com/petrelmail/petrel/internal/httpd/autoconfig"
+	"github.com/petrelmail/petrel/internal/metrics"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 	"github.com/petrelmail/petrel/internal/tlscfg/acme"
 )
@@ -73,6 +74,12 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 	}
 	if p.acme != nil {
 		base.ACME = p.acme.HTTPHandler() // HTTP-01, answered from the store on every node
+	}
+	if p.metrics != nil {
+		// Mailu has no metrics; METRICS_TOKEN or METRICS_NETWORKS guard them.
+		base.Extra = map[string]http.Handler{"GET /metrics": p.metrics.Handler(metrics.Access{
+			Token: cfg.MetricsToken, Networks: cfg.MetricsNetworks,
+		})}
 	}
 	out := map[int]server{}
 	if on443 {

@@ -52,7 +52,8 @@ func buildWebUI(p *parts) (http.Handler, error) {
 				Ports: dns.Ports, Served: dns.Served, TLS: dns.TLS,
 			})
 		},
-		Log: p.log.With("part", "web"),
+		Log:     p.log.With("part", "web"),
+		Fetches: p.fetchPages(),
 	})
 	if err != nil {
 		return nil, err

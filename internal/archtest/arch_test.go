@@ -38,7 +38,13 @@ var forbidden = map[string][]string{
 	// the HTTP server around it, the REST API or the mail protocols.
 	"internal/admin/web": {"internal/store/sqlstore", "internal/httpd", "internal/admin/api", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/cli", "internal/app"},
 	// Event counters: below every protocol, above only the store interfaces.
-	"internal/stats": {"internal/store/sqlstore", "internal/auth", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	// The doctor reads config, store interfaces and DNS; it never opens SQL or runs a server.
+	"internal/diagnose": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	// Fetched accounts: the store and a Sink app gives it; never a server or SQL.
+	"internal/fetch": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	// Metrics: counts what app hands it; never a protocol, never SQL.
+	"internal/metrics": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	"internal/stats":   {"internal/store/sqlstore", "internal/auth", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 
 	// The Sieve language alone: delivery, store and protocols live above it.
 	"internal/sieve": {"internal/"},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/admin"
 	"github.com/petrelmail/petrel/internal/diagnose"
+	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -132,6 +133,27 @@ can work: full address, account enabled, app tokens, allowed senders.
 Exits 1 when it finds a problem.`,
 			opts: []opt{{long: "--no-probe", help: "Do not connect to the ports."}},
 			run:  runDiagnose},
+		{name: "doctor", args: "[DOMAIN...]", min: 0, max: -1, store: true,
+			summary: "Check a running install end to end and say how to fix each problem.",
+			help: `Automates Mailu's troubleshooting list: the ports (which answer, which are
+off and why, no AUTH on 25), the certificate served (expiry, names, chain),
+DNS for each domain and alternative (or the ones named) against what 'petrel dns' suggests:
+MX, SPF, DKIM (the published key must be the signing key), DMARC, the
+autoconfig names, MTA-STS and TLS-RPT where published, the server's A/AAAA
+and forward-confirmed reverse DNS; the queue (deferred and old entries),
+the database and the free disk space against DISK_RESERVE. DNS is asked
+through RESOLVER_ADDRESS when set. Exits 1 when it finds a problem
+(warnings alone do not fail), for monitoring. --user LOGIN adds the
+login check of 'petrel diagnose LOGIN' (full address, account enabled,
+app tokens).`,
+			opts: []opt{
+				{long: "--json", help: "Print the findings as JSON."},
+				{long: "--no-probe", help: "Do not connect to this machine's ports."},
+				{long: "--no-dns", help: "Skip the DNS checks."},
+				{long: "--outbound", metavar: "HOST", help: "Also check that port 25 of HOST is reachable from here."},
+				{long: "--user", metavar: "LOGIN", help: "Also explain this login (what the user types as username)."},
+			},
+			run: runDoctor},
 	}
 }
 
@@ -343,5 +365,63 @@ func runAliasDelete(c *call) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "deleted alias %s\n", c.pos[0])
+	return nil
+}
+
+// runDoctor runs every check and prints the findings; problems fail.
+func runDoctor(c *call) error {
+	opt := diagnose.DoctorOptions{
+		Config:   c.cfg,
+		Probe:    !c.flag("--no-probe"),
+		Outbound: c.vals["--outbound"],
+		Accounts: c.st,
+		Login:    c.vals["--user"],
+	}
+	if st, ok := c.st.(diagnose.Store); ok {
+		opt.Store = st
+	}
+	if !c.flag("--no-dns") {
+		opt.Resolver = dnsres.New(c.cfg.ResolverAddress)
+		names := c.pos
+		if len(names) == 0 {
+			doms, err := c.st.ListDomains(c.ctx)
+			if err != nil {
+				return err
+			}
+			for _, d := range doms {
+				names = append(names, d.Name)
+			}
+			// Alternatives receive mail too and sign with their domain's key.
+			alts, err := c.st.ListAlternatives(c.ctx, "")
+			if err != nil {
+				return err
+			}
+			for _, a := range alts {
+				names = append(names, a.Name)
+			}
+		}
+		for _, n := range names {
+			info, err := c.svc.DKIM(c.ctx, n)
+			if err != nil {
+				return err
+			}
+			recs, err := c.records(info)
+			if err != nil {
+				return err
+			}
+			opt.Domains = append(opt.Domains, diagnose.DomainRecords{Domain: info.Domain, Records: recs, NoDKIM: info.Record == ""})
+		}
+	}
+	fs := diagnose.Doctor(c.ctx, opt)
+	if c.flag("--json") {
+		if err := diagnose.WriteJSON(c.stdout, fs); err != nil {
+			return err
+		}
+	} else {
+		diagnose.WriteText(c.stdout, fs)
+	}
+	if n := diagnose.Problems(fs); n > 0 {
+		return fmt.Errorf("%d problem(s) found (see above)", n)
+	}
 	return nil
 }

@@ -130,6 +130,15 @@ type Config struct {
 	RealIPHeader    string         // REAL_IP_HEADER: HTTP header naming the client behind a proxy
 	RealIPFrom      []netip.Prefix // REAL_IP_FROM: proxies whose RealIPHeader is believed
 
+	// Metrics: Prometheus text format at /metrics on the HTTP roles.
+	Metrics         bool           // METRICS, default false
+	MetricsToken    string         // METRICS_TOKEN: Authorization: Bearer (never logged)
+	MetricsNetworks []netip.Prefix // METRICS_NETWORKS: clients that need no token; default loopback
+
+	// Fetched accounts (Mailu's fetchmail).
+	FetchmailEnabled bool          // FETCHMAIL_ENABLED, default false
+	FetchmailDelay   time.Duration // FETCHMAIL_DELAY, seconds; default 600
+
 	// Web UI (internal/admin/web)
 	Admin               bool          // ADMIN: serve the web UI at WEB_ADMIN (default true)
 	SessionCookieSecure bool          // SESSION_COOKIE_SECURE (default true; off anyway with TLS_FLAVOR=notls)

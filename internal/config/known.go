@@ -125,6 +125,11 @@ func implementedSettings() []SettingDoc {
 		// API
 		s("API", "false", "enable the REST API", ""),
 		s("API_TOKEN", "", "bearer token for the REST API (Authorization: Bearer TOKEN)", "required when API=true; at least 4 characters"),
+		s("METRICS", "false", "serve Prometheus metrics at /metrics on the HTTP ports", "petrel extension: Mailu has no metrics"),
+		s("METRICS_TOKEN", "", "bearer token a scraper sends (Authorization: Bearer TOKEN)", "at least 16 characters"),
+		s("METRICS_NETWORKS", "127.0.0.0/8,::1/128", "networks that may scrape /metrics without the token", "empty: the token only"),
+		s("FETCHMAIL_ENABLED", "false", "fetch mail from users' remote accounts (IMAP, POP3) and show the fetched accounts pages", ""),
+		s("FETCHMAIL_DELAY", "600", "seconds between two polls of each fetched account", ""),
 		s("WEB_API", "/api", "path of the REST API (WEB_API/v1/...)", ""),
 		s("WEB_ADMIN", "/admin", "path of the admin web UI", ""),
 		s("WEBROOT_REDIRECT", "WEB_ADMIN", "where / redirects (a path or URL), or none", "default WEB_ADMIN (Petrel has no webmail; /webmail means WEB_ADMIN)"),

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -160,6 +161,10 @@ func parse(env map[string]string) (*Config, *reader) {
 	r.database(cfg)
 	r.bootstrap(cfg)
 	r.api(cfg)
+	r.metrics(cfg)
+	// Mailu: optional/fetchmail/fetchmail.py, setup default 600 s.
+	cfg.FetchmailEnabled = r.boolean("FETCHMAIL_ENABLED", false)
+	cfg.FetchmailDelay = time.Duration(r.integer("FETCHMAIL_DELAY", 600, 10, 7*24*3600, "set FETCHMAIL_DELAY to seconds between polls (default 600)")) * time.Second
 	r.filter(cfg)
 	r.webUI(cfg)
 	r.unimplemented(cfg)
@@ -424,6 +429,24 @@ func parseDuration(v string) (time.Duration, error) {
 		return 0, err
 	}
 	return days + d, nil
+}
+
+// metrics reads METRICS*: off by default; when on, loopback may scrape
+// without a token unless METRICS_NETWORKS says otherwise.
+func (r *reader) metrics(cfg *Config) {
+	cfg.Metrics = r.boolean("METRICS", false)
+	if tok, ok := r.getRaw("METRICS_TOKEN"); ok {
+		cfg.MetricsToken = tok
+		if cfg.Metrics && len(strings.TrimSpace(tok)) < 16 {
+			r.errorf("METRICS_TOKEN", "", "set METRICS_TOKEN to a long random string (pwgen 32 1)", "is shorter than 16 characters")
+		}
+	}
+	r.seen["METRICS_NETWORKS"] = true
+	if _, set := r.env["METRICS_NETWORKS"]; set { // set but empty: the token only
+		cfg.MetricsNetworks = r.prefixList("METRICS_NETWORKS")
+	} else {
+		cfg.MetricsNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
 }
 
 func (r *reader) api(cfg *Config) {

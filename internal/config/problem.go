@@ -52,7 +52,7 @@ func HasErrors(probs []Problem) bool {
 // isSecret names the settings whose values never appear in a Problem.
 func isSecret(name string) bool {
 	switch name {
-	case "SECRET_KEY", "RELAYPASSWORD", "DB_PW", "INITIAL_ADMIN_PW", "API_TOKEN", "ANTISPAM_PASSWORD",
+	case "SECRET_KEY", "RELAYPASSWORD", "DB_PW", "INITIAL_ADMIN_PW", "API_TOKEN", "METRICS_TOKEN", "ANTISPAM_PASSWORD",
 		"RECAPTCHA_PRIVATE_KEY", "SQLALCHEMY_DATABASE_URI", "SQLALCHEMY_DATABASE_URI_ROUNDCUBE":
 		return true
 	}

@@ -190,6 +190,10 @@ type Options struct {
 	// DefaultIdleNotifyInterval.
 	IdleNotifyInterval time.Duration
 
+	// OnCommand hears the name of every known command before it runs
+	// (the metrics); nil: none.
+	OnCommand func(name string)
+
 	// CopyObserver hears about COPY and MOVE (spam learning); nil: none.
 	CopyObserver CopyObserver
 

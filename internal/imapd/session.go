@@ -237,6 +237,9 @@ func (s *session) readCommand() bool {
 		return s.skip()
 	}
 	c := &command{tag: tag, name: name, uid: len(name) > 4 && name[:4] == "UID ", args: d}
+	if h := s.srv.opts.OnCommand; h != nil {
+		h(name)
+	}
 	err := spec.run(s, c)
 	return s.finish(c, spec, err)
 }

@@ -239,6 +239,16 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 	if !d.running() {
 		return ErrClosed
 	}
+	if len(msg.Targets) > 0 {
+		rp, err := d.withReturnPath(env.Sender, sp)
+		if err != nil {
+			return fmt.Errorf("inbound: deliver %s: %w", env.ID, err)
+		}
+		if rp != sp {
+			sp = rp
+			defer sp.Abort()
+		}
+	}
 	msg.Size = sp.Size()
 	body, name, err := sp.finish()
 	if err != nil {

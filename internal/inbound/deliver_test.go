@@ -160,6 +160,10 @@ func newHarness(t *testing.T, st *memStore, opts DelivererOptions) *harness {
 	return &harness{d: d, st: st, blobs: blobs, logs: logs}
 }
 
+// rpSender is the Return-Path field local delivery puts in front of
+// env's messages.
+const rpSender = "Return-Path: <sender@remote.test>\r\n"
+
 func env(id string, routes ...Route) *Envelope {
 	return &Envelope{ID: id, Sender: "sender@remote.test", Routes: routes, ReceivedAt: time.Unix(1700000000, 0)}
 }
@@ -434,7 +438,7 @@ func TestDeliverBuildsMessage(t *testing.T) {
 	if strings.Join(got.Remote, ",") != "x@remote.test,y@remote.test" {
 		t.Errorf("remote = %v", got.Remote)
 	}
-	if got.ID != "b1" || got.Sender != "sender@remote.test" || got.Size != 4 || string(got.Body) != "body" || got.BlobName != "" || !got.ReceivedAt.Equal(e.ReceivedAt) {
+	if got.ID != "b1" || got.Sender != "sender@remote.test" || got.Size != int64(len(rpSender))+4 || string(got.Body) != rpSender+"body" || got.BlobName != "" || !got.ReceivedAt.Equal(e.ReceivedAt) {
 		t.Errorf("message = %+v", got)
 	}
 	recs := h.logs.find("delivered", "b1")
@@ -442,7 +446,7 @@ func TestDeliverBuildsMessage(t *testing.T) {
 		t.Fatalf("%d 'delivered' lines, want 1", len(recs))
 	}
 	r := recs[0]
-	if r.Level != slog.LevelInfo || attr(r, "nrcpt").Int64() != 4 || attr(r, "size").Int64() != 4 || attr(r, "from").String() != "sender@remote.test" || attr(r, "result").String() != "ok" || attr(r, "user").String() != "a@example.com" {
+	if r.Level != slog.LevelInfo || attr(r, "nrcpt").Int64() != 4 || attr(r, "size").Int64() != int64(len(rpSender))+4 || attr(r, "from").String() != "sender@remote.test" || attr(r, "result").String() != "ok" || attr(r, "user").String() != "a@example.com" {
 		t.Errorf("log line: %v", r)
 	}
 
@@ -494,7 +498,7 @@ func TestSpoolInlineAndSpill(t *testing.T) {
 	st.mu.Lock()
 	m := st.msgs["u@example.com"][0]
 	st.mu.Unlock()
-	if m.Body != nil || m.BlobName == "" || m.Size != int64(len(body)) {
+	if m.Body != nil || m.BlobName == "" || m.Size != int64(len(rpSender)+len(body)) {
 		t.Fatalf("big message: body=%d blob=%q size=%d", len(m.Body), m.BlobName, m.Size)
 	}
 	f, err := h.blobs.Open(m.BlobName)
@@ -503,8 +507,8 @@ func TestSpoolInlineAndSpill(t *testing.T) {
 	}
 	got, _ := io.ReadAll(f)
 	f.Close()
-	if !bytes.Equal(got, body) {
-		t.Fatal("blob content differs from the body written")
+	if !bytes.Equal(got, append([]byte(rpSender), body...)) {
+		t.Fatal("blob content differs from Return-Path and the body written")
 	}
 	if _, err := sp.Write([]byte("x")); err == nil {
 		t.Fatal("write after Deliver should fail")

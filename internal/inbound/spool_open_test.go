@@ -50,7 +50,7 @@ func TestSpoolOpen(t *testing.T) {
 		st.mu.Lock()
 		m := st.msgs["u@example.com"][0]
 		st.mu.Unlock()
-		if m.Size != int64(size) {
+		if m.Size != int64(len(rpSender)+size) {
 			t.Fatalf("delivered size %d, want %d", m.Size, size)
 		}
 		if _, err := sp.Open(); err == nil {

@@ -176,12 +176,12 @@ func TestDeliverSQLStoreConcurrent(t *testing.T) {
 		a := fmt.Sprintf("u%d@example.com", i%4)
 		b := fmt.Sprintf("u%d@example.com", (i+1)%4)
 		body := fmt.Sprintf("Subject: m%d\r\n\r\nbody %d\r\n", i, i)
-		want[a] = append(want[a], body)
+		want[a] = append(want[a], rpSender+body)
 		routes := []Route{toBox(a)}
 		if i%3 == 0 {
 			// two routes to the same mailbox and one more: one copy each
 			routes = append(routes, toBox(a), toBox(b))
-			want[b] = append(want[b], body)
+			want[b] = append(want[b], rpSender+body)
 		}
 		if i%5 == 0 {
 			routes = append(routes, Route{Kind: RouteForeign, Rcpt: "x@remote.test", Remote: []string{"x@remote.test"}})
@@ -240,7 +240,7 @@ func TestDeliverSQLStoreLargeBody(t *testing.T) {
 	}
 	for _, u := range []string{"big@example.com", "other@example.com"} {
 		got := bodies(t, sq, u)
-		if len(got) != 1 || !bytes.Equal([]byte(got[0]), body) {
+		if len(got) != 1 || !bytes.Equal([]byte(got[0]), append([]byte(rpSender), body...)) {
 			t.Fatalf("%s: body not read back byte-identical", u)
 		}
 	}

@@ -102,6 +102,10 @@ type Options struct {
 	// MaxLineLength bounds a client line; 0: DefaultMaxLineLength.
 	MaxLineLength int
 
+	// OnCommand hears the verb of every known command (the metrics);
+	// nil: none.
+	OnCommand func(verb string)
+
 	Now func() time.Time // nil: time.Now
 }
 

@@ -226,6 +226,9 @@ func (s *session) bad(text string) {
 func (s *session) dispatch(line string) {
 	verb, arg, _ := strings.Cut(line, " ")
 	verb = strings.ToUpper(verb)
+	if h := s.srv.opts.OnCommand; h != nil && knownVerb(verb) {
+		h(verb)
+	}
 	if s.state == stateTransaction {
 		s.transaction(verb, arg)
 		return
@@ -252,6 +255,16 @@ func (s *session) dispatch(line string) {
 	default:
 		s.bad("Unknown command")
 	}
+}
+
+// knownVerb: the RFC 1939, 2449, 2595 and 5034 commands, so that a
+// client's junk never becomes a metrics label.
+func knownVerb(v string) bool {
+	switch v {
+	case "CAPA", "USER", "PASS", "AUTH", "STLS", "QUIT", "APOP", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP", "LAST":
+		return true
+	}
+	return false
 }
 
 // loginAllowed: TLS is up, or TLS_FLAVOR=notls.

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -386,7 +387,7 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 		return results, nil
 	}
 	s.dataOpen = true
-	br := &readErrReader{r: body}
+	br := &readErrReader{r: withoutReturnPath(body)}
 	if _, err := io.Copy(w, br); err != nil {
 		if br.err != nil {
 			return results, s.local(false, "4.3.0", "cannot read the message: "+br.err.Error(), true)
@@ -485,6 +486,41 @@ func isASCII(s string) bool {
 
 // readErrReader remembers read errors, to tell a broken spool from a broken
 // connection when io.Copy fails.
+// withoutReturnPath leaves out a Return-Path field at the very top of
+// the message: local delivery writes one there (RFC 5321 4.4) and a copy
+// of the same message may also go out (a forward, a submission to local
+// and remote recipients), but "a message-originating SMTP system SHOULD
+// NOT send a message that already contains a Return-path header field".
+// Only the first field is looked at, never the rest of the message.
+func withoutReturnPath(r io.Reader) io.Reader {
+	br := bufio.NewReader(r)
+	const name = "return-path:"
+	head, _ := br.Peek(len(name))
+	if !strings.EqualFold(string(head), name) {
+		return br
+	}
+	for first := true; ; first = false {
+		if !first {
+			if next, err := br.Peek(1); err != nil || (next[0] != ' ' && next[0] != '\t') {
+				return br // the field ended; the rest goes out untouched
+			}
+		}
+		if err := skipLine(br); err != nil {
+			return br
+		}
+	}
+}
+
+// skipLine reads past the next LF, however long the line.
+func skipLine(br *bufio.Reader) error {
+	for {
+		_, err := br.ReadSlice('\n')
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+	}
+}
+
 type readErrReader struct {
 	r   io.Reader
 	err error

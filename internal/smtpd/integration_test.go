@@ -184,7 +184,7 @@ func TestWithRealComponents(t *testing.T) {
 		len(got[0].Remote) != 1 || got[0].Remote[0] != "CaseCheck.MiXeD@foreign.test" {
 		t.Fatalf("committed %+v", got)
 	}
-	if !strings.HasPrefix(string(got[0].Body), "Received: from client.example.net") {
+	if !strings.HasPrefix(string(got[0].Body), "Return-Path: <sales+x@example.test>\r\nReceived: from client.example.net") {
 		t.Errorf("body %q", got[0].Body)
 	}
 

@@ -23,6 +23,7 @@ type page struct {
 	CSRF     string
 	Flash    string
 	Announce bool
+	Fetch    bool // the fetched accounts pages are on
 	Data     map[string]any
 }
 
@@ -85,7 +86,7 @@ func (q *request) render(status int, name, title string, data map[string]any) {
 	p := page{
 		Title: title, Prefix: h.opt.Prefix, SiteName: h.opt.SiteName, Website: h.opt.Website,
 		LogoURL: h.opt.LogoURL, LogoBG: h.opt.LogoBackground,
-		Session: q.sess, CSRF: q.token(), Flash: q.flash, Announce: h.opt.Announce != nil,
+		Session: q.sess, CSRF: q.token(), Flash: q.flash, Announce: h.opt.Announce != nil, Fetch: h.opt.Fetches != nil,
 		Data: data,
 	}
 	if p.Data == nil {

@@ -64,6 +64,8 @@ type Options struct {
 	Auth  Authenticator
 	// Announce sends announcements; nil hides the page.
 	Announce Announcer
+	// Fetches turns on the fetched accounts pages (FETCHMAIL_ENABLED); nil: off.
+	Fetches *Fetches
 
 	Prefix string // WEB_ADMIN; "" = /admin
 	// Secure sets the Secure flag on cookies (SESSION_COOKIE_SECURE, and
@@ -219,6 +221,7 @@ func (h *Handler) routes() {
 	h.domainRoutes()
 	h.accountRoutes()
 	h.globalRoutes()
+	h.fetchRoutes()
 }
 
 // theme is the one stylesheet made from settings: LOGO_BACKGROUND behind

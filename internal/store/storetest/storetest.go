@@ -66,6 +66,7 @@ func Run(t *testing.T, open Open) {
 		{"Certs", testCerts},
 		{"TLSPolicies", testTLSPolicies},
 		{"QueueDSN", testQueueDSN},
+		{"Fetches", testFetches},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

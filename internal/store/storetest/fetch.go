@@ -1,0 +1,106 @@
+package storetest
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// testFetches: fetched accounts round-trip, a lease is exclusive and
+// due-ness follows last_check, seen keys are kept, forgotten, dropped
+// when the account points elsewhere and go with the account and the user.
+func testFetches(t *testing.T, open Open) {
+	s := get(t, open)
+	fs, ok := unwrap(s).(store.Fetches)
+	if !ok {
+		t.Skip("backend has no fetched accounts")
+	}
+	c := ctx(t)
+	seed(t, s, 0, "a", "b")
+	f := store.Fetch{UserEmail: "a@example.com", Protocol: "imap", Host: "imap.remote.test", Port: 993, TLS: true,
+		Username: "me", Password: "sealed", Keep: true, Folders: []string{"INBOX", "Junk"}, Meta: store.Meta{Comment: "old job"}}
+	must(t, fs.CreateFetch(c, &f))
+	if f.ID == 0 {
+		t.Fatal("CreateFetch set no ID")
+	}
+	wantErr(t, fs.CreateFetch(c, &store.Fetch{UserEmail: "nobody@example.com", Protocol: "pop3", Host: "h", Port: 995}),
+		store.ErrNotFound, "CreateFetch for a missing user")
+	got, err := fs.GetFetch(c, f.ID)
+	must(t, err)
+	if !reflect.DeepEqual(*got, f) {
+		t.Fatalf("GetFetch = %+v, want %+v", *got, f)
+	}
+	g := store.Fetch{UserEmail: "b@example.com", Protocol: "pop3", Host: "pop.remote.test", Port: 995, TLS: true, Username: "b", Password: "x"}
+	must(t, fs.CreateFetch(c, &g))
+	if l, err := fs.ListFetches(c, "a@example.com"); err != nil || len(l) != 1 || l[0].ID != f.ID {
+		t.Fatalf("ListFetches(a) = %v, %v", l, err)
+	}
+	if l, err := fs.ListFetches(c, ""); err != nil || len(l) != 2 {
+		t.Fatalf("ListFetches(all) = %v, %v", l, err)
+	}
+
+	// Leases: one owner at a time, and only when due.
+	now := time.Now().UTC()
+	ok1, err := fs.ClaimFetch(c, f.ID, "node1", now, now, now.Add(time.Minute))
+	must(t, err)
+	ok2, err := fs.ClaimFetch(c, f.ID, "node2", now, now, now.Add(time.Minute))
+	must(t, err)
+	if !ok1 || ok2 {
+		t.Fatalf("claims node1=%v node2=%v, want only the first", ok1, ok2)
+	}
+	must(t, fs.FinishFetch(c, f.ID, now, "connection refused"))
+	if ok, _ := fs.ClaimFetch(c, f.ID, "node2", now.Add(time.Second), now.Add(-time.Minute), now.Add(time.Minute)); ok {
+		t.Fatal("claimed an account checked after dueBefore")
+	}
+	if ok, _ := fs.ClaimFetch(c, f.ID, "node2", now.Add(time.Second), now.Add(time.Second), now.Add(time.Minute)); !ok {
+		t.Fatal("a due, unleased account was not claimed")
+	}
+	got, _ = fs.GetFetch(c, f.ID)
+	if got.Error != "connection refused" || got.LastCheck.IsZero() || now.Sub(got.LastCheck).Abs() > time.Second {
+		t.Fatalf("after FinishFetch: error %q, last check %v", got.Error, got.LastCheck)
+	}
+
+	// Seen keys.
+	for _, k := range []string{"INBOX/7/1", "INBOX/7/2", "INBOX/7/2", "Junk/9/5"} {
+		must(t, fs.AddFetchSeen(c, f.ID, k))
+	}
+	must(t, fs.AddFetchSeen(c, g.ID, "uidl-1"))
+	keys, err := fs.FetchSeen(c, f.ID)
+	must(t, err)
+	if !slices.Equal(keys, []string{"INBOX/7/1", "INBOX/7/2", "Junk/9/5"}) {
+		t.Fatalf("FetchSeen = %v", keys)
+	}
+	must(t, fs.ForgetFetchSeen(c, f.ID, []string{"INBOX/7/1"}))
+	if keys, _ = fs.FetchSeen(c, f.ID); len(keys) != 2 {
+		t.Fatalf("after forgetting one: %v", keys)
+	}
+	// A settings change on the same mailbox keeps them; another host drops them.
+	f.Keep, f.Password = false, "sealed2"
+	must(t, fs.UpdateFetch(c, &f))
+	if keys, _ = fs.FetchSeen(c, f.ID); len(keys) != 2 {
+		t.Fatalf("an update of keep dropped the keys: %v", keys)
+	}
+	f.Host = "other.remote.test"
+	must(t, fs.UpdateFetch(c, &f))
+	if keys, _ = fs.FetchSeen(c, f.ID); len(keys) != 0 {
+		t.Fatalf("keys of the old host kept: %v", keys)
+	}
+	got, _ = fs.GetFetch(c, f.ID)
+	if got.Host != "other.remote.test" || got.Keep || got.Password != "sealed2" {
+		t.Fatalf("UpdateFetch not stored: %+v", got)
+	}
+	wantErr(t, fs.UpdateFetch(c, &store.Fetch{ID: 99999, Protocol: "pop3"}), store.ErrNotFound, "UpdateFetch of a missing account")
+
+	must(t, fs.DeleteFetch(c, f.ID))
+	wantErr(t, func() error { _, err := fs.GetFetch(c, f.ID); return err }(), store.ErrNotFound, "GetFetch after delete")
+	must(t, s.DeleteUser(c, "b@example.com"))
+	if l, _ := fs.ListFetches(c, ""); len(l) != 0 {
+		t.Fatalf("accounts left after deleting their users: %v", l)
+	}
+	if keys, _ := fs.FetchSeen(c, g.ID); len(keys) != 0 {
+		t.Fatalf("seen keys left after the user went: %v", keys)
+	}
+}

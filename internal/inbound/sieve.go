@@ -381,7 +381,7 @@ func (h *sieveHost) variant(msg *store.NewMessage, header []byte, src *sieveSour
 		return nil, err
 	}
 	defer sp.Abort()
-	if _, err := sp.Write(header); err != nil {
+	if _, err := sp.Write(returnPathFirst(header)); err != nil {
 		return nil, err
 	}
 	if _, err := io.Copy(sp, rest); err != nil {
@@ -393,6 +393,31 @@ func (h *sieveHost) variant(msg *store.NewMessage, header []byte, src *sieveSour
 		return nil, err
 	}
 	return v, nil
+}
+
+// returnPathFirst moves the Return-Path field local delivery put on top
+// back there after fields a script or its failure added above it: the
+// delivery's trace comes first (RFC 5321 4.4).
+func returnPathFirst(h []byte) []byte {
+	const name = "return-path:"
+	for i := 0; i < len(h); {
+		end := bytes.IndexByte(h[i:], '\n')
+		if end < 0 {
+			break
+		}
+		line := h[i : i+end+1]
+		if len(line) >= len(name) && strings.EqualFold(string(line[:len(name)]), name) {
+			if i == 0 {
+				return h
+			}
+			out := make([]byte, 0, len(h))
+			out = append(out, line...)
+			out = append(out, h[:i]...)
+			return append(out, h[i+end+1:]...)
+		}
+		i += end + 1
+	}
+	return h
 }
 
 // sieveSource reads one committed message body for the scripts, once.

@@ -92,13 +92,15 @@ func TestSieveCopiesShareTheCommit(t *testing.T) {
 		}
 		return string(st.msgs[user][0].Body)
 	}
-	if got := get("edit@example.com"); got != "X-Edited: yes\r\nSubject: hi\r\n\r\nbody\r\n" {
+	// Local delivery's Return-Path stays on top of a script's fields.
+	rp := ReturnPathField(e.Sender)
+	if got := get("edit@example.com"); got != rp+"X-Edited: yes\r\nSubject: hi\r\n\r\nbody\r\n" {
 		t.Errorf("edited copy: %q", got)
 	}
-	if got := get("broken@example.com"); !strings.HasPrefix(got, "X-Sieve-Error: main: redirect: bad address") || !strings.HasSuffix(got, "Subject: hi\r\n\r\nbody\r\n") {
+	if got := get("broken@example.com"); !strings.HasPrefix(got, rp+"X-Sieve-Error: main: redirect: bad address") || !strings.HasSuffix(got, "Subject: hi\r\n\r\nbody\r\n") {
 		t.Errorf("failed script's copy: %q", got)
 	}
-	if got := get("plain@example.com"); got != string(body) {
+	if got := get("plain@example.com"); got != rp+string(body) {
 		t.Errorf("plain copy: %q", got)
 	}
 	st.mu.Lock()

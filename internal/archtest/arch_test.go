@@ -40,6 +40,10 @@ var forbidden = map[string][]string{
 	// Event counters: below every protocol, above only the store interfaces.
 	"internal/stats": {"internal/store/sqlstore", "internal/auth", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 
+	// import-mailu: reads Mailu's files and database, writes through the
+	// store interfaces; no protocol, no admin use case, no Petrel SQL.
+	"internal/mailuimport": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
 	// A test helper speaking only the PostgreSQL wire protocol.

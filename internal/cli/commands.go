@@ -21,7 +21,8 @@ does not show in the process list.`
 func commands() []*command {
 	cmds := accountCommands()
 	cmds = append(cmds, queueCommands()...)
-	return append(cmds, dnsCommands()...)
+	cmds = append(cmds, dnsCommands()...)
+	return append(cmds, importCommands()...)
 }
 
 // accountCommands are Mailu's flask mailu commands plus config-check and

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/petrelmail/petrel/internal/mailuimport"
 )
@@ -44,6 +45,7 @@ summary lists it), 3 when only data Petrel has no place for yet was left out
 				{long: "--dkim-selector", metavar: "SELECTOR", help: "Mailu's DKIM_SELECTOR (default dkim)."},
 				{short: "-n", long: "--dry-run", help: "Read everything and report what would be imported; change nothing."},
 				{short: "-q", long: "--quiet", help: "No progress display."},
+				{long: "--batch", metavar: "N", help: "Messages per transaction (default 1000)."},
 			},
 			run: runImportMailu},
 	}
@@ -65,6 +67,13 @@ func runImportMailu(c *call) error {
 		DKIMPath:      c.cfg.DKIMPath,
 		Selector:      c.cfg.DKIMSelector,
 		DryRun:        c.flag("--dry-run"),
+	}
+	if v := c.vals["--batch"]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return usagef("--batch wants a positive number, not %q", v)
+		}
+		opt.BatchMessages = n
 	}
 	if !c.flag("--quiet") {
 		opt.Progress = c.stderr

@@ -24,13 +24,15 @@ var (
 	errUnknown = errors.New("compressed with a method Petrel cannot read")
 )
 
-// decoder is reused across messages (a zstd decoder is costly to make).
+// decoder is reused across messages (a zstd decoder is costly to make)
+// and shared by the reading goroutines (zstd's DecodeAll may run
+// concurrently; gzip and bzip2 readers are made per message).
 type decoder struct {
 	zstd *zstd.Decoder
 }
 
 func newDecoder() (*decoder, error) {
-	z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+	z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
 		return nil, err
 	}

@@ -17,9 +17,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
@@ -256,7 +258,8 @@ func specialUse(name string) string {
 
 // importFolder stores one folder's messages in batches; UIDs already in
 // the mailbox (an earlier, interrupted run) are skipped before any file
-// is read.
+// is read. Files are read and decompressed by every core while the
+// previous batch commits.
 func (im *importer) importFolder(ctx context.Context, p *folderPlan, dec *decoder, prog *progress) error {
 	uv := p.uidl.Validity
 	if uv == 0 {
@@ -284,72 +287,139 @@ func (im *importer) importFolder(ctx context.Context, p *folderPlan, dec *decode
 	if err != nil {
 		return err
 	}
-	var batch []store.ImportedMessage
-	var batchBytes int64
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		n, err := im.st.ImportMessages(ctx, mb.ID, batch)
-		if err != nil {
-			return err
-		}
-		im.rep.Messages += int64(n)
-		im.rep.Already += int64(len(batch) - n)
-		im.rep.Bytes += batchBytes
-		prog.add(int64(len(batch)), batchBytes)
-		batch, batchBytes = batch[:0], 0
-		return nil
-	}
-	unknownKW := ""
-	for i, mf := range p.files {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		uid := p.uids[i]
-		if _, found := slices.BinarySearch(have, uid); found {
+	var todo []int // indexes into p.files
+	for i := range p.files {
+		if _, found := slices.BinarySearch(have, p.uids[i]); found {
 			im.rep.Already++
 			prog.add(1, 0)
 			continue
 		}
-		raw, err := os.ReadFile(mf.Path)
-		if errors.Is(err, os.ErrNotExist) {
-			// Dovecot renames files when flags change; the current name
-			// is the same base with other flags.
-			if alt := findRenamed(mf); alt != "" {
-				raw, err = os.ReadFile(alt)
-			}
-		}
-		if err != nil {
-			im.rep.skip(fmt.Sprintf("message UID %d in %s of %s", uid, p.f.Name, p.user), err.Error())
-			prog.add(1, 0)
-			continue
-		}
-		body, _, err := dec.decode(raw)
-		if err != nil {
-			im.rep.skip(fmt.Sprintf("message UID %d in %s of %s (%s)", uid, p.f.Name, p.user, filepath.Base(mf.Path)), err.Error())
-			prog.add(1, 0)
-			continue
-		}
-		flags, unknown := flagsOf(mf.Info, p.keywords)
-		unknownKW += unknown
-		flags = validFlags(flags)
-		batch = append(batch, store.ImportedMessage{UID: uid, Flags: flags, InternalDate: mf.MTime, Body: body})
-		batchBytes += int64(len(body))
-		if len(batch) >= im.opt.BatchMessages || batchBytes >= im.opt.BatchBytes {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
+		todo = append(todo, i)
 	}
-	if err := flush(); err != nil {
+
+	commits := make(chan error, 1)
+	commits <- nil // no batch in flight yet
+	commit := func(batch []store.ImportedMessage, size int64) {
+		n, err := im.st.ImportMessages(ctx, mb.ID, batch)
+		if err == nil {
+			im.rep.Messages += int64(n)
+			im.rep.Already += int64(len(batch) - n)
+			im.rep.Bytes += size
+			prog.add(int64(len(batch)), size)
+		}
+		commits <- err
+	}
+	unknownKW := ""
+	for len(todo) > 0 {
+		n := chunkLen(p.files, todo, im.opt.BatchMessages, im.opt.BatchBytes)
+		chunk := todo[:n]
+		todo = todo[n:]
+		res := im.readAll(ctx, p, chunk, dec)
+		batch := make([]store.ImportedMessage, 0, len(res))
+		var size int64
+		for _, r := range res {
+			if r.err != "" {
+				im.rep.skip(r.what, r.err)
+				prog.add(1, 0)
+				continue
+			}
+			unknownKW += r.unknown
+			batch = append(batch, r.msg)
+			size += int64(len(r.msg.Body))
+		}
+		if err := <-commits; err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		go commit(batch, size)
+	}
+	if err := <-commits; err != nil {
 		return err
 	}
+	prog.folderDone(p.f.Name, p.user, len(p.files))
 	if unknownKW != "" {
 		im.rep.skip(fmt.Sprintf("keywords of %s of %s", p.f.Name, p.user),
 			fmt.Sprintf("letters %q are not in dovecot-keywords", dedupLetters(unknownKW)))
 	}
 	return nil
+}
+
+// chunkLen is how many of todo go into the next batch: at most max
+// messages and about maxBytes (by the size on disk).
+func chunkLen(files []mailFile, todo []int, maxN int, maxBytes int64) int {
+	var size int64
+	for n, i := range todo {
+		size += files[i].Size
+		if n+1 >= maxN || size >= maxBytes {
+			return n + 1
+		}
+	}
+	return len(todo)
+}
+
+// readResult is one file read: a message, or why it was left out.
+type readResult struct {
+	msg     store.ImportedMessage
+	unknown string // keyword letters dovecot-keywords does not name
+	what    string
+	err     string
+}
+
+// readAll reads and decodes files in parallel, one worker per core, and
+// returns the results in file order.
+func (im *importer) readAll(ctx context.Context, p *folderPlan, idx []int, dec *decoder) []readResult {
+	out := make([]readResult, len(idx))
+	workers := min(runtime.GOMAXPROCS(0), len(idx))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				out[k] = im.readOne(p, idx[k], dec)
+			}
+		}()
+	}
+	for k := range idx {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func (im *importer) readOne(p *folderPlan, i int, dec *decoder) readResult {
+	mf := p.files[i]
+	uid := p.uids[i]
+	raw, err := os.ReadFile(mf.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		// Dovecot renames files when flags change; the current name is
+		// the same base with other flags.
+		if alt := findRenamed(mf); alt != "" {
+			raw, err = os.ReadFile(alt)
+		}
+	}
+	if err != nil {
+		return readResult{what: fmt.Sprintf("message UID %d in %s of %s", uid, p.f.Name, p.user), err: err.Error()}
+	}
+	body, _, err := dec.decode(raw)
+	if err != nil {
+		return readResult{what: fmt.Sprintf("message UID %d in %s of %s (%s)", uid, p.f.Name, p.user, filepath.Base(mf.Path)), err: err.Error()}
+	}
+	// Dovecot stores lines with LF alone and sends CRLF (RFC 9051
+	// 2.3.4 sizes and bytes are of the CRLF form).
+	body = toCRLF(body)
+	flags, unknown := flagsOf(mf.Info, p.keywords)
+	return readResult{
+		msg:     store.ImportedMessage{UID: uid, Flags: validFlags(flags), InternalDate: mf.MTime, Body: body},
+		unknown: unknown,
+	}
 }
 
 // findRenamed looks for a file that Dovecot renamed (new/ to cur/, other
@@ -393,4 +463,26 @@ func dedupLetters(s string) string {
 	b := []byte(s)
 	sort.Slice(b, func(i, j int) bool { return b[i] < b[j] })
 	return string(slices.Compact(b))
+}
+
+// toCRLF turns every bare LF into CRLF; a message that has none is
+// returned as it is.
+func toCRLF(b []byte) []byte {
+	bare := 0
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			bare++
+		}
+	}
+	if bare == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+bare)
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -199,11 +199,16 @@ func readUIDList(dir string) (*uidList, error) {
 		rest := text[sp+1:]
 		var name string
 		if version == "3" {
-			i := strings.IndexByte(rest, ':')
-			if i < 0 {
+			// Extensions ("G<guid>", "W<vsize>") come first; the file
+			// name follows " :" (or ":" when there are none).
+			switch i := strings.Index(rest, " :"); {
+			case strings.HasPrefix(rest, ":"):
+				name = rest[1:]
+			case i >= 0:
+				name = rest[i+2:]
+			default:
 				return nil, fmt.Errorf("dovecot-uidlist line %d: no file name", line)
 			}
-			name = rest[i+1:]
 		} else {
 			name = strings.TrimSpace(rest)
 		}

@@ -106,3 +106,14 @@ func (p *progress) rate() float64 {
 	}
 	return float64(p.done) / secs
 }
+
+// folderDone prints a line per finished folder when not on a terminal,
+// so that a log shows where an interrupted import stopped.
+func (p *progress) folderDone(name, user string, n int) {
+	if p == nil || p.w == nil || p.tty {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "import: folder %s of %s: %d messages\n", name, user, n)
+}

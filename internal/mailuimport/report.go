@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 )
 
 // Skip is one thing that did not come across, and why.
@@ -81,7 +82,7 @@ func (r *Report) Write(w io.Writer) {
 	sort.Strings(names)
 	fmt.Fprintf(w, "Summary (%s):\n", verb)
 	for _, k := range names {
-		fmt.Fprintf(w, "  %-12s %d new, %d already there\n", k+"s:", r.Created[k], r.Present[k])
+		fmt.Fprintf(w, "  %-12s %d new, %d already there\n", plural(k)+":", r.Created[k], r.Present[k])
 	}
 	fmt.Fprintf(w, "  %-12s %d in %d folders, %s; %d already there\n", "messages:", r.Messages, r.Folders, humanBytes(r.Bytes), r.Already)
 	for _, n := range r.Notes {
@@ -128,4 +129,11 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func plural(kind string) string {
+	if strings.HasSuffix(kind, "s") {
+		return kind + "es"
+	}
+	return kind + "s"
 }

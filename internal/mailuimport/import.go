@@ -221,7 +221,10 @@ func (im *importer) planUser(user, root string) ([]*folderPlan, error) {
 			im.rep.skip("folder "+f.Name+" of "+user, err.Error())
 			continue
 		}
-		p := &folderPlan{user: user, f: f, uidl: l, keywords: kw, files: files, subs: !haveSubs || subs[f.Name]}
+		// Mailu's Dovecot auto-subscribes the special-use folders
+		// (dovecot.conf: auto = subscribe), whatever the file says.
+		subscribed := !haveSubs || subs[f.Name] || specialUse(f.Name) != ""
+		p := &folderPlan{user: user, f: f, uidl: l, keywords: kw, files: files, subs: subscribed}
 		next := max(l.Next, 1)
 		used := map[uint32]bool{}
 		p.uids = make([]uint32, len(files))

@@ -73,7 +73,7 @@ func TestSubscriptions(t *testing.T) {
 	if _, ok, _ := readSubscriptions(dir); ok {
 		t.Error("no file, but ok")
 	}
-	write(t, filepath.Join(dir, "subscriptions"), "V\t2\n\nWork\nWork\tProjects\nCafé\n")
+	write(t, filepath.Join(dir, "subscriptions"), "V\t2\n\nWork\nWork\tProjects\nCaf&AOk-\n")
 	got, ok, err := readSubscriptions(dir)
 	if err != nil || !ok || len(got) != 3 || !got["Work/Projects"] || !got["Café"] {
 		t.Errorf("v2: %v %v", got, err)

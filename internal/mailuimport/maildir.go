@@ -279,7 +279,8 @@ func flagsOf(info string, keywords map[byte]string) (flags []string, unknown str
 
 // readSubscriptions parses Dovecot's subscriptions file: version 2
 // ("V\t2", an empty line, then names with the levels separated by TAB)
-// or the older one name per line with the "." separator. ok is false
+// or the older one name per line with the "." separator; Dovecot 2.3
+// writes the levels in modified UTF-7 in both. ok is false
 // when there is no file.
 func readSubscriptions(root string) (names map[string]bool, ok bool, err error) {
 	data, err := os.ReadFile(filepath.Join(root, "subscriptions"))
@@ -306,9 +307,10 @@ func readSubscriptions(root string) (names map[string]bool, ok bool, err error) 
 		} else {
 			levels = strings.Split(ln, ".")
 		}
-		// Version 2 names are UTF-8; old files hold modified UTF-7.
+		// Both versions hold the levels as Dovecot names them on disk,
+		// in modified UTF-7.
 		for i, l := range levels {
-			if d, err := decodeUTF7(l); err == nil && !v2 {
+			if d, err := decodeUTF7(l); err == nil {
 				levels[i] = d
 			}
 		}

@@ -77,12 +77,13 @@ func redactURL(s string) string {
 // hasTable reports whether Mailu's database has table (fetch is optional
 // in old schemas, manager too).
 func (m *mailuDB) hasTable(ctx context.Context, table string) bool {
-	q := `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`
+	q, arg := `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`, table
 	if m.flavor == "postgresql" {
-		q = `SELECT 1 FROM information_schema.tables WHERE table_name = $1`
+		// to_regclass follows search_path, as the queries do.
+		q, arg = `SELECT 1 WHERE to_regclass($1) IS NOT NULL`, `"`+table+`"`
 	}
 	var one int
-	return m.db.QueryRowContext(ctx, q, table).Scan(&one) == nil
+	return m.db.QueryRowContext(ctx, q, arg).Scan(&one) == nil
 }
 
 // rows reads a whole table. Table names are constants of this package.

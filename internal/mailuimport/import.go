@@ -32,6 +32,7 @@ type Store interface {
 	store.Accounts
 	store.Importer
 	GetMailbox(ctx context.Context, user, name string) (*store.Mailbox, error)
+	Quota(ctx context.Context, user string) (used, limit int64, err error)
 }
 
 // Options says what to import and how.
@@ -173,6 +174,18 @@ func (im *importer) importMail(ctx context.Context) error {
 		}
 	}
 	prog.finish()
+	// The import does not refuse mail over quota (Mailu held it); say
+	// whose mailbox is now full, since deliveries to it will fail.
+	seen := map[string]bool{}
+	for _, p := range plans {
+		if seen[p.user] {
+			continue
+		}
+		seen[p.user] = true
+		if used, limit, err := im.st.Quota(ctx, p.user); err == nil && limit > 0 && used > limit {
+			im.rep.note(fmt.Sprintf("%s is over quota (%s of %s): new mail will be refused until the quota is raised", p.user, humanBytes(used), humanBytes(limit)))
+		}
+	}
 	if secs := im.opt.Now().Sub(start).Seconds(); im.rep.Messages > 0 && secs > 0 {
 		im.rep.note(fmt.Sprintf("stored %d messages in %.1f s: %.0f messages/s", im.rep.Messages, secs, float64(im.rep.Messages)/secs))
 	}

@@ -207,7 +207,7 @@ func maildir(t testing.TB, root string, n int) {
 func TestImportMaildir(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
-	u := store.NewUser("anna", "one.test", 0, 80)
+	u := store.NewUser("anna", "one.test", 100, 80) // less than the mail: imported anyway, and said
 	if err := st.CreateDomain(ctx, &store.Domain{Name: "one.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +224,9 @@ func TestImportMaildir(t *testing.T) {
 	}
 	if rep.Messages != 13 || rep.Already != 0 || rep.Failed() == false || !strings.Contains(rep.Skips[0].What, "ghost") {
 		t.Fatalf("report %+v", rep)
+	}
+	if !strings.Contains(strings.Join(rep.Notes, "\n"), "anna@one.test is over quota") {
+		t.Errorf("no over-quota note: %v", rep.Notes)
 	}
 	inbox, err := st.GetMailbox(ctx, "anna@one.test", "INBOX")
 	if err != nil {

@@ -36,7 +36,7 @@ var mailuUsers = []struct{ email, hash string }{
 	{"bert@one.test", "{SHA512-CRYPT}$6$rounds=1000$fWPBOVIPEGfqnFeo$Tt8j7B4dl7EzHG7aC2rh8HM87PduSmNxtWtA.M.dJ1sk8drVeyLivNMuTWzTKnKOHgoAvzvLf8ODcuJDU3UVi/"},
 	{"cleo@two.test", "{BLF-CRYPT}$2b$04$06BoQfUg7AMvfqHF11lBie/s6VK2Gv5RGkzt8JorJ/.gE3.veAgBG"},
 	{"dora@two.test", "{PBKDF2}$pbkdf2-sha512$1000$k/JeCwEA4Ly3VmothXCOcQ$.2kSLW7eAowTNL0nW108iu/TsdbqzOZiZ0tntIditEhWjKdA.ifKs3V2tK2UOm9oEhkpS3N1Se0zIyOstRDHBQ"},
-	{"emil@three.test", "{MD5-CRYPT}$1$mDnrIp96$dOSoBLFTnH5OtOieBrHE9."},
+	{"emil@three.test", "{CRYPT}abhfCpXqd4GrI"}, // Mailu 1.x PASSWORD_SCHEME=CRYPT (DES, libxcrypt)
 }
 
 // zlibSave is Mailu's COMPRESSION per user (Dovecot's zlib_save): the

@@ -48,7 +48,7 @@ The domain is created when it does not exist.`,
 		{name: "user-import", args: "LOCALPART DOMAIN PASSWORD_HASH", min: 3, max: 3, store: true,
 			summary: "Import a user along with a password hash.",
 			help: `The hash is stored as given, a Dovecot {SCHEME} prefix included
-(bcrypt_sha256, bcrypt, sha512-crypt, sha256-crypt, md5-crypt, pbkdf2).
+(bcrypt_sha256, bcrypt, sha512-crypt, sha256-crypt, md5-crypt, pbkdf2, des-crypt).
 A PASSWORD_HASH of "-" is read from standard input.
 The domain is created when it does not exist.`,
 			run: runUserImport},

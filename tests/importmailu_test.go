@@ -338,14 +338,27 @@ func newMailuInstall(t *testing.T, perUser int) *mailuInstall {
 	m.mail = m.dovecot.mail
 	m.token = writeMailuDB(t, m.db)
 	m.key = writeDKIM(t, m.dkim, "one.test")
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	// One client per user, all at once: Dovecot then writes on every
+	// core. The long form may take a while on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute+time.Duration(perUser)*500*time.Millisecond)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "python3", "testdata/mailu/fill_dovecot.py")
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(m.dovecot.port), "USERS="+mailuUserList(),
-		"PASSWORD="+mailuPassword, "COUNT="+strconv.Itoa(perUser))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("filling dovecot: %v\n%s", err, out)
+	errs := make(chan error, len(mailuUsers))
+	for i, u := range mailuUsers {
+		go func() {
+			cmd := exec.CommandContext(ctx, "python3", "testdata/mailu/fill_dovecot.py")
+			cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(m.dovecot.port), "USERS="+u.email,
+				"PASSWORD="+mailuPassword, "COUNT="+strconv.Itoa(perUser), "SEED="+strconv.Itoa(i+1))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("filling dovecot for %s: %v\n%s", u.email, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range mailuUsers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 	// A Sieve script as Mailu's Dovecot keeps it (ManageSieve).
 	sieveDir := filepath.Join(m.mail, "bert@one.test", "sieve")
@@ -361,7 +374,7 @@ func newMailuInstall(t *testing.T, perUser int) *mailuInstall {
 // compare runs the IMAP comparison between Dovecot and Petrel.
 func (m *mailuInstall) compare(t *testing.T, s *server) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	_, port, _ := net.SplitHostPort(s.addr[143])
 	cmd := exec.CommandContext(ctx, "python3", "testdata/mailu/compare_imap.py")

@@ -54,6 +54,10 @@ var forbidden = map[string][]string{
 	// Outbound TLS policy: below relay, over dnsres and the store interfaces.
 	"internal/tlspolicy": {"internal/store/sqlstore", "internal/relay", "internal/queue", "internal/smtpd", "internal/inbound", "internal/admin", "internal/httpd", "internal/tlscfg", "internal/cli", "internal/app"},
 
+	// import-mailu: reads Mailu's files and database, writes through the
+	// store interfaces; no protocol, no admin use case, no Petrel SQL.
+	"internal/mailuimport": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
 	// The PROXY protocol reader wraps listeners: no protocol, no store.

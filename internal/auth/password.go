@@ -36,6 +36,7 @@ const (
 	schemePBKDF2SHA256
 	schemePBKDF2SHA512
 	schemePBKDF2SHA1
+	schemeDESCrypt
 )
 
 // StripDovecotPrefix removes a leading Dovecot scheme tag such as
@@ -73,6 +74,9 @@ func identify(hash string) (scheme, bool) {
 		return schemePBKDF2SHA512, true
 	case strings.HasPrefix(hash, "$pbkdf2$"):
 		return schemePBKDF2SHA1, true
+	case isDESCrypt(hash):
+		// Mailu 1.x: PASSWORD_SCHEME=CRYPT, stored as "{CRYPT}...".
+		return schemeDESCrypt, true
 	}
 	return 0, false
 }
@@ -80,7 +84,8 @@ func identify(hash string) (scheme, bool) {
 // VerifyPassword checks password against a stored hash in any format Mailu
 // accepts (passlib bcrypt_sha256 v1/v2, bcrypt $2a$/$2b$/$2y$,
 // sha512_crypt, sha256_crypt, md5_crypt, apr_md5_crypt, pbkdf2_sha256,
-// pbkdf2_sha512, pbkdf2_sha1), with or without a Dovecot "{SCHEME}" prefix.
+// pbkdf2_sha512, pbkdf2_sha1, des_crypt), with or without a Dovecot
+// "{SCHEME}" prefix.
 // needsRehash reports that the hash is not bcrypt_sha256 v2 at
 // DefaultRounds; callers with another CREDENTIAL_ROUNDS use NeedsRehash.
 // An empty password never matches. err is ErrUnknownHash (wrapped) when
@@ -124,6 +129,12 @@ func verifyPassword(hash, password string) (bool, error) {
 		verify = h.verify
 	case schemeMD5Crypt, schemeAprMD5Crypt:
 		h, err := parseMD5Crypt(hash)
+		if err != nil {
+			return false, err
+		}
+		verify = h.verify
+	case schemeDESCrypt:
+		h, err := parseDESCrypt(hash)
 		if err != nil {
 			return false, err
 		}

@@ -70,6 +70,11 @@ type call struct {
 
 func (c *call) flag(long string) bool { return c.flags[long] > 0 }
 
+// exitCode ends a command with that code and no further message.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 // usageError is a wrong invocation: exit code 2.
 type usageError struct{ msg string }
 
@@ -152,6 +157,10 @@ func RunWith(ctx context.Context, welcome WelcomeHook, args []string, env map[st
 
 // fail prints err as one line and returns its exit code.
 func (c *call) fail(err error) int {
+	var ec exitCode
+	if errors.As(err, &ec) {
+		return int(ec) // the command has said why
+	}
 	msg := err.Error()
 	var ae *admin.Error
 	if errors.As(err, &ae) {

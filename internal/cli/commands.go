@@ -22,7 +22,8 @@ does not show in the process list.`
 func commands() []*command {
 	cmds := accountCommands()
 	cmds = append(cmds, queueCommands()...)
-	return append(cmds, dnsCommands()...)
+	cmds = append(cmds, dnsCommands()...)
+	return append(cmds, importCommands()...)
 }
 
 // accountCommands are Mailu's flask mailu commands plus config-check and
@@ -48,7 +49,7 @@ The domain is created when it does not exist.`,
 		{name: "user-import", args: "LOCALPART DOMAIN PASSWORD_HASH", min: 3, max: 3, store: true,
 			summary: "Import a user along with a password hash.",
 			help: `The hash is stored as given, a Dovecot {SCHEME} prefix included
-(bcrypt_sha256, bcrypt, sha512-crypt, sha256-crypt, md5-crypt, pbkdf2).
+(bcrypt_sha256, bcrypt, sha512-crypt, sha256-crypt, md5-crypt, pbkdf2, des-crypt).
 A PASSWORD_HASH of "-" is read from standard input.
 The domain is created when it does not exist.`,
 			run: runUserImport},

@@ -29,6 +29,8 @@ const releaseChunk = 500
 // releaseBodies applies every pending body_unref row and returns how
 // many bodies it deleted. It does not remove blob files (emptyTrash).
 func (s *Store) releaseBodies(ctx context.Context) (int, error) {
+	s.releaseMu.Lock()
+	defer s.releaseMu.Unlock()
 	deleted := 0
 	for {
 		var n, d int

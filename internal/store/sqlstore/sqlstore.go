@@ -85,6 +85,10 @@ type Store struct {
 	// bodies releases the bodies of deleted messages off the IMAP path
 	// (bodyrelease.go). Written only in Open.
 	bodies *releaser
+	// releaseMu runs one releaseBodies at a time in this process, so that
+	// releaseNow, after an admin delete, waits for a background run
+	// holding rows (SKIP LOCKED) instead of returning before they are done.
+	releaseMu sync.Mutex
 	// watchers wakes IMAP sessions after committed changes (watch.go).
 	watchers hub
 	// indexer computes the searchable header fields stored with each

@@ -102,7 +102,8 @@ func deletedUIDs(ctx context.Context, c conn, id int64) ([]uint32, error) {
 // given UIDs, or every message flagged \Deleted when uids is nil (RFC
 // 9051 6.4.3 EXPUNGE, CLOSE). The UIDs are expunged whatever their flags:
 // for RFC 4315 UID EXPUNGE the caller passes only the \Deleted ones. As
-// ExpungeMessages: quota released, one new modseq, bodies freed; each
+// ExpungeMessages: quota released, one new modseq, bodies freed after the
+// commit (bodyrelease.go); each
 // expunged UID is recorded for QRESYNC. It returns the UIDs expunged,
 // ascending. store.ErrNotFound if the mailbox does not exist.
 //

@@ -339,3 +339,47 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestReleaseKeepsQueuedBody: a body shared by a mailbox copy and an
+// outbound queue entry survives the copy's expunge and its background
+// release, and goes with the queue entry (whose trigger still releases
+// at once), whichever runs first.
+func TestReleaseKeepsQueuedBody(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := o.openStore(t)
+		defer s.Close()
+		ctx := t.Context()
+		expungeFixture(t, s, "alice")
+		body := []byte("Subject: shared\r\n\r\nbody\r\n")
+		must(t, s.CommitMessages(ctx, []*store.NewMessage{{ID: "q1", Sender: "alice@example.test", Body: body,
+			Size: int64(len(body)), Targets: []store.MailboxTarget{{User: "alice@example.test"}}, Remote: []string{"x@r.example"}}}))
+		l, err := s.ListMessages(ctx, "alice@example.test", "INBOX")
+		must(t, err)
+		if len(l) != 1 {
+			t.Fatalf("%d messages, want 1", len(l))
+		}
+		id := l[0].BodyID
+		must(t, s.ExpungeMessages(ctx, "alice@example.test", "INBOX", []uint32{l[0].UID}))
+		s.releaseNow(ctx)
+		if n := bodyRefs(t, s, id); n != 1 {
+			t.Fatalf("after the expunge and release: refs %d, want 1 (the queue entry)", n)
+		}
+		r, err := s.OpenBody(ctx, id)
+		must(t, err)
+		r.Close()
+		q, err := s.ListQueueEntries(ctx)
+		must(t, err)
+		if len(q) != 1 {
+			t.Fatalf("%d queue entries, want 1", len(q))
+		}
+		must(t, s.DeleteQueueItem(ctx, q[0].ID))
+		if _, err := s.OpenBody(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("body after the queue entry went: %v, want ErrNotFound", err)
+		}
+		var pending int
+		must(t, s.readConn().queryRow(ctx, `SELECT COUNT(*) FROM body_unref`).Scan(&pending))
+		if pending != 0 {
+			t.Fatalf("%d body_unref rows left", pending)
+		}
+	})
+}

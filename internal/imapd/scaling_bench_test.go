@@ -3,7 +3,9 @@ package imapd
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
@@ -47,9 +49,22 @@ func BenchmarkScaling(b *testing.B) {
 		}
 	}
 	runtime.GC()
+	debug.FreeOSMemory()
 	idle := heapBytes()
+	// RSS beside the Go heap: VmHWM is reset here (clear_refs 5), so it
+	// is the peak over the operations; what RSS holds beyond the Go
+	// runtime's own memory is SQLite's (modernc allocates outside the Go
+	// heap: page caches, statements).
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	idleRSS, idleGo := procKiB("VmRSS"), goTotalBytes()
+	var goPeak atomic.Uint64
 	var peak, stepPeak atomic.Uint64
 	stop := make(chan struct{})
+	// PETREL_PEAK_PROFILE=path rewrites a heap profile at each new peak
+	// (1 MiB above the last one): its in-use figures are those of the GC
+	// cycle just before the peak, i.e. what was live when it came.
+	peakPath := os.Getenv("PETREL_PEAK_PROFILE")
+	var profiled uint64
 	go func() {
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
@@ -59,8 +74,18 @@ func BenchmarkScaling(b *testing.B) {
 				return
 			case <-t.C:
 				h := heapBytes()
+				if g := goTotalBytes(); g > goPeak.Load() {
+					goPeak.Store(g)
+				}
 				if h > peak.Load() {
 					peak.Store(h)
+				}
+				if peakPath != "" && h > profiled+1<<20 {
+					profiled = h
+					if f, err := os.Create(peakPath); err == nil {
+						pprof.Lookup("heap").WriteTo(f, 0)
+						f.Close()
+					}
 				}
 				if h > stepPeak.Load() {
 					stepPeak.Store(h)
@@ -70,13 +95,39 @@ func BenchmarkScaling(b *testing.B) {
 	}()
 	c := ts.login(alice, alicePass)
 	other := ts.login(alice, alicePass)
+	// The clients' 30 s deadline is for tests; a loaded machine needs
+	// more for the whole run.
+	for _, cl := range []*client{c, other} {
+		_ = cl.conn.SetDeadline(time.Now().Add(15 * time.Minute))
+	}
 	b.ResetTimer()
-	step := func(name, cmd string) []string {
+	// PETREL_ALLOC_PROFILE_DIR=dir writes the cumulative allocation
+	// profile after each step (dir/NN-name.prof): `go tool pprof -base`
+	// of two neighbours shows what one step allocated.
+	allocDir := os.Getenv("PETREL_ALLOC_PROFILE_DIR")
+	steps := 0
+	writeAllocs := func(name string) {
+		if allocDir == "" {
+			return
+		}
+		steps++
+		f, err := os.Create(filepath.Join(allocDir, fmt.Sprintf("%02d-%s.prof", steps, name)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	writeAllocs("start")
+	step := func(name, cmd string) int {
 		t0 := time.Now()
 		stepPeak.Store(0)
-		u := c.ok(cmd)
+		u := okCount(c, cmd)
 		fmt.Fprintf(os.Stderr, "%-22s %8.1f ms  %6d responses  heap peak %6.1f MiB\n", name,
-			float64(time.Since(t0).Microseconds())/1000, len(u), mib(stepPeak.Load()))
+			float64(time.Since(t0).Microseconds())/1000, u, mib(stepPeak.Load()))
+		writeAllocs(name)
 		return u
 	}
 	step("select", "SELECT INBOX")
@@ -98,19 +149,71 @@ func BenchmarkScaling(b *testing.B) {
 		f.Close()
 	}
 	step("store", `UID STORE 1:* +FLAGS.SILENT (\Flagged)`)
-	other.ok("NOOP")
+	otherStep := func(name string) {
+		t0 := time.Now()
+		stepPeak.Store(0)
+		u := okCount(other, "NOOP")
+		fmt.Fprintf(os.Stderr, "%-22s %8.1f ms  %6d responses  heap peak %6.1f MiB\n", name,
+			float64(time.Since(t0).Microseconds())/1000, u, mib(stepPeak.Load()))
+	}
+	otherStep("other after store")
 	next := 1
 	for _, k := range []int{1000, min(20000, n/5)} {
 		c.ok(fmt.Sprintf(`UID STORE %d:%d +FLAGS.SILENT (\Deleted)`, next, next+k-1))
 		next += k
-		other.ok("NOOP")
+		okCount(other, "NOOP")
 		step(fmt.Sprintf("expunge_%d", k), "EXPUNGE")
-		t0 := time.Now()
-		u := other.ok("NOOP")
-		fmt.Fprintf(os.Stderr, "%-22s %8.1f ms  %d responses\n", "other session", float64(time.Since(t0).Microseconds())/1000, len(u))
+		otherStep("other session")
 	}
 	close(stop)
 	fmt.Fprintf(os.Stderr, "heap: idle %.1f MiB, peak %.1f MiB (+%.1f)\n", mib(idle), mib(peak.Load()), mib(peak.Load())-mib(idle))
+	fmt.Fprintf(os.Stderr, "Go runtime total: idle %.1f MiB, peak %.1f MiB (+%.1f)\n", mib(idleGo), mib(goPeak.Load()), mib(goPeak.Load())-mib(idleGo))
+	peakRSS := procKiB("VmHWM")
+	fmt.Fprintf(os.Stderr, "RSS: idle %.1f MiB, peak %.1f MiB (+%.1f)\n", float64(idleRSS)/1024, float64(peakRSS)/1024, float64(peakRSS-idleRSS)/1024)
+}
+
+// goTotalBytes is all memory the Go runtime has mapped (heap, stacks,
+// metadata), less what it returned to the OS.
+func goTotalBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64() - s[1].Value.Uint64()
+}
+
+// procKiB reads a "Name: n kB" line of /proc/self/status (0 if absent).
+func procKiB(name string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// okCount runs a command that must succeed and counts its untagged
+// responses without keeping them: the client shares the process, and
+// 100,000 kept FETCH lines would count as the server's heap.
+func okCount(c *client, line string) int {
+	c.t.Helper()
+	c.n++
+	tag := fmt.Sprintf("A%03d", c.n)
+	c.send(tag + " " + line + "\r\n")
+	n := 0
+	for {
+		r := c.read()
+		if t, ok := strings.CutPrefix(r, tag+" "); ok {
+			if !strings.HasPrefix(t, "OK") {
+				c.t.Fatalf("%s: %s", line, t)
+			}
+			return n
+		}
+		n++
+	}
 }
 
 func heapBytes() uint64 {

@@ -212,8 +212,15 @@ func (s *session) applyFlags(u *store.FlagUpdate) (*store.StoreResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	v := s.sel
 	for _, m := range res.Changed {
-		s.sel.update(m)
+		v.update(m)
+	}
+	// Up to date before the change and told all of it: the next sync
+	// need not list these messages again (issue 19: after STORE 1:* it
+	// listed all 100,000).
+	if len(res.Changed) > 0 && res.PrevModSeq == v.modSeq {
+		v.modSeq = res.Changed[0].ModSeq
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package pop3d
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -314,14 +315,29 @@ func TestEmptyNewUser(t *testing.T) {
 }
 
 // TestExpungedElsewhere: a message removed by another session after the
-// snapshot gets a clear -ERR, and QUIT still works.
+// snapshot gets a clear -ERR once its body is gone (the store releases
+// bodies in the background; until then RETR still returns it), and QUIT
+// still works.
 func TestExpungedElsewhere(t *testing.T) {
 	e := start(t, true, nil)
 	put(t, e.st, alice, msg1, msg2)
 	c := e.dial()
 	c.login(alice, alicePass)
+	first := inboxOf(t, e.st, alice)[0]
 	if err := e.st.ExpungeMessages(context.Background(), alice, "INBOX", []uint32{1}); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r, err := e.st.OpenBody(context.Background(), first.BodyID)
+		if err == nil {
+			r.Close()
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("body of the expunged message still there 20 s later: %v", err)
+		}
 	}
 	c.expect("STAT", fmt.Sprintf("+OK 2 %d", len(msg1)+len(msg2))) // its stored size still counts
 	c.expect("RETR 1", "-ERR Message 1 was deleted by another session")

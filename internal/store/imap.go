@@ -44,6 +44,11 @@ type FlagUpdate struct {
 type StoreResult struct {
 	Changed []MessageInfo // the messages whose flags changed, with new flags and modseq
 	Failed  []uint32      // UNCHANGEDSINCE failures (RFC 7162 MODIFIED)
+	// PrevModSeq is the mailbox's HIGHESTMODSEQ before this change. A
+	// session that had seen everything up to it knows, from Changed,
+	// everything up to the new one, and need not list the mailbox's
+	// changes again (a STORE 1:* would list every message).
+	PrevModSeq uint64
 }
 
 // Changes are what happened in a mailbox after a modseq (CONDSTORE,

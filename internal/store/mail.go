@@ -206,8 +206,10 @@ type Mail interface {
 	// ExpungeMessages deletes the messages with the given UIDs from a
 	// mailbox in one transaction: quota_bytes_used drops by their sizes,
 	// the mailbox gets a new modseq, and a body no other message or queue
-	// entry uses is deleted. UIDs not (or no longer) in the mailbox are
-	// ignored; ErrNotFound if the mailbox does not exist.
+	// entry uses is deleted, possibly after the call returns (the SQL
+	// store releases bodies in the background). UIDs not (or no longer)
+	// in the mailbox are ignored; ErrNotFound if the mailbox does not
+	// exist.
 	ExpungeMessages(ctx context.Context, user, mailbox string, uids []uint32) error
 
 	ListQueue(ctx context.Context) ([]QueueItem, error)

@@ -26,6 +26,13 @@ type dialect interface {
 	// forUpdate is the row-lock suffix for a SELECT ("" on SQLite, where
 	// the single write connection already serialises writers).
 	forUpdate() string
+	// intSet is a subquery with one column v over the integers of one
+	// argument made by intSetArg: a whole UID list as one parameter, so
+	// that a set-based statement neither grows with the list nor has to
+	// be cut into chunks (SQLite: json_each over a JSON array;
+	// PostgreSQL: unnest of a bigint[]).
+	intSet() string
+	intSetArg(v []uint32) any
 }
 
 // tsText is how SQLite stores timestamps: fixed width, so text order is
@@ -41,6 +48,19 @@ func (sqliteDialect) name() string           { return FlavorSQLite }
 func (sqliteDialect) rebind(q string) string { return q }
 func (sqliteDialect) forUpdate() string      { return "" }
 func (sqliteDialect) ts(t time.Time) any     { return roundTS(t).Format(tsText) }
+func (sqliteDialect) intSet() string         { return `(SELECT value AS v FROM json_each(?))` }
+
+func (sqliteDialect) intSetArg(v []uint32) any {
+	b := make([]byte, 0, 2+7*len(v))
+	b = append(b, '[')
+	for i, x := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(x), 10)
+	}
+	return string(append(b, ']'))
+}
 
 type postgresDialect struct {
 	cache *sync.Map // query text -> rebound text
@@ -51,6 +71,15 @@ func newPostgresDialect() postgresDialect { return postgresDialect{cache: new(sy
 func (postgresDialect) name() string       { return FlavorPostgreSQL }
 func (postgresDialect) forUpdate() string  { return " FOR UPDATE" }
 func (postgresDialect) ts(t time.Time) any { return roundTS(t) }
+func (postgresDialect) intSet() string     { return `(SELECT unnest(?::bigint[]) AS v)` }
+
+func (postgresDialect) intSetArg(v []uint32) any {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = int64(x)
+	}
+	return out
+}
 
 // rebind turns `?` placeholders into `$1`, `$2`, ... outside quotes.
 func (d postgresDialect) rebind(q string) string {

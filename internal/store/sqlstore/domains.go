@@ -39,7 +39,7 @@ func (a *accounts) freedBlobs(ctx context.Context) {
 		*a.trashed = true
 		return
 	}
-	a.s.emptyTrash(ctx)
+	a.s.releaseNow(ctx)
 }
 
 // metaCols are the columns every Mailu table ends with.

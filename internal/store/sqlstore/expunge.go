@@ -6,16 +6,12 @@ import (
 	"slices"
 )
 
-// expungeBatch bounds the UIDs of one DELETE (SQLite allows 32766 bound
-// parameters, PostgreSQL 65535).
-const expungeBatch = 500
-
 // ExpungeMessages deletes the messages with the given UIDs from one of
 // user's mailboxes in one transaction (POP3 UPDATE state, IMAP EXPUNGE):
 // quota_bytes_used drops by their sizes (never below zero), the
 // mailbox's highestmodseq goes up by one (RFC 7162 3.2.7: an expunge is a
-// change), and bodies left without a message or queue row go through the
-// refcount triggers; their blob files are removed after the commit. UIDs
+// change). Bodies left without a message or queue row are released after
+// the commit, off the caller's path (bodyrelease.go). UIDs
 // not in the mailbox, for example already expunged by another session,
 // are ignored. store.ErrNotFound if the mailbox does not exist.
 //
@@ -51,7 +47,7 @@ func (s *Store) ExpungeMessages(ctx context.Context, user, mailbox string, uids 
 	}
 	if n > 0 {
 		s.watchers.notify(user)
-		s.emptyTrash(ctx)
+		s.bodies.wake()
 	}
 	return nil
 }

@@ -61,6 +61,9 @@ func (s *Store) emptyTrash(ctx context.Context) int {
 // and committing its message, a failed group) once older than OrphanAge;
 // it also removes abandoned temp files older than OrphanAge.
 func (s *Store) CollectGarbage(ctx context.Context) error {
+	if _, err := s.releaseBodies(ctx); err != nil {
+		return err
+	}
 	trashed := s.emptyTrash(ctx)
 	cutoff := time.Now().Add(-OrphanAge)
 	var batch []string

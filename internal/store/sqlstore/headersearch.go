@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -181,16 +182,25 @@ ON CONFLICT (body_id) DO NOTHING`
 		n := min(chunk, len(ids))
 		part := ids[:n]
 		ids = ids[n:]
-		err := s.retryTx(ctx, func(c conn) error {
-			for _, id := range part {
-				args := headerArgs(id, fields[id])
-				args = append(args[1:], id)
-				if _, err := c.exec(ctx, q, args...); err != nil {
-					return mapErr(err)
+		var err error
+		// A body the releaser deletes between the SELECT and the foreign
+		// key check fails the insert (PostgreSQL: 23503, ErrNotFound); the
+		// next attempt no longer sees it.
+		for attempt := 0; attempt < 3; attempt++ {
+			err = s.retryTx(ctx, func(c conn) error {
+				for _, id := range part {
+					args := headerArgs(id, fields[id])
+					args = append(args[1:], id)
+					if _, err := c.exec(ctx, q, args...); err != nil {
+						return mapErr(err)
+					}
 				}
+				return nil
+			})
+			if !errors.Is(err, store.ErrNotFound) {
+				break
 			}
-			return nil
-		})
+		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: store header fields: %w", err)
 		}

@@ -343,7 +343,7 @@ WHERE email = ?`, size, size, uv, uv, user)
 	}
 	s.watchers.notify(user)
 	if freed {
-		s.emptyTrash(ctx)
+		s.releaseNow(ctx)
 	}
 	return nil
 }
@@ -392,6 +392,9 @@ func (s *Store) RenameMailbox(ctx context.Context, user, from, to string) error 
 		return fmt.Errorf("sqlstore: rename mailbox %q of %q to %q: %w", from, user, to, err)
 	}
 	s.watchers.notify(user)
+	if f == "INBOX" {
+		s.bodies.wake() // INBOX's messages moved: their body_unref rows
+	}
 	return nil
 }
 

@@ -277,6 +277,9 @@ func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids []uint32, t
 	}
 	if len(src) > 0 {
 		s.watchers.notify(user)
+		if move {
+			s.bodies.wake() // the sources' body_unref rows
+		}
 	}
 	return src, dst, uidValidity, nil
 }

@@ -82,6 +82,13 @@ type Store struct {
 	// nil on PostgreSQL. Written only in Open.
 	ckpt   *checkpointer
 	ckptDB *sql.DB // its connection until Open hands it over
+	// bodies releases the bodies of deleted messages off the IMAP path
+	// (bodyrelease.go). Written only in Open.
+	bodies *releaser
+	// releaseMu runs one releaseBodies at a time in this process, so that
+	// releaseNow, after an admin delete, waits for a background run
+	// holding rows (SKIP LOCKED) instead of returning before they are done.
+	releaseMu sync.Mutex
 	// watchers wakes IMAP sessions after committed changes (watch.go).
 	watchers hub
 	// indexer computes the searchable header fields stored with each
@@ -136,6 +143,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if s.ckptDB != nil {
 		s.ckpt = newCheckpointer(s.ckptDB, s.log)
 	}
+	s.bodies = newReleaser(s)
 	return s, nil
 }
 
@@ -272,6 +280,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) close() error {
+	s.bodies.close()
 	errs := []error{s.ckpt.close(), closeStmts(s.hot), closeStmts(s.readHot)}
 	if s.read != s.write {
 		// Readers first, so the checkpoint is not held back by them.
@@ -308,7 +317,7 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Accounts) error) error {
 		return fn(a)
 	})
 	if err == nil && trashed {
-		s.emptyTrash(ctx)
+		s.releaseNow(ctx)
 	}
 	return err
 }

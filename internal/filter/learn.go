@@ -34,6 +34,9 @@ type LearnerOptions struct {
 	// Rspamd, when set, learns through its controller (Mailu:
 	// imapsieve report-spam/report-ham → rspamc learn_spam/learn_ham).
 	Rspamd    *RspamdClient
+	// Totals, when set, forgets a user's cached classifier totals
+	// after training them (Builtin.Totals).
+	Totals    *TotalsCache
 	QueueSize int // 0: DefaultLearnQueue
 	Logger    *slog.Logger
 }
@@ -206,6 +209,9 @@ func (l *Learner) learnOne(ctx context.Context, user string, id int64, spam bool
 		if err := l.opts.Store.JunkTrain(ctx, user, Tokens(bytes.NewReader(data)), spam); err != nil {
 			l.log.Warn("classifier training failed", "user", user, "err", err)
 			good = false
+		}
+		if l.opts.Totals != nil {
+			l.opts.Totals.Forget(user)
 		}
 	}
 	if l.opts.Rspamd != nil {

@@ -56,8 +56,8 @@ type BuiltinOptions struct {
 	// Totals caches the classifiers' totals; nil: a new one over Store.
 	// The Learner forgets a user in it after training them (Totals()).
 	Totals *TotalsCache
-	Logger     *slog.Logger
-	Now        func() time.Time
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Builtin is the score from what Petrel knows itself: the SPF, DKIM,

@@ -33,7 +33,7 @@ type LearnerOptions struct {
 	Classifier bool
 	// Rspamd, when set, learns through its controller (Mailu:
 	// imapsieve report-spam/report-ham → rspamc learn_spam/learn_ham).
-	Rspamd    *RspamdClient
+	Rspamd *RspamdClient
 	// Totals, when set, forgets a user's cached classifier totals
 	// after training them (Builtin.Totals).
 	Totals    *TotalsCache

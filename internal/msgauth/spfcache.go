@@ -8,8 +8,9 @@ import (
 // SPF results are cached briefly per (client address, HELO name,
 // sender): the same sender through the same server (a mailing list, a
 // provider's outbound host) is checked once per spfCacheTTL instead of
-// once per message, which was a fifth of a verification's CPU even with
-// every DNS answer cached. The TTL is shorter than dnsres's TXT cache, so
+// once per message (with every DNS answer cached, the two SPF checks were
+// about 45,000 of a verification's 930,000 instructions, and 14 KB of its
+// allocations). The TTL is shorter than dnsres's TXT cache, so
 // a result is never older than the records would be anyway. Temporary
 // errors are not kept.
 const (

@@ -9,8 +9,8 @@ import (
 // sender): the same sender through the same server (a mailing list, a
 // provider's outbound host) is checked once per spfCacheTTL instead of
 // once per message (with every DNS answer cached, the two SPF checks were
-// about 45,000 of a verification's 930,000 instructions, and 14 KB of its
-// allocations). The TTL is shorter than dnsres's TXT cache, so
+// about 45,000 of a verification's 930,000 instructions, and 45 of its
+// 212 allocations). The TTL is shorter than dnsres's TXT cache, so
 // a result is never older than the records would be anyway. Temporary
 // errors are not kept.
 const (

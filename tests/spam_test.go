@@ -264,3 +264,60 @@ func rspamdLearned(t *testing.T, controller string) int {
 	}
 	return st.Learned
 }
+
+// An APPEND into Junk over IMAP (Python's imaplib) trains the user's
+// classifier as spam, as Mailu's imapsieve does on APPEND; an APPEND into
+// INBOX trains nothing; moving the message back out of Junk trains ham.
+func TestJunkAppendAndMoveOutTrain(t *testing.T) {
+	s := spamUsers(t, map[string]string{"RESOLVER_ADDRESS": dnstest.New(t).Addr})
+	const login = `
+import imaplib, os, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+host, port = os.environ["A993"].split(":")
+m = imaplib.IMAP4_SSL(host, int(port), ssl_context=ctx)
+m.login("alice@example.test", "Secret-Alice-1")
+def msg(subject, text):
+    return ("From: <x@sender.test>\r\nSubject: %s\r\n\r\n%s\r\n" % (subject, text)).encode()
+`
+	env := map[string]string{"A993": s.addr[993]}
+	out, err := runPython(t, login+`
+typ, data = m.append("INBOX", None, None, msg("agenda", "minutes of the quarterly budget review"))
+assert typ == "OK", (typ, data)
+typ, data = m.append("Junk", None, None, msg("jackpot", "claim your casino jackpot now"))
+assert typ == "OK" and b"APPENDUID" in data[0], (typ, data)
+print("APPENDED", data[0].decode())
+m.logout()
+`, env)
+	if err != nil || !strings.Contains(out, "APPENDED") {
+		t.Fatalf("imaplib APPEND: %v\n%s\n%s", err, out, s.logs())
+	}
+	if !s.waitLog("as=spam") {
+		t.Fatalf("the APPEND into Junk did not train:\n%s", s.logs())
+	}
+	out, err = runPython(t, login+`
+typ, data = m.select("Junk")
+assert typ == "OK" and int(data[0]) == 1, (typ, data)
+typ, data = m.uid("MOVE", "1:*", "INBOX")
+assert typ == "OK", (typ, data)
+print("MOVED")
+m.logout()
+`, env)
+	if err != nil || !strings.Contains(out, "MOVED") {
+		t.Fatalf("imaplib MOVE: %v\n%s\n%s", err, out, s.logs())
+	}
+	if !s.waitLog("as=ham") {
+		t.Fatalf("the move out of Junk did not train ham:\n%s", s.logs())
+	}
+	s.stopClean()
+	st := openStore(t, s)
+	defer st.Close()
+	ctx := context.Background()
+	tot, err := st.JunkTotals(ctx, []string{"alice@example.test"})
+	if err != nil || tot["alice@example.test"] != (store.JunkCounts{Spam: 1, Ham: 1}) {
+		t.Errorf("alice's classifier totals = %+v %v, want 1 spam (the APPEND) and 1 ham (the move out)", tot, err)
+	}
+	toks, err := st.JunkTokens(ctx, "alice@example.test", []string{"jackpot", "budget"})
+	if err != nil || toks["jackpot"] != (store.JunkCounts{Spam: 1, Ham: 1}) || toks["budget"] != (store.JunkCounts{}) {
+		t.Errorf("alice's token counts = %+v %v: want jackpot once spam and once ham, the INBOX append untrained", toks, err)
+	}
+}

@@ -25,6 +25,7 @@ func newInboundChecker(ctx context.Context, cfg *config.Config, p *parts) (smtpd
 	log := p.log.With("part", "filter")
 	opts := filter.Options{ScanMacros: fc.ScanMacros, Logger: log}
 	var rspamd *filter.RspamdClient
+	var builtin *filter.Builtin
 	if fc.AntispamAddress != "" {
 		var err error
 		rspamd, err = filter.NewRspamdClient(filter.RspamdOptions{
@@ -38,7 +39,7 @@ func newInboundChecker(ctx context.Context, cfg *config.Config, p *parts) (smtpd
 		}
 		opts.Rspamd = rspamd
 	} else {
-		opts.Builtin = filter.NewBuiltin(filter.BuiltinOptions{
+		builtin = filter.NewBuiltin(filter.BuiltinOptions{
 			Store:       p.store,
 			Greylisting: fc.Greylisting,
 			Delay:       fc.GreylistingDelay,
@@ -47,6 +48,7 @@ func newInboundChecker(ctx context.Context, cfg *config.Config, p *parts) (smtpd
 			Classifier:  fc.SpamClassifier,
 			Logger:      log,
 		})
+		opts.Builtin = builtin
 	}
 	if fc.Antivirus == "clamav" {
 		cc, err := filter.NewClamdClient(fc.AntivirusAddress, 0)
@@ -55,12 +57,16 @@ func newInboundChecker(ctx context.Context, cfg *config.Config, p *parts) (smtpd
 		}
 		opts.Clamd = cc
 	}
-	l := filter.NewLearner(filter.LearnerOptions{
+	lo := filter.LearnerOptions{
 		Store:      p.store,
 		Classifier: rspamd == nil && fc.SpamClassifier,
 		Rspamd:     rspamd,
 		Logger:     log,
-	})
+	}
+	if builtin != nil {
+		lo.Totals = builtin.Totals() // training shows at once on this node
+	}
+	l := filter.NewLearner(lo)
 	if l.Enabled() {
 		l.Start(context.WithoutCancel(ctx))
 		p.onClose(l.Close)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -88,6 +89,15 @@ func benchInboundEnv(b *testing.B, sessions int, checks bool, extra map[string]s
 		}
 	}
 
+	// A mailbox of the given size: every session then delivers to user0.
+	prefill := 0
+	if v := extra["PETREL_BENCH_PREFILL"]; v != "" {
+		if prefill, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+		fillInbox(b, p, "user0@example.test", prefill)
+	}
+
 	// The sender's world: SPF, a DKIM key and p=reject.
 	keys := msgauth.NewKeys(b.TempDir(), "sel")
 	if err := keys.Generate("sender.test"); err != nil {
@@ -161,7 +171,11 @@ func benchInboundEnv(b *testing.B, sessions int, checks bool, extra map[string]s
 		go func() {
 			defer wg.Done()
 			for range n {
-				if err := c.send(fmt.Sprintf("user%d@example.test", i), body); err != nil {
+				rcpt := fmt.Sprintf("user%d@example.test", i)
+				if prefill > 0 {
+					rcpt = "user0@example.test"
+				}
+				if err := c.send(rcpt, body); err != nil {
 					errs <- err
 					return
 				}
@@ -180,6 +194,42 @@ func benchInboundEnv(b *testing.B, sessions int, checks bool, extra map[string]s
 	// per message: the cost the checks add, less sensitive than msgs/s
 	// to the other work on a shared machine.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/msg")
+}
+
+// BenchmarkInbound25Mailbox is port 25 with all the checks and the
+// built-in filter into one mailbox that already holds 1,000 or 100,000
+// messages (issue 10: the cost per message stays flat as mailboxes
+// grow). All 10 sessions deliver to the same user.
+//
+//	go test -run XXX -bench Inbound25Mailbox -benchtime 3000x ./internal/app
+func BenchmarkInbound25Mailbox(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		b.Run(fmt.Sprintf("messages=%d", n), func(b *testing.B) {
+			benchInboundEnv(b, 10, true, map[string]string{"PETREL_BENCH_PREFILL": strconv.Itoa(n)})
+		})
+	}
+}
+
+// fillInbox stores n small distinct messages in user's INBOX, in
+// groups of 1,000 (untimed).
+func fillInbox(b *testing.B, p *parts, user string, n int) {
+	b.Helper()
+	const group = 1000
+	for i := 0; i < n; i += group {
+		msgs := make([]*store.NewMessage, min(group, n-i))
+		for j := range msgs {
+			body := fmt.Sprintf("From: <s%d@old.test>\r\nSubject: old message %d\r\nMessage-ID: <%d@old.test>\r\n\r\nbody %d\r\n", (i+j)%97, i+j, i+j, i+j)
+			msgs[j] = &store.NewMessage{ID: fmt.Sprint("fill", i+j), Body: []byte(body),
+				Targets: []store.MailboxTarget{{User: user}}}
+		}
+		if err := p.store.CommitMessages(b.Context(), msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	mb, err := p.store.GetMailbox(b.Context(), user, "INBOX")
+	if err != nil || mb.Messages != n {
+		b.Fatalf("INBOX after filling: %+v %v, want %d messages", mb, err, n)
+	}
 }
 
 type benchConn struct {

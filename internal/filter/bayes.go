@@ -199,7 +199,7 @@ func (b *Builtin) classify(ctx context.Context, m *Message) (map[string]float64,
 	if len(users) == 0 {
 		return nil, nil
 	}
-	totals, err := b.opts.Store.JunkTotals(ctx, users)
+	totals, err := b.opts.Totals.JunkTotals(ctx, users)
 	if err != nil {
 		return nil, err
 	}

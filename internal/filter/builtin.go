@@ -53,8 +53,11 @@ type BuiltinOptions struct {
 	DNSBLTimeout time.Duration
 	// Classifier turns on the users' own Bayesian classifiers.
 	Classifier bool
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Totals caches the classifiers' totals; nil: a new one over Store.
+	// The Learner forgets a user in it after training them (Totals()).
+	Totals *TotalsCache
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Builtin is the score from what Petrel knows itself: the SPF, DKIM,
@@ -84,8 +87,14 @@ func NewBuiltin(opts BuiltinOptions) *Builtin {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Totals == nil && opts.Store != nil {
+		opts.Totals = NewTotalsCache(opts.Store, opts.Now)
+	}
 	return &Builtin{opts: opts, log: log}
 }
+
+// Totals is the classifier totals cache, for LearnerOptions.Totals.
+func (b *Builtin) Totals() *TotalsCache { return b.opts.Totals }
 
 // AuthScore scores msgauth's results on rspamd's scale, with weights
 // close to rspamd's symbols (R_SPF_FAIL, R_DKIM_ALLOW, DMARC_POLICY_*,

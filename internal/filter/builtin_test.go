@@ -255,3 +255,30 @@ func TestLearnerQueueFull(t *testing.T) {
 	}
 	l.Close()
 }
+
+// An APPEND into Junk trains spam (Mailu's imapsieve causes COPY
+// APPEND); an APPEND anywhere else trains nothing.
+func TestLearnerAppendIntoJunk(t *testing.T) {
+	st := testutil.OpenStore(t, t.TempDir(), "example.test", "alice")
+	ctx := context.Background()
+	bs := &bodyStore{st: st, bodies: map[int64]string{1: spamBody, 2: hamBody}}
+	l := NewLearner(LearnerOptions{Store: bs, Classifier: true})
+	l.Start(ctx)
+	defer l.Close()
+	l.Appended("alice@example.test", &store.Mailbox{Name: "Sent", SpecialUse: `\Sent`}, 2) // nothing
+	l.Appended("alice@example.test", &store.Mailbox{Name: "Spam", SpecialUse: `\Junk`}, 1) // spam
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Learned() < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Events are handled in order: had the Sent one been queued, it
+	// would be the one trained.
+	tot, err := st.JunkTotals(ctx, []string{"alice@example.test"})
+	if err != nil || tot["alice@example.test"] != (store.JunkCounts{Spam: 1}) {
+		t.Fatalf("totals %+v %v, want 1 spam and no ham", tot, err)
+	}
+	toks, err := st.JunkTokens(ctx, "alice@example.test", []string{"casino", "budget"})
+	if err != nil || toks["casino"].Spam != 1 || toks["budget"].Spam != 0 {
+		t.Fatalf("tokens %+v %v: want the Junk append trained, the Sent one not", toks, err)
+	}
+}

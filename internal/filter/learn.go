@@ -33,14 +33,18 @@ type LearnerOptions struct {
 	Classifier bool
 	// Rspamd, when set, learns through its controller (Mailu:
 	// imapsieve report-spam/report-ham → rspamc learn_spam/learn_ham).
-	Rspamd    *RspamdClient
+	Rspamd *RspamdClient
+	// Totals, when set, forgets a user's cached classifier totals
+	// after training them (Builtin.Totals).
+	Totals    *TotalsCache
 	QueueSize int // 0: DefaultLearnQueue
 	Logger    *slog.Logger
 }
 
-// learnEvent is one COPY or MOVE.
+// learnEvent is one COPY or MOVE, or one APPEND into Junk.
 type learnEvent struct {
 	user, from string
+	appended   bool // an APPEND into Junk: spam, no source mailbox
 	to         store.Mailbox
 	bodies     []int64
 }
@@ -110,11 +114,24 @@ func (l *Learner) Copied(user, from string, to *store.Mailbox, bodies []int64) {
 		// is not ham (docker-mailserver #3333). Nothing to look up.
 		return
 	}
-	ev := learnEvent{user: user, from: from, to: *to, bodies: append([]int64(nil), bodies...)}
+	l.enqueue(learnEvent{user: user, from: from, to: *to, bodies: append([]int64(nil), bodies...)})
+}
+
+// Appended implements imapd's CopyObserver: an APPEND into Junk is spam
+// (Mailu: imapsieve_mailbox1_causes = COPY APPEND); an APPEND anywhere
+// else teaches nothing.
+func (l *Learner) Appended(user string, to *store.Mailbox, bodyID int64) {
+	if !l.Enabled() || to == nil || !isJunk(to) {
+		return
+	}
+	l.enqueue(learnEvent{user: user, appended: true, to: *to, bodies: []int64{bodyID}})
+}
+
+func (l *Learner) enqueue(ev learnEvent) {
 	select {
 	case l.queue <- ev:
 	default:
-		l.log.Warn("spam learning queue full, event dropped", "user", user, "messages", len(bodies), "to", to.Name)
+		l.log.Warn("spam learning queue full, event dropped", "user", ev.user, "messages", len(ev.bodies), "to", ev.to.Name)
 	}
 }
 
@@ -141,13 +158,19 @@ func (l *Learner) run(ctx context.Context) {
 }
 
 func (l *Learner) handle(ctx context.Context, ev learnEvent) {
-	from, err := l.opts.Store.GetMailbox(ctx, ev.user, ev.from)
-	if err != nil {
-		l.log.Info("spam learning skipped: source mailbox unknown", "user", ev.user, "mailbox", ev.from, "err", err)
-		return
+	var from *store.Mailbox
+	if !ev.appended {
+		var err error
+		from, err = l.opts.Store.GetMailbox(ctx, ev.user, ev.from)
+		if err != nil {
+			l.log.Info("spam learning skipped: source mailbox unknown", "user", ev.user, "mailbox", ev.from, "err", err)
+			return
+		}
 	}
 	var spam bool
 	switch {
+	case ev.appended:
+		spam = true // Appended let only Junk through
 	case isJunk(&ev.to) && !isJunk(from):
 		spam = true
 	case isJunk(from) && !isJunk(&ev.to) && !isTrash(&ev.to):
@@ -186,6 +209,9 @@ func (l *Learner) learnOne(ctx context.Context, user string, id int64, spam bool
 		if err := l.opts.Store.JunkTrain(ctx, user, Tokens(bytes.NewReader(data)), spam); err != nil {
 			l.log.Warn("classifier training failed", "user", user, "err", err)
 			good = false
+		}
+		if l.opts.Totals != nil {
+			l.opts.Totals.Forget(user)
 		}
 	}
 	if l.opts.Rspamd != nil {

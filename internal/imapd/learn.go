@@ -2,14 +2,17 @@ package imapd
 
 import "github.com/petrelmail/petrel/internal/store"
 
-// CopyObserver hears about every successful COPY and MOVE, so that moving
-// a message into or out of Junk can teach the spam filters (Mailu:
-// imapsieve report-spam/report-ham). Copied must not block: it runs
-// before the tagged reply. *filter.Learner implements it.
+// CopyObserver hears about every successful COPY, MOVE and APPEND, so
+// that putting a message into or out of Junk can teach the spam filters
+// (Mailu: imapsieve report-spam on COPY and APPEND into Junk, report-ham
+// on COPY out of it). Its methods must not block: they run before the
+// tagged reply. *filter.Learner implements it.
 type CopyObserver interface {
 	// Copied reports that user copied or moved the messages with these
 	// stored bodies from the mailbox named from into to.
 	Copied(user, from string, to *store.Mailbox, bodyIDs []int64)
+	// Appended reports that user appended the stored body to the mailbox.
+	Appended(user string, to *store.Mailbox, bodyID int64)
 }
 
 // observeCopy tells Options.CopyObserver about a COPY or MOVE of the

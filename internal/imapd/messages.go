@@ -318,7 +318,8 @@ func cmdAppend(s *session, c *command) error {
 		// OVERQUOTA); the client is told before it sends the message.
 		return refuse(errNoDiskSpace())
 	}
-	if _, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, name); errors.Is(err, store.ErrNotFound) {
+	to, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, name)
+	if errors.Is(err, store.ErrNotFound) {
 		return refuse(no("TRYCREATE", "No such mailbox"))
 	} else if err != nil {
 		return refuse(err)
@@ -332,14 +333,16 @@ func cmdAppend(s *session, c *command) error {
 	if n == 0 {
 		return no("CANNOT", "Empty message")
 	}
-	uid, uidValidity, err := s.srv.opts.Store.AppendMessage(s.ctx, &store.NewAppend{
-		User: s.user, Mailbox: name, Flags: flags, InternalDate: date, Body: body,
-	})
+	na := &store.NewAppend{User: s.user, Mailbox: name, Flags: flags, InternalDate: date, Body: body}
+	uid, uidValidity, err := s.srv.opts.Store.AppendMessage(s.ctx, na)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return no("TRYCREATE", "No such mailbox")
 	case err != nil:
 		return mailboxError(err)
+	}
+	if obs := s.srv.opts.CopyObserver; obs != nil && na.BodyID != 0 {
+		obs.Appended(s.user, to, na.BodyID)
 	}
 	s.log.Info("message appended", "mailbox", name, "uid", uid, "size", n)
 	return ok("APPENDUID "+uitoa(uidValidity)+" "+uitoa(uid), "APPEND completed")

@@ -65,6 +65,7 @@ type VerifierOptions struct {
 type Verifier struct {
 	o    VerifierOptions
 	keys *keyCache
+	spf  *spfCache
 }
 
 // NewVerifier returns a Verifier.
@@ -84,7 +85,7 @@ func NewVerifier(o VerifierOptions) *Verifier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Verifier{o: o, keys: newKeyCache(o.KeyCacheSize, KeyCacheTTL, o.Now)}
+	return &Verifier{o: o, keys: newKeyCache(o.KeyCacheSize, KeyCacheTTL, o.Now), spf: newSPFCache(o.Now)}
 }
 
 // Hostname is the authserv-id the Verifier writes.
@@ -216,6 +217,10 @@ func (v *Verifier) checkSPF(ctx context.Context, res dnsAdapter, s Session) (mai
 		}
 	}
 	run := func(sender, domain string) Outcome {
+		key := spfKey(s.RemoteIP.Unmap().String(), heloDomain, sender)
+		if o, ok := v.spf.get(key); ok {
+			return o
+		}
 		ip := net.IP(s.RemoteIP.Unmap().AsSlice())
 		r, err := spf.CheckHostWithSender(ip, heloDomain, sender,
 			spf.WithContext(ctx), spf.WithResolver(res))
@@ -225,6 +230,9 @@ func (v *Verifier) checkSPF(ctx context.Context, res dnsAdapter, s Session) (mai
 		}
 		if o.Result == "" {
 			o.Result = PermError
+		}
+		if ctx.Err() == nil { // a result cut short by the deadline is not kept
+			v.spf.put(key, o)
 		}
 		return o
 	}

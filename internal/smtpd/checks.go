@@ -1,12 +1,15 @@
 package smtpd
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-smtp"
 
@@ -119,14 +122,34 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 		}
 	}
 
-	// The message as it will be stored, for the scanners and the re-spool.
+	// The message as it will be stored, for the scanners. A message that
+	// fits in memory is built once, however often the scanners read it
+	// (no pipe, no goroutine); a bigger one streams through a pipe.
+	var built []byte
+	var builtMu sync.Mutex // the scanners may read at once
 	open := func() (io.ReadCloser, error) {
+		builtMu.Lock()
+		defer builtMu.Unlock()
+		if built != nil {
+			return io.NopCloser(bytes.NewReader(built)), nil
+		}
 		rc, err := rs.Open()
 		if err != nil {
 			return nil, err
 		}
 		if arHeader == "" && drop == nil {
 			return rc, nil
+		}
+		if sp.Size() <= buildMax {
+			defer rc.Close()
+			var b bytes.Buffer
+			b.Grow(len(arHeader) + int(sp.Size()))
+			b.WriteString(arHeader)
+			if _, err := msgauth.CopyWithout(&b, rc, dropOr(drop, nil)); err != nil {
+				return nil, err
+			}
+			built = b.Bytes()
+			return io.NopCloser(bytes.NewReader(built)), nil
 		}
 		pr, pw := io.Pipe()
 		go func() {
@@ -267,9 +290,32 @@ func dropOr(forged func(name, value string) bool, remove []string) func(name, va
 	}
 }
 
+// buildMax is the largest message the scanners read from memory.
+const buildMax = 1 << 20
+
+// respoolBuffer is the write buffer in front of the new spool: a message
+// that fits reaches it in one Write, so an in-memory spool allocates
+// once instead of growing step by step.
+const respoolBuffer = 32 << 10
+
+var respoolWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, respoolBuffer) }}
+
 // respool writes the final message: Authentication-Results, the verdict's
 // fields, then the spooled message without the dropped fields.
 func respool(out Spool, in ReadableSpool, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
+	bw := respoolWriters.Get().(*bufio.Writer)
+	bw.Reset(out)
+	defer func() {
+		bw.Reset(nil)
+		respoolWriters.Put(bw)
+	}()
+	if err := respoolTo(bw, in, arHeader, v, drop); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func respoolTo(out io.Writer, in ReadableSpool, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
 	if _, err := io.WriteString(out, arHeader); err != nil {
 		return err
 	}

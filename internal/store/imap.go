@@ -66,6 +66,10 @@ type NewAppend struct {
 	Flags        []string
 	InternalDate time.Time
 	Body         []byte // bodies over the store's inline limit go to a blob file
+
+	// BodyID is set by a successful AppendMessage: the stored body's id
+	// (OpenBody), for the spam learning of an APPEND into Junk.
+	BodyID int64
 }
 
 // Mailboxes is the mailbox and message management IMAP needs on top of

@@ -99,7 +99,8 @@ func TestAppendCommitReplyLost(t *testing.T) {
 	body := bytes.Repeat([]byte("appended line\r\n"), 600) // over InlineMax: a blob
 
 	p.DropNextCommits(1)
-	uid, uv, err := s.AppendMessage(ctx, &store.NewAppend{User: imapUser, Mailbox: "INBOX", Body: body})
+	na := &store.NewAppend{User: imapUser, Mailbox: "INBOX", Body: body}
+	uid, uv, err := s.AppendMessage(ctx, na)
 	if _, dropped, _ := p.Stats(); dropped != 1 {
 		t.Fatalf("proxy dropped %d COMMIT replies, want 1", dropped)
 	}
@@ -109,6 +110,10 @@ func TestAppendCommitReplyLost(t *testing.T) {
 	}
 	if mb := box(t, direct, "INBOX"); uid != 1 || uv != mb.UIDValidity {
 		t.Fatalf("APPENDUID %d %d, want %d 1", uv, uid, mb.UIDValidity)
+	}
+	// The re-run also finds the stored body (for the spam learning).
+	if l, err := direct.ListMessages(ctx, imapUser, "INBOX"); err != nil || len(l) != 1 || na.BodyID != l[0].BodyID {
+		t.Fatalf("BodyID after the re-run = %d, stored %+v %v", na.BodyID, l, err)
 	}
 
 	// Every reply lost: the outcome stays unknown.

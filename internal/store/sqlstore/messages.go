@@ -53,7 +53,7 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 		key = store.NewDeliveryKey()
 	}
 	rerun, done := false, false
-	var u, uv int64
+	var u, uv, bid int64
 	fn := func(c conn) error {
 		done = false
 		t := now()
@@ -63,8 +63,10 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 				return fmt.Errorf("delivery key: %w", mapErr(err))
 			}
 			if n, err := res.RowsAffected(); err != nil || n == 0 {
-				err := c.queryRow(ctx, `SELECT k.uid, m.uidvalidity FROM delivery_key k JOIN mailbox m ON m.id = k.mailbox_id
-WHERE k.id = ?`, key).Scan(&u, &uv)
+				// The body id is 0 if the message was expunged since.
+				err := c.queryRow(ctx, `SELECT k.uid, m.uidvalidity, COALESCE(msg.body_id, 0) FROM delivery_key k
+JOIN mailbox m ON m.id = k.mailbox_id LEFT JOIN message msg ON msg.mailbox_id = k.mailbox_id AND msg.uid = k.uid
+WHERE k.id = ?`, key).Scan(&u, &uv, &bid)
 				if err != nil {
 					return fmt.Errorf("delivery key: %w", mapErr(err))
 				}
@@ -114,6 +116,7 @@ WHERE k.id = ?`, key).Scan(&u, &uv)
 		if _, err = c.exec(ctx, q, args...); err != nil {
 			return fmt.Errorf("store message: %w", mapErr(err))
 		}
+		bid = bodyID
 		return nil
 	}
 	err = s.retryTx(ctx, fn)
@@ -137,6 +140,7 @@ WHERE k.id = ?`, key).Scan(&u, &uv)
 		s.log.Info("append: stored by the run whose commit outcome was unknown", "user", a.User, "uid", u)
 	}
 	s.watchers.notify(a.User)
+	a.BodyID = bid
 	return uint32(u), uint32(uv), nil
 }
 

@@ -478,8 +478,9 @@ func testAppend(t *testing.T, open Open) {
 	inbox := getBox(t, mb, "INBOX")
 	date := time.Date(2023, 4, 5, 6, 7, 8, 0, time.FixedZone("x", 7200))
 	body := []byte("Subject: appended\r\n\r\nhello\r\n")
-	uid, uv, err := mb.AppendMessage(c, &store.NewAppend{User: alice, Mailbox: "inbox", InternalDate: date, Body: body,
-		Flags: []string{`\seen`, `\SEEN`, "$Forwarded", `\Recent`, `\draft`, "$forwarded"}})
+	na := &store.NewAppend{User: alice, Mailbox: "inbox", InternalDate: date, Body: body,
+		Flags: []string{`\seen`, `\SEEN`, "$Forwarded", `\Recent`, `\draft`, "$forwarded"}}
+	uid, uv, err := mb.AppendMessage(c, na)
 	must(t, err)
 	if uid != 1 || uv != inbox.UIDValidity {
 		t.Fatalf("APPENDUID %d %d, want %d 1", uv, uid, inbox.UIDValidity)
@@ -489,6 +490,9 @@ func testAppend(t *testing.T, open Open) {
 		t.Fatalf("INBOX has %d messages", len(l))
 	}
 	m := l[0]
+	if na.BodyID == 0 || na.BodyID != m.BodyID {
+		t.Fatalf("NewAppend.BodyID = %d, want the stored body %d", na.BodyID, m.BodyID)
+	}
 	if want := []string{`\Seen`, "$Forwarded", `\Draft`}; !reflect.DeepEqual(m.Flags, want) {
 		t.Fatalf("flags %q, want %q (system flags canonical, duplicates and \\Recent dropped)", m.Flags, want)
 	}

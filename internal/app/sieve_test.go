@@ -404,7 +404,8 @@ redirect "d@r.example"; redirect "e@r.example"; redirect "f@r.example";`, "too m
 				t.Fatalf("alice's mailboxes: %v, want INBOX only", got)
 			}
 			m := s.mailbox(t, "alice", "INBOX")
-			if len(m) != 1 || !strings.HasPrefix(m[0].body, "X-Sieve-Error: main: ") || !strings.Contains(m[0].body, c.why) ||
+			// Local delivery's Return-Path first, then the script's error.
+			if len(m) != 1 || !strings.HasPrefix(m[0].body, "Return-Path: <coyote@desert.example>\r\nX-Sieve-Error: main: ") || !strings.Contains(m[0].body, c.why) ||
 				!strings.Contains(m[0].body, "Subject: [acme] rockets on sale\r\n") {
 				t.Fatalf("alice's copy does not explain %q:\n%v", c.why, m)
 			}

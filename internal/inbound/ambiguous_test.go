@@ -83,7 +83,8 @@ func TestGroupCommitReplyLost(t *testing.T) {
 	body := func(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("message %d\r\n", i)), 40*(i+1)) }
 	var nearQuota int64
 	for i := range n {
-		nearQuota += int64(len(body(i)))
+		// Stored as delivered: with local delivery's Return-Path on top.
+		nearQuota += int64(len(ReturnPathField("sender@remote.test")) + len(body(i)))
 	}
 	addUsers(t, direct, "example.com", 0, "a", "first")
 	addUsers(t, direct, "example.com", nearQuota, "near")

@@ -108,19 +108,18 @@ func (im *importer) importSieve(ctx context.Context, user, root string) {
 		im.rep.skip("Sieve scripts of "+user, err.Error())
 		return
 	}
-	var have map[string]bool
+	// A dry run asks too, so that it reports what a rerun would find;
+	// its users may not be in Petrel yet, which is no error then.
+	infos, err := im.st.ListSieveScripts(ctx, user)
+	if err != nil && !im.opt.DryRun {
+		im.rep.skip("Sieve scripts of "+user, err.Error())
+		return
+	}
+	have := map[string]bool{}
 	hasActive := false
-	if !im.opt.DryRun {
-		infos, err := im.st.ListSieveScripts(ctx, user)
-		if err != nil {
-			im.rep.skip("Sieve scripts of "+user, err.Error())
-			return
-		}
-		have = map[string]bool{}
-		for _, in := range infos {
-			have[in.Name] = true
-			hasActive = hasActive || in.Active
-		}
+	for _, in := range infos {
+		have[in.Name] = true
+		hasActive = hasActive || in.Active
 	}
 	inPetrel := false // the active script is in Petrel now
 	for _, f := range files {

@@ -90,9 +90,11 @@ func TestImportSieve(t *testing.T) {
 	}
 	check()
 
-	rep, err = Run(ctx, st, Options{MailDir: mail})
-	if err != nil || rep.Created["Sieve script"] != 0 || rep.Present["Sieve script"] != 3 {
-		t.Fatalf("second run: %v %+v", err, rep)
+	for _, dry := range []bool{true, false} {
+		rep, err = Run(ctx, st, Options{MailDir: mail, DryRun: dry})
+		if err != nil || rep.Created["Sieve script"] != 0 || rep.Present["Sieve script"] != 3 {
+			t.Fatalf("second run (dry run %v): %v %+v", dry, err, rep)
+		}
 	}
 	check()
 }

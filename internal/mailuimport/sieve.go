@@ -59,15 +59,15 @@ func findSieve(root string) (files []sieveFile, active string, err error) {
 	case err != nil:
 		return nil, "", err
 	case fi.Mode()&os.ModeSymlink != 0:
-		// Dovecot writes "sieve/<name>.sieve", relative to the home.
+		// Pigeonhole writes "sieve/<name>.sieve", relative to the home;
+		// an absolute link names Mailu's /mail, not where the volume is
+		// mounted now, so only its last two parts count.
 		target, err := os.Readlink(link)
 		if err != nil {
 			return nil, "", err
 		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(root, target)
-		}
-		if filepath.Dir(filepath.Clean(target)) == dir {
+		target = filepath.Clean(target)
+		if filepath.Base(filepath.Dir(target)) == "sieve" {
 			active, _ = strings.CutSuffix(filepath.Base(target), ".sieve")
 		}
 	case fi.Mode().IsRegular():
@@ -142,7 +142,11 @@ func (im *importer) importSieve(ctx context.Context, user, root string) {
 		// extensions than Pigeonhole): ManageSieve would refuse the
 		// rest, so the import does too, with the line.
 		if err := sieve.Check(body); err != nil {
-			im.rep.skip(what, "Petrel cannot run it: "+err.Error())
+			why := "Petrel cannot run it: " + err.Error()
+			if f.name == active {
+				why += " (it was the active script: the user has none now)"
+			}
+			im.rep.skip(what, why)
 			continue
 		}
 		if im.opt.DryRun {

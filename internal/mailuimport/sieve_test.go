@@ -55,9 +55,15 @@ func TestImportSieve(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(mail, bert, ".dovecot.sieve"), sieveFile1)
+	// cleo's link is absolute, to where Mailu mounted /mail.
+	cleo := newUser(t, st, "cleo", "one.test")
+	write(t, filepath.Join(mail, cleo, "sieve", "filters.sieve"), sieveFile1)
+	if err := os.Symlink("/mail/cleo@one.test/sieve/filters.sieve", filepath.Join(mail, cleo, ".dovecot.sieve")); err != nil {
+		t.Fatal(err)
+	}
 
 	rep, err := Run(ctx, st, Options{MailDir: mail, DryRun: true})
-	if err != nil || rep.Created["Sieve script"] != 3 {
+	if err != nil || rep.Created["Sieve script"] != 4 {
 		t.Fatalf("dry run: %v %+v", err, rep)
 	}
 	if l, _ := st.ListSieveScripts(ctx, anna); len(l) != 0 {
@@ -68,7 +74,7 @@ func TestImportSieve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Created["Sieve script"] != 3 || len(rep.Skips) != 1 {
+	if rep.Created["Sieve script"] != 4 || len(rep.Skips) != 1 {
 		t.Fatalf("report %+v", rep)
 	}
 	if s := rep.Skips[0]; !strings.Contains(s.What, `"broken" of anna@one.test`) || !strings.Contains(s.Reason, "line 3") || s.Unsupported {
@@ -87,12 +93,15 @@ func TestImportSieve(t *testing.T) {
 		if err != nil || name != origScript || string(b) != sieveFile1 {
 			t.Errorf("bert's active script %q %q %v", name, b, err)
 		}
+		if name, _, err := st.SieveActiveScript(ctx, cleo); err != nil || name != "filters" {
+			t.Errorf("cleo's active script %q %v", name, err)
+		}
 	}
 	check()
 
 	for _, dry := range []bool{true, false} {
 		rep, err = Run(ctx, st, Options{MailDir: mail, DryRun: dry})
-		if err != nil || rep.Created["Sieve script"] != 0 || rep.Present["Sieve script"] != 3 {
+		if err != nil || rep.Created["Sieve script"] != 0 || rep.Present["Sieve script"] != 4 {
 			t.Fatalf("second run (dry run %v): %v %+v", dry, err, rep)
 		}
 	}

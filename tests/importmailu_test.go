@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/petrelmail/petrel/internal/auth"
+	"github.com/petrelmail/petrel/internal/fetch"
 	_ "modernc.org/sqlite"
 )
 
@@ -78,7 +79,9 @@ func freePort(t *testing.T) int {
 }
 
 // dovecot is a private Dovecot laid out as Mailu's: mail_location
-// maildir:/mail/%u, the four special-use folders, the zlib plugin.
+// maildir:/mail/%u, the four special-use folders, the zlib plugin, and
+// maildir_stat_dirs = yes (without it Dovecot would list the
+// .dovecot.sieve symlink as a folder "dovecot/sieve").
 type dovecot struct {
 	port int
 	mail string
@@ -156,6 +159,7 @@ userdb {
   args = username_format=%%u %[1]s/passwd
 }
 mail_location = maildir:%[1]s/mail/%%u
+maildir_stat_dirs = yes
 mail_plugins = zlib
 namespace inbox {
   inbox = yes
@@ -318,6 +322,53 @@ func writeDKIM(t *testing.T, dir, domain string) []byte {
 	return pemBytes
 }
 
+// bertSieve is bert's scripts in Mailu; roundcube is the active one.
+var bertSieve = map[string]string{
+	"roundcube": "require [\"fileinto\"];\nif header :contains \"subject\" \"[list]\" {\n  fileinto \"Lists\";\n}\n",
+	"holiday":   "require \"vacation\";\nvacation :days 2 \"Back soon\";\n",
+}
+
+// checkImportedSieveAndFetch reads, with the server stopped, what the
+// import made of bert's scripts and emil's fetched account, and returns
+// it for the comparison after a second run.
+func checkImportedSieveAndFetch(t *testing.T, s *server) string {
+	t.Helper()
+	ctx := context.Background()
+	st := openStore(t, s)
+	defer st.Close()
+	scripts, err := st.ListSieveScripts(ctx, "bert@one.test")
+	if err != nil || len(scripts) != 2 || scripts[0].Name != "holiday" || scripts[0].Active ||
+		scripts[1].Name != "roundcube" || !scripts[1].Active {
+		t.Fatalf("bert's scripts: %+v %v", scripts, err)
+	}
+	for name, want := range bertSieve {
+		if got, err := st.GetSieveScript(ctx, "bert@one.test", name); err != nil || string(got) != want {
+			t.Errorf("script %s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	fs, err := st.ListFetches(ctx, "emil@three.test")
+	if err != nil || len(fs) != 1 {
+		t.Fatalf("emil's fetched accounts: %+v %v", fs, err)
+	}
+	f := fs[0]
+	if f.Protocol != "imap" || f.Host != "imap.remote.test" || f.Port != 993 || !f.TLS || f.Username != "emil" ||
+		!f.Keep || f.Scan || strings.Join(f.Folders, ",") != "INBOX,Junk" {
+		t.Errorf("fetched account %+v", f)
+	}
+	// Sealed with the server's SECRET_KEY, as serve opens it.
+	sealer, err := fetch.NewSealerFor([]byte(s.env["SECRET_KEY"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(f.Password, "remote-secret") {
+		t.Error("the fetched account's password is stored in clear")
+	}
+	if pw, err := sealer.Open(f.Password); err != nil || pw != "remote-secret" {
+		t.Errorf("the sealed password opens to %q, %v", pw, err)
+	}
+	return fmt.Sprintf("%+v %d %s", scripts, f.ID, f.Password)
+}
+
 // mailuInstall is a Mailu-shaped install the tests build once per test.
 type mailuInstall struct {
 	dir, db, mail, dkim string
@@ -360,12 +411,19 @@ func newMailuInstall(t *testing.T, perUser int) *mailuInstall {
 			t.Fatal(err)
 		}
 	}
-	// A Sieve script as Mailu's Dovecot keeps it (ManageSieve).
-	sieveDir := filepath.Join(m.mail, "bert@one.test", "sieve")
-	if err := os.MkdirAll(sieveDir, 0o755); err != nil {
-		t.Fatal(err)
+	// Sieve scripts as Mailu's Dovecot keeps them (sieve = file:~/sieve;
+	// active=~/.dovecot.sieve): bert has two, the first one active.
+	home := filepath.Join(m.mail, "bert@one.test")
+	for name, body := range bertSieve {
+		p := filepath.Join(home, "sieve", name+".sieve")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(sieveDir, "roundcube.sieve"), []byte("require \"fileinto\";\n"), 0o644); err != nil {
+	if err := os.Symlink("sieve/roundcube.sieve", filepath.Join(home, ".dovecot.sieve")); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -450,14 +508,14 @@ func TestImportMailu(t *testing.T) {
 	out, code := m.runImport(t, s)
 	took := time.Since(start)
 	t.Logf("import of %d messages took %v:\n%s", storedMessages(t, out), took, out)
-	// Sieve scripts and the fetched account have no place in Petrel yet:
-	// exit 3, and the summary says so.
+	// Mailu's config table has no place in Petrel (settings come from
+	// the environment): exit 3, and the summary says so.
 	if code != ExitPartialCode {
 		t.Fatalf("import: exit %d, want %d\n%s", code, ExitPartialCode, out)
 	}
 	for _, want := range []string{"users:       5 new", "domains:     3 new", "aliases:     2 new", "tokens:      1 new",
 		"managers:    1 new", "relays:      1 new", "alternatives: 1 new", "DKIM keys:   1 new",
-		"Sieve scripts of bert@one.test", "fetched account emil@imap.remote.test of emil@three.test"} {
+		"Sieve scripts: 2 new", "fetched accounts: 1 new", "config entry motd"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
@@ -465,6 +523,10 @@ func TestImportMailu(t *testing.T) {
 	if strings.Contains(out, "remote-secret") {
 		t.Error("the summary shows a fetched account's password")
 	}
+	if strings.Contains(out, "Sieve scripts of") || strings.Contains(out, "fetched account emil") {
+		t.Errorf("the summary still lists Sieve scripts or the fetched account as not imported:\n%s", out)
+	}
+	imported := checkImportedSieveAndFetch(t, s)
 	key, err := os.ReadFile(filepath.Join(s.dataDir, "dkim", "one.test.dkim.key"))
 	if err != nil || string(key) != string(m.key) {
 		t.Errorf("DKIM key not copied as it was: %v", err)
@@ -530,6 +592,14 @@ print("logins ok")
 	again, code := m.runImport(t, s)
 	if code != ExitPartialCode || storedMessages(t, again) != 0 || !strings.Contains(again, "users:       0 new, 5 already there") {
 		t.Fatalf("second run: exit %d\n%s", code, again)
+	}
+	for _, want := range []string{"Sieve scripts: 0 new, 2 already there", "fetched accounts: 0 new, 1 already there"} {
+		if !strings.Contains(again, want) {
+			t.Errorf("second run: summary lacks %q:\n%s", want, again)
+		}
+	}
+	if got := checkImportedSieveAndFetch(t, s); got != imported {
+		t.Errorf("the second run changed scripts or the fetched account:\n%s\nthen:\n%s", got, imported)
 	}
 	s.start()
 	if r := m.compare(t, s); r != report {

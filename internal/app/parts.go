@@ -23,6 +23,7 @@ import (
 	"github.com/petrelmail/petrel/internal/obs"
 	"github.com/petrelmail/petrel/internal/queue"
 	"github.com/petrelmail/petrel/internal/ratelimit"
+	"github.com/petrelmail/petrel/internal/secret"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/srs"
 	"github.com/petrelmail/petrel/internal/stats"
@@ -81,7 +82,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("DATA_DIR %s: %w", cfg.DataDir, err)
 	}
-	if p.secret, err = secretKey(cfg, log); err != nil {
+	if p.secret, err = secret.Load(cfg, log); err != nil {
 		return nil, err
 	}
 
@@ -153,7 +154,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		RequireTokens:   cfg.AuthRequireTokens,
 		Rounds:          cfg.CredentialRounds,
 		Logger:          log.With("part", "auth"),
-		FingerprintKey:  deriveKey(p.secret, "auth-fingerprint"),
+		FingerprintKey:  secret.Derive(p.secret, "auth-fingerprint"),
 	})
 
 	if p.metrics != nil {

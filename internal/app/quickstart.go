@@ -20,6 +20,7 @@ import (
 	"github.com/petrelmail/petrel/internal/admin"
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/obs"
+	"github.com/petrelmail/petrel/internal/secret"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 )
 
@@ -57,7 +58,7 @@ func ensureSecretFile(dataDir string) (string, error) {
 	}
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw) // crypto/rand.Read never fails (Go 1.24+)
-	if err := writeFileSync(path, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
+	if err := secret.WriteFile(path, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	return path, nil
@@ -232,7 +233,7 @@ func writeEnvFile(path string, env, defaults map[string]string) error {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
 	}
-	return writeFileSync(path, []byte(b.String()), 0o600)
+	return secret.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 func printWelcome(w io.Writer, cfg *config.Config, password, envFile, self string) {

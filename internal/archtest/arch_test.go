@@ -58,6 +58,10 @@ var forbidden = map[string][]string{
 	// store interfaces; no protocol, no admin use case, no Petrel SQL.
 	"internal/mailuimport": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 
+	// The master secret and its derived keys: config only, so serve and
+	// every CLI command can use it.
+	"internal/secret": {"internal/store", "internal/auth", "internal/fetch", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+
 	// Shared by every listener: no protocol, no store.
 	"internal/connlimit": {"internal/"},
 	// The PROXY protocol reader wraps listeners: no protocol, no store.

@@ -63,6 +63,7 @@ type call struct {
 	welcomeHook  WelcomeHook
 	welcomeClose func() error
 	st           store.Store
+	log          *slog.Logger
 	stdin        io.Reader
 	stdout       io.Writer
 	stderr       io.Writer
@@ -321,6 +322,7 @@ func (c *call) setup() error {
 	if err != nil {
 		log = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	c.log = log
 	st, err := sqlstore.OpenConfig(c.ctx, cfg, log)
 	if err != nil {
 		return err

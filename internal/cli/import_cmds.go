@@ -6,17 +6,19 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/petrelmail/petrel/internal/fetch"
 	"github.com/petrelmail/petrel/internal/mailuimport"
+	"github.com/petrelmail/petrel/internal/secret"
 )
 
 // ExitPartial: import-mailu brought everything Petrel can hold, but left
-// out data it has no place for yet (Sieve scripts, fetched accounts).
+// out data it has no place for (Mailu's config table entries).
 const ExitPartial = 3
 
 func importCommands() []*command {
 	return []*command{
 		{name: "import-mailu", args: "", min: 0, max: 0, store: true,
-			summary: "Import a Mailu install: accounts, every Maildir, DKIM keys.",
+			summary: "Import a Mailu install: accounts, every Maildir, Sieve scripts, DKIM keys.",
 			help: `Reads Mailu's admin database (--db: the path of main.db, or the
 postgresql:// URL of SQLALCHEMY_DATABASE_URI), the Maildirs under --mail
 (Mailu's /mail, one directory per address as Dovecot wrote it) and the keys
@@ -30,14 +32,17 @@ their UIDs and each folder its UIDVALIDITY (dovecot-uidlist), so mail
 clients keep their caches; flags and keywords come from the file names and
 dovecot-keywords, INTERNALDATE from the file time, subscriptions from the
 subscriptions file; gz, bz2 and zstd files (Mailu's COMPRESSION) are
-decompressed.
+decompressed. Each user's Sieve scripts (sieve/*.sieve in the Maildir) come
+across by name, the one .dovecot.sieve points to active; a script Petrel
+cannot run is listed with the line at fault. Fetched accounts come across
+with their remote passwords sealed under SECRET_KEY, as serve keeps them.
 
 Objects Petrel already has are left as they are and messages whose UID is
 already in their folder are skipped, so an interrupted import resumes when
 run again and a second run changes nothing. Stop serve during the import.
 Exit status: 0 when everything came across, 1 when something did not (the
-summary lists it), 3 when only data Petrel has no place for yet was left out
-(Sieve scripts, fetched accounts).`,
+summary lists it), 3 when only data Petrel has no place for was left out
+(Mailu's config table: Petrel takes its settings from the environment).`,
 			opts: []opt{
 				{long: "--db", metavar: "MAIN_DB", help: "Mailu's main.db, or a postgresql:// URL."},
 				{long: "--mail", metavar: "DIR", help: "Mailu's mail directory (/mail)."},
@@ -67,6 +72,20 @@ func runImportMailu(c *call) error {
 		DKIMPath:      c.cfg.DKIMPath,
 		Selector:      c.cfg.DKIMSelector,
 		DryRun:        c.flag("--dry-run"),
+	}
+	// Fetched accounts' passwords are sealed with the key serve opens
+	// them with (SECRET_KEY, or the DATA_DIR/secret.key serve would
+	// make); a dry run writes nothing, that file included.
+	if !opt.DryRun {
+		master, err := secret.Load(c.cfg, c.log)
+		if err != nil {
+			return err
+		}
+		sealer, err := fetch.NewSealerFor(master)
+		if err != nil {
+			return err
+		}
+		opt.SealPassword = sealer.Seal
 	}
 	if v := c.vals["--batch"]; v != "" {
 		n, err := strconv.Atoi(v)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/petrelmail/petrel/internal/secret"
 )
 
 // sealPrefix versions the sealed form, so the scheme can change later.
@@ -71,4 +73,10 @@ func (s *Sealer) Open(sealed string) (string, error) {
 		return "", ErrUnsealable
 	}
 	return string(plain), nil
+}
+
+// NewSealerFor returns the sealer for Petrel's master secret
+// (SECRET_KEY): serve and import-mailu seal with the same derived key.
+func NewSealerFor(master []byte) (*Sealer, error) {
+	return NewSealer(secret.Derive(master, "fetch-password"))
 }

@@ -32,6 +32,7 @@ func (im *importer) importAccounts(ctx context.Context, db *mailuDB) error {
 		{"alias", im.alias},
 		{"manager", im.manager},
 		{"token", im.token},
+		{"fetch", im.fetch},
 	}
 	for _, s := range steps {
 		if !db.hasTable(ctx, s.table) {
@@ -46,18 +47,6 @@ func (im *importer) importAccounts(ctx context.Context, db *mailuDB) error {
 				return err
 			}
 			s.fn(ctx, r)
-		}
-	}
-	if db.hasTable(ctx, "fetch") {
-		rows, err := db.rows(ctx, "fetch")
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			// Mailu's fetch table keeps remote passwords in clear; only
-			// the account's name goes to the report.
-			im.rep.unsupported("fetched account "+r.str("username")+"@"+r.str("host")+" of "+r.str("user_email"),
-				"this Petrel has no fetched-accounts table yet (FETCHMAIL); add it again in the web UI once it has")
 		}
 	}
 	if db.hasTable(ctx, "config") {
@@ -365,4 +354,52 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), dst)
+}
+
+// fetch copies a fetched account (models.Fetch). Mailu keeps the remote
+// password in clear; Petrel stores it sealed under SECRET_KEY, and it
+// never goes to the report or the log. An account is the same when user,
+// protocol, host, port and remote user are. LastCheck and Error are not
+// carried: Petrel polls the account at once and records its own.
+func (im *importer) fetch(ctx context.Context, r row) {
+	f := store.Fetch{
+		UserEmail: strings.ToLower(r.str("user_email")),
+		Protocol:  strings.ToLower(r.str("protocol")),
+		Host:      r.str("host"),
+		Port:      int(r.int64("port", 0)),
+		TLS:       r.boolean("tls", false),
+		Username:  r.str("username"),
+		Keep:      r.boolean("keep", false),
+		Scan:      r.boolean("scan", false),
+		Folders:   r.list("folders"),
+		Meta:      meta(r),
+	}
+	what := "fetched account " + f.Username + "@" + f.Host + " of " + f.UserEmail
+	if f.Protocol != "imap" && f.Protocol != "pop3" {
+		im.rep.skip(what, fmt.Sprintf("protocol %q is neither imap nor pop3", f.Protocol))
+		return
+	}
+	if have, err := im.st.ListFetches(ctx, f.UserEmail); err == nil {
+		for _, h := range have {
+			if h.Protocol == f.Protocol && strings.EqualFold(h.Host, f.Host) && h.Port == f.Port && h.Username == f.Username {
+				im.rep.present("fetched account")
+				return
+			}
+		}
+	}
+	if im.opt.DryRun {
+		im.rep.created("fetched account")
+		return
+	}
+	if im.opt.SealPassword == nil {
+		im.rep.skip(what, "no key to seal its password with")
+		return
+	}
+	sealed, err := im.opt.SealPassword(r.str("password"))
+	if err != nil {
+		im.rep.skip(what, "sealing its password: "+err.Error())
+		return
+	}
+	f.Password = sealed
+	im.outcome("fetched account", f.Username+"@"+f.Host+" of "+f.UserEmail, im.st.CreateFetch(ctx, &f))
 }

@@ -1,6 +1,7 @@
 // Package mailuimport moves a Mailu install into Petrel (petrel
 // import-mailu): the admin database (main.db or PostgreSQL), every
-// user's Maildir as Mailu's Dovecot wrote it, and the DKIM keys. Password
+// user's Maildir and Sieve scripts as Mailu's Dovecot wrote them, the
+// fetched accounts and the DKIM keys. Password
 // and token hashes are kept as they are, and messages keep their UIDs and
 // UIDVALIDITY, so neither users nor their mail clients notice the move.
 //
@@ -31,6 +32,8 @@ import (
 type Store interface {
 	store.Accounts
 	store.Importer
+	store.SieveScripts
+	store.Fetches
 	GetMailbox(ctx context.Context, user, name string) (*store.Mailbox, error)
 	Quota(ctx context.Context, user string) (used, limit int64, err error)
 }
@@ -45,6 +48,10 @@ type Options struct {
 	// DKIMPath and Selector are Petrel's DKIM_PATH and DKIM_SELECTOR.
 	DKIMPath, Selector string
 	DryRun             bool
+	// SealPassword seals a fetched account's remote password for the
+	// store (fetch.NewSealerFor(SECRET_KEY).Seal, as serve opens it);
+	// nil leaves fetched accounts out.
+	SealPassword func(password string) (string, error)
 
 	// Progress gets the progress display (nil: none); TTY redraws one
 	// line in place instead of printing a line every few seconds.
@@ -140,6 +147,7 @@ func (im *importer) importMail(ctx context.Context) error {
 				continue
 			}
 		}
+		im.importSieve(ctx, user, filepath.Join(im.opt.MailDir, e.Name()))
 		ps, err := im.planUser(user, filepath.Join(im.opt.MailDir, e.Name()))
 		if err != nil {
 			im.rep.skip("Maildir of "+user, err.Error())
@@ -203,12 +211,6 @@ func (im *importer) planUser(user, root string) ([]*folderPlan, error) {
 	}
 	for _, b := range bad {
 		im.rep.skip("folder "+b+" of "+user, "name is not valid modified UTF-7")
-	}
-	for _, sieve := range []string{"sieve", ".dovecot.sieve"} {
-		if _, err := os.Stat(filepath.Join(root, sieve)); err == nil {
-			im.rep.unsupported("Sieve scripts of "+user+" ("+sieve+")", "this Petrel has no Sieve yet; keep the scripts and upload them once it has")
-			break
-		}
 	}
 	subs, haveSubs, err := readSubscriptions(root)
 	if err != nil {

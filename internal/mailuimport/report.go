@@ -11,8 +11,9 @@ import (
 type Skip struct {
 	What   string
 	Reason string
-	// Unsupported: Petrel has no place for it yet (Sieve scripts,
-	// fetched accounts), as opposed to something that failed.
+	// Unsupported: Petrel has no place for it (Mailu's config table:
+	// Petrel takes its settings from the environment), as opposed to
+	// something that failed.
 	Unsupported bool
 }
 
@@ -114,7 +115,7 @@ func (r *Report) Write(w io.Writer) {
 	if r.Failed() {
 		fmt.Fprintln(w, "Some data did not come across (see above); fix the cause and run the import again: it resumes.")
 	} else {
-		fmt.Fprintln(w, "Everything Petrel can hold came across; the items above have no place in Petrel yet.")
+		fmt.Fprintln(w, "Everything Petrel can hold came across; the items above have no place in Petrel.")
 	}
 }
 

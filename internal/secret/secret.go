@@ -1,4 +1,7 @@
-package app
+// Package secret holds Petrel's master secret (SECRET_KEY) and derives
+// the purpose-specific keys from it, so that serve and the CLI commands
+// that write sealed data (import-mailu) agree on every key.
+package secret
 
 import (
 	"crypto/hmac"
@@ -16,10 +19,10 @@ import (
 	"github.com/petrelmail/petrel/internal/config"
 )
 
-// secretKey returns SECRET_KEY (or SECRET_KEY_FILE's content). Without one,
+// Load returns SECRET_KEY (or SECRET_KEY_FILE's content). Without one,
 // Petrel keeps a random key in DATA_DIR/secret.key so that restarts and
 // every CLI call agree on it; Mailu instead falls back to "changeMe".
-func secretKey(cfg *config.Config, log *slog.Logger) ([]byte, error) {
+func Load(cfg *config.Config, log *slog.Logger) ([]byte, error) {
 	if cfg.SecretKey != "" {
 		return []byte(cfg.SecretKey), nil
 	}
@@ -36,23 +39,24 @@ func secretKey(cfg *config.Config, log *slog.Logger) ([]byte, error) {
 		return nil, err
 	}
 	key := hex.EncodeToString(raw)
-	if err := writeFileSync(path, []byte(key+"\n"), 0o600); err != nil {
+	if err := WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", path, err)
 	}
 	log.Warn("SECRET_KEY is not set: generated one and stored it in DATA_DIR", "file", path)
 	return []byte(key), nil
 }
 
-// deriveKey derives a purpose-specific key from the master secret, as
+// Derive derives a purpose-specific key from the master secret, as
 // Mailu derives its sub-keys from SECRET_KEY with HMAC.
-func deriveKey(secret []byte, purpose string) []byte {
-	m := hmac.New(sha256.New, secret)
+func Derive(master []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, master)
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
 }
 
-// writeFileSync writes a file durably: temp file, fsync, rename, fsync dir.
-func writeFileSync(path string, data []byte, mode os.FileMode) error {
+// WriteFile writes a file that holds secrets durably: temp file, fsync,
+// rename, fsync dir, so that a crash never leaves half a key.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {

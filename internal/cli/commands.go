@@ -21,6 +21,7 @@ does not show in the process list.`
 // outbound commands (queue, dns, dkim) live in their own files.
 func commands() []*command {
 	cmds := accountCommands()
+	cmds = append(cmds, sieveCommands()...)
 	cmds = append(cmds, queueCommands()...)
 	cmds = append(cmds, dnsCommands()...)
 	return append(cmds, importCommands()...)

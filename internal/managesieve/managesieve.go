@@ -115,6 +115,27 @@ type Options struct {
 	MaxLineLength     int           // 0: DefaultMaxLineLength
 }
 
+// Limits returns lim with its zero fields set to DefaultMaxScripts,
+// DefaultMaxScriptSize and DefaultMaxStorage: the limits a Server with
+// Options.Limits lim enforces. `petrel sieve` uses it so that the CLI
+// stores no script ManageSieve would refuse.
+func Limits(lim store.SieveLimits) store.SieveLimits {
+	if lim.MaxScripts == 0 {
+		lim.MaxScripts = DefaultMaxScripts
+	}
+	if lim.MaxSize == 0 {
+		lim.MaxSize = DefaultMaxScriptSize
+	}
+	if lim.MaxStorage == 0 {
+		lim.MaxStorage = DefaultMaxStorage
+	}
+	return lim
+}
+
+// ValidName checks a script name as PUTSCRIPT does (RFC 5804 1.6); it
+// returns "" for a valid name, else the problem.
+func ValidName(name string) string { return validName([]byte(name)) }
+
 // Server is the ManageSieve listener.
 type Server struct {
 	opts  Options
@@ -132,15 +153,9 @@ func New(opts Options) *Server {
 	def(&opts.MaxConns, DefaultMaxConns)
 	def(&opts.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	def(&opts.MaxConnsPerUserIP, DefaultMaxConnsPerUserIP)
-	def(&opts.Limits.MaxScripts, DefaultMaxScripts)
+	opts.Limits = Limits(opts.Limits)
 	if opts.MaxLineLength <= 0 {
 		opts.MaxLineLength = DefaultMaxLineLength
-	}
-	if opts.Limits.MaxSize == 0 {
-		opts.Limits.MaxSize = DefaultMaxScriptSize
-	}
-	if opts.Limits.MaxStorage == 0 {
-		opts.Limits.MaxStorage = DefaultMaxStorage
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout

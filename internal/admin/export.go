@@ -41,7 +41,7 @@ var sectionFields = map[string][]string{
 	"user": {"email", "allow_spoofing", "change_pw_next_login", "comment", "displayed_name", "enable_imap", "enable_pop", "enabled",
 		"forward_destination", "forward_enabled", "forward_keep", "global_admin", "manager_of", "password", "quota_bytes",
 		"reply_body", "reply_enabled", "reply_enddate", "reply_startdate", "reply_subject", "spam_enabled",
-		"spam_mark_as_read", "spam_threshold", "tokens", "created_at", "updated_at"},
+		"spam_mark_as_read", "spam_threshold", "sieve_scripts", "tokens", "created_at", "updated_at"},
 	"alias": {"email", "comment", "destination", "wildcard", "created_at", "updated_at"},
 	"relay": {"name", "comment", "smtp", "created_at", "updated_at"},
 }
@@ -347,6 +347,13 @@ func (s *Service) exportUsers(ctx context.Context, e *emitter) ([]omap, error) {
 			tl = append(tl, tokEmit.object(tokenFields(&ut[j]), "id"))
 		}
 		fs = append(fs, efield{key: "tokens", val: tl, def: len(tl) == 0})
+		if ss, ok := s.sieveStore(); ok {
+			scripts, err := readSieve(ctx, ss, u.Email)
+			if err != nil {
+				return nil, err
+			}
+			fs = append(fs, sieveField(scripts))
+		}
 		out = append(out, e.object(fs, "email"))
 	}
 	return out, nil

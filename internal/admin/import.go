@@ -193,6 +193,9 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 	})
 	if errors.Is(err, errDryRun) {
 		im.noteDKIM(want)
+		if err := im.applySieve(ctx, want, false); err != nil {
+			return im.res, err
+		}
 		return im.res, nil
 	}
 	if err != nil {
@@ -204,6 +207,9 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 	}
 	for i := range im.newUsers {
 		s.welcome(ctx, &im.newUsers[i])
+	}
+	if err := im.applySieve(ctx, want, true); err != nil {
+		return im.res, err
 	}
 	if err := im.writeDKIM(want); err != nil {
 		return im.res, err

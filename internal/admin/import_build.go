@@ -13,6 +13,10 @@ type userState struct {
 	u        store.User
 	managers map[string]bool // domains the user manages
 	tokens   []store.Token   // ID 0 = to be created
+	// sieve is the user's whole set of Sieve scripts when sieveSet;
+	// else the import leaves the scripts as they are.
+	sieve    []sieveScript
+	sieveSet bool
 }
 
 // state is the whole configuration, as it is or as the import wants it.
@@ -98,7 +102,8 @@ func loadState(ctx context.Context, tx store.Accounts) (*state, error) {
 }
 
 func (us *userState) clone() *userState {
-	c := &userState{u: us.u, managers: make(map[string]bool, len(us.managers))}
+	c := &userState{u: us.u, managers: make(map[string]bool, len(us.managers)), sieveSet: us.sieveSet}
+	c.sieve = append([]sieveScript(nil), us.sieve...)
 	c.u.ForwardDestination = append([]string(nil), us.u.ForwardDestination...)
 	for d := range us.managers {
 		c.managers[d] = true
@@ -311,7 +316,9 @@ func (im *importer) buildUsers(old, want *state, patches []patch) {
 		if cur != nil && im.opt.Update {
 			us = cur.clone()
 		} else {
-			us = &userState{u: store.NewUser(local, dom, mailuUserQuota, im.s.opt.DefaultSpamThreshold), managers: map[string]bool{}}
+			// Replacing: a user listed without sieve_scripts has none,
+			// as with every attribute left out.
+			us = &userState{u: store.NewUser(local, dom, mailuUserQuota, im.s.opt.DefaultSpamThreshold), managers: map[string]bool{}, sieveSet: true}
 			if o := old.users[p.key]; o != nil {
 				us.u.CreatedAt, us.u.QuotaBytesUsed = o.u.CreatedAt, o.u.QuotaBytesUsed
 			}
@@ -388,6 +395,11 @@ func (im *importer) buildUsers(old, want *state, patches []patch) {
 						v = nil
 					}
 					im.setTokens(us, oldTokens, v, merge, path)
+				case "sieve_scripts":
+					if reset {
+						v = nil
+					}
+					im.setSieve(us, v, path)
 				case "fetches":
 					im.warn("%s: fetches ignored (Petrel has no fetchmail)", path)
 				default:

@@ -159,6 +159,11 @@ func (im *importer) change(action, table, key, detail string) {
 //
 // Domain and user limits are not enforced here (Mailu's import does not
 // either); names must still be unique and references must resolve.
+//
+// A user's sieve_scripts (Petrel's own attribute) is the user's whole set
+// of Sieve scripts, each checked with sieve.Check. The scripts are not in
+// store.Accounts, so they are written once the transaction has committed,
+// as the DKIM key files are.
 func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*ImportResult, error) {
 	im := &importer{s: s, opt: opt, res: &ImportResult{DryRun: opt.DryRun}, paths: map[string]string{}, dkim: map[string]dkimOp{}}
 	sections := im.parse(data)

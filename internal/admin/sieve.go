@@ -159,7 +159,12 @@ func (im *importer) applySieve(ctx context.Context, want *state, write bool) err
 	}
 	ss, ok := im.s.sieveStore()
 	if !ok {
-		return fmt.Errorf("admin: import: this store keeps no Sieve scripts")
+		for _, e := range users {
+			if len(want.users[e].sieve) > 0 {
+				return fmt.Errorf("admin: import: this store keeps no Sieve scripts")
+			}
+		}
+		return nil
 	}
 	for _, e := range users {
 		if err := im.applyUserSieve(ctx, ss, e, want.users[e].sieve, write); err != nil {

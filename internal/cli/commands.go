@@ -90,7 +90,9 @@ The domain is created when it does not exist.`,
 			help: `Only non-default attributes are exported unless --full. Password and
 token hashes and DKIM keys are shown as <hidden> unless --secrets.
 FILTER limits the export to sections (domain, user, alias, relay) or
-attributes (user.spam_threshold); named attributes are always exported.`,
+attributes (user.spam_threshold); named attributes are always exported.
+Each user's Sieve scripts come as sieve_scripts: a list of name, active
+and script (Petrel's own attribute; Mailu keeps them in Dovecot's files).`,
 			opts: []opt{
 				{short: "-f", long: "--full", help: "Include attributes with default value."},
 				{short: "-s", long: "--secrets", help: "Include secret attributes (dkim-key, passwords)."},
@@ -106,7 +108,9 @@ attributes (user.spam_threshold); named attributes are always exported.`,
 aliases and relays it does not list are deleted. --update merges it instead;
 then "- -name: x" deletes an object, "- -email: null" deletes the objects not
 listed, "-key: null" resets an attribute, and list items "-x" and "-prune-"
-remove one or all other items.`,
+remove one or all other items. A user's sieve_scripts list is taken whole
+(scripts it leaves out are deleted); each script is checked as ManageSieve
+checks it, and an error names the line.`,
 			opts: []opt{
 				{short: "-v", long: "--verbose", help: "Increase verbosity (show every change)."},
 				{short: "-s", long: "--secrets", help: "Show secret attributes in messages."},

@@ -66,3 +66,43 @@ func TestSieveCommand(t *testing.T) {
 	e.fails(2, "wrong number of arguments for show", "sieve", user, "show")
 	e.fails(2, "expected", "sieve")
 }
+
+// TestSieveConfigRoundTrip: scripts stored with `petrel sieve` travel
+// through config-export and config-import into another installation,
+// with the active one; a bad script in the input fails the import.
+func TestSieveConfigRoundTrip(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	a.ok("", "user", "alice", "example.com", "pw")
+	const user = "alice@example.com"
+	spam := "require \"fileinto\";\r\nif header :contains \"X-Spam\" \"yes\" { fileinto \"Junk\"; }\r\n"
+	a.ok(spam, "sieve", user, "put", "spam")
+	a.ok("keep;\n", "sieve", user, "put", "plain")
+	a.ok("", "sieve", user, "activate", "spam")
+	exp := a.ok("", "config-export", "--secrets").stdout
+	if !strings.Contains(exp, "sieve_scripts:") {
+		t.Fatalf("export lacks sieve_scripts:\n%s", exp)
+	}
+
+	b := newEnv(t)
+	b.ok(exp, "config-import", "-")
+	if got := b.ok("", "sieve", user, "show", "spam").stdout; got != spam {
+		t.Errorf("spam after import: %q, want %q", got, spam)
+	}
+	if got := b.ok("", "sieve", user, "show", "plain").stdout; got != "keep;\n" {
+		t.Errorf("plain after import: %q", got)
+	}
+	if got := b.ok("", "sieve", user).stdout; !strings.Contains(got, "active") ||
+		!strings.HasPrefix(strings.Split(got, "\n")[2], "spam") {
+		t.Errorf("list after import:\n%s", got)
+	}
+	if got := b.ok("", "config-export", "--secrets").stdout; got != exp {
+		t.Errorf("second export differs:\n%s\n---\n%s", exp, got)
+	}
+
+	bad := strings.Replace(exp, "keep;", "keep", 1)
+	r := b.run(bad, "config-import", "-")
+	if r.code != 1 || !strings.Contains(r.stderr, "sieve_scripts.0.script: Line 1") {
+		t.Errorf("bad script: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -321,6 +321,12 @@ func crashIMAPDial(s *server, user string, startTLS bool, life time.Duration) (*
 			nc.Close()
 			return nil, err
 		}
+		// After STARTTLS, go-imap v2 (beta.8) sends CAPABILITY from a
+		// goroutine of its own that nobody waits for; when the server is
+		// killed while it is on the wire, the client races with itself
+		// (seen under -race in CI). Waiting for it here keeps the next
+		// command from overlapping it.
+		c.Caps()
 	} else {
 		c = imapclient.New(tls.Client(nc, tc), nil)
 	}

@@ -55,6 +55,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		reloadCerts(bg, p.certs, log)
 	}()
 	p.startBackground(bg, &bgWG)
+	logMTASTS(ctx, cfg, p, mtastsServed(cfg, p))
 
 	errc := make(chan error, len(servers))
 	var wg sync.WaitGroup

@@ -10,6 +10,7 @@ import (
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/httpd"
 	"github.com/petrelmail/petrel/internal/httpd/autoconfig"
+	"github.com/petrelmail/petrel/internal/httpd/mtasts"
 	"github.com/petrelmail/petrel/internal/metrics"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 	"github.com/petrelmail/petrel/internal/tlscfg/acme"
@@ -81,6 +82,16 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 			Token: cfg.MetricsToken, Networks: cfg.MetricsNetworks,
 		})}
 	}
+	// RFC 8461 3.3: the policy of every local domain, over HTTPS (on 443,
+	// or on 80 behind a TLS proxy; the redirect mode does not serve it).
+	sts, err := newMTASTS(cfg, p)
+	if err != nil {
+		return nil, fmt.Errorf("MTA-STS policy: %w", err)
+	}
+	if base.Extra == nil {
+		base.Extra = map[string]http.Handler{}
+	}
+	base.Extra["GET "+mtasts.Path] = sts
 	out := map[int]server{}
 	if on443 {
 		o := base
@@ -108,6 +119,12 @@ func httpServers(cfg *config.Config, p *parts) (map[int]server, error) {
 		out[80] = s
 	}
 	return out, nil
+}
+
+// mtastsServed reports whether an HTTP role serves the MTA-STS policy:
+// 443 with TLS, else 80 in plain mode (behind a TLS-terminating proxy).
+func mtastsServed(cfg *config.Config, p *parts) bool {
+	return cfg.Listeners[443].Enabled && webTLS(cfg, p.certs) || cfg.Listeners[80].Enabled
 }
 
 // webrootRedirect is where / goes: WEBROOT_REDIRECT, by default WEB_ADMIN

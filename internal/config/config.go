@@ -101,6 +101,9 @@ type Config struct {
 	OutboundTLSLevel        string         // OUTBOUND_TLS_LEVEL: may, encrypt or dane (default)
 	DeferOnTLSError         bool           // DEFER_ON_TLS_ERROR, default true
 	TLSRPTSend              bool           // TLSRPT_SEND, default true: daily TLS-RPT reports
+	TLSRPTRUA               string         // TLSRPT_RUA, local part at DOMAIN that receives TLS-RPT reports, default POSTMASTER; "" = none
+	MTASTSMode              string         // MTA_STS_MODE: none, testing (default) or enforce, of the policy we serve
+	MTASTSMaxAge            int64          // MTA_STS_MAX_AGE, seconds, default 604800 (one week)
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
 	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message

@@ -313,7 +313,27 @@ func (r *reader) tls(cfg *Config) {
 	}
 	cfg.DeferOnTLSError = r.boolean("DEFER_ON_TLS_ERROR", true)
 	cfg.TLSRPTSend = r.boolean("TLSRPT_SEND", true)
+	r.mtasts(cfg)
 	r.acme(cfg)
+}
+
+// mtasts reads the settings of the MTA-STS policy Petrel serves for its
+// domains (RFC 8461) and of the TLS-RPT reports it receives (RFC 8460).
+func (r *reader) mtasts(cfg *Config) {
+	cfg.MTASTSMode = strings.ToLower(strings.TrimSpace(r.str("MTA_STS_MODE", "testing")))
+	switch cfg.MTASTSMode {
+	case "none", "testing", "enforce":
+	default:
+		r.errorf("MTA_STS_MODE", cfg.MTASTSMode, "use none, testing or enforce", "unknown MTA-STS mode")
+		cfg.MTASTSMode = "testing"
+	}
+	// RFC 8461 3.2: max_age is at most 31557600 (about a year).
+	cfg.MTASTSMaxAge = r.integer("MTA_STS_MAX_AGE", 604800, 60, 31557600,
+		"give the policy's lifetime in seconds, e.g. 604800 (one week)")
+	cfg.TLSRPTRUA = r.reportLocalPart("TLSRPT_RUA", cfg.Postmaster)
+	if strings.EqualFold(cfg.TLSRPTRUA, "none") {
+		cfg.TLSRPTRUA = ""
+	}
 }
 
 // acme reads the settings of TLS_FLAVOR=letsencrypt and mail-letsencrypt.

@@ -3,6 +3,7 @@ package tests
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"net"
 	"net/http"
 	"net/smtp"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/testutil/pebbletest"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // TestLetsEncryptFlavor runs petrel with TLS_FLAVOR=letsencrypt against
@@ -25,6 +28,7 @@ func TestLetsEncryptFlavor(t *testing.T) {
 	ca := pebbletest.Start(t, pebbletest.Options{DNS: s.dns.Addr, HTTPPort: portOf(s.addr[80]), TLSPort: portOf(s.addr[443])})
 	s.env["ACME_DIRECTORY"] = ca.Directory
 	s.env["ACME_CA_ROOTS"] = ca.RootsFile
+	s.mustCLI("", "domain", "example.test")
 	s.start()
 	roots := ca.Roots(t)
 
@@ -44,10 +48,18 @@ func TestLetsEncryptFlavor(t *testing.T) {
 	if err := c.StartTLS(&tls.Config{ServerName: "mail.example.test", RootCAs: roots}); err != nil {
 		t.Fatalf("STARTTLS on 25 with pebble's root: %v", err)
 	}
-	if st, _ := c.TLSConnectionState(); st.PeerCertificates[0].SerialNumber.Text(16) != serial {
+	st, _ := c.TLSConnectionState()
+	if st.PeerCertificates[0].SerialNumber.Text(16) != serial {
 		t.Errorf("port 25 serves another certificate")
 	}
 	c.Close()
+	// The whole chain goes out (DANE-TA needs the issuer), and the TLSA
+	// 3 1 1 record petrel dns computes from the stored certificates
+	// matches what port 25 serves.
+	if len(st.PeerCertificates) < 2 {
+		t.Errorf("port 25 sent %d certificates, want the chain", len(st.PeerCertificates))
+	}
+	checkPrintedTLSA(t, s, st)
 	if !strings.Contains(s.logs(), "ACME: certificate obtained") {
 		t.Errorf("the log does not say the certificate was obtained:\n%s", s.logs())
 	}
@@ -78,6 +90,30 @@ func TestLetsEncryptFlavor(t *testing.T) {
 	}
 	if got := ca.Issued(); got != issued {
 		t.Errorf("the restart ordered %d new certificates", got-issued)
+	}
+}
+
+// checkPrintedTLSA verifies cs against the TLSA records `petrel dns
+// example.test` prints for _25._tcp.mail.example.test.
+func checkPrintedTLSA(t *testing.T, s *server, cs tls.ConnectionState) {
+	t.Helper()
+	zone := s.mustCLI("", "dns", "example.test")
+	var recs []dnsres.TLSA
+	for _, line := range strings.Split(zone, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 8 && f[0] == "_25._tcp.mail.example.test." && f[3] == "TLSA" && f[4]+f[5]+f[6] == "311" {
+			data, err := hex.DecodeString(f[7])
+			if err != nil {
+				t.Fatalf("TLSA data %q: %v", f[7], err)
+			}
+			recs = append(recs, dnsres.TLSA{Usage: 3, Selector: 1, MatchingType: 1, Data: data})
+		}
+	}
+	if len(recs) == 0 {
+		t.Fatalf("petrel dns printed no TLSA 3 1 1 record:\n%s", zone)
+	}
+	if err := tlspolicy.VerifyDANE(recs, cs, []string{"mail.example.test"}, time.Now()); err != nil {
+		t.Errorf("printed TLSA records do not match port 25: %v\n%s", err, zone)
 	}
 }
 

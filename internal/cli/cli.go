@@ -63,6 +63,7 @@ type call struct {
 	welcomeHook  WelcomeHook
 	welcomeClose func() error
 	st           store.Store
+	tlsa         []string // TLSA data petrel dns prints
 	log          *slog.Logger
 	stdin        io.Reader
 	stdout       io.Writer

@@ -103,6 +103,16 @@ type RecordsOptions struct {
 	// LetsEncrypt adds Mailu's DANE TLSA records for the ISRG roots
 	// (TLS_FLAVOR letsencrypt or mail-letsencrypt).
 	LetsEncrypt bool
+	// MTASTSID, when set, adds the _mta-sts TXT record with this policy
+	// id (RFC 8461 3.1) and the mta-sts.<domain> CNAME to the first
+	// hostname, where the policy is served.
+	MTASTSID string
+	// TLSRPTRUA, when set, adds the _smtp._tls TXT record (RFC 8460 3)
+	// with this reporting URI (mailto:...).
+	TLSRPTRUA string
+	// TLSA are the data ("3 1 1 <hex>") of the DANE TLSA records for
+	// _25._tcp.<first hostname> (RFC 7672 3.1), one per served key.
+	TLSA []string
 }
 
 // srvService is one RFC 6186 / RFC 8314 service record Mailu publishes.
@@ -163,6 +173,17 @@ func Records(opts RecordsOptions) ([]Record, error) {
 		} {
 			recs = append(recs, Record{Name: fq("_25._tcp." + host), TTL: tlsaTTL, Type: "TLSA", Value: "2 1 1 " + h})
 		}
+	}
+	for _, v := range opts.TLSA {
+		recs = append(recs, Record{Name: fq("_25._tcp." + host), TTL: tlsaTTL, Type: "TLSA", Value: v})
+	}
+	if opts.MTASTSID != "" {
+		recs = append(recs,
+			Record{Name: fq("_mta-sts." + d), TTL: recordTTL, Type: "TXT", Value: "v=STSv1; id=" + opts.MTASTSID},
+			Record{Name: fq("mta-sts." + d), TTL: recordTTL, Type: "CNAME", Value: fq(host)})
+	}
+	if opts.TLSRPTRUA != "" {
+		recs = append(recs, Record{Name: fq("_smtp._tls." + d), TTL: recordTTL, Type: "TXT", Value: "v=TLSRPTv1; rua=" + opts.TLSRPTRUA})
 	}
 	on := func(port int) bool {
 		if opts.Served != nil {

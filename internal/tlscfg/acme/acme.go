@@ -19,6 +19,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -457,4 +458,24 @@ func splitPort(addr string, def int) (string, int, error) {
 		h = ""
 	}
 	return h, n, nil
+}
+
+// StoredLeaves returns the leaf certificates the store holds for the main
+// hostname (ECDSA first, then RSA), without starting the manager: what
+// `petrel dns` bases TLSA records on. None yet is not an error.
+func (m *Manager) StoredLeaves(ctx context.Context) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, cfg := range []*certmagic.Config{m.ec, m.rsa} {
+		c, err := cfg.CacheManagedCertificate(ctx, m.opts.Hostnames[0])
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("acme: load the certificate of %s: %w", m.opts.Hostnames[0], err)
+		}
+		if c.Leaf != nil {
+			out = append(out, c.Leaf)
+		}
+	}
+	return out, nil
 }

@@ -50,3 +50,35 @@ type TLSPolicies interface {
 	// sends each report.
 	ClaimTLSReport(ctx context.Context, day time.Time, domain string) (bool, error)
 }
+
+// ReceivedTLSReport is one policy of a TLS-RPT aggregate report another
+// organisation sent us (RFC 8460 4.4): a report with several policies is
+// several rows sharing Organization and ReportID.
+type ReceivedTLSReport struct {
+	ID           int64
+	ReceivedAt   time.Time
+	Recipient    string // the address it was delivered to
+	Organization string // organization-name
+	ReportID     string // report-id
+	Contact      string // contact-info
+	Start, End   time.Time
+	PolicyIndex  int    // position in the report's policies
+	PolicyDomain string // policy-domain, lower case
+	PolicyType   string // sts, tlsa or no-policy-found
+	PolicyString string // policy-string, lines joined with "\n"
+	MXHosts      string // mx-host, comma-separated
+	Success      int64  // total-successful-session-count
+	Failure      int64  // total-failure-session-count
+	Details      string // failure-details as a JSON array ("" = none)
+}
+
+// ReceivedTLSReports keeps the TLS-RPT reports others send us.
+type ReceivedTLSReports interface {
+	// AddReceivedTLSReports stores the rows of one report in one
+	// transaction and returns how many were new: a report already stored
+	// (same organization, report id and policy index) is not stored twice.
+	AddReceivedTLSReports(ctx context.Context, rows []ReceivedTLSReport) (int, error)
+	// ReceivedTLSReports lists the rows, newest report first; domain ""
+	// lists every policy domain.
+	ReceivedTLSReports(ctx context.Context, domain string) ([]ReceivedTLSReport, error)
+}

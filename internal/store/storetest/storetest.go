@@ -65,6 +65,7 @@ func Run(t *testing.T, open Open) {
 		{"Sieve", testSieve},
 		{"Certs", testCerts},
 		{"TLSPolicies", testTLSPolicies},
+		{"ReceivedTLSReports", testReceivedTLSReports},
 		{"QueueDSN", testQueueDSN},
 		{"Fetches", testFetches},
 	}

@@ -68,6 +68,9 @@ var forbidden = map[string][]string{
 	"internal/proxyproto": {"internal/"},
 	// ACME over the store's interfaces: never SQL, a protocol server or app.
 	"internal/tlscfg": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/httpd", "internal/admin", "internal/cli", "internal/app"},
+	// Received TLS-RPT reports: a parser over the store interfaces, fed by
+	// inbound through app; it knows no protocol and no SQL.
+	"internal/tlsrptin": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 	// A test helper running the pebble binary.
 	"internal/testutil/pebbletest": {"internal/store", "internal/app"},
 	// A test helper speaking only the PostgreSQL wire protocol.

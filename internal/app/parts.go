@@ -33,6 +33,7 @@ import (
 	"github.com/petrelmail/petrel/internal/tlscfg"
 	"github.com/petrelmail/petrel/internal/tlscfg/acme"
 	"github.com/petrelmail/petrel/internal/tlspolicy"
+	"github.com/petrelmail/petrel/internal/tlsrptin"
 )
 
 // parts are the long-lived pieces every listener shares.
@@ -60,6 +61,7 @@ type parts struct {
 	metrics     *metrics.Metrics   // METRICS; nil: off
 	fetcher     *fetch.Poller      // FETCHMAIL_ENABLED; nil: off
 	fetchSealer *fetch.Sealer      // seals fetched accounts' passwords (always built: the web pages need it)
+	tlsrpt      *tlsrptin.Receiver // parses TLS-RPT reports mailed to TLSRPT_RUA; nil: none
 	closers     []func()           // run in reverse order by close
 }
 
@@ -175,6 +177,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		SRS:        p.srs,
 		Logger:     log.With("part", "inbound"),
 	})
+	p.tlsrpt = newTLSRPTReceiver(cfg, p)
 	p.deliverer = inbound.NewDeliverer(p.delivererOptions(p.sieveOptions()))
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {
@@ -230,6 +233,13 @@ func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	go runMaintenance(ctx, p.store, wg, p.log)
 	wg.Add(1)
 	go p.runTLSReports(ctx, wg)
+	if p.tlsrpt != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.tlsrpt.Run(ctx) // TLS-RPT reports mailed to us, parsed off the delivery path
+		}()
+	}
 }
 
 // maintenanceInterval spaces the store's clean-up runs (blob garbage,
@@ -321,7 +331,8 @@ func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOpti
 			// p.queue is built after the deliverer; replies only start once serving.
 			Queued: func() { p.queue.Kick() },
 		},
-		Sieve: sv,
+		Sieve:   sv,
+		Reports: p.reportTap(),
 	}
 }
 

@@ -24,6 +24,7 @@ func commands() []*command {
 	cmds = append(cmds, sieveCommands()...)
 	cmds = append(cmds, queueCommands()...)
 	cmds = append(cmds, dnsCommands()...)
+	cmds = append(cmds, tlsrptCommands()...)
 	return append(cmds, importCommands()...)
 }
 

@@ -67,6 +67,9 @@ type DelivererOptions struct {
 	OnDelivered func(mailboxes int)
 	// Sieve runs users' active Sieve scripts (sieve.go); nil: none.
 	Sieve *SieveOptions
+	// Reports hands mail for the TLS-RPT address to its parser
+	// (reporttap.go); nil: none.
+	Reports *ReportTap
 }
 
 // Deliverer makes accepted messages durable. One committer goroutine
@@ -85,6 +88,7 @@ type Deliverer struct {
 	bounce    func(ctx context.Context, env *Envelope, full []string, headers []byte) error
 	notice    func(ctx context.Context, env *Envelope, routes []Route, headers []byte) error
 	delivered func(int) // nil: not counted
+	tap       *ReportTap // nil: no reporting address
 
 	mu      sync.Mutex
 	state   int
@@ -122,6 +126,7 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 		bounce:    opts.QuotaBounce,
 		notice:    opts.SuccessNotice,
 		delivered: opts.OnDelivered,
+		tap:       opts.Reports,
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -309,6 +314,7 @@ func (d *Deliverer) afterCommit(ctx context.Context, env *Envelope, req *commitR
 		d.bounceFull(ctx, env, req.msg, req.full)
 	}
 	d.notifySuccess(ctx, env, req.msg, req.full)
+	d.tapReports(env, req.msg)
 	if d.reply != nil {
 		d.reply.afterDelivery(ctx, env, replyView)
 	}

@@ -87,7 +87,7 @@ type Deliverer struct {
 	sieve     *sieveHost   // nil: no Sieve scripts
 	bounce    func(ctx context.Context, env *Envelope, full []string, headers []byte) error
 	notice    func(ctx context.Context, env *Envelope, routes []Route, headers []byte) error
-	delivered func(int) // nil: not counted
+	delivered func(int)  // nil: not counted
 	tap       *ReportTap // nil: no reporting address
 
 	mu      sync.Mutex

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -101,6 +102,21 @@ func (c *call) tlsrptRUA() string {
 	return "mailto:" + c.cfg.TLSRPTRUA + "@" + d
 }
 
+// receives reports whether mail to addr reaches someone: a user, an
+// alias or a wildcard alias of its domain. A failed look-up counts as yes
+// (the note is only a hint).
+func (c *call) receives(addr string) bool {
+	if _, err := c.st.GetUser(c.ctx, addr); !errors.Is(err, store.ErrNotFound) {
+		return true
+	}
+	if _, err := c.st.GetAlias(c.ctx, addr); !errors.Is(err, store.ErrNotFound) {
+		return true
+	}
+	_, domain, _ := strings.Cut(addr, "@")
+	w, err := c.st.ListWildcardAliases(c.ctx, domain)
+	return err != nil || len(w) > 0
+}
+
 // servedTLSA computes the TLSA 3 1 1 data of the certificates port 25
 // serves: the ACME certificates in the store under the letsencrypt
 // flavors, else the certificate file. why says why there are none.
@@ -165,6 +181,11 @@ func runDNS(c *call) error {
 			"and they pin the served key, so publish new ones before changing the key")
 	} else if noTLSA != "" {
 		fmt.Fprintf(c.stderr, "petrel dns: no TLSA records: %s\n", noTLSA)
+	}
+	if rua := c.tlsrptRUA(); rua != "" {
+		if addr := strings.TrimPrefix(rua, "mailto:"); !c.receives(addr) {
+			fmt.Fprintf(c.stderr, "petrel dns: %s is no user or alias yet, so TLS-RPT reports sent there are refused; create it, or set TLSRPT_RUA\n", addr)
+		}
 	}
 	if id := c.mtastsID(); id != "" {
 		fmt.Fprintf(c.stderr, "petrel dns: senders fetch the MTA-STS policy only if the HTTPS certificate covers mta-sts.%s", info.Domain)

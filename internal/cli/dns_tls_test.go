@@ -86,6 +86,13 @@ func TestDNSTransportSecurityRecords(t *testing.T) {
 	if !strings.Contains(r.stderr, "covers mta-sts.example.com") {
 		t.Errorf("no certificate note for the policy host: %q", r.stderr)
 	}
+	if !strings.Contains(r.stderr, "postmaster@example.com is no user or alias yet") {
+		t.Errorf("no note that the report address does not exist: %q", r.stderr)
+	}
+	e.ok("", "alias", "postmaster", "example.com", "admin@example.com")
+	if r := e.ok("", "dns", "example.com"); strings.Contains(r.stderr, "no user or alias") {
+		t.Errorf("note although postmaster@example.com is an alias: %q", r.stderr)
+	}
 
 	// The id follows the policy.
 	e.vars["MTA_STS_MODE"] = "enforce"

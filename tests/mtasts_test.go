@@ -81,6 +81,18 @@ func TestMTASTSPolicyServed(t *testing.T) {
 	if strings.Contains(s.logs(), "cover mta-sts.example.test") {
 		t.Errorf("warned about the covered mta-sts.example.test:\n%s", s.logs())
 	}
+	if strings.Contains(s.logs(), "the policy changed") {
+		t.Errorf("first start reported a policy change:\n%s", s.logs())
+	}
+	if err := s.stop(); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	// Another mode is another policy: the restart says to publish the new id.
+	s.env["MTA_STS_MODE"] = "testing"
+	s.start()
+	if !s.waitLog("MTA-STS: the policy changed") {
+		t.Errorf("no note of the changed policy:\n%s", s.logs())
+	}
 	if err := s.stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}

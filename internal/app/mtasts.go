@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -78,6 +80,7 @@ func logMTASTS(ctx context.Context, cfg *config.Config, p *parts, served bool) {
 			names = append(names, a.Name)
 		}
 	}
+	noteMTASTSChange(ctx, p.store, log, pol.ID())
 	log.Info("MTA-STS policy served at https://mta-sts.<domain>"+mtasts.Path+"; publish the _mta-sts record petrel dns prints (its id changes with the policy)",
 		"mode", pol.Mode, "mx", strings.Join(pol.MX, ","), "max_age", pol.MaxAge, "id", pol.ID())
 	uncovered := coverMTASTS(cfg, p.certs, names)
@@ -88,6 +91,36 @@ func logMTASTS(ctx context.Context, cfg *config.Config, p *parts, served bool) {
 		}
 		log.Warn(fmt.Sprintf("MTA-STS: the certificate does not cover %s, so senders cannot fetch those domains' policies; %s",
 			strings.Join(uncovered, ", "), fix), "names", strings.Join(uncovered, ","))
+	}
+}
+
+// mtastsIDKey is where the store remembers the id of the policy served
+// last, so that a change of policy (a setting, HOSTNAMES) is pointed out.
+const mtastsIDKey = "petrel.mta_sts_policy_id"
+
+// noteMTASTSChange warns when the policy id differs from the one served
+// before: senders refetch the policy only once the _mta-sts record
+// carries the new id (RFC 8461 3.1), so the records must be updated.
+func noteMTASTSChange(ctx context.Context, st store.Accounts, log *slog.Logger, id string) {
+	raw, err := st.GetConfig(ctx, mtastsIDKey)
+	var prev string
+	switch {
+	case err == nil:
+		_ = json.Unmarshal(raw, &prev)
+	case !errors.Is(err, store.ErrNotFound):
+		log.Warn("MTA-STS: could not read the previous policy id", "err", err)
+		return
+	}
+	if prev == id {
+		return
+	}
+	if prev != "" {
+		log.Warn("MTA-STS: the policy changed; publish the new id in every domain's _mta-sts TXT record (petrel dns DOMAIN), "+
+			"or senders keep the old policy until its max_age ends", "old_id", prev, "id", id)
+	}
+	v, _ := json.Marshal(id)
+	if err := st.SetConfig(ctx, mtastsIDKey, v); err != nil {
+		log.Warn("MTA-STS: could not store the policy id", "err", err)
 	}
 }
 

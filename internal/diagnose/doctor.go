@@ -364,6 +364,8 @@ func (d *doctor) domain(ctx context.Context, dr DomainRecords) {
 			d.txtRecord(ctx, dom, name, "v=DMARC1", "DMARC report authorisation", r, nil)
 		case r.Type == "CNAME" && (strings.HasPrefix(name, "autoconfig.") || strings.HasPrefix(name, "autodiscover.")):
 			d.sameAddresses(ctx, dom, name, r)
+		case r.Type == "TXT" && strings.HasPrefix(name, "_mta-sts."):
+			d.mtastsID(ctx, dom, name, r)
 		}
 	}
 	d.optionalPolicies(ctx, dom)
@@ -398,6 +400,35 @@ func (d *doctor) txtRecord(ctx context.Context, dom, name, tag, what string, wan
 		}
 		d.add("dns", OK, dom, what+" record present", "")
 	}
+}
+
+// mtastsID compares a published _mta-sts id with the id of the policy
+// Petrel serves (want): senders refetch the policy only when the id
+// changes (RFC 8461 3.1), so a stale id keeps them on the old policy.
+// A missing record is optionalPolicies' business.
+func (d *doctor) mtastsID(ctx context.Context, dom, name string, want msgauth.Record) {
+	txts, _ := d.opt.Resolver.LookupTXT(ctx, name)
+	wantID := stsID(want.Value)
+	for _, t := range txts {
+		if !strings.HasPrefix(t, "v=STSv1") {
+			continue
+		}
+		if got := stsID(t); got != wantID {
+			d.add("dns", Warning, dom, "the published MTA-STS id "+got+" is not the id of the policy Petrel serves ("+wantID+
+				"): senders that cached an older policy keep it", "publish: "+want.String())
+		}
+		return
+	}
+}
+
+// stsID is the id= field of an MTA-STS record.
+func stsID(v string) string {
+	for _, f := range strings.Split(v, ";") {
+		if k, val, ok := strings.Cut(strings.TrimSpace(f), "="); ok && k == "id" {
+			return strings.TrimSpace(val)
+		}
+	}
+	return ""
 }
 
 // sameAddresses checks that an autoconfig name reaches this server.

@@ -296,3 +296,27 @@ func TestDoctorBareUsername(t *testing.T) {
 		t.Errorf("no login advice: %+v", fs)
 	}
 }
+
+// TestDoctorMTASTSID: a published _mta-sts id other than the served
+// policy's is a warning naming the record to publish; the right one is
+// not.
+func TestDoctorMTASTSID(t *testing.T) {
+	recs, err := msgauth.Records(msgauth.RecordsOptions{Domain: "example.test", Hostnames: []string{"mail.example.test"},
+		Served: []int{25, 443}, TLS: true, MTASTSID: "42cd25c14e55a3a9fa02"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, warn := range map[string]bool{"2026120501": true, "42cd25c14e55a3a9fa02": false} {
+		dns := dnstest.New(t)
+		dns.Add(t, `_mta-sts.example.test. TXT "v=STSv1; id=`+id+`"`, "mta-sts.example.test. A 192.0.2.10")
+		fs := Doctor(t.Context(), DoctorOptions{Config: cfgFor(t, nil), Resolver: dns.Resolver(),
+			Domains: []DomainRecords{{Domain: "example.test", Records: recs}}})
+		got := find(fs, "dns", "is not the id of the policy Petrel serves")
+		if warn && (len(got) != 1 || got[0].Severity != Warning || !strings.Contains(got[0].Fix, `_mta-sts.example.test. 600 IN TXT "v=STSv1; id=42cd25c14e55a3a9fa02"`)) {
+			t.Errorf("stale id %s: %+v", id, got)
+		}
+		if !warn && len(got) != 0 {
+			t.Errorf("current id reported: %+v", got)
+		}
+	}
+}

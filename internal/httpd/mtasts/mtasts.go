@@ -36,7 +36,9 @@ type Policy struct {
 
 // New checks and normalises a policy: MX names lower case, without a
 // trailing dot, IP addresses and duplicates dropped (RFC 8461 3.2: mx is a
-// host name pattern).
+// host name pattern), and so are the web names an admin lists in
+// HOSTNAMES only to get certificates for them (mta-sts., autoconfig.,
+// autodiscover.), except the first name, which is always the MX.
 func New(mode string, mx []string, maxAge int64) (Policy, error) {
 	switch mode {
 	case ModeNone, ModeTesting, ModeEnforce:
@@ -56,6 +58,9 @@ func New(mode string, mx []string, maxAge int64) (Policy, error) {
 		if _, err := netip.ParseAddr(h); err == nil {
 			continue
 		}
+		if len(p.MX) > 0 && isWebName(h) {
+			continue
+		}
 		seen[h] = true
 		p.MX = append(p.MX, h)
 	}
@@ -63,6 +68,16 @@ func New(mode string, mx []string, maxAge int64) (Policy, error) {
 		return Policy{}, fmt.Errorf("mta-sts: no MX host name")
 	}
 	return p, nil
+}
+
+// isWebName: names that serve the web roles, not mail.
+func isWebName(h string) bool {
+	for _, p := range []string{"mta-sts.", "autoconfig.", "autodiscover."} {
+		if strings.HasPrefix(h, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Text is the policy file (RFC 8461 3.2), lines ending in CRLF.

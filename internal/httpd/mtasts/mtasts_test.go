@@ -21,7 +21,8 @@ import (
 )
 
 func TestPolicyTextAndID(t *testing.T) {
-	p, err := New("enforce", []string{"Mail.Example.Test.", "mx2.example.test", "mail.example.test", "192.0.2.1"}, 86400)
+	p, err := New("enforce", []string{"Mail.Example.Test.", "mx2.example.test", "mail.example.test", "192.0.2.1",
+		"mta-sts.example.test", "autoconfig.example.test"}, 86400)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,8 +162,19 @@ func PolicyDomain(host string) (string, bool) {
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	d, ok := strings.CutPrefix(host, "mta-sts.")
-	if !ok || d == "" || !strings.Contains(d, ".") || strings.ContainsAny(d, "/\\ ") {
+	if !ok || len(d) > 253 || !strings.Contains(d, ".") {
 		return "", false
+	}
+	// A host name in A-labels: non-empty labels of letters, digits, - and _.
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 {
+			return "", false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", false
+			}
+		}
 	}
 	return d, true
 }

@@ -88,13 +88,17 @@ func TestNewRefuses(t *testing.T) {
 
 func TestPolicyDomain(t *testing.T) {
 	for host, want := range map[string]string{
-		"mta-sts.example.test":      "example.test",
-		"MTA-STS.Example.Test.:443": "example.test",
-		"mta-sts.example.test:8443": "example.test",
-		"mail.example.test":         "",
-		"mta-sts.":                  "",
-		"mta-sts.localhost":         "",
-		"[::1]:443":                 "",
+		"mta-sts.example.test":          "example.test",
+		"MTA-STS.Example.Test.:443":     "example.test",
+		"mta-sts.example.test:8443":     "example.test",
+		"mail.example.test":             "",
+		"mta-sts.":                      "",
+		"mta-sts.localhost":             "",
+		"[::1]:443":                     "",
+		"MTA-STS..0":                    "",
+		"mta-sts.a..b":                  "",
+		"mta-sts.a/b.example":           "",
+		"mta-sts.xn--bcher-kva.example": "xn--bcher-kva.example",
 	} {
 		got, ok := PolicyDomain(host)
 		if got != want || ok != (want != "") {

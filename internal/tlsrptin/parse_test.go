@@ -128,32 +128,33 @@ func TestParseOwnReport(t *testing.T) {
 }
 
 func TestParseRefuses(t *testing.T) {
-	js := string(rfcJSON(t))
+	js := string(rfcJSON(t)) + "\r\n"
 	bomb := gz(t, bytes.Repeat([]byte(" "), MaxReportBytes+10))
 	for name, tc := range map[string]struct {
 		msg  string
 		want error
+		why  string // in the error text
 	}{
-		"plain mail":       {"From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n", ErrNotReport},
-		"not a message":    {"\x00\x01garbage", ErrNotReport},
-		"other attachment": {reportMail("application/pdf", "base64", "", b64([]byte("%PDF"))), ErrNotReport},
-		"corrupt gzip":     {reportMail("application/tlsrpt+gzip", "base64", "", b64([]byte("not gzip at all"))), ErrBadReport},
-		"bad base64":       {reportMail("application/tlsrpt+gzip", "base64", "", "!!!!\r\n"), ErrBadReport},
-		"zip bomb":         {reportMail("application/tlsrpt+gzip", "base64", "", b64(bomb)), ErrBadReport},
-		"bad json":         {reportMail("application/tlsrpt+json", "7bit", "", "{\"organization-name\": \r\n"), ErrBadReport},
-		"no org":           {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"Company-X"`, `""`, 1)), ErrBadReport},
-		"no report id":     {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"5065427c-23d3-47ca-b6e0-946ea0e8c4be"`, `""`, 1)), ErrBadReport},
-		"bad policy type":  {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"sts"`, `"dane"`, 1)), ErrBadReport},
-		"negative count":   {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, "5326", "-1", 1)), ErrBadReport},
-		"range reversed":   {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, "2016-04-01T23:59:59Z", "2016-03-01T23:59:59Z", 1)), ErrBadReport},
-		"bad date":         {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, "2016-04-01T23:59:59Z", "yesterday", 1)), ErrBadReport},
-		"bad domain":       {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"company-y.example"`, `"a b"`, 1)), ErrBadReport},
-		"unknown cte":      {reportMail("application/tlsrpt+json", "x-uuencode", "", js), ErrBadReport},
+		"plain mail":       {"From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n", ErrNotReport, "no TLS-RPT report"},
+		"not a message":    {"\x00\x01garbage", ErrNotReport, "message"},
+		"other attachment": {reportMail("application/pdf", "base64", "", b64([]byte("%PDF"))), ErrNotReport, "no TLS-RPT report"},
+		"corrupt gzip":     {reportMail("application/tlsrpt+gzip", "base64", "", b64([]byte("not gzip at all"))), ErrBadReport, "gzip"},
+		"bad base64":       {reportMail("application/tlsrpt+gzip", "base64", "", "!!!!\r\n"), ErrBadReport, "illegal base64"},
+		"zip bomb":         {reportMail("application/tlsrpt+gzip", "base64", "", b64(bomb)), ErrBadReport, "larger than"},
+		"bad json":         {reportMail("application/tlsrpt+json", "7bit", "", "{\"organization-name\": \r\n"), ErrBadReport, "JSON"},
+		"no org":           {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"Company-X"`, `""`, 1)), ErrBadReport, "no organization-name"},
+		"no report id":     {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"5065427c-23d3-47ca-b6e0-946ea0e8c4be"`, `""`, 1)), ErrBadReport, "no report-id"},
+		"bad policy type":  {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"sts"`, `"dane"`, 1)), ErrBadReport, `policy-type "dane"`},
+		"negative count":   {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, "5326", "-1", 1)), ErrBadReport, "negative session count"},
+		"range reversed":   {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, "2016-04-01T23:59:59Z", "2016-03-01T23:59:59Z", 1)), ErrBadReport, "ends before it starts"},
+		"bad date":         {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, "2016-04-01T23:59:59Z", "yesterday", 1)), ErrBadReport, "JSON"},
+		"bad domain":       {reportMail("application/tlsrpt+json", "7bit", "", strings.Replace(js, `"company-y.example"`, `"a b"`, 1)), ErrBadReport, "bad policy-domain"},
+		"unknown cte":      {reportMail("application/tlsrpt+json", "x-uuencode", "", js), ErrBadReport, "unknown transfer encoding"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tc.msg))
-			if !errors.Is(err, tc.want) {
-				t.Errorf("err = %v, want %v", err, tc.want)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.why) {
+				t.Errorf("err = %v, want %v with %q", err, tc.want, tc.why)
 			}
 		})
 	}
@@ -275,5 +276,22 @@ func TestReceiver(t *testing.T) {
 	st.fail = errors.New("disk full")
 	if _, err := r.Handle(context.Background(), "m6", "postmaster@company-y.example", strings.NewReader(good)); err == nil {
 		t.Error("store failure not returned")
+	}
+}
+
+// Reports still queued when Run's context ends are parsed before it
+// returns.
+func TestReceiverDrainsAtShutdown(t *testing.T) {
+	st := &memStore{}
+	r := New(Options{Store: st})
+	msg := reportMail("application/tlsrpt+json", "7bit", "", string(rfcJSON(t))+"\r\n")
+	if !r.Offer("m1", "postmaster@company-y.example", func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(msg)), nil }) {
+		t.Fatal("offer refused")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.Run(ctx)
+	if st.count() != 1 {
+		t.Errorf("%d rows after shutdown, want the queued report", st.count())
 	}
 }

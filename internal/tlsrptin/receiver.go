@@ -84,11 +84,26 @@ func (r *Receiver) Offer(msgID, rcpt string, open func() (io.ReadCloser, error))
 	}
 }
 
-// Run parses offered messages until ctx ends.
+// drainTime bounds the parsing of what is still queued at shutdown.
+const drainTime = 10 * time.Second
+
+// Run parses offered messages until ctx ends, then what is already queued
+// (for at most drainTime), so that a report delivered just before a
+// shutdown is not left unparsed.
 func (r *Receiver) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTime)
+			defer cancel()
+			for dctx.Err() == nil {
+				select {
+				case j := <-r.jobs:
+					r.handleJob(dctx, j)
+				default:
+					return
+				}
+			}
 			return
 		case j := <-r.jobs:
 			r.handleJob(ctx, j)

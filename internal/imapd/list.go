@@ -159,16 +159,19 @@ type listEntry struct {
 	box             *store.Mailbox // nil: a level of hierarchy with no mailbox
 	subscribed      bool
 	hasChildren     bool
-	childSubscribed bool // some inferior is subscribed
+	childSubscribed bool // some subscribed inferior is not listed itself (CHILDINFO)
 }
 
 func (e *listEntry) attrs(opt listOptions, lsub, rev2 bool) []string {
 	var a []string
 	if e.box == nil {
 		if (rev2 || opt.extended) && !lsub {
-			a = append(a, `\NonExistent`) // RFC 5258 3.4, RFC 9051 7.3.1
+			// RFC 5258 3.4, RFC 9051 7.3.1: \NonExistent implies
+			// \Noselect, which is not repeated (as Dovecot does).
+			a = append(a, `\NonExistent`)
+		} else {
+			a = append(a, `\Noselect`)
 		}
-		a = append(a, `\Noselect`)
 	}
 	if lsub {
 		return a
@@ -200,6 +203,10 @@ func listEntries(boxes []store.Mailbox, subs []string, ref string, patterns []st
 	type node struct {
 		hasChildren, childSubscribed bool
 		subscribedOnly               bool // a subscription, no mailbox or inferior
+		// childUnlisted: some subscribed inferior does not match the
+		// patterns itself, so RECURSIVEMATCH lists this level for it
+		// with CHILDINFO (RFC 5258 3.5, example 9).
+		childUnlisted bool
 	}
 	nodes := make(map[string]*node)
 	get := func(n string) *node {
@@ -244,13 +251,22 @@ func listEntries(boxes []store.Mailbox, subs []string, ref string, patterns []st
 		}
 		return false
 	}
+	for _, name := range subs {
+		if matches(name) {
+			continue
+		}
+		parts := strings.Split(name, delimiter)
+		for k := 1; k < len(parts); k++ {
+			nodes[strings.Join(parts[:k], delimiter)].childUnlisted = true
+		}
+	}
 	var out []listEntry
 	for name, n := range nodes {
 		if !matches(name) {
 			continue
 		}
 		b := byName[name]
-		e := listEntry{name: name, box: b, hasChildren: n.hasChildren, childSubscribed: n.childSubscribed,
+		e := listEntry{name: name, box: b, hasChildren: n.hasChildren, childSubscribed: n.childUnlisted,
 			subscribed: subscribed[name]}
 		switch {
 		case n.subscribedOnly && !opt.selSubscribed:
@@ -262,7 +278,7 @@ func listEntries(boxes []store.Mailbox, subs []string, ref string, patterns []st
 		case opt.selSubscribed:
 			// RFC 5258 3.5 RECURSIVEMATCH, and RFC 3501 6.3.9's LSUB
 			// with "%": a parent of a subscribed mailbox is listed.
-			if !(n.childSubscribed && (opt.recursive || lsub)) {
+			if !(n.childUnlisted && opt.recursive || n.childSubscribed && lsub) {
 				continue
 			}
 			if lsub {

@@ -229,6 +229,6 @@ func TestCreateSpecialUseDeleteSelectedRenameInbox(t *testing.T) {
 	c.expect("RENAME Old INBOX", "NO [ALREADYEXISTS]")
 	// RFC 9051 6.3.7: a name without a mailbox can be subscribed.
 	c.ok("SUBSCRIBE Nope")
-	mustHave(t, c.ok(`LIST (SUBSCRIBED) "" Nope`), `* LIST (\NonExistent \Noselect \HasNoChildren \Subscribed) "/" Nope`)
+	mustHave(t, c.ok(`LIST (SUBSCRIBED) "" Nope`), `* LIST (\NonExistent \HasNoChildren \Subscribed) "/" Nope`)
 	c.ok("UNSUBSCRIBE Nope")
 }

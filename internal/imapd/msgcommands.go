@@ -11,7 +11,7 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// messageCommands are FETCH and SEARCH (and their UID forms), merged into
+// messageCommands are FETCH, SEARCH, SORT and THREAD (and their UID forms), merged into
 // the command table by commandTable. They share one structure cache per
 // Server: commandTable runs once in New, so the cache lives exactly as
 // long as the server, without package state.
@@ -26,6 +26,10 @@ func messageCommands() map[string]commandSpec {
 		"UID FETCH":  {states: selectedOnly, run: m.fetch},
 		"SEARCH":     {states: selectedOnly, run: m.search, noExpunge: true},
 		"UID SEARCH": {states: selectedOnly, run: m.search},
+		"SORT":       {states: selectedOnly, run: m.sort, noExpunge: true},
+		"UID SORT":   {states: selectedOnly, run: m.sort},
+		"THREAD":     {states: selectedOnly, run: m.thread, noExpunge: true},
+		"UID THREAD": {states: selectedOnly, run: m.thread},
 	}
 }
 

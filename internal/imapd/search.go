@@ -30,23 +30,7 @@ func (m *msgCommands) search(s *session, c *command) error {
 	word := searchWord(d)
 	if strings.EqualFold(word, "RETURN") {
 		d.SP()
-		ret.esearch = true
-		d.List(func() bool {
-			switch upperASCII(d.Atom()) {
-			case "MIN":
-				ret.min = true
-			case "MAX":
-				ret.max = true
-			case "ALL":
-				ret.all = true
-			case "COUNT":
-				ret.count = true
-			default: // SAVE (RFC 5182) is not offered
-				d.fail("Unknown RETURN option")
-				return false
-			}
-			return d.Err() == nil
-		})
+		readReturnOptions(d, &ret)
 		d.SP()
 		word = searchWord(d)
 	}
@@ -64,20 +48,62 @@ func (m *msgCommands) search(s *session, c *command) error {
 	if err := d.End(); err != nil {
 		return err
 	}
-	switch strings.ToUpper(charset) {
-	case "", "UTF-8", "US-ASCII":
-	default:
-		// RFC 9051 6.4.4: NO with the supported charsets.
-		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
-	}
-	key, err := imapmsg.ParseSearch(toks)
+	key, err := parseCriteria(charset, toks)
 	if err != nil {
-		return bad(strings.TrimPrefix(err.Error(), imapmsg.ErrSearch.Error()+": "))
+		return err
 	}
 	useModSeq := key.HasModSeq()
 	if useModSeq {
 		s.enableCondstore() // RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE
 	}
+	found, err := m.matchAll(s, key)
+	if err != nil {
+		return err
+	}
+	s.writeSearch(c, ret, found, useModSeq)
+	return nil
+}
+
+// readReturnOptions reads RFC 4731's RETURN list (also ESORT's, RFC
+// 5267).
+func readReturnOptions(d *decoder, ret *searchReturn) {
+	ret.esearch = true
+	d.List(func() bool {
+		switch upperASCII(d.Atom()) {
+		case "MIN":
+			ret.min = true
+		case "MAX":
+			ret.max = true
+		case "ALL":
+			ret.all = true
+		case "COUNT":
+			ret.count = true
+		default: // SAVE (RFC 5182) is not offered
+			d.fail("Unknown RETURN option")
+			return false
+		}
+		return d.Err() == nil
+	})
+}
+
+// parseCriteria checks the charset and parses the search criteria.
+func parseCriteria(charset string, toks []imapmsg.Token) (*imapmsg.SearchKey, error) {
+	switch strings.ToUpper(charset) {
+	case "", "UTF-8", "US-ASCII":
+	default:
+		// RFC 9051 6.4.4: NO with the supported charsets.
+		return nil, no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
+	}
+	key, err := imapmsg.ParseSearch(toks)
+	if err != nil {
+		return nil, bad(strings.TrimPrefix(err.Error(), imapmsg.ErrSearch.Error()+": "))
+	}
+	return key, nil
+}
+
+// matchAll returns the sequence numbers (ascending) of the selected
+// mailbox's messages that match key. SEARCH, SORT and THREAD share it.
+func (m *msgCommands) matchAll(s *session, key *imapmsg.SearchKey) ([]uint32, error) {
 	v := s.sel
 	key.Resolve(v.count(), v.maxUID())
 	var found []uint32 // sequence numbers, ascending
@@ -108,14 +134,13 @@ func (m *msgCommands) search(s *session, c *command) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok {
 			found = append(found, q)
 		}
 	}
-	s.writeSearch(c, ret, found, useModSeq)
-	return nil
+	return found, nil
 }
 
 // searchWord reads an atom if one comes next ("" before a string or a

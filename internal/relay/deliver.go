@@ -173,8 +173,10 @@ func (c *Client) logResult(m *queue.Message, hop nexthop, t target, s *session, 
 	switch {
 	case t.pol != nil:
 		attrs = append(attrs, "tls_policy", t.pol.Kind.String(), "tls_policy_reason", t.pol.Reason)
+	case t.host != "" && hop.kind == hopRelayHost && c.noVerify:
+		attrs = append(attrs, "tls_policy", "encrypt-unverified", "tls_policy_reason", "RELAYHOST_TLS_VERIFY=false: STARTTLS when offered, certificate not verified")
 	case t.host != "" && hop.kind == hopRelayHost:
-		attrs = append(attrs, "tls_policy", "verify", "tls_policy_reason", "RELAYHOST: certificate verified")
+		attrs = append(attrs, "tls_policy", "verify", "tls_policy_reason", "RELAYHOST: certificate verified (system CAs and RELAYHOST_CA_FILE)")
 	case t.host != "" && !hop.lmtp:
 		attrs = append(attrs, "tls_policy", "may", "tls_policy_reason", "STARTTLS when offered, certificate not verified")
 	}

@@ -231,6 +231,10 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 			Msg: s.t.host + " does not offer STARTTLS"})
 		return nil, s.local(false, "4.7.10", s.t.host+" does not offer STARTTLS, which "+pol.Reason+" requires", false)
 	}
+	if s.m.RequireTLS && s.tlsVersion == "" {
+		// RFC 8689 4.2.1: never in clear.
+		return nil, s.local(true, "5.7.30", "REQUIRETLS support required: "+s.t.host+" does not offer STARTTLS", false)
+	}
 	if aerr := s.authenticate(ctx, sc); aerr != nil {
 		return nil, aerr
 	}
@@ -351,9 +355,20 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 		return nil, s.local(true, "5.3.4", "message of "+strconv.FormatInt(m.Size, 10)+" bytes exceeds the limit of "+
 			strconv.Itoa(limit)+" bytes of "+s.t.host, false)
 	}
+	if m.RequireTLS {
+		// RFC 8689 4.2.1: verified TLS (the caller chose a validated
+		// policy or a verified RELAYHOST) to a server that offers
+		// REQUIRETLS after STARTTLS; the parameter goes on (4.2.2).
+		if s.tlsVersion == "" {
+			return nil, s.local(true, "5.7.30", "REQUIRETLS support required: the session with "+s.t.host+" is not encrypted", false)
+		}
+		if ok, _ := sc.Extension("REQUIRETLS"); !ok {
+			return nil, s.local(true, "5.7.30", "REQUIRETLS support required: "+s.t.host+" does not offer REQUIRETLS", false)
+		}
+	}
 	// go-smtp adds BODY=8BITMIME whenever the server offers it, and SIZE
 	// when the server announces SIZE.
-	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
+	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8, RequireTLS: m.RequireTLS}
 	if printable(m.EnvID) {
 		opts.EnvelopeID = m.EnvID
 	}

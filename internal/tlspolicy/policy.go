@@ -344,6 +344,37 @@ func (h *Host) RequireTLS() bool {
 	return h.Kind == Encrypt || h.Kind == DANE || h.Kind == STSEnforce || (h.Kind == STSTesting && h.Strict)
 }
 
+// Validated reports whether a session under h meets RFC 8689 4.2.1 for a
+// message sent with REQUIRETLS: the MX host comes from a DNSSEC-signed
+// answer or an MTA-STS policy in enforce mode that lists it, and the
+// certificate is checked by DANE or by that policy. why says which rule
+// held or failed, for the log and the DSN.
+func (h *Host) Validated() (ok bool, why string) {
+	switch {
+	case h == nil || h.Kind == Opportunistic:
+		return false, "no DANE or MTA-STS policy"
+	case h.Kind == DANE && h.domain != nil && h.domain.MXSecure:
+		return true, "DANE, with a DNSSEC-signed MX answer"
+	case h.Kind == DANE && h.domain != nil && h.domain.STS != nil && h.domain.STS.Mode == ModeEnforce && h.domain.STS.MatchesMX(h.Host):
+		return true, "DANE, with the MX host listed by an MTA-STS policy in enforce mode"
+	case h.Kind == DANE:
+		return false, "DANE records, but the MX answer is not DNSSEC-signed and no MTA-STS policy in enforce mode lists the host"
+	case h.Kind == STSEnforce:
+		return true, "MTA-STS policy in enforce mode"
+	case h.Kind == STSTesting:
+		return false, "MTA-STS policy in testing mode (REQUIRETLS needs enforce)"
+	}
+	return false, "TLS required but the certificate not verified (" + h.Reason + ")"
+}
+
+// Relaxed is the policy for a message whose sender wrote "TLS-Required:
+// No" (RFC 8689 5): STARTTLS when offered, nothing verified, instead of
+// the policy described by why. Its sessions are not counted for TLS-RPT.
+func Relaxed(host, why string) *Host {
+	return &Host{Kind: Opportunistic, Host: host,
+		Reason: "TLS-Required: No (RFC 8689 5): " + why + " not enforced; STARTTLS when offered, certificate not verified"}
+}
+
 // Key tells connections made under different policies apart (the relay's
 // session cache must not reuse a may-connection for a DANE delivery).
 func (h *Host) Key() string {

@@ -66,6 +66,7 @@ func Run(t *testing.T, open Open) {
 		{"Certs", testCerts},
 		{"TLSPolicies", testTLSPolicies},
 		{"QueueDSN", testQueueDSN},
+		{"QueueRequireTLS", testQueueRequireTLS},
 		{"Fetches", testFetches},
 	}
 	for _, tc := range tests {

@@ -99,7 +99,7 @@ hosts:
 					continue
 				}
 				rule = "REQUIRETLS (RFC 8689): " + why + "; the server must offer REQUIRETLS"
-			case p.RequireTLS() && tlsOptional(m):
+			case p.RequireTLS() && p.RecipientPolicy() && tlsOptional(m):
 				p = tlspolicy.Relaxed(h.name, p.Reason)
 				rule = "TLS-Required: No"
 			}

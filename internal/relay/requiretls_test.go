@@ -10,6 +10,7 @@ import (
 	"github.com/petrelmail/petrel/internal/queue"
 	"github.com/petrelmail/petrel/internal/relay"
 	"github.com/petrelmail/petrel/internal/relay/sinktest"
+	"github.com/petrelmail/petrel/internal/tlspolicy"
 )
 
 // RFC 8689: REQUIRETLS and the "TLS-Required: No" header field.
@@ -251,3 +252,18 @@ func TestTLSRequiredNoIgnoredWithRequireTLS(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// OUTBOUND_TLS_LEVEL=encrypt is the admin's rule, not the recipient's:
+// "TLS-Required: No" does not waive it.
+func TestTLSRequiredNoKeepsEncryptLevel(t *testing.T) {
+	e := newSecEnv(t, "127.0.0.92")
+	s := e.sink("127.0.0.92", sinktest.Options{}, false) // no STARTTLS
+	c := e.client(func(o *relay.Options) {
+		o.TLSPolicy = tlspolicy.New(tlspolicy.Options{Resolver: e.dns.Resolver(), Store: e.store, Level: tlspolicy.LevelEncrypt, Logger: o.Logger})
+	})
+	de := wholesale(t, c, tlsNoMsg("bob@dane.test"))
+	checkErr(t, "encrypt level", de, false, 0, "4.7.10")
+	if len(s.Messages()) != 0 {
+		t.Error("delivered in clear despite OUTBOUND_TLS_LEVEL=encrypt")
+	}
+}

@@ -337,6 +337,16 @@ type Host struct {
 	// lenientFailed: verification failed under a lenient policy and was
 	// reported; the session is not counted as a success.
 	lenientFailed bool
+	// unusableTLSA: Encrypt because of TLSA records none of which is
+	// usable (a DANE outcome, not OUTBOUND_TLS_LEVEL=encrypt).
+	unusableTLSA bool
+}
+
+// RecipientPolicy reports whether h comes from the recipient domain's
+// DANE or MTA-STS publication, which "TLS-Required: No" may waive (RFC
+// 8689 5), rather than from OUTBOUND_TLS_LEVEL, which stays in force.
+func (h *Host) RecipientPolicy() bool {
+	return h != nil && (h.Kind == DANE || h.Kind == STSEnforce || h.Kind == STSTesting || h.unusableTLSA)
 }
 
 // RequireTLS reports whether the host must not get the mail in clear.
@@ -416,6 +426,7 @@ func (c *Checker) ForHost(ctx context.Context, d *Domain, host string, port int)
 		if len(usable) == 0 {
 			// RFC 7672 2.2: records exist but none is usable: encrypt
 			// without authentication.
+			h.unusableTLSA = true
 			h.Kind, h.Reason, h.Strict = Encrypt, fmt.Sprintf("DANE: %d TLSA records at %s, none usable (only 2/3 x x count): TLS required, not verified", len(recs), tlsaName), true
 			c.log.Warn("tlspolicy: unusable TLSA records", "name", tlsaName, "records", len(recs))
 			return h, nil

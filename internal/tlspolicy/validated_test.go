@@ -31,6 +31,17 @@ func TestHostValidated(t *testing.T) {
 			t.Errorf("%s: Validated() = %v, %q; want %v, %q", tc.name, ok, why, tc.ok, tc.why)
 		}
 	}
+	for _, tc := range []struct {
+		h    *Host
+		want bool
+	}{
+		{&Host{Kind: DANE}, true}, {&Host{Kind: STSEnforce}, true}, {&Host{Kind: STSTesting}, true},
+		{&Host{Kind: Encrypt, unusableTLSA: true}, true}, {&Host{Kind: Encrypt}, false}, {&Host{Kind: Opportunistic}, false}, {nil, false},
+	} {
+		if got := tc.h.RecipientPolicy(); got != tc.want {
+			t.Errorf("RecipientPolicy(%+v) = %v, want %v", tc.h, got, tc.want)
+		}
+	}
 	r := Relaxed("mx.example", "DANE: 1 usable TLSA record")
 	if r.Kind != Opportunistic || r.RequireTLS() || r.Key() != "may" || !strings.HasPrefix(r.Reason, "TLS-Required: No (RFC 8689 5): DANE") {
 		t.Errorf("Relaxed: %+v", r)

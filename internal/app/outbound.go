@@ -3,12 +3,14 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/mailaddr"
@@ -34,16 +36,22 @@ func (p *parts) newQueue(resolver dnsres.Resolver) (*queue.Worker, error) {
 		DeferOnTLSError: cfg.DeferOnTLSError,
 		Logger:          p.log.With("part", "tlspolicy"),
 	})
+	relayCAs, err := p.relayHostCAs()
+	if err != nil {
+		return nil, err
+	}
 	tr := relay.New(relay.Options{
-		TLSPolicy:     p.tlsPolicy,
-		Hostname:      cfg.Hostnames[0],
-		LocalNames:    cfg.Hostnames,
-		Resolver:      resolver,
-		RelayHost:     cfg.Relay,
-		RelayUser:     cfg.RelayUser,
-		RelayPassword: cfg.RelayPassword,
-		Relays:        p.store,
-		Logger:        p.log.With("part", "relay"),
+		RootCAs:           relayCAs,
+		RelayHostNoVerify: !cfg.RelayTLSVerify,
+		TLSPolicy:         p.tlsPolicy,
+		Hostname:          cfg.Hostnames[0],
+		LocalNames:        cfg.Hostnames,
+		Resolver:          resolver,
+		RelayHost:         cfg.Relay,
+		RelayUser:         cfg.RelayUser,
+		RelayPassword:     cfg.RelayPassword,
+		Relays:            p.store,
+		Logger:            p.log.With("part", "relay"),
 	})
 	return queue.New(queue.Options{
 		Store:         p.store,
@@ -55,6 +63,31 @@ func (p *parts) newQueue(resolver dnsres.Resolver) (*queue.Worker, error) {
 		RewriteSender: p.rewriteSender,
 		Logger:        p.log.With("part", "queue"),
 	})
+}
+
+// relayHostCAs is the pool that verifies RELAYHOST: the system's plus
+// RELAYHOST_CA_FILE (nil = the system's alone). It also says at start
+// when RELAYHOST_TLS_VERIFY=false leaves the relay unverified.
+func (p *parts) relayHostCAs() (*x509.CertPool, error) {
+	cfg := p.cfg
+	if cfg.Relay.Host == "" {
+		return nil, nil
+	}
+	if !cfg.RelayTLSVerify {
+		p.log.Warn("RELAYHOST_TLS_VERIFY=false: the certificate of RELAYHOST is not verified; mail and RELAYPASSWORD are encrypted "+
+			"but anyone on the path can pose as the relay; mail sent with REQUIRETLS is returned instead of relayed; "+
+			"to verify a private relay, set RELAYHOST_CA_FILE to its CA certificate instead", "relayhost", cfg.Relay.Host)
+		return nil, nil
+	}
+	if cfg.RelayCAFile == "" {
+		return nil, nil
+	}
+	pool, err := config.LoadCAFile(cfg.RelayCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("RELAYHOST_CA_FILE %s: %w", cfg.RelayCAFile, err)
+	}
+	p.log.Info("RELAYHOST certificate verified against the system CAs and RELAYHOST_CA_FILE", "relayhost", cfg.Relay.Host, "ca_file", cfg.RelayCAFile)
+	return pool, nil
 }
 
 // rewriteSender applies SRS to senders whose domain is not ours, so that

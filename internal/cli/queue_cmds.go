@@ -120,6 +120,7 @@ type queueJSON struct {
 	LastError   string    `json:"last_error"`
 	Held        bool      `json:"held"`
 	CreatedAt   time.Time `json:"created_at"`
+	RequireTLS  bool      `json:"require_tls"` // RFC 8689 MAIL FROM REQUIRETLS
 }
 
 func listQueue(c *call, qs store.QueueStore) error {
@@ -133,7 +134,7 @@ func listQueue(c *call, qs store.QueueStore) error {
 		for _, q := range items {
 			out = append(out, queueJSON{ID: q.ID, MessageID: q.MessageID, Sender: q.Sender, Recipient: q.Recipient,
 				Size: q.Size, Attempts: q.Attempts, NextAttempt: q.NextAttempt, Status: entryStatus(q, now),
-				LastError: q.LastError, Held: q.Held, CreatedAt: q.CreatedAt})
+				LastError: q.LastError, Held: q.Held, CreatedAt: q.CreatedAt, RequireTLS: q.RequireTLS})
 		}
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")

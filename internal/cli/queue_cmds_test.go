@@ -25,7 +25,7 @@ func queueSome(t *testing.T, e *env) map[string]store.QueueItem {
 	msgs := []*store.NewMessage{
 		{ID: "msg-one", Sender: "alice@example.com", Body: []byte("Subject: one\r\n\r\nhi\r\n"),
 			Remote: []string{"bob@remote.example", "carol@other.example"}},
-		{ID: "msg-dsn", Sender: "", Body: []byte("Subject: bounce\r\n\r\nx\r\n"), Remote: []string{"dan@remote.example"}},
+		{ID: "msg-dsn", Sender: "", Body: []byte("Subject: bounce\r\n\r\nx\r\n"), Remote: []string{"dan@remote.example"}, RequireTLS: true},
 	}
 	if err := st.CommitMessages(ctx, msgs); err != nil {
 		t.Fatal(err)
@@ -121,8 +121,11 @@ func TestQueueList(t *testing.T) {
 		t.Fatalf("--json lists %d entries", len(js))
 	}
 	for _, j := range js {
-		if j["recipient"] == "bob@remote.example" && (j["attempts"] != 1.0 || j["status"] != "deferred" || j["held"] != false) {
+		if j["recipient"] == "bob@remote.example" && (j["attempts"] != 1.0 || j["status"] != "deferred" || j["held"] != false || j["require_tls"] != false) {
 			t.Errorf("bob in JSON: %v", j)
+		}
+		if j["recipient"] == "dan@remote.example" && j["require_tls"] != true {
+			t.Errorf("dan in JSON: %v; want require_tls (REQUIRETLS)", j)
 		}
 	}
 }

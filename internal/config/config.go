@@ -89,6 +89,8 @@ type Config struct {
 	Relay                   RelayTarget    // RELAYHOST parsed; Host is "" when RELAYHOST is unset
 	RelayUser               string         // RELAYUSER
 	RelayPassword           string         // RELAYPASSWORD (never logged)
+	RelayCAFile             string         // RELAYHOST_CA_FILE: PEM certificates trusted for RELAYHOST, besides the system's
+	RelayTLSVerify          bool           // RELAYHOST_TLS_VERIFY, default true; false = Mailu's encrypt-without-verifying
 	RecipientDelimiter      string         // RECIPIENT_DELIMITER, a set of characters, default "" (Mailu template: "+")
 	DefaultQuota            int64          // DEFAULT_QUOTA, default 1000000000
 	DefaultSpamThreshold    int            // DEFAULT_SPAM_THRESHOLD, default 80

@@ -98,6 +98,8 @@ func implementedSettings() []SettingDoc {
 		s("RELAYHOST", "", "smarthost for all outbound mail: [host]:port, host:port or host", ""),
 		s("RELAYUSER", "", "login for RELAYHOST", ""),
 		s("RELAYPASSWORD", "", "password for RELAYHOST", ""),
+		s("RELAYHOST_CA_FILE", "", "PEM file of CA certificates trusted for RELAYHOST's certificate, besides the system's (a private or self-signed relay)", "Petrel only (Mailu's Postfix does not verify RELAYHOST)"),
+		s("RELAYHOST_TLS_VERIFY", "true", "verify RELAYHOST's certificate; false = encrypt without verifying, as Mailu does (open to a man in the middle; logged as a warning at start)", "Petrel verifies by default; Mailu encrypts without verifying"),
 		s("RECIPIENT_DELIMITER", "", "characters that start a subaddress, e.g. +", "template writes +; the code default is empty, as here"),
 		s("DEFAULT_QUOTA", "1000000000", "quota in bytes for new users", ""),
 		s("DEFAULT_SPAM_THRESHOLD", "80", "spam threshold (%) for new users", ""),

@@ -1,9 +1,13 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,6 +86,70 @@ func (r *reader) relayHost(cfg *Config) {
 		r.warnf("RELAYUSER", cfg.RelayUser, "set RELAYHOST, or remove RELAYUSER and RELAYPASSWORD",
 			"is ignored without RELAYHOST")
 	}
+	r.relayTLS(cfg)
+}
+
+// relayTLS reads how RELAYHOST's certificate is checked: against the
+// system's CAs plus RELAYHOST_CA_FILE, or not at all with
+// RELAYHOST_TLS_VERIFY=false (Mailu's Postfix: smtp_tls_security_level
+// may/encrypt, nothing verified).
+func (r *reader) relayTLS(cfg *Config) {
+	cfg.RelayTLSVerify = r.boolean("RELAYHOST_TLS_VERIFY", true)
+	if f, ok := r.get("RELAYHOST_CA_FILE"); ok {
+		if _, err := LoadCAFile(f); err != nil {
+			r.errorf("RELAYHOST_CA_FILE", f, "point RELAYHOST_CA_FILE at a readable PEM file with the CA certificate(s) that signed the relay's certificate", "%v", err)
+		} else {
+			cfg.RelayCAFile = f
+		}
+		if !cfg.RelayTLSVerify {
+			r.warnf("RELAYHOST_CA_FILE", f, "remove one of them", "is ignored because RELAYHOST_TLS_VERIFY=false")
+		}
+	}
+	if cfg.RelayHost == "" {
+		if cfg.RelayCAFile != "" {
+			r.warnf("RELAYHOST_CA_FILE", cfg.RelayCAFile, "set RELAYHOST, or remove RELAYHOST_CA_FILE", "is ignored without RELAYHOST")
+		}
+		return
+	}
+	if !cfg.RelayTLSVerify {
+		r.warnf("RELAYHOST_TLS_VERIFY", "false", "set RELAYHOST_CA_FILE to the relay's CA certificate and remove RELAYHOST_TLS_VERIFY",
+			"RELAYHOST's certificate is not verified: mail to it is encrypted, but anyone between here and %s can pose as it and read the mail and RELAYPASSWORD; "+
+				"messages sent with REQUIRETLS are returned rather than relayed", cfg.Relay.Host)
+	}
+}
+
+// LoadCAFile reads PEM certificates from file into a pool with the
+// system's CAs (the system pool alone when it is unavailable).
+func LoadCAFile(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", n+1, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block in the file")
+	}
+	return pool, nil
 }
 
 // parseRelayHost parses "[host]:port", "[host]", "host:port" or "host".

@@ -69,6 +69,9 @@ type Envelope struct {
 	// RFC 3461 MAIL parameters: RET (FULL, HDRS or "") and ENVID.
 	DSNRet   string
 	DSNEnvID string
+	// RequireTLS: MAIL FROM REQUIRETLS (RFC 8689); the queue entries of
+	// remote recipients (forwards included) keep it.
+	RequireTLS bool
 
 	// What the inbound checks decided (port 25; zero on submission).
 	// SpamScore is on rspamd's scale (15 = reject) and counts only when

@@ -353,6 +353,7 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		Sender:      env.Sender,
 		ReceivedAt:  env.ReceivedAt,
 		DeliveryKey: store.NewDeliveryKey(),
+		RequireTLS:  env.RequireTLS,
 	}
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = d.now()

@@ -77,3 +77,19 @@ func TestRemoteDSNParams(t *testing.T) {
 		t.Errorf("direct@other.test: %+v", got)
 	}
 }
+
+// RFC 8689: REQUIRETLS goes with the message to its queue entries,
+// alias expansions (forwards) included.
+func TestRequireTLSKept(t *testing.T) {
+	h := newHarness(t, newMemStore(), DelivererOptions{})
+	routes := []Route{
+		{Kind: RouteLocal, Rcpt: "alias@example.com", Remote: []string{"far@other.test"}},
+		{Kind: RouteForeign, Rcpt: "direct@other.test", Remote: []string{"direct@other.test"}},
+	}
+	if m := h.d.newMessage(&Envelope{ID: "r", Sender: "s@remote.test", RequireTLS: true, Routes: routes}); !m.RequireTLS || len(m.Remote) != 2 {
+		t.Errorf("with REQUIRETLS: RequireTLS=%v remote=%v", m.RequireTLS, m.Remote)
+	}
+	if m := h.d.newMessage(&Envelope{ID: "p", Sender: "s@remote.test", Routes: routes}); m.RequireTLS {
+		t.Error("RequireTLS set without REQUIRETLS")
+	}
+}

@@ -387,8 +387,9 @@ func (h *sieveHost) variant(msg *store.NewMessage, header []byte, src *sieveSour
 	if _, err := io.Copy(sp, rest); err != nil {
 		return nil, err
 	}
+	// RFC 8689: a redirected copy keeps the sender's REQUIRETLS.
 	v := &store.NewMessage{ID: msg.ID, Sender: msg.Sender, ReceivedAt: msg.ReceivedAt,
-		DeliveryKey: store.NewDeliveryKey(), Size: sp.Size()}
+		DeliveryKey: store.NewDeliveryKey(), Size: sp.Size(), RequireTLS: msg.RequireTLS}
 	if v.Body, v.BlobName, err = sp.finish(); err != nil {
 		return nil, err
 	}

@@ -22,9 +22,13 @@ func (w *Worker) attempt(ctx, attemptCtx context.Context, g *group) {
 	defer cancel()
 
 	msg := &Message{ID: first.MessageID, Sender: first.Sender, Size: first.Size,
-		Body:  func() (io.ReadCloser, error) { return w.o.Store.OpenBody(actx, first.BodyID) },
-		Ret:   first.DSNRet,
-		EnvID: first.DSNEnvID,
+		Body:       func() (io.ReadCloser, error) { return w.o.Store.OpenBody(actx, first.BodyID) },
+		Ret:        first.DSNRet,
+		EnvID:      first.DSNEnvID,
+		RequireTLS: first.RequireTLS,
+	}
+	if !msg.RequireTLS {
+		msg.TLSRequiredNo = tlsRequiredNo(msg.Body) // RFC 8689 4.1: ignored with REQUIRETLS
 	}
 	seen := map[string]bool{}
 	for _, it := range g.items {
@@ -270,7 +274,9 @@ func (w *Worker) bounce(ctx context.Context, it store.QueueItem, rcpts []dsnReci
 		d.Success = "relayed"
 	}
 	// RFC 3461 4.3: RET asks for the content in failure notices only.
-	if kind == "" && it.DSNRet == "FULL" && it.Size <= MaxDSNFull {
+	// RFC 8689 5: the DSN travels without REQUIRETLS, so the content of a
+	// message that demanded it stays out; its headers only.
+	if kind == "" && it.DSNRet == "FULL" && it.Size <= MaxDSNFull && !it.RequireTLS {
 		// RFC 3461 4.3: the whole message, up to a size (Postfix:
 		// bounce_size_limit); larger ones get their headers only.
 		if full, err := w.full(ctx, it.BodyID); err == nil {

@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -30,6 +32,38 @@ type Message struct {
 	Ret   string
 	EnvID string
 	DSN   map[string]store.RcptDSN
+	// RequireTLS: MAIL FROM REQUIRETLS (RFC 8689): only validated TLS to
+	// a next hop that offers REQUIRETLS, which gets it passed on.
+	RequireTLS bool
+
+	// TLSRequiredNo, when set, reports whether the message has the
+	// header field "TLS-Required: No" (RFC 8689 5): the sender lets DANE
+	// and MTA-STS failures pass. nil = it has not. The queue sets it to
+	// read the header on the first call only: just a delivery that a
+	// policy would refuse needs it. It is ignored with RequireTLS.
+	TLSRequiredNo func() bool
+}
+
+// tlsRequiredNo returns Message.TLSRequiredNo for a message whose body
+// body opens: the header is read once, at the first call.
+func tlsRequiredNo(body func() (io.ReadCloser, error)) func() bool {
+	var once sync.Once
+	no := false
+	return func() bool {
+		once.Do(func() {
+			r, err := body()
+			if err != nil {
+				return
+			}
+			defer r.Close()
+			hdr, err := readHeaders(r, maxDSNHeaders)
+			if err != nil {
+				return
+			}
+			no = strings.EqualFold(strings.TrimSpace(headerValue(hdr, "TLS-Required")), "No")
+		})
+		return no
+	}
 }
 
 // RecipientResult is what the remote side said about one recipient.

@@ -11,9 +11,11 @@
 // requires TLS defers (4.7.x) when the host offers no STARTTLS or its
 // certificate fails, with the reason in the queue entry and the log, and
 // the next MX is tried. To relay transports, STARTTLS is used whenever
-// offered and the certificate is not verified (Postfix's "may"). To RELAYHOST the certificate is verified (RootCAs or
-// the system pool) and TLS is required when RELAYUSER is set, so that the
-// password never travels in clear. Port 465 means implicit TLS for RELAYHOST
+// offered and the certificate is not verified (Postfix's "may"). To
+// RELAYHOST the certificate is verified (RootCAs, i.e. the system pool
+// plus RELAYHOST_CA_FILE), unless RELAYHOST_TLS_VERIFY=false; a failed
+// verification defers with a hint naming both settings. TLS is required
+// when RELAYUSER is set, so that the password never travels in clear. Port 465 means implicit TLS for RELAYHOST
 // and relay transports (Mailu issue #2658), other ports STARTTLS.
 //
 // BODY=8BITMIME is declared whenever the server offers it; a server without
@@ -93,8 +95,12 @@ type Options struct {
 	// Port is the SMTP port of MX hosts and of transports without a port;
 	// default 25 (tests point it at a sink).
 	Port int
-	// RootCAs verify RELAYHOST's certificate; nil = the system pool.
+	// RootCAs verify RELAYHOST's certificate; nil = the system pool
+	// (RELAYHOST_CA_FILE adds to it).
 	RootCAs *x509.CertPool
+	// RelayHostNoVerify is RELAYHOST_TLS_VERIFY=false: RELAYHOST gets
+	// TLS without certificate verification (Mailu's behaviour).
+	RelayHostNoVerify bool
 	// MaxAddresses caps the addresses tried in one delivery; default 5
 	// (Postfix smtp_mx_address_limit).
 	MaxAddresses int
@@ -125,6 +131,7 @@ type Client struct {
 	relays     Relays
 	port       int
 	rootCAs    *x509.CertPool
+	noVerify   bool
 	maxAddrs   int
 	maxSess    int
 	timeouts   Timeouts
@@ -150,6 +157,7 @@ func New(opts Options) *Client {
 		relays:    opts.Relays,
 		port:      opts.Port,
 		rootCAs:   opts.RootCAs,
+		noVerify:  opts.RelayHostNoVerify,
 		maxAddrs:  opts.MaxAddresses,
 		maxSess:   opts.MaxSessions,
 		timeouts:  opts.Timeouts.withDefaults(),

@@ -1,8 +1,13 @@
 package relay_test
 
 import (
+	"crypto/tls"
 	"encoding/base64"
+	"encoding/pem"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,21 +141,115 @@ func TestRelayHostWrongPassword(t *testing.T) {
 }
 
 // The smarthost's certificate must verify: an untrusted one defers the
-// mail and the password is never sent.
+// mail, the password is never sent, and the error (the queue entry's last
+// error) and the log line say how to fix it, naming both settings.
 func TestRelayHostUntrustedCertificate(t *testing.T) {
+	for _, implicit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("implicit=%v", implicit), func(t *testing.T) {
+			e := newEnv(t)
+			cfg, _ := sinktest.Cert(t, "smarthost.test")
+			o := sinktest.Options{TLS: cfg, Users: map[string]string{relayUser: relayPass}}
+			var s *sinktest.Sink
+			port := 0
+			if implicit {
+				o.ImplicitTLS = true
+				s = fixedPortSink(t, "127.0.0.48", 465, o)
+				port = 465
+			} else {
+				s = e.sink("127.0.0.48", o, true)
+				port = s.Port()
+			}
+			e.dns.Add(t, "smarthost.test. A 127.0.0.48")
+			c := relayHostClient(e, config.RelayTarget{Host: "smarthost.test", Port: port}, nil) // system roots
+			de := wholesale(t, c, msg("bob@example.test"))
+			checkErr(t, "untrusted certificate", de, false, 0, "4.7.5")
+			for _, want := range []string{"certificate of RELAYHOST smarthost.test not verified", "x509:",
+				"RELAYHOST_CA_FILE", "RELAYHOST_TLS_VERIFY=false"} {
+				if !strings.Contains(de.Error(), want) {
+					t.Errorf("error %q lacks %q", de.Error(), want)
+				}
+				if !strings.Contains(e.logs.String(), want) {
+					t.Errorf("log lacks %q:\n%s", want, e.logs)
+				}
+			}
+			if s.AuthFailures() != 0 || len(s.Messages()) != 0 || s.Conns() != 1 {
+				t.Errorf("conns %d, auth failures %d, messages %d; want 1, 0, 0 (no plaintext retry)",
+					s.Conns(), s.AuthFailures(), len(s.Messages()))
+			}
+		})
+	}
+}
+
+// A certificate for another name says so too.
+func TestRelayHostCertificateNameMismatch(t *testing.T) {
+	e := newEnv(t)
+	cfg, pool := sinktest.Cert(t, "other.test")
+	s := e.sink("127.0.0.48", sinktest.Options{TLS: cfg}, true)
+	e.dns.Add(t, "smarthost.test. A 127.0.0.48")
+	c := e.client(func(o *relay.Options) {
+		o.RelayHost = config.RelayTarget{Host: "smarthost.test", Port: s.Port()}
+		o.RootCAs = pool
+	})
+	de := wholesale(t, c, msg("bob@example.test"))
+	checkErr(t, "name mismatch", de, false, 0, "4.7.5")
+	if !strings.Contains(de.Message, "set RELAYHOST to a name the certificate is for") || !strings.Contains(de.Message, "other.test") {
+		t.Errorf("error %q does not point at the name", de.Message)
+	}
+	if len(s.Messages()) != 0 {
+		t.Error("delivered to a relay whose certificate is for another name")
+	}
+}
+
+// writeCAFile writes the sink's self-signed certificate as a PEM file, as
+// an admin would for RELAYHOST_CA_FILE.
+func writeCAFile(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "relay-ca.pem")
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cfg.Certificates[0].Leaf.Raw})
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// RELAYHOST_CA_FILE: the self-signed relay is trusted and verified.
+func TestRelayHostCAFile(t *testing.T) {
 	e := newEnv(t)
 	cfg, _ := sinktest.Cert(t, "smarthost.test")
 	s := e.sink("127.0.0.48", sinktest.Options{TLS: cfg, Users: map[string]string{relayUser: relayPass}}, true)
 	e.dns.Add(t, "smarthost.test. A 127.0.0.48")
-	c := relayHostClient(e, config.RelayTarget{Host: "smarthost.test", Port: s.Port()}, nil) // system roots
-	de := wholesale(t, c, msg("bob@example.test"))
-	if de.Permanent || de.Code != 0 || !strings.Contains(de.Message, "certificate") {
-		t.Errorf("untrusted certificate: %+v", de)
+	pool, err := config.LoadCAFile(writeCAFile(t, cfg))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s.AuthFailures() != 0 || len(s.Messages()) != 0 || s.Conns() != 1 {
-		t.Errorf("conns %d, auth failures %d, messages %d; want 1, 0, 0 (no plaintext retry)",
-			s.Conns(), s.AuthFailures(), len(s.Messages()))
+	c := relayHostClient(e, config.RelayTarget{Host: "smarthost.test", Port: s.Port()},
+		func(o *relay.Options) { o.RootCAs = pool })
+	mustDeliver(t, c, msg("bob@example.test"))
+	if m := s.Messages(); len(m) != 1 || !m[0].TLS || m[0].AuthUser != relayUser {
+		t.Fatalf("smarthost messages %+v; want one over TLS, logged in", m)
 	}
+	if !strings.Contains(e.logs.String(), "tls_policy=verify") {
+		t.Errorf("log does not name the policy:\n%s", e.logs)
+	}
+	checkNoSecret(t, e.logs.String())
+}
+
+// RELAYHOST_TLS_VERIFY=false: Mailu's behaviour, encrypted but unverified.
+func TestRelayHostNoVerify(t *testing.T) {
+	e := newEnv(t)
+	cfg, _ := sinktest.Cert(t, "smarthost.test")
+	s := e.sink("127.0.0.48", sinktest.Options{TLS: cfg, Users: map[string]string{relayUser: relayPass}}, true)
+	e.dns.Add(t, "smarthost.test. A 127.0.0.48")
+	c := relayHostClient(e, config.RelayTarget{Host: "smarthost.test", Port: s.Port()},
+		func(o *relay.Options) { o.RelayHostNoVerify = true })
+	mustDeliver(t, c, msg("bob@example.test"))
+	if m := s.Messages(); len(m) != 1 || !m[0].TLS || m[0].AuthUser != relayUser {
+		t.Fatalf("smarthost messages %+v; want one over TLS, logged in", m)
+	}
+	if !strings.Contains(e.logs.String(), "tls_policy=encrypt-unverified") || !strings.Contains(e.logs.String(), "RELAYHOST_TLS_VERIFY=false") {
+		t.Errorf("log does not say the certificate went unverified:\n%s", e.logs)
+	}
+	checkNoSecret(t, e.logs.String())
 }
 
 // With RELAYUSER set, a smarthost without TLS never sees the password.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -176,6 +177,9 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 	if s.t.implicitTLS() {
 		tc, err := handshake(ctx, conn, s.tlsConfig(), to.Connect)
 		if err != nil {
+			if aerr := s.relayHostCertError(ctx, err); aerr != nil {
+				return nil, aerr
+			}
 			return nil, s.fail(ctx, fmt.Errorf("implicit TLS to %s: %w", s.t.addr, err), false)
 		}
 		conn = tc
@@ -200,11 +204,14 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 					// policy's TLS; the next MX may do, else deferred.
 					return nil, s.local(false, "4.7.5", "TLS with "+s.t.host+" failed under "+pol.Reason+": "+err.Error(), false)
 				}
+				if aerr := s.relayHostCertError(ctx, err); aerr != nil {
+					return nil, aerr
+				}
 				aerr := s.fail(ctx, err, false)
 				// With an unverified peer, a refused STARTTLS or a broken
 				// handshake may be retried in clear on a new connection;
-				// with RELAYHOST (verified) it may not.
-				aerr.plainRetry = !s.verify()
+				// with RELAYHOST verified, or a password to protect, not.
+				aerr.plainRetry = !s.verify() && !(s.t.hop.kind == hopRelayHost && c.user != "")
 				return nil, aerr
 			}
 			c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), nil)
@@ -223,6 +230,10 @@ func (s *session) dial(ctx context.Context) (_ *smtpConn, aerr *attemptError) {
 		c.tlsp.Result(pol, localIP(raw), s.t.addr.Addr().String(), &tlspolicy.PolicyError{ResultType: "starttls-not-supported",
 			Msg: s.t.host + " does not offer STARTTLS"})
 		return nil, s.local(false, "4.7.10", s.t.host+" does not offer STARTTLS, which "+pol.Reason+" requires", false)
+	}
+	if s.m.RequireTLS && s.tlsVersion == "" {
+		// RFC 8689 4.2.1: never in clear.
+		return nil, s.local(true, "5.7.30", "REQUIRETLS support required: "+s.t.host+" does not offer STARTTLS", false)
 	}
 	if aerr := s.authenticate(ctx, sc); aerr != nil {
 		return nil, aerr
@@ -243,9 +254,32 @@ func (s *session) newClient(conn net.Conn) *smtp.Client {
 	return sc
 }
 
-// verify: RELAYHOST's certificate is checked; other peers' are not
-// (opportunistic TLS, Postfix "may").
-func (s *session) verify() bool { return s.t.hop.kind == hopRelayHost }
+// verify: RELAYHOST's certificate is checked unless
+// RELAYHOST_TLS_VERIFY=false; other peers' are not (opportunistic TLS,
+// Postfix "may"); MX hosts under DANE or MTA-STS go by their policy.
+func (s *session) verify() bool { return s.t.hop.kind == hopRelayHost && !s.c.noVerify }
+
+// relayHostCertError is the deferral for a RELAYHOST certificate that
+// failed verification, saying how to fix it (issue 13: a relay with a
+// private or self-signed certificate is common, and Mailu never checked).
+// nil when err is not such a failure.
+func (s *session) relayHostCertError(ctx context.Context, err error) *attemptError {
+	if !s.verify() || ctx.Err() != nil {
+		return nil
+	}
+	var cv *tls.CertificateVerificationError
+	if !errors.As(err, &cv) {
+		return nil
+	}
+	fix := "set RELAYHOST_CA_FILE to a PEM file with the CA certificate that signed it (or the relay's own certificate, when self-signed), " +
+		"or RELAYHOST_TLS_VERIFY=false to encrypt without verifying, as Mailu does"
+	var hn x509.HostnameError
+	if errors.As(err, &hn) {
+		fix = "set RELAYHOST to a name the certificate is for, " + fix
+	}
+	msg := "certificate of RELAYHOST " + s.t.host + " not verified: " + cv.Err.Error() + "; to fix: " + fix
+	return s.local(false, "4.7.5", msg, false)
+}
 
 func (s *session) tlsConfig() *tls.Config {
 	if s.t.pol != nil {
@@ -321,9 +355,20 @@ func (s *session) transaction(ctx context.Context, sc *smtp.Client, reused bool,
 		return nil, s.local(true, "5.3.4", "message of "+strconv.FormatInt(m.Size, 10)+" bytes exceeds the limit of "+
 			strconv.Itoa(limit)+" bytes of "+s.t.host, false)
 	}
+	if m.RequireTLS {
+		// RFC 8689 4.2.1: verified TLS (the caller chose a validated
+		// policy or a verified RELAYHOST) to a server that offers
+		// REQUIRETLS after STARTTLS; the parameter goes on (4.2.2).
+		if s.tlsVersion == "" {
+			return nil, s.local(true, "5.7.30", "REQUIRETLS support required: the session with "+s.t.host+" is not encrypted", false)
+		}
+		if ok, _ := sc.Extension("REQUIRETLS"); !ok {
+			return nil, s.local(true, "5.7.30", "REQUIRETLS support required: "+s.t.host+" does not offer REQUIRETLS", false)
+		}
+	}
 	// go-smtp adds BODY=8BITMIME whenever the server offers it, and SIZE
 	// when the server announces SIZE.
-	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8}
+	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.UTF8, RequireTLS: m.RequireTLS}
 	if printable(m.EnvID) {
 		opts.EnvelopeID = m.EnvID
 	}

@@ -90,6 +90,7 @@ func (ss *session) data(r io.Reader) error {
 		ReceivedAt: now,
 		DSNRet:     ss.dsnRet,
 		DSNEnvID:   ss.dsnEnvID,
+		RequireTLS: ss.requireTLS,
 	}
 	if ss.user != nil {
 		env.AuthUser = ss.user.Email
@@ -107,8 +108,11 @@ func (ss *session) data(r io.Reader) error {
 		return ss.fail("deliver", err, "msgid", id, "from", ss.sender, "rcpts", ss.rcpts())
 	}
 	ss.rateHit()
-	ss.log.Info("received", append([]any{"msgid", id, "from", ss.sender, "rcpts", ss.rcpts(),
-		"size", sp.Size(), "tls", ss.tls, "user", env.AuthUser}, checkArgs...)...)
+	args := []any{"msgid", id, "from", ss.sender, "rcpts", ss.rcpts(), "size", sp.Size(), "tls", ss.tls, "user", env.AuthUser}
+	if ss.requireTLS {
+		args = append(args, "requiretls", true)
+	}
+	ss.log.Info("received", append(args, checkArgs...)...)
 	return replyQueued(id)
 }
 

@@ -179,6 +179,12 @@ func replyStartTLSFirst() *smtp.SMTPError {
 	return reply(530, 5, 7, 0, "Must issue a STARTTLS command first")
 }
 
+// RFC 8689 4.1 (and RFC 3463 X.7.10, encryption needed): MAIL FROM
+// REQUIRETLS on a session without TLS.
+func replyRequireTLSNeedsTLS() *smtp.SMTPError {
+	return reply(530, 5, 7, 10, "REQUIRETLS needs a TLS session: issue STARTTLS first")
+}
+
 // Dovecot submission-login before AUTH (RFC 4954 6).
 func replyAuthRequired() *smtp.SMTPError {
 	return reply(530, 5, 7, 0, "Authentication required")

@@ -36,8 +36,10 @@ type session struct {
 	size     int64  // MAIL FROM SIZE= (RFC 1870), 0 if not given
 	dsnRet   string // MAIL FROM RET= (RFC 3461 4.3), "" if not given
 	dsnEnvID string // MAIL FROM ENVID= (RFC 3461 4.4), decoded
-	routes   []inbound.Route
-	rcptSeen map[string]bool
+	// requireTLS: MAIL FROM REQUIRETLS (RFC 8689), only taken under TLS.
+	requireTLS bool
+	routes     []inbound.Route
+	rcptSeen   map[string]bool
 	// overshoot counts the RCPTs answered 452 over MaxRecipients in this
 	// transaction (Postfix rcpt_overshoot, reset with the transaction).
 	overshoot int
@@ -65,6 +67,7 @@ func (ss *session) Reset() {
 	ss.mailSeen = false
 	ss.sender = ""
 	ss.dsnRet, ss.dsnEnvID = "", ""
+	ss.requireTLS = false
 	ss.routes = nil
 	ss.rcptSeen = nil
 }
@@ -249,6 +252,11 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 		return ss.reject("mail", replyAuthRequired(), "from", from)
 	}
 
+	if opts != nil && opts.RequireTLS && !ss.tls {
+		// RFC 8689 4.1: REQUIRETLS is only advertised, and only taken,
+		// over TLS (go-smtp would accept it in clear).
+		return ss.reject("mail", replyRequireTLSNeedsTLS(), "from", from)
+	}
 	if ss.spaceLow() {
 		// Postfix: queue_minfree, checked at MAIL FROM.
 		return ss.reject("mail", replyInsufficientStorage(), "from", from)
@@ -281,7 +289,9 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 	ss.sender = sender
 	ss.size = 0
 	ss.dsnRet, ss.dsnEnvID = "", ""
+	ss.requireTLS = false
 	if opts != nil {
+		ss.requireTLS = opts.RequireTLS
 		ss.size = opts.Size // RFC 1870: 0 when not declared
 		// RFC 3461 4.3, 4.4: go-smtp checked RET's value and ENVID's
 		// xtext; both go with the queue entries and shape the DSNs.

@@ -361,6 +361,9 @@ func New(opts Options) *Server {
 	gs.MaxRecipients = 0
 	gs.EnableSMTPUTF8 = true // RFC 6531; mailaddr handles UTF-8 addresses
 	gs.EnableDSN = true      // RFC 3461, advertised by Mailu (nginx smtp_capabilities)
+	// RFC 8689: go-smtp lists REQUIRETLS in EHLO only under TLS; the
+	// queue keeps the parameter and the relay enforces it.
+	gs.EnableREQUIRETLS = true
 	gs.TLSConfig = opts.TLSConfig
 	// go-smtp would answer AUTH on a plaintext connection with its own
 	// "523 5.7.10"; Session.Auth decides instead (502 on 25, 530 on 587).

@@ -77,6 +77,9 @@ type NewMessage struct {
 	// ENVID, and per remote recipient NOTIFY and ORCPT; they go with each
 	// queue entry. nil = none given.
 	DSN *DSNParams
+	// RequireTLS: MAIL FROM REQUIRETLS (RFC 8689); every queue entry
+	// keeps it.
+	RequireTLS bool
 
 	// DeliveryKey, when set, makes the delivery idempotent: it is recorded
 	// in the transaction that stores the message, and a later
@@ -115,6 +118,9 @@ type QueueItem struct {
 	DSNEnvID  string // ENVID, decoded from xtext
 	DSNNotify string // NOTIFY: NEVER, or a comma list of SUCCESS, FAILURE, DELAY
 	DSNORcpt  string // ORCPT as "type;address" (address decoded from xtext)
+
+	// RequireTLS: submitted with MAIL FROM REQUIRETLS (RFC 8689).
+	RequireTLS bool
 }
 
 // DSNParams are a transaction's RFC 3461 parameters.

@@ -337,11 +337,52 @@ type Host struct {
 	// lenientFailed: verification failed under a lenient policy and was
 	// reported; the session is not counted as a success.
 	lenientFailed bool
+	// unusableTLSA: Encrypt because of TLSA records none of which is
+	// usable (a DANE outcome, not OUTBOUND_TLS_LEVEL=encrypt).
+	unusableTLSA bool
+}
+
+// RecipientPolicy reports whether h comes from the recipient domain's
+// DANE or MTA-STS publication, which "TLS-Required: No" may waive (RFC
+// 8689 5), rather than from OUTBOUND_TLS_LEVEL, which stays in force.
+func (h *Host) RecipientPolicy() bool {
+	return h != nil && (h.Kind == DANE || h.Kind == STSEnforce || h.Kind == STSTesting || h.unusableTLSA)
 }
 
 // RequireTLS reports whether the host must not get the mail in clear.
 func (h *Host) RequireTLS() bool {
 	return h.Kind == Encrypt || h.Kind == DANE || h.Kind == STSEnforce || (h.Kind == STSTesting && h.Strict)
+}
+
+// Validated reports whether a session under h meets RFC 8689 4.2.1 for a
+// message sent with REQUIRETLS: the MX host comes from a DNSSEC-signed
+// answer or an MTA-STS policy in enforce mode that lists it, and the
+// certificate is checked by DANE or by that policy. why says which rule
+// held or failed, for the log and the DSN.
+func (h *Host) Validated() (ok bool, why string) {
+	switch {
+	case h == nil || h.Kind == Opportunistic:
+		return false, "no DANE or MTA-STS policy"
+	case h.Kind == DANE && h.domain != nil && h.domain.MXSecure:
+		return true, "DANE, with a DNSSEC-signed MX answer"
+	case h.Kind == DANE && h.domain != nil && h.domain.STS != nil && h.domain.STS.Mode == ModeEnforce && h.domain.STS.MatchesMX(h.Host):
+		return true, "DANE, with the MX host listed by an MTA-STS policy in enforce mode"
+	case h.Kind == DANE:
+		return false, "DANE records, but the MX answer is not DNSSEC-signed and no MTA-STS policy in enforce mode lists the host"
+	case h.Kind == STSEnforce:
+		return true, "MTA-STS policy in enforce mode"
+	case h.Kind == STSTesting:
+		return false, "MTA-STS policy in testing mode (REQUIRETLS needs enforce)"
+	}
+	return false, "TLS required but the certificate not verified (" + h.Reason + ")"
+}
+
+// Relaxed is the policy for a message whose sender wrote "TLS-Required:
+// No" (RFC 8689 5): STARTTLS when offered, nothing verified, instead of
+// the policy described by why. Its sessions are not counted for TLS-RPT.
+func Relaxed(host, why string) *Host {
+	return &Host{Kind: Opportunistic, Host: host,
+		Reason: "TLS-Required: No (RFC 8689 5): " + why + " not enforced; STARTTLS when offered, certificate not verified"}
 }
 
 // Key tells connections made under different policies apart (the relay's
@@ -385,6 +426,7 @@ func (c *Checker) ForHost(ctx context.Context, d *Domain, host string, port int)
 		if len(usable) == 0 {
 			// RFC 7672 2.2: records exist but none is usable: encrypt
 			// without authentication.
+			h.unusableTLSA = true
 			h.Kind, h.Reason, h.Strict = Encrypt, fmt.Sprintf("DANE: %d TLSA records at %s, none usable (only 2/3 x x count): TLS required, not verified", len(recs), tlsaName), true
 			c.log.Warn("tlspolicy: unusable TLSA records", "name", tlsaName, "records", len(recs))
 			return h, nil

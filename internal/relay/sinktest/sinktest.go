@@ -40,7 +40,10 @@ type Options struct {
 	Users      map[string]string
 	Mechanisms []string // default PLAIN and LOGIN
 	SMTPUTF8   bool     // advertise SMTPUTF8
-	MaxSize    int64    // advertise SIZE with this limit and enforce it
+	// REQUIRETLS: advertise REQUIRETLS (RFC 8689) after STARTTLS and
+	// record the MAIL parameter.
+	REQUIRETLS bool
+	MaxSize    int64 // advertise SIZE with this limit and enforce it
 	// Greeting, when set, replaces the whole server: every connection gets
 	// this line (e.g. "421 4.3.2 busy") and is closed.
 	Greeting string
@@ -64,6 +67,8 @@ type Message struct {
 	UTF8     bool   // MAIL had SMTPUTF8
 	Body     string // MAIL BODY= value ("8BITMIME", "")
 	Size     int64  // MAIL SIZE= value
+	// RequireTLS: MAIL had REQUIRETLS (with Options.REQUIRETLS).
+	RequireTLS bool
 	// RFC 3461 parameters, with Options.DSN: RET, ENVID, and per
 	// recipient "NOTIFY=... ORCPT=type;addr" as received.
 	Ret, EnvID string
@@ -121,6 +126,7 @@ func Start(t testing.TB, o Options) *Sink {
 	srv.EnableDSN = o.DSN
 	srv.LMTP = o.LMTP
 	srv.EnableSMTPUTF8 = o.SMTPUTF8
+	srv.EnableREQUIRETLS = o.REQUIRETLS
 	srv.MaxMessageBytes = o.MaxSize
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
@@ -136,6 +142,10 @@ func Start(t testing.TB, o Options) *Sink {
 	}()
 	t.Cleanup(func() {
 		srv.Close()
+		// A Close before Serve registered the listener misses it (a
+		// test that never connects ends that fast): closing it directly
+		// ends Serve either way.
+		ln.Close()
 		<-done
 	})
 	return s
@@ -344,6 +354,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		ss.msg.UTF8, ss.msg.Body, ss.msg.Size = opts.UTF8, string(opts.Body), opts.Size
 		ss.msg.Ret, ss.msg.EnvID = string(opts.Return), opts.EnvelopeID
+		ss.msg.RequireTLS = opts.RequireTLS
 	}
 	if st, ok := ss.conn.TLSConnectionState(); ok {
 		ss.msg.TLS, ss.msg.TLSVer = true, st.Version

@@ -28,8 +28,8 @@ WHERE id = ? RETURNING uidnext, highestmodseq`
 	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
 VALUES (?, ?, ?, ?, ?, ?, ?)`
 	sqlInsertQueue = `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at,
-dsn_ret, dsn_envid, dsn_notify, dsn_orcpt)
-VALUES (?, ?, ?, ?, 0, ?, '', ?, ?, ?, ?, ?, ?)`
+dsn_ret, dsn_envid, dsn_notify, dsn_orcpt, require_tls)
+VALUES (?, ?, ?, ?, 0, ?, '', ?, ?, ?, ?, ?, ?, ?)`
 )
 
 func hotQueries() []string {
@@ -328,7 +328,7 @@ func commitGroup(ctx context.Context, c conn, ps []pending) error {
 				ret, envid, rd = d.Ret, d.EnvID, d.Rcpts[rcpt]
 			}
 			_, err := c.exec(ctx, sqlInsertQueue, p.m.ID, p.m.Sender, rcpt, bodyID, c.d.ts(t), false, c.d.ts(t),
-				ret, envid, rd.Notify, rd.ORcpt)
+				ret, envid, rd.Notify, rd.ORcpt, p.m.RequireTLS)
 			if err != nil {
 				return fmt.Errorf("message %s: queue for %s: %w", p.m.ID, rcpt, mapErr(err))
 			}

@@ -18,7 +18,7 @@ var _ store.QueueStore = (*Store)(nil)
 // return it too (both SQLite and PostgreSQL allow subqueries there).
 const queueCols = `id, message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at,
 lease_until, last_attempt, last_code, last_status, last_remote, delay_notified,
-(SELECT size FROM body WHERE body.id = queue.body_id), dsn_ret, dsn_envid, dsn_notify, dsn_orcpt`
+(SELECT size FROM body WHERE body.id = queue.body_id), dsn_ret, dsn_envid, dsn_notify, dsn_orcpt, require_tls`
 
 // queueDue is the condition for an entry a worker may claim; the lease
 // test's %s is the database clock (dbNow).
@@ -48,7 +48,7 @@ func scanQueueItem(sc interface{ Scan(...any) error }) (store.QueueItem, error) 
 	err := sc.Scan(&q.ID, &q.MessageID, &q.Sender, &q.Recipient, &q.BodyID, &q.Attempts,
 		scanTime(&q.NextAttempt), &q.LastError, &q.Held, scanTime(&q.CreatedAt),
 		scanTime(&q.LeaseUntil), scanTime(&q.LastAttempt), &q.LastCode, &q.LastStatus, &q.LastRemote,
-		&q.DelayNotified, &q.Size, &q.DSNRet, &q.DSNEnvID, &q.DSNNotify, &q.DSNORcpt)
+		&q.DelayNotified, &q.Size, &q.DSNRet, &q.DSNEnvID, &q.DSNNotify, &q.DSNORcpt, &q.RequireTLS)
 	return q, err
 }
 

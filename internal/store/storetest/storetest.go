@@ -67,6 +67,7 @@ func Run(t *testing.T, open Open) {
 		{"TLSPolicies", testTLSPolicies},
 		{"ReceivedTLSReports", testReceivedTLSReports},
 		{"QueueDSN", testQueueDSN},
+		{"QueueRequireTLS", testQueueRequireTLS},
 		{"Fetches", testFetches},
 	}
 	for _, tc := range tests {

@@ -106,3 +106,41 @@ func testQueueDSN(t *testing.T, open Open) {
 		}
 	}
 }
+
+// testQueueRequireTLS checks that MAIL FROM REQUIRETLS goes with each
+// queue entry (RFC 8689), and that entries without it do not get it.
+func testQueueRequireTLS(t *testing.T, open Open) {
+	s := open(t)
+	defer s.Close()
+	c := ctx(t)
+	qs, ok := s.(store.QueueStore)
+	if !ok {
+		t.Skip("backend has no queue store")
+	}
+	body := []byte("Subject: x\r\n\r\nhi\r\n")
+	must(t, s.CommitMessages(c, []*store.NewMessage{
+		{ID: "rtls-on", Sender: "a@example.com", Body: body, Remote: []string{"x@remote.example", "y@remote.example"}, RequireTLS: true},
+		{ID: "rtls-off", Sender: "a@example.com", Body: body, Remote: []string{"z@remote.example"}},
+	}))
+	items, err := qs.ClaimQueue(c, "w", time.Now().Add(time.Minute), time.Minute, 10)
+	must(t, err)
+	if len(items) != 3 {
+		t.Fatalf("claimed %d entries, want 3", len(items))
+	}
+	for _, it := range items {
+		if want := it.MessageID == "rtls-on"; it.RequireTLS != want {
+			t.Errorf("entry %s of %s: RequireTLS=%v, want %v", it.Recipient, it.MessageID, it.RequireTLS, want)
+		}
+	}
+	all, err := qs.ListQueueEntries(c)
+	must(t, err)
+	n := 0
+	for _, it := range all {
+		if it.RequireTLS {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("ListQueueEntries: %d entries with RequireTLS, want 2", n)
+	}
+}

@@ -51,17 +51,6 @@ type tlsrptJSON struct {
 	FailureDetails json.RawMessage `json:"failure_details"`
 }
 
-// failureDetail is the part of RFC 8460 4.4 failure-details listed.
-type failureDetail struct {
-	ResultType          string `json:"result-type"`
-	SendingMTAIP        string `json:"sending-mta-ip"`
-	ReceivingMXHostname string `json:"receiving-mx-hostname"`
-	ReceivingIP         string `json:"receiving-ip"`
-	FailedSessionCount  int64  `json:"failed-session-count"`
-	AdditionalInfo      string `json:"additional-information"`
-	FailureReasonCode   string `json:"failure-reason-code"`
-}
-
 func runTLSRPT(c *call) error {
 	rs, ok := c.st.(store.ReceivedTLSReports)
 	if !ok {
@@ -108,7 +97,7 @@ func runTLSRPT(c *call) error {
 	const day = "2006-01-02 15:04Z"
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", oneLine(r.Organization), r.Start.UTC().Format(day), r.End.UTC().Format(day),
-			oneLine(r.PolicyDomain), policyLabel(r), r.Success, r.Failure, oneLine(r.ReportID))
+			oneLine(r.PolicyDomain), oneLine(r.PolicyLabel()), r.Success, r.Failure, oneLine(r.ReportID))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -116,43 +105,16 @@ func runTLSRPT(c *call) error {
 	fmt.Fprintf(c.stdout, "-- %d report policies\n", len(rows))
 	// The failure details, under the report and policy they belong to.
 	for _, r := range rows {
-		var details []failureDetail
-		if r.Details != "" {
-			_ = json.Unmarshal([]byte(r.Details), &details) // written by our parser; a bad one lists nothing
-		}
-		if len(details) == 0 {
+		failures := r.FailureLines()
+		if len(failures) == 0 {
 			continue
 		}
-		fmt.Fprintf(c.stdout, "%s %s, %s (%s):\n", oneLine(r.Organization), oneLine(r.ReportID), oneLine(r.PolicyDomain), policyLabel(r))
-		for _, d := range details {
-			fmt.Fprintf(c.stdout, "  %s\n", oneLine(describeFailure(d)))
+		fmt.Fprintf(c.stdout, "%s %s, %s (%s):\n", oneLine(r.Organization), oneLine(r.ReportID), oneLine(r.PolicyDomain), oneLine(r.PolicyLabel()))
+		for _, f := range failures {
+			fmt.Fprintf(c.stdout, "  %s\n", oneLine(f))
 		}
 	}
 	return nil
-}
-
-// policyLabel is the policy type, with the mode of an MTA-STS policy.
-func policyLabel(r store.ReceivedTLSReport) string {
-	label := r.PolicyType
-	for _, l := range strings.Split(r.PolicyString, "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "mode" {
-			label += "/" + strings.TrimSpace(v)
-		}
-	}
-	return oneLine(label)
-}
-
-// describeFailure is one failure-details entry on one line.
-func describeFailure(d failureDetail) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "failed: %s x%d", d.ResultType, d.FailedSessionCount)
-	for _, kv := range [][2]string{{"mx", d.ReceivingMXHostname}, {"receiving-ip", d.ReceivingIP}, {"sending-ip", d.SendingMTAIP},
-		{"reason", d.FailureReasonCode}, {"info", d.AdditionalInfo}} {
-		if kv[1] != "" {
-			b.WriteString(" " + kv[0] + "=" + kv[1])
-		}
-	}
-	return b.String()
 }
 
 func splitNonEmpty(s, sep string) []string {

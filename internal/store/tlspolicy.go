@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -70,6 +73,51 @@ type ReceivedTLSReport struct {
 	Success      int64  // total-successful-session-count
 	Failure      int64  // total-failure-session-count
 	Details      string // failure-details as a JSON array ("" = none)
+}
+
+// PolicyLabel is the policy type, with the mode of an MTA-STS policy
+// ("sts/enforce").
+func (r ReceivedTLSReport) PolicyLabel() string {
+	label := r.PolicyType
+	for _, l := range strings.Split(r.PolicyString, "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "mode" {
+			label += "/" + strings.TrimSpace(v)
+		}
+	}
+	return label
+}
+
+// tlsFailureDetail is the part of RFC 8460 4.4 failure-details shown.
+type tlsFailureDetail struct {
+	ResultType          string `json:"result-type"`
+	SendingMTAIP        string `json:"sending-mta-ip"`
+	ReceivingMXHostname string `json:"receiving-mx-hostname"`
+	ReceivingIP         string `json:"receiving-ip"`
+	FailedSessionCount  int64  `json:"failed-session-count"`
+	AdditionalInfo      string `json:"additional-information"`
+	FailureReasonCode   string `json:"failure-reason-code"`
+}
+
+// FailureLines describes each failure-details entry on one line, for the
+// CLI and the admin pages.
+func (r ReceivedTLSReport) FailureLines() []string {
+	var details []tlsFailureDetail
+	if r.Details != "" {
+		_ = json.Unmarshal([]byte(r.Details), &details) // written by our parser; a bad one lists nothing
+	}
+	var out []string
+	for _, d := range details {
+		var b strings.Builder
+		fmt.Fprintf(&b, "failed: %s x%d", d.ResultType, d.FailedSessionCount)
+		for _, kv := range [][2]string{{"mx", d.ReceivingMXHostname}, {"receiving-ip", d.ReceivingIP}, {"sending-ip", d.SendingMTAIP},
+			{"reason", d.FailureReasonCode}, {"info", d.AdditionalInfo}} {
+			if kv[1] != "" {
+				b.WriteString(" " + kv[0] + "=" + kv[1])
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
 
 // ReceivedTLSReports keeps the TLS-RPT reports others send us.

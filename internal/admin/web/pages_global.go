@@ -65,6 +65,22 @@ func (h *Handler) globalRoutes() {
 	}))
 	h.route("POST", "/announcement", roleUser, h.global(h.announce))
 	h.route("GET", "/status", roleUser, h.global(h.status))
+	h.route("GET", "/tlsrpt", roleUser, h.global(h.tlsReports))
+}
+
+// tlsReports lists the TLS-RPT reports (RFC 8460) other mail servers sent
+// about their sessions to us, as `petrel tlsrpt` does.
+func (h *Handler) tlsReports(q *request) error {
+	rs, ok := h.opt.Store.(store.ReceivedTLSReports)
+	if !ok {
+		return notFound("This store keeps no TLS reports.")
+	}
+	rows, err := rs.ReceivedTLSReports(q.r.Context(), "")
+	if err != nil {
+		return err
+	}
+	q.render(http.StatusOK, "tlsreports", "TLS reports", map[string]any{"Reports": rows})
+	return nil
 }
 
 // global wraps a handler that only global admins may use.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/admin"
 	"github.com/petrelmail/petrel/internal/store"
@@ -268,6 +269,7 @@ func TestRoleViolations(t *testing.T) {
 		{"POST", "/admin/user/settings", "/admin/domain/delete/example.com", nil, "Only a global administrator"},
 		{"GET", "", "/admin/relay", nil, "Only a global administrator"},
 		{"GET", "", "/admin/status", nil, "Only a global administrator"},
+		{"GET", "", "/admin/tlsrpt", nil, "Only a global administrator"},
 		{"POST", "/admin/user/settings", "/admin/announcement", url.Values{"announcement_subject": {"x"}, "announcement_body": {"y"}}, "Only a global administrator"},
 		{"GET", "", "/admin/domain/details/other.example", nil, "do not manage"},
 		{"POST", "/admin/user/settings", "/admin/alternative/create/other.example", url.Values{"name": {"alt.example"}}, "do not manage"},
@@ -442,7 +444,7 @@ func TestFormActionsResolve(t *testing.T) {
 		"/admin/user/password/alice@example.com", "/admin/user/usersettings/alice@example.com", "/admin/user/reply/alice@example.com",
 		"/admin/token/list/alice@example.com", "/admin/alias/list/example.com", "/admin/alias/create/example.com",
 		"/admin/alias/edit/al@example.com", "/admin/alias/delete/al@example.com", "/admin/admin/list", "/admin/relay",
-		"/admin/relay/create", "/admin/announcement", "/admin/status", "/admin/client", "/sso/logout"}
+		"/admin/relay/create", "/admin/announcement", "/admin/status", "/admin/tlsrpt", "/admin/client", "/sso/logout"}
 	seen := 0
 	for _, p := range pages {
 		r := c.get(p)
@@ -469,5 +471,31 @@ func TestFormActionsResolve(t *testing.T) {
 	}
 	if seen < 30 {
 		t.Fatalf("only %d forms found", seen)
+	}
+}
+
+// TestTLSReportsPage: a global admin sees received TLS-RPT reports with
+// their failures; the page escapes what the reporter wrote.
+func TestTLSReportsPage(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	c := e.client()
+	c.mustLogin("admin@example.com", "adminpw")
+	wantStatus(t, c.get("/admin/tlsrpt"), http.StatusOK, "No TLS reports received yet")
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	_, err := e.st.AddReceivedTLSReports(context.Background(), []store.ReceivedTLSReport{{
+		ReceivedAt: start.Add(30 * time.Hour), Recipient: "postmaster@example.com", Organization: "Big <Mail> Co",
+		ReportID: "2026-12-01T00:00:00Z_example.com", Start: start, End: start.Add(24 * time.Hour),
+		PolicyDomain: "example.com", PolicyType: "sts", PolicyString: "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 86400",
+		Success: 120, Failure: 3,
+		Details: `[{"result-type":"certificate-expired","receiving-mx-hostname":"mail.example.com","failed-session-count":3}]`,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.get("/admin/tlsrpt")
+	for _, want := range []string{"Big &lt;Mail&gt; Co", "2026-12-01 00:00 – 2026-12-02 00:00", "sts/enforce", "<td>120</td>", "<td>3</td>",
+		"failed: certificate-expired x3 mx=mail.example.com"} {
+		wantStatus(t, r, http.StatusOK, want)
 	}
 }

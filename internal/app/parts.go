@@ -176,6 +176,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		Logger:     log.With("part", "inbound"),
 	})
 	p.deliverer = inbound.NewDeliverer(p.delivererOptions(p.sieveOptions()))
+	// A script changed on any node applies to the next delivery here.
+	p.onClose(p.store.OnConfigChange(func(topic, key string) {
+		if topic == sqlstore.TopicSieve || topic == "" {
+			p.deliverer.ForgetSieve(key)
+		}
+	}))
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {
 		return nil, fmt.Errorf("outbound queue: %w", err)

@@ -102,6 +102,7 @@ type Config struct {
 	DeferOnTLSError         bool           // DEFER_ON_TLS_ERROR, default true
 	TLSRPTSend              bool           // TLSRPT_SEND, default true: daily TLS-RPT reports
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
+	QueueLease              time.Duration  // QUEUE_LEASE, default 2m: a dead node's claimed entries go to another node after this
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
 	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message
 	Filter                  Filter         // inbound checks: rspamd, clamd, greylisting, DNSBLs (filter.go)

@@ -238,6 +238,7 @@ func (l *listener) session(ctx context.Context, again bool, connected func()) er
 	}
 	l.up.Store(true)
 	connected()
+	l.log.Info("listening for other nodes' changes", "channel", l.f.channel, "reconnect", again)
 	if again {
 		l.s.watchers.notifyAll()
 		l.s.config.fire(configEvent{}) // everything may be stale

@@ -24,7 +24,8 @@ func commands() []*command {
 	cmds = append(cmds, sieveCommands()...)
 	cmds = append(cmds, queueCommands()...)
 	cmds = append(cmds, dnsCommands()...)
-	return append(cmds, importCommands()...)
+	cmds = append(cmds, importCommands()...)
+	return append(cmds, migrateCommands()...)
 }
 
 // accountCommands are Mailu's flask mailu commands plus config-check and

@@ -269,13 +269,10 @@ func (l *listener) session(ctx context.Context, again bool, connected func()) er
 
 // deliver wakes local watchers for one notification from another node.
 func (l *listener) deliver(payload string) {
-	if payload == "" {
-		return
-	}
-	node, w, all := parsePayload(payload)
-	if node == l.f.node {
+	if payload == "" || strings.HasPrefix(payload, l.f.node+"\n") {
 		return // this node woke its watchers after its own commit
 	}
+	_, w, all := parsePayload(payload)
 	if all {
 		l.s.watchers.notifyAll()
 		l.s.config.fire(configEvent{})

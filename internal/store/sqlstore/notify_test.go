@@ -229,3 +229,28 @@ WHERE query = $1`, "LISTEN "+`"`+b.feed.channel+`"`).Scan(&n)
 	}
 	t.Logf("delivery after reconnect woke node B after %v", woken(t, ch, "delivery after reconnect", start))
 }
+
+// On SQLite (one node) a committed change is announced to this Store's
+// subscribers; a failed one is not.
+func TestConfigChangesSQLite(t *testing.T) {
+	s := newOpener(sqliteOptions).openStore(t)
+	defer s.Close()
+	ctx := t.Context()
+	var got []string
+	stop := s.OnConfigChange(func(topic, key string) { got = append(got, topic+" "+key) })
+	must(t, s.CreateDomain(ctx, &store.Domain{Name: "example.com"}))
+	u := store.NewUser("carol", "example.com", 0, 0)
+	must(t, s.CreateUser(ctx, &u))
+	must(t, s.PutSieveScript(ctx, u.Email, "s", []byte("keep;"), store.SieveLimits{}))
+	if err := s.SetPasswordHash(ctx, "nobody@example.com", "x"); err == nil {
+		t.Fatal("password of a missing user set")
+	}
+	stop()
+	must(t, s.SetPasswordHash(ctx, u.Email, "{PLAIN}x"))
+	if strings.Join(got, "|") != "sieve carol@example.com" {
+		t.Errorf("subscriber heard %q", got)
+	}
+	if s.feed != nil || !s.Realtime() {
+		t.Error("SQLite store has a feed or is not realtime")
+	}
+}

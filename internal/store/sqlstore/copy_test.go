@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -25,6 +27,13 @@ func TestCopyToPostgres(t *testing.T) {
 		Remote: []string{"bob@remote.example"}}}))
 	must(t, src.PutSieveScript(ctx, imapUser, "main", []byte("keep;"), store.SieveLimits{}))
 	must(t, src.SetActiveSieveScript(ctx, imapUser, "main"))
+	u, err := src.GetUser(ctx, imapUser)
+	must(t, err)
+	u.ForwardEnabled, u.ForwardDestination, u.ForwardKeep = true, []string{"x@remote.example", "y@remote.example"}, true
+	u.ReplyEnabled, u.ReplySubject = true, "away"
+	u.ReplyStartDate, u.ReplyEndDate = time.Date(2026, 12, 24, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)
+	u.DisplayedName, u.QuotaBytes = "Alice Ä", 1<<30
+	must(t, src.UpdateUser(ctx, u))
 	var blobs int
 	must(t, src.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM body WHERE blob_name IS NOT NULL`).Scan(&blobs))
 	if blobs != 1 {
@@ -70,6 +79,16 @@ func TestCopyToPostgres(t *testing.T) {
 	}
 	if !(pos["domain"] < pos["user"] && pos["user"] < pos["mailbox"] && pos["mailbox"] < pos["message"] && pos["body"] < pos["message"]) {
 		t.Errorf("copy order %v", rep.Tables)
+	}
+
+	// Every kind of column (booleans, timestamps, dates, lists) reads
+	// back the same through the store.
+	su, err := src.GetUser(ctx, imapUser)
+	must(t, err)
+	du, err := dst.GetUser(ctx, imapUser)
+	must(t, err)
+	if !reflect.DeepEqual(su, du) {
+		t.Errorf("user differs after the copy:\nsource %+v\ntarget %+v", su, du)
 	}
 
 	// The large body now lives in its row, and reads back the same.

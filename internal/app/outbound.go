@@ -59,6 +59,7 @@ func (p *parts) newQueue(resolver dnsres.Resolver) (*queue.Worker, error) {
 		Bouncer:       bouncer{p: p},
 		Hostname:      cfg.Hostnames[0],
 		Lifetime:      cfg.QueueLifetime,
+		Lease:         cfg.QueueLease,
 		DelayWarning:  cfg.DelayWarningTime,
 		RewriteSender: p.rewriteSender,
 		Logger:        p.log.With("part", "queue"),

@@ -179,6 +179,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	})
 	p.tlsrpt = newTLSRPTReceiver(cfg, p)
 	p.deliverer = inbound.NewDeliverer(p.delivererOptions(p.sieveOptions()))
+	// A script changed on any node applies to the next delivery here.
+	p.onClose(p.store.OnConfigChange(func(topic, key string) {
+		if topic == sqlstore.TopicSieve || topic == "" {
+			p.deliverer.ForgetSieve(key)
+		}
+	}))
 	p.resolver = dnsres.New(cfg.ResolverAddress)
 	if p.queue, err = p.newQueue(p.resolver); err != nil {
 		return nil, fmt.Errorf("outbound queue: %w", err)

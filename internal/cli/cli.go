@@ -324,7 +324,7 @@ func (c *call) setup() error {
 		log = slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	c.log = log
-	st, err := sqlstore.OpenConfig(c.ctx, cfg, log)
+	st, err := sqlstore.OpenConfigCommand(c.ctx, cfg, log)
 	if err != nil {
 		return err
 	}

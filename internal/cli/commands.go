@@ -25,7 +25,8 @@ func commands() []*command {
 	cmds = append(cmds, queueCommands()...)
 	cmds = append(cmds, dnsCommands()...)
 	cmds = append(cmds, tlsrptCommands()...)
-	return append(cmds, importCommands()...)
+	cmds = append(cmds, importCommands()...)
+	return append(cmds, migrateCommands()...)
 }
 
 // accountCommands are Mailu's flask mailu commands plus config-check and

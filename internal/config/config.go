@@ -107,6 +107,7 @@ type Config struct {
 	MTASTSMode              string         // MTA_STS_MODE: none, testing (default) or enforce, of the policy we serve
 	MTASTSMaxAge            int64          // MTA_STS_MAX_AGE, seconds, default 604800 (one week)
 	QueueLifetime           time.Duration  // QUEUE_LIFETIME, default 5d (Postfix maximal_queue_lifetime)
+	QueueLease              time.Duration  // QUEUE_LEASE, default 2m: a dead node's claimed entries go to another node after this
 	DelayWarningTime        time.Duration  // DELAY_WARNING_TIME, default 5m (Mailu delay_warning_time); 0 = none
 	InboundDNSTimeout       time.Duration  // INBOUND_DNS_TIMEOUT, default 10s: SPF/DKIM/DMARC/iprev budget per message
 	Filter                  Filter         // inbound checks: rspamd, clamd, greylisting, DNSBLs (filter.go)

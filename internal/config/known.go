@@ -56,6 +56,7 @@ func implementedSettings() []SettingDoc {
 		s("LISTEN_<port>", "BIND_ADDRESS:<port>", "host:port for one role, e.g. LISTEN_25=127.0.0.1:2525", "Petrel only"),
 		s("LOG_LEVEL", "INFO", "log threshold: DEBUG, INFO, WARNING, ERROR, CRITICAL", "also TRACE: every SMTP, IMAP and POP3 protocol line, with the connection id (passwords and AUTH data redacted, message contents summarised)"),
 		s("LOG_FORMAT", "text", "log format: text or json", "Petrel only"),
+		s("QUEUE_LEASE", "2m", "how long a node holds a claimed outbound queue entry between renewals; a node that dies gives its entries to another node after this", "Petrel only (several nodes on one PostgreSQL)"),
 		s("QUEUE_LIFETIME", "5d", "how long outbound mail is retried before it bounces (e.g. 5d, 36h)", "Petrel only (Postfix maximal_queue_lifetime)"),
 		s("DELAY_WARNING_TIME", "5m", "when the sender gets a delay notice for mail still queued; 0 = never", "Petrel only (Mailu sets Postfix delay_warning_time=5m)"),
 		s("RESOLVER_ADDRESS", "", "DNS server (IP[:port]) for MX, SPF, DKIM and DMARC lookups; empty = the system resolver", ""),

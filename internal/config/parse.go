@@ -412,6 +412,7 @@ func (r *reader) mailFlow(cfg *Config) {
 	// Postfix defaults that Mailu keeps: maximal_queue_lifetime 5d, and
 	// Mailu's delay_warning_time 5m (main.cf).
 	cfg.QueueLifetime = r.duration("QUEUE_LIFETIME", 5*24*time.Hour, time.Minute, "give a duration such as 5d, 36h or 90m")
+	cfg.QueueLease = r.duration("QUEUE_LEASE", 2*time.Minute, time.Second, "give a duration such as 2m or 30s")
 	cfg.DelayWarningTime = r.duration("DELAY_WARNING_TIME", 5*time.Minute, 0, "give a duration such as 5m or 4h (0 = no delay notices)")
 	cfg.InboundDNSTimeout = r.duration("INBOUND_DNS_TIMEOUT", 10*time.Second, 100*time.Millisecond, "give a duration such as 10s or 2s")
 }

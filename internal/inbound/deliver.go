@@ -151,6 +151,15 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 	return d
 }
 
+// ForgetSieve drops user's cached Sieve script ("" drops all), so the
+// next delivery reads it from the store: it was changed, maybe on
+// another node.
+func (d *Deliverer) ForgetSieve(user string) {
+	if d.sieve != nil {
+		d.sieve.forget(user)
+	}
+}
+
 // Start runs the committer until Close is called or ctx is done; either
 // way every delivery already handed over is committed before it stops
 // (commits run with ctx's values but without its cancellation, so a

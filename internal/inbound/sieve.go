@@ -98,6 +98,18 @@ func newSieveHost(d *Deliverer, opts SieveOptions) *sieveHost {
 	return &sieveHost{opts: opts, d: d, log: d.log, cache: map[string]*cachedScript{}}
 }
 
+// forget drops user's cached script ("" drops all), so the next delivery
+// reads it again: the store announced a change (on any node).
+func (h *sieveHost) forget(user string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if user == "" {
+		clear(h.cache)
+		return
+	}
+	delete(h.cache, user)
+}
+
 // script returns user's compiled active script, nil when there is none.
 func (h *sieveHost) script(ctx context.Context, user string) (*cachedScript, error) {
 	now := h.d.now()

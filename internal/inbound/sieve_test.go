@@ -113,3 +113,36 @@ func TestSieveCopiesShareTheCommit(t *testing.T) {
 		t.Errorf("want one 'delivered' line, got %d", len(recs))
 	}
 }
+
+// TestForgetSieve: a script changed elsewhere (the store announced it)
+// is read again at once, within the TTL; "" forgets every user.
+func TestForgetSieve(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	src := &countingScripts{scripts: map[string]string{"a@x.test": "keep;", "b@x.test": "keep;"}}
+	d := NewDeliverer(DelivererOptions{Store: newMemStore(), Now: func() time.Time { return now },
+		Sieve: &SieveOptions{Scripts: src, CacheTTL: time.Hour}})
+	ctx := context.Background()
+	first, _ := d.sieve.script(ctx, "a@x.test")
+	d.sieve.script(ctx, "b@x.test")
+	src.mu.Lock()
+	src.scripts["a@x.test"] = "discard;"
+	src.mu.Unlock()
+	if same, _ := d.sieve.script(ctx, "a@x.test"); same.script != first.script {
+		t.Fatal("the cache was not used within the TTL")
+	}
+	d.ForgetSieve("a@x.test")
+	changed, _ := d.sieve.script(ctx, "a@x.test")
+	if changed.script == first.script {
+		t.Fatal("after ForgetSieve the old script still runs")
+	}
+	reads := src.reads
+	d.sieve.script(ctx, "b@x.test")
+	if src.reads != reads {
+		t.Fatal("forgetting a@x.test dropped b@x.test too")
+	}
+	d.ForgetSieve("")
+	d.sieve.script(ctx, "b@x.test")
+	if src.reads != reads+1 {
+		t.Fatal(`ForgetSieve("") kept b@x.test`)
+	}
+}

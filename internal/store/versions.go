@@ -12,3 +12,16 @@ type ChangeVersions interface {
 	// happens after the commit, before the writing call returns.
 	ChangeVersion(user string) uint64
 }
+
+// ConfigChanges is an optional interface of a store that announces
+// committed configuration changes (users, domains, Sieve scripts) to
+// every node sharing it, so caches can drop what went stale at once
+// instead of waiting for their TTL.
+type ConfigChanges interface {
+	// OnConfigChange calls fn after each such commit, here or on another
+	// node: topic names the kind ("user", "domain", "sieve") and key the
+	// address or domain, lower-case; topic "" means anything may have
+	// changed. fn must be quick and must not call the store. The result
+	// unsubscribes.
+	OnConfigChange(fn func(topic, key string)) (stop func())
+}

@@ -152,13 +152,15 @@ func (s *Store) expungeByID(ctx context.Context, mailboxID int64, uids []uint32,
 			}
 		}
 		gone, err = deleteMessages(ctx, c, user, mailboxID, which, true)
+		if len(gone) > 0 {
+			c.changed(user)
+		}
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: expunge from mailbox %d: %w", mailboxID, err)
 	}
 	if len(gone) > 0 {
-		s.watchers.notify(user)
 		s.bodies.wake()
 	}
 	return gone, nil

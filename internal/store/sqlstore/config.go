@@ -17,14 +17,25 @@ import (
 // OpenConfig opens the database the configuration names: DATA_DIR/main.db
 // for SQLite (DATA_DIR is created 0700 when missing), Mailu's DB_* settings
 // or SQLALCHEMY_DATABASE_URI for PostgreSQL. Bodies too large to keep in
-// the database go to DATA_DIR/blobs. serve and every CLI command use it, so
-// they always agree on where the data is.
+// the database go to DATA_DIR/blobs. serve uses it and every CLI command
+// OpenConfigCommand, so they always agree on where the data is.
 func OpenConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Store, error) {
+	return openConfig(ctx, cfg, log, false)
+}
+
+// OpenConfigCommand is OpenConfig for one-shot commands (the CLI): on
+// PostgreSQL its changes are announced to the running nodes, but it holds
+// no LISTEN connection of its own.
+func OpenConfigCommand(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Store, error) {
+	return openConfig(ctx, cfg, log, true)
+}
+
+func openConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, noListen bool) (*Store, error) {
 	flavor := strings.ToLower(cfg.DBFlavor)
 	if flavor == "" {
 		flavor = "sqlite"
 	}
-	opt := Options{Flavor: flavor, BlobDir: filepath.Join(cfg.DataDir, "blobs"), Logger: log}
+	opt := Options{Flavor: flavor, BlobDir: filepath.Join(cfg.DataDir, "blobs"), Logger: log, NoListen: noListen}
 	switch flavor {
 	case "sqlite":
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

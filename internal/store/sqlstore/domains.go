@@ -126,6 +126,7 @@ func (a *accounts) CreateDomain(ctx context.Context, d *store.Domain) error {
 func (a *accounts) UpdateDomain(ctx context.Context, d *store.Domain) error {
 	t := now()
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicDomain, d.Name)
 		return c.execOne(ctx, `UPDATE domain SET max_users = ?, max_aliases = ?, max_quota_bytes = ?,
   signup_enabled = ?, updated_at = ?, comment = ? WHERE name = ?`,
 			d.MaxUsers, d.MaxAliases, d.MaxQuotaBytes, d.SignupEnabled, c.d.ts(t), d.Comment, d.Name)
@@ -142,6 +143,7 @@ func (a *accounts) UpdateDomain(ctx context.Context, d *store.Domain) error {
 // managers.
 func (a *accounts) DeleteDomain(ctx context.Context, name string) error {
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicDomain, name)
 		return c.execOne(ctx, `DELETE FROM domain WHERE name = ?`, name)
 	})
 	if err != nil {

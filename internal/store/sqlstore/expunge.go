@@ -35,6 +35,9 @@ func (s *Store) ExpungeMessages(ctx context.Context, user, mailbox string, uids 
 		err = s.withTx(ctx, func(c conn) error {
 			var e error
 			n, e = expunge(ctx, c, user, mailboxName(mailbox), uids)
+			if n > 0 {
+				c.changed(user)
+			}
 			return e
 		})
 		if !retryable(err) || attempt == 2 {
@@ -46,7 +49,6 @@ func (s *Store) ExpungeMessages(ctx context.Context, user, mailbox string, uids 
 		return fmt.Errorf("sqlstore: expunge %d messages from %q of %q: %w", len(uids), mailbox, user, err)
 	}
 	if n > 0 {
-		s.watchers.notify(user)
 		s.bodies.wake()
 	}
 	return nil

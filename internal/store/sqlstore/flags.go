@@ -188,13 +188,11 @@ func (s *Store) StoreFlags(ctx context.Context, u *store.FlagUpdate) (*store.Sto
 				return fmt.Errorf("update flags: %w", mapErr(err))
 			}
 		}
+		c.changed(user)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: store flags in mailbox %d: %w", u.MailboxID, err)
-	}
-	if len(res.Changed) > 0 {
-		s.watchers.notify(user)
 	}
 	return res, nil
 }

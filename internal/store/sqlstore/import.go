@@ -78,12 +78,12 @@ func (s *Store) PrepareImportMailbox(ctx context.Context, spec store.ImportMailb
 			return mapErr(err)
 		}
 		mb, err = getMailbox(ctx, c, spec.User, name)
+		c.changed(spec.User)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: import mailbox %q of %q: %w", name, spec.User, err)
 	}
-	s.watchers.notify(spec.User)
 	return mb, nil
 }
 
@@ -214,6 +214,7 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 			return mapErr(err)
 		}
 		_, err = c.exec(ctx, `UPDATE "user" SET quota_bytes_used = quota_bytes_used + ? WHERE email = ?`, size, user)
+		c.changed(user)
 		return mapErr(err)
 	})
 	if err != nil {
@@ -235,9 +236,6 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 		}
 	}
 	s.ckpt.committed(pages + int64(added)*3)
-	if added > 0 {
-		s.watchers.notify(user)
-	}
 	return added, nil
 }
 

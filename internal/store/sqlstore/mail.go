@@ -82,7 +82,14 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 		// A PostgreSQL deadlock (say with a DeleteDomain locking users in
 		// another order) rolls the group back whole, so it can just run
 		// again.
-		err = s.retryTx(ctx, func(c conn) error { return commitGroup(ctx, c, ps) })
+		err = s.retryTx(ctx, func(c conn) error {
+			for _, m := range msgs {
+				for _, tg := range m.Targets {
+					c.changed(tg.User)
+				}
+			}
+			return commitGroup(ctx, c, ps)
+		})
 	}
 	if err != nil {
 		// After a COMMIT whose reply was lost the group may be stored:
@@ -107,11 +114,6 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 		pages += 3 * int64(len(p.m.Targets)+len(p.m.Remote))
 	}
 	s.ckpt.committed(pages)
-	for _, m := range msgs {
-		for _, tg := range m.Targets {
-			s.watchers.notify(tg.User)
-		}
-	}
 	return nil
 }
 

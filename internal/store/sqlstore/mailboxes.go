@@ -273,12 +273,12 @@ func (s *Store) CreateMailbox(ctx context.Context, user, name, specialUse string
 			return err
 		}
 		mb, err = getMailbox(ctx, c, user, n)
+		c.changed(user)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: create mailbox %q of %q: %w", name, user, err)
 	}
-	s.watchers.notify(user)
 	return mb, nil
 }
 
@@ -336,12 +336,12 @@ WHERE email = ?`, size, size, uv, uv, user)
 			return fmt.Errorf("release quota: %w", mapErr(err))
 		}
 		freed = count > 0
+		c.changed(user)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("sqlstore: delete mailbox %q of %q: %w", name, user, err)
 	}
-	s.watchers.notify(user)
 	if freed {
 		s.releaseNow(ctx)
 	}
@@ -383,6 +383,7 @@ func (s *Store) RenameMailbox(ctx context.Context, user, from, to string) error 
 		if _, ok := ids[t]; ok {
 			return store.ErrMailboxExists
 		}
+		c.changed(user)
 		if f == "INBOX" {
 			return renameInbox(ctx, c, user, ids, t, maxUV)
 		}
@@ -391,7 +392,6 @@ func (s *Store) RenameMailbox(ctx context.Context, user, from, to string) error 
 	if err != nil {
 		return fmt.Errorf("sqlstore: rename mailbox %q of %q to %q: %w", from, user, to, err)
 	}
-	s.watchers.notify(user)
 	if f == "INBOX" {
 		s.bodies.wake() // INBOX's messages moved: their body_unref rows
 	}

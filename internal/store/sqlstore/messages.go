@@ -119,6 +119,11 @@ WHERE k.id = ?`, key).Scan(&u, &uv, &bid)
 		bid = bodyID
 		return nil
 	}
+	run := fn
+	fn = func(c conn) error {
+		c.changed(a.User) // a rerun that finds the message stored still wakes
+		return run(c)
+	}
 	err = s.retryTx(ctx, fn)
 	unknown := errors.Is(err, store.ErrCommitUnknown)
 	for i := 0; useKey && i < 3 && errors.Is(err, store.ErrCommitUnknown); i++ {
@@ -139,7 +144,6 @@ WHERE k.id = ?`, key).Scan(&u, &uv, &bid)
 	if done {
 		s.log.Info("append: stored by the run whose commit outcome was unknown", "user", a.User, "uid", u)
 	}
-	s.watchers.notify(a.User)
 	a.BodyID = bid
 	return uint32(u), uint32(uv), nil
 }
@@ -274,13 +278,13 @@ func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids []uint32, t
 		if move {
 			_, err = deleteMessages(ctx, c, user, fromID, src, false)
 		}
+		c.changed(user)
 		return err
 	})
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("sqlstore: copy from mailbox %d to %d: %w", fromID, toID, err)
 	}
 	if len(src) > 0 {
-		s.watchers.notify(user)
 		if move {
 			s.bodies.wake() // the sources' body_unref rows
 		}

@@ -96,6 +96,7 @@ func (s *Store) PutSieveScript(ctx context.Context, email, name string, script [
 		script = []byte{} // NOT NULL: an empty script is a script
 	}
 	err := s.withTx(ctx, func(c conn) error {
+		c.configChanged(TopicSieve, email)
 		if err := sieveSpace(ctx, c, email, name, int64(len(script)), lim); err != nil {
 			return err
 		}
@@ -113,6 +114,7 @@ ON CONFLICT (user_email, name) DO UPDATE SET script = excluded.script, updated_a
 // DeleteSieveScript implements store.SieveScripts.
 func (s *Store) DeleteSieveScript(ctx context.Context, email, name string) error {
 	err := s.withTx(ctx, func(c conn) error {
+		c.configChanged(TopicSieve, email)
 		var active bool
 		err := c.queryRow(ctx, `SELECT active FROM sieve_script WHERE user_email = ? AND name = ?`+c.d.forUpdate(), email, name).Scan(&active)
 		if err != nil {
@@ -136,6 +138,7 @@ func (s *Store) RenameSieveScript(ctx context.Context, email, oldName, newName s
 		return errors.New("sqlstore: rename sieve script: empty name")
 	}
 	err := s.withTx(ctx, func(c conn) error {
+		c.configChanged(TopicSieve, email)
 		if oldName == newName {
 			var n string
 			return mapErr(c.queryRow(ctx, `SELECT name FROM sieve_script WHERE user_email = ? AND name = ?`, email, oldName).Scan(&n))
@@ -154,6 +157,7 @@ func (s *Store) RenameSieveScript(ctx context.Context, email, oldName, newName s
 // two; a missing name rolls both steps back.
 func (s *Store) SetActiveSieveScript(ctx context.Context, email, name string) error {
 	err := s.withTx(ctx, func(c conn) error {
+		c.configChanged(TopicSieve, email)
 		if err := lockUser(ctx, c, email); err != nil {
 			return err
 		}

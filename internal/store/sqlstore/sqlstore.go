@@ -58,7 +58,10 @@ type Options struct {
 	// MaxOpenConns caps the read pool (SQLite) or the whole pool
 	// (PostgreSQL). 0 picks a default.
 	MaxOpenConns int
-	Logger       *slog.Logger // nil discards
+	// NoListen: on PostgreSQL, announce changes (NOTIFY) but hold no
+	// LISTEN connection (one-shot commands such as the CLI).
+	NoListen bool
+	Logger   *slog.Logger // nil discards
 }
 
 // Store is a store.Store backed by SQL. It is safe for concurrent use.
@@ -91,6 +94,13 @@ type Store struct {
 	releaseMu sync.Mutex
 	// watchers wakes IMAP sessions after committed changes (watch.go).
 	watchers hub
+	// config holds OnConfigChange's subscribers (notify.go).
+	config configSubs
+	// feed announces committed changes to other nodes and listen hears
+	// theirs (PostgreSQL LISTEN/NOTIFY, notify.go); both nil on SQLite.
+	// Written only in Open.
+	feed   *feed
+	listen *listener
 	// indexer computes the searchable header fields stored with each
 	// new body (headersearch.go); nil stores none.
 	indexer atomic.Pointer[store.HeaderIndexer]
@@ -142,6 +152,15 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	}
 	if s.ckptDB != nil {
 		s.ckpt = newCheckpointer(s.ckptDB, s.log)
+	}
+	if s.d.name() == FlavorPostgreSQL {
+		if s.feed, err = newFeed(ctx, s.write, s.log); err != nil {
+			s.closeDBs()
+			return nil, err
+		}
+		if s.feed.enabled && !opt.NoListen {
+			s.listen = startListener(s, opt.DSN)
+		}
 	}
 	s.bodies = newReleaser(s)
 	return s, nil
@@ -280,6 +299,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) close() error {
+	s.listen.close()
 	s.bodies.close()
 	errs := []error{s.ckpt.close(), closeStmts(s.hot), closeStmts(s.readHot)}
 	if s.read != s.write {
@@ -334,9 +354,17 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 			panic(p)
 		}
 	}()
-	if err := fn(conn{q: tx, tx: tx, d: s.d, hot: s.hot}); err != nil {
+	w := &wakeSet{}
+	if err := fn(conn{q: tx, tx: tx, d: s.d, hot: s.hot, wake: w}); err != nil {
 		tx.Rollback()
 		return err
+	}
+	if !w.empty() {
+		w.normalize()
+		if err := s.feed.announce(ctx, tx, w); err != nil {
+			tx.Rollback()
+			return err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		if commitUnknown(err) {
@@ -345,6 +373,12 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 		return fmt.Errorf("sqlstore: commit: %w", mapErr(err))
 	}
 	s.ckpt.committed(txPages)
+	if !w.empty() {
+		s.watchers.notify(w.users...)
+		for _, e := range w.config {
+			s.config.fire(e)
+		}
+	}
 	return nil
 }
 
@@ -366,6 +400,8 @@ type conn struct {
 	hot map[string]*sql.Stmt // prepared on the write connection (used in tx)
 	// readHot: prepared on the read pool (used when tx is nil).
 	readHot map[string]*sql.Stmt
+	// wake collects what a write transaction changed (notify.go).
+	wake *wakeSet
 }
 
 // stmt returns query as a prepared statement when it is a hot one: of

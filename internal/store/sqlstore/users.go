@@ -115,6 +115,7 @@ func (a *accounts) UpdateUser(ctx context.Context, u *store.User) error {
 	t := now()
 	start, end := replyDates(u)
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicUser, u.Email)
 		return c.execOne(ctx, `UPDATE "user" SET scram_sha256 = CASE WHEN password = ? THEN scram_sha256 ELSE '' END,
   password = ?, quota_bytes = ?,
   global_admin = ?, enabled = ?, enable_imap = ?, enable_pop = ?, allow_spoofing = ?,
@@ -139,6 +140,7 @@ WHERE email = ?`,
 
 func (a *accounts) SetPasswordHash(ctx context.Context, email, hash string) error {
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicUser, email)
 		return c.execOne(ctx, `UPDATE "user" SET password = ?, scram_sha256 = '', updated_at = ? WHERE email = ?`,
 			hash, c.d.ts(now()), email)
 	})
@@ -166,6 +168,7 @@ func (a *accounts) SetScram(ctx context.Context, email, passwordHash string, c s
 // manager rows, mailboxes and messages; bodies nothing else uses go too.
 func (a *accounts) DeleteUser(ctx context.Context, email string) error {
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicUser, email)
 		return c.execOne(ctx, `DELETE FROM "user" WHERE email = ?`, email)
 	})
 	if err != nil {

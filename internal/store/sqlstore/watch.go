@@ -6,16 +6,19 @@ import (
 )
 
 // hub wakes the IMAP sessions (IDLE, NOOP) of a user after a committed
-// change to that user's mailboxes. It only sees this process's writes:
-// sessions on other nodes sharing a PostgreSQL database notice a change
-// when they poll ChangesSince. (PostgreSQL LISTEN/NOTIFY feeding notify is
-// a later step.) The zero value is ready to use.
+// change to that user's mailboxes: this process's writes after their
+// commit, other nodes' writes sharing a PostgreSQL database when their
+// NOTIFY arrives (notify.go). Sessions still poll ChangesSince, which
+// covers an engine or moment without LISTEN. The zero value is ready to
+// use.
 type hub struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
 	// vers counts notify calls per user (ChangeVersion). It keeps one
 	// entry per user ever changed, like the mailboxes it stands for.
 	vers map[string]uint64
+	// epoch counts notifyAll calls; it is added to every user's count.
+	epoch uint64
 }
 
 // watch subscribes to user's changes. The channel has room for one
@@ -69,11 +72,29 @@ func (h *hub) notify(users ...string) {
 	}
 }
 
+// notifyAll wakes every watcher and counts a change for every user
+// (another node's change list did not fit, or the LISTEN connection was
+// re-established and changes may have been missed).
+func (h *hub) notifyAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, set := range h.subs {
+		for ch := range set {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	// Every user's counter moves, so no session skips its next poll.
+	h.epoch++
+}
+
 // version is user's notify count.
 func (h *hub) version(user string) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.vers[strings.ToLower(user)]
+	return h.vers[strings.ToLower(user)] + h.epoch
 }
 
 // watchers counts the subscriptions of user (tests check that stop
@@ -89,16 +110,18 @@ func (h *hub) watchers(user string) int {
 // COPY/MOVE, expunges by IMAP or POP3, CREATE/DELETE/RENAME), and a
 // function that stops watching (safe to call more than once; the channel
 // is not closed). Sends never block: a reader that is busy finds one
-// pending signal. Changes made by other processes are not signalled; IMAP
-// sessions also poll ChangesSince.
+// pending signal. On PostgreSQL, other nodes' changes are signalled when
+// their NOTIFY arrives; changes by processes that do not NOTIFY (or while
+// the LISTEN connection is down) are not, so IMAP sessions also poll
+// ChangesSince.
 func (s *Store) Watch(user string) (<-chan struct{}, func()) {
 	return s.watchers.watch(user)
 }
 
 // ChangeVersion implements store.ChangeVersions: the number of committed
 // changes to user's mailboxes made through this Store, counted where
-// Watch is signalled (after the commit, before the writing call returns).
-// Other processes' changes are not counted.
+// Watch is signalled (after the commit, before the writing call returns),
+// plus other nodes' changes as their NOTIFY arrives.
 func (s *Store) ChangeVersion(user string) uint64 {
 	return s.watchers.version(user)
 }

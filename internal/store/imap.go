@@ -134,6 +134,20 @@ type MessageStreamer interface {
 	EachMessageByID(ctx context.Context, mailboxID int64, fn func(m *MessageInfo)) error
 }
 
+// ChangePager is implemented by stores that can list a mailbox's changes
+// a page at a time, so that a session told of another session's STORE
+// 1:* on 100,000 messages holds one page of them instead of the whole
+// list (issue 19).
+type ChangePager interface {
+	// ChangesPage is ChangesSince with at most limit messages in
+	// Changed: the first ones in UID order with a UID above afterUID. A
+	// page shorter than limit is the last. Mailbox is read with the
+	// page; Expunged only with the first page (afterUID 0), in the same
+	// snapshot. Pages are separate snapshots: a later one may show
+	// changes made after the first, with their own modseqs.
+	ChangesPage(ctx context.Context, mailboxID int64, modseq uint64, afterUID uint32, limit int) (*Changes, error)
+}
+
 // BodyBatch is implemented by stores that can read many bodies in one
 // call, so that IMAP FETCH and SEARCH over a range of messages cost one
 // query per batch instead of one per message.

@@ -170,6 +170,29 @@ func (s *Store) expungeByID(ctx context.Context, mailboxID int64, uids []uint32,
 // CONDSTORE, QRESYNC; IDLE polls it). store.ErrNotFound if the mailbox
 // does not exist.
 func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64) (*store.Changes, error) {
+	return s.changes(ctx, mailboxID, modseq, func(c conn) ([]store.MessageInfo, error) {
+		return listMessages(ctx, c, mailboxID, modseq)
+	})
+}
+
+// ChangesPage is ChangesSince with at most limit changed messages, those
+// with UIDs above afterUID (store.ChangePager). The first page
+// (afterUID 0) finds them through the modseq index, as ChangesSince:
+// a poll after a few changes reads a few rows. A later page exists only
+// when the first was full, so many messages changed, and walks the
+// primary key from afterUID instead ("+modseq" keeps SQLite off the
+// modseq index, which would visit every change again for each page):
+// all pages together read the mailbox at most once.
+func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64, afterUID uint32, limit int) (*store.Changes, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: page limit %d", mailboxID, limit)
+	}
+	if afterUID == 0 {
+		return s.changes(ctx, mailboxID, modseq, func(c conn) ([]store.MessageInfo, error) {
+			return list(ctx, c, "list messages", messageScanner(), `SELECT `+messageCols+
+				` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY uid LIMIT ?`, mailboxID, clampModSeq(modseq), limit)
+		})
+	}
 	var ch store.Changes
 	err := s.readTx(ctx, func(c conn) error {
 		mb, err := getMailboxByID(ctx, c, mailboxID)
@@ -177,7 +200,28 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 			return err
 		}
 		ch.Mailbox = *mb
-		if ch.Changed, err = listMessages(ctx, c, mailboxID, modseq); err != nil {
+		ch.Changed, err = list(ctx, c, "list messages", messageScanner(), `SELECT `+messageCols+
+			` FROM message WHERE mailbox_id = ? AND uid > ? AND +modseq > ? ORDER BY uid LIMIT ?`,
+			mailboxID, int64(afterUID), clampModSeq(modseq), limit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: %w", mailboxID, err)
+	}
+	return &ch, nil
+}
+
+// changes reads, in one snapshot, the mailbox, the messages changed
+// (listed by changed) and the UIDs expunged after modseq.
+func (s *Store) changes(ctx context.Context, mailboxID int64, modseq uint64, changed func(c conn) ([]store.MessageInfo, error)) (*store.Changes, error) {
+	var ch store.Changes
+	err := s.readTx(ctx, func(c conn) error {
+		mb, err := getMailboxByID(ctx, c, mailboxID)
+		if err != nil {
+			return err
+		}
+		ch.Mailbox = *mb
+		if ch.Changed, err = changed(c); err != nil {
 			return err
 		}
 		// One query: the UIDs expunged after modseq, and a row of -1

@@ -463,6 +463,86 @@ func testChangesSince(t *testing.T, open Open) {
 	wantErr(t, err, store.ErrNotFound, "ChangesSince of a missing mailbox")
 }
 
+// testChangesPage checks that ChangesPage's pages, read one after the
+// other, add up to ChangesSince's list, that only the first carries the
+// expunged UIDs, and that a page after every change is empty.
+func testChangesPage(t *testing.T, open Open) {
+	s, mb := imapStore(t, open, 0)
+	p, ok := mb.(store.ChangePager)
+	if !ok {
+		t.Skip("backend does not implement store.ChangePager")
+	}
+	c := ctx(t)
+	box := getBox(t, mb, "INBOX")
+	var msgs []*store.NewMessage
+	for i := range 12 {
+		msgs = append(msgs, msg(fmt.Sprintf("p%d", i), alice))
+	}
+	must(t, s.CommitMessages(c, msgs))
+	_, err := mb.ExpungeByID(c, box.ID, []uint32{2, 5})
+	must(t, err)
+	m0 := getBox(t, mb, "INBOX").HighestModSeq
+	// Change every other message, then expunge one of the changed.
+	_, err = mb.StoreFlags(c, &store.FlagUpdate{MailboxID: box.ID, UIDs: []uint32{1, 3, 4, 7, 9, 11, 12}, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
+	must(t, err)
+	_, err = mb.ExpungeByID(c, box.ID, []uint32{9})
+	must(t, err)
+	for _, since := range []uint64{0, m0} {
+		full, err := mb.ChangesSince(c, box.ID, since)
+		must(t, err)
+		for _, limit := range []int{1, 2, 3, 100} {
+			var got []store.MessageInfo
+			after := uint32(0)
+			for pages := 0; ; pages++ {
+				if pages > 20 {
+					t.Fatalf("since %d, limit %d: more than 20 pages", since, limit)
+				}
+				ch, err := p.ChangesPage(c, box.ID, since, after, limit)
+				must(t, err)
+				if len(ch.Changed) > limit {
+					t.Fatalf("since %d, limit %d: page of %d", since, limit, len(ch.Changed))
+				}
+				if !reflect.DeepEqual(ch.Mailbox, full.Mailbox) {
+					t.Fatalf("page mailbox %+v, ChangesSince %+v", ch.Mailbox, full.Mailbox)
+				}
+				if after == 0 && !reflect.DeepEqual(ch.Expunged, full.Expunged) {
+					t.Fatalf("since %d: first page expunged %v, ChangesSince %v", since, ch.Expunged, full.Expunged)
+				}
+				if after != 0 && len(ch.Expunged) != 0 {
+					t.Fatalf("since %d: later page carries expunged %v", since, ch.Expunged)
+				}
+				got = append(got, ch.Changed...)
+				if len(ch.Changed) < limit {
+					break
+				}
+				after = ch.Changed[len(ch.Changed)-1].UID
+			}
+			if !reflect.DeepEqual(uidList(got), uidList(full.Changed)) {
+				t.Fatalf("since %d, limit %d: pages %v, ChangesSince %v", since, limit, uidList(got), uidList(full.Changed))
+			}
+			for i := range got {
+				if got[i].ModSeq != full.Changed[i].ModSeq || !reflect.DeepEqual(got[i].Flags, full.Changed[i].Flags) {
+					t.Fatalf("since %d, limit %d: message %d %+v, ChangesSince %+v", since, limit, got[i].UID, got[i], full.Changed[i])
+				}
+			}
+		}
+	}
+	if want := []uint32{1, 3, 4, 7, 11, 12}; !reflect.DeepEqual(func() []uint32 {
+		ch, err := p.ChangesPage(c, box.ID, m0, 0, 100)
+		must(t, err)
+		return uidList(ch.Changed)
+	}(), want) {
+		t.Fatalf("changed since m0: want %v", want)
+	}
+	if _, err := p.ChangesPage(c, box.ID, 0, 0, 0); err == nil {
+		t.Fatal("ChangesPage with limit 0: no error")
+	}
+	_, err = p.ChangesPage(c, box.ID+1000, 0, 0, 10)
+	wantErr(t, err, store.ErrNotFound, "ChangesPage of a missing mailbox")
+	_, err = p.ChangesPage(c, box.ID+1000, 0, 5, 10)
+	wantErr(t, err, store.ErrNotFound, "later ChangesPage of a missing mailbox")
+}
+
 // testModSeqMonotonic checks that every change gives the mailbox a
 // higher HIGHESTMODSEQ, every message's modseq stays at or below it and
 // UIDs only grow.

@@ -178,7 +178,9 @@ func (s *Store) ChangesSince(ctx context.Context, mailboxID int64, modseq uint64
 // ChangesPage is ChangesSince with at most limit changed messages, those
 // with UIDs above afterUID (store.ChangePager). The first page
 // (afterUID 0) finds them through the modseq index, as ChangesSince:
-// a poll after a few changes reads a few rows. A later page exists only
+// a poll after a few changes reads a few rows ("+uid": with ORDER BY uid
+// and a LIMIT, SQLite would rather walk the whole mailbox in UID order
+// than sort; EXPLAIN QUERY PLAN in TestChangesPagePlan). A later page exists only
 // when the first was full, so many messages changed, and walks the
 // primary key from afterUID instead ("+modseq" keeps SQLite off the
 // modseq index, which would visit every change again for each page):
@@ -189,8 +191,7 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 	}
 	if afterUID == 0 {
 		return s.changes(ctx, mailboxID, modseq, func(c conn) ([]store.MessageInfo, error) {
-			return list(ctx, c, "list messages", messageScanner(), `SELECT `+messageCols+
-				` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY uid LIMIT ?`, mailboxID, clampModSeq(modseq), limit)
+			return list(ctx, c, "list messages", messageScanner(), sqlChangesFirstPage, mailboxID, clampModSeq(modseq), limit)
 		})
 	}
 	var ch store.Changes
@@ -200,8 +201,7 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 			return err
 		}
 		ch.Mailbox = *mb
-		ch.Changed, err = list(ctx, c, "list messages", messageScanner(), `SELECT `+messageCols+
-			` FROM message WHERE mailbox_id = ? AND uid > ? AND +modseq > ? ORDER BY uid LIMIT ?`,
+		ch.Changed, err = list(ctx, c, "list messages", messageScanner(), sqlChangesNextPage,
 			mailboxID, int64(afterUID), clampModSeq(modseq), limit)
 		return err
 	})
@@ -210,6 +210,12 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 	}
 	return &ch, nil
 }
+
+// The queries of ChangesPage's first and later pages.
+const (
+	sqlChangesFirstPage = `SELECT ` + messageCols + ` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY +uid LIMIT ?`
+	sqlChangesNextPage  = `SELECT ` + messageCols + ` FROM message WHERE mailbox_id = ? AND uid > ? AND +modseq > ? ORDER BY uid LIMIT ?`
+)
 
 // changes reads, in one snapshot, the mailbox, the messages changed
 // (listed by changed) and the UIDs expunged after modseq.

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -94,7 +95,7 @@ func (s *session) poll(v *view) (*store.Changes, error) {
 	var ch *store.Changes
 	var err error
 	if p, ok := s.srv.opts.Store.(store.ChangePager); ok {
-		ch, err = p.ChangesPage(s.ctx, v.id, v.modSeq, 0, changePage)
+		ch, err = p.ChangesPage(s.ctx, v.id, v.modSeq, store.ChangeKey{}, changePage)
 	} else {
 		ch, err = s.srv.opts.Store.ChangesSince(s.ctx, v.id, v.modSeq)
 	}
@@ -124,18 +125,37 @@ func (s *session) applyChanges(v *view, ch *store.Changes) error {
 	mb := ch.Mailbox
 	maxUID := v.maxUID()
 	pager, paged := s.srv.opts.Store.(store.ChangePager)
-	before := v.count()
+	// New messages are appended once every page is read: pages come in
+	// modseq order, the view is in UID order.
+	var added []store.MessageInfo
 	var err error
 	for {
-		s.applyChanged(v, ch.Changed, maxUID)
+		added = s.applyChanged(v, ch.Changed, maxUID, added)
 		if !paged || len(ch.Changed) < changePage {
 			break
 		}
-		if ch, err = pager.ChangesPage(s.ctx, v.id, v.modSeq, ch.Changed[len(ch.Changed)-1].UID, changePage); err != nil {
+		last := ch.Changed[len(ch.Changed)-1]
+		if ch, err = pager.ChangesPage(s.ctx, v.id, v.modSeq, store.ChangeKey{ModSeq: last.ModSeq, UID: last.UID}, changePage); err != nil {
 			break
 		}
 	}
-	if v.count() != before {
+	if len(added) > 0 {
+		// By UID; a message changed between pages came twice: the later
+		// copy (newer modseq) wins.
+		slices.SortStableFunc(added, func(a, b store.MessageInfo) int { return cmp.Compare(a.UID, b.UID) })
+		w := 0
+		for i := range added {
+			if w > 0 && added[w-1].UID == added[i].UID {
+				w--
+			}
+			added[w] = added[i]
+			w++
+		}
+		added = added[:w]
+		for i := range added {
+			s.noteKeywords(added[i].Flags)
+		}
+		v.appendMsgs(added)
 		s.w.Untagged()
 		s.w.Uint(uint64(v.count()))
 		s.w.Raw(" EXISTS")
@@ -151,12 +171,11 @@ func (s *session) applyChanges(v *view, ch *store.Changes) error {
 	return nil
 }
 
-// applyChanged records one list of changed messages (UID order) in v:
-// FETCH FLAGS for changes to messages the client knows, and those above
-// maxUID (the view's before the sync) added at the end; the caller
-// writes EXISTS.
-func (s *session) applyChanged(v *view, changed []store.MessageInfo, maxUID uint32) {
-	var added []store.MessageInfo
+// applyChanged records one list of changed messages in v: FETCH FLAGS
+// for changes to messages the client knows; those above maxUID (the
+// view's before the sync) are new and appended to added, for the
+// caller.
+func (s *session) applyChanged(v *view, changed []store.MessageInfo, maxUID uint32, added []store.MessageInfo) []store.MessageInfo {
 	for _, m := range changed {
 		if m.UID > maxUID {
 			added = append(added, m)
@@ -172,12 +191,7 @@ func (s *session) applyChanged(v *view, changed []store.MessageInfo, maxUID uint
 			s.writeFlagsFetch(q, v.msg(q))
 		}
 	}
-	if len(added) > 0 {
-		for i := range added {
-			s.noteKeywords(added[i].Flags)
-		}
-		v.appendMsgs(added)
-	}
+	return added
 }
 
 // reportExpunged removes uids from the view in one pass and writes one

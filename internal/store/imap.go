@@ -140,12 +140,19 @@ type MessageStreamer interface {
 // list (issue 19).
 type ChangePager interface {
 	// ChangesPage is ChangesSince with at most limit messages in
-	// Changed: the first ones in UID order with a UID above afterUID. A
-	// page shorter than limit is the last. Mailbox is read with the
-	// page; Expunged only with the first page (afterUID 0), in the same
-	// snapshot. Pages are separate snapshots: a later one may show
-	// changes made after the first, with their own modseqs.
-	ChangesPage(ctx context.Context, mailboxID int64, modseq uint64, afterUID uint32, limit int) (*Changes, error)
+	// Changed, in (modseq, UID) order: the first ones after the key
+	// after, which is the zero key for the first page and the last
+	// message's key for the next. A page shorter than limit is the last.
+	// Mailbox is read with each page; Expunged only with the first, in
+	// its snapshot. Pages are separate snapshots: a message changed
+	// again between them comes again, with its newer modseq.
+	ChangesPage(ctx context.Context, mailboxID int64, modseq uint64, after ChangeKey, limit int) (*Changes, error)
+}
+
+// ChangeKey is a message's place in ChangesPage's order.
+type ChangeKey struct {
+	ModSeq uint64
+	UID    uint32
 }
 
 // BodyBatch is implemented by stores that can read many bodies in one

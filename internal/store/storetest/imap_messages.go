@@ -464,8 +464,9 @@ func testChangesSince(t *testing.T, open Open) {
 }
 
 // testChangesPage checks that ChangesPage's pages, read one after the
-// other, add up to ChangesSince's list, that only the first carries the
-// expunged UIDs, and that a page after every change is empty.
+// other, come in (modseq, UID) order and add up to ChangesSince's list,
+// that only the first carries the expunged UIDs, and that a message
+// changed again between pages comes again with its new modseq.
 func testChangesPage(t *testing.T, open Open) {
 	s, mb := imapStore(t, open, 0)
 	p, ok := mb.(store.ChangePager)
@@ -482,17 +483,26 @@ func testChangesPage(t *testing.T, open Open) {
 	_, err := mb.ExpungeByID(c, box.ID, []uint32{2, 5})
 	must(t, err)
 	m0 := getBox(t, mb, "INBOX").HighestModSeq
-	// Change every other message, then expunge one of the changed.
-	_, err = mb.StoreFlags(c, &store.FlagUpdate{MailboxID: box.ID, UIDs: []uint32{1, 3, 4, 7, 9, 11, 12}, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
-	must(t, err)
+	flag := func(op store.FlagOp, f string, uids ...uint32) {
+		t.Helper()
+		_, err := mb.StoreFlags(c, &store.FlagUpdate{MailboxID: box.ID, UIDs: uids, Op: op, Flags: []string{f}})
+		must(t, err)
+	}
+	// Several modseqs, one of them shared by several messages, and an
+	// expunge of a changed message.
+	flag(store.FlagsAdd, `\Seen`, 1, 3, 4, 7, 9, 11, 12)
+	flag(store.FlagsAdd, `\Flagged`, 3, 11)
+	flag(store.FlagsAdd, `\Answered`, 1)
 	_, err = mb.ExpungeByID(c, box.ID, []uint32{9})
 	must(t, err)
+	key := func(m store.MessageInfo) store.ChangeKey { return store.ChangeKey{ModSeq: m.ModSeq, UID: m.UID} }
+	less := func(a, b store.ChangeKey) bool { return a.ModSeq < b.ModSeq || (a.ModSeq == b.ModSeq && a.UID < b.UID) }
 	for _, since := range []uint64{0, m0} {
 		full, err := mb.ChangesSince(c, box.ID, since)
 		must(t, err)
 		for _, limit := range []int{1, 2, 3, 100} {
 			var got []store.MessageInfo
-			after := uint32(0)
+			var after store.ChangeKey
 			for pages := 0; ; pages++ {
 				if pages > 20 {
 					t.Fatalf("since %d, limit %d: more than 20 pages", since, limit)
@@ -505,18 +515,25 @@ func testChangesPage(t *testing.T, open Open) {
 				if !reflect.DeepEqual(ch.Mailbox, full.Mailbox) {
 					t.Fatalf("page mailbox %+v, ChangesSince %+v", ch.Mailbox, full.Mailbox)
 				}
-				if after == 0 && !reflect.DeepEqual(ch.Expunged, full.Expunged) {
+				first := after == store.ChangeKey{}
+				if first && !reflect.DeepEqual(ch.Expunged, full.Expunged) {
 					t.Fatalf("since %d: first page expunged %v, ChangesSince %v", since, ch.Expunged, full.Expunged)
 				}
-				if after != 0 && len(ch.Expunged) != 0 {
+				if !first && len(ch.Expunged) != 0 {
 					t.Fatalf("since %d: later page carries expunged %v", since, ch.Expunged)
+				}
+				for _, m := range ch.Changed {
+					if !first && !less(after, key(m)) {
+						t.Fatalf("since %d, limit %d: %+v after %+v", since, limit, key(m), after)
+					}
+					after, first = key(m), false
 				}
 				got = append(got, ch.Changed...)
 				if len(ch.Changed) < limit {
 					break
 				}
-				after = ch.Changed[len(ch.Changed)-1].UID
 			}
+			slices.SortFunc(got, func(a, b store.MessageInfo) int { return int(a.UID) - int(b.UID) })
 			if !reflect.DeepEqual(uidList(got), uidList(full.Changed)) {
 				t.Fatalf("since %d, limit %d: pages %v, ChangesSince %v", since, limit, uidList(got), uidList(full.Changed))
 			}
@@ -527,19 +544,33 @@ func testChangesPage(t *testing.T, open Open) {
 			}
 		}
 	}
-	if want := []uint32{1, 3, 4, 7, 11, 12}; !reflect.DeepEqual(func() []uint32 {
-		ch, err := p.ChangesPage(c, box.ID, m0, 0, 100)
-		must(t, err)
-		return uidList(ch.Changed)
-	}(), want) {
-		t.Fatalf("changed since m0: want %v", want)
+	// A message changed again after a page comes on a later one.
+	first, err := p.ChangesPage(c, box.ID, m0, store.ChangeKey{}, 2)
+	must(t, err)
+	if got := uidList(first.Changed); !reflect.DeepEqual(got, []uint32{4, 7}) {
+		t.Fatalf("first page of 2 since m0: %v", got)
 	}
-	if _, err := p.ChangesPage(c, box.ID, 0, 0, 0); err == nil {
+	flag(store.FlagsAdd, `\Draft`, 4)
+	var rest []uint32
+	after := key(first.Changed[1])
+	for {
+		ch, err := p.ChangesPage(c, box.ID, m0, after, 2)
+		must(t, err)
+		rest = append(rest, uidList(ch.Changed)...)
+		if len(ch.Changed) < 2 {
+			break
+		}
+		after = key(ch.Changed[1])
+	}
+	if want := []uint32{12, 3, 11, 1, 4}; !reflect.DeepEqual(rest, want) {
+		t.Fatalf("later pages after a change: %v, want %v", rest, want)
+	}
+	if _, err := p.ChangesPage(c, box.ID, 0, store.ChangeKey{}, 0); err == nil {
 		t.Fatal("ChangesPage with limit 0: no error")
 	}
-	_, err = p.ChangesPage(c, box.ID+1000, 0, 0, 10)
+	_, err = p.ChangesPage(c, box.ID+1000, 0, store.ChangeKey{}, 10)
 	wantErr(t, err, store.ErrNotFound, "ChangesPage of a missing mailbox")
-	_, err = p.ChangesPage(c, box.ID+1000, 0, 5, 10)
+	_, err = p.ChangesPage(c, box.ID+1000, 0, store.ChangeKey{ModSeq: 5, UID: 5}, 10)
 	wantErr(t, err, store.ErrNotFound, "later ChangesPage of a missing mailbox")
 }
 

@@ -3,6 +3,7 @@ package imapd
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,4 +143,53 @@ func BenchmarkSearchSubject10k(b *testing.B) {
 			b.Fatalf("SEARCH: %d responses", len(u))
 		}
 	}
+}
+
+// BenchmarkPollAfterStore10k is what a session's NOOP costs after
+// another session changed the flags of all 10,000 messages (all) or of
+// one (one); the other session's STORE is not timed. CPU time per op is
+// the whole process's (server and client), which the load moves less
+// than wall time.
+func BenchmarkPollAfterStore10k(b *testing.B) {
+	for _, tc := range []struct {
+		name, set string
+		want      int
+	}{{"all", "1:*", 10000}, {"one", "5000", 1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ts := startServer(b, nil)
+			fill10k(b, ts, 10000)
+			a := ts.login(alice, alicePass)
+			other := ts.login(alice, alicePass)
+			a.ok("SELECT INBOX")
+			other.ok("SELECT INBOX")
+			var cpu time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				op := "+"
+				if i%2 == 1 {
+					op = "-"
+				}
+				a.ok("STORE " + tc.set + " " + op + `FLAGS.SILENT (\Flagged)`)
+				c0 := processCPU()
+				b.StartTimer()
+				if n := okCount(other, "NOOP"); n != tc.want {
+					b.Fatalf("NOOP: %d responses, want %d", n, tc.want)
+				}
+				b.StopTimer()
+				cpu += processCPU() - c0
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
+// processCPU is the user and system CPU time of the process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -59,6 +59,10 @@ func BenchmarkScaling(b *testing.B) {
 	idleRSS, idleGo := procKiB("VmRSS"), goTotalBytes()
 	var goPeak atomic.Uint64
 	var peak, stepPeak atomic.Uint64
+	// outside is RSS less the Go runtime's memory (SQLite's C heap, page
+	// caches): its peak per step, over idle.
+	idleOutside := idleRSS*1024 - int64(idleGo)
+	var stepOutside atomic.Int64
 	stop := make(chan struct{})
 	// PETREL_PEAK_PROFILE=path rewrites a heap profile at each new peak
 	// (1 MiB above the last one): its in-use figures are those of the GC
@@ -89,6 +93,9 @@ func BenchmarkScaling(b *testing.B) {
 				}
 				if h > stepPeak.Load() {
 					stepPeak.Store(h)
+				}
+				if o := procKiB("VmRSS")*1024 - int64(goTotalBytes()) - idleOutside; o > stepOutside.Load() {
+					stepOutside.Store(o)
 				}
 			}
 		}
@@ -124,9 +131,10 @@ func BenchmarkScaling(b *testing.B) {
 	step := func(name, cmd string) int {
 		t0 := time.Now()
 		stepPeak.Store(0)
+		stepOutside.Store(0)
 		u := okCount(c, cmd)
-		fmt.Fprintf(os.Stderr, "%-22s %8.1f ms  %6d responses  heap peak %6.1f MiB\n", name,
-			float64(time.Since(t0).Microseconds())/1000, u, mib(stepPeak.Load()))
+		fmt.Fprintf(os.Stderr, "%-22s %8.1f ms  %6d responses  heap peak %6.1f MiB  outside Go %+5.1f MiB\n", name,
+			float64(time.Since(t0).Microseconds())/1000, u, mib(stepPeak.Load()), float64(stepOutside.Load())/(1<<20))
 		writeAllocs(name)
 		return u
 	}
@@ -152,9 +160,10 @@ func BenchmarkScaling(b *testing.B) {
 	otherStep := func(name string) {
 		t0 := time.Now()
 		stepPeak.Store(0)
+		stepOutside.Store(0)
 		u := okCount(other, "NOOP")
-		fmt.Fprintf(os.Stderr, "%-22s %8.1f ms  %6d responses  heap peak %6.1f MiB\n", name,
-			float64(time.Since(t0).Microseconds())/1000, u, mib(stepPeak.Load()))
+		fmt.Fprintf(os.Stderr, "%-22s %8.1f ms  %6d responses  heap peak %6.1f MiB  outside Go %+5.1f MiB\n", name,
+			float64(time.Since(t0).Microseconds())/1000, u, mib(stepPeak.Load()), float64(stepOutside.Load())/(1<<20))
 	}
 	otherStep("other after store")
 	next := 1

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
+	"github.com/petrelmail/petrel/internal/testutil"
 )
 
 // TestSearchStoredFields runs the header searches that the stored fields
@@ -110,28 +113,64 @@ out = {}
 for k, args in [("from_name", ("FROM", '"smith, ann"')), ("from_host", ("FROM", "one.example")),
                 ("comment", ("FROM", "sales")), ("header_from", ("HEADER", "From", "sales")),
                 ("subject_case", ("SUBJECT", "LUNCH")), ("msgid", ("HEADER", "Message-ID", "new-3@")),
-                ("or", ("OR", "CC", "bob", "TO", "team"))]:
+                ("or", ("OR", "CC", "bob", "TO", "team")),
+                ("to_group_member", ("TO", "six.example")),
+                ("to_group_name", ("TO", "crew")), ("to_raw_encoded", ("TO", "=?utf-8?")),
+                ("bcc_addr", ("BCC", "hidden@seven"))]:
     typ, data = m.uid("SEARCH", *args)
     out[k] = data[0].decode()
 m.literal = "CAFÉ".encode()
 typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
 out["literal"] = data[0].decode()
+m.literal = "jürgen MÜLLER".encode()
+typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "TO")
+out["to_encoded_name"] = data[0].decode()
 m.logout()
 print(json.dumps(out))
 `
 
 func TestSearchStoredFieldsImaplib(t *testing.T) {
+	searchStoredFieldsImaplib(t, startServer(t, nil))
+}
+
+// The same searches with the store on PostgreSQL: the stored fields and
+// the column loads go through its dialect (RFC 3501 6.4.4's envelope
+// addresses on both databases).
+func TestSearchStoredFieldsImaplibPostgres(t *testing.T) {
+	dsn := testutil.PGSchemaDSN(t)
+	ts := startServer(t, func(ts *testServer, o *Options) {
+		st, err := sqlstore.Open(context.Background(), sqlstore.Options{Flavor: "postgresql", DSN: dsn,
+			BlobDir: filepath.Join(ts.dir, "pgblobs"), InlineMax: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if err := st.CreateDomain(context.Background(), &store.Domain{Name: testDomain, MaxUsers: -1, MaxAliases: -1}); err != nil {
+			t.Fatal(err)
+		}
+		u := store.NewUser("alice", testDomain, 0, 80)
+		if err := st.CreateUser(context.Background(), &u); err != nil {
+			t.Fatal(err)
+		}
+		ts.st, o.Store = st, st
+	})
+	searchStoredFieldsImaplib(t, ts)
+}
+
+func searchStoredFieldsImaplib(t *testing.T, ts *testServer) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
 		t.Skip("python3 not installed")
 	}
-	ts := startServer(t, nil)
 	// UID 1 stored before the fields existed, 2 with them.
 	deliver(t, ts.st, alice, "INBOX", "From: =?UTF-8?Q?Jos=C3=A9?= <jose@one.example> (sales)\r\nTo: team@two.example\r\n"+
 		"Subject: =?ISO-8859-1?Q?Caf=E9?= order\r\n\r\nbody\r\n")
 	ts.st.SetHeaderIndexer(HeaderIndexer())
 	deliver(t, ts.st, alice, "INBOX", "From: \"Smith, Ann\" <ann@three.example>\r\nCc: Bob <bob@one.example>\r\n"+
 		"Subject: lunch tomorrow\r\nMessage-ID: <new-3@three.example>\r\n\r\nbody\r\n")
+	// UID 3: an encoded-word display name, a group, a Bcc.
+	deliver(t, ts.st, alice, "INBOX", "From: x@five.example\r\nTo: =?utf-8?Q?J=C3=BCrgen_M=C3=BCller?= <jm@five.example>,\r\n"+
+		" Crew: a@six.example, b@six.example;\r\nBcc: hidden@seven.example\r\nSubject: group\r\n\r\nbody\r\n")
 	host, port, _ := net.SplitHostPort(ts.addr)
 	out, err := exec.Command(py, "-c", searchScript, host, port, alice, alicePass).Output()
 	if err != nil {
@@ -142,7 +181,8 @@ func TestSearchStoredFieldsImaplib(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	want := map[string]string{"from_name": "2", "from_host": "1", "comment": "", "header_from": "1",
-		"subject_case": "2", "msgid": "2", "or": "1 2", "literal": "1"}
+		"subject_case": "2", "msgid": "2", "or": "1 2", "literal": "1",
+		"to_encoded_name": "3", "to_group_member": "3", "to_group_name": "3", "to_raw_encoded": "", "bcc_addr": "3"}
 	for k, w := range want {
 		if got[k] != w {
 			t.Errorf("%s: UIDs %q, want %q", k, got[k], w)

@@ -192,3 +192,58 @@ func TestShutdownSaysBye(t *testing.T) {
 		}
 	}
 }
+
+// TestPagedChanges: another session's STORE on more messages than one
+// page of changes (changePage), with new messages on later pages, reaches
+// a session as one FETCH per changed message in order and one EXISTS,
+// and is not reported again.
+func TestPagedChanges(t *testing.T) {
+	ts := startServer(t, nil)
+	n := 2*changePage + changePage/2
+	bodies := make([]string, n)
+	for i := range bodies {
+		bodies[i] = testMessage(fmt.Sprintf("m%d", i))
+	}
+	deliver(t, ts.st, alice, "INBOX", bodies...)
+	a := ts.login(alice, alicePass)
+	b := ts.login(alice, alicePass)
+	a.ok("SELECT INBOX")
+	b.ok("SELECT INBOX")
+	a.ok(`STORE 1:* +FLAGS.SILENT (\Flagged)`)
+	// Two of them change again (a later modseq: a later page).
+	a.ok(fmt.Sprintf(`STORE 10,%d +FLAGS.SILENT (\Seen)`, changePage+7))
+	// New messages fill the rest of the last page and spill into another.
+	extra := changePage
+	deliver(t, ts.st, alice, "INBOX", bodies[:extra]...)
+
+	u := b.ok("NOOP")
+	if len(u) != n+1 {
+		t.Fatalf("NOOP after STORE 1:* of %d and %d new: %d responses (first %q, last %q)", n, extra, len(u), u[0], u[len(u)-1])
+	}
+	// One FETCH per message, with its final flags (in any order).
+	seen := map[string]bool{}
+	for _, r := range u[:n] {
+		seen[r] = true
+	}
+	for i := 1; i <= n; i++ {
+		want := fmt.Sprintf(`* %d FETCH (UID %d FLAGS (\Flagged))`, i, i)
+		if i == 10 || i == changePage+7 {
+			want = fmt.Sprintf(`* %d FETCH (UID %d FLAGS (\Flagged \Seen))`, i, i)
+		}
+		if !seen[want] {
+			t.Fatalf("no %q among the %d FETCH responses", want, n)
+		}
+	}
+	if want := fmt.Sprintf("* %d EXISTS", n+extra); u[n] != want {
+		t.Fatalf("last response %q, want %q", u[n], want)
+	}
+	if u := b.ok("NOOP"); len(u) != 0 {
+		t.Fatalf("second NOOP: %d responses, first %q", len(u), u[0])
+	}
+	// The new messages are in b's view, with their UIDs.
+	u = b.ok(fmt.Sprintf("FETCH %d,%d (UID FLAGS)", n+1, n+extra))
+	if !slices.Equal(u, []string{fmt.Sprintf("* %d FETCH (UID %d FLAGS ())", n+1, n+1),
+		fmt.Sprintf("* %d FETCH (UID %d FLAGS ())", n+extra, n+extra)}) {
+		t.Fatalf("new messages: %q", u)
+	}
+}

@@ -134,6 +134,27 @@ type MessageStreamer interface {
 	EachMessageByID(ctx context.Context, mailboxID int64, fn func(m *MessageInfo)) error
 }
 
+// ChangePager is implemented by stores that can list a mailbox's changes
+// a page at a time, so that a session told of another session's STORE
+// 1:* on 100,000 messages holds one page of them instead of the whole
+// list (issue 19).
+type ChangePager interface {
+	// ChangesPage is ChangesSince with at most limit messages in
+	// Changed, in (modseq, UID) order: the first ones after the key
+	// after, which is the zero key for the first page and the last
+	// message's key for the next. A page shorter than limit is the last.
+	// Mailbox is read with each page; Expunged only with the first, in
+	// its snapshot. Pages are separate snapshots: a message changed
+	// again between them comes again, with its newer modseq.
+	ChangesPage(ctx context.Context, mailboxID int64, modseq uint64, after ChangeKey, limit int) (*Changes, error)
+}
+
+// ChangeKey is a message's place in ChangesPage's order.
+type ChangeKey struct {
+	ModSeq uint64
+	UID    uint32
+}
+
 // BodyBatch is implemented by stores that can read many bodies in one
 // call, so that IMAP FETCH and SEARCH over a range of messages cost one
 // query per batch instead of one per message.

@@ -21,6 +21,10 @@ const (
 	ckptPages       = 1000 // SQLite's default wal_autocheckpoint
 	writerCkptPages = 4 * ckptPages
 	pageSize        = 4096 // SQLite's default page size
+	// Page cache bounds (PRAGMA cache_size, KiB) of the readers and the
+	// checkpointer (sqlstore.go); the writer keeps SQLite's 2,000 KiB.
+	readerCacheKiB = 1024
+	ckptCacheKiB   = 256
 	// ckptIdle: after this long without reaching ckptPages, whatever was
 	// committed (IMAP flag changes, a trickle of mail) is checkpointed.
 	ckptIdle = 2 * time.Second

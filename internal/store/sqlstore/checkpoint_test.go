@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,5 +77,37 @@ func TestCheckpointerNil(t *testing.T) {
 	c.committed(1 << 20)
 	if err := c.close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// Every SQLite connection's page cache has its bound (issue 19: they
+// are outside the Go heap): the readers' and the checkpointer's below
+// SQLite's default, the writer's at it.
+func TestSQLiteCacheSizes(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s, err := Open(ctx, Options{Path: filepath.Join(dir, "main.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		name string
+		db   interface {
+			QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+		}
+		want int
+	}{
+		{"writer", s.write, -2000},
+		{"reader", s.read, -readerCacheKiB},
+		{"checkpointer", s.ckpt.db, -ckptCacheKiB},
+	} {
+		var got int
+		if err := tc.db.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&got); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got != tc.want {
+			t.Errorf("%s: cache_size %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }

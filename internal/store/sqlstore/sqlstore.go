@@ -200,8 +200,14 @@ func (s *Store) openSQLite(opt Options) error {
 	wdsn := u.String() + "?" + common +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate" +
 		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerCkptPages)
-	rdsn := u.String() + "?" + common + "&_pragma=query_only(1)"
-	cdsn := u.String() + "?" + common + "&_pragma=synchronous(FULL)"
+	// Page caches live outside the Go heap, one per connection, 2 MB by
+	// default (issue 19: a 100,000-message mailbox filled every reader's).
+	// A reader's is dropped whenever another connection commits (WAL), and
+	// scans read through the OS cache anyway: readerCacheKiB holds the
+	// b-tree interiors. The checkpointer copies WAL frames without it. The
+	// writer keeps the default: its large transactions spill beyond it.
+	rdsn := u.String() + "?" + common + "&_pragma=query_only(1)" + fmt.Sprintf("&_pragma=cache_size(-%d)", readerCacheKiB)
+	cdsn := u.String() + "?" + common + "&_pragma=synchronous(FULL)" + fmt.Sprintf("&_pragma=cache_size(-%d)", ckptCacheKiB)
 
 	s.write, err = sql.Open("sqlite", wdsn)
 	if err != nil {

@@ -35,6 +35,7 @@ func testIMAP(t *testing.T, open Open) {
 		{"Expunge", testExpunge},
 		{"ExpungePOP3", testExpungePOP3},
 		{"ChangesSince", testChangesSince},
+		{"ChangesPage", testChangesPage},
 		{"ModSeqMonotonic", testModSeqMonotonic},
 		{"Watch", testWatch},
 		{"ConcurrentIMAP", testConcurrentIMAP},

@@ -463,6 +463,117 @@ func testChangesSince(t *testing.T, open Open) {
 	wantErr(t, err, store.ErrNotFound, "ChangesSince of a missing mailbox")
 }
 
+// testChangesPage checks that ChangesPage's pages, read one after the
+// other, come in (modseq, UID) order and add up to ChangesSince's list,
+// that only the first carries the expunged UIDs, and that a message
+// changed again between pages comes again with its new modseq.
+func testChangesPage(t *testing.T, open Open) {
+	s, mb := imapStore(t, open, 0)
+	p, ok := mb.(store.ChangePager)
+	if !ok {
+		t.Skip("backend does not implement store.ChangePager")
+	}
+	c := ctx(t)
+	box := getBox(t, mb, "INBOX")
+	var msgs []*store.NewMessage
+	for i := range 12 {
+		msgs = append(msgs, msg(fmt.Sprintf("p%d", i), alice))
+	}
+	must(t, s.CommitMessages(c, msgs))
+	_, err := mb.ExpungeByID(c, box.ID, []uint32{2, 5})
+	must(t, err)
+	m0 := getBox(t, mb, "INBOX").HighestModSeq
+	flag := func(op store.FlagOp, f string, uids ...uint32) {
+		t.Helper()
+		_, err := mb.StoreFlags(c, &store.FlagUpdate{MailboxID: box.ID, UIDs: uids, Op: op, Flags: []string{f}})
+		must(t, err)
+	}
+	// Several modseqs, one of them shared by several messages, and an
+	// expunge of a changed message.
+	flag(store.FlagsAdd, `\Seen`, 1, 3, 4, 7, 9, 11, 12)
+	flag(store.FlagsAdd, `\Flagged`, 3, 11)
+	flag(store.FlagsAdd, `\Answered`, 1)
+	_, err = mb.ExpungeByID(c, box.ID, []uint32{9})
+	must(t, err)
+	key := func(m store.MessageInfo) store.ChangeKey { return store.ChangeKey{ModSeq: m.ModSeq, UID: m.UID} }
+	less := func(a, b store.ChangeKey) bool { return a.ModSeq < b.ModSeq || (a.ModSeq == b.ModSeq && a.UID < b.UID) }
+	for _, since := range []uint64{0, m0} {
+		full, err := mb.ChangesSince(c, box.ID, since)
+		must(t, err)
+		for _, limit := range []int{1, 2, 3, 100} {
+			var got []store.MessageInfo
+			var after store.ChangeKey
+			for pages := 0; ; pages++ {
+				if pages > 20 {
+					t.Fatalf("since %d, limit %d: more than 20 pages", since, limit)
+				}
+				ch, err := p.ChangesPage(c, box.ID, since, after, limit)
+				must(t, err)
+				if len(ch.Changed) > limit {
+					t.Fatalf("since %d, limit %d: page of %d", since, limit, len(ch.Changed))
+				}
+				if !reflect.DeepEqual(ch.Mailbox, full.Mailbox) {
+					t.Fatalf("page mailbox %+v, ChangesSince %+v", ch.Mailbox, full.Mailbox)
+				}
+				first := after == store.ChangeKey{}
+				if first && !reflect.DeepEqual(ch.Expunged, full.Expunged) {
+					t.Fatalf("since %d: first page expunged %v, ChangesSince %v", since, ch.Expunged, full.Expunged)
+				}
+				if !first && len(ch.Expunged) != 0 {
+					t.Fatalf("since %d: later page carries expunged %v", since, ch.Expunged)
+				}
+				for _, m := range ch.Changed {
+					if !first && !less(after, key(m)) {
+						t.Fatalf("since %d, limit %d: %+v after %+v", since, limit, key(m), after)
+					}
+					after, first = key(m), false
+				}
+				got = append(got, ch.Changed...)
+				if len(ch.Changed) < limit {
+					break
+				}
+			}
+			slices.SortFunc(got, func(a, b store.MessageInfo) int { return int(a.UID) - int(b.UID) })
+			if !reflect.DeepEqual(uidList(got), uidList(full.Changed)) {
+				t.Fatalf("since %d, limit %d: pages %v, ChangesSince %v", since, limit, uidList(got), uidList(full.Changed))
+			}
+			for i := range got {
+				if got[i].ModSeq != full.Changed[i].ModSeq || !reflect.DeepEqual(got[i].Flags, full.Changed[i].Flags) {
+					t.Fatalf("since %d, limit %d: message %d %+v, ChangesSince %+v", since, limit, got[i].UID, got[i], full.Changed[i])
+				}
+			}
+		}
+	}
+	// A message changed again after a page comes on a later one.
+	first, err := p.ChangesPage(c, box.ID, m0, store.ChangeKey{}, 2)
+	must(t, err)
+	if got := uidList(first.Changed); !reflect.DeepEqual(got, []uint32{4, 7}) {
+		t.Fatalf("first page of 2 since m0: %v", got)
+	}
+	flag(store.FlagsAdd, `\Draft`, 4)
+	var rest []uint32
+	after := key(first.Changed[1])
+	for {
+		ch, err := p.ChangesPage(c, box.ID, m0, after, 2)
+		must(t, err)
+		rest = append(rest, uidList(ch.Changed)...)
+		if len(ch.Changed) < 2 {
+			break
+		}
+		after = key(ch.Changed[1])
+	}
+	if want := []uint32{12, 3, 11, 1, 4}; !reflect.DeepEqual(rest, want) {
+		t.Fatalf("later pages after a change: %v, want %v", rest, want)
+	}
+	if _, err := p.ChangesPage(c, box.ID, 0, store.ChangeKey{}, 0); err == nil {
+		t.Fatal("ChangesPage with limit 0: no error")
+	}
+	_, err = p.ChangesPage(c, box.ID+1000, 0, store.ChangeKey{}, 10)
+	wantErr(t, err, store.ErrNotFound, "ChangesPage of a missing mailbox")
+	_, err = p.ChangesPage(c, box.ID+1000, 0, store.ChangeKey{ModSeq: 5, UID: 5}, 10)
+	wantErr(t, err, store.ErrNotFound, "later ChangesPage of a missing mailbox")
+}
+
 // testModSeqMonotonic checks that every change gives the mailbox a
 // higher HIGHESTMODSEQ, every message's modseq stays at or below it and
 // UIDs only grow.

@@ -265,6 +265,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 		snap := *msg
 		replyView = &snap
 		sv = d.sieve.apply(ctx, env, msg)
+		for _, x := range sv.extra {
+			x.Fetched = env.Fetched // stored or left out with msg
+		}
 	}
 	req := &commitReq{msg: msg, extra: sv.extra, env: env, result: make(chan error, 1)}
 	if !hasRecipients(msg) {
@@ -347,6 +350,7 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		Sender:      env.Sender,
 		ReceivedAt:  env.ReceivedAt,
 		DeliveryKey: store.NewDeliveryKey(),
+		Fetched:     env.Fetched,
 	}
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = d.now()

@@ -21,11 +21,7 @@ import (
 // The sealing key is derived from SECRET_KEY, so every node sharing the
 // database opens the passwords another node stored.
 func (p *parts) newFetcher() (*fetch.Poller, error) {
-	sealer, err := fetch.NewSealerFor(p.secret)
-	if err != nil {
-		return nil, err
-	}
-	p.fetchSealer = sealer
+	sealer := p.fetchSealer
 	if !p.cfg.FetchmailEnabled {
 		return nil, nil
 	}

@@ -340,6 +340,7 @@ func (c *call) setup() error {
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log,
 		Welcome:              welcome,
+		FetchSealer:          &lazySealer{cfg: cfg, log: log},
 	})
 	return nil
 }

@@ -2,6 +2,7 @@ package mailuimport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -136,5 +137,25 @@ func TestBzip2Pooled(t *testing.T) {
 		if _, _, err := d.decode(bad); err == nil {
 			t.Fatal("a damaged bzip2 file decoded")
 		}
+	}
+}
+
+// TestReadFile: the whole file whatever size the listing saw (smaller,
+// exact, larger, zero), and a missing file is os.ErrNotExist (the
+// renamed-file path depends on it).
+func TestReadFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m")
+	want := strings.Repeat("0123456789", 1000)
+	if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{0, 1, 9999, 10000, 10001, 1 << 20, -1} {
+		got, err := readFile(p, size)
+		if err != nil || string(got) != want {
+			t.Fatalf("size %d: %d bytes, %v", size, len(got), err)
+		}
+	}
+	if _, err := readFile(p+".gone", 10); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package tests
 import (
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -112,5 +113,63 @@ m.logout()
 	}
 	if !strings.Contains(body, "go_goroutines ") || !strings.Contains(body, "process_resident_memory_bytes ") {
 		t.Error("the Go runtime and process collectors are missing")
+	}
+}
+
+// TestMetricsOwnAddress: with METRICS_ADDRESS, /metrics is also served in
+// plain HTTP on that address (to loopback without a token, by the default
+// METRICS_NETWORKS) and counts the traffic of the mail ports; other paths
+// there are not served, and the HTTP ports keep their /metrics.
+func TestMetricsOwnAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := withUsers(t, map[string]string{"METRICS": "true", "METRICS_ADDRESS": addr})
+
+	d := dial(t, s.addr[25])
+	d.expect("220")
+	d.send("EHLO mx.example.org", "250")
+	for range 3 {
+		d.send("MAIL FROM:<bob@example.org>", "250")
+		d.send("RCPT TO:<alice@example.test>", "250")
+		d.send("DATA", "354")
+		d.send("Subject: m\r\n\r\nhello\r\n.", "250")
+	}
+	d.send("QUIT", "221")
+
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v\n%s", url, err, s.logs())
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("http://" + addr + "/metrics")
+	if code != 200 {
+		t.Fatalf("scrape of METRICS_ADDRESS: %d\n%s", code, body)
+	}
+	for _, series := range []string{
+		`petrel_smtp_messages_total{proto="smtp",result="accepted"} 3`,
+		`petrel_local_deliveries_total{result="ok"} 3`,
+	} {
+		if !strings.Contains(body, "\n"+series+"\n") {
+			t.Errorf("METRICS_ADDRESS scrape lacks %q:\n%s", series, body)
+		}
+	}
+	if code, _ := get("http://" + addr + "/admin"); code != http.StatusNotFound {
+		t.Errorf("METRICS_ADDRESS serves /admin: %d", code)
+	}
+	if code, body := get("https://" + s.addr[443] + "/metrics"); code != 200 || !strings.Contains(body, "petrel_smtp_messages_total") {
+		t.Errorf("the HTTP port's /metrics: %d", code)
+	}
+	if !strings.Contains(s.logs(), "metrics: on at http://"+addr+"/metrics") {
+		t.Errorf("start-up does not say where metrics are served:\n%s", s.logs())
 	}
 }

@@ -41,7 +41,7 @@ var sectionFields = map[string][]string{
 	"user": {"email", "allow_spoofing", "change_pw_next_login", "comment", "displayed_name", "enable_imap", "enable_pop", "enabled",
 		"forward_destination", "forward_enabled", "forward_keep", "global_admin", "manager_of", "password", "quota_bytes",
 		"reply_body", "reply_enabled", "reply_enddate", "reply_startdate", "reply_subject", "spam_enabled",
-		"spam_mark_as_read", "spam_threshold", "sieve_scripts", "tokens", "created_at", "updated_at"},
+		"spam_mark_as_read", "spam_threshold", "sieve_scripts", "fetches", "tokens", "created_at", "updated_at"},
 	"alias": {"email", "comment", "destination", "wildcard", "created_at", "updated_at"},
 	"relay": {"name", "comment", "smtp", "created_at", "updated_at"},
 }
@@ -353,6 +353,15 @@ func (s *Service) exportUsers(ctx context.Context, e *emitter) ([]omap, error) {
 				return nil, err
 			}
 			fs = append(fs, sieveField(scripts))
+		}
+		if fst, ok := s.fetchStore(); ok {
+			l, err := fst.ListFetches(ctx, u.Email)
+			if err != nil {
+				return nil, err
+			}
+			sort.Slice(l, func(i, j int) bool { return l[i].ID < l[j].ID })
+			fetchEmit := &emitter{full: e.full, secrets: e.secrets || (e.only != nil && e.only["fetches"])}
+			fs = append(fs, fetchesField(l, fetchEmit))
 		}
 		out = append(out, e.object(fs, "email"))
 	}

@@ -120,6 +120,9 @@ type importer struct {
 	// newUsers are the users the transaction created: they get the
 	// welcome message once it has committed.
 	newUsers []store.User
+	// oldFetches are the fetched accounts stored before the import, by
+	// user (nil when the store keeps none).
+	oldFetches map[string][]store.Fetch
 }
 
 func (im *importer) fail(path, format string, a ...any) {
@@ -163,12 +166,17 @@ func (im *importer) change(action, table, key, detail string) {
 // A user's sieve_scripts (Petrel's own attribute) is the user's whole set
 // of Sieve scripts, each checked with sieve.Check. The scripts are not in
 // store.Accounts, so they are written once the transaction has committed,
-// as the DKIM key files are.
+// as the DKIM key files are. A user's fetches (Mailu's fetched accounts)
+// are the user's whole set of remote accounts, written after the commit
+// too; see fetches.go for their passwords.
 func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*ImportResult, error) {
 	im := &importer{s: s, opt: opt, res: &ImportResult{DryRun: opt.DryRun}, paths: map[string]string{}, dkim: map[string]dkimOp{}}
 	sections := im.parse(data)
 	if sections == nil {
 		return nil, &ImportError{Problems: im.probs}
+	}
+	if err := im.loadFetches(ctx); err != nil {
+		return nil, fmt.Errorf("admin: import: %w", err)
 	}
 	var want *state
 	var created []string // domains the import creates
@@ -201,6 +209,9 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 		if err := im.applySieve(ctx, want, false); err != nil {
 			return im.res, err
 		}
+		if err := im.applyFetches(ctx, want, false); err != nil {
+			return im.res, err
+		}
 		return im.res, nil
 	}
 	if err != nil {
@@ -214,6 +225,9 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 		s.welcome(ctx, &im.newUsers[i])
 	}
 	if err := im.applySieve(ctx, want, true); err != nil {
+		return im.res, err
+	}
+	if err := im.applyFetches(ctx, want, true); err != nil {
 		return im.res, err
 	}
 	if err := im.writeDKIM(want); err != nil {

@@ -17,6 +17,10 @@ type userState struct {
 	// else the import leaves the scripts as they are.
 	sieve    []sieveScript
 	sieveSet bool
+	// fetches are the user's whole set of fetched accounts when
+	// fetchSet (ID 0 = to be created); else they stay as they are.
+	fetches  []store.Fetch
+	fetchSet bool
 }
 
 // state is the whole configuration, as it is or as the import wants it.
@@ -102,8 +106,9 @@ func loadState(ctx context.Context, tx store.Accounts) (*state, error) {
 }
 
 func (us *userState) clone() *userState {
-	c := &userState{u: us.u, managers: make(map[string]bool, len(us.managers)), sieveSet: us.sieveSet}
+	c := &userState{u: us.u, managers: make(map[string]bool, len(us.managers)), sieveSet: us.sieveSet, fetchSet: us.fetchSet}
 	c.sieve = append([]sieveScript(nil), us.sieve...)
+	c.fetches = append([]store.Fetch(nil), us.fetches...)
 	c.u.ForwardDestination = append([]string(nil), us.u.ForwardDestination...)
 	for d := range us.managers {
 		c.managers[d] = true
@@ -318,7 +323,8 @@ func (im *importer) buildUsers(old, want *state, patches []patch) {
 		} else {
 			// Replacing: a user listed without sieve_scripts has none,
 			// as with every attribute left out.
-			us = &userState{u: store.NewUser(local, dom, mailuUserQuota, im.s.opt.DefaultSpamThreshold), managers: map[string]bool{}, sieveSet: true}
+			us = &userState{u: store.NewUser(local, dom, mailuUserQuota, im.s.opt.DefaultSpamThreshold), managers: map[string]bool{}, sieveSet: true,
+				fetchSet: im.s.opt.FetchSealer != nil} // without the key fetches are left alone
 			if o := old.users[p.key]; o != nil {
 				us.u.CreatedAt, us.u.QuotaBytesUsed = o.u.CreatedAt, o.u.QuotaBytesUsed
 			}
@@ -401,7 +407,10 @@ func (im *importer) buildUsers(old, want *state, patches []patch) {
 					}
 					im.setSieve(us, v, path)
 				case "fetches":
-					im.warn("%s: fetches ignored (Petrel has no fetchmail)", path)
+					if reset {
+						v = nil
+					}
+					im.setFetches(us, v, path)
 				default:
 					if !ignored[key] {
 						im.fail(path, "Unknown field.")

@@ -57,6 +57,10 @@ type Options struct {
 	// from a retried job, is what keeps it to one message per creation.
 	// It reports its own failures; the user stays created.
 	Welcome func(ctx context.Context, u *store.User)
+	// FetchSealer seals fetched accounts' passwords that config-import
+	// reads in clear (Mailu's export); nil: config-import leaves the
+	// fetched accounts alone and warns.
+	FetchSealer Sealer
 }
 
 // Service runs the admin use cases against a store. It is safe for

@@ -39,6 +39,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		serving[s.port] = s.ln.Addr().String()
 	}
 	logRoles(log, cfg, p.certs.Enabled(), serving, map[int]string{443: httpOff(cfg, p.certs, 443)})
+	if a := serving[metricsPort]; a != "" {
+		log.Info("metrics: on at http://"+a+"/metrics (METRICS_ADDRESS)", "addr", a)
+	}
 
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
@@ -64,7 +67,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go func() {
 			defer wg.Done()
 			if err := s.srv.Serve(s.ln); err != nil {
-				errc <- fmt.Errorf("port %d: %w", s.port, err)
+				errc <- fmt.Errorf("%s: %w", s.name(), err)
 			}
 		}()
 	}
@@ -81,7 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer cancel()
 	for _, s := range servers {
 		if err := s.srv.Shutdown(sctx); err != nil {
-			log.Warn("sessions cut off at shutdown", "port", s.port, "err", err)
+			log.Warn("sessions cut off at shutdown", "listener", s.name(), "err", err)
 		}
 	}
 	wg.Wait()

@@ -21,11 +21,7 @@ import (
 // The sealing key is derived from SECRET_KEY, so every node sharing the
 // database opens the passwords another node stored.
 func (p *parts) newFetcher() (*fetch.Poller, error) {
-	sealer, err := fetch.NewSealerFor(p.secret)
-	if err != nil {
-		return nil, err
-	}
-	p.fetchSealer = sealer
+	sealer := p.fetchSealer
 	if !p.cfg.FetchmailEnabled {
 		return nil, nil
 	}
@@ -48,7 +44,7 @@ func (p *parts) newFetcher() (*fetch.Poller, error) {
 // the deliverer (which adds Return-Path).
 type fetchSink struct{ p *parts }
 
-func (s fetchSink) Deliver(ctx context.Context, f *store.Fetch, msg []byte) error {
+func (s fetchSink) Deliver(ctx context.Context, f *store.Fetch, key string, msg []byte) error {
 	p := s.p
 	route, err := p.router.Resolve(ctx, f.UserEmail)
 	if err != nil {
@@ -57,7 +53,8 @@ func (s fetchSink) Deliver(ctx context.Context, f *store.Fetch, msg []byte) erro
 	now := time.Now()
 	id := p.connIDs.Next()
 	sender := returnPathOf(msg)
-	env := &inbound.Envelope{ID: id, Sender: sender, Routes: []inbound.Route{route}, ReceivedAt: now}
+	env := &inbound.Envelope{ID: id, Sender: sender, Routes: []inbound.Route{route}, ReceivedAt: now,
+		Fetched: &store.FetchedKey{FetchID: f.ID, Key: key}}
 	// The trace fetchmail writes (RFC 5321 4.4 asks every hop for one).
 	proto := strings.ToUpper(f.Protocol)
 	if f.TLS {

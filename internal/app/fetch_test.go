@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -290,5 +291,71 @@ func TestFetchScanAppliesFilters(t *testing.T) {
 	acct, _ := e.p.store.GetFetch(t.Context(), f.ID)
 	if acct.Error != "" {
 		t.Errorf("a refused message made the poll fail: %q", acct.Error)
+	}
+}
+
+// crashAfterDeliver delivers through the real sink and then fails, as a
+// poller that died right after the delivery commit: the poller records
+// nothing itself, deletes nothing and stops.
+type crashAfterDeliver struct {
+	sink      fetchSink
+	delivered int
+}
+
+var errCrash = errors.New("simulated crash after the delivery")
+
+func (c *crashAfterDeliver) Deliver(ctx context.Context, f *store.Fetch, key string, msg []byte) error {
+	if err := c.sink.Deliver(ctx, f, key, msg); err != nil {
+		return err
+	}
+	c.delivered++
+	return errCrash
+}
+
+// TestFetchExactlyOnceAcrossCrash: for POP3 without keep and IMAP with
+// keep, a poller that dies between storing a message and its own
+// bookkeeping (recording the key, DELE/EXPUNGE) is followed by a fresh
+// poller (a restart): alice holds each message once, and without keep
+// the remote copy is removed then.
+func TestFetchExactlyOnceAcrossCrash(t *testing.T) {
+	for _, tc := range []struct {
+		proto string
+		keep  bool
+	}{{"pop3", false}, {"imap", false}, {"imap", true}} {
+		t.Run(fmt.Sprintf("%s keep=%v", tc.proto, tc.keep), func(t *testing.T) {
+			e := newFetchEnv(t)
+			e.put(t, "INBOX", "r1", "Subject: only once\r\n\r\nbody\r\n")
+			e.account(t, tc.proto, tc.keep)
+			crash := &crashAfterDeliver{sink: fetchSink{e.p}}
+			crashed := fetch.New(fetch.Options{
+				Store: e.p.store, Sink: crash, Sealer: e.p.fetchSealer, Delay: time.Minute,
+				Owner: "crashed", TLSConfig: e.cert.Client, Timeout: 20 * time.Second,
+				Now: func() time.Time { return time.Now().Add(time.Hour) },
+			})
+			if err := crashed.PollDue(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if crash.delivered != 1 || len(e.inbox(t, e.p.store, e.alice, "INBOX")) != 1 {
+				t.Fatalf("the crashed poll delivered %d", crash.delivered)
+			}
+			if n := len(e.inbox(t, e.remote, e.carol, "INBOX")); n != 1 {
+				t.Fatalf("the crashed poll removed the remote copy (%d left)", n)
+			}
+			// The restart: a new poller once the lease has run out.
+			if err := e.poller(3 * time.Hour).PollDue(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			got := e.inbox(t, e.p.store, e.alice, "INBOX")
+			if len(got) != 1 || !strings.HasSuffix(got[0], "Subject: only once\r\n\r\nbody\r\n") {
+				t.Fatalf("after the restart alice holds %d copies: %q", len(got), got)
+			}
+			want := 0
+			if tc.keep {
+				want = 1
+			}
+			if n := len(e.inbox(t, e.remote, e.carol, "INBOX")); n != want {
+				t.Fatalf("remote holds %d messages after the restart, want %d", n, want)
+			}
+		})
 	}
 }

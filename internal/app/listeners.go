@@ -85,7 +85,26 @@ func bind(cfg *config.Config, p *parts) ([]boundServer, error) {
 			}
 		}
 	}
+	if p.metrics != nil && cfg.MetricsAddress != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddress)
+		if err != nil {
+			return fail(fmt.Errorf("METRICS_ADDRESS: cannot listen on %s: %w", cfg.MetricsAddress, err))
+		}
+		out = append(out, boundServer{port: metricsPort, srv: metricsServer(cfg, p), ln: ln})
+	}
 	return out, nil
+}
+
+// metricsPort stands for METRICS_ADDRESS's listener among the roles'
+// port numbers.
+const metricsPort = -1
+
+// name is how logs and errors call a bound server.
+func (s boundServer) name() string {
+	if s.port == metricsPort {
+		return "METRICS_ADDRESS"
+	}
+	return fmt.Sprintf("port %d", s.port)
 }
 
 // roleServer builds the server of one port from its TLS configuration.

@@ -112,6 +112,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		}
 	})
 
+	// Fetched accounts' passwords: the web pages, config-import and the
+	// poller seal and open them with this key.
+	if p.fetchSealer, err = fetch.NewSealerFor(p.secret); err != nil {
+		return nil, err
+	}
 	svc := admin.New(p.store, admin.Options{
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
@@ -120,6 +125,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 		Welcome:              p.welcome, // WELCOME; the deliverer exists before any user is created
+		FetchSealer:          p.fetchSealer,
 	})
 	p.admin = svc
 

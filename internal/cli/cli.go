@@ -341,6 +341,7 @@ func (c *call) setup() error {
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log,
 		Welcome:              welcome,
+		FetchSealer:          &lazySealer{cfg: cfg, log: log},
 	})
 	return nil
 }

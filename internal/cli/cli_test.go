@@ -467,11 +467,8 @@ func TestConfigImportMailuSample(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := e.ok("", "config-import", sample(t))
-	if !strings.HasPrefix(r.stdout, "Committing changes. Created: alias(3) alternative(2) domain(2) manager(1) relay(2) token(2) user(3)") {
+	if !strings.HasPrefix(r.stdout, "Committing changes. Created: alias(3) alternative(2) domain(2) fetch(1) manager(1) relay(2) token(2) user(3)") {
 		t.Errorf("summary: %q", r.stdout)
-	}
-	if !strings.Contains(r.stderr, "fetches ignored") {
-		t.Errorf("no warning about fetches: %q", r.stderr)
 	}
 	verifies(t, e.user("admin@example.com"), "correct horse battery staple")
 	verifies(t, e.user("bob@xn--bcher-kva.example"), "password")

@@ -140,6 +140,10 @@ type Config struct {
 	Metrics         bool           // METRICS, default false
 	MetricsToken    string         // METRICS_TOKEN: Authorization: Bearer (never logged)
 	MetricsNetworks []netip.Prefix // METRICS_NETWORKS: clients that need no token; default loopback
+	// METRICS_ADDRESS: host:port of a plain HTTP listener of its own for
+	// /metrics (loopback or a private network), besides the HTTP roles;
+	// "" = none.
+	MetricsAddress string
 
 	// Fetched accounts (Mailu's fetchmail).
 	FetchmailEnabled bool          // FETCHMAIL_ENABLED, default false

@@ -133,6 +133,7 @@ func implementedSettings() []SettingDoc {
 		s("API_TOKEN", "", "bearer token for the REST API (Authorization: Bearer TOKEN)", "required when API=true; at least 4 characters"),
 		s("METRICS", "false", "serve Prometheus metrics at /metrics on the HTTP ports", "petrel extension: Mailu has no metrics"),
 		s("METRICS_TOKEN", "", "bearer token a scraper sends (Authorization: Bearer TOKEN)", "at least 16 characters"),
+		s("METRICS_ADDRESS", "", "host:port of a plain HTTP listener of its own serving /metrics (with METRICS=true), for loopback or a private network; the same METRICS_TOKEN and METRICS_NETWORKS rules apply", "empty: /metrics only on the HTTP ports"),
 		s("METRICS_NETWORKS", "127.0.0.0/8,::1/128", "networks that may scrape /metrics without the token", "empty: the token only"),
 		s("FETCHMAIL_ENABLED", "false", "fetch mail from users' remote accounts (IMAP, POP3) and show the fetched accounts pages", ""),
 		s("FETCHMAIL_DELAY", "600", "seconds between two polls of each fetched account", ""),

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -461,6 +462,21 @@ func (r *reader) metrics(cfg *Config) {
 		if cfg.Metrics && len(strings.TrimSpace(tok)) < 16 {
 			r.errorf("METRICS_TOKEN", "", "set METRICS_TOKEN to a long random string (pwgen 32 1)", "is shorter than 16 characters")
 		}
+	}
+	if addr, ok := r.get("METRICS_ADDRESS"); ok {
+		host, port, err := net.SplitHostPort(addr)
+		n, perr := strconv.Atoi(port)
+		switch {
+		case err != nil || perr != nil || n < 1 || n > 65535:
+			r.errorf("METRICS_ADDRESS", addr, "give host:port, for example 127.0.0.1:9154", "is not a host:port")
+		case !cfg.Metrics:
+			r.warnf("METRICS_ADDRESS", addr, "set METRICS=true, or unset METRICS_ADDRESS", "is set but METRICS is off: nothing is served there")
+		default:
+			if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+				r.warnf("METRICS_ADDRESS", addr, "listen on 127.0.0.1 or a private address", "listens on every interface; metrics are meant for loopback or a private network")
+			}
+		}
+		cfg.MetricsAddress = addr
 	}
 	r.seen["METRICS_NETWORKS"] = true
 	if _, set := r.env["METRICS_NETWORKS"]; set { // set but empty: the token only

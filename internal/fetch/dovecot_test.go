@@ -240,7 +240,7 @@ type recordingSink struct {
 	msgs []string
 }
 
-func (s *recordingSink) Deliver(_ context.Context, _ *store.Fetch, msg []byte) error {
+func (s *recordingSink) Deliver(_ context.Context, _ *store.Fetch, _ string, msg []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.msgs = append(s.msgs, string(msg))
@@ -313,5 +313,67 @@ func TestFetchFromDovecot(t *testing.T) {
 	}
 	if f, _ := st.GetFetch(ctx, im.ID); f.Error != "" || f.LastCheck.IsZero() {
 		t.Fatalf("IMAP account %+v", f)
+	}
+}
+
+// storeSink stores fetched messages in alice's INBOX with their fetched
+// key, as app's sink does; crash makes it fail after the commit, as a
+// poller that died right after the delivery.
+type storeSink struct {
+	st    store.Mail
+	crash bool
+}
+
+func (s *storeSink) Deliver(ctx context.Context, f *store.Fetch, key string, msg []byte) error {
+	err := s.st.CommitMessages(ctx, []*store.NewMessage{{ID: key, Body: msg, Size: int64(len(msg)),
+		Targets: []store.MailboxTarget{{User: f.UserEmail, Mailbox: "INBOX"}}, Fetched: &store.FetchedKey{FetchID: f.ID, Key: key}}})
+	if err == nil && s.crash {
+		return fmt.Errorf("simulated crash after the delivery of %s", key)
+	}
+	return err
+}
+
+// TestFetchFromDovecotAcrossCrash: against a real Dovecot, a poll that
+// dies right after storing a message (before recording it, DELE or
+// EXPUNGE) is followed by a restart that stores nothing twice and then
+// removes the remote copy, over POP3 and IMAP.
+func TestFetchFromDovecotAcrossCrash(t *testing.T) {
+	d := startDovecot(t)
+	st := testutil.OpenStore(t, t.TempDir(), "example.test", "alice")
+	sealer, _ := NewSealer(make([]byte, 32))
+	sealed, _ := sealer.Seal("dove-pw")
+	ctx := t.Context()
+	clock := time.Now()
+	poll := func(sink Sink) {
+		clock = clock.Add(3 * time.Hour) // past the crashed poll's lease
+		now := clock
+		p := New(Options{Store: st, Sink: sink, Sealer: sealer, Delay: time.Hour, Owner: "t",
+			TLSConfig: &tls.Config{RootCAs: d.roots}, Timeout: 20 * time.Second, Now: func() time.Time { return now }})
+		must(t, p.PollDue(ctx))
+	}
+	for i, proto := range []string{"pop3", "imap"} {
+		d.appendMsgs(t, "INBOX", fmt.Sprintf("Subject: once %d\r\n\r\nx\r\n", i))
+		addr := d.pop3s
+		if proto == "imap" {
+			addr = d.imaps
+		}
+		host, port, _ := net.SplitHostPort(addr)
+		f := &store.Fetch{UserEmail: "alice@example.test", Protocol: proto, Host: host, TLS: true, Username: "remote@dove.test", Password: sealed}
+		fmt.Sscan(port, &f.Port)
+		must(t, st.CreateFetch(ctx, f))
+		poll(&storeSink{st: st, crash: true})
+		if n := d.count(t, "INBOX"); n != 1 {
+			t.Fatalf("%s: the crashed poll left %d remote messages, want 1", proto, n)
+		}
+		poll(&storeSink{st: st})
+		l, err := st.ListMessages(ctx, "alice@example.test", "INBOX")
+		must(t, err)
+		if len(l) != i+1 {
+			t.Fatalf("%s: alice holds %d messages after the restart, want %d", proto, len(l), i+1)
+		}
+		if n := d.count(t, "INBOX"); n != 0 {
+			t.Fatalf("%s: the restart left %d remote messages", proto, n)
+		}
+		must(t, st.DeleteFetch(ctx, f.ID))
 	}
 }

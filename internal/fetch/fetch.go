@@ -4,8 +4,10 @@
 // handed to the normal local delivery (app wires inbound, so the spam
 // checks, the user's spam settings, forwarding and auto-reply all apply).
 // What was delivered is remembered per account in the store (POP3 UIDL,
-// IMAP folder/UIDVALIDITY/UID), so a restart fetches nothing twice; the
-// remote copy is deleted afterwards unless the account keeps it.
+// IMAP folder/UIDVALIDITY/UID), in the transaction that stores the
+// message, so a restart, even one between a delivery and the poller's
+// next step, fetches nothing twice; the remote copy is deleted
+// afterwards unless the account keeps it.
 package fetch
 
 import (
@@ -25,9 +27,13 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// Sink delivers one fetched message to f.UserEmail.
+// Sink delivers one fetched message to f.UserEmail. It must record
+// (f.ID, key) as seen in the transaction that stores the message
+// (store.NewMessage.Fetched) and store nothing when the key is recorded
+// already: that makes fetching exactly once, even when the process dies
+// right after the delivery.
 type Sink interface {
-	Deliver(ctx context.Context, f *store.Fetch, msg []byte) error
+	Deliver(ctx context.Context, f *store.Fetch, key string, msg []byte) error
 }
 
 // ErrRejected is what a Sink returns for a message refused for good (a
@@ -223,9 +229,11 @@ func (p *Poller) poll(ctx context.Context, f *store.Fetch, log *slog.Logger) (in
 
 // take delivers one message and remembers it. A message refused for good
 // is remembered too (and so deleted unless kept); any other failure
-// stops the poll, to be tried again next time.
+// stops the poll, to be tried again next time. The Sink records a
+// stored message's key itself; recording it here again is a no-op then,
+// and covers what stored nothing (refused, or discarded by a script).
 func (p *Poller) take(ctx context.Context, f *store.Fetch, key string, msg []byte, log *slog.Logger) (delivered bool, err error) {
-	err = p.o.Sink.Deliver(ctx, f, msg)
+	err = p.o.Sink.Deliver(ctx, f, key, msg)
 	switch {
 	case errors.Is(err, ErrRejected):
 		log.Info("fetched message refused", "key", key, "err", err.Error())

@@ -84,4 +84,10 @@ type Envelope struct {
 	// UserScores overrides SpamScore for users whose own classifier
 	// scored the message (filter.Verdict.UserScores).
 	UserScores map[string]float64
+
+	// Fetched names the remote message a fetched account delivers: it
+	// is recorded as seen in the transaction that stores the message,
+	// and a delivery whose key was recorded already stores nothing
+	// (store.NewMessage.Fetched), so fetching is exactly once.
+	Fetched *store.FetchedKey
 }

@@ -279,6 +279,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 		snap := *msg
 		replyView = &snap
 		sv = d.sieve.apply(ctx, env, msg)
+		for _, x := range sv.extra {
+			x.Fetched = env.Fetched // stored or left out with msg
+		}
 	}
 	req := &commitReq{msg: msg, extra: sv.extra, env: env, result: make(chan error, 1)}
 	if !hasRecipients(msg) {
@@ -363,6 +366,7 @@ func (d *Deliverer) newMessage(env *Envelope) *store.NewMessage {
 		ReceivedAt:  env.ReceivedAt,
 		DeliveryKey: store.NewDeliveryKey(),
 		RequireTLS:  env.RequireTLS,
+		Fetched:     env.Fetched,
 	}
 	if msg.ReceivedAt.IsZero() {
 		msg.ReceivedAt = d.now()

@@ -415,12 +415,12 @@ func (im *importer) readAll(ctx context.Context, p *folderPlan, idx []int, dec *
 func (im *importer) readOne(p *folderPlan, i int, dec *decoder) readResult {
 	mf := p.files[i]
 	uid := p.uids[i]
-	raw, err := os.ReadFile(mf.Path)
+	raw, err := readFile(mf.Path, mf.Size)
 	if errors.Is(err, os.ErrNotExist) {
 		// Dovecot renames files when flags change; the current name is
 		// the same base with other flags.
 		if alt := findRenamed(mf); alt != "" {
-			raw, err = os.ReadFile(alt)
+			raw, err = readFile(alt, mf.Size)
 		}
 	}
 	if err != nil {

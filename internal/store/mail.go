@@ -88,6 +88,20 @@ type NewMessage struct {
 	// again to learn the outcome without storing anything twice. Keys are
 	// kept for at least a day.
 	DeliveryKey string
+
+	// Fetched, when set, is the remote message (of a fetched account)
+	// this delivery stores: it is recorded as seen in the same
+	// transaction, and a message whose key is recorded already is
+	// skipped, so a poller that died between the delivery and its own
+	// bookkeeping never stores the message twice.
+	Fetched *FetchedKey
+}
+
+// FetchedKey names one remote message of a fetched account (Fetches'
+// seen keys).
+type FetchedKey struct {
+	FetchID int64
+	Key     string
 }
 
 // QueueItem is one outbound recipient of one message.

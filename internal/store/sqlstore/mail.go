@@ -222,10 +222,54 @@ func skipDelivered(ctx context.Context, c conn, ps []pending, t time.Time) ([]pe
 	return out, nil
 }
 
+// skipFetched records the fetched keys of ps (fetch_seen) and returns ps
+// without the messages whose key was there already: a poller that died
+// after storing them, before it could learn so, fetched them again. The
+// copies of one delivery (Sieve's per-user variants) share a key and are
+// kept or left out together.
+func skipFetched(ctx context.Context, c conn, ps []pending) ([]pending, error) {
+	fresh := map[store.FetchedKey]bool{}
+	var out []pending // nil until something is left out
+	for i, p := range ps {
+		keep := true
+		if fk := p.m.Fetched; fk != nil {
+			isNew, done := fresh[*fk]
+			if !done {
+				keys, err := list(ctx, c, "record fetched key", scanString,
+					`INSERT INTO fetch_seen (fetch_id, key) VALUES (?, ?) ON CONFLICT (fetch_id, key) DO NOTHING RETURNING key`,
+					fk.FetchID, fk.Key)
+				if err != nil {
+					// A foreign key failure (the account was deleted
+					// meanwhile) maps to ErrNotFound: nothing written, so
+					// the deliverer retries the group's other messages
+					// without this one.
+					return nil, fmt.Errorf("message %s: %w", p.m.ID, mapErr(err))
+				}
+				isNew = len(keys) > 0
+				fresh[*fk] = isNew
+			}
+			keep = isNew
+		}
+		switch {
+		case !keep && out == nil:
+			out = append(make([]pending, 0, len(ps)), ps[:i]...)
+		case keep && out != nil:
+			out = append(out, p)
+		}
+	}
+	if out == nil {
+		return ps, nil
+	}
+	return out, nil
+}
+
 func commitGroup(ctx context.Context, c conn, ps []pending) error {
 	t := now()
 	ps, err := skipDelivered(ctx, c, ps, t)
 	if err != nil {
+		return err
+	}
+	if ps, err = skipFetched(ctx, c, ps); err != nil {
 		return err
 	}
 

@@ -104,3 +104,48 @@ func testFetches(t *testing.T, open Open) {
 		t.Fatalf("seen keys left after the user went: %v", keys)
 	}
 }
+
+// testFetchedDelivery: a message delivered with a fetched key records the
+// key in its transaction; delivering the same key again (a poller that
+// died before its own bookkeeping) stores nothing, copies sharing a key
+// go together, other messages of the group are stored, and a key of an
+// account deleted meanwhile fails as ErrNotFound.
+func testFetchedDelivery(t *testing.T, open Open) {
+	s := get(t, open)
+	fs, ok := unwrap(s).(store.Fetches)
+	if !ok {
+		t.Skip("backend has no fetched accounts")
+	}
+	c := ctx(t)
+	seed(t, s, 0, "a", "b")
+	f := store.Fetch{UserEmail: "a@example.com", Protocol: "pop3", Host: "pop.remote.test", Port: 995, TLS: true, Username: "a", Password: "x"}
+	must(t, fs.CreateFetch(c, &f))
+	key := &store.FetchedKey{FetchID: f.ID, Key: "uidl-1"}
+	msg := func(user, id string, fk *store.FetchedKey) *store.NewMessage {
+		return &store.NewMessage{ID: id, Body: []byte("Subject: " + id + "\r\n\r\nx\r\n"), Size: 20, Fetched: fk,
+			Targets: []store.MailboxTarget{{User: user, Mailbox: "INBOX"}}}
+	}
+	count := func(user string) int {
+		l, err := s.ListMessages(c, user, "INBOX")
+		must(t, err)
+		return len(l)
+	}
+	must(t, s.CommitMessages(c, []*store.NewMessage{msg("a@example.com", "f1", key), msg("b@example.com", "f1b", key)}))
+	if keys, _ := fs.FetchSeen(c, f.ID); !slices.Equal(keys, []string{"uidl-1"}) {
+		t.Fatalf("FetchSeen after the delivery = %v", keys)
+	}
+	if count("a@example.com") != 1 || count("b@example.com") != 1 {
+		t.Fatalf("both copies sharing the key not stored: a %d, b %d", count("a@example.com"), count("b@example.com"))
+	}
+	// The same key again, with a plain message in the group.
+	must(t, s.CommitMessages(c, []*store.NewMessage{msg("a@example.com", "f1", key), msg("b@example.com", "f1b", key), msg("a@example.com", "plain", nil)}))
+	if count("a@example.com") != 2 || count("b@example.com") != 1 {
+		t.Fatalf("a redelivered fetched key stored again: a %d (want 2), b %d (want 1)", count("a@example.com"), count("b@example.com"))
+	}
+	must(t, fs.DeleteFetch(c, f.ID))
+	wantErr(t, s.CommitMessages(c, []*store.NewMessage{msg("a@example.com", "f2", &store.FetchedKey{FetchID: f.ID, Key: "uidl-2"})}),
+		store.ErrNotFound, "a delivery for a deleted account")
+	if count("a@example.com") != 2 {
+		t.Fatal("a delivery for a deleted account was stored")
+	}
+}

@@ -69,6 +69,7 @@ func Run(t *testing.T, open Open) {
 		{"QueueDSN", testQueueDSN},
 		{"QueueRequireTLS", testQueueRequireTLS},
 		{"Fetches", testFetches},
+		{"FetchedDelivery", testFetchedDelivery},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

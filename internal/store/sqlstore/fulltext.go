@@ -194,6 +194,9 @@ func (s *Store) ftsQueryText(q store.FullTextQuery) string {
 // FullTextMatch implements store.FullTextIndex: the index first, then
 // the mailbox's messages of the bodies it found.
 func (s *Store) FullTextMatch(ctx context.Context, mailboxID int64, q store.FullTextQuery) ([]int64, error) {
+	if !s.pg() {
+		q = asciiTokens(q)
+	}
 	for _, g := range q {
 		if len(g) == 0 {
 			return nil, nil // a group no term can satisfy
@@ -206,6 +209,26 @@ WHERE body_fts MATCH ? AND m.mailbox_id = ?`
 WHERE f.doc @@ ?::tsquery AND m.mailbox_id = ?`
 	}
 	return s.bodyIDs(ctx, "full-text match", sqlq, s.ftsQueryText(q), mailboxID)
+}
+
+// asciiTokens drops the terms FTS5's ascii tokenizer would split (an
+// ASCII byte other than a letter or digit): the index cannot hold them,
+// since the indexer writes terms separated by spaces. internal/fts never
+// makes such terms; this keeps a query from becoming a phrase, which
+// detail=none refuses.
+func asciiTokens(q store.FullTextQuery) store.FullTextQuery {
+	out := make(store.FullTextQuery, len(q))
+	for i, g := range q {
+		out[i] = make([]store.FullTextTerm, 0, len(g))
+		for _, t := range g {
+			if !strings.ContainsFunc(t.Text, func(r rune) bool {
+				return r < 0x80 && !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+			}) && t.Text != "" {
+				out[i] = append(out[i], t)
+			}
+		}
+	}
+	return out
 }
 
 // FullTextUnindexed implements store.FullTextIndex.

@@ -231,7 +231,7 @@ func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		// FULL_TEXT_SEARCH: this node indexes what no node has indexed yet,
 		// off the delivery path (docs/search.md).
 		ix := fts.NewIndexer(fts.IndexerOptions{
-			Store: p.store, Extract: imapd.FullTextExtractor(p.cfg.FullTextAttachments),
+			Store: p.store, Extract: imapd.FullTextExtractor(p.cfg.FullTextAttachments), Attachments: p.cfg.FullTextAttachments,
 			Logger: p.log.With("part", "fts"),
 		})
 		wg.Add(1)

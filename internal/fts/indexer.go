@@ -38,6 +38,10 @@ const (
 type IndexerOptions struct {
 	Store   Store     // required
 	Extract Extractor // required
+	// Attachments says the extractor includes text attachments
+	// (FULL_TEXT_SEARCH_ATTACHMENTS): rows are marked so, and rows made
+	// without them are done again.
+	Attachments bool
 	Logger  *slog.Logger
 	// Batch is how many bodies one transaction indexes; 0: DefaultBatch.
 	Batch int
@@ -129,7 +133,7 @@ func (ix *Indexer) IndexAll(ctx context.Context, user string, progress func(done
 // Batch indexes up to one batch of pending bodies with ids above after.
 // It returns the last id it looked at and how many bodies it indexed.
 func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, int, error) {
-	ids, err := ix.opt.Store.PendingFullText(ctx, user, after, ix.opt.Batch)
+	ids, err := ix.opt.Store.PendingFullText(ctx, user, ix.opt.Attachments, after, ix.opt.Batch)
 	if err != nil || len(ids) == 0 {
 		return after, 0, err
 	}
@@ -149,7 +153,7 @@ func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, 
 				vocab = append(vocab, t)
 			}
 		}
-		docs = append(docs, store.FullTextDoc{BodyID: id, Terms: terms, Bytes: int64(len(text))})
+		docs = append(docs, store.FullTextDoc{BodyID: id, Terms: terms, Bytes: int64(len(text)), Attachments: ix.opt.Attachments})
 		return nil
 	})
 	if err != nil {

@@ -63,7 +63,7 @@ func (m *msgCommands) fullTextFor(s *session, key *imapmsg.SearchKey) *ftsFilter
 		return f
 	}
 	mailbox := s.sel.id
-	un, err := idx.FullTextUnindexed(s.ctx, mailbox)
+	un, err := idx.FullTextUnindexed(s.ctx, mailbox, f.opt.Attachments)
 	if err != nil {
 		s.srv.log.Warn("imap search: full-text index unavailable, reading messages", "err", err)
 		return f

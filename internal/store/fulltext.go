@@ -18,6 +18,9 @@ type FullTextDoc struct {
 	BodyID int64
 	Terms  []string
 	Bytes  int64 // length of the text the terms came from, for index status
+	// Attachments: text attachments were indexed too. A row without them
+	// does not count as indexed for a reader that wants them.
+	Attachments bool
 }
 
 // FullTextStatus counts the index.
@@ -35,12 +38,14 @@ type FullTextStatus struct {
 // reads it; a row goes with its body.
 type FullTextIndex interface {
 	// PendingFullText returns up to limit ids, ascending and above
-	// afterID, of bodies without an index row that are used by at least
-	// one message outside \Junk and \Trash mailboxes; user != "" keeps to
-	// that user's messages.
-	PendingFullText(ctx context.Context, user string, afterID int64, limit int) ([]int64, error)
-	// PutFullText stores docs for bodies that have no row (bodies that
-	// are gone and rows a concurrent indexer wrote first are skipped) and
+	// afterID, of bodies without an index row (with attachments: without
+	// one that has them) that are used by at least one message outside
+	// \Junk and \Trash mailboxes; user != "" keeps to that user's
+	// messages.
+	PendingFullText(ctx context.Context, user string, attachments bool, afterID int64, limit int) ([]int64, error)
+	// PutFullText stores docs for bodies that have no row, or a row
+	// without attachments when the doc has them (bodies that are gone and
+	// rows a concurrent indexer wrote first are skipped), and
 	// adds vocab, the terms the caller has not stored before, to the
 	// vocabulary.
 	PutFullText(ctx context.Context, docs []FullTextDoc, vocab []string) error
@@ -52,8 +57,9 @@ type FullTextIndex interface {
 	// messages whose index row matches q.
 	FullTextMatch(ctx context.Context, mailboxID int64, q FullTextQuery) ([]int64, error)
 	// FullTextUnindexed returns the ids of the bodies of the mailbox's
-	// messages that have no index row.
-	FullTextUnindexed(ctx context.Context, mailboxID int64) ([]int64, error)
+	// messages that have no index row (with attachments: none that has
+	// them).
+	FullTextUnindexed(ctx context.Context, mailboxID int64, attachments bool) ([]int64, error)
 	// DropFullText removes the index rows of every body (user == "") or
 	// of the bodies of user's messages, so that the indexer does them
 	// again.

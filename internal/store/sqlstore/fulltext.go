@@ -28,14 +28,23 @@ func (s *Store) ftsDone() string {
 	return "body_fts_done"
 }
 
+// ftsWithAttachments narrows "d is the body's index row" to rows that
+// hold attachments when the reader wants them.
+func ftsWithAttachments(want bool) string {
+	if want {
+		return " AND d.attachments"
+	}
+	return ""
+}
+
 // Mailboxes whose messages are not indexed (Mailu: fts_autoindex_exclude
 // = \Junk, \Trash); SEARCH reads them.
 const ftsExcludeJunk, ftsExcludeTrash = `\Junk`, `\Trash`
 
 // PendingFullText implements store.FullTextIndex.
-func (s *Store) PendingFullText(ctx context.Context, user string, afterID int64, limit int) ([]int64, error) {
+func (s *Store) PendingFullText(ctx context.Context, user string, attachments bool, afterID int64, limit int) ([]int64, error) {
 	q := `SELECT b.id FROM body b
-WHERE b.id > ? AND NOT EXISTS (SELECT 1 FROM ` + s.ftsDone() + ` d WHERE d.body_id = b.id)
+WHERE b.id > ? AND NOT EXISTS (SELECT 1 FROM ` + s.ftsDone() + ` d WHERE d.body_id = b.id` + ftsWithAttachments(attachments) + `)
 AND EXISTS (SELECT 1 FROM message m JOIN mailbox x ON x.id = m.mailbox_id
     WHERE m.body_id = b.id AND x.special_use <> ? AND x.special_use <> ?`
 	args := []any{afterID, ftsExcludeJunk, ftsExcludeTrash}
@@ -91,18 +100,25 @@ func (s *Store) putDoc(ctx context.Context, c conn, d store.FullTextDoc) error {
 		if terms == nil {
 			terms = []string{}
 		}
-		_, err := c.exec(ctx, `INSERT INTO body_fts (body_id, text_bytes, doc)
-SELECT id, ?, array_to_tsvector(?::text[]) FROM body WHERE id = ?
-ON CONFLICT (body_id) DO NOTHING`, d.Bytes, terms, d.BodyID)
+		_, err := c.exec(ctx, `INSERT INTO body_fts (body_id, text_bytes, attachments, doc)
+SELECT id, ?, ?, array_to_tsvector(?::text[]) FROM body WHERE id = ?
+ON CONFLICT (body_id) DO UPDATE SET text_bytes = excluded.text_bytes, attachments = excluded.attachments, doc = excluded.doc
+WHERE excluded.attachments AND NOT body_fts.attachments`, d.Bytes, d.Attachments, terms, d.BodyID)
 		return mapErr(err)
 	}
-	res, err := c.exec(ctx, `INSERT INTO body_fts_done (body_id, text_bytes)
-SELECT id, ? FROM body WHERE id = ? ON CONFLICT (body_id) DO NOTHING`, d.Bytes, d.BodyID)
+	res, err := c.exec(ctx, `INSERT INTO body_fts_done (body_id, text_bytes, attachments)
+SELECT id, ?, ? FROM body WHERE id = ? ON CONFLICT (body_id) DO UPDATE
+SET text_bytes = excluded.text_bytes, attachments = excluded.attachments
+WHERE excluded.attachments AND NOT body_fts_done.attachments`, d.Bytes, d.Attachments, d.BodyID)
 	if err != nil {
 		return mapErr(err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return err // gone, or indexed already
+	}
+	// A row without attachments is replaced.
+	if _, err := c.exec(ctx, `DELETE FROM body_fts WHERE rowid = ?`, d.BodyID); err != nil {
+		return mapErr(err)
 	}
 	_, err = c.exec(ctx, `INSERT INTO body_fts (rowid, doc) VALUES (?, ?)`, d.BodyID, strings.Join(d.Terms, " "))
 	return mapErr(err)
@@ -232,9 +248,10 @@ func asciiTokens(q store.FullTextQuery) store.FullTextQuery {
 }
 
 // FullTextUnindexed implements store.FullTextIndex.
-func (s *Store) FullTextUnindexed(ctx context.Context, mailboxID int64) ([]int64, error) {
+func (s *Store) FullTextUnindexed(ctx context.Context, mailboxID int64, attachments bool) ([]int64, error) {
 	return s.bodyIDs(ctx, "full-text unindexed", `SELECT m.body_id FROM message m
-WHERE m.mailbox_id = ? AND NOT EXISTS (SELECT 1 FROM `+s.ftsDone()+` d WHERE d.body_id = m.body_id)`, mailboxID)
+WHERE m.mailbox_id = ? AND NOT EXISTS (SELECT 1 FROM `+s.ftsDone()+` d WHERE d.body_id = m.body_id`+
+		ftsWithAttachments(attachments)+`)`, mailboxID)
 }
 
 func (s *Store) bodyIDs(ctx context.Context, what, q string, args ...any) ([]int64, error) {

@@ -34,12 +34,12 @@ func TestFullTextIndex(t *testing.T) {
 		b1, b2, b3 := bodyOf(t, s, "INBOX", 1), bodyOf(t, s, "INBOX", 2), bodyOf(t, s, "INBOX", 3)
 		inbox := box(t, s, "INBOX").ID
 
-		pending, err := s.PendingFullText(ctx, "", 0, 10)
+		pending, err := s.PendingFullText(ctx, "", false, 0, 10)
 		must(t, err)
 		if !slices.Equal(pending, []int64{b1, b2, b3}) {
 			t.Fatalf("pending %v, want %v (Junk left out)", pending, []int64{b1, b2, b3})
 		}
-		if p, _ := s.PendingFullText(ctx, "nobody@example.test", 0, 10); len(p) != 0 {
+		if p, _ := s.PendingFullText(ctx, "nobody@example.test", false, 0, 10); len(p) != 0 {
 			t.Errorf("another user's pending: %v", p)
 		}
 		must(t, s.PutFullText(ctx, []store.FullTextDoc{
@@ -80,10 +80,30 @@ func TestFullTextIndex(t *testing.T) {
 		if !slices.Equal(terms, []string{"zebrafish"}) {
 			t.Errorf("terms with ebra: %v", terms)
 		}
-		un, err := s.FullTextUnindexed(ctx, inbox)
+		un, err := s.FullTextUnindexed(ctx, inbox, false)
 		must(t, err)
 		if !slices.Equal(un, []int64{b3}) {
 			t.Errorf("unindexed %v, want [%d]", un, b3)
+		}
+		// With attachments wanted, rows made without them count as missing
+		// until a doc with them replaces them.
+		if p, _ := s.PendingFullText(ctx, "", true, 0, 10); !slices.Equal(p, []int64{b1, b2, b3}) {
+			t.Errorf("pending with attachments: %v", p)
+		}
+		must(t, s.PutFullText(ctx, []store.FullTextDoc{{BodyID: b2, Terms: []string{"subject", "b", "quokka", "narwhal"}, Bytes: 16, Attachments: true}}, []string{"narwhal"}))
+		if p, _ := s.PendingFullText(ctx, "", true, 0, 10); !slices.Equal(p, []int64{b1, b3}) {
+			t.Errorf("pending with attachments after b2: %v", p)
+		}
+		if un, _ := s.FullTextUnindexed(ctx, inbox, true); !slices.Equal(un, []int64{b1, b3}) {
+			t.Errorf("unindexed with attachments: %v", un)
+		}
+		if got := match(store.FullTextQuery{{w("narwhal")}}); !slices.Equal(got, []int64{b2}) {
+			t.Errorf("narwhal after the upgrade: %v", got)
+		}
+		// A doc without attachments never replaces one with them.
+		must(t, s.PutFullText(ctx, []store.FullTextDoc{{BodyID: b2, Terms: []string{"other"}}}, nil))
+		if got := match(store.FullTextQuery{{w("narwhal")}}); !slices.Equal(got, []int64{b2}) {
+			t.Errorf("narwhal after a doc without attachments: %v", got)
 		}
 		st, err := s.FullTextStatus(ctx)
 		must(t, err)
@@ -119,7 +139,7 @@ func TestFullTextIndex(t *testing.T) {
 		if got := match(store.FullTextQuery{{w("quokka")}}); got != nil {
 			t.Errorf("after drop: %v", got)
 		}
-		pending, err = s.PendingFullText(ctx, imapUser, 0, 10)
+		pending, err = s.PendingFullText(ctx, imapUser, false, 0, 10)
 		must(t, err)
 		if !slices.Equal(pending, []int64{b2, b3}) {
 			t.Errorf("pending after drop %v", pending)

@@ -4,10 +4,14 @@
 -- of the body's decoded text as the background indexer (internal/fts)
 -- made them (array_to_tsvector: no parser or dictionary in between),
 -- without positions: a match is only a candidate, confirmed on the text.
+-- attachments says whether text attachments were indexed
+-- (FULL_TEXT_SEARCH_ATTACHMENTS): with the setting on, a row without
+-- them counts as missing and is done again.
 CREATE TABLE body_fts (
-    body_id    BIGINT PRIMARY KEY REFERENCES body(id) ON DELETE CASCADE,
-    text_bytes BIGINT NOT NULL,
-    doc        tsvector NOT NULL
+    body_id     BIGINT PRIMARY KEY REFERENCES body(id) ON DELETE CASCADE,
+    text_bytes  BIGINT NOT NULL,
+    attachments BOOLEAN NOT NULL,
+    doc         tsvector NOT NULL
 );
 CREATE INDEX body_fts_doc ON body_fts USING gin (doc);
 

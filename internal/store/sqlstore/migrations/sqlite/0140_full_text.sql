@@ -9,10 +9,13 @@ CREATE VIRTUAL TABLE body_fts USING fts5(doc, content='', contentless_delete=1, 
 
 -- A row here means the body is indexed; a missing row means not yet
 -- (SEARCH reads such bodies). text_bytes is the text's length, for
--- petrel index status.
+-- petrel index status. attachments says whether text attachments were
+-- indexed (FULL_TEXT_SEARCH_ATTACHMENTS): with the setting on, a row
+-- without them counts as missing and is done again.
 CREATE TABLE body_fts_done (
-    body_id    INTEGER PRIMARY KEY REFERENCES body(id) ON DELETE CASCADE,
-    text_bytes INTEGER NOT NULL
+    body_id     INTEGER PRIMARY KEY REFERENCES body(id) ON DELETE CASCADE,
+    text_bytes  INTEGER NOT NULL,
+    attachments BOOLEAN NOT NULL
 );
 
 -- Every term ever indexed: SEARCH looks up words a needle may end or sit

@@ -42,7 +42,7 @@ type IndexerOptions struct {
 	// (FULL_TEXT_SEARCH_ATTACHMENTS): rows are marked so, and rows made
 	// without them are done again.
 	Attachments bool
-	Logger  *slog.Logger
+	Logger      *slog.Logger
 	// Batch is how many bodies one transaction indexes; 0: DefaultBatch.
 	Batch int
 	// Interval is the pause after the indexer has caught up; 0:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/petrelmail/petrel/internal/fts"
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
@@ -40,6 +41,8 @@ type ftsFilter struct {
 	opt       imapmsg.TextOptions
 	unindexed map[int64]struct{}            // bodies the index has no row for
 	found     map[string]map[int64]struct{} // needle -> bodies that may hold it; absent: read all
+	// unindexed lists only the messages from the mailbox's floor up
+	// (ftsFloors); found is nil unless the whole answer is consistent.
 }
 
 // fullTextFor asks the index about every BODY and TEXT needle of key; nil
@@ -55,22 +58,35 @@ func (m *msgCommands) fullTextFor(s *session, key *imapmsg.SearchKey) *ftsFilter
 		return nil
 	}
 	f := &ftsFilter{
-		opt:   imapmsg.TextOptions{Attachments: s.srv.opts.FullTextAttachments},
-		found: make(map[string]map[int64]struct{}),
+		opt: imapmsg.TextOptions{Attachments: s.srv.opts.FullTextAttachments},
 	}
 	idx, ok := s.srv.opts.Store.(store.FullTextIndex)
 	if !ok {
 		return f
 	}
 	mailbox := s.sel.id
-	un, err := idx.FullTextUnindexed(s.ctx, mailbox, f.opt.Attachments)
+	e1, err := idx.FullTextEpoch(s.ctx)
 	if err != nil {
 		s.srv.log.Warn("imap search: full-text index unavailable, reading messages", "err", err)
 		return f
 	}
-	f.unindexed = idSet(un)
+	fk := ftsFloorKey{mailbox: mailbox, attachments: f.opt.Attachments}
+	floor := m.fts.get(fk, e1)
+	f.unindexed = make(map[int64]struct{})
+	lowest := uint32(0)
+	err = idx.FullTextUnindexed(s.ctx, mailbox, f.opt.Attachments, floor, func(uid uint32, body int64) {
+		f.unindexed[body] = struct{}{}
+		if lowest == 0 {
+			lowest = uid
+		}
+	})
+	if err != nil {
+		s.srv.log.Warn("imap search: full-text index unavailable, reading messages", "err", err)
+		return f
+	}
+	found := make(map[string]map[int64]struct{})
 	for _, n := range needles {
-		if _, done := f.found[n]; done {
+		if _, done := found[n]; done {
 			continue
 		}
 		q, err := fts.Query(s.ctx, idx, n)
@@ -85,9 +101,62 @@ func (m *msgCommands) fullTextFor(s *session, key *imapmsg.SearchKey) *ftsFilter
 			s.srv.log.Warn("imap search: full-text query failed, reading messages", "err", err)
 			continue
 		}
-		f.found[n] = idSet(ids)
+		found[n] = idSet(ids)
 	}
+	// Rows dropped (petrel index rebuild) while we asked: what the floor
+	// said may no longer hold, so every message is read this time.
+	if e2, err := idx.FullTextEpoch(s.ctx); err != nil || e2 != e1 {
+		return f
+	}
+	f.found = found
+	next := s.sel.maxUID() + 1
+	if lowest != 0 && lowest < next {
+		next = lowest
+	}
+	m.fts.put(fk, e1, next)
 	return f
+}
+
+// ftsFloors remembers, per mailbox, a UID below which every message was
+// indexed at an earlier SEARCH, so that only the messages from there up
+// are asked about again: an index row goes only with its body (and then
+// the message is gone) or with DropFullText, which changes the epoch;
+// UIDs only grow.
+type ftsFloors struct {
+	mu sync.Mutex
+	m  map[ftsFloorKey]ftsFloor
+}
+
+type ftsFloorKey struct {
+	mailbox     int64
+	attachments bool
+}
+
+type ftsFloor struct {
+	epoch int64
+	uid   uint32
+}
+
+// maxFTSFloors bounds the mailboxes remembered (about 32 bytes each).
+const maxFTSFloors = 100000
+
+// get returns the floor of key at epoch (1: ask about every message).
+func (c *ftsFloors) get(key ftsFloorKey, epoch int64) uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.m[key]; ok && f.epoch == epoch {
+		return f.uid
+	}
+	return 1
+}
+
+func (c *ftsFloors) put(key ftsFloorKey, epoch int64, uid uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxFTSFloors {
+		c.m = make(map[ftsFloorKey]ftsFloor)
+	}
+	c.m[key] = ftsFloor{epoch: epoch, uid: uid}
 }
 
 func idSet(ids []int64) map[int64]struct{} {

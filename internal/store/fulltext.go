@@ -56,10 +56,14 @@ type FullTextIndex interface {
 	// FullTextMatch returns the ids of the bodies of the mailbox's
 	// messages whose index row matches q.
 	FullTextMatch(ctx context.Context, mailboxID int64, q FullTextQuery) ([]int64, error)
-	// FullTextUnindexed returns the ids of the bodies of the mailbox's
-	// messages that have no index row (with attachments: none that has
-	// them).
-	FullTextUnindexed(ctx context.Context, mailboxID int64, attachments bool) ([]int64, error)
+	// FullTextUnindexed calls fn, in UID order, for the mailbox's
+	// messages with a UID of at least fromUID whose body has no index row
+	// (with attachments: none that has them).
+	FullTextUnindexed(ctx context.Context, mailboxID int64, attachments bool, fromUID uint32, fn func(uid uint32, bodyID int64)) error
+	// FullTextEpoch counts the calls of DropFullText. Otherwise an index
+	// row goes only with its body, so what a reader learnt about which
+	// messages are indexed stays true while the epoch is unchanged.
+	FullTextEpoch(ctx context.Context) (int64, error)
 	// DropFullText removes the index rows of every body (user == "") or
 	// of the bodies of user's messages, so that the indexer does them
 	// again.

@@ -248,10 +248,34 @@ func asciiTokens(q store.FullTextQuery) store.FullTextQuery {
 }
 
 // FullTextUnindexed implements store.FullTextIndex.
-func (s *Store) FullTextUnindexed(ctx context.Context, mailboxID int64, attachments bool) ([]int64, error) {
-	return s.bodyIDs(ctx, "full-text unindexed", `SELECT m.body_id FROM message m
-WHERE m.mailbox_id = ? AND NOT EXISTS (SELECT 1 FROM `+s.ftsDone()+` d WHERE d.body_id = m.body_id`+
-		ftsWithAttachments(attachments)+`)`, mailboxID)
+func (s *Store) FullTextUnindexed(ctx context.Context, mailboxID int64, attachments bool, fromUID uint32, fn func(uid uint32, bodyID int64)) error {
+	rows, err := s.readConn().query(ctx, `SELECT m.uid, m.body_id FROM message m
+WHERE m.mailbox_id = ? AND m.uid >= ? AND NOT EXISTS (SELECT 1 FROM `+s.ftsDone()+` d WHERE d.body_id = m.body_id`+
+		ftsWithAttachments(attachments)+`) ORDER BY m.uid`, mailboxID, int64(fromUID))
+	if err != nil {
+		return fmt.Errorf("sqlstore: full-text unindexed: %w", mapErr(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid, body int64
+		if err := rows.Scan(&uid, &body); err != nil {
+			return fmt.Errorf("sqlstore: full-text unindexed: %w", err)
+		}
+		fn(uint32(uid), body)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlstore: full-text unindexed: %w", mapErr(err))
+	}
+	return nil
+}
+
+// FullTextEpoch implements store.FullTextIndex.
+func (s *Store) FullTextEpoch(ctx context.Context) (int64, error) {
+	var e int64
+	if err := s.readConn().queryRow(ctx, `SELECT epoch FROM body_fts_epoch WHERE id = 1`).Scan(&e); err != nil {
+		return 0, fmt.Errorf("sqlstore: full-text epoch: %w", mapErr(err))
+	}
+	return e, nil
 }
 
 func (s *Store) bodyIDs(ctx context.Context, what, q string, args ...any) ([]int64, error) {
@@ -276,6 +300,10 @@ func (s *Store) DropFullText(ctx context.Context, user string) (int64, error) {
 		if user != "" {
 			of = ` WHERE body_id IN (SELECT m.body_id FROM message m JOIN mailbox x ON x.id = m.mailbox_id WHERE x.user_email = ?)`
 			args = append(args, user)
+		}
+		// The epoch first: a reader that sees the rows gone sees it changed.
+		if _, err := c.exec(ctx, `UPDATE body_fts_epoch SET epoch = epoch + 1 WHERE id = 1`); err != nil {
+			return mapErr(err)
 		}
 		res, err := c.exec(ctx, `DELETE FROM `+s.ftsDone()+of, args...)
 		if err != nil {

@@ -80,10 +80,17 @@ func TestFullTextIndex(t *testing.T) {
 		if !slices.Equal(terms, []string{"zebrafish"}) {
 			t.Errorf("terms with ebra: %v", terms)
 		}
-		un, err := s.FullTextUnindexed(ctx, inbox, false)
-		must(t, err)
-		if !slices.Equal(un, []int64{b3}) {
+		unindexed := func(att bool, from uint32) []int64 {
+			t.Helper()
+			var ids []int64
+			must(t, s.FullTextUnindexed(ctx, inbox, att, from, func(_ uint32, id int64) { ids = append(ids, id) }))
+			return ids
+		}
+		if un := unindexed(false, 1); !slices.Equal(un, []int64{b3}) {
 			t.Errorf("unindexed %v, want [%d]", un, b3)
+		}
+		if un := unindexed(false, 3); !slices.Equal(un, []int64{b3}) || len(unindexed(false, 4)) != 0 {
+			t.Errorf("unindexed from UID 2: %v", un)
 		}
 		// With attachments wanted, rows made without them count as missing
 		// until a doc with them replaces them.
@@ -94,7 +101,7 @@ func TestFullTextIndex(t *testing.T) {
 		if p, _ := s.PendingFullText(ctx, "", true, 0, 10); !slices.Equal(p, []int64{b1, b3}) {
 			t.Errorf("pending with attachments after b2: %v", p)
 		}
-		if un, _ := s.FullTextUnindexed(ctx, inbox, true); !slices.Equal(un, []int64{b1, b3}) {
+		if un := unindexed(true, 1); !slices.Equal(un, []int64{b1, b3}) {
 			t.Errorf("unindexed with attachments: %v", un)
 		}
 		if got := match(store.FullTextQuery{{w("narwhal")}}); !slices.Equal(got, []int64{b2}) {
@@ -131,8 +138,13 @@ func TestFullTextIndex(t *testing.T) {
 			t.Errorf("after expunge: %v", got)
 		}
 
+		e0, err := s.FullTextEpoch(ctx)
+		must(t, err)
 		n, err := s.DropFullText(ctx, imapUser)
 		must(t, err)
+		if e1, err := s.FullTextEpoch(ctx); err != nil || e1 != e0+1 {
+			t.Errorf("epoch %d after drop, was %d (%v)", e1, e0, err)
+		}
 		if n != 1 {
 			t.Errorf("dropped %d rows, want 1", n)
 		}

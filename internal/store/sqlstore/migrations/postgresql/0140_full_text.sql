@@ -19,3 +19,12 @@ CREATE INDEX body_fts_doc ON body_fts USING gin (doc);
 -- inside of ("voice" in "invoices"). Terms are never removed; a stale one
 -- only widens a candidate set.
 CREATE TABLE body_fts_term (term TEXT PRIMARY KEY);
+
+-- Counts the drops of index rows (petrel index rebuild). Otherwise a row
+-- only goes with its body, so a reader may remember which messages are
+-- indexed for as long as this number stays the same.
+CREATE TABLE body_fts_epoch (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL
+);
+INSERT INTO body_fts_epoch (id, epoch) VALUES (1, 0);

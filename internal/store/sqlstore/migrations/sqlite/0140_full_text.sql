@@ -27,3 +27,12 @@ CREATE TRIGGER body_fts_gone AFTER DELETE ON body BEGIN
     DELETE FROM body_fts WHERE rowid = OLD.id;
     DELETE FROM body_fts_done WHERE body_id = OLD.id;
 END;
+
+-- Counts the drops of index rows (petrel index rebuild). Otherwise a row
+-- only goes with its body, so a reader may remember which messages are
+-- indexed for as long as this number stays the same.
+CREATE TABLE body_fts_epoch (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL
+);
+INSERT INTO body_fts_epoch (id, epoch) VALUES (1, 0);

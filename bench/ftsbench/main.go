@@ -69,7 +69,10 @@ func main() {
 		u := store.NewUser("user20", "example.test", 0, 80)
 		must(st.CreateUser(ctx, &u))
 	}
-	load := func() string { b, _ := os.ReadFile("/proc/loadavg"); return strings.Join(strings.Fields(string(b))[:3], " ") }
+	load := func() string {
+		b, _ := os.ReadFile("/proc/loadavg")
+		return strings.Join(strings.Fields(string(b))[:3], " ")
+	}
 	fmt.Printf("messages %d, ~%d bytes each, store %s, load %s\n", *n, *size, map[bool]string{true: "postgresql", false: "sqlite"}[*pg != ""], load())
 
 	// Fill: batches through the delivery path (CommitMessages).

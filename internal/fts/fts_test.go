@@ -1,9 +1,14 @@
 package fts
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/petrelmail/petrel/internal/store"
 )
 
 func TestTerms(t *testing.T) {
@@ -88,4 +93,61 @@ func FuzzPlan(f *testing.F) {
 			t.Fatalf("needle %q of %q: plan %v not covered by %q", needle, folded, plan, Terms(folded))
 		}
 	})
+}
+
+// TestIndexerSkipsHugeVocabulary: a body with more distinct words than a
+// tsvector holds is left unindexed (SEARCH reads it) instead of failing
+// its batch for ever.
+func TestIndexerSkipsHugeVocabulary(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 100000; i++ { // 100,000 distinct terms of 6-7 bytes
+		fmt.Fprintf(&b, "w%d ", i)
+	}
+	if n := termBytes(Terms(b.String())); n <= MaxDocTermBytes {
+		t.Fatalf("only %d term bytes", n)
+	}
+	st := &memStore{bodies: map[int64]string{1: "small text", 2: b.String()}}
+	ix := NewIndexer(IndexerOptions{Store: st, Extract: func(r io.ReaderAt, size int64) (string, error) {
+		buf := make([]byte, size)
+		_, err := r.ReadAt(buf, 0)
+		return string(buf), err
+	}})
+	if _, err := ix.IndexAll(context.Background(), "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.docs) != 1 || st.docs[0].BodyID != 1 {
+		t.Errorf("indexed %+v, want body 1 only", st.docs)
+	}
+}
+
+// memStore is a fts.Store over a map, for the indexer's own logic.
+type memStore struct {
+	store.FullTextIndex
+	bodies map[int64]string
+	docs   []store.FullTextDoc
+}
+
+func (m *memStore) PendingFullText(_ context.Context, _ string, _ bool, after int64, limit int) ([]int64, error) {
+	var ids []int64
+	for id := range m.bodies {
+		if id > after {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids[:min(limit, len(ids))], nil
+}
+
+func (m *memStore) PutFullText(_ context.Context, docs []store.FullTextDoc, _ []string) error {
+	m.docs = append(m.docs, docs...)
+	return nil
+}
+
+func (m *memStore) ReadBodies(_ context.Context, ids []int64, fn func(int64, io.ReaderAt, int64) error) error {
+	for _, id := range ids {
+		if err := fn(id, strings.NewReader(m.bodies[id]), int64(len(m.bodies[id]))); err != nil {
+			return err
+		}
+	}
+	return nil
 }

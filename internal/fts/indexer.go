@@ -148,6 +148,12 @@ func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, 
 			return nil
 		}
 		terms := Terms(text)
+		if termBytes(terms) > MaxDocTermBytes {
+			// Left unindexed, so always read by SEARCH: correct, and rare
+			// (text that is mostly distinct words, such as undecoded data).
+			ix.opt.Logger.Debug("full-text index: too many distinct words, body left unindexed", "body", id, "terms", len(terms))
+			return nil
+		}
 		for _, t := range terms {
 			if _, ok := ix.seen[t]; !ok {
 				vocab = append(vocab, t)
@@ -170,6 +176,18 @@ func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, 
 		ix.seen[t] = struct{}{}
 	}
 	return ids[len(ids)-1], len(ids), nil
+}
+
+// MaxDocTermBytes bounds the distinct terms of one body (PostgreSQL
+// refuses a tsvector over 1 MiB).
+const MaxDocTermBytes = 512 << 10
+
+func termBytes(terms []string) int {
+	n := 0
+	for _, t := range terms {
+		n += len(t) + 1
+	}
+	return n
 }
 
 func dedupe(s []string) []string {

@@ -128,7 +128,7 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 			o := imapd.Options{
 				Implicit: implicit, TLSConfig: tc, NoTLS: !p.certs.Enabled(), Hostname: cfg.Hostnames[0],
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
-				Space: p.reserve,
+				Space: p.reserve, FullTextSearch: cfg.FullTextSearch, FullTextAttachments: cfg.FullTextAttachments,
 			}
 			if p.metrics != nil {
 				o.OnCommand = func(name string) { p.metrics.Command("imap", name) }

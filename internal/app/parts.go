@@ -16,6 +16,7 @@ import (
 	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/fetch"
 	"github.com/petrelmail/petrel/internal/filter"
+	"github.com/petrelmail/petrel/internal/fts"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/metrics"
@@ -241,6 +242,19 @@ func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		defer wg.Done()
 		p.stats.Run(ctx, 15*time.Second)
 	}()
+	if p.cfg.FullTextSearch {
+		// FULL_TEXT_SEARCH: this node indexes what no node has indexed yet,
+		// off the delivery path (docs/search.md).
+		ix := fts.NewIndexer(fts.IndexerOptions{
+			Store: p.store, Extract: imapd.FullTextExtractor(p.cfg.FullTextAttachments), Attachments: p.cfg.FullTextAttachments,
+			Logger: p.log.With("part", "fts"),
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ix.Run(ctx)
+		}()
+	}
 	wg.Add(1)
 	go runMaintenance(ctx, p.store, wg, p.log)
 	wg.Add(1)

@@ -51,6 +51,9 @@ var forbidden = map[string][]string{
 	// ManageSieve: over auth and the store interfaces; the Sieve checker is
 	// injected by app, so the protocol never holds the language.
 	"internal/managesieve": {"internal/store/sqlstore", "internal/sieve", "internal/inbound", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	// Full-text search: terms, queries and the background indexer over the
+	// store interfaces; the text extractor (MIME) is injected by app from imapd.
+	"internal/fts": {"internal/store/sqlstore", "internal/imapd", "internal/smtpd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 	// Outbound TLS policy: below relay, over dnsres and the store interfaces.
 	"internal/tlspolicy": {"internal/store/sqlstore", "internal/relay", "internal/queue", "internal/smtpd", "internal/inbound", "internal/admin", "internal/httpd", "internal/tlscfg", "internal/cli", "internal/app"},
 

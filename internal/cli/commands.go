@@ -23,6 +23,7 @@ func commands() []*command {
 	cmds := accountCommands()
 	cmds = append(cmds, sieveCommands()...)
 	cmds = append(cmds, queueCommands()...)
+	cmds = append(cmds, indexCommands()...)
 	cmds = append(cmds, dnsCommands()...)
 	cmds = append(cmds, tlsrptCommands()...)
 	cmds = append(cmds, importCommands()...)

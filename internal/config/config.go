@@ -149,6 +149,10 @@ type Config struct {
 	FetchmailEnabled bool          // FETCHMAIL_ENABLED, default false
 	FetchmailDelay   time.Duration // FETCHMAIL_DELAY, seconds; default 600
 
+	// Full-text search for IMAP SEARCH BODY and TEXT (docs/search.md).
+	FullTextSearch      bool // FULL_TEXT_SEARCH: on unless off, false, 0 or no (Mailu default "en")
+	FullTextAttachments bool // FULL_TEXT_SEARCH_ATTACHMENTS, default false
+
 	// Web UI (internal/admin/web)
 	Admin               bool          // ADMIN: serve the web UI at WEB_ADMIN (default true)
 	SessionCookieSecure bool          // SESSION_COOKIE_SECURE (default true; off anyway with TLS_FLAVOR=notls)

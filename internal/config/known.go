@@ -144,6 +144,10 @@ func implementedSettings() []SettingDoc {
 		s("REAL_IP_FROM", "", "comma list of proxy networks whose REAL_IP_HEADER is believed, and who may send PROXY headers", ""),
 		s("PROXY_PROTOCOL", "", "ports that take the PROXY protocol (v1 and v2) from REAL_IP_FROM: port numbers, mail, all-but-http or all", "a connection on such a port from elsewhere, or with a bad header, is logged and closed; the address in the header is the client's for logs, limits, RELAYNETS, SPF and Received"),
 
+		// Full-text search
+		s("FULL_TEXT_SEARCH", "en", "IMAP SEARCH BODY and TEXT use a word index of the messages' decoded text (charsets, quoted-printable, base64, HTML reduced to text), built in the background; off, false, 0 or no switches it off", "no stemming: any other value (Mailu: languages) means on, and words are kept as written; \\Junk and \\Trash are not indexed (searched by reading); SQLite FTS5 or PostgreSQL tsvector instead of Dovecot's flatcurve; answers stay IMAP substring matches (docs/search.md)"),
+		s("FULL_TEXT_SEARCH_ATTACHMENTS", "false", "also index (and let BODY and TEXT match) text/* parts sent as attachments", "text attachments only (no Tika: PDF and office files are not indexed)"),
+
 		// Web UI
 		s("ADMIN", "true", "serve the admin web UI at WEB_ADMIN (sign-in at /sso/login); false or none switches it off", "Mailu's setup always writes ADMIN=true; Petrel serves the UI unless told not to"),
 		s("SESSION_COOKIE_SECURE", "true", "Secure flag on the web session cookie", "always off with TLS_FLAVOR=notls"),

@@ -166,6 +166,7 @@ func parse(env map[string]string) (*Config, *reader) {
 	// Mailu: optional/fetchmail/fetchmail.py, setup default 600 s.
 	cfg.FetchmailEnabled = r.boolean("FETCHMAIL_ENABLED", false)
 	cfg.FetchmailDelay = time.Duration(r.integer("FETCHMAIL_DELAY", 600, 10, 7*24*3600, "set FETCHMAIL_DELAY to seconds between polls (default 600)")) * time.Second
+	r.fullText(cfg)
 	r.filter(cfg)
 	r.webUI(cfg)
 	r.unimplemented(cfg)
@@ -615,4 +616,18 @@ func (r *reader) addressList(name string) []string {
 		out = append(out, n)
 	}
 	return out
+}
+
+// fullText reads Mailu's full-text search settings. Mailu (dovecot.conf)
+// indexes unless FULL_TEXT_SEARCH is off, false or 0, and reads the value
+// as a list of languages for stemming. Petrel's index keeps words as
+// written, in every language, so any other value just means on.
+func (r *reader) fullText(cfg *Config) {
+	cfg.FullTextSearch = true
+	if v, ok := r.get("FULL_TEXT_SEARCH"); ok {
+		if on, isBool := parseBool(strings.TrimSpace(v)); isBool && !on {
+			cfg.FullTextSearch = false
+		}
+	}
+	cfg.FullTextAttachments = r.boolean("FULL_TEXT_SEARCH_ATTACHMENTS", false)
 }

@@ -183,6 +183,13 @@ type Options struct {
 	// MaxMessageSize bounds an APPENDed message (MESSAGE_SIZE_LIMIT);
 	// 0: DefaultMaxMessageSize.
 	MaxMessageSize int64
+	// FullTextSearch (FULL_TEXT_SEARCH) makes SEARCH BODY and TEXT ask
+	// the store's full-text index (store.FullTextIndex) for candidates
+	// and compare the indexed text (search_fts.go);
+	// FullTextAttachments (FULL_TEXT_SEARCH_ATTACHMENTS) counts text
+	// attachments in it.
+	FullTextSearch      bool
+	FullTextAttachments bool
 	// PollInterval is how often IDLE polls the store; 0:
 	// DefaultPollInterval.
 	PollInterval time.Duration

@@ -38,6 +38,7 @@ type msgCommands struct {
 	cache   *structCache
 	headers *headerCache
 	columns *columnCache // stored header fields for SEARCH (search_columns.go)
+	fts     ftsFloors    // full-text search (search_fts.go)
 }
 
 // need is how much of a message a FETCH or SEARCH needs.

@@ -113,6 +113,10 @@ func (m *msgCommands) matchAll(s *session, key *imapmsg.SearchKey) ([]uint32, er
 	if cols != nil {
 		batch = key.NeedsHeader()
 	}
+	ftx := m.fullTextFor(s, key)
+	if ftx != nil && !headerOutsideText(key) {
+		batch = false // TEXT reads the headers of its candidates only
+	}
 	for q := uint32(1); q <= v.count(); q++ {
 		if batch && (q-1)%prefetchChunk == 0 {
 			chunk := make([]uint32, 0, prefetchChunk)
@@ -127,7 +131,7 @@ func (m *msgCommands) matchAll(s *session, key *imapmsg.SearchKey) ([]uint32, er
 		}
 		// One searchMessage for the whole loop: Match keeps no reference
 		// to it, and 100,000 messages need no 100,000 allocations.
-		*sm = searchMessage{m: m, s: s, seq: q, info: msg, cols: cols}
+		*sm = searchMessage{m: m, s: s, seq: q, info: msg, cols: cols, fts: ftx}
 		ok, err := imapmsg.Match(key, sm)
 		sm.close()
 		if err != nil && isExpungedBody(err) {
@@ -268,6 +272,7 @@ type searchMessage struct {
 	info store.MessageInfo
 	body *openedBody
 	cols *searchColumns // nil: every header key reads the header
+	fts  *ftsFilter     // nil: full-text search is off
 }
 
 var (

@@ -152,8 +152,14 @@ func (ev *evaluator) match(k *SearchKey) (bool, error) {
 		}
 		return ev.matchHeader(k.Field, k.Value)
 	case SearchBody:
+		if bi, ok := m.(BodyIndex); ok && !bi.MayContain(k.Value) {
+			return false, nil
+		}
 		return ev.matchBody(k.Value)
 	case SearchText:
+		if bi, ok := m.(BodyIndex); ok && !bi.MayContain(k.Value) {
+			return false, nil
+		}
 		if ok, err := ev.matchHeader("", k.Value); err != nil || ok {
 			return ok, err
 		}
@@ -287,6 +293,16 @@ func (ev *evaluator) loadHeader() error {
 func (ev *evaluator) loadBody() error {
 	if ev.haveBody {
 		return nil
+	}
+	if bi, ok := ev.m.(BodyIndex); ok {
+		text, ok, err := bi.IndexedBodyText()
+		if err != nil {
+			return fmt.Errorf("imapmsg: search: %w", err)
+		}
+		if ok {
+			ev.body, ev.haveBody = text, true
+			return nil
+		}
 	}
 	r, st, err := ev.m.Content()
 	if err != nil {

@@ -1,0 +1,252 @@
+package fts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/petrelmail/petrel/internal/store"
+)
+
+// Store is what the indexer needs of the store.
+type Store interface {
+	store.FullTextIndex
+	store.BodyBatch
+}
+
+// Extractor returns the folded text of a message that the index keeps
+// (the IMAP side supplies it: it owns MIME and SEARCH's decoding rules).
+type Extractor func(r io.ReaderAt, size int64) (string, error)
+
+// Defaults of IndexerOptions.
+const (
+	DefaultBatch    = 200
+	DefaultInterval = 2 * time.Second
+	// DefaultRescan is how often the indexer looks at every body again,
+	// not only at those after the last one it indexed: a body whose id
+	// committed late (PostgreSQL sequences, several nodes) or that was
+	// copied out of \Junk or \Trash is picked up then.
+	DefaultRescan = 5 * time.Minute
+	// vocabCache bounds the terms the indexer remembers having stored.
+	vocabCache = 1 << 20
+)
+
+// IndexerOptions configure an Indexer.
+type IndexerOptions struct {
+	Store   Store     // required
+	Extract Extractor // required
+	// Attachments says the extractor includes text attachments
+	// (FULL_TEXT_SEARCH_ATTACHMENTS): rows are marked so, and rows made
+	// without them are done again.
+	Attachments bool
+	Logger      *slog.Logger
+	// Batch is how many bodies one transaction indexes; 0: DefaultBatch.
+	Batch int
+	// Interval is the pause after the indexer has caught up; 0:
+	// DefaultInterval.
+	Interval time.Duration
+	// Rescan: 0: DefaultRescan.
+	Rescan time.Duration
+}
+
+// Indexer indexes the bodies that have no index row, in batches, in the
+// background: nothing on the delivery or APPEND path waits for it, and
+// SEARCH reads the bodies it has not reached yet.
+type Indexer struct {
+	opt  IndexerOptions
+	seen map[string]struct{} // terms stored already (cleared when full)
+}
+
+// NewIndexer returns an indexer; Run starts it.
+func NewIndexer(opt IndexerOptions) *Indexer {
+	if opt.Batch <= 0 {
+		opt.Batch = DefaultBatch
+	}
+	if opt.Interval <= 0 {
+		opt.Interval = DefaultInterval
+	}
+	if opt.Rescan <= 0 {
+		opt.Rescan = DefaultRescan
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Indexer{opt: opt, seen: make(map[string]struct{})}
+}
+
+// Run indexes until ctx ends. Errors are logged and retried after the
+// interval.
+func (ix *Indexer) Run(ctx context.Context) {
+	var after int64
+	lastFull := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(lastFull) >= ix.opt.Rescan {
+			after, lastFull = 0, time.Now()
+		}
+		next, n, err := ix.Batch(ctx, "", after)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			ix.opt.Logger.Warn("full-text index: batch failed", "err", err)
+			t.Reset(ix.opt.Interval)
+		case n == 0:
+			t.Reset(ix.opt.Interval)
+		default:
+			after = next
+			t.Reset(0)
+		}
+	}
+}
+
+// IndexAll indexes every pending body (of user, or of everyone when
+// user is ""), calling progress after each batch with the running count.
+func (ix *Indexer) IndexAll(ctx context.Context, user string, progress func(done int)) (int, error) {
+	var after int64
+	total := 0
+	for {
+		next, n, err := ix.Batch(ctx, user, after)
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, nil
+		}
+		total += n
+		after = next
+		if progress != nil {
+			progress(total)
+		}
+	}
+}
+
+// Batch indexes up to one batch of pending bodies with ids above after.
+// It returns the last id it looked at and how many bodies it indexed.
+func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, int, error) {
+	ids, err := ix.opt.Store.PendingFullText(ctx, user, ix.opt.Attachments, after, ix.opt.Batch)
+	if err != nil || len(ids) == 0 {
+		return after, 0, err
+	}
+	docs := make([]store.FullTextDoc, 0, len(ids))
+	var vocab []string
+	err = ix.opt.Store.ReadBodies(ctx, ids, func(id int64, r io.ReaderAt, size int64) error {
+		text, err := ix.opt.Extract(r, size)
+		if err != nil {
+			// An unreadable body stays unindexed (SEARCH reads it and
+			// reports the same error); it is logged, not retried at once.
+			ix.opt.Logger.Warn("full-text index: cannot read body", "body", id, "err", err)
+			return nil
+		}
+		terms := Terms(text)
+		if termBytes(terms) > MaxDocTermBytes {
+			// Left unindexed, so always read by SEARCH: correct, and rare
+			// (text that is mostly distinct words, such as undecoded data).
+			ix.opt.Logger.Debug("full-text index: too many distinct words, body left unindexed", "body", id, "terms", len(terms))
+			return nil
+		}
+		for _, t := range terms {
+			if _, ok := ix.seen[t]; !ok {
+				vocab = append(vocab, t)
+			}
+		}
+		docs = append(docs, store.FullTextDoc{BodyID: id, Terms: terms, Bytes: int64(len(text)), Attachments: ix.opt.Attachments})
+		return nil
+	})
+	if err != nil {
+		return after, 0, fmt.Errorf("full-text index: %w", err)
+	}
+	vocab = dedupe(vocab)
+	if err := ix.opt.Store.PutFullText(ctx, docs, vocab); err != nil {
+		return after, 0, fmt.Errorf("full-text index: %w", err)
+	}
+	if len(ix.seen)+len(vocab) > vocabCache {
+		clear(ix.seen)
+	}
+	for _, t := range vocab {
+		ix.seen[t] = struct{}{}
+	}
+	return ids[len(ids)-1], len(ids), nil
+}
+
+// MaxDocTermBytes bounds the distinct terms of one body (PostgreSQL
+// refuses a tsvector over 1 MiB).
+const MaxDocTermBytes = 512 << 10
+
+func termBytes(terms []string) int {
+	n := 0
+	for _, t := range terms {
+		n += len(t) + 1
+	}
+	return n
+}
+
+func dedupe(s []string) []string {
+	seen := make(map[string]struct{}, len(s))
+	out := s[:0]
+	for _, t := range s {
+		if _, ok := seen[t]; !ok {
+			seen[t] = struct{}{}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// ErrNoIndex is returned by Query when the index cannot narrow a
+// search for the needle: it has no word, or only a short piece of one
+// that too many terms contain. The caller reads every message.
+var ErrNoIndex = errors.New("fts: the index cannot narrow this needle")
+
+// Query returns the store query that finds every indexed body whose text
+// may contain needle (a superset: SEARCH confirms each candidate).
+func Query(ctx context.Context, idx store.FullTextIndex, needle string) (store.FullTextQuery, error) {
+	terms, ok := Plan(needle)
+	if !ok {
+		return nil, ErrNoIndex
+	}
+	var q store.FullTextQuery
+	var inner []Term
+	for _, t := range terms {
+		switch t.Kind {
+		case Whole:
+			q = append(q, []store.FullTextTerm{{Text: t.Text}})
+		case Prefix:
+			q = append(q, []store.FullTextTerm{{Text: t.Text, Prefix: true}})
+		case Inner:
+			inner = append(inner, t)
+		}
+	}
+	if len(q) > 0 {
+		// The other words narrow enough; a word the needle may start in
+		// the middle of would cost a vocabulary scan.
+		return q, nil
+	}
+	for _, t := range inner {
+		found, err := idx.FullTextTerms(ctx, t.Text, MaxTermLen-3, MaxExpand)
+		if err != nil {
+			return nil, err
+		}
+		if len(found) > MaxExpand {
+			continue
+		}
+		group := make([]store.FullTextTerm, 0, len(found))
+		for _, f := range found {
+			group = append(group, store.FullTextTerm{Text: f})
+		}
+		q = append(q, group)
+	}
+	if len(q) == 0 {
+		return nil, ErrNoIndex
+	}
+	return q, nil
+}

@@ -110,11 +110,16 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 		}
 	})
 
+	dkimKeys, err := newDKIMKeys(cfg, p.store, p.secret, log.With("part", "dkim"))
+	if err != nil {
+		return nil, fmt.Errorf("DKIM keys: %w", err)
+	}
+	importDKIMFiles(ctx, dkimKeys, p.store, log.With("part", "dkim"))
 	svc := admin.New(p.store, admin.Options{
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
 		CredentialRounds:     cfg.CredentialRounds,
-		DKIMPath:             cfg.DKIMPath,
+		DKIMKeys:             dkimKeys,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 		Welcome:              p.welcome, // WELCOME; the deliverer exists before any user is created
@@ -164,7 +169,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			return info.NotAfter, ok
 		})
 	}
-	p.signers = msgauth.NewSigners(msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector), msgauth.NewStoreLookup(p.store))
+	p.signers = msgauth.NewSigners(dkimKeys, msgauth.NewStoreLookup(p.store))
 	// SRS derives its own key from the master secret, as Mailu does, so
 	// addresses Mailu issued still reverse.
 	p.srs = srs.New(p.secret, cfg.Domain, time.Now)

@@ -67,6 +67,7 @@ func Run(t *testing.T, open Open) {
 		{"TLSPolicies", testTLSPolicies},
 		{"QueueDSN", testQueueDSN},
 		{"Fetches", testFetches},
+		{"DKIMKeys", testDKIMKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

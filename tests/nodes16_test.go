@@ -7,11 +7,18 @@ package tests
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 
@@ -96,4 +103,93 @@ func TestNodesImportDKIMFile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(a.dataDir, "dkim")); !os.IsNotExist(err) {
 		t.Errorf("node A wrote a DKIM directory: %v", err)
 	}
+}
+
+// A 5 MiB message delivered on node A is fetched byte-identical over IMAP
+// on node B: bodies over the inline limit are in PostgreSQL, not in A's
+// DATA_DIR, and A keeps no spool file of it once delivered.
+func TestNodesLargeMessage(t *testing.T) {
+	a, b := twoNodes(t, nil)
+	a.start()
+	b.start()
+
+	raw := make([]byte, 5<<20*3/4)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	var body strings.Builder
+	enc := base64.StdEncoding.EncodeToString(raw)
+	for len(enc) > 0 {
+		n := min(76, len(enc))
+		body.WriteString(enc[:n] + "\r\n")
+		enc = enc[n:]
+	}
+	original := "From: <bob@sender.test>\r\nTo: <alice@example.test>\r\nSubject: large\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body.String()
+	if r := deliver25(t, a, "bob@sender.test", original); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("delivery on node A: %q\n%s", r, a.logs())
+	}
+	sum := sha256.Sum256([]byte(original))
+	script := `
+import hashlib, imaplib, os, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+host, port = os.environ["B993"].split(":")
+m = imaplib.IMAP4_SSL(host, int(port), ssl_context=ctx)
+m.login("alice@example.test", "Secret-Alice-1")
+typ, data = m.select("INBOX")
+assert typ == "OK" and data[0] == b"1", (typ, data)
+typ, data = m.uid("FETCH", "1", "(BODY.PEEK[])")
+assert typ == "OK", typ
+msg = data[0][1]
+n = int(os.environ["LEN"])
+print("LEN", len(msg))
+print("SUFFIX", hashlib.sha256(msg[-n:]).hexdigest())
+m.logout()
+`
+	out, err := runPython(t, script, map[string]string{"B993": b.addr[993], "LEN": fmt.Sprint(len(original))})
+	if err != nil {
+		t.Fatalf("imaplib on node B: %v\n%s\n%s", err, out, b.logs())
+	}
+	if !strings.Contains(out, "SUFFIX "+hex.EncodeToString(sum[:])) {
+		t.Fatalf("node B's copy is not the message node A took (want SHA-256 %x of the last %d bytes):\n%s",
+			sum, len(original), out)
+	}
+	// A's spool file goes once the message is stored; B never had one.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		files := blobFiles(t, a.dataDir)
+		if len(files) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node A keeps %v after delivery", files)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if files := blobFiles(t, b.dataDir); len(files) != 0 {
+		t.Fatalf("node B has blob files %v", files)
+	}
+}
+
+// blobFiles lists the message files under a DATA_DIR's blob directory.
+func blobFiles(t *testing.T, dataDir string) []string {
+	t.Helper()
+	var out []string
+	root := filepath.Join(dataDir, "blobs")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -310,12 +310,13 @@ func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp
 func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOptions {
 	cfg := p.cfg
 	return inbound.DelivererOptions{
-		OnDelivered:   func(n int) { p.stats.Add(stats.Delivered, n) },
-		Store:         p.timedCommits(),
-		Blobs:         p.store.Blobs(),
-		Logger:        p.log.With("part", "delivery"),
-		QuotaBounce:   p.quotaBounce,
-		SuccessNotice: p.successNotice,
+		OnDelivered:      func(n int) { p.stats.Add(stats.Delivered, n) },
+		Store:            p.timedCommits(),
+		Blobs:            p.store.Blobs(),
+		BodiesInDatabase: p.store.BodiesInDatabase(),
+		Logger:           p.log.With("part", "delivery"),
+		QuotaBounce:      p.quotaBounce,
+		SuccessNotice:    p.successNotice,
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,

@@ -193,3 +193,44 @@ func blobFiles(t *testing.T, dataDir string) []string {
 	}
 	return out
 }
+
+// Failed logins spread over two nodes meet one limit: the counters are in
+// PostgreSQL, so an attacker does not get AUTH_RATELIMIT_USER_NETWORK
+// once per node.
+func TestNodesShareLoginLimits(t *testing.T) {
+	a, b := twoNodes(t, map[string]string{"PORTS": "25,465,993", "LOG_LEVEL": "INFO"})
+	a.start()
+	b.start()
+	bad, limited := 0, 0
+	for i := range 30 {
+		n := []*server{a, b}[i%2]
+		r, err := imapLoginFrom("127.0.5.1", n.addr[993], "alice@example.test", fmt.Sprintf("guess-%d", i))
+		switch {
+		case strings.HasPrefix(r, imapBadAuth):
+			bad++
+		case strings.HasPrefix(r, imapLimited):
+			limited++
+		default:
+			t.Fatalf("guess %d: %q %v", i, r, err)
+		}
+	}
+	// AUTH_RATELIMIT_USER_NETWORK is 10/day: ten guesses in all, not per node.
+	if bad != 10 || limited != 20 {
+		t.Fatalf("attacker over two nodes: %d AUTHENTICATIONFAILED, %d LIMIT; want 10 and 20", bad, limited)
+	}
+	for _, n := range []*server{a, b} {
+		r, err := imapLoginFrom("127.0.5.2", n.addr[993], "alice@example.test", "Secret-Alice-1")
+		if !strings.HasPrefix(r, imapLimited) {
+			t.Fatalf("alice from the attacking network: %q (%v), want %s", r, err, imapLimited)
+		}
+		r, err = abuseAuth465("127.0.5.3", n.addr[465], "alice@example.test", "Secret-Alice-1")
+		if !strings.HasPrefix(r, smtpLimited) {
+			t.Fatalf("alice on 465 from the attacking network: %q (%v), want %s", r, err, smtpLimited)
+		}
+	}
+	// Her other networks are not locked out, on either node.
+	r, err := imapLoginFrom("127.0.7.1", b.addr[993], "alice@example.test", "Secret-Alice-1")
+	if !strings.HasPrefix(r, imapOK) {
+		t.Fatalf("alice from another network on node B: %q (%v)", r, err)
+	}
+}

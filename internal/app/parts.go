@@ -146,7 +146,19 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	}
 
 	p.stats = stats.New(p.store, log.With("part", "stats"), nil)
+	// Several nodes share one PostgreSQL: the failed-login limits live
+	// there too, so N nodes do not give an attacker N times the limit.
+	// SQLite is one node; its limits stay in memory.
+	var limits auth.LoginLimiter
+	if p.store.Flavor() == sqlstore.FlavorPostgreSQL {
+		limits = auth.NewStoreLimits(p.store, auth.LimitRates{
+			Network:        ratelimit.Rate(cfg.AuthRateLimitIP),
+			Account:        ratelimit.Rate(cfg.AuthRateLimitUser),
+			AccountNetwork: ratelimit.Rate(cfg.AuthRateLimitUserNetwork),
+		})
+	}
 	p.auth = auth.New(auth.Options{
+		Limits:          limits,
 		OnFailure:       func() { p.stats.Count(stats.AuthFailed) },
 		Users:           p.store,
 		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),

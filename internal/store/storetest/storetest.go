@@ -68,6 +68,7 @@ func Run(t *testing.T, open Open) {
 		{"QueueDSN", testQueueDSN},
 		{"Fetches", testFetches},
 		{"DKIMKeys", testDKIMKeys},
+		{"RateLimits", testRateLimits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

@@ -66,7 +66,7 @@ func (s *Service) AddAlias(ctx context.Context, a store.Alias, opt CreateOptions
 	}
 	s.log.Info("alias created", "alias", a.Email, "wildcard", a.Wildcard)
 	if newDomain {
-		return &a, s.newDomainKeys(a.DomainName)
+		return &a, s.newDomainKeys(ctx, a.DomainName)
 	}
 	return &a, nil
 }

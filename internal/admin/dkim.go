@@ -20,16 +20,20 @@ var ErrDKIMKey = errors.New("dkim key not written")
 // before the domain was created) is kept. Without DKIM_PATH it does
 // nothing. A failure is reported as an *Error wrapping ErrDKIMKey; the
 // domains are not undone.
-func (s *Service) newDomainKeys(domains ...string) error {
+func (s *Service) newDomainKeys(ctx context.Context, domains ...string) error {
 	if s.keys == nil {
 		return nil
 	}
 	var errs []error
 	for _, d := range domains {
-		if s.keys.Exists(d) {
+		ok, err := s.keys.Exists(ctx, d)
+		if err == nil && ok {
 			continue
 		}
-		if err := s.keys.Generate(d); err != nil {
+		if err == nil {
+			err = s.keys.Generate(ctx, d)
+		}
+		if err != nil {
 			s.log.Error("DKIM key not written", "domain", d, "err", err)
 			errs = append(errs, &Error{
 				Msg: fmt.Sprintf("domain %s was created, but its DKIM key could not be written (%v); run 'petrel dkim %s' to try again", d, err, d),
@@ -80,7 +84,7 @@ func (s *Service) DKIM(ctx context.Context, name string) (DKIMInfo, error) {
 	if s.keys == nil {
 		return info, nil
 	}
-	rec, err := s.keys.PublicKeyRecord(info.KeyDomain)
+	rec, err := s.keys.PublicKeyRecord(ctx, info.KeyDomain)
 	switch {
 	case errors.Is(err, msgauth.ErrNoKey):
 		return info, nil
@@ -111,7 +115,7 @@ func (s *Service) RegenerateDKIM(ctx context.Context, domain string) (DKIMInfo, 
 	} else if err != nil {
 		return DKIMInfo{}, err
 	}
-	if err := s.keys.Generate(n); err != nil {
+	if err := s.keys.Generate(ctx, n); err != nil {
 		return DKIMInfo{}, fmt.Errorf("admin: dkim key of %s: %w", n, err)
 	}
 	s.log.Info("DKIM key regenerated", "domain", n)

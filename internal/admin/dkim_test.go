@@ -77,7 +77,7 @@ func TestNewDomainKeepsCopiedKey(t *testing.T) {
 	other := secondService(t)
 	must(other.CreateDomain(ctx, "example.com", DefaultLimits()))
 	mailuKey := keyFile(t, other, "example.com")
-	if err := s.keys.Store("example.com", mailuKey); err != nil {
+	if err := s.keys.Store(context.Background(), "example.com", mailuKey); err != nil {
 		t.Fatal(err)
 	}
 	must(s.CreateDomain(ctx, "example.com", DefaultLimits()))
@@ -143,16 +143,16 @@ func TestImportNewDomainKeys(t *testing.T) {
 	if _, err := s.Import(ctx, []byte(in), ImportOptions{DryRun: true}); err != nil {
 		t.Fatal(err)
 	}
-	if s.keys.Exists("fresh.example") {
+	if keyExists(t, s, "fresh.example") {
 		t.Error("a dry run wrote a key")
 	}
 	if _, err := s.Import(ctx, []byte(in), ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if !s.keys.Exists("fresh.example") {
+	if !keyExists(t, s, "fresh.example") {
 		t.Error("imported domain without dkim_key got no key")
 	}
-	if s.keys.Exists("removed.example") {
+	if keyExists(t, s, "removed.example") {
 		t.Error("dkim_key '' (no key) was overridden")
 	}
 	// A second import of the same domains creates nothing and keeps keys.
@@ -195,7 +195,7 @@ func TestDKIMAndRegenerate(t *testing.T) {
 	wantErr(t, err, store.ErrNotFound, "unknown.example")
 
 	// A domain whose key file was removed has no record until regenerated.
-	if err := s.keys.Remove("example.com"); err != nil {
+	if err := s.keys.Remove(context.Background(), "example.com"); err != nil {
 		t.Fatal(err)
 	}
 	if info := must(s.DKIM(ctx, "example.com")); info.Record != "" {
@@ -204,4 +204,13 @@ func TestDKIMAndRegenerate(t *testing.T) {
 	if info := must(s.RegenerateDKIM(ctx, "example.com")); info.Record == "" {
 		t.Error("no record after regenerating")
 	}
+}
+
+func keyExists(t *testing.T, s *Service, domain string) bool {
+	t.Helper()
+	ok, err := s.keys.Exists(context.Background(), domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }

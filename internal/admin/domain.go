@@ -74,7 +74,7 @@ func (s *Service) AddDomain(ctx context.Context, d store.Domain) (*store.Domain,
 		return nil, err
 	}
 	s.log.Info("domain created", "domain", d.Name)
-	return &d, s.newDomainKeys(d.Name)
+	return &d, s.newDomainKeys(ctx, d.Name)
 }
 
 func createDomain(ctx context.Context, tx store.Accounts, d *store.Domain) error {

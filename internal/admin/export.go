@@ -2,14 +2,12 @@ package admin
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 
+	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -302,7 +300,7 @@ func (s *Service) exportDomains(ctx context.Context, e *emitter) ([]omap, error)
 		d := &ds[i]
 		al := byDomain[d.Name]
 		sort.Strings(al)
-		key, err := s.readDKIM(d.Name)
+		key, err := s.readDKIM(ctx, d.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -394,31 +392,18 @@ func (s *Service) exportRelays(ctx context.Context, e *emitter) ([]omap, error) 
 	return out, nil
 }
 
-// readDKIM returns a domain's DKIM private key (PEM) as its file holds it,
-// "" when there is none.
-func (s *Service) readDKIM(domain string) (string, error) {
-	if s.keys == nil || !s.keys.Exists(domain) {
+// readDKIM returns a domain's DKIM private key (PEM) as it was stored or
+// as its file holds it, "" when there is none.
+func (s *Service) readDKIM(ctx context.Context, domain string) (string, error) {
+	if s.keys == nil {
 		return "", nil
 	}
-	p, err := s.keys.Path(domain)
-	if err != nil {
-		return "", err
+	b, err := s.keys.PEM(ctx, domain)
+	if errors.Is(err, msgauth.ErrNoKey) {
+		return "", nil
 	}
-	b, err := os.ReadFile(p)
-	if err == nil {
-		return string(b), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read dkim key: %w", err)
-	}
-	// A key copied from Mailu under the Unicode file name.
-	k, err := s.keys.Load(domain)
 	if err != nil {
 		return "", fmt.Errorf("read dkim key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return "", fmt.Errorf("read dkim key: %w", err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
+	return string(b), nil
 }

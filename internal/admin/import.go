@@ -205,7 +205,7 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 		return nil
 	})
 	if errors.Is(err, errDryRun) {
-		im.noteDKIM(want)
+		im.noteDKIM(ctx, want)
 		if err := im.applySieve(ctx, want, false); err != nil {
 			return im.res, err
 		}
@@ -230,7 +230,7 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 	if err := im.applyFetches(ctx, want, true); err != nil {
 		return im.res, err
 	}
-	if err := im.writeDKIM(want); err != nil {
+	if err := im.writeDKIM(ctx, want); err != nil {
 		return im.res, err
 	}
 	// New domains whose dkim_key the input did not set (or hid) get a
@@ -241,7 +241,7 @@ func (s *Service) Import(ctx context.Context, data []byte, opt ImportOptions) (*
 			keyless = append(keyless, d)
 		}
 	}
-	if err := s.newDomainKeys(keyless...); err != nil {
+	if err := s.newDomainKeys(ctx, keyless...); err != nil {
 		return im.res, err
 	}
 	s.log.Info("configuration imported", "changes", len(im.res.Changes), "update", opt.Update)

@@ -293,7 +293,7 @@ func parseDKIMKey(s string) (string, error) {
 }
 
 // dkimChanges lists the DKIM operations that change something, by domain.
-func (im *importer) dkimChanges(want *state) map[string]dkimOp {
+func (im *importer) dkimChanges(ctx context.Context, want *state) map[string]dkimOp {
 	out := map[string]dkimOp{}
 	if want == nil {
 		return out
@@ -303,7 +303,7 @@ func (im *importer) dkimChanges(want *state) map[string]dkimOp {
 			continue
 		}
 		if !op.generate {
-			cur, err := im.s.readDKIM(d)
+			cur, err := im.s.readDKIM(ctx, d)
 			if err == nil && strings.TrimSpace(cur) == strings.TrimSpace(op.key) {
 				continue
 			}
@@ -314,26 +314,26 @@ func (im *importer) dkimChanges(want *state) map[string]dkimOp {
 }
 
 // noteDKIM records the DKIM changes a dry run would make.
-func (im *importer) noteDKIM(want *state) {
-	for _, d := range sortedMapKeys(im.dkimChanges(want)) {
+func (im *importer) noteDKIM(ctx context.Context, want *state) {
+	for _, d := range sortedMapKeys(im.dkimChanges(ctx, want)) {
 		im.change("Modified", "domain", displayDomain(d), "dkim_key: "+hidden)
 	}
 }
 
-// writeDKIM stores, generates or removes key files once the transaction
-// has committed, as Mailu saves keys after commit. msgauth writes them
-// atomically with mode 0600 and re-reads a replaced key.
-func (im *importer) writeDKIM(want *state) error {
-	for _, d := range sortedMapKeys(im.dkimChanges(want)) {
+// writeDKIM stores, generates or removes keys once the transaction has
+// committed, as Mailu saves keys after commit; every node's signer sees
+// a replaced key at its next message.
+func (im *importer) writeDKIM(ctx context.Context, want *state) error {
+	for _, d := range sortedMapKeys(im.dkimChanges(ctx, want)) {
 		op := im.dkim[d]
 		var err error
 		switch {
 		case op.generate:
-			err = im.s.keys.Generate(d)
+			err = im.s.keys.Generate(ctx, d)
 		case op.key == "":
-			err = im.s.keys.Remove(d)
+			err = im.s.keys.Remove(ctx, d)
 		default:
-			err = im.s.keys.Store(d, []byte(op.key))
+			err = im.s.keys.Store(ctx, d, []byte(op.key))
 		}
 		if err != nil {
 			return fmt.Errorf("admin: dkim key of %s: %w", d, err)

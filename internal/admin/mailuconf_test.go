@@ -160,12 +160,12 @@ func TestImportMailuSample(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("dkim key mode %v", fi.Mode())
 	}
-	key := must(s.readDKIM("example.com"))
+	key := must(s.readDKIM(context.Background(), "example.com"))
 	if _, err := parseDKIMKey(key); err != nil {
 		t.Errorf("written dkim key does not parse: %v", err)
 	}
 	// bücher.example came without a dkim_key: as a new domain it got one.
-	if !s.keys.Exists("xn--bcher-kva.example") {
+	if !keyExists(t, s, "xn--bcher-kva.example") {
 		t.Error("the new domain without dkim_key got no DKIM key")
 	}
 }
@@ -175,7 +175,7 @@ func TestExportGolden(t *testing.T) {
 	importSample(t, s)
 	// The import gave bücher.example (no dkim_key in the sample) a new
 	// random key, which no golden file can hold.
-	if err := s.keys.Remove("xn--bcher-kva.example"); err != nil {
+	if err := s.keys.Remove(context.Background(), "xn--bcher-kva.example"); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "export-secrets.golden.yaml", exportText(t, s, ExportOptions{Secrets: true}))
@@ -294,7 +294,7 @@ user:
 			t.Errorf("unlisted rows kept")
 		}
 	}
-	if !s.keys.Exists("example.com") {
+	if !keyExists(t, s, "example.com") {
 		t.Error("a domain without dkim_key lost its key")
 	}
 }
@@ -457,7 +457,7 @@ func TestImportDryRun(t *testing.T) {
 	if us := must(st.ListUsers(ctx, "")); len(us) != 0 {
 		t.Errorf("dry run wrote users: %v", us)
 	}
-	if s.keys.Exists("example.com") {
+	if keyExists(t, s, "example.com") {
 		t.Error("dry run wrote a dkim key")
 	}
 }
@@ -467,7 +467,7 @@ func TestDKIMKeyForms(t *testing.T) {
 	if _, err := s.Import(context.Background(), []byte("domain:\n  - name: gen.example\n    dkim_key: -generate-\n"), ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pemKey := must(s.readDKIM("gen.example"))
+	pemKey := must(s.readDKIM(context.Background(), "gen.example"))
 	if !strings.Contains(pemKey, "BEGIN PRIVATE KEY") {
 		t.Fatalf("-generate- wrote %q", pemKey)
 	}
@@ -486,7 +486,7 @@ func TestDKIMKeyForms(t *testing.T) {
 	if _, err := s.Import(context.Background(), []byte(doc), ImportOptions{Update: true}); err != nil {
 		t.Fatal(err)
 	}
-	if s.keys.Exists("gen.example") {
+	if keyExists(t, s, "gen.example") {
 		t.Error("empty dkim_key did not remove the key")
 	}
 	_, err := s.Import(context.Background(), []byte("domain:\n  - name: gen.example\n    dkim_key: not a key\n"), ImportOptions{Update: true})

@@ -53,7 +53,7 @@ func (s *Service) AddDomainWithAlternatives(ctx context.Context, d store.Domain,
 		return nil, err
 	}
 	s.log.Info("domain created", "domain", d.Name, "alternatives", len(names))
-	return &d, s.newDomainKeys(d.Name)
+	return &d, s.newDomainKeys(ctx, d.Name)
 }
 
 func addAlternatives(ctx context.Context, tx store.Accounts, domain string, names []string) error {

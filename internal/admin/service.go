@@ -47,7 +47,10 @@ type Options struct {
 	CredentialRounds     int   // CREDENTIAL_ROUNDS (bcrypt cost); 0 = 12
 	// DKIMPath is DKIM_PATH with {domain} and {selector} placeholders. When
 	// set, Export and Import carry domains' dkim_key as Mailu does.
-	DKIMPath     string
+	DKIMPath string
+	// DKIMKeys, when set, are the keys (in the store: what serve and the
+	// CLI use); otherwise keys are files at DKIMPath.
+	DKIMKeys     *msgauth.Keys
 	DKIMSelector string // DKIM_SELECTOR; "" = "dkim"
 	Logger       *slog.Logger
 	// Welcome, when set, is called once for every user this Service
@@ -69,7 +72,7 @@ type Service struct {
 	st   store.Store
 	opt  Options
 	log  *slog.Logger
-	keys *msgauth.Keys // DKIM keys at DKIM_PATH; nil when DKIMPath is unset
+	keys *msgauth.Keys // DKIM keys; nil when there are none (no DKIMKeys and no DKIMPath)
 }
 
 // New returns a Service over st.
@@ -91,7 +94,10 @@ func New(st store.Store, opt Options) *Service {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{st: st, opt: opt, log: log}
-	if opt.DKIMPath != "" {
+	switch {
+	case opt.DKIMKeys != nil:
+		s.keys = opt.DKIMKeys
+	case opt.DKIMPath != "":
 		s.keys = msgauth.NewKeysPath(opt.DKIMPath, opt.DKIMSelector)
 	}
 	return s

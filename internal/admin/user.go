@@ -203,7 +203,7 @@ func (s *Service) AddUser(ctx context.Context, u store.User, password string, op
 	s.log.Info("user created", "user", u.Email, "global_admin", u.GlobalAdmin)
 	s.welcome(ctx, &u)
 	if newDomain {
-		return &u, s.newDomainKeys(u.DomainName)
+		return &u, s.newDomainKeys(ctx, u.DomainName)
 	}
 	return &u, nil
 }
@@ -439,7 +439,7 @@ func (s *Service) CreateAdmin(ctx context.Context, localpart, domain, password, 
 		s.welcome(ctx, &u)
 	}
 	if newDomain {
-		return res, s.newDomainKeys(u.DomainName)
+		return res, s.newDomainKeys(ctx, u.DomainName)
 	}
 	return res, nil
 }

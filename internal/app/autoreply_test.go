@@ -40,7 +40,7 @@ func TestAutoReplyWiring(t *testing.T) {
 	defer p.close()
 
 	keys := msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector)
-	if err := keys.Generate("example.test"); err != nil {
+	if err := keys.Generate(context.Background(), "example.test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
@@ -85,7 +85,7 @@ func TestAutoReplyWiring(t *testing.T) {
 			t.Errorf("reply lacks %q:\n%s", want, body)
 		}
 	}
-	record, err := keys.PublicKeyRecord("example.test")
+	record, err := keys.PublicKeyRecord(context.Background(), "example.test")
 	if err != nil {
 		t.Fatal(err)
 	}

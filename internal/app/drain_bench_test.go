@@ -35,10 +35,10 @@ func BenchmarkQueueDrain(b *testing.B) {
 		b.Fatal(err)
 	}
 	keys := msgauth.NewKeys(filepath.Join(dir, "dkim"), "dkim")
-	if err := keys.Generate("example.test"); err != nil {
+	if err := keys.Generate(context.Background(), "example.test"); err != nil {
 		b.Fatal(err)
 	}
-	key, err := keys.Load("example.test")
+	key, err := keys.Load(context.Background(), "example.test")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -100,10 +100,10 @@ func benchInboundEnv(b *testing.B, sessions int, checks bool, extra map[string]s
 
 	// The sender's world: SPF, a DKIM key and p=reject.
 	keys := msgauth.NewKeys(b.TempDir(), "sel")
-	if err := keys.Generate("sender.test"); err != nil {
+	if err := keys.Generate(context.Background(), "sender.test"); err != nil {
 		b.Fatal(err)
 	}
-	key, err := keys.Load("sender.test")
+	key, err := keys.Load(context.Background(), "sender.test")
 	if err != nil {
 		b.Fatal(err)
 	}

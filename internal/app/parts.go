@@ -118,11 +118,16 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	if p.fetchSealer, err = fetch.NewSealerFor(p.secret); err != nil {
 		return nil, err
 	}
+	dkimKeys, err := newDKIMKeys(cfg, p.store, p.secret, log.With("part", "dkim"))
+	if err != nil {
+		return nil, fmt.Errorf("DKIM keys: %w", err)
+	}
+	importDKIMFiles(ctx, dkimKeys, p.store, log.With("part", "dkim"))
 	svc := admin.New(p.store, admin.Options{
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
 		CredentialRounds:     cfg.CredentialRounds,
-		DKIMPath:             cfg.DKIMPath,
+		DKIMKeys:             dkimKeys,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 		Welcome:              p.welcome, // WELCOME; the deliverer exists before any user is created
@@ -150,7 +155,19 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 	}
 
 	p.stats = stats.New(p.store, log.With("part", "stats"), nil)
+	// Several nodes share one PostgreSQL: the failed-login limits live
+	// there too, so N nodes do not give an attacker N times the limit.
+	// SQLite is one node; its limits stay in memory.
+	var limits auth.LoginLimiter
+	if p.store.Flavor() == sqlstore.FlavorPostgreSQL {
+		limits = auth.NewStoreLimits(p.store, auth.LimitRates{
+			Network:        ratelimit.Rate(cfg.AuthRateLimitIP),
+			Account:        ratelimit.Rate(cfg.AuthRateLimitUser),
+			AccountNetwork: ratelimit.Rate(cfg.AuthRateLimitUserNetwork),
+		})
+	}
 	p.auth = auth.New(auth.Options{
+		Limits:          limits,
 		OnFailure:       func() { p.stats.Count(stats.AuthFailed) },
 		Users:           p.store,
 		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),
@@ -173,7 +190,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			return info.NotAfter, ok
 		})
 	}
-	p.signers = msgauth.NewSigners(msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector), msgauth.NewStoreLookup(p.store))
+	p.signers = msgauth.NewSigners(dkimKeys, msgauth.NewStoreLookup(p.store))
 	// SRS derives its own key from the master secret, as Mailu does, so
 	// addresses Mailu issued still reverse.
 	p.srs = srs.New(p.secret, cfg.Domain, time.Now)
@@ -341,12 +358,13 @@ func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp
 func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOptions {
 	cfg := p.cfg
 	return inbound.DelivererOptions{
-		OnDelivered:   func(n int) { p.stats.Add(stats.Delivered, n) },
-		Store:         p.timedCommits(),
-		Blobs:         p.store.Blobs(),
-		Logger:        p.log.With("part", "delivery"),
-		QuotaBounce:   p.quotaBounce,
-		SuccessNotice: p.successNotice,
+		OnDelivered:      func(n int) { p.stats.Add(stats.Delivered, n) },
+		Store:            p.timedCommits(),
+		Blobs:            p.store.Blobs(),
+		BodiesInDatabase: p.store.BodiesInDatabase(),
+		Logger:           p.log.With("part", "delivery"),
+		QuotaBounce:      p.quotaBounce,
+		SuccessNotice:    p.successNotice,
 		AutoReply: &inbound.AutoReplyOptions{
 			Users:    p.store,
 			Sent:     p.store,

@@ -187,12 +187,20 @@ func ensureQuickstartAdmin(ctx context.Context, cfg *config.Config, log *slog.Lo
 			log.Error("closing the welcome delivery", "err", err)
 		}
 	}()
+	master, err := secret.Load(cfg, log)
+	if err != nil {
+		return "", err
+	}
+	keys, err := newDKIMKeys(cfg, st, master, log.With("part", "dkim"))
+	if err != nil {
+		return "", err
+	}
 	svc := admin.New(st, admin.Options{
 		Welcome:              welcome,
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
 		CredentialRounds:     cfg.CredentialRounds,
-		DKIMPath:             cfg.DKIMPath,
+		DKIMKeys:             keys,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log.With("part", "admin"),
 	})

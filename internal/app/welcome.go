@@ -49,9 +49,10 @@ func WelcomeHook(ctx context.Context, cfg *config.Config, st *sqlstore.Store, lo
 		Logger:     log.With("part", "inbound"),
 	})
 	d := inbound.NewDeliverer(inbound.DelivererOptions{
-		Store:  st,
-		Blobs:  st.Blobs(),
-		Logger: log.With("part", "delivery"),
+		Store:            st,
+		Blobs:            st.Blobs(),
+		BodiesInDatabase: st.BodiesInDatabase(),
+		Logger:           log.With("part", "delivery"),
 	})
 	d.Start(context.WithoutCancel(ctx))
 	w := welcomeSender{cfg: cfg, mail: localMail{router: router, deliverer: d, newID: obs.NewConnIDs().Next, log: log}}

@@ -18,7 +18,9 @@ import (
 
 	"github.com/petrelmail/petrel/internal/admin"
 	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/obs"
+	"github.com/petrelmail/petrel/internal/secret"
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 )
@@ -333,11 +335,15 @@ func (c *call) setup() error {
 	if c.welcomeHook != nil {
 		welcome, c.welcomeClose = c.welcomeHook(c.ctx, cfg, st, log)
 	}
+	keys, err := dkimKeys(cfg, st, log)
+	if err != nil {
+		return err
+	}
 	c.svc = admin.New(st, admin.Options{
 		DefaultQuota:         cfg.DefaultQuota,
 		DefaultSpamThreshold: cfg.DefaultSpamThreshold,
 		CredentialRounds:     cfg.CredentialRounds,
-		DKIMPath:             cfg.DKIMPath,
+		DKIMKeys:             keys,
 		DKIMSelector:         cfg.DKIMSelector,
 		Logger:               log,
 		Welcome:              welcome,
@@ -414,4 +420,22 @@ func sortedKeys[V any](m map[int]V) []int {
 	}
 	sort.Ints(ks)
 	return ks
+}
+
+// dkimKeys returns the DKIM keys in the store, as serve builds them
+// (internal/app newDKIMKeys): sealed under SECRET_KEY, DKIM_PATH the
+// import format and, when set explicitly, the export format too.
+func dkimKeys(cfg *config.Config, st store.DKIMKeys, log *slog.Logger) (*msgauth.Keys, error) {
+	master, err := secret.Load(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := secret.NewSealer(master, msgauth.SealPurpose)
+	if err != nil {
+		return nil, err
+	}
+	return msgauth.NewStoreKeys(msgauth.KeysOptions{
+		Store: st, Sealer: sealer, Path: cfg.DKIMPath, ExportFiles: cfg.DKIMPathSet,
+		Selector: cfg.DKIMSelector, Logger: log,
+	})
 }

@@ -490,9 +490,13 @@ func TestConfigImportMailuSample(t *testing.T) {
 	} else if ok, _ := auth.VerifyToken(ts[0].Password, "0123456789abcdef0123456789abcdef"); !ok {
 		t.Error("imported token does not verify")
 	}
+	if _, err := st.GetDKIMKey(ctx, "example.com", "dkim"); err != nil {
+		t.Errorf("dkim key not written to the store: %v", err)
+	}
 	st.Close()
-	if _, err := os.Stat(filepath.Join(e.vars["DATA_DIR"], "dkim", "example.com.dkim.key")); err != nil {
-		t.Errorf("dkim key not written to DKIM_PATH: %v", err)
+	// DKIM_PATH is not set: the store alone holds the key.
+	if _, err := os.Stat(filepath.Join(e.vars["DATA_DIR"], "dkim", "example.com.dkim.key")); !os.IsNotExist(err) {
+		t.Errorf("dkim key written to the default DKIM_PATH: %v", err)
 	}
 	// Importing the same file again changes nothing.
 	r = e.ok("", "config-import", sample(t))

@@ -4,15 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/msgauth"
+	"github.com/petrelmail/petrel/internal/secret"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -47,13 +49,9 @@ func zoneTXT(t *testing.T, zone string) func(string) ([]string, error) {
 // keyDomain, as the queue will.
 func (e *env) signAs(domain, keyDomain string) []byte {
 	e.t.Helper()
-	pemKey, err := os.ReadFile(filepath.Join(e.vars["DATA_DIR"], "dkim", keyDomain+".dkim.key"))
+	key, err := e.dkimKeys().Load(context.Background(), keyDomain)
 	if err != nil {
-		e.t.Fatalf("key file of %s: %v", keyDomain, err)
-	}
-	key, err := msgauth.ParsePrivateKey(pemKey)
-	if err != nil {
-		e.t.Fatal(err)
+		e.t.Fatalf("stored key of %s: %v", keyDomain, err)
 	}
 	s, err := msgauth.NewSigner(domain, "dkim", key)
 	if err != nil {
@@ -189,9 +187,11 @@ func TestDNSSettingsAndErrors(t *testing.T) {
 	}
 
 	// Without a key: no DKIM and DMARC records, and a hint.
-	if err := os.Remove(filepath.Join(e.vars["DATA_DIR"], "dkim", "example.net.dkim.key")); err != nil {
+	st := e.store()
+	if err := st.DeleteDKIMKey(context.Background(), "example.net", "dkim"); err != nil {
 		t.Fatal(err)
 	}
+	st.Close()
 	r := e.ok("", "dns", "example.net")
 	if strings.Contains(r.stdout, "DKIM1") || strings.Contains(r.stdout, "DMARC1") || !strings.Contains(r.stdout, " MX ") {
 		t.Errorf("records without a key:\n%s", r.stdout)
@@ -275,4 +275,25 @@ func TestDNSRecordsOnlyServed(t *testing.T) {
 	has(t, z, "autodiscover.example.com. 600 IN CNAME mail.example.com.\n", true)
 	has(t, z, "4190", false)
 	has(t, z, "sieve", false)
+}
+
+// dkimKeys opens the DKIM keys in the env's store as the CLI does.
+func (e *env) dkimKeys() *msgauth.Keys {
+	e.t.Helper()
+	st := e.store()
+	e.t.Cleanup(func() { st.Close() })
+	cfg := &config.Config{SecretKey: e.vars["SECRET_KEY"], DataDir: e.vars["DATA_DIR"]}
+	master, err := secret.Load(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sealer, err := secret.NewSealer(master, msgauth.SealPurpose)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	k, err := msgauth.NewStoreKeys(msgauth.KeysOptions{Store: st, Sealer: sealer})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return k
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/petrelmail/petrel/internal/fetch"
 	"github.com/petrelmail/petrel/internal/mailuimport"
 	"github.com/petrelmail/petrel/internal/secret"
+	"github.com/petrelmail/petrel/internal/store"
 )
 
 // ExitPartial: import-mailu brought everything Petrel can hold, but left
@@ -86,6 +87,11 @@ func runImportMailu(c *call) error {
 			return err
 		}
 		opt.SealPassword = sealer.Seal
+		if ks, ok := c.st.(store.DKIMKeys); ok {
+			if opt.DKIMKeys, err = dkimKeys(c.cfg, ks, c.log); err != nil {
+				return err
+			}
+		}
 	}
 	if v := c.vals["--batch"]; v != "" {
 		n, err := strconv.Atoi(v)

@@ -99,6 +99,7 @@ type Config struct {
 	RejectUnlistedRecipient bool           // REJECT_UNLISTED_RECIPIENT, default false
 	DKIMSelector            string         // DKIM_SELECTOR, default "dkim"
 	DKIMPath                string         // DKIM_PATH, default DataDir/dkim/{domain}.{selector}.key
+	DKIMPathSet             bool           // DKIM_PATH was given: keys are also written there (docs/dkim)
 	ResolverAddress         string         // RESOLVER_ADDRESS, host:port, default system resolver
 	OutboundTLSLevel        string         // OUTBOUND_TLS_LEVEL: may, encrypt or dane (default)
 	DeferOnTLSError         bool           // DEFER_ON_TLS_ERROR, default true

@@ -108,7 +108,7 @@ func implementedSettings() []SettingDoc {
 		s("WILDCARD_SENDERS", "", "comma list of users who may send as any address", ""),
 		s("REJECT_UNLISTED_RECIPIENT", "false", "reject unknown local recipients on submission instead of bouncing", ""),
 		s("DKIM_SELECTOR", "dkim", "DKIM selector", ""),
-		s("DKIM_PATH", "DATA_DIR/dkim/{domain}.{selector}.key", "DKIM key file pattern", "under DATA_DIR instead of /dkim"),
+		s("DKIM_PATH", "DATA_DIR/dkim/{domain}.{selector}.key", "DKIM key files to import: a key found there that the store lacks is imported at start; when set explicitly, keys written to the store are written there too", "keys live in the store (shared by every node); the files are the import and export format"),
 	}
 	docs = append(docs, filterSettingDocs()...)
 	return append(docs, []SettingDoc{

@@ -404,6 +404,7 @@ func (r *reader) mailFlow(cfg *Config) {
 		}
 	}
 	cfg.DKIMPath = r.str("DKIM_PATH", filepath.Join(cfg.DataDir, "dkim", "{domain}.{selector}.key"))
+	_, cfg.DKIMPathSet = r.get("DKIM_PATH")
 	if !strings.Contains(cfg.DKIMPath, "{domain}") {
 		r.warnf("DKIM_PATH", cfg.DKIMPath, "include {domain} (and {selector}) in the path",
 			"has no {domain}: every domain would sign with the same key file")

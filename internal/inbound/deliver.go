@@ -45,11 +45,16 @@ type DelivererOptions struct {
 	// Blobs receives bodies larger than InlineMax; it must be the store's
 	// blob directory (sqlstore.Store.Blobs), since the store opens the
 	// blob by name. Without it such bodies fail to spool.
-	Blobs     *blob.Dir
-	InlineMax int64 // default DefaultInlineMax
-	MaxBatch  int   // default DefaultMaxBatch
-	Logger    *slog.Logger
-	Now       func() time.Time // default time.Now
+	Blobs *blob.Dir
+	// BodiesInDatabase: the store copies a blob body into its database
+	// (store.BodyHome, PostgreSQL), so the blob file is only a spool that
+	// the Deliverer removes once the message is stored and every
+	// after-commit step (DSN headers, auto-reply, Sieve) has read it.
+	BodiesInDatabase bool
+	InlineMax        int64 // default DefaultInlineMax
+	MaxBatch         int   // default DefaultMaxBatch
+	Logger           *slog.Logger
+	Now              func() time.Time // default time.Now
 	// AutoReply turns on users' auto-replies (autoreply.go); nil: none.
 	AutoReply *AutoReplyOptions
 	// QuotaBounce, when set, reports to the sender the mailboxes that
@@ -79,6 +84,7 @@ type DelivererOptions struct {
 type Deliverer struct {
 	store     MessageStore
 	blobs     *blob.Dir
+	spoolOnly bool // blob files are spools: removed after the commit
 	inlineMax int64
 	maxBatch  int
 	log       *slog.Logger
@@ -119,6 +125,7 @@ func NewDeliverer(opts DelivererOptions) *Deliverer {
 	d := &Deliverer{
 		store:     opts.Store,
 		blobs:     opts.Blobs,
+		spoolOnly: opts.BodiesInDatabase,
 		inlineMax: opts.InlineMax,
 		maxBatch:  opts.MaxBatch,
 		log:       opts.Logger,
@@ -310,6 +317,11 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 	case err := <-req.result:
 		if err == nil {
 			d.afterCommit(ctx, env, req, replyView, sv)
+			if d.spoolOnly {
+				for _, m := range req.all() {
+					d.removeBlob(m)
+				}
+			}
 		}
 		return err
 	case <-ctx.Done():

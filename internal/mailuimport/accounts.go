@@ -91,7 +91,7 @@ func (im *importer) domain(ctx context.Context, r row) {
 	if !ok {
 		return
 	}
-	im.copyDKIM(name)
+	im.copyDKIM(ctx, name)
 	if _, err := im.st.GetDomain(ctx, name); err == nil {
 		im.rep.present("domain")
 		return
@@ -281,9 +281,10 @@ func (im *importer) token(ctx context.Context, r row) {
 
 // copyDKIM copies domain's key from Mailu's /dkim (DKIM_PATH =
 // /dkim/{domain}.{selector}.key, U-label file names, models.py) to
-// Petrel's DKIM_PATH, unless Petrel already has a key for the domain.
-func (im *importer) copyDKIM(domain string) {
-	if im.opt.DKIMDir == "" || im.opt.DKIMPath == "" {
+// Petrel's store (or DKIM_PATH), unless Petrel already has a key for the
+// domain.
+func (im *importer) copyDKIM(ctx context.Context, domain string) {
+	if im.opt.DKIMDir == "" || im.opt.DKIMPath == "" && im.opt.DKIMKeys == nil {
 		return
 	}
 	names := []string{domain}
@@ -302,6 +303,10 @@ func (im *importer) copyDKIM(domain string) {
 		im.rep.note("domain " + domain + " has no DKIM key in " + im.opt.DKIMDir + " (Petrel makes one when asked: petrel dkim)")
 		return
 	}
+	if im.opt.DKIMKeys != nil {
+		im.storeDKIM(ctx, domain, src)
+		return
+	}
 	dst, err := msgauth.NewKeysPath(im.opt.DKIMPath, im.opt.Selector).Path(domain)
 	if err != nil {
 		im.rep.skip("DKIM key of "+domain, err.Error())
@@ -316,6 +321,33 @@ func (im *importer) copyDKIM(domain string) {
 		return
 	}
 	if err := copyFile(src, dst); err != nil {
+		im.rep.skip("DKIM key of "+domain, err.Error())
+		return
+	}
+	im.rep.created("DKIM key")
+}
+
+// storeDKIM puts the key file src into the store as domain's key, unless
+// the store (or DKIM_PATH) already has one.
+func (im *importer) storeDKIM(ctx context.Context, domain, src string) {
+	ok, err := im.opt.DKIMKeys.Exists(ctx, domain)
+	if err != nil {
+		im.rep.skip("DKIM key of "+domain, err.Error())
+		return
+	}
+	if ok {
+		im.rep.present("DKIM key")
+		return
+	}
+	if im.opt.DryRun {
+		im.rep.created("DKIM key")
+		return
+	}
+	data, err := os.ReadFile(src)
+	if err == nil {
+		err = im.opt.DKIMKeys.Store(ctx, domain, data)
+	}
+	if err != nil {
 		im.rep.skip("DKIM key of "+domain, err.Error())
 		return
 	}

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -47,7 +48,11 @@ type Options struct {
 	MailuSelector string
 	// DKIMPath and Selector are Petrel's DKIM_PATH and DKIM_SELECTOR.
 	DKIMPath, Selector string
-	DryRun             bool
+	// DKIMKeys, when set, receives the keys (the store, as serve keeps
+	// them); otherwise they are copied to DKIMPath, which serve imports
+	// into the store at its next start.
+	DKIMKeys *msgauth.Keys
+	DryRun   bool
 	// SealPassword seals a fetched account's remote password for the
 	// store (fetch.NewSealerFor(SECRET_KEY).Seal, as serve opens it);
 	// nil leaves fetched accounts out.

@@ -4,6 +4,7 @@
 package msgauth
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -12,16 +13,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
 
-	"golang.org/x/net/idna"
-
 	"github.com/petrelmail/petrel/internal/mailaddr"
+	"github.com/petrelmail/petrel/internal/secret"
+	"github.com/petrelmail/petrel/internal/store"
 )
 
 const (
@@ -34,98 +33,140 @@ const (
 	minKeyBits = 1024
 	// maxKeyFile bounds what Load reads; a 4096-bit PEM key is about 3.3 KB.
 	maxKeyFile = 64 << 10
+	// SealPurpose is what DKIM keys are sealed for (secret.NewSealer).
+	SealPurpose = "dkim-key"
 )
 
 var (
-	// ErrNoKey: the domain has no DKIM key file.
+	// ErrNoKey: the domain has no DKIM key.
 	ErrNoKey = errors.New("no DKIM key")
-	// ErrBadKey: the key file is not an RSA private key in PEM.
+	// ErrBadKey: the key is not an RSA private key in PEM, or cannot be
+	// unsealed.
 	ErrBadKey = errors.New("invalid DKIM key")
 )
 
-// Keys manages DKIM private keys as Mailu stores them: one PEM file per
-// domain at DKIM_PATH, by default <dir>/<domain>.<selector>.key
-// (Mailu: configuration.py DKIM_PATH "/dkim/{domain}.{selector}.key").
-// Parsed keys are cached and re-read when the file is replaced.
+// KeysOptions configures Keys.
+type KeysOptions struct {
+	// Store keeps the keys; nil keeps them as files at Path only.
+	Store store.DKIMKeys
+	// Sealer seals keys for Store (secret.NewSealer(SECRET_KEY,
+	// SealPurpose)); required with Store.
+	Sealer *secret.Sealer
+	// Path is DKIM_PATH, a template with {domain} and {selector}: Mailu's
+	// layout. With Store, a key found there that the store lacks is
+	// imported, and with ExportFiles every key written to the store is
+	// written there too. "" = no files.
+	Path        string
+	ExportFiles bool
+	// Selector is DKIM_SELECTOR; "" = DefaultSelector.
+	Selector string
+	Logger   *slog.Logger
+}
+
+// Keys manages DKIM private keys. With a store (what serve and the CLI
+// use) the store holds them, sealed, so that every node sharing one
+// database signs with the same key, and DKIM_PATH files are the import
+// and export format. Without one they are Mailu's files: one PEM file per
+// domain at DKIM_PATH (Mailu: configuration.py DKIM_PATH
+// "/dkim/{domain}.{selector}.key"). Parsed keys are cached and re-read
+// when the stored version or the file changes.
 type Keys struct {
-	template string // path with {domain} and {selector}
+	db       store.DKIMKeys
+	sealer   *secret.Sealer
+	files    *keyFiles // nil without a path
+	export   bool
 	selector string
+	log      *slog.Logger
 
 	mu    sync.Mutex
-	cache map[string]cachedKey // by file path
+	cache map[string]storedKey // by domain (A-label), store mode only
 }
 
-type cachedKey struct {
-	fi     fs.FileInfo
-	signer crypto.Signer
+type storedKey struct {
+	version int64
+	signer  crypto.Signer
 }
 
-// NewKeys returns Keys for files <dir>/<domain>.<selector>.key. An empty
-// selector means DefaultSelector.
+// NewKeys returns file-only Keys for <dir>/<domain>.<selector>.key. An
+// empty selector means DefaultSelector.
 func NewKeys(dir, selector string) *Keys {
 	return NewKeysPath(filepath.Join(dir, "{domain}.{selector}.key"), selector)
 }
 
-// NewKeysPath returns Keys for a DKIM_PATH template with {domain} and
-// {selector} placeholders. An empty selector means DefaultSelector.
+// NewKeysPath returns file-only Keys for a DKIM_PATH template with
+// {domain} and {selector} placeholders.
 func NewKeysPath(template, selector string) *Keys {
-	if selector == "" {
-		selector = DefaultSelector
+	k, _ := NewStoreKeys(KeysOptions{Path: template, Selector: selector})
+	return k
+}
+
+// NewStoreKeys returns Keys as o describes.
+func NewStoreKeys(o KeysOptions) (*Keys, error) {
+	if o.Store != nil && o.Sealer == nil {
+		return nil, errors.New("msgauth: DKIM keys in the store need a sealer")
 	}
-	return &Keys{template: template, selector: selector, cache: map[string]cachedKey{}}
+	if o.Selector == "" {
+		o.Selector = DefaultSelector
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	k := &Keys{db: o.Store, sealer: o.Sealer, export: o.ExportFiles, selector: o.Selector, log: o.Logger,
+		cache: map[string]storedKey{}}
+	if o.Path != "" {
+		k.files = &keyFiles{template: o.Path, selector: o.Selector, cache: map[string]cachedFile{}}
+	}
+	return k, nil
 }
 
 // Selector returns the DKIM selector (s= tag, DNS label).
 func (k *Keys) Selector() string { return k.selector }
 
-// Path returns the key file of domain (IDNA A-label, lower case).
+// Path returns the key file of domain (IDNA A-label, lower case); "" when
+// there is no DKIM_PATH.
 func (k *Keys) Path(domain string) (string, error) {
 	d, err := mailaddr.NormalizeDomain(domain)
 	if err != nil {
 		return "", fmt.Errorf("dkim key path: %w", err)
 	}
-	return k.path(d), nil
+	if k.files == nil {
+		return "", nil
+	}
+	return k.files.path(d), nil
 }
 
-func (k *Keys) path(asciiDomain string) string {
-	return strings.NewReplacer("{domain}", asciiDomain, "{selector}", k.selector).Replace(k.template)
-}
-
-// candidates lists the files a domain's key may be in: Petrel writes the
-// A-label name; Mailu names the file after the decoded domain
-// (models.py::IdnaDomain returns U-labels), so a copied Mailu key for an
-// internationalised domain has the Unicode name.
-func (k *Keys) candidates(domain string) ([]string, error) {
+func normKeyDomain(domain string) (string, error) {
 	d, err := mailaddr.NormalizeDomain(domain)
 	if err != nil {
-		return nil, fmt.Errorf("dkim key path: %w", err)
+		return "", fmt.Errorf("dkim key: %w", err)
 	}
-	paths := []string{k.path(d)}
-	if u, err := idna.ToUnicode(d); err == nil && u != d {
-		paths = append(paths, k.path(u))
-	}
-	return paths, nil
+	return strings.ToLower(d), nil
 }
 
-// Exists reports whether domain has a key file.
-func (k *Keys) Exists(domain string) bool {
-	paths, err := k.candidates(domain)
+// Exists reports whether domain has a key (in the store, or a file the
+// store would import).
+func (k *Keys) Exists(ctx context.Context, domain string) (bool, error) {
+	d, err := normKeyDomain(domain)
 	if err != nil {
-		return false
+		return false, err
 	}
-	for _, p := range paths {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return true
+	if k.db != nil {
+		_, err := k.db.DKIMKeyVersion(ctx, d, k.selector)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return false, err
 		}
 	}
-	return false
+	return k.files != nil && k.files.exists(d), nil
 }
 
 // Generate creates a new RSA-2048 key for domain in PKCS#8 PEM, as Mailu's
-// dkim.py gen_key does, and writes it atomically with mode 0600. An existing
-// key is replaced (Mailu "Regenerate keys").
-func (k *Keys) Generate(domain string) error {
-	if _, err := k.Path(domain); err != nil {
+// dkim.py gen_key does. An existing key is replaced (Mailu "Regenerate
+// keys").
+func (k *Keys) Generate(ctx context.Context, domain string) error {
+	if _, err := normKeyDomain(domain); err != nil {
 		return err // before the costly key generation
 	}
 	key, err := rsa.GenerateKey(rand.Reader, keyBits)
@@ -136,149 +177,206 @@ func (k *Keys) Generate(domain string) error {
 	if err != nil {
 		return fmt.Errorf("generate dkim key: %w", err)
 	}
-	return k.write(domain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	return k.write(ctx, domain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 }
 
-// Store writes a given PEM key (PKCS#8 or PKCS#1 RSA) as domain's key after
-// checking that it parses. It is written as given, atomically, mode 0600.
-func (k *Keys) Store(domain string, pemKey []byte) error {
+// Store keeps a given PEM key (PKCS#8 or PKCS#1 RSA) as domain's key
+// after checking that it parses, as given.
+func (k *Keys) Store(ctx context.Context, domain string, pemKey []byte) error {
 	if _, err := ParsePrivateKey(pemKey); err != nil {
 		return err
 	}
-	return k.write(domain, pemKey)
+	return k.write(ctx, domain, pemKey)
 }
 
-// Remove deletes domain's key file(s). A missing file is not an error.
-func (k *Keys) Remove(domain string) error {
-	paths, err := k.candidates(domain)
+func (k *Keys) write(ctx context.Context, domain string, pemKey []byte) error {
+	d, err := normKeyDomain(domain)
 	if err != nil {
 		return err
 	}
-	for _, p := range paths {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if k.db != nil {
+		if err := k.put(ctx, d, pemKey); err != nil {
+			return err
+		}
+		if !k.export || k.files == nil {
+			return nil
+		}
+	}
+	if k.files == nil {
+		return errors.New("write dkim key: no DKIM_PATH")
+	}
+	return k.files.write(d, pemKey)
+}
+
+func (k *Keys) put(ctx context.Context, d string, pemKey []byte) error {
+	sealed, err := k.sealer.Seal(pemKey)
+	if err != nil {
+		return fmt.Errorf("write dkim key: %w", err)
+	}
+	if _, err := k.db.PutDKIMKey(ctx, d, k.selector, sealed); err != nil {
+		return fmt.Errorf("write dkim key: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes domain's key from the store and its file(s) at DKIM_PATH
+// on this machine (else the next start would import it again). A missing
+// key is not an error.
+func (k *Keys) Remove(ctx context.Context, domain string) error {
+	d, err := normKeyDomain(domain)
+	if err != nil {
+		return err
+	}
+	if k.db != nil {
+		if err := k.db.DeleteDKIMKey(ctx, d, k.selector); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("remove dkim key: %w", err)
 		}
 	}
-	return nil
-}
-
-// write stores data at domain's path: temp file, fsync, rename, fsync dir,
-// so a crash leaves the old key or the new one, never half a key.
-func (k *Keys) write(domain string, data []byte) error {
-	p, err := k.Path(domain)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
-	}
-	ok = true
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write dkim key: %w", err)
+	if k.files != nil {
+		return k.files.remove(d)
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// Load returns domain's private key. Keys are cached and re-read when the
-// file changes (a regenerated key is a new file). It returns an error
-// wrapping ErrNoKey when there is no file and ErrBadKey when it does not parse.
-func (k *Keys) Load(domain string) (crypto.Signer, error) {
-	paths, err := k.candidates(domain)
+// Load returns domain's private key, wrapping ErrNoKey when there is none
+// and ErrBadKey when it does not parse or unseal. With a store, one small
+// query per call checks the stored version, so a key regenerated on
+// another node is used at once; a key the store lacks is imported from
+// DKIM_PATH when a file is there.
+func (k *Keys) Load(ctx context.Context, domain string) (crypto.Signer, error) {
+	d, err := normKeyDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range paths {
-		s, err := k.loadFile(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+	if k.db == nil {
+		if k.files == nil {
+			return nil, fmt.Errorf("%w for %s", ErrNoKey, domain)
 		}
-		return s, err
+		return k.files.load(d)
 	}
-	return nil, fmt.Errorf("%w for %s", ErrNoKey, domain)
-}
-
-func (k *Keys) loadFile(p string) (crypto.Signer, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
+	v, err := k.db.DKIMKeyVersion(ctx, d, k.selector)
+	if errors.Is(err, store.ErrNotFound) {
+		if err := k.importFile(ctx, d); err != nil {
+			return nil, err
+		}
+		v, err = k.db.DKIMKeyVersion(ctx, d, k.selector)
 	}
-	defer f.Close()
-	// Stat the open file, not the path: what we compare is what we read.
-	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("load dkim key: %w", err)
+		return nil, fmt.Errorf("load dkim key of %s: %w", d, err)
 	}
 	k.mu.Lock()
-	c, ok := k.cache[p]
+	c, ok := k.cache[d]
 	k.mu.Unlock()
-	if ok && sameFile(c.fi, fi) {
+	if ok && c.version == v {
 		return c.signer, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	pemKey, version, err := k.readStored(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("load dkim key: %w", err)
+		return nil, err
 	}
-	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("%w: %s: file too large", ErrBadKey, p)
-	}
-	s, err := ParsePrivateKey(data)
+	s, err := ParsePrivateKey(pemKey)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
+		return nil, fmt.Errorf("stored key of %s: %w", d, err)
 	}
 	k.mu.Lock()
-	k.cache[p] = cachedKey{fi: fi, signer: s}
+	k.cache[d] = storedKey{version: version, signer: s}
 	k.mu.Unlock()
 	return s, nil
 }
 
-// sameFile: same inode, size and modification time. A rename-replaced key
-// has a new inode; an in-place rewrite changes the time or size.
-func sameFile(a, b fs.FileInfo) bool {
-	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+func (k *Keys) readStored(ctx context.Context, d string) ([]byte, int64, error) {
+	sk, err := k.db.GetDKIMKey(ctx, d, k.selector)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, fmt.Errorf("%w for %s", ErrNoKey, d)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load dkim key of %s: %w", d, err)
+	}
+	pemKey, err := k.sealer.Open(sk.Sealed)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: stored key of %s: %w (every node must share SECRET_KEY)", ErrBadKey, d, err)
+	}
+	return pemKey, sk.Version, nil
+}
+
+// PEM returns domain's private key as stored (or as its file holds it),
+// for config-export; ErrNoKey when there is none.
+func (k *Keys) PEM(ctx context.Context, domain string) ([]byte, error) {
+	d, err := normKeyDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if k.db == nil {
+		if k.files == nil {
+			return nil, fmt.Errorf("%w for %s", ErrNoKey, d)
+		}
+		return k.files.readPEM(d)
+	}
+	if _, err := k.Load(ctx, d); err != nil { // imports a file the store lacks
+		return nil, err
+	}
+	pemKey, _, err := k.readStored(ctx, d)
+	return pemKey, err
+}
+
+// importFile copies domain's key file into the store, when there is one:
+// Mailu's DKIM_PATH stays the import format (a key copied in by hand or
+// by import-mailu). The store wins over the file once it has a key.
+func (k *Keys) importFile(ctx context.Context, d string) error {
+	if k.files == nil {
+		return fmt.Errorf("%w for %s", ErrNoKey, d)
+	}
+	pemKey, err := k.files.readPEM(d)
+	if err != nil {
+		return err
+	}
+	if _, err := ParsePrivateKey(pemKey); err != nil {
+		return fmt.Errorf("dkim key file of %s: %w", d, err)
+	}
+	if err := k.put(ctx, d, pemKey); err != nil {
+		return err
+	}
+	k.log.Info("DKIM key imported from DKIM_PATH into the store", "domain", d)
+	return nil
+}
+
+// ImportFiles imports the key files of domains that the store lacks (at
+// start), and returns how many it imported. A domain without a file is
+// skipped; errors are collected, so one bad file does not stop the rest.
+func (k *Keys) ImportFiles(ctx context.Context, domains []string) (int, error) {
+	if k.db == nil || k.files == nil {
+		return 0, nil
+	}
+	n := 0
+	var errs []error
+	for _, dom := range domains {
+		d, err := normKeyDomain(dom)
+		if err != nil {
+			continue
+		}
+		_, err = k.db.DKIMKeyVersion(ctx, d, k.selector)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return n, err
+		}
+		switch err := k.importFile(ctx, d); {
+		case err == nil:
+			n++
+		case errors.Is(err, ErrNoKey):
+		default:
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
 }
 
 // PublicKeyRecord returns the DKIM TXT record for domain's key:
 // "v=DKIM1; k=rsa; p=<base64 SubjectPublicKeyInfo>" (RFC 6376 3.6.1;
 // Mailu: dkim.py strip_key, models.py Domain.dns_dkim).
-func (k *Keys) PublicKeyRecord(domain string) (string, error) {
-	s, err := k.Load(domain)
+func (k *Keys) PublicKeyRecord(ctx context.Context, domain string) (string, error) {
+	s, err := k.Load(ctx, domain)
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package msgauth
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -43,10 +44,10 @@ func TestGenerateMailuFormat(t *testing.T) {
 	if k.Selector() != "dkim" {
 		t.Fatalf("default selector %q", k.Selector())
 	}
-	if k.Exists("example.com") {
+	if exists(t, k, "example.com") {
 		t.Fatal("key exists before Generate")
 	}
-	if err := k.Generate("Example.COM"); err != nil {
+	if err := k.Generate(context.Background(), "Example.COM"); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "example.com.dkim.key")
@@ -70,14 +71,14 @@ func TestGenerateMailuFormat(t *testing.T) {
 	if !ok || rk.N.BitLen() != 2048 {
 		t.Fatalf("want RSA-2048, got %T", key)
 	}
-	loaded, err := k.Load("example.com")
+	loaded, err := k.Load(context.Background(), "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !loaded.(*rsa.PrivateKey).Equal(rk) {
 		t.Error("Load returned a different key than the file holds")
 	}
-	if !k.Exists("example.com") || k.Exists("example.org") {
+	if !exists(t, k, "example.com") || exists(t, k, "example.org") {
 		t.Error("Exists wrong")
 	}
 	entries, _ := os.ReadDir(dir)
@@ -88,21 +89,21 @@ func TestGenerateMailuFormat(t *testing.T) {
 
 func TestRegenerateReplacesKey(t *testing.T) {
 	k := NewKeys(t.TempDir(), "sel")
-	if err := k.Generate("example.com"); err != nil {
+	if err := k.Generate(context.Background(), "example.com"); err != nil {
 		t.Fatal(err)
 	}
-	before, err := k.PublicKeyRecord("example.com")
+	before, err := k.PublicKeyRecord(context.Background(), "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _ := k.Load("example.com")
-	if again, _ := k.Load("example.com"); again != first {
+	first, _ := k.Load(context.Background(), "example.com")
+	if again, _ := k.Load(context.Background(), "example.com"); again != first {
 		t.Error("unchanged file was parsed again (no cache)")
 	}
-	if err := k.Generate("example.com"); err != nil {
+	if err := k.Generate(context.Background(), "example.com"); err != nil {
 		t.Fatal(err)
 	}
-	after, err := k.PublicKeyRecord("example.com")
+	after, err := k.PublicKeyRecord(context.Background(), "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,10 +120,10 @@ func TestRegenerateReplacesKey(t *testing.T) {
 // ours) is noticed too.
 func TestLoadNoticesInPlaceRewrite(t *testing.T) {
 	k := NewKeys(t.TempDir(), "")
-	if err := k.Generate("example.com"); err != nil {
+	if err := k.Generate(context.Background(), "example.com"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Load("example.com"); err != nil {
+	if _, err := k.Load(context.Background(), "example.com"); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := k.Path("example.com")
@@ -139,7 +140,7 @@ func TestLoadNoticesInPlaceRewrite(t *testing.T) {
 	if err := os.Chtimes(p, future, future); err != nil {
 		t.Fatal(err)
 	}
-	got, err := k.PublicKeyRecord("example.com")
+	got, err := k.PublicKeyRecord(context.Background(), "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestLoadPKCS1AndPKCS8(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			k := NewKeys(t.TempDir(), "")
 			installKey(t, k, "example.com", name)
-			got, err := k.PublicKeyRecord("example.com")
+			got, err := k.PublicKeyRecord(context.Background(), "example.com")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +171,7 @@ func TestLoadPKCS1AndPKCS8(t *testing.T) {
 
 func TestLoadErrors(t *testing.T) {
 	k := NewKeys(t.TempDir(), "")
-	if _, err := k.Load("example.com"); !errors.Is(err, ErrNoKey) {
+	if _, err := k.Load(context.Background(), "example.com"); !errors.Is(err, ErrNoKey) {
 		t.Errorf("missing key: %v, want ErrNoKey", err)
 	}
 	tests := []struct {
@@ -188,14 +189,14 @@ func TestLoadErrors(t *testing.T) {
 			if _, err := ParsePrivateKey(tt.data); !errors.Is(err, ErrBadKey) {
 				t.Errorf("ParsePrivateKey: %v, want ErrBadKey", err)
 			}
-			if err := k.Store("bad.example", tt.data); !errors.Is(err, ErrBadKey) {
+			if err := k.Store(context.Background(), "bad.example", tt.data); !errors.Is(err, ErrBadKey) {
 				t.Errorf("Store: %v, want ErrBadKey", err)
 			}
 			p, _ := k.Path("bad.example")
 			if err := os.WriteFile(p, tt.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := k.Load("bad.example"); !errors.Is(err, ErrBadKey) {
+			if _, err := k.Load(context.Background(), "bad.example"); !errors.Is(err, ErrBadKey) {
 				t.Errorf("Load: %v, want ErrBadKey", err)
 			}
 		})
@@ -205,10 +206,10 @@ func TestLoadErrors(t *testing.T) {
 func TestDomainNamesCannotEscapeDir(t *testing.T) {
 	k := NewKeys(t.TempDir(), "")
 	for _, d := range []string{"../evil", "a/b.example", "", "[127.0.0.1]", "a..b"} {
-		if err := k.Generate(d); err == nil {
+		if err := k.Generate(context.Background(), d); err == nil {
 			t.Errorf("Generate(%q) accepted", d)
 		}
-		if _, err := k.Load(d); err == nil || errors.Is(err, ErrNoKey) {
+		if _, err := k.Load(context.Background(), d); err == nil || errors.Is(err, ErrNoKey) {
 			t.Errorf("Load(%q): %v, want a name error", d, err)
 		}
 	}
@@ -230,23 +231,23 @@ func TestIDNKeyFiles(t *testing.T) {
 	if err := os.WriteFile(mailu, readTestdata(t, "pkcs8.key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if !k.Exists("xn--bcher-kva.example") {
+	if !exists(t, k, "xn--bcher-kva.example") {
 		t.Fatal("Mailu's Unicode-named key not found")
 	}
-	got, err := k.PublicKeyRecord("xn--bcher-kva.example")
+	got, err := k.PublicKeyRecord(context.Background(), "xn--bcher-kva.example")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got != string(readTestdata(t, "pkcs1.dkim.txt")) {
 		t.Error("wrong key")
 	}
-	if err := k.Remove("bücher.example"); err != nil {
+	if err := k.Remove(context.Background(), "bücher.example"); err != nil {
 		t.Fatal(err)
 	}
-	if k.Exists("bücher.example") {
+	if exists(t, k, "bücher.example") {
 		t.Error("Remove left the key")
 	}
-	if err := k.Remove("bücher.example"); err != nil {
+	if err := k.Remove(context.Background(), "bücher.example"); err != nil {
 		t.Errorf("Remove of a missing key: %v", err)
 	}
 }
@@ -254,7 +255,7 @@ func TestIDNKeyFiles(t *testing.T) {
 func TestStoreAndPathTemplate(t *testing.T) {
 	dir := t.TempDir()
 	k := NewKeysPath(filepath.Join(dir, "keys", "{selector}-{domain}.pem"), "s2024")
-	if err := k.Store("example.com", readTestdata(t, "pkcs1.key")); err != nil {
+	if err := k.Store(context.Background(), "example.com", readTestdata(t, "pkcs1.key")); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "keys", "s2024-example.com.pem")
@@ -278,7 +279,7 @@ func TestLoadConcurrent(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 20 {
-				if _, err := k.Load("example.com"); err != nil {
+				if _, err := k.Load(context.Background(), "example.com"); err != nil {
 					errs <- err
 					return
 				}
@@ -286,7 +287,7 @@ func TestLoadConcurrent(t *testing.T) {
 		})
 	}
 	wg.Go(func() {
-		if err := k.Generate("example.com"); err != nil {
+		if err := k.Generate(context.Background(), "example.com"); err != nil {
 			errs <- err
 		}
 	})
@@ -295,4 +296,13 @@ func TestLoadConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+func exists(t *testing.T, k *Keys, domain string) bool {
+	t.Helper()
+	ok, err := k.Exists(context.Background(), domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }

@@ -233,7 +233,7 @@ func (s *Signers) SignerFor(ctx context.Context, fromDomain string) (*Signer, er
 		}
 		keyDomain = parent
 	}
-	key, err := s.keys.Load(keyDomain)
+	key, err := s.keys.Load(ctx, keyDomain)
 	if err != nil {
 		return nil, err
 	}

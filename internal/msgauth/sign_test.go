@@ -61,7 +61,7 @@ func testSetup(t *testing.T) (*Keys, *Signers) {
 // example.com's key, as zone-file lines.
 func zoneFor(t *testing.T, k *Keys, domain string) []Record {
 	t.Helper()
-	rec, err := k.PublicKeyRecord("example.com")
+	rec, err := k.PublicKeyRecord(context.Background(), "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestSignHeaderTooLarge(t *testing.T) {
 
 func TestSignCancelled(t *testing.T) {
 	k, _ := testSetup(t)
-	key, _ := k.Load("example.com")
+	key, _ := k.Load(context.Background(), "example.com")
 	sg, err := NewSigner("example.com", "dkim", key)
 	if err != nil {
 		t.Fatal(err)

@@ -241,3 +241,13 @@ func NewDeliveryKey() string {
 	rand.Read(b[8:]) // never fails (crypto/rand)
 	return hex.EncodeToString(b[:])
 }
+
+// BodyHome tells where a store keeps bodies over its inline limit. When
+// BodiesInDatabase is true (PostgreSQL, so that every node sharing the
+// database reads them) CommitMessages copies a NewMessage.BlobName file
+// into the database and the file stays the caller's, to remove once it
+// is done with it; otherwise the store takes the file over and removes it
+// with the body.
+type BodyHome interface {
+	BodiesInDatabase() bool
+}

@@ -163,10 +163,10 @@ type signing struct {
 func newSigning(t testing.TB, lookupErr error) signing {
 	t.Helper()
 	keys := msgauth.NewKeys(t.TempDir(), "")
-	if err := keys.Generate("example.com"); err != nil {
+	if err := keys.Generate(context.Background(), "example.com"); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := keys.PublicKeyRecord("example.com")
+	rec, err := keys.PublicKeyRecord(context.Background(), "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}

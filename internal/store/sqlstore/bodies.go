@@ -39,6 +39,7 @@ type batchBody struct {
 	id   int64
 	data []byte
 	name sql.NullString
+	size int64
 }
 
 func (s *Store) readBodies(ctx context.Context, ids []int64, fn func(id int64, r io.ReaderAt, size int64) error) error {
@@ -50,13 +51,19 @@ func (s *Store) readBodies(ctx context.Context, ids []int64, fn func(id int64, r
 	// connection held.
 	bodies, err := list(ctx, s.readConn(), "read bodies", func(sc interface{ Scan(...any) error }) (batchBody, error) {
 		var b batchBody
-		err := sc.Scan(&b.id, &b.data, &b.name)
+		err := sc.Scan(&b.id, &b.data, &b.name, &b.size)
 		return b, err
-	}, `SELECT id, data, blob_name FROM body WHERE id IN (`+placeholders(len(ids))+`)`, args...)
+	}, `SELECT id, data, blob_name, size FROM body WHERE id IN (`+placeholders(len(ids))+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("sqlstore: read bodies: %w", err)
 	}
 	for _, b := range bodies {
+		if b.data == nil && !b.name.Valid {
+			if err := fn(b.id, s.openChunks(ctx, b.id, b.size), b.size); err != nil {
+				return err
+			}
+			continue
+		}
 		if !b.name.Valid {
 			if err := fn(b.id, bytes.NewReader(b.data), int64(len(b.data))); err != nil {
 				return err

@@ -495,7 +495,7 @@ func convert(v any, typ string) (any, error) {
 
 // copyTable copies one table in batches of multi-row INSERTs.
 func (s *Store) copyTable(ctx context.Context, src, tx *sql.Tx, dst *Store, t copyTable, opt CopyOptions, rep *CopyReport) error {
-	hook, err := s.rowHook(t, dst, rep)
+	hook, afterFlush, err := s.rowHook(ctx, t, tx, dst, rep)
 	if err != nil {
 		return err
 	}
@@ -525,6 +525,11 @@ func (s *Store) copyTable(ctx context.Context, src, tx *sql.Tx, dst *Store, t co
 		}
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("sqlstore: copy: insert into %s: %w", t.name, err)
+		}
+		if afterFlush != nil {
+			if err := afterFlush(); err != nil {
+				return err
+			}
 		}
 		done += int64(len(batch))
 		batch, size = batch[:0], 0
@@ -569,27 +574,51 @@ func (s *Store) copyTable(ctx context.Context, src, tx *sql.Tx, dst *Store, t co
 
 // rowHook returns the body table's hook: a body kept in a blob file goes
 // into its row when the target keeps bodies of its size in the database,
+// into body_chunk rows when the target chunks bodies of its size (a
+// PostgreSQL target: afterFlush writes them once their body rows are in),
 // else into the target's blob directory (under a new name).
-func (s *Store) rowHook(t copyTable, dst *Store, rep *CopyReport) (func([]any) error, error) {
+func (s *Store) rowHook(ctx context.Context, t copyTable, tx *sql.Tx, dst *Store, rep *CopyReport) (hook func([]any) error, afterFlush func() error, err error) {
 	if t.name != "body" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	idx := map[string]int{}
 	for i, c := range t.cols {
 		idx[c.name] = i
 	}
+	iID, ok0 := idx["id"]
 	iSize, ok1 := idx["size"]
 	iData, ok2 := idx["data"]
 	iBlob, ok3 := idx["blob_name"]
-	if !ok1 || !ok2 || !ok3 {
-		return nil, errors.New("sqlstore: copy: body table lacks size, data or blob_name")
+	if !ok0 || !ok1 || !ok2 || !ok3 {
+		return nil, nil, errors.New("sqlstore: copy: body table lacks id, size, data or blob_name")
 	}
-	return func(v []any) error {
+	type chunked struct {
+		id   int64
+		name string
+	}
+	var pending []chunked
+	afterFlush = func() error {
+		for _, p := range pending {
+			if err := s.copyChunks(ctx, tx, p.id, p.name); err != nil {
+				return err
+			}
+			rep.Inlined++
+		}
+		pending = pending[:0]
+		return nil
+	}
+	hook = func(v []any) error {
 		name, _ := v[iBlob].(string)
 		if name == "" {
 			return nil
 		}
 		size, _ := v[iSize].(int64)
+		if dst.chunked(size) {
+			id, _ := v[iID].(int64)
+			pending = append(pending, chunked{id: id, name: name})
+			v[iData], v[iBlob] = nil, nil
+			return nil
+		}
 		if size > dst.inline && dst.blobs.Path() == s.blobs.Path() {
 			rep.Files++ // the target uses the same directory: the file stays
 			return nil
@@ -623,5 +652,33 @@ func (s *Store) rowHook(t copyTable, dst *Store, rep *CopyReport) (func([]any) e
 		v[iBlob] = n
 		rep.Files++
 		return nil
-	}, nil
+	}
+	return hook, afterFlush, nil
+}
+
+// copyChunks writes a source blob file into the target's body_chunk rows
+// for body id, chunkSize at a time.
+func (s *Store) copyChunks(ctx context.Context, tx *sql.Tx, id int64, name string) error {
+	f, err := s.blobs.Open(name)
+	if err != nil {
+		return fmt.Errorf("sqlstore: copy: body file %s: %w", name, err)
+	}
+	defer f.Close()
+	buf := make([]byte, chunkSize)
+	var off int64
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO body_chunk (body_id, off, data) VALUES ($1, $2, $3)`, id, off, buf[:n]); err != nil {
+				return fmt.Errorf("sqlstore: copy: body %d chunk: %w", id, err)
+			}
+			off += int64(n)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: copy: body file %s: %w", name, err)
+		}
+	}
 }

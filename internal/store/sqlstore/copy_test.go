@@ -156,3 +156,45 @@ func TestCopyToRefusesOtherMigrations(t *testing.T) {
 		t.Fatalf("copy to a newer schema: %v", err)
 	}
 }
+
+// TestCopyToPostgresChunks: a blob file larger than the PostgreSQL
+// target's InlineMax becomes body_chunk rows (every node reads them), and
+// reads back byte for byte.
+func TestCopyToPostgresChunks(t *testing.T) {
+	skipWithoutPG(t)
+	ctx := t.Context()
+	src := imapFixture(t, newOpener(sqliteOptions), 0)         // InlineMax 4096
+	large := bytes.Repeat([]byte("0123456789abcdef"), 40*1024) // 640 KiB: three chunks
+	body := append([]byte("Subject: large\r\n\r\n"), large...)
+	deliver(t, src, "m1", body, "alice")
+	opt := pgOptions(t)
+	opt.InlineMax = 4096
+	dst, err := Open(ctx, opt)
+	must(t, err)
+	defer dst.Close()
+	rep, err := src.CopyTo(ctx, dst, CopyOptions{})
+	must(t, err)
+	if rep.Inlined != 1 || rep.Files != 0 {
+		t.Errorf("inlined %d, files %d; want 1, 0", rep.Inlined, rep.Files)
+	}
+	var chunks, named int
+	must(t, dst.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM body_chunk`).Scan(&chunks))
+	must(t, dst.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM body WHERE blob_name IS NOT NULL`).Scan(&named))
+	if chunks != 3 || named != 0 {
+		t.Errorf("%d chunk rows and %d bodies naming a file; want 3 and 0", chunks, named)
+	}
+	in, err := dst.GetMailbox(ctx, imapUser, "INBOX")
+	must(t, err)
+	msgs, err := dst.ListMessagesByID(ctx, in.ID)
+	must(t, err)
+	if len(msgs) != 1 {
+		t.Fatalf("INBOX has %d messages in the target", len(msgs))
+	}
+	r, err := dst.OpenBody(ctx, msgs[0].BodyID)
+	must(t, err)
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if !bytes.Equal(got, body) {
+		t.Errorf("chunked body reads back %d bytes, want %d", len(got), len(body))
+	}
+}

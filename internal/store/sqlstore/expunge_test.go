@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strings"
 	"sync"
 	"testing"
@@ -98,7 +97,7 @@ func TestExpungeMessages(t *testing.T) {
 		if u := usedQuota(t, s, alice); u != sumSize(before) || u != total {
 			t.Fatalf("quota_bytes_used %d, messages %d, want %d", u, sumSize(before), total)
 		}
-		largeBlob := blobNameOf(t, s, before[1].BodyID)
+		largeBlob := largeOf(t, s, before[1].BodyID)
 		mb := inbox(t, s, alice)
 
 		// Unknown and repeated UIDs are ignored; the case of INBOX too.
@@ -125,8 +124,7 @@ func TestExpungeMessages(t *testing.T) {
 			var pending, trash int
 			must(t, s.readConn().queryRow(ctx, `SELECT COUNT(*) FROM body_unref`).Scan(&pending))
 			must(t, s.readConn().queryRow(ctx, `SELECT COUNT(*) FROM blob_trash`).Scan(&trash))
-			_, err := s.Blobs().Stat(largeBlob)
-			return pending == 0 && trash == 0 && errors.Is(err, fs.ErrNotExist)
+			return pending == 0 && trash == 0 && !largeBlob.exists(t, s)
 		})
 		if _, err := s.OpenBody(ctx, before[1].BodyID); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("OpenBody of the expunged blob body: %v, want ErrNotFound", err)

@@ -134,15 +134,15 @@ func TestCopyBodyRefs(t *testing.T) {
 		add(t, s, "INBOX", big)
 		inbox, trash := box(t, s, "INBOX"), box(t, s, "Trash")
 		orig := listMsgs(t, s, inbox.ID)[0]
-		if bodyRefs(t, s, orig.BodyID) != 1 || blobCount(t, s) != 1 {
-			t.Fatalf("after append: refs %d, %d blob files", bodyRefs(t, s, orig.BodyID), blobCount(t, s))
+		if bodyRefs(t, s, orig.BodyID) != 1 || largeBodies(t, s) != 1 {
+			t.Fatalf("after append: refs %d, %d large bodies", bodyRefs(t, s, orig.BodyID), largeBodies(t, s))
 		}
 		_, _, _, err := s.CopyMessages(ctx, inbox.ID, []uint32{1}, trash.ID, false)
 		must(t, err)
 		_, _, _, err = s.CopyMessages(ctx, inbox.ID, []uint32{1}, inbox.ID, false)
 		must(t, err)
-		if bodyRefs(t, s, orig.BodyID) != 3 || blobCount(t, s) != 1 {
-			t.Fatalf("after two copies: refs %d, %d blob files", bodyRefs(t, s, orig.BodyID), blobCount(t, s))
+		if bodyRefs(t, s, orig.BodyID) != 3 || largeBodies(t, s) != 1 {
+			t.Fatalf("after two copies: refs %d, %d large bodies", bodyRefs(t, s, orig.BodyID), largeBodies(t, s))
 		}
 		if used, _, _ := s.Quota(ctx, imapUser); used != 3*int64(len(big)) {
 			t.Fatalf("quota used %d, want %d", used, 3*len(big))
@@ -150,12 +150,12 @@ func TestCopyBodyRefs(t *testing.T) {
 		_, err = s.ExpungeByID(ctx, inbox.ID, []uint32{1, 2})
 		must(t, err)
 		s.releaseNow(ctx) // what the background releaser does
-		if bodyRefs(t, s, orig.BodyID) != 1 || blobCount(t, s) != 1 {
+		if bodyRefs(t, s, orig.BodyID) != 1 || largeBodies(t, s) != 1 {
 			t.Fatal("expunging two of three copies lost the body")
 		}
 		must(t, s.DeleteMailbox(ctx, imapUser, "Trash"))
-		if bodyRefs(t, s, orig.BodyID) != 0 || blobCount(t, s) != 0 {
-			t.Fatalf("after the last copy went: refs %d, %d blob files", bodyRefs(t, s, orig.BodyID), blobCount(t, s))
+		if bodyRefs(t, s, orig.BodyID) != 0 || largeBodies(t, s) != 0 {
+			t.Fatalf("after the last copy went: refs %d, %d large bodies", bodyRefs(t, s, orig.BodyID), largeBodies(t, s))
 		}
 		if used, _, _ := s.Quota(ctx, imapUser); used != 0 {
 			t.Fatalf("quota used %d after everything went", used)

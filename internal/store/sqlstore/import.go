@@ -123,7 +123,7 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 			return 0, fmt.Errorf("sqlstore: import UID %d: %w", m.UID, err)
 		}
 		p := importPending{m: m, flags: strings.Join(fl, " "), fields: s.headerFieldsOf(m.Body)}
-		if int64(len(m.Body)) > s.inline {
+		if int64(len(m.Body)) > s.inline && !s.chunked(int64(len(m.Body))) {
 			n, err := s.spill(m.Body)
 			if err != nil {
 				cleanup()
@@ -180,16 +180,14 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 				continue
 			}
 			seen[p.m.UID] = true // a UID twice in one batch: the first wins
-			var data, blobName any
 			n := int64(len(p.m.Body))
+			src := bodySrc{data: p.data}
 			if p.blob != "" {
-				blobName = p.blob
-			} else {
-				data = p.data
+				src = bodySrc{blob: p.blob}
 			}
-			var bodyID int64
-			if err := c.queryRow(ctx, sqlInsertBody, n, data, blobName, c.d.ts(t)).Scan(&bodyID); err != nil {
-				return fmt.Errorf("UID %d: store body: %w", p.m.UID, mapErr(err))
+			bodyID, err := s.insertBody(ctx, c, n, src, t)
+			if err != nil {
+				return fmt.Errorf("UID %d: store body: %w", p.m.UID, err)
 			}
 			if err := insertHeaderFields(ctx, c, bodyID, p.fields); err != nil {
 				return fmt.Errorf("UID %d: %w", p.m.UID, err)

@@ -42,6 +42,7 @@ type pending struct {
 	size    int64
 	data    []byte              // inline body, or nil
 	blob    string              // blob name, or ""
+	file    string              // PostgreSQL: spooled blob copied into chunks, or ""
 	spilled bool                // CommitMessages wrote the blob itself
 	fields  *store.HeaderFields // searchable header fields, nil when not indexed
 }
@@ -88,7 +89,7 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 					c.changed(tg.User)
 				}
 			}
-			return commitGroup(ctx, c, ps)
+			return s.commitGroup(ctx, c, ps)
 		})
 	}
 	if err != nil {
@@ -133,11 +134,17 @@ func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
 			if err != nil {
 				return ps, fmt.Errorf("message %s: %w", m.ID, err)
 			}
-			p.blob = m.BlobName
-			if p.size <= 0 {
+			if s.d.name() == FlavorPostgreSQL {
+				// Copied into the database: the file stays the caller's.
+				p.file = m.BlobName
 				p.size = fi.Size()
+			} else {
+				p.blob = m.BlobName
+				if p.size <= 0 {
+					p.size = fi.Size()
+				}
 			}
-		case int64(len(m.Body)) > s.inline:
+		case int64(len(m.Body)) > s.inline && !s.chunked(int64(len(m.Body))):
 			name, err := s.spill(m.Body)
 			if err != nil {
 				return ps, fmt.Errorf("message %s: %w", m.ID, err)
@@ -154,9 +161,12 @@ func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
 		if len(m.Targets) > 0 {
 			// Outside the transaction: the header is parsed while no
 			// lock is held.
-			if p.blob != "" && !p.spilled {
+			switch {
+			case p.file != "":
+				p.fields = s.headerFieldsOfBlob(p.file)
+			case p.blob != "" && !p.spilled:
 				p.fields = s.headerFieldsOfBlob(p.blob)
-			} else {
+			default:
 				p.fields = s.headerFieldsOf(m.Body)
 			}
 		}
@@ -263,7 +273,7 @@ func skipFetched(ctx context.Context, c conn, ps []pending) ([]pending, error) {
 	return out, nil
 }
 
-func commitGroup(ctx context.Context, c conn, ps []pending) error {
+func (s *Store) commitGroup(ctx context.Context, c conn, ps []pending) error {
 	t := now()
 	ps, err := skipDelivered(ctx, c, ps, t)
 	if err != nil {
@@ -339,14 +349,7 @@ func commitGroup(ctx context.Context, c conn, ps []pending) error {
 	}
 
 	for _, p := range ps {
-		var bodyID int64
-		var data, name any
-		if p.blob != "" {
-			name = p.blob
-		} else {
-			data = p.data
-		}
-		err := c.queryRow(ctx, sqlInsertBody, p.size, data, name, c.d.ts(t)).Scan(&bodyID)
+		bodyID, err := s.insertBody(ctx, c, p.size, bodySrc{data: p.data, blob: p.blob, file: p.file}, t)
 		if err != nil {
 			return fmt.Errorf("message %s: store body: %w", p.m.ID, mapErr(err))
 		}
@@ -537,9 +540,13 @@ func (inlineBody) Close() error { return nil }
 func (s *Store) OpenBody(ctx context.Context, bodyID int64) (io.ReadCloser, error) {
 	var data []byte
 	var name sql.NullString
-	err := s.readConn().queryRow(ctx, `SELECT data, blob_name FROM body WHERE id = ?`, bodyID).Scan(&data, &name)
+	var size int64
+	err := s.readConn().queryRow(ctx, `SELECT data, blob_name, size FROM body WHERE id = ?`, bodyID).Scan(&data, &name, &size)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open body %d: %w", bodyID, mapErr(err))
+	}
+	if data == nil && !name.Valid {
+		return s.openChunks(ctx, bodyID, size), nil
 	}
 	if !name.Valid {
 		return inlineBody{bytes.NewReader(data)}, nil

@@ -25,16 +25,14 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 	}
 	name := normName(a.Mailbox)
 	size := int64(len(a.Body))
-	var data any = a.Body
+	src := bodySrc{data: a.Body}
 	var blobName any
-	if size > s.inline {
+	if size > s.inline && !s.chunked(size) {
 		n, err := s.spill(a.Body)
 		if err != nil {
 			return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)
 		}
-		data, blobName = nil, n
-	} else if a.Body == nil {
-		data = []byte{}
+		src, blobName = bodySrc{blob: n}, n
 	}
 	date := a.InternalDate
 	if date.IsZero() {
@@ -94,9 +92,9 @@ WHERE k.id = ?`, key).Scan(&u, &uv, &bid)
 			return fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 9051 2.3.1.1: 32 bits
 		}
 		u = uidnext - 1
-		var bodyID int64
-		if err := c.queryRow(ctx, sqlInsertBody, size, data, blobName, c.d.ts(t)).Scan(&bodyID); err != nil {
-			return fmt.Errorf("store body: %w", mapErr(err))
+		bodyID, err := s.insertBody(ctx, c, size, src, t)
+		if err != nil {
+			return fmt.Errorf("store body: %w", err)
 		}
 		if err := insertHeaderFields(ctx, c, bodyID, fields); err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"sort"
 	"sync"
@@ -238,9 +237,7 @@ func TestQueueSharedAndBlobBodies(t *testing.T) {
 		if len(q) != 2 || q[0].Size != int64(len(big)) || q[1].Size != int64(len(big2)) {
 			t.Fatalf("queue = %+v", q)
 		}
-		var name1, name2 string
-		must(t, s.readConn().queryRow(c, `SELECT blob_name FROM body WHERE id = ?`, q[0].BodyID).Scan(&name1))
-		must(t, s.readConn().queryRow(c, `SELECT blob_name FROM body WHERE id = ?`, q[1].BodyID).Scan(&name2))
+		l1, l2 := largeOf(t, s, q[0].BodyID), largeOf(t, s, q[1].BodyID)
 
 		// The mailbox copy keeps the first body; the second goes with its entry.
 		must(t, s.DeleteQueueItem(c, q[0].ID))
@@ -248,13 +245,11 @@ func TestQueueSharedAndBlobBodies(t *testing.T) {
 		if _, err := s.OpenBody(c, q[0].BodyID); err != nil {
 			t.Fatalf("body still in a mailbox was removed: %v", err)
 		}
-		if f, err := s.Blobs().Open(name1); err != nil {
-			t.Fatalf("blob of a body in a mailbox: %v", err)
-		} else {
-			f.Close()
+		if !l1.exists(t, s) {
+			t.Fatal("large body of a message in a mailbox was removed")
 		}
-		if _, err := s.Blobs().Open(name2); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("blob of a deleted entry: %v, want it removed", err)
+		if l2.exists(t, s) {
+			t.Fatal("large body of a deleted entry was not removed")
 		}
 		if err := s.DeleteQueueItem(c, q[1].ID); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("delete twice: %v", err)
@@ -268,11 +263,10 @@ func TestQueueSharedAndBlobBodies(t *testing.T) {
 		if len(q3) != 1 {
 			t.Fatalf("claimed %d", len(q3))
 		}
-		var name3 string
-		must(t, s.readConn().queryRow(c, `SELECT blob_name FROM body WHERE id = ?`, q3[0].BodyID).Scan(&name3))
+		l3 := largeOf(t, s, q3[0].BodyID)
 		must(t, s.UpdateQueue(c, "W", []store.QueueUpdate{{ID: q3[0].ID, Delete: true}}))
-		if _, err := s.Blobs().Open(name3); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("blob of a delivered entry: %v, want it removed", err)
+		if l3.exists(t, s) {
+			t.Fatal("large body of a delivered entry was not removed")
 		}
 	})
 }

@@ -235,6 +235,22 @@ func testBlobBodies(t *testing.T, open Open) {
 	}
 	r.Close()
 
+	if inDatabase(s) {
+		// Every body is in the database; the caller's file is its own.
+		if n := countBlobs(t, bs); n != 1 {
+			t.Fatalf("%d blob files, want 1 (the caller's)", n)
+		}
+		must(t, bs.Blobs().Remove(name))
+		if got := readBody(t, s, l[0].BodyID); !bytes.Equal(got, big) {
+			t.Fatal("the body read from the database changed when the caller removed its file")
+		}
+		must(t, s.DeleteUser(c, "a@example.com"))
+		must(t, s.DeleteUser(c, "b@example.com"))
+		if _, err := s.OpenBody(c, l[0].BodyID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("body of deleted users: OpenBody = %v, want ErrNotFound", err)
+		}
+		return
+	}
 	blobs := countBlobs(t, bs)
 	if blobs != 2 {
 		t.Fatalf("%d blob files, want 2 (caller's and spilled)", blobs)
@@ -555,7 +571,13 @@ func testGarbageCollection(t *testing.T, open Open) {
 	must(t, s.CommitMessages(c, []*store.NewMessage{{ID: "g", BlobName: used,
 		Targets: []store.MailboxTarget{{User: "a@example.com"}}}}))
 	must(t, gc.CollectGarbage(c))
-	if _, err := bs.Blobs().Open(used); err != nil {
+	if inDatabase(s) {
+		// The body was copied into the database: the old file is an
+		// orphan like any other.
+		if _, err := bs.Blobs().Open(used); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("old copied blob: %v, want removed", err)
+		}
+	} else if _, err := bs.Blobs().Open(used); err != nil {
 		t.Fatalf("referenced blob removed: %v", err)
 	}
 	if _, err := bs.Blobs().Open(oldOrphan); !errors.Is(err, os.ErrNotExist) {
@@ -564,4 +586,10 @@ func testGarbageCollection(t *testing.T, open Open) {
 	if _, err := bs.Blobs().Open(freshOrphan); err != nil {
 		t.Fatalf("fresh orphan removed (may belong to a delivery in flight): %v", err)
 	}
+}
+
+// inDatabase reports whether s keeps every body in the database.
+func inDatabase(s store.Store) bool {
+	h, ok := unwrap(s).(store.BodyHome)
+	return ok && h.BodiesInDatabase()
 }

@@ -70,6 +70,8 @@ func Run(t *testing.T, open Open) {
 		{"QueueRequireTLS", testQueueRequireTLS},
 		{"Fetches", testFetches},
 		{"FetchedDelivery", testFetchedDelivery},
+		{"DKIMKeys", testDKIMKeys},
+		{"RateLimits", testRateLimits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

@@ -1,0 +1,236 @@
+package tests
+
+// Two `petrel serve` nodes on one PostgreSQL, for what issue 16 moved from
+// a node's DATA_DIR into the store: DKIM keys, large bodies and the
+// failed-login limits. Skipped without PETREL_TEST_PG_DSN
+// (internal/store/sqlstore/testdata/pg-start.sh).
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/petrelmail/petrel/internal/relay/sinktest"
+	"github.com/petrelmail/petrel/internal/testutil"
+)
+
+// twoNodes prepares two servers on one fresh PostgreSQL schema, each with
+// its own DATA_DIR (nothing shared on disk), with example.test and alice
+// created through node A. They are not started.
+func twoNodes(t *testing.T, settings map[string]string) (a, b *server) {
+	t.Helper()
+	env := map[string]string{"SQLALCHEMY_DATABASE_URI": testutil.PGSchemaDSN(t)}
+	for k, v := range settings {
+		env[k] = v
+	}
+	a, b = newServer(t, env), newServer(t, env)
+	a.mustCLI("", "domain", "example.test")
+	a.mustCLI("Secret-Alice-1\n", "user", "alice", "example.test", "-")
+	return a, b
+}
+
+// A key generated through node A signs mail submitted on node B, and no
+// node keeps a key file of its own.
+func TestNodesShareDKIMKey(t *testing.T) {
+	sink := sinktest.Start(t, sinktest.Options{})
+	a, b := twoNodes(t, map[string]string{"RELAYHOST": fmt.Sprintf("[127.0.0.1]:%d", sink.Port())})
+	a.mustCLI("", "dkim", "example.test") // a fresh key, replacing the one the domain got
+	a.start()
+	b.start()
+
+	msg := "From: Alice <alice@example.test>\r\nTo: friend@remote.example\r\nSubject: from node B\r\n\r\nSigned on B.\r\n"
+	submit(t, b, "alice@example.test", "Secret-Alice-1", "alice@example.test", []string{"friend@remote.example"}, msg)
+	got := waitSink(t, sink, 1, b)[0]
+	if !bytes.Contains(got.Data, []byte("d=example.test")) {
+		t.Fatalf("node B sent the message unsigned:\n%s\n%s", got.Data, b.logs())
+	}
+	// The record node A publishes verifies what node B signed.
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(got.Data), &dkim.VerifyOptions{LookupTXT: dkimLookup(t, a, "example.test")})
+	if err != nil || len(verifs) != 1 || verifs[0].Err != nil {
+		t.Fatalf("DKIM verification against node A's record: err=%v verifs=%+v\n%s", err, verifs, got.Data)
+	}
+	for _, n := range []*server{a, b} {
+		if keys, _ := filepath.Glob(filepath.Join(n.dataDir, "dkim", "*")); len(keys) != 0 {
+			t.Errorf("a node keeps DKIM key files although DKIM_PATH is unset: %v", keys)
+		}
+	}
+}
+
+// A Mailu key file at node B's DKIM_PATH that the store lacks is imported
+// when B starts, and then signs on node A too.
+func TestNodesImportDKIMFile(t *testing.T) {
+	sink := sinktest.Start(t, sinktest.Options{})
+	a, b := twoNodes(t, map[string]string{"RELAYHOST": fmt.Sprintf("[127.0.0.1]:%d", sink.Port())})
+	// mailu.test comes without a key; node B alone gets Mailu's key file.
+	conf := filepath.Join(t.TempDir(), "conf.yaml")
+	if err := os.WriteFile(conf, []byte("domain:\n  - name: mailu.test\n    dkim_key: ''\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.mustCLI("", "config-import", conf)
+	a.mustCLI("Secret-Carol-3\n", "user", "carol", "mailu.test", "-")
+	if rec := a.mustCLI("", "dns", "mailu.test"); strings.Contains(rec, "v=DKIM1") {
+		t.Fatalf("mailu.test has a key before the import:\n%s", rec)
+	}
+	key := writeDKIM(t, filepath.Join(b.dataDir, "dkim"), "mailu.test")
+	b.start()
+	if !b.waitLog("DKIM keys imported from DKIM_PATH into the store") {
+		t.Fatalf("node B did not import the key file:\n%s", b.logs())
+	}
+	a.start()
+	msg := "From: carol@mailu.test\r\nTo: friend@remote.example\r\nSubject: imported key\r\n\r\nHi.\r\n"
+	submit(t, a, "carol@mailu.test", "Secret-Carol-3", "carol@mailu.test", []string{"friend@remote.example"}, msg)
+	got := waitSink(t, sink, 1, a)[0]
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(got.Data), &dkim.VerifyOptions{LookupTXT: dkimLookup(t, b, "mailu.test")})
+	if err != nil || len(verifs) != 1 || verifs[0].Err != nil {
+		t.Fatalf("DKIM verification: err=%v verifs=%+v\n%s", err, verifs, got.Data)
+	}
+	exported := a.mustCLI("", "config-export", "--secrets")
+	if !strings.Contains(exported, strings.SplitN(strings.TrimSpace(string(key)), "\n", 3)[1]) {
+		t.Errorf("config-export on node A does not carry the imported key")
+	}
+	if _, err := os.Stat(filepath.Join(a.dataDir, "dkim")); !os.IsNotExist(err) {
+		t.Errorf("node A wrote a DKIM directory: %v", err)
+	}
+}
+
+// A 5 MiB message delivered on node A is fetched byte-identical over IMAP
+// on node B: bodies over the inline limit are in PostgreSQL, not in A's
+// DATA_DIR, and A keeps no spool file of it once delivered.
+func TestNodesLargeMessage(t *testing.T) {
+	a, b := twoNodes(t, nil)
+	a.start()
+	b.start()
+
+	raw := make([]byte, 5<<20*3/4)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	var body strings.Builder
+	enc := base64.StdEncoding.EncodeToString(raw)
+	for len(enc) > 0 {
+		n := min(76, len(enc))
+		body.WriteString(enc[:n] + "\r\n")
+		enc = enc[n:]
+	}
+	original := "From: <bob@sender.test>\r\nTo: <alice@example.test>\r\nSubject: large\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body.String()
+	if r := deliver25(t, a, "bob@sender.test", original); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("delivery on node A: %q\n%s", r, a.logs())
+	}
+	sum := sha256.Sum256([]byte(original))
+	script := `
+import hashlib, imaplib, os, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+host, port = os.environ["B993"].split(":")
+m = imaplib.IMAP4_SSL(host, int(port), ssl_context=ctx)
+m.login("alice@example.test", "Secret-Alice-1")
+typ, data = m.select("INBOX")
+assert typ == "OK" and data[0] == b"1", (typ, data)
+typ, data = m.uid("FETCH", "1", "(BODY.PEEK[])")
+assert typ == "OK", typ
+msg = data[0][1]
+n = int(os.environ["LEN"])
+print("LEN", len(msg))
+print("SUFFIX", hashlib.sha256(msg[-n:]).hexdigest())
+m.logout()
+`
+	out, err := runPython(t, script, map[string]string{"B993": b.addr[993], "LEN": fmt.Sprint(len(original))})
+	if err != nil {
+		t.Fatalf("imaplib on node B: %v\n%s\n%s", err, out, b.logs())
+	}
+	if !strings.Contains(out, "SUFFIX "+hex.EncodeToString(sum[:])) {
+		t.Fatalf("node B's copy is not the message node A took (want SHA-256 %x of the last %d bytes):\n%s",
+			sum, len(original), out)
+	}
+	// A's spool file goes once the message is stored; B never had one.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		files := blobFiles(t, a.dataDir)
+		if len(files) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node A keeps %v after delivery", files)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if files := blobFiles(t, b.dataDir); len(files) != 0 {
+		t.Fatalf("node B has blob files %v", files)
+	}
+}
+
+// blobFiles lists the message files under a DATA_DIR's blob directory.
+func blobFiles(t *testing.T, dataDir string) []string {
+	t.Helper()
+	var out []string
+	root := filepath.Join(dataDir, "blobs")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Failed logins spread over two nodes meet one limit: the counters are in
+// PostgreSQL, so an attacker does not get AUTH_RATELIMIT_USER_NETWORK
+// once per node.
+func TestNodesShareLoginLimits(t *testing.T) {
+	a, b := twoNodes(t, map[string]string{"PORTS": "25,465,993", "LOG_LEVEL": "INFO"})
+	a.start()
+	b.start()
+	bad, limited := 0, 0
+	for i := range 30 {
+		n := []*server{a, b}[i%2]
+		r, err := imapLoginFrom("127.0.5.1", n.addr[993], "alice@example.test", fmt.Sprintf("guess-%d", i))
+		switch {
+		case strings.HasPrefix(r, imapBadAuth):
+			bad++
+		case strings.HasPrefix(r, imapLimited):
+			limited++
+		default:
+			t.Fatalf("guess %d: %q %v", i, r, err)
+		}
+	}
+	// AUTH_RATELIMIT_USER_NETWORK is 10/day: ten guesses in all, not per node.
+	if bad != 10 || limited != 20 {
+		t.Fatalf("attacker over two nodes: %d AUTHENTICATIONFAILED, %d LIMIT; want 10 and 20", bad, limited)
+	}
+	for _, n := range []*server{a, b} {
+		r, err := imapLoginFrom("127.0.5.2", n.addr[993], "alice@example.test", "Secret-Alice-1")
+		if !strings.HasPrefix(r, imapLimited) {
+			t.Fatalf("alice from the attacking network: %q (%v), want %s", r, err, imapLimited)
+		}
+		r, err = abuseAuth465("127.0.5.3", n.addr[465], "alice@example.test", "Secret-Alice-1")
+		if !strings.HasPrefix(r, smtpLimited) {
+			t.Fatalf("alice on 465 from the attacking network: %q (%v), want %s", r, err, smtpLimited)
+		}
+	}
+	// Her other networks are not locked out, on either node.
+	r, err := imapLoginFrom("127.0.7.1", b.addr[993], "alice@example.test", "Secret-Alice-1")
+	if !strings.HasPrefix(r, imapOK) {
+		t.Fatalf("alice from another network on node B: %q (%v)", r, err)
+	}
+}

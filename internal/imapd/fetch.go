@@ -183,7 +183,7 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 		switch it.kind {
 		case fetchFlags:
 			w.Raw("FLAGS ")
-			w.Flags(msg.Flags)
+			w.Flags(s.shownFlags(msg))
 			flagsDone = true
 		case fetchInternalDate:
 			w.Raw("INTERNALDATE ")
@@ -216,7 +216,7 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 	if seenChanged && !flagsDone {
 		// RFC 9051 6.4.5: the flags changed; report them.
 		w.Raw(sep + "FLAGS ")
-		w.Flags(msg.Flags)
+		w.Flags(s.shownFlags(msg))
 		flagsDone, sep = true, " "
 	}
 	if !modSeqDone && (req.hasChanged || (s.condstore && flagsDone)) {

@@ -268,7 +268,8 @@ func hasItem(items []string, it string) bool {
 func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 	var unseen, deleted int
 	var size int64
-	if hasItem(items, "UNSEEN") || hasItem(items, "DELETED") || hasItem(items, "SIZE") {
+	var recent int
+	if hasItem(items, "UNSEEN") || hasItem(items, "DELETED") || hasItem(items, "SIZE") || hasItem(items, "RECENT") {
 		msgs, err := s.srv.opts.Store.ListMessagesByID(s.ctx, mb.ID)
 		if err != nil {
 			return mailboxError(err)
@@ -281,6 +282,9 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 				deleted++
 			}
 			size += m.Size
+			if m.UID >= mb.RecentUID {
+				recent++ // no session has taken it yet
+			}
 		}
 	}
 	s.w.Untagged()
@@ -307,7 +311,7 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 		case "SIZE":
 			s.w.Uint(uint64(size))
 		case "RECENT":
-			s.w.Uint(0) // Petrel keeps no \Recent (RFC 9051 removed it)
+			s.w.Uint(uint64(recent))
 		case "HIGHESTMODSEQ":
 			s.w.Uint(mb.HighestModSeq)
 		case "APPENDLIMIT":

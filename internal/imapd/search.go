@@ -284,7 +284,7 @@ func (sm *searchMessage) StoredField(f imapmsg.StoredField) (string, bool) {
 
 func (sm *searchMessage) SeqNum() uint32          { return sm.seq }
 func (sm *searchMessage) UID() uint32             { return sm.info.UID }
-func (sm *searchMessage) Flags() []string         { return sm.info.Flags }
+func (sm *searchMessage) Flags() []string         { return sm.s.shownFlags(&sm.info) }
 func (sm *searchMessage) Size() int64             { return sm.info.Size }
 func (sm *searchMessage) InternalDate() time.Time { return sm.info.InternalDate }
 func (sm *searchMessage) ModSeq() uint64          { return sm.info.ModSeq }

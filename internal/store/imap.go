@@ -89,6 +89,11 @@ type Mailboxes interface {
 	// SetSubscribed adds name to the user's subscriptions or removes it;
 	// the list is independent of the mailboxes (RFC 3501 6.3.6).
 	SetSubscribed(ctx context.Context, user, name string, subscribed bool) error
+	// ClaimRecent gives the caller the messages of the mailbox with UIDs
+	// from the returned one up to upTo (exclusive) as \Recent (RFC 3501
+	// 2.3.2): no later claim gets them. from == upTo when another session
+	// was first.
+	ClaimRecent(ctx context.Context, mailboxID int64, upTo uint32) (from uint32, err error)
 	// Subscriptions lists the user's subscribed names, existing or not.
 	Subscriptions(ctx context.Context, user string) ([]string, error)
 

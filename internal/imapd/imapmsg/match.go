@@ -87,10 +87,15 @@ func cost(k *SearchKey) int {
 func (ev *evaluator) match(k *SearchKey) (bool, error) {
 	m := ev.m
 	switch k.Op {
-	case SearchAll, SearchOld:
+	case SearchAll:
 		return true, nil
-	case SearchRecent, SearchNew:
-		return false, nil
+	case SearchRecent:
+		return hasFlag(m.Flags(), `\Recent`), nil
+	case SearchNew:
+		f := m.Flags()
+		return hasFlag(f, `\Recent`) && !hasFlag(f, `\Seen`), nil
+	case SearchOld:
+		return !hasFlag(m.Flags(), `\Recent`), nil
 	case SearchAnd:
 		order := make([]int, len(k.Sub))
 		for i := range order {

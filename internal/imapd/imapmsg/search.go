@@ -20,7 +20,7 @@ const (
 	SearchUID                        // UID Set
 	SearchFlag                       // ANSWERED DELETED DRAFT FLAGGED SEEN, KEYWORD Value: Value is set
 	SearchUnflag                     // UNANSWERED ... UNSEEN, UNKEYWORD Value: Value is not set
-	SearchRecent                     // RECENT (never matches: Petrel keeps no \Recent, as RFC 9051 allows)
+	SearchRecent                     // RECENT: the view's Flags hold \Recent (IMAP4rev1 sessions)
 	SearchNew                        // NEW = RECENT UNSEEN (so never matches)
 	SearchOld                        // OLD = NOT RECENT (so always matches)
 	SearchBefore                     // BEFORE Date: internal date earlier than the day

@@ -448,17 +448,8 @@ func hasMailboxes(ids map[string]int64, specs []store.MailboxSpec) bool {
 
 // ListMailboxes lists user's mailboxes by name, with message counts.
 func (s *Store) ListMailboxes(ctx context.Context, user string) ([]store.Mailbox, error) {
-	return list(ctx, s.readConn(), "list mailboxes", func(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
-		var m store.Mailbox
-		var uv, un int64
-		err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages)
-		m.UIDValidity, m.UIDNext = uint32(uv), uint32(un)
-		return m, err
-	}, `SELECT m.id, m.user_email, m.name, m.special_use,
-  EXISTS (SELECT 1 FROM subscription s WHERE s.user_email = m.user_email AND s.name = m.name),
-  m.uidvalidity, m.uidnext, m.highestmodseq,
-  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id)
-FROM mailbox m WHERE m.user_email = ? ORDER BY m.name`, user)
+	return list(ctx, s.readConn(), "list mailboxes", scanMailbox,
+		`SELECT `+mailboxCols+` FROM mailbox m WHERE m.user_email = ? ORDER BY m.name`, user)
 }
 
 // ListMessages lists a mailbox's messages in UID order; store.ErrNotFound

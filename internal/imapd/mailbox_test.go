@@ -118,9 +118,10 @@ func TestStatusNamespaceQuota(t *testing.T) {
 	ts := startServer(t, nil)
 	c := ts.login(alice, alicePass)
 	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"))
+	// No session has selected INBOX yet: both are \Recent (RFC 3501 6.3.10).
 	u := c.ok(`STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT HIGHESTMODSEQ)`)
 	if len(u) != 1 || !strings.HasPrefix(u[0], "* STATUS INBOX (MESSAGES 2 UIDNEXT 3 UIDVALIDITY ") ||
-		!strings.Contains(u[0], " UNSEEN 2 DELETED 0 SIZE ") || !strings.Contains(u[0], " RECENT 0 HIGHESTMODSEQ ") {
+		!strings.Contains(u[0], " UNSEEN 2 DELETED 0 SIZE ") || !strings.Contains(u[0], " RECENT 2 HIGHESTMODSEQ ") {
 		t.Fatalf("STATUS: %q", u)
 	}
 	c.expect(`STATUS Nope (MESSAGES)`, "NO [NONEXISTENT]")

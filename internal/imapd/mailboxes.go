@@ -84,7 +84,7 @@ func cmdCreate(s *session, c *command) error {
 	d := c.args
 	d.SP()
 	name := s.mailboxArg(d)
-	use := ""
+	var uses []string
 	if d.Accept(' ') {
 		d.List(func() bool {
 			if !strings.EqualFold(d.Atom(), "USE") || !d.SP() {
@@ -92,13 +92,8 @@ func cmdCreate(s *session, c *command) error {
 				return false
 			}
 			return d.List(func() bool {
-				f := d.Flag()
-				if use != "" {
-					d.fail("Only one special-use attribute per mailbox")
-					return false
-				}
-				use = f
-				return true
+				uses = append(uses, d.Flag())
+				return d.Err() == nil
 			})
 		})
 	}
@@ -111,9 +106,17 @@ func cmdCreate(s *session, c *command) error {
 	if name == "INBOX" {
 		return no("ALREADYEXISTS", "INBOX always exists")
 	}
-	if use != "" && !isSpecialUse(use) {
+	use := ""
+	switch {
+	case len(uses) > 1:
+		// RFC 6154 3: valid syntax, but a mailbox holds one special use
+		// here; NO [USEATTR], never BAD.
+		return no("USEATTR", "One special-use attribute per mailbox")
+	case len(uses) == 1 && !isSpecialUse(uses[0]):
 		// RFC 6154 3: USEATTR for an attribute the server does not know.
 		return no("USEATTR", "Unsupported special-use attribute")
+	case len(uses) == 1:
+		use = uses[0]
 	}
 	if _, err := s.srv.opts.Store.CreateMailbox(s.ctx, s.user, name, canonicalSpecialUse(use)); err != nil {
 		return mailboxError(err)

@@ -39,6 +39,16 @@ func (m *msgCommands) fetch(s *session, c *command) error {
 	if err != nil {
 		return err
 	}
+	if req.has(fetchSaveDate) && len(seqs) > 0 {
+		lo, hi := s.sel.msgs[seqs[0]-1].uid, uint32(0)
+		for _, q := range seqs {
+			u := s.sel.msgs[q-1].uid
+			lo, hi = min(lo, u), max(hi, u)
+		}
+		if req.saveDates, err = s.srv.opts.Store.SaveDates(s.ctx, s.sel.id, lo, hi); err != nil {
+			return err
+		}
+	}
 	expunged := false
 	n, want := req.need(), req.bytes()
 	// Header-only requests read missing headers a chunk at a time in one
@@ -188,6 +198,15 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 		case fetchInternalDate:
 			w.Raw("INTERNALDATE ")
 			w.Raw(`"` + msg.InternalDate.Format(internalDateLayout) + `"`)
+		case fetchSaveDate:
+			// RFC 8514 4.1: NIL for a message saved before Petrel kept
+			// the date.
+			w.Raw("SAVEDATE ")
+			if d, ok := req.saveDates[msg.UID]; ok {
+				w.Raw(`"` + d.Format(internalDateLayout) + `"`)
+			} else {
+				w.Raw("NIL")
+			}
 		case fetchSize:
 			w.Raw("RFC822.SIZE ")
 			w.Uint(uint64(body.size))

@@ -3,6 +3,7 @@ package imapd
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 )
@@ -20,6 +21,7 @@ const (
 	fetchBody // BODY without a section: the non-extensible BODYSTRUCTURE
 	fetchSection
 	fetchModSeq
+	fetchSaveDate // RFC 8514 4.1
 )
 
 // fetchItem is one requested data item.
@@ -41,6 +43,9 @@ type fetchRequest struct {
 	changedSince uint64 // RFC 7162 3.3.1 CHANGEDSINCE; 0 if absent
 	hasChanged   bool
 	vanished     bool // RFC 7162 3.6 VANISHED modifier
+	// saveDates are the save dates of the fetched UIDs, loaded once
+	// when the request has SAVEDATE (RFC 8514).
+	saveDates map[uint32]time.Time
 }
 
 // has reports whether the request asks for an item of kind k.
@@ -192,6 +197,8 @@ func (r *fetchRequest) named(d *decoder, name string) {
 		r.simple(fetchBodyStructure)
 	case "MODSEQ":
 		r.simple(fetchModSeq)
+	case "SAVEDATE":
+		r.simple(fetchSaveDate)
 	case "RFC822":
 		r.items = append(r.items, fetchItem{kind: fetchSection, name: "RFC822"})
 	case "RFC822.HEADER":

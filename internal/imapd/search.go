@@ -83,6 +83,13 @@ func (m *msgCommands) search(s *session, c *command) error {
 	var found []uint32 // sequence numbers, ascending
 	sm := &searchMessage{}
 	cols := m.columnsFor(s, key)
+	var saved map[uint32]time.Time
+	if key.ReadsSaveDate() && v.count() > 0 {
+		var err error
+		if saved, err = s.srv.opts.Store.SaveDates(s.ctx, v.id, 1, v.maxUID()); err != nil {
+			return err
+		}
+	}
 	batch := key.ReadsHeader()
 	if cols != nil {
 		batch = key.NeedsHeader()
@@ -101,7 +108,7 @@ func (m *msgCommands) search(s *session, c *command) error {
 		}
 		// One searchMessage for the whole loop: Match keeps no reference
 		// to it, and 100,000 messages need no 100,000 allocations.
-		*sm = searchMessage{m: m, s: s, seq: q, info: msg, cols: cols}
+		*sm = searchMessage{m: m, s: s, seq: q, info: msg, cols: cols, saved: saved}
 		ok, err := imapmsg.Match(key, sm)
 		sm.close()
 		if err != nil && isExpungedBody(err) {
@@ -243,12 +250,23 @@ type searchMessage struct {
 	info store.MessageInfo
 	body *openedBody
 	cols *searchColumns // nil: every header key reads the header
+	// saved are the mailbox's save dates when the search has a SAVED*
+	// key (RFC 8514 4.2).
+	saved map[uint32]time.Time
 }
 
 var (
 	_ imapmsg.MessageView = (*searchMessage)(nil)
 	_ imapmsg.FieldSource = (*searchMessage)(nil)
 )
+
+var _ imapmsg.SaveDateSource = (*searchMessage)(nil)
+
+// SaveDate implements imapmsg.SaveDateSource.
+func (sm *searchMessage) SaveDate() (time.Time, bool) {
+	t, ok := sm.saved[sm.info.UID]
+	return t, ok
+}
 
 // searchColumns are the stored header fields one SEARCH uses.
 type searchColumns [imapmsg.NumStoredFields]*colSnap

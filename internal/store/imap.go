@@ -103,6 +103,11 @@ type Mailboxes interface {
 	AppendMessage(ctx context.Context, a *NewAppend) (uid, uidValidity uint32, err error)
 	// ListMessagesByID lists a mailbox's messages in UID order.
 	ListMessagesByID(ctx context.Context, mailboxID int64) ([]MessageInfo, error)
+	// SaveDates returns when the messages of the mailbox with UIDs from
+	// minUID to maxUID were saved into it (RFC 8514 SAVEDATE: delivery,
+	// APPEND, COPY, MOVE); a message saved before Petrel kept the date
+	// is missing from the map.
+	SaveDates(ctx context.Context, mailboxID int64, minUID, maxUID uint32) (map[uint32]time.Time, error)
 	StoreFlags(ctx context.Context, u *FlagUpdate) (*StoreResult, error)
 	// CopyMessages copies (move=false) or moves (move=true, RFC 6851:
 	// atomically expunging the sources) messages to another mailbox of the

@@ -37,6 +37,14 @@ const (
 	SearchModSeq                     // MODSEQ Number (RFC 7162 3.1.5): modseq at least Number
 )
 
+// The RFC 8514 4.2 keys, by the save date.
+const (
+	SearchSavedBefore       SearchOp = SearchModSeq + 1 + iota // SAVEDBEFORE Date
+	SearchSavedOn                                              // SAVEDON Date
+	SearchSavedSince                                           // SAVEDSINCE Date
+	SearchSaveDateSupported                                    // SAVEDATESUPPORTED: every message (every mailbox keeps save dates)
+)
+
 // SearchKey is one node of a parsed SEARCH criteria tree.
 type SearchKey struct {
 	Op    SearchOp
@@ -305,13 +313,16 @@ func (p *searchParser) key(depth int) (SearchKey, error) {
 			op = SearchUnflag
 		}
 		return SearchKey{Op: op, Value: flag}, nil
-	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
+	case "SAVEDATESUPPORTED":
+		return SearchKey{Op: SearchSaveDateSupported}, nil
+	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE":
 		d, err := p.date()
 		if err != nil {
 			return SearchKey{}, err
 		}
 		op := map[string]SearchOp{"BEFORE": SearchBefore, "ON": SearchOn, "SINCE": SearchSince,
-			"SENTBEFORE": SearchSentBefore, "SENTON": SearchSentOn, "SENTSINCE": SearchSentSince}[word]
+			"SENTBEFORE": SearchSentBefore, "SENTON": SearchSentOn, "SENTSINCE": SearchSentSince,
+			"SAVEDBEFORE": SearchSavedBefore, "SAVEDON": SearchSavedOn, "SAVEDSINCE": SearchSavedSince}[word]
 		return SearchKey{Op: op, Date: d}, nil
 	case "LARGER", "SMALLER":
 		n, err := p.number()

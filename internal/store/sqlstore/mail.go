@@ -25,8 +25,8 @@ RETURNING quota_bytes, quota_bytes_used`
 	sqlAllocUIDs  = `UPDATE mailbox SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?
 WHERE id = ? RETURNING uidnext, highestmodseq`
 	sqlInsertBody    = `INSERT INTO body (size, data, blob_name, refs, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id`
-	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
-VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id, save_date)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlInsertQueue = `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at,
 dsn_ret, dsn_envid, dsn_notify, dsn_orcpt)
 VALUES (?, ?, ?, ?, 0, ?, '', ?, ?, ?, ?, ?, ?)`
@@ -314,7 +314,7 @@ func commitGroup(ctx context.Context, c conn, ps []pending) error {
 		for _, tg := range p.m.Targets {
 			id := ids[mbKey{tg.User, mailboxName(tg.Mailbox)}]
 			a := next[id]
-			_, err := c.exec(ctx, sqlInsertMessage, id, a.uid, a.modseq, strings.Join(tg.Flags, " "), c.d.ts(date), p.size, bodyID)
+			_, err := c.exec(ctx, sqlInsertMessage, id, a.uid, a.modseq, strings.Join(tg.Flags, " "), c.d.ts(date), p.size, bodyID, c.d.ts(t))
 			if err != nil {
 				return fmt.Errorf("message %s: deliver to %s: %w", p.m.ID, tg.User, mapErr(err))
 			}

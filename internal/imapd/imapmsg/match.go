@@ -172,6 +172,10 @@ func (ev *evaluator) match(k *SearchKey) (bool, error) {
 		return compareDay(day(d), k.Date, k.Op), nil
 	case SearchSaveDateSupported:
 		return true, nil
+	case SearchOlder:
+		return !m.InternalDate().After(k.Date), nil
+	case SearchYounger:
+		return m.InternalDate().After(k.Date), nil
 	case SearchSentBefore, SearchSentOn, SearchSentSince:
 		sent, err := ev.sentDay()
 		if err != nil {

@@ -43,6 +43,8 @@ const (
 	SearchSavedOn                                              // SAVEDON Date
 	SearchSavedSince                                           // SAVEDSINCE Date
 	SearchSaveDateSupported                                    // SAVEDATESUPPORTED: every message (every mailbox keeps save dates)
+	SearchOlder                                                // OLDER Number (RFC 5032): internal date at or before Date, Number seconds before the search
+	SearchYounger                                              // YOUNGER Number: internal date after Date
 )
 
 // SearchKey is one node of a parsed SEARCH criteria tree.
@@ -143,7 +145,7 @@ const maxSearchDepth = 64
 // ParseSearch parses search criteria (RFC 9051 6.4.4 and 9: search-key
 // *(SP search-key)) into one SearchAnd key. Keywords are case-insensitive.
 func ParseSearch(toks []Token) (*SearchKey, error) {
-	p := searchParser{toks: toks}
+	p := searchParser{toks: toks, now: time.Now()}
 	root := &SearchKey{Op: SearchAnd}
 	for p.pos < len(p.toks) {
 		k, err := p.key(0)
@@ -161,6 +163,7 @@ func ParseSearch(toks []Token) (*SearchKey, error) {
 type searchParser struct {
 	toks []Token
 	pos  int
+	now  time.Time // WITHIN's intervals count back from the search's start
 }
 
 func (p *searchParser) next() (Token, error) {
@@ -315,6 +318,20 @@ func (p *searchParser) key(depth int) (SearchKey, error) {
 		return SearchKey{Op: op, Value: flag}, nil
 	case "SAVEDATESUPPORTED":
 		return SearchKey{Op: SearchSaveDateSupported}, nil
+	case "OLDER", "YOUNGER":
+		// RFC 5032: interval = nz-number of seconds.
+		n, err := p.number()
+		if err != nil {
+			return SearchKey{}, err
+		}
+		if n == 0 || n > 0xFFFFFFFF {
+			return SearchKey{}, fmt.Errorf("%w: %s needs an nz-number of seconds", ErrSearch, word)
+		}
+		op := SearchOlder
+		if word == "YOUNGER" {
+			op = SearchYounger
+		}
+		return SearchKey{Op: op, Number: n, Date: p.now.Add(-time.Duration(n) * time.Second)}, nil
 	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE":
 		d, err := p.date()
 		if err != nil {

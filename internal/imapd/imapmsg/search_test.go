@@ -356,3 +356,36 @@ func TestEqualFold(t *testing.T) {
 		}
 	}
 }
+
+// RFC 5032 WITHIN: OLDER and YOUNGER count seconds back from the search.
+func TestParseWithin(t *testing.T) {
+	before := time.Now()
+	toks, err := LexSearch("OLDER 3600 YOUNGER 86400")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ParseSearch(toks)
+	after := time.Now()
+	if err != nil || len(k.Sub) != 2 {
+		t.Fatalf("ParseSearch: %+v, %v", k, err)
+	}
+	for i, want := range []struct {
+		op SearchOp
+		n  uint64
+	}{{SearchOlder, 3600}, {SearchYounger, 86400}} {
+		got := k.Sub[i]
+		d := time.Duration(want.n) * time.Second
+		if got.Op != want.op || got.Number != want.n || got.Date.Before(before.Add(-d)) || got.Date.After(after.Add(-d)) {
+			t.Errorf("key %d: %+v, want op %d, %d seconds back", i, got, want.op, want.n)
+		}
+	}
+	for _, bad := range []string{"OLDER 0", "YOUNGER", "OLDER x", "YOUNGER 4294967296", "OLDER -1"} {
+		toks, err := LexSearch(bad)
+		if err == nil {
+			_, err = ParseSearch(toks)
+		}
+		if !errors.Is(err, ErrSearch) {
+			t.Errorf("%q: %v, want ErrSearch", bad, err)
+		}
+	}
+}

@@ -207,6 +207,10 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 			} else {
 				w.Raw("NIL")
 			}
+		case fetchEmailID:
+			w.Raw("EMAILID (" + emailObjectID(msg.BodyID) + ")")
+		case fetchThreadID:
+			w.Raw("THREADID NIL") // RFC 8474 5.2: Petrel keeps no threads
 		case fetchSize:
 			w.Raw("RFC822.SIZE ")
 			w.Uint(uint64(body.size))

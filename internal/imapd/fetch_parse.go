@@ -22,6 +22,8 @@ const (
 	fetchSection
 	fetchModSeq
 	fetchSaveDate // RFC 8514 4.1
+	fetchEmailID  // RFC 8474 5.1
+	fetchThreadID // RFC 8474 5.2
 )
 
 // fetchItem is one requested data item.
@@ -199,6 +201,10 @@ func (r *fetchRequest) named(d *decoder, name string) {
 		r.simple(fetchModSeq)
 	case "SAVEDATE":
 		r.simple(fetchSaveDate)
+	case "EMAILID":
+		r.simple(fetchEmailID)
+	case "THREADID":
+		r.simple(fetchThreadID)
 	case "RFC822":
 		r.items = append(r.items, fetchItem{kind: fetchSection, name: "RFC822"})
 	case "RFC822.HEADER":

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -118,11 +119,19 @@ func cmdCreate(s *session, c *command) error {
 	case len(uses) == 1:
 		use = uses[0]
 	}
-	if _, err := s.srv.opts.Store.CreateMailbox(s.ctx, s.user, name, canonicalSpecialUse(use)); err != nil {
+	mb, err := s.srv.opts.Store.CreateMailbox(s.ctx, s.user, name, canonicalSpecialUse(use))
+	if err != nil {
 		return mailboxError(err)
 	}
-	return nil
+	// RFC 8474 4.1: the new mailbox's object id.
+	return ok("MAILBOXID ("+mailboxObjectID(mb.ID)+")", "CREATE completed")
 }
+
+// mailboxObjectID and emailObjectID are RFC 8474 object ids: the
+// mailbox row's id, which RENAME keeps, and the stored body's id, which
+// every COPY and MOVE of a message shares; neither is ever reused.
+func mailboxObjectID(id int64) string   { return "M" + strconv.FormatInt(id, 10) }
+func emailObjectID(bodyID int64) string { return "E" + strconv.FormatInt(bodyID, 10) }
 
 var specialUses = []string{`\All`, `\Archive`, `\Drafts`, `\Flagged`, `\Junk`, `\Sent`, `\Trash`}
 
@@ -245,7 +254,7 @@ func (s *session) statusItems(d *decoder) []string {
 	d.List(func() bool {
 		it := upperASCII(d.Atom())
 		switch it {
-		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ", "APPENDLIMIT":
+		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID":
 			items = append(items, it)
 			return true
 		}
@@ -319,6 +328,8 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 			s.w.Uint(mb.HighestModSeq)
 		case "APPENDLIMIT":
 			s.w.Uint(uint64(s.srv.opts.MaxMessageSize))
+		case "MAILBOXID": // RFC 8474 4.3
+			s.w.Raw("(" + mailboxObjectID(mb.ID) + ")")
 		}
 	}
 	s.w.Raw(")")

@@ -262,6 +262,11 @@ var (
 
 var _ imapmsg.SaveDateSource = (*searchMessage)(nil)
 
+var _ imapmsg.ObjectIDSource = (*searchMessage)(nil)
+
+// EmailID implements imapmsg.ObjectIDSource (RFC 8474).
+func (sm *searchMessage) EmailID() string { return emailObjectID(sm.info.BodyID) }
+
 // SaveDate implements imapmsg.SaveDateSource.
 func (sm *searchMessage) SaveDate() (time.Time, bool) {
 	t, ok := sm.saved[sm.info.UID]

@@ -157,6 +157,10 @@ func cmdSelect(s *session, c *command) error {
 	s.w.Uint(v.modSeq)
 	s.w.Raw("] Highest")
 	s.w.CRLF()
+	// RFC 8474 4.2: the mailbox's object id at every SELECT and EXAMINE.
+	s.w.Untagged()
+	s.w.Raw("OK [MAILBOXID (" + mailboxObjectID(mb.ID) + ")] Mailbox id")
+	s.w.CRLF()
 	if qr != nil && qr.uidValidity == v.uidValidity {
 		if err := s.qresyncSelect(v, qr); err != nil {
 			return err

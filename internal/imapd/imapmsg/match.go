@@ -33,6 +33,12 @@ type SaveDateSource interface {
 	SaveDate() (t time.Time, ok bool)
 }
 
+// ObjectIDSource is implemented by a MessageView that has an RFC 8474
+// EMAILID.
+type ObjectIDSource interface {
+	EmailID() string
+}
+
 // ReadsSaveDate reports whether the tree has a SAVEDBEFORE, SAVEDON or
 // SAVEDSINCE key, so that a server loads the save dates once.
 func (k *SearchKey) ReadsSaveDate() bool {
@@ -172,6 +178,12 @@ func (ev *evaluator) match(k *SearchKey) (bool, error) {
 		return compareDay(day(d), k.Date, k.Op), nil
 	case SearchSaveDateSupported:
 		return true, nil
+	case SearchEmailID:
+		// RFC 8474 6: object ids are case-sensitive.
+		src, ok := m.(ObjectIDSource)
+		return ok && src.EmailID() == k.Value, nil
+	case SearchThreadID:
+		return false, nil
 	case SearchOlder:
 		return !m.InternalDate().After(k.Date), nil
 	case SearchYounger:

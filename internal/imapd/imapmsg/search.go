@@ -45,6 +45,8 @@ const (
 	SearchSaveDateSupported                                    // SAVEDATESUPPORTED: every message (every mailbox keeps save dates)
 	SearchOlder                                                // OLDER Number (RFC 5032): internal date at or before Date, Number seconds before the search
 	SearchYounger                                              // YOUNGER Number: internal date after Date
+	SearchEmailID                                              // EMAILID Value (RFC 8474 6): the message's object id is Value
+	SearchThreadID                                             // THREADID Value: never matches (no thread ids)
 )
 
 // SearchKey is one node of a parsed SEARCH criteria tree.
@@ -158,6 +160,20 @@ func ParseSearch(toks []Token) (*SearchKey, error) {
 		return nil, fmt.Errorf("%w: no search key", ErrSearch)
 	}
 	return root, nil
+}
+
+// validObjectID: RFC 8474 7, objectid = 1*255(ALPHA / DIGIT / "_" / "-").
+func validObjectID(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 type searchParser struct {
@@ -318,6 +334,19 @@ func (p *searchParser) key(depth int) (SearchKey, error) {
 		return SearchKey{Op: op, Value: flag}, nil
 	case "SAVEDATESUPPORTED":
 		return SearchKey{Op: SearchSaveDateSupported}, nil
+	case "EMAILID", "THREADID":
+		v, err := p.astring()
+		if err != nil {
+			return SearchKey{}, err
+		}
+		if !validObjectID(v) {
+			return SearchKey{}, fmt.Errorf("%w: %s needs an objectid", ErrSearch, word)
+		}
+		op := SearchEmailID
+		if word == "THREADID" {
+			op = SearchThreadID
+		}
+		return SearchKey{Op: op, Value: v}, nil
 	case "OLDER", "YOUNGER":
 		// RFC 5032: interval = nz-number of seconds.
 		n, err := p.number()

@@ -55,6 +55,8 @@ func TestParseSearchKeys(t *testing.T) {
 		{"savedon 29-Feb-2024", SearchKey{Op: SearchSavedOn, Date: day(2024, 2, 29)}},
 		{"SAVEDSINCE 1-Mar-2022", SearchKey{Op: SearchSavedSince, Date: day(2022, 3, 1)}},
 		{"SAVEDATESUPPORTED", SearchKey{Op: SearchSaveDateSupported}},
+		{"EMAILID E42", SearchKey{Op: SearchEmailID, Value: "E42"}},
+		{`THREADID "T-1_a"`, SearchKey{Op: SearchThreadID, Value: "T-1_a"}},
 		{"LARGER 1024", SearchKey{Op: SearchLarger, Number: 1024}},
 		{"SMALLER 10", SearchKey{Op: SearchSmaller, Number: 10}},
 		{`BCC "x y"`, SearchKey{Op: SearchHeader, Field: "Bcc", Value: "x y", Address: true}},
@@ -91,7 +93,7 @@ func TestParseSearchKeys(t *testing.T) {
 		"", "FOO", "SEEN)", "(SEEN", "()", "NOT", "OR SEEN", "BEFORE", "BEFORE 32-Jan-2020",
 		"BEFORE 1-Foo-2020", "BEFORE 2020-01-01", "ON 30-Feb-2021", "LARGER x", "LARGER -1", "HEADER From",
 		"UID", "UID x", "UID 0", "KEYWORD", `"SEEN"`, "MODSEQ", `MODSEQ "/flags/x" bogus 1`, "0:3",
-		"SUBJECT (", strings.Repeat("NOT ", 100) + "SEEN",
+		"SUBJECT (", strings.Repeat("NOT ", 100) + "SEEN", "EMAILID", `EMAILID "a b"`, `THREADID ""`,
 	} {
 		toks, err := LexSearch(bad)
 		if err != nil {

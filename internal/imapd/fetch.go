@@ -171,6 +171,10 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 		}
 		sections[i] = sectionData{r: sr, size: sr.Size()}
 	}
+	preview := ""
+	if req.has(fetchPreview) {
+		preview = imapmsg.Preview(body.r, body.st)
+	}
 
 	w := s.w
 	w.Untagged()
@@ -209,6 +213,10 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 			}
 		case fetchEmailID:
 			w.Raw("EMAILID (" + emailObjectID(msg.BodyID) + ")")
+		case fetchPreview:
+			// RFC 8970 3: NIL when the message has no text to show.
+			w.Raw("PREVIEW ")
+			w.NString(preview, true)
 		case fetchThreadID:
 			w.Raw("THREADID NIL") // RFC 8474 5.2: Petrel keeps no threads
 		case fetchSize:

@@ -21,8 +21,8 @@ const (
 	SearchFlag                       // ANSWERED DELETED DRAFT FLAGGED SEEN, KEYWORD Value: Value is set
 	SearchUnflag                     // UNANSWERED ... UNSEEN, UNKEYWORD Value: Value is not set
 	SearchRecent                     // RECENT: the view's Flags hold \Recent (IMAP4rev1 sessions)
-	SearchNew                        // NEW = RECENT UNSEEN (so never matches)
-	SearchOld                        // OLD = NOT RECENT (so always matches)
+	SearchNew                        // NEW = RECENT UNSEEN
+	SearchOld                        // OLD = NOT RECENT
 	SearchBefore                     // BEFORE Date: internal date earlier than the day
 	SearchOn                         // ON Date
 	SearchSince                      // SINCE Date: on or after the day

@@ -146,6 +146,8 @@ func expectListing(t *testing.T, ts *testServer) {
 	want := listOf(t, ts, alice, "INBOX")
 	c := ts.login(alice, alicePass)
 	defer c.conn.Close()
+	// IMAP4rev2: the flags the store holds, without the session's \Recent.
+	c.ok("ENABLE IMAP4rev2")
 	mustHave(t, c.ok("SELECT INBOX"), fmt.Sprintf("* %d EXISTS", len(want)))
 	got := c.ok("FETCH 1:* (UID FLAGS)")
 	if len(got) != len(want) {

@@ -31,6 +31,7 @@ func coreCommands() map[string]commandSpec {
 		"APPEND":       {states: authStates, run: cmdAppend},
 		"IDLE":         {states: authStates, run: cmdIdle},
 		"GETQUOTA":     {states: authStates, run: cmdGetQuota},
+		"COMPRESS":     {states: authStates, run: cmdCompress},
 		"GETQUOTAROOT": {states: authStates, run: cmdGetQuotaRoot},
 		"SETQUOTA":     {states: authStates, run: cmdSetQuota},
 
@@ -56,7 +57,11 @@ func (s *session) capabilities() string {
 		"NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
 		"ESEARCH", "UNSELECT", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE", "QRESYNC", "ID", "CHILDREN",
 		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
+		"STATUS=SIZE", "CREATE-SPECIAL-USE", "SAVEDATE", "WITHIN", "OBJECTID", "PREVIEW",
 		"APPENDLIMIT=" + strconv.FormatInt(s.srv.opts.MaxMessageSize, 10)}
+	if s.state != stateNotAuthenticated && !s.compressed {
+		caps = append(caps, "COMPRESS=DEFLATE") // RFC 4978: after login, once
+	}
 	if s.state == stateNotAuthenticated {
 		if s.loginAllowed() {
 			caps = append(caps, s.authCapabilities()...)

@@ -39,6 +39,16 @@ func (m *msgCommands) fetch(s *session, c *command) error {
 	if err != nil {
 		return err
 	}
+	if req.has(fetchSaveDate) && len(seqs) > 0 {
+		lo, hi := s.sel.msgs[seqs[0]-1].uid, uint32(0)
+		for _, q := range seqs {
+			u := s.sel.msgs[q-1].uid
+			lo, hi = min(lo, u), max(hi, u)
+		}
+		if req.saveDates, err = s.srv.opts.Store.SaveDates(s.ctx, s.sel.id, lo, hi); err != nil {
+			return err
+		}
+	}
 	expunged := false
 	n, want := req.need(), req.bytes()
 	// Header-only requests read missing headers a chunk at a time in one
@@ -161,6 +171,10 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 		}
 		sections[i] = sectionData{r: sr, size: sr.Size()}
 	}
+	preview := ""
+	if req.has(fetchPreview) {
+		preview = imapmsg.Preview(body.r, body.st)
+	}
 
 	w := s.w
 	w.Untagged()
@@ -183,11 +197,28 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 		switch it.kind {
 		case fetchFlags:
 			w.Raw("FLAGS ")
-			w.Flags(msg.Flags)
+			w.Flags(s.shownFlags(msg))
 			flagsDone = true
 		case fetchInternalDate:
 			w.Raw("INTERNALDATE ")
 			w.Raw(`"` + msg.InternalDate.Format(internalDateLayout) + `"`)
+		case fetchSaveDate:
+			// RFC 8514 4.1: NIL for a message saved before Petrel kept
+			// the date.
+			w.Raw("SAVEDATE ")
+			if d, ok := req.saveDates[msg.UID]; ok {
+				w.Raw(`"` + d.Format(internalDateLayout) + `"`)
+			} else {
+				w.Raw("NIL")
+			}
+		case fetchEmailID:
+			w.Raw("EMAILID (" + emailObjectID(msg.BodyID) + ")")
+		case fetchPreview:
+			// RFC 8970 3: NIL when the message has no text to show.
+			w.Raw("PREVIEW ")
+			w.NString(preview, true)
+		case fetchThreadID:
+			w.Raw("THREADID NIL") // RFC 8474 5.2: Petrel keeps no threads
 		case fetchSize:
 			w.Raw("RFC822.SIZE ")
 			w.Uint(uint64(body.size))
@@ -216,7 +247,7 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 	if seenChanged && !flagsDone {
 		// RFC 9051 6.4.5: the flags changed; report them.
 		w.Raw(sep + "FLAGS ")
-		w.Flags(msg.Flags)
+		w.Flags(s.shownFlags(msg))
 		flagsDone, sep = true, " "
 	}
 	if !modSeqDone && (req.hasChanged || (s.condstore && flagsDone)) {

@@ -3,6 +3,7 @@ package imapd
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 )
@@ -20,6 +21,10 @@ const (
 	fetchBody // BODY without a section: the non-extensible BODYSTRUCTURE
 	fetchSection
 	fetchModSeq
+	fetchSaveDate // RFC 8514 4.1
+	fetchEmailID  // RFC 8474 5.1
+	fetchThreadID // RFC 8474 5.2
+	fetchPreview  // RFC 8970 3
 )
 
 // fetchItem is one requested data item.
@@ -41,6 +46,9 @@ type fetchRequest struct {
 	changedSince uint64 // RFC 7162 3.3.1 CHANGEDSINCE; 0 if absent
 	hasChanged   bool
 	vanished     bool // RFC 7162 3.6 VANISHED modifier
+	// saveDates are the save dates of the fetched UIDs, loaded once
+	// when the request has SAVEDATE (RFC 8514).
+	saveDates map[uint32]time.Time
 }
 
 // has reports whether the request asks for an item of kind k.
@@ -71,7 +79,7 @@ func (r *fetchRequest) need() need {
 		switch it.kind {
 		case fetchEnvelope:
 			n = max(n, needHeader)
-		case fetchBodyStructure, fetchBody:
+		case fetchBodyStructure, fetchBody, fetchPreview:
 			n = needStructure
 		case fetchSection:
 			if len(it.section.Part) > 0 {
@@ -89,6 +97,9 @@ func (r *fetchRequest) need() need {
 func (r *fetchRequest) bytes() wantBytes {
 	w := bytesNone
 	for _, it := range r.items {
+		if it.kind == fetchPreview {
+			return bytesAll
+		}
 		if it.kind != fetchSection {
 			continue
 		}
@@ -102,6 +113,15 @@ func (r *fetchRequest) bytes() wantBytes {
 		return bytesAll
 	}
 	return w
+}
+
+// previewModifier reads one RFC 8970 preview-mod.
+func (r *fetchRequest) previewModifier(d *decoder) bool {
+	if !strings.EqualFold(d.Atom(), "LAZY") {
+		d.fail("Unknown PREVIEW modifier")
+		return false
+	}
+	return true
 }
 
 // parseFetch reads the arguments of FETCH / UID FETCH:
@@ -136,6 +156,12 @@ func parseFetch(d *decoder) (*fetchRequest, error) {
 				req.hasChanged = true
 			case "VANISHED":
 				req.vanished = true
+			case "LAZY":
+				// "FETCH 1 PREVIEW (LAZY)": the item's own modifier.
+				if !req.has(fetchPreview) || len(req.items) != 1 {
+					d.fail("Unknown FETCH modifier")
+					return false
+				}
 			default:
 				d.fail("Unknown FETCH modifier")
 				return false
@@ -166,6 +192,11 @@ func (r *fetchRequest) simple(kinds ...fetchKind) {
 
 // item reads one fetch-att inside the parenthesised list.
 func (r *fetchRequest) item(d *decoder) bool {
+	if n := len(r.items); d.Is('(') && n > 0 && r.items[n-1].kind == fetchPreview {
+		// RFC 8970 3: PREVIEW's modifiers, "(LAZY)". Petrel makes the
+		// preview from the message at once, so LAZY changes nothing.
+		return d.List(func() bool { return r.previewModifier(d) })
+	}
 	name := upperASCII(d.run(fetchNameChar))
 	if name == "" {
 		d.fail("Expected a FETCH item")
@@ -192,6 +223,14 @@ func (r *fetchRequest) named(d *decoder, name string) {
 		r.simple(fetchBodyStructure)
 	case "MODSEQ":
 		r.simple(fetchModSeq)
+	case "SAVEDATE":
+		r.simple(fetchSaveDate)
+	case "EMAILID":
+		r.simple(fetchEmailID)
+	case "THREADID":
+		r.simple(fetchThreadID)
+	case "PREVIEW":
+		r.simple(fetchPreview)
 	case "RFC822":
 		r.items = append(r.items, fetchItem{kind: fetchSection, name: "RFC822"})
 	case "RFC822.HEADER":

@@ -59,13 +59,15 @@ func TestFetchItems(t *testing.T) {
 	}
 	deliver(t, ts.st, alice, "INBOX", msgs...)
 	c := ts.login(alice, alicePass)
+	// The first session to select INBOX: every message is \Recent to it
+	// (RFC 3501 2.3.2).
 	c.ok("SELECT INBOX")
 
 	for i, msg := range msgs {
 		st := imapmsg.ParseBytes([]byte(msg))
 		seq := i + 1
 		r := fetchOne(t, c, seq, fmt.Sprintf("FETCH %d (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY)", seq))
-		want := fmt.Sprintf("* %d FETCH (UID %d FLAGS () INTERNALDATE ", seq, seq)
+		want := fmt.Sprintf("* %d FETCH (UID %d FLAGS (\\Recent) INTERNALDATE ", seq, seq)
 		if !strings.HasPrefix(r, want) {
 			t.Errorf("%s: %q does not start with %q", names[i], r, want)
 		}
@@ -81,11 +83,11 @@ func TestFetchItems(t *testing.T) {
 
 	// Macros (RFC 9051 6.4.5).
 	r := fetchOne(t, c, 1, "FETCH 1 FAST")
-	if !regexp.MustCompile(`^\* 1 FETCH \(FLAGS \(\) INTERNALDATE "[^"]+" RFC822.SIZE \d+\)$`).MatchString(r) {
+	if !regexp.MustCompile(`^\* 1 FETCH \(FLAGS \(\\Recent\) INTERNALDATE "[^"]+" RFC822.SIZE \d+\)$`).MatchString(r) {
 		t.Errorf("FAST: %q", r)
 	}
 	r = fetchOne(t, c, 1, "FETCH 1 ALL")
-	if !regexp.MustCompile(`^\* 1 FETCH \(FLAGS \(\) INTERNALDATE "[^"]+" RFC822.SIZE \d+ ENVELOPE \(.*\)\)$`).MatchString(r) {
+	if !regexp.MustCompile(`^\* 1 FETCH \(FLAGS \(\\Recent\) INTERNALDATE "[^"]+" RFC822.SIZE \d+ ENVELOPE \(.*\)\)$`).MatchString(r) {
 		t.Errorf("ALL: %q", r)
 	}
 	r = fetchOne(t, c, 2, "FETCH 2 full")
@@ -96,7 +98,7 @@ func TestFetchItems(t *testing.T) {
 	if r := fetchOne(t, c, 2, "FETCH 2 RFC822.SIZE"); r != fmt.Sprintf("* 2 FETCH (RFC822.SIZE %d)", len(msgs[1])) {
 		t.Errorf("RFC822.SIZE: %q", r)
 	}
-	if r := fetchOne(t, c, 3, "UID FETCH 3 FLAGS"); r != "* 3 FETCH (UID 3 FLAGS ())" {
+	if r := fetchOne(t, c, 3, "UID FETCH 3 FLAGS"); r != "* 3 FETCH (UID 3 FLAGS (\\Recent))" {
 		t.Errorf("UID FETCH: %q", r)
 	}
 	if u := c.ok("UID FETCH 50:60 FLAGS"); len(u) != 0 {
@@ -155,7 +157,7 @@ func TestFetchSections(t *testing.T) {
 		}
 	}
 	// Nothing above set \Seen.
-	if r := fetchOne(t, c, 1, "FETCH 1:2 FLAGS"); r != "* 1 FETCH (FLAGS ())" {
+	if r := fetchOne(t, c, 1, "FETCH 1:2 FLAGS"); r != "* 1 FETCH (FLAGS (\\Recent))" {
 		t.Errorf("flags after PEEK: %q", r)
 	}
 }
@@ -171,14 +173,15 @@ func TestFetchSetsSeen(t *testing.T) {
 	if r != "* 1 FETCH (BODY[TEXT] "+literal("Hello one\r\n")+")" {
 		t.Errorf("EXAMINE FETCH: %q", r)
 	}
+	// EXAMINE left \Recent for this SELECT to take (RFC 3501 6.3.2).
 	c.ok("SELECT INBOX")
-	if r := fetchOne(t, c, 1, "FETCH 1 FLAGS"); r != "* 1 FETCH (FLAGS ())" {
+	if r := fetchOne(t, c, 1, "FETCH 1 FLAGS"); r != "* 1 FETCH (FLAGS (\\Recent))" {
 		t.Fatalf("after EXAMINE: %q", r)
 	}
 
 	// BODY[] sets \Seen and reports the new flags (RFC 9051 6.4.5).
 	r = fetchOne(t, c, 1, "FETCH 1 BODY[TEXT]")
-	if r != "* 1 FETCH (BODY[TEXT] "+literal("Hello one\r\n")+` FLAGS (\Seen))` {
+	if r != "* 1 FETCH (BODY[TEXT] "+literal("Hello one\r\n")+` FLAGS (\Seen \Recent))` {
 		t.Errorf("BODY[TEXT]: %q", r)
 	}
 	// Already seen: no FLAGS added.
@@ -191,11 +194,11 @@ func TestFetchSetsSeen(t *testing.T) {
 		t.Errorf("RFC822.HEADER: %q", r)
 	}
 	r = fetchOne(t, c, 2, "FETCH 2 (FLAGS RFC822.TEXT)")
-	if r != `* 2 FETCH (FLAGS (\Seen) RFC822.TEXT `+literal("Hello two\r\n")+")" {
+	if r != `* 2 FETCH (FLAGS (\Seen \Recent) RFC822.TEXT `+literal("Hello two\r\n")+")" {
 		t.Errorf("RFC822.TEXT: %q", r)
 	}
 	r = fetchOne(t, c, 3, "UID FETCH 3 RFC822")
-	if r != "* 3 FETCH (UID 3 RFC822 "+literal(testMessage("three"))+` FLAGS (\Seen))` {
+	if r != "* 3 FETCH (UID 3 RFC822 "+literal(testMessage("three"))+` FLAGS (\Seen \Recent))` {
 		t.Errorf("RFC822: %q", r)
 	}
 	for _, m := range listOf(t, ts, alice, "INBOX") {
@@ -206,7 +209,7 @@ func TestFetchSetsSeen(t *testing.T) {
 	// With CONDSTORE the implicit FLAGS come with MODSEQ.
 	c.ok("ENABLE CONDSTORE")
 	r = fetchOne(t, c, 4, "FETCH 4 BODY[]<0.4>")
-	if !regexp.MustCompile(`^\* 4 FETCH \(BODY\[\]<0> \{4\}\r\nFrom FLAGS \(\\Seen\) MODSEQ \(\d+\)\)$`).MatchString(r) {
+	if !regexp.MustCompile(`^\* 4 FETCH \(BODY\[\]<0> \{4\}\r\nFrom FLAGS \(\\Seen \\Recent\) MODSEQ \(\d+\)\)$`).MatchString(r) {
 		t.Errorf("BODY[] with CONDSTORE: %q", r)
 	}
 	// Another session sees the change.
@@ -241,7 +244,7 @@ func TestFetchCondstore(t *testing.T) {
 
 	// CHANGEDSINCE returns only what changed, with MODSEQ (RFC 7162 3.3.1).
 	u = c.ok(fmt.Sprintf("FETCH 1:* (FLAGS) (CHANGEDSINCE %d)", high))
-	if len(u) != 1 || !regexp.MustCompile(`^\* 2 FETCH \(FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)$`).MatchString(u[0]) {
+	if len(u) != 1 || !regexp.MustCompile(`^\* 2 FETCH \(FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)$`).MatchString(u[0]) {
 		t.Errorf("CHANGEDSINCE: %q", u)
 	}
 	if u := c.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 18446744073)"); len(u) != 0 {
@@ -256,7 +259,7 @@ func TestFetchCondstore(t *testing.T) {
 	c.ok(`STORE 3 +FLAGS.SILENT (\Deleted)`)
 	c.ok("EXPUNGE")
 	u = c.ok(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", high))
-	if len(u) != 2 || u[0] != "* VANISHED (EARLIER) 3" || !regexp.MustCompile(`^\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)$`).MatchString(u[1]) {
+	if len(u) != 2 || u[0] != "* VANISHED (EARLIER) 3" || !regexp.MustCompile(`^\* 2 FETCH \(UID 2 FLAGS \(\\Flagged \\Recent\) MODSEQ \(\d+\)\)$`).MatchString(u[1]) {
 		t.Errorf("VANISHED: %q", u)
 	}
 	// Only the UIDs asked about.
@@ -389,7 +392,7 @@ out["search"] = d[0].decode()
 	if out["part1"] != "Voil=E0 les documents.\r\n" {
 		t.Errorf("imaplib BODY[1]: %q", out["part1"])
 	}
-	if !strings.Contains(out["part1resp"], `FLAGS (\Seen)`) || !strings.Contains(out["part1resp"], "UID 1") {
+	if !strings.Contains(out["part1resp"], `FLAGS (\Seen \Recent)`) || !strings.Contains(out["part1resp"], "UID 1") {
 		t.Errorf("imaplib UID FETCH BODY[1]: %q", out["part1resp"])
 	}
 	if out["search"] != "" {

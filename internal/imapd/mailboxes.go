@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -84,7 +85,7 @@ func cmdCreate(s *session, c *command) error {
 	d := c.args
 	d.SP()
 	name := s.mailboxArg(d)
-	use := ""
+	var uses []string
 	if d.Accept(' ') {
 		d.List(func() bool {
 			if !strings.EqualFold(d.Atom(), "USE") || !d.SP() {
@@ -92,13 +93,8 @@ func cmdCreate(s *session, c *command) error {
 				return false
 			}
 			return d.List(func() bool {
-				f := d.Flag()
-				if use != "" {
-					d.fail("Only one special-use attribute per mailbox")
-					return false
-				}
-				use = f
-				return true
+				uses = append(uses, d.Flag())
+				return d.Err() == nil
 			})
 		})
 	}
@@ -111,15 +107,31 @@ func cmdCreate(s *session, c *command) error {
 	if name == "INBOX" {
 		return no("ALREADYEXISTS", "INBOX always exists")
 	}
-	if use != "" && !isSpecialUse(use) {
+	use := ""
+	switch {
+	case len(uses) > 1:
+		// RFC 6154 3: valid syntax, but a mailbox holds one special use
+		// here; NO [USEATTR], never BAD.
+		return no("USEATTR", "One special-use attribute per mailbox")
+	case len(uses) == 1 && !isSpecialUse(uses[0]):
 		// RFC 6154 3: USEATTR for an attribute the server does not know.
 		return no("USEATTR", "Unsupported special-use attribute")
+	case len(uses) == 1:
+		use = uses[0]
 	}
-	if _, err := s.srv.opts.Store.CreateMailbox(s.ctx, s.user, name, canonicalSpecialUse(use)); err != nil {
+	mb, err := s.srv.opts.Store.CreateMailbox(s.ctx, s.user, name, canonicalSpecialUse(use))
+	if err != nil {
 		return mailboxError(err)
 	}
-	return nil
+	// RFC 8474 4.1: the new mailbox's object id.
+	return ok("MAILBOXID ("+mailboxObjectID(mb.ID)+")", "CREATE completed")
 }
+
+// mailboxObjectID and emailObjectID are RFC 8474 object ids: the
+// mailbox row's id, which RENAME keeps, and the stored body's id, which
+// every COPY and MOVE of a message shares; neither is ever reused.
+func mailboxObjectID(id int64) string   { return "M" + strconv.FormatInt(id, 10) }
+func emailObjectID(bodyID int64) string { return "E" + strconv.FormatInt(bodyID, 10) }
 
 var specialUses = []string{`\All`, `\Archive`, `\Drafts`, `\Flagged`, `\Junk`, `\Sent`, `\Trash`}
 
@@ -242,7 +254,7 @@ func (s *session) statusItems(d *decoder) []string {
 	d.List(func() bool {
 		it := upperASCII(d.Atom())
 		switch it {
-		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ", "APPENDLIMIT":
+		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ", "APPENDLIMIT", "MAILBOXID":
 			items = append(items, it)
 			return true
 		}
@@ -268,7 +280,8 @@ func hasItem(items []string, it string) bool {
 func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 	var unseen, deleted int
 	var size int64
-	if hasItem(items, "UNSEEN") || hasItem(items, "DELETED") || hasItem(items, "SIZE") {
+	var recent int
+	if hasItem(items, "UNSEEN") || hasItem(items, "DELETED") || hasItem(items, "SIZE") || hasItem(items, "RECENT") {
 		msgs, err := s.srv.opts.Store.ListMessagesByID(s.ctx, mb.ID)
 		if err != nil {
 			return mailboxError(err)
@@ -281,6 +294,9 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 				deleted++
 			}
 			size += m.Size
+			if m.UID >= mb.RecentUID {
+				recent++ // no session has taken it yet
+			}
 		}
 	}
 	s.w.Untagged()
@@ -307,11 +323,13 @@ func (s *session) writeStatus(mb *store.Mailbox, items []string) error {
 		case "SIZE":
 			s.w.Uint(uint64(size))
 		case "RECENT":
-			s.w.Uint(0) // Petrel keeps no \Recent (RFC 9051 removed it)
+			s.w.Uint(uint64(recent))
 		case "HIGHESTMODSEQ":
 			s.w.Uint(mb.HighestModSeq)
 		case "APPENDLIMIT":
 			s.w.Uint(uint64(s.srv.opts.MaxMessageSize))
+		case "MAILBOXID": // RFC 8474 4.3
+			s.w.Raw("(" + mailboxObjectID(mb.ID) + ")")
 		}
 	}
 	s.w.Raw(")")

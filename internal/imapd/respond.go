@@ -23,6 +23,9 @@ type respWriter struct {
 	// RFC 6855 UTF8=ACCEPT). Otherwise 8-bit strings go as literals.
 	utf8 bool
 	err  error
+	// z, when COMPRESS=DEFLATE is on, is flushed after bw so that each
+	// flushed response reaches the client whole (RFC 4978 4).
+	z interface{ Flush() error }
 }
 
 func newRespWriter(w io.Writer) *respWriter {
@@ -236,6 +239,9 @@ func (w *respWriter) Continue(text string) {
 func (w *respWriter) Flush() error {
 	if w.err == nil {
 		w.err = w.bw.Flush()
+	}
+	if w.err == nil && w.z != nil {
+		w.err = w.z.Flush()
 	}
 	return w.err
 }

@@ -109,6 +109,13 @@ func (m *msgCommands) matchAll(s *session, key *imapmsg.SearchKey) ([]uint32, er
 	var found []uint32 // sequence numbers, ascending
 	sm := &searchMessage{}
 	cols := m.columnsFor(s, key)
+	var saved map[uint32]time.Time
+	if key.ReadsSaveDate() && v.count() > 0 {
+		var err error
+		if saved, err = s.srv.opts.Store.SaveDates(s.ctx, v.id, 1, v.maxUID()); err != nil {
+			return nil, err
+		}
+	}
 	batch := key.ReadsHeader()
 	if cols != nil {
 		batch = key.NeedsHeader()
@@ -131,7 +138,7 @@ func (m *msgCommands) matchAll(s *session, key *imapmsg.SearchKey) ([]uint32, er
 		}
 		// One searchMessage for the whole loop: Match keeps no reference
 		// to it, and 100,000 messages need no 100,000 allocations.
-		*sm = searchMessage{m: m, s: s, seq: q, info: msg, cols: cols, fts: ftx}
+		*sm = searchMessage{m: m, s: s, seq: q, info: msg, cols: cols, fts: ftx, saved: saved}
 		ok, err := imapmsg.Match(key, sm)
 		sm.close()
 		if err != nil && isExpungedBody(err) {
@@ -273,12 +280,28 @@ type searchMessage struct {
 	body *openedBody
 	cols *searchColumns // nil: every header key reads the header
 	fts  *ftsFilter     // nil: full-text search is off
+	// saved are the mailbox's save dates when the search has a SAVED*
+	// key (RFC 8514 4.2).
+	saved map[uint32]time.Time
 }
 
 var (
 	_ imapmsg.MessageView = (*searchMessage)(nil)
 	_ imapmsg.FieldSource = (*searchMessage)(nil)
 )
+
+var _ imapmsg.SaveDateSource = (*searchMessage)(nil)
+
+var _ imapmsg.ObjectIDSource = (*searchMessage)(nil)
+
+// EmailID implements imapmsg.ObjectIDSource (RFC 8474).
+func (sm *searchMessage) EmailID() string { return emailObjectID(sm.info.BodyID) }
+
+// SaveDate implements imapmsg.SaveDateSource.
+func (sm *searchMessage) SaveDate() (time.Time, bool) {
+	t, ok := sm.saved[sm.info.UID]
+	return t, ok
+}
 
 // searchColumns are the stored header fields one SEARCH uses.
 type searchColumns [imapmsg.NumStoredFields]*colSnap
@@ -314,7 +337,7 @@ func (sm *searchMessage) StoredField(f imapmsg.StoredField) (string, bool) {
 
 func (sm *searchMessage) SeqNum() uint32          { return sm.seq }
 func (sm *searchMessage) UID() uint32             { return sm.info.UID }
-func (sm *searchMessage) Flags() []string         { return sm.info.Flags }
+func (sm *searchMessage) Flags() []string         { return sm.s.shownFlags(&sm.info) }
 func (sm *searchMessage) Size() int64             { return sm.info.Size }
 func (sm *searchMessage) InternalDate() time.Time { return sm.info.InternalDate }
 func (sm *searchMessage) ModSeq() uint64          { return sm.info.ModSeq }

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -114,9 +115,14 @@ func cmdSelect(s *session, c *command) error {
 	s.w.Raw(" EXISTS")
 	s.w.CRLF()
 	if !s.rev2 {
-		// RFC 3501 6.3.1: RECENT is required in IMAP4rev1; Petrel keeps
-		// no \Recent. OK [UNSEEN] is the first unseen message.
-		s.w.Raw("* 0 RECENT\r\n")
+		// RFC 3501 6.3.1: RECENT is required in IMAP4rev1 (RFC 9051
+		// dropped \Recent, so rev2 sessions neither see nor take it).
+		// OK [UNSEEN] is the first unseen message.
+		s.takeRecent(v, mb.RecentUID, v.uidNext)
+		s.w.Untagged()
+		s.w.Uint(uint64(v.recentCount()))
+		s.w.Raw(" RECENT")
+		s.w.CRLF()
 		for i := range msgs {
 			if !hasFlag(msgs[i].flagList(), flagSeen) {
 				s.w.Untagged()
@@ -150,6 +156,10 @@ func cmdSelect(s *session, c *command) error {
 	s.w.Raw("OK [HIGHESTMODSEQ ")
 	s.w.Uint(v.modSeq)
 	s.w.Raw("] Highest")
+	s.w.CRLF()
+	// RFC 8474 4.2: the mailbox's object id at every SELECT and EXAMINE.
+	s.w.Untagged()
+	s.w.Raw("OK [MAILBOXID (" + mailboxObjectID(mb.ID) + ")] Mailbox id")
 	s.w.CRLF()
 	if qr != nil && qr.uidValidity == v.uidValidity {
 		if err := s.qresyncSelect(v, qr); err != nil {
@@ -203,6 +213,32 @@ func (s *session) writeFlagsList(keywords map[string]string) {
 	s.w.Flags(append(flags, `\*`))
 	s.w.Raw("] Flags permitted")
 	s.w.CRLF()
+}
+
+// takeRecent makes the messages from UID known (the mailbox's first not
+// yet recent to any session) up to upTo \Recent in the session: claimed
+// from the store for SELECT, so that no other session gets them, only
+// shown for EXAMINE. \Recent is a courtesy: a store error costs it, not
+// the command.
+func (s *session) takeRecent(v *view, known, upTo uint32) {
+	from := known
+	if from < upTo && !v.readOnly {
+		var err error
+		if from, err = s.srv.opts.Store.ClaimRecent(s.ctx, v.id, upTo); err != nil {
+			s.log.Warn("imap: \\Recent not recorded", "err", err)
+			from = upTo
+		}
+	}
+	v.addRecent(from, upTo)
+}
+
+// shownFlags are m's flags as the session shows them: with \Recent for a
+// message recent in it.
+func (s *session) shownFlags(m *store.MessageInfo) []string {
+	if s.sel == nil || len(s.sel.recent) == 0 || !s.sel.isRecent(m.UID) {
+		return m.Flags
+	}
+	return append(slices.Clip(m.Flags), flagRecent)
 }
 
 // noteKeywords sends FLAGS and PERMANENTFLAGS again when flags hold a

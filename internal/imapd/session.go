@@ -59,6 +59,7 @@ type session struct {
 	ctx   context.Context
 
 	tls          bool
+	compressed   bool // COMPRESS=DEFLATE is on (RFC 4978)
 	state        sessionState
 	user         string // the logged-in address
 	badCommands  int
@@ -94,6 +95,11 @@ func (s *session) setConn(c net.Conn) {
 	s.conn = c
 	var in io.Reader = c
 	var out io.Writer = &deadlineWriter{c: c, timeout: s.srv.opts.WriteTimeout}
+	var zw interface{ Flush() error }
+	if s.compressed {
+		in, zw = s.compressLayers(in, out)
+		out = zw.(io.Writer)
+	}
 	if s.trace == nil {
 		s.trace = obs.NewTrace(s.log, &imapTraceFilter{}) // nil below LOG_LEVEL=TRACE
 	}
@@ -103,6 +109,7 @@ func (s *session) setConn(c net.Conn) {
 	}
 	s.r = bufio.NewReaderSize(in, 16<<10)
 	s.w = newRespWriter(out)
+	s.w.z = zw
 	s.w.utf8 = s.rev2
 	s.d = newDecoder(s.r, s.srv.opts.MaxLineLength, int64(s.srv.opts.MaxLineLength))
 	s.d.cont = func() error {

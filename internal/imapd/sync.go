@@ -160,6 +160,13 @@ func (s *session) applyChanges(v *view, ch *store.Changes) error {
 		s.w.Uint(uint64(v.count()))
 		s.w.Raw(" EXISTS")
 		s.w.CRLF()
+		if !s.rev2 {
+			s.takeRecent(v, mb.RecentUID, v.maxUID()+1)
+			s.w.Untagged()
+			s.w.Uint(uint64(v.recentCount()))
+			s.w.Raw(" RECENT")
+			s.w.CRLF()
+		}
 	}
 	if err != nil {
 		return err
@@ -228,7 +235,7 @@ func (s *session) writeFlagsFetch(seq uint32, m store.MessageInfo) {
 	s.w.Raw(" FETCH (UID ")
 	s.w.Uint(uint64(m.UID))
 	s.w.Raw(" FLAGS ")
-	s.w.Flags(m.Flags)
+	s.w.Flags(s.shownFlags(&m))
 	if s.condstore {
 		s.w.Raw(" MODSEQ (")
 		s.w.Uint(m.ModSeq)

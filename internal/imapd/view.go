@@ -43,6 +43,51 @@ type view struct {
 	// keywords are the keywords the last FLAGS response named, by their
 	// lower-case form; a new one makes the session send FLAGS again.
 	keywords map[string]string
+	// recent are the UID ranges [from, to) that are \Recent in this
+	// session (IMAP4rev1, RFC 3501 2.3.2): claimed at SELECT and as new
+	// messages arrive.
+	recent [][2]uint32
+}
+
+// addRecent makes UIDs from..to-1 \Recent in the session.
+func (v *view) addRecent(from, to uint32) {
+	if from >= to {
+		return
+	}
+	if n := len(v.recent); n > 0 && v.recent[n-1][1] == from {
+		v.recent[n-1][1] = to
+		return
+	}
+	v.recent = append(v.recent, [2]uint32{from, to})
+}
+
+// isRecent reports whether uid is \Recent in the session.
+func (v *view) isRecent(uid uint32) bool {
+	for _, r := range v.recent {
+		if uid >= r[0] && uid < r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// recentCount is the number of messages the client knows that are
+// \Recent in the session (the RECENT response).
+func (v *view) recentCount() int {
+	n := 0
+	for _, r := range v.recent {
+		lo := v.firstAtOrAbove(r[0])
+		n += v.firstAtOrAbove(r[1]) - lo
+	}
+	return n
+}
+
+// firstAtOrAbove is the index in msgs of the first UID >= uid.
+func (v *view) firstAtOrAbove(uid uint32) int {
+	i, _ := slices.BinarySearchFunc(v.msgs, uid, func(m viewMsg, u uint32) int {
+		return cmp.Compare(m.uid, u)
+	})
+	return i
 }
 
 // count is the number of messages the client knows (EXISTS).

@@ -89,6 +89,11 @@ type Mailboxes interface {
 	// SetSubscribed adds name to the user's subscriptions or removes it;
 	// the list is independent of the mailboxes (RFC 3501 6.3.6).
 	SetSubscribed(ctx context.Context, user, name string, subscribed bool) error
+	// ClaimRecent gives the caller the messages of the mailbox with UIDs
+	// from the returned one up to upTo (exclusive) as \Recent (RFC 3501
+	// 2.3.2): no later claim gets them. from == upTo when another session
+	// was first.
+	ClaimRecent(ctx context.Context, mailboxID int64, upTo uint32) (from uint32, err error)
 	// Subscriptions lists the user's subscribed names, existing or not.
 	Subscriptions(ctx context.Context, user string) ([]string, error)
 
@@ -98,6 +103,11 @@ type Mailboxes interface {
 	AppendMessage(ctx context.Context, a *NewAppend) (uid, uidValidity uint32, err error)
 	// ListMessagesByID lists a mailbox's messages in UID order.
 	ListMessagesByID(ctx context.Context, mailboxID int64) ([]MessageInfo, error)
+	// SaveDates returns when the messages of the mailbox with UIDs from
+	// minUID to maxUID were saved into it (RFC 8514 SAVEDATE: delivery,
+	// APPEND, COPY, MOVE); a message saved before Petrel kept the date
+	// is missing from the map.
+	SaveDates(ctx context.Context, mailboxID int64, minUID, maxUID uint32) (map[uint32]time.Time, error)
 	StoreFlags(ctx context.Context, u *FlagUpdate) (*StoreResult, error)
 	// CopyMessages copies (move=false) or moves (move=true, RFC 6851:
 	// atomically expunging the sources) messages to another mailbox of the

@@ -36,6 +36,9 @@ type Mailbox struct {
 	UIDNext       uint32
 	HighestModSeq uint64
 	Messages      int
+	// RecentUID is the first UID no IMAP4rev1 session has been given as
+	// \Recent yet (Mailboxes.ClaimRecent).
+	RecentUID uint32
 }
 
 // MessageInfo is one message in one mailbox, without its body.

@@ -26,6 +26,34 @@ type MessageView interface {
 	Content() (io.ReaderAt, *Structure, error)
 }
 
+// SaveDateSource is implemented by a MessageView that knows when the
+// message was saved into its mailbox (RFC 8514); ok is false when it was
+// saved before the date was kept.
+type SaveDateSource interface {
+	SaveDate() (t time.Time, ok bool)
+}
+
+// ObjectIDSource is implemented by a MessageView that has an RFC 8474
+// EMAILID.
+type ObjectIDSource interface {
+	EmailID() string
+}
+
+// ReadsSaveDate reports whether the tree has a SAVEDBEFORE, SAVEDON or
+// SAVEDSINCE key, so that a server loads the save dates once.
+func (k *SearchKey) ReadsSaveDate() bool {
+	switch k.Op {
+	case SearchSavedBefore, SearchSavedOn, SearchSavedSince:
+		return true
+	}
+	for i := range k.Sub {
+		if k.Sub[i].ReadsSaveDate() {
+			return true
+		}
+	}
+	return false
+}
+
 // Match reports whether the message matches key (RFC 9051 6.4.4). Sequence
 // and UID sets must have been resolved (SearchKey.Resolve). Text keys
 // match case-insensitive substrings of decoded header values (RFC 2047)
@@ -87,10 +115,15 @@ func cost(k *SearchKey) int {
 func (ev *evaluator) match(k *SearchKey) (bool, error) {
 	m := ev.m
 	switch k.Op {
-	case SearchAll, SearchOld:
+	case SearchAll:
 		return true, nil
-	case SearchRecent, SearchNew:
-		return false, nil
+	case SearchRecent:
+		return hasFlag(m.Flags(), `\Recent`), nil
+	case SearchNew:
+		f := m.Flags()
+		return hasFlag(f, `\Recent`) && !hasFlag(f, `\Seen`), nil
+	case SearchOld:
+		return !hasFlag(m.Flags(), `\Recent`), nil
 	case SearchAnd:
 		order := make([]int, len(k.Sub))
 		for i := range order {
@@ -133,6 +166,28 @@ func (ev *evaluator) match(k *SearchKey) (bool, error) {
 		return m.ModSeq() >= k.Number, nil
 	case SearchBefore, SearchOn, SearchSince:
 		return compareDay(day(m.InternalDate()), k.Date, k.Op), nil
+	case SearchSavedBefore, SearchSavedOn, SearchSavedSince:
+		// RFC 8514 4.2; a message without a save date is taken at its
+		// internal date.
+		d := m.InternalDate()
+		if sd, ok := m.(SaveDateSource); ok {
+			if t, ok := sd.SaveDate(); ok {
+				d = t
+			}
+		}
+		return compareDay(day(d), k.Date, k.Op), nil
+	case SearchSaveDateSupported:
+		return true, nil
+	case SearchEmailID:
+		// RFC 8474 6: object ids are case-sensitive.
+		src, ok := m.(ObjectIDSource)
+		return ok && src.EmailID() == k.Value, nil
+	case SearchThreadID:
+		return false, nil
+	case SearchOlder:
+		return !m.InternalDate().After(k.Date), nil
+	case SearchYounger:
+		return m.InternalDate().After(k.Date), nil
 	case SearchSentBefore, SearchSentOn, SearchSentSince:
 		sent, err := ev.sentDay()
 		if err != nil {
@@ -188,9 +243,9 @@ func day(t time.Time) time.Time {
 
 func compareDay(d, key time.Time, op SearchOp) bool {
 	switch op {
-	case SearchBefore, SearchSentBefore:
+	case SearchBefore, SearchSentBefore, SearchSavedBefore:
 		return d.Before(key)
-	case SearchOn, SearchSentOn:
+	case SearchOn, SearchSentOn, SearchSavedOn:
 		return d.Equal(key)
 	default: // SINCE: on or after
 		return !d.Before(key)

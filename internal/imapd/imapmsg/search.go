@@ -20,9 +20,9 @@ const (
 	SearchUID                        // UID Set
 	SearchFlag                       // ANSWERED DELETED DRAFT FLAGGED SEEN, KEYWORD Value: Value is set
 	SearchUnflag                     // UNANSWERED ... UNSEEN, UNKEYWORD Value: Value is not set
-	SearchRecent                     // RECENT (never matches: Petrel keeps no \Recent, as RFC 9051 allows)
-	SearchNew                        // NEW = RECENT UNSEEN (so never matches)
-	SearchOld                        // OLD = NOT RECENT (so always matches)
+	SearchRecent                     // RECENT: the view's Flags hold \Recent (IMAP4rev1 sessions)
+	SearchNew                        // NEW = RECENT UNSEEN
+	SearchOld                        // OLD = NOT RECENT
 	SearchBefore                     // BEFORE Date: internal date earlier than the day
 	SearchOn                         // ON Date
 	SearchSince                      // SINCE Date: on or after the day
@@ -35,6 +35,18 @@ const (
 	SearchBody                       // BODY Value
 	SearchText                       // TEXT Value: header or body
 	SearchModSeq                     // MODSEQ Number (RFC 7162 3.1.5): modseq at least Number
+)
+
+// The RFC 8514 4.2 keys, by the save date.
+const (
+	SearchSavedBefore       SearchOp = SearchModSeq + 1 + iota // SAVEDBEFORE Date
+	SearchSavedOn                                              // SAVEDON Date
+	SearchSavedSince                                           // SAVEDSINCE Date
+	SearchSaveDateSupported                                    // SAVEDATESUPPORTED: every message (every mailbox keeps save dates)
+	SearchOlder                                                // OLDER Number (RFC 5032): internal date at or before Date, Number seconds before the search
+	SearchYounger                                              // YOUNGER Number: internal date after Date
+	SearchEmailID                                              // EMAILID Value (RFC 8474 6): the message's object id is Value
+	SearchThreadID                                             // THREADID Value: never matches (no thread ids)
 )
 
 // SearchKey is one node of a parsed SEARCH criteria tree.
@@ -135,7 +147,7 @@ const maxSearchDepth = 64
 // ParseSearch parses search criteria (RFC 9051 6.4.4 and 9: search-key
 // *(SP search-key)) into one SearchAnd key. Keywords are case-insensitive.
 func ParseSearch(toks []Token) (*SearchKey, error) {
-	p := searchParser{toks: toks}
+	p := searchParser{toks: toks, now: time.Now()}
 	root := &SearchKey{Op: SearchAnd}
 	for p.pos < len(p.toks) {
 		k, err := p.key(0)
@@ -150,9 +162,24 @@ func ParseSearch(toks []Token) (*SearchKey, error) {
 	return root, nil
 }
 
+// validObjectID: RFC 8474 7, objectid = 1*255(ALPHA / DIGIT / "_" / "-").
+func validObjectID(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 type searchParser struct {
 	toks []Token
 	pos  int
+	now  time.Time // WITHIN's intervals count back from the search's start
 }
 
 func (p *searchParser) next() (Token, error) {
@@ -305,13 +332,43 @@ func (p *searchParser) key(depth int) (SearchKey, error) {
 			op = SearchUnflag
 		}
 		return SearchKey{Op: op, Value: flag}, nil
-	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE":
+	case "SAVEDATESUPPORTED":
+		return SearchKey{Op: SearchSaveDateSupported}, nil
+	case "EMAILID", "THREADID":
+		v, err := p.astring()
+		if err != nil {
+			return SearchKey{}, err
+		}
+		if !validObjectID(v) {
+			return SearchKey{}, fmt.Errorf("%w: %s needs an objectid", ErrSearch, word)
+		}
+		op := SearchEmailID
+		if word == "THREADID" {
+			op = SearchThreadID
+		}
+		return SearchKey{Op: op, Value: v}, nil
+	case "OLDER", "YOUNGER":
+		// RFC 5032: interval = nz-number of seconds.
+		n, err := p.number()
+		if err != nil {
+			return SearchKey{}, err
+		}
+		if n == 0 || n > 0xFFFFFFFF {
+			return SearchKey{}, fmt.Errorf("%w: %s needs an nz-number of seconds", ErrSearch, word)
+		}
+		op := SearchOlder
+		if word == "YOUNGER" {
+			op = SearchYounger
+		}
+		return SearchKey{Op: op, Number: n, Date: p.now.Add(-time.Duration(n) * time.Second)}, nil
+	case "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE":
 		d, err := p.date()
 		if err != nil {
 			return SearchKey{}, err
 		}
 		op := map[string]SearchOp{"BEFORE": SearchBefore, "ON": SearchOn, "SINCE": SearchSince,
-			"SENTBEFORE": SearchSentBefore, "SENTON": SearchSentOn, "SENTSINCE": SearchSentSince}[word]
+			"SENTBEFORE": SearchSentBefore, "SENTON": SearchSentOn, "SENTSINCE": SearchSentSince,
+			"SAVEDBEFORE": SearchSavedBefore, "SAVEDON": SearchSavedOn, "SAVEDSINCE": SearchSavedSince}[word]
 		return SearchKey{Op: op, Date: d}, nil
 	case "LARGER", "SMALLER":
 		n, err := p.number()

@@ -51,6 +51,12 @@ func TestParseSearchKeys(t *testing.T) {
 		{"SENTBEFORE 1-Jan-2000", SearchKey{Op: SearchSentBefore, Date: day(2000, 1, 1)}},
 		{"SENTON 29-Feb-2024", SearchKey{Op: SearchSentOn, Date: day(2024, 2, 29)}},
 		{"SENTSINCE 1-Mar-2022", SearchKey{Op: SearchSentSince, Date: day(2022, 3, 1)}},
+		{"SAVEDBEFORE 1-Jan-2000", SearchKey{Op: SearchSavedBefore, Date: day(2000, 1, 1)}},
+		{"savedon 29-Feb-2024", SearchKey{Op: SearchSavedOn, Date: day(2024, 2, 29)}},
+		{"SAVEDSINCE 1-Mar-2022", SearchKey{Op: SearchSavedSince, Date: day(2022, 3, 1)}},
+		{"SAVEDATESUPPORTED", SearchKey{Op: SearchSaveDateSupported}},
+		{"EMAILID E42", SearchKey{Op: SearchEmailID, Value: "E42"}},
+		{`THREADID "T-1_a"`, SearchKey{Op: SearchThreadID, Value: "T-1_a"}},
 		{"LARGER 1024", SearchKey{Op: SearchLarger, Number: 1024}},
 		{"SMALLER 10", SearchKey{Op: SearchSmaller, Number: 10}},
 		{`BCC "x y"`, SearchKey{Op: SearchHeader, Field: "Bcc", Value: "x y", Address: true}},
@@ -87,7 +93,7 @@ func TestParseSearchKeys(t *testing.T) {
 		"", "FOO", "SEEN)", "(SEEN", "()", "NOT", "OR SEEN", "BEFORE", "BEFORE 32-Jan-2020",
 		"BEFORE 1-Foo-2020", "BEFORE 2020-01-01", "ON 30-Feb-2021", "LARGER x", "LARGER -1", "HEADER From",
 		"UID", "UID x", "UID 0", "KEYWORD", `"SEEN"`, "MODSEQ", `MODSEQ "/flags/x" bogus 1`, "0:3",
-		"SUBJECT (", strings.Repeat("NOT ", 100) + "SEEN",
+		"SUBJECT (", strings.Repeat("NOT ", 100) + "SEEN", "EMAILID", `EMAILID "a b"`, `THREADID ""`,
 	} {
 		toks, err := LexSearch(bad)
 		if err != nil {
@@ -349,6 +355,39 @@ func TestEqualFold(t *testing.T) {
 	} {
 		if got := equalFold([]byte(tc.b), tc.s); got != tc.want {
 			t.Errorf("equalFold(%q, %q) = %v", tc.b, tc.s, got)
+		}
+	}
+}
+
+// RFC 5032 WITHIN: OLDER and YOUNGER count seconds back from the search.
+func TestParseWithin(t *testing.T) {
+	before := time.Now()
+	toks, err := LexSearch("OLDER 3600 YOUNGER 86400")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ParseSearch(toks)
+	after := time.Now()
+	if err != nil || len(k.Sub) != 2 {
+		t.Fatalf("ParseSearch: %+v, %v", k, err)
+	}
+	for i, want := range []struct {
+		op SearchOp
+		n  uint64
+	}{{SearchOlder, 3600}, {SearchYounger, 86400}} {
+		got := k.Sub[i]
+		d := time.Duration(want.n) * time.Second
+		if got.Op != want.op || got.Number != want.n || got.Date.Before(before.Add(-d)) || got.Date.After(after.Add(-d)) {
+			t.Errorf("key %d: %+v, want op %d, %d seconds back", i, got, want.op, want.n)
+		}
+	}
+	for _, bad := range []string{"OLDER 0", "YOUNGER", "OLDER x", "YOUNGER 4294967296", "OLDER -1"} {
+		toks, err := LexSearch(bad)
+		if err == nil {
+			_, err = ParseSearch(toks)
+		}
+		if !errors.Is(err, ErrSearch) {
+			t.Errorf("%q: %v, want ErrSearch", bad, err)
 		}
 	}
 }

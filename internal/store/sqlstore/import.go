@@ -197,7 +197,7 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 				date = t
 			}
 			modseq++
-			if _, err := c.exec(ctx, sqlInsertMessage, mailboxID, int64(p.m.UID), modseq, p.flags, c.d.ts(date), n, bodyID); err != nil {
+			if _, err := c.exec(ctx, sqlInsertMessage, mailboxID, int64(p.m.UID), modseq, p.flags, c.d.ts(date), n, bodyID, c.d.ts(t)); err != nil {
 				return fmt.Errorf("UID %d: %w", p.m.UID, mapErr(err))
 			}
 			size += n

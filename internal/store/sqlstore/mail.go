@@ -25,8 +25,8 @@ RETURNING quota_bytes, quota_bytes_used`
 	sqlAllocUIDs  = `UPDATE mailbox SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?
 WHERE id = ? RETURNING uidnext, highestmodseq`
 	sqlInsertBody    = `INSERT INTO body (size, data, blob_name, refs, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id`
-	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id)
-VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id, save_date)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlInsertQueue = `INSERT INTO queue (message_id, sender, recipient, body_id, attempts, next_attempt, last_error, held, created_at,
 dsn_ret, dsn_envid, dsn_notify, dsn_orcpt, require_tls)
 VALUES (?, ?, ?, ?, 0, ?, '', ?, ?, ?, ?, ?, ?, ?)`
@@ -363,7 +363,7 @@ func (s *Store) commitGroup(ctx context.Context, c conn, ps []pending) error {
 		for _, tg := range p.m.Targets {
 			id := ids[mbKey{tg.User, mailboxName(tg.Mailbox)}]
 			a := next[id]
-			_, err := c.exec(ctx, sqlInsertMessage, id, a.uid, a.modseq, strings.Join(tg.Flags, " "), c.d.ts(date), p.size, bodyID)
+			_, err := c.exec(ctx, sqlInsertMessage, id, a.uid, a.modseq, strings.Join(tg.Flags, " "), c.d.ts(date), p.size, bodyID, c.d.ts(t))
 			if err != nil {
 				return fmt.Errorf("message %s: deliver to %s: %w", p.m.ID, tg.User, mapErr(err))
 			}
@@ -497,17 +497,8 @@ func hasMailboxes(ids map[string]int64, specs []store.MailboxSpec) bool {
 
 // ListMailboxes lists user's mailboxes by name, with message counts.
 func (s *Store) ListMailboxes(ctx context.Context, user string) ([]store.Mailbox, error) {
-	return list(ctx, s.readConn(), "list mailboxes", func(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
-		var m store.Mailbox
-		var uv, un int64
-		err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages)
-		m.UIDValidity, m.UIDNext = uint32(uv), uint32(un)
-		return m, err
-	}, `SELECT m.id, m.user_email, m.name, m.special_use,
-  EXISTS (SELECT 1 FROM subscription s WHERE s.user_email = m.user_email AND s.name = m.name),
-  m.uidvalidity, m.uidnext, m.highestmodseq,
-  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id)
-FROM mailbox m WHERE m.user_email = ? ORDER BY m.name`, user)
+	return list(ctx, s.readConn(), "list mailboxes", scanMailbox,
+		`SELECT `+mailboxCols+` FROM mailbox m WHERE m.user_email = ? ORDER BY m.name`, user)
 }
 
 // ListMessages lists a mailbox's messages in UID order; store.ErrNotFound

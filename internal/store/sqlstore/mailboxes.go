@@ -82,13 +82,13 @@ func checkSpecialUse(su string) (string, error) {
 const mailboxCols = `m.id, m.user_email, m.name, m.special_use,
   EXISTS (SELECT 1 FROM subscription s WHERE s.user_email = m.user_email AND s.name = m.name),
   m.uidvalidity, m.uidnext, m.highestmodseq,
-  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id)`
+  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id), m.recent_uid`
 
 func scanMailbox(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
 	var m store.Mailbox
-	var uv, un int64
-	err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages)
-	m.UIDValidity, m.UIDNext = uint32(uv), uint32(un)
+	var uv, un, ru int64
+	err := sc.Scan(&m.ID, &m.UserEmail, &m.Name, &m.SpecialUse, &m.Subscribed, &uv, &un, &m.HighestModSeq, &m.Messages, &ru)
+	m.UIDValidity, m.UIDNext, m.RecentUID = uint32(uv), uint32(un), uint32(ru)
 	return m, err
 }
 
@@ -529,6 +529,29 @@ func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed
 		return fmt.Errorf("sqlstore: subscribe %q of %q: %w", name, user, mapErr(err))
 	}
 	return nil
+}
+
+// ClaimRecent moves the mailbox's recent_uid up to upTo and returns where
+// it was: the caller's \Recent messages are those from there.
+func (s *Store) ClaimRecent(ctx context.Context, mailboxID int64, upTo uint32) (uint32, error) {
+	from := int64(upTo)
+	err := s.withTx(ctx, func(c conn) error {
+		var cur int64
+		err := c.queryRow(ctx, `SELECT recent_uid FROM mailbox WHERE id = ?`+c.d.forUpdate(), mailboxID).Scan(&cur)
+		if err != nil {
+			return mapErr(err)
+		}
+		if cur >= int64(upTo) {
+			return nil
+		}
+		from = cur
+		_, err = c.exec(ctx, `UPDATE mailbox SET recent_uid = ? WHERE id = ?`, int64(upTo), mailboxID)
+		return err
+	})
+	if err != nil {
+		return upTo, fmt.Errorf("sqlstore: claim recent of mailbox %d: %w", mailboxID, err)
+	}
+	return uint32(from), nil
 }
 
 // Subscriptions lists user's subscribed names in order, with or without

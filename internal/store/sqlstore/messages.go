@@ -99,7 +99,7 @@ WHERE k.id = ?`, key).Scan(&u, &uv, &bid)
 		if err := insertHeaderFields(ctx, c, bodyID, fields); err != nil {
 			return err
 		}
-		args := []any{id, u, modseq, strings.Join(flags, " "), c.d.ts(date), size, bodyID}
+		args := []any{id, u, modseq, strings.Join(flags, " "), c.d.ts(date), size, bodyID, c.d.ts(t)}
 		q := sqlInsertMessage
 		switch {
 		case useKey && !rerun:
@@ -206,9 +206,10 @@ func insertCopies(ctx context.Context, c conn, msgs []store.MessageInfo, toID in
 	}
 	dst := make([]uint32, len(msgs))
 	uid := uidnext - n
+	saved := c.d.ts(now()) // RFC 8514: a copy or move is saved anew
 	for i, m := range msgs {
 		_, err := c.exec(ctx, sqlInsertMessage, toID, uid, modseq, strings.Join(m.Flags, " "),
-			c.d.ts(m.InternalDate), m.Size, m.BodyID)
+			c.d.ts(m.InternalDate), m.Size, m.BodyID, saved)
 		if err != nil {
 			return nil, fmt.Errorf("copy message %d to mailbox %d: %w", m.UID, toID, mapErr(err))
 		}
@@ -288,4 +289,28 @@ func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids []uint32, t
 		}
 	}
 	return src, dst, uidValidity, nil
+}
+
+// SaveDates reads save_date for UIDs minUID..maxUID of the mailbox; rows
+// without one (saved before migration 0105) are left out.
+func (s *Store) SaveDates(ctx context.Context, mailboxID int64, minUID, maxUID uint32) (map[uint32]time.Time, error) {
+	rows, err := s.readConn().query(ctx, `SELECT uid, save_date FROM message
+WHERE mailbox_id = ? AND uid >= ? AND uid <= ? AND save_date IS NOT NULL`, mailboxID, int64(minUID), int64(maxUID))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: save dates of mailbox %d: %w", mailboxID, mapErr(err))
+	}
+	defer rows.Close()
+	out := map[uint32]time.Time{}
+	for rows.Next() {
+		var uid int64
+		var t time.Time
+		if err := rows.Scan(&uid, scanTime(&t)); err != nil {
+			return nil, fmt.Errorf("sqlstore: save dates of mailbox %d: %w", mailboxID, err)
+		}
+		out[uint32(uid)] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: save dates of mailbox %d: %w", mailboxID, mapErr(err))
+	}
+	return out, nil
 }

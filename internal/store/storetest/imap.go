@@ -41,6 +41,7 @@ func testIMAP(t *testing.T, open Open) {
 		{"ConcurrentIMAP", testConcurrentIMAP},
 		{"ReadBodies", testReadBodies},
 		{"HeaderSearch", testHeaderSearch},
+		{"SaveDate", testSaveDate},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}

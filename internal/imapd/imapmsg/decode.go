@@ -42,17 +42,7 @@ func bodyText(r io.ReaderAt, p *Part, header bool) ([]string, error) {
 		if _, err := r.ReadAt(h, p.HeaderOffset); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("reading header: %w", err)
 		}
-		var b strings.Builder
-		fields := decodeFields(h)
-		for i := range fields {
-			f := &fields[i]
-			f.decode()
-			b.WriteString(fold(string(f.name)))
-			b.WriteString(": ")
-			b.WriteString(f.value)
-			b.WriteByte('\n')
-		}
-		out = append(out, b.String())
+		out = append(out, headerText(h))
 	}
 	switch {
 	case p.IsMultipart():

@@ -40,11 +40,33 @@ func cmdCompress(s *session, c *command) error {
 // what is already buffered, which RFC 4978 3 says is compressed), out
 // deflates responses. Level 1 (flate.BestSpeed) keeps the CPU per
 // response low; mail text still shrinks about threefold.
-func (s *session) compressLayers(in io.Reader, out io.Writer) (io.Reader, *flate.Writer) {
+func (s *session) compressLayers(in io.Reader, out io.Writer) (io.Reader, *syncFlusher) {
 	if s.r != nil && s.r.Buffered() > 0 {
 		early, _ := s.r.Peek(s.r.Buffered())
 		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), in)
 	}
 	zw, _ := flate.NewWriter(out, flate.BestSpeed) // the level is valid: no error
-	return flate.NewReader(bufio.NewReaderSize(in, 4<<10)), zw
+	return flate.NewReader(bufio.NewReaderSize(in, 4<<10)), &syncFlusher{zw: zw}
+}
+
+// syncFlusher sync-flushes the DEFLATE stream only when something was
+// written since the last flush. An empty sync flush still sends five
+// bytes, and right after COMPRESS's OK a client can read them together
+// with the OK, before it has switched to inflating (seen in CI).
+type syncFlusher struct {
+	zw      *flate.Writer
+	pending bool
+}
+
+func (f *syncFlusher) Write(p []byte) (int, error) {
+	f.pending = f.pending || len(p) > 0
+	return f.zw.Write(p)
+}
+
+func (f *syncFlusher) Flush() error {
+	if !f.pending {
+		return nil
+	}
+	f.pending = false
+	return f.zw.Flush()
 }

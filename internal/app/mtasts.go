@@ -89,8 +89,15 @@ func logMTASTS(ctx context.Context, cfg *config.Config, p *parts, served bool) {
 		if p.acme != nil {
 			fix = "add them to HOSTNAMES (with DNS records pointing here) so that ACME gets certificates for them"
 		}
-		log.Warn(fmt.Sprintf("MTA-STS: the certificate does not cover %s, so senders cannot fetch those domains' policies; %s",
-			strings.Join(uncovered, ", "), fix), "names", strings.Join(uncovered, ","))
+		msg := fmt.Sprintf("MTA-STS: the certificate does not cover %s, so senders cannot fetch those domains' policies; %s",
+			strings.Join(uncovered, ", "), fix)
+		if cfg.MTASTSMode == "none" {
+			// A "none" policy only withdraws one published before: worth
+			// a note, not a warning (quickstart serves it on loopback).
+			log.Info(msg, "names", strings.Join(uncovered, ","))
+			return
+		}
+		log.Warn(msg, "names", strings.Join(uncovered, ","))
 	}
 }
 

@@ -110,6 +110,10 @@ func Quickstart(ctx context.Context, opt QuickstartOptions) error {
 		"POSTMASTER":          "admin",
 		"RECIPIENT_DELIMITER": "+",
 		"PORTS":               quickstartPortList(),
+		// A trial on loopback publishes no DNS, so it serves no MTA-STS
+		// policy (whose host name its self-signed certificate would not
+		// cover: a warning on the first start).
+		"MTA_STS_MODE": "none",
 	}
 	for p, q := range quickstartPorts() {
 		defaults["LISTEN_"+strconv.Itoa(p)] = "127.0.0.1:" + strconv.Itoa(q)

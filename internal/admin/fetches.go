@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -265,30 +264,10 @@ func (im *importer) fetchFields(obj map[string]any, path string) (f store.Fetch,
 // transaction has committed, as the Sieve scripts do; the input was
 // checked before. With write false it only lists the changes.
 func (im *importer) applyFetches(ctx context.Context, want *state, write bool) error {
-	var users []string
-	for _, e := range sortedMapKeys(want.users) {
-		if want.users[e].fetchSet {
-			users = append(users, e)
-		}
-	}
-	if len(users) == 0 {
-		return nil
-	}
-	fs, ok := im.s.fetchStore()
-	if !ok {
-		for _, e := range users {
-			if len(want.users[e].fetches) > 0 {
-				return fmt.Errorf("admin: import: this store keeps no fetched accounts")
-			}
-		}
-		return nil
-	}
-	for _, e := range users {
-		if err := im.applyUserFetches(ctx, fs, e, want.users[e].fetches, write); err != nil {
-			return fmt.Errorf("admin: import: fetched accounts of %s: %w", e, err)
-		}
-	}
-	return nil
+	fs, kept := im.s.fetchStore()
+	return eachImportedUser(want, "fetched accounts", kept,
+		func(us *userState) (bool, int) { return us.fetchSet, len(us.fetches) },
+		func(e string) error { return im.applyUserFetches(ctx, fs, e, want.users[e].fetches, write) })
 }
 
 func (im *importer) applyUserFetches(ctx context.Context, fs store.Fetches, user string, want []store.Fetch, write bool) error {

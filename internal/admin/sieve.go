@@ -148,27 +148,35 @@ func (im *importer) setSieve(us *userState, v any, path string) {
 // before, so only a store failure can stop it half way. With write false
 // it only lists the changes (dry run).
 func (im *importer) applySieve(ctx context.Context, want *state, write bool) error {
+	ss, kept := im.s.sieveStore()
+	return eachImportedUser(want, "Sieve scripts", kept,
+		func(us *userState) (bool, int) { return us.sieveSet, len(us.sieve) },
+		func(e string) error { return im.applyUserSieve(ctx, ss, e, want.users[e].sieve, write) })
+}
+
+// eachImportedUser runs apply, in order, for every user whose input set
+// a part that lives outside the account transaction (Sieve scripts,
+// fetched accounts): part reports whether the input set it and how many
+// entries it holds. When the store does not keep the part (kept false),
+// an input that carries any is an error and the rest is left alone.
+func eachImportedUser(want *state, what string, kept bool, part func(*userState) (bool, int), apply func(email string) error) error {
 	var users []string
 	for _, e := range sortedMapKeys(want.users) {
-		if want.users[e].sieveSet {
+		if set, _ := part(want.users[e]); set {
 			users = append(users, e)
 		}
 	}
-	if len(users) == 0 {
-		return nil
-	}
-	ss, ok := im.s.sieveStore()
-	if !ok {
+	if !kept {
 		for _, e := range users {
-			if len(want.users[e].sieve) > 0 {
-				return fmt.Errorf("admin: import: this store keeps no Sieve scripts")
+			if _, n := part(want.users[e]); n > 0 {
+				return fmt.Errorf("admin: import: this store keeps no %s", what)
 			}
 		}
 		return nil
 	}
 	for _, e := range users {
-		if err := im.applyUserSieve(ctx, ss, e, want.users[e].sieve, write); err != nil {
-			return fmt.Errorf("admin: import: Sieve scripts of %s: %w", e, err)
+		if err := apply(e); err != nil {
+			return fmt.Errorf("admin: import: %s of %s: %w", what, e, err)
 		}
 	}
 	return nil

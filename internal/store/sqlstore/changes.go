@@ -188,7 +188,7 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 	}
 	if after == (store.ChangeKey{}) {
 		return s.changes(ctx, mailboxID, modseq, func(c conn) ([]store.MessageInfo, error) {
-			return list(ctx, c, "list messages", messageScanner(), sqlChangesFirstPage, mailboxID, clampModSeq(modseq), limit)
+			return list(ctx, c, "list messages", messageScanner(), sqlChangesFirstPage(c.d), mailboxID, clampModSeq(modseq), limit)
 		})
 	}
 	if after.ModSeq <= modseq {
@@ -201,7 +201,7 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 			return err
 		}
 		ch.Mailbox = *mb
-		ch.Changed, err = list(ctx, c, "list messages", messageScanner(), sqlChangesNextPage,
+		ch.Changed, err = list(ctx, c, "list messages", messageScanner(), sqlChangesNextPage(c.d),
 			mailboxID, clampModSeq(after.ModSeq), int64(after.UID), limit)
 		return err
 	})
@@ -215,10 +215,13 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 // index on (mailbox_id, modseq, uid) (on SQLite message_modseq, whose
 // entries end with the primary key's uid; migration 0102), read in its
 // order.
-const (
-	sqlChangesFirstPage = `SELECT ` + messageCols + ` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY modseq, uid LIMIT ?`
-	sqlChangesNextPage  = `SELECT ` + messageCols + ` FROM message WHERE mailbox_id = ? AND (modseq, uid) > (?, ?) ORDER BY modseq, uid LIMIT ?`
-)
+func sqlChangesFirstPage(d dialect) string {
+	return `SELECT ` + d.messageCols() + ` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY modseq, uid LIMIT ?`
+}
+
+func sqlChangesNextPage(d dialect) string {
+	return `SELECT ` + d.messageCols() + ` FROM message WHERE mailbox_id = ? AND (modseq, uid) > (?, ?) ORDER BY modseq, uid LIMIT ?`
+}
 
 // changes reads, in one snapshot, the mailbox, the messages changed
 // (listed by changed) and the UIDs expunged after modseq.

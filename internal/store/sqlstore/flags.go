@@ -204,8 +204,6 @@ func sortedUnique(uids []uint32) []uint32 {
 	return slices.Compact(uids)
 }
 
-// messageCols selects a store.MessageInfo (scanMessage).
-const messageCols = `mailbox_id, uid, modseq, flags, internal_date, size, body_id`
 
 func scanMessage(sc interface{ Scan(...any) error }) (store.MessageInfo, error) {
 	return scanMessageFlags(sc, nil)
@@ -271,10 +269,10 @@ func listMessages(ctx context.Context, c conn, id int64, since uint64) ([]store.
 		// Without the modseq condition SQLite walks the primary key in
 		// UID order instead of the modseq index plus a sort.
 		return list(ctx, c, "list messages", messageScanner(),
-			`SELECT `+messageCols+` FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
+			`SELECT `+c.d.messageCols()+` FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
 	}
 	return list(ctx, c, "list messages", messageScanner(),
-		`SELECT `+messageCols+` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, id, clampModSeq(since))
+		`SELECT `+c.d.messageCols()+` FROM message WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, id, clampModSeq(since))
 }
 
 // messagesByUID returns the messages of mailbox id among uids (sorted,
@@ -285,7 +283,7 @@ func messagesByUID(ctx context.Context, c conn, id int64, uids []uint32) ([]stor
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	rows, err := c.query(ctx, `SELECT `+messageCols+` FROM message WHERE mailbox_id = ? AND uid IN `+c.d.intSet()+` ORDER BY uid`,
+	rows, err := c.query(ctx, `SELECT `+c.d.messageCols()+` FROM message WHERE mailbox_id = ? AND uid IN `+c.d.intSet()+` ORDER BY uid`,
 		id, c.d.intSetArg(uids))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: read messages: %w", err)

@@ -518,7 +518,7 @@ func (s *Store) ListMessages(ctx context.Context, user, mailbox string) ([]store
 		m.UID = uint32(uid)
 		m.Flags = strings.Fields(flags)
 		return m, err
-	}, `SELECT mailbox_id, uid, modseq, flags, internal_date, size, body_id FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
+	}, `SELECT `+c.d.messageCols()+` FROM message WHERE mailbox_id = ? ORDER BY uid`, id)
 }
 
 // inlineBody is an in-database body as a ReadCloser.

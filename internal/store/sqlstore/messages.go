@@ -166,7 +166,7 @@ func (s *Store) ListMessagesByID(ctx context.Context, mailboxID int64) ([]store.
 // not hold a second, larger copy (store.MessageStreamer).
 func (s *Store) EachMessageByID(ctx context.Context, mailboxID int64, fn func(m *store.MessageInfo)) error {
 	c := s.readConn()
-	rows, err := c.query(ctx, `SELECT `+messageCols+` FROM message WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+	rows, err := c.query(ctx, `SELECT `+c.d.messageCols()+` FROM message WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
 	if err != nil {
 		return fmt.Errorf("sqlstore: list messages of mailbox %d: %w", mailboxID, mapErr(err))
 	}

@@ -57,8 +57,8 @@ func (sqliteDialect) forUpdate() string      { return "" }
 func (sqliteDialect) messageCols() string {
 	return `mailbox_id, uid, modseq, flags, CAST(internal_date AS TEXT), size, body_id`
 }
-func (sqliteDialect) ts(t time.Time) any     { return roundTS(t).Format(tsText) }
-func (sqliteDialect) intSet() string         { return `(SELECT value AS v FROM json_each(?))` }
+func (sqliteDialect) ts(t time.Time) any { return roundTS(t).Format(tsText) }
+func (sqliteDialect) intSet() string     { return `(SELECT value AS v FROM json_each(?))` }
 
 func (sqliteDialect) intSetArg(v []uint32) any {
 	b := make([]byte, 0, 2+7*len(v))
@@ -78,8 +78,8 @@ type postgresDialect struct {
 
 func newPostgresDialect() postgresDialect { return postgresDialect{cache: new(sync.Map)} }
 
-func (postgresDialect) name() string       { return FlavorPostgreSQL }
-func (postgresDialect) forUpdate() string  { return " FOR UPDATE" }
+func (postgresDialect) name() string      { return FlavorPostgreSQL }
+func (postgresDialect) forUpdate() string { return " FOR UPDATE" }
 func (postgresDialect) messageCols() string {
 	return `mailbox_id, uid, modseq, flags, internal_date, size, body_id`
 }

@@ -204,7 +204,6 @@ func sortedUnique(uids []uint32) []uint32 {
 	return slices.Compact(uids)
 }
 
-
 func scanMessage(sc interface{ Scan(...any) error }) (store.MessageInfo, error) {
 	return scanMessageFlags(sc, nil)
 }

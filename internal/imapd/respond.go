@@ -63,8 +63,9 @@ func (w *respWriter) CRLF() { w.Raw("\r\n") }
 // Uint writes a number.
 func (w *respWriter) Uint(n uint64) {
 	if w.err == nil {
-		var buf [20]byte
-		_, w.err = w.bw.Write(strconv.AppendUint(buf[:0], n, 10))
+		// AvailableBuffer: a local array would escape through bufio's
+		// direct write to the connection, one allocation per number.
+		_, w.err = w.bw.Write(strconv.AppendUint(w.bw.AvailableBuffer(), n, 10))
 	}
 }
 

@@ -328,9 +328,9 @@ func (m *msgCommands) columnsFor(s *session, key *imapmsg.SearchKey) *searchColu
 }
 
 // StoredField implements imapmsg.FieldSource from the loaded columns.
-func (sm *searchMessage) StoredField(f imapmsg.StoredField) (string, bool) {
+func (sm *searchMessage) StoredField(f imapmsg.StoredField) ([]byte, bool) {
 	if sm.cols == nil || sm.cols[f] == nil {
-		return "", false
+		return nil, false
 	}
 	return sm.cols[f].value(sm.info.UID)
 }

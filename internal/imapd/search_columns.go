@@ -59,9 +59,10 @@ type colSnap struct {
 	i       int // cursor: lookups come in ascending UID order
 }
 
-// value returns the stored text of uid; ok false when the column has no
-// usable value for it.
-func (cs *colSnap) value(uid uint32) (string, bool) {
+// value returns the stored text of uid, the column's own bytes (never
+// modified once visible to a snapshot: callers only read them); ok false
+// when the column has no usable value for it.
+func (cs *colSnap) value(uid uint32) ([]byte, bool) {
 	for cs.i < len(cs.uids) && cs.uids[cs.i] < uid {
 		cs.i++
 	}
@@ -69,14 +70,14 @@ func (cs *colSnap) value(uid uint32) (string, bool) {
 		// Out of order (never in SEARCH): search the whole column.
 		j, found := slices.BinarySearch(cs.uids, uid)
 		if !found {
-			return "", false
+			return nil, false
 		}
 		cs.i = j
 	}
 	if cs.missing[uid] {
-		return "", false
+		return nil, false
 	}
-	return string(cs.data[cs.offs[cs.i]:cs.offs[cs.i+1]]), true
+	return cs.data[cs.offs[cs.i]:cs.offs[cs.i+1]:cs.offs[cs.i+1]], true
 }
 
 func newColumnCache(maxBytes int64) *columnCache {

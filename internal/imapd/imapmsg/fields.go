@@ -26,8 +26,10 @@ const FieldSep = "\x00"
 // FieldSource is implemented by a MessageView that has a message's
 // stored fields (SearchFields' values). ok false means it does not have
 // this one (for example a value too long to store): the header is read.
+// value is only read during the call, so a source can hand out its own
+// bytes instead of a copy per message.
 type FieldSource interface {
-	StoredField(f StoredField) (value string, ok bool)
+	StoredField(f StoredField) (value []byte, ok bool)
 }
 
 // storedFieldNames are the header field names behind each StoredField.

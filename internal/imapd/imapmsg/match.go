@@ -1,6 +1,7 @@
 package imapmsg
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/mail"
@@ -198,7 +199,7 @@ func (ev *evaluator) match(k *SearchKey) (bool, error) {
 		if f := storedKey(k); f >= 0 {
 			if fs, ok := m.(FieldSource); ok {
 				if v, ok := fs.StoredField(f); ok {
-					return strings.Contains(v, fold(k.Value)), nil
+					return bytes.Contains(v, []byte(fold(k.Value))), nil
 				}
 			}
 		}

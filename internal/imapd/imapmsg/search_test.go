@@ -312,7 +312,7 @@ type storedMessage struct {
 	vals [NumStoredFields]string
 }
 
-func (m *storedMessage) StoredField(f StoredField) (string, bool) { return m.vals[f], true }
+func (m *storedMessage) StoredField(f StoredField) ([]byte, bool) { return []byte(m.vals[f]), true }
 
 func TestMatchReadsOnlyWhatItNeeds(t *testing.T) {
 	m := &fakeMessage{uid: 1, flags: []string{`\Seen`}, msg: readTestMessage(t, "plain.eml")}

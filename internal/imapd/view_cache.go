@@ -8,12 +8,12 @@ import (
 )
 
 // Bounds of the mailbox listing cache: bytes over all cached mailboxes
-// (a viewMsg is viewMsgBytes: 8 MiB hold a 170,000-message listing), and
+// (a viewMsg is viewMsgBytes: 8 MiB hold a 200,000-message listing), and
 // the smallest mailbox worth caching (smaller ones list in well under a
 // millisecond).
 const (
 	defaultViewCacheBytes = 8 << 20
-	viewMsgBytes          = 48
+	viewMsgBytes          = 40
 	minCachedMailbox      = 256
 )
 

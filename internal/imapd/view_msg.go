@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -10,18 +11,24 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// viewMsg is one message of a view or of the mailbox listing cache: 48
+// viewMsg is one message of a view or of the mailbox listing cache: 40
 // bytes, where a store.MessageInfo is 88 plus a flag slice of its own.
 // At 100,000 messages per mailbox and a copy per session, that is most
 // of what a large mailbox costs in memory.
 type viewMsg struct {
-	uid    uint32
+	uid uint32
+	// size beside uid fills the word: RFC822.SIZE beyond 4 GiB - 1 is
+	// shown as that (no server takes such a message; RFC 3501's number
+	// cannot say more either).
+	size   uint32
 	flags  *[]string // interned by flagSets, never modified; nil: no flags
 	modSeq uint64
 	date   int64 // internal date, Unix microseconds (the store's precision), UTC
-	size   int64
 	body   int64
 }
+
+// size32 is a message size as viewMsg keeps it.
+func size32(n int64) uint32 { return uint32(min(max(n, 0), math.MaxUint32)) }
 
 // flagList returns the message's flags (shared: not to be modified).
 func (m *viewMsg) flagList() []string {
@@ -38,7 +45,7 @@ func (m *viewMsg) info(mailbox int64) store.MessageInfo {
 		date = time.UnixMicro(m.date).UTC()
 	}
 	return store.MessageInfo{MailboxID: mailbox, UID: m.uid, ModSeq: m.modSeq, Flags: m.flagList(),
-		InternalDate: date, Size: m.size, BodyID: m.body}
+		InternalDate: date, Size: int64(m.size), BodyID: m.body}
 }
 
 // zeroDate stands for the zero time.Time.
@@ -92,7 +99,7 @@ func (fs *flagSets) internLocked(flags []string) *[]string {
 // compact converts one message.
 func (fs *flagSets) compact(m *store.MessageInfo) viewMsg {
 	return viewMsg{uid: m.UID, flags: fs.intern(m.Flags), modSeq: m.ModSeq, date: m.InternalDate.UnixMicro(),
-		size: m.Size, body: m.BodyID}
+		size: size32(m.Size), body: m.BodyID}
 }
 
 // compactAll converts a listing, taking the lock once.
@@ -103,7 +110,7 @@ func (fs *flagSets) compactAll(list []store.MessageInfo) []viewMsg {
 	for i := range list {
 		m := &list[i]
 		out[i] = viewMsg{uid: m.UID, flags: fs.internLocked(m.Flags), modSeq: m.ModSeq,
-			date: m.InternalDate.UnixMicro(), size: m.Size, body: m.BodyID}
+			date: m.InternalDate.UnixMicro(), size: size32(m.Size), body: m.BodyID}
 	}
 	return out
 }

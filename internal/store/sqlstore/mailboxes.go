@@ -587,7 +587,7 @@ func (s *Store) readTx(ctx context.Context, fn func(c conn) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	if err := fn(conn{q: tx, d: s.d}); err != nil {
+	if err := fn(conn{q: tx, d: s.d, count: &s.queries}); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -25,10 +25,10 @@ import (
 // COMMIT, so the notification is delivered if and only if the change
 // commits, and costs one statement per transaction, not per row. Every
 // node holds one LISTEN connection (listener) that wakes its local
-// watchers. IMAP sessions keep polling ChangesSince as well, so a lost
-// LISTEN connection, or an engine without LISTEN/NOTIFY (CockroachDB
-// before 24.x, some proxies such as PgBouncer in transaction mode), only
-// costs latency.
+// watchers. While it is up (Realtime) IDLE sessions only wait for those
+// wake-ups; when it is down, or the engine has no LISTEN/NOTIFY
+// (CockroachDB before 24.x, some proxies such as PgBouncer in
+// transaction mode), they poll ChangesSince, so that only costs latency.
 
 // maxPayload stays below PostgreSQL's 8000-byte NOTIFY payload limit; a
 // longer change list becomes "wake everyone".
@@ -211,7 +211,11 @@ func (l *listener) run(ctx context.Context) {
 	wait := listenRetryFirst
 	for again := false; ctx.Err() == nil; again = true {
 		err := l.session(ctx, again, func() { wait = listenRetryFirst })
-		l.up.Store(false)
+		if l.up.Swap(false) {
+			// IDLE sessions sleep on their watch channel while the
+			// connection is up: wake them so they start polling.
+			l.s.watchers.notifyAll()
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -236,13 +240,18 @@ func (l *listener) session(ctx context.Context, again bool, connected func()) er
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.f.channel}.Sanitize()); err != nil {
 		return err
 	}
+	// Changes committed while no LISTEN was up (before the first one
+	// too: sessions polled then) were missed: every counter moves and
+	// every watcher wakes, so each session reads its mailbox once. That
+	// happens before Realtime turns true, so a session that sees true
+	// also sees the moved counter.
+	l.s.watchers.notifyAll()
+	if again {
+		l.s.config.fire(configEvent{}) // everything may be stale
+	}
 	l.up.Store(true)
 	connected()
 	l.log.Info("listening for other nodes' changes", "channel", l.f.channel, "reconnect", again)
-	if again {
-		l.s.watchers.notifyAll()
-		l.s.config.fire(configEvent{}) // everything may be stale
-	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenCheck)
 		n, err := conn.WaitForNotification(wctx)
@@ -334,9 +343,12 @@ func (s *Store) OnConfigChange(fn func(topic, key string)) (stop func()) {
 	return s.config.add(fn)
 }
 
-// Realtime reports whether other nodes' changes reach this Store's
-// watchers as they commit: true on SQLite (one node) and on PostgreSQL
-// while the LISTEN connection is up.
+// Realtime implements store.Realtime: whether other nodes' changes
+// reach this Store's watchers as they commit: true on SQLite (one node)
+// and on PostgreSQL while the LISTEN connection is up. Every change of
+// the answer wakes all watchers (and the turn to true moves every
+// ChangeVersion), so an IDLE session that sleeps while it is true never
+// misses the moment it must poll.
 func (s *Store) Realtime() bool {
 	if s.listen == nil {
 		return s.feed == nil

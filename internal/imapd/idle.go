@@ -82,7 +82,12 @@ func cmdIdle(s *session, c *command) error {
 		case <-s.ctx.Done():
 			return s.ctx.Err()
 		}
-		if err := s.syncChanges(true, force); err != nil {
+		sync := s.syncChanges
+		if s.notify != nil {
+			// RFC 5465 4: IDLE sends what NOTIFY asked for.
+			sync = s.notifyCheck
+		}
+		if err := sync(true, force); err != nil {
 			if s.ctx.Err() != nil {
 				return s.ctx.Err()
 			}

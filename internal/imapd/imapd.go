@@ -220,6 +220,8 @@ type Server struct {
 	versions store.ChangeVersions
 	// realtime reports store.Realtime; false without it (IDLE polls).
 	realtime func() bool
+	// notifyMax: notifications at once before NOTIFICATIONOVERFLOW.
+	notifyMax int
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -266,6 +268,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, commands: commandTable(), views: newViewCache(defaultViewCacheBytes)}
 	s.versions, _ = opts.Store.(store.ChangeVersions)
+	s.notifyMax = defaultNotifyMax
 	s.realtime = func() bool { return false }
 	if rt, ok := opts.Store.(store.Realtime); ok {
 		s.realtime = rt.Realtime

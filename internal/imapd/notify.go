@@ -232,6 +232,51 @@ func (s *session) notifyFetchAtts(d *decoder) string {
 	return string(buf[:used])
 }
 
+// RFC 5465 5: the server SHOULD NOT tell a client about its own
+// CREATE, DELETE, RENAME and SUBSCRIBE. The notifyOwn methods record
+// them as already told; other clients' changes still show at the next
+// look.
+
+// notifyOwnMailbox records a mailbox this session created.
+func (s *session) notifyOwnMailbox(_ string, mb *store.Mailbox) {
+	if n := s.notify; n != nil && n.boxes != nil && mb != nil {
+		n.boxes[mb.ID] = *mb
+	}
+}
+
+// notifyOwnRename records this session's RENAME from to (its inferiors
+// too), or its DELETE of from when to is "". RENAME of INBOX moves
+// its messages into a new mailbox, which the next look reports.
+func (s *session) notifyOwnRename(from, to string) {
+	n := s.notify
+	if n == nil || n.boxes == nil || from == "INBOX" {
+		return
+	}
+	for id, b := range n.boxes {
+		switch {
+		case b.Name == from && to == "":
+			delete(n.boxes, id)
+		case b.Name == from:
+			b.Name = to
+			n.boxes[id] = b
+		case strings.HasPrefix(b.Name, from+delimiter) && to != "":
+			b.Name = to + strings.TrimPrefix(b.Name, from)
+			n.boxes[id] = b
+		}
+	}
+}
+
+// notifyOwnSubscription records this session's SUBSCRIBE or UNSUBSCRIBE.
+func (s *session) notifyOwnSubscription(name string, sub bool) {
+	if n := s.notify; n != nil && n.subs != nil {
+		if sub {
+			n.subs[name] = true
+		} else {
+			delete(n.subs, name)
+		}
+	}
+}
+
 // notifyOff is NOTIFY NONE.
 func (s *session) notifyOff() {
 	if s.notify != nil {
@@ -345,7 +390,7 @@ func (s *session) notifyLook(status bool) error {
 		switch {
 		case !had:
 			if n.matches(b.Name)&evMailboxName != 0 {
-				out = append(out, s.listNote(b.Name, "", `\HasNoChildren`))
+				out = append(out, s.listNote(b.Name, "", childAttr(boxes, b.Name)))
 			}
 			continue
 		case old.Name != b.Name:
@@ -384,6 +429,16 @@ func (s *session) notifyLook(status bool) error {
 		}
 	}
 	return s.notifyWrite(out)
+}
+
+// childAttr is CHILDREN's attribute (RFC 3348) for name among boxes.
+func childAttr(boxes []store.Mailbox, name string) string {
+	for _, b := range boxes {
+		if strings.HasPrefix(b.Name, name+delimiter) {
+			return `\HasChildren`
+		}
+	}
+	return `\HasNoChildren`
 }
 
 func union(a, b map[string]bool) map[string]bool {

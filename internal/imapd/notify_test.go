@@ -79,6 +79,22 @@ func TestNotifyMailboxName(t *testing.T) {
 	o.ok("CREATE Box2/Child")
 	got := c.waitFor(`* LIST (\HasNoChildren) "/" Box2/Child`, updateWait)
 	mustNotHave(t, got, `* LIST (\HasNoChildren) "/" Other`)
+	// A new parent has children.
+	c.ok("NOTIFY SET (PERSONAL (MailboxName))")
+	o.ok("CREATE Top/Leaf")
+	got = c.waitFor(`* LIST (\HasNoChildren) "/" Top/Leaf`, updateWait)
+	got = append(got, c.ok("NOOP")...)
+	mustHave(t, got, `* LIST (\HasChildren) "/" Top`)
+	// The session's own changes are not told back (RFC 5465 5).
+	mustNotHave(t, c.ok("CREATE Mine"), "* LIST")
+	mustNotHave(t, c.ok("RENAME Mine Mine2"), "* LIST")
+	c.ok("SUBSCRIBE Mine2")
+	mustNotHave(t, c.ok("DELETE Mine2"), "* LIST")
+	o.ok("CREATE Theirs")
+	got = c.waitFor(`* LIST (\HasNoChildren) "/" Theirs`, updateWait)
+	mustNotHave(t, got, `* LIST (\HasNoChildren) "/" Mine`)
+	mustNotHave(t, got, `* LIST () "/" Mine2`)
+	mustNotHave(t, got, `* LIST (\NonExistent) "/" Mine2`)
 }
 
 // RFC 5465 5.5: SUBSCRIBE and UNSUBSCRIBE elsewhere are LIST responses,

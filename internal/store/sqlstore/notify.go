@@ -25,7 +25,7 @@ import (
 // COMMIT, so the notification is delivered if and only if the change
 // commits, and costs one statement per transaction, not per row. Every
 // node holds one LISTEN connection (listener) that wakes its local
-// watchers. While it is up (Realtime) IDLE sessions only wait for those
+// watchers, and proves with a probe notification that it hears them. While it is up (Realtime) IDLE sessions only wait for those
 // wake-ups; when it is down, or the engine has no LISTEN/NOTIFY
 // (CockroachDB before 24.x, some proxies such as PgBouncer in
 // transaction mode), they poll ChangesSince, so that only costs latency.
@@ -178,6 +178,12 @@ type listener struct {
 	up   atomic.Bool
 	stop context.CancelFunc
 	done chan struct{}
+	// channel is what the connection LISTENs on: f.channel (tests
+	// point it elsewhere to stand for a proxy that drops notifications).
+	channel string
+	// probeWait bounds the wait for a probe's round trip.
+	probeWait time.Duration
+	probes    atomic.Uint64 // numbers the probes
 }
 
 // Listener timings: how long a LISTEN connection may be silent before
@@ -186,11 +192,13 @@ const (
 	listenCheck      = 30 * time.Second
 	listenRetryFirst = 100 * time.Millisecond
 	listenRetryMax   = 5 * time.Second
+	listenProbeWait  = 10 * time.Second
 )
 
 func startListener(s *Store, dsn string) *listener {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &listener{dsn: dsn, f: s.feed, s: s, log: s.log, stop: cancel, done: make(chan struct{})}
+	l := &listener{dsn: dsn, f: s.feed, s: s, log: s.log, stop: cancel, done: make(chan struct{}),
+		channel: s.feed.channel, probeWait: listenProbeWait}
 	go l.run(ctx)
 	return l
 }
@@ -237,7 +245,14 @@ func (l *listener) session(ctx context.Context, again bool, connected func()) er
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.f.channel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
+		return err
+	}
+	// A LISTEN that succeeds is not yet proof that notifications
+	// arrive (PgBouncer in transaction pooling hands the server
+	// connection to someone else): only a probe's round trip through
+	// the pool makes the node Realtime, and IDLE stop polling.
+	if err := l.probe(ctx, conn); err != nil {
 		return err
 	}
 	// Changes committed while no LISTEN was up (before the first one
@@ -263,14 +278,32 @@ func (l *listener) session(ctx context.Context, again bool, connected func()) er
 			if !errors.Is(err, context.DeadlineExceeded) || conn.IsClosed() {
 				return err
 			}
-			// Silent for a while: make sure the server is still there.
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
+			// Silent for a while: make sure notifications still come.
+			if err := l.probe(ctx, conn); err != nil {
 				return err
 			}
 			continue
+		}
+		l.deliver(n.Payload)
+	}
+}
+
+// probe sends a notification through the Store's pool and waits for it
+// on conn, delivering other notifications that come first.
+func (l *listener) probe(ctx context.Context, conn *pgx.Conn) error {
+	token := fmt.Sprintf("%s\n?%d", l.f.node, l.probes.Add(1))
+	if _, err := l.s.write.ExecContext(ctx, `SELECT pg_notify($1, $2)`, l.f.channel, token); err != nil {
+		return fmt.Errorf("LISTEN probe: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, l.probeWait)
+	defer cancel()
+	for {
+		n, err := conn.WaitForNotification(pctx)
+		if err != nil {
+			return fmt.Errorf("LISTEN probe not heard back: %w", err)
+		}
+		if n.Payload == token {
+			return nil
 		}
 		l.deliver(n.Payload)
 	}

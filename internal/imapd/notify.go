@@ -99,72 +99,16 @@ func cmdNotify(s *session, c *command) error {
 		d.SP()
 	}
 	for d.Err() == nil {
-		var g notifyGroup
-		fetch := ""
-		d.Expect('(', "an event group")
-		g.filter = upperASCII(d.Atom())
-		switch g.filter {
-		case "SELECTED", "SELECTED-DELAYED":
-			if selectedSeen {
-				// RFC 5465 6.1: only one of them.
-				d.fail("SELECTED or SELECTED-DELAYED given twice")
-			}
-			selectedSeen = true
-		case "INBOXES", "PERSONAL", "SUBSCRIBED":
-		case "SUBTREE", "MAILBOXES":
-			d.SP()
-			if d.Is('(') {
-				d.List(func() bool {
-					g.names = append(g.names, s.mailboxArg(d))
-					return d.Err() == nil
-				})
-			} else {
-				g.names = append(g.names, s.mailboxArg(d))
-			}
-		default:
-			if d.Err() == nil {
-				d.fail("Unknown mailbox filter")
-			}
-		}
-		d.SP()
-		if d.Is('(') {
-			d.List(func() bool {
-				name := d.Atom()
-				switch strings.ToUpper(name) {
-				case "MESSAGENEW":
-					g.events |= evMessageNew
-					if d.Is(' ') {
-						// "MessageNew (fetch-att ...)" or the next event.
-						if b, _ := d.r.Peek(2); len(b) == 2 && b[1] == '(' {
-							d.SP()
-							fetch = s.notifyFetchAtts(d)
-						}
-					}
-				case "MESSAGEEXPUNGE":
-					g.events |= evMessageExpunge
-				case "FLAGCHANGE":
-					g.events |= evFlagChange
-				case "MAILBOXNAME":
-					g.events |= evMailboxName
-				case "SUBSCRIPTIONCHANGE":
-					g.events |= evSubscriptionChange
-				case "":
-					d.fail("Expected an event")
-					return false
-				default:
-					// AnnotationChange, the METADATA events, extensions.
-					unsupported = true
-				}
-				return d.Err() == nil
-			})
-		} else if upperASCII(d.Atom()) != "NONE" && d.Err() == nil {
-			d.fail("Expected events or NONE")
-		}
-		d.Expect(')', "the end of the event group")
+		g, fetch, unknown := s.notifyGroupArg(d)
+		unsupported = unsupported || unknown
 		if d.Err() != nil {
 			break
 		}
 		if g.filter == "SELECTED" || g.filter == "SELECTED-DELAYED" {
+			if selectedSeen {
+				return bad("SELECTED or SELECTED-DELAYED given twice") // RFC 5465 6.1
+			}
+			selectedSeen = true
 			if g.events&^evMessage != 0 {
 				return bad("Only message events with SELECTED") // RFC 5465 6.1
 			}
@@ -209,6 +153,67 @@ func cmdNotify(s *session, c *command) error {
 	// The implicit NOOP (RFC 5465 3.1) is finish's sync of the selected
 	// mailbox.
 	return nil
+}
+
+// notifyGroupArg reads one event group: "(" filter-mailboxes SP
+// ("(" event *(SP event) ")" / "NONE") ")". fetch is MessageNew's
+// fetch-att list as written; unknown reports events Petrel does not
+// support (BADEVENT once the line is read).
+func (s *session) notifyGroupArg(d *decoder) (g notifyGroup, fetch string, unknown bool) {
+	d.Expect('(', "an event group")
+	g.filter = upperASCII(d.Atom())
+	switch g.filter {
+	case "SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED":
+	case "SUBTREE", "MAILBOXES":
+		d.SP()
+		if d.Is('(') {
+			d.List(func() bool {
+				g.names = append(g.names, s.mailboxArg(d))
+				return d.Err() == nil
+			})
+		} else {
+			g.names = append(g.names, s.mailboxArg(d))
+		}
+	default:
+		if d.Err() == nil {
+			d.fail("Unknown mailbox filter")
+		}
+	}
+	d.SP()
+	if !d.Is('(') {
+		if upperASCII(d.Atom()) != "NONE" && d.Err() == nil {
+			d.fail("Expected events or NONE")
+		}
+		d.Expect(')', "the end of the event group")
+		return g, "", false
+	}
+	d.List(func() bool {
+		switch strings.ToUpper(d.Atom()) {
+		case "MESSAGENEW":
+			g.events |= evMessageNew
+			// "MessageNew (fetch-att ...)", or a space before the next event.
+			if b, _ := d.r.Peek(2); d.Err() == nil && len(b) == 2 && b[0] == ' ' && b[1] == '(' {
+				d.SP()
+				fetch = s.notifyFetchAtts(d)
+			}
+		case "MESSAGEEXPUNGE":
+			g.events |= evMessageExpunge
+		case "FLAGCHANGE":
+			g.events |= evFlagChange
+		case "MAILBOXNAME":
+			g.events |= evMailboxName
+		case "SUBSCRIPTIONCHANGE":
+			g.events |= evSubscriptionChange
+		case "":
+			d.fail("Expected an event")
+			return false
+		default:
+			unknown = true // AnnotationChange, the METADATA events, extensions
+		}
+		return d.Err() == nil
+	})
+	d.Expect(')', "the end of the event group")
+	return g, fetch, unknown
 }
 
 // notifyFetchAtts reads MessageNew's "(" fetch-att *(SP fetch-att) ")"

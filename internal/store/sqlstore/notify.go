@@ -184,6 +184,10 @@ type listener struct {
 	// probeWait bounds the wait for a probe's round trip.
 	probeWait time.Duration
 	probes    atomic.Uint64 // numbers the probes
+	// first is closed when the first connection attempt is up or has
+	// failed (Open waits for it, within listenStartWait).
+	first     chan struct{}
+	firstOnce sync.Once
 }
 
 // Listener timings: how long a LISTEN connection may be silent before
@@ -193,14 +197,35 @@ const (
 	listenRetryFirst = 100 * time.Millisecond
 	listenRetryMax   = 5 * time.Second
 	listenProbeWait  = 10 * time.Second
+	// listenStartWait bounds Open's wait for the first LISTEN, so a
+	// node normally starts realtime, and starts anyway (polling)
+	// when LISTEN does not work.
+	listenStartWait = 3 * time.Second
 )
 
 func startListener(s *Store, dsn string) *listener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &listener{dsn: dsn, f: s.feed, s: s, log: s.log, stop: cancel, done: make(chan struct{}),
-		channel: s.feed.channel, probeWait: listenProbeWait}
+		channel: s.feed.channel, probeWait: listenProbeWait, first: make(chan struct{})}
 	go l.run(ctx)
 	return l
+}
+
+// started closes first, once.
+func (l *listener) started() {
+	if l.first != nil {
+		l.firstOnce.Do(func() { close(l.first) })
+	}
+}
+
+// waitStarted waits for the first connection attempt, at most d.
+func (l *listener) waitStarted(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.first:
+	case <-t.C:
+	}
 }
 
 func (l *listener) close() {
@@ -218,7 +243,8 @@ func (l *listener) run(ctx context.Context) {
 	defer close(l.done)
 	wait := listenRetryFirst
 	for again := false; ctx.Err() == nil; again = true {
-		err := l.session(ctx, again, func() { wait = listenRetryFirst })
+		err := l.session(ctx, again, func() { wait = listenRetryFirst; l.started() })
+		l.started()
 		if l.up.Swap(false) {
 			// IDLE sessions sleep on their watch channel while the
 			// connection is up: wake them so they start polling.

@@ -162,6 +162,9 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		}
 		if s.feed.enabled && !opt.NoListen {
 			s.listen = startListener(s, opt.DSN)
+			// Realtime from the start: the first LISTEN's wake-up of
+			// every watcher comes before there are any.
+			s.listen.waitStarted(listenStartWait)
 		}
 	}
 	s.bodies = newReleaser(s)

@@ -30,6 +30,7 @@ func coreCommands() map[string]commandSpec {
 		"EXAMINE":      {states: authStates, run: cmdSelect},
 		"APPEND":       {states: authStates, run: cmdAppend},
 		"IDLE":         {states: authStates, run: cmdIdle},
+		"NOTIFY":       {states: authStates, run: cmdNotify},
 		"GETQUOTA":     {states: authStates, run: cmdGetQuota},
 		"COMPRESS":     {states: authStates, run: cmdCompress},
 		"GETQUOTAROOT": {states: authStates, run: cmdGetQuotaRoot},
@@ -59,6 +60,7 @@ func (s *session) capabilities() string {
 		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
 		"STATUS=SIZE", "CREATE-SPECIAL-USE", "SAVEDATE", "WITHIN", "OBJECTID", "PREVIEW",
 		"APPENDLIMIT=" + strconv.FormatInt(s.srv.opts.MaxMessageSize, 10)}
+	caps = append(caps, "NOTIFY") // RFC 5465, notify.go
 	if s.state != stateNotAuthenticated && !s.compressed {
 		caps = append(caps, "COMPRESS=DEFLATE") // RFC 4978: after login, once
 	}

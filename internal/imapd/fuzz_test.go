@@ -81,6 +81,7 @@ func FuzzSession(f *testing.F) {
 		"a SEARCH SAVEDBEFORE 1-Jan-2020 OLDER 5 YOUNGER 9 EMAILID E1 THREADID T1 SAVEDATESUPPORTED\r\n",
 		"a STATUS INBOX (MAILBOXID SIZE RECENT)\r\nb CREATE x (USE (\\Junk \\Trash))\r\n",
 		"a COMPRESS DEFLATE\r\n",
+		"a NOTIFY SET STATUS (SELECTED (MessageNew (UID BODY.PEEK[HEADER]) MessageExpunge FlagChange)) (SUBTREE (x \"y\") (MailboxName SubscriptionChange))\r\nb NOTIFY NONE\r\n",
 		"a AUTHENTICATE PLAIN\r\n*\r\n",
 		"a GETQUOTAROOT INBOX\r\nb GETQUOTA \"\"\r\n",
 		"{999999999+}\r\n",

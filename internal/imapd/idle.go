@@ -19,8 +19,10 @@ type idleLine struct {
 }
 
 // cmdIdle is IDLE (RFC 2177, RFC 9051 6.3.13): "+ idling", then untagged
-// updates as soon as the store reports a change (Watch for this node,
-// polling ChangesSince every PollInterval for others), until DONE.
+// updates as soon as the store reports a change (Watch), until DONE.
+// Only while the store is not Realtime (PostgreSQL with its LISTEN
+// connection down) does it also poll ChangesSince every PollInterval, so
+// an idle session costs no query while nothing changes (issue 16).
 func cmdIdle(s *session, c *command) error {
 	if err := c.args.End(); err != nil {
 		return err
@@ -56,8 +58,8 @@ func cmdIdle(s *session, c *command) error {
 			}
 		}
 	}()
-	poll := time.NewTicker(s.srv.opts.PollInterval)
-	defer poll.Stop()
+	var p idlePoll
+	defer p.stop()
 	notify := time.NewTicker(s.srv.opts.IdleNotifyInterval)
 	defer notify.Stop()
 	for {
@@ -72,7 +74,7 @@ func cmdIdle(s *session, c *command) error {
 			}
 			return ok("", "IDLE terminated")
 		case <-watch:
-		case <-poll.C:
+		case <-p.tick(s.srv.realtime, s.srv.opts.PollInterval):
 			force = true // other nodes' changes: the counter cannot tell
 		case <-notify.C:
 			s.w.Status("*", "OK", "", "Still here")
@@ -80,7 +82,12 @@ func cmdIdle(s *session, c *command) error {
 		case <-s.ctx.Done():
 			return s.ctx.Err()
 		}
-		if err := s.syncChanges(true, force); err != nil {
+		sync := s.syncChanges
+		if s.notify != nil {
+			// RFC 5465 4: IDLE sends what NOTIFY asked for.
+			sync = s.notifyCheck
+		}
+		if err := sync(true, force); err != nil {
 			if s.ctx.Err() != nil {
 				return s.ctx.Err()
 			}
@@ -91,5 +98,30 @@ func cmdIdle(s *session, c *command) error {
 			s.logout = "write failed"
 			return errAnswered
 		}
+	}
+}
+
+// idlePoll is IDLE's poll ticker, running only while the store cannot
+// tell about other nodes' changes. The store wakes every watcher when
+// that turns, so checking at each wake-up is enough.
+type idlePoll struct{ t *time.Ticker }
+
+// tick returns the channel to wait on: nil (never ready) while realtime
+// says the store is realtime, else the ticker's.
+func (p *idlePoll) tick(realtime func() bool, every time.Duration) <-chan time.Time {
+	if realtime() {
+		p.stop()
+		return nil
+	}
+	if p.t == nil {
+		p.t = time.NewTicker(every)
+	}
+	return p.t.C
+}
+
+func (p *idlePoll) stop() {
+	if p.t != nil {
+		p.t.Stop()
+		p.t = nil
 	}
 }

@@ -190,8 +190,9 @@ type Options struct {
 	// attachments in it.
 	FullTextSearch      bool
 	FullTextAttachments bool
-	// PollInterval is how often IDLE polls the store; 0:
-	// DefaultPollInterval.
+	// PollInterval is how often IDLE polls the store while it is not
+	// store.Realtime, and how old a poll may be before a command asks
+	// the store again; 0: DefaultPollInterval.
 	PollInterval time.Duration
 	// IdleNotifyInterval is how often IDLE sends "* OK Still here"; 0:
 	// DefaultIdleNotifyInterval.
@@ -217,6 +218,10 @@ type Server struct {
 	// versions is opts.Store's change counter, nil when it has none
 	// (then every command polls ChangesSince).
 	versions store.ChangeVersions
+	// realtime reports store.Realtime; false without it (IDLE polls).
+	realtime func() bool
+	// notifyMax: notifications at once before NOTIFICATIONOVERFLOW.
+	notifyMax int
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -263,6 +268,11 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, commands: commandTable(), views: newViewCache(defaultViewCacheBytes)}
 	s.versions, _ = opts.Store.(store.ChangeVersions)
+	s.notifyMax = defaultNotifyMax
+	s.realtime = func() bool { return false }
+	if rt, ok := opts.Store.(store.Realtime); ok {
+		s.realtime = rt.Realtime
+	}
 	s.log = opts.Logger.With("proto", s.proto())
 	var tlsForRefusal *tls.Config
 	if opts.Implicit {

@@ -123,6 +123,7 @@ func cmdCreate(s *session, c *command) error {
 	if err != nil {
 		return mailboxError(err)
 	}
+	s.notifyOwnMailbox("", mb)
 	// RFC 8474 4.1: the new mailbox's object id.
 	return ok("MAILBOXID ("+mailboxObjectID(mb.ID)+")", "CREATE completed")
 }
@@ -161,6 +162,7 @@ func cmdDelete(s *session, c *command) error {
 	if err := s.srv.opts.Store.DeleteMailbox(s.ctx, s.user, name); err != nil {
 		return mailboxError(err)
 	}
+	s.notifyOwnRename(name, "")
 	if selected {
 		// The selected mailbox is gone: leave the Selected state as
 		// CLOSE would (RFC 7162 3.2.11 CLOSED).
@@ -187,6 +189,7 @@ func cmdRename(s *session, c *command) error {
 	if err := s.srv.opts.Store.RenameMailbox(s.ctx, s.user, from, to); err != nil {
 		return mailboxError(err)
 	}
+	s.notifyOwnRename(from, to)
 	if s.sel != nil && from != "INBOX" {
 		// The selected mailbox keeps its id; only its name changes.
 		if s.sel.name == from {
@@ -213,6 +216,7 @@ func cmdSubscribe(s *session, c *command) error {
 		}
 		return mailboxError(err)
 	}
+	s.notifyOwnSubscription(name, sub)
 	return nil
 }
 

@@ -77,6 +77,11 @@ type session struct {
 
 	// sel is the selected mailbox in the Selected state, nil otherwise.
 	sel *view
+	// notify is the NOTIFY SET in force (RFC 5465, notify.go), nil for
+	// none; quietFlags hides flag changes of the selected mailbox from
+	// a sync it makes without FlagChange.
+	notify     *notifyState
+	quietFlags bool
 }
 
 func newSession(srv *Server, tc trackedConn, log *slog.Logger) *session {
@@ -146,6 +151,7 @@ func (s *session) arm() {
 func (s *session) run() {
 	s.log.Debug("connect")
 	defer func() {
+		s.notifyOff()
 		if s.linger {
 			s.tc.Linger(s.conn)
 		}
@@ -203,6 +209,9 @@ func (s *session) readCommand() bool {
 		// before the server blocks.
 		if err := s.w.Flush(); err != nil {
 			s.logout = "write failed"
+			return false
+		}
+		if s.notify != nil && !s.notifyWait() {
 			return false
 		}
 	}

@@ -194,7 +194,7 @@ func (s *session) applyChanged(v *view, changed []store.MessageInfo, maxUID uint
 		}
 		old := v.msgs[q-1].flagList()
 		v.update(m)
-		if !sameFlags(old, m.Flags) || s.condstore {
+		if (!sameFlags(old, m.Flags) || s.condstore) && !s.quietFlags {
 			s.writeFlagsFetch(q, v.msg(q))
 		}
 	}

@@ -51,9 +51,12 @@ func TestIdleSeesDelivery(t *testing.T) {
 
 func TestIdlePollsOtherNodes(t *testing.T) {
 	// A second store over the same database stands for another node: its
-	// Watch notifications never reach this server, so only polling can
-	// see the delivery.
-	ts := startServer(t, func(_ *testServer, o *Options) { o.PollInterval = 50 * time.Millisecond })
+	// Watch notifications never reach this server, which is not realtime
+	// (PostgreSQL with LISTEN down), so only polling can see the delivery.
+	ts := startServer(t, func(ts *testServer, o *Options) {
+		o.PollInterval = 50 * time.Millisecond
+		o.Store = notRealtime{ts.st}
+	})
 	c := ts.login(alice, alicePass)
 	c.ok("SELECT INBOX")
 	c.send("i1 IDLE\r\n")

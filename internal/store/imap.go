@@ -128,9 +128,10 @@ type Mailboxes interface {
 	// Quota returns the user's used bytes and limit (0 = unlimited).
 	Quota(ctx context.Context, user string) (used, limit int64, err error)
 	// Watch returns a channel that receives (without blocking the writer)
-	// after any committed change to mailboxes of user in this process,
-	// and a function to stop watching. IDLE also polls ChangesSince, so
-	// changes made by other nodes are seen too.
+	// after any committed change to mailboxes of user in this process
+	// (and, on a Realtime store, on other nodes), and a function to stop
+	// watching. IDLE polls ChangesSince only while the store is not
+	// Realtime, so changes made by other nodes are seen then too.
 	Watch(user string) (<-chan struct{}, func())
 }
 

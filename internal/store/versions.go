@@ -6,11 +6,23 @@ package store
 // STORE, COPY/MOVE, expunges, CREATE/DELETE/RENAME). An IMAP session that
 // sees the same value as at its last ChangesSince knows that this process
 // changed nothing since; changes made by other processes sharing the
-// database are not counted, so it must still poll now and then.
+// database are counted only while the store is Realtime, so without that
+// it must still poll now and then.
 type ChangeVersions interface {
 	// ChangeVersion is user's counter (0 before any change); the bump
 	// happens after the commit, before the writing call returns.
 	ChangeVersion(user string) uint64
+}
+
+// Realtime is an optional interface of a store with ChangeVersions and
+// Watch: it reports whether every committed change, made here or by
+// another node sharing the database, reaches Watch and ChangeVersion as
+// it commits (PostgreSQL while its LISTEN connection is up; SQLite, one
+// node). While true an IDLE session need not poll. Every change of the
+// answer wakes all watchers, and a turn to true moves every counter
+// (changes may have been missed while it was false).
+type Realtime interface {
+	Realtime() bool
 }
 
 // ConfigChanges is an optional interface of a store that announces

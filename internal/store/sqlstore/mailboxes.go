@@ -518,6 +518,7 @@ func renameInbox(ctx context.Context, c conn, user string, ids map[string]int64,
 func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed bool) error {
 	n := normName(name)
 	err := s.withTx(ctx, func(c conn) error {
+		c.changed(user) // NOTIFY SubscriptionChange (RFC 5465 5.5)
 		if !subscribed {
 			_, err := c.exec(ctx, `DELETE FROM subscription WHERE user_email = ? AND name = ?`, user, n)
 			return err
@@ -587,7 +588,7 @@ func (s *Store) readTx(ctx context.Context, fn func(c conn) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	if err := fn(conn{q: tx, d: s.d}); err != nil {
+	if err := fn(conn{q: tx, d: s.d, count: &s.queries}); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -25,10 +25,10 @@ import (
 // COMMIT, so the notification is delivered if and only if the change
 // commits, and costs one statement per transaction, not per row. Every
 // node holds one LISTEN connection (listener) that wakes its local
-// watchers. IMAP sessions keep polling ChangesSince as well, so a lost
-// LISTEN connection, or an engine without LISTEN/NOTIFY (CockroachDB
-// before 24.x, some proxies such as PgBouncer in transaction mode), only
-// costs latency.
+// watchers, and proves with a probe notification that it hears them. While it is up (Realtime) IDLE sessions only wait for those
+// wake-ups; when it is down, or the engine has no LISTEN/NOTIFY
+// (CockroachDB before 24.x, some proxies such as PgBouncer in
+// transaction mode), they poll ChangesSince, so that only costs latency.
 
 // maxPayload stays below PostgreSQL's 8000-byte NOTIFY payload limit; a
 // longer change list becomes "wake everyone".
@@ -178,6 +178,16 @@ type listener struct {
 	up   atomic.Bool
 	stop context.CancelFunc
 	done chan struct{}
+	// channel is what the connection LISTENs on: f.channel (tests
+	// point it elsewhere to stand for a proxy that drops notifications).
+	channel string
+	// probeWait bounds the wait for a probe's round trip.
+	probeWait time.Duration
+	probes    atomic.Uint64 // numbers the probes
+	// first is closed when the first connection attempt is up or has
+	// failed (Open waits for it, within listenStartWait).
+	first     chan struct{}
+	firstOnce sync.Once
 }
 
 // Listener timings: how long a LISTEN connection may be silent before
@@ -186,13 +196,36 @@ const (
 	listenCheck      = 30 * time.Second
 	listenRetryFirst = 100 * time.Millisecond
 	listenRetryMax   = 5 * time.Second
+	listenProbeWait  = 10 * time.Second
+	// listenStartWait bounds Open's wait for the first LISTEN, so a
+	// node normally starts realtime, and starts anyway (polling)
+	// when LISTEN does not work.
+	listenStartWait = 3 * time.Second
 )
 
 func startListener(s *Store, dsn string) *listener {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &listener{dsn: dsn, f: s.feed, s: s, log: s.log, stop: cancel, done: make(chan struct{})}
+	l := &listener{dsn: dsn, f: s.feed, s: s, log: s.log, stop: cancel, done: make(chan struct{}),
+		channel: s.feed.channel, probeWait: listenProbeWait, first: make(chan struct{})}
 	go l.run(ctx)
 	return l
+}
+
+// started closes first, once.
+func (l *listener) started() {
+	if l.first != nil {
+		l.firstOnce.Do(func() { close(l.first) })
+	}
+}
+
+// waitStarted waits for the first connection attempt, at most d.
+func (l *listener) waitStarted(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.first:
+	case <-t.C:
+	}
 }
 
 func (l *listener) close() {
@@ -210,8 +243,13 @@ func (l *listener) run(ctx context.Context) {
 	defer close(l.done)
 	wait := listenRetryFirst
 	for again := false; ctx.Err() == nil; again = true {
-		err := l.session(ctx, again, func() { wait = listenRetryFirst })
-		l.up.Store(false)
+		err := l.session(ctx, again, func() { wait = listenRetryFirst; l.started() })
+		l.started()
+		if l.up.Swap(false) {
+			// IDLE sessions sleep on their watch channel while the
+			// connection is up: wake them so they start polling.
+			l.s.watchers.notifyAll()
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -233,16 +271,28 @@ func (l *listener) session(ctx context.Context, again bool, connected func()) er
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.f.channel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
 		return err
+	}
+	// A LISTEN that succeeds is not yet proof that notifications
+	// arrive (PgBouncer in transaction pooling hands the server
+	// connection to someone else): only a probe's round trip through
+	// the pool makes the node Realtime, and IDLE stop polling.
+	if err := l.probe(ctx, conn); err != nil {
+		return err
+	}
+	// Changes committed while no LISTEN was up (before the first one
+	// too: sessions polled then) were missed: every counter moves and
+	// every watcher wakes, so each session reads its mailbox once. That
+	// happens before Realtime turns true, so a session that sees true
+	// also sees the moved counter.
+	l.s.watchers.notifyAll()
+	if again {
+		l.s.config.fire(configEvent{}) // everything may be stale
 	}
 	l.up.Store(true)
 	connected()
 	l.log.Info("listening for other nodes' changes", "channel", l.f.channel, "reconnect", again)
-	if again {
-		l.s.watchers.notifyAll()
-		l.s.config.fire(configEvent{}) // everything may be stale
-	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenCheck)
 		n, err := conn.WaitForNotification(wctx)
@@ -254,14 +304,32 @@ func (l *listener) session(ctx context.Context, again bool, connected func()) er
 			if !errors.Is(err, context.DeadlineExceeded) || conn.IsClosed() {
 				return err
 			}
-			// Silent for a while: make sure the server is still there.
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
+			// Silent for a while: make sure notifications still come.
+			if err := l.probe(ctx, conn); err != nil {
 				return err
 			}
 			continue
+		}
+		l.deliver(n.Payload)
+	}
+}
+
+// probe sends a notification through the Store's pool and waits for it
+// on conn, delivering other notifications that come first.
+func (l *listener) probe(ctx context.Context, conn *pgx.Conn) error {
+	token := fmt.Sprintf("%s\n?%d", l.f.node, l.probes.Add(1))
+	if _, err := l.s.write.ExecContext(ctx, `SELECT pg_notify($1, $2)`, l.f.channel, token); err != nil {
+		return fmt.Errorf("LISTEN probe: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, l.probeWait)
+	defer cancel()
+	for {
+		n, err := conn.WaitForNotification(pctx)
+		if err != nil {
+			return fmt.Errorf("LISTEN probe not heard back: %w", err)
+		}
+		if n.Payload == token {
+			return nil
 		}
 		l.deliver(n.Payload)
 	}
@@ -334,9 +402,12 @@ func (s *Store) OnConfigChange(fn func(topic, key string)) (stop func()) {
 	return s.config.add(fn)
 }
 
-// Realtime reports whether other nodes' changes reach this Store's
-// watchers as they commit: true on SQLite (one node) and on PostgreSQL
-// while the LISTEN connection is up.
+// Realtime implements store.Realtime: whether other nodes' changes
+// reach this Store's watchers as they commit: true on SQLite (one node)
+// and on PostgreSQL while the LISTEN connection is up. Every change of
+// the answer wakes all watchers (and the turn to true moves every
+// ChangeVersion), so an IDLE session that sleeps while it is true never
+// misses the moment it must poll.
 func (s *Store) Realtime() bool {
 	if s.listen == nil {
 		return s.feed == nil

@@ -254,3 +254,45 @@ func TestConfigChangesSQLite(t *testing.T) {
 		t.Error("SQLite store has a feed or is not realtime")
 	}
 }
+
+// A LISTEN connection that hears nothing (PgBouncer in transaction
+// pooling: LISTEN succeeds, notifications go elsewhere) never makes the
+// Store Realtime, so IMAP sessions keep polling; the same listener on
+// the right channel does.
+func TestListenProbe(t *testing.T) {
+	skipWithoutPG(t)
+	o := newOpener(func(tb testing.TB) Options {
+		opt := pgOptions(tb)
+		opt.NoListen = true
+		return opt
+	})
+	s := o.openStore(t)
+	defer s.Close()
+	if s.Realtime() {
+		t.Fatal("Realtime without a LISTEN connection")
+	}
+	dsn := o.opts[t].DSN
+	deaf := &listener{dsn: dsn, f: s.feed, s: s, log: s.log, done: make(chan struct{}),
+		channel: s.feed.channel + "_elsewhere", probeWait: 200 * time.Millisecond}
+	ctx, cancel := context.WithCancel(t.Context())
+	deaf.stop = cancel
+	go deaf.run(ctx)
+	s.listen = deaf
+	// Several probe rounds: never up.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if s.Realtime() {
+			t.Fatal("Realtime though the LISTEN connection hears nothing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if deaf.probes.Load() == 0 {
+		t.Fatal("no probe sent")
+	}
+	deaf.close()
+
+	good := startListener(s, dsn)
+	s.listen = good
+	defer good.close()
+	waitRealtime(t, s)
+}

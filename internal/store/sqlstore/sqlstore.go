@@ -101,6 +101,8 @@ type Store struct {
 	// Written only in Open.
 	feed   *feed
 	listen *listener
+	// queries counts statements (Queries).
+	queries atomic.Uint64
 	// indexer computes the searchable header fields stored with each
 	// new body (headersearch.go); nil stores none.
 	indexer atomic.Pointer[store.HeaderIndexer]
@@ -160,6 +162,9 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		}
 		if s.feed.enabled && !opt.NoListen {
 			s.listen = startListener(s, opt.DSN)
+			// Realtime from the start: the first LISTEN's wake-up of
+			// every watcher comes before there are any.
+			s.listen.waitStarted(listenStartWait)
 		}
 	}
 	s.bodies = newReleaser(s)
@@ -361,7 +366,7 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 		}
 	}()
 	w := &wakeSet{}
-	if err := fn(conn{q: tx, tx: tx, d: s.d, hot: s.hot, wake: w}); err != nil {
+	if err := fn(conn{q: tx, tx: tx, d: s.d, hot: s.hot, wake: w, count: &s.queries}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -408,6 +413,8 @@ type conn struct {
 	readHot map[string]*sql.Stmt
 	// wake collects what a write transaction changed (notify.go).
 	wake *wakeSet
+	// count is the Store's statement counter (Queries); nil counts nothing.
+	count *atomic.Uint64
 }
 
 // stmt returns query as a prepared statement when it is a hot one: of
@@ -423,6 +430,7 @@ func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	c.counted()
 	if st := c.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -430,6 +438,7 @@ func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 }
 
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	c.counted()
 	if st := c.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -437,6 +446,7 @@ func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 }
 
 func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	c.counted()
 	if st := c.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -460,5 +470,20 @@ func (c conn) execOne(ctx context.Context, query string, args ...any) error {
 	return nil
 }
 
+// counted adds one statement to the Store's counter.
+func (c conn) counted() {
+	if c.count != nil {
+		c.count.Add(1)
+	}
+}
+
 // readConn is where reads outside a transaction go.
-func (s *Store) readConn() conn { return conn{q: s.read, d: s.d, readHot: s.readHot} }
+func (s *Store) readConn() conn {
+	return conn{q: s.read, d: s.d, readHot: s.readHot, count: &s.queries}
+}
+
+// Queries is the number of SQL statements this Store has run for its
+// callers (reads and write transactions; not migrations, checkpoints or
+// the LISTEN connection). Tests use it to show that an idle IMAP session
+// costs nothing (issue 16); it only goes up.
+func (s *Store) Queries() uint64 { return s.queries.Load() }

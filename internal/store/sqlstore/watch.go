@@ -8,9 +8,9 @@ import (
 // hub wakes the IMAP sessions (IDLE, NOOP) of a user after a committed
 // change to that user's mailboxes: this process's writes after their
 // commit, other nodes' writes sharing a PostgreSQL database when their
-// NOTIFY arrives (notify.go). Sessions still poll ChangesSince, which
-// covers an engine or moment without LISTEN. The zero value is ready to
-// use.
+// NOTIFY arrives (notify.go). Sessions poll ChangesSince only while
+// Realtime is false (an engine or moment without LISTEN). The zero value
+// is ready to use.
 type hub struct {
 	mu   sync.Mutex
 	subs map[string]map[chan struct{}]struct{}
@@ -111,9 +111,8 @@ func (h *hub) watchers(user string) int {
 // function that stops watching (safe to call more than once; the channel
 // is not closed). Sends never block: a reader that is busy finds one
 // pending signal. On PostgreSQL, other nodes' changes are signalled when
-// their NOTIFY arrives; changes by processes that do not NOTIFY (or while
-// the LISTEN connection is down) are not, so IMAP sessions also poll
-// ChangesSince.
+// their NOTIFY arrives; changes while the LISTEN connection is down are
+// not (Realtime is false then, and IMAP sessions poll ChangesSince).
 func (s *Store) Watch(user string) (<-chan struct{}, func()) {
 	return s.watchers.watch(user)
 }

@@ -28,7 +28,7 @@ func (s *session) seqsArg(set numSet, uid bool) ([]uint32, error) {
 func cmdStore(s *session, c *command) error {
 	d := c.args
 	d.SP()
-	set := d.SeqSet()
+	set := d.SeqSetOrSaved()
 	d.SP()
 	unchangedSince, haveUnchanged := uint64(0), false
 	if d.Is('(') {
@@ -172,7 +172,7 @@ func validFlag(f string) bool {
 func cmdCopy(s *session, c *command) error {
 	d := c.args
 	d.SP()
-	set := d.SeqSet()
+	set := d.SeqSetOrSaved()
 	d.SP()
 	dest := s.mailboxArg(d)
 	if err := d.End(); err != nil {
@@ -224,7 +224,7 @@ func cmdExpunge(s *session, c *command) error {
 	var set numSet
 	if c.uid {
 		d.SP()
-		set = d.SeqSet()
+		set = d.SeqSetOrSaved()
 	}
 	if err := d.End(); err != nil {
 		return err

@@ -26,6 +26,15 @@ func (v *view) savedSeqs() []uint32 {
 	return out
 }
 
+// savedNumSet is "$" as a UID set.
+func (v *view) savedNumSet() numSet {
+	set := numSet{}
+	for _, r := range uidNumSet(v.saved) {
+		set = append(set, numRange{lo: r.Start, hi: r.Stop})
+	}
+	return set
+}
+
 // fillSaved gives the "$" keys of a search their UIDs.
 func (v *view) fillSaved(key *imapmsg.SearchKey) {
 	if key.UsesSaved() {

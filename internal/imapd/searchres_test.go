@@ -56,6 +56,8 @@ func TestSearchResSaveAndUse(t *testing.T) {
 	if got := searchResult(t, c, "SEARCH OR $ 6"); got != "2 4 6" {
 		t.Errorf("SEARCH OR $ 6: %q", got)
 	}
+	mustHave(t, c.ok("THREAD ORDEREDSUBJECT US-ASCII $"), "* THREAD (2)(4)")
+	mustHave(t, c.ok("SORT (REVERSE ARRIVAL) US-ASCII $"), "* SORT 4 2")
 	u = c.ok(`STORE $ +FLAGS (\Flagged)`)
 	mustHave(t, u, `* 2 FETCH (UID 2 FLAGS (\Flagged`)
 	mustHave(t, u, `* 4 FETCH (UID 4 FLAGS (\Flagged`)
@@ -338,4 +340,24 @@ func TestContextSortUpdate(t *testing.T) {
 	u = c.ok("EXPUNGE")
 	mustHave(t, u, `* ESEARCH (TAG "A003") REMOVEFROM (7 1)`)
 	mustHave(t, u, `* ESEARCH (TAG "A004") UID REMOVEFROM (2 1)`)
+}
+
+func TestSearchResVanished(t *testing.T) {
+	ts, c := sixMessages(t)
+	c.ok("ENABLE QRESYNC")
+	c.ok("SELECT INBOX")
+	c.ok("SEARCH RETURN (SAVE) 2:3")
+	c2 := ts.login(alice, alicePass)
+	c2.ok("SELECT INBOX")
+	c2.ok(`STORE 2,5 +FLAGS.SILENT (\Deleted)`)
+	c2.ok("EXPUNGE")
+	// "$" still names UID 2, whose expunge the session has not reported:
+	// VANISHED (EARLIER) lists it and not UID 5, which "$" never held.
+	u := c.ok("UID FETCH $ (FLAGS) (CHANGEDSINCE 1 VANISHED)")
+	mustHave(t, u, "* VANISHED (EARLIER) 2")
+	mustNotHave(t, u, "* VANISHED (EARLIER) 2,5")
+	mustHave(t, u, "* VANISHED 2,5")
+	if got := fetchedUIDs(t, c, "UID FETCH $ (UID)"); got != "2:3" {
+		t.Errorf("UID FETCH $ after VANISHED: %q", got)
+	}
 }

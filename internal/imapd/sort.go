@@ -192,6 +192,7 @@ func (m *msgCommands) thread(s *session, c *command) error {
 	if err != nil {
 		return err
 	}
+	s.sel.fillSaved(key)
 	found, err := m.matchAll(s, key)
 	if err != nil {
 		return err

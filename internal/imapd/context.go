@@ -36,6 +36,10 @@ type updateCtx struct {
 	// in sort order (res stays the same set, ascending).
 	sort  []imapmsg.SortKey
 	order []uint32
+	// fts makes BODY and TEXT compare the indexed text as the search
+	// did with FULL_TEXT_SEARCH on (every message is read: found is
+	// nil); nil with it off.
+	fts *ftsFilter
 }
 
 // hasUpdate reports whether tag names an UPDATE context of the view.
@@ -58,6 +62,12 @@ func (s *session) addUpdate(c *command, m *msgCommands, key *imapmsg.SearchKey, 
 	}
 	seqKeysToUIDs(key, v)
 	u := &updateCtx{tag: c.tag, uid: c.uid, m: m, key: key, res: v.uidsOf(seqs)}
+	if s.srv.opts.FullTextSearch {
+		var needles []string
+		if textNeedles(key, &needles); len(needles) > 0 {
+			u.fts = &ftsFilter{opt: imapmsg.TextOptions{Attachments: s.srv.opts.FullTextAttachments}}
+		}
+	}
 	v.updates = append(v.updates, u)
 	return u
 }
@@ -179,7 +189,7 @@ func (s *session) updatesExpunged(uids []uint32) {
 // context's program.
 func (u *updateCtx) matches(s *session, q uint32) (bool, error) {
 	info := s.sel.msg(q)
-	sm := &searchMessage{m: u.m, s: s, seq: q, info: info}
+	sm := &searchMessage{m: u.m, s: s, seq: q, info: info, fts: u.fts}
 	if u.key.ReadsSaveDate() {
 		saved, err := s.srv.opts.Store.SaveDates(s.ctx, s.sel.id, info.UID, info.UID)
 		if err != nil {

@@ -361,3 +361,19 @@ func TestSearchResVanished(t *testing.T) {
 		t.Errorf("UID FETCH $ after VANISHED: %q", got)
 	}
 }
+
+// TestContextUpdateFullText: with FULL_TEXT_SEARCH on, an UPDATE context
+// tests BODY as the search did (the indexed text: HTML reduced to text),
+// not by a substring match of the decoded part.
+func TestContextUpdateFullText(t *testing.T) {
+	ts := ftsServer(t, false, false)
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	mustHave(t, c.ok("SEARCH RETURN (UPDATE COUNT) BODY Petrel"), `* ESEARCH (TAG "A003") COUNT 0`)
+	deliver(t, ts.st, alice, "INBOX", "From: a@remote.test\r\nSubject: zoo\r\n\r\nno bird here\r\n", ftsMessages[3]) // the HTML one
+	u := c.ok("NOOP")
+	mustHave(t, u, "* 2 EXISTS")
+	if e := esearches(u); len(e) != 1 || e[0] != `* ESEARCH (TAG "A003") ADDTO (0 2)` {
+		t.Fatalf("NOOP: %q", u)
+	}
+}

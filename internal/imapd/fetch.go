@@ -94,9 +94,13 @@ func (s *session) writeVanishedEarlier(req *fetchRequest) error {
 		return err
 	}
 	star := max(s.sel.maxUID(), ch.Mailbox.UIDNext-1)
+	set := req.set
+	if set.isSaved() {
+		set = s.sel.savedNumSet() // RFC 5182 "$"
+	}
 	var uids []uint32
 	for _, uid := range ch.Expunged {
-		if req.set.contains(uid, star) {
+		if set.contains(uid, star) {
 			uids = append(uids, uid)
 		}
 	}

@@ -130,7 +130,7 @@ func (r *fetchRequest) previewModifier(d *decoder) bool {
 func parseFetch(d *decoder) (*fetchRequest, error) {
 	req := &fetchRequest{}
 	d.SP()
-	req.set = d.SeqSet()
+	req.set = d.SeqSetOrSaved()
 	d.SP()
 	if d.Is('(') {
 		d.List(func() bool { return req.item(d) })

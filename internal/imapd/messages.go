@@ -33,7 +33,7 @@ const storePage = 8192
 func cmdStore(s *session, c *command) error {
 	d := c.args
 	d.SP()
-	set := d.SeqSet()
+	set := d.SeqSetOrSaved()
 	d.SP()
 	unchangedSince, haveUnchanged := uint64(0), false
 	if d.Is('(') {
@@ -186,7 +186,7 @@ func validFlag(f string) bool {
 func cmdCopy(s *session, c *command) error {
 	d := c.args
 	d.SP()
-	set := d.SeqSet()
+	set := d.SeqSetOrSaved()
 	d.SP()
 	dest := s.mailboxArg(d)
 	if err := d.End(); err != nil {
@@ -238,7 +238,7 @@ func cmdExpunge(s *session, c *command) error {
 	var set numSet
 	if c.uid {
 		d.SP()
-		set = d.SeqSet()
+		set = d.SeqSetOrSaved()
 	}
 	if err := d.End(); err != nil {
 		return err

@@ -30,6 +30,8 @@ func messageCommands() map[string]commandSpec {
 		"UID SORT":   {states: selectedOnly, run: m.sort},
 		"THREAD":     {states: selectedOnly, run: m.thread, noExpunge: true},
 		"UID THREAD": {states: selectedOnly, run: m.thread},
+		// RFC 5267 4.3.5; the contexts are SEARCH's and SORT's.
+		"CANCELUPDATE": {states: selectedOnly, run: cmdCancelUpdate},
 	}
 }
 

@@ -11,19 +11,32 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// searchReturn is RFC 4731's RETURN options.
+// searchReturn is RFC 4731's RETURN options, with RFC 5182's SAVE and
+// RFC 5267's CONTEXT, UPDATE and PARTIAL.
 type searchReturn struct {
 	esearch              bool // answer with ESEARCH
 	min, max, all, count bool
+	save                 bool // set "$" (RFC 5182)
+	context              bool // a hint only (RFC 5267 4.2)
+	update               bool // tell the client how the result changes (RFC 5267 4.3)
+	// partial asks for results plo..phi (1-based, plo <= phi) of the
+	// result list (RFC 5267 4.4).
+	partial  bool
+	plo, phi uint32
+}
+
+// quiet: SAVE alone suppresses the ESEARCH response (RFC 5182 1).
+func (r *searchReturn) quiet() bool {
+	return r.save && !r.min && !r.max && !r.all && !r.count && !r.partial && !r.update && !r.context
 }
 
 // search is SEARCH and UID SEARCH (RFC 9051 6.4.4) with RFC 4731 ESEARCH
-// (RETURN options; IMAP4rev2 always answers ESEARCH, RFC 9051 7.3.4) and
-// RFC 7162 3.1.5 MODSEQ.
-func (m *msgCommands) search(s *session, c *command) error {
+// (RETURN options; IMAP4rev2 always answers ESEARCH, RFC 9051 7.3.4),
+// RFC 7162 3.1.5 MODSEQ, RFC 5182 SAVE and "$", and RFC 5267 CONTEXT.
+func (m *msgCommands) search(s *session, c *command) (err error) {
 	d := c.args
 	d.SP()
-	ret := searchReturn{esearch: s.rev2}
+	ret := searchReturn{esearch: s.rev2, all: true}
 	// The first word may be RETURN, then CHARSET; otherwise it is the
 	// first search key.
 	var first []imapmsg.Token
@@ -33,9 +46,6 @@ func (m *msgCommands) search(s *session, c *command) error {
 		readReturnOptions(d, &ret)
 		d.SP()
 		word = searchWord(d)
-	}
-	if !ret.min && !ret.max && !ret.count {
-		ret.all = true // RFC 4731 3.1: RETURN () is RETURN (ALL)
 	}
 	charset := ""
 	if strings.EqualFold(word, "CHARSET") {
@@ -48,10 +58,23 @@ func (m *msgCommands) search(s *session, c *command) error {
 	if err := d.End(); err != nil {
 		return err
 	}
+	if ret.update && s.sel.hasUpdate(c.tag) {
+		return bad("Tag reuse: " + c.tag + " already has an UPDATE context") // RFC 5267 4.3
+	}
+	if ret.save {
+		// RFC 5182 2.1: a SEARCH with SAVE that fails with NO empties
+		// "$"; a BAD leaves it alone.
+		defer func() {
+			if err != nil && !isBad(err) {
+				s.sel.saved = nil
+			}
+		}()
+	}
 	key, err := parseCriteria(charset, toks)
 	if err != nil {
 		return err
 	}
+	s.sel.fillSaved(key)
 	useModSeq := key.HasModSeq()
 	if useModSeq {
 		s.enableCondstore() // RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE
@@ -60,15 +83,34 @@ func (m *msgCommands) search(s *session, c *command) error {
 	if err != nil {
 		return err
 	}
-	s.writeSearch(c, ret, found, useModSeq)
+	if ret.save {
+		s.sel.saveResult(ret, found, found)
+	}
+	if !ret.quiet() {
+		s.writeSearch(c, ret, found, useModSeq)
+	}
+	if ret.update {
+		s.addUpdate(c, m, key, found)
+	}
 	return nil
 }
 
+// isBad reports an error that ends in a tagged BAD.
+func isBad(err error) bool {
+	var r *result
+	if errors.As(err, &r) {
+		return r.kind == "BAD"
+	}
+	return isSyntaxError(err)
+}
+
 // readReturnOptions reads RFC 4731's RETURN list (also ESORT's, RFC
-// 5267).
+// 5267) over the defaults in ret: an empty list is RETURN (ALL).
 func readReturnOptions(d *decoder, ret *searchReturn) {
-	ret.esearch = true
+	*ret = searchReturn{esearch: true}
+	empty := true
 	d.List(func() bool {
+		empty = false
 		switch upperASCII(d.Atom()) {
 		case "MIN":
 			ret.min = true
@@ -78,12 +120,39 @@ func readReturnOptions(d *decoder, ret *searchReturn) {
 			ret.all = true
 		case "COUNT":
 			ret.count = true
-		default: // SAVE (RFC 5182) is not offered
+		case "SAVE":
+			ret.save = true
+		case "CONTEXT":
+			ret.context = true
+		case "UPDATE":
+			ret.update = true
+		case "PARTIAL":
+			// partial-range = nz-number ":" nz-number, either order.
+			if ret.partial {
+				d.fail("PARTIAL given twice")
+				return false
+			}
+			ret.partial = true
+			d.SP()
+			lo := d.NzNumber()
+			if !d.Accept(':') {
+				d.fail("PARTIAL needs a range m:n")
+				return false
+			}
+			hi := d.NzNumber()
+			ret.plo, ret.phi = min(lo, hi), max(lo, hi)
+		default:
 			d.fail("Unknown RETURN option")
 			return false
 		}
 		return d.Err() == nil
 	})
+	if ret.partial && ret.all {
+		d.fail("PARTIAL and ALL together") // RFC 5267 4.4
+	}
+	if empty {
+		ret.all = true // RFC 4731 3.1: RETURN () is RETURN (ALL)
+	}
 }
 
 // parseCriteria checks the charset and parses the search criteria.
@@ -252,11 +321,24 @@ func (s *session) writeSearch(c *command, ret searchReturn, seqs []uint32, useMo
 			w.Raw(" ALL ")
 			w.Raw(imapmsg.CompactUIDs(nums))
 		}
+		if ret.partial {
+			for _, q := range partialOf(ret, seqs) {
+				highest = max(highest, v.msg(q).ModSeq)
+			}
+		}
 		if ret.all || ret.count {
 			for _, q := range seqs {
 				highest = max(highest, v.msg(q).ModSeq)
 			}
 		}
+	}
+	if ret.partial {
+		part := partialOf(ret, seqs)
+		nums := make([]uint32, len(part))
+		for i, q := range part {
+			nums[i] = num(q)
+		}
+		s.writePartial(ret, imapmsg.CompactUIDs(nums))
 	}
 	if ret.count {
 		w.Raw(" COUNT ")

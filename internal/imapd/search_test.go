@@ -145,7 +145,7 @@ func TestSearchArguments(t *testing.T) {
 		t.Errorf("CHARSET us-ascii: %q", got)
 	}
 	for _, bad := range []string{
-		"SEARCH", "SEARCH FOO", "SEARCH (SEEN", "SEARCH SEEN)", "SEARCH RETURN (SAVE) ALL", "SEARCH RETURN (MIN",
+		"SEARCH", "SEARCH FOO", "SEARCH (SEEN", "SEARCH SEEN)", "SEARCH RETURN (FOO) ALL", "SEARCH RETURN (PARTIAL 1:*) ALL", "SEARCH RETURN (MIN",
 		"SEARCH BEFORE 1-Foo-2020", "SEARCH CHARSET", "UID SEARCH UID x", "SEARCH LARGER", `SEARCH "SEEN"`,
 		"SEARCH 0", "SEARCH NOT", "SEARCH HEADER Subject", "SEARCH FROM andré", // 8-bit only in strings
 	} {

@@ -8,11 +8,12 @@ import (
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 )
 
-// sort is SORT and UID SORT (RFC 5256), with SORT=DISPLAY (RFC 5957) and
-// ESORT's RETURN options (RFC 5267):
+// sort is SORT and UID SORT (RFC 5256), with SORT=DISPLAY (RFC 5957),
+// ESORT's RETURN options and CONTEXT=SORT (RFC 5267), and SAVE (RFC
+// 5182):
 //
 //	SORT [RETURN (options)] (criteria) charset search-key...
-func (m *msgCommands) sort(s *session, c *command) error {
+func (m *msgCommands) sort(s *session, c *command) (err error) {
 	d := c.args
 	d.SP()
 	var ret searchReturn
@@ -23,9 +24,6 @@ func (m *msgCommands) sort(s *session, c *command) error {
 		d.SP()
 		readReturnOptions(d, &ret)
 		d.SP()
-		if !ret.min && !ret.max && !ret.count {
-			ret.all = true
-		}
 	}
 	var words []string
 	d.List(func() bool {
@@ -46,18 +44,26 @@ func (m *msgCommands) sort(s *session, c *command) error {
 	if charset == "" {
 		return bad("Missing charset")
 	}
+	if ret.update && s.sel.hasUpdate(c.tag) {
+		return bad("Tag reuse: " + c.tag + " already has an UPDATE context") // RFC 5267 4.3
+	}
+	if ret.save {
+		defer func() { // RFC 5182 2.1, as in search
+			if err != nil && !isBad(err) {
+				s.sel.saved = nil
+			}
+		}()
+	}
 	key, err := parseCriteria(charset, toks)
 	if err != nil {
 		return err
 	}
+	s.sel.fillSaved(key)
 	found, err := m.matchAll(s, key)
 	if err != nil {
 		return err
 	}
-	readHeader := slices.ContainsFunc(keys, func(k imapmsg.SortKey) bool {
-		return k.By != imapmsg.SortArrival && k.By != imapmsg.SortSize
-	})
-	msgs, err := m.sortMessages(s, found, c.uid, readHeader)
+	msgs, err := m.sortMessages(s, found, c.uid, sortReadsHeader(keys))
 	if err != nil {
 		return err
 	}
@@ -66,8 +72,27 @@ func (m *msgCommands) sort(s *session, c *command) error {
 	for i, msg := range msgs {
 		nums[i] = msg.Num
 	}
+	if ret.save || ret.update {
+		ordered := make([]uint32, len(msgs))
+		for i, msg := range msgs {
+			ordered[i] = msg.Seq
+		}
+		if ret.save {
+			s.sel.saveResult(ret, sortUnique(slices.Clone(ordered)), ordered)
+		}
+		if ret.update {
+			// After the response: NOUPDATE, if any, follows it.
+			defer func() {
+				if u := s.addUpdate(c, m, key, sortUnique(slices.Clone(ordered))); u != nil {
+					u.sort, u.order = keys, s.sel.uidsOf(ordered)
+				}
+			}()
+		}
+	}
 	if ret.esearch {
-		s.writeESort(c, ret, nums)
+		if !ret.quiet() {
+			s.writeESort(c, ret, nums)
+		}
 		return nil
 	}
 	w := s.w
@@ -82,8 +107,8 @@ func (m *msgCommands) sort(s *session, c *command) error {
 }
 
 // writeESort answers SORT RETURN with ESEARCH (RFC 5267 3.2): MIN and MAX
-// are the first and last in sort order, ALL lists the messages in sort
-// order (ascending runs written as ranges).
+// are the first and last in sort order, ALL and PARTIAL list the
+// messages in sort order (ascending runs written as ranges).
 func (s *session) writeESort(c *command, ret searchReturn, nums []uint32) {
 	w := s.w
 	w.Untagged()
@@ -106,6 +131,9 @@ func (s *session) writeESort(c *command, ret searchReturn, nums []uint32) {
 			w.Raw(" ALL ")
 			w.Raw(orderedSet(nums))
 		}
+	}
+	if ret.partial {
+		s.writePartial(ret, orderedSet(partialOf(ret, nums)))
 	}
 	if ret.count {
 		w.Raw(" COUNT ")
@@ -164,6 +192,7 @@ func (m *msgCommands) thread(s *session, c *command) error {
 	if err != nil {
 		return err
 	}
+	s.sel.fillSaved(key)
 	found, err := m.matchAll(s, key)
 	if err != nil {
 		return err

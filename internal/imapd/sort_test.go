@@ -244,7 +244,7 @@ func TestSortThreadErrors(t *testing.T) {
 	c.expect("SORT (REVERSE) UTF-8 ALL", "BAD")
 	c.expect("SORT () UTF-8 ALL", "BAD")
 	c.expect("SORT (DATE) KOI8-R ALL", "NO [BADCHARSET")
-	c.expect("SORT RETURN (SAVE) (DATE) UTF-8 ALL", "BAD")
+	c.expect("SORT RETURN (FOO) (DATE) UTF-8 ALL", "BAD")
 	c.expect("THREAD XYZ UTF-8 ALL", "BAD")
 	c.expect("THREAD REFERENCES UTF-8", "BAD")
 	mustHave(t, c.ok("SORT (DATE) UTF-8 ALL"), "* SORT")

@@ -50,7 +50,12 @@ func (s *session) syncChanges(allowExpunge, force bool) error {
 		s.reportExpunged(uids)
 	}
 	if ch != nil {
-		return s.applyChanges(v, ch)
+		if err := s.applyChanges(v, ch); err != nil {
+			return err
+		}
+	}
+	if len(v.updPending) > 0 {
+		return s.flushUpdates() // RFC 5267 4.3: with the FETCH and EXISTS
 	}
 	return nil
 }
@@ -156,6 +161,11 @@ func (s *session) applyChanges(v *view, ch *store.Changes) error {
 			s.noteKeywords(added[i].Flags)
 		}
 		v.appendMsgs(added)
+		if len(v.updates) > 0 {
+			for i := range added {
+				v.noteChanged(added[i].UID)
+			}
+		}
 		s.w.Untagged()
 		s.w.Uint(uint64(v.count()))
 		s.w.Raw(" EXISTS")
@@ -194,6 +204,7 @@ func (s *session) applyChanged(v *view, changed []store.MessageInfo, maxUID uint
 		}
 		old := v.msgs[q-1].flagList()
 		v.update(m)
+		v.noteChanged(m.UID)
 		if (!sameFlags(old, m.Flags) || s.condstore) && !s.quietFlags {
 			s.writeFlagsFetch(q, v.msg(q))
 		}
@@ -204,9 +215,15 @@ func (s *session) applyChanged(v *view, changed []store.MessageInfo, maxUID uint
 // reportExpunged removes uids from the view in one pass and writes one
 // EXPUNGE per removed message, or one VANISHED with QRESYNC.
 func (s *session) reportExpunged(uids []uint32) {
+	if len(s.sel.updates) > 0 {
+		s.updatesExpunged(uids) // RFC 5267 4.3.4: before the EXPUNGEs
+	}
 	removed, seqs := s.sel.removeAll(uids)
 	if len(removed) == 0 {
 		return
+	}
+	if len(s.sel.saved) > 0 {
+		s.sel.saved = removeUIDs(s.sel.saved, removed) // RFC 5182 2.1
 	}
 	if s.qresync {
 		s.w.Untagged()
@@ -271,6 +288,7 @@ func (s *session) applyFlags(u *store.FlagUpdate) (*store.StoreResult, error) {
 	v := s.sel
 	for _, m := range res.Changed {
 		v.update(m)
+		v.noteChanged(m.UID)
 	}
 	// Up to date before the change and told all of it: the next sync
 	// need not list these messages again (issue 19: after STORE 1:* it

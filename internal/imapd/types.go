@@ -24,6 +24,14 @@ func (r numRange) normal() numRange {
 // numSet is a sequence-set or uid-set as the client sent it.
 type numSet []numRange
 
+// savedSet is RFC 5182's "$" as the parser returns it: the range 0:1,
+// which normal never produces ("*:1" becomes 1:*). view.resolve turns it
+// into the saved result.
+func savedSet() numSet { return numSet{{lo: 0, hi: 1}} }
+
+// isSaved reports whether the set is "$".
+func (s numSet) isSaved() bool { return len(s) == 1 && s[0] == numRange{lo: 0, hi: 1} }
+
 // contains reports whether n is in the set, with star the value of "*"
 // (the highest sequence number or UID in the mailbox).
 func (s numSet) contains(n, star uint32) bool {

@@ -47,6 +47,16 @@ type view struct {
 	// session (IMAP4rev1, RFC 3501 2.3.2): claimed at SELECT and as new
 	// messages arrive.
 	recent [][2]uint32
+
+	// saved is RFC 5182's search result variable ("$"): ascending UIDs,
+	// so an expunge needs no renumbering; empty at SELECT.
+	saved []uint32
+	// updates are the RFC 5267 UPDATE contexts (context.go); nil for
+	// almost every session, which then pays nothing for them.
+	updates []*updateCtx
+	// updPending are UIDs whose flags changed or that arrived since the
+	// updates were last told (only kept while there are updates).
+	updPending []uint32
 }
 
 // addRecent makes UIDs from..to-1 \Recent in the session.
@@ -146,6 +156,9 @@ func (v *view) isGone(uid uint32) bool { return v.gone[uid] }
 // mailbox are left out; ok is false for a sequence number that does not
 // exist (RFC 9051 9: that is a BAD for a sequence set).
 func (v *view) resolve(set numSet, uid bool) (seqs []uint32, ok bool) {
+	if set.isSaved() {
+		return v.savedSeqs(), true
+	}
 	n := v.count()
 	if n == 0 {
 		if uid {

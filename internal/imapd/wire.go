@@ -476,8 +476,18 @@ func (d *decoder) List(elem func() bool) bool {
 	}
 }
 
+// SeqSetOrSaved reads a sequence-set or RFC 5182's "$" (savedSet),
+// which stands alone (seq-last-command).
+func (d *decoder) SeqSetOrSaved() numSet {
+	if d.err == nil && d.peek() == '$' {
+		d.next()
+		return savedSet()
+	}
+	return d.SeqSet()
+}
+
 // SeqSet reads a sequence-set: numbers, "*", ranges a:b, comma-separated
-// (RFC 9051 sequence-set). "$" (RFC 5182 SEARCHRES) is not supported.
+// (RFC 9051 sequence-set). "$" is read by SeqSetOrSaved only.
 func (d *decoder) SeqSet() numSet {
 	var set numSet
 	for d.err == nil {
@@ -506,7 +516,7 @@ func (d *decoder) seqNumber() uint32 {
 		d.next()
 		return 0
 	case '$':
-		d.fail("SEARCHRES ($) is not supported")
+		d.fail("$ is not allowed here")
 		return 0
 	}
 	return d.NzNumber()

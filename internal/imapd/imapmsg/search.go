@@ -61,7 +61,10 @@ type SearchKey struct {
 	Date    time.Time // date keys: the day, at midnight UTC
 	Number  uint64    // LARGER, SMALLER, MODSEQ
 	Set     NumSet    // SearchSeq, SearchUID
-	Sub     []SearchKey
+	// Saved marks a SearchUID that stands for "$", the saved result
+	// (RFC 5182): FillSaved puts its UIDs in Set.
+	Saved bool
+	Sub   []SearchKey
 }
 
 // ErrSearch is wrapped by every error of ParseSearch (BAD to the client).
@@ -428,6 +431,9 @@ func (p *searchParser) key(depth int) (SearchKey, error) {
 		if err != nil {
 			return SearchKey{}, err
 		}
+		if t.Kind == TokAtom && t.Value == "$" {
+			return SearchKey{Op: SearchUID, Saved: true}, nil
+		}
 		set, err := ParseNumSet(t.Value)
 		if err != nil || t.Kind != TokAtom {
 			return SearchKey{}, fmt.Errorf("%w: UID %q", ErrSearch, t.Value)
@@ -454,6 +460,10 @@ func (p *searchParser) key(depth int) (SearchKey, error) {
 		}
 		return SearchKey{Op: SearchModSeq, Number: n}, nil
 	}
+	if t.Value == "$" {
+		// RFC 5182: the saved result, as UIDs whatever the command.
+		return SearchKey{Op: SearchUID, Saved: true}, nil
+	}
 	if set, err := ParseNumSet(t.Value); err == nil {
 		return SearchKey{Op: SearchSeq, Set: set}, nil
 	}
@@ -472,6 +482,29 @@ func (k *SearchKey) Resolve(maxSeq, maxUID uint32) {
 	for i := range k.Sub {
 		k.Sub[i].Resolve(maxSeq, maxUID)
 	}
+}
+
+// FillSaved gives every "$" key of the tree the saved result's UIDs.
+func (k *SearchKey) FillSaved(uids NumSet) {
+	if k.Saved {
+		k.Set = uids
+	}
+	for i := range k.Sub {
+		k.Sub[i].FillSaved(uids)
+	}
+}
+
+// UsesSaved reports whether the tree has a "$" key.
+func (k *SearchKey) UsesSaved() bool {
+	if k.Saved {
+		return true
+	}
+	for i := range k.Sub {
+		if k.Sub[i].UsesSaved() {
+			return true
+		}
+	}
+	return false
 }
 
 // ReadsHeader reports whether the tree reads message headers (header

@@ -56,6 +56,8 @@ func TestParseSearchKeys(t *testing.T) {
 		{"SAVEDSINCE 1-Mar-2022", SearchKey{Op: SearchSavedSince, Date: day(2022, 3, 1)}},
 		{"SAVEDATESUPPORTED", SearchKey{Op: SearchSaveDateSupported}},
 		{"EMAILID E42", SearchKey{Op: SearchEmailID, Value: "E42"}},
+		{"$", SearchKey{Op: SearchUID, Saved: true}},
+		{"UID $", SearchKey{Op: SearchUID, Saved: true}},
 		{`THREADID "T-1_a"`, SearchKey{Op: SearchThreadID, Value: "T-1_a"}},
 		{"LARGER 1024", SearchKey{Op: SearchLarger, Number: 1024}},
 		{"SMALLER 10", SearchKey{Op: SearchSmaller, Number: 10}},

@@ -58,6 +58,7 @@ func (s *session) capabilities() string {
 		"ESEARCH", "UNSELECT", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE", "QRESYNC", "ID", "CHILDREN",
 		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
 		"STATUS=SIZE", "CREATE-SPECIAL-USE", "SAVEDATE", "WITHIN", "OBJECTID", "PREVIEW",
+		"MULTIAPPEND", "CATENATE", "BINARY",
 		"APPENDLIMIT=" + strconv.FormatInt(s.srv.opts.MaxMessageSize, 10)}
 	if s.state != stateNotAuthenticated && !s.compressed {
 		caps = append(caps, "COMPRESS=DEFLATE") // RFC 4978: after login, once

@@ -113,7 +113,7 @@ func TestFetchItems(t *testing.T) {
 	for _, bad := range []string{
 		"FETCH 1 (FOO)", "FETCH 1 BODY[", "FETCH 1 BODY[MIME]", "FETCH 1 BODY.PEEK", "FETCH 1 (ALL)",
 		"FETCH 1 BODY[1]<1>", "FETCH 1 BODY[1]<1.0>", "FETCH 99 FLAGS", "FETCH 1", "FETCH 1 ()",
-		"FETCH 1 BODY[HEADER.FIELDS ()]", "FETCH 1 FLAGS (FOO)", "FETCH 1 BINARY[1]",
+		"FETCH 1 BODY[HEADER.FIELDS ()]", "FETCH 1 FLAGS (FOO)", "FETCH 1 BINARY[1.TEXT]", "FETCH 1 BINARY.SIZE[1]<0.5>",
 	} {
 		c.expect(bad, "BAD")
 	}

@@ -389,12 +389,12 @@ func parseIMAPURL(raw, base string) (imapURL, bool) {
 	var params string
 	switch {
 	case strings.HasPrefix(rest, "/"):
-		i := indexFold(rest, "/;UID=")
+		i := indexFold(rest[1:], "/;UID=")
 		if i < 0 {
 			return u, false
 		}
-		mbox := rest[1:i]
-		params = rest[i+2:]
+		mbox := rest[1 : 1+i]
+		params = rest[1+i+2:]
 		if j := strings.IndexByte(mbox, ';'); j >= 0 {
 			v, ok := cutFold(mbox[j+1:], "UIDVALIDITY=")
 			n, valid := parseNz(v)

@@ -282,3 +282,61 @@ out["subjects"] = " ".join(d[1].decode().strip() for d in dat if isinstance(d, t
 func pyQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\r", `\r`, "\n", `\n`).Replace(s) + `"`
 }
+
+func TestParseIMAPURL(t *testing.T) {
+	for _, tc := range []struct {
+		raw, base string
+		ok        bool
+		want      string // mailbox uidvalidity uid section partial
+	}{
+		{"/INBOX;UIDVALIDITY=5/;UID=3", "", true, "INBOX 5 3  <nil>"},
+		{"/inbox/;uid=3/;section=1.MIME", "", true, "INBOX 0 3 1.MIME <nil>"},
+		{"/Archive%2F2020/;UID=7/;SECTION=HEADER.FIELDS%20(From)/;PARTIAL=10.20", "", true, "Archive/2020 0 7 HEADER.FIELDS (From) 10.20"},
+		{"/a/b;UIDVALIDITY=1/;UID=2/;PARTIAL=4", "", true, "a/b 1 2  4.9223372036854775807"},
+		{";UID=9/;SECTION=TEXT", "Sent", true, "Sent 0 9 TEXT <nil>"},
+		{"imap://u%40x@host:143/INBOX/;UID=1", "", true, "INBOX 0 1  <nil>"},
+		{";UID=9", "", false, ""},
+		{"/INBOX", "", false, ""},
+		{"/INBOX/;UID=0", "", false, ""},
+		{"/INBOX/;UID=01", "", false, ""},
+		{"/INBOX/;UID=1;EXPIRE=2026-01-01T00:00:00Z", "", false, ""},
+		{"/INBOX/;UID=1/;URLAUTH=anonymous:internal:00", "", false, ""},
+		{"/INBOX/;UID=1/;SECTION=", "", false, ""},
+		{"/INBOX/;UID=1/;SECTION=1/;SECTION=2", "", false, ""},
+		{"/INBOX/;UID=1/;PARTIAL=1.0", "", false, ""},
+		{"/IN%ZZBOX/;UID=1", "", false, ""},
+		{"/;UID=1", "", false, ""},
+		{"imap:///INBOX/;UID=1", "", false, ""},
+		{"http://host/INBOX/;UID=1", "", false, ""},
+	} {
+		u, ok := parseIMAPURL(tc.raw, tc.base)
+		if ok != tc.ok {
+			t.Errorf("parseIMAPURL(%q) ok = %v, want %v", tc.raw, ok, tc.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		partial := "<nil>"
+		if u.partial != nil {
+			partial = fmt.Sprintf("%d.%d", u.partial.Offset, u.partial.Count)
+		}
+		got := fmt.Sprintf("%s %d %d %s %s", u.mailbox, u.uidValidity, u.uid, u.section, partial)
+		if got != tc.want {
+			t.Errorf("parseIMAPURL(%q) = %q, want %q", tc.raw, got, tc.want)
+		}
+	}
+}
+
+// FuzzParseIMAPURL: a URL that parses names one message of a mailbox.
+func FuzzParseIMAPURL(f *testing.F) {
+	for _, s := range []string{"/INBOX;UIDVALIDITY=5/;UID=3/;SECTION=1/;PARTIAL=0.5", ";UID=1", "imap://a@b/c/;UID=2", "/%41/;uid=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, ok := parseIMAPURL(raw, "Base")
+		if ok && (u.uid == 0 || u.mailbox == "" || (u.partial != nil && u.partial.Count == 0)) {
+			t.Fatalf("parseIMAPURL(%q) = %+v", raw, u)
+		}
+	})
+}

@@ -618,4 +618,20 @@ func testAppendMessages(t *testing.T, open Open) {
 	if n := getBox(t, mb, "INBOX").Messages; n != 2 {
 		t.Fatalf("failed multiappends stored messages: INBOX has %d", n)
 	}
+	// Bodies over the inline limit (a blob file, or chunks on
+	// PostgreSQL) read back the same.
+	if bs, ok := unwrap(s).(blobStore); ok {
+		u, err := s.GetUser(c, alice)
+		must(t, err)
+		u.QuotaBytes = 0
+		must(t, s.UpdateUser(c, u))
+		big := bytes.Repeat([]byte("big body line\r\n"), int(bs.InlineMax()/15)+10)
+		two := []*store.NewAppend{{Body: big}, {Body: append([]byte("2"), big...)}}
+		uids, _, err := mb.AppendMessages(c, alice, "Sent", two)
+		must(t, err)
+		l := listByID(t, mb, getBox(t, mb, "Sent").ID)
+		if len(uids) != 2 || len(l) != 2 || !bytes.Equal(readBody(t, s, l[1].BodyID), two[1].Body) {
+			t.Fatal("large multiappended bodies do not read back")
+		}
+	}
 }

@@ -59,6 +59,7 @@ func (s *session) capabilities() string {
 		"ESEARCH", "UNSELECT", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE", "QRESYNC", "ID", "CHILDREN",
 		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
 		"STATUS=SIZE", "CREATE-SPECIAL-USE", "SAVEDATE", "WITHIN", "OBJECTID", "PREVIEW",
+		"MULTIAPPEND", "CATENATE", "BINARY",
 		"APPENDLIMIT=" + strconv.FormatInt(s.srv.opts.MaxMessageSize, 10),
 		"SEARCHRES", "CONTEXT=SEARCH", "CONTEXT=SORT"}
 	caps = append(caps, "NOTIFY") // RFC 5465, notify.go

@@ -1,6 +1,8 @@
 package imapd
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -146,9 +148,11 @@ func (m *msgCommands) markSeen(s *session, req *fetchRequest, seqs []uint32) (ma
 }
 
 // sectionData is one section cut out of a message, ready to write.
+// Binary sections (RFC 3516) are decoded in memory: data.
 type sectionData struct {
 	r    *io.SectionReader
 	size int64
+	data []byte
 }
 
 // fetchOne writes the FETCH response of one message. Everything that can
@@ -163,6 +167,21 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 	defer body.Close()
 	sections := make([]sectionData, len(req.items))
 	for i, it := range req.items {
+		if it.kind == fetchBinary || it.kind == fetchBinarySize {
+			data, err := body.st.Binary(body.r, it.section.Part)
+			if errors.Is(err, imapmsg.ErrUnknownCTE) {
+				return no("UNKNOWN-CTE", "Cannot decode the part's Content-Transfer-Encoding")
+			}
+			if err != nil {
+				return fmt.Errorf("fetch %s: %w", it.name, err)
+			}
+			if p := it.partial; p != nil {
+				data = data[min(p.Offset, int64(len(data))):]
+				data = data[:min(p.Count, int64(len(data)))]
+			}
+			sections[i] = sectionData{data: data, size: int64(len(data))}
+			continue
+		}
 		if it.kind != fetchSection {
 			continue
 		}
@@ -246,6 +265,16 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 			if err := writeSection(w, sections[i]); err != nil && copyErr == nil {
 				copyErr = err
 			}
+		case fetchBinary:
+			// RFC 3516 4.2: literal8 only for content with NUL.
+			w.Raw(it.name)
+			w.Byte(' ')
+			w.LiteralHeader(sections[i].size, bytes.IndexByte(sections[i].data, 0) >= 0)
+			w.Bytes(sections[i].data)
+		case fetchBinarySize:
+			w.Raw(it.name)
+			w.Byte(' ')
+			w.Uint(uint64(sections[i].size))
 		}
 	}
 	if seenChanged && !flagsDone {

@@ -25,12 +25,16 @@ const (
 	fetchEmailID  // RFC 8474 5.1
 	fetchThreadID // RFC 8474 5.2
 	fetchPreview  // RFC 8970 3
+	// RFC 3516 BINARY[part]<partial> and BINARY.SIZE[part]: the part's
+	// content with its transfer encoding undone.
+	fetchBinary
+	fetchBinarySize
 )
 
 // fetchItem is one requested data item.
 type fetchItem struct {
 	kind fetchKind
-	// For fetchSection: the name the response uses ("BODY[1.MIME]<0>",
+	// For fetchSection (and fetchBinary, fetchBinarySize): the name the response uses ("BODY[1.MIME]<0>",
 	// "RFC822.TEXT"), the section, the partial range and whether the
 	// fetch leaves \Seen alone (BODY.PEEK, RFC822.HEADER).
 	name    string
@@ -65,7 +69,7 @@ func (r *fetchRequest) has(k fetchKind) bool {
 // 9051 6.4.5: BODY[section] implicitly sets \Seen).
 func (r *fetchRequest) setsSeen() bool {
 	for _, it := range r.items {
-		if it.kind == fetchSection && !it.peek {
+		if (it.kind == fetchSection || it.kind == fetchBinary) && !it.peek {
 			return true
 		}
 	}
@@ -81,7 +85,7 @@ func (r *fetchRequest) need() need {
 			n = max(n, needHeader)
 		case fetchBodyStructure, fetchBody, fetchPreview:
 			n = needStructure
-		case fetchSection:
+		case fetchSection, fetchBinary, fetchBinarySize:
 			if len(it.section.Part) > 0 {
 				n = needStructure
 			} else {
@@ -97,7 +101,7 @@ func (r *fetchRequest) need() need {
 func (r *fetchRequest) bytes() wantBytes {
 	w := bytesNone
 	for _, it := range r.items {
-		if it.kind == fetchPreview {
+		if it.kind == fetchPreview || it.kind == fetchBinary || it.kind == fetchBinarySize {
 			return bytesAll
 		}
 		if it.kind != fetchSection {
@@ -254,6 +258,29 @@ func (r *fetchRequest) named(d *decoder, name string) {
 			return
 		}
 		it.name = "BODY[" + it.section.String() + "]"
+		if it.partial != nil {
+			it.name += "<" + strconv.FormatInt(it.partial.Offset, 10) + ">"
+		}
+		r.items = append(r.items, it)
+	case "BINARY", "BINARY.PEEK", "BINARY.SIZE":
+		// RFC 3516 4.1: section-binary = "[" [section-part] "]".
+		it := fetchItem{kind: fetchBinary, peek: name == "BINARY.PEEK"}
+		if name == "BINARY.SIZE" {
+			it.kind = fetchBinarySize
+		}
+		it.section, it.partial = parseSectionArg(d)
+		if d.Err() != nil {
+			return
+		}
+		if it.section.Specifier != imapmsg.SpecNone || (it.kind == fetchBinarySize && it.partial != nil) {
+			d.fail("Invalid binary section")
+			return
+		}
+		if it.kind == fetchBinarySize {
+			it.name = "BINARY.SIZE[" + it.section.String() + "]"
+		} else {
+			it.name = "BINARY[" + it.section.String() + "]"
+		}
 		if it.partial != nil {
 			it.name += "<" + strconv.FormatInt(it.partial.Offset, 10) + ">"
 		}

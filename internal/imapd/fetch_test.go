@@ -113,7 +113,7 @@ func TestFetchItems(t *testing.T) {
 	for _, bad := range []string{
 		"FETCH 1 (FOO)", "FETCH 1 BODY[", "FETCH 1 BODY[MIME]", "FETCH 1 BODY.PEEK", "FETCH 1 (ALL)",
 		"FETCH 1 BODY[1]<1>", "FETCH 1 BODY[1]<1.0>", "FETCH 99 FLAGS", "FETCH 1", "FETCH 1 ()",
-		"FETCH 1 BODY[HEADER.FIELDS ()]", "FETCH 1 FLAGS (FOO)", "FETCH 1 BINARY[1]",
+		"FETCH 1 BODY[HEADER.FIELDS ()]", "FETCH 1 FLAGS (FOO)", "FETCH 1 BINARY[1.TEXT]", "FETCH 1 BINARY.SIZE[1]<0.5>",
 	} {
 		c.expect(bad, "BAD")
 	}
@@ -450,6 +450,7 @@ func FuzzFetchArgs(f *testing.F) {
 		"1:* (UID FLAGS)", "1 ALL", "2,4:* FULL", "1 (BODY.PEEK[1.2.HEADER.FIELDS (From \"To\")]<0.100>)",
 		"1 (BODY[] RFC822 RFC822.HEADER RFC822.TEXT MODSEQ) (CHANGEDSINCE 5 VANISHED)", "* BODY[TEXT]<5.5>",
 		"1 (BODY[HEADER.FIELDS ({4}\r\nDate)])", "1 BODY[1.MIME]", "1 (ENVELOPE BODYSTRUCTURE BODY INTERNALDATE RFC822.SIZE)",
+		"1 (BINARY.PEEK[1.2]<0.5> BINARY.SIZE[] BINARY[3])",
 	} {
 		f.Add(s)
 	}
@@ -463,6 +464,12 @@ func FuzzFetchArgs(f *testing.F) {
 			t.Fatalf("%q: accepted without items or set", args)
 		}
 		for _, it := range req.items {
+			if (it.kind == fetchBinary || it.kind == fetchBinarySize) && it.section.Specifier != imapmsg.SpecNone {
+				t.Fatalf("%q: binary section %q is not a part number", args, it.section.String())
+			}
+			if it.kind == fetchBinarySize && it.partial != nil {
+				t.Fatalf("%q: BINARY.SIZE with a partial", args)
+			}
 			if it.kind != fetchSection {
 				continue
 			}

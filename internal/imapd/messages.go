@@ -276,78 +276,26 @@ func cmdExpunge(s *session, c *command) error {
 }
 
 // cmdAppend is APPEND mailbox [flags] [date-time] literal (RFC 9051
-// 6.3.12) with RFC 4315's APPENDUID.
+// 6.3.12) with RFC 4315's APPENDUID, RFC 3516's literal8, RFC 4469's
+// CATENATE and RFC 3502's MULTIAPPEND (appendext.go). A plain APPEND of
+// one message keeps its own path: no slices, one store call.
 func cmdAppend(s *session, c *command) error {
 	d := c.args
 	d.SP()
-	name := s.mailboxArg(d)
+	a := appendCmd{s: s, d: d}
+	a.name = s.mailboxArg(d)
 	d.SP()
-	var flags []string
-	if d.Is('(') {
-		d.List(func() bool {
-			f := d.Flag()
-			if !validFlag(f) {
-				d.fail("Unknown system flag")
-				return false
-			}
-			if f != flagRecent && !hasFlag(flags, f) {
-				flags = append(flags, f)
-			}
-			return d.Err() == nil
-		})
-		d.SP()
+	first, err := a.message()
+	if err != nil {
+		return err
 	}
-	var date time.Time
-	if d.Is('"') {
-		date = parseDateTime(d)
-		d.SP()
+	if d.Is(' ') {
+		return a.multi(first)
 	}
-	d.Accept('~') // RFC 3516 literal8: the message as it is
-	if !d.Is('{') {
-		d.fail("Expected the message as a literal")
-	}
-	n, sync := d.literalHeader()
-	if d.Err() != nil {
-		return d.Err()
-	}
-	refuse := func(r error) error {
-		// The client sends a synchronizing literal only after "+"; a
-		// non-synchronizing one follows and is skipped.
-		if sync {
-			d.eol = true
-		} else {
-			d.skipLiteral = n
-		}
-		return r
-	}
-	if d.refusal != nil {
-		return refuse(d.refusal)
-	}
-	if n > s.srv.opts.MaxMessageSize {
-		// RFC 7889 TOOBIG (MESSAGE_SIZE_LIMIT).
-		return refuse(no("TOOBIG", "Message too large"))
-	}
-	if sp := s.srv.opts.Space; sp != nil && sp.Low() {
-		// DISK_RESERVE: Dovecot answers a full disk so (RFC 5530
-		// OVERQUOTA); the client is told before it sends the message.
-		return refuse(errNoDiskSpace())
-	}
-	to, err := s.srv.opts.Store.GetMailbox(s.ctx, s.user, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return refuse(no("TRYCREATE", "No such mailbox"))
-	} else if err != nil {
-		return refuse(err)
-	}
-	s.tc.SetBusy(true) // a shutdown lets the upload finish
-	body := d.literalBody(n, sync, s.srv.opts.MaxMessageSize)
-	s.tc.SetBusy(false)
 	if err := d.End(); err != nil {
 		return err
 	}
-	if n == 0 {
-		return no("CANNOT", "Empty message")
-	}
-	na := &store.NewAppend{User: s.user, Mailbox: name, Flags: flags, InternalDate: date, Body: body}
+	na := &first
 	uid, uidValidity, err := s.srv.opts.Store.AppendMessage(s.ctx, na)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -356,9 +304,9 @@ func cmdAppend(s *session, c *command) error {
 		return mailboxError(err)
 	}
 	if obs := s.srv.opts.CopyObserver; obs != nil && na.BodyID != 0 {
-		obs.Appended(s.user, to, na.BodyID)
+		obs.Appended(s.user, a.to, na.BodyID)
 	}
-	s.log.Info("message appended", "mailbox", name, "uid", uid, "size", n)
+	s.log.Info("message appended", "mailbox", a.name, "uid", uid, "size", len(na.Body))
 	return ok("APPENDUID "+uitoa(uidValidity)+" "+uitoa(uid), "APPEND completed")
 }
 

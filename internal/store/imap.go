@@ -101,6 +101,13 @@ type Mailboxes interface {
 	// the user's quota would be exceeded) and returns its UID and the
 	// mailbox's UIDVALIDITY (RFC 4315 APPENDUID).
 	AppendMessage(ctx context.Context, a *NewAppend) (uid, uidValidity uint32, err error)
+	// AppendMessages stores several messages in one mailbox atomically
+	// (RFC 3502 MULTIAPPEND: all or none) and returns their UIDs in
+	// order; User and Mailbox of msgs are ignored, BodyID is set.
+	AppendMessages(ctx context.Context, user, mailbox string, msgs []*NewAppend) (uids []uint32, uidValidity uint32, err error)
+	// MessageByUID returns one message of a mailbox; ErrNotFound if
+	// there is none with that UID.
+	MessageByUID(ctx context.Context, mailboxID int64, uid uint32) (*MessageInfo, error)
 	// ListMessagesByID lists a mailbox's messages in UID order.
 	ListMessagesByID(ctx context.Context, mailboxID int64) ([]MessageInfo, error)
 	// SaveDates returns when the messages of the mailbox with UIDs from

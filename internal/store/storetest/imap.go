@@ -27,6 +27,7 @@ func testIMAP(t *testing.T, open Open) {
 		{"Subscribe", testSubscribe},
 		{"Append", testAppend},
 		{"AppendQuota", testAppendQuota},
+		{"AppendMessages", testAppendMessages},
 		{"StoreFlags", testStoreFlags},
 		{"UnchangedSince", testUnchangedSince},
 		{"Copy", testCopy},
@@ -567,4 +568,70 @@ func testAppendQuota(t *testing.T, open Open) {
 	}
 	_, _, err = mb.Quota(c, "nobody@example.com")
 	wantErr(t, err, store.ErrNotFound, "Quota of a missing user")
+}
+
+// testAppendMessages: RFC 3502 MULTIAPPEND stores all messages or none.
+func testAppendMessages(t *testing.T, open Open) {
+	s, mb := imapStore(t, open, 100)
+	c := ctx(t)
+	before := getBox(t, mb, "INBOX")
+	msgs := []*store.NewAppend{
+		{Flags: []string{`\Seen`}, Body: []byte("Subject: one\r\n\r\n1\r\n")},
+		{Body: []byte("Subject: two\r\n\r\n2\r\n")},
+	}
+	uids, uv, err := mb.AppendMessages(c, alice, "inbox", msgs)
+	must(t, err)
+	if !reflect.DeepEqual(uids, []uint32{1, 2}) || uv != before.UIDValidity {
+		t.Fatalf("AppendMessages = %v %d, want [1 2] %d", uids, uv, before.UIDValidity)
+	}
+	l := listByID(t, mb, before.ID)
+	if len(l) != 2 || l[0].ModSeq != l[1].ModSeq || !reflect.DeepEqual(l[0].Flags, []string{`\Seen`}) {
+		t.Fatalf("stored %+v", l)
+	}
+	for i, m := range l {
+		if msgs[i].BodyID != m.BodyID || !bytes.Equal(readBody(t, s, m.BodyID), msgs[i].Body) {
+			t.Fatalf("message %d: body id %d, stored %d", i, msgs[i].BodyID, m.BodyID)
+		}
+	}
+	m, err := mb.MessageByUID(c, before.ID, 2)
+	must(t, err)
+	if m.UID != 2 || m.BodyID != msgs[1].BodyID || m.Size != int64(len(msgs[1].Body)) {
+		t.Fatalf("MessageByUID(2) = %+v", m)
+	}
+	_, err = mb.MessageByUID(c, before.ID, 3)
+	wantErr(t, err, store.ErrNotFound, "MessageByUID of a missing UID")
+	used := quotaUsed(t, mb)
+	// Over quota together though each alone fits: nothing is stored.
+	over := []*store.NewAppend{{Body: bytes.Repeat([]byte{'a'}, 30)}, {Body: bytes.Repeat([]byte{'b'}, 40)}}
+	mid := getBox(t, mb, "INBOX")
+	_, _, err = mb.AppendMessages(c, alice, "INBOX", over)
+	wantErr(t, err, store.ErrQuotaExceeded, "multiappend over quota")
+	if after := getBox(t, mb, "INBOX"); !reflect.DeepEqual(after, mid) || quotaUsed(t, mb) != used {
+		t.Fatalf("refused multiappend changed INBOX or the quota: %+v -> %+v", mid, after)
+	}
+	_, _, err = mb.AppendMessages(c, alice, "Missing", msgs)
+	wantErr(t, err, store.ErrNotFound, "multiappend to a missing mailbox")
+	bad := []*store.NewAppend{{Body: []byte("x")}, {Flags: []string{"bad flag"}, Body: []byte("y")}}
+	if _, _, err := mb.AppendMessages(c, alice, "INBOX", bad); err == nil {
+		t.Fatal("multiappend accepted a flag with a space")
+	}
+	if n := getBox(t, mb, "INBOX").Messages; n != 2 {
+		t.Fatalf("failed multiappends stored messages: INBOX has %d", n)
+	}
+	// Bodies over the inline limit (a blob file, or chunks on
+	// PostgreSQL) read back the same.
+	if bs, ok := unwrap(s).(blobStore); ok {
+		u, err := s.GetUser(c, alice)
+		must(t, err)
+		u.QuotaBytes = 0
+		must(t, s.UpdateUser(c, u))
+		big := bytes.Repeat([]byte("big body line\r\n"), int(bs.InlineMax()/15)+10)
+		two := []*store.NewAppend{{Body: big}, {Body: append([]byte("2"), big...)}}
+		uids, _, err := mb.AppendMessages(c, alice, "Sent", two)
+		must(t, err)
+		l := listByID(t, mb, getBox(t, mb, "Sent").ID)
+		if len(uids) != 2 || len(l) != 2 || !bytes.Equal(readBody(t, s, l[1].BodyID), two[1].Body) {
+			t.Fatal("large multiappended bodies do not read back")
+		}
+	}
 }

@@ -27,8 +27,10 @@ type BodyIndex interface {
 
 // TextOptions say what IndexText takes from a message.
 type TextOptions struct {
-	// Attachments includes text parts marked as attachments
-	// (FULL_TEXT_SEARCH_ATTACHMENTS); only inline text parts otherwise.
+	// Attachments includes text parts marked as attachments and the
+	// text of office documents (docx, xlsx, pptx, odt, ods, odp:
+	// officetext.go) (FULL_TEXT_SEARCH_ATTACHMENTS); only inline text
+	// parts otherwise.
 	Attachments bool
 }
 
@@ -102,6 +104,12 @@ func indexParts(r io.ReaderAt, p *Part, opt TextOptions, withHeader bool, budget
 			return nil, err
 		}
 		out = append(out, t...)
+	case opt.Attachments && officeKindOf(p) != notOffice:
+		data, err := decodePart(r, p)
+		if err != nil {
+			return nil, err
+		}
+		add(fold(officeText(officeKindOf(p), []byte(data), *budget)))
 	case strings.EqualFold(p.Type, "text"):
 		if strings.EqualFold(p.Disposition, "attachment") && !opt.Attachments {
 			return out, nil

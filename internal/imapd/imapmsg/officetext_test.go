@@ -171,3 +171,18 @@ func TestIndexTextOfficeAttachment(t *testing.T) {
 		}
 	}
 }
+
+// FuzzOfficeText feeds arbitrary archives to the extractor: it must not
+// panic, and never return more than the limit.
+func FuzzOfficeText(f *testing.F) {
+	f.Add(officeZip(f, map[string]string{"word/document.xml": docxBody}), 64)
+	f.Add(officeZip(f, map[string]string{"content.xml": "<a><body><p>x</p></body></a>"}), 8)
+	f.Add([]byte("PK\x03\x04 not really"), 100)
+	f.Fuzz(func(t *testing.T, data []byte, limit int) {
+		for kind := ooxmlDoc; kind <= odfDoc; kind++ {
+			if got := officeText(kind, data, limit); len(got) > max(limit, 0) {
+				t.Fatalf("kind %d: %d bytes over limit %d", kind, len(got), limit)
+			}
+		}
+	})
+}

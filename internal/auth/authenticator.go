@@ -261,7 +261,7 @@ func (a *Authenticator) admit(t *attempt, limited bool) (refused bool, err error
 	if !t.subject || !limited {
 		return false, nil
 	}
-	adm, err := a.limits.Admit(t.ctx, t.adm.Key)
+	adm, err := a.admitWaiting(t.ctx, t.adm.Key)
 	if err != nil {
 		return false, a.internal(t, err)
 	}
@@ -272,6 +272,34 @@ func (a *Authenticator) admit(t *attempt, limited bool) (refused bool, err error
 		return true, nil
 	}
 	return false, nil
+}
+
+// admitBusyWait bounds how long a login waits for others in flight from
+// its network or for its account. Slots are held only while a hash is
+// checked (tens of milliseconds, seconds on a loaded machine).
+const admitBusyWait = 10 * time.Second
+
+// admitWaiting asks the limiter, and while the answer is "busy" (refused
+// only because other logins are still being checked) waits for them and
+// asks again. Ten colleagues behind one NAT opening their mail at nine,
+// or one client opening eleven connections at once, were refused while
+// the first logins' bcrypt ran; a burst of guesses still meets the limit
+// once the first ones have counted.
+func (a *Authenticator) admitWaiting(ctx context.Context, k LimitKey) (Admission, error) {
+	deadline := time.Now().Add(admitBusyWait)
+	pause := 5 * time.Millisecond
+	for {
+		adm, err := a.limits.Admit(ctx, k)
+		if err != nil || !adm.Busy || time.Now().Add(pause).After(deadline) {
+			return adm, err
+		}
+		select {
+		case <-ctx.Done():
+			return adm, nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
 }
 
 // lookup finds the attempt's user; a refusal (bare local part, unknown

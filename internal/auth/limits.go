@@ -29,7 +29,9 @@ import (
 //     (AUTH_RATELIMIT_EXEMPTION_LENGTH), not for every account;
 //   - the limits are exact under concurrency: Admit reserves a slot before
 //     the password hash is checked, atomically with every other Admit, and
-//     Done turns it into a counted failure or releases it.
+//     Done turns it into a counted failure or releases it. A login that
+//     would be over only because of slots in flight is told Busy, and the
+//     Authenticator waits for them rather than refuse an honest burst.
 //
 // LoginLimiter is the seam: the in-memory MemoryLimits is per process; a
 // store shared by several nodes can implement the same interface.
@@ -70,6 +72,10 @@ type Admission struct {
 	Known    bool   // the network has proven itself for this account
 	Reserved bool   // a slot is held until Done
 	Ticket   any    // the implementation's record of the slot
+	// Busy: refused only because of logins still in flight; without
+	// their slots this one would be admitted. The caller may ask again
+	// once they finish (see Authenticator.admit).
+	Busy bool
 }
 
 // OutcomeKind is what became of an admitted login.
@@ -165,16 +171,22 @@ func (m *MemoryLimits) Admit(_ context.Context, k LimitKey) (Admission, error) {
 	}
 	an := pair(k.Account, k.Network)
 	a.Known = m.known.IsExempt(an)
-	switch {
-	case !a.Known && over(m.net, k.Network, m.pendNet[k.Network]):
-		a.Refused = LimitNetwork
-	case over(m.acctNet, an, m.pendAcctNet[an]):
-		a.Refused = LimitAccountNetwork
-	case !a.Known && over(m.acct, k.Account, m.pendAcct[k.Account]):
-		a.Refused = LimitAccount
+	checks := []struct {
+		skip    bool
+		l       *ratelimit.Limiter
+		key     string
+		pending int
+		name    string
+	}{
+		{a.Known, m.net, k.Network, m.pendNet[k.Network], LimitNetwork},
+		{false, m.acctNet, an, m.pendAcctNet[an], LimitAccountNetwork},
+		{a.Known, m.acct, k.Account, m.pendAcct[k.Account], LimitAccount},
 	}
-	if a.Refused != "" {
-		return a, nil
+	for _, c := range checks {
+		if !c.skip && over(c.l, c.key, c.pending) {
+			a.Refused, a.Busy = c.name, !over(c.l, c.key, 0)
+			return a, nil
+		}
 	}
 	a.Reserved = true
 	m.pendAcct[k.Account]++

@@ -243,3 +243,84 @@ func TestTokenShapedGuessesCannotSpendBudget(t *testing.T) {
 		t.Fatalf("owner from a new network: %v", err)
 	}
 }
+
+// TestConcurrentHonestLoginsWait: logins in flight hold slots, and a
+// login that would be over a limit only because of them waits for them
+// instead of being refused. Twelve colleagues behind one NAT logging in
+// at once (AUTH_RATELIMIT_IP 5/hour), and one client opening twelve
+// connections at once (AUTH_RATELIMIT_USER_NETWORK 10/day), were refused
+// by imaptest's stress run.
+func TestConcurrentHonestLoginsWait(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		user func(i int) string
+	}{
+		{"distinct accounts", func(i int) string { return fmt.Sprintf("user%d@example.com", i) }},
+		{"one account", func(int) string { return "alice@example.com" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			h := e.users.hashOf("alice@example.com")
+			for i := range 12 {
+				e.users.add(fmt.Sprintf("user%d@example.com", i), h, nil)
+			}
+			inner := e.a.verify
+			e.a.verify = func(hash, pw string) (bool, error) {
+				time.Sleep(20 * time.Millisecond) // a slow hash: every login is in flight at once
+				return inner(hash, pw)
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 12)
+			for i := range 12 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					// A distinct password each time, so the flight group
+					// does not fold them into one check.
+					_, errs[i] = e.try(tc.user(i), alicePW, "imap", 993, "198.51.100.7")
+				}()
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("login %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// TestBusyOnlyForSlotsInFlight: Admit says Busy when the pending slots
+// alone push a key over, and not when the counted failures do.
+func TestBusyOnlyForSlotsInFlight(t *testing.T) {
+	ctx := context.Background()
+	rates := LimitRates{
+		Network:        ratelimit.Rate{Count: 5, Per: time.Hour},
+		Account:        ratelimit.Rate{Count: 100, Per: time.Hour},
+		AccountNetwork: ratelimit.Rate{Count: 1, Per: time.Hour},
+	}
+	limiters := map[string]LoginLimiter{
+		"memory": NewMemoryLimits(rates, nil),
+		"store":  NewStoreLimits(&memRates{rows: map[[2]string]time.Time{}}, rates),
+	}
+	for name, l := range limiters {
+		t.Run(name, func(t *testing.T) {
+			k := LimitKey{Account: "alice@example.com", Network: "192.0.2.0/24", Addr: "192.0.2.1"}
+			a1, err := l.Admit(ctx, k)
+			if err != nil || a1.Refused != "" {
+				t.Fatalf("first: %+v %v", a1, err)
+			}
+			a2, err := l.Admit(ctx, k)
+			if err != nil || a2.Refused != LimitAccountNetwork || !a2.Busy {
+				t.Fatalf("second while the first is in flight: %+v %v, want busy", a2, err)
+			}
+			if err := l.Done(ctx, a1, Outcome{Kind: OutcomeWrong, Fingerprint: "f1"}); err != nil {
+				t.Fatal(err)
+			}
+			a3, err := l.Admit(ctx, k)
+			if err != nil || a3.Refused != LimitAccountNetwork || a3.Busy {
+				t.Fatalf("after a counted failure: %+v %v, want refused, not busy", a3, err)
+			}
+		})
+	}
+}

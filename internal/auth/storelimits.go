@@ -67,22 +67,24 @@ func newTicket() string {
 
 // overWith reports whether key's counted members plus the slots held by
 // others (own = whether one of the pending ones is ours) reach rate.
-func (l *StoreLimits) overWith(ctx context.Context, rate ratelimit.Rate, key string, own bool) (bool, error) {
+// busy says the counted members alone are under rate: only slots in
+// flight make it over.
+func (l *StoreLimits) overWith(ctx context.Context, rate ratelimit.Rate, key string, own bool) (over, busy bool, err error) {
 	if !rate.Enabled() {
-		return false, nil
+		return false, false, nil
 	}
 	n, err := l.st.RateCount(ctx, key)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	p, err := l.st.RateCount(ctx, pendKey(key))
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if own {
 		p--
 	}
-	return n+p >= rate.Count, nil
+	return n+p >= rate.Count, n < rate.Count, nil
 }
 
 // Admit implements LoginLimiter.
@@ -129,13 +131,13 @@ func (l *StoreLimits) Admit(ctx context.Context, k LimitKey) (Admission, error) 
 		if c.skip {
 			continue
 		}
-		over, err := l.overWith(ctx, c.rate, c.key, c.own)
+		over, busy, err := l.overWith(ctx, c.rate, c.key, c.own)
 		if err != nil {
 			l.release(ctx, k, t)
 			return a, err
 		}
 		if over {
-			a.Refused = c.name
+			a.Refused, a.Busy = c.name, busy
 			return a, l.release(ctx, k, t)
 		}
 	}
@@ -176,7 +178,7 @@ func (l *StoreLimits) Done(ctx context.Context, a Admission, o Outcome) error {
 		if !a.Reserved {
 			// As MemoryLimits: an unlimited attempt from a pair already
 			// over its limit is not counted.
-			over, err := l.overWith(ctx, l.r.AccountNetwork, anKey(k.Account, k.Network), false)
+			over, _, err := l.overWith(ctx, l.r.AccountNetwork, anKey(k.Account, k.Network), false)
 			if err != nil || over {
 				errs = append(errs, err)
 				break
@@ -225,7 +227,8 @@ func (l *StoreLimits) HitNetwork(ctx context.Context, network string) error {
 
 // NetworkLimited implements LoginLimiter.
 func (l *StoreLimits) NetworkLimited(ctx context.Context, network string) (bool, error) {
-	return l.overWith(ctx, l.r.Network, netKey(network), false)
+	over, _, err := l.overWith(ctx, l.r.Network, netKey(network), false)
+	return over, err
 }
 
 // prune deletes expired rows every pruneGap, from whichever node gets

@@ -146,7 +146,7 @@ func implementedSettings() []SettingDoc {
 
 		// Full-text search
 		s("FULL_TEXT_SEARCH", "en", "IMAP SEARCH BODY and TEXT use a word index of the messages' decoded text (charsets, quoted-printable, base64, HTML reduced to text), built in the background; off, false, 0 or no switches it off", "no stemming: any other value (Mailu: languages) means on, and words are kept as written; \\Junk and \\Trash are not indexed (searched by reading); SQLite FTS5 or PostgreSQL tsvector instead of Dovecot's flatcurve; answers stay IMAP substring matches (docs/search.md)"),
-		s("FULL_TEXT_SEARCH_ATTACHMENTS", "false", "also index (and let BODY and TEXT match) text/* parts sent as attachments", "text attachments only (no Tika: PDF and office files are not indexed)"),
+		s("FULL_TEXT_SEARCH_ATTACHMENTS", "false", "also index (and let BODY and TEXT match) text/* parts sent as attachments, and the text of office documents (docx, xlsx, pptx, odt, ods, odp)", "built in, no Tika; PDF and the old binary doc/xls/ppt are not indexed"),
 
 		// Web UI
 		s("ADMIN", "true", "serve the admin web UI at WEB_ADMIN (sign-in at /sso/login); false or none switches it off", "Mailu's setup always writes ADMIN=true; Petrel serves the UI unless told not to"),

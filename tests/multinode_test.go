@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +28,9 @@ import (
 
 var nodeNames = []string{"a", "b", "c"}
 
-// multiNodes prepares three nodes on one fresh schema with alice and bob
-// (created through node A's CLI), and starts them.
+// multiNodes prepares three nodes on one fresh schema with alice, bob,
+// carol and dave (created through node A's CLI), and starts them. Each
+// has its own DATA_DIR: nothing on disk is shared.
 func multiNodes(t *testing.T, settings map[string]string) (nodes []*server, dsn string) {
 	t.Helper()
 	if os.Getenv("PETREL_TEST_PG_DSN") == "" {
@@ -48,20 +48,11 @@ func multiNodes(t *testing.T, settings map[string]string) (nodes []*server, dsn 
 		}
 		nodes = append(nodes, newServer(t, env))
 	}
-	// Bodies over the inline limit are files until they live in the
-	// database too: the nodes share node A's blob directory.
-	shared := filepath.Join(nodes[0].dataDir, "blobs")
-	if err := os.MkdirAll(shared, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes[1:] {
-		if err := os.Symlink(shared, filepath.Join(n.dataDir, "blobs")); err != nil {
-			t.Fatal(err)
-		}
-	}
 	nodes[0].mustCLI("", "domain", "example.test")
 	nodes[0].mustCLI("Secret-Alice-1\n", "user", "alice", "example.test", "-")
 	nodes[0].mustCLI("Secret-Bob-2\n", "user", "bob", "example.test", "-")
+	nodes[0].mustCLI("Secret-Carol-3\n", "user", "carol", "example.test", "-")
+	nodes[0].mustCLI("Secret-Dave-4\n", "user", "dave", "example.test", "-")
 	for _, n := range nodes {
 		n.start()
 	}
@@ -124,7 +115,12 @@ func imapLogin(t *testing.T, addr, user, pw string) string {
 }
 
 func TestMultiNode(t *testing.T) {
-	nodes, _ := multiNodes(t, map[string]string{"LOG_LEVEL": "INFO"})
+	sink := sinktest.Start(t, sinktest.Options{})
+	nodes, _ := multiNodes(t, map[string]string{
+		"LOG_LEVEL":         "INFO",
+		"RELAYHOST":         fmt.Sprintf("[127.0.0.1]:%d", sink.Port()),
+		"MESSAGE_RATELIMIT": fmt.Sprintf("%d/hour", multiNodeRate),
+	})
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	for i, n := range nodes {
 		if !n.waitLog("listening for other nodes' changes") {
@@ -183,6 +179,11 @@ func TestMultiNode(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("LargeMessageAtoC", func(t *testing.T) { checkLargeMessage(t, nodes, a, c) })
+	t.Run("DKIMOnEveryNode", func(t *testing.T) { checkDKIMEveryNode(t, nodes, sink) })
+	t.Run("MessageRateShared", func(t *testing.T) { checkMessageRateShared(t, nodes) })
+	t.Run("LoginLimitShared", func(t *testing.T) { checkLoginLimitShared(t, nodes) })
 
 	t.Run("PasswordChangeOnA", func(t *testing.T) {
 		// A login on C fills C's credential cache with the old password.

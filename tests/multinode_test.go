@@ -361,3 +361,70 @@ UNION ALL SELECT recipient, '' FROM queue WHERE lease_until IS NULL OR lease_unt
 	}
 	return out
 }
+
+// TestMultiNodeKillMidDelivery kills nodes with SIGKILL in the middle of
+// deliveries. A node killed during DATA never said 250: no copy of the
+// message may appear on any node, not even after it restarts, and the
+// sender's retry on another node delivers it exactly once. A node killed
+// right after its 250 loses nothing: the message, whole, is on the other
+// nodes. (Leased queue work after a kill: TestMultiNodeQueueTakeover.)
+func TestMultiNodeKillMidDelivery(t *testing.T) {
+	nodes, _ := multiNodes(t, map[string]string{"LOG_LEVEL": "INFO"})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+
+	// Killed during DATA, with 1 MiB of 5 sent.
+	msg := largeMessage(t, "carol@example.test", "killed mid-data")
+	d := dial(t, a.addr[25])
+	d.expect("220")
+	d.send("EHLO mx.sender.test", "250")
+	d.send("MAIL FROM:<bob@sender.test>", "250")
+	d.send("RCPT TO:<carol@example.test>", "250")
+	d.send("DATA", "354")
+	if _, err := io.WriteString(d.conn, msg[:1<<20]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let node A take it in
+	a.kill()
+	a.start() // its recovery must not deliver the half it had
+	for _, n := range nodes {
+		if uids := imapSubjectUIDs(t, n.addr[993], "carol@example.test", "Secret-Carol-3", "killed mid-data"); len(uids) != 0 {
+			t.Fatalf("a message whose DATA was cut by the kill was delivered: UIDs %v\n%s", uids, a.logs())
+		}
+	}
+	if r := deliverTo(t, b, "bob@sender.test", "carol@example.test", msg); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("the sender's retry on node B: %q\n%s", r, b.logs())
+	}
+	if uids := imapSubjectUIDs(t, c.addr[993], "carol@example.test", "Secret-Carol-3", "killed mid-data"); len(uids) != 1 {
+		t.Fatalf("after the retry: UIDs %v on node C, want exactly one copy", uids)
+	}
+
+	// Killed right after its 250, before QUIT.
+	msg = largeMessage(t, "carol@example.test", "killed after 250")
+	d = dial(t, b.addr[25])
+	d.expect("220")
+	d.send("EHLO mx.sender.test", "250")
+	d.send("MAIL FROM:<bob@sender.test>", "250")
+	d.send("RCPT TO:<carol@example.test>", "250")
+	d.send("DATA", "354")
+	d.send(strings.ReplaceAll("\r\n"+msg, "\r\n.", "\r\n..")[2:]+".", "250 ")
+	b.kill()
+	uids := imapSubjectUIDs(t, c.addr[993], "carol@example.test", "Secret-Carol-3", "killed after 250")
+	if len(uids) != 1 {
+		t.Fatalf("message that got 250 before the kill: UIDs %v on node C, want one", uids)
+	}
+	ic := imapOpen(t, c.addr[993])
+	ic.cmd("f1", `LOGIN carol@example.test "Secret-Carol-3"`)
+	ic.cmd("f2", "EXAMINE INBOX")
+	// The header gained Received and Authentication-Results; the body is
+	// the sender's, byte for byte.
+	_, body, _ := strings.Cut(msg, "\r\n\r\n")
+	io.WriteString(ic.conn, "f3 UID FETCH "+uids[0]+" (BODY.PEEK[TEXT])\r\n")
+	l := ic.line()
+	if !strings.HasSuffix(l, fmt.Sprintf("{%d}", len(body))) {
+		t.Fatalf("the copy on node C is not whole: %q, want a body of %d bytes", l, len(body))
+	}
+	got := make([]byte, len(body))
+	if _, err := io.ReadFull(ic.r, got); err != nil || string(got) != body {
+		t.Fatalf("the body on node C differs from the one that got 250 (%v)", err)
+	}
+}

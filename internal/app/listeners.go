@@ -12,13 +12,11 @@ import (
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/managesieve"
-	"github.com/petrelmail/petrel/internal/msgrate"
 	"github.com/petrelmail/petrel/internal/pop3d"
 	"github.com/petrelmail/petrel/internal/proxyproto"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/stats"
-	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/submit"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -165,13 +163,7 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 	var msgRate smtpd.RateLimiter // a nil interface, not a typed nil, when off
 	if r := ratelimit.Rate(cfg.MessageRateLimit); r.Enabled() {
-		// Several nodes on one PostgreSQL count one limit there (as the
-		// failed-login limits, parts.go); SQLite is one node.
-		if p.store.Flavor() == sqlstore.FlavorPostgreSQL {
-			msgRate = msgrate.New(p.store, r, p.log.With("part", "msgrate"))
-		} else {
-			msgRate = ratelimit.New(r, time.Now)
-		}
+		msgRate = ratelimit.New(r, time.Now)
 	}
 	o := smtpd.Options{
 		OnReject:          func() { p.stats.Count(stats.Rejected) },

@@ -1,22 +1,27 @@
 package tests
 
 // Two `petrel serve` nodes on one PostgreSQL, for what issue 16 moved from
-// a node's DATA_DIR into the store: DKIM keys, large bodies and the
-// failed-login limits. Skipped without PETREL_TEST_PG_DSN
+// a node's DATA_DIR into the store: DKIM keys, large bodies, the
+// failed-login limits and MESSAGE_RATELIMIT. Skipped without PETREL_TEST_PG_DSN
 // (internal/store/sqlstore/testdata/pg-start.sh).
 
 import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/smtp"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,5 +237,144 @@ func TestNodesShareLoginLimits(t *testing.T) {
 	r, err := imapLoginFrom("127.0.7.1", b.addr[993], "alice@example.test", "Secret-Alice-1")
 	if !strings.HasPrefix(r, imapOK) {
 		t.Fatalf("alice from another network on node B: %q (%v)", r, err)
+	}
+}
+
+// submitReply submits one message on node s's port 465 as user and
+// returns the first refusal ("450 4.2.1 ...", from MAIL or later) or "250".
+func submitReply(t *testing.T, s *server, user, pw, to string) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", s.addr[465], &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClient(conn, "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(smtp.PlainAuth("", user, pw, "mail.example.test")); err != nil {
+		t.Fatalf("AUTH: %v", err)
+	}
+	refused := func(err error) string {
+		var te *textproto.Error
+		if !errors.As(err, &te) {
+			t.Fatalf("submission on %s: %v", s.addr[465], err)
+		}
+		return fmt.Sprintf("%d %s", te.Code, te.Msg)
+	}
+	if err := c.Mail(user); err != nil {
+		return refused(err)
+	}
+	if err := c.Rcpt(to); err != nil {
+		return refused(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		return refused(err)
+	}
+	fmt.Fprintf(w, "From: <%s>\r\nTo: <%s>\r\nSubject: counted\r\n\r\nOne of a few.\r\n", user, to)
+	if err := w.Close(); err != nil {
+		return refused(err)
+	}
+	_ = c.Quit()
+	return "250"
+}
+
+// inboxCount returns the messages in user's INBOX, asked over IMAP.
+func inboxCount(t *testing.T, addr, user, pw string) int {
+	t.Helper()
+	c := imapOpen(t, addr)
+	defer c.conn.Close()
+	if r := c.cmd("a1", fmt.Sprintf("LOGIN %s %q", user, pw)); !strings.HasPrefix(r, "a1 OK") {
+		t.Fatalf("LOGIN %s: %q", user, r)
+	}
+	if _, err := io.WriteString(c.conn, "a2 STATUS INBOX (MESSAGES)\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	n := -1
+	for {
+		l := c.line()
+		if strings.HasPrefix(l, "* STATUS") {
+			fmt.Sscanf(l[strings.LastIndex(l, "(MESSAGES ")+len("(MESSAGES "):], "%d", &n)
+		}
+		if strings.HasPrefix(l, "a2 ") {
+			if !strings.HasPrefix(l, "a2 OK") || n < 0 {
+				t.Fatalf("STATUS: %q (messages %d)", l, n)
+			}
+			return n
+		}
+	}
+}
+
+// MESSAGE_RATELIMIT is counted in PostgreSQL: a user sending on node A
+// and then node B gets the limit once, not once per node, also when
+// sessions race on both nodes; and greylisting state is shared, so a
+// triplet that passed on node A is not greylisted on node B.
+func TestNodesShareMessageRateAndGreylisting(t *testing.T) {
+	a, b := twoNodes(t, map[string]string{
+		"MESSAGE_RATELIMIT": "3/day",
+		"GREYLISTING":       "true",
+		"GREYLISTING_DELAY": "1s",
+		"LOG_LEVEL":         "INFO",
+	})
+	a.mustCLI("Secret-Bob-2\n", "user", "bob", "example.test", "-")
+	a.start()
+	b.start()
+
+	const limited = "450 4.2.1 You are sending too many emails too fast."
+	// Alice: two on node A, then node B takes the third and refuses the
+	// fourth, and node A refuses the fifth.
+	for i, n := range []*server{a, a, b, b, a} {
+		r := submitReply(t, n, "alice@example.test", "Secret-Alice-1", "alice@example.test")
+		want := "250"
+		if i >= 3 {
+			want = limited
+		}
+		if r != want {
+			t.Fatalf("alice's message %d on node %s: %q, want %q\n%s", i+1, n.addr[465], r, want, n.logs())
+		}
+	}
+	if got := inboxCount(t, b.addr[993], "alice@example.test", "Secret-Alice-1"); got != 3 {
+		t.Fatalf("alice's INBOX holds %d messages, want the limit, 3", got)
+	}
+
+	// Bob: eight sessions at once, four per node: three go, in all.
+	replies := make(chan string, 8)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies <- submitReply(t, []*server{a, b}[i%2], "bob@example.test", "Secret-Bob-2", "bob@example.test")
+		}()
+	}
+	wg.Wait()
+	close(replies)
+	counts := map[string]int{}
+	for r := range replies {
+		counts[r]++
+	}
+	if counts["250"] != 3 || counts[limited] != 5 {
+		t.Fatalf("eight racing submissions over two nodes: %v; want 3 accepted and 5 %q", counts, limited)
+	}
+
+	// Greylisting: first seen on node A, retried there after the delay,
+	// then the same triplet on node B passes at once.
+	msg := "From: <carol@sender.test>\r\nTo: <alice@example.test>\r\nSubject: greylist\r\n\r\nHi.\r\n"
+	const greylisted = "451 4.7.1"
+	if r := deliver25(t, a, "carol@sender.test", msg); !strings.HasPrefix(r, greylisted) {
+		t.Fatalf("a new triplet on node A: %q, want %s\n%s", r, greylisted, a.logs())
+	}
+	time.Sleep(1500 * time.Millisecond) // GREYLISTING_DELAY is 1s
+	if r := deliver25(t, a, "carol@sender.test", msg); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("the retry on node A after the delay: %q\n%s", r, a.logs())
+	}
+	if r := deliver25(t, b, "carol@sender.test", msg); !strings.HasPrefix(r, "250 ") {
+		t.Fatalf("a triplet that passed on node A is greylisted on node B: %q\n%s", r, b.logs())
+	}
+	// Node B does greylist: a triplet it has not seen waits there.
+	if r := deliver25(t, b, "dave@sender.test", strings.ReplaceAll(msg, "carol", "dave")); !strings.HasPrefix(r, greylisted) {
+		t.Fatalf("a new triplet on node B: %q, want %s", r, greylisted)
 	}
 }

@@ -378,3 +378,23 @@ func TestNodesShareMessageRateAndGreylisting(t *testing.T) {
 		t.Fatalf("a new triplet on node B: %q, want %s", r, greylisted)
 	}
 }
+
+// One node on SQLite keeps MESSAGE_RATELIMIT in memory, as before issue
+// 16: the limit holds, and an exempt login is not counted.
+func TestMessageRateSingleNode(t *testing.T) {
+	s := withUsers(t, map[string]string{
+		"MESSAGE_RATELIMIT":           "2/day",
+		"MESSAGE_RATELIMIT_EXEMPTION": "bob@example.test",
+		"LOG_LEVEL":                   "INFO",
+	})
+	for i, want := range []string{"250", "250", "450 4.2.1 You are sending too many emails too fast."} {
+		if r := submitReply(t, s, "alice@example.test", "Secret-Alice-1", "alice@example.test"); r != want {
+			t.Fatalf("alice's message %d: %q, want %q", i+1, r, want)
+		}
+	}
+	for i := range 3 {
+		if r := submitReply(t, s, "bob@example.test", "Secret-Bob-2", "bob@example.test"); r != "250" {
+			t.Fatalf("exempt bob's message %d: %q", i+1, r)
+		}
+	}
+}

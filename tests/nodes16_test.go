@@ -240,9 +240,8 @@ func TestNodesShareLoginLimits(t *testing.T) {
 	}
 }
 
-// submitReply submits one message on node s's port 465 as user and
-// returns the first refusal ("450 4.2.1 ...", from MAIL or later) or "250".
-func submitReply(t *testing.T, s *server, user, pw, to string) string {
+// submitSession opens an authenticated session on node s's port 465.
+func submitSession(t *testing.T, s *server, user, pw string) *smtp.Client {
 	t.Helper()
 	conn, err := tls.Dial("tcp", s.addr[465], &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
@@ -252,16 +251,23 @@ func submitReply(t *testing.T, s *server, user, pw, to string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if err := c.Auth(smtp.PlainAuth("", user, pw, "mail.example.test")); err != nil {
 		t.Fatalf("AUTH: %v", err)
 	}
-	refused := func(err error) string {
+	return c
+}
+
+// sendOn sends one message from user to to and returns "250" or the
+// first refusal ("450 4.2.1 ...", from MAIL or later); err is anything
+// but a reply.
+func sendOn(c *smtp.Client, user, to string) (string, error) {
+	refused := func(err error) (string, error) {
 		var te *textproto.Error
 		if !errors.As(err, &te) {
-			t.Fatalf("submission on %s: %v", s.addr[465], err)
+			return "", err
 		}
-		return fmt.Sprintf("%d %s", te.Code, te.Msg)
+		return fmt.Sprintf("%d %s", te.Code, te.Msg), nil
 	}
 	if err := c.Mail(user); err != nil {
 		return refused(err)
@@ -278,7 +284,18 @@ func submitReply(t *testing.T, s *server, user, pw, to string) string {
 		return refused(err)
 	}
 	_ = c.Quit()
-	return "250"
+	return "250", nil
+}
+
+// submitReply submits one message on node s as user, in a session of
+// its own, and returns sendOn's reply.
+func submitReply(t *testing.T, s *server, user, pw, to string) string {
+	t.Helper()
+	r, err := sendOn(submitSession(t, s, user, pw), user, to)
+	if err != nil {
+		t.Fatalf("submission on %s: %v", s.addr[465], err)
+	}
+	return r
 }
 
 // inboxCount returns the messages in user's INBOX, asked over IMAP.
@@ -339,14 +356,24 @@ func TestNodesShareMessageRateAndGreylisting(t *testing.T) {
 		t.Fatalf("alice's INBOX holds %d messages, want the limit, 3", got)
 	}
 
-	// Bob: eight sessions at once, four per node: three go, in all.
-	replies := make(chan string, 8)
+	// Bob: eight sessions, four per node, logged in one after the other
+	// (racing logins meet the login limits' reservations), then sending
+	// at once: three go, in all.
+	sessions := make([]*smtp.Client, 8)
+	for i := range sessions {
+		sessions[i] = submitSession(t, []*server{a, b}[i%2], "bob@example.test", "Secret-Bob-2")
+	}
+	replies := make(chan string, len(sessions))
 	var wg sync.WaitGroup
-	for i := range 8 {
+	for _, c := range sessions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			replies <- submitReply(t, []*server{a, b}[i%2], "bob@example.test", "Secret-Bob-2", "bob@example.test")
+			r, err := sendOn(c, "bob@example.test", "bob@example.test")
+			if err != nil {
+				r = err.Error()
+			}
+			replies <- r
 		}()
 	}
 	wg.Wait()

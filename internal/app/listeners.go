@@ -12,11 +12,13 @@ import (
 	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/imapd"
 	"github.com/petrelmail/petrel/internal/managesieve"
+	"github.com/petrelmail/petrel/internal/msgrate"
 	"github.com/petrelmail/petrel/internal/pop3d"
 	"github.com/petrelmail/petrel/internal/proxyproto"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/smtpd"
 	"github.com/petrelmail/petrel/internal/stats"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/submit"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 )
@@ -163,7 +165,14 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 func smtpOptions(cfg *config.Config, p *parts) smtpd.Options {
 	var msgRate smtpd.RateLimiter // a nil interface, not a typed nil, when off
 	if r := ratelimit.Rate(cfg.MessageRateLimit); r.Enabled() {
-		msgRate = ratelimit.New(r, time.Now)
+		// Several nodes share one PostgreSQL: the count lives there, so a
+		// user does not get the limit once per node. SQLite is one node;
+		// its count stays in memory.
+		if p.store.Flavor() == sqlstore.FlavorPostgreSQL {
+			msgRate = msgrate.NewShared(p.store, r)
+		} else {
+			msgRate = msgrate.NewMemory(r, time.Now)
+		}
 	}
 	o := smtpd.Options{
 		OnReject:          func() { p.stats.Count(stats.Rejected) },

@@ -74,6 +74,8 @@ var forbidden = map[string][]string{
 	// Received TLS-RPT reports: a parser over the store interfaces, fed by
 	// inbound through app; it knows no protocol and no SQL.
 	"internal/tlsrptin": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	// MESSAGE_RATELIMIT over the store's rate-limit rows (issue 16).
+	"internal/msgrate": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 	// A test helper running the pebble binary.
 	"internal/testutil/pebbletest": {"internal/store", "internal/app"},
 	// A test helper speaking only the PostgreSQL wire protocol.

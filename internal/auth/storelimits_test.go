@@ -31,6 +31,21 @@ func (m *memRates) RateHit(_ context.Context, key, member string, ttl time.Durat
 	return isNew, m.count(key, now), nil
 }
 
+func (m *memRates) RateTake(_ context.Context, key, member string, limit int, ttl time.Duration) (bool, int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	k := [2]string{key, member}
+	if m.rows[k].After(now) {
+		return true, m.count(key, now), nil
+	}
+	if n := m.count(key, now); n >= limit {
+		return false, n, nil
+	}
+	m.rows[k] = now.Add(ttl)
+	return true, m.count(key, now), nil
+}
+
 func (m *memRates) count(key string, now time.Time) int {
 	n := 0
 	for k, exp := range m.rows {

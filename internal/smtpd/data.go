@@ -107,7 +107,7 @@ func (ss *session) data(r io.Reader) error {
 	if err := o.Deliverer.Deliver(ss.ctx, env, sp); err != nil {
 		return ss.fail("deliver", err, "msgid", id, "from", ss.sender, "rcpts", ss.rcpts())
 	}
-	ss.rateHit()
+	ss.rateSettle(true)
 	args := []any{"msgid", id, "from", ss.sender, "rcpts", ss.rcpts(), "size", sp.Size(), "tls", ss.tls, "user", env.AuthUser}
 	if ss.requireTLS {
 		args = append(args, "requiretls", true)

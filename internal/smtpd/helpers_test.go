@@ -230,26 +230,61 @@ func (f *fakeDeliverer) delivered() []delivered {
 	return append([]delivered(nil), f.msgs...)
 }
 
+// fakeLimiter is a shared MESSAGE_RATELIMIT in miniature: Take holds a
+// place, Settle counts it (sent) or gives it back; err fails every Take.
 type fakeLimiter struct {
-	mu    sync.Mutex
-	limit int
-	hits  map[string]int
+	mu       sync.Mutex
+	limit    int
+	err      error
+	hits     map[string]int // sent messages
+	held     map[string]int // places taken, not yet settled
+	returned int            // places given back
 }
 
-func (f *fakeLimiter) Test(key string) bool {
+func (f *fakeLimiter) Take(_ context.Context, key string) (string, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.hits[key] < f.limit
+	if f.err != nil {
+		return "", false, f.err
+	}
+	if f.hits[key]+f.held[key] >= f.limit {
+		return "", false, nil
+	}
+	if f.held == nil {
+		f.held = map[string]int{}
+	}
+	f.held[key]++
+	return "t", true, nil
 }
 
-func (f *fakeLimiter) Hit(key string) bool {
+func (f *fakeLimiter) Settle(_ context.Context, key, ticket string, sent bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if ticket != "t" || f.held[key] == 0 {
+		panic("Settle without a Take")
+	}
+	f.held[key]--
+	if !sent {
+		f.returned++
+		return nil
+	}
 	if f.hits == nil {
 		f.hits = map[string]int{}
 	}
 	f.hits[key]++
-	return f.hits[key] <= f.limit
+	return nil
+}
+
+// settled reports whether no place is held.
+func (f *fakeLimiter) settled() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range f.held {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // logBuffer collects every log record as text.

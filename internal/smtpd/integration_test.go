@@ -12,6 +12,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/auth"
 	"github.com/petrelmail/petrel/internal/inbound"
+	"github.com/petrelmail/petrel/internal/msgrate"
 	"github.com/petrelmail/petrel/internal/ratelimit"
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -22,7 +23,8 @@ var (
 	_ Authenticator = (*auth.Authenticator)(nil)
 	_ Router        = (*inbound.Router)(nil)
 	_ Spool         = (*inbound.Spool)(nil)
-	_ RateLimiter   = (*ratelimit.Limiter)(nil)
+	_ RateLimiter   = (*msgrate.Memory)(nil)
+	_ RateLimiter   = (*msgrate.Shared)(nil)
 	_ Deliverer     = appDeliverer{}
 	_ Resolver      = (*net.Resolver)(nil)
 )
@@ -165,7 +167,7 @@ func TestWithRealComponents(t *testing.T) {
 	env := &testEnv{t: t, cert: cert}
 
 	// Submission on 465.
-	env.addr = serve(RoleSubmissions, ratelimit.New(ratelimit.Rate{Count: 1, Per: time.Hour}, nil))
+	env.addr = serve(RoleSubmissions, msgrate.NewMemory(ratelimit.Rate{Count: 1, Per: time.Hour}, nil))
 	env.srv = &Server{opts: Options{Role: RoleSubmissions}}
 	c := env.dial()
 	c.ehlo()

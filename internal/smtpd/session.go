@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -43,7 +46,15 @@ type session struct {
 	// overshoot counts the RCPTs answered 452 over MaxRecipients in this
 	// transaction (Postfix rcpt_overshoot, reset with the transaction).
 	overshoot int
+
+	// rate is the transaction's place under MESSAGE_RATELIMIT, taken at
+	// MAIL and settled at the end of DATA, RSET or Logout (which go-smtp
+	// may call from another goroutine, hence the lock).
+	rateMu sync.Mutex
+	rate   *rateHold
 }
+
+type rateHold struct{ key, ticket string }
 
 func (s *Server) newSession(c *smtp.Conn, tc *trackedConn) *session {
 	_, isTLS := c.TLSConnectionState()
@@ -63,6 +74,7 @@ func (s *Server) newSession(c *smtp.Conn, tc *trackedConn) *session {
 // (after its reply has been written).
 func (ss *session) Reset() {
 	ss.hangUpIfPending()
+	ss.rateSettle(false) // a message that went was settled in Data
 	ss.overshoot = 0
 	ss.mailSeen = false
 	ss.sender = ""
@@ -74,6 +86,7 @@ func (ss *session) Reset() {
 
 // Logout implements smtp.Session.
 func (ss *session) Logout() error {
+	ss.rateSettle(false)
 	ss.cancel()
 	return nil
 }
@@ -279,7 +292,13 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 			// Mailu: reject_authenticated_sender_login_mismatch.
 			return ss.reject("mail", replySenderNotOwned(ss.user.Email), "from", from)
 		}
-		if !ss.rateAllowed() {
+		ok, err = ss.rateTake()
+		if err != nil {
+			// The count is unknown (the store failed): a temporary
+			// refusal, never a pass.
+			return ss.fail("mail", fmt.Errorf("message rate limit: %w", err), "from", from)
+		}
+		if !ok {
 			// Mailu: postfix_sender_rate (MESSAGE_RATELIMIT).
 			return ss.reject("mail", replyRateLimited(), "from", from)
 		}
@@ -303,22 +322,43 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// rateAllowed tests MESSAGE_RATELIMIT for the logged-in user; each
-// delivered message is counted in Data.
-func (ss *session) rateAllowed() bool {
+// rateTake takes the transaction's place under MESSAGE_RATELIMIT for the
+// logged-in user (exempt logins and port 25 have none).
+func (ss *session) rateTake() (bool, error) {
 	lim := ss.srv.opts.MessageRate
-	if lim == nil || ss.user == nil || ss.srv.exempt[strings.ToLower(ss.user.Email)] {
-		return true
+	if lim == nil || ss.user == nil {
+		return true, nil
 	}
-	return lim.Test(strings.ToLower(ss.user.Email))
+	key := strings.ToLower(ss.user.Email)
+	if ss.srv.exempt[key] {
+		return true, nil
+	}
+	ticket, ok, err := lim.Take(ss.ctx, key)
+	if err != nil || !ok {
+		return false, err
+	}
+	ss.rateMu.Lock()
+	ss.rate = &rateHold{key: key, ticket: ticket}
+	ss.rateMu.Unlock()
+	return true, nil
 }
 
-func (ss *session) rateHit() {
-	lim := ss.srv.opts.MessageRate
-	if lim == nil || ss.user == nil || ss.srv.exempt[strings.ToLower(ss.user.Email)] {
+// rateSettle ends the transaction's place, if it holds one: a sent
+// message counts, an unsent one gives its place back. It runs on a
+// disconnect too, so it does not use the session's context.
+func (ss *session) rateSettle(sent bool) {
+	ss.rateMu.Lock()
+	h := ss.rate
+	ss.rate = nil
+	ss.rateMu.Unlock()
+	if h == nil {
 		return
 	}
-	lim.Hit(strings.ToLower(ss.user.Email))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ss.ctx), 10*time.Second)
+	defer cancel()
+	if err := ss.srv.opts.MessageRate.Settle(ctx, h.key, h.ticket, sent); err != nil {
+		ss.log.Warn("message rate limit not settled", "sent", sent, "err", err.Error())
+	}
 }
 
 // parseSender checks a reverse-path. Routing characters are harmless in a

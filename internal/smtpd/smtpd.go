@@ -170,11 +170,17 @@ type SpaceGuard interface {
 	Low() bool
 }
 
-// RateLimiter is MESSAGE_RATELIMIT, keyed by the login address.
-// *ratelimit.Limiter implements it.
+// RateLimiter is MESSAGE_RATELIMIT, keyed by the login address;
+// *msgrate.Shared (several nodes, one count in the store) and
+// *msgrate.Memory (one node) implement it. Take is asked at MAIL: whether
+// one more message may go now (a shared limiter holds its place from
+// here, so sessions racing on several nodes never pass the limit
+// together). Settle ends every taken transaction: sent, the message
+// counts; not sent (RSET, a failed delivery, a dropped connection), its
+// place is given back.
 type RateLimiter interface {
-	Test(key string) bool // would one more message be allowed now
-	Hit(key string) bool  // count one message
+	Take(ctx context.Context, key string) (ticket string, ok bool, err error)
+	Settle(ctx context.Context, key, ticket string, sent bool) error
 }
 
 // Preparer rewrites a submitted message on its way to the spool: header

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/inbound"
 )
@@ -339,6 +340,59 @@ func TestMessageRateLimit(t *testing.T) {
 	defer lim.mu.Unlock()
 	if lim.hits["alice@example.test"] != 2 || lim.hits["bob@example.test"] != 0 {
 		t.Errorf("limiter hits %v", lim.hits)
+	}
+	if lim.returned != 1 {
+		t.Errorf("places given back = %d, want 1 (the failed delivery)", lim.returned)
+	}
+}
+
+// A place taken at MAIL is given back when the transaction ends without a
+// message: RSET, and a client that disconnects.
+func TestMessageRateGivenBack(t *testing.T) {
+	lim := &fakeLimiter{limit: 1}
+	e := startServer(t, RoleSubmissions, func(o *Options) { o.MessageRate = lim })
+	c := e.dial()
+	c.ehlo()
+	c.login("alice@example.test", "alice-secret-pw")
+	c.cmd("MAIL FROM:<alice@example.test>", 250, "2.0.0")
+	// The one place is held: a second session is refused meanwhile.
+	d := e.dial()
+	d.ehlo()
+	d.login("alice@example.test", "alice-secret-pw")
+	d.cmd("MAIL FROM:<alice@example.test>", 450, "4.2.1")
+	c.cmd("RSET", 250, "2.0.0")
+	d.cmd("MAIL FROM:<alice@example.test>", 250, "2.0.0")
+	d.conn.Close() // mid-transaction
+	deadline := time.Now().Add(5 * time.Second)
+	for !lim.settled() {
+		if time.Now().After(deadline) {
+			t.Fatal("a disconnected session still holds its place")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.sendMail("alice@example.test", []string{"x@foreign.test"}, simpleBody)
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	if lim.returned != 2 || lim.hits["alice@example.test"] != 1 {
+		t.Errorf("returned %d, hits %v; want 2 and 1", lim.returned, lim.hits)
+	}
+}
+
+// A limiter that fails (the shared store is down) refuses MAIL with a
+// temporary error and a WARN line, and lets nothing through.
+func TestMessageRateStoreError(t *testing.T) {
+	lim := &fakeLimiter{limit: 10, err: errors.New("store unreachable")}
+	e := startServer(t, RoleSubmissions, func(o *Options) { o.MessageRate = lim })
+	c := e.dial()
+	c.ehlo()
+	c.login("alice@example.test", "alice-secret-pw")
+	c.cmd("MAIL FROM:<alice@example.test>", 451, "4.3.0")
+	c.cmd("RCPT TO:<x@foreign.test>", 502, "5.5.1") // go-smtp: no MAIL yet
+	if !strings.Contains(e.logs.String(), "store unreachable") || !strings.Contains(e.logs.String(), "level=WARN") {
+		t.Errorf("no WARN line with the cause:\n%s", e.logs.String())
+	}
+	if n := len(e.deliv.delivered()); n != 0 {
+		t.Errorf("%d messages delivered", n)
 	}
 }
 

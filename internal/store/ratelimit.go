@@ -16,6 +16,12 @@ type RateLimits interface {
 	RateHit(ctx context.Context, key, member string, ttl time.Duration) (isNew bool, count int, err error)
 	// RateCount returns the live members of key.
 	RateCount(ctx context.Context, key string) (int, error)
+	// RateTake records member under key for ttl if key has fewer than
+	// limit live members, atomically: callers racing on one key (on any
+	// node) never record more than limit between them. A member already
+	// live counts as taken again. It returns whether member is recorded
+	// and the key's live members after the call.
+	RateTake(ctx context.Context, key, member string, limit int, ttl time.Duration) (taken bool, count int, err error)
 	// RateSeen reports whether member is live under key.
 	RateSeen(ctx context.Context, key, member string) (bool, error)
 	// RateMark sets member's deadline under key to now+ttl, replacing a

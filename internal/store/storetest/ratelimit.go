@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -92,5 +93,86 @@ func testRateLimits(t *testing.T, open Open) {
 	must(t, s.RateMark(c, "mark", "m", 0))
 	if ok, _ := s.RateSeen(c, "mark", "m"); ok {
 		t.Fatal("mark removed with ttl 0 still seen")
+	}
+}
+
+// testRateTake checks RateTake, the counter behind a shared
+// MESSAGE_RATELIMIT: at most limit live members per key, a live member
+// taken again is not counted twice, a removed or expired member frees its
+// place, and concurrent takers never record more than the limit together.
+func testRateTake(t *testing.T, open Open) {
+	s, ok := unwrap(get(t, open)).(store.RateLimits)
+	if !ok {
+		t.Skip("backend has no rate-limit storage")
+	}
+	c := ctx(t)
+	for i, want := range []bool{true, true, false} {
+		taken, n, err := s.RateTake(c, "msg", fmt.Sprint("m", i), 2, time.Hour)
+		must(t, err)
+		if taken != want || n != min(i+1, 2) {
+			t.Fatalf("take %d = %v, %d; want %v, %d", i, taken, n, want, min(i+1, 2))
+		}
+	}
+	if taken, n, err := s.RateTake(c, "msg", "m0", 2, time.Hour); err != nil || !taken || n != 2 {
+		t.Fatalf("retake of a live member = %v, %d, %v; want taken, 2", taken, n, err)
+	}
+	if n, _ := s.RateCount(c, "msg"); n != 2 {
+		t.Fatalf("RateCount after takes = %d, want 2 (the guard row must not count)", n)
+	}
+	if taken, _, _ := s.RateTake(c, "other", "m9", 2, time.Hour); !taken {
+		t.Fatal("another key is limited by the first key's members")
+	}
+	// A place given back (RateMark with ttl 0) can be taken again.
+	must(t, s.RateMark(c, "msg", "m1", 0))
+	if taken, n, err := s.RateTake(c, "msg", "m3", 2, time.Hour); err != nil || !taken || n != 2 {
+		t.Fatalf("take after a release = %v, %d, %v; want taken, 2", taken, n, err)
+	}
+	// An expired member frees its place.
+	_, _, err := s.RateTake(c, "short", "a", 1, time.Millisecond)
+	must(t, err)
+	time.Sleep(5 * time.Millisecond) // past a 1 ms deadline; not a synchronisation
+	if taken, _, err := s.RateTake(c, "short", "b", 1, time.Hour); err != nil || !taken {
+		t.Fatalf("take after expiry = %v, %v; want taken", taken, err)
+	}
+
+	// Rounds of 16 concurrent takers of distinct members, released
+	// together, limit 3: exactly 3 win each round.
+	const rounds, takers, limit = 8, 16, 3
+	for r := range rounds {
+		key := fmt.Sprint("race", r)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		wins := make(chan bool, takers)
+		for i := range takers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				taken, n, err := s.RateTake(c, key, fmt.Sprint("r", i), limit, time.Hour)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n > limit {
+					t.Errorf("round %d taker %d saw %d members, over the limit %d", r, i, n, limit)
+				}
+				wins <- taken
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(wins)
+		won := 0
+		for w := range wins {
+			if w {
+				won++
+			}
+		}
+		if won != limit {
+			t.Fatalf("round %d: %d concurrent takers with limit %d: %d taken", r, takers, limit, won)
+		}
+		if n, _ := s.RateCount(c, key); n != limit {
+			t.Fatalf("round %d: RateCount after the race = %d, want %d", r, n, limit)
+		}
 	}
 }

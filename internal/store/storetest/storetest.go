@@ -72,6 +72,7 @@ func Run(t *testing.T, open Open) {
 		{"FetchedDelivery", testFetchedDelivery},
 		{"DKIMKeys", testDKIMKeys},
 		{"RateLimits", testRateLimits},
+		{"RateTake", testRateTake},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

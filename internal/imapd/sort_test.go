@@ -201,6 +201,9 @@ func startDovecotIMAP(t *testing.T) *client {
 		args = append([]string{"runuser", "-u", "nobody", "--"}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
+	// A group of its own: runuser's child, the imap process, is killed
+	// with it (a slow exit once left it running after the test).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdin, cmd.Stdout = theirs, theirs
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -220,7 +223,8 @@ func startDovecotIMAP(t *testing.T) *client {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
 		}
 		if t.Failed() {
 			t.Logf("dovecot stderr: %s", stderr.String())

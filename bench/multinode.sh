@@ -37,6 +37,7 @@
 #   BENCH_DIR=/var/tmp/petrel-bench-multinode OUT=$BENCH_DIR/results
 #   PG_PORT=55520 (bench PostgreSQL) SMTP_BASE=55522 (node i: SMTP_BASE+i-1) IMAPS_BASE=55525
 #   DNS_STUB=127.0.0.1:55528  SMTP_SOURCE=/usr/sbin/smtp-source  CASE_TIMEOUT=600  KEEP_PG=0
+#   PETREL_EXTRA_ENV="K=V ...": more settings for every node (e.g. FULL_TEXT_SEARCH=off)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -61,6 +62,7 @@ IMAPS_BASE=${IMAPS_BASE:-55525}
 DNS_STUB=${DNS_STUB:-127.0.0.1:55528}
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 CASE_TIMEOUT=${CASE_TIMEOUT:-600}
+PETREL_EXTRA_ENV=${PETREL_EXTRA_ENV:-}
 PASS=bench-multinode-pw
 SENDER=bench@example.org
 HELO=bench-client.example.org
@@ -112,6 +114,7 @@ start_dns_stub "$DNS_STUB" "$OUT/dns.log"
   echo "postgresql: $("${PSQL[@]}" -c 'SHOW server_version' postgres) (fsync on, defaults otherwise)"
   echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)"
   echo "load average at start: $(loadavg)"
+  echo "extra node settings: ${PETREL_EXTRA_ENV:-none}"
   echo "settings: POINTS=\"$POINTS\" MSGS=$MSGS SESSIONS=$SESSIONS SIZE=$SIZE WARMUP=$WARMUP APPENDS=$APPENDS IMAP_C=$IMAP_C FETCHERS=$FETCHERS BODIES=$BODIES"
 } | tee "$OUT/env.txt" >&2
 
@@ -123,6 +126,8 @@ node_env() {
     LISTEN_25=127.0.0.1:$((SMTP_BASE + i - 1)) LISTEN_993=127.0.0.1:$((IMAPS_BASE + i - 1))
     LISTEN_465=127.0.0.1:0 LISTEN_443=127.0.0.1:0 LISTEN_80=127.0.0.1:0 LISTEN_995=127.0.0.1:0 LISTEN_4190=127.0.0.1:0
     CREDENTIAL_ROUNDS=4 LOG_LEVEL=WARNING RESOLVER_ADDRESS="$DNS_STUB" PPROF_OUT="$OUT/cpu-$kind$N-node$i.pprof")
+  # shellcheck disable=SC2206 # word splitting wanted: K=V pairs
+  NODE_ENV+=($PETREL_EXTRA_ENV)
   if [ "$kind" = pg ]; then
     NODE_ENV+=(SQLALCHEMY_DATABASE_URI="postgresql://postgres@127.0.0.1:$PG_PORT/petrel_bench?sslmode=disable")
   fi
@@ -173,7 +178,8 @@ for point in $POINTS; do
   if [ "$KIND" = pg ]; then
     # One session sampling every 0.1 s ("sample" counts the samples).
     "${PSQL[@]}" postgres >"$OUT/.waits" 2>/dev/null < <(printf '%s\n' "SELECT 'sample' UNION ALL SELECT coalesce(wait_event_type,'CPU') || ':' ||
-      coalesce(wait_event,'running') FROM pg_stat_activity WHERE state = 'active' AND datname = 'petrel_bench' AND pid <> pg_backend_pid()" '\watch 0.1') &
+      coalesce(wait_event,'running') || CASE WHEN wait_event_type = 'Lock' THEN ' ' || left(regexp_replace(query, '\s+', ' ', 'g'), 60) ELSE '' END
+      FROM pg_stat_activity WHERE state = 'active' AND datname = 'petrel_bench' AND pid <> pg_backend_pid()" '\watch 0.1') &
     WAIT_PID=$!
   fi
   kill -USR1 "${PIDS[0]}"; sleep 0.2

@@ -630,6 +630,16 @@ func (s *Store) rowHook(ctx context.Context, t copyTable, tx *sql.Tx, dst *Store
 			v[iData], v[iBlob] = nil, nil
 			return nil
 		}
+		if size > dst.inline && dst.objs != nil {
+			// A blob file goes to the target's bucket.
+			n, err := s.copyFileToBucket(ctx, dst, name)
+			if err != nil {
+				return err
+			}
+			v[iBlob] = n
+			rep.Files++
+			return nil
+		}
 		if size > dst.inline && dst.blobs.Path() == s.blobs.Path() {
 			rep.Files++ // the target uses the same directory: the file stays
 			return nil

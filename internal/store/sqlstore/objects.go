@@ -23,9 +23,8 @@ import (
 // no row names (a crash between PUT and COMMIT) is deleted by
 // CollectGarbage once older than OrphanAge.
 
-// ErrBodyStore is wrapped by the errors of a bucket that could not store
-// or delete a body: a temporary failure (SMTP 451 4.3.0).
-var ErrBodyStore = errors.New("body store unavailable")
+// ErrBodyStore is store.ErrBodyStore.
+var ErrBodyStore = store.ErrBodyStore
 
 // putObject stores size bytes from r in the bucket and returns the body's
 // blob name.
@@ -165,4 +164,23 @@ func (s *Store) sweepObjects(ctx context.Context, cutoff time.Time) (int, error)
 		err = flush()
 	}
 	return removed, err
+}
+
+// copyFileToBucket PUTs one of s's blob files into dst's bucket (petrel
+// migrate-store) and returns the new blob name.
+func (s *Store) copyFileToBucket(ctx context.Context, dst *Store, file string) (string, error) {
+	f, err := s.blobs.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: copy: body file %s: %w", file, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: copy: body file %s: %w", file, err)
+	}
+	n, err := dst.putObject(ctx, f, fi.Size())
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: copy: body file %s: %w", file, err)
+	}
+	return n, nil
 }

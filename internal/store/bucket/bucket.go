@@ -139,7 +139,11 @@ func (b *Bucket) Put(ctx context.Context, r io.Reader, size int64) (string, erro
 	defer cancel()
 	info, err := b.c.PutObject(ctx, b.bucket, k, r, size, minio.PutObjectOptions{
 		ContentType: "message/rfc822",
-		PartSize:    16 << 20,
+		// One PUT streamed from r (a file or a byte slice, both
+		// seekable, so nothing is buffered), up to S3's 5 GiB limit
+		// for a single PUT, far above any MESSAGE_SIZE_LIMIT. A
+		// multipart upload would buffer a part in memory per thread.
+		DisableMultipart: true,
 	})
 	if err != nil {
 		return "", fmt.Errorf("bucket: put %s to %s: %w", k, b.where, err)

@@ -82,3 +82,26 @@ func TestDown(t *testing.T) {
 		t.Fatalf("after restart: %v", err)
 	}
 }
+
+// TestLargePut: a body over minio-go's default 16 MiB part size still goes
+// up (as one PUT) and reads back whole.
+func TestLargePut(t *testing.T) {
+	f := s3fake.Start(t)
+	b := open(t, f)
+	ctx := context.Background()
+	body := make([]byte, 17<<20+5)
+	rand.Read(body)
+	name, err := b.Put(ctx, bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := b.Open(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	got, err := io.ReadAll(o)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read back: %v, %d bytes of %d", err, len(got), len(body))
+	}
+}

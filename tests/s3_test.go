@@ -16,19 +16,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrelmail/petrel/internal/testutil"
 	"github.com/petrelmail/petrel/internal/testutil/s3fake"
 )
 
-func s3Server(t *testing.T, f *s3fake.Server) *server {
+func s3Server(t *testing.T, f *s3fake.Server, extra ...string) *server {
 	t.Helper()
-	s := newServer(t, map[string]string{
+	env := map[string]string{
 		"BLOB_S3_ENDPOINT":   f.Endpoint(),
 		"BLOB_S3_BUCKET":     s3fake.Bucket,
 		"BLOB_S3_ACCESS_KEY": s3fake.AccessKey,
 		"BLOB_S3_SECRET_KEY": s3fake.SecretKey,
 		"BLOB_S3_REGION":     "us-east-1",
 		"BLOB_S3_TLS":        "false",
-	})
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	s := newServer(t, env)
 	s.mustCLI("", "domain", "example.test")
 	s.mustCLI("Secret-Alice-1\n", "user", "alice", "example.test", "-")
 	s.start()
@@ -54,10 +59,20 @@ func bigMessage(subject string, size int) string {
 
 // TestS3LargeMessage: a 5 MiB message over SMTP is stored in the bucket
 // (one object), IMAP returns it byte for byte, and neither the database
-// nor DATA_DIR/blobs keeps a copy.
+// nor DATA_DIR/blobs keeps a copy. On SQLite, and on PostgreSQL when
+// PETREL_TEST_PG_DSN is set.
 func TestS3LargeMessage(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { s3LargeMessage(t, "") })
+	t.Run("postgresql", func(t *testing.T) { s3LargeMessage(t, testutil.PGSchemaDSN(t)) })
+}
+
+func s3LargeMessage(t *testing.T, pgDSN string) {
 	f := s3fake.Start(t)
-	s := s3Server(t, f)
+	var extra []string
+	if pgDSN != "" {
+		extra = []string{"SQLALCHEMY_DATABASE_URI", pgDSN}
+	}
+	s := s3Server(t, f, extra...)
 	msg := bigMessage("s3-large", 5<<20)
 	if r := send25(t, s, "sender@remote.test", []string{"alice@example.test"}, msg); !strings.HasPrefix(r, "250") {
 		t.Fatalf("DATA: %s", r)
@@ -84,7 +99,11 @@ func TestS3LargeMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := url.URL{Scheme: "file", Path: filepath.Join(s.dataDir, "main.db")}
-	db, err := sql.Open("sqlite", u.String()+"?mode=ro")
+	driver, dsn := "sqlite", u.String()+"?mode=ro"
+	if pgDSN != "" {
+		driver, dsn = "pgx", pgDSN
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +115,12 @@ func TestS3LargeMessage(t *testing.T) {
 	}
 	if maxInline > 128<<10 || named != 1 || "bodies/"+strings.TrimPrefix(name, "s3:") != keys[0] {
 		t.Fatalf("body rows: largest inline %d bytes, %d named (%q); want the object's name only", maxInline, named, name)
+	}
+	if pgDSN != "" {
+		var chunks int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM body_chunk`).Scan(&chunks); err != nil || chunks != 0 {
+			t.Fatalf("body_chunk rows: %d, %v", chunks, err)
+		}
 	}
 	var files []string
 	filepath.WalkDir(filepath.Join(s.dataDir, "blobs"), func(p string, d os.DirEntry, err error) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/petrelmail/petrel/internal/diagnose"
 	"github.com/petrelmail/petrel/internal/dnsres"
 	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
 )
 
 const passwordHelp = `A PASSWORD of "-" is read from standard input (one line), so that it
@@ -388,6 +389,11 @@ func runDoctor(c *call) error {
 	}
 	if st, ok := c.st.(diagnose.Store); ok {
 		opt.Store = st
+	}
+	if b, err := sqlstore.BucketFromConfig(c.cfg); err != nil {
+		return err
+	} else if b != nil {
+		opt.Bodies = b
 	}
 	if !c.flag("--no-dns") {
 		opt.Resolver = dnsres.New(c.cfg.ResolverAddress)

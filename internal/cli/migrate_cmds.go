@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 )
 
@@ -52,13 +53,20 @@ func runMigrateStore(c *call) error {
 		}
 		blobDir = filepath.Join(dir, "blobs")
 	}
+	// With BLOB_S3_* set, bodies already in the bucket stay there and
+	// the target names the same objects; new large bodies go there too.
+	cfg, _ := config.Parse(c.env)
+	objs, err := sqlstore.BucketFromConfig(cfg)
+	if err != nil {
+		return err
+	}
 	src, err := sqlstore.Open(c.ctx, sqlstore.Options{Flavor: sqlstore.FlavorSQLite,
-		Path: filepath.Join(from, "main.db"), BlobDir: filepath.Join(from, "blobs")})
+		Path: filepath.Join(from, "main.db"), BlobDir: filepath.Join(from, "blobs"), Objects: objs})
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
 	defer src.Close()
-	dst, err := sqlstore.Open(c.ctx, sqlstore.Options{Flavor: sqlstore.FlavorPostgreSQL, DSN: to, BlobDir: blobDir, NoListen: true})
+	dst, err := sqlstore.Open(c.ctx, sqlstore.Options{Flavor: sqlstore.FlavorPostgreSQL, DSN: to, BlobDir: blobDir, NoListen: true, Objects: objs})
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}

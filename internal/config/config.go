@@ -122,6 +122,9 @@ type Config struct {
 	DBName   string // DB_NAME, default "mailu"
 	DBURL    string // SQLALCHEMY_DATABASE_URI when set and DB_FLAVOR is not (never logged: may hold a password)
 
+	// Message bodies in an S3-compatible object store (empty endpoint: none)
+	BlobS3 BlobS3
+
 	// Bootstrap
 	InitialAdminAccount string // INITIAL_ADMIN_ACCOUNT (local part)
 	InitialAdminDomain  string // INITIAL_ADMIN_DOMAIN

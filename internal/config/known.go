@@ -122,6 +122,15 @@ func implementedSettings() []SettingDoc {
 		s("DB_NAME", "mailu", "PostgreSQL database", ""),
 		s("SQLALCHEMY_DATABASE_URI", "", "database URL, used when DB_FLAVOR is unset", "sqlite:// URIs must point at DATA_DIR/main.db"),
 
+		// Message bodies in an S3-compatible object store (docs/shared-state.md)
+		s("BLOB_S3_ENDPOINT", "", "S3-compatible object store (host[:port], or an http:// or https:// URL) for message bodies over the inline limit; empty: blob files (SQLite) or rows (PostgreSQL)", "Petrel only"),
+		s("BLOB_S3_BUCKET", "", "bucket for the bodies (must exist; objects under bodies/)", "Petrel only; required with BLOB_S3_ENDPOINT"),
+		s("BLOB_S3_ACCESS_KEY", "", "access key id for the bucket", "Petrel only"),
+		s("BLOB_S3_SECRET_KEY", "", "secret access key for the bucket (never logged)", "Petrel only"),
+		s("BLOB_S3_SECRET_KEY_FILE", "", "file holding BLOB_S3_SECRET_KEY (read when BLOB_S3_SECRET_KEY is unset)", "Petrel only"),
+		s("BLOB_S3_REGION", "", "region of the bucket (empty: the store's default, us-east-1 on most)", "Petrel only"),
+		s("BLOB_S3_TLS", "true", "talk HTTPS to BLOB_S3_ENDPOINT (a URL's scheme wins)", "Petrel only"),
+
 		// Bootstrap
 		s("INITIAL_ADMIN_ACCOUNT", "", "local part of an admin created at start", ""),
 		s("INITIAL_ADMIN_DOMAIN", "", "domain of that admin", ""),

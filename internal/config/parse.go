@@ -160,6 +160,7 @@ func parse(env map[string]string) (*Config, *reader) {
 	r.limits(cfg)
 	r.mailFlow(cfg)
 	r.database(cfg)
+	r.blobS3(cfg)
 	r.bootstrap(cfg)
 	r.api(cfg)
 	r.metrics(cfg)

@@ -60,12 +60,21 @@ type Store interface {
 	ListQueueEntries(ctx context.Context) ([]store.QueueItem, error)
 }
 
+// BodyStore is the S3-compatible bucket large bodies go to (BLOB_S3_*).
+type BodyStore interface {
+	// Probe checks the bucket: HEAD bucket, then PUT and DELETE of a
+	// probe object.
+	Probe(ctx context.Context) error
+	String() string // endpoint/bucket, no credentials
+}
+
 // DoctorOptions says what to check.
 type DoctorOptions struct {
 	Config   *config.Config
 	Resolver Resolver        // nil: no DNS checks
 	Domains  []DomainRecords // the domains to check
 	Store    Store           // nil: no queue and store checks
+	Bodies   BodyStore       // nil: no S3 bucket configured
 	// Accounts and Login: explain one user's login as `diagnose LOGIN`
 	// does (bare username, disabled account, tokens); "" skips it.
 	Accounts Accounts
@@ -106,6 +115,9 @@ func Doctor(ctx context.Context, opt DoctorOptions) []Finding {
 	}
 	if opt.Store != nil {
 		d.store(ctx)
+	}
+	if opt.Bodies != nil {
+		d.bodyStore(ctx)
 	}
 	d.disk()
 	if opt.Login != "" && opt.Accounts != nil {
@@ -566,6 +578,17 @@ func (d *doctor) store(ctx context.Context) {
 		sev = Problem
 	}
 	d.add("queue", sev, "queue", detail, fix)
+}
+
+// bodyStore probes the BLOB_S3_* bucket as a delivery would use it.
+func (d *doctor) bodyStore(ctx context.Context) {
+	subject := "S3 bucket " + d.opt.Bodies.String()
+	if err := d.opt.Bodies.Probe(ctx); err != nil {
+		d.add("store", Problem, subject, "the body store fails: "+err.Error()+"; until it works, messages over the inline limit are refused with 451 4.3.0 (senders retry) and such bodies cannot be read",
+			"check BLOB_S3_ENDPOINT, BLOB_S3_TLS, BLOB_S3_BUCKET (it must exist), BLOB_S3_REGION and the keys' rights (list, get, put, delete)")
+		return
+	}
+	d.add("store", OK, subject, "HEAD bucket, PUT and DELETE of a probe object succeeded", "")
 }
 
 func firstLineOf(s string) string {

@@ -662,7 +662,7 @@ func (d *Deliverer) commitSettled(ctx context.Context, msgs []*store.NewMessage)
 // rolled the group back, because of one of its messages.
 func nothingWritten(err error) bool {
 	return errors.Is(err, store.ErrQuotaExceeded) || errors.Is(err, store.ErrNotFound) ||
-		errors.Is(err, store.ErrExists)
+		errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrBodyStore)
 }
 
 // finish logs the outcome of one message and hands it to its caller. The

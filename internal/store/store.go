@@ -23,6 +23,10 @@ var (
 	// the transaction may have referenced (a body file) may be removed,
 	// and the client must not be told either "stored" or "refused".
 	ErrCommitUnknown = errors.New("outcome of commit unknown")
+	// ErrBodyStore: the object store that keeps large bodies (BLOB_S3_*)
+	// could not store or read one. A delivery that gets it stored
+	// nothing: a temporary failure (SMTP 451 4.3.0).
+	ErrBodyStore = errors.New("body store unavailable")
 )
 
 // Accounts is the account model: everything Mailu's admin owns. Every method

@@ -11,6 +11,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
+	"github.com/petrelmail/petrel/internal/store/bucket"
 )
 
 // bodyBatchSize bounds the ids of one query (SQLite's default limit of
@@ -66,6 +67,21 @@ func (s *Store) readBodies(ctx context.Context, ids []int64, fn func(id int64, r
 		}
 		if !b.name.Valid {
 			if err := fn(b.id, bytes.NewReader(b.data), int64(len(b.data))); err != nil {
+				return err
+			}
+			continue
+		}
+		if bucket.IsName(b.name.String) {
+			r, size, err := s.openBlob(ctx, b.name.String)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("sqlstore: read body %d: %w", b.id, err)
+			}
+			err = fn(b.id, r, size)
+			r.Close()
+			if err != nil {
 				return err
 			}
 			continue

@@ -29,7 +29,7 @@ type bodySrc struct {
 // chunked reports whether bodies of size go into body_chunk rows: on
 // PostgreSQL every body over InlineMax, so that every node reads it.
 func (s *Store) chunked(size int64) bool {
-	return s.d.name() == FlavorPostgreSQL && size > s.inline
+	return s.objs == nil && s.d.name() == FlavorPostgreSQL && size > s.inline
 }
 
 // insertBody inserts a body row from src and returns its id. A chunked
@@ -227,5 +227,7 @@ func (r *chunkReader) Close() error {
 
 var _ store.BodyHome = (*Store)(nil)
 
-// BodiesInDatabase implements store.BodyHome: true on PostgreSQL.
-func (s *Store) BodiesInDatabase() bool { return s.d.name() == FlavorPostgreSQL }
+// BodiesInDatabase implements store.BodyHome: true on PostgreSQL and
+// with an S3 bucket, where a spooled body is copied and the file stays
+// the caller's.
+func (s *Store) BodiesInDatabase() bool { return s.objs != nil || s.d.name() == FlavorPostgreSQL }

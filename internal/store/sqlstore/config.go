@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/petrelmail/petrel/internal/config"
+	"github.com/petrelmail/petrel/internal/store/bucket"
 )
 
 // OpenConfig opens the database the configuration names: DATA_DIR/main.db
@@ -45,11 +46,32 @@ func openConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, noLis
 	default:
 		opt.DSN = postgresDSN(cfg)
 	}
+	objs, err := BucketFromConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if objs != nil {
+		opt.Objects = objs
+		if !noListen && log != nil {
+			log.Info("message bodies over the inline limit go to the S3 bucket", "bucket", objs.String())
+		}
+	}
 	st, err := Open(ctx, opt)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return st, nil
+}
+
+// BucketFromConfig returns the BLOB_S3_* bucket, or nil when
+// BLOB_S3_ENDPOINT is unset. It does not contact the server.
+func BucketFromConfig(cfg *config.Config) (*bucket.Bucket, error) {
+	b := cfg.BlobS3
+	if !b.Enabled() {
+		return nil, nil
+	}
+	return bucket.New(bucket.Config{Endpoint: b.Endpoint, Bucket: b.Bucket, AccessKey: b.AccessKey,
+		SecretKey: b.SecretKey, Region: b.Region, TLS: b.TLS})
 }
 
 // postgresDSN builds a connection URL from Mailu's DB_* settings unless

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/petrelmail/petrel/internal/store/bucket"
 )
 
 // Copying a whole store from SQLite to PostgreSQL (petrel migrate-store).
@@ -613,10 +615,29 @@ func (s *Store) rowHook(ctx context.Context, t copyTable, tx *sql.Tx, dst *Store
 			return nil
 		}
 		size, _ := v[iSize].(int64)
+		if bucket.IsName(name) {
+			// An object in the S3 bucket: the target names the same
+			// object, so it needs the same BLOB_S3_* settings.
+			if dst.objs == nil {
+				return fmt.Errorf("sqlstore: copy: body %s is in the S3 bucket: set BLOB_S3_* for the target too", name)
+			}
+			rep.Files++
+			return nil
+		}
 		if dst.chunked(size) {
 			id, _ := v[iID].(int64)
 			pending = append(pending, chunked{id: id, name: name})
 			v[iData], v[iBlob] = nil, nil
+			return nil
+		}
+		if size > dst.inline && dst.objs != nil {
+			// A blob file goes to the target's bucket.
+			n, err := s.copyFileToBucket(ctx, dst, name)
+			if err != nil {
+				return err
+			}
+			v[iBlob] = n
+			rep.Files++
 			return nil
 		}
 		if size > dst.inline && dst.blobs.Path() == s.blobs.Path() {

@@ -32,7 +32,7 @@ func (s *Store) emptyTrash(ctx context.Context) int {
 		}
 		var done []any
 		for _, n := range names {
-			if err := s.blobs.Remove(n); err != nil {
+			if err := s.removeBlob(ctx, n); err != nil {
 				s.log.Warn("remove blob", "blob", n, "err", err)
 				continue
 			}
@@ -116,6 +116,13 @@ func (s *Store) CollectGarbage(ctx context.Context) error {
 	temps, err := s.blobs.CleanTemp(ctx, OrphanAge)
 	if err != nil {
 		return fmt.Errorf("sqlstore: collect garbage: %w", err)
+	}
+	if s.objs != nil {
+		n, err := s.sweepObjects(ctx, cutoff)
+		if err != nil {
+			return fmt.Errorf("sqlstore: collect garbage in the S3 bucket: %w", err)
+		}
+		orphans += n
 	}
 	if trashed+orphans+temps > 0 {
 		s.log.Info("blob garbage collected", "deleted", trashed, "orphans", orphans, "temp", temps)

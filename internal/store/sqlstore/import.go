@@ -108,7 +108,7 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 	var spilled []string
 	cleanup := func() {
 		for _, n := range spilled {
-			s.blobs.Remove(n)
+			s.removeBlob(ctx, n)
 		}
 	}
 	for i := range msgs {
@@ -124,7 +124,7 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 		}
 		p := importPending{m: m, flags: strings.Join(fl, " "), fields: s.headerFieldsOf(m.Body)}
 		if int64(len(m.Body)) > s.inline && !s.chunked(int64(len(m.Body))) {
-			n, err := s.spill(m.Body)
+			n, err := s.spill(ctx, m.Body)
 			if err != nil {
 				cleanup()
 				return 0, fmt.Errorf("sqlstore: import UID %d: %w", m.UID, err)
@@ -224,7 +224,7 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 	// Blobs of skipped messages are not referenced: remove them now.
 	for _, p := range ps {
 		if p.skipped && p.blob != "" {
-			s.blobs.Remove(p.blob)
+			s.removeBlob(ctx, p.blob)
 		}
 	}
 	var pages int64

@@ -14,6 +14,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
+	"github.com/petrelmail/petrel/internal/store/bucket"
 )
 
 // The statements of a delivery, prepared once per connection on SQLite
@@ -78,7 +79,7 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 	if len(msgs) == 0 {
 		return nil
 	}
-	ps, err := s.prepare(msgs)
+	ps, err := s.prepare(ctx, msgs)
 	if err == nil {
 		// A PostgreSQL deadlock (say with a DeleteDomain locking users in
 		// another order) rolls the group back whole, so it can just run
@@ -99,7 +100,7 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 		if !errors.Is(err, store.ErrCommitUnknown) {
 			for _, p := range ps {
 				if p.spilled {
-					s.blobs.Remove(p.blob)
+					s.removeBlob(ctx, p.blob)
 				}
 			}
 		}
@@ -119,7 +120,7 @@ func (s *Store) CommitMessages(ctx context.Context, msgs []*store.NewMessage) er
 }
 
 // prepare validates msgs and moves oversized inline bodies to blob files.
-func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
+func (s *Store) prepare(ctx context.Context, msgs []*store.NewMessage) ([]pending, error) {
 	ps := make([]pending, 0, len(msgs))
 	for _, m := range msgs {
 		p := pending{m: m, size: m.Size}
@@ -134,8 +135,16 @@ func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
 			if err != nil {
 				return ps, fmt.Errorf("message %s: %w", m.ID, err)
 			}
-			if s.d.name() == FlavorPostgreSQL {
-				// Copied into the database: the file stays the caller's.
+			if s.objs != nil && fi.Size() <= s.inline {
+				// The file stays the caller's (BodiesInDatabase).
+				b, err := s.readSmallFile(m.BlobName)
+				if err != nil {
+					return ps, fmt.Errorf("message %s: %w", m.ID, err)
+				}
+				p.data, p.size = b, int64(len(b))
+			} else if s.objs != nil || s.d.name() == FlavorPostgreSQL {
+				// Copied into the database or the bucket: the file stays
+				// the caller's.
 				p.file = m.BlobName
 				p.size = fi.Size()
 			} else {
@@ -145,7 +154,7 @@ func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
 				}
 			}
 		case int64(len(m.Body)) > s.inline && !s.chunked(int64(len(m.Body))):
-			name, err := s.spill(m.Body)
+			name, err := s.spill(ctx, m.Body)
 			if err != nil {
 				return ps, fmt.Errorf("message %s: %w", m.ID, err)
 			}
@@ -166,16 +175,30 @@ func (s *Store) prepare(msgs []*store.NewMessage) ([]pending, error) {
 				p.fields = s.headerFieldsOfBlob(p.file)
 			case p.blob != "" && !p.spilled:
 				p.fields = s.headerFieldsOfBlob(p.blob)
+			case p.data != nil:
+				p.fields = s.headerFieldsOf(p.data)
 			default:
 				p.fields = s.headerFieldsOf(m.Body)
 			}
+		}
+		if p.file != "" && s.objs != nil {
+			// Stored before the transaction: the PUT has completed
+			// when the row that names the object commits.
+			name, err := s.putObjectFromFile(ctx, p.file, p.size)
+			if err != nil {
+				return ps, fmt.Errorf("message %s: %w", m.ID, err)
+			}
+			p.file, p.blob, p.spilled = "", name, true
 		}
 		ps = append(ps, p)
 	}
 	return ps, nil
 }
 
-func (s *Store) spill(body []byte) (string, error) {
+func (s *Store) spill(ctx context.Context, body []byte) (string, error) {
+	if s.objs != nil {
+		return s.putObject(ctx, bytes.NewReader(body), int64(len(body)))
+	}
 	w, err := s.blobs.Create()
 	if err != nil {
 		return "", err
@@ -541,6 +564,13 @@ func (s *Store) OpenBody(ctx context.Context, bodyID int64) (io.ReadCloser, erro
 	}
 	if !name.Valid {
 		return inlineBody{bytes.NewReader(data)}, nil
+	}
+	if bucket.IsName(name.String) {
+		r, _, err := s.openBlob(ctx, name.String)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: open body %d: %w", bodyID, err)
+		}
+		return r, nil
 	}
 	f, err := s.blobs.Open(name.String)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, blob.ErrBadName) {

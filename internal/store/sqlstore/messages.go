@@ -28,7 +28,7 @@ func (s *Store) AppendMessage(ctx context.Context, a *store.NewAppend) (uid, uid
 	src := bodySrc{data: a.Body}
 	var blobName any
 	if size > s.inline && !s.chunked(size) {
-		n, err := s.spill(a.Body)
+		n, err := s.spill(ctx, a.Body)
 		if err != nil {
 			return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)
 		}
@@ -135,7 +135,7 @@ WHERE k.id = ?`, key).Scan(&u, &uv, &bid)
 		// its body stays, and CollectGarbage removes it later if no body
 		// row names it.
 		if n, ok := blobName.(string); ok && !unknown {
-			s.blobs.Remove(n)
+			s.removeBlob(ctx, n)
 		}
 		return 0, 0, fmt.Errorf("sqlstore: append to %q of %q: %w", a.Mailbox, a.User, err)
 	}

@@ -34,7 +34,7 @@ func (s *Store) AppendMessages(ctx context.Context, user, mailbox string, msgs [
 	var spilled []string
 	removeSpilled := func() {
 		for _, n := range spilled {
-			s.blobs.Remove(n)
+			s.removeBlob(ctx, n)
 		}
 	}
 	var total int64
@@ -47,7 +47,7 @@ func (s *Store) AppendMessages(ctx context.Context, user, mailbox string, msgs [
 		p := prepared{flags: strings.Join(flags, " "), date: a.InternalDate, size: int64(len(a.Body)),
 			src: bodySrc{data: a.Body}, fields: s.headerFieldsOf(a.Body)}
 		if p.size > s.inline && !s.chunked(p.size) {
-			n, err := s.spill(a.Body)
+			n, err := s.spill(ctx, a.Body)
 			if err != nil {
 				removeSpilled()
 				return fail(err)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
+	"github.com/petrelmail/petrel/internal/store/bucket"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
@@ -61,7 +62,10 @@ type Options struct {
 	// NoListen: on PostgreSQL, announce changes (NOTIFY) but hold no
 	// LISTEN connection (one-shot commands such as the CLI).
 	NoListen bool
-	Logger   *slog.Logger // nil discards
+	// Objects, when set (BLOB_S3_*), holds every body over InlineMax, on
+	// both flavors, instead of blob files or body_chunk rows (objects.go).
+	Objects *bucket.Bucket
+	Logger  *slog.Logger // nil discards
 }
 
 // Store is a store.Store backed by SQL. It is safe for concurrent use.
@@ -72,6 +76,7 @@ type Store struct {
 	write  *sql.DB // SQLite: one connection; PostgreSQL: same pool as read
 	read   *sql.DB
 	blobs  *blob.Dir
+	objs   *bucket.Bucket // nil: no S3 bucket
 	inline int64
 	log    *slog.Logger
 	// hot holds the delivery statements prepared on the SQLite write
@@ -120,7 +125,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{inline: opt.InlineMax, log: log}
+	s := &Store{inline: opt.InlineMax, log: log, objs: opt.Objects}
 	if s.inline <= 0 {
 		s.inline = DefaultInlineMax
 	}

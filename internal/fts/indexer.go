@@ -2,6 +2,8 @@ package fts
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +34,10 @@ const (
 	DefaultRescan = 5 * time.Minute
 	// vocabCache bounds the terms the indexer remembers having stored.
 	vocabCache = 1 << 20
+	// claimTTL is how long a claimed batch stays this indexer's (see
+	// store.FullTextClaimer): far above a batch's time, and the delay
+	// before another node redoes the batch of one that died.
+	claimTTL = 2 * time.Minute
 )
 
 // IndexerOptions configure an Indexer.
@@ -56,8 +62,9 @@ type IndexerOptions struct {
 // background: nothing on the delivery or APPEND path waits for it, and
 // SEARCH reads the bodies it has not reached yet.
 type Indexer struct {
-	opt  IndexerOptions
-	seen map[string]struct{} // terms stored already (cleared when full)
+	opt   IndexerOptions
+	seen  map[string]struct{} // terms stored already (cleared when full)
+	owner string              // this indexer's name in claims
 }
 
 // NewIndexer returns an indexer; Run starts it.
@@ -74,7 +81,9 @@ func NewIndexer(opt IndexerOptions) *Indexer {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Indexer{opt: opt, seen: make(map[string]struct{})}
+	var b [8]byte
+	rand.Read(b[:])
+	return &Indexer{opt: opt, seen: make(map[string]struct{}), owner: hex.EncodeToString(b[:])}
 }
 
 // Run indexes until ctx ends. Errors are logged and retried after the
@@ -133,7 +142,7 @@ func (ix *Indexer) IndexAll(ctx context.Context, user string, progress func(done
 // Batch indexes up to one batch of pending bodies with ids above after.
 // It returns the last id it looked at and how many bodies it indexed.
 func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, int, error) {
-	ids, err := ix.opt.Store.PendingFullText(ctx, user, ix.opt.Attachments, after, ix.opt.Batch)
+	ids, err := ix.pending(ctx, user, after)
 	if err != nil || len(ids) == 0 {
 		return after, 0, err
 	}
@@ -176,6 +185,24 @@ func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, 
 		ix.seen[t] = struct{}{}
 	}
 	return ids[len(ids)-1], len(ids), nil
+}
+
+// pending returns the next pending bodies after after that this indexer
+// may index: with several nodes' indexers on one store, those it could
+// claim; batches all claimed by others are skipped.
+func (ix *Indexer) pending(ctx context.Context, user string, after int64) ([]int64, error) {
+	claimer, shared := ix.opt.Store.(store.FullTextClaimer)
+	for {
+		ids, err := ix.opt.Store.PendingFullText(ctx, user, ix.opt.Attachments, after, ix.opt.Batch)
+		if err != nil || len(ids) == 0 || !shared {
+			return ids, err
+		}
+		mine, err := claimer.ClaimFullText(ctx, ix.owner, ids, claimTTL)
+		if err != nil || len(mine) > 0 {
+			return mine, err
+		}
+		after = ids[len(ids)-1]
+	}
 }
 
 // MaxDocTermBytes bounds the distinct terms of one body (PostgreSQL

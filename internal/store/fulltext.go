@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // FullTextTerm is one term of a full-text query: the term itself, or
 // with Prefix every term that starts with it.
@@ -70,4 +73,12 @@ type FullTextIndex interface {
 	DropFullText(ctx context.Context, user string) (int64, error)
 	// FullTextStatus counts the index.
 	FullTextStatus(ctx context.Context) (FullTextStatus, error)
+}
+
+// FullTextClaimer shares the indexing between several nodes' indexers:
+// before an indexer reads a batch it claims the bodies, and gets back
+// only those no other indexer holds (or whose claim has expired after
+// ttl). A store with one indexer returns ids as they are.
+type FullTextClaimer interface {
+	ClaimFullText(ctx context.Context, owner string, ids []int64, ttl time.Duration) ([]int64, error)
 }

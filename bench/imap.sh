@@ -67,6 +67,21 @@
 #     run is slower for it: "first" rows show those cold figures separately.
 #   - Logging: Petrel LOG_LEVEL=WARNING; Dovecot logs a line per login and logout (its default).
 #
+# imaptest's stress load (CASES=stress IMAPTEST=/path/to/imaptest; docs/imaptest.md says how to
+# build it, outside the repository): instead of the cases above, both servers start fresh, user1..
+# $STRESS_USERS log in once (Petrel's bcrypt check and credential cache; Dovecot's {PLAIN}), and then,
+# RUNS times, imaptest runs in its stress mode (no test=: random LOGIN, LIST, STATUS, SELECT, FETCH,
+# COPY, STORE, EXPUNGE, APPEND, LOGOUT, each client as a random one of the users, APPENDs from an
+# mbox that imapload -mode mbox writes: $STRESS_MSGS messages of $MSG_SIZE bytes) for $STRESS_SECS s
+# with each of $STRESS_CLIENTS clients, against Dovecot and Petrel one after the other (which goes
+# first alternates). Reported per client count: every command's average latency (imaptest's own
+# timer), commands/s, peak RSS and Pss of the server processes, server CPU, imaptest's error lines.
+# Durability as in the other cases: Dovecot's mail_fsync = optimized (PB_MAIL_FSYNC changes it),
+# Petrel's SQLite synchronous=FULL. Petrel's login limiter is off for loopback
+# (AUTH_RATELIMIT_EXEMPTION) as Dovecot has none. With PROFILE=1, Petrel runs as petrelprof and
+# its first run of each client count is CPU-profiled ($OUT/pprof-stress-c<N>-cum.txt).
+# Settings: STRESS_CLIENTS="10 50" STRESS_SECS=30 STRESS_USERS=5 STRESS_MSGS=1000.
+#
 # Settings (environment):
 #   RUNS=3  SMALL=0 (SMALL=1: FILL=1000 APPEND_N=200 LOGIN_SECONDS=3 FETCH_REPS=1)
 #   FILL=10000  MSG_SIZE=4096  LOGIN_SECONDS=10  LOGIN_CONC="1 10"  APPEND_N=500  APPEND_CONC="1 10"
@@ -108,6 +123,12 @@ OUT=${OUT:-$BENCH_DIR/results}
 PROFILE=${PROFILE:-1}
 PROFILE_CASES=${PROFILE_CASES:-"fetch logins append"}
 PETREL_LOG_LEVEL=${PETREL_LOG_LEVEL:-WARNING}
+CASES=${CASES:-default}
+IMAPTEST=${IMAPTEST:-}
+STRESS_CLIENTS=${STRESS_CLIENTS:-"10 50"}
+STRESS_SECS=${STRESS_SECS:-30}
+STRESS_MSGS=${STRESS_MSGS:-1000}
+STRESS_USERS=${STRESS_USERS:-5}
 export PB_SMTP=${PB_SMTP:-13525} PB_LMTP=${PB_LMTP:-13024} PB_IMAP=${PB_IMAP:-13143} PB_IMAPS=${PB_IMAPS:-13993}
 export PB_LOGIN_MIN_AVAIL=${PB_LOGIN_MIN_AVAIL:-2}
 PETREL_SMTP=${PETREL_SMTP:-14025}
@@ -184,6 +205,33 @@ summary() {
   return 0
 }
 
+stress_summary() {
+  local runs c
+  runs=$(awk -F'\t' 'NR>1 && $1>n {n=$1} END{print n+0}' "$OUT/stress.tsv")
+  echo
+  echo "imaptest stress ($STRESS_SECS s per case, median of $runs runs; average ms per command, lower is better)"
+  for c in $STRESS_CLIENTS; do
+    sc() { awk -F'\t' -v s="$1" -v c="$c" -v k="$2" -v col="$3" 'NR>1 && $2==s && $3==c && $5==k {print $col}' "$OUT/stress.tsv" | median; }
+    echo
+    echo "clients=$c   load (1 min) $(awk -F'\t' -v c="$c" 'NR>1 && $3==c && $5=="TOTAL" {print $4}' "$OUT/stress.tsv" | sort -g | awk '{a[NR]=$1} END{printf "%s-%s", a[1], a[NR]}')"
+    printf '%-8s %10s %10s %12s %12s %9s\n' command "dovecot n" "petrel n" "dovecot ms" "petrel ms" "p/d ms"
+    while IFS= read -r k; do
+      printf '%-8s %10s %10s %12.2f %12.2f %8.2fx\n' "$k" "$(sc ref "$k" 6)" "$(sc petrel "$k" 6)" "$(sc ref "$k" 9)" "$(sc petrel "$k" 9)" "$(div "$(sc petrel "$k" 9)" "$(sc ref "$k" 9)")"
+    done < <(awk -F'\t' -v c="$c" 'NR>1 && $3==c && $5!="TOTAL" {print $5}' "$OUT/stress.tsv" | awk '!s[$0]++')
+    printf '%-28s %12.1f %12.1f %8.2fx\n' "throughput (commands/s)" "$(sc ref TOTAL 9)" "$(sc petrel TOTAL 9)" "$(div "$(sc petrel TOTAL 9)" "$(sc ref TOTAL 9)")"
+    printf '%-28s %12.1f %12.1f %8.2fx\n' "peak RSS (MiB)" "$(sc ref TOTAL 10)" "$(sc petrel TOTAL 10)" "$(div "$(sc petrel TOTAL 10)" "$(sc ref TOTAL 10)")"
+    printf '%-28s %12.1f %12.1f %8.2fx\n' "peak Pss (MiB)" "$(sc ref TOTAL 11)" "$(sc petrel TOTAL 11)" "$(div "$(sc petrel TOTAL 11)" "$(sc ref TOTAL 11)")"
+    printf '%-28s %12.1f %12.1f\n' "server CPU (s)" "$(sc ref TOTAL 12)" "$(sc petrel TOTAL 12)"
+    printf '%-28s %12s %12s\n' "imaptest errors" "$(sc ref TOTAL 13)" "$(sc petrel TOTAL 13)"
+  done
+  echo
+  echo "raw rows: $OUT/stress.tsv; imaptest's output: $OUT/stress-*.{out,log}   machine: $OUT/env.txt"
+}
+
+if [ "${SUMMARY_ONLY:-0}" = 1 ] && [ "$CASES" = stress ]; then
+  [ -f "$OUT/stress.tsv" ] || die "SUMMARY_ONLY=1: no $OUT/stress.tsv"
+  stress_summary; exit 0
+fi
 if [ "${SUMMARY_ONLY:-0}" = 1 ]; then
   [ -f "$OUT/raw.tsv" ] || die "SUMMARY_ONLY=1: no $OUT/raw.tsv"
   summary; exit 0
@@ -231,7 +279,7 @@ IL=$BIN/imapload
 
 # ---------------------------------------------------------------- servers
 PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=example.test
-  HOSTNAMES=mail.example.test SECRET_KEY=bench-secret-key-0123456789abcdef TLS_FLAVOR=cert PORTS=25,993
+  HOSTNAMES=mail.example.test SECRET_KEY=bench-secret-key-0123456789abcdef TLS_FLAVOR=cert PORTS=25,993 TLS=993
   LISTEN_25=127.0.0.1:$PETREL_SMTP LISTEN_993=127.0.0.1:$PETREL_IMAPS CREDENTIAL_ROUNDS=$PETREL_ROUNDS
   LOG_LEVEL=$PETREL_LOG_LEVEL)
 
@@ -275,6 +323,87 @@ run_case() {
     else printf "  run %s %-6s %-22s %8.1f /s  n=%d err=%d p50 %.1f ms p99 %.1f ms  server cpu %.2f ms/op  peak Pss %.0f MiB  load %s\n", $1, $2, $3, $12, $9, $10, $13, $14, ($9 > 0 ? 1000*$17/$9 : 0), $19, $4 }' >&2
   return 0
 }
+
+# ---------------------------------------------------------------- CASES=stress: imaptest's stress load
+# run_stress SERVER CLIENTS RUN: imaptest in stress mode (no test=) against SERVER for
+# $STRESS_SECS s with CLIENTS connections, each logging in as one of user1..user$STRESS_USERS at
+# random (Petrel, like Mailu's Dovecot, takes at most 20 sessions of one user from one address;
+# the reference here allows 100), on the users' INBOXes (empty before the first case, APPENDs
+# drawn from $MBOX; later cases and runs find what the earlier ones left); its per-second output (count, timed count and summed msecs per command) goes to
+# $OUT/stress-SERVER-cCLIENTS-rRUN.out, one row per command to stress.tsv.
+run_stress() {
+  local srv=$1 c=$2 run=$3
+  local root memlog c0 c1 l1 port base errs
+  root=$(root_of "$srv"); memlog=$OUT/.mem; l1=$(load1)
+  port=${PB_IMAPS}; [ "$srv" = petrel ] && port=$PETREL_IMAPS
+  base=$OUT/stress-$srv-c$c-r$run
+  "$BT" mem -i 250ms "$root" >"$memlog" & SAMPLER_PID=$!
+  c0=$("$BT" cpu "$root")
+  LD_LIBRARY_PATH=/usr/lib/dovecot${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
+    clients="$c" secs="$STRESS_SECS" output="$base.out" >"$base.log" 2>&1 </dev/null
+  c1=$("$BT" cpu "$root")
+  sleep 0.3; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
+  errs=$(grep -c 'Error:' "$base.log")
+  awk -F'\t' -v run="$run" -v srv="$srv" -v c="$c" -v l1="$l1" -v secs="$STRESS_SECS" -v errs="$errs" \
+      -v cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" -v memlog="$memlog" '
+    BEGIN { while ((getline line < memlog) > 0) { split(line, f, " "); if (f[3] > rss) rss = f[3]; if (f[4] > pss) pss = f[4] } }
+    NR == 1 { for (i = 1; i <= NF; i += 2) { n = split($i, w, " "); name[(i+1)/2] = w[1]; k = (i+1)/2 }; next }
+    { for (j = 1; j <= k; j++) { cnt[j] += $(3*j-2); tc[j] += $(3*j-1); ms[j] += $(3*j) } }
+    END { for (j = 1; j <= k; j++) { tot += cnt[j]
+            printf "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1f\t%.2f\t-\t-\t-\t%d\n", run, srv, c, l1, name[j], cnt[j], tc[j], ms[j], (tc[j] ? ms[j]/tc[j] : 0), errs }
+          printf "%s\t%s\t%s\t%s\tTOTAL\t%d\t-\t-\t%.1f\t%.1f\t%.1f\t%.2f\t%d\n", run, srv, c, l1, tot, tot/secs, rss/1024, pss/1024, cpu, errs }' \
+    "$base.out" >>"$OUT/stress.tsv"
+  tail -n 1 "$OUT/stress.tsv" | awk -F'\t' '{printf "  run %s %-6s c%-3s %8.1f commands/s  peak RSS %.0f MiB Pss %.0f MiB  server cpu %.1f s  imaptest errors %d  load %s\n", $1, $2, $3, $9, $10, $11, $12, $13, $4}' >&2
+}
+
+
+if [ "$CASES" = stress ]; then
+  [ -x "$IMAPTEST" ] || die "CASES=stress needs IMAPTEST=/path/to/imaptest (built outside the repository, docs/imaptest.md)"
+  MBOX=$OUT/stress.mbox
+  "$IL" -mode mbox -dir "$MBOX" -n "$STRESS_MSGS" -size "$MSG_SIZE" -user stress@example.test >/dev/null || die "writing $MBOX failed"
+  printf 'run\tserver\tclients\tload1\tcommand\tcount\ttimed\tmsecs\tavg_ms_or_rate\tpeak_rss_mib\tpeak_pss_mib\tserver_cpu_s\timaptest_errors\n' >"$OUT/stress.tsv"
+  log "starting a fresh reference (mail_fsync ${PB_MAIL_FSYNC:-optimized}) and Petrel (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$PD" stop "$REF" >/dev/null 2>&1; rm -rf "$REF" "$PET" "$PET.log"
+  start_ref
+  rm -rf "$PET"; mkdir -p "$PET"
+  [ "$STRESS_USERS" -le 20 ] || die "STRESS_USERS: the reference has users 1..20"
+  for i in $(seq 1 "$STRESS_USERS"); do
+    echo "$PASS" | "${PETREL_ENV[@]}" "$BIN/petrel" user "user$i" example.test - >/dev/null || die "petrel user user$i failed"
+  done
+  # Dovecot has no login limiter; Petrel's (AUTH_RATELIMIT_IP) counts logins still being checked,
+  # so imaptest's burst of concurrent LOGINs from one address would be refused: loopback is exempt
+  # here. Each user logs in once before the load, so that Petrel's bcrypt check (Dovecot: {PLAIN})
+  # is not part of it.
+  sx=(AUTH_RATELIMIT_EXEMPTION=127.0.0.0/8)
+  if [ "$PROFILE" = 1 ]; then start_petrel "$BIN/petrelprof" "${sx[@]}" PPROF_OUT="$OUT/.cpu.pprof"; else start_petrel "$BIN/petrel" "${sx[@]}"; fi
+  for i in $(seq 1 "$STRESS_USERS"); do
+    for srv in ref petrel; do
+      "$IL" -mode logins -n 1 -addr "$(addr_of $srv)" -user "user$i@example.test" -pass "$PASS" -kex "$KEX" >/dev/null 2>>"$OUT/imapload.log" \
+        || die "warm-up login of user$i on $srv failed"
+    done
+  done
+  sleep "$IDLE_SETTLE"
+  for run in $(seq 1 "$RUNS"); do
+    log "stress run $run of $RUNS (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    if [ $((run % 2)) = 1 ]; then order="ref petrel"; else order="petrel ref"; fi
+    for c in $STRESS_CLIENTS; do
+      for srv in $order; do
+        # the profile covers Petrel's first run of each client count
+        [ "$PROFILE" = 1 ] && [ "$srv" = petrel ] && [ "$run" = 1 ] && { rm -f "$OUT/.cpu.pprof"; kill -USR1 "$PETREL_PID"; sleep 0.2; }
+        run_stress $srv "$c" "$run"
+        if [ "$PROFILE" = 1 ] && [ "$srv" = petrel ] && [ "$run" = 1 ]; then
+          kill -USR2 "$PETREL_PID"
+          for _ in $(seq 1 50); do [ -s "$OUT/.cpu.pprof" ] && break; sleep 0.1; done
+          sleep 0.5; mv "$OUT/.cpu.pprof" "$OUT/petrel.stress-c$c.pprof"
+          (cd "$REPO" && go tool pprof -top -cum -nodecount=60 "$BIN/petrelprof" "$OUT/petrel.stress-c$c.pprof") >"$OUT/pprof-stress-c$c-cum.txt" 2>&1
+        fi
+      done
+    done
+  done
+  rm -f "$OUT/.mem"
+  stress_summary | tee "$OUT/stress-summary.txt"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- set-up: fill, restart, idle
 printf 'run\tserver\tcase\tload1\tmode\tstep\tconc\trep\tn\terrors\tseconds\trate\tp50_ms\tp99_ms\tbytes\tclient_cpu_s\tserver_cpu_s\tpeak_rss_mib\tpeak_pss_mib\tmax_procs\n' >"$OUT/raw.tsv"

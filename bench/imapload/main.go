@@ -23,6 +23,8 @@
 //	imapload -mode maildir -dir D -n N [-size 4096] -user U
 //	    writes -mode fill's messages as Maildir files in D/cur (no
 //	    server); -mode index then SELECTs them once, untimed.
+//	imapload -mode mbox -dir FILE -n N [-size 4096] -user U
+//	    writes the same messages as one mbox file (imaptest mbox=).
 //	imapload -mode scaling ... [-expect N] [-exp1 1000] [-exp2 20000]
 //	    bench/scaling.sh's operations on a filled mailbox, one row each:
 //	    SELECT, FETCH FLAGS, header SEARCHes cold and warm, STORE, two
@@ -82,7 +84,7 @@ func main() {
 	fs.IntVar(&o.bodies, "bodies", 100, "fetch: messages whose BODY.PEEK[] is fetched")
 	fs.IntVar(&o.window, "window", 32, "fill: APPENDs in flight per connection")
 	fs.IntVar(&o.expect, "expect", 0, "fetch: fail unless SELECT reports this many messages (0: any)")
-	fs.StringVar(&o.dir, "dir", "", "maildir: the Maildir to write")
+	fs.StringVar(&o.dir, "dir", "", "maildir: the Maildir to write; mbox: the mbox file to write")
 	fs.IntVar(&o.exp1, "exp1", 1000, "scaling: messages of the first EXPUNGE")
 	fs.IntVar(&o.exp2, "exp2", 20000, "scaling: messages of the second EXPUNGE")
 	fs.DurationVar(&o.dur, "d", 10*time.Second, "logins: duration")
@@ -101,6 +103,12 @@ func main() {
 func run(ctx context.Context, o options, out io.Writer) error {
 	if o.user == "" {
 		return errors.New("-user is required")
+	}
+	if o.mode == "mbox" {
+		if o.dir == "" || o.n <= 0 {
+			return errors.New("-mode mbox needs -dir (the file) and -n")
+		}
+		return runMbox(o, out)
 	}
 	if o.mode == "maildir" {
 		if o.dir == "" || o.n <= 0 {

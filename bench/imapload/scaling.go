@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -154,6 +155,28 @@ func runMaildir(o options, out io.Writer) error {
 	el := time.Since(t0)
 	row{mode: "maildir", step: "write", conc: 1, rep: 1, n: o.n, seconds: el.Seconds(),
 		lat: []time.Duration{el}, bytes: total}.write(out)
+	return nil
+}
+
+// runMbox is -mode mbox: -mode fill's messages as one mbox file (LF line
+// ends, a "From " separator line each), the source imaptest's stress mode
+// APPENDs from (its mbox= setting). No server.
+func runMbox(o options, out io.Writer) error {
+	t0 := time.Now()
+	var b bytes.Buffer
+	for i := 0; i < o.n; i++ {
+		msg := bytes.ReplaceAll(message(i, o.size, "mbox", o.user), []byte("\r\n"), []byte("\n"))
+		fmt.Fprintf(&b, "From sender%d@example.org %s\n", i%97,
+			time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i)*time.Minute).Format("Mon Jan _2 15:04:05 2006"))
+		b.Write(msg)
+		b.WriteString("\n")
+	}
+	if err := os.WriteFile(o.dir, b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	el := time.Since(t0)
+	row{mode: "mbox", step: "write", conc: 1, rep: 1, n: o.n, seconds: el.Seconds(),
+		lat: []time.Duration{el}, bytes: int64(b.Len())}.write(out)
 	return nil
 }
 

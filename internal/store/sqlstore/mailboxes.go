@@ -534,9 +534,19 @@ func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed
 
 // ClaimRecent moves the mailbox's recent_uid up to upTo and returns where
 // it was: the caller's \Recent messages are those from there.
+//
+// \Recent is advisory (RFC 3501 2.3.2; IMAP4rev2 dropped it), so the
+// claim is not worth an fsync: it commits without one (withTxRelaxed), and
+// a crash may hand the same messages to one more session as \Recent. A
+// mailbox whose recent_uid is already at upTo (no new mail since the last
+// SELECT) does not queue for the writer at all.
 func (s *Store) ClaimRecent(ctx context.Context, mailboxID int64, upTo uint32) (uint32, error) {
+	var seen int64
+	if err := s.readConn().queryRow(ctx, `SELECT recent_uid FROM mailbox WHERE id = ?`, mailboxID).Scan(&seen); err == nil && seen >= int64(upTo) {
+		return upTo, nil
+	}
 	from := int64(upTo)
-	err := s.withTx(ctx, func(c conn) error {
+	err := s.withTxRelaxed(ctx, func(c conn) error {
 		var cur int64
 		err := c.queryRow(ctx, `SELECT recent_uid FROM mailbox WHERE id = ?`+c.d.forUpdate(), mailboxID).Scan(&cur)
 		if err != nil {
@@ -588,7 +598,7 @@ func (s *Store) readTx(ctx context.Context, fn func(c conn) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	if err := fn(conn{q: tx, d: s.d, count: &s.queries}); err != nil {
+	if err := fn(conn{q: tx, rtx: tx, d: s.d, stmts: s.readStmts, count: &s.queries}); err != nil {
 		return err
 	}
 	return tx.Commit()

@@ -15,6 +15,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,9 @@ type Store struct {
 	// readHot holds the routing look-ups prepared on the read pool (both
 	// dialects; prepared.go). Written only in Open.
 	readHot map[string]*sql.Stmt
+	// writeStmts and readStmts prepare every other statement on first
+	// sight (stmtcache.go); SQLite only, nil on PostgreSQL.
+	writeStmts, readStmts *stmtCache
 	// ckpt checkpoints the SQLite WAL off the commit path (checkpoint.go);
 	// nil on PostgreSQL. Written only in Open.
 	ckpt   *checkpointer
@@ -152,6 +156,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 			s.closeDBs()
 			return nil, err
 		}
+		s.writeStmts, s.readStmts = newStmtCache(s.write, s.d), newStmtCache(s.read, s.d)
 	}
 	if s.readHot, err = prepareAll(ctx, s.read, s.d, readHotQueries()); err != nil {
 		s.closeDBs()
@@ -317,7 +322,7 @@ func (s *Store) Close() error {
 func (s *Store) close() error {
 	s.listen.close()
 	s.bodies.close()
-	errs := []error{s.ckpt.close(), closeStmts(s.hot), closeStmts(s.readHot)}
+	errs := []error{s.ckpt.close(), closeStmts(s.hot), closeStmts(s.readHot), s.writeStmts.close(), s.readStmts.close()}
 	if s.read != s.write {
 		// Readers first, so the checkpoint is not held back by them.
 		errs = append(errs, s.read.Close())
@@ -332,6 +337,8 @@ func (s *Store) close() error {
 func (s *Store) closeDBs() {
 	closeStmts(s.hot)
 	closeStmts(s.readHot)
+	s.writeStmts.close()
+	s.readStmts.close()
 	if s.ckptDB != nil {
 		s.ckptDB.Close()
 	}
@@ -360,7 +367,12 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Accounts) error) error {
 
 // withTx runs fn in a write transaction.
 func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
-	tx, err := s.write.BeginTx(ctx, nil)
+	return s.runTx(ctx, func() (*sql.Tx, error) { return s.write.BeginTx(ctx, nil) }, fn)
+}
+
+// runTx is withTx's body over a transaction that begin starts.
+func (s *Store) runTx(ctx context.Context, begin func() (*sql.Tx, error), fn func(c conn) error) (err error) {
+	tx, err := begin()
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
@@ -371,7 +383,7 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 		}
 	}()
 	w := &wakeSet{}
-	if err := fn(conn{q: tx, tx: tx, d: s.d, hot: s.hot, wake: w, count: &s.queries}); err != nil {
+	if err := fn(conn{q: tx, tx: tx, d: s.d, hot: s.hot, stmts: s.writeStmts, wake: w, count: &s.queries}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -398,6 +410,39 @@ func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
 	return nil
 }
 
+// withTxRelaxed is withTx for a write whose loss in a crash is harmless
+// (the \Recent claim): on SQLite it commits with synchronous=NORMAL, so
+// the WAL is not fsynced for it (the next FULL commit fsyncs it, this
+// transaction's frames included); on PostgreSQL with synchronous_commit
+// off for the transaction. Atomicity and isolation are unchanged. The
+// writer connection is put back to synchronous=FULL before anyone else
+// gets it; if that fails the connection is discarded.
+func (s *Store) withTxRelaxed(ctx context.Context, fn func(c conn) error) error {
+	if s.d.name() != "sqlite" {
+		return s.withTx(ctx, func(c conn) error {
+			if _, err := c.exec(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
+				return err
+			}
+			return fn(c)
+		})
+	}
+	wc, err := s.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	defer wc.Close()
+	if _, err := wc.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	defer func() {
+		if _, err := wc.ExecContext(context.Background(), `PRAGMA synchronous = FULL`); err != nil {
+			s.log.Error("sqlstore: restoring synchronous=FULL failed; discarding the writer connection", "err", err)
+			_ = wc.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	return s.runTx(ctx, func() (*sql.Tx, error) { return wc.BeginTx(ctx, nil) }, fn)
+}
+
 // txPages is a guess at the pages a small write transaction changes.
 const txPages = 4
 
@@ -416,6 +461,10 @@ type conn struct {
 	hot map[string]*sql.Stmt // prepared on the write connection (used in tx)
 	// readHot: prepared on the read pool (used when tx is nil).
 	readHot map[string]*sql.Stmt
+	// rtx is set when q is a read transaction (readTx).
+	rtx *sql.Tx
+	// stmts prepares the other statements of q's *sql.DB (stmtcache.go).
+	stmts *stmtCache
 	// wake collects what a write transaction changed (notify.go).
 	wake *wakeSet
 	// count is the Store's statement counter (Queries); nil counts nothing.
@@ -425,13 +474,25 @@ type conn struct {
 // stmt returns query as a prepared statement when it is a hot one: of
 // the transaction, or of the read pool outside one; else nil.
 func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
-	if c.tx == nil {
-		return c.readHot[query]
+	switch {
+	case c.tx != nil:
+		if st := c.hot[query]; st != nil {
+			return c.tx.StmtContext(ctx, st)
+		}
+		if st := c.stmts.get(query); st != nil {
+			return c.tx.StmtContext(ctx, st)
+		}
+		return nil
+	case c.rtx != nil:
+		if st := c.stmts.get(query); st != nil {
+			return c.rtx.StmtContext(ctx, st)
+		}
+		return nil
 	}
-	if st := c.hot[query]; st != nil {
-		return c.tx.StmtContext(ctx, st)
+	if st := c.readHot[query]; st != nil {
+		return st
 	}
-	return nil
+	return c.stmts.get(query)
 }
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -484,7 +545,7 @@ func (c conn) counted() {
 
 // readConn is where reads outside a transaction go.
 func (s *Store) readConn() conn {
-	return conn{q: s.read, d: s.d, readHot: s.readHot, count: &s.queries}
+	return conn{q: s.read, d: s.d, readHot: s.readHot, stmts: s.readStmts, count: &s.queries}
 }
 
 // Queries is the number of SQL statements this Store has run for its

@@ -66,50 +66,7 @@ func (s *Store) CollectGarbage(ctx context.Context) error {
 	}
 	trashed := s.emptyTrash(ctx)
 	cutoff := time.Now().Add(-OrphanAge)
-	var batch []string
-	orphans := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		args := make([]any, len(batch))
-		for i, n := range batch {
-			args[i] = n
-		}
-		used, err := list(ctx, s.readConn(), "collect garbage", scanString,
-			`SELECT blob_name FROM body WHERE blob_name IS NOT NULL AND blob_name IN (`+placeholders(len(batch))+`)`, args...)
-		if err != nil {
-			return err
-		}
-		inUse := make(map[string]bool, len(used))
-		for _, n := range used {
-			inUse[n] = true
-		}
-		for _, n := range batch {
-			if inUse[n] {
-				continue
-			}
-			if err := s.blobs.Remove(n); err != nil {
-				return fmt.Errorf("sqlstore: collect garbage: %w", err)
-			}
-			orphans++
-		}
-		batch = batch[:0]
-		return nil
-	}
-	err := s.blobs.Names(ctx, func(name string, mod time.Time) error {
-		if !mod.Before(cutoff) {
-			return nil
-		}
-		batch = append(batch, name)
-		if len(batch) == gcBatch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
+	orphans, err := s.sweepUnreferenced(ctx, cutoff, s.blobs.Names, func(name string) error { return s.blobs.Remove(name) })
 	if err != nil {
 		return fmt.Errorf("sqlstore: collect garbage: %w", err)
 	}
@@ -128,6 +85,58 @@ func (s *Store) CollectGarbage(ctx context.Context) error {
 		s.log.Info("blob garbage collected", "deleted", trashed, "orphans", orphans, "temp", temps)
 	}
 	return nil
+}
+
+// sweepUnreferenced removes the stored bodies (blob files or bucket
+// objects, listed by names) that were last modified before cutoff and
+// that no body row names, in batches of gcBatch, and returns how many.
+func (s *Store) sweepUnreferenced(ctx context.Context, cutoff time.Time,
+	names func(context.Context, func(string, time.Time) error) error, remove func(string) error) (int, error) {
+	var batch []string
+	removed := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		args := make([]any, len(batch))
+		for i, n := range batch {
+			args[i] = n
+		}
+		used, err := list(ctx, s.readConn(), "sweep unreferenced bodies", scanString,
+			`SELECT blob_name FROM body WHERE blob_name IS NOT NULL AND blob_name IN (`+placeholders(len(batch))+`)`, args...)
+		if err != nil {
+			return err
+		}
+		inUse := make(map[string]bool, len(used))
+		for _, n := range used {
+			inUse[n] = true
+		}
+		for _, n := range batch {
+			if inUse[n] {
+				continue
+			}
+			if err := remove(n); err != nil {
+				return err
+			}
+			removed++
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err := names(ctx, func(name string, mod time.Time) error {
+		if !mod.Before(cutoff) {
+			return nil
+		}
+		batch = append(batch, name)
+		if len(batch) == gcBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return removed, err
 }
 
 // placeholders returns "?, ?, ..." with n marks.

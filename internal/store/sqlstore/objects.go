@@ -119,51 +119,7 @@ func (s *Store) ObjectStore() *bucket.Bucket { return s.objs }
 // modified before cutoff (a crash between the PUT and the COMMIT, a group
 // that failed with its outcome unknown), and returns how many.
 func (s *Store) sweepObjects(ctx context.Context, cutoff time.Time) (int, error) {
-	var batch []string
-	removed := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		args := make([]any, len(batch))
-		for i, n := range batch {
-			args[i] = n
-		}
-		used, err := list(ctx, s.readConn(), "sweep objects", scanString,
-			`SELECT blob_name FROM body WHERE blob_name IN (`+placeholders(len(batch))+`)`, args...)
-		if err != nil {
-			return err
-		}
-		inUse := make(map[string]bool, len(used))
-		for _, n := range used {
-			inUse[n] = true
-		}
-		for _, n := range batch {
-			if inUse[n] {
-				continue
-			}
-			if err := s.objs.Remove(ctx, n); err != nil {
-				return err
-			}
-			removed++
-		}
-		batch = batch[:0]
-		return nil
-	}
-	err := s.objs.Names(ctx, func(name string, mod time.Time) error {
-		if !mod.Before(cutoff) {
-			return nil
-		}
-		batch = append(batch, name)
-		if len(batch) == gcBatch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	return removed, err
+	return s.sweepUnreferenced(ctx, cutoff, s.objs.Names, func(name string) error { return s.objs.Remove(ctx, name) })
 }
 
 // copyFileToBucket PUTs one of s's blob files into dst's bucket (petrel

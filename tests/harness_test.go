@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,9 +171,31 @@ func answers(addr string) bool {
 	return true
 }
 
-// start runs `petrel serve` and waits until it is ready.
+// start runs `petrel serve` and waits until it is ready. A role's port
+// is chosen free in newServer but released before the process binds it,
+// so any connection of a parallel test may take it meanwhile (outgoing
+// connections draw from the same ephemeral range); when the process
+// stops on exactly that, start moves the role to a fresh port and tries
+// again.
 func (s *server) start() {
 	s.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := s.launch()
+		if err == nil {
+			return
+		}
+		port := portTaken(s.logs())
+		if port == 0 || attempt == 3 {
+			s.t.Fatalf("%v\n%s", err, s.logs())
+		}
+		s.t.Logf("port %d's address %s was taken before petrel bound it; moving it", port, s.addr[port])
+		s.movePort(port)
+	}
+}
+
+// launch starts the process and waits until it is ready; the error says
+// why not.
+func (s *server) launch() error {
 	s.logMu.Lock()
 	s.log.Reset()
 	s.logMu.Unlock()
@@ -194,15 +217,40 @@ func (s *server) start() {
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			s.t.Fatalf("petrel serve exited early: %v\n%s", s.waitErr, s.logs())
+			return fmt.Errorf("petrel serve exited early: %v", s.waitErr)
 		default:
 		}
 		if s.ready() {
-			return
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.t.Fatalf("petrel serve did not listen on %s\n%s", s.addr[25], s.logs())
+	return fmt.Errorf("petrel serve did not listen on %s", s.addr[25])
+}
+
+// portTakenLine is how petrel reports a listener it could not bind
+// because something else holds the address.
+var portTakenLine = regexp.MustCompile(`port (\d+): cannot listen on \S+: listen tcp \S+: bind: address already in use`)
+
+// portTaken returns the role port whose address was in use, or 0.
+func portTaken(logs string) int {
+	m := portTakenLine.FindStringSubmatch(logs)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// movePort gives role a fresh loopback port.
+func (s *server) movePort(role int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.addr[role] = ln.Addr().String()
+	ln.Close()
+	s.env[fmt.Sprintf("LISTEN_%d", role)] = s.addr[role]
 }
 
 // kill ends the process with SIGKILL (a crash) if it still runs.

@@ -102,8 +102,8 @@ func deletedUIDs(ctx context.Context, c conn, id int64) ([]uint32, error) {
 // given UIDs, or every message flagged \Deleted when uids is nil (RFC
 // 9051 6.4.3 EXPUNGE, CLOSE). The UIDs are expunged whatever their flags:
 // for RFC 4315 UID EXPUNGE the caller passes only the \Deleted ones. As
-// ExpungeMessages: quota released, one new modseq, bodies freed after the
-// commit (bodyrelease.go); each
+// ExpungeMessages: quota released, one new modseq, a relaxed commit,
+// bodies freed after a FULL one (bodyrelease.go); each
 // expunged UID is recorded for QRESYNC. It returns the UIDs expunged,
 // ascending. store.ErrNotFound if the mailbox does not exist.
 //
@@ -128,7 +128,7 @@ func (s *Store) expungeByID(ctx context.Context, mailboxID int64, uids []uint32,
 	uids = sortedUnique(uids)
 	var user string
 	var gone []uint32
-	err := s.retryTx(ctx, func(c conn) error {
+	err := s.retryTxRelaxed(ctx, func(c conn) error {
 		gone = nil
 		var err error
 		if user, err = mailboxOwner(ctx, c, mailboxID); err != nil {

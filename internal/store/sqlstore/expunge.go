@@ -10,8 +10,9 @@ import (
 // user's mailboxes in one transaction (POP3 UPDATE state, IMAP EXPUNGE):
 // quota_bytes_used drops by their sizes (never below zero), the
 // mailbox's highestmodseq goes up by one (RFC 7162 3.2.7: an expunge is a
-// change). Bodies left without a message or queue row are released after
-// the commit, off the caller's path (bodyrelease.go). UIDs
+// change). The commit is relaxed (withTxRelaxed). Bodies left without a
+// message or queue row are released after it, off the caller's path, in
+// a FULL commit that makes the expunge durable too (bodyrelease.go). UIDs
 // not in the mailbox, for example already expunged by another session,
 // are ignored. store.ErrNotFound if the mailbox does not exist.
 //
@@ -30,21 +31,14 @@ func (s *Store) ExpungeMessages(ctx context.Context, user, mailbox string, uids 
 	uids = slices.Compact(uids)
 
 	var n int
-	var err error
-	for attempt := 0; ; attempt++ {
-		err = s.withTx(ctx, func(c conn) error {
-			var e error
-			n, e = expunge(ctx, c, user, mailboxName(mailbox), uids)
-			if n > 0 {
-				c.changed(user)
-			}
-			return e
-		})
-		if !retryable(err) || attempt == 2 {
-			break
+	err := s.retryTxRelaxed(ctx, func(c conn) error {
+		var e error
+		n, e = expunge(ctx, c, user, mailboxName(mailbox), uids)
+		if n > 0 {
+			c.changed(user)
 		}
-		s.log.Debug("expunge transaction retried", "err", err)
-	}
+		return e
+	})
 	if err != nil {
 		return fmt.Errorf("sqlstore: expunge %d messages from %q of %q: %w", len(uids), mailbox, user, err)
 	}

@@ -104,7 +104,8 @@ func applyFlags(old []string, op store.FlagOp, flags []string) []string {
 // expressed here: the caller answers it itself. store.ErrNotFound if the
 // mailbox does not exist.
 //
-// Only the mailbox row is locked: no quota changes.
+// Only the mailbox row is locked: no quota changes. The commit is
+// relaxed (withTxRelaxed): a power failure may undo it, a crash may not.
 func (s *Store) StoreFlags(ctx context.Context, u *store.FlagUpdate) (*store.StoreResult, error) {
 	flags, err := normFlags(u.Flags)
 	if err != nil {
@@ -113,7 +114,7 @@ func (s *Store) StoreFlags(ctx context.Context, u *store.FlagUpdate) (*store.Sto
 	uids := sortedUnique(u.UIDs)
 	var res *store.StoreResult
 	var user string
-	err = s.retryTx(ctx, func(c conn) error {
+	err = s.retryTxRelaxed(ctx, func(c conn) error {
 		res = &store.StoreResult{}
 		boxes, err := lockMailboxes(ctx, c, u.MailboxID)
 		if err != nil {

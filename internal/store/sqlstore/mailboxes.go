@@ -123,8 +123,21 @@ func (s *Store) GetMailbox(ctx context.Context, user, name string) (*store.Mailb
 // whole transaction back. fn must reset whatever it returns through
 // captured variables.
 func (s *Store) retryTx(ctx context.Context, fn func(c conn) error) error {
+	return s.retry(ctx, s.withTx, fn)
+}
+
+// retryTxRelaxed is retryTx with withTxRelaxed's commit: for changes to
+// mail already stored (flags, expunge, copy and move), which a power
+// failure may undo but never half-apply (see withTxRelaxed).
+func (s *Store) retryTxRelaxed(ctx context.Context, fn func(c conn) error) error {
+	return s.retry(ctx, s.withTxRelaxed, fn)
+}
+
+// retry runs fn in transactions begun by tx until it commits, fails for
+// good or has been tried three times.
+func (s *Store) retry(ctx context.Context, tx func(context.Context, func(c conn) error) error, fn func(c conn) error) error {
 	for attempt := 0; ; attempt++ {
-		err := s.withTx(ctx, fn)
+		err := tx(ctx, fn)
 		if !retryable(err) || attempt == 2 {
 			return err
 		}

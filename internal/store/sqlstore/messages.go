@@ -230,11 +230,12 @@ func insertCopies(ctx context.Context, c conn, msgs []store.MessageInfo, toID in
 // order and toID's UIDVALIDITY (RFC 4315 COPYUID). store.ErrNotFound if
 // a mailbox does not exist or the two belong to different users.
 //
-// Lock order: the user row, then both mailbox rows in id order.
+// Lock order: the user row, then both mailbox rows in id order. The
+// commit is relaxed (withTxRelaxed): the bodies are already durable.
 func (s *Store) CopyMessages(ctx context.Context, fromID int64, uids []uint32, toID int64, move bool) (src, dst []uint32, uidValidity uint32, err error) {
 	uids = sortedUnique(uids)
 	var user string
-	err = s.retryTx(ctx, func(c conn) error {
+	err = s.retryTxRelaxed(ctx, func(c conn) error {
 		src, dst = nil, nil
 		var err error
 		if user, err = mailboxOwner(ctx, c, fromID); err != nil {

@@ -1,7 +1,10 @@
 package sqlstore
 
 import (
+	"slices"
 	"testing"
+
+	"github.com/petrelmail/petrel/internal/store"
 )
 
 // TestClaimRecent: each claim hands out the UIDs above the previous one
@@ -34,5 +37,66 @@ func TestClaimRecent(t *testing.T) {
 				t.Fatalf("writer synchronous = %d after a claim, want 2 (FULL)", level)
 			}
 		}
+	})
+}
+
+// TestRelaxedChangesApplyAndLeaveWriterFull: STORE, COPY, MOVE and
+// EXPUNGE commit relaxed (no fsync of their own); each takes effect, and
+// the writer is back at synchronous=FULL for the next delivery.
+func TestRelaxedChangesApplyAndLeaveWriterFull(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := imapFixture(t, o, 0)
+		ctx := t.Context()
+		inbox := box(t, s, "INBOX")
+		archive, err := s.CreateMailbox(ctx, inbox.UserEmail, "Archive", "")
+		must(t, err)
+		uid1 := add(t, s, "INBOX", []byte("Subject: a\r\n\r\nA\r\n"))
+		uid2 := add(t, s, "INBOX", []byte("Subject: b\r\n\r\nB\r\n"))
+		full := func(after string) {
+			t.Helper()
+			if s.Flavor() != FlavorSQLite {
+				return
+			}
+			var level int
+			must(t, s.write.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&level))
+			if level != 2 {
+				t.Fatalf("writer synchronous = %d after %s, want 2 (FULL)", level, after)
+			}
+		}
+		res, err := s.StoreFlags(ctx, &store.FlagUpdate{MailboxID: inbox.ID, UIDs: []uint32{uid1, uid2}, Op: store.FlagsAdd, Flags: []string{`\Seen`}})
+		must(t, err)
+		if len(res.Changed) != 2 {
+			t.Fatalf("STORE changed %d messages, want 2", len(res.Changed))
+		}
+		full("STORE")
+		if _, dst, _, err := s.CopyMessages(ctx, inbox.ID, []uint32{uid1}, archive.ID, false); err != nil || len(dst) != 1 {
+			t.Fatalf("COPY: %v %v", dst, err)
+		}
+		full("COPY")
+		if src, _, _, err := s.CopyMessages(ctx, inbox.ID, []uint32{uid2}, archive.ID, true); err != nil || len(src) != 1 {
+			t.Fatalf("MOVE: %v %v", src, err)
+		}
+		full("MOVE")
+		gone, err := s.ExpungeByID(ctx, inbox.ID, []uint32{uid1})
+		must(t, err)
+		if !slices.Equal(gone, []uint32{uid1}) {
+			t.Fatalf("EXPUNGE removed %v, want [%d]", gone, uid1)
+		}
+		full("EXPUNGE")
+		msgs, err := s.ListMessagesByID(ctx, archive.ID)
+		must(t, err)
+		if len(msgs) != 2 {
+			t.Fatalf("Archive holds %d messages, want 2 (a copy and a move)", len(msgs))
+		}
+		for _, m := range msgs {
+			if !slices.Contains(m.Flags, `\Seen`) {
+				t.Fatalf("Archive message %d has flags %v, want \\Seen carried over", m.UID, m.Flags)
+			}
+		}
+		if left, err := s.ListMessagesByID(ctx, inbox.ID); err != nil || len(left) != 0 {
+			t.Fatalf("INBOX after MOVE and EXPUNGE: %d messages, %v; want none", len(left), err)
+		}
+		add(t, s, "INBOX", []byte("Subject: c\r\n\r\nC\r\n"))
+		full("a delivery")
 	})
 }

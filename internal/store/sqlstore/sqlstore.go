@@ -4,8 +4,8 @@
 // placeholders are rebound to `$n` for PostgreSQL, and only the DDL in
 // migrations/<flavor>/ differs.
 //
-// SQLite runs in WAL mode with synchronous=FULL, so every commit is
-// fsynced. All writes go through one connection (a *sql.DB capped at one
+// SQLite runs in WAL mode with synchronous=FULL, so every commit of new
+// mail is fsynced (changes to stored mail commit without, withTxRelaxed). All writes go through one connection (a *sql.DB capped at one
 // open connection) and so queue in Go instead of failing with SQLITE_BUSY;
 // reads use a separate query_only pool that WAL lets run beside the
 // writer. On PostgreSQL one pool serves both, and concurrent writers are
@@ -410,13 +410,23 @@ func (s *Store) runTx(ctx context.Context, begin func() (*sql.Tx, error), fn fun
 	return nil
 }
 
-// withTxRelaxed is withTx for a write whose loss in a crash is harmless
-// (the \Recent claim): on SQLite it commits with synchronous=NORMAL, so
-// the WAL is not fsynced for it (the next FULL commit fsyncs it, this
-// transaction's frames included); on PostgreSQL with synchronous_commit
-// off for the transaction. Atomicity and isolation are unchanged. The
-// writer connection is put back to synchronous=FULL before anyone else
-// gets it; if that fails the connection is discarded.
+// withTxRelaxed is withTx for a change to mail already stored (the
+// \Recent claim, flags, expunge, copy and move): on SQLite it commits
+// with synchronous=NORMAL, so the WAL is not fsynced for it (the next
+// FULL commit fsyncs it, this transaction's frames included); on
+// PostgreSQL with synchronous_commit off for the transaction. Atomicity
+// and isolation are unchanged, and a crash of Petrel loses nothing (the
+// frames are in the kernel's page cache). A power failure or kernel crash
+// may undo the last such transactions, but only a suffix of the commit
+// order, never one before a FULL commit: both logs are written in order,
+// and a FULL commit flushes all that precedes it. So a copy is never
+// lost while the expunge of its source survives, and blob files are
+// removed only after the FULL commit that released their bodies. This is
+// Dovecot's contract for its index files (mail_fsync=optimized); new
+// mail (delivery, APPEND, import) always commits FULL.
+//
+// The writer connection is put back to synchronous=FULL before anyone
+// else gets it; if that fails the connection is discarded.
 func (s *Store) withTxRelaxed(ctx context.Context, fn func(c conn) error) error {
 	if s.d.name() != "sqlite" {
 		return s.withTx(ctx, func(c conn) error {

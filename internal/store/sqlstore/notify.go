@@ -157,6 +157,14 @@ func newFeed(ctx context.Context, db *sql.DB, log *slog.Logger) (*feed, error) {
 	return f, nil
 }
 
+// mustAnnounceInTx reports whether w is announced inside its transaction
+// (announce) rather than after the commit (announceAfter): when it drops
+// cached configuration, so that no node can miss a password change or a
+// disabled account because this one died between COMMIT and NOTIFY.
+// Mailbox changes are announced after: a node that misses one sees it at
+// its next poll (IDLE polls every 500 ms).
+func (w *wakeSet) mustAnnounceInTx() bool { return len(w.config) > 0 }
+
 // announce sends w inside tx, before its COMMIT.
 func (f *feed) announce(ctx context.Context, tx *sql.Tx, w *wakeSet) error {
 	if f == nil || !f.enabled {
@@ -166,6 +174,30 @@ func (f *feed) announce(ctx context.Context, tx *sql.Tx, w *wakeSet) error {
 		return fmt.Errorf("sqlstore: notify: %w", mapErr(err))
 	}
 	return nil
+}
+
+// announceAfter sends w in a transaction of its own, after the change
+// committed, with synchronous_commit off. PostgreSQL holds one lock per
+// database from a notifying transaction's pre-commit until its commit
+// record is written, and a synchronous commit waits for the WAL flush
+// inside that lock: notifying from the delivery transaction itself made
+// every node's commits, each with its own fsync, go one at a time
+// (docs/benchmarks.md, "Several nodes on one PostgreSQL"). Here the lock
+// covers only a commit record that is not waited for; the delivery's own
+// flush runs beside other nodes'. A failure is logged: the other nodes
+// then see the change at their next poll.
+func (f *feed) announceAfter(ctx context.Context, db *sql.DB, w *wakeSet, log *slog.Logger) {
+	if f == nil || !f.enabled {
+		return
+	}
+	// The change has committed: a caller giving up now must not keep it
+	// from being announced, and a stuck database must not hold the caller.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceWait)
+	defer cancel()
+	if _, err := db.ExecContext(ctx,
+		`SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`, f.channel, w.payload(f.node)); err != nil {
+		log.Warn("notifying other nodes failed; they see the change at their next poll", "err", err)
+	}
 }
 
 // listener holds the LISTEN connection of one node and feeds what other
@@ -201,6 +233,8 @@ const (
 	// node normally starts realtime, and starts anyway (polling)
 	// when LISTEN does not work.
 	listenStartWait = 3 * time.Second
+	// announceWait bounds announceAfter's NOTIFY.
+	announceWait = 5 * time.Second
 )
 
 func startListener(s *Store, dsn string) *listener {

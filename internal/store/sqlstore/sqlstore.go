@@ -389,9 +389,11 @@ func (s *Store) runTx(ctx context.Context, begin func() (*sql.Tx, error), fn fun
 	}
 	if !w.empty() {
 		w.normalize()
-		if err := s.feed.announce(ctx, tx, w); err != nil {
-			tx.Rollback()
-			return err
+		if w.mustAnnounceInTx() {
+			if err := s.feed.announce(ctx, tx, w); err != nil {
+				tx.Rollback()
+				return err
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -401,6 +403,9 @@ func (s *Store) runTx(ctx context.Context, begin func() (*sql.Tx, error), fn fun
 		return fmt.Errorf("sqlstore: commit: %w", mapErr(err))
 	}
 	s.ckpt.committed(txPages)
+	if !w.empty() && !w.mustAnnounceInTx() {
+		s.feed.announceAfter(ctx, s.write, w, s.log)
+	}
 	if !w.empty() {
 		s.watchers.notify(w.users...)
 		for _, e := range w.config {

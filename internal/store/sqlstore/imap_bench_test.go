@@ -151,3 +151,26 @@ func BenchmarkChangesSinceIdle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStoreFlag measures IMAP STORE of one flag on one message of a
+// 10,000-message mailbox, each a transaction of its own (what imaptest's
+// stress load does most between its reads).
+func BenchmarkStoreFlag(b *testing.B) {
+	for _, f := range benchFlavors() {
+		b.Run(f.name, func(b *testing.B) {
+			s := benchStore(b, f.opts)
+			id := fill10k(b, s)
+			ctx := b.Context()
+			ops := []store.FlagOp{store.FlagsAdd, store.FlagsRemove}
+			n := 0
+			for b.Loop() {
+				u := &store.FlagUpdate{MailboxID: id, UIDs: []uint32{uint32(n%10000) + 1}, Op: ops[n/10000%2], Flags: []string{`\Flagged`}}
+				if _, err := s.StoreFlags(ctx, u); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "stores/s")
+		})
+	}
+}

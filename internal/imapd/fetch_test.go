@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
 	"github.com/petrelmail/petrel/internal/store"
+	"github.com/petrelmail/petrel/internal/store/sqlstore"
+	"github.com/petrelmail/petrel/internal/testutil"
 )
 
 // sampleMessage reads one of imapmsg's test messages.
@@ -550,6 +553,36 @@ func TestFetchGoIMAP(t *testing.T) {
 	if data.Count != 1 || len(data.AllUIDs()) != 1 || data.AllUIDs()[0] != 2 {
 		t.Errorf("UID SEARCH: count %d, %v", data.Count, data.AllUIDs())
 	}
+}
+
+// TestFetchDuringReleaseGrace: a message another session expunged is
+// still fetched whole until this session is told of the expunge (RFC
+// 2180 4.1.1), because the store keeps its body for the release grace;
+// the next command that may report the expunge does.
+func TestFetchDuringReleaseGrace(t *testing.T) {
+	ts := startServer(t, func(ts *testServer, o *Options) {
+		ts.st = testutil.OpenStoreWith(t, sqlstore.Options{
+			Path: filepath.Join(ts.dir, "graced.db"), BlobDir: filepath.Join(ts.dir, "graced-blobs"),
+			InlineMax: 4096, ReleaseGrace: time.Hour,
+		}, testDomain, "alice", "bob")
+		o.Store = ts.st
+	})
+	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"))
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	first := listOf(t, ts, alice, "INBOX")[0]
+	if _, err := ts.st.ExpungeByID(context.Background(), first.MailboxID, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	// Without a grace the background releaser frees the body within
+	// milliseconds of its kick; give it the time to, so that this test
+	// fails if the grace is not kept.
+	time.Sleep(300 * time.Millisecond)
+	u := c.ok("FETCH 1:2 (BODY.PEEK[TEXT])")
+	mustHave(t, u, "* 1 FETCH (BODY[TEXT] "+literal("Hello one\r\n")+")")
+	mustHave(t, u, "* 2 FETCH (BODY[TEXT] "+literal("Hello two\r\n")+")")
+	u = c.ok("NOOP")
+	mustHave(t, u, "* 1 EXPUNGE")
 }
 
 // waitBodyGone polls until the store has released body id (it does so

@@ -152,9 +152,15 @@ func (a *FakeAuth) Attempts() []auth.Attempt {
 // test's end) with domain and the users local@domain (quota 0, 80%).
 func OpenStore(t testing.TB, dir, domain string, locals ...string) *sqlstore.Store {
 	t.Helper()
-	st, err := sqlstore.Open(context.Background(), sqlstore.Options{
+	return OpenStoreWith(t, sqlstore.Options{
 		Path: filepath.Join(dir, "main.db"), BlobDir: filepath.Join(dir, "blobs"), InlineMax: 4096,
-	})
+	}, domain, locals...)
+}
+
+// OpenStoreWith is OpenStore with the store's options given.
+func OpenStoreWith(t testing.TB, opt sqlstore.Options, domain string, locals ...string) *sqlstore.Store {
+	t.Helper()
+	st, err := sqlstore.Open(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}

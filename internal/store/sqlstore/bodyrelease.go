@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 )
@@ -29,6 +30,12 @@ const releaseChunk = 500
 // releaseBodies applies every pending body_unref row and returns how
 // many bodies it deleted. It does not remove blob files (emptyTrash).
 func (s *Store) releaseBodies(ctx context.Context) (int, error) {
+	return s.releaseBodiesUpTo(ctx, math.MaxInt64)
+}
+
+// releaseBodiesUpTo is releaseBodies for the body_unref rows up to seq
+// upTo: the background releaser leaves the newer ones for their grace.
+func (s *Store) releaseBodiesUpTo(ctx context.Context, upTo int64) (int, error) {
 	s.releaseMu.Lock()
 	defer s.releaseMu.Unlock()
 	deleted := 0
@@ -36,7 +43,7 @@ func (s *Store) releaseBodies(ctx context.Context) (int, error) {
 		var n, d int
 		err := s.retryTx(ctx, func(c conn) error {
 			var err error
-			n, d, err = releaseBatchTx(ctx, c)
+			n, d, err = releaseBatchTx(ctx, c, upTo)
 			return err
 		})
 		if err != nil {
@@ -49,11 +56,11 @@ func (s *Store) releaseBodies(ctx context.Context) (int, error) {
 	}
 }
 
-// releaseBatchTx applies up to releaseBatch body_unref rows: lowers each
-// body's refs by its rows, deletes the bodies at zero (body_search rows
-// cascade, blob names go to blob_trash) and removes the rows applied. It
-// returns the rows applied and the bodies deleted.
-func releaseBatchTx(ctx context.Context, c conn) (applied, deleted int, err error) {
+// releaseBatchTx applies up to releaseBatch body_unref rows up to seq
+// upTo: lowers each body's refs by its rows, deletes the bodies at zero
+// (body_search rows cascade, blob names go to blob_trash) and removes the
+// rows applied. It returns the rows applied and the bodies deleted.
+func releaseBatchTx(ctx context.Context, c conn, upTo int64) (applied, deleted int, err error) {
 	// Two nodes' releasers take different rows (PostgreSQL); SQLite has
 	// one writer.
 	lock := ""
@@ -65,7 +72,7 @@ func releaseBatchTx(ctx context.Context, c conn) (applied, deleted int, err erro
 		var p pending
 		err := sc.Scan(&p.seq, &p.body)
 		return p, err
-	}, fmt.Sprintf(`SELECT seq, body_id FROM body_unref ORDER BY seq LIMIT %d`, releaseBatch)+lock)
+	}, fmt.Sprintf(`SELECT seq, body_id FROM body_unref WHERE seq <= ? ORDER BY seq LIMIT %d`, releaseBatch)+lock, upTo)
 	if err != nil || len(rows) == 0 {
 		return 0, 0, err
 	}
@@ -134,24 +141,50 @@ func (s *Store) releaseNow(ctx context.Context) {
 
 // releaser runs releaseBodies and emptyTrash off the IMAP path after
 // expunges and moves, coalescing kicks that come while it works.
+//
+// It leaves each body for ReleaseGrace after its message went: a session
+// that has not yet been told of an expunge done by another session still
+// shows the message, and RFC 2180 4.1.1 prefers that its FETCH then gets
+// the data rather than NO [EXPUNGEISSUED] (Dovecot answers from what it
+// still has, too). So on a kick it notes the newest body_unref row, waits
+// the grace and releases up to that row; rows that came meanwhile wait
+// for the next round, which their own kick asked for. The admin deletes
+// (releaseNow) and the hourly Maintain release all that is pending at
+// once: a body whose message went seconds before Maintain may go early,
+// which only brings back NO [EXPUNGEISSUED] for a late FETCH of it.
 type releaser struct {
-	run  func(ctx context.Context)
-	kick chan struct{} // 1-buffered
-	stop chan struct{}
-	done chan struct{}
+	mark  func(ctx context.Context) (int64, error) // the newest body_unref seq
+	run   func(ctx context.Context, upTo int64)
+	grace time.Duration
+	kick  chan struct{} // 1-buffered
+	stop  chan struct{}
+	done  chan struct{}
 }
+
+// DefaultReleaseGrace is Options.ReleaseGrace's default: long enough for
+// the other sessions of a busy mailbox to hear of an expunge at their
+// next command, short against the minutes before the disk space matters
+// (the quota is given back at the expunge itself).
+const DefaultReleaseGrace = 5 * time.Second
 
 // releaseTimeout bounds one background release (a mailbox deleted by
 // another node may leave hundreds of thousands of rows; the next kick or
 // Maintain goes on where this one stopped).
 const releaseTimeout = 10 * time.Minute
 
-func newReleaser(s *Store) *releaser {
+func newReleaser(s *Store, grace time.Duration) *releaser {
 	r := &releaser{
-		run:  s.releaseNow,
-		kick: make(chan struct{}, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		mark: s.newestUnref,
+		run: func(ctx context.Context, upTo int64) {
+			if _, err := s.releaseBodiesUpTo(ctx, upTo); err != nil {
+				s.log.Warn("release bodies", "err", err)
+			}
+			s.emptyTrash(ctx)
+		},
+		grace: grace,
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	go r.loop(s.log)
 	return r
@@ -185,8 +218,20 @@ func (r *releaser) loop(log *slog.Logger) {
 			return
 		case <-r.kick:
 		}
+		upTo, err := r.mark(ctx)
+		if err != nil {
+			log.Warn("release bodies: reading body_unref", "err", err)
+			upTo = 0 // Maintain releases them later
+		}
+		if r.grace > 0 {
+			select {
+			case <-r.stop:
+				return
+			case <-time.After(r.grace):
+			}
+		}
 		rctx, rcancel := context.WithTimeout(ctx, releaseTimeout)
-		r.run(rctx)
+		r.run(rctx, upTo)
 		rcancel()
 		if ctx.Err() != nil {
 			log.Debug("body release stopped by Close")
@@ -202,4 +247,11 @@ func (r *releaser) close() {
 	}
 	close(r.stop)
 	<-r.done
+}
+
+// newestUnref returns the highest body_unref seq, 0 when there is none.
+func (s *Store) newestUnref(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.readConn().queryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM body_unref`).Scan(&seq)
+	return seq, err
 }

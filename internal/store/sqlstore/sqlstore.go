@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
@@ -66,7 +67,11 @@ type Options struct {
 	// Objects, when set (BLOB_S3_*), holds every body over InlineMax, on
 	// both flavors, instead of blob files or body_chunk rows (objects.go).
 	Objects *bucket.Bucket
-	Logger  *slog.Logger // nil discards
+	// ReleaseGrace is how long an expunged message's body stays readable
+	// for sessions not yet told of the expunge (releaser). 0 means
+	// DefaultReleaseGrace; negative releases at once.
+	ReleaseGrace time.Duration
+	Logger       *slog.Logger // nil discards
 }
 
 // Store is a store.Store backed by SQL. It is safe for concurrent use.
@@ -177,7 +182,11 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 			s.listen.waitStarted(listenStartWait)
 		}
 	}
-	s.bodies = newReleaser(s)
+	grace := opt.ReleaseGrace
+	if grace == 0 {
+		grace = DefaultReleaseGrace
+	}
+	s.bodies = newReleaser(s, grace)
 	return s, nil
 }
 

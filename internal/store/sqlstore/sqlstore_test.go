@@ -56,7 +56,7 @@ func (o *opener) openStore(t *testing.T) *Store {
 func sqliteOptions(t testing.TB) Options {
 	dir := t.TempDir()
 	return Options{Flavor: "sqlite", Path: filepath.Join(dir, "main.db"), BlobDir: filepath.Join(dir, "blobs"),
-		InlineMax: 4096}
+		InlineMax: 4096, ReleaseGrace: testReleaseGrace}
 }
 
 func TestSQLiteConformance(t *testing.T) {
@@ -89,8 +89,12 @@ func pgOptions(t testing.TB) Options {
 		}
 	})
 	return Options{Flavor: "postgresql", DSN: withSearchPath(t, base, schema),
-		BlobDir: filepath.Join(t.TempDir(), "blobs"), InlineMax: 4096, MaxOpenConns: 8}
+		BlobDir: filepath.Join(t.TempDir(), "blobs"), InlineMax: 4096, MaxOpenConns: 8, ReleaseGrace: testReleaseGrace}
 }
+
+// testReleaseGrace: the tests that are not about the release grace
+// (TestReleaseGrace is) see bodies released at once, as before it.
+const testReleaseGrace = -1
 
 // withSearchPath adds search_path to a URL or key=value DSN; pgx passes
 // unknown settings to the server as run-time parameters.

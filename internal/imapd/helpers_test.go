@@ -220,6 +220,10 @@ func (c *client) cmd(line string) (untagged []string, tagged string) {
 	c.t.Helper()
 	c.n++
 	tag := fmt.Sprintf("A%03d", c.n)
+	// 30 s for each command, not for the whole session: a test of
+	// thousands of messages under -race on a loaded machine takes longer
+	// than that in all.
+	_ = c.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	c.send(tag + " " + line + "\r\n")
 	return c.collect(tag)
 }

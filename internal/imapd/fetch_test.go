@@ -314,13 +314,7 @@ func TestFetchByteForByte(t *testing.T) {
 // data is still returned, which RFC 2180 4.1.1 allows.)
 func TestFetchExpungedElsewhere(t *testing.T) {
 	ts := startServer(t, nil)
-	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"))
-	c := ts.login(alice, alicePass)
-	c.ok("SELECT INBOX")
-	first := listOf(t, ts, alice, "INBOX")[0]
-	if _, err := ts.st.ExpungeByID(context.Background(), first.MailboxID, []uint32{1}); err != nil {
-		t.Fatal(err)
-	}
+	c, first := expungeFirstElsewhere(t, ts)
 	waitBodyGone(t, ts, first.BodyID)
 	u, tagged := c.cmd("FETCH 1:2 (BODY.PEEK[TEXT])")
 	if !strings.HasPrefix(tagged, "NO [EXPUNGEISSUED]") {
@@ -567,13 +561,7 @@ func TestFetchDuringReleaseGrace(t *testing.T) {
 		}, testDomain, "alice", "bob")
 		o.Store = ts.st
 	})
-	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"))
-	c := ts.login(alice, alicePass)
-	c.ok("SELECT INBOX")
-	first := listOf(t, ts, alice, "INBOX")[0]
-	if _, err := ts.st.ExpungeByID(context.Background(), first.MailboxID, []uint32{1}); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := expungeFirstElsewhere(t, ts)
 	// Without a grace the background releaser frees the body within
 	// milliseconds of its kick; give it the time to, so that this test
 	// fails if the grace is not kept.
@@ -583,6 +571,21 @@ func TestFetchDuringReleaseGrace(t *testing.T) {
 	mustHave(t, u, "* 2 FETCH (BODY[TEXT] "+literal("Hello two\r\n")+")")
 	u = c.ok("NOOP")
 	mustHave(t, u, "* 1 EXPUNGE")
+}
+
+// expungeFirstElsewhere delivers messages "one" and "two" to alice's
+// INBOX, selects it in a new session and expunges message 1 behind that
+// session's back; it returns the session and the expunged message.
+func expungeFirstElsewhere(t *testing.T, ts *testServer) (*client, store.MessageInfo) {
+	t.Helper()
+	deliver(t, ts.st, alice, "INBOX", testMessage("one"), testMessage("two"))
+	c := ts.login(alice, alicePass)
+	c.ok("SELECT INBOX")
+	first := listOf(t, ts, alice, "INBOX")[0]
+	if _, err := ts.st.ExpungeByID(context.Background(), first.MailboxID, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	return c, first
 }
 
 // waitBodyGone polls until the store has released body id (it does so

@@ -86,7 +86,7 @@ FB=$BIN/ftsbench
   echo "dovecot: $(/usr/sbin/dovecot --version)"
   echo "dovecot-fts-xapian: $(dpkg-query -W -f '${Version}' dovecot-fts-xapian 2>/dev/null)"
   echo "libxapian: $(dpkg-query -W -f '${Package} ${Version}\n' 'libxapian30' 2>/dev/null)"
-  echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null) ($(cd "$REPO" && git status --porcelain | grep -q . && echo modified || echo clean)) from $REPO"
+  echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null) ($(cd "$REPO" && git status --porcelain --untracked-files=no | grep -q . && echo modified || echo clean)) from $REPO"
   echo "fts_xapian = $PB_FTS_XAPIAN"
   echo "settings: SIZES=\"$SIZES\" SIDES=\"$SIDES\" MSG_SIZE=$MSG_SIZE REPS=$REPS INDEX_TIMEOUT=$INDEX_TIMEOUT"
   echo "uptime at start: $(uptime)"
@@ -113,6 +113,7 @@ dovecot_side() {  # SIZE
   local size=$1 f=$OUT/dovecot-$1.txt home=$REF/mail/$USER20 master
   "$PD" stop "$REF" >/dev/null 2>&1; rm -rf "$REF"
   "$PD" config "$REF" >/dev/null || die "writing the dovecot config failed"
+  cp "$DC/dovecot.conf" "$OUT/dovecot.conf"
   : >"$f"
   log "dovecot $size: writing the Maildir"
   "$FB" -n "$size" -size "$MSG_SIZE" -maildir "$home" >>"$f" || die "maildir write failed"

@@ -7,6 +7,14 @@
 //
 //	go run ./bench/ftsbench -n 100000                      # SQLite in a temp dir
 //	go run ./bench/ftsbench -n 10000 -pg postgres://...    # PostgreSQL
+//
+// Two more modes put the same mailbox into another server (bench/ftsxapian.sh,
+// Dovecot with fts-xapian):
+//
+//	ftsbench -n 100000 -maildir DIR               # write the messages as a Maildir, no server
+//	ftsbench -addr 127.0.0.1:143 -cpupid PID      # time the same searches against a running
+//	                                              # server (plaintext LOGIN); PID: the root of
+//	                                              # the server's processes, for CPU per search
 package main
 
 import (
@@ -43,8 +51,20 @@ func main() {
 	scan := flag.Bool("scan", true, "also time the searches without the index")
 	only := flag.Int("only", 0, "time only the first N searches (0: all)")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the searches to this file")
+	maildir := flag.String("maildir", "", "write the -n messages as Maildir DIR/cur files and exit")
+	addr := flag.String("addr", "", "time the searches against this running IMAP server (plaintext) and exit")
+	cpupid := flag.Int("cpupid", 0, "with -addr: CPU per search is that of this process and its descendants")
 	flag.Parse()
 	ctx := context.Background()
+	if *maildir != "" {
+		must(writeMaildir(*maildir, *n, *size))
+		return
+	}
+	if *addr != "" {
+		fmt.Printf("searches against %s (load %s):\n", *addr, loadavg())
+		search(*addr, "server", newGen(1).needles(*only), *reps, func() float64 { return treeCPU(*cpupid) })
+		return
+	}
 	reuse := false
 	if *dir != "" {
 		if _, err := os.Stat(filepath.Join(*dir, "main.db")); err == nil && *pg == "" {
@@ -69,10 +89,7 @@ func main() {
 		u := store.NewUser("user20", "example.test", 0, 80)
 		must(st.CreateUser(ctx, &u))
 	}
-	load := func() string {
-		b, _ := os.ReadFile("/proc/loadavg")
-		return strings.Join(strings.Fields(string(b))[:3], " ")
-	}
+	load := loadavg
 	fmt.Printf("messages %d, ~%d bytes each, store %s, load %s\n", *n, *size, map[bool]string{true: "postgresql", false: "sqlite"}[*pg != ""], load())
 
 	// Fill: batches through the delivery path (CommitMessages).
@@ -88,7 +105,11 @@ func main() {
 		}
 		must(st.CommitMessages(ctx, msgs))
 	}
-	fmt.Printf("fill: %.1f s\n", time.Since(t0).Seconds())
+	if reuse {
+		fmt.Printf("fill: reused from %s\n", *dir)
+	} else {
+		fmt.Printf("fill: %.1f s\n", time.Since(t0).Seconds())
+	}
 
 	srv := imapd.New(imapd.Options{NoTLS: true, Hostname: "mail.example.test", Store: st,
 		Auth: testutil.NewFakeAuth(map[string]string{user: pass}), FullTextSearch: true})
@@ -103,37 +124,7 @@ func main() {
 	go srvOff.Serve(lnOff)
 	defer srvOff.Shutdown(ctx)
 
-	// A rare word (Zipf rank 20,000) by TEXT and BODY, a word in no
-	// message, two words, a prefix, a common word (rank 30) and a piece
-	// from the middle of a word: the cheap ones first (-only).
-	needles := []struct{ key, needle string }{
-		{"TEXT", g.vocab[20000]}, {"BODY", g.vocab[20000]}, {"TEXT", "qqqqzzzz"},
-		{"BODY", g.vocab[100] + " " + g.vocab[101]}, {"BODY", " " + g.vocab[9000][:4]},
-		{"BODY", g.vocab[30]}, {"BODY", g.vocab[5000][1:5]},
-	}
-	if *only > 0 {
-		needles = needles[:min(*only, len(needles))]
-	}
-	search := func(addr, when string) {
-		c := dial(addr)
-		defer c.close()
-		for _, q := range needles {
-			cmd := fmt.Sprintf("UID SEARCH %s %q", q.key, q.needle)
-			var times, cpus []float64
-			hits := 0
-			for r := 0; r < *reps; r++ {
-				c0 := cpuNow()
-				s := time.Now()
-				hits = c.search(cmd)
-				times = append(times, time.Since(s).Seconds()*1000)
-				cpus = append(cpus, (cpuNow()-c0)*1000)
-			}
-			first := times[0]
-			sort.Float64s(times)
-			sort.Float64s(cpus)
-			fmt.Printf("  %-6s %-40s hits %6d  first %8.1f ms  median %8.1f ms  cpu median %7.1f ms\n", when, cmd, hits, first, times[len(times)/2], cpus[len(cpus)/2])
-		}
-	}
+	needles := g.needles(*only)
 
 	// Index, as the background indexer does, timed.
 	ix := fts.NewIndexer(fts.IndexerOptions{Store: st, Extract: imapd.FullTextExtractor(false)})
@@ -150,8 +141,12 @@ func main() {
 	cpu := tv(r1.Utime) + tv(r1.Stime) - tv(r0.Utime) - tv(r0.Stime)
 	stat, err := st.FullTextStatus(ctx)
 	must(err)
-	fmt.Printf("index: %d messages in %.1f s = %.0f/s (%.2f MiB/s of text); this process's CPU %.1f s = %.0f us/message\n",
-		done, el, float64(done)/el, float64(stat.TextBytes)/(1<<20)/el, cpu, cpu*1e6/float64(done))
+	if reuse {
+		fmt.Printf("index: reused from %s (indexed by an earlier run)\n", *dir)
+	} else {
+		fmt.Printf("index: %d messages in %.1f s = %.0f/s (%.2f MiB/s of text); this process's CPU %.1f s = %.0f us/message\n",
+			done, el, float64(done)/el, float64(stat.TextBytes)/(1<<20)/el, cpu, cpu*1e6/float64(done))
+	}
 	fmt.Printf("size: text %.1f MiB, index %.1f MiB = %.2f of the text (load %s)\n",
 		float64(stat.TextBytes)/(1<<20), float64(stat.IndexBytes)/(1<<20), float64(stat.IndexBytes)/float64(stat.TextBytes), load())
 	if *pg == "" {
@@ -167,11 +162,57 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("searches with the index (load %s):\n", load())
-	search(ln.Addr().String(), "index")
+	search(ln.Addr().String(), "index", needles, *reps, cpuNow)
 	if *scan {
 		fmt.Printf("searches without the index, FULL_TEXT_SEARCH=off (load %s):\n", load())
-		search(lnOff.Addr().String(), "scan")
+		search(lnOff.Addr().String(), "scan", needles, *reps, cpuNow)
 	}
+}
+
+type needle struct{ key, needle string }
+
+// needles: a rare word (Zipf rank 20,000) by TEXT and BODY, a word in no
+// message, two words, a prefix, a common word (rank 30) and a piece from
+// the middle of a word: the cheap ones first (-only).
+func (g *gen) needles(only int) []needle {
+	ns := []needle{
+		{"TEXT", g.vocab[20000]}, {"BODY", g.vocab[20000]}, {"TEXT", "qqqqzzzz"},
+		{"BODY", g.vocab[100] + " " + g.vocab[101]}, {"BODY", " " + g.vocab[9000][:4]},
+		{"BODY", g.vocab[30]}, {"BODY", g.vocab[5000][1:5]},
+	}
+	if only > 0 {
+		ns = ns[:min(only, len(ns))]
+	}
+	return ns
+}
+
+// search times each needle reps times over one IMAP session at addr:
+// hits, the first (cold) time, the median, and the median CPU time that
+// cpu (seconds) says one search took.
+func search(addr, when string, needles []needle, reps int, cpu func() float64) {
+	c := dial(addr)
+	defer c.close()
+	for _, q := range needles {
+		cmd := fmt.Sprintf("UID SEARCH %s %q", q.key, q.needle)
+		var times, cpus []float64
+		hits := 0
+		for r := 0; r < reps; r++ {
+			c0 := cpu()
+			s := time.Now()
+			hits = c.search(cmd)
+			times = append(times, time.Since(s).Seconds()*1000)
+			cpus = append(cpus, (cpu()-c0)*1000)
+		}
+		first := times[0]
+		sort.Float64s(times)
+		sort.Float64s(cpus)
+		fmt.Printf("  %-6s %-40s hits %6d  first %8.1f ms  median %8.1f ms  cpu median %7.1f ms\n", when, cmd, hits, first, times[len(times)/2], cpus[len(cpus)/2])
+	}
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 // cpuNow is this process's CPU time (user and system) in seconds: server

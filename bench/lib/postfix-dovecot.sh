@@ -31,6 +31,10 @@
 #   PB_LOGIN_MIN_AVAIL (default: unset, Dovecot's 0) sets imap-login's process_min_avail.
 #   PB_MAIL_FSYNC (default: unset, Dovecot's optimized) sets mail_fsync; imap.sh fills its
 #   10,000-message mailbox with never, then rewrites the config and restarts with the default.
+#   PB_FTS=xapian (default: unset, no full-text search) loads fts and fts_xapian (Debian's
+#   dovecot-fts-xapian, which install then also installs) with fts_xapian = $PB_FTS_XAPIAN
+#   (default "partial=3 full=20 verbose=0"), fts_enforced = yes and fts_autoindex = no: the index
+#   is built by `doveadm index` (bench/ftsxapian.sh), not after each delivery.
 # Durability: all fsync settings are left at their defaults (Postfix fsyncs queue files before
 #   the 250 reply; Dovecot mail_fsync=optimized fsyncs each delivered Maildir file before LMTP 250).
 # Users: user1..user20@example.test, password "$PB_PASS" (default: secret).
@@ -43,6 +47,8 @@ PB_LMTP=${PB_LMTP:-10024}
 PB_IMAPS=${PB_IMAPS:-0}               # 0: no implicit-TLS IMAP listener and ssl = no
 PB_LOGIN_MIN_AVAIL=${PB_LOGIN_MIN_AVAIL:-}
 PB_MAIL_FSYNC=${PB_MAIL_FSYNC:-}
+PB_FTS=${PB_FTS:-}
+PB_FTS_XAPIAN=${PB_FTS_XAPIAN:-partial=3 full=20 verbose=0}
 PB_PASS=${PB_PASS:-secret}
 PB_VMAIL=${PB_VMAIL:-benchmail}      # owner of the Maildirs (uid must be >= 1000)
 PB_VMAIL_UID=${PB_VMAIL_UID:-1501}
@@ -57,13 +63,14 @@ cmd=${1:-}; DIR=${2:-}
 
 if [ "$cmd" = install ]; then
   if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/dovecot ] && [ -x /usr/sbin/smtp-source ] \
-     && [ -e /usr/lib/dovecot/lmtp ] && [ -e /usr/lib/dovecot/imap ] && command -v sqlite3 >/dev/null; then
+     && [ -e /usr/lib/dovecot/lmtp ] && [ -e /usr/lib/dovecot/imap ] && command -v sqlite3 >/dev/null \
+     && { [ "$PB_FTS" != xapian ] || [ -e /usr/lib/dovecot/modules/lib21_fts_xapian_plugin.so ]; }; then
     exit 0
   fi
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   echo "postfix postfix/mailname string localhost" | debconf-set-selections
-  apt-get install -y -q postfix dovecot-imapd dovecot-lmtpd sqlite3 >&2
+  apt-get install -y -q postfix dovecot-imapd dovecot-lmtpd sqlite3 $( [ "$PB_FTS" = xapian ] && echo dovecot-fts-xapian) >&2
   exit 0
 fi
 
@@ -166,6 +173,20 @@ ssl_min_protocol = TLSv1.2
 ssl_prefer_server_ciphers = no
 ssl_options = no_compression no_ticket"
   fi
+  local fts_conf=""
+  if [ "$PB_FTS" = xapian ]; then
+    # default_vsz_limit as Mailu sets it: xapian needs more than Dovecot's 256M
+    fts_conf="default_vsz_limit = 2G
+mail_plugins = \$mail_plugins fts fts_xapian
+plugin {
+  fts = xapian
+  fts_xapian = $PB_FTS_XAPIAN
+  fts_autoindex = no
+  fts_enforced = yes
+}"
+  elif [ -n "$PB_FTS" ]; then
+    die "PB_FTS=$PB_FTS: only xapian is known"
+  fi
   cat > $DC/dovecot.conf <<EOF
 protocols = imap lmtp
 listen = 127.0.0.1
@@ -184,6 +205,7 @@ maildir_stat_dirs = yes
 $( [ -n "$PB_MAIL_FSYNC" ] && echo "mail_fsync = $PB_MAIL_FSYNC")
 first_valid_uid = 1000
 mail_max_userip_connections = 100
+$fts_conf
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $DC/users

@@ -25,6 +25,10 @@ type view struct {
 	// slice, shared with other sessions: own copies it before a change.
 	msgs   []viewMsg
 	shared bool
+	// changed counts the messages changed, added or removed in msgs
+	// since the view took its own copy: a sync that ends with many of
+	// them offers the copy to the listing cache (sync.go publish).
+	changed int
 	// sets interns the flag lists of msgs (the Server's).
 	sets *flagSets
 	// modSeq is the mailbox's HIGHESTMODSEQ at the last sync: the next
@@ -132,6 +136,7 @@ func (v *view) own() {
 	if v.shared {
 		v.msgs = slices.Clone(v.msgs)
 		v.shared = false
+		v.changed = 0
 	}
 }
 
@@ -142,6 +147,7 @@ func (v *view) appendMsgs(list []store.MessageInfo) {
 	for i := range list {
 		v.msgs = append(v.msgs, v.sets.compact(&list[i]))
 	}
+	v.changed += len(list)
 }
 
 // isGone reports whether the message was expunged elsewhere and its
@@ -236,6 +242,7 @@ func (v *view) update(m store.MessageInfo) bool {
 	v.own()
 	v.msgs[q-1].flags = v.sets.intern(m.Flags)
 	v.msgs[q-1].modSeq = m.ModSeq
+	v.changed++
 	return true
 }
 
@@ -282,6 +289,7 @@ func (v *view) removeAll(uids []uint32) (removed, seqs []uint32) {
 	}
 	clear(v.msgs[w:]) // drop the flag lists of the removed tail
 	v.msgs = slices.Clip(v.msgs[:w])
+	v.changed += len(removed)
 	return removed, seqs
 }
 

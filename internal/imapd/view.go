@@ -268,10 +268,19 @@ func (v *view) removeAll(uids []uint32) (removed, seqs []uint32) {
 	if start == len(v.msgs) {
 		return nil, nil
 	}
-	v.own()
-	w, j := start, 0
-	for i := start; i < len(v.msgs); i++ {
-		uid := v.msgs[i].uid
+	// A shared listing is not copied whole and then compacted: the
+	// view's own copy is built without the removed messages, at its size.
+	src, dst := v.msgs, v.msgs[:start]
+	inPlace := !v.shared
+	if !inPlace {
+		dst = make([]viewMsg, start, len(src)-min(len(uids), len(src)-start))
+		copy(dst, src[:start])
+		v.shared = false
+		v.changed = 0
+	}
+	j := 0
+	for i := start; i < len(src); i++ {
+		uid := src[i].uid
 		for j < len(uids) && uids[j] < uid {
 			j++
 		}
@@ -282,13 +291,12 @@ func (v *view) removeAll(uids []uint32) (removed, seqs []uint32) {
 			j++
 			continue
 		}
-		if w != i {
-			v.msgs[w] = v.msgs[i]
-		}
-		w++
+		dst = append(dst, src[i])
 	}
-	clear(v.msgs[w:]) // drop the flag lists of the removed tail
-	v.msgs = slices.Clip(v.msgs[:w])
+	if inPlace {
+		clear(src[len(dst):]) // in place: drop the flag lists of the removed tail
+	}
+	v.msgs = slices.Clip(dst)
 	v.changed += len(removed)
 	return removed, seqs
 }

@@ -95,6 +95,11 @@ func (cs *colSnap) value(uid uint32) ([]byte, bool) {
 // visible to a snapshot: callers only read it; capped, so an append
 // copies).
 func columnText(data []byte, off uint32) []byte {
+	if n := data[off]; n < 0x80 { // one length byte: values under 128 bytes
+		start := int(off) + 1
+		end := start + int(n)
+		return data[start:end:end]
+	}
 	n, k := binary.Uvarint(data[off:])
 	start := int(off) + k
 	end := start + int(n)

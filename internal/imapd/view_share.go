@@ -73,13 +73,14 @@ func (s *session) adoptable(v *view, ch *store.Changes) *viewEntry {
 	}
 	gone := v.goneSorted()
 	old, maxUID, h := v.msgs, v.maxUID(), ent.modSeq
-	j, g := 0, 0
+	j, g, matched := 0, 0, 0
 	for i := range old {
 		m := &old[i]
 		for g < len(gone) && gone[g] < m.uid {
 			g++
 		}
 		if g < len(gone) && gone[g] == m.uid {
+			matched++
 			continue
 		}
 		if j == len(ent.msgs) {
@@ -90,6 +91,9 @@ func (s *session) adoptable(v *view, ch *store.Changes) *viewEntry {
 			return nil
 		}
 		j++
+	}
+	if matched != len(gone) {
+		return nil // adopt numbers the EXPUNGEs from old: every one must be in it
 	}
 	for ; j < len(ent.msgs); j++ {
 		if e := &ent.msgs[j]; e.uid <= maxUID || e.modSeq <= v.modSeq || e.modSeq > h {

@@ -6,6 +6,7 @@
 #   bench/scaling.sh                                  # 10,000 and 100,000 messages
 #   SIZES="2000 10000" bench/scaling.sh               # a quick run
 #   PETREL_SRC=/path/to/other/tree bench/scaling.sh   # Petrel built from another checkout (before/after)
+#   SERVERS=petrel SIZES=100000 bench/scaling.sh      # Petrel only: Dovecot not installed, filled or run
 #
 # Per size: fresh servers; user20's INBOX filled with the same generated messages: on Petrel over
 # IMAP with pipelined LITERAL+ APPENDs (imapload -mode fill), on Dovecot as Maildir files indexed
@@ -20,7 +21,7 @@
 # to the last, and peak memory over idle.
 #
 # Settings: SIZES="10000 100000" MSG_SIZE=2048 EXP1=1000 EXP2=20000 KEX=x25519
-#   BENCH_DIR=/var/tmp/petrel-bench-scaling OUT=$BENCH_DIR/results PETREL_SRC=(this tree)
+#   SERVERS="ref petrel" BENCH_DIR=/var/tmp/petrel-bench-scaling OUT=$BENCH_DIR/results PETREL_SRC=(this tree)
 #   LOCK=/var/tmp/petrel-bench.lock  PB_* and PETREL_* ports as bench/imap.sh  SUMMARY_ONLY=1
 set -uo pipefail
 
@@ -36,6 +37,8 @@ if [ -n "$LOCK" ] && [ -z "${PETREL_SCALING_LOCKED:-}" ] && [ "${SUMMARY_ONLY:-0
 fi
 
 SIZES=${SIZES:-"10000 100000"}
+SERVERS=${SERVERS:-"ref petrel"}
+has_ref() { [[ " $SERVERS " == *" ref "* ]]; }
 MSG_SIZE=${MSG_SIZE:-2048}
 EXP1=${EXP1:-1000}
 EXP2=${EXP2:-20000}
@@ -88,7 +91,7 @@ summary() {
 if [ "${SUMMARY_ONLY:-0}" = 1 ]; then summary; exit 0; fi
 
 [ "$(id -u)" = 0 ] || die "must run as root (Postfix and Dovecot need it)"
-"$PD" install || die "installing postfix/dovecot failed"
+if has_ref; then "$PD" install || die "installing postfix/dovecot failed"; fi
 mkdir -p "$BIN"
 
 PETREL_PID="" SAMPLER_PID=""
@@ -109,10 +112,10 @@ BT=$BIN/benchtool IL=$BIN/imapload
   echo "date: $(date -u +%FT%TZ)"
   echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
   echo "memory: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  echo "dovecot: $(/usr/sbin/dovecot --version)"
+  if has_ref; then echo "dovecot: $(/usr/sbin/dovecot --version)"; fi
   echo "petrel: $(cd "$PETREL_SRC" && git rev-parse --short HEAD 2>/dev/null) from $PETREL_SRC"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "settings: SIZES=\"$SIZES\" MSG_SIZE=$MSG_SIZE EXP1=$EXP1 EXP2=$EXP2"
+  echo "settings: SERVERS=\"$SERVERS\" SIZES=\"$SIZES\" MSG_SIZE=$MSG_SIZE EXP1=$EXP1 EXP2=$EXP2"
 } | tee "$OUT/env.txt" >&2
 
 PETREL_ENV=(env -i PATH="$PATH" HOME="${HOME:-/root}" DATA_DIR="$PET" DOMAIN=example.test
@@ -135,15 +138,17 @@ for size in $SIZES; do
   log "size $size: fresh servers (load $(cut -d' ' -f1-3 /proc/loadavg))"
   stop_petrel; "$PD" stop "$REF" >/dev/null 2>&1; rm -rf "$REF" "$PET" "$PET.log"; mkdir -p "$PET"
   echo "$PASS" | "${PETREL_ENV[@]}" "$BIN/petrel" user user20 example.test - >/dev/null || die "petrel user failed"
-  PB_MAIL_FSYNC=never start_ref
+  has_ref && PB_MAIL_FSYNC=never start_ref
   start_petrel "$BIN/petrel"
   # Dovecot: the same generated messages written as Maildir files, indexed by one untimed SELECT
   # (filling it over IMAP slows to some 12 APPENDs/s past 20,000 messages: hours for 100,000).
-  log "  writing $size messages into $USER20's Maildir for dovecot"
-  "$IL" -mode maildir -dir "$REF/mail/$USER20" -user $USER20 -n "$size" -size "$MSG_SIZE" >"$OUT/.fill" 2>>"$OUT/imapload.log" \
-    || die "maildir fill failed (see $OUT/imapload.log)"
-  chown -R "${PB_VMAIL:-benchmail}:" "$REF/mail/$USER20"
-  "$IL" -mode index -addr "$(addr_of ref)" -user $USER20 -pass "$PASS" -kex "$KEX" 2>>"$OUT/imapload.log" || die "dovecot index failed"
+  if has_ref; then
+    log "  writing $size messages into $USER20's Maildir for dovecot"
+    "$IL" -mode maildir -dir "$REF/mail/$USER20" -user $USER20 -n "$size" -size "$MSG_SIZE" >"$OUT/.fill" 2>>"$OUT/imapload.log" \
+      || die "maildir fill failed (see $OUT/imapload.log)"
+    chown -R "${PB_VMAIL:-benchmail}:" "$REF/mail/$USER20"
+    "$IL" -mode index -addr "$(addr_of ref)" -user $USER20 -pass "$PASS" -kex "$KEX" 2>>"$OUT/imapload.log" || die "dovecot index failed"
+  fi
   log "  filling $USER20's INBOX on petrel with $size messages over IMAP (pipelined APPEND)"
   "$IL" -mode fill -addr "$(addr_of petrel)" -user $USER20 -pass "$PASS" -kex "$KEX" -c 2 -n "$size" -size "$MSG_SIZE" \
     >"$OUT/.fill" 2>>"$OUT/imapload.log" || die "fill of petrel failed (see $OUT/imapload.log)"
@@ -156,11 +161,11 @@ for size in $SIZES; do
     sleep 2
   done
   log "  full-text index: $("${PETREL_ENV[@]}" "$BIN/petrel" index status 2>/dev/null | awk '/^(indexed|pending):/ {printf "%s %s ", $1, $2}')"
-  log "  restarting both (cold caches; dovecot with its default mail_fsync)"
-  "$PD" stop "$REF" >/dev/null 2>&1; start_ref
+  log "  restarting $SERVERS (cold caches; dovecot with its default mail_fsync)"
+  if has_ref; then "$PD" stop "$REF" >/dev/null 2>&1; start_ref; fi
   stop_petrel; start_petrel "$BIN/petrel"
   sleep 3
-  for srv in ref petrel; do
+  for srv in $SERVERS; do
     root=$(root_of $srv)
     read -r _ _ irss ipss < <("$BT" mem -n 1 "$root")
     "$BT" mem -i 250ms "$root" >"$OUT/.mem" & SAMPLER_PID=$!

@@ -21,7 +21,8 @@ import (
 // heap profile: PETREL_SCALING_N messages (default 100,000) delivered
 // through the store, then SELECT, FETCH FLAGS, header SEARCHes, STORE
 // and two EXPUNGEs, each timed once, with the peak Go heap over them.
-// PETREL_HEAP_PROFILE=path writes a heap profile after the searches.
+// PETREL_HEAP_PROFILE=path writes a heap profile after the searches;
+// PETREL_SCALING_PG=1 runs it on PostgreSQL (PETREL_TEST_PG_DSN).
 //
 //	go test -run '^$' -bench Scaling -benchtime 1x ./internal/imapd/
 func BenchmarkScaling(b *testing.B) {
@@ -29,7 +30,13 @@ func BenchmarkScaling(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("PETREL_SCALING_N")); err == nil && v > 0 {
 		n = v
 	}
-	ts := startServer(b, nil)
+	// PETREL_SCALING_PG=1: the store on PostgreSQL (PETREL_TEST_PG_DSN).
+	var ts *testServer
+	if os.Getenv("PETREL_SCALING_PG") == "1" {
+		ts = startServerPG(b)
+	} else {
+		ts = startServer(b, nil)
+	}
 	ts.st.SetHeaderIndexer(HeaderIndexer())
 	pad := strings.Repeat("The quick brown fox jumps over the lazy dog.\r\n", 30)
 	for i := 0; i < n; i += 1000 {
@@ -253,7 +260,13 @@ func BenchmarkHeaderIndexer(b *testing.B) {
 // storing the header search fields, as the app runs it: run both to see
 // what the fields cost an APPEND.
 func BenchmarkAppendIndexed(b *testing.B) {
-	ts := startServer(b, nil)
+	// PETREL_SCALING_PG=1: the store on PostgreSQL (PETREL_TEST_PG_DSN).
+	var ts *testServer
+	if os.Getenv("PETREL_SCALING_PG") == "1" {
+		ts = startServerPG(b)
+	} else {
+		ts = startServer(b, nil)
+	}
 	ts.st.SetHeaderIndexer(HeaderIndexer())
 	c := ts.login(alice, alicePass)
 	msg := testMessage("bench") + strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n", 64)

@@ -2,9 +2,11 @@ package imapd
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/petrelmail/petrel/internal/imapd/imapmsg"
@@ -21,6 +23,13 @@ const (
 	backfillChunk           = 256
 )
 
+// A load keeps one copy of each value it meets again (a mailbox's From
+// and To repeat a few hundred senders and recipients) while it has seen
+// fewer than dedupValues distinct ones, or while at least a quarter of
+// its values were repeats (Subject and Message-ID hardly repeat: the
+// lookups stop there).
+const dedupValues = 4096
+
 // columnCache keeps, per mailbox and stored header field, the field's
 // search text for every message (store.HeaderSearch), shared by the
 // sessions of a Server, so that SEARCH SUBJECT, FROM, TO, CC, BCC and
@@ -32,8 +41,10 @@ const (
 type columnCache struct{ c *lru[*column] }
 
 // column is one mailbox's values of one field, in UID order: value i is
-// data[offs[i]:offs[i+1]]. Entries are only appended, under mu; a
-// snapshot of the slices taken under mu stays valid without it.
+// the text at data[offs[i]:], a uvarint length and the bytes. Entries
+// share the text of an equal value (columnLoad), and data[0] is the
+// empty value. Entries are only appended, under mu; a snapshot of the
+// slices taken under mu stays valid without it.
 type column struct {
 	mu          sync.Mutex
 	mailbox     int64
@@ -77,7 +88,22 @@ func (cs *colSnap) value(uid uint32) ([]byte, bool) {
 	if cs.missing[uid] {
 		return nil, false
 	}
-	return cs.data[cs.offs[cs.i]:cs.offs[cs.i+1]:cs.offs[cs.i+1]], true
+	return columnText(cs.data, cs.offs[cs.i]), true
+}
+
+// columnText returns the value stored at data[off:] (never modified once
+// visible to a snapshot: callers only read it; capped, so an append
+// copies).
+func columnText(data []byte, off uint32) []byte {
+	if n := data[off]; n < 0x80 { // one length byte: values under 128 bytes
+		start := int(off) + 1
+		end := start + int(n)
+		return data[start:end:end]
+	}
+	n, k := binary.Uvarint(data[off:])
+	start := int(off) + k
+	end := start + int(n)
+	return data[start:end:end]
 }
 
 func newColumnCache(maxBytes int64) *columnCache {
@@ -100,11 +126,17 @@ func (m *msgCommands) snapshot(s *session, hs store.HeaderSearch, f store.Header
 	key := columnKey(v.id, f)
 	col, _ := m.columns.c.get(key)
 	if col == nil || col.uidValidity != v.uidValidity {
-		col = &column{mailbox: v.id, field: f, uidValidity: v.uidValidity, next: 1, offs: []uint32{0}}
+		col = &column{mailbox: v.id, field: f, uidValidity: v.uidValidity, next: 1, data: []byte{0}}
 	}
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	if col.next <= v.maxUID() {
+		// Room for the view's messages the column lacks, so that a
+		// 100,000-message load does not leave a quarter of its UIDs and
+		// offsets unused (append's growth).
+		add := len(v.msgs) - v.firstAtOrAbove(col.next)
+		col.uids = slices.Grow(col.uids, add)
+		col.offs = slices.Grow(col.offs, add)
 		if err := m.loadColumn(s, hs, col); err != nil {
 			return nil, err
 		}
@@ -113,18 +145,56 @@ func (m *msgCommands) snapshot(s *session, hs store.HeaderSearch, f store.Header
 	return &colSnap{uids: col.uids, offs: col.offs, data: col.data, missing: col.missing}, nil
 }
 
+// columnLoad appends values to a column's text, sharing the text of a
+// value it has already appended (see dedupValues).
+type columnLoad struct {
+	col          *column
+	seen         map[string]uint32 // value -> its offset in col.data
+	lookups, hit int
+}
+
+// add appends v (unless an equal value is there) and returns its offset.
+func (l *columnLoad) add(v string) uint32 {
+	if v == "" {
+		return 0
+	}
+	col := l.col
+	if l.seen != nil {
+		if off, ok := l.seen[v]; ok {
+			l.lookups++
+			l.hit++
+			return off
+		}
+		l.lookups++
+	}
+	off := uint32(len(col.data))
+	col.data = binary.AppendUvarint(col.data, uint64(len(v)))
+	col.data = append(col.data, v...)
+	if l.seen != nil {
+		switch {
+		case len(l.seen) < dedupValues:
+			l.seen[strings.Clone(v)] = off // v may be the store's buffer
+		case l.hit*4 < l.lookups:
+			l.seen = nil // the values hardly repeat
+		}
+	}
+	return off
+}
+
 // loadColumn appends the messages with UIDs from col.next on, straight
 // from the store's rows; bodies without stored fields are filled in
-// afterwards and their values spliced into the new part of the column.
+// afterwards and their entries pointed at their values.
 func (m *msgCommands) loadColumn(s *session, hs store.HeaderSearch, col *column) error {
-	base := len(col.uids) // the first entry of this load
-	var pendIdx []int     // entries whose bodies have no stored fields
+	base, baseData := len(col.uids), len(col.data) // the first entry and byte of this load
+	var pendIdx []int                              // entries whose bodies have no stored fields
 	var pendBody []int64
 	var long []uint32 // UIDs whose value is not stored
+	ld := &columnLoad{col: col, seen: make(map[string]uint32)}
 	err := hs.HeaderColumn(s.ctx, col.mailbox, col.field, col.next, func(uid uint32, body int64, value string, ok, stored bool) error {
+		var off uint32
 		switch {
 		case ok:
-			col.data = append(col.data, value...)
+			off = ld.add(value)
 		case !stored:
 			pendIdx = append(pendIdx, len(col.uids))
 			pendBody = append(pendBody, body)
@@ -132,20 +202,29 @@ func (m *msgCommands) loadColumn(s *session, hs store.HeaderSearch, col *column)
 			long = append(long, uid)
 		}
 		col.uids = append(col.uids, uid)
-		col.offs = append(col.offs, uint32(len(col.data)))
+		col.offs = append(col.offs, off)
 		return nil
 	})
 	if err == nil && len(pendIdx) > 0 {
 		var filled map[int64]*store.HeaderFields
 		if filled, err = m.backfill(s.ctx, s, hs, pendBody); err == nil {
-			long = append(long, col.splice(base, pendIdx, pendBody, filled)...)
+			for p, i := range pendIdx {
+				if hf := filled[pendBody[p]]; hf != nil && !hf.Long[col.field] {
+					col.offs[i] = ld.add(hf.Value[col.field])
+				} else {
+					long = append(long, col.uids[i])
+				}
+			}
 		}
 	}
 	if err != nil {
 		// Drop this load: the entries before base are unchanged.
-		col.uids, col.offs = col.uids[:base], col.offs[:base+1]
-		col.data = col.data[:col.offs[base]]
+		col.uids, col.offs, col.data = col.uids[:base], col.offs[:base], col.data[:baseData]
 		return err
+	}
+	if grown := len(col.data) - baseData; grown > 64<<10 && cap(col.data)-len(col.data) > grown/8 {
+		// A large load: drop append's spare capacity (up to a quarter).
+		col.data = slices.Clone(col.data)
 	}
 	if len(long) > 0 {
 		// Replaced, never modified: snapshots read it unlocked.
@@ -162,34 +241,6 @@ func (m *msgCommands) loadColumn(s *session, hs store.HeaderSearch, col *column)
 		col.next = max(col.next, col.uids[n-1]+1)
 	}
 	return nil
-}
-
-// splice rebuilds the column's text from entry base on, with the values
-// of the entries at pendIdx (bodies pendBody) taken from filled; it
-// returns the UIDs of those that still have none. Only bytes after the
-// older entries are rewritten, so snapshots of those stay valid.
-func (col *column) splice(base int, pendIdx []int, pendBody []int64, filled map[int64]*store.HeaderFields) []uint32 {
-	var long []uint32
-	from := col.offs[base]
-	seg := make([]byte, 0, len(col.data)-int(from)+64*len(pendIdx))
-	offs := make([]uint32, 0, len(col.uids)-base)
-	p := 0
-	for i := base; i < len(col.uids); i++ {
-		if p < len(pendIdx) && pendIdx[p] == i {
-			if hf := filled[pendBody[p]]; hf != nil && !hf.Long[col.field] {
-				seg = append(seg, hf.Value[col.field]...)
-			} else {
-				long = append(long, col.uids[i])
-			}
-			p++
-		} else {
-			seg = append(seg, col.data[col.offs[i]:col.offs[i+1]]...)
-		}
-		offs = append(offs, from+uint32(len(seg)))
-	}
-	col.data = append(col.data[:from], seg...)
-	copy(col.offs[base+1:], offs)
-	return long
 }
 
 // backfill computes the fields of bodies stored without them (delivered

@@ -137,8 +137,14 @@ func TestSearchStoredFieldsImaplib(t *testing.T) {
 // the column loads go through its dialect (RFC 3501 6.4.4's envelope
 // addresses on both databases).
 func TestSearchStoredFieldsImaplibPostgres(t *testing.T) {
+	searchStoredFieldsImaplib(t, startServerPG(t))
+}
+
+// startServerPG is startServer with the store on PostgreSQL (a fresh
+// schema of PETREL_TEST_PG_DSN; skipped without it) and alice in it.
+func startServerPG(t testing.TB) *testServer {
 	dsn := testutil.PGSchemaDSN(t)
-	ts := startServer(t, func(ts *testServer, o *Options) {
+	return startServer(t, func(ts *testServer, o *Options) {
 		st, err := sqlstore.Open(context.Background(), sqlstore.Options{Flavor: "postgresql", DSN: dsn,
 			BlobDir: filepath.Join(ts.dir, "pgblobs"), InlineMax: 4096})
 		if err != nil {
@@ -154,7 +160,6 @@ func TestSearchStoredFieldsImaplibPostgres(t *testing.T) {
 		}
 		ts.st, o.Store = st, st
 	})
-	searchStoredFieldsImaplib(t, ts)
 }
 
 func searchStoredFieldsImaplib(t *testing.T, ts *testServer) {

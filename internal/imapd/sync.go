@@ -41,6 +41,11 @@ func (s *session) syncChanges(allowExpunge, force bool) error {
 			return err
 		}
 	}
+	if ch != nil && (allowExpunge || len(v.gone) == 0) {
+		if ent := s.adoptable(v, ch); ent != nil {
+			return s.adopt(v, ch, ent)
+		}
+	}
 	if allowExpunge && len(v.gone) > 0 {
 		uids := make([]uint32, 0, len(v.gone))
 		for uid := range v.gone {
@@ -53,6 +58,7 @@ func (s *session) syncChanges(allowExpunge, force bool) error {
 		if err := s.applyChanges(v, ch); err != nil {
 			return err
 		}
+		s.publish(v, &ch.Mailbox)
 	}
 	if len(v.updPending) > 0 {
 		return s.flushUpdates() // RFC 5267 4.3: with the FETCH and EXISTS
@@ -225,6 +231,12 @@ func (s *session) reportExpunged(uids []uint32) {
 	if len(s.sel.saved) > 0 {
 		s.sel.saved = removeUIDs(s.sel.saved, removed) // RFC 5182 2.1
 	}
+	s.writeExpunged(removed, seqs)
+}
+
+// writeExpunged writes one EXPUNGE per removed UID (ascending), with the
+// sequence number seqs gives it, or one VANISHED with QRESYNC.
+func (s *session) writeExpunged(removed, seqs []uint32) {
 	if s.qresync {
 		s.w.Untagged()
 		s.w.Raw("VANISHED ")

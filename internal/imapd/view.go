@@ -25,6 +25,10 @@ type view struct {
 	// slice, shared with other sessions: own copies it before a change.
 	msgs   []viewMsg
 	shared bool
+	// changed counts the messages changed, added or removed in msgs
+	// since the view took its own copy: a sync that ends with many of
+	// them offers the copy to the listing cache (sync.go publish).
+	changed int
 	// sets interns the flag lists of msgs (the Server's).
 	sets *flagSets
 	// modSeq is the mailbox's HIGHESTMODSEQ at the last sync: the next
@@ -132,6 +136,7 @@ func (v *view) own() {
 	if v.shared {
 		v.msgs = slices.Clone(v.msgs)
 		v.shared = false
+		v.changed = 0
 	}
 }
 
@@ -142,6 +147,7 @@ func (v *view) appendMsgs(list []store.MessageInfo) {
 	for i := range list {
 		v.msgs = append(v.msgs, v.sets.compact(&list[i]))
 	}
+	v.changed += len(list)
 }
 
 // isGone reports whether the message was expunged elsewhere and its
@@ -236,6 +242,7 @@ func (v *view) update(m store.MessageInfo) bool {
 	v.own()
 	v.msgs[q-1].flags = v.sets.intern(m.Flags)
 	v.msgs[q-1].modSeq = m.ModSeq
+	v.changed++
 	return true
 }
 
@@ -261,10 +268,19 @@ func (v *view) removeAll(uids []uint32) (removed, seqs []uint32) {
 	if start == len(v.msgs) {
 		return nil, nil
 	}
-	v.own()
-	w, j := start, 0
-	for i := start; i < len(v.msgs); i++ {
-		uid := v.msgs[i].uid
+	// A shared listing is not copied whole and then compacted: the
+	// view's own copy is built without the removed messages, at its size.
+	src, dst := v.msgs, v.msgs[:start]
+	inPlace := !v.shared
+	if !inPlace {
+		dst = make([]viewMsg, start, len(src)-min(len(uids), len(src)-start))
+		copy(dst, src[:start])
+		v.shared = false
+		v.changed = 0
+	}
+	j := 0
+	for i := start; i < len(src); i++ {
+		uid := src[i].uid
 		for j < len(uids) && uids[j] < uid {
 			j++
 		}
@@ -275,13 +291,13 @@ func (v *view) removeAll(uids []uint32) (removed, seqs []uint32) {
 			j++
 			continue
 		}
-		if w != i {
-			v.msgs[w] = v.msgs[i]
-		}
-		w++
+		dst = append(dst, src[i])
 	}
-	clear(v.msgs[w:]) // drop the flag lists of the removed tail
-	v.msgs = slices.Clip(v.msgs[:w])
+	if inPlace {
+		clear(src[len(dst):]) // in place: drop the flag lists of the removed tail
+	}
+	v.msgs = slices.Clip(dst)
+	v.changed += len(removed)
 	return removed, seqs
 }
 

@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -34,6 +35,9 @@ const (
 type viewCache struct {
 	c    *lru[*viewEntry]
 	sets *flagSets // the flag lists of every listing and view
+	// published and adopted count the listings sessions offered to the
+	// cache and those they took from it in a sync (view_share.go).
+	published, adopted atomic.Uint64
 }
 
 // viewEntry is one mailbox's listing as of a state of the mailbox. msgs

@@ -172,17 +172,7 @@ func (s *session) applyChanges(v *view, ch *store.Changes) error {
 				v.noteChanged(added[i].UID)
 			}
 		}
-		s.w.Untagged()
-		s.w.Uint(uint64(v.count()))
-		s.w.Raw(" EXISTS")
-		s.w.CRLF()
-		if !s.rev2 {
-			s.takeRecent(v, mb.RecentUID, v.maxUID()+1)
-			s.w.Untagged()
-			s.w.Uint(uint64(v.recentCount()))
-			s.w.Raw(" RECENT")
-			s.w.CRLF()
-		}
+		s.reportExists(v, &mb)
 	}
 	if err != nil {
 		return err
@@ -325,6 +315,23 @@ func (s *session) enableCondstore() {
 		s.w.Raw("OK [HIGHESTMODSEQ ")
 		s.w.Uint(s.sel.modSeq)
 		s.w.Raw("] Highest")
+		s.w.CRLF()
+	}
+}
+
+// reportExists tells the client the view's new message count (EXISTS)
+// and, in an IMAP4rev1 session, claims the new \Recent messages and
+// tells their count (RECENT; IMAP4rev2 has none).
+func (s *session) reportExists(v *view, mb *store.Mailbox) {
+	s.w.Untagged()
+	s.w.Uint(uint64(v.count()))
+	s.w.Raw(" EXISTS")
+	s.w.CRLF()
+	if !s.rev2 {
+		s.takeRecent(v, mb.RecentUID, v.maxUID()+1)
+		s.w.Untagged()
+		s.w.Uint(uint64(v.recentCount()))
+		s.w.Raw(" RECENT")
 		s.w.CRLF()
 	}
 }

@@ -185,17 +185,7 @@ func (s *session) adopt(v *view, ch *store.Changes, ent *viewEntry) error {
 	v.msgs, v.shared, v.changed = ent.msgs, true, 0
 	s.srv.views.adopted.Add(1)
 	if added > 0 {
-		s.w.Untagged()
-		s.w.Uint(uint64(v.count()))
-		s.w.Raw(" EXISTS")
-		s.w.CRLF()
-		if !s.rev2 {
-			s.takeRecent(v, mb.RecentUID, v.maxUID()+1)
-			s.w.Untagged()
-			s.w.Uint(uint64(v.recentCount()))
-			s.w.Raw(" RECENT")
-			s.w.CRLF()
-		}
+		s.reportExists(v, &mb)
 	}
 	v.modSeq = max(v.modSeq, mb.HighestModSeq)
 	if mb.UIDNext > v.uidNext {

@@ -161,8 +161,8 @@ type ChangePager interface {
 	// Changed, in (modseq, UID) order: the first ones after the key
 	// after, which is the zero key for the first page and the last
 	// message's key for the next. A page shorter than limit is the last.
-	// Mailbox is read with each page; Expunged only with the first, in
-	// its snapshot. Pages are separate snapshots: a message changed
+	// Mailbox and Expunged come with the first page only, in its
+	// snapshot (later pages leave them zero). Pages are separate snapshots: a message changed
 	// again between them comes again, with its newer modseq.
 	ChangesPage(ctx context.Context, mailboxID int64, modseq uint64, after ChangeKey, limit int) (*Changes, error)
 }

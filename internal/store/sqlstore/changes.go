@@ -194,14 +194,21 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 	if after.ModSeq <= modseq {
 		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: page key modseq %d not above %d", mailboxID, after.ModSeq, modseq)
 	}
-	// Later pages do not read the mailbox row again: its message count
-	// is a COUNT(*) over the mailbox, which for the hundred pages of a
-	// STORE 1:* on 100,000 messages cost more than the pages themselves.
-	c := s.readConn()
+	// Later pages only check that the mailbox is still there: its
+	// Mailbox's message count is a COUNT(*) over the mailbox, which for
+	// the hundred pages of a STORE 1:* on 100,000 messages cost more
+	// than the pages themselves.
 	var ch store.Changes
-	var err error
-	ch.Changed, err = list(ctx, c, "list messages", messageScanner(), sqlChangesNextPage(c.d),
-		mailboxID, clampModSeq(after.ModSeq), int64(after.UID), limit)
+	err := s.readTx(ctx, func(c conn) error {
+		var id int64
+		if err := c.queryRow(ctx, `SELECT id FROM mailbox WHERE id = ?`, mailboxID).Scan(&id); err != nil {
+			return mapErr(err)
+		}
+		var err error
+		ch.Changed, err = list(ctx, c, "list messages", messageScanner(), sqlChangesNextPage(c.d),
+			mailboxID, clampModSeq(after.ModSeq), int64(after.UID), limit)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: %w", mailboxID, err)
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -31,25 +30,9 @@ func (r *reader) blobS3(cfg *Config) {
 	if v, ok := r.getRaw("BLOB_S3_ACCESS_KEY"); ok {
 		b.AccessKey = strings.TrimSpace(v)
 	}
-	key, hasKey := r.getRaw("BLOB_S3_SECRET_KEY")
-	file, hasFile := r.get("BLOB_S3_SECRET_KEY_FILE")
-	switch {
-	case hasKey:
-		if hasFile {
-			r.warnf("BLOB_S3_SECRET_KEY_FILE", file, "remove one of them", "ignored because BLOB_S3_SECRET_KEY is set")
-		}
+	if key, _, ok := r.secretOrFile("BLOB_S3_SECRET_KEY", "point BLOB_S3_SECRET_KEY_FILE at a readable file holding the secret key",
+		"put the bucket's secret access key in the file"); ok {
 		b.SecretKey = key
-	case hasFile:
-		data, err := os.ReadFile(file)
-		if err != nil {
-			r.errorf("BLOB_S3_SECRET_KEY_FILE", file, "point BLOB_S3_SECRET_KEY_FILE at a readable file holding the secret key",
-				"cannot read the file: %v", err)
-			break
-		}
-		b.SecretKey = strings.TrimSpace(string(data))
-		if b.SecretKey == "" {
-			r.errorf("BLOB_S3_SECRET_KEY_FILE", file, "put the bucket's secret access key in the file", "the file is empty")
-		}
 	}
 	if b.Endpoint == "" {
 		for _, n := range []string{"BLOB_S3_BUCKET", "BLOB_S3_ACCESS_KEY", "BLOB_S3_SECRET_KEY", "BLOB_S3_SECRET_KEY_FILE", "BLOB_S3_REGION"} {

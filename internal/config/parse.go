@@ -240,34 +240,49 @@ func (r *reader) reportLocalPart(name, def string) string {
 	return v
 }
 
+// secretOrFile reads the secret setting name, or the file that name_FILE
+// names when name is unset (Mailu: socrate/system.py set_env). given is
+// false when neither is set; ok is false also when the file could not be
+// read or is empty (both reported, with readFix and emptyFix).
+func (r *reader) secretOrFile(name, readFix, emptyFix string) (value string, given, ok bool) {
+	fileName := name + "_FILE"
+	key, hasKey := r.getRaw(name)
+	file, hasFile := r.get(fileName)
+	switch {
+	case hasKey:
+		if hasFile {
+			r.warnf(fileName, file, "remove one of them", "ignored because %s is set", name)
+		}
+		return key, true, true
+	case hasFile:
+		data, err := os.ReadFile(file)
+		if err != nil {
+			r.errorf(fileName, file, readFix, "cannot read the file: %v", err)
+			return "", true, false
+		}
+		value = strings.TrimSpace(string(data))
+		if value == "" {
+			r.errorf(fileName, file, emptyFix, "the file is empty")
+			return "", true, false
+		}
+		return value, true, true
+	}
+	return "", false, false
+}
+
 // secretKey reads SECRET_KEY, or SECRET_KEY_FILE when SECRET_KEY is unset
 // (Mailu: socrate/system.py set_env).
 func (r *reader) secretKey(cfg *Config) {
 	const fix = "set SECRET_KEY to 16 or more random characters (pwgen 16 1), or SECRET_KEY_FILE to a file holding them"
-	key, hasKey := r.getRaw("SECRET_KEY")
-	file, hasFile := r.get("SECRET_KEY_FILE")
-	switch {
-	case hasKey:
-		if hasFile {
-			r.warnf("SECRET_KEY_FILE", file, "remove one of them", "ignored because SECRET_KEY is set")
-		}
-		cfg.SecretKey = key
-	case hasFile:
-		b, err := os.ReadFile(file)
-		if err != nil {
-			r.errorf("SECRET_KEY_FILE", file, "point SECRET_KEY_FILE at a readable file holding the key",
-				"cannot read the file: %v", err)
-			return
-		}
-		cfg.SecretKey = strings.TrimSpace(string(b))
-		if cfg.SecretKey == "" {
-			r.errorf("SECRET_KEY_FILE", file, fix, "the file is empty")
-			return
-		}
-	default:
+	key, given, ok := r.secretOrFile("SECRET_KEY", "point SECRET_KEY_FILE at a readable file holding the key", fix)
+	if !given {
 		r.warnf("SECRET_KEY", "", fix, "is not set: Petrel generates a random key in DATA_DIR/secret.key; set it explicitly when several nodes share one database")
 		return
 	}
+	if !ok {
+		return
+	}
+	cfg.SecretKey = key
 	switch {
 	case cfg.SecretKey == "changeMe":
 		r.warnf("SECRET_KEY", "", fix, "is still Mailu's example value")

@@ -81,11 +81,7 @@ func TestMultiNodeCrash(t *testing.T) {
 			t.Fatalf("node C shows %d copies after the retry on B, want 1", got)
 		}
 		a.start()
-		for _, n := range nodes {
-			if got := imapCount(t, n, subject); got != 1 {
-				t.Fatalf("node %s shows %d copies after node A's restart, want 1", n.env["HOSTNAMES"], got)
-			}
-		}
+		onceOnEveryNode(t, nodes, subject, "after node A's restart")
 	})
 
 	t.Run("AfterAck", func(t *testing.T) {
@@ -104,11 +100,7 @@ func TestMultiNodeCrash(t *testing.T) {
 			t.Fatalf("node C shows %d copies of the message node B acknowledged, want 1", got)
 		}
 		b.start()
-		for _, n := range nodes {
-			if got := imapCount(t, n, subject); got != 1 {
-				t.Fatalf("node %s shows %d copies after node B's restart, want 1", n.env["HOSTNAMES"], got)
-			}
-		}
+		onceOnEveryNode(t, nodes, subject, "after node B's restart")
 	})
 
 	t.Run("QueueLease", func(t *testing.T) {
@@ -238,4 +230,15 @@ UNION ALL SELECT recipient, '' FROM queue WHERE lease_until IS NULL OR lease_unt
 		t.Fatal(err)
 	}
 	return out
+}
+
+// onceOnEveryNode fails the test unless every node's IMAP shows exactly
+// one message with subject.
+func onceOnEveryNode(t *testing.T, nodes []*server, subject, when string) {
+	t.Helper()
+	for _, n := range nodes {
+		if got := imapCount(t, n, subject); got != 1 {
+			t.Fatalf("node %s shows %d copies %s, want 1", n.env["HOSTNAMES"], got, when)
+		}
+	}
 }

@@ -46,15 +46,7 @@ func BenchmarkS3LargeBody(b *testing.B) {
 			copy(body, "Subject: large\r\n\r\n")
 			b.Run("write", func(b *testing.B) {
 				for i := range b.N {
-					w, err := s.Blobs().Create()
-					mustB(b, err)
-					_, err = w.Write(body)
-					mustB(b, err)
-					name, err := w.Commit()
-					mustB(b, err)
-					mustB(b, s.CommitMessages(ctx, []*store.NewMessage{{ID: "m" + strconv.Itoa(i), BlobName: name, Size: int64(len(body)),
-						Targets: []store.MailboxTarget{{User: u.Email}}}}))
-					mustB(b, s.Blobs().Remove(name))
+					mustB(b, s.Blobs().Remove(commitSpooled(b, s, u.Email, body, "m"+strconv.Itoa(i))))
 				}
 			})
 			l, err := s.ListMessages(ctx, u.Email, "INBOX")

@@ -4,8 +4,10 @@
 // placeholders are rebound to `$n` for PostgreSQL, and only the DDL in
 // migrations/<flavor>/ differs.
 //
-// SQLite runs in WAL mode with synchronous=FULL, so every commit of new
-// mail is fsynced (changes to stored mail commit without, withTxRelaxed). All writes go through one connection (a *sql.DB capped at one
+// SQLite runs in WAL mode. Every commit of new mail, accounts or the
+// queue is fsynced before the call returns, outside the single writer
+// (walsync.go); changes to stored mail commit without (withTxRelaxed).
+// All writes go through one connection (a *sql.DB capped at one
 // open connection) and so queue in Go instead of failing with SQLITE_BUSY;
 // reads use a separate query_only pool that WAL lets run beside the
 // writer. On PostgreSQL one pool serves both, and concurrent writers are
@@ -15,7 +17,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,7 +98,10 @@ type Store struct {
 	writeStmts, readStmts *stmtCache
 	// ckpt checkpoints the SQLite WAL off the commit path (checkpoint.go);
 	// nil on PostgreSQL. Written only in Open.
-	ckpt   *checkpointer
+	ckpt *checkpointer
+	// wal fsyncs the SQLite WAL after durable commits, outside the writer
+	// (walsync.go); nil on PostgreSQL. Written only in Open.
+	wal    *walSyncer
 	ckptDB *sql.DB // its connection until Open hands it over
 	// bodies releases the bodies of deleted messages off the IMAP path
 	// (bodyrelease.go). Written only in Open.
@@ -221,8 +225,10 @@ func (s *Store) openSQLite(opt Options) error {
 	// a running server); in-process writers queue on the single connection.
 	common := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	u := url.URL{Scheme: "file", Path: path}
+	// synchronous=NORMAL: COMMIT does not fsync; runTx waits for the
+	// shared fsync of the WAL after the writer is free (walsync.go).
 	wdsn := u.String() + "?" + common +
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate" +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate" +
 		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerCkptPages)
 	// Page caches live outside the Go heap, one per connection, 2 MB by
 	// default (issue 19: a 100,000-message mailbox filled every reader's).
@@ -267,6 +273,7 @@ func (s *Store) openSQLite(opt Options) error {
 	s.ckptDB.SetMaxIdleConns(1)
 	s.ckptDB.SetConnMaxLifetime(0)
 	s.ckptDB.SetConnMaxIdleTime(0)
+	s.wal = newWALSyncer(path, s.log)
 	return nil
 }
 
@@ -340,6 +347,7 @@ func (s *Store) close() error {
 		}
 	}
 	errs = append(errs, s.write.Close())
+	s.wal.close()
 	return errors.Join(errs...)
 }
 
@@ -357,6 +365,7 @@ func (s *Store) closeDBs() {
 	if s.write != nil {
 		s.write.Close()
 	}
+	s.wal.close()
 }
 
 // InTx runs fn with Accounts bound to one transaction, committing when fn
@@ -374,14 +383,19 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Accounts) error) error {
 	return err
 }
 
-// withTx runs fn in a write transaction.
+// withTx runs fn in a write transaction that is durable when it returns
+// nil: on SQLite the WAL is fsynced after the COMMIT (walsync.go).
 func (s *Store) withTx(ctx context.Context, fn func(c conn) error) (err error) {
-	return s.runTx(ctx, func() (*sql.Tx, error) { return s.write.BeginTx(ctx, nil) }, fn)
+	return s.runTx(ctx, true, fn)
 }
 
-// runTx is withTx's body over a transaction that begin starts.
-func (s *Store) runTx(ctx context.Context, begin func() (*sql.Tx, error), fn func(c conn) error) (err error) {
-	tx, err := begin()
+// runTx is withTx's body; durable waits for the WAL's fsync after the
+// COMMIT (SQLite; PostgreSQL's COMMIT is durable by itself).
+func (s *Store) runTx(ctx context.Context, durable bool, fn func(c conn) error) (err error) {
+	if err := s.wal.broken(); err != nil {
+		return err
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
@@ -412,6 +426,16 @@ func (s *Store) runTx(ctx context.Context, begin func() (*sql.Tx, error), fn fun
 		return fmt.Errorf("sqlstore: commit: %w", mapErr(err))
 	}
 	s.ckpt.committed(txPages)
+	var syncErr error
+	if durable {
+		// The writer is free again: other transactions commit while
+		// this one waits for the disk. A failed fsync leaves the
+		// change committed but maybe not on disk: the outcome is
+		// unknown to the caller, which must not undo or repeat it.
+		if err := s.wal.sync(); err != nil {
+			syncErr = fmt.Errorf("sqlstore: commit: %w: %w", store.ErrCommitUnknown, err)
+		}
+	}
 	if !w.empty() && !w.mustAnnounceInTx() {
 		s.feed.announceAfter(ctx, s.write, w, s.log)
 	}
@@ -421,26 +445,22 @@ func (s *Store) runTx(ctx context.Context, begin func() (*sql.Tx, error), fn fun
 			s.config.fire(e)
 		}
 	}
-	return nil
+	return syncErr
 }
 
 // withTxRelaxed is withTx for a change to mail already stored (the
-// \Recent claim, flags, expunge, copy and move): on SQLite it commits
-// with synchronous=NORMAL, so the WAL is not fsynced for it (the next
-// FULL commit fsyncs it, this transaction's frames included); on
-// PostgreSQL with synchronous_commit off for the transaction. Atomicity
-// and isolation are unchanged, and a crash of Petrel loses nothing (the
-// frames are in the kernel's page cache). A power failure or kernel crash
-// may undo the last such transactions, but only a suffix of the commit
-// order, never one before a FULL commit: both logs are written in order,
-// and a FULL commit flushes all that precedes it. So a copy is never
-// lost while the expunge of its source survives, and blob files are
-// removed only after the FULL commit that released their bodies. This is
-// Dovecot's contract for its index files (mail_fsync=optimized); new
-// mail (delivery, APPEND, import) always commits FULL.
-//
-// The writer connection is put back to synchronous=FULL before anyone
-// else gets it; if that fails the connection is discarded.
+// \Recent claim, flags, expunge, copy and move): on SQLite it returns
+// without waiting for the WAL's fsync (the next durable commit's fsync
+// covers it); on PostgreSQL it commits with synchronous_commit off.
+// Atomicity and isolation are unchanged, and a crash of Petrel loses
+// nothing (the frames are in the kernel's page cache). A power failure or
+// kernel crash may undo the last such transactions, but only a suffix of
+// the commit order, never one before a durable commit: both logs are
+// written in order, and an fsync flushes all that precedes it. So a copy
+// is never lost while the expunge of its source survives, and blob files
+// are removed only after the durable commit that released their bodies.
+// This is Dovecot's contract for its index files (mail_fsync=optimized);
+// new mail (delivery, APPEND, import) is always durable.
 func (s *Store) withTxRelaxed(ctx context.Context, fn func(c conn) error) error {
 	if s.d.name() != "sqlite" {
 		return s.withTx(ctx, func(c conn) error {
@@ -450,21 +470,7 @@ func (s *Store) withTxRelaxed(ctx context.Context, fn func(c conn) error) error 
 			return fn(c)
 		})
 	}
-	wc, err := s.write.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlstore: begin: %w", err)
-	}
-	defer wc.Close()
-	if _, err := wc.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		return fmt.Errorf("sqlstore: begin: %w", err)
-	}
-	defer func() {
-		if _, err := wc.ExecContext(context.Background(), `PRAGMA synchronous = FULL`); err != nil {
-			s.log.Error("sqlstore: restoring synchronous=FULL failed; discarding the writer connection", "err", err)
-			_ = wc.Raw(func(any) error { return driver.ErrBadConn })
-		}
-	}()
-	return s.runTx(ctx, func() (*sql.Tx, error) { return wc.BeginTx(ctx, nil) }, fn)
+	return s.runTx(ctx, false, fn)
 }
 
 // txPages is a guess at the pages a small write transaction changes.

@@ -196,7 +196,7 @@ func TestSQLitePragmas(t *testing.T) {
 		want   string
 	}{
 		{s.write, "journal_mode", "wal"},
-		{s.write, "synchronous", "2"}, // FULL
+		{s.write, "synchronous", "1"}, // NORMAL: runTx fsyncs the WAL (walsync.go)
 		{s.write, "foreign_keys", "1"},
 		{s.read, "foreign_keys", "1"},
 		{s.read, "query_only", "1"},

@@ -148,10 +148,9 @@ func (s *Store) releaseNow(ctx context.Context) {
 // the data rather than NO [EXPUNGEISSUED] (Dovecot answers from what it
 // still has, too). So on a kick it notes the newest body_unref row, waits
 // the grace and releases up to that row; rows that came meanwhile wait
-// for the next round, which their own kick asked for. The admin deletes
-// (releaseNow) and the hourly Maintain release all that is pending at
-// once: a body whose message went seconds before Maintain may go early,
-// which only brings back NO [EXPUNGEISSUED] for a late FETCH of it.
+// for the next round, which their own kick asked for. The hourly
+// Maintain (CollectGarbage) keeps the grace the same way; only the admin
+// deletes (releaseNow) release all that is pending at once.
 type releaser struct {
 	mark  func(ctx context.Context) (int64, error) // the newest body_unref seq
 	run   func(ctx context.Context, upTo int64)

@@ -447,6 +447,26 @@ func TestReleaseGrace(t *testing.T) {
 				t.Error("releaseNow left a body")
 			}
 
+			// Maintain's garbage collection keeps the grace too: a body
+			// expunged just before it runs is still readable while it
+			// waits, and released when it returns.
+			s = imapFixture(t, graced(2*time.Second), 0)
+			uid4 := add(t, s, "INBOX", []byte("Subject: four\r\n\r\nfourth body\r\n"))
+			m4, err := s.MessageByUID(ctx, box(t, s, "INBOX").ID, uid4)
+			must(t, err)
+			_, err = s.ExpungeByID(ctx, m4.MailboxID, []uint32{uid4})
+			must(t, err)
+			gcDone := make(chan error, 1)
+			go func() { gcDone <- s.CollectGarbage(ctx) }()
+			time.Sleep(100 * time.Millisecond)
+			if !readable(s, m4.BodyID) {
+				t.Error("CollectGarbage released a body within its grace")
+			}
+			must(t, <-gcDone)
+			if readable(s, m4.BodyID) {
+				t.Error("CollectGarbage returned without releasing a body past its grace")
+			}
+
 			s = imapFixture(t, graced(100*time.Millisecond), 0)
 			uid := add(t, s, "INBOX", []byte("Subject: three\r\n\r\nthird body\r\n"))
 			m, err := s.MessageByUID(ctx, box(t, s, "INBOX").ID, uid)

@@ -60,8 +60,24 @@ func (s *Store) emptyTrash(ctx context.Context) int {
 // deleted bodies at once, and stray ones (a crash between writing a blob
 // and committing its message, a failed group) once older than OrphanAge;
 // it also removes abandoned temp files older than OrphanAge.
+//
+// Bodies of messages expunged within the release grace stay (the next
+// run takes them): a session not yet told of the expunge may still FETCH
+// them (see releaser). CollectGarbage notes the newest pending release,
+// waits the grace and releases up to that one.
 func (s *Store) CollectGarbage(ctx context.Context) error {
-	if _, err := s.releaseBodies(ctx); err != nil {
+	upTo, err := s.newestUnref(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlstore: collect garbage: %w", err)
+	}
+	if g := s.bodies.grace; g > 0 && upTo > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(g):
+		}
+	}
+	if _, err := s.releaseBodiesUpTo(ctx, upTo); err != nil {
 		return err
 	}
 	trashed := s.emptyTrash(ctx)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/ratelimit"
@@ -23,13 +22,9 @@ import (
 // the edge of a limit both may be refused, never both admitted over it. A
 // slot lives PendingTTL, so a node that dies mid-login frees it then.
 type StoreLimits struct {
-	st       store.RateLimits
-	r        LimitRates
-	now      func() time.Time
-	pruneGap time.Duration
-
-	mu        sync.Mutex
-	lastPrune time.Time
+	st    store.RateLimits
+	r     LimitRates
+	prune ratelimit.PruneGate // expired rows go every 10 minutes
 }
 
 // PendingTTL bounds a login slot (the hash check takes well under this).
@@ -40,7 +35,7 @@ func NewStoreLimits(st store.RateLimits, r LimitRates) *StoreLimits {
 	if r.KnownTTL <= 0 {
 		r.KnownTTL = KnownNetworkTTL
 	}
-	return &StoreLimits{st: st, r: r, now: time.Now, pruneGap: 10 * time.Minute}
+	return &StoreLimits{st: st, r: r, prune: ratelimit.PruneGate{Every: 10 * time.Minute}}
 }
 
 // Row keys; the prefixes keep the kinds apart in one table. Parts are
@@ -89,7 +84,9 @@ func (l *StoreLimits) overWith(ctx context.Context, rate ratelimit.Rate, key str
 
 // Admit implements LoginLimiter.
 func (l *StoreLimits) Admit(ctx context.Context, k LimitKey) (Admission, error) {
-	l.prune(ctx)
+	if l.prune.Due(time.Now()) {
+		l.st.PruneRates(ctx) //nolint:errcheck // retried at the next turn
+	}
 	a := Admission{Key: k}
 	ex, err := l.st.RateSeen(ctx, exemptKey(k.Account, k.Addr), "")
 	if err != nil || ex {
@@ -229,18 +226,4 @@ func (l *StoreLimits) HitNetwork(ctx context.Context, network string) error {
 func (l *StoreLimits) NetworkLimited(ctx context.Context, network string) (bool, error) {
 	over, _, err := l.overWith(ctx, l.r.Network, netKey(network), false)
 	return over, err
-}
-
-// prune deletes expired rows every pruneGap, from whichever node gets
-// there first; a failure is retried at the next gap.
-func (l *StoreLimits) prune(ctx context.Context) {
-	l.mu.Lock()
-	due := l.now().Sub(l.lastPrune) >= l.pruneGap
-	if due {
-		l.lastPrune = l.now()
-	}
-	l.mu.Unlock()
-	if due {
-		l.st.PruneRates(ctx) //nolint:errcheck // retried at the next gap
-	}
 }

@@ -16,7 +16,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/ratelimit"
@@ -55,18 +54,14 @@ type Store interface {
 // (member = a random ticket) that lives for the window, so the key's live
 // rows are the messages of the moving window on every node.
 type Shared struct {
-	st       Store
-	rate     ratelimit.Rate
-	now      func() time.Time
-	pruneGap time.Duration
-
-	mu        sync.Mutex
-	lastPrune time.Time
+	st    Store
+	rate  ratelimit.Rate
+	prune ratelimit.PruneGate // expired rows go every 10 minutes
 }
 
 // NewShared returns a limiter allowing rate, kept in st.
 func NewShared(st Store, rate ratelimit.Rate) *Shared {
-	return &Shared{st: st, rate: rate, now: time.Now, pruneGap: 10 * time.Minute}
+	return &Shared{st: st, rate: rate, prune: ratelimit.PruneGate{Every: 10 * time.Minute}}
 }
 
 // rowKey keeps the message counts apart from the other rows of the
@@ -82,7 +77,9 @@ func (s *Shared) Take(ctx context.Context, key string) (string, bool, error) {
 	if !s.rate.Enabled() {
 		return "", true, nil
 	}
-	s.prune(ctx)
+	if s.prune.Due(time.Now()) {
+		s.st.PruneRates(ctx) //nolint:errcheck // retried at the next turn
+	}
 	var b [12]byte
 	rand.Read(b[:])
 	ticket := hex.EncodeToString(b[:])
@@ -99,18 +96,4 @@ func (s *Shared) Settle(ctx context.Context, key, ticket string, sent bool) erro
 		return nil
 	}
 	return s.st.RateMark(ctx, rowKey(key), ticket, 0)
-}
-
-// prune deletes expired rows every pruneGap, from whichever node gets
-// there first; a failure is retried at the next gap.
-func (s *Shared) prune(ctx context.Context) {
-	s.mu.Lock()
-	due := s.now().Sub(s.lastPrune) >= s.pruneGap
-	if due {
-		s.lastPrune = s.now()
-	}
-	s.mu.Unlock()
-	if due {
-		s.st.PruneRates(ctx) //nolint:errcheck // retried at the next gap
-	}
 }

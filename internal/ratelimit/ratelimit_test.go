@@ -302,3 +302,22 @@ func TestSeen(t *testing.T) {
 		t.Fatal("disabled limiter remembered")
 	}
 }
+
+// TestPruneGate: the first caller prunes, the next ones within Every do
+// not, and the first one after Every does again.
+func TestPruneGate(t *testing.T) {
+	g := &PruneGate{Every: 10 * time.Minute}
+	t0 := time.Date(2026, 12, 6, 6, 0, 0, 0, time.UTC)
+	if !g.Due(t0) {
+		t.Fatal("first call not due")
+	}
+	if g.Due(t0) || g.Due(t0.Add(9*time.Minute)) {
+		t.Fatal("due again within Every")
+	}
+	if !g.Due(t0.Add(10 * time.Minute)) {
+		t.Fatal("not due after Every")
+	}
+	if g.Due(t0.Add(15 * time.Minute)) {
+		t.Fatal("due 5 minutes after the second prune")
+	}
+}

@@ -79,7 +79,9 @@
 # Durability as in the other cases: Dovecot's mail_fsync = optimized (PB_MAIL_FSYNC changes it),
 # Petrel's SQLite synchronous=FULL. Petrel's login limiter is off for loopback
 # (AUTH_RATELIMIT_EXEMPTION) as Dovecot has none. With PROFILE=1, Petrel runs as petrelprof and
-# its first run of each client count is CPU-profiled ($OUT/pprof-stress-c<N>-cum.txt).
+# its first run of each client count is CPU-profiled ($OUT/pprof-stress-c<N>-cum.txt); with
+# PPROF_BLOCK=1 also where its goroutines wait ($OUT/pprof-stress-c<N>-{block,mutex}-cum.txt).
+# imaptest's own CPU time is printed with each case ($OUT/stress-*.time).
 # Settings: STRESS_CLIENTS="10 50" STRESS_SECS=30 STRESS_USERS=5 STRESS_MSGS=1000.
 #
 # Settings (environment):
@@ -339,7 +341,10 @@ run_stress() {
   base=$OUT/stress-$srv-c$c-r$run
   "$BT" mem -i 250ms "$root" >"$memlog" & SAMPLER_PID=$!
   c0=$("$BT" cpu "$root")
-  LD_LIBRARY_PATH=/usr/lib/dovecot${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
+  # imaptest's own CPU (user+sys) goes to $base.time: on a small machine the one-process
+  # client can be what limits the rate.
+  LD_LIBRARY_PATH=/usr/lib/dovecot${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} /usr/bin/time -o "$base.time" -f '%U %S' \
+    "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
     clients="$c" secs="$STRESS_SECS" output="$base.out" >"$base.log" 2>&1 </dev/null
   c1=$("$BT" cpu "$root")
   sleep 0.3; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
@@ -353,7 +358,7 @@ run_stress() {
             printf "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1f\t%.2f\t-\t-\t-\t%d\n", run, srv, c, l1, name[j], cnt[j], tc[j], ms[j], (tc[j] ? ms[j]/tc[j] : 0), errs }
           printf "%s\t%s\t%s\t%s\tTOTAL\t%d\t-\t-\t%.1f\t%.1f\t%.1f\t%.2f\t%d\n", run, srv, c, l1, tot, tot/secs, rss/1024, pss/1024, cpu, errs }' \
     "$base.out" >>"$OUT/stress.tsv"
-  tail -n 1 "$OUT/stress.tsv" | awk -F'\t' '{printf "  run %s %-6s c%-3s %8.1f commands/s  peak RSS %.0f MiB Pss %.0f MiB  server cpu %.1f s  imaptest errors %d  load %s\n", $1, $2, $3, $9, $10, $11, $12, $13, $4}' >&2
+  tail -n 1 "$OUT/stress.tsv" | awk -F'\t' -v icpu="$(awk '{print $1+$2}' "$base.time" 2>/dev/null)" '{printf "  run %s %-6s c%-3s %8.1f commands/s  peak RSS %.0f MiB Pss %.0f MiB  server cpu %.1f s  imaptest cpu %s s  imaptest errors %d  load %s\n", $1, $2, $3, $9, $10, $11, $12, icpu, $13, $4}' >&2
 }
 
 
@@ -375,7 +380,7 @@ if [ "$CASES" = stress ]; then
   # here. Each user logs in once before the load, so that Petrel's bcrypt check (Dovecot: {PLAIN})
   # is not part of it.
   sx=(AUTH_RATELIMIT_EXEMPTION=127.0.0.0/8)
-  if [ "$PROFILE" = 1 ]; then start_petrel "$BIN/petrelprof" "${sx[@]}" PPROF_OUT="$OUT/.cpu.pprof"; else start_petrel "$BIN/petrel" "${sx[@]}"; fi
+  if [ "$PROFILE" = 1 ]; then start_petrel "$BIN/petrelprof" "${sx[@]}" PPROF_OUT="$OUT/.cpu.pprof" PPROF_BLOCK="${PPROF_BLOCK:-0}"; else start_petrel "$BIN/petrel" "${sx[@]}"; fi
   for i in $(seq 1 "$STRESS_USERS"); do
     for srv in ref petrel; do
       "$IL" -mode logins -n 1 -addr "$(addr_of $srv)" -user "user$i@example.test" -pass "$PASS" -kex "$KEX" >/dev/null 2>>"$OUT/imapload.log" \
@@ -396,6 +401,12 @@ if [ "$CASES" = stress ]; then
           for _ in $(seq 1 50); do [ -s "$OUT/.cpu.pprof" ] && break; sleep 0.1; done
           sleep 0.5; mv "$OUT/.cpu.pprof" "$OUT/petrel.stress-c$c.pprof"
           (cd "$REPO" && go tool pprof -top -cum -nodecount=60 "$BIN/petrelprof" "$OUT/petrel.stress-c$c.pprof") >"$OUT/pprof-stress-c$c-cum.txt" 2>&1
+          # PPROF_BLOCK=1: where Petrel's goroutines waited in the same window
+          for kind in block mutex; do
+            [ -s "$OUT/.cpu.pprof.$kind" ] || continue
+            mv "$OUT/.cpu.pprof.$kind" "$OUT/petrel.stress-c$c.$kind.pprof"
+            (cd "$REPO" && go tool pprof -top -cum -nodecount=60 "$BIN/petrelprof" "$OUT/petrel.stress-c$c.$kind.pprof") >"$OUT/pprof-stress-c$c-$kind-cum.txt" 2>&1
+          done
         fi
       done
     done

@@ -6,6 +6,9 @@
 //
 // SIGUSR1 starts a CPU profile, SIGUSR2 stops it and writes it to
 // $PPROF_OUT (default petrel.cpu.pprof); read it with `go tool pprof -top`.
+// With PPROF_BLOCK=1 the same window also records where goroutines wait
+// (blocking and mutex contention), written beside it as $PPROF_OUT.block
+// and $PPROF_OUT.mutex: the time off the CPU that a CPU profile misses.
 // Petrel itself has no pprof endpoint, and this keeps one out of it.
 package main
 
@@ -15,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -53,7 +57,8 @@ func run() error {
 	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sig)
 	profErr := make(chan error, 1)
-	go func() { profErr <- profileOnSignal(ctx, sig, out) }()
+	block := os.Getenv("PPROF_BLOCK") == "1"
+	go func() { profErr <- profileOnSignal(ctx, sig, out, block) }()
 
 	runErr := app.Run(ctx, cfg, log)
 	stop()
@@ -67,8 +72,9 @@ func run() error {
 }
 
 // profileOnSignal starts the CPU profile on SIGUSR1 and writes it on
-// SIGUSR2 (or when ctx ends while profiling).
-func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string) error {
+// SIGUSR2 (or when ctx ends while profiling); with block, the blocking
+// and mutex profiles of the same window too.
+func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string, block bool) error {
 	var f *os.File
 	finish := func() error {
 		if f == nil {
@@ -79,6 +85,15 @@ func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string) err
 		f = nil
 		if err != nil {
 			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		if block {
+			for _, name := range []string{"block", "mutex"} {
+				if err := writeProfile(name, path+"."+name); err != nil {
+					return err
+				}
+			}
+			runtime.SetBlockProfileRate(0)
+			runtime.SetMutexProfileFraction(0)
 		}
 		return nil
 	}
@@ -97,6 +112,12 @@ func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string) err
 					f.Close()
 					return fmt.Errorf("profile: %w", err)
 				}
+				if block {
+					// Every blocking event of 10 µs or more is sampled, and
+					// one mutex contention in 10.
+					runtime.SetBlockProfileRate(10000)
+					runtime.SetMutexProfileFraction(10)
+				}
 			case s == syscall.SIGUSR2:
 				if err := finish(); err != nil {
 					return err
@@ -104,4 +125,20 @@ func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string) err
 			}
 		}
 	}
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }

@@ -225,6 +225,13 @@ stress_summary() {
     printf '%-28s %12.1f %12.1f %8.2fx\n' "peak Pss (MiB)" "$(sc ref TOTAL 11)" "$(sc petrel TOTAL 11)" "$(div "$(sc petrel TOTAL 11)" "$(sc ref TOTAL 11)")"
     printf '%-28s %12.1f %12.1f\n' "server CPU (s)" "$(sc ref TOTAL 12)" "$(sc petrel TOTAL 12)"
     printf '%-28s %12s %12s\n' "imaptest errors" "$(sc ref TOTAL 13)" "$(sc petrel TOTAL 13)"
+    # Little's law: commands in flight = sum of count x average latency / time. A server whose
+    # LOGIN is slow has most clients waiting there, so its other commands run at a lower
+    # concurrency; compare latencies with this in view (median run).
+    inflight() { awk -F'\t' -v s="$1" -v c="$c" -v r="$(sc "$1" TOTAL 1)" -v secs="$STRESS_SECS" -v login="$2" \
+      'NR>1 && $1==r && $2==s && $3==c && $5!="TOTAL" && (($5=="LOGIN") == (login==1)) {t+=$7*$9} END{printf "%.1f", t/(secs*1000)}' "$OUT/stress.tsv"; }
+    printf '%-28s %12s %12s\n' "in flight: LOGIN" "$(inflight ref 1)" "$(inflight petrel 1)"
+    printf '%-28s %12s %12s\n' "in flight: other commands" "$(inflight ref 0)" "$(inflight petrel 0)"
   done
   echo
   echo "raw rows: $OUT/stress.tsv; imaptest's output: $OUT/stress-*.{out,log}   machine: $OUT/env.txt"

@@ -552,10 +552,22 @@ func (s *Store) SetSubscribed(ctx context.Context, user, name string, subscribed
 // claim is not worth an fsync: it commits without one (withTxRelaxed), and
 // a crash may hand the same messages to one more session as \Recent. A
 // mailbox whose recent_uid is already at upTo (no new mail since the last
-// SELECT) does not queue for the writer at all.
+// SELECT) does not queue for the writer at all, and the sessions of one
+// mailbox that see the same new mail at once claim one at a time, so
+// that all but the first find it claimed with a read.
 func (s *Store) ClaimRecent(ctx context.Context, mailboxID int64, upTo uint32) (uint32, error) {
-	var seen int64
-	if err := s.readConn().queryRow(ctx, `SELECT recent_uid FROM mailbox WHERE id = ?`, mailboxID).Scan(&seen); err == nil && seen >= int64(upTo) {
+	claimed := func() bool {
+		var seen int64
+		err := s.readConn().queryRow(ctx, `SELECT recent_uid FROM mailbox WHERE id = ?`, mailboxID).Scan(&seen)
+		return err == nil && seen >= int64(upTo)
+	}
+	if claimed() {
+		return upTo, nil
+	}
+	mu := &s.claimLocks[uint64(mailboxID)%uint64(len(s.claimLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	if claimed() { // by the session that held the lock before us
 		return upTo, nil
 	}
 	from := int64(upTo)

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/petrelmail/petrel/internal/store"
@@ -91,6 +92,50 @@ func TestRelaxedChangesApply(t *testing.T) {
 		add(t, s, "INBOX", []byte("Subject: c\r\n\r\nC\r\n"))
 		if now, _ := s.wal.stats(); s.Flavor() == FlavorSQLite && now == syncs {
 			t.Fatal("an APPEND returned without a WAL fsync")
+		}
+	})
+}
+
+// TestClaimRecentConcurrentSessions: when every session of a mailbox
+// claims the same new mail at once, exactly one gets it, and only that
+// one takes the writer; the others find the claim done with a read.
+func TestClaimRecentConcurrentSessions(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := imapFixture(t, o, 0)
+		ctx := t.Context()
+		inbox := box(t, s, "INBOX")
+		uid := add(t, s, "INBOX", []byte("Subject: a\r\n\r\nA\r\n"))
+		const sessions = 16
+		froms := make(chan uint32, sessions)
+		start := make(chan struct{})
+		txs := s.writeTxs.Load()
+		var wg sync.WaitGroup
+		for range sessions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				from, err := s.ClaimRecent(ctx, inbox.ID, uid+1)
+				if err != nil {
+					t.Error(err)
+				}
+				froms <- from
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(froms)
+		got := 0
+		for from := range froms {
+			if from <= uid {
+				got++
+			}
+		}
+		if got != 1 {
+			t.Fatalf("%d sessions were handed UID %d as \\Recent, want 1", got, uid)
+		}
+		if n := s.writeTxs.Load() - txs; n != 1 {
+			t.Fatalf("%d concurrent claims took the writer %d times, want once", sessions, n)
 		}
 	})
 }

@@ -110,6 +110,11 @@ type Store struct {
 	// releaseNow, after an admin delete, waits for a background run
 	// holding rows (SKIP LOCKED) instead of returning before they are done.
 	releaseMu sync.Mutex
+	// claimLocks orders this process's \Recent claims per mailbox (by id
+	// modulo their number): when a delivery wakes every session of a
+	// mailbox, the first claims and the others find it done with a read,
+	// instead of each queueing for the writer (mailboxes.go ClaimRecent).
+	claimLocks [64]sync.Mutex
 	// watchers wakes IMAP sessions after committed changes (watch.go).
 	watchers hub
 	// config holds OnConfigChange's subscribers (notify.go).
@@ -119,8 +124,10 @@ type Store struct {
 	// Written only in Open.
 	feed   *feed
 	listen *listener
-	// queries counts statements (Queries).
-	queries atomic.Uint64
+	// queries counts statements (Queries), writeTxs write transactions
+	// begun (tests: what needed the writer).
+	queries  atomic.Uint64
+	writeTxs atomic.Uint64
 	// indexer computes the searchable header fields stored with each
 	// new body (headersearch.go); nil stores none.
 	indexer atomic.Pointer[store.HeaderIndexer]
@@ -395,6 +402,7 @@ func (s *Store) runTx(ctx context.Context, durable bool, fn func(c conn) error) 
 	if err := s.wal.broken(); err != nil {
 		return err
 	}
+	s.writeTxs.Add(1)
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)

@@ -23,7 +23,15 @@ const (
 	pageSize        = 4096 // SQLite's default page size
 	// Page cache bounds (PRAGMA cache_size, KiB) of the readers and the
 	// checkpointer (sqlstore.go); the writer keeps SQLite's 2,000 KiB.
-	readerCacheKiB = 1024
+	// modernc's SQLite is built with SQLITE_ENABLE_MEMORY_MANAGEMENT, so
+	// all connections' caches are one pool (pcache1's global group): any
+	// connection may fill the sum of every cache_size, and each 4 KiB
+	// page costs 8 KiB of RSS (modernc.org/memory rounds its 4.4 KB slot
+	// up to a power of two). Issue 19: 4 readers at 1 MiB let the pool
+	// reach 6.2 MiB (some 12 MiB of RSS) during a large EXPUNGE; at 256
+	// KiB it is 3.2 MiB. Readers lose their pages at every commit of
+	// another connection (WAL) anyway.
+	readerCacheKiB = 256
 	ckptCacheKiB   = 256
 	// ckptIdle: after this long without reaching ckptPages, whatever was
 	// committed (IMAP flag changes, a trickle of mail) is checkpointed.

@@ -237,8 +237,9 @@ func (s *Store) openSQLite(opt Options) error {
 	wdsn := u.String() + "?" + common +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate" +
 		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerCkptPages)
-	// Page caches live outside the Go heap, one per connection, 2 MB by
-	// default (issue 19: a 100,000-message mailbox filled every reader's).
+	// Page caches live outside the Go heap, 2 MB per connection by
+	// default, and any connection may use the others' share (one pool:
+	// see readerCacheKiB; issue 19: a 100,000-message mailbox fills it).
 	// A reader's is dropped whenever another connection commits (WAL), and
 	// scans read through the OS cache anyway: readerCacheKiB holds the
 	// b-tree interiors. The checkpointer copies WAL frames without it. The

@@ -218,6 +218,7 @@ func okCount(c *client, line string) int {
 	c.t.Helper()
 	c.n++
 	tag := fmt.Sprintf("A%03d", c.n)
+	_ = c.conn.SetDeadline(time.Now().Add(30 * time.Second)) // per command, as cmd
 	c.send(tag + " " + line + "\r\n")
 	n := 0
 	for {

@@ -34,8 +34,8 @@ func TestChangesPagePlan(t *testing.T) {
 			q    string
 			args []any
 		}{
-			{sqlChangesFirstPage(c.d), []any{1, 5, 1000}},
-			{sqlChangesNextPage(c.d), []any{1, 7, 500, 1000}},
+			{sqlChangesFirstPage(c.d, 1000), []any{1, 5}},
+			{sqlChangesNextPage(c.d, 1000), []any{1, 7, 500}},
 		} {
 			p := plan(ctx, t, c, explain+tc.q, tc.args...)
 			t.Log(p)

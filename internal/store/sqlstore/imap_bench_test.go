@@ -176,6 +176,28 @@ func BenchmarkChangesSinceIdle(b *testing.B) {
 	}
 }
 
+// BenchmarkChangesPageIdle is the poll an IMAP session makes around its
+// commands (imapd's first page of 1,000 changes) when nothing changed.
+func BenchmarkChangesPageIdle(b *testing.B) {
+	for _, f := range benchFlavors() {
+		b.Run(f.name, func(b *testing.B) {
+			s := benchStore(b, f.opts)
+			id := fill10k(b, s)
+			ctx := b.Context()
+			m, err := s.GetMailbox(ctx, "u@bench.example", "INBOX")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				ch, err := s.ChangesPage(ctx, id, m.HighestModSeq, store.ChangeKey{}, 1000)
+				if err != nil || len(ch.Changed) != 0 {
+					b.Fatalf("%+v, %v", ch, err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkStoreFlag measures IMAP STORE of one flag on one message of a
 // 10,000-message mailbox, each a transaction of its own (what imaptest's
 // stress load does most between its reads).

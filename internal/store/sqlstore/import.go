@@ -206,9 +206,9 @@ func (s *Store) ImportMessages(ctx context.Context, mailboxID int64, msgs []stor
 		if added == 0 {
 			return nil
 		}
-		if _, err := c.exec(ctx, `UPDATE mailbox SET highestmodseq = ?,
+		if _, err := c.exec(ctx, `UPDATE mailbox SET highestmodseq = ?, message_count = message_count + ?,
   uidnext = CASE WHEN uidnext <= ? THEN ? ELSE uidnext END WHERE id = ?`,
-			modseq, int64(hi), int64(hi)+1, mailboxID); err != nil {
+			modseq, added, int64(hi), int64(hi)+1, mailboxID); err != nil {
 			return mapErr(err)
 		}
 		_, err = c.exec(ctx, `UPDATE "user" SET quota_bytes_used = quota_bytes_used + ? WHERE email = ?`, size, user)

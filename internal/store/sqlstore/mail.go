@@ -23,8 +23,8 @@ const (
 	sqlQuotaAdd = `UPDATE "user" SET quota_bytes_used = quota_bytes_used + ? WHERE email = ?
 RETURNING quota_bytes, quota_bytes_used`
 	sqlMailboxIDs = `SELECT id, name, uidvalidity FROM mailbox WHERE user_email = ?`
-	sqlAllocUIDs  = `UPDATE mailbox SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?
-WHERE id = ? RETURNING uidnext, highestmodseq`
+	sqlAllocUIDs  = `UPDATE mailbox SET uidnext = uidnext + ?, message_count = message_count + ?,
+  highestmodseq = highestmodseq + ? WHERE id = ? RETURNING uidnext, highestmodseq`
 	sqlInsertBody    = `INSERT INTO body (size, data, blob_name, refs, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id`
 	sqlInsertMessage = `INSERT INTO message (mailbox_id, uid, modseq, flags, internal_date, size, body_id, save_date)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
@@ -35,6 +35,21 @@ VALUES (?, ?, ?, ?, 0, ?, '', ?, ?, ?, ?, ?, ?, ?)`
 
 func hotQueries() []string {
 	return []string{sqlQuotaAdd, sqlMailboxIDs, sqlAllocUIDs, sqlInsertBody, sqlInsertMessage, sqlInsertQueue, sqlInsertHeaderFields}
+}
+
+// allocUIDs reserves n UIDs in mailbox id for n messages the caller
+// inserts in the same transaction, counts them in its message_count and
+// raises its highestmodseq by modseqs. It returns the first UID and the
+// new highestmodseq.
+func allocUIDs(ctx context.Context, c conn, id, n, modseqs int64) (first, highest int64, err error) {
+	var uidnext int64
+	if err := c.queryRow(ctx, sqlAllocUIDs, n, n, modseqs, id).Scan(&uidnext, &highest); err != nil {
+		return 0, 0, fmt.Errorf("allocate UIDs in mailbox %d: %w", id, mapErr(err))
+	}
+	if uidnext-1 > 0xFFFFFFFF {
+		return 0, 0, fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 9051 2.3.1.1: 32 bits
+	}
+	return uidnext - n, highest, nil
 }
 
 // pending is one NewMessage checked and ready for the transaction.
@@ -360,15 +375,11 @@ func (s *Store) commitGroup(ctx context.Context, c conn, ps []pending) error {
 	next := map[int64]*alloc{}
 	for _, id := range sortedKeys(copies) {
 		n := copies[id]
-		var uidnext, hms int64
-		err := c.queryRow(ctx, sqlAllocUIDs, n, n, id).Scan(&uidnext, &hms)
+		first, hms, err := allocUIDs(ctx, c, id, n, n)
 		if err != nil {
-			return fmt.Errorf("allocate UIDs in mailbox %d: %w", id, mapErr(err))
+			return err
 		}
-		if uidnext-1 > 0xFFFFFFFF {
-			return fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 3501 2.3.1.1: 32 bits
-		}
-		next[id] = &alloc{uid: uidnext - n, modseq: hms - n + 1}
+		next[id] = &alloc{uid: first, modseq: hms - n + 1}
 	}
 
 	for _, p := range ps {

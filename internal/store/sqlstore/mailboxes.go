@@ -82,7 +82,7 @@ func checkSpecialUse(su string) (string, error) {
 const mailboxCols = `m.id, m.user_email, m.name, m.special_use,
   EXISTS (SELECT 1 FROM subscription s WHERE s.user_email = m.user_email AND s.name = m.name),
   m.uidvalidity, m.uidnext, m.highestmodseq,
-  (SELECT COUNT(*) FROM message x WHERE x.mailbox_id = m.id), m.recent_uid`
+  m.message_count, m.recent_uid`
 
 func scanMailbox(sc interface{ Scan(...any) error }) (store.Mailbox, error) {
 	var m store.Mailbox

@@ -84,14 +84,11 @@ WHERE k.id = ?`, key).Scan(&u, &uv, &bid)
 		if err != nil {
 			return fmt.Errorf("mailbox: %w", mapErr(err))
 		}
-		var uidnext, modseq int64
-		if err := c.queryRow(ctx, sqlAllocUIDs, 1, 1, id).Scan(&uidnext, &modseq); err != nil {
-			return fmt.Errorf("allocate UID: %w", mapErr(err))
+		var modseq int64
+		u, modseq, err = allocUIDs(ctx, c, id, 1, 1)
+		if err != nil {
+			return err
 		}
-		if uidnext-1 > 0xFFFFFFFF {
-			return fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 9051 2.3.1.1: 32 bits
-		}
-		u = uidnext - 1
 		bodyID, err := s.insertBody(ctx, c, size, src, t)
 		if err != nil {
 			return fmt.Errorf("store body: %w", err)
@@ -197,15 +194,11 @@ func (s *Store) EachMessageByID(ctx context.Context, mailboxID int64, fn func(m 
 // UIDs. The caller holds the mailbox's lock and settles the quota.
 func insertCopies(ctx context.Context, c conn, msgs []store.MessageInfo, toID int64) ([]uint32, error) {
 	n := int64(len(msgs))
-	var uidnext, modseq int64
-	if err := c.queryRow(ctx, sqlAllocUIDs, n, 1, toID).Scan(&uidnext, &modseq); err != nil {
-		return nil, fmt.Errorf("allocate UIDs in mailbox %d: %w", toID, mapErr(err))
-	}
-	if uidnext-1 > 0xFFFFFFFF {
-		return nil, fmt.Errorf("mailbox %d: UIDs exhausted", toID) // RFC 9051 2.3.1.1: 32 bits
+	uid, modseq, err := allocUIDs(ctx, c, toID, n, 1)
+	if err != nil {
+		return nil, err
 	}
 	dst := make([]uint32, len(msgs))
-	uid := uidnext - n
 	saved := c.d.ts(now()) // RFC 8514: a copy or move is saved anew
 	for i, m := range msgs {
 		_, err := c.exec(ctx, sqlInsertMessage, toID, uid, modseq, strings.Join(m.Flags, " "),

@@ -108,14 +108,11 @@ JOIN mailbox m ON m.id = k.mailbox_id WHERE k.id = ?`, key).Scan(&first, &mid, &
 		if err != nil {
 			return fmt.Errorf("mailbox: %w", mapErr(err))
 		}
-		var uidnext, modseq int64
-		if err := c.queryRow(ctx, sqlAllocUIDs, n, 1, id).Scan(&uidnext, &modseq); err != nil {
-			return fmt.Errorf("allocate UIDs: %w", mapErr(err))
+		var modseq int64
+		first, modseq, err = allocUIDs(ctx, c, id, n, 1)
+		if err != nil {
+			return err
 		}
-		if uidnext-1 > 0xFFFFFFFF {
-			return fmt.Errorf("mailbox %d: UIDs exhausted", id) // RFC 9051 2.3.1.1: 32 bits
-		}
-		first = uidnext - n
 		if useKey {
 			if rerun {
 				_, err = c.exec(ctx, `UPDATE delivery_key SET mailbox_id = ?, uid = ? WHERE id = ?`, id, first, key)

@@ -82,7 +82,12 @@
 # its first run of each client count is CPU-profiled ($OUT/pprof-stress-c<N>-cum.txt); with
 # PPROF_BLOCK=1 also where its goroutines wait ($OUT/pprof-stress-c<N>-{block,mutex}-cum.txt).
 # imaptest's own CPU time is printed with each case ($OUT/stress-*.time).
-# Settings: STRESS_CLIENTS="10 50" STRESS_SECS=30 STRESS_USERS=5 STRESS_MSGS=1000.
+# Settings: STRESS_CLIENTS="10 50" STRESS_SECS=30 STRESS_USERS=5 STRESS_MSGS=1000, and STRESS_ARGS:
+# more imaptest arguments, its command probabilities among them. STRESS_ARGS=logout=0 keeps each
+# session open (imaptest then goes back to LIST after EXPUNGE instead of LOGOUT): by default every
+# cycle logs in again, and a server whose logins are slow (Dovecot forks an imap process for each)
+# then has most clients waiting in LOGIN and few in the other commands, whose latencies are
+# therefore not compared at the same load.
 #
 # Settings (environment):
 #   RUNS=3  SMALL=0 (SMALL=1: FILL=1000 APPEND_N=200 LOGIN_SECONDS=3 FETCH_REPS=1)
@@ -131,6 +136,7 @@ STRESS_CLIENTS=${STRESS_CLIENTS:-"10 50"}
 STRESS_SECS=${STRESS_SECS:-30}
 STRESS_MSGS=${STRESS_MSGS:-1000}
 STRESS_USERS=${STRESS_USERS:-5}
+STRESS_ARGS=${STRESS_ARGS:-}
 export PB_SMTP=${PB_SMTP:-13525} PB_LMTP=${PB_LMTP:-13024} PB_IMAP=${PB_IMAP:-13143} PB_IMAPS=${PB_IMAPS:-13993}
 export PB_LOGIN_MIN_AVAIL=${PB_LOGIN_MIN_AVAIL:-2}
 PETREL_SMTP=${PETREL_SMTP:-14025}
@@ -283,7 +289,7 @@ IL=$BIN/imapload
   echo "dovecot: $(/usr/sbin/dovecot --version) (deb $(dpkg-query -W -f='${Version}' dovecot-core)), $(openssl version)"
   echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "settings: RUNS=$RUNS FILL=$FILL MSG_SIZE=$MSG_SIZE LOGIN_SECONDS=$LOGIN_SECONDS LOGIN_CONC=\"$LOGIN_CONC\" APPEND_N=$APPEND_N APPEND_CONC=\"$APPEND_CONC\" FETCH_REPS=$FETCH_REPS BODIES=$BODIES KEX=$KEX PETREL_ROUNDS=$PETREL_ROUNDS PB_LOGIN_MIN_AVAIL=$PB_LOGIN_MIN_AVAIL"
+  echo "settings: RUNS=$RUNS FILL=$FILL MSG_SIZE=$MSG_SIZE LOGIN_SECONDS=$LOGIN_SECONDS LOGIN_CONC=\"$LOGIN_CONC\" APPEND_N=$APPEND_N APPEND_CONC=\"$APPEND_CONC\" FETCH_REPS=$FETCH_REPS BODIES=$BODIES KEX=$KEX PETREL_ROUNDS=$PETREL_ROUNDS PB_LOGIN_MIN_AVAIL=$PB_LOGIN_MIN_AVAIL STRESS_CLIENTS=\"$STRESS_CLIENTS\" STRESS_SECS=$STRESS_SECS STRESS_ARGS=\"$STRESS_ARGS\" STRESS_PETREL_ENV=\"${STRESS_PETREL_ENV:-}\""
 } | tee "$OUT/env.txt" >&2
 
 # ---------------------------------------------------------------- servers
@@ -352,7 +358,7 @@ run_stress() {
   # client can be what limits the rate.
   LD_LIBRARY_PATH=/usr/lib/dovecot${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} /usr/bin/time -o "$base.time" -f '%U %S' \
     "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
-    clients="$c" secs="$STRESS_SECS" output="$base.out" >"$base.log" 2>&1 </dev/null
+    clients="$c" secs="$STRESS_SECS" output="$base.out" $STRESS_ARGS >"$base.log" 2>&1 </dev/null
   c1=$("$BT" cpu "$root")
   sleep 0.3; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
   errs=$(grep -c 'Error:' "$base.log")
@@ -360,8 +366,14 @@ run_stress() {
       -v cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" -v memlog="$memlog" '
     BEGIN { while ((getline line < memlog) > 0) { split(line, f, " "); if (f[3] > rss) rss = f[3]; if (f[4] > pss) pss = f[4] } }
     NR == 1 { for (i = 1; i <= NF; i += 2) { n = split($i, w, " "); name[(i+1)/2] = w[1]; k = (i+1)/2 }; next }
+    # imaptest writes this header before it turns COPY off for want of a copy destination
+    # (print_results_header before fix_probabilities), so the header names one command more
+    # than each row holds: without this, STORE was read as COPY, DELETE as STORE and so on.
+    NR == 2 && k == NF/3 + 1 { for (j = 1; j <= k; j++) if (name[j] == "COPY") { for (; j < k; j++) name[j] = name[j+1]; k--; break } }
+    NR == 2 && k != NF/3 { print "stress: imaptest header and rows disagree" > "/dev/stderr"; bad = 1; exit 1 }
     { for (j = 1; j <= k; j++) { cnt[j] += $(3*j-2); tc[j] += $(3*j-1); ms[j] += $(3*j) } }
-    END { for (j = 1; j <= k; j++) { tot += cnt[j]
+    END { if (bad) exit 1
+          for (j = 1; j <= k; j++) { tot += cnt[j]
             printf "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.1f\t%.2f\t-\t-\t-\t%d\n", run, srv, c, l1, name[j], cnt[j], tc[j], ms[j], (tc[j] ? ms[j]/tc[j] : 0), errs }
           printf "%s\t%s\t%s\t%s\tTOTAL\t%d\t-\t-\t%.1f\t%.1f\t%.1f\t%.2f\t%d\n", run, srv, c, l1, tot, tot/secs, rss/1024, pss/1024, cpu, errs }' \
     "$base.out" >>"$OUT/stress.tsv"
@@ -386,7 +398,8 @@ if [ "$CASES" = stress ]; then
   # so imaptest's burst of concurrent LOGINs from one address would be refused: loopback is exempt
   # here. Each user logs in once before the load, so that Petrel's bcrypt check (Dovecot: {PLAIN})
   # is not part of it.
-  sx=(AUTH_RATELIMIT_EXEMPTION=127.0.0.0/8)
+  # STRESS_PETREL_ENV: more settings for Petrel in this case (e.g. GOMAXPROCS=8).
+  sx=(AUTH_RATELIMIT_EXEMPTION=127.0.0.0/8 ${STRESS_PETREL_ENV:-})
   if [ "$PROFILE" = 1 ]; then start_petrel "$BIN/petrelprof" "${sx[@]}" PPROF_OUT="$OUT/.cpu.pprof" PPROF_BLOCK="${PPROF_BLOCK:-0}"; else start_petrel "$BIN/petrel" "${sx[@]}"; fi
   for i in $(seq 1 "$STRESS_USERS"); do
     for srv in ref petrel; do

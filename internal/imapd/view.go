@@ -75,24 +75,38 @@ func (v *view) addRecent(from, to uint32) {
 	v.recent = append(v.recent, [2]uint32{from, to})
 }
 
-// isRecent reports whether uid is \Recent in the session.
+// isRecent reports whether uid is \Recent in the session. The ranges
+// are ascending and disjoint (each claim starts where the store's last
+// one ended), so a binary search.
 func (v *view) isRecent(uid uint32) bool {
-	for _, r := range v.recent {
-		if uid >= r[0] && uid < r[1] {
-			return true
-		}
-	}
-	return false
+	i := sort.Search(len(v.recent), func(i int) bool { return v.recent[i][1] > uid })
+	return i < len(v.recent) && uid >= v.recent[i][0]
 }
 
 // recentCount is the number of messages the client knows that are
-// \Recent in the session (the RECENT response).
+// \Recent in the session (the RECENT response). On the way it drops the
+// ranges left without a message the client knows and joins ranges with
+// none between them: a message only ever enters the view above its
+// largest UID, so no UID below it can come back. Without that, a
+// long session beside busy writers kept one range per claim, and every
+// EXISTS and FETCH walked them all (3.5 % of Petrel's CPU under
+// imaptest's stress load with persistent sessions).
 func (v *view) recentCount() int {
-	n := 0
+	n, kept, prevHi := 0, v.recent[:0], -1
 	for _, r := range v.recent {
-		lo := v.firstAtOrAbove(r[0])
-		n += v.firstAtOrAbove(r[1]) - lo
+		lo, hi := v.firstAtOrAbove(r[0]), v.firstAtOrAbove(r[1])
+		if lo == hi {
+			continue
+		}
+		n += hi - lo
+		if lo == prevHi {
+			kept[len(kept)-1][1] = r[1]
+		} else {
+			kept = append(kept, r)
+		}
+		prevHi = hi
 	}
+	v.recent = kept
 	return n
 }
 

@@ -400,7 +400,7 @@ if [ "$CASES" = stress ]; then
   # is not part of it.
   # STRESS_PETREL_ENV: more settings for Petrel in this case (e.g. GOMAXPROCS=8).
   sx=(AUTH_RATELIMIT_EXEMPTION=127.0.0.0/8 ${STRESS_PETREL_ENV:-})
-  if [ "$PROFILE" = 1 ]; then start_petrel "$BIN/petrelprof" "${sx[@]}" PPROF_OUT="$OUT/.cpu.pprof" PPROF_BLOCK="${PPROF_BLOCK:-0}"; else start_petrel "$BIN/petrel" "${sx[@]}"; fi
+  if [ "$PROFILE" = 1 ]; then start_petrel "$BIN/petrelprof" "${sx[@]}" PPROF_OUT="$OUT/.cpu.pprof" PPROF_BLOCK="${PPROF_BLOCK:-0}" PPROF_HEAP_AFTER="$((STRESS_SECS * 2 / 3))s"; else start_petrel "$BIN/petrel" "${sx[@]}"; fi
   for i in $(seq 1 "$STRESS_USERS"); do
     for srv in ref petrel; do
       "$IL" -mode logins -n 1 -addr "$(addr_of $srv)" -user "user$i@example.test" -pass "$PASS" -kex "$KEX" >/dev/null 2>>"$OUT/imapload.log" \
@@ -422,7 +422,8 @@ if [ "$CASES" = stress ]; then
           sleep 0.5; mv "$OUT/.cpu.pprof" "$OUT/petrel.stress-c$c.pprof"
           (cd "$REPO" && go tool pprof -top -cum -nodecount=60 "$BIN/petrelprof" "$OUT/petrel.stress-c$c.pprof") >"$OUT/pprof-stress-c$c-cum.txt" 2>&1
           # PPROF_BLOCK=1: where Petrel's goroutines waited in the same window
-          for kind in block mutex; do
+          # and its live heap two thirds into the run (PPROF_HEAP_AFTER)
+          for kind in block mutex heap; do
             [ -s "$OUT/.cpu.pprof.$kind" ] || continue
             mv "$OUT/.cpu.pprof.$kind" "$OUT/petrel.stress-c$c.$kind.pprof"
             (cd "$REPO" && go tool pprof -top -cum -nodecount=60 "$BIN/petrelprof" "$OUT/petrel.stress-c$c.$kind.pprof") >"$OUT/pprof-stress-c$c-$kind-cum.txt" 2>&1

@@ -9,6 +9,9 @@
 // With PPROF_BLOCK=1 the same window also records where goroutines wait
 // (blocking and mutex contention), written beside it as $PPROF_OUT.block
 // and $PPROF_OUT.mutex: the time off the CPU that a CPU profile misses.
+// With PPROF_HEAP_AFTER (a duration) the live heap is written as
+// $PPROF_OUT.heap that long after SIGUSR1, while the load still holds its
+// sessions: where a peak RSS comes from.
 // Petrel itself has no pprof endpoint, and this keeps one out of it.
 package main
 
@@ -21,6 +24,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/app"
 	"github.com/petrelmail/petrel/internal/config"
@@ -58,7 +62,8 @@ func run() error {
 	defer signal.Stop(sig)
 	profErr := make(chan error, 1)
 	block := os.Getenv("PPROF_BLOCK") == "1"
-	go func() { profErr <- profileOnSignal(ctx, sig, out, block) }()
+	heapAfter, _ := time.ParseDuration(os.Getenv("PPROF_HEAP_AFTER"))
+	go func() { profErr <- profileOnSignal(ctx, sig, out, block, heapAfter) }()
 
 	runErr := app.Run(ctx, cfg, log)
 	stop()
@@ -74,7 +79,7 @@ func run() error {
 // profileOnSignal starts the CPU profile on SIGUSR1 and writes it on
 // SIGUSR2 (or when ctx ends while profiling); with block, the blocking
 // and mutex profiles of the same window too.
-func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string, block bool) error {
+func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string, block bool, heapAfter time.Duration) error {
 	var f *os.File
 	finish := func() error {
 		if f == nil {
@@ -111,6 +116,14 @@ func profileOnSignal(ctx context.Context, sig <-chan os.Signal, path string, blo
 				if err := pprof.StartCPUProfile(f); err != nil {
 					f.Close()
 					return fmt.Errorf("profile: %w", err)
+				}
+				if heapAfter > 0 {
+					time.AfterFunc(heapAfter, func() {
+						runtime.GC() // inuse figures are as of the last GC
+						if err := writeProfile("heap", path+".heap"); err != nil {
+							fmt.Fprintln(os.Stderr, "petrelprof:", err)
+						}
+					})
 				}
 				if block {
 					// Every blocking event of 10 µs or more is sampled, and

@@ -82,6 +82,9 @@
 # its first run of each client count is CPU-profiled ($OUT/pprof-stress-c<N>-cum.txt); with
 # PPROF_BLOCK=1 also where its goroutines wait ($OUT/pprof-stress-c<N>-{block,mutex}-cum.txt).
 # imaptest's own CPU time is printed with each case ($OUT/stress-*.time).
+# STRESS_PROBE=1 (the default; 0 turns it off) runs bench/imapprobe.py beside each case: one more
+# client's LOGIN, SELECT, NOOP, APPEND, STORE, EXPUNGE and LOGOUT timed as the server answers them ($OUT/stress-*.probe), since
+# imaptest's own times include its single process's parsing of every client's replies.
 # Settings: STRESS_CLIENTS="10 50" STRESS_SECS=30 STRESS_USERS=5 STRESS_MSGS=1000, and STRESS_ARGS:
 # more imaptest arguments, its command probabilities among them. STRESS_ARGS=logout=0 keeps each
 # session open (imaptest then goes back to LIST after EXPUNGE instead of LOGOUT): by default every
@@ -137,6 +140,7 @@ STRESS_SECS=${STRESS_SECS:-30}
 STRESS_MSGS=${STRESS_MSGS:-1000}
 STRESS_USERS=${STRESS_USERS:-5}
 STRESS_ARGS=${STRESS_ARGS:-}
+STRESS_PROBE=${STRESS_PROBE:-1}
 export PB_SMTP=${PB_SMTP:-13525} PB_LMTP=${PB_LMTP:-13024} PB_IMAP=${PB_IMAP:-13143} PB_IMAPS=${PB_IMAPS:-13993}
 export PB_LOGIN_MIN_AVAIL=${PB_LOGIN_MIN_AVAIL:-2}
 PETREL_SMTP=${PETREL_SMTP:-14025}
@@ -238,6 +242,13 @@ stress_summary() {
       'NR>1 && $1==r && $2==s && $3==c && $5!="TOTAL" && (($5=="LOGIN") == (login==1)) {t+=$7*$9} END{printf "%.1f", t/(secs*1000)}' "$OUT/stress.tsv"; }
     printf '%-28s %12s %12s\n' "in flight: LOGIN" "$(inflight ref 1)" "$(inflight petrel 1)"
     printf '%-28s %12s %12s\n' "in flight: other commands" "$(inflight ref 0)" "$(inflight petrel 0)"
+    # bench/imapprobe.py's one extra client, run 1: p50 / p90 ms as the server answered it
+    if [ -s "$OUT/stress-ref-c$c-r1.probe" ] && [ -s "$OUT/stress-petrel-c$c-r1.probe" ]; then
+      for k in LOGIN SELECT NOOP APPEND STORE EXPUNGE LOGOUT; do
+        pr() { awk -F'\t' -v k="$k" '$1==k {printf "%.2f / %.2f", $3, $4}' "$OUT/stress-$1-c$c-r1.probe"; }
+        printf '%-28s %12s %12s\n' "probe $k p50/p90 ms" "$(pr ref)" "$(pr petrel)"
+      done
+    fi
   done
   echo
   echo "raw rows: $OUT/stress.tsv; imaptest's output: $OUT/stress-*.{out,log}   machine: $OUT/env.txt"
@@ -289,7 +300,7 @@ IL=$BIN/imapload
   echo "dovecot: $(/usr/sbin/dovecot --version) (deb $(dpkg-query -W -f='${Version}' dovecot-core)), $(openssl version)"
   echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "settings: RUNS=$RUNS FILL=$FILL MSG_SIZE=$MSG_SIZE LOGIN_SECONDS=$LOGIN_SECONDS LOGIN_CONC=\"$LOGIN_CONC\" APPEND_N=$APPEND_N APPEND_CONC=\"$APPEND_CONC\" FETCH_REPS=$FETCH_REPS BODIES=$BODIES KEX=$KEX PETREL_ROUNDS=$PETREL_ROUNDS PB_LOGIN_MIN_AVAIL=$PB_LOGIN_MIN_AVAIL STRESS_CLIENTS=\"$STRESS_CLIENTS\" STRESS_SECS=$STRESS_SECS STRESS_ARGS=\"$STRESS_ARGS\" STRESS_PETREL_ENV=\"${STRESS_PETREL_ENV:-}\""
+  echo "settings: RUNS=$RUNS FILL=$FILL MSG_SIZE=$MSG_SIZE LOGIN_SECONDS=$LOGIN_SECONDS LOGIN_CONC=\"$LOGIN_CONC\" APPEND_N=$APPEND_N APPEND_CONC=\"$APPEND_CONC\" FETCH_REPS=$FETCH_REPS BODIES=$BODIES KEX=$KEX PETREL_ROUNDS=$PETREL_ROUNDS PB_LOGIN_MIN_AVAIL=$PB_LOGIN_MIN_AVAIL STRESS_CLIENTS=\"$STRESS_CLIENTS\" STRESS_SECS=$STRESS_SECS STRESS_ARGS=\"$STRESS_ARGS\" STRESS_PETREL_ENV=\"${STRESS_PETREL_ENV:-}\" STRESS_PROBE=$STRESS_PROBE"
 } | tee "$OUT/env.txt" >&2
 
 # ---------------------------------------------------------------- servers
@@ -326,6 +337,7 @@ run_case() {
   "$BT" mem -i 250ms "$root" >"$memlog" & SAMPLER_PID=$!
   c0=$("$BT" cpu "$root")
   "$IL" -addr "$(addr_of "$srv")" -pass "$PASS" -kex "$KEX" "$@" >"$tmp" 2>>"$OUT/imapload.log"; rc=$?
+  [ -n "$probe_pid" ] && wait "$probe_pid"
   c1=$("$BT" cpu "$root")
   sleep 0.3; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
   [ $rc = 0 ] || log "WARNING: $srv $cname: imapload exited $rc (see $OUT/imapload.log)"
@@ -356,6 +368,12 @@ run_stress() {
   c0=$("$BT" cpu "$root")
   # imaptest's own CPU (user+sys) goes to $base.time: on a small machine the one-process
   # client can be what limits the rate.
+  # STRESS_PROBE=1: bench/imapprobe.py times one more client's LOGIN, SELECT, NOOP, APPEND, STORE, EXPUNGE, LOGOUT beside
+  # the load, as the server answers them ($base.probe), apart from imaptest's own timing.
+  local probe_pid=""
+  if [ "$STRESS_PROBE" = 1 ]; then
+    python3 "$HERE/imapprobe.py" "$port" "user$STRESS_USERS@example.test" "$PASS" "$((STRESS_SECS - 2))" >"$base.probe" 2>&1 & probe_pid=$!
+  fi
   LD_LIBRARY_PATH=/usr/lib/dovecot${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} /usr/bin/time -o "$base.time" -f '%U %S' \
     "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
     clients="$c" secs="$STRESS_SECS" output="$base.out" $STRESS_ARGS >"$base.log" 2>&1 </dev/null

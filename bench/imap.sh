@@ -337,7 +337,6 @@ run_case() {
   "$BT" mem -i 250ms "$root" >"$memlog" & SAMPLER_PID=$!
   c0=$("$BT" cpu "$root")
   "$IL" -addr "$(addr_of "$srv")" -pass "$PASS" -kex "$KEX" "$@" >"$tmp" 2>>"$OUT/imapload.log"; rc=$?
-  [ -n "$probe_pid" ] && wait "$probe_pid"
   c1=$("$BT" cpu "$root")
   sleep 0.3; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
   [ $rc = 0 ] || log "WARNING: $srv $cname: imapload exited $rc (see $OUT/imapload.log)"
@@ -377,6 +376,7 @@ run_stress() {
   LD_LIBRARY_PATH=/usr/lib/dovecot${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} /usr/bin/time -o "$base.time" -f '%U %S' \
     "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
     clients="$c" secs="$STRESS_SECS" output="$base.out" $STRESS_ARGS >"$base.log" 2>&1 </dev/null
+  [ -n "$probe_pid" ] && wait "$probe_pid"
   c1=$("$BT" cpu "$root")
   sleep 0.3; kill -TERM "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
   errs=$(grep -c 'Error:' "$base.log")

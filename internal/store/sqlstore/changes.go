@@ -74,11 +74,12 @@ WHERE id = ? RETURNING highestmodseq`, len(gone), id).Scan(&modseq)
 	return gone, nil
 }
 
-// deletedPredicate finds the messages that may be flagged \Deleted (the
-// flags are then checked word by word). It is written into the statement,
-// not bound: both stores use the partial index message_deleted (migration
-// 0200) only for a query with the predicate it was made with.
-const deletedPredicate = `LOWER(flags) LIKE '%\deleted%' ESCAPE '!'`
+// deletedUIDsQuery finds the messages of a mailbox that may be flagged
+// \Deleted (the flags are then checked word by word). The predicate is
+// written into the statement, not bound: both stores use the partial
+// index message_deleted (migration 0200) only for a query with the
+// predicate it was made with.
+const deletedUIDsQuery = `SELECT uid, flags FROM message WHERE mailbox_id = ? AND LOWER(flags) LIKE '%\deleted%' ESCAPE '!' ORDER BY uid`
 
 // deletedUIDs returns the UIDs of mailbox id's messages flagged \Deleted.
 // The LIKE only narrows the rows (case-insensitively, through LOWER, as
@@ -93,7 +94,7 @@ func deletedUIDs(ctx context.Context, c conn, id int64) ([]uint32, error) {
 		var r row
 		err := sc.Scan(&r.uid, &r.flags)
 		return r, err
-	}, `SELECT uid, flags FROM message WHERE mailbox_id = ? AND `+deletedPredicate+` ORDER BY uid`, id)
+	}, deletedUIDsQuery, id)
 	if err != nil {
 		return nil, err
 	}

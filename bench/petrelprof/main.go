@@ -62,7 +62,12 @@ func run() error {
 	defer signal.Stop(sig)
 	profErr := make(chan error, 1)
 	block := os.Getenv("PPROF_BLOCK") == "1"
-	heapAfter, _ := time.ParseDuration(os.Getenv("PPROF_HEAP_AFTER"))
+	var heapAfter time.Duration
+	if v := os.Getenv("PPROF_HEAP_AFTER"); v != "" {
+		if heapAfter, err = time.ParseDuration(v); err != nil {
+			return fmt.Errorf("PPROF_HEAP_AFTER: %w", err)
+		}
+	}
 	go func() { profErr <- profileOnSignal(ctx, sig, out, block, heapAfter) }()
 
 	runErr := app.Run(ctx, cfg, log)

@@ -1,7 +1,6 @@
 package inbound
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"strings"
@@ -17,13 +16,11 @@ import (
 // and Dovecot LMTP adds its own at delivery). On success sp is consumed,
 // unless it is returned as it was.
 func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
-	rc, err := sp.Open()
+	first, err := firstByte(sp)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	br := bufio.NewReader(rc)
-	if first, err := br.Peek(1); err == nil && (first[0] == ' ' || first[0] == '\t') {
+	if first == ' ' || first == '\t' {
 		// A header that starts with a continuation line would read as
 		// part of our field: leave such a message as it came.
 		return sp, nil
@@ -32,11 +29,19 @@ func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.WriteString(out, ReturnPathField(sender)); err != nil {
+	field := ReturnPathField(sender)
+	out.Grow(int64(len(field)) + sp.Size())
+	if _, err := io.WriteString(out, field); err != nil {
 		out.Abort()
 		return nil, err
 	}
-	if _, err := msgauth.CopyWithout(out, br, func(name, _ string) bool {
+	rc, err := sp.Open()
+	if err != nil {
+		out.Abort()
+		return nil, err
+	}
+	defer rc.Close()
+	if _, err := msgauth.CopyWithout(out, rc, func(name, _ string) bool {
 		return strings.EqualFold(name, "Return-Path")
 	}); err != nil {
 		out.Abort()
@@ -46,11 +51,31 @@ func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
 	return out, nil
 }
 
+// firstByte is the first byte of sp's body (0 for an empty one).
+func firstByte(sp *Spool) (byte, error) {
+	rc, err := sp.Open()
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	var b [1]byte
+	if _, err := io.ReadFull(rc, b[:]); err != nil && err != io.EOF {
+		return 0, err
+	}
+	return b[0], nil
+}
+
 // ReturnPathField is the header line for the reverse-path sender ("" is
 // the null sender, written <>). RFC 5322 3.6.7: return = "Return-Path:" path.
 func ReturnPathField(sender string) string {
 	// The reverse-path was checked by the SMTP parser; CR or LF here would
 	// be a caller's bug, and must never split the header.
-	sender = strings.NewReplacer("\r", "", "\n", "", "<", "", ">", "").Replace(sender)
+	sender = strings.Map(func(r rune) rune {
+		switch r {
+		case '\r', '\n', '<', '>':
+			return -1
+		}
+		return r
+	}, sender)
 	return "Return-Path: <" + sender + ">\r\n"
 }

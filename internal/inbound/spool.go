@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/petrelmail/petrel/internal/store/blob"
 )
@@ -60,6 +61,16 @@ func (s *Spool) Write(p []byte) (int, error) {
 		return n, s.err
 	}
 	return n, nil
+}
+
+// Grow makes room for n more bytes when they will stay in memory, so a
+// body whose size the writer knows (a re-spool of another Spool) is one
+// allocation instead of one per doubling.
+func (s *Spool) Grow(n int64) {
+	if s.done || s.w != nil || n <= 0 || s.size+n > s.inlineMax {
+		return
+	}
+	s.mem = slices.Grow(s.mem, int(n))
 }
 
 // spill moves the in-memory part into a new blob file.

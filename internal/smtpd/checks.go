@@ -303,6 +303,11 @@ var respoolWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil,
 // respool writes the final message: Authentication-Results, the verdict's
 // fields, then the spooled message without the dropped fields.
 func respool(out Spool, in ReadableSpool, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
+	added := int64(len(arHeader))
+	for _, h := range v.AddHeaders {
+		added += int64(len(h.Name) + len(h.Value) + 4)
+	}
+	out.Grow(added + in.Size())
 	bw := respoolWriters.Get().(*bufio.Writer)
 	bw.Reset(out)
 	defer func() {

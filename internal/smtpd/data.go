@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -131,10 +132,7 @@ func (ss *session) spoolBody(sp Spool, body *bodyReader, id string, now time.Tim
 		}
 		return o.Submission.Prepare(ss.ctx, body, sp, meta)
 	}
-	if _, err := io.WriteString(sp, ss.receivedHeader(id, now)); err != nil {
-		return err
-	}
-	return copyBody(sp, body)
+	return copyBody(sp, ss.receivedHeader(id, now), body)
 }
 
 func (ss *session) rcpts() []string {
@@ -145,16 +143,37 @@ func (ss *session) rcpts() []string {
 	return out
 }
 
-// copyBody copies the body to the spool; a read error is kept in
-// body.err, so the caller can tell the client's fault from the spool's.
-func copyBody(w io.Writer, body *bodyReader) error {
-	buf := make([]byte, 32<<10)
+// bodyBuffer is the chunk copyBody fills before each write to the spool.
+const bodyBuffer = 32 << 10
+
+// bodyBuffers holds copyBody's chunks: one per DATA in progress, not one
+// per message.
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, bodyBuffer); return &b }}
+
+// copyBody copies prefix (our Received field) and then the body to the
+// spool. Each chunk is filled before it is written, so a message that
+// fits in one reaches an in-memory spool in one Write, one allocation,
+// instead of one Write per line read from the client. A read error is
+// kept in body.err, so the caller can tell the client's fault from the
+// spool's.
+func copyBody(w io.Writer, prefix string, body *bodyReader) error {
+	bp := bodyBuffers.Get().(*[]byte)
+	defer bodyBuffers.Put(bp)
+	buf := *bp
+	n := 0
+	if len(prefix) < len(buf)/2 {
+		n = copy(buf, prefix)
+	} else if _, err := io.WriteString(w, prefix); err != nil {
+		return err
+	}
 	for {
-		n, err := body.Read(buf)
-		if n > 0 {
+		m, err := body.Read(buf[n:])
+		n += m
+		if (err == io.EOF && n > 0) || n == len(buf) {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
 			}
+			n = 0
 		}
 		if err == io.EOF {
 			return nil

@@ -180,8 +180,9 @@ type fakeSpool struct {
 	aborted bool
 }
 
-func (s *fakeSpool) Size() int64 { return int64(s.Len()) }
-func (s *fakeSpool) Abort()      { s.aborted = true }
+func (s *fakeSpool) Size() int64  { return int64(s.Len()) }
+func (s *fakeSpool) Abort()       { s.aborted = true }
+func (s *fakeSpool) Grow(n int64) { s.Buffer.Grow(int(n)) }
 
 func (f *fakeDeliverer) NewSpool() (Spool, error) {
 	f.mu.Lock()

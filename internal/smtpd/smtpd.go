@@ -149,7 +149,8 @@ type QuotaChecker interface {
 type Spool interface {
 	io.Writer
 	Size() int64
-	Abort() // discard; a no-op after Deliver
+	Grow(n int64) // a hint: n more bytes are coming
+	Abort()       // discard; a no-op after Deliver
 }
 
 // Deliverer makes an accepted message durable. *inbound.Deliverer

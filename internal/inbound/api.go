@@ -47,9 +47,18 @@ type Route struct {
 	// spam_enabled, spam_threshold, spam_mark_as_read), read with the
 	// user at RCPT time; a mailbox missing here is never filed as spam.
 	Spam map[string]SpamPrefs
+	// Quota holds each user's quota and use as read with the user at
+	// RCPT time, for CheckQuota; a mailbox missing here is read again.
+	Quota map[string]Quota
 	// DSN holds the RCPT's RFC 3461 NOTIFY and ORCPT; they go with every
 	// remote address of the route and decide its success notice.
 	DSN store.RcptDSN
+}
+
+// Quota is one user's quota_bytes and quota_bytes_used.
+type Quota struct {
+	Bytes int64 // 0 or less: unlimited
+	Used  int64
 }
 
 // SpamPrefs are one user's spam settings.

@@ -23,26 +23,32 @@ var (
 // over quota (ErrMailboxFull) or too small for the message
 // (ErrTooBigForQuota), and the route has no remote address. A route with
 // room in some mailbox is accepted; the full ones are bounced after DATA.
+// The quotas come from the route (read by Resolve in the same RCPT);
+// only a route made elsewhere makes it read the users.
 func (r *Router) CheckQuota(ctx context.Context, route Route, size int64) error {
 	if len(route.Mailboxes) == 0 || len(route.Remote) > 0 {
 		return nil
 	}
 	tooBig := true
 	for _, mb := range route.Mailboxes {
-		u, err := r.getUser(ctx, mb)
-		if err != nil {
-			return fmt.Errorf("inbound: quota of %s: %w", mb, err)
+		uq, ok := route.Quota[mb]
+		if !ok {
+			u, err := r.getUser(ctx, mb)
+			if err != nil {
+				return fmt.Errorf("inbound: quota of %s: %w", mb, err)
+			}
+			if u == nil {
+				return nil // gone since Resolve: delivery decides
+			}
+			uq = Quota{Bytes: u.QuotaBytes, Used: u.QuotaBytesUsed}
 		}
-		if u == nil {
-			return nil // gone since Resolve: delivery decides
-		}
-		q := u.QuotaBytes
+		q := uq.Bytes
 		switch {
 		case q <= 0:
 			return nil // unlimited
 		case size > q:
 			// never fits this one
-		case u.QuotaBytesUsed+max(size, 1) > q:
+		case uq.Used+max(size, 1) > q:
 			tooBig = false
 		default:
 			return nil

@@ -157,7 +157,7 @@ func (r *Router) Resolve(ctx context.Context, rcpt string) (Route, error) {
 		r.log.Warn("recipient expands to nothing", "rcpt", addr)
 		return Route{}, fmt.Errorf("inbound: %s: no usable destination: %w", addr, ErrUnknownRecipient)
 	}
-	return Route{Kind: RouteLocal, Rcpt: addr, Mailboxes: ex.mailboxes, Remote: ex.remote, AutoReply: ex.replies, Spam: ex.spam}, nil
+	return Route{Kind: RouteLocal, Rcpt: addr, Mailboxes: ex.mailboxes, Remote: ex.remote, AutoReply: ex.replies, Spam: ex.spam, Quota: ex.quota}, nil
 }
 
 // reverseSRS resolves a bounce to an SRS address in a local domain: it
@@ -315,6 +315,7 @@ type expansion struct {
 	remote    []string
 	replies   []string // mailboxes whose user has the auto-reply enabled
 	spam      map[string]SpamPrefs
+	quota     map[string]Quota
 	seen      map[string]bool  // destinations already added (mailboxes and remote)
 	nodes     map[string]*node // local addresses met so far
 	domains   map[string]classified
@@ -322,10 +323,17 @@ type expansion struct {
 
 // node is one local address during an expansion.
 type node struct {
-	done  bool   // fully expanded; false while its destinations are being followed
-	user  string // the user it matched, if any
-	reply bool   // that user's auto-reply is enabled
+	done bool   // fully expanded; false while its destinations are being followed
+	user string // the user it matched, if any
+	box  mailboxInfo
+}
+
+// mailboxInfo is what the route keeps of a user that gets a copy, read
+// with the user at RCPT time.
+type mailboxInfo struct {
+	reply bool // the user's auto-reply is enabled
 	spam  SpamPrefs
+	quota Quota
 }
 
 type classified struct {
@@ -343,15 +351,17 @@ func newExpansion(r *Router, rcpt string) *expansion {
 	}
 }
 
-func (e *expansion) addMailbox(email string, reply bool, spam SpamPrefs) {
+func (e *expansion) addMailbox(email string, box mailboxInfo) {
 	if !e.seen["m:"+email] {
 		e.seen["m:"+email] = true
 		e.mailboxes = append(e.mailboxes, email)
 		if e.spam == nil {
 			e.spam = map[string]SpamPrefs{}
+			e.quota = map[string]Quota{}
 		}
-		e.spam[email] = spam
-		if reply {
+		e.spam[email] = box.spam
+		e.quota[email] = box.quota
+		if box.reply {
 			e.replies = append(e.replies, email)
 		}
 	}
@@ -388,7 +398,7 @@ func (e *expansion) expandLocal(ctx context.Context, addr string, depth int) (bo
 		// expands into itself as a final recipient: a user in the
 		// cycle keeps the message, a pure alias cycle delivers nothing.
 		if n.user != "" {
-			e.addMailbox(n.user, n.reply, n.spam)
+			e.addMailbox(n.user, n.box)
 		} else {
 			e.r.log.Warn("alias loop broken", "rcpt", e.rcpt, "address", addr)
 		}
@@ -412,20 +422,24 @@ func (e *expansion) expandLocal(ctx context.Context, addr string, depth int) (bo
 		return false, err
 	}
 	if u := m.user; u != nil {
-		n.user, n.reply = u.Email, u.ReplyEnabled
-		n.spam = SpamPrefs{Enabled: u.SpamEnabled, Threshold: u.SpamThreshold, MarkAsRead: u.SpamMarkAsRead}
+		n.user = u.Email
+		n.box = mailboxInfo{
+			reply: u.ReplyEnabled,
+			spam:  SpamPrefs{Enabled: u.SpamEnabled, Threshold: u.SpamThreshold, MarkAsRead: u.SpamMarkAsRead},
+			quota: Quota{Bytes: u.QuotaBytes, Used: u.QuotaBytesUsed},
+		}
 		// Mailu: Email.resolve_destination; forward_keep keeps a copy.
 		// A forward with no destination behaves like no forward (the
 		// alias map returns nothing and Postfix delivers to the mailbox).
 		if !u.ForwardEnabled || len(u.ForwardDestination) == 0 {
-			e.addMailbox(u.Email, u.ReplyEnabled, n.spam)
+			e.addMailbox(u.Email, n.box)
 			return true, nil
 		}
 		// Mailu: forwarding is in Postfix's alias map, so without
 		// forward_keep the message never reaches Dovecot's sieve and
 		// nobody auto-replies; with it the kept copy does.
 		if u.ForwardKeep {
-			e.addMailbox(u.Email, u.ReplyEnabled, n.spam)
+			e.addMailbox(u.Email, n.box)
 		}
 		for _, d := range u.ForwardDestination {
 			if err := e.expandDestination(ctx, d, depth+1); err != nil {

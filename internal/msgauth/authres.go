@@ -159,6 +159,12 @@ const fieldCap = 64 << 10
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
+// fieldPool holds CopyWithout's field buffers; one grown past
+// fieldPoolMax by a long field is left to the collector.
+var fieldPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); return &b }}
+
+const fieldPoolMax = 16 << 10
+
 // CopyWithout copies a message from src to dst without the header fields
 // for which drop returns true (given the field name and its unfolded
 // value, the first fieldCap bytes of it for a longer field). The body is
@@ -166,11 +172,16 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<
 func CopyWithout(dst io.Writer, src io.Reader, drop func(name, value string) bool) (int, error) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(src)
+	cur := fieldPool.Get().(*[]byte)
+	c := fieldCopier{dst: dst, drop: drop, cur: (*cur)[:0]}
 	defer func() {
 		br.Reset(nil)
 		readerPool.Put(br)
+		if cap(c.cur) <= fieldPoolMax {
+			*cur = c.cur[:0]
+			fieldPool.Put(cur)
+		}
 	}()
-	c := fieldCopier{dst: dst, drop: drop}
 	atLineStart := true
 	for {
 		line, err := br.ReadSlice('\n')
@@ -271,7 +282,12 @@ func splitField(raw []byte) (name, value string, ok bool) {
 		return "", "", false
 	}
 	name = string(bytes.TrimRight(raw[:i], " \t"))
-	v := strings.ReplaceAll(string(raw[i+1:]), "\r\n", "")
+	rest := bytes.TrimRight(raw[i+1:], "\r\n")
+	if bytes.IndexByte(rest, '\n') < 0 {
+		// One line, the usual case: one allocation, for the value.
+		return name, string(bytes.TrimSpace(rest)), true
+	}
+	v := strings.ReplaceAll(string(rest), "\r\n", "")
 	v = strings.ReplaceAll(v, "\n", "")
 	return name, strings.TrimSpace(v), true
 }

@@ -537,3 +537,25 @@ func BenchmarkVerify(b *testing.B) {
 		_ = r.Header(clientIP)
 	}
 }
+
+// TestSplitField: the name without trailing blanks, the value unfolded
+// and trimmed, for one-line and folded fields, CRLF or LF.
+func TestSplitField(t *testing.T) {
+	for _, c := range []struct{ raw, name, value string }{
+		{"Subject: hello \r\n", "Subject", "hello"},
+		{"Subject:hello", "Subject", "hello"},
+		{"X-A \t: v\n", "X-A", "v"},
+		{"Authentication-Results: mx.test;\r\n\tspf=pass\r\n", "Authentication-Results", "mx.test;\tspf=pass"},
+		{"To: a,\n b\n", "To", "a, b"},
+		{"Empty:\r\n", "Empty", ""},
+		{"Odd: a\rb\r\r\n", "Odd", "a\rb"},
+	} {
+		name, value, ok := splitField([]byte(c.raw))
+		if !ok || name != c.name || value != c.value {
+			t.Errorf("splitField(%q) = %q, %q, %v; want %q, %q", c.raw, name, value, ok, c.name, c.value)
+		}
+	}
+	if _, _, ok := splitField([]byte(": no name\r\n")); ok {
+		t.Error("a field without a name split")
+	}
+}

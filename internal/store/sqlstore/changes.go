@@ -250,6 +250,12 @@ func (s *Store) changes(ctx context.Context, mailboxID int64, modseq uint64, cha
 			return err
 		}
 		ch.Mailbox = *mb
+		if modseq >= mb.HighestModSeq {
+			// Every change (flags, a new message, an expunge) raises
+			// highestmodseq: a client at it has nothing to learn. This
+			// is the idle poll, one query instead of three.
+			return nil
+		}
 		if ch.Changed, err = changed(c); err != nil {
 			return err
 		}

@@ -163,6 +163,10 @@ func (s timeScanner) Scan(v any) error {
 		return fmt.Errorf("sqlstore: cannot scan %T into a time", v)
 	}
 	str = strings.TrimSuffix(str, "Z")
+	if t, ok := parseTSText(str); ok {
+		*s.t = t
+		return nil
+	}
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, str); err == nil {
 			*s.t = t.UTC()
@@ -170,6 +174,43 @@ func (s timeScanner) Scan(v any) error {
 		}
 	}
 	return fmt.Errorf("sqlstore: unparsable time %q", str)
+}
+
+// parseTSText reads the form SQLite columns are written in (tsText,
+// UTC) without time.Parse's layout interpretation: every message row
+// listed carries two of them. Anything else is left to the layouts.
+func parseTSText(s string) (time.Time, bool) {
+	if len(s) != len(tsText) || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[19] != '.' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	micro, ok7 := num(20, 26)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 || day < 1 ||
+		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC), true
+}
+
+// daysIn is the number of days in month m of year y.
+func daysIn(m time.Month, y int) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // scanTime adapts a *time.Time for rows.Scan.

@@ -135,6 +135,20 @@ func (s *Store) ExpungeDeleted(ctx context.Context, mailboxID int64, uids []uint
 func (s *Store) expungeByID(ctx context.Context, mailboxID int64, uids []uint32, onlyDeleted bool) ([]uint32, error) {
 	all := uids == nil
 	uids = sortedUnique(uids)
+	if all || onlyDeleted {
+		// Nothing \Deleted is the usual EXPUNGE when several sessions
+		// share a mailbox (another one removed the messages first): a
+		// read says so without queueing for the writer. A message
+		// flagged after this read is the next EXPUNGE's, as if this one
+		// had run first.
+		none, err := s.noneDeleted(ctx, mailboxID, uids, onlyDeleted)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: expunge from mailbox %d: %w", mailboxID, err)
+		}
+		if none {
+			return nil, nil
+		}
+	}
 	var user string
 	var gone []uint32
 	err := s.retryTxRelaxed(ctx, func(c conn) error {
@@ -173,6 +187,24 @@ func (s *Store) expungeByID(ctx context.Context, mailboxID int64, uids []uint32,
 		s.bodies.wake()
 	}
 	return gone, nil
+}
+
+// noneDeleted reports whether mailbox id has no \Deleted message (among
+// uids when onlyDeleted); store.ErrNotFound if the mailbox is missing.
+func (s *Store) noneDeleted(ctx context.Context, id int64, uids []uint32, onlyDeleted bool) (bool, error) {
+	c := s.readConn()
+	deleted, err := deletedUIDs(ctx, c, id)
+	if err != nil {
+		return false, err
+	}
+	if onlyDeleted {
+		deleted = intersectSorted(deleted, uids)
+	}
+	if len(deleted) > 0 {
+		return false, nil
+	}
+	_, err = mailboxOwner(ctx, c, id)
+	return err == nil, err
 }
 
 // ChangesSince reports, from one snapshot, mailbox id as it is now, its

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -136,6 +137,54 @@ func TestClaimRecentConcurrentSessions(t *testing.T) {
 		}
 		if n := s.writeTxs.Load() - txs; n != 1 {
 			t.Fatalf("%d concurrent claims took the writer %d times, want once", sessions, n)
+		}
+	})
+}
+
+// TestExpungeNothingDeletedReads: an EXPUNGE or UID EXPUNGE that finds
+// no \Deleted message answers from a read and never takes the writer;
+// one that finds some takes it once and expunges only those.
+func TestExpungeNothingDeletedReads(t *testing.T) {
+	flavors(t, func(t *testing.T, o *opener) {
+		s := imapFixture(t, o, 0)
+		ctx := t.Context()
+		inbox := box(t, s, "INBOX")
+		a := add(t, s, "INBOX", []byte("Subject: a\r\n\r\nA\r\n"))
+		b := add(t, s, "INBOX", []byte("Subject: b\r\n\r\nB\r\n"))
+		txs := s.writeTxs.Load()
+		for _, uids := range [][]uint32{nil, {a, b}} {
+			var gone []uint32
+			var err error
+			if uids == nil {
+				gone, err = s.ExpungeByID(ctx, inbox.ID, nil)
+			} else {
+				gone, err = s.ExpungeDeleted(ctx, inbox.ID, uids)
+			}
+			if err != nil || len(gone) != 0 {
+				t.Fatalf("expunge %v with nothing \\Deleted: %v, %v", uids, gone, err)
+			}
+		}
+		if n := s.writeTxs.Load() - txs; n != 0 {
+			t.Fatalf("expunges of nothing took the writer %d times", n)
+		}
+		if _, err := s.ExpungeByID(ctx, inbox.ID+1000, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("expunge in a missing mailbox: %v", err)
+		}
+
+		if _, err := s.StoreFlags(ctx, &store.FlagUpdate{MailboxID: inbox.ID, UIDs: []uint32{b}, Op: store.FlagsAdd, Flags: []string{`\Deleted`}}); err != nil {
+			t.Fatal(err)
+		}
+		// UID EXPUNGE of a only: b is \Deleted but not named.
+		if gone, err := s.ExpungeDeleted(ctx, inbox.ID, []uint32{a}); err != nil || len(gone) != 0 {
+			t.Fatalf("UID EXPUNGE of an undeleted message: %v, %v", gone, err)
+		}
+		txs = s.writeTxs.Load()
+		gone, err := s.ExpungeByID(ctx, inbox.ID, nil)
+		if err != nil || len(gone) != 1 || gone[0] != b {
+			t.Fatalf("EXPUNGE: %v, %v; want [%d]", gone, err, b)
+		}
+		if n := s.writeTxs.Load() - txs; n != 1 {
+			t.Fatalf("an expunge of one message took the writer %d times", n)
 		}
 	})
 }

@@ -26,6 +26,7 @@ var errSpoolDone = errors.New("inbound: spool already delivered or aborted")
 type Spool struct {
 	blobs     *blob.Dir
 	inlineMax int64
+	onDone    func() // called once when the spool is consumed or aborted; nil: nothing
 
 	mem  []byte
 	w    *blob.Writer
@@ -91,6 +92,16 @@ func (s *Spool) spill() error {
 	return nil
 }
 
+// setDone marks the spool consumed, once: it no longer counts as a
+// message on its way to the committer.
+func (s *Spool) setDone() {
+	s.done = true
+	if s.onDone != nil {
+		s.onDone()
+		s.onDone = nil
+	}
+}
+
 // Size is the number of body bytes written so far.
 func (s *Spool) Size() int64 { return s.size }
 
@@ -124,7 +135,7 @@ func (s *Spool) Abort() {
 	if s.done {
 		return
 	}
-	s.done = true
+	s.setDone()
 	s.mem = nil
 	if s.w != nil {
 		s.w.Abort()
@@ -142,7 +153,7 @@ func (s *Spool) finish() (body []byte, blobName string, err error) {
 		return nil, "", s.err
 	}
 	if s.w == nil {
-		s.done = true
+		s.setDone()
 		body = s.mem
 		if body == nil {
 			body = []byte{}
@@ -154,7 +165,7 @@ func (s *Spool) finish() (body []byte, blobName string, err error) {
 		s.Abort()
 		return nil, "", fmt.Errorf("inbound: spool flush: %w", err)
 	}
-	s.done = true
+	s.setDone()
 	name, err := s.w.Commit()
 	if err != nil {
 		return nil, "", fmt.Errorf("inbound: spool: %w", err)

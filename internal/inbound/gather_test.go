@@ -58,24 +58,33 @@ func waitDelivered(t *testing.T, id string, done chan error) {
 	}
 }
 
-// TestGatherWaitsForArriving: a message still being written when the
-// committer is free joins the group of the one already waiting.
-func TestGatherWaitsForArriving(t *testing.T) {
-	d, st := gatherHarness(t)
+// gatherOne sets the scene of the gather tests: a's group has committed,
+// b waits for the committer, and the returned spool is still being
+// written. It returns b's outcome and that spool.
+func gatherOne(t *testing.T, d *Deliverer, st *memStore) (bDone chan error, arriving *Spool) {
+	t.Helper()
 	a := deliverAsync(d, "a", openSpool(t, d))
 	if n := nextGroup(t, st); n != 1 {
 		t.Fatalf("first group of %d", n)
 	}
-	// While a commits: b is handed over, c is still arriving.
-	b, c := openSpool(t, d), openSpool(t, d)
-	bDone := deliverAsync(d, "b", b)
+	// While a commits: b is handed over, the other is still arriving.
+	b, arriving := openSpool(t, d), openSpool(t, d)
+	bDone = deliverAsync(d, "b", b)
 	for d.pendingCount() < 1 {
 		time.Sleep(time.Millisecond)
 	}
 	st.gate <- struct{}{}
 	waitDelivered(t, "a", a)
-	// Without gathering, the committer would take b alone now.
+	// Without gathering, the committer would now take b alone.
 	time.Sleep(50 * time.Millisecond)
+	return bDone, arriving
+}
+
+// TestGatherWaitsForArriving: a message still being written when the
+// committer is free joins the group of the one already waiting.
+func TestGatherWaitsForArriving(t *testing.T) {
+	d, st := gatherHarness(t)
+	bDone, c := gatherOne(t, d, st)
 	cDone := deliverAsync(d, "c", c)
 	if n := nextGroup(t, st); n != 2 {
 		t.Fatalf("group of %d after a, want b and c together", n)
@@ -93,16 +102,7 @@ func TestGatherWaitsForArriving(t *testing.T) {
 // nothing else on its way does not wait at all.
 func TestGatherStopsWhenNothingComes(t *testing.T) {
 	d, st := gatherHarness(t)
-	a := deliverAsync(d, "a", openSpool(t, d))
-	nextGroup(t, st)
-	b, gone := openSpool(t, d), openSpool(t, d)
-	bDone := deliverAsync(d, "b", b)
-	for d.pendingCount() < 1 {
-		time.Sleep(time.Millisecond)
-	}
-	st.gate <- struct{}{}
-	waitDelivered(t, "a", a)
-	time.Sleep(20 * time.Millisecond)
+	bDone, gone := gatherOne(t, d, st)
 	gone.Abort()
 	gone.Abort() // twice: counted once
 	if n := nextGroup(t, st); n != 1 {

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"mime"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 )
@@ -69,6 +71,21 @@ func (a *attachScanner) forbiddenName(name string) bool {
 // scan walks the MIME tree of r. A message that does not parse as MIME is
 // not refused here (clamd and rspamd still see it).
 func (a *attachScanner) scan(r io.Reader) (attachFinding, error) {
+	br := scanReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		scanReaders.Put(br)
+	}()
+	if plainText(br) {
+		return attachFinding{}, nil
+	}
+	return a.scanMIME(br)
+}
+
+// scanMIME is scan without the fast path. message.Read keeps a
+// *bufio.Reader as it is when it is big enough.
+func (a *attachScanner) scanMIME(r io.Reader) (attachFinding, error) {
 	ent, err := message.Read(r)
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		if ent == nil {
@@ -82,6 +99,89 @@ func (a *attachScanner) scan(r io.Reader) (attachFinding, error) {
 }
 
 var errStop = errors.New("stop")
+
+// scanReaders hold the top of a message while plainText looks at its
+// header: a header that fits is decided without parsing it as MIME.
+var scanReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, scanPeek) }}
+
+const scanPeek = 16 << 10
+
+// plainText reports, from the header at the top of br (peeked, not
+// consumed), whether walk would return at once for this message: a
+// single text part without a file name. That is most mail, and then
+// the MIME parse is skipped. It answers false whenever it is not sure
+// (a header larger than the buffer, repeated fields, a Content-Disposition,
+// anything that may hold a name), and walk decides.
+func plainText(br *bufio.Reader) bool {
+	data, err := br.Peek(scanPeek)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+		return false
+	}
+	var ctype string
+	types, first, inType := 0, true, false
+	for {
+		line, rest, ok := bytes.Cut(data, []byte("\n"))
+		if !ok {
+			return false // the header does not end inside the buffer
+		}
+		data = rest
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if first {
+				return false
+			}
+			if inType {
+				ctype += " " + string(bytes.TrimSpace(line))
+			}
+			continue
+		}
+		first = false
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !fieldName(name) {
+			return false // not a plain header line: let the parser judge
+		}
+		inType = bytes.EqualFold(name, []byte("Content-Type"))
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Disposition")):
+			return false
+		case inType:
+			if types++; types > 1 {
+				return false
+			}
+			ctype = string(bytes.TrimSpace(value))
+		}
+	}
+	ctype = strings.TrimSpace(ctype)
+	// partFileName finds a name in a parameter, an RFC 2231 one, or the
+	// raw text: any "name" at all goes to walk.
+	if strings.Contains(strings.ToLower(ctype), "name") {
+		return false
+	}
+	// go-message: no Content-Type is text/plain; an unparsable one is
+	// compared as it is.
+	mt := "text/plain"
+	if ctype != "" {
+		if t, _, err := mime.ParseMediaType(ctype); err == nil {
+			mt = t
+		} else {
+			mt = ctype
+		}
+	}
+	return strings.HasPrefix(mt, "text/")
+}
+
+// fieldName is RFC 5322's field-name: printable ASCII but the colon.
+func fieldName(b []byte) bool {
+	for _, c := range b {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return len(b) > 0
+}
 
 func (a *attachScanner) walk(e *message.Entity, depth int, parts *int, f *attachFinding) error {
 	*parts++

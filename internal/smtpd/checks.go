@@ -204,7 +204,16 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	if err != nil {
 		return nil, ss.fail("checks", err, "msgid", id)
 	}
-	if err := respool(out, rs, arHeader, v, dropOr(drop, v.RemoveHeaders)); err != nil {
+	// The scanners' copy already has our header on top and the forged
+	// fields out; with no further field to remove it is the new spool's
+	// text, and the spool is not parsed again.
+	builtMu.Lock()
+	var stripped []byte
+	if built != nil && len(v.RemoveHeaders) == 0 {
+		stripped = built[len(arHeader):]
+	}
+	builtMu.Unlock()
+	if err := respool(out, rs, stripped, arHeader, v, dropOr(drop, v.RemoveHeaders)); err != nil {
 		out.Abort()
 		return nil, ss.fail("checks", err, "msgid", id)
 	}
@@ -302,7 +311,9 @@ var respoolWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil,
 
 // respool writes the final message: Authentication-Results, the verdict's
 // fields, then the spooled message without the dropped fields.
-func respool(out Spool, in ReadableSpool, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
+//
+// stripped, when not nil, is in's text with drop already applied.
+func respool(out Spool, in ReadableSpool, stripped []byte, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
 	added := int64(len(arHeader))
 	for _, h := range v.AddHeaders {
 		added += int64(len(h.Name) + len(h.Value) + 4)
@@ -314,13 +325,13 @@ func respool(out Spool, in ReadableSpool, arHeader string, v filter.Verdict, dro
 		bw.Reset(nil)
 		respoolWriters.Put(bw)
 	}()
-	if err := respoolTo(bw, in, arHeader, v, drop); err != nil {
+	if err := respoolTo(bw, in, stripped, arHeader, v, drop); err != nil {
 		return err
 	}
 	return bw.Flush()
 }
 
-func respoolTo(out io.Writer, in ReadableSpool, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
+func respoolTo(out io.Writer, in ReadableSpool, stripped []byte, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
 	if _, err := io.WriteString(out, arHeader); err != nil {
 		return err
 	}
@@ -331,6 +342,10 @@ func respoolTo(out io.Writer, in ReadableSpool, arHeader string, v filter.Verdic
 		if _, err := io.WriteString(out, h.Name+": "+foldValue(h.Value)+"\r\n"); err != nil {
 			return err
 		}
+	}
+	if stripped != nil {
+		_, err := out.Write(stripped)
+		return err
 	}
 	rc, err := in.Open()
 	if err != nil {

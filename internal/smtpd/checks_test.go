@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -288,6 +289,35 @@ func TestChecksChecker(t *testing.T) {
 		}
 		if !strings.Contains(e.logs.String(), "spam_score=7.5") {
 			t.Fatal(e.logs.String())
+		}
+	})
+	t.Run("the new spool from the scanners' copy", func(t *testing.T) {
+		// Without fields to remove, the spool is written from the copy
+		// the checker read; with one, from the spool again. Both give
+		// the same message.
+		forged := "Authentication-Results: " + testHost + "; dkim=pass header.d=bank.test\r\n"
+		var bodies []string
+		for _, remove := range [][]string{nil, {"X-Not-There"}} {
+			ck := &ckChecker{verdict: filter.Verdict{Action: filter.Accept,
+				AddHeaders: []filter.Header{{Name: "X-Spam-Level", Value: "**"}}, RemoveHeaders: remove}}
+			e := checksServer(t, dnsSrv.Resolver(), ck, nil)
+			if code, text := ckTransaction(t, e, "bounce@sender.test", ckMessage("alice@sender.test", forged)); code != 250 {
+				t.Fatalf("%d %s", code, text)
+			}
+			d := e.deliv.delivered()
+			if len(d) != 1 || len(ck.bodies) != 1 {
+				t.Fatalf("%d delivered, %d scanned", len(d), len(ck.bodies))
+			}
+			arEnd := strings.Index(ck.bodies[0], "\r\nReceived: ") + 2
+			want := ck.bodies[0][:arEnd] + "X-Spam-Level: **\r\n" + ck.bodies[0][arEnd:]
+			if d[0].body != want || strings.Contains(d[0].body, "bank.test") {
+				t.Fatalf("delivered:\n%s\nwant:\n%s", d[0].body, want)
+			}
+			bodies = append(bodies, d[0].body)
+		}
+		trace := regexp.MustCompile(`\r\nReceived: [^\r]*(\r\n\t[^\r]*)*`) // its id and time differ
+		if trace.ReplaceAllString(bodies[0], "") != trace.ReplaceAllString(bodies[1], "") {
+			t.Fatalf("the two paths differ:\n%s\n----\n%s", bodies[0], bodies[1])
 		}
 	})
 	for _, tt := range []struct {

@@ -14,6 +14,7 @@ const (
 	maxParts       = 10000
 	maxHeaderBytes = 256 << 10 // header bytes kept for parsing; the rest is skipped, not lost
 	readBufSize    = 64 << 10
+	headerBufSize  = 4096 // ReadHeader's buffer: it reads little past the header
 )
 
 // Structure is the parsed shape of one message. It holds no reference to
@@ -76,7 +77,8 @@ func Parse(r io.ReaderAt, size int64) (*Structure, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("imapmsg: negative size %d", size)
 	}
-	p := &parser{sc: newScanner(r, size, readBufSize)}
+	p := &parser{sc: newScanner(r, size, &parseBufs)}
+	defer p.sc.release()
 	root := &Part{}
 	p.parts = 1
 	p.parseEntity(root, 0, nil, defaultText, true)
@@ -123,7 +125,8 @@ func (st *Structure) HeaderOnly() *Structure {
 // ReadHeader returns the header block of the message in r (size octets),
 // up to and including the empty line that ends it, reading little more.
 func ReadHeader(r io.ReaderAt, size int64) ([]byte, error) {
-	p := &parser{sc: newScanner(r, size, 4096)}
+	p := &parser{sc: newScanner(r, size, &headerBufs)}
+	defer p.sc.release()
 	header, _ := p.readHeader(nil)
 	if p.sc.err != nil {
 		return nil, fmt.Errorf("imapmsg: reading header: %w", p.sc.err)

@@ -39,7 +39,7 @@ func cmdIdle(s *session, c *command) error {
 
 	s.arm()
 	lines := make(chan idleLine, 1)
-	go func() {
+	s.readers.Go(func() {
 		// The only reader of s.r until it sends; the session ends if
 		// IDLE returns before (an error), so nothing reads after it.
 		var b strings.Builder
@@ -57,7 +57,7 @@ func cmdIdle(s *session, c *command) error {
 				b.WriteByte(c)
 			}
 		}
-	}()
+	})
 	var p idlePoll
 	defer p.stop()
 	notify := time.NewTicker(s.srv.opts.IdleNotifyInterval)

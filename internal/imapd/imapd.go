@@ -356,5 +356,8 @@ func (s *Server) handle(tc *connlimit.Conn) {
 			log.Error("panic in IMAP session", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
-	newSession(s, tc, log).run()
+	sess := newSession(s, tc, log)
+	sess.run()
+	tc.Close()
+	sess.release()
 }

@@ -542,12 +542,12 @@ func (s *session) notifyFetch(v *view, before uint32) {
 // sending notifications as changes come; false ends the session.
 func (s *session) notifyWait() bool {
 	ready := make(chan struct{})
-	go func() {
+	s.readers.Go(func() {
 		// The only reader of s.r until it closes ready; the session
 		// reads again only after that, or ends.
 		_, _ = s.r.Peek(1)
 		close(ready)
-	}()
+	})
 	for {
 		// NOTIFICATIONOVERFLOW may turn NOTIFY off on the way: then
 		// only the client or the end of the session is waited for.

@@ -28,8 +28,12 @@ type respWriter struct {
 	z interface{ Flush() error }
 }
 
+// respBufSize is the response buffer: two TLS records of a FETCH body
+// per write.
+const respBufSize = 32 << 10
+
 func newRespWriter(w io.Writer) *respWriter {
-	return &respWriter{bw: bufio.NewWriterSize(w, 32<<10)}
+	return &respWriter{bw: bufio.NewWriterSize(w, respBufSize)}
 }
 
 // Raw writes s as is: protocol text the server made up, never a client

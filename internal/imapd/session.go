@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/obs"
@@ -53,7 +54,10 @@ type session struct {
 	r    *bufio.Reader
 	w    *respWriter
 	d    *decoder
-	log  *slog.Logger
+	// readers are the goroutines that read s.r while the session waits
+	// (IDLE, NOTIFY); the buffers go back to their pools after them.
+	readers sync.WaitGroup
+	log     *slog.Logger
 	// trace logs the dialogue at LOG_LEVEL=TRACE (trace.go); nil below.
 	trace *obs.Trace
 	ctx   context.Context
@@ -112,8 +116,21 @@ func (s *session) setConn(c net.Conn) {
 		in = io.TeeReader(in, s.trace.Client())
 		out = io.MultiWriter(out, s.trace.Server())
 	}
-	s.r = bufio.NewReaderSize(in, 16<<10)
-	s.w = newRespWriter(out)
+	// The same buffers for the whole session: what is buffered when the
+	// connection changes is either spent (STARTTLS must not carry
+	// plaintext over) or taken along (compressLayers).
+	if s.r == nil {
+		s.r = sessionReaders.Get().(*bufio.Reader)
+	}
+	s.r.Reset(in)
+	var bw *bufio.Writer
+	if s.w != nil {
+		bw = s.w.bw
+	} else {
+		bw = sessionWriters.Get().(*bufio.Writer)
+	}
+	bw.Reset(out)
+	s.w = &respWriter{bw: bw}
 	s.w.z = zw
 	s.w.utf8 = s.rev2
 	s.d = newDecoder(s.r, s.srv.opts.MaxLineLength, int64(s.srv.opts.MaxLineLength))
@@ -145,6 +162,29 @@ func (s *session) arm() {
 		d = s.srv.opts.LoginTimeout
 	}
 	_ = s.tc.SetReadDeadline(time.Now().Add(d))
+}
+
+// A session's read and write buffers (48 KiB) come from pools: they were
+// a sixth of all the bytes the IMAP load allocated, one pair per login.
+var (
+	sessionReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	sessionWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, respBufSize) }}
+)
+
+// release returns the buffers once the connection is closed and the
+// goroutines reading it have ended (a closed connection ends their read).
+func (s *session) release() {
+	s.readers.Wait()
+	if s.r != nil {
+		s.r.Reset(nil)
+		sessionReaders.Put(s.r)
+		s.r = nil
+	}
+	if s.w != nil {
+		s.w.bw.Reset(nil)
+		sessionWriters.Put(s.w.bw)
+		s.w = nil
+	}
 }
 
 // run is the whole session: greeting, commands, goodbye.

@@ -8,59 +8,100 @@ import (
 	"io"
 	"strings"
 	"sync"
-
-	"github.com/emersion/go-msgauth/authres"
+	"unicode"
 )
 
 // Header returns the one Authentication-Results field (RFC 8601) for r,
 // folded, with CRLF at the end: authserv-id, then spf (MAIL FROM and HELO),
-// dkim (every signature), dmarc and iprev.
+// dkim (every signature), dmarc and iprev. Each result is on a line of
+// its own, so folding never splits a quoted reason that contains "; ".
+//
+// The text is what go-msgauth's authres.Format writes for the same
+// results (TestHeaderAsAuthres compares them), without its map of
+// parameters and string concatenation per result: this runs for every
+// message that reaches port 25.
 func (r *Result) Header(remote string) string {
-	var parts []authres.Result
-	if r.SPF.Result != "" {
-		p := &authres.SPFResult{Value: authres.ResultValue(r.SPF.Result), Reason: clean(r.SPF.Reason)}
-		if r.SPF.Domain != "" {
-			p.From = clean(r.SPF.Domain)
-		}
-		parts = append(parts, p)
-	}
-	if r.SPFHelo.Result != "" {
-		parts = append(parts, &authres.SPFResult{Value: authres.ResultValue(r.SPFHelo.Result),
-			Reason: clean(r.SPFHelo.Reason), Helo: clean(r.SPFHelo.Domain)})
-	}
-	if len(r.DKIM) == 0 {
-		parts = append(parts, &authres.DKIMResult{Value: None})
-	}
-	for _, d := range r.DKIM {
-		parts = append(parts, &authres.DKIMResult{Value: authres.ResultValue(d.Result),
-			Reason: clean(d.Reason), Domain: clean(d.Domain), Identifier: clean(d.Identifier)})
-	}
-	dm := &authres.DMARCResult{Value: authres.ResultValue(r.DMARC.Result), Reason: clean(r.DMARC.Reason), From: clean(r.DMARC.Domain)}
-	if dm.Value == "" {
-		dm.Value = None
-	}
-	parts = append(parts, dm)
-	if r.IPRev.Result != "" {
-		parts = append(parts, &authres.IPRevResult{Value: authres.ResultValue(r.IPRev.Result),
-			Reason: clean(r.IPRev.Reason), IP: clean(remote)})
-	}
-
 	var b strings.Builder
+	b.Grow(512)
 	b.WriteString("Authentication-Results: ")
 	b.WriteString(clean(r.hostname))
-	for _, p := range parts {
-		// Format one result at a time so that folding never splits a
-		// quoted reason that contains "; ".
-		s := authres.Format("x", []authres.Result{p})
-		b.WriteString(";\r\n\t")
-		b.WriteString(strings.TrimSpace(strings.TrimPrefix(s, "x; ")))
-		if _, ok := p.(*authres.DMARCResult); ok && r.DMARC.Policy != "" {
-			// The policy the record asked for (RFC 8601 2.7.7 ptype policy).
-			b.WriteString(" policy.dmarc=" + r.DMARC.Policy)
-		}
+	if r.SPF.Result != "" {
+		writeResult(&b, "spf", r.SPF.Result, clean(r.SPF.Reason), "smtp.mailfrom", clean(r.SPF.Domain))
+	}
+	if r.SPFHelo.Result != "" {
+		writeResult(&b, "spf", r.SPFHelo.Result, clean(r.SPFHelo.Reason), "smtp.helo", clean(r.SPFHelo.Domain))
+	}
+	if len(r.DKIM) == 0 {
+		writeResult(&b, "dkim", None, "")
+	}
+	for _, d := range r.DKIM {
+		writeResult(&b, "dkim", d.Result, clean(d.Reason), "header.d", clean(d.Domain), "header.i", clean(d.Identifier))
+	}
+	dmarc := r.DMARC.Result
+	if dmarc == "" {
+		dmarc = None
+	}
+	writeResult(&b, "dmarc", dmarc, clean(r.DMARC.Reason), "header.from", clean(r.DMARC.Domain))
+	if r.DMARC.Policy != "" {
+		// The policy the record asked for (RFC 8601 2.7.7 ptype policy).
+		b.WriteString(" policy.dmarc=" + r.DMARC.Policy)
+	}
+	if r.IPRev.Result != "" {
+		writeResult(&b, "iprev", r.IPRev.Result, clean(r.IPRev.Reason), "policy.iprev", clean(remote))
 	}
 	b.WriteString("\r\n")
 	return b.String()
+}
+
+// writeResult writes one resinfo on a line of its own: method=result,
+// the reason (a value, RFC 8601 2.2), then the properties (ptype.property
+// = pvalue) given in name order. Empty ones are left out.
+func writeResult(b *strings.Builder, method, result, reason string, props ...string) {
+	b.WriteString(";\r\n\t")
+	b.WriteString(method)
+	b.WriteByte('=')
+	b.WriteString(result)
+	if reason != "" {
+		b.WriteString(" reason=")
+		writeValue(b, reason)
+	}
+	for i := 0; i+1 < len(props); i += 2 {
+		if props[i+1] == "" {
+			continue
+		}
+		b.WriteByte(' ')
+		b.WriteString(props[i])
+		b.WriteByte('=')
+		if addressLike(props[i+1]) {
+			b.WriteString(props[i+1])
+		} else {
+			writeValue(b, props[i+1])
+		}
+	}
+}
+
+// writeValue writes a token, or a quoted-string when s holds a space, a
+// control character or a MIME tspecial (RFC 2045 5.1).
+func writeValue(b *strings.Builder, s string) {
+	if !strings.ContainsFunc(s, func(c rune) bool { return c <= ' ' || strings.ContainsRune(`()<>@,;:\"/[]?=`, c) }) {
+		b.WriteString(s)
+		return
+	}
+	b.WriteByte('"')
+	b.WriteString(strings.ReplaceAll(s, `"`, `\"`))
+	b.WriteByte('"')
+}
+
+// addressLike reports whether a pvalue can go unquoted: letters, digits
+// and the punctuation of addresses and domains, not ( ) = " (which a
+// reader could take for a comment or the next property).
+func addressLike(s string) bool {
+	for _, c := range s {
+		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune(`#$%&'*+,./-@[]\^_`+"`"+`{|}~`, c) {
+			return false
+		}
+	}
+	return true
 }
 
 // clean keeps header text on one line: control characters and non-ASCII

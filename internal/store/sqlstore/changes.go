@@ -228,9 +228,7 @@ func (s *Store) ChangesPage(ctx context.Context, mailboxID int64, modseq uint64,
 		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: page limit %d", mailboxID, limit)
 	}
 	if after == (store.ChangeKey{}) {
-		return s.changes(ctx, mailboxID, modseq, func(c conn) ([]store.MessageInfo, error) {
-			return list(ctx, c, "list messages", messageScanner(), sqlChangesFirstPage(c.d, limit), mailboxID, clampModSeq(modseq))
-		})
+		return s.pollOrChanges(ctx, mailboxID, modseq, limit) // changes_poll.go
 	}
 	if after.ModSeq <= modseq {
 		return nil, fmt.Errorf("sqlstore: changes of mailbox %d: page key modseq %d not above %d", mailboxID, after.ModSeq, modseq)

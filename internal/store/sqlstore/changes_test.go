@@ -36,6 +36,7 @@ func TestChangesPagePlan(t *testing.T) {
 		}{
 			{sqlChangesFirstPage(c.d, 1000), []any{1, 5}},
 			{sqlChangesNextPage(c.d, 1000), []any{1, 7, 500}},
+			{sqlPoll(c.d, 1000), pollArgs(1, 5)},
 		} {
 			p := plan(ctx, t, c, explain+tc.q, tc.args...)
 			t.Log(p)

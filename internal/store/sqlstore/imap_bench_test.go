@@ -198,6 +198,34 @@ func BenchmarkChangesPageIdle(b *testing.B) {
 	}
 }
 
+// BenchmarkChangesPageFew is that poll after other sessions changed
+// five messages' flags (what imaptest's sessions meet after most of
+// their commands, ten to a mailbox).
+func BenchmarkChangesPageFew(b *testing.B) {
+	for _, f := range benchFlavors() {
+		b.Run(f.name, func(b *testing.B) {
+			s := benchStore(b, f.opts)
+			id := fill10k(b, s)
+			ctx := b.Context()
+			for uid := uint32(1); uid <= 5; uid++ {
+				if _, err := s.StoreFlags(ctx, &store.FlagUpdate{MailboxID: id, UIDs: []uint32{uid * 1000}, Op: store.FlagsAdd, Flags: []string{`\Seen`}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			m, err := s.GetMailbox(ctx, "u@bench.example", "INBOX")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				ch, err := s.ChangesPage(ctx, id, m.HighestModSeq-5, store.ChangeKey{}, 1000)
+				if err != nil || len(ch.Changed) != 5 {
+					b.Fatalf("%+v, %v", ch, err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkStoreFlag measures IMAP STORE of one flag on one message of a
 // 10,000-message mailbox, each a transaction of its own (what imaptest's
 // stress load does most between its reads).

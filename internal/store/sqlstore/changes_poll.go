@@ -154,6 +154,11 @@ func (s *Store) pollOrChanges(ctx context.Context, mailboxID int64, modseq uint6
 	if ok {
 		return ch, nil
 	}
+	return s.firstPageTx(ctx, mailboxID, modseq, limit)
+}
+
+// firstPageTx is ChangesPage's first page read in a transaction.
+func (s *Store) firstPageTx(ctx context.Context, mailboxID int64, modseq uint64, limit int) (*store.Changes, error) {
 	return s.changes(ctx, mailboxID, modseq, func(c conn) ([]store.MessageInfo, error) {
 		return list(ctx, c, "list messages", messageScanner(), sqlChangesFirstPage(c.d, limit), mailboxID, clampModSeq(modseq))
 	})

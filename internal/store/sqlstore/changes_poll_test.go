@@ -17,9 +17,7 @@ func TestPollAsChanges(t *testing.T) {
 		s := imapFixture(t, o, 0)
 		ctx := t.Context()
 		viaTx := func(id int64, modseq uint64, limit int) *store.Changes {
-			ch, err := s.changes(ctx, id, modseq, func(c conn) ([]store.MessageInfo, error) {
-				return list(ctx, c, "list messages", messageScanner(), sqlChangesFirstPage(c.d, limit), id, clampModSeq(modseq))
-			})
+			ch, err := s.firstPageTx(ctx, id, modseq, limit)
 			must(t, err)
 			return ch
 		}

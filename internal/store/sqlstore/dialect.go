@@ -167,6 +167,10 @@ func (s timeScanner) Scan(v any) error {
 		*s.t = t
 		return nil
 	}
+	if t, ok := parseDateText(str); ok {
+		*s.t = t
+		return nil
+	}
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, str); err == nil {
 			*s.t = t.UTC()
@@ -180,32 +184,47 @@ func (s timeScanner) Scan(v any) error {
 // UTC) without time.Parse's layout interpretation: every message row
 // listed carries two of them. Anything else is left to the layouts.
 func parseTSText(s string) (time.Time, bool) {
-	if len(s) != len(tsText) || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[19] != '.' {
+	if len(s) != len(tsText) || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[19] != '.' {
 		return time.Time{}, false
 	}
-	num := func(from, to int) (int, bool) {
-		n := 0
-		for i := from; i < to; i++ {
-			c := s[i]
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
+	d, ok := parseDateText(s[:len(dateText)])
+	hour, ok1 := digits(s, 11, 13)
+	minute, ok2 := digits(s, 14, 16)
+	sec, ok3 := digits(s, 17, 19)
+	micro, ok4 := digits(s, 20, 26)
+	if !(ok && ok1 && ok2 && ok3 && ok4) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	return d.Add(time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute +
+		time.Duration(sec)*time.Second + time.Duration(micro)*time.Microsecond), true
+}
+
+// parseDateText reads a date as dateText writes it (the users' reply
+// window), midnight UTC.
+func parseDateText(s string) (time.Time, bool) {
+	if len(s) != len(dateText) || s[4] != '-' || s[7] != '-' {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(s, 0, 4)
+	month, ok2 := digits(s, 5, 7)
+	day, ok3 := digits(s, 8, 10)
+	if !(ok1 && ok2 && ok3) || month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC), true
+}
+
+// digits is the decimal number s[from:to], false unless all digits.
+func digits(s string, from, to int) (int, bool) {
+	n := 0
+	for i := from; i < to; i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
 		}
-		return n, true
+		n = n*10 + int(c-'0')
 	}
-	year, ok1 := num(0, 4)
-	month, ok2 := num(5, 7)
-	day, ok3 := num(8, 10)
-	hour, ok4 := num(11, 13)
-	minute, ok5 := num(14, 16)
-	sec, ok6 := num(17, 19)
-	micro, ok7 := num(20, 26)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 || day < 1 ||
-		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
-	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC), true
+	return n, true
 }
 
 // daysIn is the number of days in month m of year y.

@@ -48,3 +48,20 @@ func TestParseTSText(t *testing.T) {
 		t.Errorf("scan of a date: %v %v", ts, err)
 	}
 }
+
+// TestParseDateText: the reply window's dates read without time.Parse,
+// as time.Parse reads them.
+func TestParseDateText(t *testing.T) {
+	for _, s := range []string{"1900-01-01", "2999-12-31", "2024-02-29", "2026-12-06", "0001-01-01"} {
+		want, err := time.Parse(dateText, s)
+		got, ok := parseDateText(s)
+		if err != nil || !ok || !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("%q: %v %v, want %v %v", s, got, ok, want, err)
+		}
+	}
+	for _, s := range []string{"2026-02-29", "2026-13-01", "2026-00-10", "2026-12-32", "2026/12/06", "2026-12-6", "20261206", "", "2026-12-06 "} {
+		if _, ok := parseDateText(s); ok {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}

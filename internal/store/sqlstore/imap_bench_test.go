@@ -248,3 +248,20 @@ func BenchmarkStoreFlag(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGetUser is the user look-up of every login and every RCPT to
+// a mailbox.
+func BenchmarkGetUser(b *testing.B) {
+	for _, f := range benchFlavors() {
+		b.Run(f.name, func(b *testing.B) {
+			s := benchStore(b, f.opts)
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.GetUser(ctx, "u@bench.example"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

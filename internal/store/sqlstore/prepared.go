@@ -18,13 +18,25 @@ const (
 	sqlGetDomain       = `SELECT ` + domainCols + ` FROM domain WHERE name = ?`
 	sqlGetAlternative  = `SELECT ` + alternativeCols + ` FROM alternative WHERE name = ?`
 	sqlGetRelay        = `SELECT ` + relayCols + ` FROM relay WHERE name = ?`
-	sqlGetUser         = `SELECT ` + userCols + ` FROM "user" WHERE email = ?`
 	sqlGetAlias        = `SELECT ` + aliasCols + ` FROM alias WHERE email = ?`
 	sqlWildcardAliases = `SELECT ` + aliasCols + ` FROM alias WHERE domain_name = ? AND wildcard = ? ORDER BY email`
 )
 
-func readHotQueries() []string {
-	return []string{sqlGetDomain, sqlGetAlternative, sqlGetRelay, sqlGetUser, sqlGetAlias, sqlWildcardAliases}
+// The user look-up (every RCPT to a mailbox, every login). On SQLite its
+// dates and timestamps are read as text (userColsText).
+const sqlGetUserPG = `SELECT ` + userCols + ` FROM "user" WHERE email = ?`
+
+var sqlGetUserSQLite = `SELECT ` + userColsText + ` FROM "user" WHERE email = ?`
+
+func sqlGetUser(d dialect) string {
+	if d.name() == FlavorPostgreSQL {
+		return sqlGetUserPG
+	}
+	return sqlGetUserSQLite
+}
+
+func readHotQueries(d dialect) []string {
+	return []string{sqlGetDomain, sqlGetAlternative, sqlGetRelay, sqlGetUser(d), sqlGetAlias, sqlWildcardAliases}
 }
 
 // prepareAll prepares queries on db (rebound for the dialect) and returns

@@ -33,10 +33,10 @@ func TestRoutingLookupsPrepared(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer other.Close()
-			if len(s.readHot) != len(readHotQueries()) {
-				t.Fatalf("%d read statements prepared, want %d", len(s.readHot), len(readHotQueries()))
+			if len(s.readHot) != len(readHotQueries(s.d)) {
+				t.Fatalf("%d read statements prepared, want %d", len(s.readHot), len(readHotQueries(s.d)))
 			}
-			if c := s.readConn(); c.stmt(ctx, sqlGetUser) == nil {
+			if c := s.readConn(); c.stmt(ctx, sqlGetUser(s.d)) == nil {
 				t.Fatal("GetUser's query is not prepared on the read pool")
 			}
 			if _, err := s.GetDomain(ctx, "example.test"); !errors.Is(err, store.ErrNotFound) {

@@ -174,7 +174,7 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		}
 		s.writeStmts, s.readStmts = newStmtCache(s.write, s.d), newStmtCache(s.read, s.d)
 	}
-	if s.readHot, err = prepareAll(ctx, s.read, s.d, readHotQueries()); err != nil {
+	if s.readHot, err = prepareAll(ctx, s.read, s.d, readHotQueries(s.d)); err != nil {
 		s.closeDBs()
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/petrelmail/petrel/internal/store"
+	"unsafe"
 )
 
 func TestTerms(t *testing.T) {
@@ -150,4 +151,37 @@ func (m *memStore) ReadBodies(_ context.Context, ids []int64, fn func(int64, io.
 		}
 	}
 	return nil
+}
+
+// TestIndexerKeepsNoText: the terms the indexer remembers (its vocabulary
+// cache) are copies, not substrings of the texts they came from, which
+// would keep every indexed message's text in memory as long as the
+// cache holds one of its terms.
+func TestIndexerKeepsNoText(t *testing.T) {
+	st := &memStore{bodies: map[int64]string{}}
+	for id := int64(1); id <= 20; id++ {
+		st.bodies[id] = fmt.Sprintf("unique%d %s", id, strings.Repeat("common words of a long message ", 1000))
+	}
+	var texts []string
+	ix := NewIndexer(IndexerOptions{Store: st, Extract: func(r io.ReaderAt, size int64) (string, error) {
+		buf := make([]byte, size)
+		_, err := r.ReadAt(buf, 0)
+		texts = append(texts, string(buf))
+		return texts[len(texts)-1], err
+	}})
+	if _, err := ix.IndexAll(context.Background(), "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(ix.seen) < 20 {
+		t.Fatalf("%d terms remembered", len(ix.seen))
+	}
+	for term := range ix.seen {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(term)))
+		for _, text := range texts {
+			start := uintptr(unsafe.Pointer(unsafe.StringData(text)))
+			if p >= start && p < start+uintptr(len(text)) {
+				t.Fatalf("term %q points into a message's text", term)
+			}
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
@@ -182,7 +183,11 @@ func (ix *Indexer) Batch(ctx context.Context, user string, after int64) (int64, 
 		clear(ix.seen)
 	}
 	for _, t := range vocab {
-		ix.seen[t] = struct{}{}
+		// A term is a substring of its message's text: kept as it is,
+		// it would keep the whole text alive as long as the cache does
+		// (up to vocabCache terms, each pinning a message: gigabytes
+		// after a few thousand large messages).
+		ix.seen[strings.Clone(t)] = struct{}{}
 	}
 	return ids[len(ids)-1], len(ids), nil
 }

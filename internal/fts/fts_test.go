@@ -160,7 +160,7 @@ func (m *memStore) ReadBodies(_ context.Context, ids []int64, fn func(int64, io.
 func TestIndexerKeepsNoText(t *testing.T) {
 	st := &memStore{bodies: map[int64]string{}}
 	for id := int64(1); id <= 20; id++ {
-		st.bodies[id] = fmt.Sprintf("unique%d %s", id, strings.Repeat("common words of a long message ", 1000))
+		st.bodies[id] = fmt.Sprintf("unique%d %s", id, strings.Repeat("common words of a long message ", 3000)) // over detachAbove
 	}
 	var texts []string
 	ix := NewIndexer(IndexerOptions{Store: st, Extract: func(r io.ReaderAt, size int64) (string, error) {
@@ -175,13 +175,55 @@ func TestIndexerKeepsNoText(t *testing.T) {
 	if len(ix.seen) < 20 {
 		t.Fatalf("%d terms remembered", len(ix.seen))
 	}
-	for term := range ix.seen {
+	inText := func(term string) bool {
 		p := uintptr(unsafe.Pointer(unsafe.StringData(term)))
 		for _, text := range texts {
 			start := uintptr(unsafe.Pointer(unsafe.StringData(text)))
 			if p >= start && p < start+uintptr(len(text)) {
-				t.Fatalf("term %q points into a message's text", term)
+				return true
 			}
+		}
+		return false
+	}
+	for term := range ix.seen {
+		if inText(term) {
+			t.Fatalf("remembered term %q points into a message's text", term)
+		}
+	}
+	// Nor do the terms of the documents a batch stores.
+	for _, d := range st.docs {
+		for _, term := range d.Terms {
+			if inText(term) {
+				t.Fatalf("term %q of body %d points into its text", term, d.BodyID)
+			}
+		}
+	}
+	if len(st.docs) != 20 || !slices.Contains(st.docs[4].Terms, "unique5") || !slices.Contains(st.docs[4].Terms, "message") {
+		t.Fatalf("documents: %d, body 5's terms %q", len(st.docs), st.docs[4].Terms)
+	}
+}
+
+// BenchmarkIndexBatch: one batch of 200 bodies of about 4 KiB of words,
+// through a store that keeps nothing.
+func BenchmarkIndexBatch(b *testing.B) {
+	st := &memStore{bodies: map[int64]string{}}
+	for id := int64(1); id <= 200; id++ {
+		var t strings.Builder
+		for w := 0; t.Len() < 4096; w++ {
+			fmt.Fprintf(&t, "word%d ", (int(id)*7919+w*104729)%20000)
+		}
+		st.bodies[id] = t.String()
+	}
+	ix := NewIndexer(IndexerOptions{Store: st, Extract: func(r io.ReaderAt, size int64) (string, error) {
+		buf := make([]byte, size)
+		_, err := r.ReadAt(buf, 0)
+		return string(buf), err
+	}})
+	b.ReportAllocs()
+	for b.Loop() {
+		st.docs = st.docs[:0]
+		if _, _, err := ix.Batch(context.Background(), "", 0); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

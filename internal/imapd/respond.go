@@ -32,8 +32,9 @@ type respWriter struct {
 // per write.
 const respBufSize = 32 << 10
 
-func newRespWriter(w io.Writer) *respWriter {
-	return &respWriter{bw: bufio.NewWriterSize(w, respBufSize)}
+// newRespWriter writes responses through bw (a session's pooled writer).
+func newRespWriter(bw *bufio.Writer) *respWriter {
+	return &respWriter{bw: bw}
 }
 
 // Raw writes s as is: protocol text the server made up, never a client

@@ -130,7 +130,7 @@ func (s *session) setConn(c net.Conn) {
 		bw = sessionWriters.Get().(*bufio.Writer)
 	}
 	bw.Reset(out)
-	s.w = &respWriter{bw: bw}
+	s.w = newRespWriter(bw)
 	s.w.z = zw
 	s.w.utf8 = s.rev2
 	s.d = newDecoder(s.r, s.srv.opts.MaxLineLength, int64(s.srv.opts.MaxLineLength))

@@ -290,7 +290,7 @@ func TestWriterEncoding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var buf bytes.Buffer
-		w := newRespWriter(&buf)
+		w := newRespWriter(bufio.NewWriterSize(&buf, respBufSize))
 		w.utf8 = tt.utf8
 		tt.asString(w, tt.s)
 		if err := w.Flush(); err != nil {
@@ -313,7 +313,7 @@ func FuzzStringRoundTrip(f *testing.F) {
 			allowUTF8 = false
 		}
 		var buf bytes.Buffer
-		w := newRespWriter(&buf)
+		w := newRespWriter(bufio.NewWriterSize(&buf, respBufSize))
 		w.utf8 = allowUTF8
 		w.AString(s)
 		w.CRLF()

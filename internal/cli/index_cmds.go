@@ -62,6 +62,12 @@ func runIndex(c *call) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "dropped %d index rows\n", dropped)
+	if cp, ok := st.(store.FullTextCompactor); ok && user != "" {
+		// The user's entries go from the shared lists before they come back.
+		if _, err := cp.CompactFullText(c.ctx, true); err != nil {
+			return err
+		}
+	}
 	ix := fts.NewIndexer(fts.IndexerOptions{
 		Store: st, Extract: imapd.FullTextExtractor(c.cfg.FullTextAttachments),
 		Attachments: c.cfg.FullTextAttachments, Logger: c.log,

@@ -102,6 +102,7 @@ func (ix *Indexer) Run(ctx context.Context) {
 		}
 		if time.Since(lastFull) >= ix.opt.Rescan {
 			after, lastFull = 0, time.Now()
+			ix.compact(ctx, false)
 		}
 		next, n, err := ix.Batch(ctx, "", after)
 		switch {
@@ -116,6 +117,22 @@ func (ix *Indexer) Run(ctx context.Context) {
 			after = next
 			t.Reset(0)
 		}
+	}
+}
+
+// compact lets a store that needs it drop what deleted bodies left in
+// the index (store.FullTextCompactor).
+func (ix *Indexer) compact(ctx context.Context, force bool) {
+	c, ok := ix.opt.Store.(store.FullTextCompactor)
+	if !ok {
+		return
+	}
+	n, err := c.CompactFullText(ctx, force)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		ix.opt.Logger.Warn("full-text index: compaction failed", "err", err)
+	case n > 0:
+		ix.opt.Logger.Info("full-text index: compacted", "removed", n)
 	}
 }
 

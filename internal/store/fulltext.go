@@ -82,3 +82,11 @@ type FullTextIndex interface {
 type FullTextClaimer interface {
 	ClaimFullText(ctx context.Context, owner string, ids []int64, ttl time.Duration) ([]int64, error)
 }
+
+// FullTextCompactor is a store whose index keeps entries of deleted or
+// re-indexed bodies until it is compacted (PostgreSQL's posting lists).
+// CompactFullText compacts when enough have gathered, or always with
+// force, and returns how many entries it removed.
+type FullTextCompactor interface {
+	CompactFullText(ctx context.Context, force bool) (int64, error)
+}

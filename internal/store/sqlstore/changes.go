@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -320,9 +321,10 @@ ORDER BY 1`, mailboxID, ms, mailboxID, ms)
 	return &ch, nil
 }
 
-// intersectSorted returns the UIDs in both ascending lists.
-func intersectSorted(a, b []uint32) []uint32 {
-	var out []uint32
+// intersectSorted returns the values in both ascending lists (UIDs,
+// body ids).
+func intersectSorted[T cmp.Ordered](a, b []T) []T {
+	var out []T
 	for i, j := 0, 0; i < len(a) && j < len(b); {
 		switch {
 		case a[i] < b[j]:

@@ -11,10 +11,10 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// The full-text index (migration 0140, docs/search.md): SQLite FTS5
-// (body_fts, contentless, with body_fts_done marking indexed bodies) and
-// PostgreSQL tsvector (body_fts with a GIN index; its row is the mark).
-// Both keep body_fts_term, the vocabulary.
+// The full-text index (migrations 0140 and 0210, docs/search.md): SQLite
+// FTS5 (body_fts, contentless, with body_fts_done marking indexed bodies)
+// and PostgreSQL posting lists (body_fts_post, fulltext_pg.go; a body_fts
+// row is the mark). Both keep body_fts_term, the vocabulary.
 
 var _ store.FullTextIndex = (*Store)(nil)
 
@@ -77,6 +77,12 @@ func (s *Store) PutFullText(ctx context.Context, docs []store.FullTextDoc, vocab
 	// check fails the insert (PostgreSQL: 23503); the next attempt skips it.
 	for attempt := 0; attempt < 3; attempt++ {
 		err = s.retryTx(ctx, func(c conn) error {
+			if s.pg() {
+				if err := putDocsPG(ctx, c, docs); err != nil {
+					return err
+				}
+				return s.putVocab(ctx, c, vocab)
+			}
 			for _, d := range docs {
 				if err := s.putDoc(ctx, c, d); err != nil {
 					return err
@@ -94,18 +100,8 @@ func (s *Store) PutFullText(ctx context.Context, docs []store.FullTextDoc, vocab
 	return nil
 }
 
+// putDoc writes d into SQLite's FTS5 table.
 func (s *Store) putDoc(ctx context.Context, c conn, d store.FullTextDoc) error {
-	if s.pg() {
-		terms := d.Terms
-		if terms == nil {
-			terms = []string{}
-		}
-		_, err := c.exec(ctx, `INSERT INTO body_fts (body_id, text_bytes, attachments, doc)
-SELECT id, ?, ?, array_to_tsvector(?::text[]) FROM body WHERE id = ?
-ON CONFLICT (body_id) DO UPDATE SET text_bytes = excluded.text_bytes, attachments = excluded.attachments, doc = excluded.doc
-WHERE excluded.attachments AND NOT body_fts.attachments`, d.Bytes, d.Attachments, terms, d.BodyID)
-		return mapErr(err)
-	}
 	res, err := c.exec(ctx, `INSERT INTO body_fts_done (body_id, text_bytes, attachments)
 SELECT id, ?, ? FROM body WHERE id = ? ON CONFLICT (body_id) DO UPDATE
 SET text_bytes = excluded.text_bytes, attachments = excluded.attachments
@@ -164,42 +160,24 @@ func (s *Store) FullTextTerms(ctx context.Context, sub string, minLen, limit int
 	return terms, nil
 }
 
-// ftsQueryText writes q in the dialect's query language. Terms hold only
+// ftsQueryText writes q in FTS5's query language. Terms hold only
 // letters, digits and marks (internal/fts), but are quoted regardless.
-func (s *Store) ftsQueryText(q store.FullTextQuery) string {
+func ftsQueryText(q store.FullTextQuery) string {
 	var b strings.Builder
 	for i, group := range q {
 		if i > 0 {
-			if s.pg() {
-				b.WriteString(" & ")
-			} else {
-				b.WriteString(" AND ")
-			}
+			b.WriteString(" AND ")
 		}
 		b.WriteByte('(')
 		for j, t := range group {
 			if j > 0 {
-				if s.pg() {
-					b.WriteString(" | ")
-				} else {
-					b.WriteString(" OR ")
-				}
+				b.WriteString(" OR ")
 			}
-			if s.pg() {
-				// tsquery input: a quoted lexeme, ' and \ doubled.
-				b.WriteByte('\'')
-				b.WriteString(strings.NewReplacer(`'`, `''`, `\`, `\\`).Replace(t.Text))
-				b.WriteByte('\'')
-				if t.Prefix {
-					b.WriteString(":*")
-				}
-			} else {
-				b.WriteByte('"')
-				b.WriteString(strings.ReplaceAll(t.Text, `"`, `""`))
-				b.WriteByte('"')
-				if t.Prefix {
-					b.WriteString(" *")
-				}
+			b.WriteByte('"')
+			b.WriteString(strings.ReplaceAll(t.Text, `"`, `""`))
+			b.WriteByte('"')
+			if t.Prefix {
+				b.WriteString(" *")
 			}
 		}
 		b.WriteByte(')')
@@ -218,13 +196,11 @@ func (s *Store) FullTextMatch(ctx context.Context, mailboxID int64, q store.Full
 			return nil, nil // a group no term can satisfy
 		}
 	}
-	sqlq := `SELECT m.body_id FROM body_fts CROSS JOIN message m ON m.body_id = body_fts.rowid
-WHERE body_fts MATCH ? AND m.mailbox_id = ?`
 	if s.pg() {
-		sqlq = `SELECT m.body_id FROM body_fts f JOIN message m ON m.body_id = f.body_id
-WHERE f.doc @@ ?::tsquery AND m.mailbox_id = ?`
+		return s.matchPostingsPG(ctx, mailboxID, q)
 	}
-	return s.bodyIDs(ctx, "full-text match", sqlq, s.ftsQueryText(q), mailboxID)
+	return s.bodyIDs(ctx, "full-text match", `SELECT m.body_id FROM body_fts CROSS JOIN message m ON m.body_id = body_fts.rowid
+WHERE body_fts MATCH ? AND m.mailbox_id = ?`, ftsQueryText(q), mailboxID)
 }
 
 // asciiTokens drops the terms FTS5's ascii tokenizer would split (an
@@ -301,6 +277,12 @@ func (s *Store) DropFullText(ctx context.Context, user string) (int64, error) {
 			of = ` WHERE body_id IN (SELECT m.body_id FROM message m JOIN mailbox x ON x.id = m.mailbox_id WHERE x.user_email = ?)`
 			args = append(args, user)
 		}
+		if s.pg() && user == "" {
+			// Before the epoch's row lock, which a batch takes after it.
+			if err := lockPostings(ctx, c); err != nil {
+				return err
+			}
+		}
 		// The epoch first: a reader that sees the rows gone sees it changed.
 		if _, err := c.exec(ctx, `UPDATE body_fts_epoch SET epoch = epoch + 1 WHERE id = 1`); err != nil {
 			return mapErr(err)
@@ -311,7 +293,16 @@ func (s *Store) DropFullText(ctx context.Context, user string) (int64, error) {
 		}
 		n, _ = res.RowsAffected()
 		if s.pg() {
-			return nil
+			// A user's lists keep their ids until CompactFullText; readers
+			// skip bodies without a body_fts row.
+			if user != "" {
+				return nil
+			}
+			_, err = c.exec(ctx, `DELETE FROM body_fts_post`)
+			if err == nil {
+				_, err = c.exec(ctx, `UPDATE body_fts_epoch SET posted = 0 WHERE id = 1`)
+			}
+			return mapErr(err)
 		}
 		if user == "" {
 			_, err = c.exec(ctx, `INSERT INTO body_fts (body_fts) VALUES ('delete-all')`)
@@ -347,7 +338,7 @@ AND EXISTS (SELECT 1 FROM message m WHERE m.body_id = b.id)`, ftsExcludeJunk, ft
 	st.Excluded -= st.Pending
 	var size sql.NullInt64
 	if s.pg() {
-		err = c.queryRow(ctx, `SELECT pg_total_relation_size('body_fts') + pg_total_relation_size('body_fts_term')`).Scan(&size)
+		err = c.queryRow(ctx, `SELECT pg_total_relation_size('body_fts') + pg_total_relation_size('body_fts_post') + pg_total_relation_size('body_fts_term')`).Scan(&size)
 	} else {
 		// dbstat may be missing from a build: then the size is unknown.
 		err = c.queryRow(ctx, `SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'body_fts%'`).Scan(&size)

@@ -154,7 +154,7 @@ func implementedSettings() []SettingDoc {
 		s("PROXY_PROTOCOL", "", "ports that take the PROXY protocol (v1 and v2) from REAL_IP_FROM: port numbers, mail, all-but-http or all", "a connection on such a port from elsewhere, or with a bad header, is logged and closed; the address in the header is the client's for logs, limits, RELAYNETS, SPF and Received"),
 
 		// Full-text search
-		s("FULL_TEXT_SEARCH", "en", "IMAP SEARCH BODY and TEXT use a word index of the messages' decoded text (charsets, quoted-printable, base64, HTML reduced to text), built in the background; off, false, 0 or no switches it off", "no stemming: any other value (Mailu: languages) means on, and words are kept as written; \\Junk and \\Trash are not indexed (searched by reading); SQLite FTS5 or PostgreSQL tsvector instead of Dovecot's flatcurve; answers stay IMAP substring matches (docs/search.md)"),
+		s("FULL_TEXT_SEARCH", "en", "IMAP SEARCH BODY and TEXT use a word index of the messages' decoded text (charsets, quoted-printable, base64, HTML reduced to text), built in the background; off, false, 0 or no switches it off", "no stemming: any other value (Mailu: languages) means on, and words are kept as written; \\Junk and \\Trash are not indexed (searched by reading); SQLite FTS5 or posting lists on PostgreSQL instead of Dovecot's flatcurve; answers stay IMAP substring matches (docs/search.md)"),
 		s("FULL_TEXT_SEARCH_ATTACHMENTS", "false", "also index (and let BODY and TEXT match) text/* parts sent as attachments, and the text of office documents (docx, xlsx, pptx, odt, ods, odp)", "built in, no Tika; PDF and the old binary doc/xls/ppt are not indexed"),
 
 		// Web UI

@@ -15,8 +15,8 @@ import (
 	"unicode/utf8"
 )
 
-// MaxTermLen bounds an index term in bytes (PostgreSQL refuses lexemes
-// over 2046 bytes). Longer words are indexed by their first MaxTermLen
+// MaxTermLen bounds an index term in bytes (a vocabulary key; PostgreSQL's
+// B-tree refuses keys of more than about 2,700). Longer words are indexed by their first MaxTermLen
 // bytes, and queries cut their words the same way.
 const MaxTermLen = 120
 

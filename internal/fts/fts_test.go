@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 	"unsafe"
@@ -226,4 +227,45 @@ func BenchmarkIndexBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// compactingStore has nothing to index and records compaction calls.
+type compactingStore struct {
+	Store
+	calls chan bool
+}
+
+func (compactingStore) PendingFullText(context.Context, string, bool, int64, int) ([]int64, error) {
+	return nil, nil
+}
+
+func (c compactingStore) CompactFullText(_ context.Context, force bool) (int64, error) {
+	select {
+	case c.calls <- force:
+	default:
+	}
+	return 0, nil
+}
+
+// TestIndexerCompacts: a store whose index needs compaction
+// (store.FullTextCompactor) is asked, without force, at each rescan.
+func TestIndexerCompacts(t *testing.T) {
+	st := compactingStore{calls: make(chan bool, 8)}
+	ix := NewIndexer(IndexerOptions{Store: st, Extract: func(io.ReaderAt, int64) (string, error) { return "", nil },
+		Interval: time.Millisecond, Rescan: time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { ix.Run(ctx); close(done) }()
+	for range 2 {
+		select {
+		case force := <-st.calls:
+			if force {
+				t.Error("the rescan forced a compaction")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no compaction at the rescan")
+		}
+	}
+	cancel()
+	<-done
 }

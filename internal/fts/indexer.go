@@ -230,8 +230,8 @@ func (ix *Indexer) pending(ctx context.Context, user string, after int64) ([]int
 	}
 }
 
-// MaxDocTermBytes bounds the distinct terms of one body (PostgreSQL
-// refuses a tsvector over 1 MiB).
+// MaxDocTermBytes bounds the distinct terms of one body: text that is
+// mostly distinct words (undecoded data) would fill the vocabulary.
 const MaxDocTermBytes = 512 << 10
 
 func termBytes(terms []string) int {

@@ -36,8 +36,8 @@ type FullTextStatus struct {
 }
 
 // FullTextIndex is implemented by stores that keep a word index of
-// message text per body (docs/search.md): SQLite FTS5, PostgreSQL
-// tsvector. A body without an index row is not yet indexed, and SEARCH
+// message text per body (docs/search.md): SQLite FTS5, posting lists on
+// PostgreSQL. A body without an index row is not yet indexed, and SEARCH
 // reads it; a row goes with its body.
 type FullTextIndex interface {
 	// PendingFullText returns up to limit ids, ascending and above

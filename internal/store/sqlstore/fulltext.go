@@ -78,10 +78,8 @@ func (s *Store) PutFullText(ctx context.Context, docs []store.FullTextDoc, vocab
 	for attempt := 0; attempt < 3; attempt++ {
 		err = s.retryTx(ctx, func(c conn) error {
 			if s.pg() {
-				if err := putDocsPG(ctx, c, docs); err != nil {
-					return err
-				}
-				return s.putVocab(ctx, c, vocab)
+				// The vocabulary gets every term with its list.
+				return putDocsPG(ctx, c, docs)
 			}
 			for _, d := range docs {
 				if err := s.putDoc(ctx, c, d); err != nil {
@@ -120,21 +118,17 @@ WHERE excluded.attachments AND NOT body_fts_done.attachments`, d.Bytes, d.Attach
 	return mapErr(err)
 }
 
+// putVocab adds new terms to SQLite's vocabulary.
 func (s *Store) putVocab(ctx context.Context, c conn, vocab []string) error {
 	const chunk = 5000
 	for len(vocab) > 0 {
 		part := vocab[:min(chunk, len(vocab))]
 		vocab = vocab[len(part):]
-		var err error
-		if s.pg() {
-			_, err = c.exec(ctx, `INSERT INTO body_fts_term (term) SELECT unnest(?::text[]) ON CONFLICT (term) DO NOTHING`, part)
-		} else {
-			b, jerr := json.Marshal(part)
-			if jerr != nil {
-				return jerr
-			}
-			_, err = c.exec(ctx, `INSERT INTO body_fts_term (term) SELECT value FROM json_each(?) WHERE true ON CONFLICT (term) DO NOTHING`, string(b))
+		b, err := json.Marshal(part)
+		if err != nil {
+			return err
 		}
+		_, err = c.exec(ctx, `INSERT INTO body_fts_term (term) SELECT value FROM json_each(?) WHERE true ON CONFLICT (term) DO NOTHING`, string(b))
 		if err != nil {
 			return mapErr(err)
 		}
@@ -299,6 +293,10 @@ func (s *Store) DropFullText(ctx context.Context, user string) (int64, error) {
 				return nil
 			}
 			_, err = c.exec(ctx, `DELETE FROM body_fts_post`)
+			if err == nil {
+				// The vocabulary holds the lists' heads; its terms stay.
+				_, err = c.exec(ctx, `UPDATE body_fts_term SET ids = '', last_id = 0 WHERE last_id <> 0`)
+			}
 			if err == nil {
 				_, err = c.exec(ctx, `UPDATE body_fts_epoch SET posted = 0 WHERE id = 1`)
 			}

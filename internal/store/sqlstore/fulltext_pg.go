@@ -8,27 +8,40 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// PostgreSQL's full-text index (migration 0210): per term, posting lists
-// of body ids (postings.go) in rows of body_fts_post, keyed by term and a
-// sequence number. A batch appends to the last row of each of its terms
-// until that row holds postingChunk bytes, then starts the next. This is
-// what SQLite's contentless FTS5 keeps, without a word's positions; a
-// tsvector per body (the design before) stored every body's words again
+// PostgreSQL's full-text index (migration 0210): per term, a posting list
+// of body ids (postings.go), what SQLite's contentless FTS5 keeps without
+// a word's positions. A list's head, up to headChunk bytes, is in the
+// term's vocabulary row (body_fts_term): most terms are rare, and their
+// whole list then costs a few bytes on a row that exists anyway. The rest
+// is in rows of body_fts_post from seq 1 on, each grown to postingChunk
+// bytes before the next starts. A batch appends to the last row of each
+// of its terms.
+//
+// A tsvector per body (the design before) stored every body's words again
 // and came to 2.2 times the text with its GIN index (docs/benchmarks.md).
+// Keeping each batch's postings in a segment of its own, merged into the
+// lists every few batches as FTS5 does, made fewer but larger rewrites:
+// PostgreSQL could then less often keep a row's new version on its page,
+// and the index came to twice the size (0.66 of the text at 100,000
+// messages against 0.32).
 //
 // A list keeps the ids of bodies deleted since; readers keep only bodies
 // with a body_fts row, and CompactFullText rewrites the lists once enough
 // have gone (body_fts_epoch.posted counts the bodies written).
 
-// postingChunk is the size a row grows to before the next row starts: a
-// batch rewrites the last row of each of its terms, so it bounds that
-// copy, and the per-row overhead is small against it.
-const postingChunk = 512
+// headChunk bounds a list's head in the vocabulary row, which SEARCH
+// scans for words a needle may sit inside of; postingChunk is the size a
+// row of body_fts_post grows to: a batch copies the last row of each of
+// its terms, and the per-row overhead is small against it.
+const (
+	headChunk    = 48
+	postingChunk = 512
+)
 
-// ftsWriteLock serialises the writers of body_fts_post on every node
+// ftsWriteLock serialises the writers of the lists on every node
 // (pg_advisory_xact_lock): a batch reads the last rows and then extends
 // them, which two writers must not do at once. Indexing is in the
-// background; each batch holds it for one transaction.
+// background; a batch holds it for one transaction.
 const ftsWriteLock = 0x7065747265_6c0014
 
 func lockPostings(ctx context.Context, c conn) error {
@@ -53,9 +66,6 @@ WHERE excluded.attachments AND NOT body_fts.attachments`, d.Bytes, d.Attachments
 // putDocsPG writes the batch's body_fts rows and the postings of the
 // bodies written, under ftsWriteLock.
 func putDocsPG(ctx context.Context, c conn, docs []store.FullTextDoc) error {
-	if len(docs) == 0 {
-		return nil
-	}
 	if err := lockPostings(ctx, c); err != nil {
 		return err
 	}
@@ -84,15 +94,15 @@ func putDocsPG(ctx context.Context, c conn, docs []store.FullTextDoc) error {
 	return mapErr(err)
 }
 
-// postingTail is the last row of a term's list.
+// postingTail is the last row of a term's list: seq 0 is the head.
 type postingTail struct {
 	seq  int32
 	last int64
 	size int
 }
 
-// appendTermPostings adds the ids of each term (the caller holds
-// ftsWriteLock).
+// appendTermPostings adds the ids of each term (each a sortedSet once
+// sorted) to its list (the caller holds ftsWriteLock).
 func appendTermPostings(ctx context.Context, c conn, byTerm map[string][]int64) error {
 	terms := make([]string, 0, len(byTerm))
 	for t := range byTerm {
@@ -100,8 +110,10 @@ func appendTermPostings(ctx context.Context, c conn, byTerm map[string][]int64) 
 	}
 	slices.Sort(terms)
 	tails := make(map[string]postingTail, len(terms))
-	rows, err := c.query(ctx, `SELECT DISTINCT ON (term) term, seq, last_id, octet_length(ids)
-FROM body_fts_post WHERE term = ANY(?::text[]) ORDER BY term, seq DESC`, terms)
+	rows, err := c.query(ctx, `SELECT t.term, coalesce(p.seq, 0), coalesce(p.last_id, t.last_id), octet_length(coalesce(p.ids, t.ids))
+FROM body_fts_term t LEFT JOIN LATERAL (
+    SELECT seq, last_id, ids FROM body_fts_post WHERE term = t.term ORDER BY seq DESC LIMIT 1) p ON true
+WHERE t.term = ANY(?::text[])`, terms)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -120,20 +132,40 @@ FROM body_fts_post WHERE term = ANY(?::text[]) ORDER BY term, seq DESC`, terms)
 	if err := rows.Err(); err != nil {
 		return mapErr(err)
 	}
-	var up, in postingRows
+	var heads, upHeads, up, in postingRows
 	for _, t := range terms {
 		ids := sortedSet(byTerm[t])
 		tail, ok := tails[t]
-		if ok && tail.size < postingChunk {
-			enc, last := appendPostings(nil, tail.last, ids)
+		switch {
+		case !ok:
+			enc, last, rest := fillRow(nil, 0, headChunk, ids)
+			heads.add(t, 0, last, enc)
+			in.addChunks(t, 1, rest)
+		case tail.seq == 0 && tail.size < headChunk:
+			enc, last, rest := fillRow(nil, tail.last, headChunk-tail.size, ids)
+			upHeads.add(t, 0, last, enc)
+			in.addChunks(t, 1, rest)
+		case tail.seq > 0 && tail.size < postingChunk:
+			enc, last, rest := fillRow(nil, tail.last, postingChunk-tail.size, ids)
 			up.add(t, tail.seq, last, enc)
-			continue
+			in.addChunks(t, tail.seq+1, rest)
+		default:
+			in.addChunks(t, tail.seq+1, ids)
 		}
-		seq := int32(0)
-		if ok {
-			seq = tail.seq + 1
+	}
+	if len(heads.terms) > 0 {
+		if _, err := c.exec(ctx, `INSERT INTO body_fts_term (term, last_id, ids)
+SELECT term, last_id, ids FROM unnest(?::text[], ?::int8[], ?::bytea[]) AS u(term, last_id, ids)`,
+			heads.terms, heads.lasts, heads.ids); err != nil {
+			return mapErr(err)
 		}
-		in.addChunks(t, seq, ids)
+	}
+	if len(upHeads.terms) > 0 {
+		if _, err := c.exec(ctx, `UPDATE body_fts_term t SET ids = t.ids || u.ids, last_id = u.last_id
+FROM unnest(?::text[], ?::int8[], ?::bytea[]) AS u(term, last_id, ids)
+WHERE t.term = u.term`, upHeads.terms, upHeads.lasts, upHeads.ids); err != nil {
+			return mapErr(err)
+		}
 	}
 	if len(up.terms) > 0 {
 		if _, err := c.exec(ctx, `UPDATE body_fts_post p SET ids = p.ids || u.ids, last_id = u.last_id
@@ -145,7 +177,20 @@ WHERE p.term = u.term AND p.seq = u.seq`, up.terms, up.seqs, up.lasts, up.ids); 
 	return in.insert(ctx, c)
 }
 
-// postingRows collects rows of body_fts_post for one statement.
+// fillRow encodes after a row's last id as many of ids as fit in room
+// bytes (at least one), and returns the encoding, the new last id and
+// the ids left over.
+func fillRow(dst []byte, last int64, room int, ids []int64) ([]byte, int64, []int64) {
+	n := 0
+	for n < len(ids) && (n == 0 || len(dst) < room) {
+		dst, last = appendPostings(dst, last, ids[n:n+1])
+		n++
+	}
+	return dst, last, ids[n:]
+}
+
+// postingRows collects rows of body_fts_post (or heads: seq 0) for one
+// statement.
 type postingRows struct {
 	terms []string
 	seqs  []int32
@@ -166,13 +211,8 @@ func (r *postingRows) addChunks(term string, seq int32, ids []int64) {
 	for len(ids) > 0 {
 		var enc []byte
 		var last int64
-		n := 0
-		for n < len(ids) && len(enc) < postingChunk {
-			enc, last = appendPostings(enc, last, ids[n:n+1])
-			n++
-		}
+		enc, last, ids = fillRow(nil, 0, postingChunk, ids)
 		r.add(term, seq, last, enc)
-		ids = ids[n:]
 		seq++
 	}
 }
@@ -186,9 +226,9 @@ SELECT * FROM unnest(?::text[], ?::int4[], ?::int8[], ?::bytea[])`, r.terms, r.s
 	return mapErr(err)
 }
 
-// matchPostingsPG answers FullTextMatch from the posting lists: per
-// group the union of its terms' lists, the groups intersected, then the
-// mailbox's messages of those bodies that are indexed.
+// matchPostingsPG answers FullTextMatch from the lists: per group the
+// union of its terms' lists, the groups intersected, then the mailbox's
+// messages of those bodies that are indexed.
 func (s *Store) matchPostingsPG(ctx context.Context, mailboxID int64, q store.FullTextQuery) ([]int64, error) {
 	var whole, prefix postingQuery
 	for g, group := range q {
@@ -201,32 +241,8 @@ func (s *Store) matchPostingsPG(ctx context.Context, mailboxID int64, q store.Fu
 		}
 	}
 	c := s.readConn()
-	rows, err := c.query(ctx, `SELECT u.g, p.ids FROM unnest(?::text[], ?::int4[]) AS u(term, g)
-JOIN body_fts_post p ON p.term = u.term
-UNION ALL
-SELECT u.g, p.ids FROM unnest(?::text[], ?::int4[]) AS u(term, g)
-JOIN body_fts_post p ON p.term >= u.term AND p.term < u.term || chr(1114111)`,
-		whole.terms, whole.groups, prefix.terms, prefix.groups)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: full-text match: %w", mapErr(err))
-	}
 	sets := make([][]int64, len(q))
-	var ids []byte
-	for rows.Next() {
-		var g int32
-		if err := rows.Scan(&g, &ids); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("sqlstore: full-text match: %w", err)
-		}
-		if sets[g], err = decodePostings(sets[g], ids); err != nil {
-			rows.Close()
-			return nil, err
-		}
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
+	if err := readLists(ctx, c, &whole, &prefix, sets); err != nil {
 		return nil, fmt.Errorf("sqlstore: full-text match: %w", mapErr(err))
 	}
 	var cands []int64
@@ -241,7 +257,43 @@ JOIN body_fts_post p ON p.term >= u.term AND p.term < u.term || chr(1114111)`,
 			return nil, nil
 		}
 	}
-	return s.indexedOfMailbox(ctx, mailboxID, cands)
+	out, err := indexedOfMailbox(ctx, c, mailboxID, cands)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: full-text match: %w", mapErr(err))
+	}
+	return out, nil
+}
+
+// readLists adds to sets[g] the ids of the lists of group g's terms: a
+// list's head is in body_fts_term, the rest in body_fts_post.
+func readLists(ctx context.Context, c conn, whole, prefix *postingQuery, sets [][]int64) error {
+	rows, err := c.query(ctx, `SELECT u.g, t.ids FROM unnest(?::text[], ?::int4[]) AS u(term, g)
+JOIN body_fts_term t ON t.term = u.term
+UNION ALL
+SELECT u.g, p.ids FROM unnest(?::text[], ?::int4[]) AS u(term, g)
+JOIN body_fts_post p ON p.term = u.term
+UNION ALL
+SELECT u.g, t.ids FROM unnest(?::text[], ?::int4[]) AS u(term, g)
+JOIN body_fts_term t ON t.term >= u.term AND t.term < u.term || chr(1114111)
+UNION ALL
+SELECT u.g, p.ids FROM unnest(?::text[], ?::int4[]) AS u(term, g)
+JOIN body_fts_post p ON p.term >= u.term AND p.term < u.term || chr(1114111)`,
+		whole.terms, whole.groups, whole.terms, whole.groups, prefix.terms, prefix.groups, prefix.terms, prefix.groups)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var ids []byte
+	for rows.Next() {
+		var g int32
+		if err := rows.Scan(&g, &ids); err != nil {
+			return err
+		}
+		if sets[g], err = decodePostings(sets[g], ids); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // postingQuery collects the terms of one kind and their groups.
@@ -261,12 +313,12 @@ const manyCandidates = 2000
 
 // indexedOfMailbox returns the bodies of cands (a sortedSet) that
 // messages of the mailbox have and that have an index row.
-func (s *Store) indexedOfMailbox(ctx context.Context, mailboxID int64, cands []int64) ([]int64, error) {
+func indexedOfMailbox(ctx context.Context, c conn, mailboxID int64, cands []int64) ([]int64, error) {
 	if len(cands) <= manyCandidates {
-		return s.bodyIDs(ctx, "full-text match", `SELECT DISTINCT m.body_id FROM message m JOIN body_fts d ON d.body_id = m.body_id
+		return listInt64(ctx, c, `SELECT DISTINCT m.body_id FROM message m JOIN body_fts d ON d.body_id = m.body_id
 WHERE m.mailbox_id = ? AND m.body_id = ANY(?::int8[])`, mailboxID, cands)
 	}
-	all, err := s.bodyIDs(ctx, "full-text match", `SELECT m.body_id FROM message m JOIN body_fts d ON d.body_id = m.body_id
+	all, err := listInt64(ctx, c, `SELECT m.body_id FROM message m JOIN body_fts d ON d.body_id = m.body_id
 WHERE m.mailbox_id = ?`, mailboxID)
 	if err != nil {
 		return nil, err
@@ -332,64 +384,23 @@ const (
 	compactPageRows = 5000
 )
 
-// compactPage rewrites the lists of the terms after the term after, up to
-// about compactPageRows rows, and returns the last term done ("" at the
-// end) and the ids it removed. The live bodies are read under
-// ftsWriteLock, so no batch adds a body between that read and the
-// rewrite; a body deleted meanwhile only stays listed.
+// compactPage rewrites the lists of up to compactPageRows terms after
+// the term after, and returns the last term done ("" at the end) and
+// the ids it removed. The live bodies are read under ftsWriteLock, so no
+// batch adds a body between that read and the rewrite; a body deleted
+// meanwhile only stays listed.
 func compactPage(ctx context.Context, c conn, after string) (string, int64, error) {
 	if err := lockPostings(ctx, c); err != nil {
 		return "", 0, err
 	}
-	type row struct {
-		term string
-		ids  []byte
-	}
-	var page []row
-	rows, err := c.query(ctx, `SELECT term, ids FROM body_fts_post WHERE term > ? ORDER BY term, seq LIMIT ?`, after, compactPageRows)
-	if err != nil {
-		return "", 0, mapErr(err)
-	}
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.term, &r.ids); err != nil {
-			rows.Close()
-			return "", 0, err
-		}
-		page = append(page, r)
-	}
-	if err := rows.Close(); err != nil {
+	heads, err := termLists(ctx, c, `SELECT term, ids FROM body_fts_term WHERE term > ? ORDER BY term LIMIT ?`, after, compactPageRows)
+	if err != nil || len(heads) == 0 {
 		return "", 0, err
 	}
-	if len(page) == 0 {
-		return "", 0, nil
-	}
-	last := page[len(page)-1].term
-	full := len(page) == compactPageRows
-	if full && page[0].term != last {
-		// The last term may go on past the page: leave it to the next.
-		for page[len(page)-1].term == last {
-			page = page[:len(page)-1]
-		}
-		last = page[len(page)-1].term
-	} else if full {
-		// One term fills the page: take all of its rows.
-		page = page[:0]
-		more, err := c.query(ctx, `SELECT term, ids FROM body_fts_post WHERE term = ? ORDER BY seq`, last)
-		if err != nil {
-			return "", 0, mapErr(err)
-		}
-		for more.Next() {
-			var r row
-			if err := more.Scan(&r.term, &r.ids); err != nil {
-				more.Close()
-				return "", 0, err
-			}
-			page = append(page, r)
-		}
-		if err := more.Close(); err != nil {
-			return "", 0, err
-		}
+	last := heads[len(heads)-1].term
+	rest, err := termLists(ctx, c, `SELECT term, ids FROM body_fts_post WHERE term > ? AND term <= ? ORDER BY term, seq`, after, last)
+	if err != nil {
+		return "", 0, err
 	}
 	live, err := listInt64(ctx, c, `SELECT body_id FROM body_fts ORDER BY body_id`)
 	if err != nil {
@@ -397,36 +408,61 @@ func compactPage(ctx context.Context, c conn, after string) (string, int64, erro
 	}
 	var removed int64
 	var redo []string
-	var out postingRows
-	for i := 0; i < len(page); {
-		j := i
-		var ids []int64
-		for ; j < len(page) && page[j].term == page[i].term; j++ {
-			if ids, err = decodePostings(ids, page[j].ids); err != nil {
-				return "", 0, fmt.Errorf("term %q: %w", page[j].term, err)
-			}
+	var newHeads, out postingRows
+	r := 0
+	for _, h := range heads {
+		ids, err := decodePostings(nil, h.ids)
+		for ; err == nil && r < len(rest) && rest[r].term == h.term; r++ {
+			ids, err = decodePostings(ids, rest[r].ids)
+		}
+		if err != nil {
+			return "", 0, fmt.Errorf("term %q: %w", h.term, err)
 		}
 		n, ordered := len(ids), ascending(ids)
 		kept := intersectSorted(sortedSet(ids), live)
-		if len(kept) < n || !ordered {
-			removed += int64(n - len(kept))
-			redo = append(redo, page[i].term)
-			out.addChunks(page[i].term, 0, kept)
+		if len(kept) == n && ordered {
+			continue
 		}
-		i = j
+		removed += int64(n - len(kept))
+		redo = append(redo, h.term)
+		// A term with no body left keeps its row with an empty list: the
+		// vocabulary never loses a term (the indexers remember which
+		// they have stored).
+		enc, lastID, more := fillRow([]byte{}, 0, headChunk, kept)
+		newHeads.add(h.term, 0, lastID, enc)
+		out.addChunks(h.term, 1, more)
 	}
 	if len(redo) > 0 {
 		if _, err := c.exec(ctx, `DELETE FROM body_fts_post WHERE term = ANY(?::text[])`, redo); err != nil {
+			return "", 0, mapErr(err)
+		}
+		if _, err := c.exec(ctx, `UPDATE body_fts_term t SET ids = u.ids, last_id = u.last_id
+FROM unnest(?::text[], ?::int8[], ?::bytea[]) AS u(term, last_id, ids)
+WHERE t.term = u.term`, newHeads.terms, newHeads.lasts, newHeads.ids); err != nil {
 			return "", 0, mapErr(err)
 		}
 		if err := out.insert(ctx, c); err != nil {
 			return "", 0, err
 		}
 	}
-	if !full {
+	if len(heads) < compactPageRows {
 		last = ""
 	}
 	return last, removed, nil
+}
+
+// termList is one row of a list: its term and its ids.
+type termList struct {
+	term string
+	ids  []byte
+}
+
+func termLists(ctx context.Context, c conn, q string, args ...any) ([]termList, error) {
+	return list(ctx, c, "posting lists", func(sc interface{ Scan(...any) error }) (termList, error) {
+		var l termList
+		err := sc.Scan(&l.term, &l.ids)
+		return l, err
+	}, q, args...)
 }
 
 // ascending says whether ids are strictly ascending: a list written in

@@ -9,10 +9,13 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// postingList reads term's rows in order: their sizes and their ids.
+// postingList reads term's list in order, its head first: the rows'
+// sizes and the ids.
 func postingList(t *testing.T, s *Store, term string) (sizes []int, ids []int64) {
 	t.Helper()
-	rows, err := s.read.QueryContext(t.Context(), `SELECT ids FROM body_fts_post WHERE term = $1 ORDER BY seq`, term)
+	rows, err := s.read.QueryContext(t.Context(), `SELECT ids FROM (
+    SELECT 0 AS seq, ids FROM body_fts_term WHERE term = $1
+    UNION ALL SELECT seq, ids FROM body_fts_post WHERE term = $1) l ORDER BY seq`, term)
 	must(t, err)
 	defer rows.Close()
 	for rows.Next() {
@@ -69,12 +72,16 @@ func TestPostingLists(t *testing.T) {
 		must(t, s.PutFullText(ctx, docs, []string{"every", "odd"}))
 	}
 	sizes, ids := postingList(t, s, "every")
-	if len(sizes) < 2 || !slices.Equal(sortedSet(slices.Clone(ids)), bodies) {
+	if len(sizes) < 3 || !slices.Equal(sortedSet(slices.Clone(ids)), bodies) {
 		t.Fatalf("every: rows %v, %d ids", sizes, len(ids))
 	}
-	for i, n := range sizes[:len(sizes)-1] {
-		if n < postingChunk || n > postingChunk+3*100 {
-			t.Errorf("row %d of every: %d bytes (chunk %d)", i, n, postingChunk)
+	// Rows fill up to their size (and one id more), then the next starts.
+	if sizes[0] < headChunk || sizes[0] > headChunk+4 {
+		t.Errorf("head of every: %d bytes (chunk %d)", sizes[0], headChunk)
+	}
+	for i, n := range sizes[1 : len(sizes)-1] {
+		if n < postingChunk || n > postingChunk+4 {
+			t.Errorf("row %d of every: %d bytes (chunk %d)", i+1, n, postingChunk)
 		}
 	}
 	match := func(q store.FullTextQuery) []int64 {
@@ -134,6 +141,11 @@ func TestPostingsCompaction(t *testing.T) {
 	for _, id := range bodies {
 		docs = append(docs, doc(id, "word", fmt.Sprint("only", id)))
 	}
+	// More terms than a compaction page holds.
+	many := compactPageRows + 100
+	for i := range many {
+		docs[1].Terms = append(docs[1].Terms, fmt.Sprintf("t%05d", i))
+	}
 	must(t, s.PutFullText(ctx, docs, nil))
 	// UID 1 goes; the user's index is dropped and rebuilt, so each list
 	// holds the other ids twice, out of order.
@@ -157,15 +169,22 @@ func TestPostingsCompaction(t *testing.T) {
 	}
 	n, err := s.CompactFullText(ctx, true)
 	must(t, err)
-	// word: 1 deleted and 5 repeated; only<id>: 1 deleted, 5 repeated.
-	if n != 12 {
-		t.Errorf("removed %d, want 12", n)
+	// word: 1 deleted and 5 repeated; only<id>: 1 deleted, 5 repeated;
+	// t<i>: 1 repeated each.
+	if n != int64(12+many) {
+		t.Errorf("removed %d, want %d", n, 12+many)
+	}
+	for _, term := range []string{"t00000", fmt.Sprintf("t%05d", compactPageRows), fmt.Sprintf("t%05d", many-1)} {
+		if _, ids := postingList(t, s, term); !slices.Equal(ids, bodies[1:2]) {
+			t.Errorf("%s after compaction: %v", term, ids)
+		}
 	}
 	if _, ids := postingList(t, s, "word"); !slices.Equal(ids, bodies[1:]) {
 		t.Errorf("word after compaction: %v, want %v", ids, bodies[1:])
 	}
-	if sizes, _ := postingList(t, s, fmt.Sprint("only", bodies[0])); sizes != nil {
-		t.Errorf("the deleted body's own term still has rows: %v", sizes)
+	// The term stays in the vocabulary, with an empty list.
+	if sizes, ids := postingList(t, s, fmt.Sprint("only", bodies[0])); !slices.Equal(sizes, []int{0}) || ids != nil {
+		t.Errorf("the deleted body's own term: rows %v, ids %v", sizes, ids)
 	}
 	var posted int64
 	must(t, s.read.QueryRowContext(ctx, `SELECT posted FROM body_fts_epoch`).Scan(&posted))

@@ -29,10 +29,12 @@ func postingList(t *testing.T, s *Store, term string) (sizes []int, ids []int64)
 	return sizes, ids
 }
 
-// pgIndexFixture is a PostgreSQL store with n messages in INBOX, none
-// indexed, and their body ids.
-func pgIndexFixture(t *testing.T, o *opener, n int) (*Store, []int64) {
+// pgIndexFixture is a PostgreSQL store (skipped without one) with n
+// messages in INBOX, none indexed, its opener and the body ids.
+func pgIndexFixture(t *testing.T, n int) (*Store, *opener, []int64) {
 	t.Helper()
+	skipWithoutPG(t)
+	o := newOpener(pgOptions)
 	s := imapFixture(t, o, 0)
 	for i := range n {
 		add(t, s, "INBOX", fmt.Appendf(nil, "Subject: %d\r\n\r\nbody %d\r\n", i, i))
@@ -41,7 +43,7 @@ func pgIndexFixture(t *testing.T, o *opener, n int) (*Store, []int64) {
 	for _, m := range listMsgs(t, s, box(t, s, "INBOX").ID) {
 		bodies = append(bodies, m.BodyID)
 	}
-	return s, bodies
+	return s, o, bodies
 }
 
 func doc(id int64, terms ...string) store.FullTextDoc {
@@ -53,9 +55,7 @@ func doc(id int64, terms ...string) store.FullTextDoc {
 // holds (another node's, a rebuild's) is appended all the same; prefix
 // queries read ranges of terms; every body is found.
 func TestPostingLists(t *testing.T) {
-	skipWithoutPG(t)
-	o := newOpener(pgOptions)
-	s, bodies := pgIndexFixture(t, o, 900)
+	s, _, bodies := pgIndexFixture(t, 900)
 	ctx := t.Context()
 	inbox := box(t, s, "INBOX").ID
 	// Later bodies first, in batches of 100; "every" is in all of them,
@@ -132,9 +132,7 @@ func TestPostingLists(t *testing.T) {
 // bodies, which readers skip, until compaction rewrites them; it runs on
 // its own only past its threshold.
 func TestPostingsCompaction(t *testing.T) {
-	skipWithoutPG(t)
-	o := newOpener(pgOptions)
-	s, bodies := pgIndexFixture(t, o, 6)
+	s, _, bodies := pgIndexFixture(t, 6)
 	ctx := t.Context()
 	inbox := box(t, s, "INBOX").ID
 	var docs []store.FullTextDoc
@@ -208,9 +206,7 @@ func TestPostingsCompaction(t *testing.T) {
 // disjoint bodies with the same terms at once; ftsWriteLock keeps every
 // append.
 func TestPostingsTwoNodes(t *testing.T) {
-	skipWithoutPG(t)
-	o := newOpener(pgOptions)
-	s, bodies := pgIndexFixture(t, o, 400)
+	s, o, bodies := pgIndexFixture(t, 400)
 	s2 := o.openStore(t)
 	t.Cleanup(func() { s2.Close() })
 	ctx := t.Context()

@@ -176,18 +176,26 @@ func answers(addr string) bool {
 // so any connection of a parallel test may take it meanwhile (outgoing
 // connections draw from the same ephemeral range); when the process
 // stops on exactly that, start moves the role to a fresh port and tries
-// again.
+// again. The log keeps the failed attempts' lines: what they did at
+// start (a key import, a migration) is done, and is not logged again.
 func (s *server) start() {
 	s.t.Helper()
+	earlier := ""
 	for attempt := 1; ; attempt++ {
 		err := s.launch()
 		if err == nil {
+			s.logMu.Lock()
+			now := s.log.String()
+			s.log.Reset()
+			s.log.WriteString(earlier + now)
+			s.logMu.Unlock()
 			return
 		}
 		port := portTaken(s.logs())
 		if port == 0 || attempt == 3 {
-			s.t.Fatalf("%v\n%s", err, s.logs())
+			s.t.Fatalf("%v\n%s", err, earlier+s.logs())
 		}
+		earlier += s.logs()
 		s.t.Logf("port %d's address %s was taken before petrel bound it; moving it", port, s.addr[port])
 		s.movePort(port)
 	}

@@ -376,8 +376,8 @@ func (s *Store) CompactFullText(ctx context.Context, force bool) (int64, error) 
 }
 
 // Compaction runs when ids of gone bodies exceed compactMin and
-// 1/compactSlack of the indexed bodies; it reads compactPageRows rows
-// per transaction.
+// 1/compactSlack of the indexed bodies; it rewrites the lists of
+// compactPageRows terms per transaction.
 const (
 	compactMin      = 1000
 	compactSlack    = 10

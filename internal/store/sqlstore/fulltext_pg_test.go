@@ -236,3 +236,53 @@ func TestPostingsTwoNodes(t *testing.T) {
 		t.Errorf("node0 %d ids, node1 %d", len(a), len(b))
 	}
 }
+
+// TestPostingsMigration: an index of tsvectors (before migration 0210)
+// is dropped by the migration, which moves the epoch so that SEARCH
+// stops trusting it, keeps the vocabulary, and leaves every body to the
+// indexer again.
+func TestPostingsMigration(t *testing.T) {
+	s, o, bodies := pgIndexFixture(t, 3)
+	ctx := t.Context()
+	var docs []store.FullTextDoc
+	for _, id := range bodies {
+		docs = append(docs, doc(id, "kept", fmt.Sprint("only", id)))
+	}
+	must(t, s.PutFullText(ctx, docs, nil))
+	// Back to the schema before 0210, with a tsvector per indexed body.
+	c := conn{q: s.write, d: s.d}
+	for _, q := range []string{
+		`DROP TABLE body_fts_post`,
+		`ALTER TABLE body_fts_epoch DROP COLUMN posted`,
+		`ALTER TABLE body_fts_term DROP COLUMN last_id, DROP COLUMN ids`,
+		`ALTER TABLE body_fts ADD COLUMN doc tsvector NOT NULL DEFAULT ''`,
+		`UPDATE body_fts SET doc = array_to_tsvector(ARRAY['kept'])`,
+		`CREATE INDEX body_fts_doc ON body_fts USING gin (doc)`,
+		`DELETE FROM schema_migrations WHERE version = 210`,
+	} {
+		_, err := c.exec(ctx, q)
+		must(t, err)
+	}
+	e0, err := s.FullTextEpoch(ctx)
+	must(t, err)
+	must(t, s.Close())
+	s = o.openStore(t)
+	t.Cleanup(func() { s.Close() })
+	if e1, err := s.FullTextEpoch(ctx); err != nil || e1 != e0+1 {
+		t.Errorf("epoch %d after the migration, was %d (%v)", e1, e0, err)
+	}
+	pending, err := s.PendingFullText(ctx, "", false, 0, 10)
+	must(t, err)
+	if !slices.Equal(pending, bodies) {
+		t.Errorf("pending after the migration: %v, want %v", pending, bodies)
+	}
+	if terms, err := s.FullTextTerms(ctx, "kep", 100, 10); err != nil || !slices.Equal(terms, []string{"kept"}) {
+		t.Errorf("vocabulary after the migration: %v (%v)", terms, err)
+	}
+	must(t, s.PutFullText(ctx, docs, nil))
+	got, err := s.FullTextMatch(ctx, box(t, s, "INBOX").ID, store.FullTextQuery{{{Text: "kept"}}})
+	must(t, err)
+	if slices.Sort(got); !slices.Equal(got, bodies) {
+		t.Errorf("kept after indexing again: %v, want %v", got, bodies)
+	}
+}

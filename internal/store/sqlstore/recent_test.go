@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -146,6 +147,14 @@ func TestClaimRecentConcurrentSessions(t *testing.T) {
 // one that finds some takes it once and expunges only those.
 func TestExpungeNothingDeletedReads(t *testing.T) {
 	flavors(t, func(t *testing.T, o *opener) {
+		// The body releaser, kicked by the expunge, must not run its own
+		// write transaction while they are counted.
+		mk := o.mk
+		o = newOpener(func(tb testing.TB) Options {
+			opt := mk(tb)
+			opt.ReleaseGrace = time.Hour
+			return opt
+		})
 		s := imapFixture(t, o, 0)
 		ctx := t.Context()
 		inbox := box(t, s, "INBOX")

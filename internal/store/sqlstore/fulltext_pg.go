@@ -49,48 +49,43 @@ func lockPostings(ctx context.Context, c conn) error {
 	return mapErr(err)
 }
 
-// putDocPG writes d's body_fts row, and reports whether it did: a body
-// indexed already (with attachments when d has them) is left alone.
-func putDocPG(ctx context.Context, c conn, d store.FullTextDoc) (bool, error) {
-	res, err := c.exec(ctx, `INSERT INTO body_fts (body_id, text_bytes, attachments)
-SELECT id, ?, ? FROM body WHERE id = ?
-ON CONFLICT (body_id) DO UPDATE SET text_bytes = excluded.text_bytes, attachments = excluded.attachments
-WHERE excluded.attachments AND NOT body_fts.attachments`, d.Bytes, d.Attachments, d.BodyID)
-	if err != nil {
-		return false, mapErr(err)
-	}
-	n, err := res.RowsAffected()
-	return n > 0, err
-}
-
 // putDocsPG writes the batch's body_fts rows and the postings of the
-// bodies written, under ftsWriteLock.
+// bodies written, under ftsWriteLock. A body indexed already (with
+// attachments when the doc has them) is left alone, and so is one that
+// is gone.
 func putDocsPG(ctx context.Context, c conn, docs []store.FullTextDoc) error {
 	if err := lockPostings(ctx, c); err != nil {
 		return err
 	}
-	byTerm := make(map[string][]int64)
-	written := 0
+	byID := make(map[int64]store.FullTextDoc, len(docs))
+	ids := make([]int64, 0, len(docs))
+	sizes := make([]int64, 0, len(docs))
+	atts := make([]bool, 0, len(docs))
 	for _, d := range docs {
-		ok, err := putDocPG(ctx, c, d)
-		if err != nil {
-			return err
+		if _, dup := byID[d.BodyID]; dup {
+			continue // one row may change once per statement
 		}
-		if !ok {
-			continue
-		}
-		written++
-		for _, t := range d.Terms {
-			byTerm[t] = append(byTerm[t], d.BodyID)
-		}
+		byID[d.BodyID] = d
+		ids, sizes, atts = append(ids, d.BodyID), append(sizes, d.Bytes), append(atts, d.Attachments)
 	}
-	if written == 0 {
-		return nil
+	written, err := listInt64(ctx, c, `INSERT INTO body_fts (body_id, text_bytes, attachments)
+SELECT b.id, u.bytes, u.att FROM unnest(?::int8[], ?::int8[], ?::bool[]) AS u(id, bytes, att) JOIN body b ON b.id = u.id
+ON CONFLICT (body_id) DO UPDATE SET text_bytes = excluded.text_bytes, attachments = excluded.attachments
+WHERE excluded.attachments AND NOT body_fts.attachments
+RETURNING body_id`, ids, sizes, atts)
+	if err != nil || len(written) == 0 {
+		return mapErr(err)
+	}
+	byTerm := make(map[string][]int64)
+	for _, id := range written {
+		for _, t := range byID[id].Terms {
+			byTerm[t] = append(byTerm[t], id)
+		}
 	}
 	if err := appendTermPostings(ctx, c, byTerm); err != nil {
 		return err
 	}
-	_, err := c.exec(ctx, `UPDATE body_fts_epoch SET posted = posted + ? WHERE id = 1`, written)
+	_, err = c.exec(ctx, `UPDATE body_fts_epoch SET posted = posted + ? WHERE id = 1`, len(written))
 	return mapErr(err)
 }
 

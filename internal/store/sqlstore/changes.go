@@ -294,11 +294,7 @@ func (s *Store) changes(ctx context.Context, mailboxID int64, modseq uint64, cha
 		// first when rows the client needs may have been pruned
 		// (PruneExpunged's floor is above its modseq).
 		ms := clampModSeq(modseq)
-		gone, err := list(ctx, c, "list expunged", func(sc interface{ Scan(...any) error }) (int64, error) {
-			var u int64
-			err := sc.Scan(&u)
-			return u, err
-		}, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?
+		gone, err := list(ctx, c, "list expunged", scanInt64, `SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?
 UNION ALL SELECT -1 FROM mailbox WHERE id = ? AND expunged_floor > ?
 ORDER BY 1`, mailboxID, ms, mailboxID, ms)
 		if err != nil {

@@ -296,3 +296,15 @@ func count(ctx context.Context, c conn, what, query string, args ...any) (int, e
 	}
 	return n, nil
 }
+
+// listInt64 runs q, whose rows are one integer each (ids).
+func listInt64(ctx context.Context, c conn, q string, args ...any) ([]int64, error) {
+	return list(ctx, c, "ids", scanInt64, q, args...)
+}
+
+// scanInt64 is list's scanner of a row of one integer.
+func scanInt64(sc interface{ Scan(...any) error }) (int64, error) {
+	var id int64
+	err := sc.Scan(&id)
+	return id, err
+}

@@ -23,11 +23,7 @@ func (s *Store) ClaimFullText(ctx context.Context, owner string, ids []int64, tt
 			return err
 		}
 		var err error
-		got, err = list(ctx, c, "claim full text", func(sc interface{ Scan(...any) error }) (int64, error) {
-			var id int64
-			err := sc.Scan(&id)
-			return id, err
-		}, `INSERT INTO body_fts_claim (body_id, owner, until)
+		got, err = list(ctx, c, "claim full text", scanInt64, `INSERT INTO body_fts_claim (body_id, owner, until)
 SELECT id, ?, now() + ?::interval FROM unnest(?::bigint[]) AS t(id)
 ON CONFLICT (body_id) DO UPDATE SET owner = excluded.owner, until = excluded.until
     WHERE body_fts_claim.until < now() OR body_fts_claim.owner = excluded.owner

@@ -55,11 +55,7 @@ AND EXISTS (SELECT 1 FROM message m JOIN mailbox x ON x.id = m.mailbox_id
 	q += `)
 ORDER BY b.id LIMIT ?`
 	args = append(args, limit)
-	ids, err := list(ctx, s.readConn(), "pending full text", func(sc interface{ Scan(...any) error }) (int64, error) {
-		var id int64
-		err := sc.Scan(&id)
-		return id, err
-	}, q, args...)
+	ids, err := list(ctx, s.readConn(), "pending full text", scanInt64, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}
@@ -249,11 +245,7 @@ func (s *Store) FullTextEpoch(ctx context.Context) (int64, error) {
 }
 
 func (s *Store) bodyIDs(ctx context.Context, what, q string, args ...any) ([]int64, error) {
-	ids, err := list(ctx, s.readConn(), what, func(sc interface{ Scan(...any) error }) (int64, error) {
-		var id int64
-		err := sc.Scan(&id)
-		return id, err
-	}, q, args...)
+	ids, err := list(ctx, s.readConn(), what, scanInt64, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}

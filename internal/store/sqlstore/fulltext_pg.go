@@ -470,11 +470,3 @@ func ascending(ids []int64) bool {
 	}
 	return true
 }
-
-func listInt64(ctx context.Context, c conn, q string, args ...any) ([]int64, error) {
-	return list(ctx, c, "ids", func(sc interface{ Scan(...any) error }) (int64, error) {
-		var id int64
-		err := sc.Scan(&id)
-		return id, err
-	}, q, args...)
-}

@@ -27,11 +27,7 @@ func (s *Store) PruneExpunged(ctx context.Context, keep int) (int, error) {
 	if keep < 1 {
 		keep = 1
 	}
-	ids, err := list(ctx, s.readConn(), "expunged to prune", func(sc interface{ Scan(...any) error }) (int64, error) {
-		var id int64
-		err := sc.Scan(&id)
-		return id, err
-	}, `SELECT mailbox_id FROM expunged GROUP BY mailbox_id HAVING COUNT(*) > ?`, keep)
+	ids, err := list(ctx, s.readConn(), "expunged to prune", scanInt64, `SELECT mailbox_id FROM expunged GROUP BY mailbox_id HAVING COUNT(*) > ?`, keep)
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: prune expunged: %w", err)
 	}

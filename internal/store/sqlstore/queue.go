@@ -112,11 +112,7 @@ func (s *Store) RenewQueueLeases(ctx context.Context, owner string, lease time.D
 	var held []int64
 	err := s.withTx(ctx, func(c conn) error {
 		var err error
-		held, err = list(ctx, c, "renew queue leases", func(sc interface{ Scan(...any) error }) (int64, error) {
-			var id int64
-			err := sc.Scan(&id)
-			return id, err
-		}, `UPDATE queue SET lease_until = `+end+` WHERE lease_owner = ? AND lease_until IS NOT NULL RETURNING id`,
+		held, err = list(ctx, c, "renew queue leases", scanInt64, `UPDATE queue SET lease_until = `+end+` WHERE lease_owner = ? AND lease_until IS NOT NULL RETURNING id`,
 			append(endArgs, owner)...)
 		return err
 	})

@@ -193,9 +193,10 @@ trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- build
-log "building petrel, benchtool, petrelprof and fsyncbench from $REPO"
-(cd "$REPO" && go build -o "$BIN/petrel" ./cmd/petrel && go build -o "$BIN/benchtool" ./bench/benchtool \
-  && go build -o "$BIN/petrelprof" ./bench/petrelprof && go build -o "$BIN/fsyncbench" ./bench/fsyncbench) \
+# CGO_ENABLED=0: the static, pure-Go binary Petrel ships as (README), as the other scripts build it.
+log "building petrel, petrelprof (CGO_ENABLED=0), benchtool and fsyncbench from $REPO"
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$BIN/petrel" ./cmd/petrel && go build -o "$BIN/benchtool" ./bench/benchtool \
+  && CGO_ENABLED=0 go build -o "$BIN/petrelprof" ./bench/petrelprof && go build -o "$BIN/fsyncbench" ./bench/fsyncbench) \
   || die "go build failed"
 BT=$BIN/benchtool
 

@@ -132,8 +132,11 @@ func roleServers(cfg *config.Config, p *parts) []roleServer {
 				Auth: p.auth, Store: p.store, Logger: p.log, ConnIDs: p.connIDs, MaxMessageSize: cfg.MessageSizeLimit,
 				Space: p.reserve, FullTextSearch: cfg.FullTextSearch, FullTextAttachments: cfg.FullTextAttachments,
 			}
-			if p.metrics != nil {
-				o.OnCommand = func(name string) { p.metrics.Command("imap", name) }
+			o.OnCommand = func(name string) {
+				p.activity.Add(1) // the full-text indexer yields to IMAP users
+				if p.metrics != nil {
+					p.metrics.Command("imap", name)
+				}
 			}
 			if p.learner != nil {
 				o.CopyObserver = p.learner // Junk moves train the spam filters

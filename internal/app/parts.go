@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petrelmail/petrel/internal/admin"
@@ -63,7 +64,10 @@ type parts struct {
 	fetcher     *fetch.Poller      // FETCHMAIL_ENABLED; nil: off
 	fetchSealer *fetch.Sealer      // seals fetched accounts' passwords (always built: the web pages need it)
 	tlsrpt      *tlsrptin.Receiver // parses TLS-RPT reports mailed to TLSRPT_RUA; nil: none
-	closers     []func()           // run in reverse order by close
+	// activity counts the work done for users (messages delivered, IMAP
+	// commands): while it moves, the full-text indexer yields to them.
+	activity atomic.Uint64
+	closers  []func() // run in reverse order by close
 }
 
 // build opens the store, bootstraps the first admin and builds the shared
@@ -264,7 +268,7 @@ func (p *parts) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		// off the delivery path (docs/search.md).
 		ix := fts.NewIndexer(fts.IndexerOptions{
 			Store: p.store, Extract: imapd.FullTextExtractor(p.cfg.FullTextAttachments), Attachments: p.cfg.FullTextAttachments,
-			Logger: p.log.With("part", "fts"),
+			Logger: p.log.With("part", "fts"), Activity: p.activity.Load,
 		})
 		wg.Add(1)
 		go func() {
@@ -358,7 +362,10 @@ func (a delivererAdapter) Deliver(ctx context.Context, env *inbound.Envelope, sp
 func (p *parts) delivererOptions(sv *inbound.SieveOptions) inbound.DelivererOptions {
 	cfg := p.cfg
 	return inbound.DelivererOptions{
-		OnDelivered:      func(n int) { p.stats.Add(stats.Delivered, n) },
+		OnDelivered: func(n int) {
+			p.stats.Add(stats.Delivered, n)
+			p.activity.Add(uint64(n))
+		},
 		Store:            p.timedCommits(),
 		Blobs:            p.store.Blobs(),
 		BodiesInDatabase: p.store.BodiesInDatabase(),

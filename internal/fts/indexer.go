@@ -39,6 +39,12 @@ const (
 	// store.FullTextClaimer): far above a batch's time, and the delay
 	// before another node redoes the batch of one that died.
 	claimTTL = 2 * time.Minute
+	// DefaultYield is how many times as long as its last batch took the
+	// indexer waits while the server is busy (IndexerOptions.Activity):
+	// it then takes at most a quarter of the time.
+	DefaultYield = 3
+	// maxYield bounds one such wait.
+	maxYield = 5 * time.Second
 )
 
 // IndexerOptions configure an Indexer.
@@ -57,15 +63,25 @@ type IndexerOptions struct {
 	Interval time.Duration
 	// Rescan: 0: DefaultRescan.
 	Rescan time.Duration
+	// Activity, when set, counts the work done for users (messages
+	// delivered, IMAP commands); it only grows. Indexing competes with
+	// that work for the CPU and the store's writer: while the count
+	// moves, the indexer waits Yield times as long as each batch took
+	// before it starts the next, so a burst of mail is delivered first
+	// and indexed after. Idle, it runs batch after batch.
+	Activity func() uint64
+	// Yield: 0: DefaultYield.
+	Yield int
 }
 
 // Indexer indexes the bodies that have no index row, in batches, in the
 // background: nothing on the delivery or APPEND path waits for it, and
 // SEARCH reads the bodies it has not reached yet.
 type Indexer struct {
-	opt   IndexerOptions
-	seen  map[string]struct{} // terms stored already (cleared when full)
-	owner string              // this indexer's name in claims
+	opt      IndexerOptions
+	seen     map[string]struct{} // terms stored already (cleared when full)
+	owner    string              // this indexer's name in claims
+	activity uint64              // Activity at the end of the last batch
 }
 
 // NewIndexer returns an indexer; Run starts it.
@@ -78,6 +94,9 @@ func NewIndexer(opt IndexerOptions) *Indexer {
 	}
 	if opt.Rescan <= 0 {
 		opt.Rescan = DefaultRescan
+	}
+	if opt.Yield <= 0 {
+		opt.Yield = DefaultYield
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -92,6 +111,9 @@ func NewIndexer(opt IndexerOptions) *Indexer {
 func (ix *Indexer) Run(ctx context.Context) {
 	var after int64
 	lastFull := time.Now()
+	if ix.opt.Activity != nil {
+		ix.activity = ix.opt.Activity()
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -104,6 +126,7 @@ func (ix *Indexer) Run(ctx context.Context) {
 			after, lastFull = 0, time.Now()
 			ix.compact(ctx, false)
 		}
+		start := time.Now()
 		next, n, err := ix.Batch(ctx, "", after)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -115,9 +138,24 @@ func (ix *Indexer) Run(ctx context.Context) {
 			t.Reset(ix.opt.Interval)
 		default:
 			after = next
-			t.Reset(0)
+			t.Reset(ix.pause(time.Since(start)))
 		}
 	}
+}
+
+// pause is how long to wait before the next batch after one that took
+// took: nothing unless users' work went on since the last batch ended.
+func (ix *Indexer) pause(took time.Duration) time.Duration {
+	if ix.opt.Activity == nil {
+		return 0
+	}
+	a := ix.opt.Activity()
+	busy := a != ix.activity
+	ix.activity = a
+	if !busy {
+		return 0
+	}
+	return min(time.Duration(ix.opt.Yield)*took, maxYield)
 }
 
 // compact lets a store that needs it drop what deleted bodies left in

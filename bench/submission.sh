@@ -4,7 +4,7 @@
 # (bench/submitload); both servers relay everything to smtp-sink. Plus resident memory and a
 # CPU profile of Petrel.
 #
-# Usage (root; installs postfix, dovecot-core and openssl when missing):
+# Usage (root; installs postfix, dovecot-core, openssl and sqlite3 when missing):
 #   bench/submission.sh                                   # RUNS=3 full runs, then the profile
 #   RUNS=1 HS_CASES="10:200" MSG_CASES="10:500:10:4096" NODKIM_CASES= PROFILE=0 bench/submission.sh
 #                                                         # quick smoke test (about a minute)
@@ -269,6 +269,9 @@ if [ -n "$DNS_STUB" ]; then
   start_dns_stub "$DNS_STUB" "$BENCH_DIR/dns.log"
 fi
 
+# dkim_keys: how many DKIM keys Petrel's store holds
+dkim_keys() { sqlite3 -readonly "$PET/main.db" "SELECT count(*) FROM dkim_key"; }
+
 # petrel_users: a fresh DATA_DIR with user1..user10@example.test (and example.test's DKIM key)
 petrel_users() {
   rm -rf "$PET"; mkdir -p "$PET"
@@ -276,7 +279,8 @@ petrel_users() {
     echo "Bench-Password-$i" | "${PETREL_ENV[@]}" CREDENTIAL_ROUNDS=4 "$BIN/petrel" user "user$i" example.test - >/dev/null \
       || die "petrel user user$i failed"
   done
-  ls "$PET"/dkim/*.key >/dev/null 2>&1 || log "WARNING: Petrel made no DKIM key; it will not sign"
+  # The keys live in the store (dkim_key, sealed with SECRET_KEY), not in files.
+  [ "$(dkim_keys)" -gt 0 ] || log "WARNING: Petrel made no DKIM key; it will not sign"
 }
 start_ref() {
   "$PS" config "$REF" >/dev/null 2>&1 || die "writing the reference config failed"
@@ -388,8 +392,9 @@ for run in $(seq 1 "$RUNS"); do
   if [ -n "$NODKIM_CASES" ]; then
     # the same Petrel data without the DKIM key: Petrel then sends unsigned
     stop_petrel
-    rm -f "$PET"/dkim/*.key
+    sqlite3 "$PET/main.db" "DELETE FROM dkim_key" || die "removing Petrel's DKIM key failed"
     start_petrel "$BIN/petrel"
+    [ "$(dkim_keys)" = 0 ] || die "Petrel has a DKIM key again after its restart"
     b=$(sink_count "$PET_SINK_OUT")
     "$SL" messages -addr 127.0.0.1:$PETREL_SMTPS -c 10 -n 50 -m 5 -users 10 >/dev/null 2>>"$OUT/client.log"
     wait_sink "$PET_SINK_OUT" $((b + 50))

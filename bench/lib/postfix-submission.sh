@@ -2,7 +2,7 @@
 # postfix-submission.sh — private Postfix 3.7 submission instance (port 465, implicit TLS, SASL
 # through a Dovecot 2.3 auth-only instance) relaying everything to one RELAYHOST, on loopback.
 #
-# Usage:  postfix-submission.sh install            # apt-get postfix, dovecot-core, openssl if missing (root)
+# Usage:  postfix-submission.sh install            # apt-get postfix, dovecot-core, openssl, sqlite3 if missing (root)
 #         postfix-submission.sh config DIR         # write the config under DIR (start does it if missing)
 #         postfix-submission.sh start  DIR         # start Dovecot (auth only), then Postfix
 #         postfix-submission.sh stop   DIR         # stop both and wait for every process of both trees
@@ -62,13 +62,14 @@ cmd=${1:-}; DIR=${2:-}
 [ "$(id -u)" = 0 ] || die "must run as root"
 
 if [ "$cmd" = install ]; then
-  if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/dovecot ] && [ -x /usr/sbin/smtp-sink ] && command -v openssl >/dev/null; then
+  if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/dovecot ] && [ -x /usr/sbin/smtp-sink ] && command -v openssl >/dev/null \
+    && command -v sqlite3 >/dev/null; then
     exit 0
   fi
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   echo "postfix postfix/mailname string localhost" | debconf-set-selections
-  apt-get install -y -q postfix dovecot-core openssl >&2
+  apt-get install -y -q postfix dovecot-core openssl sqlite3 >&2
   exit 0
 fi
 

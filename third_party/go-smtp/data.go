@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -92,6 +93,31 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		stateEOF              // reached .\r\n end marker line
 	)
 	for n < len(b) && r.state != stateEOF {
+		if r.state == stateData {
+			// Petrel: in the middle of a line only a CR changes the
+			// state, so the bytes up to the next CR are copied at once
+			// from the buffer instead of one ReadByte each (a third of
+			// the CPU of a 64 KiB message).
+			if _, err = r.r.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				break
+			}
+			buf, _ := r.r.Peek(r.r.Buffered())
+			if len(buf) > len(b)-n {
+				buf = buf[:len(b)-n]
+			}
+			i := bytes.IndexByte(buf, '\r')
+			if i < 0 {
+				i = len(buf)
+			}
+			if i > 0 {
+				n += copy(b[n:], buf[:i])
+				r.r.Discard(i)
+				continue
+			}
+		}
 		var c byte
 		c, err = r.r.ReadByte()
 		if err != nil {

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -32,16 +33,28 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 
-	for _, chr := range b[:n] {
-		if chr == '\n' {
-			r.curLineLength = 0
+	// Petrel: counted a line at a time (bytes.IndexByte) rather than a
+	// byte at a time, with the same result: an LF starts the next line's
+	// count at 1, and the count only grows within a line, so checking it
+	// at each line's end finds every line over the limit.
+	rest := b[:n]
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			r.curLineLength += len(rest)
+			if r.curLineLength > r.LineLimit {
+				return 0, ErrTooLongLine
+			}
+			return n, nil
 		}
-		r.curLineLength++
-
+		r.curLineLength += i
 		if r.curLineLength > r.LineLimit {
 			return 0, ErrTooLongLine
 		}
+		r.curLineLength = 1
+		if r.curLineLength > r.LineLimit {
+			return 0, ErrTooLongLine
+		}
+		rest = rest[i+1:]
 	}
-
-	return n, nil
 }

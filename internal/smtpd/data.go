@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -207,20 +208,58 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 func (b *bodyReader) read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	for i := range n {
-		switch c := p[i]; {
-		case c == '\n' && !b.prevCR:
-			return 0, errBareLF
-		case c != '\n' && b.prevCR:
-			return 0, errBareCR
-		default:
-			b.prevCR = c == '\r'
+	if n > 0 {
+		if bad := b.firstBare(p[:n]); bad != nil {
+			return 0, bad
 		}
+		b.prevCR = p[n-1] == '\r'
 	}
 	if err == io.EOF && b.prevCR {
 		return 0, errBareCR
 	}
 	return n, err
+}
+
+// firstBare is the error for the first bare CR or bare LF in p, which
+// follows what was read before it (prevCR), or nil. It finds CRs and LFs
+// with bytes.IndexByte rather than looking at every byte.
+func (b *bodyReader) firstBare(p []byte) error {
+	if b.prevCR && p[0] != '\n' {
+		return errBareCR
+	}
+	// The first LF without a CR before it, and the first CR without an LF
+	// after it (a CR that ends p is judged by the next read).
+	lf := -1
+	for i := bytes.IndexByte(p, '\n'); i >= 0; {
+		if (i == 0 && !b.prevCR) || (i > 0 && p[i-1] != '\r') {
+			lf = i
+			break
+		}
+		j := bytes.IndexByte(p[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	cr := -1
+	for i := bytes.IndexByte(p, '\r'); i >= 0 && i+1 < len(p); {
+		if p[i+1] != '\n' {
+			cr = i
+			break
+		}
+		j := bytes.IndexByte(p[i+1:], '\r')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	switch {
+	case lf >= 0 && (cr < 0 || lf < cr):
+		return errBareLF
+	case cr >= 0:
+		return errBareCR
+	}
+	return nil
 }
 
 // receivedHeader is the trace field of RFC 5321 4.4, with the RFC 3848

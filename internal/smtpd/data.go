@@ -229,30 +229,8 @@ func (b *bodyReader) firstBare(p []byte) error {
 	}
 	// The first LF without a CR before it, and the first CR without an LF
 	// after it (a CR that ends p is judged by the next read).
-	lf := -1
-	for i := bytes.IndexByte(p, '\n'); i >= 0; {
-		if (i == 0 && !b.prevCR) || (i > 0 && p[i-1] != '\r') {
-			lf = i
-			break
-		}
-		j := bytes.IndexByte(p[i+1:], '\n')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	cr := -1
-	for i := bytes.IndexByte(p, '\r'); i >= 0 && i+1 < len(p); {
-		if p[i+1] != '\n' {
-			cr = i
-			break
-		}
-		j := bytes.IndexByte(p[i+1:], '\r')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
+	lf := firstWhere(p, '\n', func(i int) bool { return (i == 0 && !b.prevCR) || (i > 0 && p[i-1] != '\r') })
+	cr := firstWhere(p, '\r', func(i int) bool { return i+1 < len(p) && p[i+1] != '\n' })
 	switch {
 	case lf >= 0 && (cr < 0 || lf < cr):
 		return errBareLF
@@ -260,6 +238,22 @@ func (b *bodyReader) firstBare(p []byte) error {
 		return errBareCR
 	}
 	return nil
+}
+
+// firstWhere is the index of the first byte c in p at which bad is true,
+// or -1.
+func firstWhere(p []byte, c byte, bad func(i int) bool) int {
+	for i := bytes.IndexByte(p, c); i >= 0; {
+		if bad(i) {
+			return i
+		}
+		j := bytes.IndexByte(p[i+1:], c)
+		if j < 0 {
+			return -1
+		}
+		i += 1 + j
+	}
+	return -1
 }
 
 // receivedHeader is the trace field of RFC 5321 4.4, with the RFC 3848

@@ -3,14 +3,11 @@ package app
 import (
 	"bufio"
 	"context"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/petrelmail/petrel/internal/config"
-	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -18,43 +15,15 @@ import (
 // the count the full-text indexer watches to yield to users.
 func TestActivityWiring(t *testing.T) {
 	ctx := context.Background()
-	cfg, problems := config.Parse(map[string]string{
-		"DATA_DIR":   t.TempDir(),
-		"DOMAIN":     "example.test",
-		"HOSTNAMES":  "mail.example.test",
-		"SECRET_KEY": "0123456789abcdef0123456789abcdef",
-		"TLS_FLAVOR": "notls",
-	})
-	if config.HasErrors(problems) {
-		t.Fatalf("config: %v", problems)
-	}
-	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
-	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, p := testParts(t, nil)
+	addDomain(t, p)
 	u := store.NewUser("reader", "example.test", 0, 80)
 	if err := p.store.CreateUser(ctx, &u); err != nil {
 		t.Fatal(err)
 	}
 
 	before := p.activity.Load()
-	route, err := p.router.Resolve(ctx, "reader@example.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := p.deliverer.NewSpool()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp.Write([]byte("From: <a@example.org>\r\nSubject: hello\r\n\r\nbody\r\n"))
-	env := &inbound.Envelope{ID: "a1", Sender: "a@example.org", Routes: []inbound.Route{route}, ReceivedAt: time.Now()}
-	if err := (delivererAdapter{p.deliverer, p.queue}).Deliver(ctx, env, sp); err != nil {
-		t.Fatal(err)
-	}
+	deliverRaw(t, p, "a1", "a@example.org", "From: <a@example.org>\r\nSubject: hello\r\n\r\nbody\r\n", "reader@example.test")
 	if got := p.activity.Load() - before; got != 1 {
 		t.Errorf("a delivery moved the activity count by %d, want 1", got)
 	}

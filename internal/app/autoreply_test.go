@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/petrelmail/petrel/internal/config"
-	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -23,48 +19,22 @@ import (
 // the domain's key.
 func TestAutoReplyWiring(t *testing.T) {
 	ctx := context.Background()
-	cfg, problems := config.Parse(map[string]string{
-		"DATA_DIR":   t.TempDir(),
-		"DOMAIN":     "example.test",
-		"HOSTNAMES":  "mail.example.test,mx.example.test",
-		"SECRET_KEY": "0123456789abcdef0123456789abcdef",
-		"TLS_FLAVOR": "notls",
-	})
-	if config.HasErrors(problems) {
-		t.Fatalf("config: %v", problems)
-	}
-	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
+	cfg, p := testParts(t, map[string]string{"HOSTNAMES": "mail.example.test,mx.example.test"})
 
 	keys := msgauth.NewKeysPath(cfg.DKIMPath, cfg.DKIMSelector)
 	if err := keys.Generate(context.Background(), "example.test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
-		t.Fatal(err)
-	}
+	addDomain(t, p)
 	u := store.NewUser("alice", "example.test", 0, 80)
 	u.ReplyEnabled, u.ReplySubject, u.ReplyBody, u.DisplayedName = true, "Away", "Back on Monday.", "Alice"
 	if err := p.store.CreateUser(ctx, &u); err != nil {
 		t.Fatal(err)
 	}
 
-	route, err := p.router.Resolve(ctx, "alice@example.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := p.deliverer.NewSpool()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp.Write([]byte("From: Friend <friend@remote.example>\r\nTo: alice@example.test\r\nSubject: hello\r\nMessage-ID: <hello@remote.example>\r\n\r\nHi!\r\n"))
-	env := &inbound.Envelope{ID: "orig1", Sender: "friend@remote.example", Routes: []inbound.Route{route}, ReceivedAt: time.Now()}
-	if err := (delivererAdapter{p.deliverer, p.queue}).Deliver(ctx, env, sp); err != nil {
-		t.Fatal(err)
-	}
+	deliverRaw(t, p, "orig1", "friend@remote.example",
+		"From: Friend <friend@remote.example>\r\nTo: alice@example.test\r\nSubject: hello\r\nMessage-ID: <hello@remote.example>\r\n\r\nHi!\r\n",
+		"alice@example.test")
 
 	items, err := p.store.ListQueue(ctx)
 	if err != nil {

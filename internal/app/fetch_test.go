@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/fetch"
 	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/imapd"
@@ -35,25 +33,11 @@ type fetchEnv struct {
 func newFetchEnv(t *testing.T) *fetchEnv {
 	t.Helper()
 	ctx := t.Context()
-	cfg, problems := config.Parse(map[string]string{
-		"DATA_DIR": t.TempDir(), "DOMAIN": "example.test", "HOSTNAMES": "mail.example.test",
-		"SECRET_KEY": "0123456789abcdef0123456789abcdef", "TLS_FLAVOR": "notls",
-		"FETCHMAIL_ENABLED": "true", "FETCHMAIL_DELAY": "60",
-	})
-	if config.HasErrors(problems) {
-		t.Fatalf("config: %v", problems)
-	}
-	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.close)
+	_, p := testParts(t, map[string]string{"FETCHMAIL_ENABLED": "true", "FETCHMAIL_DELAY": "60"})
 	if p.fetcher == nil {
 		t.Fatal("FETCHMAIL_ENABLED=true built no poller")
 	}
-	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
-		t.Fatal(err)
-	}
+	addDomain(t, p)
 	u := store.NewUser("alice", "example.test", 0, 80)
 	if err := p.store.CreateUser(ctx, &u); err != nil {
 		t.Fatal(err)
@@ -67,6 +51,7 @@ func newFetchEnv(t *testing.T) *fetchEnv {
 		Auth: authn, Store: e.remote}), 10*time.Second)
 	e.imap, _ = testutil.Serve(t, imapd.New(imapd.Options{Implicit: true, TLSConfig: e.cert.Server, Hostname: "remote.test",
 		Auth: authn, Store: e.remote}), 10*time.Second)
+	var err error
 	if e.sealedPass, err = p.fetchSealer.Seal("carol-remote-pw"); err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/relay/sinktest"
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -22,25 +20,8 @@ func TestOutboundConcurrencyPerNextHop(t *testing.T) {
 	ctx := context.Background()
 	hold := make(chan struct{})
 	sink := sinktest.Start(t, sinktest.Options{Hold: hold})
-	cfg, problems := config.Parse(map[string]string{
-		"DATA_DIR":   t.TempDir(),
-		"DOMAIN":     "example.test",
-		"HOSTNAMES":  "mail.example.test",
-		"SECRET_KEY": "0123456789abcdef0123456789abcdef",
-		"TLS_FLAVOR": "notls",
-		"RELAYHOST":  fmt.Sprintf("[127.0.0.1]:%d", sink.Port()),
-	})
-	if config.HasErrors(problems) {
-		t.Fatalf("config: %v", problems)
-	}
-	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
-	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
-		t.Fatal(err)
-	}
+	_, p := testParts(t, map[string]string{"RELAYHOST": fmt.Sprintf("[127.0.0.1]:%d", sink.Port())})
+	addDomain(t, p)
 
 	const perDomain = 30
 	body := []byte("From: alice@example.test\r\nSubject: hop\r\n\r\nbody\r\n")

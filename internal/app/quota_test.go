@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/petrelmail/petrel/internal/config"
-	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/store"
 )
 
@@ -19,47 +15,17 @@ import (
 // and the (local) sender gets a DSN naming the full mailbox with 5.2.2.
 func TestQuotaBounceWiring(t *testing.T) {
 	ctx := context.Background()
-	cfg, problems := config.Parse(map[string]string{
-		"DATA_DIR":   t.TempDir(),
-		"DOMAIN":     "example.test",
-		"HOSTNAMES":  "mail.example.test",
-		"SECRET_KEY": "0123456789abcdef0123456789abcdef",
-		"TLS_FLAVOR": "notls",
-	})
-	if config.HasErrors(problems) {
-		t.Fatalf("config: %v", problems)
-	}
-	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
-	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
-		t.Fatal(err)
-	}
+	_, p := testParts(t, nil)
+	addDomain(t, p)
 	for _, u := range []store.User{store.NewUser("room", "example.test", 0, 80), store.NewUser("full", "example.test", 50, 80),
 		store.NewUser("sender", "example.test", 0, 80)} {
 		if err := p.store.CreateUser(ctx, &u); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var routes []inbound.Route
-	for _, r := range []string{"room@example.test", "full@example.test"} {
-		route, err := p.router.Resolve(ctx, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, route)
-	}
-	sp, err := p.deliverer.NewSpool()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp.Write([]byte("From: <sender@example.test>\r\nSubject: big news\r\nMessage-ID: <news@example.test>\r\n\r\n" + strings.Repeat("x", 200) + "\r\n"))
-	env := &inbound.Envelope{ID: "q1", Sender: "sender@example.test", Routes: routes, ReceivedAt: time.Now()}
-	if err := (delivererAdapter{p.deliverer, p.queue}).Deliver(ctx, env, sp); err != nil {
-		t.Fatalf("delivery with one full mailbox: %v", err)
-	}
+	deliverRaw(t, p, "q1", "sender@example.test",
+		"From: <sender@example.test>\r\nSubject: big news\r\nMessage-ID: <news@example.test>\r\n\r\n"+strings.Repeat("x", 200)+"\r\n",
+		"room@example.test", "full@example.test")
 	count := func(user string) []store.MessageInfo {
 		l, err := p.store.ListMessages(ctx, user, "INBOX")
 		if errors.Is(err, store.ErrNotFound) {

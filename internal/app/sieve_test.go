@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/smtp"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/filter"
 	"github.com/petrelmail/petrel/internal/inbound"
 	"github.com/petrelmail/petrel/internal/smtpd"
@@ -93,26 +91,8 @@ type sieveSetup struct {
 
 func startSieveServer(t testing.TB, setup sieveSetup, users ...string) *sieveServer {
 	ctx := context.Background()
-	cfg, problems := config.Parse(map[string]string{
-		"DATA_DIR":   t.TempDir(),
-		"DOMAIN":     "example.test",
-		"HOSTNAMES":  "mail.example.test",
-		"SECRET_KEY": "0123456789abcdef0123456789abcdef",
-		"TLS_FLAVOR": "notls",
-
-		"RECIPIENT_DELIMITER": "+",
-	})
-	if config.HasErrors(problems) {
-		t.Fatalf("config: %v", problems)
-	}
-	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.close)
-	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
-		t.Fatal(err)
-	}
+	cfg, p := testParts(t, map[string]string{"RECIPIENT_DELIMITER": "+"})
+	addDomain(t, p)
 	for _, u := range users {
 		nu := store.NewUser(u, "example.test", 0, 80)
 		if err := p.store.CreateUser(ctx, &nu); err != nil {

@@ -45,6 +45,10 @@ const (
 	DefaultYield = 3
 	// maxYield bounds one such wait.
 	maxYield = 5 * time.Second
+	// busyRate is the rate of users' work (Activity per second) from
+	// which the indexer yields: a few idle IMAP clients polling now and
+	// then do not slow a catch-up after an import.
+	busyRate = 20
 )
 
 // IndexerOptions configure an Indexer.
@@ -66,9 +70,10 @@ type IndexerOptions struct {
 	// Activity, when set, counts the work done for users (messages
 	// delivered, IMAP commands); it only grows. Indexing competes with
 	// that work for the CPU and the store's writer: while the count
-	// moves, the indexer waits Yield times as long as each batch took
-	// before it starts the next, so a burst of mail is delivered first
-	// and indexed after. Idle, it runs batch after batch.
+	// moves at busyRate or more, the indexer waits Yield times as long
+	// as each batch took before it starts the next, so a burst of mail
+	// is delivered first and indexed after. Otherwise it runs batch
+	// after batch.
 	Activity func() uint64
 	// Yield: 0: DefaultYield.
 	Yield int
@@ -82,6 +87,7 @@ type Indexer struct {
 	seen     map[string]struct{} // terms stored already (cleared when full)
 	owner    string              // this indexer's name in claims
 	activity uint64              // Activity at the end of the last batch
+	looked   time.Time           // when it was read
 }
 
 // NewIndexer returns an indexer; Run starts it.
@@ -112,7 +118,7 @@ func (ix *Indexer) Run(ctx context.Context) {
 	var after int64
 	lastFull := time.Now()
 	if ix.opt.Activity != nil {
-		ix.activity = ix.opt.Activity()
+		ix.activity, ix.looked = ix.opt.Activity(), time.Now()
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -144,15 +150,16 @@ func (ix *Indexer) Run(ctx context.Context) {
 }
 
 // pause is how long to wait before the next batch after one that took
-// took: nothing unless users' work went on since the last batch ended.
+// took: nothing unless users' work went on since the last batch ended,
+// at busyRate or more.
 func (ix *Indexer) pause(took time.Duration) time.Duration {
 	if ix.opt.Activity == nil {
 		return 0
 	}
-	a := ix.opt.Activity()
-	busy := a != ix.activity
-	ix.activity = a
-	if !busy {
+	a, now := ix.opt.Activity(), time.Now()
+	work, since := a-ix.activity, now.Sub(ix.looked)
+	ix.activity, ix.looked = a, now
+	if work == 0 || float64(work) < busyRate*since.Seconds() {
 		return 0
 	}
 	return min(time.Duration(ix.opt.Yield)*took, maxYield)

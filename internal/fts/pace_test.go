@@ -13,11 +13,13 @@ import (
 )
 
 // TestIndexerPause: the wait after a batch is Yield times the batch's
-// time while users' work went on since the last batch, bounded by
-// maxYield, and nothing when it did not (or without Activity).
+// time while users' work went on since the last batch at busyRate or
+// more, bounded by maxYield, and nothing when it did not (or without
+// Activity).
 func TestIndexerPause(t *testing.T) {
 	var work uint64
 	ix := NewIndexer(IndexerOptions{Store: &memStore{}, Extract: readAll, Activity: func() uint64 { return work }})
+	ix.looked = time.Now()
 	if got := ix.pause(10 * time.Millisecond); got != 0 {
 		t.Errorf("idle: pause %v, want 0", got)
 	}
@@ -31,6 +33,12 @@ func TestIndexerPause(t *testing.T) {
 	work += 5
 	if got := ix.pause(time.Minute); got != maxYield {
 		t.Errorf("busy after a long batch: pause %v, want %v", got, maxYield)
+	}
+	// A trickle: two commands in the ten seconds since the last look.
+	ix.looked = time.Now().Add(-10 * time.Second)
+	work += 2
+	if got := ix.pause(time.Second); got != 0 {
+		t.Errorf("a trickle of work: pause %v, want 0", got)
 	}
 	plain := NewIndexer(IndexerOptions{Store: &memStore{}, Extract: readAll})
 	if got := plain.pause(time.Second); got != 0 {
@@ -68,13 +76,14 @@ func TestIndexerYieldsToUsers(t *testing.T) {
 	for id := int64(1); id <= 10; id++ {
 		st.bodies[id] = fmt.Sprintf("message %d", id)
 	}
-	// While working is set, users' work moves on between any two looks.
+	// While working is set, much of users' work is done between any two
+	// looks.
 	var work atomic.Uint64
 	var working atomic.Bool
 	working.Store(true)
 	activity := func() uint64 {
 		if working.Load() {
-			return work.Add(1)
+			return work.Add(1000)
 		}
 		return work.Load()
 	}

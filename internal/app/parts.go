@@ -31,6 +31,7 @@ import (
 	"github.com/petrelmail/petrel/internal/stats"
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
+	"github.com/petrelmail/petrel/internal/store/domaincache"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 	"github.com/petrelmail/petrel/internal/tlscfg/acme"
@@ -64,6 +65,7 @@ type parts struct {
 	fetcher     *fetch.Poller      // FETCHMAIL_ENABLED; nil: off
 	fetchSealer *fetch.Sealer      // seals fetched accounts' passwords (always built: the web pages need it)
 	tlsrpt      *tlsrptin.Receiver // parses TLS-RPT reports mailed to TLSRPT_RUA; nil: none
+	domains     *domaincache.Cache // the inbound path's domain look-ups (domains.go)
 	// activity counts the work done for users (messages delivered, IMAP
 	// commands): while it moves, the full-text indexer yields to them.
 	activity atomic.Uint64
@@ -194,13 +196,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			return info.NotAfter, ok
 		})
 	}
-	p.signers = msgauth.NewSigners(dkimKeys, msgauth.NewStoreLookup(p.store))
+	p.domains = p.newDomainCache()
+	p.signers = msgauth.NewSigners(dkimKeys, msgauth.NewStoreLookup(p.domains))
 	// SRS derives its own key from the master secret, as Mailu does, so
 	// addresses Mailu issued still reverse.
 	p.srs = srs.New(p.secret, cfg.Domain, time.Now)
 
 	p.router = inbound.NewRouter(inbound.RouterOptions{
-		Accounts:   p.store,
+		Accounts:   cachedAccounts{p.store, p.domains},
 		Delimiters: cfg.RecipientDelimiter,
 		SRS:        p.srs,
 		Logger:     log.With("part", "inbound"),

@@ -111,6 +111,7 @@ func (a *accounts) CreateDomain(ctx context.Context, d *store.Domain) error {
 		if err := checkNameFree(ctx, c, d.Name); err != nil {
 			return err
 		}
+		c.configChanged(TopicDomain, d.Name)
 		_, err := c.exec(ctx, `INSERT INTO domain (`+domainCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			d.Name, d.MaxUsers, d.MaxAliases, d.MaxQuotaBytes, d.SignupEnabled,
 			c.d.ts(m.CreatedAt), nil, m.Comment)
@@ -185,6 +186,7 @@ func (a *accounts) CreateAlternative(ctx context.Context, x *store.Alternative) 
 		if err := checkNameFree(ctx, c, x.Name); err != nil {
 			return err
 		}
+		c.configChanged(TopicDomain, x.Name)
 		_, err := c.exec(ctx, `INSERT INTO alternative (`+alternativeCols+`) VALUES (?, ?, ?, ?, ?)`,
 			x.Name, x.DomainName, c.d.ts(m.CreatedAt), nil, m.Comment)
 		return mapErr(err)
@@ -198,6 +200,7 @@ func (a *accounts) CreateAlternative(ctx context.Context, x *store.Alternative) 
 
 func (a *accounts) DeleteAlternative(ctx context.Context, name string) error {
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicDomain, name)
 		return c.execOne(ctx, `DELETE FROM alternative WHERE name = ?`, name)
 	})
 	if err != nil {
@@ -233,6 +236,7 @@ func (a *accounts) CreateRelay(ctx context.Context, r *store.Relay) error {
 		if err := checkNameFree(ctx, c, r.Name); err != nil {
 			return err
 		}
+		c.configChanged(TopicDomain, r.Name)
 		_, err := c.exec(ctx, `INSERT INTO relay (`+relayCols+`) VALUES (?, ?, ?, ?, ?)`,
 			r.Name, r.SMTP, c.d.ts(m.CreatedAt), nil, m.Comment)
 		return mapErr(err)
@@ -247,6 +251,7 @@ func (a *accounts) CreateRelay(ctx context.Context, r *store.Relay) error {
 func (a *accounts) UpdateRelay(ctx context.Context, r *store.Relay) error {
 	t := now()
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicDomain, r.Name)
 		return c.execOne(ctx, `UPDATE relay SET smtp = ?, updated_at = ?, comment = ? WHERE name = ?`,
 			r.SMTP, c.d.ts(t), r.Comment, r.Name)
 	})
@@ -259,6 +264,7 @@ func (a *accounts) UpdateRelay(ctx context.Context, r *store.Relay) error {
 
 func (a *accounts) DeleteRelay(ctx context.Context, name string) error {
 	err := a.write(ctx, func(c conn) error {
+		c.configChanged(TopicDomain, name)
 		return c.execOne(ctx, `DELETE FROM relay WHERE name = ?`, name)
 	})
 	if err != nil {

@@ -44,7 +44,7 @@ const (
 // Configuration topics announced to every node (ConfigChanges).
 const (
 	TopicUser   = "user"   // key: the address (password, enabled, quota...)
-	TopicDomain = "domain" // key: the domain name
+	TopicDomain = "domain" // key: the name of a domain, alternative or relay domain
 	TopicSieve  = "sieve"  // key: the user whose scripts changed
 )
 

@@ -286,7 +286,7 @@ func containsString(l []string, s string) bool {
 // checkDKIM verifies every DKIM-Signature of the header h (up to
 // MaxSignatures); body is the rest of the message.
 func (v *Verifier) checkDKIM(ctx context.Context, res dnsAdapter, h *header, body *bufio.Reader) ([]DKIMOutcome, error) {
-	fields := rawFields(h.raw)
+	fields := rawFields(h.text)
 	var sigs []*dkimSig
 	for _, f := range fields {
 		name, value, _ := strings.Cut(f, ":")
@@ -454,8 +454,7 @@ func withoutB(f string) string {
 // rawFields splits a header block into its fields as DKIM sees them:
 // each with its continuation lines and CRLF line ends (a bare LF counts
 // as a line end), without the blank line that ends the header.
-func rawFields(raw []byte) []string {
-	s := string(raw)
+func rawFields(s string) []string {
 	if strings.Contains(s, "\n") && strings.Count(s, "\n") != strings.Count(s, "\r\n") {
 		var b strings.Builder
 		for line := range strings.Lines(s) {

@@ -32,6 +32,7 @@ var (
 // blank line that ends it, when there is one) and its fields in order.
 type header struct {
 	raw      []byte
+	text     string // raw as a string, which the fields' strings share
 	fields   []field
 	complete bool // the blank line was seen (false: the message is all header)
 }
@@ -45,8 +46,7 @@ type field struct {
 // line (RFC 5322 2.1). Lines may end in CRLF or LF. A line without a colon is
 // kept in raw but yields no field, as DKIM verifiers skip it too.
 func readHeader(br *bufio.Reader) (*header, error) {
-	h := &header{}
-	var cur *field
+	h := &header{raw: make([]byte, 0, headerGuess)}
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -64,33 +64,70 @@ func readHeader(br *bufio.Reader) (*header, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("read header: %w", err)
 		}
+		if len(h.raw) == 0 && len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			return nil, ErrBadHeader
+		}
 		h.raw = append(h.raw, line...)
-		text := strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r")
-		switch {
-		case len(line) > 0 && text == "" && (err == nil):
-			h.complete = true
-			return h, nil
-		case text == "":
-			// EOF (possibly after a bare CR): a message with no body.
-		case text[0] == ' ' || text[0] == '\t':
-			if len(h.raw) == len(line) {
-				return nil, ErrBadHeader
-			}
-			if cur != nil {
-				cur.value += text // RFC 5322 2.2.3 unfolding: drop the CRLF only
-			}
-		default:
-			cur = nil
-			if i := strings.IndexByte(text, ':'); i > 0 {
-				name := strings.TrimRight(text[:i], " \t")
-				h.fields = append(h.fields, field{name: name, value: text[i+1:]})
-				cur = &h.fields[len(h.fields)-1]
-			}
+		if err == nil && (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) {
+			h.complete = true // the blank line
+			break
 		}
 		if errors.Is(err, io.EOF) {
-			return h, nil
+			break
 		}
 	}
+	h.text = string(h.raw)
+	h.fields = parseFields(h.text)
+	return h, nil
+}
+
+// headerGuess is the room readHeader makes for a header at first: most
+// fit, so raw grows without a copy.
+const headerGuess = 2 << 10
+
+// parseFields splits a header block into its fields, their names and
+// values substrings of s; only a folded value is a string of its own.
+func parseFields(s string) []field {
+	fields := make([]field, 0, 16)
+	var unfolded []byte // the folded value being joined, when folded
+	folded := false
+	end := func() {
+		if folded {
+			fields[len(fields)-1].value = string(unfolded)
+			folded = false
+		}
+	}
+	inField := false
+	for s != "" {
+		line := s
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			line = s[:i+1]
+		}
+		s = s[len(line):]
+		text := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		switch {
+		case text == "":
+			// The blank line, or a bare CR at the end of the input.
+		case text[0] == ' ' || text[0] == '\t':
+			if inField {
+				// RFC 5322 2.2.3 unfolding: drop the CRLF only.
+				if !folded {
+					unfolded = append(unfolded[:0], fields[len(fields)-1].value...)
+					folded = true
+				}
+				unfolded = append(unfolded, text...)
+			}
+		default:
+			end()
+			inField = false
+			if i := strings.IndexByte(text, ':'); i > 0 {
+				fields = append(fields, field{name: strings.TrimRight(text[:i], " \t"), value: text[i+1:]})
+				inField = true
+			}
+		}
+	}
+	end()
+	return fields
 }
 
 // count returns how many fields are named name (case-insensitive).

@@ -8,13 +8,17 @@ import (
 	"github.com/petrelmail/petrel/internal/msgauth"
 )
 
-// withReturnPath re-spools sp behind a Return-Path field holding the
-// envelope sender, leaving out every Return-Path field already in the
-// header. RFC 5321 4.4: the server making the final delivery records the
+// returnPath picks the Return-Path fields.
+var returnPath = msgauth.Drop("Return-Path")
+
+// withReturnPath puts a Return-Path field holding the envelope sender on
+// top of sp, leaving out every Return-Path field already in the header.
+// RFC 5321 4.4: the server making the final delivery records the
 // reverse-path there; a Return-Path that arrived with the message is not
 // trustworthy (Mailu: Postfix drops it in cleanup, message_drop_headers,
-// and Dovecot LMTP adds its own at delivery). On success sp is consumed,
-// unless it is returned as it was.
+// and Dovecot LMTP adds its own at delivery). The usual message has none
+// and gets the field prepended; one that has some is re-spooled without
+// them, and then sp is consumed.
 func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
 	first, err := firstByte(sp)
 	if err != nil {
@@ -25,11 +29,21 @@ func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
 		// part of our field: leave such a message as it came.
 		return sp, nil
 	}
+	field := ReturnPathField(sender)
+	has, err := spoolHas(sp, returnPath)
+	if err != nil {
+		return nil, err
+	}
+	if !has {
+		if err := sp.Prepend([]byte(field)); err != nil {
+			return nil, err
+		}
+		return sp, nil
+	}
 	out, err := d.NewSpool()
 	if err != nil {
 		return nil, err
 	}
-	field := ReturnPathField(sender)
 	out.Grow(int64(len(field)) + sp.Size())
 	if _, err := io.WriteString(out, field); err != nil {
 		out.Abort()
@@ -41,14 +55,22 @@ func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	if _, err := msgauth.CopyWithout(out, rc, func(name, _ string) bool {
-		return strings.EqualFold(name, "Return-Path")
-	}); err != nil {
+	if _, err := msgauth.CopyWithout(out, rc, returnPath); err != nil {
 		out.Abort()
 		return nil, fmt.Errorf("inbound: return-path: %w", err)
 	}
 	sp.Abort()
 	return out, nil
+}
+
+// spoolHas reports whether sp's header has a field f picks.
+func spoolHas(sp *Spool, f msgauth.FieldFilter) (bool, error) {
+	rc, err := sp.Open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return msgauth.HeaderHas(rc, f)
 }
 
 // firstByte is the first byte of sp's body (0 for an empty one).

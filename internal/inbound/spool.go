@@ -15,6 +15,12 @@ import (
 // DATA stream of small writes does not become one syscall each.
 const spillBuffer = 64 << 10
 
+// headroom is the room an in-memory body keeps in front of it for the
+// header fields added after DATA (Authentication-Results, the scanners'
+// fields, Return-Path): Prepend then writes them there instead of copying
+// the body behind them.
+const headroom = 1 << 10
+
 // errSpoolDone is returned for use of a Spool after Deliver or Abort.
 var errSpoolDone = errors.New("inbound: spool already delivered or aborted")
 
@@ -28,7 +34,8 @@ type Spool struct {
 	inlineMax int64
 	onDone    func() // called once when the spool is consumed or aborted; nil: nothing
 
-	mem  []byte
+	mem  []byte // the in-memory body is mem[head:]
+	head int
 	w    *blob.Writer
 	bw   *bufio.Writer
 	size int64
@@ -45,6 +52,7 @@ func (s *Spool) Write(p []byte) (int, error) {
 		return 0, s.err
 	}
 	if s.w == nil && s.size+int64(len(p)) <= s.inlineMax {
+		s.reserve(len(p))
 		s.mem = append(s.mem, p...)
 		s.size += int64(len(p))
 		return len(p), nil
@@ -71,7 +79,96 @@ func (s *Spool) Grow(n int64) {
 	if s.done || s.w != nil || n <= 0 || s.size+n > s.inlineMax {
 		return
 	}
-	s.mem = slices.Grow(s.mem, int(n))
+	s.reserve(int(n))
+}
+
+// reserve makes room for n more bytes of an in-memory body; the first
+// allocation leaves headroom in front.
+func (s *Spool) reserve(n int) {
+	if s.mem == nil {
+		s.mem = make([]byte, headroom, headroom+n)
+		s.head = headroom
+		return
+	}
+	s.mem = slices.Grow(s.mem, n)
+}
+
+// Prepend puts p in front of the body written so far: header fields
+// that are known only once the whole message is in. An in-memory body
+// takes them into its headroom, without a copy of the body; past the
+// headroom it is copied once, and a spilled body is rewritten to a new
+// blob file.
+func (s *Spool) Prepend(p []byte) error {
+	if s.done {
+		return errSpoolDone
+	}
+	if s.err != nil {
+		return s.err
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	if s.w == nil && s.size+int64(len(p)) <= s.inlineMax {
+		if len(p) > s.head {
+			mem := make([]byte, headroom+len(p)+int(s.size))
+			copy(mem[headroom+len(p):], s.mem[s.head:])
+			s.mem, s.head = mem, headroom+len(p)
+		}
+		s.head -= len(p)
+		copy(s.mem[s.head:], p)
+		s.size += int64(len(p))
+		return nil
+	}
+	if err := s.rewrite(p); err != nil {
+		s.err = err
+		return err
+	}
+	return nil
+}
+
+// rewrite moves the body into a new blob file behind p.
+func (s *Spool) rewrite(p []byte) error {
+	if s.blobs == nil {
+		return errors.New("inbound: body larger than InlineMax and no blob directory")
+	}
+	var old io.ReadCloser = io.NopCloser(bytes.NewReader(s.body()))
+	if s.w != nil {
+		if err := s.bw.Flush(); err != nil {
+			return fmt.Errorf("inbound: spool flush: %w", err)
+		}
+		rc, err := s.w.Open()
+		if err != nil {
+			return fmt.Errorf("inbound: spool: %w", err)
+		}
+		old = rc
+	}
+	defer old.Close()
+	w, err := s.blobs.Create()
+	if err != nil {
+		return fmt.Errorf("inbound: spool: %w", err)
+	}
+	bw := bufio.NewWriterSize(w, spillBuffer)
+	if _, err := bw.Write(p); err == nil {
+		_, err = io.Copy(bw, old)
+	}
+	if err != nil {
+		w.Abort()
+		return fmt.Errorf("inbound: spool write: %w", err)
+	}
+	if s.w != nil {
+		s.w.Abort()
+	}
+	s.w, s.bw, s.mem, s.head = w, bw, nil, 0
+	s.size += int64(len(p))
+	return nil
+}
+
+// body is the in-memory body.
+func (s *Spool) body() []byte {
+	if s.mem == nil {
+		return nil
+	}
+	return s.mem[s.head:]
 }
 
 // spill moves the in-memory part into a new blob file.
@@ -85,10 +182,10 @@ func (s *Spool) spill() error {
 	}
 	s.w = w
 	s.bw = bufio.NewWriterSize(w, spillBuffer)
-	if _, err := s.bw.Write(s.mem); err != nil {
+	if _, err := s.bw.Write(s.body()); err != nil {
 		return fmt.Errorf("inbound: spool write: %w", err)
 	}
-	s.mem = nil
+	s.mem, s.head = nil, 0
 	return nil
 }
 
@@ -117,7 +214,7 @@ func (s *Spool) Open() (io.ReadCloser, error) {
 		return nil, s.err
 	}
 	if s.w == nil {
-		return io.NopCloser(bytes.NewReader(s.mem)), nil
+		return io.NopCloser(bytes.NewReader(s.body())), nil
 	}
 	if err := s.bw.Flush(); err != nil {
 		s.err = fmt.Errorf("inbound: spool flush: %w", err)
@@ -154,7 +251,7 @@ func (s *Spool) finish() (body []byte, blobName string, err error) {
 	}
 	if s.w == nil {
 		s.setDone()
-		body = s.mem
+		body = s.body()
 		if body == nil {
 			body = []byte{}
 		}

@@ -179,18 +179,78 @@ func skipCFWS(s string) string {
 	}
 }
 
-// ClaimsUs returns a drop function for CopyWithout that removes the
-// Authentication-Results fields whose authserv-id is hostname: RFC 8601 5
-// has a receiver delete such fields from outside, since only it may write
-// them. Fields of other authserv-ids are kept.
-func ClaimsUs(hostname string) func(name, value string) bool {
-	return func(name, value string) bool {
-		if !strings.EqualFold(name, "Authentication-Results") {
+// FieldFilter picks header fields: those named in Names (in any case)
+// for which Match, when set, also returns true given the name and the
+// unfolded value. Only fields of those names are parsed for Match, so a
+// filter costs nothing for the others.
+type FieldFilter struct {
+	Names []string
+	Match func(name, value string) bool // nil: every field named in Names
+}
+
+// Or picks the fields either filter picks.
+func (f FieldFilter) Or(g FieldFilter) FieldFilter {
+	if len(f.Names) == 0 {
+		return g
+	}
+	if len(g.Names) == 0 {
+		return f
+	}
+	return FieldFilter{
+		Names: append(append([]string(nil), f.Names...), g.Names...),
+		Match: func(name, value string) bool { return f.picks(name, value) || g.picks(name, value) },
+	}
+}
+
+// Drop picks every field with one of names.
+func Drop(names ...string) FieldFilter { return FieldFilter{Names: names} }
+
+// picks decides on a field already split.
+func (f FieldFilter) picks(name, value string) bool {
+	if !f.named([]byte(name)) {
+		return false
+	}
+	return f.Match == nil || f.Match(name, value)
+}
+
+// named reports whether a field name is one of f's (ASCII case-folded:
+// field names are printable ASCII, RFC 5322 2.2).
+func (f FieldFilter) named(name []byte) bool {
+	for _, n := range f.Names {
+		if asciiEqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
+	}
+	return true
+}
+
+// ClaimsUs picks the Authentication-Results fields whose authserv-id is
+// hostname: RFC 8601 5 has a receiver delete such fields from outside,
+// since only it may write them. Fields of other authserv-ids are kept.
+func ClaimsUs(hostname string) FieldFilter {
+	return FieldFilter{Names: []string{"Authentication-Results"}, Match: func(_, value string) bool {
 		id := AuthservID(value)
 		return id != "" && strings.EqualFold(strings.TrimSuffix(id, "."), strings.TrimSuffix(hostname, "."))
-	}
+	}}
 }
 
 // fieldCap is how much of one header field CopyWithout holds to decide
@@ -207,10 +267,23 @@ var fieldPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); return 
 const fieldPoolMax = 16 << 10
 
 // CopyWithout copies a message from src to dst without the header fields
-// for which drop returns true (given the field name and its unfolded
-// value, the first fieldCap bytes of it for a longer field). The body is
-// copied unchanged. It returns how many fields it dropped.
-func CopyWithout(dst io.Writer, src io.Reader, drop func(name, value string) bool) (int, error) {
+// drop picks (Match sees the first fieldCap bytes of a longer field's
+// value). The body is copied unchanged. It returns how many fields it
+// dropped.
+func CopyWithout(dst io.Writer, src io.Reader, drop FieldFilter) (int, error) {
+	return filterHeader(dst, src, drop, true)
+}
+
+// HeaderHas reports whether the header of the message in src has a field
+// f picks; it reads no further than the header.
+func HeaderHas(src io.Reader, f FieldFilter) (bool, error) {
+	n, err := filterHeader(io.Discard, src, f, false)
+	return n > 0, err
+}
+
+// filterHeader is CopyWithout; without withBody it stops at the end of
+// the header.
+func filterHeader(dst io.Writer, src io.Reader, drop FieldFilter, withBody bool) (int, error) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(src)
 	cur := fieldPool.Get().(*[]byte)
@@ -237,7 +310,7 @@ func CopyWithout(dst io.Writer, src io.Reader, drop func(name, value string) boo
 			if _, werr := dst.Write(line); werr != nil {
 				return c.dropped, werr
 			}
-			if len(line) == 0 {
+			if len(line) == 0 || !withBody {
 				return c.dropped, nil
 			}
 			_, err = io.Copy(dst, br)
@@ -263,7 +336,7 @@ func CopyWithout(dst io.Writer, src io.Reader, drop func(name, value string) boo
 // fieldCopier holds the header field being copied.
 type fieldCopier struct {
 	dst      io.Writer
-	drop     func(name, value string) bool
+	drop     FieldFilter
 	dropped  int
 	cur      []byte // the field so far, while it is under fieldCap
 	inField  bool
@@ -289,8 +362,12 @@ func (c *fieldCopier) add(p []byte) error {
 
 // decide drops or writes what is held of the field.
 func (c *fieldCopier) decide() error {
-	name, value, ok := splitField(c.cur)
-	c.dropping = ok && c.drop(name, value)
+	c.dropping = false
+	if i := bytes.IndexByte(c.cur, ':'); i > 0 && c.drop.named(bytes.TrimRight(c.cur[:i], " \t")) {
+		// Only a field of a wanted name is split (two allocations).
+		name, value, ok := splitField(c.cur)
+		c.dropping = ok && (c.drop.Match == nil || c.drop.Match(name, value))
+	}
 	var err error
 	if c.dropping {
 		c.dropped++

@@ -47,11 +47,12 @@ type LocalDomains interface {
 	IsLocal(ctx context.Context, domain string) (bool, error)
 }
 
-// ReadableSpool is a Spool that can be read back; the inbound checks need
-// it (*inbound.Spool).
+// ReadableSpool is a Spool that can be read back and take header fields
+// on top; the inbound checks need it (*inbound.Spool).
 type ReadableSpool interface {
 	Spool
 	Open() (io.ReadCloser, error)
+	Prepend(p []byte) error
 }
 
 // checksOn reports whether this message gets the inbound checks: port 25
@@ -80,7 +81,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	remote := ss.tc.Remote().Addr().Unmap()
 	var args []any
 	arHeader := ""
-	var drop func(name, value string) bool
+	var forged msgauth.FieldFilter // our authserv-id's fields from outside
 	var auth filter.AuthSummary
 
 	if o.Verifier != nil {
@@ -94,7 +95,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 			return nil, ss.fail("checks", err, "msgid", id)
 		}
 		arHeader = res.Header(remote.String())
-		drop = msgauth.ClaimsUs(o.Verifier.Hostname())
+		forged = msgauth.ClaimsUs(o.Verifier.Hostname())
 		auth = filter.AuthSummary{
 			SPF:             res.SPF.Result,
 			DKIMPassDomains: res.DKIMPassDomains(),
@@ -122,47 +123,11 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 		}
 	}
 
-	// The message as it will be stored, for the scanners. A message that
-	// fits in memory is built once, however often the scanners read it
-	// (no pipe, no goroutine); a bigger one streams through a pipe.
-	var built []byte
-	var builtMu sync.Mutex // the scanners may read at once
-	open := func() (io.ReadCloser, error) {
-		builtMu.Lock()
-		defer builtMu.Unlock()
-		if built != nil {
-			return io.NopCloser(bytes.NewReader(built)), nil
-		}
-		rc, err := rs.Open()
-		if err != nil {
-			return nil, err
-		}
-		if arHeader == "" && drop == nil {
-			return rc, nil
-		}
-		if sp.Size() <= buildMax {
-			defer rc.Close()
-			var b bytes.Buffer
-			b.Grow(len(arHeader) + int(sp.Size()))
-			b.WriteString(arHeader)
-			if _, err := msgauth.CopyWithout(&b, rc, dropOr(drop, nil)); err != nil {
-				return nil, err
-			}
-			built = b.Bytes()
-			return io.NopCloser(bytes.NewReader(built)), nil
-		}
-		pr, pw := io.Pipe()
-		go func() {
-			defer rc.Close()
-			if _, err := io.WriteString(pw, arHeader); err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-			_, err := msgauth.CopyWithout(pw, rc, dropOr(drop, nil))
-			pw.CloseWithError(err)
-		}()
-		return pr, nil
+	hasForged, err := spoolHas(rs, forged)
+	if err != nil {
+		return nil, ss.fail("checks", err, "msgid", id)
 	}
+	open := scannersCopy(rs, arHeader, forged, hasForged)
 
 	var v filter.Verdict
 	if o.Checker != nil {
@@ -195,30 +160,105 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 		}
 	}
 
-	// Re-spool: our Authentication-Results and the verdict's fields on
-	// top, the forged and removed fields left out.
-	if arHeader == "" && drop == nil && len(v.AddHeaders) == 0 && len(v.RemoveHeaders) == 0 {
+	// Our Authentication-Results and the verdict's fields go on top. The
+	// usual message carries none of the fields to leave out, and takes
+	// them without a copy; one that does is re-spooled without them.
+	top := headerTop(arHeader, v)
+	drop := forged.Or(verdictDrop(v.RemoveHeaders))
+	has := hasForged
+	if !has && len(v.RemoveHeaders) > 0 {
+		if has, err = spoolHas(rs, drop); err != nil {
+			return nil, ss.fail("checks", err, "msgid", id)
+		}
+	}
+	if !has {
+		if err := rs.Prepend(top); err != nil {
+			return nil, ss.fail("checks", err, "msgid", id)
+		}
 		return &checked{sp: sp, logArgs: ss.actionArgs(env, args)}, nil
 	}
 	out, err := o.Deliverer.NewSpool()
 	if err != nil {
 		return nil, ss.fail("checks", err, "msgid", id)
 	}
-	// The scanners' copy already has our header on top and the forged
-	// fields out; with no further field to remove it is the new spool's
-	// text, and the spool is not parsed again.
-	builtMu.Lock()
-	var stripped []byte
-	if built != nil && len(v.RemoveHeaders) == 0 {
-		stripped = built[len(arHeader):]
-	}
-	builtMu.Unlock()
-	if err := respool(out, rs, stripped, arHeader, v, dropOr(drop, v.RemoveHeaders)); err != nil {
+	if err := respool(out, rs, top, drop); err != nil {
 		out.Abort()
 		return nil, ss.fail("checks", err, "msgid", id)
 	}
 	sp.Abort()
 	return &checked{sp: out, logArgs: ss.actionArgs(env, args)}, nil
+}
+
+// spoolHas reports whether the spooled header has a field f picks.
+func spoolHas(rs ReadableSpool, f msgauth.FieldFilter) (bool, error) {
+	if len(f.Names) == 0 {
+		return false, nil
+	}
+	rc, err := rs.Open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return msgauth.HeaderHas(rc, f)
+}
+
+// scannersCopy opens the message as it will be stored, for the scanners:
+// our Authentication-Results on top, the forged ones left out. Without
+// forged fields that is the header read in front of the spool; with some,
+// a message that fits in memory is built once, however often the
+// scanners read it (no pipe, no goroutine), and a bigger one streams
+// through a pipe.
+func scannersCopy(rs ReadableSpool, arHeader string, forged msgauth.FieldFilter, hasForged bool) func() (io.ReadCloser, error) {
+	if !hasForged {
+		return func() (io.ReadCloser, error) {
+			rc, err := rs.Open()
+			if err != nil {
+				return nil, err
+			}
+			return readCloser{io.MultiReader(strings.NewReader(arHeader), rc), rc}, nil
+		}
+	}
+	var built []byte
+	var builtMu sync.Mutex // the scanners may read at once
+	return func() (io.ReadCloser, error) {
+		builtMu.Lock()
+		defer builtMu.Unlock()
+		if built != nil {
+			return io.NopCloser(bytes.NewReader(built)), nil
+		}
+		rc, err := rs.Open()
+		if err != nil {
+			return nil, err
+		}
+		if rs.Size() <= buildMax {
+			defer rc.Close()
+			var b bytes.Buffer
+			b.Grow(len(arHeader) + int(rs.Size()))
+			b.WriteString(arHeader)
+			if _, err := msgauth.CopyWithout(&b, rc, forged); err != nil {
+				return nil, err
+			}
+			built = b.Bytes()
+			return io.NopCloser(bytes.NewReader(built)), nil
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			defer rc.Close()
+			if _, err := io.WriteString(pw, arHeader); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			_, err := msgauth.CopyWithout(pw, rc, forged)
+			pw.CloseWithError(err)
+		}()
+		return pr, nil
+	}
+}
+
+// readCloser reads from one reader and closes another.
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // authPolicy applies Mailu's rules to the verification (rspamd
@@ -283,20 +323,16 @@ func (ss *session) actionArgs(env *inbound.Envelope, args []any) []any {
 	return append(args, "action", action)
 }
 
-// dropOr combines the forged Authentication-Results filter with the
-// fields the verdict removes (never Received: the trace is ours).
-func dropOr(forged func(name, value string) bool, remove []string) func(name, value string) bool {
-	return func(name, value string) bool {
-		if forged != nil && forged(name, value) {
-			return true
+// verdictDrop picks the fields the verdict removes, never Received: the
+// trace is ours.
+func verdictDrop(remove []string) msgauth.FieldFilter {
+	names := make([]string, 0, len(remove))
+	for _, r := range remove {
+		if !strings.EqualFold(r, "Received") {
+			names = append(names, r)
 		}
-		for _, r := range remove {
-			if strings.EqualFold(name, r) && !strings.EqualFold(name, "Received") {
-				return true
-			}
-		}
-		return false
 	}
+	return msgauth.Drop(names...)
 }
 
 // buildMax is the largest message the scanners read from memory.
@@ -309,42 +345,29 @@ const respoolBuffer = 32 << 10
 
 var respoolWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, respoolBuffer) }}
 
-// respool writes the final message: Authentication-Results, the verdict's
-// fields, then the spooled message without the dropped fields.
-//
-// stripped, when not nil, is in's text with drop already applied.
-func respool(out Spool, in ReadableSpool, stripped []byte, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
-	added := int64(len(arHeader))
+// headerTop is what goes on top of the checked message: our
+// Authentication-Results, then the verdict's fields.
+func headerTop(arHeader string, v filter.Verdict) []byte {
+	top := []byte(arHeader)
 	for _, h := range v.AddHeaders {
-		added += int64(len(h.Name) + len(h.Value) + 4)
+		if validFieldName(h.Name) {
+			top = append(append(append(append(top, h.Name...), ": "...), foldValue(h.Value)...), "\r\n"...)
+		}
 	}
-	out.Grow(added + in.Size())
+	return top
+}
+
+// respool writes the final message: top, then the spooled message
+// without the dropped fields.
+func respool(out Spool, in ReadableSpool, top []byte, drop msgauth.FieldFilter) error {
+	out.Grow(int64(len(top)) + in.Size())
 	bw := respoolWriters.Get().(*bufio.Writer)
 	bw.Reset(out)
 	defer func() {
 		bw.Reset(nil)
 		respoolWriters.Put(bw)
 	}()
-	if err := respoolTo(bw, in, stripped, arHeader, v, drop); err != nil {
-		return err
-	}
-	return bw.Flush()
-}
-
-func respoolTo(out io.Writer, in ReadableSpool, stripped []byte, arHeader string, v filter.Verdict, drop func(name, value string) bool) error {
-	if _, err := io.WriteString(out, arHeader); err != nil {
-		return err
-	}
-	for _, h := range v.AddHeaders {
-		if !validFieldName(h.Name) {
-			continue
-		}
-		if _, err := io.WriteString(out, h.Name+": "+foldValue(h.Value)+"\r\n"); err != nil {
-			return err
-		}
-	}
-	if stripped != nil {
-		_, err := out.Write(stripped)
+	if _, err := bw.Write(top); err != nil {
 		return err
 	}
 	rc, err := in.Open()
@@ -352,8 +375,10 @@ func respoolTo(out io.Writer, in ReadableSpool, stripped []byte, arHeader string
 		return err
 	}
 	defer rc.Close()
-	_, err = msgauth.CopyWithout(out, rc, drop)
-	return err
+	if _, err := msgauth.CopyWithout(bw, rc, drop); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // validFieldName is RFC 5322 2.2's field-name: printable ASCII but colon.

@@ -289,6 +289,15 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 			defer sp.Abort()
 		}
 	}
+	// The message stops counting as on its way only once it is pending
+	// (or has failed), so a gathering committer never misses it between
+	// the two (gather).
+	handedOver := sp.takeOnDone()
+	defer func() {
+		if handedOver != nil {
+			handedOver()
+		}
+	}()
 	msg.Size = sp.Size()
 	body, name, err := sp.finish()
 	if err != nil {
@@ -330,6 +339,8 @@ func (d *Deliverer) Deliver(ctx context.Context, env *Envelope, sp *Spool) error
 	}
 	d.pending = append(d.pending, req)
 	d.mu.Unlock()
+	handedOver()
+	handedOver = nil
 	d.signal()
 
 	select {

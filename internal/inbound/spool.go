@@ -199,6 +199,17 @@ func (s *Spool) setDone() {
 	}
 }
 
+// takeOnDone returns the spool's onDone and leaves it without one: the
+// caller runs it once the message is where it goes next.
+func (s *Spool) takeOnDone() func() {
+	f := s.onDone
+	s.onDone = nil
+	if f == nil {
+		return func() {}
+	}
+	return f
+}
+
 // Size is the number of body bytes written so far.
 func (s *Spool) Size() int64 { return s.size }
 

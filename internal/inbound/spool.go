@@ -148,7 +148,8 @@ func (s *Spool) rewrite(p []byte) error {
 		return fmt.Errorf("inbound: spool: %w", err)
 	}
 	bw := bufio.NewWriterSize(w, spillBuffer)
-	if _, err := bw.Write(p); err == nil {
+	_, err = bw.Write(p)
+	if err == nil {
 		_, err = io.Copy(bw, old)
 	}
 	if err != nil {

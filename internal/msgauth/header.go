@@ -48,21 +48,9 @@ type field struct {
 func readHeader(br *bufio.Reader) (*header, error) {
 	h := &header{raw: make([]byte, 0, headerGuess)}
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A very long line: gather it in pieces.
-			buf := append([]byte(nil), line...)
-			for errors.Is(err, bufio.ErrBufferFull) && len(h.raw)+len(buf) <= maxHeaderBytes {
-				line, err = br.ReadSlice('\n')
-				buf = append(buf, line...)
-			}
-			line = buf
-		}
-		if len(h.raw)+len(line) > maxHeaderBytes {
-			return nil, ErrHeaderTooLarge
-		}
+		line, err := nextLine(br, len(h.raw))
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read header: %w", err)
+			return nil, err
 		}
 		if len(h.raw) == 0 && len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			return nil, ErrBadHeader
@@ -79,6 +67,29 @@ func readHeader(br *bufio.Reader) (*header, error) {
 	h.text = string(h.raw)
 	h.fields = parseFields(h.text)
 	return h, nil
+}
+
+// nextLine reads one line of a header block from br, gathering a line
+// longer than br's buffer; have is how many header bytes came before it.
+// The error is nil, io.EOF (the line is the last) or the reason to stop.
+func nextLine(br *bufio.Reader, have int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		// A very long line: gather it in pieces.
+		buf := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) && have+len(buf) <= maxHeaderBytes {
+			line, err = br.ReadSlice('\n')
+			buf = append(buf, line...)
+		}
+		line = buf
+	}
+	if have+len(line) > maxHeaderBytes {
+		return nil, ErrHeaderTooLarge
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	return line, err
 }
 
 // headerGuess is the room readHeader makes for a header at first: most

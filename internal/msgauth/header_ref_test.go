@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -18,20 +17,9 @@ func readHeaderRef(br *bufio.Reader) (*header, error) {
 	h := &header{}
 	var cur *field
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			buf := append([]byte(nil), line...)
-			for errors.Is(err, bufio.ErrBufferFull) && len(h.raw)+len(buf) <= maxHeaderBytes {
-				line, err = br.ReadSlice('\n')
-				buf = append(buf, line...)
-			}
-			line = buf
-		}
-		if len(h.raw)+len(line) > maxHeaderBytes {
-			return nil, ErrHeaderTooLarge
-		}
+		line, err := nextLine(br, len(h.raw)) // the line reading did not change
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read header: %w", err)
+			return nil, err
 		}
 		h.raw = append(h.raw, line...)
 		text := strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r")

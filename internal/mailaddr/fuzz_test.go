@@ -98,3 +98,22 @@ func FuzzLikeMatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainDomain: wherever plainDomain takes the short way, IDNA would
+// have given the same domain, without an error.
+func FuzzPlainDomain(f *testing.F) {
+	for _, s := range []string{"example.com", "Example.COM", "a-b.c-d", "xn--bcher-kva.example", "XN--BCHER-KVA.example",
+		"a.xN--x", "-a.b", "a..b", "1.2.3.4", "a_b.c", "", "."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, d string) {
+		got, ok := plainDomain(d)
+		if !ok {
+			return
+		}
+		want, err := idnaProfile().ToASCII(d)
+		if err != nil || strings.ToLower(want) != got {
+			t.Fatalf("plainDomain(%q) = %q; IDNA gives %q, %v", d, got, want, err)
+		}
+	})
+}

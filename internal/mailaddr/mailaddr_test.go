@@ -262,3 +262,17 @@ func units(s string) []string {
 	}
 	return out
 }
+
+// BenchmarkNormalizeDomain: an ASCII domain skips IDNA; an IDN does not.
+func BenchmarkNormalizeDomain(b *testing.B) {
+	for _, d := range []string{"mail.example.com", "Mail.Example.COM", "bücher.example"} {
+		b.Run(d, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := NormalizeDomain(d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -423,49 +423,55 @@ func TestChecksLocalEnvelopeRefused(t *testing.T) {
 }
 
 // A message large enough to spill to a blob file goes through the checks
-// with the real inbound spool: the committed blob is our
+// with the real inbound spool, with and without a forged
+// Authentication-Results: the committed blob is Return-Path, our
 // Authentication-Results, then the message without the forged one, byte
 // for byte; no temp file is left behind.
 func TestChecksSpilledMessage(t *testing.T) {
-	dir := t.TempDir()
-	blobs, err := blob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := &memMessages{}
-	deliv := inbound.NewDeliverer(inbound.DelivererOptions{Store: msgs, Blobs: blobs, InlineMax: 8 << 10})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	deliv.Start(ctx)
-	t.Cleanup(func() { deliv.Close() })
-	e := checksServer(t, checksDNS(t).Resolver(), nil, func(o *Options) {
-		o.Deliverer = appDeliverer{deliv}
-		o.MaxMessageBytes = 1 << 20
-	})
 	big := strings.Repeat("A line of a large message body, repeated many times over.\r\n", 5000)
-	body := "Authentication-Results: " + testHost + "; dkim=pass header.d=bank.test\r\n" + ckMessage("alice@sender.test", "") + big
-	code, text := ckTransaction(t, e, "bounce@sender.test", body)
-	if code != 250 {
-		t.Fatalf("%d %s", code, text)
-	}
-	got := msgs.all()
-	if len(got) != 1 || got[0].BlobName == "" {
-		t.Fatalf("%+v", got)
-	}
-	f, err := blobs.Open(got[0].BlobName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, _ := io.ReadAll(f)
-	f.Close()
-	s := string(stored)
-	// Local delivery puts the envelope sender's Return-Path on top.
-	if !strings.HasPrefix(s, "Return-Path: <bounce@sender.test>\r\nAuthentication-Results: "+testHost+";") || strings.Contains(s, "bank.test") ||
-		!strings.HasSuffix(s, ckMessage("alice@sender.test", "")+big) || got[0].Size != int64(len(stored)) {
-		t.Fatalf("stored %d bytes (size %d), head %q", len(stored), got[0].Size, s[:min(len(s), 300)])
-	}
-	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
-	if err != nil || len(ents) != 0 {
-		t.Fatalf("tmp: %d files, %v", len(ents), err)
+	forged := "Authentication-Results: " + testHost + "; dkim=pass header.d=bank.test\r\n"
+	// With a forged field the spool is re-spooled without it; without
+	// one, our fields are prepended to the spilled body (a new blob file).
+	for _, extra := range []string{forged, ""} {
+		dir := t.TempDir()
+		blobs, err := blob.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := &memMessages{}
+		deliv := inbound.NewDeliverer(inbound.DelivererOptions{Store: msgs, Blobs: blobs, InlineMax: 8 << 10})
+		ctx, cancel := context.WithCancel(context.Background())
+		deliv.Start(ctx)
+		e := checksServer(t, checksDNS(t).Resolver(), nil, func(o *Options) {
+			o.Deliverer = appDeliverer{deliv}
+			o.MaxMessageBytes = 1 << 20
+		})
+		body := extra + ckMessage("alice@sender.test", "") + big
+		code, text := ckTransaction(t, e, "bounce@sender.test", body)
+		deliv.Close()
+		cancel()
+		if code != 250 {
+			t.Fatalf("%d %s", code, text)
+		}
+		got := msgs.all()
+		if len(got) != 1 || got[0].BlobName == "" {
+			t.Fatalf("%+v", got)
+		}
+		f, err := blobs.Open(got[0].BlobName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, _ := io.ReadAll(f)
+		f.Close()
+		s := string(stored)
+		// Local delivery puts the envelope sender's Return-Path on top.
+		if !strings.HasPrefix(s, "Return-Path: <bounce@sender.test>\r\nAuthentication-Results: "+testHost+";") || strings.Contains(s, "bank.test") ||
+			!strings.HasSuffix(s, ckMessage("alice@sender.test", "")+big) || got[0].Size != int64(len(stored)) {
+			t.Fatalf("forged %v: stored %d bytes (size %d), head %q", extra != "", len(stored), got[0].Size, s[:min(len(s), 300)])
+		}
+		ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+		if err != nil || len(ents) != 0 {
+			t.Fatalf("forged %v: tmp: %d files, %v", extra != "", len(ents), err)
+		}
 	}
 }

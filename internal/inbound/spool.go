@@ -36,6 +36,7 @@ type Spool struct {
 
 	mem  []byte // the in-memory body is mem[head:]
 	head int
+	pre  []byte // fields prepended to a spilled body: finish writes them in front
 	w    *blob.Writer
 	bw   *bufio.Writer
 	size int64
@@ -96,8 +97,8 @@ func (s *Spool) reserve(n int) {
 // Prepend puts p in front of the body written so far: header fields
 // that are known only once the whole message is in. An in-memory body
 // takes them into its headroom, without a copy of the body; past the
-// headroom it is copied once, and a spilled body is rewritten to a new
-// blob file.
+// headroom it is copied once. A spilled body keeps them aside, and
+// finish writes the blob file again once with all of them in front.
 func (s *Spool) Prepend(p []byte) error {
 	if s.done {
 		return errSpoolDone
@@ -119,14 +120,22 @@ func (s *Spool) Prepend(p []byte) error {
 		s.size += int64(len(p))
 		return nil
 	}
+	if s.w != nil {
+		s.pre = append(append(make([]byte, 0, len(p)+len(s.pre)), p...), s.pre...)
+		s.size += int64(len(p))
+		return nil
+	}
+	// Past InlineMax: the body spills, with p in front.
 	if err := s.rewrite(p); err != nil {
 		s.err = err
 		return err
 	}
+	s.size += int64(len(p))
 	return nil
 }
 
-// rewrite moves the body into a new blob file behind p.
+// rewrite moves the body into a new blob file behind p (Size is the
+// caller's to count).
 func (s *Spool) rewrite(p []byte) error {
 	if s.blobs == nil {
 		return errors.New("inbound: body larger than InlineMax and no blob directory")
@@ -160,7 +169,6 @@ func (s *Spool) rewrite(p []byte) error {
 		s.w.Abort()
 	}
 	s.w, s.bw, s.mem, s.head = w, bw, nil, 0
-	s.size += int64(len(p))
 	return nil
 }
 
@@ -232,7 +240,17 @@ func (s *Spool) Open() (io.ReadCloser, error) {
 		s.err = fmt.Errorf("inbound: spool flush: %w", err)
 		return nil, s.err
 	}
-	return s.w.Open()
+	rc, err := s.w.Open()
+	if err != nil || len(s.pre) == 0 {
+		return rc, err
+	}
+	return prefixed{io.MultiReader(bytes.NewReader(s.pre), rc), rc}, nil
+}
+
+// prefixed reads the prepended fields, then the blob file it closes.
+type prefixed struct {
+	io.Reader
+	io.Closer
 }
 
 // Spilled reports whether the body went to a blob file.
@@ -245,7 +263,7 @@ func (s *Spool) Abort() {
 		return
 	}
 	s.setDone()
-	s.mem = nil
+	s.mem, s.pre = nil, nil
 	if s.w != nil {
 		s.w.Abort()
 	}
@@ -273,6 +291,18 @@ func (s *Spool) finish() (body []byte, blobName string, err error) {
 	if err := s.bw.Flush(); err != nil {
 		s.Abort()
 		return nil, "", fmt.Errorf("inbound: spool flush: %w", err)
+	}
+	if len(s.pre) > 0 {
+		pre := s.pre
+		s.pre = nil
+		if err := s.rewrite(pre); err != nil {
+			s.Abort()
+			return nil, "", err
+		}
+		if err := s.bw.Flush(); err != nil {
+			s.Abort()
+			return nil, "", fmt.Errorf("inbound: spool flush: %w", err)
+		}
 	}
 	s.setDone()
 	name, err := s.w.Commit()

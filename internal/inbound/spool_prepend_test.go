@@ -1,6 +1,8 @@
 package inbound
 
 import (
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,9 +15,17 @@ import (
 // past InlineMax or onto a spilled body through a new blob file; the body
 // reads back whole every time.
 func TestSpoolPrepend(t *testing.T) {
-	blobs, err := blob.New(filepath.Join(t.TempDir(), "blobs"))
+	dir := filepath.Join(t.TempDir(), "blobs")
+	blobs, err := blob.New(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	temps := func() int {
+		ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
 	}
 	d := NewDeliverer(DelivererOptions{Blobs: blobs, InlineMax: 4000})
 	body := "Subject: s\r\n\r\nbody\r\n"
@@ -58,16 +68,23 @@ func TestSpoolPrepend(t *testing.T) {
 	if !sp.Spilled() || readSpool(t, sp) != want || sp.Size() != int64(len(want)) {
 		t.Errorf("past InlineMax: spilled %v, size %d, body ok %v", sp.Spilled(), sp.Size(), readSpool(t, sp) == want)
 	}
-	// Onto a spilled body, and then more data after it.
+	// Onto a spilled body (kept aside, the file not written again), and
+	// then more data after it; finish writes the file once more.
 	if err := sp.Prepend([]byte("Z: 3\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Prepend([]byte("W: 4\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sp.Write([]byte("tail\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	want = "Z: 3\r\n" + want + "tail\r\n"
-	if got := readSpool(t, sp); got != want {
-		t.Errorf("spilled: got %d bytes, want %d", len(got), len(want))
+	want = "W: 4\r\nZ: 3\r\n" + want + "tail\r\n"
+	if got := readSpool(t, sp); got != want || sp.Size() != int64(len(want)) {
+		t.Errorf("spilled: got %d bytes (size %d), want %d", len(got), sp.Size(), len(want))
+	}
+	if n := temps(); n != 1 {
+		t.Errorf("%d temp files after prepending to a spilled body, want 1", n)
 	}
 	body2, name, err := sp.finish()
 	if err != nil || body2 != nil || name == "" {
@@ -78,9 +95,11 @@ func TestSpoolPrepend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	st, _ := f.Stat()
-	if st.Size() != int64(len(want)) {
-		t.Errorf("committed blob has %d bytes, want %d", st.Size(), len(want))
+	if stored, _ := io.ReadAll(f); string(stored) != want {
+		t.Errorf("committed blob has %d bytes, want %d", len(stored), len(want))
+	}
+	if n := temps(); n != 0 {
+		t.Errorf("%d temp files left after finish", n)
 	}
 
 	// An empty body, and finish of an in-memory one.

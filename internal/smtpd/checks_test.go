@@ -431,7 +431,8 @@ func TestChecksSpilledMessage(t *testing.T) {
 	big := strings.Repeat("A line of a large message body, repeated many times over.\r\n", 5000)
 	forged := "Authentication-Results: " + testHost + "; dkim=pass header.d=bank.test\r\n"
 	// With a forged field the spool is re-spooled without it; without
-	// one, our fields are prepended to the spilled body (a new blob file).
+	// one, our fields are prepended to the spilled body (written in front
+	// of it once, when the deliverer commits it).
 	for _, extra := range []string{forged, ""} {
 		dir := t.TempDir()
 		blobs, err := blob.New(dir)

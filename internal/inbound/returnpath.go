@@ -30,7 +30,7 @@ func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
 		return sp, nil
 	}
 	field := ReturnPathField(sender)
-	has, err := spoolHas(sp, returnPath)
+	has, err := msgauth.OpenedHas(sp, returnPath)
 	if err != nil {
 		return nil, err
 	}
@@ -61,16 +61,6 @@ func (d *Deliverer) withReturnPath(sender string, sp *Spool) (*Spool, error) {
 	}
 	sp.Abort()
 	return out, nil
-}
-
-// spoolHas reports whether sp's header has a field f picks.
-func spoolHas(sp *Spool, f msgauth.FieldFilter) (bool, error) {
-	rc, err := sp.Open()
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	return msgauth.HeaderHas(rc, f)
 }
 
 // firstByte is the first byte of sp's body (0 for an empty one).

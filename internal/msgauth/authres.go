@@ -281,6 +281,26 @@ func HeaderHas(src io.Reader, f FieldFilter) (bool, error) {
 	return n > 0, err
 }
 
+// Opener is a message that can be read from its start again and again,
+// such as a spool.
+type Opener interface {
+	Open() (io.ReadCloser, error)
+}
+
+// OpenedHas is HeaderHas on a new reader of m; a filter that names no
+// field is answered without reading.
+func OpenedHas(m Opener, f FieldFilter) (bool, error) {
+	if len(f.Names) == 0 {
+		return false, nil
+	}
+	rc, err := m.Open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return HeaderHas(rc, f)
+}
+
 // filterHeader is CopyWithout; without withBody it stops at the end of
 // the header.
 func filterHeader(dst io.Writer, src io.Reader, drop FieldFilter, withBody bool) (int, error) {

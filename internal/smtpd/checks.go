@@ -123,7 +123,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 		}
 	}
 
-	hasForged, err := spoolHas(rs, forged)
+	hasForged, err := msgauth.OpenedHas(rs, forged)
 	if err != nil {
 		return nil, ss.fail("checks", err, "msgid", id)
 	}
@@ -167,7 +167,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	drop := forged.Or(verdictDrop(v.RemoveHeaders))
 	has := hasForged
 	if !has && len(v.RemoveHeaders) > 0 {
-		if has, err = spoolHas(rs, drop); err != nil {
+		if has, err = msgauth.OpenedHas(rs, drop); err != nil {
 			return nil, ss.fail("checks", err, "msgid", id)
 		}
 	}
@@ -187,19 +187,6 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	}
 	sp.Abort()
 	return &checked{sp: out, logArgs: ss.actionArgs(env, args)}, nil
-}
-
-// spoolHas reports whether the spooled header has a field f picks.
-func spoolHas(rs ReadableSpool, f msgauth.FieldFilter) (bool, error) {
-	if len(f.Names) == 0 {
-		return false, nil
-	}
-	rc, err := rs.Open()
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	return msgauth.HeaderHas(rc, f)
 }
 
 // scannersCopy opens the message as it will be stored, for the scanners:

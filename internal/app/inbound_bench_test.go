@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -17,7 +17,6 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
 
-	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/dnsres/dnstest"
 	"github.com/petrelmail/petrel/internal/msgauth"
 	"github.com/petrelmail/petrel/internal/smtpd"
@@ -59,29 +58,10 @@ func benchInbound(b *testing.B, sessions int, checks bool) {
 func benchInboundEnv(b *testing.B, sessions int, checks bool, extra map[string]string) {
 	ctx := context.Background()
 	ns := dnstest.New(b)
-	env := map[string]string{
-		"DATA_DIR":         b.TempDir(),
-		"DOMAIN":           "example.test",
-		"HOSTNAMES":        "mail.example.test",
-		"SECRET_KEY":       "0123456789abcdef0123456789abcdef",
-		"TLS_FLAVOR":       "notls",
-		"RESOLVER_ADDRESS": ns.Addr,
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	cfg, problems := config.Parse(env)
-	if config.HasErrors(problems) {
-		b.Fatalf("config: %v", problems)
-	}
-	p, err := build(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.close()
-	if err := p.store.CreateDomain(ctx, &store.Domain{Name: "example.test", MaxUsers: -1, MaxAliases: -1}); err != nil {
-		b.Fatal(err)
-	}
+	env := map[string]string{"RESOLVER_ADDRESS": ns.Addr}
+	maps.Copy(env, extra)
+	cfg, p := testParts(b, env)
+	addDomain(b, p)
 	for i := range sessions {
 		u := store.NewUser(fmt.Sprintf("user%d", i), "example.test", 0, 80)
 		if err := p.store.CreateUser(ctx, &u); err != nil {
@@ -92,6 +72,7 @@ func benchInboundEnv(b *testing.B, sessions int, checks bool, extra map[string]s
 	// A mailbox of the given size: every session then delivers to user0.
 	prefill := 0
 	if v := extra["PETREL_BENCH_PREFILL"]; v != "" {
+		var err error
 		if prefill, err = strconv.Atoi(v); err != nil {
 			b.Fatal(err)
 		}

@@ -17,6 +17,12 @@ import (
 // are closed when the test ends.
 func testParts(t testing.TB, extra map[string]string) (*config.Config, *parts) {
 	t.Helper()
+	return testPartsLogged(t, extra, slog.New(slog.DiscardHandler))
+}
+
+// testPartsLogged is testParts logging to log.
+func testPartsLogged(t testing.TB, extra map[string]string, log *slog.Logger) (*config.Config, *parts) {
+	t.Helper()
 	env := map[string]string{
 		"DATA_DIR":   t.TempDir(),
 		"DOMAIN":     "example.test",
@@ -29,7 +35,7 @@ func testParts(t testing.TB, extra map[string]string) (*config.Config, *parts) {
 	if config.HasErrors(problems) {
 		t.Fatalf("config: %v", problems)
 	}
-	p, err := build(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	p, err := build(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/petrelmail/petrel/internal/config"
 	"github.com/petrelmail/petrel/internal/relay/sinktest"
 	"github.com/petrelmail/petrel/internal/store"
 )
@@ -43,14 +42,7 @@ func runRelayTLS(t *testing.T, extra map[string]string, done func(p *parts, sink
 	ctx := context.Background()
 	certCfg, _ := sinktest.Cert(t, "127.0.0.1")
 	sink := sinktest.Start(t, sinktest.Options{TLS: certCfg})
-	env := map[string]string{
-		"DATA_DIR":   t.TempDir(),
-		"DOMAIN":     "example.test",
-		"HOSTNAMES":  "mail.example.test",
-		"SECRET_KEY": "0123456789abcdef0123456789abcdef",
-		"TLS_FLAVOR": "notls",
-		"RELAYHOST":  fmt.Sprintf("[127.0.0.1]:%d", sink.Port()),
-	}
+	env := map[string]string{"RELAYHOST": fmt.Sprintf("[127.0.0.1]:%d", sink.Port())}
 	for k, v := range extra {
 		if v == "CAFILE" {
 			f := filepath.Join(t.TempDir(), "relay-ca.pem")
@@ -62,16 +54,8 @@ func runRelayTLS(t *testing.T, extra map[string]string, done func(p *parts, sink
 		}
 		env[k] = v
 	}
-	cfg, problems := config.Parse(env)
-	if config.HasErrors(problems) {
-		t.Fatalf("config: %v", problems)
-	}
 	logs := &lockedBuffer{}
-	p, err := build(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.close)
+	_, p := testPartsLogged(t, env, slog.New(slog.NewTextHandler(logs, nil)))
 	body := []byte("From: alice@example.test\r\nSubject: relay tls\r\n\r\nbody\r\n")
 	if err := p.store.CommitMessages(ctx, []*store.NewMessage{{ID: "rt1", Sender: "alice@example.test",
 		ReceivedAt: time.Now(), Size: int64(len(body)), Body: body, Remote: []string{"bob@remote.example"}}}); err != nil {

@@ -247,7 +247,7 @@ func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq ui
 			w.Uint(uint64(body.size))
 		case fetchEnvelope:
 			w.Raw("ENVELOPE ")
-			w.Bytes(body.st.AppendEnvelope(nil))
+			w.Raw(body.st.Root.Envelope)
 		case fetchBodyStructure:
 			w.Raw("BODYSTRUCTURE ")
 			w.Bytes(body.st.AppendBodyStructure(nil, true))

@@ -63,14 +63,8 @@ func partBytes(p *imapmsg.Part) int64 {
 	for _, l := range p.Language {
 		n += int64(stringOverhead + len(l))
 	}
-	if e := p.Envelope; e != nil {
-		n += int64(6*stringOverhead + len(e.Date) + len(e.Subject) + len(e.InReplyTo) + len(e.MessageID))
-		for _, l := range [][]imapmsg.Address{e.From, e.Sender, e.ReplyTo, e.To, e.Cc, e.Bcc} {
-			n += int64(3 * stringOverhead)
-			for _, a := range l {
-				n += int64(4*stringOverhead + len(a.Name) + len(a.Route) + len(a.Mailbox) + len(a.Host))
-			}
-		}
+	if p.Envelope != "" {
+		n += int64(stringOverhead + len(p.Envelope))
 	}
 	for _, ch := range p.Children {
 		n += partBytes(ch)

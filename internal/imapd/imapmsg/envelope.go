@@ -28,6 +28,17 @@ const (
 	missingDomain  = "MISSING_DOMAIN"
 )
 
+// emptyEnvelope is the ENVELOPE of a message with no header, as
+// (&Envelope{}).AppendIMAP writes it: every field NIL.
+const emptyEnvelope = "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+
+// envelopeIMAP returns the ENVELOPE of a message header block as written
+// on the wire (see Part.Envelope).
+func envelopeIMAP(header []byte) string {
+	var buf [512]byte // on the stack: only the string is allocated
+	return string(parseEnvelope(header).AppendIMAP(buf[:0]))
+}
+
 // parseEnvelope builds the envelope from a message header block.
 func parseEnvelope(header []byte) *Envelope {
 	env := &Envelope{}

@@ -54,8 +54,14 @@ type Part struct {
 	// part with a transfer encoding other than 7bit/8bit/binary is not
 	// parsed and gets an empty message, as Dovecot reports it.
 	Message *Part
-	// Envelope is set on message entities: the Root and every Message.
-	Envelope *Envelope
+	// Envelope is the ENVELOPE of a message entity (the Root and every
+	// Message) as written on the wire (RFC 9051 7.5.2), "" on other
+	// parts. It is rendered once, when the part is parsed: the IMAP
+	// server keeps parsed structures in its caches, one per message, and
+	// only ever writes the envelope out, so one string costs a third of
+	// the struct, address lists and string per value it replaces, gives
+	// the collector nothing to trace, and FETCH ENVELOPE copies it.
+	Envelope string
 }
 
 // Size is the body size in octets (body-fld-octets).
@@ -105,7 +111,7 @@ func ParseHeader(r io.ReaderAt, size int64) (*Structure, error) {
 	}
 	root := &Part{BodyOffset: int64(len(header)), EndOffset: size}
 	applyMIME(root, header, defaultText)
-	root.Envelope = parseEnvelope(header)
+	root.Envelope = envelopeIMAP(header)
 	return &Structure{Size: size, Root: root, Shallow: true}, nil
 }
 
@@ -204,7 +210,7 @@ func (p *parser) parseEntity(part *Part, depth int, bounds []string, def default
 // the placeholders IMAP's grammar needs.
 func (p *parser) finish(part *Part, header []byte, message bool) {
 	if message {
-		part.Envelope = parseEnvelope(header)
+		part.Envelope = envelopeIMAP(header)
 	}
 	if strings.EqualFold(part.Type, "multipart") && len(part.Children) == 0 {
 		// RFC 9051 body-type-mpart needs at least one part.
@@ -217,7 +223,7 @@ func (p *parser) finish(part *Part, header []byte, message bool) {
 		// encapsulated message is encoded and so not parsed.
 		empty := &Part{HeaderOffset: part.BodyOffset, BodyOffset: part.BodyOffset, EndOffset: part.BodyOffset}
 		applyMIME(empty, nil, defaultText)
-		empty.Envelope = &Envelope{}
+		empty.Envelope = emptyEnvelope
 		part.Message = empty
 	}
 }

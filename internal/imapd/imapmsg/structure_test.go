@@ -94,7 +94,7 @@ func checkInvariants(t testing.TB, st *Structure) {
 		if (p.Message != nil) != isMessageType(p) {
 			t.Fatalf("part %q: type %s/%s, message %v", path, p.Type, p.Subtype, p.Message != nil)
 		}
-		if p.Message != nil && p.Message.Envelope == nil {
+		if p.Message != nil && p.Message.Envelope == "" {
 			t.Fatalf("part %q: encapsulated message without envelope", path)
 		}
 		prev := p.BodyOffset
@@ -106,8 +106,16 @@ func checkInvariants(t testing.TB, st *Structure) {
 			walk(p.Message, p.BodyOffset, p.EndOffset, path+".msg")
 		}
 	}
-	if st.Root.Envelope == nil {
+	if st.Root.Envelope == "" {
 		t.Fatal("root without envelope")
 	}
 	walk(st.Root, 0, st.Size, "")
+}
+
+// TestEmptyEnvelope holds the constant for an unparsed message's
+// envelope to what the renderer writes for an envelope with no fields.
+func TestEmptyEnvelope(t *testing.T) {
+	if got := string((&Envelope{}).AppendIMAP(nil)); got != emptyEnvelope {
+		t.Errorf("empty envelope %q, want %q", got, emptyEnvelope)
+	}
 }

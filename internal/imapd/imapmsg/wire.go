@@ -107,7 +107,7 @@ func (s *Structure) AppendBodyStructure(b []byte, extended bool) []byte {
 
 // AppendEnvelope appends FETCH ENVELOPE of the message.
 func (s *Structure) AppendEnvelope(b []byte) []byte {
-	return s.Root.Envelope.AppendIMAP(b)
+	return append(b, s.Root.Envelope...)
 }
 
 // AppendIMAP appends the body structure of the part (RFC 9051 body), with
@@ -148,7 +148,7 @@ func (p *Part) AppendIMAP(b []byte, extended bool) []byte {
 		// written as a basic part: IMAP4rev1's grammar (RFC 3501) has
 		// body-type-msg for MESSAGE/RFC822 only.
 		b = append(b, ' ')
-		b = p.Message.Envelope.AppendIMAP(b)
+		b = append(b, p.Message.Envelope...)
 		b = append(b, ' ')
 		b = p.Message.AppendIMAP(b, extended)
 		b = append(b, ' ')

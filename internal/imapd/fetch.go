@@ -52,6 +52,8 @@ func (m *msgCommands) fetch(s *session, c *command) error {
 		}
 	}
 	expunged := false
+	// One slice of sections for every message of the command.
+	sections := make([]sectionData, len(req.items))
 	n, want := req.need(), req.bytes()
 	// Header-only requests read missing headers a chunk at a time in one
 	// store call instead of one per message.
@@ -70,7 +72,8 @@ func (m *msgCommands) fetch(s *session, c *command) error {
 		if req.hasChanged && msg.ModSeq <= req.changedSince {
 			continue // RFC 7162 3.3.1
 		}
-		err := m.fetchOne(s, c, req, q, &msg, seen[msg.UID])
+		clear(sections)
+		err := m.fetchOne(s, c, req, q, &msg, seen[msg.UID], sections)
 		if err != nil && isExpungedBody(err) {
 			expunged = true
 			continue
@@ -158,14 +161,14 @@ type sectionData struct {
 // fetchOne writes the FETCH response of one message. Everything that can
 // fail before the response starts (opening the body, parsing it, reading
 // header fields) is done first, so a failure leaves no half response.
-func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq uint32, msg *store.MessageInfo, seenChanged bool) error {
+// sections is zeroed room for the sections of req's items.
+func (m *msgCommands) fetchOne(s *session, c *command, req *fetchRequest, seq uint32, msg *store.MessageInfo, seenChanged bool, sections []sectionData) error {
 	n := req.need()
 	body, err := m.open(s, msg, n, req.bytes())
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	sections := make([]sectionData, len(req.items))
 	for i, it := range req.items {
 		if it.kind == fetchBinary || it.kind == fetchBinarySize {
 			data, err := body.st.Binary(body.r, it.section.Part)

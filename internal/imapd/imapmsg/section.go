@@ -256,10 +256,9 @@ func (st *Structure) Extract(r io.ReaderAt, sec Section) (*io.SectionReader, err
 	if st.Shallow && len(sec.Part) > 0 {
 		return nil, fmt.Errorf("imapmsg: section %s needs the full structure (Parse, not ParseHeader)", sec)
 	}
-	empty := io.NewSectionReader(r, 0, 0)
 	p := st.Find(sec.Part)
 	if p == nil {
-		return empty, nil
+		return window(r, 0, 0), nil
 	}
 	if len(sec.Part) == 0 && sec.Specifier == SpecNone {
 		return io.NewSectionReader(r, 0, st.Size), nil
@@ -275,7 +274,7 @@ func (st *Structure) Extract(r io.ReaderAt, sec Section) (*io.SectionReader, err
 		return window(r, p.HeaderOffset, p.BodyOffset), nil
 	}
 	if msg == nil {
-		return empty, nil
+		return window(r, 0, 0), nil
 	}
 	switch sec.Specifier {
 	case SpecHeader:
@@ -283,11 +282,17 @@ func (st *Structure) Extract(r io.ReaderAt, sec Section) (*io.SectionReader, err
 	case SpecText:
 		return window(r, msg.BodyOffset, msg.EndOffset), nil
 	case SpecHeaderFields, SpecHeaderFieldsNot:
-		header := make([]byte, msg.BodyOffset-msg.HeaderOffset)
+		// One allocation for the header and the fields kept of it, which
+		// are at most all of it and the blank line (and a line end the
+		// last field may lack): header fields are what mail clients
+		// fetch of every message when they sync.
+		n := msg.BodyOffset - msg.HeaderOffset
+		buf := make([]byte, 2*n+4)
+		header := buf[:n]
 		if _, err := r.ReadAt(header, msg.HeaderOffset); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("imapmsg: reading header: %w", err)
 		}
-		out := filterHeader(header, sec.Fields, sec.Specifier == SpecHeaderFieldsNot)
+		out := filterHeader(buf[n:n], header, sec.Fields, sec.Specifier == SpecHeaderFieldsNot)
 		return io.NewSectionReader(bytes.NewReader(out), 0, int64(len(out))), nil
 	}
 	return nil, fmt.Errorf("%w: specifier %q", ErrSection, sec.Specifier)
@@ -299,9 +304,8 @@ func window(r io.ReaderAt, start, end int64) *io.SectionReader {
 
 // filterHeader keeps the fields named in names (or all others when not),
 // as written, in their order, followed by the empty line (RFC 9051 6.4.5:
-// the subset of the header, including the blank line).
-func filterHeader(header []byte, names []string, not bool) []byte {
-	var out []byte
+// the subset of the header, including the blank line), appended to out.
+func filterHeader(out, header []byte, names []string, not bool) []byte {
 	eachField(header, func(name, _, raw []byte) {
 		listed := false
 		for _, n := range names {

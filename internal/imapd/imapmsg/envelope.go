@@ -42,43 +42,27 @@ func envelopeIMAP(header []byte) string {
 // parseEnvelope builds the envelope from a message header block.
 func parseEnvelope(header []byte) *Envelope {
 	env := &Envelope{}
-	seen := map[string]bool{}
 	var from, sender, replyTo, to, cc, bcc string
+	// The fields ENVELOPE reads, by name; a message's first field of
+	// each name counts. Names are compared in place: a lower-cased copy
+	// of every field name cost an allocation per field of every header.
+	fields := [...]struct {
+		name string
+		dst  *string
+	}{
+		{"date", &env.Date}, {"subject", &env.Subject}, {"from", &from},
+		{"sender", &sender}, {"reply-to", &replyTo}, {"to", &to}, {"cc", &cc},
+		{"bcc", &bcc}, {"in-reply-to", &env.InReplyTo}, {"message-id", &env.MessageID},
+	}
+	var seen uint16 // bit i: fields[i] was found
 	eachField(header, func(name, value, _ []byte) {
-		if name == nil {
-			return
+		for i, f := range fields {
+			if len(name) == len(f.name) && seen&(1<<i) == 0 && strings.EqualFold(string(name), f.name) {
+				seen |= 1 << i
+				*f.dst = unfold(value)
+				return
+			}
 		}
-		key := strings.ToLower(string(name))
-		var dst *string
-		switch key {
-		case "date":
-			dst = &env.Date
-		case "subject":
-			dst = &env.Subject
-		case "from":
-			dst = &from
-		case "sender":
-			dst = &sender
-		case "reply-to":
-			dst = &replyTo
-		case "to":
-			dst = &to
-		case "cc":
-			dst = &cc
-		case "bcc":
-			dst = &bcc
-		case "in-reply-to":
-			dst = &env.InReplyTo
-		case "message-id":
-			dst = &env.MessageID
-		default:
-			return
-		}
-		if seen[key] {
-			return // the first field counts
-		}
-		seen[key] = true
-		*dst = unfold(value)
 	})
 	env.From = parseAddressList(from)
 	env.Sender = parseAddressList(sender)

@@ -54,25 +54,48 @@ func coreCommands() map[string]commandSpec {
 // 7.2.2): before TLS on 143 STARTTLS and LOGINDISABLED and no AUTH=
 // (RFC 9051 6.2.1, 6.2.3); after login no STARTTLS or AUTH=.
 func (s *session) capabilities() string {
+	i := 0
+	if s.state != stateNotAuthenticated {
+		i |= capsAuthenticated
+	}
+	if s.tls {
+		i |= capsTLS
+	}
+	if s.compressed {
+		i |= capsCompressed
+	}
+	return s.srv.caps[i]
+}
+
+// The facts of a session its CAPABILITY list depends on: bits of an
+// index into Server.caps.
+const (
+	capsAuthenticated = 1 << iota
+	capsTLS
+	capsCompressed
+)
+
+// buildCapabilities is the CAPABILITY list of a session in that state.
+func (srv *Server) buildCapabilities(authenticated, tlsOn, compressed bool) string {
 	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "IDLE",
 		"NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
 		"ESEARCH", "UNSELECT", "QUOTA", "QUOTA=RES-STORAGE", "CONDSTORE", "QRESYNC", "ID", "CHILDREN",
 		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
 		"STATUS=SIZE", "CREATE-SPECIAL-USE", "SAVEDATE", "WITHIN", "OBJECTID", "PREVIEW",
 		"MULTIAPPEND", "CATENATE", "BINARY",
-		"APPENDLIMIT=" + strconv.FormatInt(s.srv.opts.MaxMessageSize, 10),
+		"APPENDLIMIT=" + strconv.FormatInt(srv.opts.MaxMessageSize, 10),
 		"SEARCHRES", "CONTEXT=SEARCH", "CONTEXT=SORT"}
 	caps = append(caps, "NOTIFY") // RFC 5465, notify.go
-	if s.state != stateNotAuthenticated && !s.compressed {
+	if authenticated && !compressed {
 		caps = append(caps, "COMPRESS=DEFLATE") // RFC 4978: after login, once
 	}
-	if s.state == stateNotAuthenticated {
-		if s.loginAllowed() {
-			caps = append(caps, s.authCapabilities()...)
+	if !authenticated {
+		if srv.loginAllowed(tlsOn) {
+			caps = append(caps, srv.authCapabilities(tlsOn)...)
 		} else {
 			caps = append(caps, "LOGINDISABLED")
 		}
-		if s.startTLSOffered() {
+		if srv.startTLSOffered(tlsOn) {
 			caps = append(caps, "STARTTLS")
 		}
 	}
@@ -80,11 +103,17 @@ func (s *session) capabilities() string {
 }
 
 // loginAllowed: TLS is up, or TLS_FLAVOR=notls.
-func (s *session) loginAllowed() bool { return s.tls || s.srv.opts.NoTLS }
+func (s *session) loginAllowed() bool { return s.srv.loginAllowed(s.tls) }
+
+func (srv *Server) loginAllowed(tlsOn bool) bool { return tlsOn || srv.opts.NoTLS }
 
 // startTLSOffered: port 143 with a certificate, before TLS and login.
 func (s *session) startTLSOffered() bool {
-	return !s.tls && !s.srv.opts.Implicit && s.srv.opts.TLSConfig != nil && s.state == stateNotAuthenticated
+	return s.state == stateNotAuthenticated && s.srv.startTLSOffered(s.tls)
+}
+
+func (srv *Server) startTLSOffered(tlsOn bool) bool {
+	return !tlsOn && !srv.opts.Implicit && srv.opts.TLSConfig != nil
 }
 
 func cmdCapability(s *session, c *command) error {

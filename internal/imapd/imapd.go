@@ -222,6 +222,10 @@ type Server struct {
 	realtime func() bool
 	// notifyMax: notifications at once before NOTIFICATIONOVERFLOW.
 	notifyMax int
+	// caps are the CAPABILITY lists, by capsIndex: every greeting and
+	// login sends one, and they depend only on the options and three
+	// facts of the session.
+	caps [8]string
 }
 
 // New builds a Server. It does not listen; call Serve.
@@ -274,6 +278,9 @@ func New(opts Options) *Server {
 		s.realtime = rt.Realtime
 	}
 	s.log = opts.Logger.With("proto", s.proto())
+	for i := range s.caps {
+		s.caps[i] = s.buildCapabilities(i&capsAuthenticated != 0, i&capsTLS != 0, i&capsCompressed != 0)
+	}
 	var tlsForRefusal *tls.Config
 	if opts.Implicit {
 		tlsForRefusal = opts.TLSConfig

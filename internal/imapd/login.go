@@ -75,9 +75,9 @@ func cmdLogin(s *session, c *command) error {
 // authCapabilities lists the AUTH= capabilities: Mailu's plain and
 // login, and SCRAM-SHA-256 (-PLUS over TLS) when the authenticator
 // offers it.
-func (s *session) authCapabilities() []string {
+func (srv *Server) authCapabilities(tlsOn bool) []string {
 	caps := []string{"AUTH=PLAIN", "AUTH=LOGIN"} // Mailu: auth_mechanisms = plain login
-	for _, m := range auth.ScramMechanismsOf(s.srv.opts.Auth, s.tls) {
+	for _, m := range auth.ScramMechanismsOf(srv.opts.Auth, tlsOn) {
 		caps = append(caps, "AUTH="+m)
 	}
 	return caps

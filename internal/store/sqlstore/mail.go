@@ -505,9 +505,15 @@ func mailboxIDs(ctx context.Context, c conn, user string) (map[string]int64, int
 // EnsureMailboxes creates whichever of specs user does not have yet;
 // store.ErrNotFound if the user does not exist.
 func (s *Store) EnsureMailboxes(ctx context.Context, user string, specs []store.MailboxSpec) error {
-	// Every IMAP LOGIN calls this: a read answers the usual case (all
-	// there) without taking the write lock; the transaction checks again.
+	// Every IMAP and POP3 login calls this: the answer of an earlier
+	// login, else a read, answers the usual case (all there) without
+	// taking the write lock; the transaction checks again.
+	known, gen := s.ensured.has(user, specs)
+	if known {
+		return nil
+	}
 	if ids, _, err := mailboxIDs(ctx, s.readConn(), user); err == nil && hasMailboxes(ids, specs) {
+		s.ensured.add(user, specs, gen)
 		return nil
 	}
 	err := s.withTx(ctx, func(c conn) error {
@@ -517,6 +523,7 @@ func (s *Store) EnsureMailboxes(ctx context.Context, user string, specs []store.
 	if err != nil {
 		return fmt.Errorf("sqlstore: ensure mailboxes of %q: %w", user, err)
 	}
+	s.ensured.add(user, specs, gen)
 	return nil
 }
 

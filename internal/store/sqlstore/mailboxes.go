@@ -352,6 +352,7 @@ WHERE email = ?`, size, size, uv, uv, user)
 		c.changed(user)
 		return nil
 	})
+	s.ensured.forget(user) // after the commit (ensured.go), whatever its outcome
 	if err != nil {
 		return fmt.Errorf("sqlstore: delete mailbox %q of %q: %w", name, user, err)
 	}
@@ -402,6 +403,7 @@ func (s *Store) RenameMailbox(ctx context.Context, user, from, to string) error 
 		}
 		return renameTree(ctx, c, user, ids, f, t, maxUV)
 	})
+	s.ensured.forget(user) // after the commit (ensured.go), whatever its outcome
 	if err != nil {
 		return fmt.Errorf("sqlstore: rename mailbox %q of %q to %q: %w", from, user, to, err)
 	}

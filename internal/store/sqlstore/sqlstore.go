@@ -119,6 +119,9 @@ type Store struct {
 	watchers hub
 	// config holds OnConfigChange's subscribers (notify.go).
 	config configSubs
+	// ensured spares logins the read of a user's mailbox list
+	// (ensured.go). Written only in Open.
+	ensured *ensured
 	// feed announces committed changes to other nodes and listen hears
 	// theirs (PostgreSQL LISTEN/NOTIFY, notify.go); both nil on SQLite.
 	// Written only in Open.
@@ -145,7 +148,8 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{inline: opt.InlineMax, log: log, objs: opt.Objects}
+	s := &Store{inline: opt.InlineMax, log: log, objs: opt.Objects, ensured: newEnsured(time.Now)}
+	s.config.add(s.ensured.configChanged)
 	if s.inline <= 0 {
 		s.inline = DefaultInlineMax
 	}

@@ -429,8 +429,23 @@ func testMailboxes(t *testing.T, open Open) {
 	}
 	must(t, mb.DeleteMailbox(c, "a@example.com", "Archive"))
 	must(t, s.EnsureMailboxes(c, "a@example.com", []store.MailboxSpec{{Name: "Archive", SpecialUse: `\Archive`}}))
-	if again := mailbox(t, s, "a@example.com", "Archive"); again.UIDValidity <= arch.UIDValidity {
+	again := mailbox(t, s, "a@example.com", "Archive")
+	if again.UIDValidity <= arch.UIDValidity {
 		t.Fatalf("re-created Archive UIDVALIDITY %d not above %d", again.UIDValidity, arch.UIDValidity)
+	}
+	// So does one renamed away, however recently the user logged in.
+	must(t, s.EnsureMailboxes(c, "a@example.com", store.DefaultMailboxes))
+	must(t, mb.RenameMailbox(c, "a@example.com", "Trash", "Old trash"))
+	must(t, s.EnsureMailboxes(c, "a@example.com", store.DefaultMailboxes))
+	mailbox(t, s, "a@example.com", "Trash")
+	mailbox(t, s, "a@example.com", "Old trash")
+	// A user deleted and made again gets its mailboxes at its first
+	// login, though the one before had found them all.
+	must(t, s.DeleteUser(c, "a@example.com"))
+	seed(t, s, 0, "a")
+	must(t, s.EnsureMailboxes(c, "a@example.com", store.DefaultMailboxes))
+	if l, err := s.ListMailboxes(c, "a@example.com"); err != nil || len(l) != len(store.DefaultMailboxes) {
+		t.Fatalf("mailboxes of the user made again: %d, %v", len(l), err)
 	}
 }
 

@@ -85,7 +85,7 @@ func inboundChecks(cfg *config.Config, p *parts, o *smtpd.Options) {
 		Resolver:   p.resolver,
 		DNSTimeout: cfg.InboundDNSTimeout,
 	})
-	o.LocalDomains = msgauth.NewStoreLookup(p.domains)
+	o.LocalDomains = msgauth.NewStoreLookup(p.lookups)
 	if p.checker != nil {
 		o.Checker = p.checker
 	}

@@ -31,7 +31,7 @@ import (
 	"github.com/petrelmail/petrel/internal/stats"
 	"github.com/petrelmail/petrel/internal/store"
 	"github.com/petrelmail/petrel/internal/store/blob"
-	"github.com/petrelmail/petrel/internal/store/domaincache"
+	"github.com/petrelmail/petrel/internal/store/configcache"
 	"github.com/petrelmail/petrel/internal/store/sqlstore"
 	"github.com/petrelmail/petrel/internal/tlscfg"
 	"github.com/petrelmail/petrel/internal/tlscfg/acme"
@@ -65,7 +65,7 @@ type parts struct {
 	fetcher     *fetch.Poller      // FETCHMAIL_ENABLED; nil: off
 	fetchSealer *fetch.Sealer      // seals fetched accounts' passwords (always built: the web pages need it)
 	tlsrpt      *tlsrptin.Receiver // parses TLS-RPT reports mailed to TLSRPT_RUA; nil: none
-	domains     *domaincache.Cache // the inbound path's domain look-ups (domains.go)
+	lookups     *configcache.Cache // domain look-ups of the inbound path, users of logins (configcache.go)
 	// activity counts the work done for users (messages delivered, IMAP
 	// commands): while it moves, the full-text indexer yields to them.
 	activity atomic.Uint64
@@ -172,10 +172,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			AccountNetwork: ratelimit.Rate(cfg.AuthRateLimitUserNetwork),
 		})
 	}
+	p.lookups = p.newConfigCache()
 	p.auth = auth.New(auth.Options{
 		Limits:          limits,
 		OnFailure:       func() { p.stats.Count(stats.AuthFailed) },
-		Users:           p.store,
+		Users:           cachedUsers{p.store, p.lookups},
 		IPLimit:         ratelimit.Rate(cfg.AuthRateLimitIP),
 		UserLimit:       ratelimit.Rate(cfg.AuthRateLimitUser),
 		UserNetLimit:    ratelimit.Rate(cfg.AuthRateLimitUserNetwork),
@@ -196,14 +197,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *parts,
 			return info.NotAfter, ok
 		})
 	}
-	p.domains = p.newDomainCache()
-	p.signers = msgauth.NewSigners(dkimKeys, msgauth.NewStoreLookup(p.domains))
+	p.signers = msgauth.NewSigners(dkimKeys, msgauth.NewStoreLookup(p.lookups))
 	// SRS derives its own key from the master secret, as Mailu does, so
 	// addresses Mailu issued still reverse.
 	p.srs = srs.New(p.secret, cfg.Domain, time.Now)
 
 	p.router = inbound.NewRouter(inbound.RouterOptions{
-		Accounts:   cachedAccounts{p.store, p.domains},
+		Accounts:   cachedAccounts{p.store, p.lookups},
 		Delimiters: cfg.RecipientDelimiter,
 		SRS:        p.srs,
 		Logger:     log.With("part", "inbound"),

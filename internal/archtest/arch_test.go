@@ -76,7 +76,7 @@ var forbidden = map[string][]string{
 	"internal/tlsrptin": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 	// The inbound path's domain cache: over the store's interfaces, fed
 	// its invalidations by app; never SQL, a protocol or the router.
-	"internal/store/domaincache": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
+	"internal/store/configcache": {"internal/store/sqlstore", "internal/smtpd", "internal/imapd", "internal/pop3d", "internal/inbound", "internal/queue", "internal/relay", "internal/admin", "internal/httpd", "internal/cli", "internal/app"},
 	// MESSAGE_RATELIMIT over the store's rate-limit rows (issue 16).
 	// The S3 body store is storage plumbing for sqlstore: it knows no
 	// protocol and no database.

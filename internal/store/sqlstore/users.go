@@ -161,8 +161,11 @@ func (a *accounts) SetPasswordHash(ctx context.Context, email, hash string) erro
 
 // SetScram stores c if the user's password hash is still passwordHash.
 // updated_at is left alone: this is bookkeeping of a login, not an edit.
+// It is announced all the same, so that caches of the user (the app's
+// configcache) show the credentials to the next SCRAM login.
 func (a *accounts) SetScram(ctx context.Context, email, passwordHash string, c store.ScramCredentials) error {
 	err := a.write(ctx, func(cn conn) error {
+		cn.configChanged(TopicUser, email)
 		_, err := cn.exec(ctx, `UPDATE "user" SET scram_sha256 = ? WHERE email = ? AND password = ?`,
 			c.String(), email, passwordHash)
 		return mapErr(err)

@@ -1,11 +1,12 @@
-// Package domaincache keeps, for a few seconds, the answers to the domain
-// look-ups every inbound message makes (is this a local domain, an
-// alternative name of one, a relay domain), found or not found, so that
-// a message does not ask the store each time. The app drops the whole
-// cache whenever the store announces a change of any of them, here or on
-// another node (store.ConfigChanges); the time limit only bounds how long
-// a missed announcement can last.
-package domaincache
+// Package configcache keeps, for a few seconds, the answers to the
+// configuration look-ups the mail paths make again and again, found or
+// not found, so that they do not ask the store each time: the domain
+// look-ups of every inbound message (is this a local domain, an
+// alternative name of one, a relay domain) and the user of every login.
+// The app drops answers whenever the store announces a change of them,
+// here or on another node (OnConfigChange): one user's, or all of them;
+// the time limit only bounds how long a missed announcement can last.
+package configcache
 
 import (
 	"context"
@@ -22,17 +23,19 @@ type Store interface {
 	GetDomain(ctx context.Context, name string) (*store.Domain, error)
 	GetAlternative(ctx context.Context, name string) (*store.Alternative, error)
 	GetRelay(ctx context.Context, name string) (*store.Relay, error)
+	GetUser(ctx context.Context, email string) (*store.User, error)
 }
 
 // DefaultTTL is how long an answer is kept.
 const DefaultTTL = 5 * time.Second
 
 // maxNames bounds each table: past it the table starts again (lots of
-// foreign sender domains must not grow it without limit).
+// foreign sender domains, or logins as unknown users, must not grow it
+// without limit).
 const maxNames = 10000
 
-// Cache answers GetDomain, GetAlternative and GetRelay from memory when it
-// can. Errors other than store.ErrNotFound are never kept.
+// Cache answers GetDomain, GetAlternative, GetRelay and GetUser from
+// memory when it can. Errors other than store.ErrNotFound are never kept.
 type Cache struct {
 	s   Store
 	ttl time.Duration
@@ -43,6 +46,7 @@ type Cache struct {
 	domains      table[store.Domain]
 	alternatives table[store.Alternative]
 	relays       table[store.Relay]
+	users        table[store.User] // by address, as asked
 }
 
 type table[T any] map[string]entry[T]
@@ -59,7 +63,8 @@ func New(s Store, ttl time.Duration) *Cache {
 		ttl = DefaultTTL
 	}
 	return &Cache{s: s, ttl: ttl, now: time.Now,
-		domains: table[store.Domain]{}, alternatives: table[store.Alternative]{}, relays: table[store.Relay]{}}
+		domains: table[store.Domain]{}, alternatives: table[store.Alternative]{}, relays: table[store.Relay]{},
+		users: table[store.User]{}}
 }
 
 // Forget drops every answer.
@@ -70,6 +75,16 @@ func (c *Cache) Forget() {
 	clear(c.domains)
 	clear(c.alternatives)
 	clear(c.relays)
+	clear(c.users)
+}
+
+// ForgetUser drops the answer for one user: its address as the store
+// announces it (lower case, as stored and as logins ask).
+func (c *Cache) ForgetUser(email string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.users, email)
 }
 
 func (c *Cache) GetDomain(ctx context.Context, name string) (*store.Domain, error) {
@@ -82,6 +97,12 @@ func (c *Cache) GetAlternative(ctx context.Context, name string) (*store.Alterna
 
 func (c *Cache) GetRelay(ctx context.Context, name string) (*store.Relay, error) {
 	return lookup(c, c.relays, "relay", name, func() (*store.Relay, error) { return c.s.GetRelay(ctx, name) })
+}
+
+// GetUser answers for a user; the copy it returns shares the user's
+// lists (ForwardDestination), which callers only read.
+func (c *Cache) GetUser(ctx context.Context, email string) (*store.User, error) {
+	return lookup(c, c.users, "user", email, func() (*store.User, error) { return c.s.GetUser(ctx, email) })
 }
 
 // lookup answers from t while the answer is fresh, else asks fetch and
@@ -112,7 +133,7 @@ func lookup[T any](c *Cache, t table[T], what, name string, fetch func() (*T, er
 		c.mu.Unlock()
 	}
 	if e.v == nil {
-		return nil, fmt.Errorf("domaincache: %s %q: %w", what, name, store.ErrNotFound)
+		return nil, fmt.Errorf("configcache: %s %q: %w", what, name, store.ErrNotFound)
 	}
 	v := *e.v
 	return &v, nil

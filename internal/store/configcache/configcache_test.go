@@ -1,4 +1,4 @@
-package domaincache
+package configcache
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// countingStore knows example.test, alt.test (an alternative of it) and
-// relay.test, counts the look-ups that reach it, and fails for
-// broken.test.
+// countingStore knows example.test, alt.test (an alternative of it),
+// relay.test and the user a@example.test, counts the look-ups that reach
+// it, and fails for broken.test.
 type countingStore struct {
 	calls  int
 	during func() // runs inside a look-up
@@ -53,6 +53,13 @@ func (s *countingStore) GetRelay(_ context.Context, name string) (*store.Relay, 
 	return &store.Relay{Name: name, SMTP: "mx.relay.test"}, nil
 }
 
+func (s *countingStore) GetUser(_ context.Context, email string) (*store.User, error) {
+	if err := s.look(email, "a@example.test"); err != nil {
+		return nil, err
+	}
+	return &store.User{Email: email, Password: "{BLF-CRYPT}hash", Enabled: true}, nil
+}
+
 func TestCacheAnswersFromMemory(t *testing.T) {
 	ctx := context.Background()
 	s := &countingStore{}
@@ -73,6 +80,22 @@ func TestCacheAnswersFromMemory(t *testing.T) {
 	}
 	if s.calls != 4 {
 		t.Errorf("the store was asked %d times, want 4 (once per name)", s.calls)
+	}
+	for range 3 {
+		if u, err := c.GetUser(ctx, "a@example.test"); err != nil || u.Email != "a@example.test" || !u.Enabled {
+			t.Fatalf("GetUser = %+v, %v", u, err)
+		}
+		if _, err := c.GetUser(ctx, "nobody@example.test"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("GetUser(nobody) err = %v, want ErrNotFound", err)
+		}
+	}
+	if s.calls != 6 {
+		t.Errorf("the store was asked %d times, want 6 (once per name and user)", s.calls)
+	}
+	u, _ := c.GetUser(ctx, "a@example.test")
+	u.Enabled = false
+	if u2, _ := c.GetUser(ctx, "a@example.test"); !u2.Enabled {
+		t.Error("a caller's change of a user reached the cache")
 	}
 	// Each caller gets its own copy.
 	d, _ := c.GetDomain(ctx, "example.test")
@@ -103,6 +126,35 @@ func TestCacheExpiresAndForgets(t *testing.T) {
 	c.GetDomain(ctx, "example.test")
 	if s.calls != 3 {
 		t.Fatalf("asked %d times after Forget, want 3", s.calls)
+	}
+}
+
+// TestCacheForgetsOneUser: a user's change drops that user's answer
+// (found or not) and no other, and no domain's.
+func TestCacheForgetsOneUser(t *testing.T) {
+	ctx := context.Background()
+	s := &countingStore{}
+	c := New(s, time.Minute)
+	ask := func() {
+		c.GetUser(ctx, "a@example.test")
+		c.GetUser(ctx, "b@example.test")
+		c.GetDomain(ctx, "example.test")
+	}
+	ask()
+	c.ForgetUser("b@example.test")
+	ask()
+	if s.calls != 4 {
+		t.Fatalf("asked %d times, want 4: only b@example.test again", s.calls)
+	}
+	c.ForgetUser("a@example.test")
+	ask()
+	if s.calls != 5 {
+		t.Fatalf("asked %d times, want 5: only a@example.test again", s.calls)
+	}
+	c.Forget()
+	ask()
+	if s.calls != 8 {
+		t.Fatalf("asked %d times after Forget, want 8: everything again", s.calls)
 	}
 }
 

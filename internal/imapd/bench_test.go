@@ -58,19 +58,7 @@ func BenchmarkSelect10k(b *testing.B) {
 	ts := startServer(b, nil)
 	const n = 10000
 	body := []byte(testMessage("big mailbox"))
-	for i := 0; i < n; i += 500 {
-		var msgs []*store.NewMessage
-		for j := i; j < i+500; j++ {
-			msgs = append(msgs, &store.NewMessage{
-				ID: fmt.Sprintf("b%d", j), Sender: "s@remote.test", ReceivedAt: time.Now(),
-				Size: int64(len(body)), Body: body,
-				Targets: []store.MailboxTarget{{User: alice, Mailbox: "INBOX"}},
-			})
-		}
-		if err := ts.st.CommitMessages(b.Context(), msgs); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fillMailbox(b, ts, n, func(int) []byte { return body })
 	c := ts.login(alice, alicePass)
 	// FETCH is measured once the message commands exist.
 	c.ok("SELECT INBOX")
@@ -97,12 +85,19 @@ func BenchmarkSelect10k(b *testing.B) {
 // fill10k commits n copies of a small message to alice's INBOX.
 func fill10k(b *testing.B, ts *testServer, n int) {
 	body := []byte(testMessage("big mailbox") + strings.Repeat("Lorem ipsum dolor sit amet.\r\n", 100))
+	fillMailbox(b, ts, n, func(int) []byte { return body })
+}
+
+// fillMailbox commits n messages to alice's INBOX, 500 at a time;
+// message i's body is body(i).
+func fillMailbox(b *testing.B, ts *testServer, n int, body func(i int) []byte) {
 	for i := 0; i < n; i += 500 {
 		var msgs []*store.NewMessage
 		for j := i; j < min(i+500, n); j++ {
+			m := body(j)
 			msgs = append(msgs, &store.NewMessage{
 				ID: fmt.Sprintf("b%d", j), Sender: "s@remote.test", ReceivedAt: time.Now(),
-				Size: int64(len(body)), Body: body,
+				Size: int64(len(m)), Body: m,
 				Targets: []store.MailboxTarget{{User: alice, Mailbox: "INBOX"}},
 			})
 		}
@@ -208,13 +203,15 @@ func BenchmarkFetchCache10k(b *testing.B) {
 		cmd := tc.cmd
 		b.Run(tc.name, func(b *testing.B) {
 			ts := startServer(b, nil)
-			fillDelivered(b, ts, n)
+			fillMailbox(b, ts, n, func(i int) []byte { return []byte(deliveredMessage(i)) })
 			c := ts.login(alice, alicePass)
 			c.ok("SELECT INBOX")
-			before := liveHeap()
+			runtime.GC()
+			before := heapBytes()
 			c.ok("FETCH 1:* (ENVELOPE)")
 			c.ok(headers)
-			perMsg := float64(liveHeap()-before) / n
+			runtime.GC()
+			perMsg := float64(heapBytes()-before) / n
 			b.ResetTimer()
 			for b.Loop() {
 				if u := c.ok(cmd); len(u) != n {
@@ -226,25 +223,8 @@ func BenchmarkFetchCache10k(b *testing.B) {
 	}
 }
 
-// fillDelivered commits n messages shaped like bench/imapload's, with
-// the fields delivery puts on top, to alice's INBOX.
-func fillDelivered(b *testing.B, ts *testServer, n int) {
-	for i := 0; i < n; i += 500 {
-		var msgs []*store.NewMessage
-		for j := i; j < min(i+500, n); j++ {
-			body := []byte(deliveredMessage(j))
-			msgs = append(msgs, &store.NewMessage{
-				ID: fmt.Sprintf("d%d", j), Sender: "s@remote.test", ReceivedAt: time.Now(),
-				Size: int64(len(body)), Body: body,
-				Targets: []store.MailboxTarget{{User: alice, Mailbox: "INBOX"}},
-			})
-		}
-		if err := ts.st.CommitMessages(b.Context(), msgs); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
+// deliveredMessage is message i shaped like bench/imapload's, with the
+// fields delivery puts on top.
 func deliveredMessage(i int) string {
 	var m strings.Builder
 	fmt.Fprintf(&m, "Return-Path: <sender%d@example.org>\r\n", i%97)
@@ -258,13 +238,4 @@ func deliveredMessage(i int) string {
 		m.WriteString("The quick brown fox jumps over the lazy dog while the mail server counts.\r\n")
 	}
 	return m.String()
-}
-
-// liveHeap is the heap in use after two collections.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }

@@ -222,9 +222,9 @@ type Server struct {
 	realtime func() bool
 	// notifyMax: notifications at once before NOTIFICATIONOVERFLOW.
 	notifyMax int
-	// caps are the CAPABILITY lists, by capsIndex: every greeting and
-	// login sends one, and they depend only on the options and three
-	// facts of the session.
+	// caps are the CAPABILITY lists, indexed by the caps* bits of a
+	// session's state (core.go): every greeting and login sends one, and
+	// they depend only on the options and those three facts.
 	caps [8]string
 }
 

@@ -83,6 +83,17 @@ func TestUserCacheWiring(t *testing.T) {
 	_, p := testParts(t, nil)
 	addDomain(t, p)
 	const email = "bob@example.test"
+	login := func(pw string) (statements uint64, err error) {
+		before := p.store.Queries()
+		_, err = p.auth.Authenticate(ctx, auth.Attempt{Username: email, Password: auth.Secret(pw),
+			Protocol: "imap", Port: 993, Remote: netip.MustParseAddr("192.0.2.1")})
+		return p.store.Queries() - before, err
+	}
+	// A login before the user exists is refused, and that answer is
+	// kept; creating the user drops it.
+	if _, err := login("first secret"); err == nil {
+		t.Fatal("a login as a user that does not exist yet succeeded")
+	}
 	u := store.NewUser("bob", "example.test", 0, 80)
 	h, err := auth.HashPassword("first secret", 4)
 	if err != nil {
@@ -92,15 +103,8 @@ func TestUserCacheWiring(t *testing.T) {
 	if err := p.store.CreateUser(ctx, &u); err != nil {
 		t.Fatal(err)
 	}
-	login := func(pw string) (statements uint64, err error) {
-		before := p.store.Queries()
-		_, err = p.auth.Authenticate(ctx, auth.Attempt{Username: email, Password: auth.Secret(pw),
-			Protocol: "imap", Port: 993, Remote: netip.MustParseAddr("192.0.2.1")})
-		return p.store.Queries() - before, err
-	}
-
 	if _, err := login("first secret"); err != nil {
-		t.Fatalf("first login: %v", err)
+		t.Fatalf("first login right after the user was created: %v", err)
 	}
 	// That login stored the user's SCRAM credentials; the next SCRAM
 	// login must see them.

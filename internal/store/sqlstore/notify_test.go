@@ -161,7 +161,7 @@ func TestNotifyConfigChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := strings.ToLower(u.Email)
-	want := []string{"domain example.com", "user " + e, "sieve " + e, "user " + e}
+	want := []string{"domain example.com", "user " + e, "user " + e, "sieve " + e, "user " + e}
 	if err := a.SetPasswordHash(ctx, u.Email, "{PLAIN}new"); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestConfigChangesSQLite(t *testing.T) {
 	}
 	stop()
 	must(t, s.SetPasswordHash(ctx, u.Email, "{PLAIN}x"))
-	if strings.Join(got, "|") != "domain example.com|sieve carol@example.com" {
+	if strings.Join(got, "|") != "domain example.com|user carol@example.com|sieve carol@example.com" {
 		t.Errorf("subscriber heard %q", got)
 	}
 	if s.feed != nil || !s.Realtime() {

@@ -97,6 +97,9 @@ func (a *accounts) CreateUser(ctx context.Context, u *store.User) error {
 	created(&m)
 	start, end := replyDates(u)
 	err := a.write(ctx, func(c conn) error {
+		// Announced so that caches of a user not found (the app's
+		// configcache) see the new one at once.
+		c.configChanged(TopicUser, u.Email)
 		_, err := c.exec(ctx, `INSERT INTO "user" (`+userCols+`) VALUES
   (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.Email, u.Localpart, u.DomainName, u.Password, u.QuotaBytes, u.QuotaBytesUsed,

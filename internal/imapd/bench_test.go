@@ -200,7 +200,6 @@ func BenchmarkFetchCache10k(b *testing.B) {
 	const n = 10000
 	const headers = "UID FETCH 1:* (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID REFERENCES IN-REPLY-TO CONTENT-TYPE)])"
 	for _, tc := range []struct{ name, cmd string }{{"ENVELOPE", "FETCH 1:* (ENVELOPE)"}, {"HEADER.FIELDS", headers}} {
-		cmd := tc.cmd
 		b.Run(tc.name, func(b *testing.B) {
 			ts := startServer(b, nil)
 			fillMailbox(b, ts, n, func(i int) []byte { return []byte(deliveredMessage(i)) })
@@ -214,8 +213,8 @@ func BenchmarkFetchCache10k(b *testing.B) {
 			perMsg := float64(heapBytes()-before) / n
 			b.ResetTimer()
 			for b.Loop() {
-				if u := c.ok(cmd); len(u) != n {
-					b.Fatalf("%s: %d responses", cmd, len(u))
+				if u := c.ok(tc.cmd); len(u) != n {
+					b.Fatalf("%s: %d responses", tc.cmd, len(u))
 				}
 			}
 			b.ReportMetric(perMsg, "heap-B/msg")

@@ -28,8 +28,8 @@ const (
 
 // dkimKey is a parsed DKIM key record (RFC 6376 3.6.1).
 type dkimKey struct {
-	keyAlgo   string // "rsa" or "ed25519"
-	rsa       *rsa.PublicKey
+	keyAlgo   string     // "rsa" or "ed25519"
+	rsa       *rsaPublic // its modulus built once (rsapub.go)
 	ed25519   ed25519.PublicKey
 	hashAlgos []string // h=; nil: any
 	services  []string // s=; nil: any ("*")
@@ -133,7 +133,7 @@ func parseKeyRecord(s string) (*dkimKey, *dkimError) {
 		if rp.Size()*8 < 1024 {
 			return nil, permFail(fmt.Sprintf("key is too short: want 1024 bits, has %v bits", rp.Size()*8))
 		}
-		k.keyAlgo, k.rsa = "rsa", rp
+		k.keyAlgo, k.rsa = "rsa", newRSAPublic(rp)
 	case "ed25519":
 		if len(b) != ed25519.PublicKeySize {
 			return nil, permFail(fmt.Sprintf("invalid Ed25519 public key size: %v bytes", len(b)))

@@ -59,7 +59,7 @@ func TestKeyCache(t *testing.T) {
 		t.Fatal("second look-up within the TTL parsed again")
 	}
 	now = now.Add(time.Minute)
-	if k3, _ := c.get(rsaRec); k3 == k1 || k3.rsa.N.Cmp(k1.rsa.N) != 0 {
+	if k3, _ := c.get(rsaRec); k3 == k1 || k3.rsa.key.N.Cmp(k1.rsa.key.N) != 0 {
 		t.Fatal("expired entry was reused (or parsed differently)")
 	}
 

@@ -60,8 +60,9 @@ var dkimRequiredTags = [...]string{"v", "a", "b", "bh", "d", "h", "s"}
 
 // parseTags parses a tag-list (RFC 6376 3.2) as go-msgauth does: tags
 // separated by ";", values trimmed, a duplicate tag is an error.
-func parseTags(s string) (map[string]string, error) {
-	params := make(map[string]string, 12)
+func parseTags(s string) (tagList, error) {
+	params := make(tagList, 0, 12)
+	var seen map[string]bool // for a long list, where a scan per tag would be quadratic
 	for len(s) > 0 {
 		var part string
 		if i := strings.IndexByte(s, ';'); i >= 0 {
@@ -77,12 +78,54 @@ func parseTags(s string) (map[string]string, error) {
 			return nil, errors.New("malformed header params")
 		}
 		k = strings.TrimSpace(k)
-		if _, dup := params[k]; dup {
+		dup := false
+		switch {
+		case seen != nil:
+			dup = seen[k]
+		case len(params) < maxScannedTags:
+			_, dup = params.lookup(k)
+		default:
+			seen = make(map[string]bool, 2*len(params))
+			for _, t := range params {
+				seen[t.name] = true
+			}
+			dup = seen[k]
+		}
+		if dup {
 			return nil, errors.New("duplicate tag name")
 		}
-		params[k] = strings.TrimSpace(v)
+		if seen != nil {
+			seen[k] = true
+		}
+		params = append(params, tag{k, strings.TrimSpace(v)})
 	}
 	return params, nil
+}
+
+// maxScannedTags is how many tags parseTags checks for duplicates by a
+// scan; past it, with a set.
+const maxScannedTags = 32
+
+// tagList is a parsed tag-list in its order. A signature or key record
+// has about a dozen tags: a scan finds one faster than a map is built.
+type tagList []tag
+
+type tag struct{ name, value string }
+
+// lookup returns the value of the tag called name, if there is one.
+func (l tagList) lookup(name string) (string, bool) {
+	for _, t := range l {
+		if t.name == name {
+			return t.value, true
+		}
+	}
+	return "", false
+}
+
+// get returns the value of the tag called name, or "".
+func (l tagList) get(name string) string {
+	v, _ := l.lookup(name)
+	return v
 }
 
 // stripWSP removes all white space (FWS in base64 and tag values).
@@ -119,18 +162,18 @@ func parseSig(field, value string) *dkimSig {
 		s.err = permFail("malformed signature tags: " + err.Error())
 		return s
 	}
-	if p["v"] != "1" {
+	if p.get("v") != "1" {
 		s.err = permFail("incompatible signature version")
 		return s
 	}
-	s.domain = stripWSP(p["d"])
+	s.domain = stripWSP(p.get("d"))
 	for _, t := range dkimRequiredTags {
-		if _, ok := p[t]; !ok {
+		if _, ok := p.lookup(t); !ok {
 			s.err = permFail("signature missing required tag")
 			return s
 		}
 	}
-	if i, ok := p["i"]; ok {
+	if i, ok := p.lookup("i"); ok {
 		s.identifier = stripWSP(i)
 		// 3.5 i=: the same domain as d= or a subdomain of it.
 		li, ld := strings.ToLower(s.identifier), strings.ToLower(s.domain)
@@ -141,7 +184,7 @@ func parseSig(field, value string) *dkimSig {
 	} else {
 		s.identifier = "@" + s.domain
 	}
-	s.headerKeys = splitTagList(p["h"])
+	s.headerKeys = splitTagList(p.get("h"))
 	fromSigned := false
 	for _, k := range s.headerKeys {
 		if strings.EqualFold(k, "from") {
@@ -153,13 +196,13 @@ func parseSig(field, value string) *dkimSig {
 		s.err = permFail("From field not signed")
 		return s
 	}
-	if t, ok := p["t"]; ok {
+	if t, ok := p.lookup("t"); ok {
 		if _, err := strconv.ParseInt(stripWSP(t), 10, 64); err != nil {
 			s.err = permFail("malformed time: " + err.Error())
 			return s
 		}
 	}
-	if x, ok := p["x"]; ok {
+	if x, ok := p.lookup("x"); ok {
 		sec, err := strconv.ParseInt(stripWSP(x), 10, 64)
 		if err != nil {
 			s.err = permFail("malformed expiration time: " + err.Error())
@@ -170,7 +213,7 @@ func parseSig(field, value string) *dkimSig {
 			return s
 		}
 	}
-	if q, ok := p["q"]; ok {
+	if q, ok := p.lookup("q"); ok {
 		dnsTXT := false
 		for _, m := range splitTagList(q) {
 			if m == "dns/txt" {
@@ -183,8 +226,8 @@ func parseSig(field, value string) *dkimSig {
 			return s
 		}
 	}
-	s.selector = stripWSP(p["s"])
-	keyAlgo, hashAlgo, ok := strings.Cut(stripWSP(p["a"]), "-")
+	s.selector = stripWSP(p.get("s"))
+	keyAlgo, hashAlgo, ok := strings.Cut(stripWSP(p.get("a")), "-")
 	if !ok {
 		s.err = permFail("malformed algorithm name")
 		return s
@@ -200,7 +243,7 @@ func parseSig(field, value string) *dkimSig {
 		s.err = permFail("unsupported hash algorithm")
 		return s
 	}
-	hc, bc, _ := strings.Cut(stripWSP(p["c"]), "/")
+	hc, bc, _ := strings.Cut(stripWSP(p.get("c")), "/")
 	switch hc {
 	case "", "simple":
 	case "relaxed":
@@ -217,17 +260,17 @@ func parseSig(field, value string) *dkimSig {
 		s.err = permFail("unsupported body canonicalization algorithm")
 		return s
 	}
-	if _, ok := p["l"]; ok {
+	if _, ok := p.lookup("l"); ok {
 		// The body length tag leaves part of the body unsigned: refused,
 		// as go-msgauth does.
 		s.err = &dkimError{Fail, "message contains an insecure body length tag"}
 		return s
 	}
-	if s.bodyHash, err = base64.StdEncoding.DecodeString(stripWSP(p["bh"])); err != nil {
+	if s.bodyHash, err = base64.StdEncoding.DecodeString(stripWSP(p.get("bh"))); err != nil {
 		s.err = permFail("malformed body hash: " + err.Error())
 		return s
 	}
-	if s.sig, err = base64.StdEncoding.DecodeString(stripWSP(p["b"])); err != nil {
+	if s.sig, err = base64.StdEncoding.DecodeString(stripWSP(p.get("b"))); err != nil {
 		s.err = permFail("malformed signature: " + err.Error())
 		return s
 	}

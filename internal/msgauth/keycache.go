@@ -103,10 +103,10 @@ func parseKeyRecord(s string) (*dkimKey, *dkimError) {
 	if err != nil {
 		return nil, permFail("key record error: " + err.Error())
 	}
-	if v, ok := params["v"]; ok && v != "DKIM1" {
+	if v, ok := params.lookup("v"); ok && v != "DKIM1" {
 		return nil, permFail("incompatible public key version")
 	}
-	p, ok := params["p"]
+	p, ok := params.lookup("p")
 	if !ok {
 		return nil, permFail("key syntax error: missing public key data")
 	}
@@ -118,7 +118,7 @@ func parseKeyRecord(s string) (*dkimKey, *dkimError) {
 		return nil, permFail("key syntax error: " + err.Error())
 	}
 	k := &dkimKey{}
-	switch params["k"] {
+	switch params.get("k") {
 	case "rsa", "":
 		pub, err := x509.ParsePKIXPublicKey(b)
 		if err != nil {
@@ -142,10 +142,10 @@ func parseKeyRecord(s string) (*dkimKey, *dkimError) {
 	default:
 		return nil, permFail("unsupported key algorithm")
 	}
-	if h, ok := params["h"]; ok {
+	if h, ok := params.lookup("h"); ok {
 		k.hashAlgos = splitTagList(h)
 	}
-	if sv, ok := params["s"]; ok {
+	if sv, ok := params.lookup("s"); ok {
 		if l := splitTagList(sv); !containsString(l, "*") {
 			k.services = l
 		}

@@ -1,0 +1,80 @@
+package msgauth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// parseTagsRef is parseTags as it was, with a map (go-msgauth's way).
+func parseTagsRef(s string) (map[string]string, error) {
+	params := map[string]string{}
+	for _, part := range strings.Split(s, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			if strings.TrimSpace(part) == "" {
+				continue
+			}
+			return nil, errors.New("malformed header params")
+		}
+		k = strings.TrimSpace(k)
+		if _, dup := params[k]; dup {
+			return nil, errors.New("duplicate tag name")
+		}
+		params[k] = strings.TrimSpace(v)
+	}
+	return params, nil
+}
+
+func sameTags(t *testing.T, s string) {
+	t.Helper()
+	got, gerr := parseTags(s)
+	want, werr := parseTagsRef(s)
+	if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+		t.Fatalf("%q: error %v, reference %v", s, gerr, werr)
+	}
+	if gerr != nil {
+		return
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%q: %d tags, reference %d", s, len(got), len(want))
+	}
+	for k, v := range want {
+		if g, ok := got.lookup(k); !ok || g != v {
+			t.Fatalf("%q: tag %q = %q (%v), reference %q", s, k, g, ok, v)
+		}
+	}
+}
+
+// TestParseTagsDuplicates: a repeated tag is refused in a short list
+// (found by a scan) and in a long one (found by the set).
+func TestParseTagsDuplicates(t *testing.T) {
+	var long []string
+	for i := range 200 {
+		long = append(long, fmt.Sprintf("t%d=%d", i, i))
+	}
+	for _, s := range []string{
+		"v=1; a=rsa-sha256; b=x; a=y",
+		"v=1;v=1",
+		" k = v ; k=w",
+		strings.Join(long, ";"),
+		strings.Join(long, ";") + ";t5=again",
+		strings.Join(long[:maxScannedTags], ";") + ";t0=again",
+		strings.Join(long[:maxScannedTags-1], ";") + ";t0=again",
+		strings.Join(long[:maxScannedTags+1], ";") + ";t32=again",
+	} {
+		sameTags(t, s)
+	}
+	if _, err := parseTags(strings.Join(long, ";") + ";t199=x"); err == nil {
+		t.Fatal("a duplicate past the scanned tags was accepted")
+	}
+}
+
+// FuzzParseTags: parseTags gives the map-based reference's tags and errors.
+func FuzzParseTags(f *testing.F) {
+	f.Add("v=1; a=rsa-sha256; d=example.com; s=sel; h=from:to; bh=abc=; b=de f=")
+	f.Add("a=1;a=2")
+	f.Add(strings.Repeat("x=1;", 40))
+	f.Fuzz(func(t *testing.T, s string) { sameTags(t, s) })
+}

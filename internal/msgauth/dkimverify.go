@@ -130,19 +130,30 @@ func (l tagList) get(name string) string {
 
 // stripWSP removes all white space (FWS in base64 and tag values).
 func stripWSP(s string) string {
-	if strings.IndexAny(s, " \t\r\n\v\f") < 0 {
+	i := 0
+	for i < len(s) && !isWSP(s[i]) {
+		i++
+	}
+	if i == len(s) {
 		return s
 	}
 	var b strings.Builder
 	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case ' ', '\t', '\r', '\n', '\v', '\f':
-		default:
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
+		if !isWSP(s[i]) {
 			b.WriteByte(s[i])
 		}
 	}
 	return b.String()
+}
+
+func isWSP(c byte) bool {
+	switch c {
+	case ' ', '\t', '\r', '\n', '\v', '\f':
+		return true
+	}
+	return false
 }
 
 func splitTagList(s string) []string {

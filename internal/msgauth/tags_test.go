@@ -78,3 +78,20 @@ func FuzzParseTags(f *testing.F) {
 	f.Add(strings.Repeat("x=1;", 40))
 	f.Fuzz(func(t *testing.T, s string) { sameTags(t, s) })
 }
+
+// TestStripWSP: every kind of white space goes, anywhere, and nothing else.
+func TestStripWSP(t *testing.T) {
+	ref := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if strings.ContainsRune(" \t\r\n\v\f", r) {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	for _, s := range []string{"", "abc", " a", "a ", "ab\r\n\tcd", "\v\f", "dGVz\r\n dA==", "x y\tz"} {
+		if got, want := stripWSP(s), ref(s); got != want {
+			t.Errorf("stripWSP(%q) = %q, want %q", s, got, want)
+		}
+	}
+}

@@ -135,6 +135,26 @@ type Result struct {
 	FromAll  []string
 	Elapsed  time.Duration
 	hostname string
+	// fieldNames are the header's field names when it was read whole
+	// (nil when it could not be): Lacks answers from them.
+	fieldNames []string
+}
+
+// Lacks reports whether the message's header, read whole by Verify, has
+// no field with one of f's names, so that a caller need not read the
+// header again to know it (HeaderHas). False when the header could not
+// be read whole, and when a field has one of the names, whatever f's
+// Match would say of it.
+func (r *Result) Lacks(f FieldFilter) bool {
+	if r.fieldNames == nil {
+		return false
+	}
+	for _, n := range r.fieldNames {
+		if f.named([]byte(n)) {
+			return false
+		}
+	}
+	return true
 }
 
 // DKIMPassDomains are the d= of the signatures that verified.
@@ -194,6 +214,10 @@ func (v *Verifier) Verify(ctx context.Context, s Session, msg io.Reader) (*Resul
 		h = nil
 		_, err = io.Copy(io.Discard, br)
 	case err == nil:
+		r.fieldNames = make([]string, len(h.fields))
+		for i, f := range h.fields {
+			r.fieldNames[i] = f.name
+		}
 		r.FromAll, r.From = fromDomains(h)
 		r.DKIM, err = v.checkDKIM(ctx, res, h, br)
 	}

@@ -559,3 +559,43 @@ func TestSplitField(t *testing.T) {
 		t.Error("a field without a name split")
 	}
 }
+
+// TestResultLacks: Verify's reading of the header tells a field name is
+// absent only when the header was read whole and no field has the name,
+// in any case and with blanks before the colon; HeaderHas agrees.
+func TestResultLacks(t *testing.T) {
+	s := dnstest.New(t)
+	v := newTestVerifier(s, 100)
+	sess := Session{RemoteIP: netip.MustParseAddr(clientIP), Helo: "mail.sender.test", MailFrom: "bounce@sender.test"}
+	ar := ClaimsUs(ourHost)
+	for _, c := range []struct {
+		name, msg string
+		lacks     bool
+	}{
+		{"none", vMessage("a@sender.test"), true},
+		{"ours", "Authentication-Results: " + ourHost + "; spf=pass\r\n" + vMessage("a@sender.test"), false},
+		{"foreign", "Authentication-Results: mx.other.test; spf=pass\r\n" + vMessage("a@sender.test"), false},
+		{"case and blank", "authentication-RESULTS \t: " + ourHost + "; spf=pass\r\n" + vMessage("a@sender.test"), false},
+		{"folded after", "X-A: 1\r\n Authentication-Results: x\r\n" + vMessage("a@sender.test"), true},
+		{"in the body", vMessage("a@sender.test") + "Authentication-Results: " + ourHost + "; spf=pass\r\n", true},
+		{"header too large", "X-Big: " + strings.Repeat("x", maxHeaderBytes) + "\r\nAuthentication-Results: " + ourHost + "; spf=pass\r\n\r\nbody\r\n", false},
+	} {
+		r, err := v.Verify(context.Background(), sess, strings.NewReader(c.msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Lacks(ar); got != c.lacks {
+			t.Errorf("%s: Lacks = %v, want %v", c.name, got, c.lacks)
+		}
+		has, err := HeaderHas(strings.NewReader(c.msg), ar)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Lacks(ar) && has {
+			t.Errorf("%s: Lacks, but HeaderHas finds a field", c.name)
+		}
+	}
+	if (&Result{}).Lacks(ar) {
+		t.Error("a Result without a header read lacks everything")
+	}
+}

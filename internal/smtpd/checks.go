@@ -83,13 +83,14 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	arHeader := ""
 	var forged msgauth.FieldFilter // our authserv-id's fields from outside
 	var auth filter.AuthSummary
+	var res *msgauth.Result // nil without a Verifier
 
 	if o.Verifier != nil {
 		rc, err := rs.Open()
 		if err != nil {
 			return nil, ss.fail("checks", err, "msgid", id)
 		}
-		res, err := o.Verifier.Verify(ss.ctx, msgauth.Session{RemoteIP: remote, Helo: ss.conn.Hostname(), MailFrom: ss.sender}, rc)
+		res, err = o.Verifier.Verify(ss.ctx, msgauth.Session{RemoteIP: remote, Helo: ss.conn.Hostname(), MailFrom: ss.sender}, rc)
 		rc.Close()
 		if err != nil {
 			return nil, ss.fail("checks", err, "msgid", id)
@@ -123,7 +124,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 		}
 	}
 
-	hasForged, err := msgauth.OpenedHas(rs, forged)
+	hasForged, err := spoolHas(rs, res, forged)
 	if err != nil {
 		return nil, ss.fail("checks", err, "msgid", id)
 	}
@@ -167,7 +168,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	drop := forged.Or(verdictDrop(v.RemoveHeaders))
 	has := hasForged
 	if !has && len(v.RemoveHeaders) > 0 {
-		if has, err = msgauth.OpenedHas(rs, drop); err != nil {
+		if has, err = spoolHas(rs, res, drop); err != nil {
 			return nil, ss.fail("checks", err, "msgid", id)
 		}
 	}
@@ -187,6 +188,16 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	}
 	sp.Abort()
 	return &checked{sp: out, logArgs: ss.actionArgs(env, args)}, nil
+}
+
+// spoolHas reports whether the spooled message's header has a field f
+// picks. The verification's reading of the header answers when no field
+// has one of f's names, the usual case; otherwise the header is read again.
+func spoolHas(rs ReadableSpool, res *msgauth.Result, f msgauth.FieldFilter) (bool, error) {
+	if res != nil && res.Lacks(f) {
+		return false, nil
+	}
+	return msgauth.OpenedHas(rs, f)
 }
 
 // scannersCopy opens the message as it will be stored, for the scanners:

@@ -108,6 +108,9 @@ func addressLike(s string) bool {
 // bytes of invalid UTF-8 become spaces or are dropped, and the length is
 // bounded.
 func clean(s string) string {
+	if len(s) <= 200 && printableASCII(s) {
+		return s // the usual case, with nothing to change
+	}
 	s = strings.ToValidUTF8(s, "")
 	s = strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
@@ -119,6 +122,15 @@ func clean(s string) string {
 		s = strings.ToValidUTF8(s[:200], "")
 	}
 	return s
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // AuthservID returns the authserv-id an Authentication-Results field value

@@ -95,3 +95,26 @@ func TestStripWSP(t *testing.T) {
 		}
 	}
 }
+
+// TestClean: the printable-ASCII shortcut gives what the full cleaning gives.
+func TestClean(t *testing.T) {
+	full := func(s string) string {
+		s = strings.ToValidUTF8(s, "")
+		s = strings.Map(func(r rune) rune {
+			if r < ' ' || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, s)
+		if len(s) > 200 {
+			s = strings.ToValidUTF8(s[:200], "")
+		}
+		return s
+	}
+	for _, s := range []string{"", "mx.example.test", "a\tb", "a\x7fb", "caf\xc3\xa9", "bad \xff byte",
+		strings.Repeat("x", 200), strings.Repeat("x", 201), strings.Repeat("é", 101), "line\r\nbreak"} {
+		if got, want := clean(s), full(s); got != want {
+			t.Errorf("clean(%q) = %q, want %q", s, got, want)
+		}
+	}
+}

@@ -272,8 +272,8 @@ const fieldCap = 64 << 10
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
-// fieldPool holds CopyWithout's field buffers; one grown past
-// fieldPoolMax by a long field is left to the collector.
+// fieldPool holds CopyWithout's field buffers and the DKIM verifier's
+// canonical headers; one grown past fieldPoolMax is left to the collector.
 var fieldPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); return &b }}
 
 const fieldPoolMax = 16 << 10

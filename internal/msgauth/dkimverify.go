@@ -372,7 +372,14 @@ func (v *Verifier) checkDKIM(ctx context.Context, res dnsAdapter, h *header, bod
 		}
 	}
 	out := make([]DKIMOutcome, 0, len(sigs))
-	var hb []byte
+	hbp := fieldPool.Get().(*[]byte) // the canonical header, hashed and let go
+	hb := (*hbp)[:0]
+	defer func() {
+		if cap(hb) <= fieldPoolMax {
+			*hbp = hb[:0]
+			fieldPool.Put(hbp)
+		}
+	}()
 	for _, s := range sigs {
 		if s.err == nil {
 			sum := simpleSum

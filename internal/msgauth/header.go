@@ -2,6 +2,7 @@ package msgauth
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -28,11 +29,10 @@ var (
 	ErrBadHeader = errors.New("message starts with a continuation line")
 )
 
-// header is a message's header block as read: raw bytes (including the
+// header is a message's header block as read: its text (including the
 // blank line that ends it, when there is one) and its fields in order.
 type header struct {
-	raw      []byte
-	text     string // raw as a string, which the fields' strings share
+	text     string // the bytes as read; the fields' strings share it
 	fields   []field
 	complete bool // the blank line was seen (false: the message is all header)
 }
@@ -46,16 +46,18 @@ type field struct {
 // line (RFC 5322 2.1). Lines may end in CRLF or LF. A line without a colon is
 // kept in raw but yields no field, as DKIM verifiers skip it too.
 func readHeader(br *bufio.Reader) (*header, error) {
-	h := &header{raw: make([]byte, 0, headerGuess)}
+	h := &header{}
+	var raw strings.Builder // becomes text without a copy
+	raw.Grow(headerSize(br))
 	for {
-		line, err := nextLine(br, len(h.raw))
+		line, err := nextLine(br, raw.Len())
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
 		}
-		if len(h.raw) == 0 && len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+		if raw.Len() == 0 && len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
 			return nil, ErrBadHeader
 		}
-		h.raw = append(h.raw, line...)
+		raw.Write(line)
 		if err == nil && (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) {
 			h.complete = true // the blank line
 			break
@@ -64,7 +66,7 @@ func readHeader(br *bufio.Reader) (*header, error) {
 			break
 		}
 	}
-	h.text = string(h.raw)
+	h.text = raw.String()
 	h.fields = parseFields(h.text)
 	return h, nil
 }
@@ -92,9 +94,30 @@ func nextLine(br *bufio.Reader, have int) ([]byte, error) {
 	return line, err
 }
 
-// headerGuess is the room readHeader makes for a header at first: most
-// fit, so raw grows without a copy.
+// headerGuess is the room readHeader makes for a header whose end is not
+// in br's buffer: most fit, so raw grows without a copy.
 const headerGuess = 2 << 10
+
+// headerSize is the size of the header block when its end is already in
+// br's buffer (the usual case), else headerGuess.
+func headerSize(br *bufio.Reader) int {
+	br.Peek(1) // fills the buffer; an error is readHeader's to see
+	b, _ := br.Peek(br.Buffered())
+	if len(b) > 0 && (b[0] == '\n' || b[0] == '\r') {
+		return 2 // an empty header: the blank line alone
+	}
+	end := -1
+	if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 {
+		end = i + 3
+	}
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
+		end = i + 2
+	}
+	if end < 0 {
+		return headerGuess
+	}
+	return end
+}
 
 // parseFields splits a header block into its fields, their names and
 // values substrings of s; only a folded value is a string of its own.

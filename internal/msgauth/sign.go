@@ -169,14 +169,14 @@ func (s *Signer) sign(h *header, body io.Reader) (string, error) {
 }
 
 func feed(w io.Writer, h *header, body io.Reader) error {
-	if _, err := w.Write(h.raw); err != nil {
+	if _, err := io.WriteString(w, h.text); err != nil {
 		return err
 	}
 	if !h.complete {
 		// All header, no body: go-msgauth needs the end of the header.
 		// A verifier sees the same thing: an empty body.
 		end := "\r\n"
-		if len(h.raw) > 0 && h.raw[len(h.raw)-1] != '\n' {
+		if len(h.text) > 0 && h.text[len(h.text)-1] != '\n' {
 			end = "\r\n\r\n"
 		}
 		_, err := io.WriteString(w, end)

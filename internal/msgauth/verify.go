@@ -135,9 +135,9 @@ type Result struct {
 	FromAll  []string
 	Elapsed  time.Duration
 	hostname string
-	// fieldNames are the header's field names when it was read whole
-	// (nil when it could not be): Lacks answers from them.
-	fieldNames []string
+	// fields are the header's when it was read whole (nil when it could
+	// not be): Lacks answers from them.
+	fields []field
 }
 
 // Lacks reports whether the message's header, read whole by Verify, has
@@ -146,11 +146,11 @@ type Result struct {
 // be read whole, and when a field has one of the names, whatever f's
 // Match would say of it.
 func (r *Result) Lacks(f FieldFilter) bool {
-	if r.fieldNames == nil {
+	if r.fields == nil {
 		return false
 	}
-	for _, n := range r.fieldNames {
-		if f.named([]byte(n)) {
+	for _, fl := range r.fields {
+		if f.named([]byte(fl.name)) {
 			return false
 		}
 	}
@@ -214,10 +214,7 @@ func (v *Verifier) Verify(ctx context.Context, s Session, msg io.Reader) (*Resul
 		h = nil
 		_, err = io.Copy(io.Discard, br)
 	case err == nil:
-		r.fieldNames = make([]string, len(h.fields))
-		for i, f := range h.fields {
-			r.fieldNames[i] = f.name
-		}
+		r.fields = h.fields
 		r.FromAll, r.From = fromDomains(h)
 		r.DKIM, err = v.checkDKIM(ctx, res, h, br)
 	}

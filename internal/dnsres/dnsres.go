@@ -168,8 +168,18 @@ func (n *Net) LookupAddr(ctx context.Context, addr string) ([]string, error) {
 // permanent condition: asking again will not change it. (The standard
 // resolver reports both as "no such host", so they are not told apart.)
 func IsNotFound(err error) bool {
+	de, ok := AsDNSError(err)
+	return ok && de.IsNotFound
+}
+
+// AsDNSError is errors.As for a *net.DNSError, without its reflection and
+// allocation when err is one itself, as the resolver's errors are.
+func AsDNSError(err error) (*net.DNSError, bool) {
+	if de, ok := err.(*net.DNSError); ok {
+		return de, de != nil
+	}
 	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
+	return de, errors.As(err, &de)
 }
 
 // IsTemporary reports whether err is a lookup failure that may go away:
@@ -182,6 +192,6 @@ func IsTemporary(err error) bool {
 
 // IsTimeout reports whether err is a DNS timeout.
 func IsTimeout(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsTimeout
+	de, ok := AsDNSError(err)
+	return ok && de.IsTimeout
 }

@@ -2,6 +2,8 @@ package dnsres_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"sort"
@@ -269,6 +271,29 @@ func TestTXTCached(t *testing.T) {
 			t.Fatal("a SERVFAIL answer was cached")
 		} else {
 			before = n
+		}
+	}
+}
+
+// TestAsDNSError: a *net.DNSError is found as itself and wrapped; other
+// errors and nil are not one.
+func TestAsDNSError(t *testing.T) {
+	de := &net.DNSError{Err: "no such host", Name: "x.test", IsNotFound: true}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{de, true},
+		{fmt.Errorf("look-up: %w", de), true},
+		{errors.New("other"), false},
+		{nil, false},
+	} {
+		got, ok := dnsres.AsDNSError(c.err)
+		if ok != c.want || (ok && got != de) {
+			t.Errorf("AsDNSError(%v) = %v, %v", c.err, got, ok)
+		}
+		if dnsres.IsNotFound(c.err) != c.want {
+			t.Errorf("IsNotFound(%v) = %v", c.err, !c.want)
 		}
 	}
 }

@@ -340,8 +340,7 @@ func tempErr(name string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var de *net.DNSError
-	if errors.As(err, &de) && (de.IsNotFound || de.Temporary()) {
+	if de, ok := dnsres.AsDNSError(err); ok && (de.IsNotFound || de.Temporary()) {
 		return de // unwrapped: spf asserts the type
 	}
 	return &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true, IsTimeout: errors.Is(err, context.DeadlineExceeded)}

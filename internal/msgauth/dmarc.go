@@ -127,6 +127,12 @@ func aligned(id, from string, strict bool) bool {
 // addressDomains returns the normalised domain of every address in an
 // address-list header value (invalid ones are skipped).
 func addressDomains(value string) []string {
+	if d, ok := simpleAddressDomain(value); ok {
+		if d = normDomain(d); d == "" {
+			return nil
+		}
+		return []string{d}
+	}
 	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
 		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
 	}}
@@ -145,6 +151,60 @@ func addressDomains(value string) []string {
 		}
 	}
 	return out
+}
+
+// simpleAddressDomain reads the domain of the From values most mail has,
+// "local@domain" and "Display Name <local@domain>", in plain ASCII
+// (atoms only: no quotes, comments, encoded words or lists), without
+// net/mail's parser. Anything else is not ok, and goes to the parser;
+// FuzzSimpleAddressDomain holds the two to the same domains.
+func simpleAddressDomain(v string) (string, bool) {
+	v = strings.Trim(v, " \t")
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if !strings.HasSuffix(v, ">") {
+			return "", false
+		}
+		for _, c := range []byte(v[:i]) {
+			if c != ' ' && c != '\t' && !phraseAtext(c) {
+				return "", false
+			}
+		}
+		v = v[i+1 : len(v)-1]
+	}
+	at := strings.IndexByte(v, '@')
+	if at < 0 || !dotAtom(v[:at], isAtext) || !dotAtom(v[at+1:], isLDH) {
+		return "", false
+	}
+	return v[at+1:], true
+}
+
+// dotAtom: one or more runs of ok bytes, joined by single dots.
+func dotAtom(s string, ok func(byte) bool) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] != '.' && !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// phraseAtext is a display-name byte of a word needing no decoding:
+// atext but "=" and "?", which could start an encoded word.
+func phraseAtext(c byte) bool {
+	return isAtext(c) && c != '=' && c != '?'
+}
+
+// isAtext is RFC 5322 3.2.3 atext, ASCII only.
+func isAtext(c byte) bool {
+	return isLDH(c) || strings.IndexByte("!#$%&'*+/=?^_`{|}~", c) >= 0
+}
+
+// isLDH: letters, digits and hyphens, a domain label's bytes.
+func isLDH(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
 }
 
 func randPercent() int { return rand.IntN(100) }

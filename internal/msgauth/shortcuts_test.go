@@ -1,8 +1,15 @@
 package msgauth
 
+// The shortcuts the verifier takes on the usual input, each held to the
+// longer way it skips.
+
 import (
 	"errors"
 	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -117,4 +124,73 @@ func TestClean(t *testing.T) {
 			t.Errorf("clean(%q) = %q, want %q", s, got, want)
 		}
 	}
+}
+
+// addressDomainsParser is addressDomains without the shortcut.
+func addressDomainsParser(value string) []string {
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
+		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+	}}
+	list, err := p.ParseList(value)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range list {
+		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
+			if d := normDomain(a.Address[i+1:]); d != "" {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+func sameDomains(t *testing.T, v string) {
+	t.Helper()
+	if _, ok := simpleAddressDomain(v); !ok {
+		return
+	}
+	got, want := addressDomains(v), addressDomainsParser(v)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%q: shortcut %q, net/mail %q", v, got, want)
+	}
+}
+
+// TestSimpleAddressDomain: the usual From forms take the shortcut, the
+// rest go to net/mail, and both give the same domains.
+func TestSimpleAddressDomain(t *testing.T) {
+	for _, c := range []struct {
+		v      string
+		simple bool
+	}{
+		{"alice@sender.test", true},
+		{" Alice <alice@Sender.TEST>", true},
+		{"Alice B. <a@b.test>", false}, // a dot in the phrase
+		{"<a.b+c@mail.sender.test>", true},
+		{"\"Alice\" <a@b.test>", false},
+		{"=?utf-8?q?Alice?= <a@b.test>", false},
+		{"a@b.test, c@d.test", false},
+		{"a@b.test (comment)", false},
+		{"Al\tice  <x@y-z.test>", true},
+		{"a..b@c.test", false},
+		{"a@[192.0.2.1]", false},
+		{"a@b_c.test", false},
+		{"Alice <a@b.test", false},
+		{"", false},
+	} {
+		if _, ok := simpleAddressDomain(c.v); ok != c.simple {
+			t.Errorf("%q: simple %v, want %v", c.v, ok, c.simple)
+		}
+		sameDomains(t, c.v)
+	}
+}
+
+// FuzzSimpleAddressDomain: whenever the shortcut answers, net/mail gives
+// the same domains.
+func FuzzSimpleAddressDomain(f *testing.F) {
+	for _, s := range []string{"alice@sender.test", "Alice <a@b.test>", "<x@y>", "a b c <d@e.f>", "-@-.-"} {
+		f.Add(s)
+	}
+	f.Fuzz(sameDomains)
 }

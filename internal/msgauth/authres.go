@@ -111,6 +111,11 @@ func clean(s string) string {
 	if len(s) <= 200 && printableASCII(s) {
 		return s // the usual case, with nothing to change
 	}
+	return cleanAny(s)
+}
+
+// cleanAny is clean for any text.
+func cleanAny(s string) string {
 	s = strings.ToValidUTF8(s, "")
 	s = strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {

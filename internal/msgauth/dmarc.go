@@ -133,6 +133,12 @@ func addressDomains(value string) []string {
 		}
 		return []string{d}
 	}
+	return parsedAddressDomains(value)
+}
+
+// parsedAddressDomains is addressDomains by net/mail's parser, for any
+// address list.
+func parsedAddressDomains(value string) []string {
 	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
 		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
 	}}

@@ -79,7 +79,7 @@ func (ss *session) inboundChecks(id string, sp Spool, env *inbound.Envelope) (*c
 	}
 	trusted := ss.inRelayNets()
 	remote := ss.tc.Remote().Addr().Unmap()
-	var args []any
+	args := make([]any, 0, 20) // room for every result; it grew twice per message
 	arHeader := ""
 	var forged msgauth.FieldFilter // our authserv-id's fields from outside
 	var auth filter.AuthSummary

@@ -253,13 +253,20 @@ func TestMessageGlobal(t *testing.T) {
 }
 
 // HeaderOnly of a full structure must behave as ParseHeader's structure
-// for header sections read from the header block alone.
+// for header sections read from the header block alone: a single part is
+// shared, a tree is cut to a shallow root.
 func TestHeaderOnly(t *testing.T) {
+	kinds := map[bool]int{}
 	for _, name := range []string{"plain.eml", "nested-rfc822.eml", "header-only.eml", "8bit.eml"} {
 		msg := readTestMessage(t, name)
 		full := ParseBytes(msg)
 		ho := full.HeaderOnly()
-		if !ho.Shallow || full.Shallow || ho.Root == full.Root || len(ho.Root.Children) != 0 || ho.Root.Message != nil {
+		single := len(full.Root.Children) == 0 && full.Root.Message == nil
+		kinds[single]++
+		switch {
+		case single && ho != full:
+			t.Fatalf("%s: HeaderOnly copied a single-part structure", name)
+		case !single && (!ho.Shallow || full.Shallow || ho.Root == full.Root || len(ho.Root.Children) != 0 || ho.Root.Message != nil):
 			t.Fatalf("%s: HeaderOnly kept the parts or changed the original", name)
 		}
 		if ho.HeaderOnly() != ho {
@@ -282,5 +289,8 @@ func TestHeaderOnly(t *testing.T) {
 				t.Errorf("%s BODY[%s]: from header %q, full %q", name, spec, x, y)
 			}
 		}
+	}
+	if kinds[true] == 0 || kinds[false] == 0 {
+		t.Fatalf("the messages cover single parts %d times and trees %d times", kinds[true], kinds[false])
 	}
 }

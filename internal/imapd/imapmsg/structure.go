@@ -116,12 +116,13 @@ func ParseHeader(r io.ReaderAt, size int64) (*Structure, error) {
 	return &Structure{Size: size, Root: root, Shallow: true}, nil
 }
 
-// HeaderOnly returns the shallow structure ParseHeader would give for
-// the same message: st itself when it is shallow, otherwise a copy of the
-// root without its parts (the envelope and MIME fields are shared), so a
-// cache of headers does not keep whole part trees alive.
+// HeaderOnly returns a structure with what ParseHeader would give for
+// the same message and no part tree, so that a cache of headers does not
+// keep whole trees alive: st itself when it is shallow or a single part
+// (then the structure caches share it), otherwise a shallow copy of the
+// root without its parts (the envelope and MIME fields are shared).
 func (st *Structure) HeaderOnly() *Structure {
-	if st.Shallow {
+	if st.Shallow || (len(st.Root.Children) == 0 && st.Root.Message == nil) {
 		return st
 	}
 	root := *st.Root

@@ -3,6 +3,7 @@ package msgauth
 import (
 	"crypto"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 
@@ -21,6 +22,9 @@ type rsaPublic struct {
 	key *rsa.PublicKey
 	n   *bigmod.Modulus // nil when crypto/rsa refuses the key
 	e   uint
+	// padding is the encoded message's fixed part for this key's size
+	// (sha256Padding), built once rather than per signature.
+	padding []byte
 	// refused is crypto/rsa's error for a key it will not verify with at
 	// all (too short for its minimum, an even exponent...), so that the
 	// policy, GODEBUG's rsa1024min and FIPS 140-only mode included,
@@ -44,7 +48,24 @@ func newRSAPublic(pub *rsa.PublicKey) *rsaPublic {
 	if err != nil {
 		return &rsaPublic{key: pub, refused: err}
 	}
-	return &rsaPublic{key: pub, n: n, e: uint(pub.E)}
+	return &rsaPublic{key: pub, n: n, e: uint(pub.E), padding: sha256Padding(n.Size())}
+}
+
+// sha256Padding is what precedes the hash in the encoded message of a
+// k-byte key (RFC 8017 9.2): 0x00 || 0x01 || PS (0xff...) || 0x00 ||
+// DigestInfo. Nil when k is too short for one (no signature verifies).
+func sha256Padding(k int) []byte {
+	tLen := len(sha256DigestInfo) + sha256.Size
+	if k < tLen+11 {
+		return nil
+	}
+	pad := make([]byte, k-sha256.Size)
+	pad[1] = 1
+	for i := 2; i < k-tLen-1; i++ {
+		pad[i] = 0xff
+	}
+	copy(pad[k-tLen:], sha256DigestInfo)
+	return pad
 }
 
 // sha256DigestInfo is the DER prefix of a SHA-256 DigestInfo (RFC 8017
@@ -69,20 +90,13 @@ func (p *rsaPublic) verifySHA256(hashed, sig []byte) error {
 	if err != nil {
 		return rsa.ErrVerification
 	}
-	em := bigmod.NewNat().ExpShortVarTime(s, p.e, p.n).Bytes(p.n)
-	// EM = 0x00 || 0x01 || PS (0xff...) || 0x00 || DigestInfo || hash.
-	tLen := len(sha256DigestInfo) + len(hashed)
-	if k < tLen+11 {
+	if p.padding == nil {
 		return rsa.ErrVerification
 	}
-	want := make([]byte, k)
-	want[1] = 1
-	for i := 2; i < k-tLen-1; i++ {
-		want[i] = 0xff
-	}
-	copy(want[k-tLen:], sha256DigestInfo)
-	copy(want[k-len(hashed):], hashed)
-	if subtle.ConstantTimeCompare(em, want) != 1 {
+	em := bigmod.NewNat().ExpShortVarTime(s, p.e, p.n).Bytes(p.n)
+	// EM = the key's padding || hash.
+	pl := len(p.padding)
+	if subtle.ConstantTimeCompare(em[:pl], p.padding)&subtle.ConstantTimeCompare(em[pl:], hashed) != 1 {
 		return rsa.ErrVerification
 	}
 	return nil

@@ -141,18 +141,25 @@ func TestRSAPublicRefusesAsCryptoRSA(t *testing.T) {
 	}
 }
 
+// signedHash makes a key of bits and its signature of msg's SHA-256.
+func signedHash(tb testing.TB, bits int, msg string) (*rsa.PrivateKey, [32]byte, []byte) {
+	tb.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hashed := sha256.Sum256([]byte(msg))
+	sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, hashed[:])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k, hashed, sig
+}
+
 // FuzzRSAPublic: on any signature and hash, rsaPublic decides as
 // crypto/rsa does; the seeds include a valid signature to mutate.
 func FuzzRSAPublic(f *testing.F) {
-	k, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		f.Fatal(err)
-	}
-	hashed := sha256.Sum256([]byte("seed"))
-	sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, hashed[:])
-	if err != nil {
-		f.Fatal(err)
-	}
+	k, hashed, sig := signedHash(f, 1024, "seed")
 	f.Add(hashed[:], sig)
 	f.Add(hashed[:], make([]byte, len(sig)))
 	f.Add([]byte{}, []byte{1})
@@ -164,15 +171,7 @@ func FuzzRSAPublic(f *testing.F) {
 
 // BenchmarkVerifyRSA2048: crypto/rsa against the prepared key.
 func BenchmarkVerifyRSA2048(b *testing.B) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		b.Fatal(err)
-	}
-	hashed := sha256.Sum256([]byte("bench"))
-	sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA256, hashed[:])
-	if err != nil {
-		b.Fatal(err)
-	}
+	k, hashed, sig := signedHash(b, 2048, "bench")
 	b.Run("crypto-rsa", func(b *testing.B) {
 		for b.Loop() {
 			if err := rsa.VerifyPKCS1v15(&k.PublicKey, crypto.SHA256, hashed[:], sig); err != nil {

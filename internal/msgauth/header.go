@@ -44,7 +44,7 @@ type field struct {
 
 // readHeader reads the header block from br up to and including the empty
 // line (RFC 5322 2.1). Lines may end in CRLF or LF. A line without a colon is
-// kept in raw but yields no field, as DKIM verifiers skip it too.
+// kept in the text but yields no field, as DKIM verifiers skip it too.
 func readHeader(br *bufio.Reader) (*header, error) {
 	h := &header{}
 	var raw strings.Builder // becomes text without a copy

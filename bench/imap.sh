@@ -85,6 +85,10 @@
 # STRESS_PROBE=1 (the default; 0 turns it off) runs bench/imapprobe.py beside each case: one more
 # client's LOGIN, SELECT, NOOP, APPEND, STORE, EXPUNGE and LOGOUT timed as the server answers them ($OUT/stress-*.probe), since
 # imaptest's own times include its single process's parsing of every client's replies.
+# STRESS_PIN=1 gives each side its own core: both servers (Dovecot's master, so all its children,
+# and Petrel) run on CPU 1 and imaptest on CPU 0 (taskset), so that imaptest's CPU, which grows
+# with the rate it drives, does not come out of the faster server's share. Each server then has
+# exactly one core, and Go sizes GOMAXPROCS to it.
 # Settings: STRESS_CLIENTS="10 50" STRESS_SECS=30 STRESS_USERS=5 STRESS_MSGS=1000, and STRESS_ARGS:
 # more imaptest arguments, its command probabilities among them. STRESS_ARGS=logout=0 keeps each
 # session open (imaptest then goes back to LIST after EXPUNGE instead of LOGOUT): by default every
@@ -141,6 +145,9 @@ STRESS_MSGS=${STRESS_MSGS:-1000}
 STRESS_USERS=${STRESS_USERS:-5}
 STRESS_ARGS=${STRESS_ARGS:-}
 STRESS_PROBE=${STRESS_PROBE:-1}
+STRESS_PIN=${STRESS_PIN:-0}
+SERVER_PIN=() CLIENT_PIN=()
+if [ "$STRESS_PIN" = 1 ]; then SERVER_PIN=(taskset -c 1) CLIENT_PIN=(taskset -c 0); fi
 export PB_SMTP=${PB_SMTP:-13525} PB_LMTP=${PB_LMTP:-13024} PB_IMAP=${PB_IMAP:-13143} PB_IMAPS=${PB_IMAPS:-13993}
 export PB_LOGIN_MIN_AVAIL=${PB_LOGIN_MIN_AVAIL:-2}
 PETREL_SMTP=${PETREL_SMTP:-14025}
@@ -237,8 +244,11 @@ stress_summary() {
     printf '%-28s %12s %12s\n' "imaptest errors" "$(sc ref TOTAL 13)" "$(sc petrel TOTAL 13)"
     # Little's law: commands in flight = sum of count x average latency / time. A server whose
     # LOGIN is slow has most clients waiting there, so its other commands run at a lower
-    # concurrency; compare latencies with this in view (median run).
-    inflight() { awk -F'\t' -v s="$1" -v c="$c" -v r="$(sc "$1" TOTAL 1)" -v secs="$STRESS_SECS" -v login="$2" \
+    # concurrency; compare latencies with this in view (the run of the median throughput; of
+    # an even number of runs, the lower of the two middle ones).
+    medrun() { awk -F'\t' -v s="$1" -v c="$c" 'NR>1 && $2==s && $3==c && $5=="TOTAL" {print $9 "\t" $1}' "$OUT/stress.tsv" \
+      | sort -g | awk -F'\t' '{r[NR]=$2} END{print r[int((NR+1)/2)]}'; }
+    inflight() { awk -F'\t' -v s="$1" -v c="$c" -v r="$(medrun "$1")" -v secs="$STRESS_SECS" -v login="$2" \
       'NR>1 && $1==r && $2==s && $3==c && $5!="TOTAL" && (($5=="LOGIN") == (login==1)) {t+=$7*$9} END{printf "%.1f", t/(secs*1000)}' "$OUT/stress.tsv"; }
     printf '%-28s %12s %12s\n' "in flight: LOGIN" "$(inflight ref 1)" "$(inflight petrel 1)"
     printf '%-28s %12s %12s\n' "in flight: other commands" "$(inflight ref 0)" "$(inflight petrel 0)"
@@ -300,7 +310,7 @@ IL=$BIN/imapload
   echo "dovecot: $(/usr/sbin/dovecot --version) (deb $(dpkg-query -W -f='${Version}' dovecot-core)), $(openssl version)"
   echo "petrel: $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "settings: RUNS=$RUNS FILL=$FILL MSG_SIZE=$MSG_SIZE LOGIN_SECONDS=$LOGIN_SECONDS LOGIN_CONC=\"$LOGIN_CONC\" APPEND_N=$APPEND_N APPEND_CONC=\"$APPEND_CONC\" FETCH_REPS=$FETCH_REPS BODIES=$BODIES KEX=$KEX PETREL_ROUNDS=$PETREL_ROUNDS PB_LOGIN_MIN_AVAIL=$PB_LOGIN_MIN_AVAIL STRESS_CLIENTS=\"$STRESS_CLIENTS\" STRESS_SECS=$STRESS_SECS STRESS_ARGS=\"$STRESS_ARGS\" STRESS_PETREL_ENV=\"${STRESS_PETREL_ENV:-}\" STRESS_PROBE=$STRESS_PROBE"
+  echo "settings: RUNS=$RUNS FILL=$FILL MSG_SIZE=$MSG_SIZE LOGIN_SECONDS=$LOGIN_SECONDS LOGIN_CONC=\"$LOGIN_CONC\" APPEND_N=$APPEND_N APPEND_CONC=\"$APPEND_CONC\" FETCH_REPS=$FETCH_REPS BODIES=$BODIES KEX=$KEX PETREL_ROUNDS=$PETREL_ROUNDS PB_LOGIN_MIN_AVAIL=$PB_LOGIN_MIN_AVAIL STRESS_CLIENTS=\"$STRESS_CLIENTS\" STRESS_SECS=$STRESS_SECS STRESS_ARGS=\"$STRESS_ARGS\" STRESS_PETREL_ENV=\"${STRESS_PETREL_ENV:-}\" STRESS_PROBE=$STRESS_PROBE STRESS_PIN=$STRESS_PIN"
 } | tee "$OUT/env.txt" >&2
 
 # ---------------------------------------------------------------- servers
@@ -318,7 +328,7 @@ petrel_users() {
 }
 start_ref() {
   "$PD" config "$REF" >/dev/null 2>&1 || die "writing the reference config failed"
-  "$PD" start "$REF" >"$REF.start.log" 2>&1 || { cat "$REF.start.log" >&2; die "reference did not start"; }
+  "${SERVER_PIN[@]}" "$PD" start "$REF" >"$REF.start.log" 2>&1 || { cat "$REF.start.log" >&2; die "reference did not start"; }
   "$BT" wait220 -t 60s 127.0.0.1:$PB_SMTP >/dev/null || die "postfix did not greet"
   for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$PB_IMAPS) 2>/dev/null && return 0; sleep 0.1; done
   die "dovecot imaps did not listen on $PB_IMAPS"
@@ -371,10 +381,10 @@ run_stress() {
   # the load, as the server answers them ($base.probe), apart from imaptest's own timing.
   local probe_pid=""
   if [ "$STRESS_PROBE" = 1 ]; then
-    python3 "$HERE/imapprobe.py" "$port" "user$STRESS_USERS@example.test" "$PASS" "$((STRESS_SECS - 2))" >"$base.probe" 2>&1 & probe_pid=$!
+    "${CLIENT_PIN[@]}" python3 "$HERE/imapprobe.py" "$port" "user$STRESS_USERS@example.test" "$PASS" "$((STRESS_SECS - 2))" >"$base.probe" 2>&1 & probe_pid=$!
   fi
   LD_LIBRARY_PATH=/usr/lib/dovecot${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} /usr/bin/time -o "$base.time" -f '%U %S' \
-    "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
+    "${CLIENT_PIN[@]}" "$IMAPTEST" host=127.0.0.1 port="$port" ssl=any-cert user="user%d@example.test" users="$STRESS_USERS" pass="$PASS" mbox="$MBOX" \
     clients="$c" secs="$STRESS_SECS" output="$base.out" $STRESS_ARGS >"$base.log" 2>&1 </dev/null
   [ -n "$probe_pid" ] && wait "$probe_pid"
   c1=$("$BT" cpu "$root")

@@ -17,11 +17,12 @@ start_dns_stub() {
 }
 
 # start_petrel BINARY [ENV=VALUE...]: starts serve (env execs it, so $! is petrel's PID); sets
-# PETREL_PID and STARTUP_MS, the ms from exec to the 220 greeting on port 25.
+# PETREL_PID and STARTUP_MS, the ms from exec to the 220 greeting on port 25. A script may set
+# SERVER_PIN (an array such as (taskset -c 1)) to run the server under it; taskset execs too.
 start_petrel() {
   local bin=$1; shift
   local t0; t0=$(now)
-  "${PETREL_ENV[@]}" "$@" "$bin" serve >>"$PET.log" 2>&1 &
+  "${PETREL_ENV[@]}" "$@" "${SERVER_PIN[@]}" "$bin" serve >>"$PET.log" 2>&1 &
   PETREL_PID=$!
   STARTUP_MS=$("$BT" wait220 -t 60s -since "$t0" 127.0.0.1:$PETREL_SMTP) || { tail -20 "$PET.log" >&2; die "petrel did not start"; }
 }

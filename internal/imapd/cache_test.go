@@ -317,3 +317,97 @@ func TestHeaderPrefetch(t *testing.T) {
 		t.Fatalf("cold SEARCH: %d batch reads, %d single reads; want 2 more, 0", got-2, opens)
 	}
 }
+
+// cachedBodies counts which of ids the structure and header caches hold.
+func cachedBodies(ts *testServer, ids []int64) (structs, headers int) {
+	for _, id := range ids {
+		if ts.srv.msgs.cache.get(id) != nil {
+			structs++
+		}
+		if h, _ := ts.srv.msgs.headers.get(id); h != nil {
+			headers++
+		}
+	}
+	return structs, headers
+}
+
+// An expunged message's cached structure and header block go when a
+// session reports the expunge, by either way a sync tells it: its own
+// removal from the view, or a listing another session published.
+func TestExpungeForgetsCachedBodies(t *testing.T) {
+	ts := startServer(t, nil)
+	msgs := make([]string, minCachedMailbox+20)
+	for i := range msgs {
+		msgs[i] = testMessage(fmt.Sprintf("forget%d", i))
+	}
+	deliver(t, ts.st, alice, "INBOX", msgs...)
+	l := listOf(t, ts, alice, "INBOX")
+	bodyOf := func(from, to int) []int64 { // of the messages at 0-based from..to-1
+		var ids []int64
+		for _, m := range l[from:to] {
+			ids = append(ids, m.BodyID)
+		}
+		return ids
+	}
+	a, b := ts.login(alice, alicePass), ts.login(alice, alicePass)
+	a.ok("SELECT INBOX")
+	b.ok("SELECT INBOX")
+	a.ok("FETCH 1:* (BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (Subject)])")
+	all := bodyOf(0, len(l))
+	if s, h := cachedBodies(ts, all); s != len(l) || h != len(l) {
+		t.Fatalf("after FETCH 1:*: %d structures and %d header blocks cached, want %d", s, h, len(l))
+	}
+
+	// A expunges messages 1-3: its own report drops them.
+	a.ok(`STORE 1:3 +FLAGS.SILENT (\Deleted)`)
+	a.ok("EXPUNGE")
+	if s, h := cachedBodies(ts, bodyOf(0, 3)); s != 0 || h != 0 {
+		t.Fatalf("after A's EXPUNGE: %d structures and %d header blocks of the expunged still cached", s, h)
+	}
+	if s, h := cachedBodies(ts, bodyOf(3, len(l))); s != len(l)-3 || h != len(l)-3 {
+		t.Fatalf("after A's EXPUNGE: %d structures and %d header blocks of the others cached, want %d", s, h, len(l)-3)
+	}
+
+	// Messages 4-6 are expunged past IMAP (another node). A's UID STORE
+	// of every message then reports them, which drops them, and
+	// publishes A's listing (view_share.go). They are cached again before
+	// B's sync (as another session's FETCH could have), and B, adopting
+	// A's listing, drops them too.
+	if err := ts.st.ExpungeMessages(t.Context(), alice, "INBOX", []uint32{l[3].UID, l[4].UID, l[5].UID}); err != nil {
+		t.Fatal(err)
+	}
+	published := ts.srv.views.published.Load()
+	mustHave(t, a.ok(`UID STORE 1:* +FLAGS.SILENT (\Flagged)`), "* 1 EXPUNGE")
+	if got := ts.srv.views.published.Load(); got != published+1 {
+		t.Fatalf("A's UID STORE did not publish its listing (%d, were %d)", got, published)
+	}
+	gone := bodyOf(3, 6)
+	if s, h := cachedBodies(ts, gone); s != 0 || h != 0 {
+		t.Fatalf("after A's NOOP: %d structures and %d header blocks of the expunged still cached", s, h)
+	}
+	for _, id := range gone {
+		st, err := imapmsg.ParseHeader(strings.NewReader("Subject: x\r\n\r\nbody"), 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.srv.msgs.cache.put(id, st)
+		ts.srv.msgs.headers.put(id, []byte("Subject: x\r\n\r\n"), st)
+	}
+	if s, h := cachedBodies(ts, gone); s != 3 || h != 3 {
+		t.Fatalf("cached again: %d structures, %d header blocks", s, h)
+	}
+	adopted := ts.srv.views.adopted.Load()
+	resp := b.ok("NOOP")
+	if got := ts.srv.views.adopted.Load(); got != adopted+1 {
+		t.Fatalf("B's NOOP did not adopt A's listing (%d adoptions, were %d)", got, adopted)
+	}
+	if n := strings.Count(strings.Join(resp, "\n"), " EXPUNGE"); n != 6 {
+		t.Fatalf("B was told %d expunges, want 6: %q", n, resp)
+	}
+	if s, h := cachedBodies(ts, gone); s != 0 || h != 0 {
+		t.Fatalf("after B's NOOP: %d structures and %d header blocks of the expunged still cached", s, h)
+	}
+	if s, h := cachedBodies(ts, bodyOf(6, len(l))); s != len(l)-6 || h != len(l)-6 {
+		t.Fatalf("after B's NOOP: %d structures and %d header blocks of the others cached, want %d", s, h, len(l)-6)
+	}
+}

@@ -71,9 +71,9 @@ var errLogout = errors.New("logout")
 
 // commandTable merges the core commands and the message commands
 // (FETCH, SEARCH; msgcommands.go). A name in both is a bug.
-func commandTable() map[string]commandSpec {
+func commandTable(m *msgCommands) map[string]commandSpec {
 	t := coreCommands()
-	for name, spec := range messageCommands() {
+	for name, spec := range messageCommands(m) {
 		if _, dup := t[name]; dup {
 			panic("imapd: command " + name + " defined twice")
 		}

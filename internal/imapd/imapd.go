@@ -214,7 +214,8 @@ type Server struct {
 	log      *slog.Logger
 	conns    *connlimit.Tracker
 	commands map[string]commandSpec
-	views    *viewCache // mailbox listings shared by SELECTs
+	msgs     *msgCommands // FETCH's and SEARCH's caches, behind commands
+	views    *viewCache   // mailbox listings shared by SELECTs
 	// versions is opts.Store's change counter, nil when it has none
 	// (then every command polls ChangesSince).
 	versions store.ChangeVersions
@@ -270,7 +271,8 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, commands: commandTable(), views: newViewCache(defaultViewCacheBytes)}
+	msgs := newMsgCommands()
+	s := &Server{opts: opts, commands: commandTable(msgs), msgs: msgs, views: newViewCache(defaultViewCacheBytes)}
 	s.versions, _ = opts.Store.(store.ChangeVersions)
 	s.notifyMax = defaultNotifyMax
 	s.realtime = func() bool { return false }

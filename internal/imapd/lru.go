@@ -76,6 +76,15 @@ func (c *lru[V]) remove(id int64) {
 	c.removeLocked(id)
 }
 
+// removeAll drops the values of ids, under one lock.
+func (c *lru[V]) removeAll(ids []int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		c.removeLocked(id)
+	}
+}
+
 func (c *lru[V]) removeLocked(id int64) {
 	if e, ok := c.byID[id]; ok {
 		c.cost -= e.Value.(*lruItem[V]).cost

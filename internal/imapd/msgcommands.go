@@ -11,16 +11,20 @@ import (
 	"github.com/petrelmail/petrel/internal/store"
 )
 
-// messageCommands are FETCH, SEARCH, SORT and THREAD (and their UID forms), merged into
-// the command table by commandTable. They share one structure cache per
-// Server: commandTable runs once in New, so the cache lives exactly as
-// long as the server, without package state.
-func messageCommands() map[string]commandSpec {
-	m := &msgCommands{
+// newMsgCommands makes the caches FETCH and SEARCH share. New makes one
+// per Server, so they live exactly as long as the server, without
+// package state.
+func newMsgCommands() *msgCommands {
+	return &msgCommands{
 		cache:   newStructCache(defaultCacheEntries, defaultCacheBytes),
 		headers: newHeaderCache(defaultHeaderCacheBytes),
 		columns: newColumnCache(defaultColumnCacheBytes),
 	}
+}
+
+// messageCommands are FETCH, SEARCH, SORT and THREAD (and their UID
+// forms) on m's caches, merged into the command table by commandTable.
+func messageCommands(m *msgCommands) map[string]commandSpec {
 	return map[string]commandSpec{
 		"FETCH":      {states: selectedOnly, run: m.fetch, noExpunge: true},
 		"UID FETCH":  {states: selectedOnly, run: m.fetch},
@@ -41,6 +45,20 @@ type msgCommands struct {
 	headers *headerCache
 	columns *columnCache // stored header fields for SEARCH (search_columns.go)
 	fts     ftsFloors    // full-text search (search_fts.go)
+}
+
+// forget drops the cached structures and header blocks of bodies whose
+// messages were expunged. An entry never goes stale, but one whose
+// message is gone would only age out: under a load that appends and
+// expunges all day, the caches would fill to their bounds with mail
+// nobody can fetch. A body another message still holds (COPY, MOVE) is
+// parsed again when next fetched.
+func (m *msgCommands) forget(bodies []int64) {
+	if len(bodies) == 0 {
+		return
+	}
+	m.cache.c.removeAll(bodies)
+	m.headers.c.removeAll(bodies)
 }
 
 // need is how much of a message a FETCH or SEARCH needs.

@@ -214,10 +214,12 @@ func (s *session) reportExpunged(uids []uint32) {
 	if len(s.sel.updates) > 0 {
 		s.updatesExpunged(uids) // RFC 5267 4.3.4: before the EXPUNGEs
 	}
+	bodies := s.sel.bodiesOf(uids)
 	removed, seqs := s.sel.removeAll(uids)
 	if len(removed) == 0 {
 		return
 	}
+	s.srv.msgs.forget(bodies)
 	if len(s.sel.saved) > 0 {
 		s.sel.saved = removeUIDs(s.sel.saved, removed) // RFC 5182 2.1
 	}

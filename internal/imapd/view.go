@@ -141,6 +141,18 @@ func (v *view) seqOf(uid uint32) uint32 {
 	return uint32(i + 1)
 }
 
+// bodiesOf returns the body ids of the messages with the given UIDs
+// that the view holds.
+func (v *view) bodiesOf(uids []uint32) []int64 {
+	var bodies []int64
+	for _, uid := range uids {
+		if q := v.seqOf(uid); q != 0 {
+			bodies = append(bodies, v.msgs[q-1].body)
+		}
+	}
+	return bodies
+}
+
 // msg returns the message with sequence number seq (1-based). Its Flags
 // are shared: they must not be modified.
 func (v *view) msg(seq uint32) store.MessageInfo { return v.msgs[seq-1].info(v.id) }

@@ -128,6 +128,7 @@ func (s *session) adopt(v *view, ch *store.Changes, ent *viewEntry) error {
 	// Every UID in v.gone is in old (poll records only known ones).
 	removed := v.goneSorted()
 	if len(removed) > 0 {
+		s.srv.msgs.forget(v.bodiesOf(removed))
 		seqs := make([]uint32, len(removed))
 		k := 0
 		for i := range old {

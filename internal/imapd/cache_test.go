@@ -410,4 +410,15 @@ func TestExpungeForgetsCachedBodies(t *testing.T) {
 	if s, h := cachedBodies(ts, bodyOf(6, len(l))); s != len(l)-6 || h != len(l)-6 {
 		t.Fatalf("after B's NOOP: %d structures and %d header blocks of the others cached, want %d", s, h, len(l)-6)
 	}
+
+	// CLOSE expunges silently, with no sync to report it: B's CLOSE
+	// drops message 7 itself.
+	b.ok(`STORE 1 +FLAGS.SILENT (\Deleted)`)
+	b.ok("CLOSE")
+	if s, h := cachedBodies(ts, bodyOf(6, 7)); s != 0 || h != 0 {
+		t.Fatalf("after B's CLOSE: %d structures and %d header blocks of the expunged still cached", s, h)
+	}
+	if s, h := cachedBodies(ts, bodyOf(7, len(l))); s != len(l)-7 || h != len(l)-7 {
+		t.Fatalf("after B's CLOSE: %d structures and %d header blocks of the others cached, want %d", s, h, len(l)-7)
+	}
 }

@@ -333,9 +333,13 @@ func cmdClose(s *session, c *command) error {
 	v := s.sel
 	s.deselect()
 	if !v.readOnly {
-		if _, err := s.srv.opts.Store.ExpungeByID(s.ctx, v.id, nil); err != nil {
+		uids, err := s.srv.opts.Store.ExpungeByID(s.ctx, v.id, nil)
+		if err != nil {
 			return mailboxError(err)
 		}
+		// No sync reports these (the view is gone), so drop their
+		// cached bodies here.
+		s.srv.msgs.forget(v.bodiesOf(uids))
 	}
 	return nil
 }

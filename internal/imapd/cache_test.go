@@ -332,8 +332,9 @@ func cachedBodies(ts *testServer, ids []int64) (structs, headers int) {
 }
 
 // An expunged message's cached structure and header block go when a
-// session reports the expunge, by either way a sync tells it: its own
-// removal from the view, or a listing another session published.
+// session reports the expunge, by either way a sync tells it (its own
+// removal from the view, or a listing another session published), and
+// when a session's CLOSE expunges it.
 func TestExpungeForgetsCachedBodies(t *testing.T) {
 	ts := startServer(t, nil)
 	msgs := make([]string, minCachedMailbox+20)
@@ -383,7 +384,7 @@ func TestExpungeForgetsCachedBodies(t *testing.T) {
 	}
 	gone := bodyOf(3, 6)
 	if s, h := cachedBodies(ts, gone); s != 0 || h != 0 {
-		t.Fatalf("after A's NOOP: %d structures and %d header blocks of the expunged still cached", s, h)
+		t.Fatalf("after A's UID STORE: %d structures and %d header blocks of the expunged still cached", s, h)
 	}
 	for _, id := range gone {
 		st, err := imapmsg.ParseHeader(strings.NewReader("Subject: x\r\n\r\nbody"), 16)

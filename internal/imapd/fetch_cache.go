@@ -16,7 +16,8 @@ const (
 
 // structCache keeps parsed message structures by body id, least recently
 // used first out, charged by their estimated bytes. Bodies never change
-// once stored, so an entry never goes stale; it only ages out.
+// once stored, so an entry never goes stale; it ages out, or goes when a
+// session sees its message expunged (msgCommands.forget).
 type structCache struct{ c *lru[*imapmsg.Structure] }
 
 func newStructCache(maxEntries int, maxBytes int64) *structCache {

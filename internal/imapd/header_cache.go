@@ -18,7 +18,8 @@ const (
 // sections (HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT), ENVELOPE and
 // SEARCH on header fields need no store read. Bodies never change once
 // stored and their ids are never reused (AUTOINCREMENT / IDENTITY), so an
-// entry never goes stale; it only ages out. It is shared by every session
+// entry never goes stale; it ages out, or goes when a session sees its
+// message expunged (msgCommands.forget). It is shared by every session
 // of a Server; the bytes handed out must not be modified.
 type headerCache struct{ c *lru[*headerEntry] }
 
